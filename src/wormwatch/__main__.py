@@ -1,0 +1,5 @@
+"""``python -m wormwatch``."""
+
+from wormwatch.cli import main
+
+raise SystemExit(main())

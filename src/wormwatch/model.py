@@ -1,0 +1,171 @@
+"""Shared types of the data flow: what each stage hands the next.
+
+source -> :class:`Batch` -> decode -> :class:`Events` -> classify -> keyword flags
+-> aggregate -> per-host state -> detect -> verdicts -> present.
+
+Everything here is plain data (numpy arrays and dataclasses); no stage logic.
+Addresses travel as two uint64 words (``hi``, ``lo``) of a 128-bit IPv6 address;
+IPv4 addresses are IPv4-mapped (``::ffff:a.b.c.d``: ``hi == 0``,
+``lo == 0x0000_FFFF_0000_0000 | ipv4``), so one key type serves both families.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+U8 = npt.NDArray[np.uint8]
+U16 = npt.NDArray[np.uint16]
+I32 = npt.NDArray[np.int32]
+I64 = npt.NDArray[np.int64]
+U64 = npt.NDArray[np.uint64]
+BOOL = npt.NDArray[np.bool_]
+
+# --- link types (LINKTYPE_* values of the pcap/pcapng file formats) ---------
+LINKTYPE_NULL: Final = 0  # BSD loopback: 4-byte address family, writer's byte order
+LINKTYPE_ETHERNET: Final = 1
+LINKTYPE_RAW_OLD: Final = 12  # DLT_RAW as some writers store it
+LINKTYPE_RAW: Final = 101  # raw IPv4 or IPv6, by the version nibble
+LINKTYPE_LOOP: Final = 108  # OpenBSD loopback: family in network byte order
+LINKTYPE_LINUX_SLL: Final = 113
+LINKTYPE_IPV4: Final = 228
+LINKTYPE_IPV6: Final = 229
+LINKTYPE_LINUX_SLL2: Final = 276
+
+# --- per-packet decode status ----------------------------------------------
+ST_OK: Final = 0  # decoded, produced at least one event
+ST_IGNORED: Final = 1  # decoded fine, nothing relevant (not a DNS query or SYN to 135/139/445)
+ST_TRUNCATED: Final = 2  # the capture holds fewer bytes than the headers say
+ST_MALFORMED: Final = 3  # impossible header values, bad DNS name, ...
+ST_UNSUPPORTED: Final = 4  # link type we do not decode
+ST_FRAGMENT: Final = 5  # an IP fragment that is not the first one
+N_STATUS: Final = 6
+STATUS_NAMES: Final = ("ok", "ignored", "truncated", "malformed", "unsupported", "fragment")
+
+# --- event kinds --------------------------------------------------------------
+KIND_DNS: Final = 1  # a DNS query (QR=0, opcode QUERY) to port 53
+KIND_SYN: Final = 2  # a TCP SYN without ACK to 135, 139 or 445
+
+# --- DNS qtypes we count apart (RFC 1035, RFC 3596) ---------------------------
+QTYPE_A: Final = 1
+QTYPE_NS: Final = 2
+QTYPE_PTR: Final = 12
+QTYPE_MX: Final = 15
+QTYPE_AAAA: Final = 28
+
+SYN_PORTS: Final = (135, 139, 445)
+NAME_MAX: Final = 255  # RFC 1035 2.3.4: a name is at most 255 octets on the wire
+NAME_SLOT: Final = 256  # bytes per name slot in Events.names
+
+V4_MAPPED_PREFIX: Final = 0x0000_FFFF_0000_0000
+
+
+@dataclass(slots=True)
+class Batch:
+    """A run of captured packets in one buffer; packet ``i`` is
+    ``data[offsets[i] : offsets[i] + caplens[i]]``.
+
+    Made by a source without copying packet bytes where it can (a memory-mapped
+    file, or pcapy-ng's ``next_batch`` buffer wrapped by ``np.frombuffer``).
+    ``linktypes`` is per packet because a pcapng file may mix interfaces.
+    ``wirelens`` is the original length on the wire (equal to ``caplens`` where
+    the source does not know it).
+    """
+
+    data: U8
+    ts_us: I64
+    offsets: I64
+    caplens: I32
+    wirelens: I32
+    linktypes: I32
+
+    @property
+    def n(self) -> int:
+        return int(self.ts_us.shape[0])
+
+    @staticmethod
+    def empty() -> Batch:
+        z64 = np.zeros(0, np.int64)
+        z32 = np.zeros(0, np.int32)
+        return Batch(np.zeros(0, np.uint8), z64, z64.copy(), z32, z32.copy(), z32.copy())
+
+
+@dataclass(slots=True)
+class Events:
+    """Columnar events decoded from one batch; row ``i`` is one event.
+
+    Arrays may be longer than ``n`` (buffers reused between batches): only
+    ``[:n]`` is valid, and only until the decoder's next call.
+    ``names[i, :name_lens[i]]`` is the first question's name, lower-cased
+    ASCII letters, labels joined by ``.``, no trailing dot, other bytes as sent
+    (escaping is the presenter's job). Empty for SYNs and unparsable names.
+    ``qtype`` is 0 for SYNs and for queries whose question could not be read.
+    """
+
+    n: int
+    ts_us: I64
+    src_hi: U64
+    src_lo: U64
+    dst_hi: U64
+    dst_lo: U64
+    kind: U8
+    dport: U16
+    qtype: U16
+    names: U8  # shape (capacity, NAME_SLOT)
+    name_lens: I32
+
+
+@dataclass(slots=True)
+class DecodeStats:
+    """Running totals of the decode stage."""
+
+    packets: int = 0
+    bytes: int = 0
+    status: list[int] = field(default_factory=lambda: [0] * N_STATUS)
+    dns_queries: int = 0
+    syns: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        out = {"packets": self.packets, "bytes": self.bytes}
+        out.update({name: self.status[i] for i, name in enumerate(STATUS_NAMES)})
+        out["dns_queries"] = self.dns_queries
+        out["syns"] = self.syns
+        return out
+
+
+@dataclass(slots=True)
+class SourceStats:
+    """What a source knows about its own health.
+
+    Kernel counters are None for files. ``warnings`` are one-line messages
+    (a truncated last record, a skipped unknown block) for the operator.
+    """
+
+    packets: int = 0
+    bytes: int = 0
+    kernel_received: int | None = None
+    kernel_dropped: int | None = None
+    interface_dropped: int | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def addr_words(text: str) -> tuple[int, int]:
+    """``"192.0.2.1"`` or ``"2001:db8::1"`` -> (hi, lo) as used in events."""
+    ip = ipaddress.ip_address(text)
+    if ip.version == 4:
+        return 0, V4_MAPPED_PREFIX | int(ip)
+    value = int(ip)
+    return value >> 64, value & 0xFFFF_FFFF_FFFF_FFFF
+
+
+def addr_text(hi: int, lo: int) -> str:
+    """Inverse of :func:`addr_words`: IPv4-mapped addresses print as IPv4."""
+    hi = int(hi)
+    lo = int(lo)
+    if hi == 0 and (lo >> 32) == 0xFFFF:
+        return str(ipaddress.IPv4Address(lo & 0xFFFF_FFFF))
+    return str(ipaddress.IPv6Address((hi << 64) | lo))
