@@ -169,3 +169,95 @@ def addr_text(hi: int, lo: int) -> str:
     if hi == 0 and (lo >> 32) == 0xFFFF:
         return str(ipaddress.IPv4Address(lo & 0xFFFF_FFFF))
     return str(ipaddress.IPv6Address((hi << 64) | lo))
+
+
+# --- per-host, per-time-bin counters (columns of HostState.series) -----------
+C_QUERIES: Final = 0  # DNS query events, all qtypes
+C_A: Final = 1
+C_AAAA: Final = 2
+C_MX: Final = 3
+C_PTR: Final = 4
+C_OTHER: Final = 5  # any other qtype, including 0 (no readable question)
+C_KW: Final = 6  # queries whose name the keyword classifier marked
+C_KW_A: Final = 7  # keyword queries of qtype A
+C_SYN135: Final = 8
+C_SYN139: Final = 9
+C_SYN445: Final = 10
+C_SYN_DST_BIN: Final = 11  # distinct SYN destinations within this bin
+C_SYN_DST_NEW: Final = 12  # SYN destinations never seen from this host before this bin
+C_MX_DOM_NEW: Final = 13  # MX names never asked by this host before this bin
+C_NAMES_NEW: Final = 14  # query names never asked by this host before this bin
+N_COUNTERS: Final = 15
+COUNTER_NAMES: Final = (
+    "queries", "A", "AAAA", "MX", "PTR", "other", "keyword", "keyword_A",
+    "syn135", "syn139", "syn445", "syn_dst_bin", "syn_dst_new", "mx_domains_new", "names_new",
+)  # fmt: skip
+
+
+@dataclass(slots=True)
+class HostState:
+    """Everything the aggregate stage knows about one source host.
+
+    ``totals`` are counters since first seen (columns as in ``series``; for the
+    ``*_NEW`` columns the total is the exact distinct count). ``bins`` are bin
+    indices (``ts_us // bin_us``), ascending, of the bins kept in the window;
+    ``series[i]`` are that bin's counters. ``prefixes`` maps a name prefix of
+    length 1..5 to how many of the host's queries start with it.
+    """
+
+    addr: str
+    first_seen_us: int
+    last_seen_us: int
+    totals: I64
+    bins: I64
+    series: I64
+    sample_names: list[bytes] = field(default_factory=list)
+    sample_mx_names: list[bytes] = field(default_factory=list)
+    prefixes: dict[bytes, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Verdict:
+    """The detect stage's judgement of one host: a 0-100 score, the signal
+    names that fired (``keyword-storm``, ``mx-client``, ``smb-scan``,
+    ``bot-sync``) and per-signal evidence (JSON-serialisable)."""
+
+    score: float = 0.0
+    verdicts: tuple[str, ...] = ()
+    evidence: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class HostView:
+    """A host as the presenters see it."""
+
+    state: HostState
+    verdict: Verdict
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """One frame of what the sensor knows, for the live table and summaries.
+
+    Rates are per second of packet time over the last refresh interval.
+    ``idle_s`` is packet-time seconds (wall seconds, live) since the last
+    relevant event; None before anything arrived.
+    """
+
+    source: str
+    is_live: bool
+    start_us: int
+    now_us: int
+    wall_elapsed_s: float
+    packets_per_s: float
+    dns_per_s: float
+    syn_per_s: float
+    hosts_tracked: int
+    hosts_dropped: int
+    decode: dict[str, int]
+    kernel_dropped: int | None
+    idle_s: float | None
+    network_sync_r: float | None
+    hosts: list[HostView]
+    bin_s: int = 60
+    is_finished: bool = False
