@@ -1,0 +1,51 @@
+"""Classify stage: mark the queries whose first label begins with a keyword.
+
+In: :class:`~wormwatch.model.Events` from the decoder. Out: an int16 array,
+per event the index of the matching keyword in the configured set, or -1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from wormwatch.errors import WormwatchError
+from wormwatch.kernels.classify import match_keywords
+from wormwatch.model import NAME_MAX, Events
+
+DEFAULT_KEYWORDS = ("mail", "smtp", "mx", "ns", "gate", "relay")
+
+
+class Classifier:
+    """Matches every query name of a batch against the keyword set at once."""
+
+    def __init__(self, keywords: Sequence[str] = DEFAULT_KEYWORDS) -> None:
+        words = [w.lower() for w in keywords]
+        for w in words:
+            if not w or "." in w or len(w) > NAME_MAX or not w.isascii():
+                raise WormwatchError(f"keyword {w!r} must be 1-255 ASCII characters without a dot")
+        self.keywords: tuple[str, ...] = tuple(words)
+        width = max((len(w) for w in words), default=1)
+        self._kw_bytes = np.zeros((len(words), width), np.uint8)
+        self._kw_lens = np.zeros(len(words), np.int32)
+        for i, w in enumerate(words):
+            self._kw_bytes[i, : len(w)] = np.frombuffer(w.encode(), np.uint8)
+            self._kw_lens[i] = len(w)
+        self._out = np.empty(0, np.int16)
+
+    def classify(self, events: Events) -> npt.NDArray[np.int16]:
+        """Return the keyword index per event (``[:events.n]``), -1 for none."""
+        if self._out.shape[0] < events.n:
+            self._out = np.empty(max(events.n, 1024), np.int16)
+        match_keywords(
+            events.kind,
+            events.names,
+            events.name_lens,
+            events.n,
+            self._kw_bytes,
+            self._kw_lens,
+            self._out,
+        )
+        return self._out[: events.n]

@@ -1,0 +1,209 @@
+"""Aggregate kernels: open-addressing hash tables and per-host counters.
+
+In: event columns of one batch (already decoded and classified) and the
+state arrays owned by :mod:`wormwatch.aggregate`. Out: updated state arrays.
+
+One table kernel serves every keyed set in the aggregate stage. A table is
+four parallel arrays (``t_a`` int64, ``t_b`` and ``t_c`` uint64 keys, ``t_v``
+int64 value); ``t_a == -1`` marks an empty slot; capacity is a power of two.
+The value means, by mode:
+
+* ``MODE_ID``: a dense id handed out in insertion order (host index, row).
+* ``MODE_TAG``: the last tag seen (a bin index); out = 2 new key, 1 tag
+  changed, 0 same tag.
+* ``MODE_COUNT``: how many times the key was seen; out = 1 on a new key.
+
+Each kernel walks all selected events of the batch; no per-event helper
+calls with array arguments (numba's reference counting would dominate).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+MODE_ID = 0
+MODE_TAG = 1
+MODE_COUNT = 2
+
+
+@njit(cache=True, nogil=True)
+def table_upsert(
+    t_a: np.ndarray,
+    t_b: np.ndarray,
+    t_c: np.ndarray,
+    t_v: np.ndarray,
+    used: np.ndarray,
+    max_used: int,
+    keys_a: np.ndarray,
+    keys_b: np.ndarray,
+    keys_c: np.ndarray,
+    sel: np.ndarray,
+    tags: np.ndarray,
+    n: int,
+    mode: int,
+    out: np.ndarray,
+) -> int:
+    """Find or insert ``(keys_a[i], keys_b[i], keys_c[i])`` for selected events.
+
+    ``used[0]`` counts occupied slots. A key that is new when ``used[0]``
+    reached ``max_used`` is not inserted: out is -1 for it. Returns how many
+    keys were refused that way.
+    """
+    mask = np.uint64(t_a.shape[0] - 1)
+    refused = 0
+    for i in range(n):
+        if not sel[i]:
+            out[i] = -1
+            continue
+        a = keys_a[i]
+        b = np.uint64(keys_b[i])
+        c = np.uint64(keys_c[i])
+        x = np.uint64(a) * np.uint64(0x9E3779B97F4A7C15) ^ b ^ (c * np.uint64(0xC2B2AE3D27D4EB4F))
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        pos = (x ^ (x >> np.uint64(31))) & mask
+        while t_a[pos] != -1 and not (t_a[pos] == a and t_b[pos] == b and t_c[pos] == c):
+            pos = (pos + np.uint64(1)) & mask
+        if t_a[pos] == -1:
+            if used[0] >= max_used:
+                out[i] = -1
+                refused += 1
+                continue
+            t_a[pos] = a
+            t_b[pos] = b
+            t_c[pos] = c
+            if mode == MODE_ID:
+                t_v[pos] = used[0]
+                out[i] = used[0]
+            elif mode == MODE_TAG:
+                t_v[pos] = tags[i]
+                out[i] = 2
+            else:
+                t_v[pos] = 1
+                out[i] = 1
+            used[0] += 1
+        elif mode == MODE_ID:
+            out[i] = t_v[pos]
+        elif mode == MODE_TAG:
+            if t_v[pos] != tags[i]:
+                t_v[pos] = tags[i]
+                out[i] = 1
+            else:
+                out[i] = 0
+        else:
+            t_v[pos] += 1
+            out[i] = 0
+    return refused
+
+
+@njit(cache=True, nogil=True)
+def table_rehash(
+    old_a: np.ndarray,
+    old_b: np.ndarray,
+    old_c: np.ndarray,
+    old_v: np.ndarray,
+    t_a: np.ndarray,
+    t_b: np.ndarray,
+    t_c: np.ndarray,
+    t_v: np.ndarray,
+) -> int:
+    """Move every occupied slot of the old table into the (empty) new one."""
+    mask = np.uint64(t_a.shape[0] - 1)
+    moved = 0
+    for j in range(old_a.shape[0]):
+        a = old_a[j]
+        if a == -1:
+            continue
+        b = old_b[j]
+        c = old_c[j]
+        x = np.uint64(a) * np.uint64(0x9E3779B97F4A7C15) ^ b ^ (c * np.uint64(0xC2B2AE3D27D4EB4F))
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        pos = (x ^ (x >> np.uint64(31))) & mask
+        while t_a[pos] != -1:
+            pos = (pos + np.uint64(1)) & mask
+        t_a[pos] = a
+        t_b[pos] = b
+        t_c[pos] = c
+        t_v[pos] = old_v[j]
+        moved += 1
+    return moved
+
+
+@njit(cache=True, nogil=True)
+def hash_names(names: np.ndarray, name_lens: np.ndarray, n: int, out: np.ndarray) -> None:
+    """FNV-1a 64 of each name (0 for an empty name)."""
+    for i in range(n):
+        length = name_lens[i]
+        if length == 0:
+            out[i] = 0
+            continue
+        h = np.uint64(0xCBF29CE484222325)
+        for j in range(length):
+            h = (h ^ np.uint64(names[i, j])) * np.uint64(0x100000001B3)
+        out[i] = h
+
+
+@njit(cache=True, nogil=True)
+def pack_prefixes(
+    names: np.ndarray, name_lens: np.ndarray, sel: np.ndarray, n: int, out: np.ndarray
+) -> None:
+    """Per event, its name prefixes of length 1..5 packed as uint64.
+
+    ``out[i, L-1]`` holds the first L bytes in the low bytes and L in the top
+    byte, or 0 when the name is shorter than L or the event is not selected.
+    """
+    for i in range(n):
+        acc = np.uint64(0)
+        for length in range(1, 6):
+            if sel[i] and name_lens[i] >= length:
+                acc |= np.uint64(names[i, length - 1]) << np.uint64(8 * (length - 1))
+                out[i, length - 1] = acc | (np.uint64(length) << np.uint64(56))
+            else:
+                out[i, length - 1] = 0
+
+
+@njit(cache=True, nogil=True)
+def touch_hosts(
+    host_idx: np.ndarray,
+    ts_us: np.ndarray,
+    n: int,
+    first_us: np.ndarray,
+    last_us: np.ndarray,
+) -> None:
+    """First/last seen per host (timestamps may jump backwards in a capture)."""
+    for i in range(n):
+        h = host_idx[i]
+        if h < 0:
+            continue
+        t = ts_us[i]
+        if first_us[h] == -1 or t < first_us[h]:
+            first_us[h] = t
+        last_us[h] = max(last_us[h], t)
+
+
+@njit(cache=True, nogil=True)
+def add_counters(
+    host_idx: np.ndarray,
+    row_idx: np.ndarray,
+    cols: np.ndarray,
+    n: int,
+    totals: np.ndarray,
+    rows: np.ndarray,
+) -> None:
+    """Add 1 to column ``cols[i, k]`` (k over the second axis, -1 = none) of
+    the event's host totals and of its bin row (when it has one)."""
+    n_cols = cols.shape[1]
+    for i in range(n):
+        h = host_idx[i]
+        if h < 0:
+            continue
+        r = row_idx[i]
+        for k in range(n_cols):
+            c = cols[i, k]
+            if c < 0:
+                continue
+            totals[h, c] += 1
+            if r >= 0:
+                rows[r, c] += 1
