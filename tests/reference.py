@@ -1,0 +1,426 @@
+"""Slow, obvious reference decoder: docs/DECODING.md written out line by line.
+
+Place in the data flow: it stands beside the numba decode stage, not in it.
+A capture file goes in (:func:`read_records`), per-packet statuses and
+:class:`RefEvent` rows come out (:func:`decode_frame`, :func:`reference_events`),
+and :func:`host_counts` folds events into the per-host totals the aggregate stage
+must reach. Tests compare the kernel with this, packet by packet.
+
+dpkt parses the fixed IPv4, UDP and TCP headers (its field tables are the
+point of using it). Everything where dpkt's behaviour differs from the rule book
+is explicit code: the link layers (dpkt caps nothing and guesses 802.3/LLC),
+the IPv4 total-length rule (dpkt reads ``len == 0`` as "to the end"), the IPv6
+extension-header walk, TCP flags from 14 bytes, the DNS-over-TCP walk, and DNS
+names (``dpkt.dns.unpack_name`` rejects forward pointers, counts the 255-byte
+limit in wire bytes and decodes UTF-8).
+
+Readings of the rule book where its text leaves a choice (each marked "Reading:"
+below) are listed in the module-level comments next to the code they govern.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import dpkt
+
+from reference_io import read_records
+from wormwatch import model
+from wormwatch.model import (
+    KIND_DNS,
+    KIND_SYN,
+    ST_FRAGMENT,
+    ST_IGNORED,
+    ST_MALFORMED,
+    ST_OK,
+    ST_TRUNCATED,
+    ST_UNSUPPORTED,
+)
+
+__all__ = [
+    "RefEvent",
+    "decode_frame",
+    "default_keyword",
+    "host_counts",
+    "read_records",
+    "reference_events",
+]
+
+ETH_VLAN_TAGS = (0x8100, 0x88A8, 0x9100)
+ETH_PPPOE_SESSION = 0x8864
+ETH_IPV4 = 0x0800
+ETH_IPV6 = 0x86DD
+PPP_IPV4 = 0x0021
+PPP_IPV6 = 0x0057
+MAX_TAGS = 8
+NULL_FAMILY_V4 = (2,)
+NULL_FAMILY_V6 = (10, 24, 28, 30)
+# IPv6 extension headers: 0 hop-by-hop, 43 routing, 60 destination options,
+# 135 mobility use 8-octet units (RFC 8200 4.3, RFC 6275 6.1.1); 51 AH 4-octet (RFC 4302).
+IP6_EXT_8 = (0, 43, 60, 135)
+IP6_AH = 51
+IP6_FRAG = 44
+MAX_EXT_HEADERS = 16
+PROTO_TCP = 6
+PROTO_UDP = 17
+DNS_PORT = 53
+MAX_TCP_MESSAGES = 64
+MAX_POINTER_JUMPS = 128
+KEYWORDS = (b"mail", b"smtp", b"mx", b"ns", b"gate", b"relay")
+
+
+@dataclass(frozen=True)
+class RefEvent:
+    """One event as the reference sees it (mirrors a row of ``model.Events``)."""
+
+    ts_us: int
+    src: str
+    dst: str
+    kind: int
+    dport: int
+    qtype: int
+    name: bytes
+
+
+class PacketProblemError(Exception):
+    """Stops the walk of one packet with a status (never leaves this module)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(model.STATUS_NAMES[status])
+        self.status = status
+
+
+# --- link layer -------------------------------------------------------------
+
+
+def _ethertype_payload(frame: bytes, pos: int, ethertype: int) -> tuple[int, int]:
+    """Skip VLAN tags and PPPoE from ``pos``; return (IP version 4/6 or 0, offset)."""
+    n_tags = 0
+    while ethertype in ETH_VLAN_TAGS:
+        n_tags += 1
+        if n_tags > MAX_TAGS:
+            raise PacketProblemError(ST_MALFORMED)
+        if pos + 4 > len(frame):
+            raise PacketProblemError(ST_TRUNCATED)
+        ethertype = struct.unpack_from(">H", frame, pos + 2)[0]
+        pos += 4
+    if ethertype == ETH_PPPOE_SESSION:
+        if pos + 8 > len(frame):
+            raise PacketProblemError(ST_TRUNCATED)
+        ppp = struct.unpack_from(">H", frame, pos + 6)[0]
+        pos += 8
+        return {PPP_IPV4: 4, PPP_IPV6: 6}.get(ppp, 0), pos
+    return {ETH_IPV4: 4, ETH_IPV6: 6}.get(ethertype, 0), pos
+
+
+def _need(frame: bytes, n: int) -> None:
+    if len(frame) < n:
+        raise PacketProblemError(ST_TRUNCATED)
+
+
+def _link(linktype: int, frame: bytes) -> tuple[int, int]:
+    """Return (IP version 4/6, or 0 for "not IP": ignored; offset of the IP header)."""
+    if linktype == model.LINKTYPE_ETHERNET:
+        _need(frame, 14)
+        return _ethertype_payload(frame, 14, struct.unpack_from(">H", frame, 12)[0])
+    if linktype == model.LINKTYPE_LINUX_SLL:
+        _need(frame, 16)
+        return _ethertype_payload(frame, 16, struct.unpack_from(">H", frame, 14)[0])
+    if linktype == model.LINKTYPE_LINUX_SLL2:
+        # Reading: SLL2's protocol is an ethertype, dispatched as for SLL (tags, PPPoE).
+        _need(frame, 20)
+        return _ethertype_payload(frame, 20, struct.unpack_from(">H", frame, 0)[0])
+    if linktype in (model.LINKTYPE_RAW, model.LINKTYPE_RAW_OLD):
+        _need(frame, 1)
+        version = frame[0] >> 4
+        if version not in (4, 6):
+            raise PacketProblemError(ST_MALFORMED)
+        return version, 0
+    if linktype == model.LINKTYPE_IPV4:
+        return 4, 0
+    if linktype == model.LINKTYPE_IPV6:
+        return 6, 0
+    if linktype in (model.LINKTYPE_NULL, model.LINKTYPE_LOOP):
+        _need(frame, 4)
+        families = [struct.unpack_from(">I", frame, 0)[0]]
+        if linktype == model.LINKTYPE_NULL:
+            families.append(struct.unpack_from("<I", frame, 0)[0])
+        if any(f in NULL_FAMILY_V4 for f in families):
+            return 4, 4
+        if any(f in NULL_FAMILY_V6 for f in families):
+            return 6, 4
+        return 0, 4
+    raise PacketProblemError(ST_UNSUPPORTED)
+
+
+# --- IP -------------------------------------------------------------------------
+
+
+def _ipv4(buf: bytes) -> tuple[str, str, int, bytes]:
+    _need(buf, 20)
+    if buf[0] >> 4 != 4 or buf[0] & 0x0F < 5:
+        raise PacketProblemError(ST_MALFORMED)
+    ip = dpkt.ip.IP(buf)
+    header_len = ip.hl * 4
+    if ip.len < header_len:
+        raise PacketProblemError(ST_MALFORMED)
+    if ip.offset != 0:
+        raise PacketProblemError(ST_FRAGMENT)
+    # Reading: options running past the captured bytes are a truncated header.
+    _need(buf, header_len)
+    payload = buf[header_len : min(ip.len, len(buf))]
+    return dpkt.utils.inet_to_str(ip.src), dpkt.utils.inet_to_str(ip.dst), ip.p, payload
+
+
+def _ipv6(buf: bytes) -> tuple[str, str, int, bytes]:
+    _need(buf, 40)
+    if buf[0] >> 4 != 6:
+        raise PacketProblemError(ST_MALFORMED)
+    payload_len = struct.unpack_from(">H", buf, 4)[0]
+    # A payload length of 0 (jumbogram, RFC 2675) is read to the end of the capture.
+    end = len(buf) if payload_len == 0 else min(40 + payload_len, len(buf))
+    next_header, pos, n_ext = buf[6], 40, 0
+    while next_header in (*IP6_EXT_8, IP6_AH, IP6_FRAG):
+        n_ext += 1
+        if n_ext > MAX_EXT_HEADERS:
+            raise PacketProblemError(ST_MALFORMED)
+        if next_header == IP6_FRAG:
+            if pos + 8 > end:
+                raise PacketProblemError(ST_TRUNCATED)
+            if struct.unpack_from(">H", buf, pos + 2)[0] >> 3 != 0:
+                raise PacketProblemError(ST_FRAGMENT)
+            length = 8
+        else:
+            if pos + 2 > end:
+                raise PacketProblemError(ST_TRUNCATED)
+            unit, extra = (4, 2) if next_header == IP6_AH else (8, 1)
+            length = (buf[pos + 1] + extra) * unit
+        next_header = buf[pos]
+        pos += length
+    # Reading: an extension header that ends past the payload is a truncated header.
+    if pos > end:
+        raise PacketProblemError(ST_TRUNCATED)
+    src = dpkt.utils.inet_to_str(buf[8:24])
+    dst = dpkt.utils.inet_to_str(buf[24:40])
+    return src, dst, next_header, buf[pos:end]
+
+
+# --- DNS --------------------------------------------------------------------
+
+
+def _read_name(msg: bytes, pos: int) -> tuple[bytes, int]:
+    """Decode the name at ``pos``; return (name, offset after the name on the wire)."""
+    labels: list[bytes] = []
+    name_len = -1
+    after = -1
+    jumps = 0
+    while True:
+        if pos >= len(msg):
+            raise PacketProblemError(ST_TRUNCATED)
+        length = msg[pos]
+        if length == 0:
+            pos += 1
+            break
+        top = length & 0xC0
+        if top == 0xC0:
+            if pos + 2 > len(msg):
+                raise PacketProblemError(ST_TRUNCATED)
+            jumps += 1
+            if jumps > MAX_POINTER_JUMPS:
+                raise PacketProblemError(ST_MALFORMED)
+            if after < 0:
+                after = pos + 2
+            pos = struct.unpack_from(">H", msg, pos)[0] & 0x3FFF
+            continue
+        if top != 0:
+            raise PacketProblemError(ST_MALFORMED)
+        if pos + 1 + length > len(msg):
+            raise PacketProblemError(ST_TRUNCATED)
+        name_len += 1 + length
+        if name_len > model.NAME_MAX:
+            raise PacketProblemError(ST_MALFORMED)
+        labels.append(msg[pos + 1 : pos + 1 + length])
+        pos += 1 + length
+    name = b".".join(labels)
+    lowered = bytes(b + 32 if 0x41 <= b <= 0x5A else b for b in name)
+    return lowered, (after if after >= 0 else pos)
+
+
+def _dns_message(msg: bytes) -> tuple[int, bytes, int] | None:
+    """A complete-header DNS message -> (qtype, name, status) if it is a query, else None.
+
+    ``status`` is ok, or the problem met while reading the first question.
+    """
+    flags, qdcount = struct.unpack_from(">HH", msg, 2)
+    if flags & 0x8000 or (flags >> 11) & 0x0F != 0:
+        return None
+    if qdcount == 0:
+        return 0, b"", ST_OK
+    try:
+        name, pos = _read_name(msg, 12)
+        if pos + 2 > len(msg):
+            raise PacketProblemError(ST_TRUNCATED)
+    except PacketProblemError as problem:
+        return 0, b"", problem.status
+    return struct.unpack_from(">H", msg, pos)[0], name, ST_OK
+
+
+def _dns_tcp(payload: bytes) -> tuple[list[tuple[int, bytes]], int]:
+    """Walk length-prefixed messages of one segment; return (queries, first problem or ok)."""
+    queries: list[tuple[int, bytes]] = []
+    status = ST_OK
+    pos = 0
+    for _ in range(MAX_TCP_MESSAGES):
+        if pos >= len(payload):
+            break
+        # Reading: a length prefix that starts inside the payload but is cut is truncated.
+        if pos + 2 > len(payload):
+            return queries, _first(status, ST_TRUNCATED)
+        length = struct.unpack_from(">H", payload, pos)[0]
+        if length < 12:
+            return queries, _first(status, ST_MALFORMED)
+        msg = payload[pos + 2 : pos + 2 + length]
+        if len(msg) < 12:
+            return queries, _first(status, ST_TRUNCATED)
+        query = _dns_message(msg)
+        if query is not None:
+            queries.append(query[:2])
+            # Reading: a bad question does not stop the walk; the next prefix is known.
+            status = _first(status, query[2])
+        pos += 2 + length
+    return queries, status
+
+
+def _first(status: int, new: int) -> int:
+    """Status precedence: the first problem met stays."""
+    return new if status == ST_OK else status
+
+
+# --- transport and the whole frame --------------------------------------------
+
+
+def _udp(payload: bytes) -> tuple[int, list[tuple[int, bytes]], int]:
+    """Return (dport, queries, status) of a UDP datagram."""
+    _need(payload, 8)
+    udp = dpkt.udp.UDP(payload[:8])
+    if udp.ulen < 8:
+        raise PacketProblemError(ST_MALFORMED)
+    if udp.dport != DNS_PORT:
+        raise PacketProblemError(ST_IGNORED)
+    # A UDP length of 8 is an empty datagram whatever follows (tcpdump dns-zlip-1).
+    msg = payload[8 : udp.ulen]
+    if not msg:
+        raise PacketProblemError(ST_IGNORED)
+    if len(msg) < 12:
+        raise PacketProblemError(ST_TRUNCATED)
+    query = _dns_message(msg)
+    if query is None:
+        raise PacketProblemError(ST_IGNORED)
+    return udp.dport, [query[:2]], query[2]
+
+
+def _tcp(payload: bytes) -> tuple[int, list[tuple[int, bytes]], int, bool]:
+    """Return (dport, queries, status, is_syn_event) of a TCP segment."""
+    _need(payload, 14)
+    dport = struct.unpack_from(">H", payload, 2)[0]
+    flags = payload[13]
+    if len(payload) >= 20 and payload[12] >> 4 < 5:
+        raise PacketProblemError(ST_MALFORMED)
+    if flags & 0x12 == 0x02 and dport in model.SYN_PORTS:
+        return dport, [], ST_OK, True
+    if dport != DNS_PORT:
+        raise PacketProblemError(ST_IGNORED)
+    _need(payload, 20)
+    tcp = dpkt.tcp.TCP(payload[:20])
+    header_len = tcp.off * 4
+    _need(payload, header_len)
+    segment = payload[header_len:]
+    if not segment:
+        raise PacketProblemError(ST_IGNORED)
+    queries, status = _dns_tcp(segment)
+    return dport, queries, status, False
+
+
+def decode_frame(linktype: int, frame: bytes, ts_us: int) -> tuple[int, list[RefEvent]]:
+    """Decode one captured frame into (status, events) per docs/DECODING.md."""
+    try:
+        version, offset = _link(linktype, frame)
+        if version == 0:
+            return ST_IGNORED, []
+        ip = _ipv4 if version == 4 else _ipv6
+        src, dst, proto, payload = ip(frame[offset:])
+        if proto == PROTO_UDP:
+            dport, queries, status = _udp(payload)
+            is_syn = False
+        elif proto == PROTO_TCP:
+            dport, queries, status, is_syn = _tcp(payload)
+        else:
+            return ST_IGNORED, []
+    except PacketProblemError as problem:
+        return problem.status, []
+    if is_syn:
+        return ST_OK, [RefEvent(ts_us, src, dst, KIND_SYN, dport, 0, b"")]
+    events = [RefEvent(ts_us, src, dst, KIND_DNS, dport, q, n) for q, n in queries]
+    if status == ST_OK and not events:
+        status = ST_IGNORED
+    return status, events
+
+
+def reference_events(path: str | Path) -> tuple[list[int], list[RefEvent]]:
+    """Decode a whole capture: (status per packet, all events in packet order)."""
+    statuses: list[int] = []
+    events: list[RefEvent] = []
+    for ts_us, linktype, _, frame in read_records(path):
+        status, packet_events = decode_frame(linktype, frame, ts_us)
+        statuses.append(status)
+        events.extend(packet_events)
+    return statuses, events
+
+
+# --- per-host totals ------------------------------------------------------------
+
+
+def default_keyword(name: bytes) -> bool:
+    """The default keyword rule: the first label starts with a mail-server word."""
+    first_label = name.split(b".", 1)[0].lower()
+    return first_label.startswith(KEYWORDS)
+
+
+QTYPE_COLUMNS = {model.QTYPE_A: "A", model.QTYPE_AAAA: "AAAA", model.QTYPE_MX: "MX"}
+QTYPE_COLUMNS[model.QTYPE_PTR] = "PTR"
+COUNT_KEYS = ("queries", "A", "AAAA", "MX", "PTR", "other", "keyword")
+SYN_KEYS = ("syn135", "syn139", "syn445", "syn_targets")
+
+
+def host_counts(
+    events: Iterable[RefEvent], keyword_fn: Callable[[bytes], bool] = default_keyword
+) -> dict[str, dict[str, int]]:
+    """Fold events into per-source totals.
+
+    Keys per host: ``queries A AAAA MX PTR other keyword syn135 syn139 syn445
+    syn_targets first_seen_us last_seen_us`` (``syn_targets`` = distinct SYN
+    destinations; first/last seen over all of the host's events).
+    """
+    counts: dict[str, dict[str, int]] = {}
+    targets: dict[str, set[str]] = {}
+    for ev in events:
+        host = counts.get(ev.src)
+        if host is None:
+            host = dict.fromkeys((*COUNT_KEYS, *SYN_KEYS), 0)
+            host["first_seen_us"] = host["last_seen_us"] = ev.ts_us
+            counts[ev.src] = host
+            targets[ev.src] = set()
+        host["first_seen_us"] = min(host["first_seen_us"], ev.ts_us)
+        host["last_seen_us"] = max(host["last_seen_us"], ev.ts_us)
+        if ev.kind == KIND_SYN:
+            host[f"syn{ev.dport}"] += 1
+            targets[ev.src].add(ev.dst)
+            host["syn_targets"] = len(targets[ev.src])
+            continue
+        host["queries"] += 1
+        host[QTYPE_COLUMNS.get(ev.qtype, "other")] += 1
+        host["keyword"] += int(keyword_fn(ev.name))
+    return counts
