@@ -311,9 +311,9 @@ def _udp(payload: bytes) -> tuple[int, list[tuple[int, bytes]], int]:
     if udp.dport != DNS_PORT:
         raise PacketProblemError(ST_IGNORED)
     # A UDP length of 8 is an empty datagram whatever follows (tcpdump dns-zlip-1).
-    msg = payload[8 : udp.ulen]
-    if not msg:
+    if udp.ulen == 8:
         raise PacketProblemError(ST_IGNORED)
+    msg = payload[8 : udp.ulen]
     if len(msg) < 12:
         raise PacketProblemError(ST_TRUNCATED)
     query = _dns_message(msg)
