@@ -1,0 +1,379 @@
+"""Configuration: every threshold, the time bins, the keyword set, the allowlists.
+
+In: an optional TOML file (``--config``), read with the standard library's
+``tomllib``. Out: one frozen :class:`Config` that every stage reads; nothing
+else in the package reads files or environment for settings.
+
+The file's layout (``examples/wormwatch.toml`` documents every key and its
+default)::
+
+    [aggregate]            bin_s, window_s, max_hosts, max_host_bins
+    [keywords]             words, weights
+    [allowlist]            mail_servers, resolvers, ignore (CIDR lists)
+    [detect.keyword_storm] min_keyword_queries, min_rate_per_min, min_share,
+                           min_distinct_names, min_active_bins, min_r2
+    [detect.mx_client]     min_mx_queries, min_domains
+    [detect.smb_scan]      min_targets
+    [detect.bot_sync]      min_r, min_active_bins, min_mx_queries, min_syns
+    [score]                weights, bands, hysteresis
+
+Every key is optional. An unknown section or key, a value of the wrong type or
+out of range, or a bad CIDR raises :class:`~wormwatch.errors.WormwatchError`
+naming the file, the section and the key.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import itertools
+import json
+import math
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+from wormwatch.errors import WormwatchError
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+AllowKind = Literal["mail_server", "resolver", "ignore"]
+SIGNALS = ("keyword-storm", "mx-client", "smb-scan", "bot-sync")
+DEFAULT_KEYWORDS: tuple[str, ...] = ("mail", "smtp", "mx", "ns", "gate", "relay")
+# A keyword is matched against the first label of a name (RFC 1035 2.3.4: a
+# label is at most 63 octets).
+_KEYWORD_RE = re.compile(r"^[a-z0-9_-]{1,63}$")
+
+
+@dataclass(frozen=True, slots=True)
+class KeywordStormConfig:
+    """Thresholds of the keyword-storm signal; all must hold within the window."""
+
+    min_keyword_queries: int = 100
+    min_rate_per_min: float = 10.0
+    min_share: float = 0.5
+    min_distinct_names: int = 20
+    min_active_bins: int = 5
+    min_r2: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class MxClientConfig:
+    """Thresholds of the mx-client signal."""
+
+    min_mx_queries: int = 10
+    min_domains: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class SmbScanConfig:
+    """Threshold of the smb-scan signal: new distinct targets within the window."""
+
+    min_targets: int = 30
+
+
+@dataclass(frozen=True, slots=True)
+class BotSyncConfig:
+    """Thresholds of the bot-sync signal (per host and network-wide)."""
+
+    min_r: float = 0.7
+    min_active_bins: int = 6
+    min_mx_queries: int = 10
+    min_syns: int = 10
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreConfig:
+    """How signals become a 0-100 score, and the score bands alerts follow.
+
+    ``weights`` are the points a signal gives at full strength, keyed by
+    signal name; ``bands`` are the ascending lower bounds of bands 1..n
+    (band 0 starts at 0); ``hysteresis`` is how far (in points) a score must
+    move past a band boundary before the band counts as changed.
+    """
+
+    weights: dict[str, float] = field(
+        default_factory=lambda: {
+            "keyword-storm": 70.0,
+            "mx-client": 60.0,
+            "smb-scan": 70.0,
+            "bot-sync": 40.0,
+        }
+    )
+    bands: tuple[float, ...] = (25.0, 50.0, 75.0)
+    hysteresis: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """All settings of one sensor run. Build it with :func:`load_config`."""
+
+    bin_s: int = 60
+    window_s: int = 86400
+    max_hosts: int = 100_000
+    max_host_bins: int = 1_000_000
+    keywords: tuple[str, ...] = DEFAULT_KEYWORDS
+    keyword_weights: dict[str, float] = field(
+        default_factory=lambda: dict.fromkeys(DEFAULT_KEYWORDS, 1.0)
+    )
+    mail_servers: tuple[Network, ...] = ()
+    resolvers: tuple[Network, ...] = ()
+    ignore: tuple[Network, ...] = ()
+    keyword_storm: KeywordStormConfig = field(default_factory=KeywordStormConfig)
+    mx_client: MxClientConfig = field(default_factory=MxClientConfig)
+    smb_scan: SmbScanConfig = field(default_factory=SmbScanConfig)
+    bot_sync: BotSyncConfig = field(default_factory=BotSyncConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+    path: str | None = None
+
+    def is_allowlisted(self, addr: str, kind: AllowKind) -> bool:
+        """Whether ``addr`` (IPv4 or IPv6 text) lies in the ``kind`` allowlist.
+
+        Raises:
+            ValueError: ``kind`` is not one of the three allowlists.
+        """
+        nets = {"mail_server": self.mail_servers, "resolver": self.resolvers}.get(kind)
+        if nets is None:
+            if kind != "ignore":
+                raise ValueError(f"unknown allowlist {kind!r}")
+            nets = self.ignore
+        return bool(nets) and _contains(nets, addr)
+
+
+@functools.lru_cache(maxsize=65536)
+def _contains(nets: tuple[Network, ...], addr: str) -> bool:
+    ip = ipaddress.ip_address(addr)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip.version == net.version and ip in net for net in nets)
+
+
+# --- loading ------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+def _show(value: object) -> str:
+    """A value as it would look in TOML, for error messages."""
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+class _Reader:
+    """Reads one TOML table, checking each key; remembers which were read."""
+
+    def __init__(self, path: str, section: str, table: Mapping[str, Any]) -> None:
+        self.path = path
+        self.section = section
+        self.table = table
+        self.seen: set[str] = set()
+
+    def fail(self, key: str, what: str, value: object) -> WormwatchError:
+        return WormwatchError(
+            f"config {self.path}: [{self.section}] {key} {what}, got {_show(value)}"
+        )
+
+    def get(self, key: str, default: T, check: Callable[[Any], T | None], what: str) -> T:
+        self.seen.add(key)
+        if key not in self.table:
+            return default
+        value = self.table[key]
+        checked = check(value)
+        if checked is None:
+            raise self.fail(key, what, value)
+        return checked
+
+    def positive_int(self, key: str, default: int) -> int:
+        def check(v: Any) -> int | None:
+            return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else None
+
+        return self.get(key, default, check, "must be a positive integer")
+
+    def number(self, key: str, default: float, lo: float, hi: float) -> float:
+        def check(v: Any) -> float | None:
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                return None
+            v = float(v)
+            return v if math.isfinite(v) and lo <= v <= hi else None
+
+        hi_text = "" if math.isinf(hi) else f" and {hi:g}"
+        what = f"must be a number between {lo:g}{hi_text}" if hi_text else f"must be >= {lo:g}"
+        return self.get(key, default, check, what)
+
+    def networks(self, key: str) -> tuple[Network, ...]:
+        self.seen.add(key)
+        value = self.table.get(key, [])
+        if not isinstance(value, list):
+            raise self.fail(key, "must be a list of CIDR strings", value)
+        out: list[Network] = []
+        for item in value:
+            if not isinstance(item, str):
+                raise self.fail(key, "must be a list of CIDR strings", item)
+            try:
+                out.append(ipaddress.ip_network(item, strict=False))
+            except ValueError:
+                raise self.fail(key, "holds a bad CIDR (e.g. 192.0.2.0/24)", item) from None
+        return tuple(out)
+
+    def sub(self, key: str) -> _Reader:
+        self.seen.add(key)
+        value = self.table.get(key, {})
+        if not isinstance(value, dict):
+            raise self.fail(key, "must be a table", value)
+        name = f"{self.section}.{key}" if self.section else key
+        return _Reader(self.path, name, value)
+
+    def done(self) -> None:
+        unknown = sorted(set(self.table) - self.seen)
+        if unknown:
+            where = f"[{self.section}] " if self.section else ""
+            known = ", ".join(sorted(self.seen)) or "none"
+            raise WormwatchError(
+                f"config {self.path}: {where}unknown key {_show(unknown[0])} (known: {known})"
+            )
+
+
+def _read_keywords(r: _Reader) -> tuple[tuple[str, ...], dict[str, float]]:
+    def check_words(v: Any) -> tuple[str, ...] | None:
+        if not isinstance(v, list) or not v:
+            return None
+        if not all(isinstance(w, str) and _KEYWORD_RE.match(w.lower()) for w in v):
+            return None
+        return tuple(dict.fromkeys(w.lower() for w in v))
+
+    words = r.get(
+        "words",
+        DEFAULT_KEYWORDS,
+        check_words,
+        "must be a non-empty list of labels (letters, digits, '-', '_'; 1-63 characters)",
+    )
+    weights = r.sub("weights")
+    out: dict[str, float] = {}
+    for w in weights.table:
+        if w.lower() not in words:
+            raise weights.fail(w, "is not one of [keywords] words", w)
+        out[w.lower()] = weights.number(w, 1.0, 0.0, math.inf)
+    weights.done()
+    return words, {w: out.get(w, 1.0) for w in words}
+
+
+def _read_score(r: _Reader) -> ScoreConfig:
+    default = ScoreConfig()
+    wr = r.sub("weights")
+    weights = dict(default.weights)
+    for key in SIGNALS:
+        weights[key] = wr.number(key, weights[key], 0.0, 100.0)
+    wr.done()
+
+    def check_bands(v: Any) -> tuple[float, ...] | None:
+        if not isinstance(v, list) or not v:
+            return None
+        if not all(isinstance(b, int | float) and not isinstance(b, bool) for b in v):
+            return None
+        bands = tuple(float(b) for b in v)
+        ok = all(0 < b < 100 for b in bands) and all(a < b for a, b in itertools.pairwise(bands))
+        return bands if ok else None
+
+    bands = r.get(
+        "bands", default.bands, check_bands, "must be ascending numbers between 0 and 100"
+    )
+    hysteresis = r.number("hysteresis", default.hysteresis, 0.0, 25.0)
+    return ScoreConfig(weights=weights, bands=bands, hysteresis=hysteresis)
+
+
+def _build(path: str, doc: Mapping[str, Any]) -> Config:
+    top = _Reader(path, "", doc)
+    agg = top.sub("aggregate")
+    bin_s = agg.positive_int("bin_s", 60)
+    window_s = agg.positive_int("window_s", 86400)
+    if window_s < bin_s:
+        raise agg.fail("window_s", f"must be at least bin_s ({bin_s})", window_s)
+    max_hosts = agg.positive_int("max_hosts", 100_000)
+    max_host_bins = agg.positive_int("max_host_bins", 1_000_000)
+    agg.done()
+
+    kw = top.sub("keywords")
+    words, weights = _read_keywords(kw)
+    kw.done()
+
+    allow = top.sub("allowlist")
+    mail_servers = allow.networks("mail_servers")
+    resolvers = allow.networks("resolvers")
+    ignore = allow.networks("ignore")
+    allow.done()
+
+    det = top.sub("detect")
+    ks = det.sub("keyword_storm")
+    keyword_storm = KeywordStormConfig(
+        min_keyword_queries=ks.positive_int("min_keyword_queries", 100),
+        min_rate_per_min=ks.number("min_rate_per_min", 10.0, 0.0, math.inf),
+        min_share=ks.number("min_share", 0.5, 0.0, 1.0),
+        min_distinct_names=ks.positive_int("min_distinct_names", 20),
+        min_active_bins=ks.positive_int("min_active_bins", 5),
+        min_r2=ks.number("min_r2", 0.0, 0.0, 1.0),
+    )
+    mx = det.sub("mx_client")
+    mx_client = MxClientConfig(
+        min_mx_queries=mx.positive_int("min_mx_queries", 10),
+        min_domains=mx.positive_int("min_domains", 5),
+    )
+    smb = det.sub("smb_scan")
+    smb_scan = SmbScanConfig(min_targets=smb.positive_int("min_targets", 30))
+    bs = det.sub("bot_sync")
+    bot_sync = BotSyncConfig(
+        min_r=bs.number("min_r", 0.7, -1.0, 1.0),
+        min_active_bins=bs.positive_int("min_active_bins", 6),
+        min_mx_queries=bs.positive_int("min_mx_queries", 10),
+        min_syns=bs.positive_int("min_syns", 10),
+    )
+    for section in (ks, mx, smb, bs, det):
+        section.done()
+    if bot_sync.min_active_bins < 3:
+        raise bs.fail("min_active_bins", "must be at least 3", bot_sync.min_active_bins)
+
+    sc = top.sub("score")
+    score = _read_score(sc)
+    sc.done()
+    top.done()
+    return Config(
+        bin_s=bin_s,
+        window_s=window_s,
+        max_hosts=max_hosts,
+        max_host_bins=max_host_bins,
+        keywords=words,
+        keyword_weights=weights,
+        mail_servers=mail_servers,
+        resolvers=resolvers,
+        ignore=ignore,
+        keyword_storm=keyword_storm,
+        mx_client=mx_client,
+        smb_scan=smb_scan,
+        bot_sync=bot_sync,
+        score=score,
+        path=path,
+    )
+
+
+def load_config(path: str | None) -> Config:
+    """Read the TOML config at ``path``; ``None`` gives the documented defaults.
+
+    Raises:
+        WormwatchError: the file cannot be read, is not TOML, or holds an
+            unknown key or a bad value (the message names the key).
+    """
+    if path is None:
+        return Config()
+    try:
+        with open(path, "rb") as f:
+            doc = tomllib.load(f)
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise WormwatchError(
+            f"config {path}: cannot read it ({reason}); check the --config path"
+        ) from None
+    except tomllib.TOMLDecodeError as err:
+        raise WormwatchError(f"config {path}: not valid TOML: {err}") from None
+    return _build(path, doc)
