@@ -1,0 +1,154 @@
+"""Command line: the only place that knows argv, stderr and exit codes.
+
+``wormwatch live|replay|demo|report``. Every problem the operator can fix
+arrives here as a :class:`~wormwatch.errors.WormwatchError` and leaves as one
+line on stderr; Ctrl-C ends a run with the summary written and exit 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+
+from wormwatch import __version__
+from wormwatch.config import load_config
+from wormwatch.errors import WormwatchError
+
+EXIT_OK = 0
+EXIT_INTERRUPTED = 130
+
+
+def _speed(text: str) -> float | None:
+    if text == "max":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--speed takes a number or 'max', got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"--speed must be positive, got {text!r}")
+    return value
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="F", help="TOML config (see examples/wormwatch.toml)")
+    p.add_argument("--alerts", metavar="F", help="append alerts as JSON lines to F")
+    p.add_argument(
+        "--summary", metavar="F", help="write host summaries as JSON lines to F ('-' = stdout)"
+    )
+    p.add_argument("--no-tui", action="store_true", help="no live table (also off without a tty)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wormwatch",
+        description="Find bot-worm-infected hosts from DNS queries and SYNs to 135/139/445.",
+    )
+    parser.add_argument("--version", action="version", version=f"wormwatch {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    live = sub.add_parser("live", help="capture on an interface (mirror/SPAN port)")
+    live.add_argument("-i", "--interface", required=True, metavar="IFACE")
+    _common(live)
+    live.add_argument("--duration", type=_positive, metavar="S", help="stop after S seconds")
+    live.add_argument("--bpf", metavar="FILTER", help="narrow the built-in capture filter")
+    live.add_argument("--snaplen", type=int, default=1600, help="bytes kept per packet")
+    live.add_argument("--buffer-mb", type=int, default=64, help="kernel capture buffer (MiB)")
+    live.add_argument("--no-promisc", action="store_true", help="do not enter promiscuous mode")
+    live.add_argument("--workers", type=int, default=1, help="capture processes (PACKET_FANOUT)")
+    live.add_argument("--user", help="drop privileges to USER after opening (default: nobody)")
+    live.add_argument(
+        "--summary-every", type=_positive, metavar="S", help="rewrite --summary every S seconds"
+    )
+
+    replay = sub.add_parser("replay", help="replay pcap/pcapng files ('-' = stdin)")
+    replay.add_argument("files", nargs="+", metavar="FILE")
+    replay.add_argument(
+        "--speed", type=_speed, default=None, metavar="X|max", help="X times real time"
+    )
+    _common(replay)
+
+    demo = sub.add_parser("demo", help="replay the bundled sample capture into the live table")
+    demo.add_argument("--speed", type=_speed, default=60.0, metavar="X|max")
+    _common(demo)
+
+    report = sub.add_parser("report", help="offline HTML report with plots")
+    report.add_argument("files", nargs="+", metavar="FILE")
+    report.add_argument("-o", "--output", required=True, metavar="DIR")
+    report.add_argument("--config", metavar="F")
+    return parser
+
+
+def demo_capture() -> str:
+    """Path of the bundled sample capture."""
+    return str(resources.files("wormwatch") / "data" / "demo.pcap")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "report":
+            from wormwatch.present.report import write_report  # noqa: PLC0415
+
+            cfg = load_config(args.config)
+            out = write_report(args.files, Path(args.output), cfg)
+            print(f"report written to {out}")
+            return EXIT_OK
+        return _run(args)
+    except WormwatchError as err:
+        print(f"wormwatch: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("wormwatch: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _use_tui(args: argparse.Namespace) -> bool:
+    return not args.no_tui and sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
+
+
+def _run(args: argparse.Namespace) -> int:
+    from wormwatch.runner import RunOptions, run  # noqa: PLC0415 - keep --help fast
+
+    cfg = load_config(args.config)
+    files = [demo_capture()] if args.command == "demo" else getattr(args, "files", [])
+    opts = RunOptions(
+        command=args.command,
+        files=files,
+        interface=getattr(args, "interface", None),
+        alerts=args.alerts,
+        summary=args.summary,
+        tui=_use_tui(args),
+        speed=getattr(args, "speed", None),
+        duration_s=getattr(args, "duration", None),
+        bpf=getattr(args, "bpf", None),
+        snaplen=getattr(args, "snaplen", 1600),
+        buffer_mb=getattr(args, "buffer_mb", 64),
+        promisc=not getattr(args, "no_promisc", False),
+        workers=getattr(args, "workers", 1),
+        user=getattr(args, "user", None),
+        summary_every_s=getattr(args, "summary_every", None),
+    )
+    result = run(cfg, opts)
+    for warning in result.warnings:
+        print(f"wormwatch: warning: {warning}", file=sys.stderr)
+    if result.error is not None:
+        print(f"wormwatch: error: {result.error}", file=sys.stderr)
+        return result.error.exit_code
+    if result.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_OK

@@ -1,0 +1,310 @@
+"""The one loop that wires the stages, the same for live capture and replay.
+
+source -> decode -> classify -> aggregate -> detect -> present. The loop reads
+a batch, decodes it, classifies and aggregates its events, re-evaluates hosts
+whenever packet time crosses a bin boundary, and hands a :class:`Snapshot` to
+the presenter a few times per wall second. Only the CLI knows argv and exit
+codes; this module knows neither.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from wormwatch.aggregate import Aggregator
+from wormwatch.alerts import AlertTracker
+from wormwatch.classify import Classifier
+from wormwatch.config import Config
+from wormwatch.decode import Decoder
+from wormwatch.detect import evaluate, network_sync
+from wormwatch.errors import WormwatchError
+from wormwatch.model import (
+    C_KW_A,
+    C_MX,
+    C_QUERIES,
+    C_SYN135,
+    C_SYN139,
+    C_SYN445,
+    C_SYN_DST_NEW,
+    Batch,
+    HostView,
+    Snapshot,
+    Verdict,
+)
+from wormwatch.source import Source
+
+BATCH_PACKETS = 16384
+TOP_HOSTS = 50
+# Pre-filter floors: no detector fires below these (see docs/DETECTION.md), so
+# hosts under all three keep score 0 without a Python-level evaluation.
+MIN_KEYWORD_A = 3
+MIN_SYN_TARGETS = 3
+
+
+class Presenter(Protocol):
+    """What the pipeline needs of a display (the live table, or nothing)."""
+
+    def start(self) -> None: ...
+
+    def update(self, snapshot: Snapshot) -> None: ...
+
+    def poll_quit(self) -> bool: ...
+
+    def stop(self, final: Snapshot) -> None: ...
+
+
+class AlertSink(Protocol):
+    def write(self, record: dict[str, object]) -> None: ...
+
+
+@dataclass(slots=True)
+class RunResult:
+    """What a finished run knows: the last snapshot, every host's view, why it ended."""
+
+    final: Snapshot
+    hosts: list[HostView]
+    n_alerts: int
+    interrupted: bool = False
+    error: WormwatchError | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+class _Stop:
+    """Set by SIGTERM/SIGINT handlers; checked once per batch."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.interrupted = False
+
+
+@contextmanager
+def _signals(stop: _Stop) -> Iterator[None]:
+    def on_signal(signum: int, _frame: object) -> None:
+        stop.requested = True
+        stop.interrupted = signum == signal.SIGINT
+
+    try:
+        old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: the caller owns signals
+        yield
+        return
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+class Pipeline:
+    """Stages and state of one run.
+
+    Args:
+        cfg: the loaded configuration.
+        source_name: what the display calls the source.
+        is_live: live capture (wall-clock idle warnings, kernel drops).
+        alerts: where alert records go, or None.
+        presenter: the live display, or None.
+        clock: wall clock, injectable for tests.
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        source_name: str,
+        is_live: bool = False,
+        alerts: AlertSink | None = None,
+        presenter: Presenter | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        refresh_s: float = 0.25,
+    ) -> None:
+        self.cfg = cfg
+        self.source_name = source_name
+        self.is_live = is_live
+        self.decoder = Decoder()
+        self.classifier = Classifier(cfg.keywords)
+        self.agg = Aggregator(
+            bin_s=cfg.bin_s,
+            window_s=cfg.window_s,
+            max_hosts=cfg.max_hosts,
+            max_host_bins=cfg.max_host_bins,
+            ignore=cfg.ignore,
+            allowlisted=(*cfg.mail_servers, *cfg.resolvers),
+        )
+        self.scores = np.zeros(cfg.max_hosts, np.float64)
+        self.verdicts: dict[int, Verdict] = {}
+        self.tracker = AlertTracker()
+        self.alerts = alerts
+        self.n_alerts = 0
+        self.presenter = presenter
+        self.clock = clock
+        self.refresh_s = refresh_s
+        self._evaluated_bin = -1
+        self._evaluated_us = -1
+        self._wall_start = clock()
+        self._last_relevant_wall = -1.0
+        self._last_relevant_us = -1
+        self._rate_mark: tuple[float, int, int, int, int] | None = None
+        self._rates = (0.0, 0.0, 0.0)
+
+    # -- the loop ---------------------------------------------------------------
+
+    def run(self, source: Source) -> RunResult:
+        """Read ``source`` to the end (or until stopped) and return the result."""
+        stop = _Stop()
+        error: WormwatchError | None = None
+        next_refresh = self.clock()
+        if self.presenter is not None:
+            self.presenter.start()
+        with _signals(stop):
+            try:
+                while not stop.requested:
+                    batch = source.read_batch(BATCH_PACKETS)
+                    if batch is None:
+                        break
+                    if batch.n:
+                        self._ingest(batch)
+                    now = self.clock()
+                    if self.presenter is not None and now >= next_refresh:
+                        next_refresh = now + self.refresh_s
+                        self._evaluate_due(force=True)
+                        self.presenter.update(self.snapshot(source))
+                        if self.presenter.poll_quit():
+                            break
+            except KeyboardInterrupt:
+                stop.interrupted = True
+            except WormwatchError as err:
+                error = err
+        self._evaluate_due(force=True, all_hosts=True)
+        final = self.snapshot(source, is_finished=True)
+        if self.presenter is not None:
+            self.presenter.stop(final)
+        return RunResult(
+            final=final,
+            hosts=self.host_views(),
+            n_alerts=self.n_alerts,
+            interrupted=stop.interrupted,
+            error=error,
+            warnings=list(source.stats().warnings),
+        )
+
+    def _ingest(self, batch: Batch) -> None:
+        events = self.decoder.decode(batch)
+        keyword_idx = self.classifier.classify(events)
+        self.agg.ingest(events, keyword_idx)
+        if events.n:
+            self._last_relevant_wall = self.clock()
+            self._last_relevant_us = int(events.ts_us[events.n - 1])
+        self._evaluate_due()
+
+    # -- detection --------------------------------------------------------------
+
+    def _candidates(self) -> np.ndarray:
+        """Hosts worth a full evaluation: a cheap vectorised pre-filter.
+
+        A host with no keyword A query, no MX query and no SYN target cannot
+        fire any signal, so it keeps score 0 without a Python-level look.
+        """
+        n = self.agg.n_hosts
+        totals = self.agg.totals[:n]
+        maybe = (
+            (totals[:, C_KW_A] >= MIN_KEYWORD_A)
+            | (totals[:, C_MX] >= 1)
+            | (totals[:, C_SYN_DST_NEW] >= MIN_SYN_TARGETS)
+        )
+        dirty = self.agg.last_us[:n] >= self._evaluated_us
+        return np.nonzero(maybe & dirty)[0]
+
+    def _evaluate_due(self, *, force: bool = False, all_hosts: bool = False) -> None:
+        now_us = self.agg.now_us
+        if now_us < 0:
+            return
+        now_bin = now_us // self.agg.bin_us
+        if not force and now_bin <= self._evaluated_bin:
+            return
+        ids = self._candidates()
+        if all_hosts:
+            ids = np.union1d(ids, np.array(list(self.verdicts), np.int64)).astype(np.int64)
+        for state, idx in zip(self.agg.host_states(ids), ids.tolist(), strict=True):
+            verdict = evaluate(state, self.cfg, now_us=now_us)
+            self.scores[idx] = verdict.score
+            self.verdicts[idx] = verdict
+            record = self.tracker.update(state.addr, verdict, now_us)
+            if record is not None and self.alerts is not None:
+                self.alerts.write(record)
+                self.n_alerts += 1
+            elif record is not None:
+                self.n_alerts += 1
+        self._evaluated_bin = now_bin
+        self._evaluated_us = now_us
+
+    # -- read out ---------------------------------------------------------------
+
+    def _ranked(self, limit: int | None) -> np.ndarray:
+        n = self.agg.n_hosts
+        totals = self.agg.totals[:n]
+        activity = totals[:, C_QUERIES] + totals[:, C_SYN135] + totals[:, C_SYN139]
+        activity = activity + totals[:, C_SYN445]
+        order = np.lexsort((-activity, -self.scores[:n]))
+        return order if limit is None else order[:limit]
+
+    def host_views(self, limit: int | None = None) -> list[HostView]:
+        """Hosts ranked by score (then activity), with their verdicts."""
+        ids = self._ranked(limit)
+        return [
+            HostView(state, self.verdicts.get(idx, Verdict()))
+            for state, idx in zip(self.agg.host_states(ids), ids.tolist(), strict=True)
+        ]
+
+    def network_sync(self) -> float | None:
+        _bins, series = self.agg.network_series()
+        if series.shape[0] == 0:
+            return None
+        return network_sync(series[:, 1], series[:, 2])
+
+    def snapshot(self, source: Source, *, is_finished: bool = False) -> Snapshot:
+        """What the sensor knows now, for the display and the summary."""
+        wall = self.clock()
+        st = self.decoder.stats
+        mark = (wall, st.packets, st.dns_queries, st.syns, self.agg.now_us)
+        if self._rate_mark is not None:
+            w0, p0, d0, s0, t0 = self._rate_mark
+            span = (mark[4] - t0) / 1e6 if not self.is_live else wall - w0
+            if span > 0:
+                self._rates = ((mark[1] - p0) / span, (mark[2] - d0) / span, (mark[3] - s0) / span)
+        self._rate_mark = mark
+        if self.is_live:
+            idle = None if self._last_relevant_wall < 0 else wall - self._last_relevant_wall
+        else:
+            idle = (
+                None
+                if self._last_relevant_us < 0
+                else max(0.0, (self.agg.now_us - self._last_relevant_us) / 1e6)
+            )
+        sstats = source.stats()
+        return Snapshot(
+            source=self.source_name,
+            is_live=self.is_live,
+            start_us=max(self.agg.start_us, 0),
+            now_us=max(self.agg.now_us, 0),
+            wall_elapsed_s=wall - self._wall_start,
+            packets_per_s=self._rates[0],
+            dns_per_s=self._rates[1],
+            syn_per_s=self._rates[2],
+            hosts_tracked=self.agg.n_hosts,
+            hosts_dropped=self.agg.events_dropped,
+            decode=st.as_dict(),
+            kernel_dropped=sstats.kernel_dropped,
+            idle_s=idle,
+            network_sync_r=self.network_sync(),
+            hosts=self.host_views(TOP_HOSTS),
+            bin_s=self.agg.bin_s,
+            is_finished=is_finished,
+        )

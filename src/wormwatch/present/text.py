@@ -1,0 +1,124 @@
+"""Plain end-of-run summary: top hosts and capture statistics as a text table.
+
+In: the final :class:`~wormwatch.model.Snapshot` and the ranked host views.
+Out: a rich renderable (printed by the CLI), no colours needed to read it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TextIO
+
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from wormwatch.model import (
+    C_A,
+    C_AAAA,
+    C_KW,
+    C_MX,
+    C_PTR,
+    C_QUERIES,
+    C_SYN135,
+    C_SYN139,
+    C_SYN445,
+    C_SYN_DST_NEW,
+    HostView,
+    Snapshot,
+)
+from wormwatch.present.safe import safe_text
+
+
+def _when(ts_us: int) -> str:
+    return datetime.fromtimestamp(ts_us / 1e6, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def stats_table(snapshot: Snapshot, warnings: Sequence[str] = ()) -> Table:
+    """Capture statistics: packets, events, decode statuses, time span."""
+    t = Table(title="capture", show_header=False, box=None, pad_edge=False)
+    t.add_column(style="bold")
+    t.add_column(justify="right")
+    d = snapshot.decode
+    span_s = max(0, snapshot.now_us - snapshot.start_us) / 1e6
+    rows = [
+        ("source", safe_text(snapshot.source)),
+        ("packet time", f"{_when(snapshot.start_us)} .. {_when(snapshot.now_us)} UTC"),
+        ("span", f"{span_s:,.1f} s"),
+        ("packets", f"{d.get('packets', 0):,}"),
+        ("DNS queries", f"{d.get('dns_queries', 0):,}"),
+        ("SYNs to 135/139/445", f"{d.get('syns', 0):,}"),
+        (
+            "decode",
+            "  ".join(
+                f"{k} {d.get(k, 0):,}"
+                for k in ("ok", "ignored", "truncated", "malformed", "unsupported", "fragment")
+            ),
+        ),
+        ("hosts tracked", f"{snapshot.hosts_tracked:,}"),
+    ]
+    if snapshot.hosts_dropped:
+        rows.append(("events of untracked hosts", f"{snapshot.hosts_dropped:,} (host table full)"))
+    if snapshot.kernel_dropped is not None:
+        rows.append(("kernel drops", f"{snapshot.kernel_dropped:,}"))
+    r = snapshot.network_sync_r
+    rows.append(("network MX/SYN correlation", "n/a" if r is None else f"{r:+.2f}"))
+    for key, value in rows:
+        t.add_row(key, Text(value))
+    for w in warnings:
+        t.add_row("warning", Text(safe_text(w)))
+    return t
+
+
+def hosts_table(hosts: Sequence[HostView], *, limit: int = 20) -> Table:
+    """Top hosts by score: the counts an analyst looks at first."""
+    t = Table(title=f"top {min(limit, len(hosts))} hosts", header_style="bold")
+    for name, justify in (
+        ("host", "left"),
+        ("score", "right"),
+        ("verdicts", "left"),
+        ("queries", "right"),
+        ("A", "right"),
+        ("AAAA", "right"),
+        ("MX", "right"),
+        ("PTR", "right"),
+        ("kw", "right"),
+        ("SYN 135/139/445", "right"),
+        ("targets", "right"),
+    ):
+        t.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for view in hosts[:limit]:
+        tot = view.state.totals
+        t.add_row(
+            Text(safe_text(view.state.addr)),
+            f"{view.verdict.score:.0f}",
+            Text(", ".join(view.verdict.verdicts) or "-"),
+            f"{tot[C_QUERIES]:,}",
+            f"{tot[C_A]:,}",
+            f"{tot[C_AAAA]:,}",
+            f"{tot[C_MX]:,}",
+            f"{tot[C_PTR]:,}",
+            f"{tot[C_KW]:,}",
+            f"{tot[C_SYN135]}/{tot[C_SYN139]}/{tot[C_SYN445]}",
+            f"{tot[C_SYN_DST_NEW]:,}",
+        )
+    return t
+
+
+def summary(
+    snapshot: Snapshot, hosts: Sequence[HostView], warnings: Sequence[str] = ()
+) -> RenderableType:
+    """The whole end-of-run text: statistics, then the top hosts."""
+    return Group(stats_table(snapshot, warnings), Text(""), hosts_table(hosts))
+
+
+def print_summary(
+    snapshot: Snapshot,
+    hosts: Sequence[HostView],
+    warnings: Sequence[str] = (),
+    *,
+    file: TextIO,
+) -> None:
+    """Print :func:`summary` as plain text (colours only on a terminal)."""
+    Console(file=file, highlight=False).print(summary(snapshot, hosts, warnings))

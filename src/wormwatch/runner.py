@@ -1,0 +1,157 @@
+"""Assembles one run from options: source, sinks, presenter, pipeline, summary.
+
+In: a :class:`~wormwatch.config.Config` and :class:`RunOptions` (what the
+CLI parsed). Out: a :class:`~wormwatch.pipeline.RunResult`, with alerts and
+summaries written. Errors are :class:`~wormwatch.errors.WormwatchError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+from wormwatch.config import Config
+from wormwatch.decode import warm_up
+from wormwatch.errors import WormwatchError
+from wormwatch.model import Batch, SourceStats
+from wormwatch.pipeline import Pipeline, Presenter, RunResult
+from wormwatch.present.jsonl import JsonLinesWriter, host_record, summary_record
+from wormwatch.source import Source
+
+
+@dataclass(slots=True)
+class RunOptions:
+    """What to run, as the CLI parsed it."""
+
+    command: str
+    files: list[str] = field(default_factory=list)
+    interface: str | None = None
+    alerts: str | None = None
+    summary: str | None = None
+    tui: bool = False
+    speed: float | None = None
+    duration_s: float | None = None
+    bpf: str | None = None
+    snaplen: int = 1600
+    buffer_mb: int = 64
+    promisc: bool = True
+    workers: int = 1
+    user: str | None = None
+    summary_every_s: float | None = None
+
+
+class _Bounded:
+    """Ends a source after ``duration_s`` of wall time (``--duration``)."""
+
+    def __init__(self, inner: Source, duration_s: float) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.deadline = time.monotonic() + duration_s
+
+    def read_batch(self, max_packets: int) -> Batch | None:
+        if time.monotonic() >= self.deadline:
+            return None
+        return self.inner.read_batch(max_packets)
+
+    def stats(self) -> SourceStats:
+        return self.inner.stats()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def _open_source(cfg: Config, opts: RunOptions) -> tuple[Source, bool]:
+    if opts.command == "live":
+        from wormwatch.source.live import open_capture  # noqa: PLC0415
+        from wormwatch.source.privileges import drop_privileges  # noqa: PLC0415
+
+        assert opts.interface is not None
+        source = open_capture(
+            opts.interface,
+            bpf=opts.bpf,
+            snaplen=opts.snaplen,
+            buffer_mb=opts.buffer_mb,
+            promisc=opts.promisc,
+            workers=opts.workers,
+        )
+        drop_privileges(opts.user)
+        if opts.duration_s is not None:
+            return _Bounded(source, opts.duration_s), True
+        return source, True
+    from wormwatch.source.pcapfile import open_replay  # noqa: PLC0415
+
+    source = open_replay(opts.files)
+    if opts.speed is not None:
+        from wormwatch.source.pacing import Paced  # noqa: PLC0415
+
+        return Paced(source, opts.speed), False
+    return source, False
+
+
+def _presenter(opts: RunOptions) -> Presenter | None:
+    if not opts.tui:
+        return None
+    from wormwatch.present.tui import TuiPresenter  # noqa: PLC0415
+
+    presenter: Presenter = TuiPresenter(hold_at_end=opts.command == "demo")
+    return presenter
+
+
+def write_summary(path: str, pipeline: Pipeline, result: RunResult) -> None:
+    """Host records (ranked) then one network record, as JSON lines."""
+    writer = JsonLinesWriter(path if path != "-" else "/dev/stdout")
+    try:
+        for view in result.hosts:
+            writer.write(host_record(view, pipeline.agg.bin_s))
+        everyone = dataclasses.replace(result.final, hosts=result.hosts)
+        writer.write(summary_record(everyone))
+    finally:
+        writer.close()
+
+
+def run(cfg: Config, opts: RunOptions) -> RunResult:
+    """Run live capture or replay to the end; write alerts and summaries."""
+    if opts.summary and opts.summary != "-":
+        _check_writable(opts.summary)
+    alerts = JsonLinesWriter(opts.alerts) if opts.alerts else None
+    try:
+        warm_up()
+        source, is_live = _open_source(cfg, opts)
+        try:
+            pipeline = Pipeline(
+                cfg,
+                source_name=source.name,
+                is_live=is_live,
+                alerts=alerts,
+                presenter=_presenter(opts),
+            )
+            result = pipeline.run(source)
+        finally:
+            source.close()
+    finally:
+        if alerts is not None:
+            alerts.close()
+    if opts.summary:
+        write_summary(opts.summary, pipeline, result)
+    if opts.summary != "-":
+        _print_text(result)
+    return result
+
+
+def _check_writable(path: str) -> None:
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise WormwatchError(f"cannot write summary {path}: directory {parent} does not exist")
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise WormwatchError(f"cannot write summary {path}: permission denied")
+    if not os.path.exists(path) and not os.access(parent, os.W_OK):
+        raise WormwatchError(f"cannot write summary {path}: directory {parent} is not writable")
+
+
+def _print_text(result: RunResult) -> None:
+    from wormwatch.present.text import print_summary  # noqa: PLC0415
+
+    print_summary(result.final, result.hosts, result.warnings, file=sys.stdout)
