@@ -156,11 +156,22 @@ class Pipeline:
 
     # -- the loop ---------------------------------------------------------------
 
-    def run(self, source: Source) -> RunResult:
-        """Read ``source`` to the end (or until stopped) and return the result."""
+    def run(
+        self,
+        source: Source,
+        *,
+        every_s: float | None = None,
+        on_every: Callable[[Pipeline, Snapshot], None] | None = None,
+    ) -> RunResult:
+        """Read ``source`` to the end (or until stopped) and return the result.
+
+        ``on_every`` is called with a fresh snapshot every ``every_s`` wall
+        seconds (``--summary-every``).
+        """
         stop = _Stop()
         error: WormwatchError | None = None
         next_refresh = self.clock()
+        next_every = next_refresh + every_s if every_s else float("inf")
         if self.presenter is not None:
             self.presenter.start()
         with _signals(stop):
@@ -178,6 +189,10 @@ class Pipeline:
                         self.presenter.update(self.snapshot(source))
                         if self.presenter.poll_quit():
                             break
+                    if on_every is not None and now >= next_every:
+                        next_every = now + (every_s or 0.0)
+                        self._evaluate_due(force=True)
+                        on_every(self, self.snapshot(source))
             except KeyboardInterrupt:
                 stop.interrupted = True
             except WormwatchError as err:

@@ -11,12 +11,13 @@ import dataclasses
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from wormwatch.config import Config
 from wormwatch.decode import warm_up
 from wormwatch.errors import WormwatchError
-from wormwatch.model import Batch, SourceStats
+from wormwatch.model import Batch, HostView, Snapshot, SourceStats
 from wormwatch.pipeline import Pipeline, Presenter, RunResult
 from wormwatch.present.jsonl import JsonLinesWriter, host_record, summary_record
 from wormwatch.source import Source
@@ -100,16 +101,24 @@ def _presenter(opts: RunOptions) -> Presenter | None:
     return presenter
 
 
-def write_summary(path: str, pipeline: Pipeline, result: RunResult) -> None:
-    """Host records (ranked) then one network record, as JSON lines."""
-    writer = JsonLinesWriter(path if path != "-" else "/dev/stdout")
+def write_summary(path: str, hosts: list[HostView], final: Snapshot, bin_s: int) -> None:
+    """Host records (ranked) then one network record, as JSON lines.
+
+    A file is written beside its final name and renamed into place, so a
+    reader (or a periodic rewrite) never sees half a summary.
+    """
+    target = "/dev/stdout" if path == "-" else path + ".tmp"
+    if target != "/dev/stdout" and os.path.exists(target):
+        os.unlink(target)
+    writer = JsonLinesWriter(target)
     try:
-        for view in result.hosts:
-            writer.write(host_record(view, pipeline.agg.bin_s))
-        everyone = dataclasses.replace(result.final, hosts=result.hosts)
-        writer.write(summary_record(everyone))
+        for view in hosts:
+            writer.write(host_record(view, bin_s))
+        writer.write(summary_record(dataclasses.replace(final, hosts=hosts)))
     finally:
         writer.close()
+    if target != "/dev/stdout":
+        os.replace(target, path)
 
 
 def run(cfg: Config, opts: RunOptions) -> RunResult:
@@ -128,17 +137,28 @@ def run(cfg: Config, opts: RunOptions) -> RunResult:
                 alerts=alerts,
                 presenter=_presenter(opts),
             )
-            result = pipeline.run(source)
+            result = pipeline.run(source, every_s=opts.summary_every_s, on_every=_periodic(opts))
         finally:
             source.close()
     finally:
         if alerts is not None:
             alerts.close()
     if opts.summary:
-        write_summary(opts.summary, pipeline, result)
+        write_summary(opts.summary, result.hosts, result.final, pipeline.agg.bin_s)
     if opts.summary != "-":
         _print_text(result)
     return result
+
+
+def _periodic(opts: RunOptions) -> Callable[[Pipeline, Snapshot], None] | None:
+    path = opts.summary
+    if not (opts.summary_every_s and path and path != "-"):
+        return None
+
+    def rewrite(pipeline: Pipeline, snapshot: Snapshot) -> None:
+        write_summary(path, pipeline.host_views(), snapshot, pipeline.agg.bin_s)
+
+    return rewrite
 
 
 def _check_writable(path: str) -> None:
