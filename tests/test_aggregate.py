@@ -1,0 +1,232 @@
+"""Classify and aggregate kernels against slow, obvious Python references."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, defaultdict
+
+import numpy as np
+import pytest
+
+from wormwatch.aggregate import Aggregator
+from wormwatch.classify import Classifier
+from wormwatch.kernels import aggregate as agg_kernels
+from wormwatch.kernels import classify as cls_kernels
+from wormwatch.model import (
+    C_A,
+    C_AAAA,
+    C_KW,
+    C_KW_A,
+    C_MX,
+    C_MX_DOM_NEW,
+    C_NAMES_NEW,
+    C_OTHER,
+    C_PTR,
+    C_QUERIES,
+    C_SYN135,
+    C_SYN139,
+    C_SYN445,
+    C_SYN_DST_BIN,
+    C_SYN_DST_NEW,
+    KIND_DNS,
+    KIND_SYN,
+    N_COUNTERS,
+    NAME_SLOT,
+    Events,
+    addr_words,
+)
+
+KEYWORDS = ("mail", "smtp", "mx", "ns", "gate", "relay")
+Row = tuple[int, str, str, int, int, int, bytes]
+
+
+def make_events(rows: list[Row]) -> Events:
+    n = len(rows)
+    ev = Events(
+        n=n,
+        ts_us=np.zeros(n, np.int64),
+        src_hi=np.zeros(n, np.uint64),
+        src_lo=np.zeros(n, np.uint64),
+        dst_hi=np.zeros(n, np.uint64),
+        dst_lo=np.zeros(n, np.uint64),
+        kind=np.zeros(n, np.uint8),
+        dport=np.zeros(n, np.uint16),
+        qtype=np.zeros(n, np.uint16),
+        names=np.zeros((n, NAME_SLOT), np.uint8),
+        name_lens=np.zeros(n, np.int32),
+    )
+    for i, (ts, src, dst, kind, dport, qtype, name) in enumerate(rows):
+        ev.ts_us[i] = ts
+        ev.src_hi[i], ev.src_lo[i] = addr_words(src)
+        ev.dst_hi[i], ev.dst_lo[i] = addr_words(dst)
+        ev.kind[i], ev.dport[i], ev.qtype[i] = kind, dport, qtype
+        ev.names[i, : len(name)] = np.frombuffer(name, np.uint8)
+        ev.name_lens[i] = len(name)
+    return ev
+
+
+def random_rows(seed: int, n: int) -> list[Row]:
+    rnd = random.Random(seed)
+    hosts = [f"192.0.2.{i}" for i in range(1, 30)] + [f"2001:db8::{i:x}" for i in range(1, 10)]
+    targets = [f"198.51.100.{i}" for i in range(1, 60)]
+    words = ["mail", "mx1", "smtp", "www", "ns", "gateway", "relay2", "cdn", "Mail", "nsa"]
+    rows = []
+    ts = 1_700_000_000_000_000
+    for _ in range(n):
+        # packet time mostly forward, sometimes backwards (ppa_blaster.pcap does that)
+        ts += rnd.randint(-2_000_000, 9_000_000)
+        src = rnd.choice(hosts)
+        if rnd.random() < 0.3:
+            rows.append(
+                (ts, src, rnd.choice(targets), KIND_SYN, rnd.choice((135, 139, 445)), 0, b"")
+            )
+            continue
+        label = rnd.choice(words).lower()
+        name = f"{label}.example{rnd.randint(0, 40)}.com".encode() if rnd.random() > 0.05 else b""
+        qtype = rnd.choice((1, 1, 1, 28, 15, 12, 16, 0))
+        rows.append((ts, src, "192.0.2.53", KIND_DNS, 53, qtype, name))
+    return rows
+
+
+def reference(
+    rows: list[Row], bin_s: int
+) -> tuple[dict[str, list[int]], dict[tuple[str, int], list[int]]]:
+    """Per-host totals and per-(host, bin) counters, the obvious way."""
+    totals: dict[str, list[int]] = defaultdict(lambda: [0] * N_COUNTERS)
+    bins: dict[tuple[str, int], list[int]] = defaultdict(lambda: [0] * N_COUNTERS)
+    last_pair_bin: dict[tuple[str, str], int] = {}
+    seen_names: dict[tuple[str, bytes], int] = {}
+    seen_mx: set[tuple[str, bytes]] = set()
+    qcol = {1: C_A, 28: C_AAAA, 15: C_MX, 12: C_PTR}
+    pcol = {135: C_SYN135, 139: C_SYN139, 445: C_SYN445}
+    for ts, src, dst, kind, dport, qtype, name in rows:
+        b = ts // (bin_s * 1_000_000)
+        cols = []
+        if kind == KIND_SYN:
+            cols.append(pcol[dport])
+            key = (src, dst)
+            if key not in last_pair_bin:
+                cols += [C_SYN_DST_NEW, C_SYN_DST_BIN]
+            elif last_pair_bin[key] != b:
+                cols.append(C_SYN_DST_BIN)
+            last_pair_bin[key] = b
+        else:
+            cols += [C_QUERIES, qcol.get(qtype, C_OTHER)]
+            if any(name.startswith(k.encode()) for k in KEYWORDS):
+                cols.append(C_KW)
+                if qtype == 1:
+                    cols.append(C_KW_A)
+            if name:
+                if (src, name) not in seen_names:
+                    cols.append(C_NAMES_NEW)
+                seen_names[(src, name)] = b
+                if qtype == 15 and (src, name) not in seen_mx:
+                    seen_mx.add((src, name))
+                    cols.append(C_MX_DOM_NEW)
+        for c in cols:
+            totals[src][c] += 1
+            bins[(src, b)][c] += 1
+    return dict(totals), dict(bins)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_aggregate_matches_reference(seed: int) -> None:
+    rows = random_rows(seed, 3000)
+    agg = Aggregator(bin_s=60, window_s=10**9, n_samples=3)
+    classifier = Classifier(KEYWORDS)
+    # several batches, so state carries across calls
+    for lo in range(0, len(rows), 700):
+        ev = make_events(rows[lo : lo + 700])
+        agg.ingest(ev, classifier.classify(ev))
+    want_totals, want_bins = reference(rows, 60)
+    states = agg.host_states(range(agg.n_hosts))
+    assert {s.addr: s.totals.tolist() for s in states} == want_totals
+    got_bins = {
+        (s.addr, int(b)): row.tolist()
+        for s in states
+        for b, row in zip(s.bins, s.series, strict=True)
+    }
+    assert got_bins == want_bins
+    for s in states:
+        mine = [r for r in rows if r[1] == s.addr]
+        assert s.first_seen_us == min(r[0] for r in mine)
+        assert s.last_seen_us == max(r[0] for r in mine)
+        names = [r[6] for r in mine if r[3] == KIND_DNS and r[6]]
+        assert s.sample_names == list(dict.fromkeys(names))[:3]
+        want_prefixes = Counter(n[:k] for n in names for k in range(1, 6) if len(n) >= k)
+        assert s.prefixes == dict(want_prefixes)
+
+
+def test_host_limit_drops_and_counts() -> None:
+    rows = [(i, f"192.0.2.{i % 10 + 1}", "192.0.2.53", KIND_DNS, 53, 1, b"a.b") for i in range(100)]
+    agg = Aggregator(max_hosts=4)
+    ev = make_events(rows)
+    agg.ingest(ev, Classifier().classify(ev))
+    assert agg.n_hosts == 4
+    assert agg.events_dropped == 60
+    assert int(agg.totals[:4, C_QUERIES].sum()) == 40
+
+
+def test_window_prunes_old_bins_but_keeps_totals() -> None:
+    # 3 rows of (host, bin) capacity, 2-bin window: old bins go, totals stay
+    rows = [(b * 60_000_000, "192.0.2.1", "192.0.2.53", KIND_DNS, 53, 1, b"x.y") for b in range(6)]
+    agg = Aggregator(bin_s=60, window_s=120, max_host_bins=3)
+    for r in rows:
+        ev = make_events([r])
+        agg.ingest(ev, Classifier().classify(ev))
+    (state,) = agg.host_states([0])
+    assert state.bins.tolist() == [4, 5]
+    assert int(state.totals[C_QUERIES]) == 6
+    assert agg.rows_dropped == 0
+
+
+def test_ignored_networks_are_not_tracked() -> None:
+    import ipaddress
+
+    rows = [
+        (0, "192.0.2.1", "192.0.2.53", KIND_DNS, 53, 15, b"x.y"),
+        (0, "203.0.113.9", "192.0.2.53", KIND_DNS, 53, 15, b"x.y"),
+    ]
+    agg = Aggregator(ignore=[ipaddress.ip_network("203.0.113.0/24")])
+    ev = make_events(rows)
+    agg.ingest(ev, Classifier().classify(ev))
+    assert [s.addr for s in agg.host_states(range(agg.n_hosts))] == ["192.0.2.1"]
+    assert agg.events_ignored == 1
+
+
+def test_network_series_leaves_out_allowlisted_hosts() -> None:
+    import ipaddress
+
+    rows = [
+        (0, "192.0.2.25", "192.0.2.53", KIND_DNS, 53, 15, b"example.org"),
+        (0, "192.0.2.7", "192.0.2.53", KIND_DNS, 53, 15, b"example.org"),
+        (61_000_000, "192.0.2.7", "198.51.100.1", KIND_SYN, 445, 0, b""),
+    ]
+    agg = Aggregator(allowlisted=[ipaddress.ip_network("192.0.2.25/32")])
+    ev = make_events(rows)
+    agg.ingest(ev, Classifier().classify(ev))
+    bins, series = agg.network_series()
+    assert bins.tolist() == [0, 1]
+    assert series.tolist() == [[1, 1, 0], [0, 0, 1]]
+
+
+def test_classifier_matches_first_label_prefix() -> None:
+    names = [b"mail.x.com", b"mx1.y", b"www.mail.com", b"gateway.z", b"n", b"ns", b"", b"relay"]
+    rows = [(0, "192.0.2.1", "192.0.2.53", KIND_DNS, 53, 1, n) for n in names]
+    rows.append((0, "192.0.2.1", "198.51.100.1", KIND_SYN, 445, 0, b""))
+    ev = make_events(rows)
+    got = Classifier(KEYWORDS).classify(ev).tolist()
+    assert got == [0, 2, -1, 4, -1, 3, -1, 5, -1]
+
+
+def test_kernels_compiled_one_signature_each() -> None:
+    test_aggregate_matches_reference(1)
+    for kernel in (
+        agg_kernels.table_upsert,
+        agg_kernels.hash_names,
+        agg_kernels.pack_prefixes,
+        agg_kernels.touch_hosts,
+        agg_kernels.add_counters,
+        cls_kernels.match_keywords,
+    ):
+        assert len(kernel.signatures) == 1, kernel
