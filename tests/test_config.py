@@ -79,7 +79,7 @@ bands = [20, 60]
     assert cfg.keyword_storm.min_share == 0.75
     assert cfg.keyword_storm.min_keyword_queries == 100
     assert cfg.score.weights["bot-sync"] == 20.0
-    assert cfg.score.weights["smb-scan"] == 70.0
+    assert cfg.score.weights["smb-scan"] == 80.0
     assert cfg.score.bands == (20.0, 60.0)
 
 

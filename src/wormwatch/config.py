@@ -95,9 +95,9 @@ class ScoreConfig:
 
     weights: dict[str, float] = field(
         default_factory=lambda: {
-            "keyword-storm": 70.0,
+            "keyword-storm": 80.0,
             "mx-client": 60.0,
-            "smb-scan": 70.0,
+            "smb-scan": 80.0,
             "bot-sync": 40.0,
         }
     )
