@@ -1,0 +1,116 @@
+"""Alerts: decide when a host's verdict is news, and shape the alert record.
+
+In: a host's address, its :class:`~wormwatch.model.Verdict` from
+:func:`wormwatch.detect.evaluate` and the packet time of the evaluation.
+Out: an alert dict in the DESIGN.md schema, or None. The JSON lines writer
+(:mod:`wormwatch.present.jsonl`) writes it.
+
+An alert is news, not a heartbeat: one when a host first gets a verdict, one
+when its verdict set changes (including back to none: ``reason`` "cleared"),
+one when its score moves to another band. Hosts are evaluated at bin
+boundaries, so there is never more than one alert per host per bin, and never
+one per packet. Memory: only hosts that currently hold a verdict are tracked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from wormwatch.config import ScoreConfig
+from wormwatch.detect import iso_time
+from wormwatch.model import Verdict
+
+SCHEMA = 1
+
+
+@dataclass(slots=True)
+class _Seen:
+    verdicts: tuple[str, ...]
+    band: int
+    score: float
+
+
+class AlertTracker:
+    """Remembers the last alerted state of each flagged host.
+
+    Args:
+        score: the score bands and hysteresis (``cfg.score``); defaults to
+            bands starting at 25, 50 and 75 with 2 points of hysteresis.
+    """
+
+    def __init__(self, score: ScoreConfig | None = None) -> None:
+        cfg = score if score is not None else ScoreConfig()
+        self.bands = cfg.bands
+        self.hysteresis = cfg.hysteresis
+        self._seen: dict[str, _Seen] = {}
+
+    @property
+    def n_tracked(self) -> int:
+        """Hosts currently holding a verdict."""
+        return len(self._seen)
+
+    def band(self, score: float, previous: int | None = None) -> int:
+        """The band of ``score`` (0 = below the first bound).
+
+        With ``previous``, the band only changes once the score is at least
+        ``hysteresis`` points past the boundary it crossed.
+        """
+        raw = sum(1 for bound in self.bands if score >= bound)
+        if previous is None:
+            return raw
+        h = self.hysteresis
+        while raw > previous and score < self.bands[raw - 1] + h:
+            raw -= 1
+        while raw < previous and score > self.bands[raw] - h:
+            raw += 1
+        return raw
+
+    def update(self, addr: str, verdict: Verdict, ts_us: int) -> dict[str, object] | None:
+        """The alert for this evaluation of ``addr``, or None when nothing changed."""
+        prev = self._seen.get(addr)
+        names = tuple(verdict.verdicts)
+        if prev is None:
+            if not names:
+                return None
+            band = self.band(verdict.score)
+            self._seen[addr] = _Seen(names, band, verdict.score)
+            return self._record(addr, verdict, ts_us, "new", band, None)
+        if not names:
+            del self._seen[addr]
+            return self._record(addr, verdict, ts_us, "cleared", self.band(verdict.score), prev)
+        band = self.band(verdict.score, prev.band)
+        if set(names) != set(prev.verdicts):
+            reason = "verdicts-changed"
+        elif band != prev.band:
+            reason = "band-changed"
+        else:
+            return None
+        self._seen[addr] = _Seen(names, band, verdict.score)
+        return self._record(addr, verdict, ts_us, reason, band, prev)
+
+    def forget(self, addr: str) -> None:
+        """Drop a host (evicted by the aggregate stage): its next verdict is new."""
+        self._seen.pop(addr, None)
+
+    def _record(
+        self,
+        addr: str,
+        verdict: Verdict,
+        ts_us: int,
+        reason: str,
+        band: int,
+        prev: _Seen | None,
+    ) -> dict[str, object]:
+        return {
+            "schema": SCHEMA,
+            "timestamp": iso_time(ts_us),
+            "event_type": "alert",
+            "src_ip": addr,
+            "score": round(float(verdict.score), 1),
+            "verdicts": list(verdict.verdicts),
+            "evidence": verdict.evidence,
+            "reason": reason,
+            "band": band,
+            "previous_verdicts": [] if prev is None else list(prev.verdicts),
+            "previous_score": None if prev is None else round(prev.score, 1),
+        }
