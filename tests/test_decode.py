@@ -1,0 +1,534 @@
+"""Tests of the decode stage (wormwatch.decode and its numba kernel) on hand-built frames.
+
+Frames are built with struct (scapy cross-checks a few), one rule of docs/DECODING.md
+per test where possible. The comparison with the dpkt reference decoder on real
+captures lives with that reference.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+
+import numpy as np
+import pytest
+
+from wormwatch.decode import Decoder, warm_up
+from wormwatch.kernels import decode as kernels
+from wormwatch.model import (
+    KIND_DNS,
+    KIND_SYN,
+    LINKTYPE_ETHERNET,
+    LINKTYPE_IPV4,
+    LINKTYPE_IPV6,
+    LINKTYPE_LINUX_SLL,
+    LINKTYPE_LINUX_SLL2,
+    LINKTYPE_LOOP,
+    LINKTYPE_NULL,
+    LINKTYPE_RAW,
+    LINKTYPE_RAW_OLD,
+    ST_FRAGMENT,
+    ST_IGNORED,
+    ST_MALFORMED,
+    ST_OK,
+    ST_TRUNCATED,
+    ST_UNSUPPORTED,
+    Batch,
+    addr_text,
+)
+
+SRC4, DST4 = "192.0.2.7", "198.51.100.53"
+SRC6, DST6 = "2001:db8::7", "2001:db8:1::53"
+
+# --- frame builders ------------------------------------------------------------
+
+
+def encode_name(name: bytes) -> bytes:
+    labels = [label for label in name.split(b".") if label]
+    return b"".join(bytes((len(label),)) + label for label in labels) + b"\x00"
+
+
+def dns(
+    name: bytes = b"www.example.com",
+    qtype: int = 1,
+    *,
+    flags: int = 0x0100,
+    qdcount: int = 1,
+    question: bytes | None = None,
+) -> bytes:
+    """A DNS message; ``question`` replaces the encoded name + qtype + qclass."""
+    if question is None:
+        question = encode_name(name) + struct.pack("!HH", qtype, 1)
+    return struct.pack("!HHHHHH", 0x1234, flags, qdcount, 0, 0, 0) + question
+
+
+def udp(payload: bytes, *, dport: int = 53, length: int | None = None) -> bytes:
+    length = 8 + len(payload) if length is None else length
+    return struct.pack("!HHHH", 33333, dport, length, 0) + payload
+
+
+def tcp(payload: bytes = b"", *, dport: int = 53, flags: int = 0x18, doff: int = 5) -> bytes:
+    header = struct.pack("!HHIIBBHHH", 44444, dport, 1, 1, doff << 4, flags, 8192, 0, 0)
+    return header + b"\x01" * (max(doff, 5) * 4 - 20) + payload
+
+
+def tcp_dns(*messages: bytes) -> bytes:
+    return b"".join(struct.pack("!H", len(m)) + m for m in messages)
+
+
+def ipv4(
+    payload: bytes,
+    proto: int = 17,
+    *,
+    options: bytes = b"",
+    total_len: int | None = None,
+    frag: int = 0,
+    ihl: int | None = None,
+    version: int = 4,
+) -> bytes:
+    ihl = 5 + len(options) // 4 if ihl is None else ihl
+    total_len = 20 + len(options) + len(payload) if total_len is None else total_len
+    header = struct.pack("!BBHHHBBH", version << 4 | ihl, 0, total_len, 7, frag, 64, proto, 0)
+    addrs = ipaddress.IPv4Address(SRC4).packed + ipaddress.IPv4Address(DST4).packed
+    return header + addrs + options + payload
+
+
+def ipv6(payload: bytes, nh: int = 17, *, plen: int | None = None) -> bytes:
+    plen = len(payload) if plen is None else plen
+    addrs = ipaddress.IPv6Address(SRC6).packed + ipaddress.IPv6Address(DST6).packed
+    return struct.pack("!IHBB", 0x60000000, plen, nh, 64) + addrs + payload
+
+
+def ext(nh: int, size: int) -> bytes:
+    """An 8-octet-unit extension header (hop-by-hop, routing, destination options)."""
+    return bytes((nh, size // 8 - 1)) + b"\x01" * (size - 2)
+
+
+def frag_header(nh: int, offset: int, *, more: bool = False) -> bytes:
+    return struct.pack("!BBHI", nh, 0, offset << 3 | int(more), 99)
+
+
+def ether(ip: bytes, ethertype: int = 0x0800, tags: tuple[int, ...] = ()) -> bytes:
+    head = b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01"
+    for tpid in tags:
+        head += struct.pack("!HH", tpid, 10)
+    return head + struct.pack("!H", ethertype) + ip
+
+
+def sll(ip: bytes, protocol: int = 0x0800) -> bytes:
+    return struct.pack("!HHH8sH", 0, 1, 6, b"\x02" * 8, protocol) + ip
+
+
+def sll2(ip: bytes, protocol: int = 0x0800) -> bytes:
+    return struct.pack("!HHIHBB8s", protocol, 0, 2, 1, 0, 6, b"\x02" * 8) + ip
+
+
+def pppoe(ip: bytes, ppp: int = 0x0021) -> bytes:
+    return ether(struct.pack("!BBHHH", 0x11, 0, 1, len(ip) + 2, ppp) + ip, 0x8864)
+
+
+def make_batch(packets: list[tuple[int, bytes]], *, filler: int = 0) -> Batch:
+    """Packets laid one after another, each followed by 3 ``filler`` bytes that are
+    not part of any packet (a decoder reading past ``caplen`` sees them)."""
+    gap = bytes((filler,)) * 3
+    data = b"".join(frame + gap for _, frame in packets)
+    caplens = np.array([len(frame) for _, frame in packets], np.int32)
+    offsets = np.zeros(len(packets), np.int64)
+    offsets[1:] = np.cumsum(caplens[:-1] + 3, dtype=np.int64)
+    return Batch(
+        data=np.frombuffer(data, np.uint8),
+        ts_us=np.arange(len(packets), dtype=np.int64) * 1000 + 1_700_000_000_000_000,
+        offsets=offsets,
+        caplens=caplens,
+        wirelens=caplens.copy(),
+        linktypes=np.array([lt for lt, _ in packets], np.int32),
+    )
+
+
+def decode(
+    *packets: tuple[int, bytes], filler: int = 0
+) -> tuple[list[dict[str, object]], list[int]]:
+    """Decode packets; -> (events as dicts, statuses)."""
+    decoder = Decoder(max_events=64)
+    ev = decoder.decode(make_batch(list(packets), filler=filler))
+    rows = [
+        {
+            "ts_us": int(ev.ts_us[i]),
+            "src": addr_text(ev.src_hi[i], ev.src_lo[i]),
+            "dst": addr_text(ev.dst_hi[i], ev.dst_lo[i]),
+            "kind": int(ev.kind[i]),
+            "dport": int(ev.dport[i]),
+            "qtype": int(ev.qtype[i]),
+            "name": bytes(ev.names[i, : ev.name_lens[i]]),
+        }
+        for i in range(ev.n)
+    ]
+    return rows, [int(s) for s in decoder.last_status]
+
+
+def one(lt: int, frame: bytes) -> tuple[list[dict[str, object]], int]:
+    rows, statuses = decode((lt, frame))
+    return rows, statuses[0]
+
+
+def query_event(name: bytes = b"www.example.com", qtype: int = 1, *, v6: bool = False) -> dict:
+    return {
+        "ts_us": 1_700_000_000_000_000,
+        "src": SRC6 if v6 else SRC4,
+        "dst": DST6 if v6 else DST4,
+        "kind": KIND_DNS,
+        "dport": 53,
+        "qtype": qtype,
+        "name": name,
+    }
+
+
+Q4 = ipv4(udp(dns()))
+Q6 = ipv6(udp(dns()))
+
+# --- link layers -------------------------------------------------------------------
+
+LINK_CASES = {
+    "ethernet": (LINKTYPE_ETHERNET, ether(Q4), False),
+    "ethernet-v6": (LINKTYPE_ETHERNET, ether(Q6, 0x86DD), True),
+    "802.1q": (LINKTYPE_ETHERNET, ether(Q4, tags=(0x8100,)), False),
+    "qinq-88a8": (LINKTYPE_ETHERNET, ether(Q6, 0x86DD, tags=(0x88A8, 0x8100)), True),
+    "qinq-9100": (LINKTYPE_ETHERNET, ether(Q4, tags=(0x9100, 0x8100)), False),
+    "8-tags": (LINKTYPE_ETHERNET, ether(Q4, tags=(0x8100,) * 8), False),
+    "pppoe-v4": (LINKTYPE_ETHERNET, pppoe(Q4), False),
+    "pppoe-v6": (LINKTYPE_ETHERNET, pppoe(Q6, 0x0057), True),
+    "sll": (LINKTYPE_LINUX_SLL, sll(Q4), False),
+    "sll-v6": (LINKTYPE_LINUX_SLL, sll(Q6, 0x86DD), True),
+    "sll-vlan": (LINKTYPE_LINUX_SLL, sll(struct.pack("!HH", 10, 0x0800) + Q4, 0x8100), False),
+    "sll2": (LINKTYPE_LINUX_SLL2, sll2(Q4), False),
+    "sll2-v6": (LINKTYPE_LINUX_SLL2, sll2(Q6, 0x86DD), True),
+    "raw-v4": (LINKTYPE_RAW, Q4, False),
+    "raw-v6": (LINKTYPE_RAW, Q6, True),
+    "raw12": (LINKTYPE_RAW_OLD, Q4, False),
+    "ipv4": (LINKTYPE_IPV4, Q4, False),
+    "ipv6": (LINKTYPE_IPV6, Q6, True),
+    "null-le": (LINKTYPE_NULL, struct.pack("<I", 2) + Q4, False),
+    "null-be": (LINKTYPE_NULL, struct.pack(">I", 2) + Q4, False),
+    "null-v6-24": (LINKTYPE_NULL, struct.pack("<I", 24) + Q6, True),
+    "null-v6-28": (LINKTYPE_NULL, struct.pack(">I", 28) + Q6, True),
+    "null-v6-30": (LINKTYPE_NULL, struct.pack("<I", 30) + Q6, True),
+    "null-v6-10": (LINKTYPE_NULL, struct.pack("<I", 10) + Q6, True),
+    "loop": (LINKTYPE_LOOP, struct.pack(">I", 2) + Q4, False),
+    "loop-v6": (LINKTYPE_LOOP, struct.pack(">I", 24) + Q6, True),
+}
+
+
+@pytest.mark.parametrize("case", LINK_CASES, ids=str)
+def test_link_types_give_the_query_event(case: str) -> None:
+    linktype, frame, v6 = LINK_CASES[case]
+    assert one(linktype, frame) == ([query_event(v6=v6)], ST_OK)
+
+
+@pytest.mark.parametrize(
+    ("linktype", "frame", "status"),
+    [
+        (LINKTYPE_ETHERNET, ether(Q4, tags=(0x8100,) * 9), ST_MALFORMED),
+        (LINKTYPE_ETHERNET, ether(b"\x00" * 28, 0x0806), ST_IGNORED),  # ARP
+        (LINKTYPE_ETHERNET, ether(Q4, 0x0050), ST_IGNORED),  # 802.3 length
+        (LINKTYPE_ETHERNET, pppoe(Q4, 0xC021), ST_IGNORED),  # LCP
+        (LINKTYPE_ETHERNET, ether(Q6, 0x0800), ST_MALFORMED),  # IPv6 under IPv4 type
+        (LINKTYPE_LINUX_SLL, sll(Q4, 0x0004), ST_IGNORED),
+        (LINKTYPE_RAW, b"\x50" + Q4[1:], ST_MALFORMED),
+        (LINKTYPE_IPV4, Q6, ST_MALFORMED),
+        (LINKTYPE_IPV6, Q4, ST_MALFORMED),
+        (LINKTYPE_NULL, struct.pack("<I", 7) + Q4, ST_IGNORED),
+        (LINKTYPE_LOOP, struct.pack("<I", 2) + Q4, ST_IGNORED),  # LOOP is big-endian only
+        (105, Q4, ST_UNSUPPORTED),  # 802.11
+        (LINKTYPE_ETHERNET, b"", ST_TRUNCATED),
+    ],
+)
+def test_link_layer_problems(linktype: int, frame: bytes, status: int) -> None:
+    assert one(linktype, frame) == ([], status)
+
+
+def test_event_columns_follow_packet_order_and_time() -> None:
+    rows, statuses = decode(
+        (LINKTYPE_RAW, ipv4(udp(dns(b"a.example")))),
+        (LINKTYPE_RAW, ipv4(tcp(dport=445, flags=0x02), 6)),
+        (LINKTYPE_RAW, ipv6(tcp(dport=139, flags=0x02), 6)),
+        (LINKTYPE_RAW, ipv6(udp(dns(b"b.example", 15)))),
+    )
+    assert statuses == [ST_OK] * 4
+    assert [(r["kind"], r["dport"], r["qtype"], r["name"]) for r in rows] == [
+        (KIND_DNS, 53, 1, b"a.example"),
+        (KIND_SYN, 445, 0, b""),
+        (KIND_SYN, 139, 0, b""),
+        (KIND_DNS, 53, 15, b"b.example"),
+    ]
+    assert [r["ts_us"] for r in rows] == [1_700_000_000_000_000 + 1000 * i for i in range(4)]
+    assert rows[2]["src"] == SRC6
+    assert rows[2]["dst"] == DST6
+
+
+# --- IP ----------------------------------------------------------------------------
+
+
+def test_ipv4_options_are_skipped() -> None:
+    assert one(LINKTYPE_RAW, ipv4(udp(dns()), options=b"\x94\x04\x00\x00" * 3)) == (
+        [query_event()],
+        ST_OK,
+    )
+
+
+@pytest.mark.parametrize(
+    ("frame", "status"),
+    [
+        (ipv4(udp(dns()), ihl=4), ST_MALFORMED),
+        (ipv4(udp(dns()), total_len=19), ST_MALFORMED),
+        (ipv4(udp(dns()), frag=0x2000 | 5), ST_FRAGMENT),  # MF + offset 5
+        (ipv4(udp(dns()), frag=1), ST_FRAGMENT),  # last fragment
+        (ipv4(b"\x08\x00" + b"\x00" * 6, 1), ST_IGNORED),  # ICMP
+        (ipv4(b"", ihl=15, total_len=60), ST_TRUNCATED),  # options run past the capture
+    ],
+)
+def test_ipv4_rules(frame: bytes, status: int) -> None:
+    assert one(LINKTYPE_RAW, frame) == ([], status)
+
+
+def test_first_ipv4_fragment_is_decoded() -> None:
+    assert one(LINKTYPE_RAW, ipv4(udp(dns()), frag=0x2000)) == ([query_event()], ST_OK)
+
+
+def test_ipv6_extension_headers_are_walked() -> None:
+    chain = ext(60, 16) + ext(44, 8) + frag_header(17, 0, more=True) + udp(dns())
+    assert one(LINKTYPE_RAW, ipv6(chain, 0)) == ([query_event(v6=True)], ST_OK)
+
+
+def test_ipv6_routing_mobility_and_ah() -> None:
+    ah = bytes((135, 4)) + b"\x00" * 22  # (4 + 2) * 4 = 24 bytes
+    mobility = bytes((17, 0)) + b"\x00" * 6
+    chain = ext(51, 8) + ah + mobility + udp(dns())
+    assert one(LINKTYPE_RAW, ipv6(chain, 43)) == ([query_event(v6=True)], ST_OK)
+
+
+def test_ipv6_matches_scapy() -> None:
+    from scapy.layers.dns import DNS, DNSQR
+    from scapy.layers.inet import UDP
+    from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop
+
+    pkt = (
+        IPv6(src=SRC6, dst=DST6)
+        / IPv6ExtHdrHopByHop()
+        / IPv6ExtHdrDestOpt()
+        / IPv6ExtHdrFragment(offset=0, m=1)
+        / UDP(sport=5353, dport=53)
+        / DNS(rd=1, qd=DNSQR(qname="Mail.Example.ORG", qtype="MX"))
+    )
+    assert one(LINKTYPE_RAW, bytes(pkt)) == ([query_event(b"mail.example.org", 15, v6=True)], ST_OK)
+
+
+@pytest.mark.parametrize(
+    ("payload", "nh", "status"),
+    [
+        (ext(44, 8) + frag_header(17, 1) + udp(dns()), 0, ST_FRAGMENT),
+        (frag_header(17, 185, more=True) + udp(dns()), 44, ST_FRAGMENT),
+        (ext(59, 8) + udp(dns()), 60, ST_IGNORED),  # no next header
+        (b"\x80\x00" + b"\x00" * 6, 58, ST_IGNORED),  # ICMPv6
+        (b"".join(ext(60, 8) for _ in range(16)) + ext(17, 8) + udp(dns()), 60, ST_MALFORMED),
+        (ext(17, 64)[:30], 0, ST_TRUNCATED),
+    ],
+)
+def test_ipv6_rules(payload: bytes, nh: int, status: int) -> None:
+    assert one(LINKTYPE_RAW, ipv6(payload, nh)) == ([], status)
+
+
+def test_sixteen_extension_headers_are_allowed() -> None:
+    chain = b"".join(ext(60, 8) for _ in range(15)) + ext(17, 8) + udp(dns())
+    assert one(LINKTYPE_RAW, ipv6(chain, 60)) == ([query_event(v6=True)], ST_OK)
+
+
+def test_ipv6_jumbo_payload_length_zero_reads_to_capture_end() -> None:
+    assert one(LINKTYPE_RAW, ipv6(udp(dns()), plen=0)) == ([query_event(v6=True)], ST_OK)
+
+
+# --- UDP -----------------------------------------------------------------------------
+
+
+def test_ethernet_padding_is_not_dns_payload() -> None:
+    # IP total length ends 10 bytes into the DNS header; the padding completes it
+    message = dns()
+    short = ipv4(udp(message), total_len=20 + 8 + 10) + b"\x00" * 6
+    assert one(LINKTYPE_ETHERNET, ether(short)) == ([], ST_TRUNCATED)
+    # a UDP datagram with no payload, padded to the Ethernet minimum
+    empty = ipv4(udp(b"")) + dns()[:18]
+    assert one(LINKTYPE_ETHERNET, ether(empty)) == ([], ST_IGNORED)
+
+
+def test_udp_length_8_is_no_query_whatever_follows() -> None:
+    # tcpdump's dns-zlip-1: UDP length 8, a whole DNS query after it
+    assert one(LINKTYPE_RAW, ipv4(udp(dns(), length=8))) == ([], ST_IGNORED)
+
+
+@pytest.mark.parametrize(
+    ("frame", "status"),
+    [
+        (ipv4(udp(dns(), length=7)), ST_MALFORMED),
+        (ipv4(udp(dns(), dport=5353)), ST_IGNORED),
+        (ipv4(udp(dns()[:11])), ST_TRUNCATED),
+        (ipv4(udp(dns(), length=8 + 11)), ST_TRUNCATED),
+    ],
+)
+def test_udp_rules(frame: bytes, status: int) -> None:
+    assert one(LINKTYPE_RAW, frame) == ([], status)
+
+
+# --- TCP -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("port", [135, 139, 445])
+def test_syn_to_windows_ports_is_an_event(port: int) -> None:
+    rows, status = one(LINKTYPE_ETHERNET, ether(ipv4(tcp(dport=port, flags=0x02), 6)))
+    assert status == ST_OK
+    assert [(r["kind"], r["dport"], r["src"], r["dst"]) for r in rows] == [
+        (KIND_SYN, port, SRC4, DST4)
+    ]
+
+
+def test_syn_needs_only_14_tcp_bytes() -> None:
+    frame = ipv4(tcp(dport=445, flags=0x02)[:14], 6, total_len=40)
+    assert one(LINKTYPE_RAW, frame)[1] == ST_OK
+    assert one(LINKTYPE_RAW, ipv4(tcp(dport=445, flags=0x02)[:13], 6, total_len=40)) == (
+        [],
+        ST_TRUNCATED,
+    )
+
+
+@pytest.mark.parametrize(
+    ("segment", "status"),
+    [
+        (tcp(dport=445, flags=0x12), ST_IGNORED),  # SYN+ACK
+        (tcp(dport=80, flags=0x02), ST_IGNORED),
+        (tcp(dport=445, flags=0x10), ST_IGNORED),  # plain ACK
+        (tcp(dport=445, flags=0x02, doff=4), ST_MALFORMED),
+        (tcp(dport=53, flags=0x02), ST_IGNORED),  # no payload
+        (tcp(dport=80)[:16], ST_TRUNCATED),
+        (tcp(dns(), dport=53, doff=15)[:30], ST_TRUNCATED),  # options cut
+    ],
+)
+def test_tcp_rules(segment: bytes, status: int) -> None:
+    assert one(LINKTYPE_RAW, ipv4(segment, 6)) == ([], status)
+
+
+def test_dns_over_tcp_three_messages_in_one_segment() -> None:
+    segment = tcp(tcp_dns(dns(b"a.example"), dns(b"b.example", 28), dns(b"c.example", 15)))
+    rows, status = one(LINKTYPE_RAW, ipv6(segment, 6))
+    assert status == ST_OK
+    assert [(r["name"], r["qtype"], r["dst"]) for r in rows] == [
+        (b"a.example", 1, DST6),
+        (b"b.example", 28, DST6),
+        (b"c.example", 15, DST6),
+    ]
+
+
+def test_dns_over_tcp_message_continuing_beyond_the_segment_counts() -> None:
+    message = dns(b"mx.example.net", 15) + b"\x00" * 40  # the rest follows in a later segment
+    whole_question = struct.pack("!H", len(message)) + message[:40]
+    assert one(LINKTYPE_RAW, ipv4(tcp(whole_question), 6)) == (
+        [query_event(b"mx.example.net", 15)],
+        ST_OK,
+    )
+    header_only = struct.pack("!H", len(message)) + message[:16]
+    assert one(LINKTYPE_RAW, ipv4(tcp(header_only), 6)) == ([query_event(b"", 0)], ST_TRUNCATED)
+    partial_header = struct.pack("!H", len(message)) + message[:11]
+    assert one(LINKTYPE_RAW, ipv4(tcp(partial_header), 6)) == ([], ST_TRUNCATED)
+
+
+@pytest.mark.parametrize(
+    ("payload", "n_events", "status"),
+    [
+        (tcp_dns(dns(), b"\x00" * 11), 1, ST_MALFORMED),  # L < 12 stops the walk
+        (tcp_dns(dns(), dns(flags=0x8180), dns()), 2, ST_OK),  # a response in between
+        # a bad name in the middle message counts, and the walk goes on
+        (tcp_dns(dns(b"a.b"), dns(question=b"\x41"), dns()), 3, ST_MALFORMED),
+        (tcp_dns(dns()) + b"\x00", 1, ST_TRUNCATED),  # a cut length prefix
+        (tcp_dns(*[dns()] * 70), 64, ST_OK),  # at most 64 messages per segment
+    ],
+    ids=["short-length", "response-between", "bad-name-between", "cut-prefix", "cap-64"],
+)
+def test_dns_over_tcp_walk(payload: bytes, n_events: int, status: int) -> None:
+    rows, got = one(LINKTYPE_RAW, ipv4(tcp(payload), 6))
+    assert (len(rows), got) == (n_events, status)
+
+
+# --- DNS names -------------------------------------------------------------------------
+
+
+def q(message: bytes) -> tuple[list[dict[str, object]], int]:
+    return one(LINKTYPE_RAW, ipv4(udp(message)))
+
+
+def test_name_is_lower_cased_other_bytes_kept() -> None:
+    question = encode_name(b"MiXeD.Ex\xc3\x84mple.COM") + b"\x00\x1c\x00\x01"
+    assert q(dns(question=question)) == ([query_event(b"mixed.ex\xc3\x84mple.com", 28)], ST_OK)
+
+
+def test_compression_pointer_is_followed() -> None:
+    # "www" + pointer to "example.com" stored after the question; qtype after the pointer
+    target = 12 + 4 + 2 + 4
+    question = b"\x03www" + struct.pack("!H", 0xC000 | target) + b"\x00\x0f\x00\x01"
+    assert q(dns(question=question + encode_name(b"Example.com"))) == (
+        [query_event(b"www.example.com", 15)],
+        ST_OK,
+    )
+
+
+def test_pointer_into_the_header_is_read_as_labels() -> None:
+    # offset 5 is QDCOUNT's low byte (1), then ANCOUNT (0, 0): the name "\x00"
+    question = b"\xc0\x05\x00\x01\x00\x01"
+    assert q(dns(question=question)) == ([query_event(b"\x00", 1)], ST_OK)
+
+
+@pytest.mark.parametrize(
+    ("question", "status"),
+    [
+        (b"\xc0\x0c\x00\x01\x00\x01", ST_MALFORMED),  # points at itself
+        (b"\x01a\xc0\x0e\x00\x01", ST_MALFORMED),  # a -> pointer to a loop
+        (b"\x41abc\x00\x00\x01\x00\x01", ST_MALFORMED),  # label type 01
+        (b"\x81abc\x00\x00\x01\x00\x01", ST_MALFORMED),  # label type 10
+        (b"\x03www\x07exam", ST_TRUNCATED),
+        (b"\x03www\x00\x00", ST_TRUNCATED),  # qtype cut
+        (b"\x03www\xc0", ST_TRUNCATED),  # pointer cut
+        (b"\x03www\xc0\xff\x00\x01", ST_TRUNCATED),  # pointer past the message
+    ],
+)
+def test_bad_names_still_count_as_queries(question: bytes, status: int) -> None:
+    assert q(dns(question=question)) == ([query_event(b"", 0)], status)
+
+
+def test_name_length_limit_is_255() -> None:
+    longest = b".".join([b"a" * 63] * 4)
+    assert len(longest) == 255
+    assert q(dns(longest)) == ([query_event(longest)], ST_OK)
+    too_long = b".".join([b"a" * 63] * 3 + [b"b" * 62, b"c"])
+    assert len(too_long) == 256
+    assert q(dns(too_long)) == ([query_event(b"", 0)], ST_MALFORMED)
+
+
+def chained_pointers(n_jumps: int) -> bytes:
+    """A question whose name is ``n_jumps`` pointers, each to the next, then the root."""
+    first = 12 + 2 + 4  # the chain starts after the first pointer, qtype and qclass
+    chain = b"".join(struct.pack("!H", 0xC000 | first + 2 * (i + 1)) for i in range(n_jumps - 1))
+    return struct.pack("!H", 0xC000 | first) + b"\x00\x01\x00\x01" + chain + b"\x00"
+
+
+def test_128_pointer_jumps_are_allowed() -> None:
+    assert q(dns(question=chained_pointers(128))) == ([query_event(b"", 1)], ST_OK)
+    assert q(dns(question=chained_pointers(129))) == ([query_event(b"", 0)], ST_MALFORMED)
+
+
+def test_root_name_and_empty_question_section() -> None:
+    assert q(dns(b"", 2)) == ([query_event(b"", 2)], ST_OK)
+    assert q(dns(qdcount=0, question=b"")) == ([query_event(b"", 0)], ST_OK)
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [0x8180, 0x8000, 0x2800, 0x1000, 0x7800],  # responses, UPDATE, STATUS, opcode 15
+)
+def test_responses_and_other_opcodes_are_ignored(flags: int) -> None:
+    assert q(dns(flags=flags)) == ([], ST_IGNORED)
