@@ -1,0 +1,419 @@
+"""Replay source: capture files (pcap, pcapng) and standard input, read as one stream.
+
+paths given to ``wormwatch replay`` -> **this module** -> ``Batch`` objects -> decode stage.
+
+Files are memory-mapped and indexed in place by the numba walkers of
+``wormwatch.kernels.pcapwalk``: a batch's ``data`` is a read-only ``uint8`` view of the
+mapped file (nothing is copied), ``offsets``/``caplens`` index into it. A batch never spans
+two files. ``-`` reads standard input through pcapy-ng (``wormwatch.source.stdin``).
+
+Every path is checked when the replay is opened (missing, unreadable, a directory, empty,
+not a capture, header cut short: one ``WormwatchError`` that says what to do). A problem met
+after that (a last record cut short, an impossible length) ends that file with a one-line
+warning in ``stats().warnings``; the packets before it are kept and the replay goes on
+with the next file.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import stat
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from wormwatch.errors import WormwatchError
+from wormwatch.kernels.pcapwalk import (
+    BT_SHB,
+    PCAP_FILE_HEADER,
+    WALK_BAD_INTERFACE,
+    WALK_BAD_LENGTH,
+    WALK_END,
+    WALK_FULL,
+    WALK_INTERFACE,
+    WALK_SECTION,
+    WALK_TRUNCATED,
+    walk_pcap,
+    walk_pcapng,
+)
+from wormwatch.model import I32, I64, U8, Batch, SourceStats
+from wormwatch.source.pcapng import PcapngSections, read_section_header
+from wormwatch.source.stdin import STDIN_NAME, STDIN_PATH, StdinPart
+
+# A record claiming more captured bytes than this is corrupt: libpcap's largest snaplen
+# (MAXIMUM_SNAPLEN) is 262144.
+MAX_CAPLEN = 256 * 1024
+
+# classic pcap magic numbers as read little-endian -> (is_big, is_nano)
+_PCAP_MAGICS = {
+    0xA1B2C3D4: (False, False),
+    0xD4C3B2A1: (True, False),
+    0xA1B23C4D: (False, True),
+    0x4D3CB2A1: (True, True),
+}
+_GZIP_MAGIC = b"\x1f\x8b"
+_KUZNETZOV_MAGICS = (0xA1B2CD34, 0x34CDB2A1)
+_LINKTYPE_MASK = 0xFFFF  # the upper bits of the header's link type carry FCS information
+# enough for a pcap file header (24 bytes) or a pcapng section header (28)
+_HEAD_BYTES = 32
+
+
+def open_replay(paths: Sequence[str]) -> ReplaySource:
+    """Opens capture files (and ``-`` for standard input) to be read in order as one stream.
+
+    Args:
+        paths: pcap or pcapng files; ``-`` (at most once) reads standard input.
+
+    Returns:
+        A source implementing ``wormwatch.source.Source``.
+
+    Raises:
+        WormwatchError: no path was given, or a path is missing, unreadable, a directory,
+            empty, not a capture, or its header is cut short.
+    """
+    return ReplaySource(paths)
+
+
+class ReplaySource:
+    """Capture files and standard input, read in order as one stream of batches.
+
+    Every file is checked on opening; each is mapped only while it is being read.
+    """
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        """See :func:`open_replay`."""
+        paths = list(paths)
+        if not paths:
+            raise WormwatchError("no capture file given; name one or more pcap/pcapng files")
+        if paths.count(STDIN_PATH) > 1:
+            raise WormwatchError("standard input (-) can be given only once")
+        self._warnings: list[str] = []
+        self._packets = 0
+        self._bytes = 0
+        # checked first, so that a bad path fails before standard input is waited for
+        headers = {path: _check_file(path) for path in paths if path != STDIN_PATH}
+        self._pending: list[_Header | StdinPart] = [
+            StdinPart(self._warnings) if path == STDIN_PATH else headers[path] for path in paths
+        ]
+        self._pending.reverse()
+        self._current: _Part | None = None
+        names = [STDIN_NAME if p == STDIN_PATH else os.path.basename(p) for p in paths]
+        self.name = names[0] if len(names) == 1 else f"{names[0]} +{len(names) - 1} more"
+
+    def read_batch(self, max_packets: int) -> Batch | None:
+        """The next 1 to ``max_packets`` packets of one file, or None when all are read."""
+        if max_packets < 1:
+            raise ValueError(f"max_packets must be at least 1, not {max_packets}")
+        while True:
+            if self._current is None:
+                if not self._pending:
+                    return None
+                item = self._pending.pop()
+                self._current = (
+                    _open_part(item, self._warnings) if isinstance(item, _Header) else item
+                )
+            batch = self._current.read(max_packets)
+            if batch is not None and batch.n > 0:
+                self._packets += batch.n
+                self._bytes += int(batch.caplens.sum())
+                return batch
+            self._current.close()
+            self._current = None
+
+    def stats(self) -> SourceStats:
+        """Packets and captured bytes handed out so far, and the warnings met."""
+        return SourceStats(packets=self._packets, bytes=self._bytes, warnings=list(self._warnings))
+
+    def close(self) -> None:
+        """Stops the replay; later reads return None."""
+        if self._current is not None:
+            self._current.close()
+            self._current = None
+        for item in self._pending:
+            if isinstance(item, StdinPart):
+                item.close()
+        self._pending.clear()
+
+
+class _Part(Protocol):
+    """One file (or standard input) of a replay: batches until None."""
+
+    def read(self, max_packets: int) -> Batch | None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Header:
+    """A file checked when the replay was opened, and what its header said."""
+
+    path: str
+    is_pcapng: bool
+    is_big: bool = False
+    is_nano: bool = False
+    linktype: int = 0
+
+
+def _check_file(path: str) -> _Header:
+    """Checks that ``path`` is a readable capture and reads its header."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise WormwatchError(f"file {path}: no such file; check the path") from None
+    except OSError as err:
+        raise WormwatchError(f"file {path}: cannot read it ({err.strerror})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise WormwatchError(f"file {path} is a directory; name the capture files in it")
+    if not stat.S_ISREG(info.st_mode):
+        raise WormwatchError(
+            f"file {path} is not a regular file; to read a pipe, give - and pipe it to stdin"
+        )
+    if info.st_size == 0:
+        raise WormwatchError(f"file {path} is empty (0 bytes); the capture was never written")
+    head = _read_head(path)
+    magic = int.from_bytes(head[:4].ljust(4, b"\0"), "little")
+    if len(head) >= 4 and magic == BT_SHB:
+        section = read_section_header(head, 0, info.st_size)
+        if isinstance(section, str):
+            raise WormwatchError(
+                f"file {path}: {section}; it is not a complete pcapng capture "
+                "(a cut-off copy?), write or copy it again"
+            )
+        return _Header(path, is_pcapng=True)
+    if len(head) < 4 or magic not in _PCAP_MAGICS:
+        raise WormwatchError(_bad_magic_message(path, head))
+    if len(head) < PCAP_FILE_HEADER:
+        raise WormwatchError(
+            f"file {path}: pcap header truncated ({len(head)} of {PCAP_FILE_HEADER} bytes); "
+            "the file was cut off, write or copy it again"
+        )
+    is_big, is_nano = _PCAP_MAGICS[magic]
+    linktype = int.from_bytes(head[20:24], "big" if is_big else "little") & _LINKTYPE_MASK
+    return _Header(path, is_pcapng=False, is_big=is_big, is_nano=is_nano, linktype=linktype)
+
+
+def _read_head(path: str) -> bytes:
+    """The first bytes of a file: enough for a pcap header or a pcapng section header."""
+    try:
+        with open(path, "rb") as file:
+            return file.read(_HEAD_BYTES)
+    except PermissionError:
+        raise WormwatchError(
+            f"file {path}: permission denied; run as a user who may read it"
+        ) from None
+    except OSError as err:
+        raise WormwatchError(f"file {path}: cannot read it ({err.strerror})") from None
+
+
+def _bad_magic_message(path: str, head: bytes) -> str:
+    seen = " ".join(f"{b:02x}" for b in head[:4])
+    hint = "give a capture written by tcpdump -w or Wireshark"
+    if head.startswith(_GZIP_MAGIC):
+        hint = "it is gzip-compressed: gunzip it first"
+    elif int.from_bytes(head[:4].ljust(4, b"\0"), "little") in _KUZNETZOV_MAGICS:
+        hint = "it is Kuznetzov's modified pcap: convert it with editcap -F pcap"
+    return (
+        f"file {path}: not a pcap or pcapng file (it starts with bytes {seen}, "
+        f"not a pcap magic a1b2c3d4/a1b23c4d or pcapng 0a0d0d0a); {hint}"
+    )
+
+
+def _open_part(header: _Header, warnings: list[str]) -> _Part:
+    if header.is_pcapng:
+        return _PcapngPart(header, warnings)
+    return _PcapPart(header, warnings)
+
+
+class _Outputs:
+    """The per-packet arrays of one batch, filled by a walker."""
+
+    def __init__(self, max_packets: int) -> None:
+        self.ts_us: I64 = np.empty(max_packets, np.int64)
+        self.offsets: I64 = np.empty(max_packets, np.int64)
+        self.caplens: I32 = np.empty(max_packets, np.int32)
+        self.wirelens: I32 = np.empty(max_packets, np.int32)
+        self.linktypes: I32 = np.empty(max_packets, np.int32)
+
+    def batch(self, data: U8, n: int) -> Batch:
+        return Batch(
+            data=data,
+            ts_us=self.ts_us[:n],
+            offsets=self.offsets[:n],
+            caplens=self.caplens[:n],
+            wirelens=self.wirelens[:n],
+            linktypes=self.linktypes[:n],
+        )
+
+
+class _MappedFile:
+    """A capture file mapped read-only; subclasses walk its records from ``pos``."""
+
+    def __init__(self, header: _Header, warnings: list[str]) -> None:
+        self._path = header.path
+        self._warnings = warnings
+        try:
+            with open(header.path, "rb") as file:
+                self._mm: mmap.mmap | None = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError) as err:
+            raise WormwatchError(
+                f"file {header.path}: cannot map it any more ({err}); "
+                "was it moved or emptied during the replay?"
+            ) from None
+        self._mm.madvise(mmap.MADV_SEQUENTIAL)
+        self._size = len(self._mm)
+        self._data: U8 = np.frombuffer(self._mm, dtype=np.uint8)
+        self._n_packets = 0
+        self._released = 0
+        self._batch_start = 0
+        self.pos = 0
+
+    def _release_behind(self) -> None:
+        """Unmaps pages before the previous batch, so resident memory stays flat.
+
+        The caller may still hold the previous batch, so only pages before it go. They
+        stay in the page cache, and a touch would fault them back in unchanged.
+        """
+        if self._mm is not None:
+            upto = self._batch_start - self._batch_start % mmap.PAGESIZE
+            if upto > self._released:
+                self._mm.madvise(mmap.MADV_DONTNEED, self._released, upto - self._released)
+                self._released = upto
+        self._batch_start = self.pos
+
+    def _stop(self, status: int) -> None:
+        """Ends this file, with a warning unless it ended cleanly."""
+        where = f"at byte {self.pos} after {self._n_packets} packets"
+        kept = "the packets before it were read"
+        if status == WALK_TRUNCATED:
+            self._warn(f"truncated record {where}; {kept}")
+        elif status == WALK_BAD_LENGTH:
+            self._warn(
+                f"impossible record length {where} ({self._describe_bad_length()}); "
+                f"{kept}, the rest of the file was skipped"
+            )
+        elif status == WALK_BAD_INTERFACE:
+            self._warn(
+                f"packet block {where} names an interface that no interface description "
+                f"block described; {kept}, the rest of the file was skipped"
+            )
+        self.close()
+
+    def _warn(self, text: str) -> None:
+        self._warnings.append(f"file {self._path}: {text}")
+
+    def _describe_bad_length(self) -> str:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Lets go of the mapping (batches still using it keep it alive)."""
+        self._mm = None
+        self._data = np.zeros(0, dtype=np.uint8)
+
+
+class _PcapPart(_MappedFile):
+    """A classic pcap file (any of the four magic numbers)."""
+
+    def __init__(self, header: _Header, warnings: list[str]) -> None:
+        super().__init__(header, warnings)
+        self._is_big = header.is_big
+        self._is_nano = header.is_nano
+        self._linktype = header.linktype
+        self.pos = PCAP_FILE_HEADER
+
+    def read(self, max_packets: int) -> Batch | None:
+        if self._mm is None:
+            return None
+        self._release_behind()
+        out = _Outputs(max_packets)
+        n, self.pos, status = walk_pcap(
+            self._data,
+            self.pos,
+            self._is_big,
+            self._is_nano,
+            MAX_CAPLEN,
+            out.ts_us,
+            out.offsets,
+            out.caplens,
+            out.wirelens,
+        )
+        self._n_packets += n
+        out.linktypes[:n] = self._linktype
+        batch = out.batch(self._data, n)
+        if status != WALK_FULL:
+            self._stop(status)
+        return batch
+
+    def _describe_bad_length(self) -> str:
+        caplen = self._data[self.pos + 8 : self.pos + 12].tobytes()
+        value = int.from_bytes(caplen, "big" if self._is_big else "little")
+        return f"caplen {value} is larger than {MAX_CAPLEN}"
+
+
+class _PcapngPart(_MappedFile):
+    """A pcapng file: sections, interfaces and packet blocks."""
+
+    def __init__(self, header: _Header, warnings: list[str]) -> None:
+        super().__init__(header, warnings)
+        self._sections = PcapngSections()
+        self._last_ts_us = 0
+        self._n_unknown = 0
+
+    def read(self, max_packets: int) -> Batch | None:
+        if self._mm is None:
+            return None
+        self._release_behind()
+        data = self._data
+        out = _Outputs(max_packets)
+        n = 0
+        while n < max_packets:
+            s = self._sections
+            k, self.pos, status, self._last_ts_us, n_unknown = walk_pcapng(
+                data,
+                self.pos,
+                s.is_big,
+                MAX_CAPLEN,
+                s.linktypes,
+                s.muls,
+                s.divs,
+                s.offsets_us,
+                self._last_ts_us,
+                out.ts_us[n:],
+                out.offsets[n:],
+                out.caplens[n:],
+                out.wirelens[n:],
+                out.linktypes[n:],
+            )
+            n += k
+            self._n_packets += k
+            self._n_unknown += n_unknown
+            if status == WALK_SECTION:
+                step = s.read_section(self._mm, self.pos, self._size)
+            elif status == WALK_INTERFACE:
+                step = s.read_interface(self._mm, self.pos)
+            else:
+                if status != WALK_FULL:
+                    self._stop(status)
+                break
+            if isinstance(step, str):
+                self._warn(
+                    f"{step} at byte {self.pos} after {self._n_packets} packets; "
+                    "the packets before it were read, the rest of the file was skipped"
+                )
+                self._stop(WALK_END)
+                break
+            self.pos = step
+        return out.batch(data, n)
+
+    def _describe_bad_length(self) -> str:
+        if self._mm is None:
+            return "file already closed"
+        return self._sections.describe_block(self._mm, self.pos, self._size)
+
+    def close(self) -> None:
+        if self._n_unknown:
+            self._warn(f"skipped {self._n_unknown} pcapng blocks of unknown type")
+            self._n_unknown = 0
+        super().close()
