@@ -1,0 +1,277 @@
+"""Detectors: each signal fires on its worm and stays quiet on its look-alike."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+
+import numpy as np
+import pytest
+
+from hoststates import Host, at, spread, study_host
+from wormwatch.config import Config, KeywordStormConfig
+from wormwatch.detect import evaluate, network_evidence, network_sync
+from wormwatch.model import QTYPE_MX, QTYPE_PTR
+
+CFG = Config()
+NOW = at(23.99)
+
+
+def scanner(n_targets: int, *, start: float = 10.0, hours: float = 0.2, seed: int = 3) -> Host:
+    rng = np.random.default_rng(seed)
+    host = Host("192.0.2.44")
+    for i, t in enumerate(spread(at(start), at(start + hours), n_targets, rng).tolist()):
+        dst = f"10.{i // 65536}.{i // 256 % 256}.{i % 256}"
+        host.syn(t, dst, 445).syn(t + 3_000_000, dst, 445).syn(t + 50, dst, 139)
+    return host
+
+
+def mass_mailer(n_domains: int, *, start: float = 9.0, hours: float = 1.0) -> Host:
+    host = Host("192.0.2.55")
+    times = spread(at(start), at(start + hours), n_domains, np.random.default_rng(5))
+    for i, t in enumerate(times.tolist()):
+        host.query(t, f"victim{i}.example", QTYPE_MX)
+    return host
+
+
+def test_study_host_is_a_keyword_storm() -> None:
+    host, facts = study_host()
+    state = host.state()
+    assert int(state.totals[1]) == 32_721
+    verdict = evaluate(state, CFG, now_us=at(18))
+    assert verdict.verdicts == ("keyword-storm",)
+    ev = verdict.evidence["keyword-storm"]
+    assert isinstance(ev, dict)
+    assert ev["a_queries"] == 32_721
+    assert ev["ptr_queries"] == 7
+    assert ev["mx_queries"] == 0
+    assert ev["keyword_a_queries"] == facts["keyword_A"]
+    assert ev["r2_keyword_a_vs_a"] > 0.99
+    assert ev["keyword_share"] > 0.98
+    assert ev["first_active"] == "2026-11-26T12:00:00.000000+00:00"
+    assert ev["last_active"] == "2026-11-26T17:30:00.000000+00:00"
+    assert ev["active_bins"] == 330
+    assert 90 < ev["keyword_a_per_min"] < 110
+    prefixes = ev["top_prefixes"]
+    assert sorted(prefixes) == ["1", "2", "3", "4", "5"]
+    assert prefixes["1"][0][0] == "m"
+    assert prefixes["4"][0][0] == "mail"
+    assert {p for p, _ in prefixes["5"]} >= {"smtp.", "relay", "mailh"}
+    assert verdict.score >= 75
+    json.dumps(verdict.evidence)
+
+
+def test_webmail_forty_times_an_hour_is_not_a_storm() -> None:
+    rng = np.random.default_rng(7)
+    host = Host()
+    times = spread(at(8), at(18), 400, rng)
+    host.queries(times.tolist(), ["mail.example.edu"] * 400)
+    other = spread(at(8), at(18), 300, rng)
+    host.queries(other.tolist(), [f"site{i % 60}.example" for i in range(300)])
+    assert evaluate(host.state(), CFG, now_us=NOW).verdicts == ()
+
+
+def test_three_queries_of_mail_google_com_are_nothing() -> None:
+    host = Host()
+    host.queries([at(9), at(9.1), at(13)], ["mail.google.com"] * 3)
+    verdict = evaluate(host.state(), CFG, now_us=NOW)
+    assert (verdict.score, verdict.verdicts, verdict.evidence) == (0.0, (), {})
+
+
+def test_monitoring_probe_of_one_mail_name_is_not_a_storm() -> None:
+    """60 queries a minute all day, 100% keyword, but one name: not a worm."""
+    host = Host()
+    times = [at(0) + i * 1_000_000 for i in range(6 * 3600)]
+    host.queries(times, ["smtp.example.net"] * len(times))
+    assert evaluate(host.state(), CFG, now_us=at(6)).verdicts == ()
+
+
+def test_storm_needs_a_sustained_rate_and_share() -> None:
+    host, _ = study_host()
+    state = host.state()
+    slow = dataclasses.replace(CFG, keyword_storm=KeywordStormConfig(min_rate_per_min=200))
+    assert evaluate(state, slow, now_us=at(18)).verdicts == ()
+    # the same storm drowned in ordinary queries: share falls below half
+    rng = np.random.default_rng(2)
+    ts = spread(at(12), at(17.5), 40_000, rng)
+    host.queries(ts.tolist(), [f"www.site{i % 5000}.example" for i in range(40_000)])
+    assert evaluate(host.state(), CFG, now_us=at(18)).verdicts == ()
+
+
+def test_keyword_weights_scale_the_share() -> None:
+    host, _ = study_host()
+    zero = dict.fromkeys(CFG.keywords, 0.0)
+    cfg = dataclasses.replace(CFG, keyword_weights=zero)
+    assert evaluate(host.state(), cfg, now_us=at(18)).verdicts == ()
+    half = dataclasses.replace(CFG, keyword_weights=dict.fromkeys(CFG.keywords, 0.6))
+    ev = evaluate(host.state(), half, now_us=at(18)).evidence["keyword-storm"]
+    assert isinstance(ev, dict)
+    assert ev["keyword_weight"] == pytest.approx(0.6)
+
+
+def test_min_r2_can_be_required() -> None:
+    host, _ = study_host()
+    strict = dataclasses.replace(CFG, keyword_storm=KeywordStormConfig(min_r2=0.9999))
+    assert evaluate(host.state(), strict, now_us=at(18)).verdicts == ()
+
+
+def test_mx_client_both_ways() -> None:
+    verdict = evaluate(mass_mailer(200).state(), CFG, now_us=NOW)
+    assert verdict.verdicts == ("mx-client",)
+    ev = verdict.evidence["mx-client"]
+    assert isinstance(ev, dict)
+    assert (ev["mx_queries"], ev["mx_domains"]) == (200, 200)
+    assert ev["sample_domains"][0] == "victim0.example"
+    # a mail client doing autoconfig: a few MX queries of its own domain
+    host = Host()
+    host.queries([at(9) + i * 10_000_000 for i in range(12)], ["example.edu"] * 12, QTYPE_MX)
+    assert evaluate(host.state(), CFG, now_us=NOW).verdicts == ()
+
+
+def test_allowlisted_mail_server_and_resolver_are_not_mx_clients() -> None:
+    state = mass_mailer(500).state()
+    net = (ipaddress.ip_network(f"{state.addr}/32"),)
+    for cfg in (
+        dataclasses.replace(CFG, mail_servers=net),
+        dataclasses.replace(CFG, resolvers=net),
+    ):
+        assert evaluate(state, cfg, now_us=NOW).verdicts == ()
+    assert evaluate(state, dataclasses.replace(CFG, ignore=net), now_us=NOW) == evaluate(
+        Host().state(), CFG, now_us=NOW
+    )
+
+
+def test_allowlisted_mail_server_is_still_an_smb_scanner() -> None:
+    state = scanner(100).state()
+    cfg = dataclasses.replace(CFG, mail_servers=(ipaddress.ip_network(state.addr),))
+    assert evaluate(state, cfg, now_us=NOW).verdicts == ("smb-scan",)
+
+
+def test_smb_scan_both_ways() -> None:
+    verdict = evaluate(scanner(500).state(), CFG, now_us=NOW)
+    assert verdict.verdicts == ("smb-scan",)
+    ev = verdict.evidence["smb-scan"]
+    assert isinstance(ev, dict)
+    assert ev["targets"] == 500
+    assert ev["syn"] == {"135": 0, "139": 500, "445": 1000}
+    assert ev["syns_per_target"] == 3.0
+    assert ev["targets_per_min"] > 30
+    assert evaluate(scanner(29).state(), CFG, now_us=NOW).verdicts == ()
+    assert evaluate(scanner(30).state(), CFG, now_us=NOW).verdicts == ("smb-scan",)
+
+
+def test_windows_client_with_its_file_servers_is_not_a_scan() -> None:
+    host = Host()
+    servers = ["198.51.100.10", "198.51.100.11", "198.51.100.20", "198.51.100.30"]
+    for i in range(3000):
+        t = at(8) + i * 12_000_000
+        host.syn(t, servers[i % 4], 445)
+        host.syn(t + 1_000_000, servers[i % 4], 445)  # retransmission
+        host.syn(t + 5, servers[i % 2], 139)
+    verdict = evaluate(host.state(), CFG, now_us=NOW)
+    assert verdict.verdicts == ()
+
+
+def test_slow_scanner_counts_within_the_window() -> None:
+    """One new target every 10 minutes: a scanner once it reaches 30 in the window."""
+    host = Host()
+    for i in range(40):
+        host.syn(at(1) + i * 600_000_000, f"10.0.0.{i + 1}", 445)
+    state = host.state()
+    assert evaluate(state, CFG, now_us=at(1 + 28 * 10 / 60)).verdicts == ()  # 29 targets
+    verdict = evaluate(state, CFG, now_us=at(8))
+    assert verdict.verdicts == ("smb-scan",)
+    ev = verdict.evidence["smb-scan"]
+    assert isinstance(ev, dict)
+    assert ev["targets_per_min"] == 1.0
+    assert ev["peak_targets_per_bin"] == 1
+    # a day later, the scan has left the 24 h window
+    assert evaluate(state, CFG, now_us=at(8 + 24)).verdicts == ()
+    # a one-hour window never holds 30 of them
+    hour = dataclasses.replace(CFG, window_s=3600)
+    assert evaluate(state, hour, now_us=at(8)).verdicts == ()
+
+
+def bot(phase_shift_bins: int, *, n_bursts: int = 8) -> Host:
+    """MX bursts and SYN bursts every 30 minutes, shifted by some bins."""
+    host = Host("192.0.2.77")
+    k = 0
+    for b in range(n_bursts):
+        start = at(10) + b * 1_800_000_000
+        for j in range(40):
+            host.query(start + j * 1_000_000, f"d{k}.example", QTYPE_MX)
+            k += 1
+        syn_start = start + phase_shift_bins * 60_000_000
+        for j in range(40):
+            host.syn(syn_start + j * 1_000_000, f"10.1.{b}.{j}", 445)
+    return host
+
+
+def test_bot_sync_in_phase_fires() -> None:
+    verdict = evaluate(bot(0).state(), CFG, now_us=NOW)
+    assert verdict.verdicts == ("mx-client", "smb-scan", "bot-sync")
+    ev = verdict.evidence["bot-sync"]
+    assert isinstance(ev, dict)
+    assert ev["r"] > 0.95
+    assert ev["active_bins"] == 8
+    assert ev["bins"] == 7 * 30 + 1
+    series = ev["series"]
+    assert isinstance(series, dict)
+    assert series["mx"] == [40] * 8
+    assert series["syn"] == [40] * 8
+    assert verdict.score == 100.0
+
+
+def test_bot_sync_out_of_phase_does_not_fire() -> None:
+    verdict = evaluate(bot(10).state(), CFG, now_us=NOW)
+    assert verdict.verdicts == ("mx-client", "smb-scan")
+    assert "bot-sync" not in verdict.evidence
+
+
+def test_bot_sync_needs_enough_bins() -> None:
+    verdict = evaluate(bot(0, n_bursts=2).state(), CFG, now_us=NOW)
+    assert "bot-sync" not in verdict.verdicts
+
+
+def test_score_is_monotone_explained_and_capped() -> None:
+    scores = [evaluate(scanner(n).state(), CFG, now_us=NOW).score for n in (30, 60, 150, 300, 1000)]
+    assert scores == sorted(scores)
+    assert scores[0] == 40.0
+    assert scores[-1] == 80.0
+    for host in (scanner(100), mass_mailer(40), bot(0), study_host()[0]):
+        v = evaluate(host.state(), CFG, now_us=NOW)
+        parts = v.evidence["score_parts"]
+        assert isinstance(parts, dict)
+        assert list(parts) == list(v.verdicts)
+        assert v.score == pytest.approx(min(100.0, sum(parts.values())), abs=0.11)
+        assert 0 < v.score <= 100
+    # two signals score more than either alone
+    both = evaluate(bot(10).state(), CFG, now_us=NOW)
+    assert both.score > max(both.evidence["score_parts"].values())  # type: ignore[union-attr]
+
+
+def test_ptr_only_host_and_empty_state() -> None:
+    host = Host()
+    host.queries(
+        [at(1) + i for i in range(500)], [f"{i}.in-addr.arpa" for i in range(500)], QTYPE_PTR
+    )
+    assert evaluate(host.state(), CFG, now_us=NOW).verdicts == ()
+
+
+def test_network_sync() -> None:
+    mx = np.array([0, 5, 0, 9, 0, 7, 0, 3, 0, 8])
+    assert network_sync(mx, mx * 3 + 1) == pytest.approx(1.0)
+    assert network_sync(mx, np.roll(mx, 1)) < 0
+    assert network_sync(mx[:4], mx[:4]) is None  # too few active bins
+    assert network_sync(mx, np.full(10, 4)) is None  # constant: r undefined
+    # sparse bins: gaps count as zero
+    bins = np.array([100, 101, 110, 111, 120, 121, 130])
+    m = np.array([9, 8, 7, 9, 8, 6, 5])
+    r = network_sync(m, m, bins=bins)
+    assert r == pytest.approx(1.0)
+    ev = network_evidence(bins, m, np.array([0, 0, 5, 5, 0, 0, 1]), CFG)
+    assert ev is not None
+    assert ev["bins"] == 31
+    assert ev["is_synchronised"] is False
+    json.dumps(ev)
