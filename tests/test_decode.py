@@ -532,3 +532,197 @@ def test_root_name_and_empty_question_section() -> None:
 )
 def test_responses_and_other_opcodes_are_ignored(flags: int) -> None:
     assert q(dns(flags=flags)) == ([], ST_IGNORED)
+
+
+# --- cut and hostile frames --------------------------------------------------------------
+
+CUT_FRAMES = {
+    **{name: (lt, frame) for name, (lt, frame, _) in LINK_CASES.items()},
+    "syn-445": (LINKTYPE_ETHERNET, ether(ipv4(tcp(dport=445, flags=0x02), 6))),
+    "syn-v6-vlan": (
+        LINKTYPE_ETHERNET,
+        ether(ipv6(tcp(dport=139, flags=0x02), 6), 0x86DD, (0x8100,)),
+    ),
+    "tcp-3-messages": (
+        LINKTYPE_ETHERNET,
+        ether(ipv4(tcp(tcp_dns(dns(b"a.x"), dns(b"b.x"), dns(b"c.x")), doff=8), 6)),
+    ),
+    "v6-ext-chain": (
+        LINKTYPE_RAW,
+        ipv6(ext(60, 16) + ext(44, 8) + frag_header(17, 0) + udp(dns()), 0),
+    ),
+    "v4-options": (LINKTYPE_RAW, ipv4(udp(dns(b"A.B")), options=b"\x01" * 8)),
+    "pointer": (
+        LINKTYPE_RAW,
+        ipv4(udp(dns(question=b"\x01a\xc0\x14\x00\x01\x00\x01" + encode_name(b"ex.org")))),
+    ),
+}
+IRRELEVANT_FRAMES = {
+    "syn-80": (LINKTYPE_ETHERNET, ether(ipv4(tcp(dport=80, flags=0x02), 6))),
+    "response": (
+        LINKTYPE_LINUX_SLL2,
+        sll2(ipv4(udp(dns(flags=0x8180)))),
+    ),
+}
+
+
+def cuts(packets: dict[str, tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+    return [(lt, frame[:cut]) for lt, frame in packets.values() for cut in range(len(frame))]
+
+
+def test_cut_relevant_frames_are_truncated_or_lose_nothing() -> None:
+    for name, (lt, frame) in CUT_FRAMES.items():
+        full = one(lt, frame)
+        assert full[1] == ST_OK, name
+        ok_cuts = []
+        for cut in range(len(frame)):
+            rows, status = one(lt, frame[:cut])
+            assert status in (ST_TRUNCATED, ST_OK), (name, cut, status)
+            if status == ST_OK:
+                # only bytes that are not needed (qclass, TCP options of a SYN) went
+                assert (rows, status) == full, (name, cut)
+                ok_cuts.append(cut)
+        assert ok_cuts == list(range(len(frame) - len(ok_cuts), len(frame))), name
+
+
+def test_exact_status_at_chosen_cut_points() -> None:
+    frame = ether(ipv4(tcp(tcp_dns(dns(b"a.x"), dns(b"b.x"), dns(b"c.x"))), 6))
+    n_message = 2 + len(dns(b"a.x"))
+    payload = 14 + 20 + 20
+    rows, statuses = decode(
+        (LINKTYPE_ETHERNET, frame[:13]),  # inside the Ethernet header
+        (LINKTYPE_ETHERNET, frame[:33]),  # inside the IPv4 header
+        (LINKTYPE_ETHERNET, frame[: payload - 1]),  # inside the TCP header
+        (LINKTYPE_ETHERNET, frame[:payload]),  # TCP header only, payload cut off
+        (LINKTYPE_ETHERNET, frame[: payload + 2 + 11]),  # first DNS header cut
+        (LINKTYPE_ETHERNET, frame[: payload + 2 + 12]),  # first header whole, name cut
+        (LINKTYPE_ETHERNET, frame[: payload + n_message]),  # cut between messages
+        (LINKTYPE_ETHERNET, frame[: payload + n_message + 1]),  # cut in a length prefix
+        (LINKTYPE_ETHERNET, frame[:-2]),  # only the last qclass cut off
+    )
+    assert statuses == [ST_TRUNCATED] * 8 + [ST_OK]
+    assert [row["name"] for row in rows] == [b"", b"a.x", b"a.x", b"a.x", b"b.x", b"c.x"]
+    syn80 = ether(ipv4(tcp(dport=80, flags=0x02), 6))
+    assert decode((LINKTYPE_ETHERNET, syn80[: 14 + 20 + 13]), (LINKTYPE_ETHERNET, syn80[:-1]))[
+        1
+    ] == [
+        ST_TRUNCATED,
+        ST_TRUNCATED,
+    ]
+    assert decode((LINKTYPE_ETHERNET, syn80[:-1] + b"\x00"))[1] == [ST_IGNORED]
+
+
+def test_cut_irrelevant_frames_are_truncated_or_ignored() -> None:
+    for lt, frame in IRRELEVANT_FRAMES.values():
+        rows, statuses = decode(*[(lt, frame[:cut]) for cut in range(len(frame) + 1)])
+        assert rows == []
+        assert set(statuses) <= {ST_TRUNCATED, ST_IGNORED}
+
+
+def test_no_byte_past_the_capture_is_read() -> None:
+    # the same cut frames followed by 0x00 or 0xff filler must decode the same
+    packets = cuts(CUT_FRAMES) + cuts(IRRELEVANT_FRAMES)
+    assert decode(*packets, filler=0x00) == decode(*packets, filler=0xFF)
+
+
+ALL_LINKTYPES = (
+    LINKTYPE_NULL, LINKTYPE_ETHERNET, LINKTYPE_RAW_OLD, LINKTYPE_RAW, LINKTYPE_LOOP,
+    LINKTYPE_LINUX_SLL, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_LINUX_SLL2, 147,
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("linktype", ALL_LINKTYPES)
+def test_random_and_mutated_bytes_never_crash(linktype: int) -> None:
+    rng = np.random.default_rng(linktype)
+    packets = [(linktype, rng.bytes(int(rng.integers(0, 120)))) for _ in range(500)]
+    for lt, frame in CUT_FRAMES.values():
+        for _ in range(20):
+            mutated = bytearray(frame)
+            for pos in rng.integers(0, len(frame), 3):
+                mutated[pos] = int(rng.integers(0, 256))
+            packets.append((linktype if rng.random() < 0.3 else lt, bytes(mutated)))
+    zero_fill = decode(*packets, filler=0x00)
+    assert zero_fill == decode(*packets, filler=0xFF)
+    assert len(zero_fill[1]) == len(packets)
+
+
+# --- the wrapper ---------------------------------------------------------------------------
+
+
+def test_more_events_than_max_events_are_all_returned() -> None:
+    three = ipv4(tcp(tcp_dns(dns(b"a.x"), dns(b"b.x"), dns(b"c.x"))), 6)
+    packets = [(LINKTYPE_RAW, ipv4(udp(dns(b"n%d.x" % i)))) for i in range(150)]
+    packets += [(LINKTYPE_RAW, three)] * 40 + [(LINKTYPE_RAW, ipv4(udp(dns(b"last.x"))))]
+    decoder = Decoder(max_events=64)
+    batch = make_batch(packets)
+    ev = decoder.decode(batch)
+    assert ev.n == 150 + 120 + 1
+    names = [bytes(ev.names[i, : ev.name_lens[i]]) for i in range(ev.n)]
+    assert names == [b"n%d.x" % i for i in range(150)] + [b"a.x", b"b.x", b"c.x"] * 40 + [b"last.x"]
+    assert list(ev.ts_us[: ev.n]) == list(np.repeat(batch.ts_us, [1] * 150 + [3] * 40 + [1]))
+    assert decoder.stats.dns_queries == ev.n
+    # the grown buffers are reused for the next batch
+    assert decoder.decode(make_batch(packets[:2])).n == 2
+
+
+def test_stats_add_up_over_batches() -> None:
+    decoder = Decoder()
+    packets = [
+        (LINKTYPE_RAW, ipv4(udp(dns()))),
+        (LINKTYPE_RAW, ipv4(tcp(dport=445, flags=0x02), 6)),
+        (LINKTYPE_RAW, ipv4(udp(dns(flags=0x8180)))),
+        (LINKTYPE_RAW, ipv4(udp(dns()))[:30]),
+        (LINKTYPE_RAW, ipv4(udp(dns()), ihl=3)),
+        (200, b"x"),
+        (LINKTYPE_RAW, ipv4(udp(dns()), frag=9)),
+    ]
+    decoder.decode(make_batch(packets))
+    assert list(decoder.last_status) == [0, 0, 1, 2, 3, 4, 5]
+    decoder.decode(make_batch(packets[:2]))
+    assert list(decoder.last_status) == [ST_OK, ST_OK]
+    stats = decoder.stats.as_dict()
+    assert stats == {
+        "packets": 9,
+        "bytes": sum(len(f) for _, f in packets) + sum(len(f) for _, f in packets[:2]),
+        "ok": 4,
+        "ignored": 1,
+        "truncated": 1,
+        "malformed": 1,
+        "unsupported": 1,
+        "fragment": 1,
+        "dns_queries": 2,
+        "syns": 2,
+    }
+
+
+def test_empty_batch() -> None:
+    decoder = Decoder()
+    assert decoder.decode(Batch.empty()).n == 0
+    assert decoder.last_status.shape == (0,)
+    assert decoder.stats.packets == 0
+
+
+def test_writable_and_read_only_batches_share_one_compiled_kernel() -> None:
+    batch = make_batch([(LINKTYPE_RAW, Q4)])
+    writable = Batch(
+        batch.data.copy(), batch.ts_us.copy(), batch.offsets.copy(),
+        batch.caplens.astype(np.int64), batch.wirelens.copy(), batch.linktypes.astype(np.uint8),
+    )  # fmt: skip
+    assert Decoder().decode(writable).n == 1
+    warm_up()
+    assert len(kernels.decode_packets.signatures) == 1
+
+
+def test_every_kernel_compiled_exactly_one_signature() -> None:
+    """Runs last: after all the tests above, no stray dtype compiled a second version."""
+    from numba.core.registry import CPUDispatcher
+
+    dispatchers = {
+        name: obj for name, obj in vars(kernels).items() if isinstance(obj, CPUDispatcher)
+    }
+    kernel_names = {
+        name for name, obj in dispatchers.items() if obj.targetoptions.get("inline") != "always"
+    }
+    assert kernel_names == {"decode_packets"}
+    for name in kernel_names:
+        assert len(dispatchers[name].signatures) == 1, name

@@ -156,7 +156,7 @@ def _link(data, start, end, linktype):  # type: ignore[no-untyped-def]
 
 @njit(cache=True, nogil=True, inline="always")
 def _ipv4(data, off, end):  # type: ignore[no-untyped-def]
-    """IPv4 header -> (status, protocol, transport offset, end of the IP payload)."""
+    """IPv4 header -> (status, protocol, transport offset, end of the IP packet as sent)."""
     if end - off < 20:
         return ST_TRUNCATED, 0, off, off
     first = data[off]
@@ -168,25 +168,26 @@ def _ipv4(data, off, end):  # type: ignore[no-untyped-def]
         return ST_FRAGMENT, 0, off, off
     if end - off < header_len:
         return ST_TRUNCATED, 0, off, off
-    # total length, not the capture, bounds the payload: Ethernet padding is no payload
-    return _GO, np.int64(data[off + 9]), off + header_len, min(end, off + total_len)
+    return _GO, np.int64(data[off + 9]), off + header_len, off + total_len
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _ipv6(data, off, end):  # type: ignore[no-untyped-def]
-    """IPv6 header and extension headers -> (status, next header, transport offset, end)."""
+    """IPv6 header and extension headers -> (status, next header, transport offset, end of
+    the IP packet as sent)."""
     if end - off < 40:
         return ST_TRUNCATED, 0, off, off
     if data[off] >> 4 != 6:
         return ST_MALFORMED, 0, off, off
     payload_len = _be16(data, off + 4)
     # payload length 0 is a jumbogram (RFC 2675): read to the end of the capture
-    stop = end if payload_len == 0 else min(end, off + 40 + payload_len)
+    sent_end = end if payload_len == 0 else off + 40 + payload_len
+    stop = min(end, sent_end)
     next_header = np.int64(data[off + 6])
     cur = off + 40
     for n_ext in range(_MAX_EXT_HEADERS + 1):
         if next_header == 6 or next_header == 17:
-            return _GO, next_header, cur, stop
+            return _GO, next_header, cur, sent_end
         is_frag = next_header == 44
         is_ah = next_header == 51
         is_8n = next_header == 0 or next_header == 43 or next_header == 60 or next_header == 135
@@ -215,8 +216,12 @@ def _ipv6(data, off, end):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _transport(data, protocol, off, stop):  # type: ignore[no-untyped-def]
-    """UDP/TCP header -> (status, action, payload start, payload end, dport)."""
+def _transport(data, protocol, off, stop, sent_end):  # type: ignore[no-untyped-def]
+    """UDP/TCP header -> (status, action, payload start, payload end, dport).
+
+    ``stop`` is where the IP payload ends in the capture, ``sent_end`` where it ended
+    as sent (beyond ``stop`` when the capture was cut).
+    """
     size = stop - off
     if protocol == 17:
         if size < 8:
@@ -226,10 +231,9 @@ def _transport(data, protocol, off, stop):  # type: ignore[no-untyped-def]
             return ST_MALFORMED, 0, off, off, 0
         dport = _be16(data, off + 2)
         # a UDP length of 8 is no payload, whatever follows (tcpdump's dns-zlip-1)
-        payload_end = min(stop, off + udp_len)
-        if dport != 53 or payload_end == off + 8:
+        if dport != 53 or udp_len == 8:
             return ST_IGNORED, 0, off, off, dport
-        return _GO, _ACT_UDP_DNS, off + 8, payload_end, dport
+        return _GO, _ACT_UDP_DNS, off + 8, min(stop, off + udp_len), dport
     if size < 14:
         return ST_TRUNCATED, 0, off, off, 0
     dport = _be16(data, off + 2)
@@ -246,7 +250,8 @@ def _transport(data, protocol, off, stop):  # type: ignore[no-untyped-def]
     if size < data_offset:
         return ST_TRUNCATED, 0, off, off, dport
     if size == data_offset:
-        return ST_IGNORED, 0, off, off, dport
+        # no payload: none was sent, or the capture cut it off
+        return (ST_IGNORED if stop == sent_end else ST_TRUNCATED), 0, off, off, dport
     return _GO, _ACT_TCP_DNS, off + data_offset, stop, dport
 
 
@@ -334,8 +339,11 @@ def _message(data, msg, bound, names, row, qtypes, name_lens):  # type: ignore[n
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _dns_events(data, action, start, stop, row, names, qtypes, name_lens):  # type: ignore[no-untyped-def]
-    """UDP payload or TCP segment -> (first problem or _GO, rows of query events)."""
+def _dns_events(data, action, start, stop, sent_end, row, names, qtypes, name_lens):  # type: ignore[no-untyped-def]
+    """UDP payload or TCP segment -> (first problem or _GO, rows of query events).
+
+    The payload is ``data[start:stop]``; a TCP segment was sent up to ``sent_end``.
+    """
     problem = _GO
     n_rows = 0
     pos = start
@@ -343,6 +351,9 @@ def _dns_events(data, action, start, stop, row, names, qtypes, name_lens):  # ty
         if action == _ACT_TCP_DNS:
             # RFC 1035 4.2.2: each message is preceded by its 2-byte length
             if pos >= stop:
+                # the next length prefix was sent but not captured
+                if pos < sent_end:
+                    problem = ST_TRUNCATED
                 break
             if stop - pos < 2:
                 problem = ST_TRUNCATED
@@ -377,21 +388,25 @@ def _packet(data, start, end, linktype, row, names, qtypes, name_lens):  # type:
     if status != _GO:
         return status, 0, 0, ip, 0, 0
     if version == 4:
-        status, protocol, off, stop = _ipv4(data, ip, end)
+        status, protocol, off, sent_end = _ipv4(data, ip, end)
     else:
-        status, protocol, off, stop = _ipv6(data, ip, end)
+        status, protocol, off, sent_end = _ipv6(data, ip, end)
     if status != _GO:
         return status, 0, 0, ip, 0, 0
     if protocol != 6 and protocol != 17:
         return ST_IGNORED, 0, 0, ip, 0, 0
-    status, action, payload, stop, dport = _transport(data, protocol, off, stop)
+    # the IP length, not the capture, bounds the payload: Ethernet padding is no payload
+    stop = min(end, sent_end)
+    status, action, payload, stop, dport = _transport(data, protocol, off, stop, sent_end)
     if status != _GO:
         return status, 0, 0, ip, 0, 0
     if action == _ACT_SYN:
         qtypes[row] = 0
         name_lens[row] = 0
         return ST_OK, action, version, ip, dport, 1
-    problem, n_rows = _dns_events(data, action, payload, stop, row, names, qtypes, name_lens)
+    problem, n_rows = _dns_events(
+        data, action, payload, stop, sent_end, row, names, qtypes, name_lens
+    )
     if problem != _GO:
         return problem, action, version, ip, dport, n_rows
     return (ST_OK if n_rows > 0 else ST_IGNORED), action, version, ip, dport, n_rows
