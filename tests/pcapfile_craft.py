@@ -1,0 +1,218 @@
+"""Crafted capture files for the replay-source tests (tests only).
+
+Writes classic pcap in any of its four magic numbers and pcapng blocks (sections in either
+byte order, interfaces with ``if_tsresol``/``if_tsoffset``, enhanced, simple and obsolete
+packet blocks, any other block type), straight from the format specs with ``struct``.
+Also ``dpkt_records``: what dpkt's readers say a capture holds, the reference the replay
+source is compared with.
+"""
+
+from __future__ import annotations
+
+import struct
+from decimal import Decimal
+from pathlib import Path
+
+import dpkt
+
+# (ts_us, caplen, wirelen, linktype, packet bytes)
+Record = tuple[int, int, int, int, bytes]
+
+PCAP_MAGIC_US = 0xA1B2C3D4
+PCAP_MAGIC_NS = 0xA1B23C4D
+
+BT_SHB = 0x0A0D0D0A
+BT_IDB = 1
+BT_PB = 2
+BT_SPB = 3
+BT_NRB = 4
+BT_ISB = 5
+BT_EPB = 6
+BYTE_ORDER_MAGIC = 0x1A2B3C4D
+OPT_IF_TSRESOL = 9
+OPT_IF_TSOFFSET = 14
+
+
+def pcap_file(
+    records: list[tuple[int, int, int, bytes]],
+    *,
+    linktype: int = 1,
+    is_big: bool = False,
+    is_nano: bool = False,
+    snaplen: int = 262144,
+) -> bytes:
+    """A classic pcap file; a record is (sec, usec or nsec, original length, bytes)."""
+    order = ">" if is_big else "<"
+    magic = PCAP_MAGIC_NS if is_nano else PCAP_MAGIC_US
+    out = [struct.pack(order + "IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype)]
+    for sec, frac, wirelen, data in records:
+        out.append(struct.pack(order + "IIII", sec, frac, len(data), wirelen) + data)
+    return b"".join(out)
+
+
+def block(btype: int, body: bytes, *, is_big: bool = False) -> bytes:
+    """One pcapng block: type, total length, body padded to 4 bytes, total length."""
+    order = ">" if is_big else "<"
+    body = body + b"\0" * (-len(body) % 4)
+    length = len(body) + 12
+    return struct.pack(order + "II", btype, length) + body + struct.pack(order + "I", length)
+
+
+def shb(*, is_big: bool = False) -> bytes:
+    """A Section Header Block, version 1.0, section length unknown (-1)."""
+    order = ">" if is_big else "<"
+    return block(BT_SHB, struct.pack(order + "IHHq", BYTE_ORDER_MAGIC, 1, 0, -1), is_big=is_big)
+
+
+def option(code: int, value: bytes, *, is_big: bool = False) -> bytes:
+    order = ">" if is_big else "<"
+    return struct.pack(order + "HH", code, len(value)) + value + b"\0" * (-len(value) % 4)
+
+
+def idb(
+    linktype: int,
+    *,
+    tsresol: int | None = None,
+    tsoffset_s: int | None = None,
+    is_big: bool = False,
+) -> bytes:
+    """An Interface Description Block, with the timestamp options when given."""
+    order = ">" if is_big else "<"
+    body = struct.pack(order + "HHI", linktype, 0, 262144)
+    opts = option(2, b"eth-test", is_big=is_big)  # if_name, to be skipped
+    if tsresol is not None:
+        opts += option(OPT_IF_TSRESOL, bytes([tsresol]), is_big=is_big)
+    if tsoffset_s is not None:
+        opts += option(OPT_IF_TSOFFSET, struct.pack(order + "q", tsoffset_s), is_big=is_big)
+    if opts:
+        opts += struct.pack(order + "HH", 0, 0)
+    return block(BT_IDB, body + opts, is_big=is_big)
+
+
+def epb(
+    iface: int, ticks: int, data: bytes, *, wirelen: int | None = None, is_big: bool = False
+) -> bytes:
+    """An Enhanced Packet Block."""
+    order = ">" if is_big else "<"
+    head = struct.pack(
+        order + "IIIII",
+        iface,
+        ticks >> 32,
+        ticks & 0xFFFF_FFFF,
+        len(data),
+        len(data) if wirelen is None else wirelen,
+    )
+    return block(BT_EPB, head + data, is_big=is_big)
+
+
+def packet_block(iface: int, ticks: int, data: bytes, *, is_big: bool = False) -> bytes:
+    """An obsolete Packet Block (type 2): 16-bit interface id and drop count."""
+    order = ">" if is_big else "<"
+    head = struct.pack(
+        order + "HHIIII", iface, 0, ticks >> 32, ticks & 0xFFFF_FFFF, len(data), len(data)
+    )
+    return block(BT_PB, head + data, is_big=is_big)
+
+
+def spb(data: bytes, *, wirelen: int | None = None, is_big: bool = False) -> bytes:
+    """A Simple Packet Block (interface 0, no timestamp)."""
+    order = ">" if is_big else "<"
+    head = struct.pack(order + "I", len(data) if wirelen is None else wirelen)
+    return block(BT_SPB, head + data, is_big=is_big)
+
+
+def _us(ts: float | Decimal) -> int:
+    """dpkt's timestamp (float seconds, Decimal for nanosecond files) in microseconds."""
+    if isinstance(ts, Decimal):
+        return int(ts * 1_000_000)  # rounds toward zero, as the source does
+    return round(ts * 1_000_000)
+
+
+def dpkt_records(path: Path) -> list[Record]:
+    """Every record of a capture as dpkt reads it."""
+    raw = path.read_bytes()
+    if raw[:4] == struct.pack("<I", BT_SHB):
+        return _dpkt_pcapng(path, raw)
+    return _dpkt_pcap(path, raw)
+
+
+def _dpkt_pcap(path: Path, raw: bytes) -> list[Record]:
+    with path.open("rb") as file:
+        reader = dpkt.pcap.Reader(file)
+        pairs = list(reader)
+        linktype = reader.datalink() & 0xFFFF
+    header_type = dpkt.pcap.MAGIC_TO_PKT_HDR[dpkt.pcap.FileHdr(raw[:24]).magic]
+    out: list[Record] = []
+    pos = 24
+    for ts, data in pairs:
+        hdr = header_type(raw[pos : pos + 16])
+        pos += 16 + hdr.caplen
+        out.append((_us(ts), hdr.caplen, hdr.len, linktype, bytes(data)))
+    return out
+
+
+def _dpkt_pcapng(path: Path, raw: bytes) -> list[Record]:
+    """Walks the blocks with dpkt's block classes, keeping per-interface resolution.
+
+    dpkt's own pcapng Reader applies the first interface's link type and resolution to
+    every packet, so it is used only to check the packet bytes.
+    """
+    out: list[Record] = []
+    is_le = True
+    ifaces: list[tuple[int, int, int]] = []  # (linktype, if_tsresol byte, offset s)
+    pos = 0
+    while pos + 12 <= len(raw):
+        order = "<" if is_le else ">"
+        btype = struct.unpack_from(order + "I", raw, pos)[0]
+        if btype == BT_SHB:
+            is_le = struct.unpack_from("<I", raw, pos + 8)[0] == BYTE_ORDER_MAGIC
+            order = "<" if is_le else ">"
+            ifaces = []
+        length = struct.unpack_from(order + "I", raw, pos + 4)[0]
+        buf = raw[pos : pos + length]
+        if btype == BT_IDB:
+            blk = (
+                dpkt.pcapng.InterfaceDescriptionBlockLE(buf)
+                if is_le
+                else dpkt.pcapng.InterfaceDescriptionBlock(buf)
+            )
+            resol, offset = 6, 0
+            for opt in blk.opts:
+                if opt.code == OPT_IF_TSRESOL:
+                    resol = opt.data[0]
+                elif opt.code == OPT_IF_TSOFFSET:
+                    offset = struct.unpack(order + "q", opt.data)[0]
+            ifaces.append((blk.linktype, resol, offset))
+        elif btype in (BT_EPB, BT_PB):
+            if btype == BT_EPB:
+                cls = (
+                    dpkt.pcapng.EnhancedPacketBlockLE if is_le else dpkt.pcapng.EnhancedPacketBlock
+                )
+            else:
+                cls = dpkt.pcapng.PacketBlockLE if is_le else dpkt.pcapng.PacketBlock
+            blk = cls(buf)
+            linktype, resol, offset = ifaces[blk.iface_id]
+            ticks = (blk.ts_high << 32) | blk.ts_low
+            ts_us = ticks_to_us(ticks, resol) + offset * 1_000_000
+            out.append((ts_us, blk.caplen, blk.pkt_len, linktype, bytes(blk.pkt_data)))
+        elif btype == BT_SPB:
+            wirelen = struct.unpack_from(order + "I", raw, pos + 8)[0]
+            caplen = min(wirelen, length - 16)
+            last_ts = out[-1][0] if out else 0
+            data = raw[pos + 12 : pos + 12 + caplen]
+            out.append((last_ts, caplen, wirelen, ifaces[0][0], data))
+        pos += length
+    return out
+
+
+def dpkt_pcapng_packets(path: Path) -> list[bytes]:
+    """Packet bytes of a one-section pcapng file as dpkt.pcapng.Reader gives them."""
+    with path.open("rb") as file:
+        return [bytes(data) for _, data in dpkt.pcapng.Reader(file)]
+
+
+def ticks_to_us(ticks: int, tsresol: int) -> int:
+    """Timestamp units -> microseconds, rounded down (exact integer arithmetic)."""
+    exp = tsresol & 0x7F
+    units_per_s = 2**exp if tsresol & 0x80 else 10**exp
+    return ticks * 1_000_000 // units_per_s

@@ -1,0 +1,472 @@
+"""The replay source: capture files and standard input -> batches of packets.
+
+Every real capture must give the records dpkt reads (timestamp, lengths, link type,
+bytes); crafted files cover all four pcap magics, pcapng with several sections and
+interfaces, the error messages and the warnings for damage met half-way.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import struct
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pcapfile_craft import (
+    BT_ISB,
+    BT_NRB,
+    Record,
+    block,
+    dpkt_pcapng_packets,
+    dpkt_records,
+    epb,
+    idb,
+    packet_block,
+    pcap_file,
+    shb,
+    spb,
+    ticks_to_us,
+)
+from wormwatch.errors import WormwatchError
+from wormwatch.kernels.pcapwalk import walk_pcap, walk_pcapng
+from wormwatch.source.pcapfile import MAX_CAPLEN, ReplaySource, open_replay
+
+REPO = Path(__file__).resolve().parents[1]
+REAL = REPO.parent / "shared" / "pcaps" / "real"
+REAL_FILES = sorted(REAL.glob("*.pcap*"))
+SMALL_REAL = REAL / "suricata_dns-mx-queries.pcap"
+MULTI_IF = REAL / "zeek_pcapng-multi-interface.pcapng"
+
+
+def read_all(source: ReplaySource, max_packets: int = 4096) -> list[Record]:
+    """Every record the source hands out, checking each batch's invariants on the way."""
+    out: list[Record] = []
+    while (batch := source.read_batch(max_packets)) is not None:
+        assert 1 <= batch.n <= max_packets
+        assert batch.data.dtype == np.uint8
+        assert not batch.data.flags.writeable
+        for i in range(batch.n):
+            start = int(batch.offsets[i])
+            data = batch.data[start : start + int(batch.caplens[i])].tobytes()
+            out.append(
+                (
+                    int(batch.ts_us[i]),
+                    int(batch.caplens[i]),
+                    int(batch.wirelens[i]),
+                    int(batch.linktypes[i]),
+                    data,
+                )
+            )
+    return out
+
+
+def replay(paths: list[Path | str], max_packets: int = 4096) -> tuple[list[Record], list[str]]:
+    source = open_replay([str(p) for p in paths])
+    records = read_all(source, max_packets)
+    warnings = source.stats().warnings
+    source.close()
+    return records, warnings
+
+
+@pytest.mark.skipif(not REAL_FILES, reason="no real captures beside the repository")
+@pytest.mark.parametrize("path", REAL_FILES, ids=[p.name for p in REAL_FILES])
+def test_real_capture_matches_dpkt(path: Path) -> None:
+    expected = dpkt_records(path)
+    source = open_replay([str(path)])
+    batch = source.read_batch(4096)
+    assert batch is not None
+    # the batch's bytes are the mapped file itself, not a copy
+    assert batch.data.shape[0] == path.stat().st_size
+    assert not batch.data.flags.owndata
+    source.close()
+    records, warnings = replay([path])
+    assert records == expected
+    assert warnings == []
+    if path.suffix == ".pcapng":
+        assert [r[4] for r in records] == dpkt_pcapng_packets(path)
+
+
+def test_multi_interface_pcapng_uses_each_interface_resolution() -> None:
+    # interface 0 counts nanoseconds, interface 1 microseconds (zeek's sample)
+    records, _ = replay([MULTI_IF])
+    assert [r[0] for r in records] == [
+        1767663089500330,
+        1767663089514291,
+        1767663437111897,
+        1767663437126460,
+        1767663437128303,
+        1767663437140942,
+    ]
+
+
+def real_pcap_records() -> list[tuple[int, int, int, bytes]]:
+    """(sec, usec, wirelen, bytes) of a small real file, re-read by struct."""
+    raw = SMALL_REAL.read_bytes()
+    assert raw[:4] == b"\xd4\xc3\xb2\xa1"
+    out = []
+    pos = 24
+    while pos < len(raw):
+        sec, usec, caplen, wirelen = struct.unpack_from("<IIII", raw, pos)
+        out.append((sec, usec, wirelen, raw[pos + 16 : pos + 16 + caplen]))
+        pos += 16 + caplen
+    return out
+
+
+@pytest.mark.parametrize(
+    ("is_big", "is_nano"), [(False, False), (True, False), (False, True), (True, True)]
+)
+def test_all_four_pcap_magics(tmp_path: Path, is_big: bool, is_nano: bool) -> None:
+    rows = real_pcap_records()
+    if is_nano:
+        # sub-microsecond digits must be cut off, not rounded
+        rows = [(sec, usec * 1000 + 999, wirelen, data) for sec, usec, wirelen, data in rows]
+    path = tmp_path / "variant.pcap"
+    path.write_bytes(pcap_file(rows, linktype=1, is_big=is_big, is_nano=is_nano))
+    records, warnings = replay([path], max_packets=5)
+    assert records == replay([SMALL_REAL])[0]
+    assert records == dpkt_records(path)
+    assert warnings == []
+
+
+def test_linktype_is_the_low_16_bits(tmp_path: Path) -> None:
+    path = tmp_path / "fcs.pcap"
+    # bit 28 says an FCS is present, bits 29-31 give its length in 16-bit words (4 bytes)
+    path.write_bytes(pcap_file([(1, 2, 3, b"abc")], linktype=(2 << 29) | (1 << 28) | 101))
+    assert replay([path])[0] == [(1_000_002, 3, 3, 101, b"abc")]
+
+
+def crafted_pcapng() -> tuple[bytes, list[Record]]:
+    """Two sections (little, then big endian), interfaces of different link types and
+    resolutions, every packet block type, and blocks to skip; plus the expected records."""
+    frames = [bytes([i]) * (20 + i) for i in range(10)]
+    ns_ticks = 1_700_000_000_123_456_789  # interface 0: if_tsresol 9 (nanoseconds)
+    b2_ticks = (1_700_000_001 << 20) | (1 << 19)  # interface 1: 2^-20 s, x.5 s
+    us_ticks = 1_700_000_002_000_007  # section 2, interface 0: default microseconds
+    offset_s = 3600  # interface 1: if_tsoffset one hour
+    data = b"".join(
+        [
+            shb(),
+            idb(1, tsresol=9),
+            block(BT_NRB, b"\0\0\0\0"),
+            epb(0, ns_ticks, frames[0], wirelen=1500),
+            idb(101, tsresol=0x80 | 20, tsoffset_s=offset_s),
+            epb(1, b2_ticks, frames[1]),
+            spb(frames[2]),
+            packet_block(1, b2_ticks + 1024, frames[3]),
+            block(0x0000_7777, b"unknown"),
+            block(BT_ISB, b"\0" * 12),
+            epb(0, ns_ticks + 1000, frames[4]),
+            block(0x0000_7778, b"unknown too"),
+            shb(is_big=True),
+            idb(113, is_big=True),
+            epb(0, us_ticks, frames[5], is_big=True),
+            spb(frames[6] + b"pad", wirelen=len(frames[6]), is_big=True),
+            epb(0, us_ticks + 1, frames[7], is_big=True),
+        ]
+    )
+    ts0 = ticks_to_us(ns_ticks, 9)
+    ts1 = ticks_to_us(b2_ticks, 0x80 | 20) + offset_s * 1_000_000
+    ts3 = ticks_to_us(b2_ticks + 1024, 0x80 | 20) + offset_s * 1_000_000
+    expected = [
+        (ts0, len(frames[0]), 1500, 1, frames[0]),
+        (ts1, len(frames[1]), len(frames[1]), 101, frames[1]),
+        (ts1, len(frames[2]), len(frames[2]), 1, frames[2]),  # SPB: interface 0, last ts
+        (ts3, len(frames[3]), len(frames[3]), 101, frames[3]),
+        (ts0 + 1, len(frames[4]), len(frames[4]), 1, frames[4]),
+        (us_ticks, len(frames[5]), len(frames[5]), 113, frames[5]),
+        (us_ticks, len(frames[6]), len(frames[6]), 113, frames[6]),
+        (us_ticks + 1, len(frames[7]), len(frames[7]), 113, frames[7]),
+    ]
+    return data, expected
+
+
+def test_pcapng_sections_interfaces_and_block_types(tmp_path: Path) -> None:
+    data, expected = crafted_pcapng()
+    assert expected[0][0] == 1_700_000_000_123_456
+    assert expected[1][0] == 1_700_003_601_500_000
+    path = tmp_path / "crafted.pcapng"
+    path.write_bytes(data)
+    assert dpkt_records(path) == expected
+    for max_packets in (1, 2, 3, 7, 4096):
+        records, warnings = replay([path], max_packets)
+        assert records == expected, max_packets
+        assert warnings == [f"file {path}: skipped 2 pcapng blocks of unknown type"]
+
+
+@pytest.mark.parametrize("path", [SMALL_REAL, MULTI_IF], ids=["pcap", "pcapng"])
+def test_batch_size_does_not_change_the_records(path: Path) -> None:
+    whole = replay([path], 4096)[0]
+    assert whole
+    assert replay([path], 1)[0] == whole
+    assert replay([path], 7)[0] == whole
+
+
+def test_several_files_in_order_one_file_per_batch(tmp_path: Path) -> None:
+    crafted = tmp_path / "crafted.pcapng"
+    crafted.write_bytes(crafted_pcapng()[0])
+    paths = [SMALL_REAL, crafted, MULTI_IF]
+    source = open_replay([str(p) for p in paths])
+    assert source.name == "suricata_dns-mx-queries.pcap +2 more"
+    sizes = set()
+    n_packets = 0
+    n_bytes = 0
+    while (batch := source.read_batch(5)) is not None:
+        sizes.add(batch.data.shape[0])
+        n_packets += batch.n
+        n_bytes += int(batch.caplens.sum())
+    assert sizes == {p.stat().st_size for p in paths}
+    stats = source.stats()
+    assert (stats.packets, stats.bytes) == (n_packets, n_bytes)
+    assert stats.kernel_dropped is None
+    records = replay(paths)[0]
+    assert records == [r for p in paths for r in dpkt_records(p)]
+    assert source.read_batch(5) is None
+
+
+def test_name_of_a_single_file() -> None:
+    assert open_replay([str(SMALL_REAL)]).name == "suricata_dns-mx-queries.pcap"
+
+
+def expect_error(paths: list[str], *fragments: str) -> None:
+    with pytest.raises(WormwatchError) as info:
+        open_replay(paths)
+    message = str(info.value)
+    assert "\n" not in message
+    for fragment in fragments:
+        assert fragment in message
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    expect_error([str(SMALL_REAL), str(tmp_path / "nope.pcap")], "nope.pcap", "no such file")
+
+
+def test_directory(tmp_path: Path) -> None:
+    expect_error([str(tmp_path)], str(tmp_path), "is a directory", "name the capture files")
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    path = tmp_path / "empty.pcap"
+    path.write_bytes(b"")
+    expect_error([str(path)], "empty.pcap", "empty (0 bytes)")
+
+
+def test_not_a_capture_names_the_magic_seen(tmp_path: Path) -> None:
+    path = tmp_path / "page.html"
+    path.write_bytes(b"<!DOCTYPE html><html></html>")
+    expect_error([str(path)], "page.html", "not a pcap or pcapng", "3c 21 44 4f", "tcpdump -w")
+
+
+def test_gzipped_capture_says_gunzip(tmp_path: Path) -> None:
+    path = tmp_path / "a.pcap.gz"
+    path.write_bytes(b"\x1f\x8b\x08\x00" + b"\0" * 30)
+    expect_error([str(path)], "1f 8b 08 00", "gunzip")
+
+
+def test_pcap_header_truncated(tmp_path: Path) -> None:
+    path = tmp_path / "short.pcap"
+    path.write_bytes(SMALL_REAL.read_bytes()[:10])
+    expect_error([str(path)], "short.pcap", "header truncated (10 of 24 bytes)")
+
+
+@pytest.mark.parametrize("size", [6, 20, 40])
+def test_pcapng_header_truncated(tmp_path: Path, size: int) -> None:
+    path = tmp_path / "short.pcapng"
+    path.write_bytes(MULTI_IF.read_bytes()[:size])
+    expect_error([str(path)], "short.pcapng", "section header truncated")
+
+
+def test_pcapng_bad_byte_order_magic(tmp_path: Path) -> None:
+    path = tmp_path / "bad.pcapng"
+    data = bytearray(shb())
+    data[8:12] = b"\x01\x02\x03\x04"
+    path.write_bytes(bytes(data))
+    expect_error([str(path)], "bad.pcapng", "byte-order magic 0x04030201")
+
+
+def test_permission_denied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "secret.pcap"
+    path.write_bytes(SMALL_REAL.read_bytes())
+    path.chmod(0)
+    if os.geteuid() == 0:
+        # root reads anything: make opening this one file fail as it would for a user
+        real_open = open
+
+        def deny(file: object, *args: object, **kwargs: object) -> object:
+            if str(file) == str(path):
+                raise PermissionError(errno.EACCES, "Permission denied", str(file))
+            return real_open(file, *args, **kwargs)  # type: ignore[call-overload]
+
+        monkeypatch.setattr("builtins.open", deny)
+    expect_error([str(path)], "secret.pcap", "permission denied")
+
+
+def test_no_paths_and_stdin_twice() -> None:
+    expect_error([], "no capture file given")
+    expect_error(["-", "-"], "only once")
+
+
+def test_max_packets_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        open_replay([str(SMALL_REAL)]).read_batch(0)
+
+
+def test_truncated_last_record_keeps_the_packets_before(tmp_path: Path) -> None:
+    raw = SMALL_REAL.read_bytes()
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(raw[:-5])
+    expected = dpkt_records(SMALL_REAL)
+    last_start = len(raw) - 16 - expected[-1][1]
+    records, warnings = replay([cut, SMALL_REAL], max_packets=4)
+    # the replay goes on with the next file
+    assert records == expected[:-1] + expected
+    assert warnings == [
+        f"file {cut}: truncated record at byte {last_start} after {len(expected) - 1} "
+        "packets; the packets before it were read"
+    ]
+
+
+def test_pcapng_truncated_block_keeps_the_packets_before(tmp_path: Path) -> None:
+    data, expected = crafted_pcapng()
+    path = tmp_path / "cut.pcapng"
+    path.write_bytes(data[:-3])
+    records, warnings = replay([path], max_packets=3)
+    assert records == expected[:-1]
+    assert warnings[0].startswith(f"file {path}: truncated record at byte ")
+    assert "after 7 packets; the packets before it were read" in warnings[0]
+
+
+def test_absurd_caplen_stops_the_file(tmp_path: Path) -> None:
+    rows = real_pcap_records()[:3]
+    path = tmp_path / "absurd.pcap"
+    raw = bytearray(pcap_file(rows))
+    third = 24 + sum(16 + len(r[3]) for r in rows[:2])
+    struct.pack_into("<I", raw, third + 8, MAX_CAPLEN + 1)
+    path.write_bytes(bytes(raw))
+    records, warnings = replay([path])
+    assert records == dpkt_records(SMALL_REAL)[:2]
+    assert warnings == [
+        f"file {path}: impossible record length at byte {third} after 2 packets "
+        f"(caplen {MAX_CAPLEN + 1} is larger than {MAX_CAPLEN}); the packets before it "
+        "were read, the rest of the file was skipped"
+    ]
+
+
+def test_caplen_of_exactly_256_kib_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "big.pcap"
+    path.write_bytes(pcap_file([(0, 0, MAX_CAPLEN, b"\x5a" * MAX_CAPLEN)]))
+    assert replay([path])[0] == [(0, MAX_CAPLEN, MAX_CAPLEN, 1, b"\x5a" * MAX_CAPLEN)]
+
+
+@pytest.mark.parametrize(
+    ("damage", "fragment"),
+    [
+        (lambda b: struct.pack("<II", 6, 30) + b[8:], "block length 30"),  # not a multiple of 4
+        (lambda b: struct.pack("<II", 6, 8) + b[8:], "block length 8"),  # below the minimum
+        (lambda b: b[:-4] + struct.pack("<I", 4), "block length"),  # trailer disagrees
+        (lambda b: b[:20] + struct.pack("<I", MAX_CAPLEN + 1) + b[24:], "caplen 262145"),
+    ],
+)
+def test_pcapng_bad_block_lengths_stop_the_file(
+    tmp_path: Path, damage: Callable[[bytes], bytes], fragment: str
+) -> None:
+    good = epb(0, 5, b"x" * 40)
+    bad = damage(epb(0, 6, b"y" * 40))
+    path = tmp_path / "bad.pcapng"
+    path.write_bytes(shb() + idb(1) + good + bad + good)
+    records, warnings = replay([path])
+    assert records == [(5, 40, 40, 1, b"x" * 40)]
+    at = len(shb() + idb(1) + good)
+    assert len(warnings) == 1
+    assert warnings[0].startswith(f"file {path}: impossible record length at byte {at} after 1")
+    assert fragment in warnings[0]
+
+
+def test_pcapng_packet_of_an_undescribed_interface(tmp_path: Path) -> None:
+    path = tmp_path / "noif.pcapng"
+    path.write_bytes(shb() + idb(1) + epb(0, 1, b"a" * 20) + epb(3, 2, b"b" * 20))
+    records, warnings = replay([path])
+    assert records == [(1, 20, 20, 1, b"a" * 20)]
+    assert "names an interface that no interface description block described" in warnings[0]
+
+
+def test_pcapng_interface_with_unusable_resolution(tmp_path: Path) -> None:
+    path = tmp_path / "fine.pcapng"
+    path.write_bytes(shb() + idb(1) + epb(0, 1, b"a" * 20) + idb(1, tsresol=0x80 | 100))
+    records, warnings = replay([path])
+    assert records == [(1, 20, 20, 1, b"a" * 20)]
+    assert "if_tsresol 0xe4" in warnings[0]
+
+
+STDIN_SCRIPT = """
+import json, sys
+from wormwatch.errors import WormwatchError
+from wormwatch.source.pcapfile import open_replay
+try:
+    source = open_replay(sys.argv[1:])
+except WormwatchError as err:
+    print(json.dumps({"error": str(err)}))
+    sys.exit(0)
+rows = []
+while (batch := source.read_batch(3)) is not None:
+    for i in range(batch.n):
+        start = int(batch.offsets[i])
+        data = batch.data[start : start + int(batch.caplens[i])].tobytes()
+        rows.append([int(batch.ts_us[i]), int(batch.caplens[i]), int(batch.wirelens[i]),
+                     int(batch.linktypes[i]), data.hex()])
+print(json.dumps({"name": source.name, "rows": rows, "warnings": source.stats().warnings}))
+"""
+
+
+def run_with_stdin(stdin: Path, *args: str) -> dict[str, object]:
+    with stdin.open("rb") as file:
+        done = subprocess.run(
+            [sys.executable, "-c", STDIN_SCRIPT, *args],
+            stdin=file,
+            capture_output=True,
+            check=True,
+            timeout=120,
+        )
+    result: dict[str, object] = json.loads(done.stdout)
+    return result
+
+
+def as_json(records: list[Record]) -> list[list[object]]:
+    return [[ts, cap, wire, link, data.hex()] for ts, cap, wire, link, data in records]
+
+
+def test_stdin_reads_a_piped_capture() -> None:
+    result = run_with_stdin(SMALL_REAL, "-", str(MULTI_IF))
+    assert result["name"] == "stdin +1 more"
+    assert result["rows"] == as_json(dpkt_records(SMALL_REAL) + dpkt_records(MULTI_IF))
+    assert result["warnings"] == []
+
+
+def test_stdin_nanosecond_capture(tmp_path: Path) -> None:
+    rows = [(sec, usec * 1000 + 999, wirelen, d) for sec, usec, wirelen, d in real_pcap_records()]
+    path = tmp_path / "nano.pcap"
+    path.write_bytes(pcap_file(rows, is_big=True, is_nano=True))
+    # libpcap reports no original length through next_batch: wirelen = caplen
+    expected = [(ts, cap, cap, link, d) for ts, cap, _, link, d in dpkt_records(path)]
+    assert run_with_stdin(path, "-")["rows"] == as_json(expected)
+
+
+def test_stdin_that_is_not_a_capture(tmp_path: Path) -> None:
+    path = tmp_path / "junk"
+    path.write_bytes(b"this is not a capture at all, sorry")
+    error = str(run_with_stdin(path, "-")["error"])
+    assert error.startswith("standard input is not a readable pcap or pcapng capture")
+
+
+def test_each_walker_compiled_one_signature(tmp_path: Path) -> None:
+    path = tmp_path / "crafted.pcapng"
+    path.write_bytes(crafted_pcapng()[0])
+    replay([SMALL_REAL, path], 2)
+    assert len(walk_pcap.signatures) == 1
+    assert len(walk_pcapng.signatures) == 1
