@@ -8,8 +8,11 @@ of counters.
 
 from __future__ import annotations
 
+import socket
+import struct
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 
@@ -38,6 +41,7 @@ from wormwatch.model import (
     HostState,
 )
 
+RESOLVER = "198.51.100.53"
 DAY_US = int(datetime(2026, 11, 26, tzinfo=UTC).timestamp()) * 1_000_000
 _QTYPE_COL = {QTYPE_A: C_A, QTYPE_AAAA: C_AAAA, QTYPE_MX: C_MX, QTYPE_PTR: C_PTR}
 _PORT_COL = {135: C_SYN135, 139: C_SYN139, 445: C_SYN445}
@@ -73,6 +77,8 @@ class Host:
         self.mx_samples: list[bytes] = []
         self.first_us: int | None = None
         self.last_us = 0
+        # (ts_us, dst, qtype or 0, name or b"", port) per event, for write_pcap
+        self.log: list[tuple[int, str, int, bytes, int]] = []
 
     def _row(self, ts_us: int) -> np.ndarray:
         self.first_us = ts_us if self.first_us is None else min(self.first_us, ts_us)
@@ -84,6 +90,7 @@ class Host:
 
     def query(self, ts_us: int, name: bytes | str, qtype: int = QTYPE_A) -> Host:
         name = name.encode() if isinstance(name, str) else name
+        self.log.append((ts_us, RESOLVER, qtype, name, 53))
         row = self._row(ts_us)
         row[C_QUERIES] += 1
         row[_QTYPE_COL.get(qtype, C_OTHER)] += 1
@@ -113,6 +120,7 @@ class Host:
         return self
 
     def syn(self, ts_us: int, dst: str, port: int = 445) -> Host:
+        self.log.append((ts_us, dst, 0, b"", port))
         row = self._row(ts_us)
         row[_PORT_COL[port]] += 1
         b = ts_us // self.bin_us
@@ -179,3 +187,106 @@ def study_host(addr: str = "192.0.2.66", seed: int = 1) -> tuple[Host, dict[str,
     for i, t in enumerate(spread(at(12), at(17.5), n_ptr, rng).tolist()):
         host.query(t, f"{i}.2.0.192.in-addr.arpa", QTYPE_PTR)
     return host, {"A": n_a, "PTR": n_ptr, "keyword_A": int(is_kw.sum())}
+
+
+# --- scenario hosts --------------------------------------------------------------
+
+
+def scanner(
+    n_targets: int,
+    *,
+    addr: str = "192.0.2.44",
+    start: float = 10.0,
+    hours: float = 0.2,
+    seed: int = 3,
+) -> Host:
+    """SYNs to 445 (one retransmission each) and 139 towards ``n_targets`` hosts."""
+    rng = np.random.default_rng(seed)
+    host = Host(addr)
+    for i, t in enumerate(spread(at(start), at(start + hours), n_targets, rng).tolist()):
+        dst = f"10.{i // 65536}.{i // 256 % 256}.{i % 256}"
+        host.syn(t, dst, 445).syn(t + 3_000_000, dst, 445).syn(t + 50, dst, 139)
+    return host
+
+
+def mass_mailer(
+    n_domains: int, *, addr: str = "192.0.2.55", start: float = 9.0, hours: float = 1.0
+) -> Host:
+    """MX queries for ``n_domains`` different domains."""
+    host = Host(addr)
+    times = spread(at(start), at(start + hours), n_domains, np.random.default_rng(5))
+    for i, t in enumerate(times.tolist()):
+        host.query(t, f"victim{i}.example", QTYPE_MX)
+    return host
+
+
+def bot(phase_shift_bins: int, *, addr: str = "192.0.2.77", n_bursts: int = 8) -> Host:
+    """MX bursts and SYN bursts every 30 minutes from 10:00; the SYN bursts
+    start ``phase_shift_bins`` minutes after the MX bursts. Burst sizes vary
+    (25..55 MX queries, a few more SYNs, some spilling into the next bin)."""
+    host = Host(addr)
+    k = 0
+    for b in range(n_bursts):
+        start = at(10) + b * 1_800_000_000
+        n = 25 + 10 * (b % 4)
+        for j in range(n):
+            host.query(start + j * 1_000_000, f"d{k}.example", QTYPE_MX)
+            k += 1
+        syn_start = start + phase_shift_bins * 60_000_000 + 20_000_000
+        for j in range(n + 5):
+            host.syn(syn_start + j * 1_000_000, f"10.1.{b}.{j}", 445)
+    return host
+
+
+# --- a fast pcap writer (struct, not scapy: the study host is 32k packets) ---
+
+_PCAP_HEADER = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)  # LINKTYPE_ETHERNET
+_MACS = bytes.fromhex("020000000002") + bytes.fromhex("020000000001")
+
+
+def _ipv4(src: str, dst: str, proto: int, payload: bytes) -> bytes:
+    header = struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 1, 0, 64, proto, 0,
+        socket.inet_aton(src), socket.inet_aton(dst),
+    )  # fmt: skip
+    words = struct.unpack("!10H", header)
+    total = sum(words)
+    total = (total & 0xFFFF) + (total >> 16)
+    total = (total & 0xFFFF) + (total >> 16)
+    return header[:10] + struct.pack("!H", ~total & 0xFFFF) + header[12:] + payload
+
+
+def _dns_query(qid: int, name: bytes, qtype: int) -> bytes:
+    labels = b"".join(bytes([len(lab)]) + lab for lab in name.split(b".") if lab)
+    return (
+        struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0)
+        + labels
+        + b"\0"
+        + struct.pack("!HH", qtype, 1)
+    )
+
+
+def frame(src: str, dst: str, qtype: int, name: bytes, port: int, seq: int) -> bytes:
+    """One Ethernet frame: a DNS query over UDP (port 53) or a TCP SYN."""
+    if port == 53:
+        dns = _dns_query(seq & 0xFFFF, name, qtype)
+        udp = struct.pack("!HHHH", 1024 + seq % 60000, 53, 8 + len(dns), 0) + dns
+        ip = _ipv4(src, dst, 17, udp)
+    else:
+        tcp = struct.pack("!HHIIBBHHH", 1024 + seq % 60000, port, seq, 0, 5 << 4, 0x02, 64240, 0, 0)
+        ip = _ipv4(src, dst, 6, tcp)
+    return _MACS + b"\x08\x00" + ip
+
+
+def write_pcap(path: Path, hosts: Iterable[Host]) -> Path:
+    """All events of ``hosts`` as one pcap, in time order."""
+    events = sorted((ev[0], i, host.addr, ev) for host in hosts for i, ev in enumerate(host.log))
+    out = [_PCAP_HEADER]
+    for seq, (ts_us, _, src, (_, dst, qtype, name, port)) in enumerate(events):
+        data = frame(src, dst, qtype, name, port, seq)
+        out.append(
+            struct.pack("<IIII", ts_us // 1_000_000, ts_us % 1_000_000, len(data), len(data))
+        )
+        out.append(data)
+    path.write_bytes(b"".join(out))
+    return path

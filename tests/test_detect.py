@@ -9,30 +9,13 @@ import json
 import numpy as np
 import pytest
 
-from hoststates import Host, at, spread, study_host
+from hoststates import Host, at, bot, mass_mailer, scanner, spread, study_host
 from wormwatch.config import Config, KeywordStormConfig
 from wormwatch.detect import evaluate, network_evidence, network_sync
 from wormwatch.model import QTYPE_MX, QTYPE_PTR
 
 CFG = Config()
 NOW = at(23.99)
-
-
-def scanner(n_targets: int, *, start: float = 10.0, hours: float = 0.2, seed: int = 3) -> Host:
-    rng = np.random.default_rng(seed)
-    host = Host("192.0.2.44")
-    for i, t in enumerate(spread(at(start), at(start + hours), n_targets, rng).tolist()):
-        dst = f"10.{i // 65536}.{i // 256 % 256}.{i % 256}"
-        host.syn(t, dst, 445).syn(t + 3_000_000, dst, 445).syn(t + 50, dst, 139)
-    return host
-
-
-def mass_mailer(n_domains: int, *, start: float = 9.0, hours: float = 1.0) -> Host:
-    host = Host("192.0.2.55")
-    times = spread(at(start), at(start + hours), n_domains, np.random.default_rng(5))
-    for i, t in enumerate(times.tolist()):
-        host.query(t, f"victim{i}.example", QTYPE_MX)
-    return host
 
 
 def test_study_host_is_a_keyword_storm() -> None:
@@ -193,40 +176,36 @@ def test_slow_scanner_counts_within_the_window() -> None:
     assert evaluate(state, hour, now_us=at(8)).verdicts == ()
 
 
-def bot(phase_shift_bins: int, *, n_bursts: int = 8) -> Host:
-    """MX bursts and SYN bursts every 30 minutes, shifted by some bins."""
-    host = Host("192.0.2.77")
-    k = 0
-    for b in range(n_bursts):
-        start = at(10) + b * 1_800_000_000
-        for j in range(40):
-            host.query(start + j * 1_000_000, f"d{k}.example", QTYPE_MX)
-            k += 1
-        syn_start = start + phase_shift_bins * 60_000_000
-        for j in range(40):
-            host.syn(syn_start + j * 1_000_000, f"10.1.{b}.{j}", 445)
-    return host
-
-
 def test_bot_sync_in_phase_fires() -> None:
     verdict = evaluate(bot(0).state(), CFG, now_us=NOW)
     assert verdict.verdicts == ("mx-client", "smb-scan", "bot-sync")
     ev = verdict.evidence["bot-sync"]
     assert isinstance(ev, dict)
-    assert ev["r"] > 0.95
+    assert ev["r"] > 0.9
+    assert ev["mx_queries"] == 2 * (25 + 35 + 45 + 55)
+    assert ev["bins"] == 7 * 30 // 5 + 1  # 5-minute correlation bins
     assert ev["active_bins"] == 8
-    assert ev["bins"] == 7 * 30 + 1
     series = ev["series"]
     assert isinstance(series, dict)
-    assert series["mx"] == [40] * 8
-    assert series["syn"] == [40] * 8
+    assert sum(series["mx"]) == ev["mx_queries"]
+    assert sum(series["syn"]) == ev["syns"] == ev["mx_queries"] + 8 * 5
+    assert len(series["offsets"]) == ev["active_bins"]
     assert verdict.score == 100.0
 
 
-def test_bot_sync_out_of_phase_does_not_fire() -> None:
-    verdict = evaluate(bot(10).state(), CFG, now_us=NOW)
+@pytest.mark.parametrize("lag_min", [1, 2, 3])
+def test_bot_sync_tolerates_a_short_lag(lag_min: int) -> None:
+    assert "bot-sync" in evaluate(bot(lag_min).state(), CFG, now_us=NOW).verdicts
+
+
+@pytest.mark.parametrize("lag_min", [5, 10, 15])
+def test_bot_sync_out_of_phase_does_not_fire(lag_min: int) -> None:
+    verdict = evaluate(bot(lag_min).state(), CFG, now_us=NOW)
     assert verdict.verdicts == ("mx-client", "smb-scan")
     assert "bot-sync" not in verdict.evidence
+    # with one-minute correlation bins even a one-minute lag is out of phase
+    fine = dataclasses.replace(CFG, bot_sync=dataclasses.replace(CFG.bot_sync, sync_bin_s=60))
+    assert "bot-sync" not in evaluate(bot(1).state(), fine, now_us=NOW).verdicts
 
 
 def test_bot_sync_needs_enough_bins() -> None:
@@ -270,8 +249,16 @@ def test_network_sync() -> None:
     m = np.array([9, 8, 7, 9, 8, 6, 5])
     r = network_sync(m, m, bins=bins)
     assert r == pytest.approx(1.0)
-    ev = network_evidence(bins, m, np.array([0, 0, 5, 5, 0, 0, 1]), CFG)
+    one_min = dataclasses.replace(CFG, bot_sync=dataclasses.replace(CFG.bot_sync, sync_bin_s=60))
+    ev = network_evidence(bins, m, np.array([0, 0, 5, 5, 0, 0, 1]), one_min)
     assert ev is not None
     assert ev["bins"] == 31
     assert ev["is_synchronised"] is False
     json.dumps(ev)
+    # default 5-minute correlation bins: 100..130 -> wide bins 20..26
+    wide = np.arange(100, 160)
+    mx_w = (wide % 10 < 3).astype(np.int64) * 4
+    assert network_sync(mx_w, mx_w + 1, bins=wide, cfg=CFG) == pytest.approx(1.0)
+    ev = network_evidence(wide, mx_w, mx_w, CFG)
+    assert ev is not None
+    assert ev["series"]["bin_s"] == 300  # type: ignore[index]

@@ -14,7 +14,8 @@ default)::
                            min_distinct_names, min_active_bins, min_r2
     [detect.mx_client]     min_mx_queries, min_domains
     [detect.smb_scan]      min_targets
-    [detect.bot_sync]      min_r, min_active_bins, min_mx_queries, min_syns
+    [detect.bot_sync]      min_r, min_active_bins, min_mx_queries, min_syns,
+                           sync_bin_s
     [score]                weights, bands, hysteresis
 
 Every key is optional. An unknown section or key, a value of the wrong type or
@@ -81,6 +82,7 @@ class BotSyncConfig:
     min_active_bins: int = 6
     min_mx_queries: int = 10
     min_syns: int = 10
+    sync_bin_s: int = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,6 +330,7 @@ def _build(path: str, doc: Mapping[str, Any]) -> Config:
         min_active_bins=bs.positive_int("min_active_bins", 6),
         min_mx_queries=bs.positive_int("min_mx_queries", 10),
         min_syns=bs.positive_int("min_syns", 10),
+        sync_bin_s=bs.positive_int("sync_bin_s", 300),
     )
     for section in (ks, mx, smb, bs, det):
         section.done()

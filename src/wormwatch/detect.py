@@ -291,11 +291,28 @@ def _dense(bins: I64, values: I64, lo: int, hi: int) -> npt.NDArray[np.float64]:
     return out
 
 
-def _sync(bins: I64, mx: I64, syn: I64, bs: BotSyncConfig, bin_s: int) -> dict[str, object] | None:
-    """Correlation of two per-bin series over the span of bins with either."""
+def _coarsen(bins: I64, values: list[I64], merge: int) -> tuple[I64, list[I64]]:
+    """Sum per-bin values into bins ``merge`` times as wide."""
+    if merge <= 1:
+        return bins, values
+    uniq, inverse = np.unique(bins // merge, return_inverse=True)
+    n = uniq.shape[0]
+    return uniq, [np.bincount(inverse, weights=v, minlength=n).astype(np.int64) for v in values]
+
+
+def _merge_factor(cfg: Config) -> int:
+    return max(1, round(cfg.bot_sync.sync_bin_s / cfg.bin_s))
+
+
+def _sync(
+    bins: I64, mx: I64, syn: I64, *, merge: int, bin_s: int, min_active_bins: int
+) -> dict[str, object] | None:
+    """Pearson r of two per-bin series, summed into bins ``merge`` times as wide,
+    over the span from the first to the last wide bin with either (gaps = 0)."""
+    bins, (mx, syn) = _coarsen(bins, [mx, syn], merge)
     active = (mx > 0) | (syn > 0)
     n_active = int(active.sum())
-    if n_active < bs.min_active_bins:
+    if n_active < min_active_bins:
         return None
     idx = np.flatnonzero(active)
     lo, hi = int(bins[idx[0]]), int(bins[idx[-1]])
@@ -305,8 +322,8 @@ def _sync(bins: I64, mx: I64, syn: I64, bs: BotSyncConfig, bin_s: int) -> dict[s
         "bins": hi - lo + 1,
         "active_bins": n_active,
         "series": {
-            "start": iso_time(lo * bin_s * 1_000_000),
-            "bin_s": bin_s,
+            "start": iso_time(lo * merge * bin_s * 1_000_000),
+            "bin_s": merge * bin_s,
             "offsets": (bins[idx] - lo).tolist(),
             "mx": mx[idx].tolist(),
             "syn": syn[idx].tolist(),
@@ -320,7 +337,10 @@ def _bot_sync(w: _Window, st: HostState, cfg: Config) -> _Result:
     syn = w.series[:, _SYN_COLS].sum(axis=1)
     if int(mx.sum()) < bs.min_mx_queries or int(syn.sum()) < bs.min_syns:
         return None
-    evidence = _sync(w.bins, mx, syn, bs, w.bin_s)
+    merge = _merge_factor(cfg)
+    evidence = _sync(
+        w.bins, mx, syn, merge=merge, bin_s=w.bin_s, min_active_bins=bs.min_active_bins
+    )
     if evidence is None:
         return None
     r = evidence["r"]
@@ -335,23 +355,24 @@ def network_sync(
     syn_series: npt.ArrayLike,
     *,
     bins: npt.ArrayLike | None = None,
-    min_active_bins: int = 6,
+    cfg: Config | None = None,
 ) -> float | None:
     """Pearson r of network-wide MX queries against SYNs to 135/139/445, per bin.
 
-    ``mx_series`` and ``syn_series`` are aligned per-bin counts. With ``bins``
-    (their bin indices, ascending, possibly with gaps), missing bins count as
-    zero. None when fewer than ``min_active_bins`` bins have either, or when
-    either series is constant.
+    ``mx_series`` and ``syn_series`` are aligned per-bin counts (bins of
+    ``cfg.bin_s``); ``bins`` are their bin indices, ascending, possibly with
+    gaps, which count as zero (default: consecutive). With ``cfg``, bins are
+    widened to ``cfg.bot_sync.sync_bin_s`` and ``min_active_bins`` applies as
+    for a host; without it, bins are used as given and at least 6 must be
+    active. None when too few bins are active or either series is constant.
     """
-    mx = np.asarray(mx_series, np.int64)
-    syn = np.asarray(syn_series, np.int64)
-    b = np.arange(mx.shape[0], dtype=np.int64) if bins is None else np.asarray(bins, np.int64)
-    bs = BotSyncConfig(min_active_bins=min_active_bins)
-    evidence = _sync(b, mx, syn, bs, 1)
-    if evidence is None:
-        return None
-    r = evidence["r"]
+    ev = network_evidence(
+        np.arange(np.shape(mx_series)[0]) if bins is None else bins,
+        mx_series,
+        syn_series,
+        cfg if cfg is not None else Config(bot_sync=BotSyncConfig(sync_bin_s=1), bin_s=1),
+    )
+    r = None if ev is None else ev["r"]
     return r if isinstance(r, float) else None
 
 
@@ -362,12 +383,15 @@ def network_evidence(
     b = np.asarray(bins, np.int64)
     mx = np.asarray(mx_series, np.int64)
     syn = np.asarray(syn_series, np.int64)
-    evidence = _sync(b, mx, syn, cfg.bot_sync, cfg.bin_s)
+    bs = cfg.bot_sync
+    evidence = _sync(
+        b, mx, syn, merge=_merge_factor(cfg), bin_s=cfg.bin_s, min_active_bins=bs.min_active_bins
+    )
     if evidence is None:
         return None
     r = evidence["r"]
     return {
-        "is_synchronised": isinstance(r, float) and r >= cfg.bot_sync.min_r,
+        "is_synchronised": isinstance(r, float) and r >= bs.min_r,
         "mx_queries": int(mx.sum()),
         "syns": int(syn.sum()),
         **evidence,
