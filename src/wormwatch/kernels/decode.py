@@ -105,11 +105,8 @@ def _ethertype(data, off, end, ethertype):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _family(value, linktype):  # type: ignore[no-untyped-def]
-    """BSD loopback address family (as read big-endian) -> IP version (0: not IP)."""
-    if linktype == LINKTYPE_NULL and value > 0xFFFFFF:
-        # the writer was little-endian: the family is in the first byte
-        value = value >> 24
+def _family(value):  # type: ignore[no-untyped-def]
+    """BSD loopback address family -> IP version (0: not IP)."""
     if value == 2:
         return 4
     if value == 10 or value == 24 or value == 28 or value == 30:
@@ -147,7 +144,14 @@ def _link(data, start, end, linktype):  # type: ignore[no-untyped-def]
     if linktype == LINKTYPE_NULL or linktype == LINKTYPE_LOOP:
         if size < 4:
             return ST_TRUNCATED, 0, start
-        version = _family(np.int64(_be_word(data, start, 4)), linktype)
+        big = np.int64(_be_word(data, start, 4))
+        version = _family(big)
+        if version == 0 and linktype == LINKTYPE_NULL:
+            # NULL is in the writer's byte order: try it as little-endian too
+            little = (
+                (big >> 24) | ((big >> 8) & 0xFF00) | ((big & 0xFF00) << 8) | ((big & 0xFF) << 24)
+            )
+            version = _family(little)
         if version == 0:
             return ST_IGNORED, 0, start
         return _GO, version, start + 4
@@ -216,12 +220,9 @@ def _ipv6(data, off, end):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _transport(data, protocol, off, stop, sent_end):  # type: ignore[no-untyped-def]
-    """UDP/TCP header -> (status, action, payload start, payload end, dport).
-
-    ``stop`` is where the IP payload ends in the capture, ``sent_end`` where it ended
-    as sent (beyond ``stop`` when the capture was cut).
-    """
+def _transport(data, protocol, off, stop):  # type: ignore[no-untyped-def]
+    """UDP/TCP header up to ``stop`` (the end of the captured IP payload) -> (status,
+    action, payload start, payload end, dport)."""
     size = stop - off
     if protocol == 17:
         if size < 8:
@@ -243,15 +244,15 @@ def _transport(data, protocol, off, stop, sent_end):  # type: ignore[no-untyped-
     # SYN set, ACK clear: the first packet of a connection attempt
     if data[off + 13] & 0x12 == 0x02 and (dport == 135 or dport == 139 or dport == 445):
         return _GO, _ACT_SYN, off, off, dport
-    if size < 20:
-        return ST_TRUNCATED, 0, off, off, dport
     if dport != 53:
         return ST_IGNORED, 0, off, off, dport
+    if size < 20:
+        return ST_TRUNCATED, 0, off, off, dport
     if size < data_offset:
         return ST_TRUNCATED, 0, off, off, dport
     if size == data_offset:
-        # no payload: none was sent, or the capture cut it off
-        return (ST_IGNORED if stop == sent_end else ST_TRUNCATED), 0, off, off, dport
+        # no payload in the capture (DECODING.md: only a non-empty payload is looked at)
+        return ST_IGNORED, 0, off, off, dport
     return _GO, _ACT_TCP_DNS, off + data_offset, stop, dport
 
 
@@ -339,11 +340,9 @@ def _message(data, msg, bound, names, row, qtypes, name_lens):  # type: ignore[n
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _dns_events(data, action, start, stop, sent_end, row, names, qtypes, name_lens):  # type: ignore[no-untyped-def]
-    """UDP payload or TCP segment -> (first problem or _GO, rows of query events).
-
-    The payload is ``data[start:stop]``; a TCP segment was sent up to ``sent_end``.
-    """
+def _dns_events(data, action, start, stop, row, names, qtypes, name_lens):  # type: ignore[no-untyped-def]
+    """UDP payload or TCP segment ``data[start:stop]`` -> (first problem or _GO, rows of
+    query events)."""
     problem = _GO
     n_rows = 0
     pos = start
@@ -351,9 +350,6 @@ def _dns_events(data, action, start, stop, sent_end, row, names, qtypes, name_le
         if action == _ACT_TCP_DNS:
             # RFC 1035 4.2.2: each message is preceded by its 2-byte length
             if pos >= stop:
-                # the next length prefix was sent but not captured
-                if pos < sent_end:
-                    problem = ST_TRUNCATED
                 break
             if stop - pos < 2:
                 problem = ST_TRUNCATED
@@ -397,16 +393,14 @@ def _packet(data, start, end, linktype, row, names, qtypes, name_lens):  # type:
         return ST_IGNORED, 0, 0, ip, 0, 0
     # the IP length, not the capture, bounds the payload: Ethernet padding is no payload
     stop = min(end, sent_end)
-    status, action, payload, stop, dport = _transport(data, protocol, off, stop, sent_end)
+    status, action, payload, stop, dport = _transport(data, protocol, off, stop)
     if status != _GO:
         return status, 0, 0, ip, 0, 0
     if action == _ACT_SYN:
         qtypes[row] = 0
         name_lens[row] = 0
         return ST_OK, action, version, ip, dport, 1
-    problem, n_rows = _dns_events(
-        data, action, payload, stop, sent_end, row, names, qtypes, name_lens
-    )
+    problem, n_rows = _dns_events(data, action, payload, stop, row, names, qtypes, name_lens)
     if problem != _GO:
         return problem, action, version, ip, dport, n_rows
     return (ST_OK if n_rows > 0 else ST_IGNORED), action, version, ip, dport, n_rows
