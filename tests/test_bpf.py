@@ -19,10 +19,11 @@ from scapy.layers.l2 import ARP, CookedLinux, Dot1AD, Dot1Q, Ether
 from scapy.layers.ppp import PPP, PPPoE
 from scapy.packet import Packet, raw
 
-from reference import decode_frame, read_records
 from wormwatch.errors import WormwatchError
 from wormwatch.model import LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_RAW
 from wormwatch.source import bpf
+
+from reference import decode_frame, read_records
 
 REAL = Path("/work/shared/pcaps/real")
 DLT_RAW = 12  # libpcap's DLT for LINKTYPE_RAW (101) on Linux

@@ -1,0 +1,56 @@
+"""Giving up root once the capture is open.
+
+Place in the flow: between opening the source and reading its first packet.
+Opening an AF_PACKET socket needs root (or CAP_NET_RAW/CAP_NET_ADMIN); reading
+an open one does not, so the parsing of untrusted packets runs as an
+unprivileged user. Numba kernels must be compiled or loaded before the drop
+(``wormwatch.decode.warm_up()``): the unprivileged user usually cannot write
+numba's cache next to the installed package.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+from typing import Final
+
+from wormwatch.errors import WormwatchError
+
+DEFAULT_USER: Final = "nobody"
+
+
+def drop_privileges(user: str | None) -> str | None:
+    """Switch this process to ``user`` (default ``nobody``) if it runs as root.
+
+    Supplementary groups become the user's own groups; real, effective and saved
+    ids all change, so root cannot be regained. Open sockets stay usable.
+
+    Args:
+        user: the account to run as; None means ``nobody``.
+
+    Returns:
+        The user dropped to, or None when not running as root (nothing to drop).
+
+    Raises:
+        WormwatchError: the user does not exist, or the switch failed.
+    """
+    if os.geteuid() != 0:
+        return None
+    name = user or DEFAULT_USER
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError as err:
+        raise WormwatchError(
+            f"--user {name}: no such user (create it, or name an existing one with --user)"
+        ) from err
+    if entry.pw_uid == 0:
+        return name
+    try:
+        os.initgroups(name, entry.pw_gid)
+        os.setresgid(entry.pw_gid, entry.pw_gid, entry.pw_gid)
+        os.setresuid(entry.pw_uid, entry.pw_uid, entry.pw_uid)
+    except OSError as err:
+        raise WormwatchError(f"cannot switch to user {name}: {err}") from err
+    if os.getresuid() != (entry.pw_uid,) * 3:
+        raise WormwatchError(f"cannot switch to user {name}: still running as uid {os.getuid()}")
+    return name

@@ -1,0 +1,286 @@
+"""Network namespaces for live-capture tests and benchmarks (root only).
+
+:func:`veth_pair` makes two namespaces joined by a veth pair, with
+documentation addresses only inside them (198.51.100.1/24 and 2001:db8::1/64 on
+the sender side, .2 and ::2 on the capture side, and a VLAN 10 subinterface with
+203.0.113.1/2 on each side where the kernel has 802.1Q support), and deletes
+them on exit, whatever happened.
+
+Run as a script inside a namespace (``ip netns exec NS python tests/netns.py``),
+it is the other half of a test:
+
+- ``send IFACE FILE``: send the frames of FILE (u32 length + bytes each) on a raw
+  AF_PACKET socket, as they are (tags included);
+- ``capture IFACE --out F --expect N ...``: open wormwatch's live capture,
+  print ``ready`` on standard output, read until N relevant packets (per the
+  reference decoder) have arrived and the link is quiet again, then write the
+  captured frames and kernel stats as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import selectors
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+_COUNTER = itertools.count()
+SENDER_V4, CAPTURE_V4 = "198.51.100.1", "198.51.100.2"
+SENDER_V6, CAPTURE_V6 = "2001:db8::1", "2001:db8::2"
+VLAN_ID = 10
+SENDER_VLAN_V4, CAPTURE_VLAN_V4 = "203.0.113.1", "203.0.113.2"
+
+
+def can_use_netns() -> str | None:
+    """None when namespaces can be made here, else the reason they cannot."""
+    if os.geteuid() != 0:
+        return "live capture tests need root (network namespaces, AF_PACKET sockets)"
+    if shutil.which("ip") is None:
+        return "live capture tests need iproute2's `ip`"
+    return None
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
+
+
+@dataclass
+class VethPair:
+    """Two namespaces and the veth between them; ``*_if`` live in ``*_ns``."""
+
+    sender_ns: str
+    capture_ns: str
+    sender_if: str
+    capture_if: str
+    workdir: Path
+    vlan_ifs: list[str] = field(default_factory=list)
+
+    def command(self, ns: str, argv: Sequence[str]) -> list[str]:
+        """``argv`` run inside namespace ``ns``."""
+        return ["ip", "netns", "exec", ns, *argv]
+
+    def helper(self, ns: str, *args: str) -> list[str]:
+        """This file run as a script inside ``ns`` with the test's interpreter."""
+        return self.command(ns, [sys.executable, str(Path(__file__).resolve()), *args])
+
+    def mac(self, ns: str, iface: str) -> str:
+        out = subprocess.run(
+            ["ip", "-n", ns, "-j", "link", "show", iface], check=True, capture_output=True
+        )
+        return str(json.loads(out.stdout)[0]["address"])
+
+    def send(self, frames: Sequence[bytes], *, timeout_s: float = 60.0) -> None:
+        """Send ``frames`` from the sender side, in order; returns when all are sent."""
+        path = self.workdir / f"frames-{next(_COUNTER)}.bin"
+        write_frames(path, frames)
+        subprocess.run(
+            self.helper(self.sender_ns, "send", self.sender_if, str(path)),
+            check=True,
+            timeout=timeout_s,
+        )
+
+
+def wait_for_line(proc: subprocess.Popen[str], expected: str, timeout_s: float) -> None:
+    """Block until ``proc`` prints ``expected`` (a readiness signal), at most ``timeout_s``.
+
+    Raises:
+        RuntimeError: the process ended, printed something else, or timed out.
+    """
+    assert proc.stdout is not None
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        if not sel.select(timeout_s):
+            raise RuntimeError(f"no {expected!r} from {proc.args} within {timeout_s} s")
+    line = proc.stdout.readline().strip()
+    if line != expected:
+        raise RuntimeError(f"{proc.args} printed {line!r} (exit {proc.poll()}), not {expected!r}")
+
+
+class CaptureRun:
+    """The ``capture`` helper running in the capture namespace."""
+
+    def __init__(self, pair: VethPair, iface: str, *options: str) -> None:
+        self.out = pair.workdir / f"capture-{next(_COUNTER)}.json"
+        argv = pair.helper(pair.capture_ns, "capture", iface, "--out", str(self.out), *options)
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+
+    def wait_ready(self, timeout_s: float = 30.0) -> None:
+        """Return once the capture is open (or raise when it failed to open)."""
+        try:
+            wait_for_line(self.proc, "ready", timeout_s)
+        except RuntimeError:
+            self.proc.wait(timeout_s)
+            if self.out.exists() and "error" in self.result():
+                return
+            raise
+
+    def result(self, timeout_s: float = 60.0) -> dict[str, Any]:
+        """The helper's JSON once it has finished."""
+        self.proc.wait(timeout_s)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        return dict(json.loads(self.out.read_text()))
+
+
+def _kill_namespace_processes(ns: str) -> None:
+    """End processes still running in ``ns`` (ours: the test's helpers)."""
+    out = subprocess.run(["ip", "netns", "pids", ns], check=False, capture_output=True, text=True)
+    for pid in out.stdout.split():
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except ProcessLookupError:
+            continue
+
+
+@contextmanager
+def veth_pair(workdir: Path) -> Iterator[VethPair]:
+    """Create the namespaces; delete them on exit even when the body fails."""
+    tag = f"{os.getpid() % 100000}x{next(_COUNTER)}"
+    pair = VethPair(f"wwS{tag}", f"wwC{tag}", f"wS{tag}", f"wC{tag}", workdir)
+    made: list[str] = []
+    try:
+        for ns in (pair.sender_ns, pair.capture_ns):
+            _ip("netns", "add", ns)
+            made.append(ns)
+        _ip("link", "add", pair.sender_if, "netns", pair.sender_ns, "type", "veth",
+            "peer", "name", pair.capture_if, "netns", pair.capture_ns)  # fmt: skip
+        for ns, iface, v4, v6, vlan_v4 in (
+            (pair.sender_ns, pair.sender_if, SENDER_V4, SENDER_V6, SENDER_VLAN_V4),
+            (pair.capture_ns, pair.capture_if, CAPTURE_V4, CAPTURE_V6, CAPTURE_VLAN_V4),
+        ):
+            vlan_if = f"{iface}.{VLAN_ID}"
+            _ip("-n", ns, "link", "set", "lo", "up")
+            _ip("-n", ns, "addr", "add", f"{v4}/24", "dev", iface)
+            _ip("-n", ns, "addr", "add", f"{v6}/64", "dev", iface, "nodad")
+            _ip("-n", ns, "link", "set", iface, "up")
+            # Kernels without CONFIG_VLAN_8021Q (this CI's) cannot make the subinterface;
+            # tagged frames still arrive, and the receive path still strips their tag.
+            try:
+                _ip("-n", ns, "link", "add", "link", iface, "name", vlan_if, "type", "vlan",
+                    "id", str(VLAN_ID))  # fmt: skip
+            except subprocess.CalledProcessError:
+                continue
+            pair.vlan_ifs.append(vlan_if)
+            _ip("-n", ns, "addr", "add", f"{vlan_v4}/24", "dev", vlan_if)
+            _ip("-n", ns, "link", "set", vlan_if, "up")
+        yield pair
+    finally:
+        for ns in made:
+            _kill_namespace_processes(ns)
+            subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+
+
+def write_frames(path: Path, frames: Sequence[bytes]) -> None:
+    """FILE format of ``send``: u32 little-endian length, then the frame."""
+    with path.open("wb") as out:
+        for frame in frames:
+            out.write(struct.pack("<I", len(frame)))
+            out.write(frame)
+
+
+def read_frames(path: Path) -> list[bytes]:
+    data = path.read_bytes()
+    frames, pos = [], 0
+    while pos < len(data):
+        (size,) = struct.unpack_from("<I", data, pos)
+        frames.append(data[pos + 4 : pos + 4 + size])
+        pos += 4 + size
+    return frames
+
+
+def _send(iface: str, path: Path) -> None:
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as sock:
+        sock.bind((iface, 0))
+        for frame in read_frames(path):
+            sock.send(frame)
+
+
+def _capture(args: argparse.Namespace) -> dict[str, object]:
+    sys.path.insert(0, str(HERE))
+    from wormwatch.errors import WormwatchError
+    from wormwatch.source.live import open_capture
+    from wormwatch.source.privileges import drop_privileges
+
+    from reference import decode_frame
+
+    try:
+        if args.drop_first:
+            drop_privileges("nobody")
+        source = open_capture(args.iface, bpf=args.bpf, workers=args.workers)
+    except WormwatchError as err:
+        return {"error": str(err)}
+    try:
+        print("ready", flush=True)
+        dropped_to = drop_privileges(args.user) if args.user else None
+        frames: list[tuple[int, str]] = []
+        n_relevant = 0
+        deadline = time.monotonic() + args.timeout
+        while time.monotonic() < deadline:
+            batch = source.read_batch(256)
+            if batch is None:
+                break
+            if batch.n == 0 and n_relevant >= args.expect:
+                break
+            for i in range(batch.n):
+                start = int(batch.offsets[i])
+                frame = bytes(batch.data[start : start + int(batch.caplens[i])])
+                linktype = int(batch.linktypes[i])
+                frames.append((linktype, frame.hex()))
+                n_relevant += bool(decode_frame(linktype, frame, 0)[1])
+    except WormwatchError as err:
+        return {"error": str(err)}
+    finally:
+        source.close()
+    stats = source.stats()
+    return {
+        "frames": frames,
+        "uid": os.getuid(),
+        "user": dropped_to,
+        "packets": stats.packets,
+        "kernel_received": stats.kernel_received,
+        "kernel_dropped": stats.kernel_dropped,
+        "interface_dropped": stats.interface_dropped,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    send = sub.add_parser("send")
+    send.add_argument("iface")
+    send.add_argument("path", type=Path)
+    capture = sub.add_parser("capture")
+    capture.add_argument("iface")
+    capture.add_argument("--out", required=True)
+    capture.add_argument("--expect", type=int, default=0)
+    capture.add_argument("--workers", type=int, default=1)
+    capture.add_argument("--bpf")
+    capture.add_argument("--user")
+    capture.add_argument("--drop-first", action="store_true", help="open as nobody (must fail)")
+    capture.add_argument("--timeout", type=float, default=20.0)
+    args = parser.parse_args(argv)
+    if args.command == "send":
+        _send(args.iface, args.path)
+        return 0
+    # Opened before the capture may drop root: the test's directory is root's.
+    with Path(args.out).open("w") as out:
+        json.dump(_capture(args), out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
