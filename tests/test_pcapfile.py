@@ -36,7 +36,7 @@ from pcapfile_craft import (
 )
 from wormwatch.errors import WormwatchError
 from wormwatch.kernels.pcapwalk import walk_pcap, walk_pcapng
-from wormwatch.source.pcapfile import MAX_CAPLEN, ReplaySource, open_replay
+from wormwatch.source.pcapfile import MAX_CAPLEN, ReplaySource, open_replay, warm_up
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = REPO.parent / "shared" / "pcaps" / "real"
@@ -467,6 +467,7 @@ def test_stdin_that_is_not_a_capture(tmp_path: Path) -> None:
 def test_each_walker_compiled_one_signature(tmp_path: Path) -> None:
     path = tmp_path / "crafted.pcapng"
     path.write_bytes(crafted_pcapng()[0])
+    warm_up()
     replay([SMALL_REAL, path], 2)
     assert len(walk_pcap.signatures) == 1
     assert len(walk_pcapng.signatures) == 1

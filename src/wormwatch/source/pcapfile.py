@@ -29,6 +29,7 @@ from wormwatch.errors import WormwatchError
 from wormwatch.kernels.pcapwalk import (
     BT_SHB,
     PCAP_FILE_HEADER,
+    PCAP_RECORD_HEADER,
     WALK_BAD_INTERFACE,
     WALK_BAD_LENGTH,
     WALK_END,
@@ -77,6 +78,21 @@ def open_replay(paths: Sequence[str]) -> ReplaySource:
     return ReplaySource(paths)
 
 
+def warm_up() -> None:
+    """Compiles (or loads from numba's cache) both walkers with the argument types a replay
+    uses, so that the first batch is not spent compiling."""
+    out = _Outputs(1)
+    record = np.frombuffer(bytes(PCAP_RECORD_HEADER), dtype=np.uint8)
+    walk_pcap(
+        record, 0, False, False, MAX_CAPLEN, out.ts_us, out.offsets, out.caplens, out.wirelens
+    )
+    s = PcapngSections()
+    walk_pcapng(
+        record[:0], 0, False, MAX_CAPLEN, s.linktypes, s.muls, s.divs, s.offsets_us, 0,
+        out.ts_us, out.offsets, out.caplens, out.wirelens, out.linktypes,
+    )  # fmt: skip
+
+
 class ReplaySource:
     """Capture files and standard input, read in order as one stream of batches.
 
@@ -104,7 +120,11 @@ class ReplaySource:
         self.name = names[0] if len(names) == 1 else f"{names[0]} +{len(names) - 1} more"
 
     def read_batch(self, max_packets: int) -> Batch | None:
-        """The next 1 to ``max_packets`` packets of one file, or None when all are read."""
+        """The next 1 to ``max_packets`` packets of one file, or None when all are read.
+
+        Raises:
+            WormwatchError: a file checked at opening can no longer be opened or mapped.
+        """
         if max_packets < 1:
             raise ValueError(f"max_packets must be at least 1, not {max_packets}")
         while True:
