@@ -424,15 +424,16 @@ print(json.dumps({"name": source.name, "rows": rows, "warnings": source.stats().
 """
 
 
-def run_with_stdin(stdin: Path, *args: str) -> dict[str, object]:
-    with stdin.open("rb") as file:
-        done = subprocess.run(
-            [sys.executable, "-c", STDIN_SCRIPT, *args],
-            stdin=file,
-            capture_output=True,
-            check=True,
-            timeout=120,
-        )
+def run_with_stdin(stdin: Path | int, *args: str) -> dict[str, object]:
+    """Runs the script with a file's bytes piped to its standard input (or a given fd)."""
+    piped = {"input": stdin.read_bytes()} if isinstance(stdin, Path) else {"stdin": stdin}
+    done = subprocess.run(
+        [sys.executable, "-c", STDIN_SCRIPT, *args],
+        capture_output=True,
+        check=True,
+        timeout=120,
+        **piped,  # type: ignore[arg-type]
+    )
     result: dict[str, object] = json.loads(done.stdout)
     return result
 
@@ -462,6 +463,16 @@ def test_stdin_that_is_not_a_capture(tmp_path: Path) -> None:
     path.write_bytes(b"this is not a capture at all, sorry")
     error = str(run_with_stdin(path, "-")["error"])
     assert error.startswith("standard input is not a readable pcap or pcapng capture")
+
+
+def test_stdin_that_is_a_terminal() -> None:
+    leader, follower = os.openpty()
+    try:
+        error = str(run_with_stdin(follower, "-")["error"])
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert error.startswith("standard input is a terminal, not a capture; pipe one in")
 
 
 def test_each_walker_compiled_one_signature(tmp_path: Path) -> None:
