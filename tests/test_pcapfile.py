@@ -13,11 +13,14 @@ import os
 import struct
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pcapfile_craft import (
     BT_ISB,
@@ -482,3 +485,34 @@ def test_each_walker_compiled_one_signature(tmp_path: Path) -> None:
     replay([SMALL_REAL, path], 2)
     assert len(walk_pcap.signatures) == 1
     assert len(walk_pcapng.signatures) == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    is_pcapng=st.booleans(),
+    cuts=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=6),
+    keep=st.integers(1, 10_000),
+)
+def test_damaged_files_never_crash_the_walkers(
+    is_pcapng: bool, cuts: list[tuple[int, int]], keep: int
+) -> None:
+    raw = bytearray(crafted_pcapng()[0] if is_pcapng else pcap_file(real_pcap_records()))
+    # damage only after the first header, which is checked (and rejected) on opening
+    for where, value in cuts:
+        raw[28 + where % (len(raw) - 28)] = value
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "damaged"
+        path.write_bytes(bytes(raw[: 28 + keep]))
+        try:
+            source = open_replay([str(path)])
+        except WormwatchError:
+            return
+        n_packets = 0
+        while (batch := source.read_batch(3)) is not None:
+            ends = batch.offsets + batch.caplens
+            assert np.all(batch.offsets >= 0)
+            assert np.all(batch.caplens >= 0)
+            assert np.all(ends <= batch.data.shape[0])
+            n_packets += batch.n
+        assert len(source.stats().warnings) <= 2
+        assert source.stats().packets == n_packets
