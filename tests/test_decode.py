@@ -750,3 +750,22 @@ def test_every_kernel_compiled_exactly_one_signature() -> None:
     assert kernel_names == {"decode_packets"}
     for name in kernel_names:
         assert len(dispatchers[name].signatures) == 1, name
+
+
+@pytest.mark.parametrize(
+    ("offset", "caplen"),
+    [(0, 65), (-1, 5), (2, -1), (62, 3)],
+)
+def test_a_packet_outside_the_buffer_is_refused(offset: int, caplen: int) -> None:
+    batch = make_batch([(LINKTYPE_RAW, Q4)])  # 61 bytes + 3 filler
+    batch.offsets[0] = offset
+    batch.caplens[0] = caplen
+    with pytest.raises(ValueError, match="outside"):
+        Decoder().decode(batch)
+
+
+def test_batch_arrays_of_different_lengths_are_refused() -> None:
+    batch = make_batch([(LINKTYPE_RAW, Q4)] * 2)
+    batch.linktypes = batch.linktypes[:1]
+    with pytest.raises(ValueError, match="length"):
+        Decoder().decode(batch)

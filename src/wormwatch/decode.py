@@ -36,6 +36,20 @@ def _frozen(values: npt.NDArray[Any], dtype: type[np.generic]) -> npt.NDArray[An
     return view
 
 
+def _check(batch: Batch) -> None:
+    """The kernel trusts offsets and caplens; a packet outside ``data`` would make it
+    read outside the buffer, so check them once per batch (vectorised)."""
+    n = batch.n
+    lengths = {len(a) for a in (batch.offsets, batch.caplens, batch.wirelens, batch.linktypes)}
+    if lengths != {n}:
+        raise ValueError(f"batch arrays disagree in length: {n} timestamps, {sorted(lengths)}")
+    if n == 0:
+        return
+    ends = batch.offsets.astype(np.int64) + batch.caplens
+    if batch.offsets.min() < 0 or batch.caplens.min() < 0 or ends.max() > batch.data.shape[0]:
+        raise ValueError("batch has a packet outside its data buffer")
+
+
 def _event_buffers(capacity: int) -> Events:
     return Events(
         n=0,
@@ -68,12 +82,13 @@ class Decoder:
 
     @property
     def stats(self) -> DecodeStats:
-        """Running totals over every batch decoded so far."""
+        """Running totals over every batch decoded so far (``bytes``: captured bytes)."""
         return self._stats
 
     @property
     def last_status(self) -> U8:
-        """Per-packet status (``wormwatch.model.ST_*``) of the last batch."""
+        """Per-packet status (``wormwatch.model.ST_*``) of the last batch; a view of a
+        reused buffer, valid until the next call."""
         return self._status[: self._n_last]
 
     def decode(self, batch: Batch) -> Events:
@@ -81,8 +96,13 @@ class Decoder:
 
         Returns:
             The batch's events, in packet order; valid until the next call.
+
+        Raises:
+            ValueError: the batch's arrays disagree (a bug in the source): a packet
+                outside ``data``, or per-packet arrays of different lengths.
         """
         n_packets = batch.n
+        _check(batch)
         if self._status.shape[0] < n_packets:
             self._status = np.zeros(n_packets, np.uint8)
         data = _frozen(batch.data, np.uint8)
@@ -133,8 +153,8 @@ def warm_up() -> None:
     """Compile (or load from cache) the kernels on a one-packet batch."""
     # one raw IPv4 UDP packet to port 53 with a one-question DNS query for "a"
     packet = bytes.fromhex(
-        "4500002b00000000401100000a0000010a000002"  # IPv4, 43 bytes, UDP
-        "d4310035001700000001"  # UDP to 53, DNS id 1
+        "4500002f00000000401100000a0000010a000002"  # IPv4, 47 bytes, UDP
+        "d4310035001b00000001"  # UDP to 53, 27 bytes; DNS id 1
         "0100000100000000000001610000010001"  # RD, QDCOUNT 1, "a" A IN
     )
     batch = Batch(
