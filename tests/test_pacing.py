@@ -1,0 +1,199 @@
+"""Paced replay with an injected clock: no real sleeps, exact wall-time budgets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from wormwatch.model import Batch, SourceStats
+from wormwatch.source.pacing import Paced
+
+US = 1_000_000
+
+
+class FakeClock:
+    """A wall clock that moves only when someone sleeps (or a test says so)."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+class ScriptedSource:
+    """Hands out the given batches, then None."""
+
+    name = "scripted.pcap"
+
+    def __init__(self, batches: list[Batch]) -> None:
+        self.batches = list(batches)
+        self.reads = 0
+        self.closed = False
+
+    def read_batch(self, max_packets: int) -> Batch | None:
+        self.reads += 1
+        return self.batches.pop(0) if self.batches else None
+
+    def stats(self) -> SourceStats:
+        return SourceStats(packets=7)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def make_batch(ts_us: list[int] | np.ndarray) -> Batch:
+    ts = np.asarray(ts_us, np.int64)
+    n = ts.shape[0]
+    return Batch(
+        data=np.zeros(n * 4, np.uint8),
+        ts_us=ts,
+        offsets=np.arange(n, dtype=np.int64) * 4,
+        caplens=np.full(n, 4, np.int32),
+        wirelens=np.full(n, 4, np.int32),
+        linktypes=np.ones(n, np.int32),
+    )
+
+
+def split(ts_us: np.ndarray, size: int) -> list[Batch]:
+    return [make_batch(ts_us[i : i + size]) for i in range(0, len(ts_us), size)]
+
+
+def drain(paced: Paced, clock: FakeClock, max_packets: int = 4096) -> list[tuple[float, Batch]]:
+    """Read to the end as the pipeline does; (wall time, batch) of each non-empty read."""
+    out = []
+    for _ in range(1_000_000):
+        batch = paced.read_batch(max_packets)
+        if batch is None:
+            return out
+        if batch.n:
+            out.append((clock.now, batch))
+    raise AssertionError("the paced source never finished")
+
+
+def released_ts(reads: list[tuple[float, Batch]]) -> np.ndarray:
+    return np.concatenate([b.ts_us for _, b in reads])
+
+
+def test_max_speed_passes_batches_through() -> None:
+    batches = split(np.arange(10, dtype=np.int64) * US, 4)
+    src = ScriptedSource(batches)
+    paced = Paced(src, None)
+    assert [paced.read_batch(100) for _ in range(3)] == batches
+    assert paced.read_batch(100) is None
+    assert paced.name == "scripted.pcap"
+    assert paced.stats().packets == 7
+    paced.close()
+    assert src.closed
+
+
+def test_thirty_minutes_at_speed_60_play_in_thirty_seconds_smoothly() -> None:
+    ts = (np.arange(1800, dtype=np.int64) + 1_700_000_000) * US  # one packet a second
+    clock = FakeClock()
+    paced = Paced(ScriptedSource(split(ts, 500)), 60.0, clock=clock, sleep=clock.sleep)
+    start = clock.now
+    reads = drain(paced, clock)
+    assert np.array_equal(released_ts(reads), ts)
+    # the last packet is due 1799 packet seconds / 60 after the first
+    assert clock.now - start == pytest.approx(1799 / 60, abs=0.06)
+    # smooth: no read releases more than one sleep's worth of packet time
+    spans = [(int(b.ts_us[-1]) - int(b.ts_us[0])) / US for _, b in reads]
+    assert max(spans) <= 60 * 0.05 + 1
+    assert len(reads) > 500
+    assert max(clock.sleeps) <= 0.05
+
+
+def test_packets_are_released_when_due_not_before() -> None:
+    ts = np.array([0, 1, 2, 3], np.int64) * US
+    clock = FakeClock()
+    paced = Paced(ScriptedSource([make_batch(ts)]), 2.0, clock=clock, sleep=clock.sleep)
+    start = clock.now
+    for _, batch in drain(paced, clock):
+        for t in batch.ts_us:
+            # packet second t is due at wall second t / 2
+            assert clock.now - start >= t / US / 2 - 1e-9
+
+
+def test_not_due_returns_an_empty_batch_after_a_bounded_sleep() -> None:
+    clock = FakeClock()
+    ts = np.array([0, 600 * US], np.int64)
+    paced = Paced(ScriptedSource([make_batch(ts)]), 1.0, clock=clock, sleep=clock.sleep)
+    assert paced.read_batch(10).n == 1
+    empty = paced.read_batch(10)
+    assert empty is not None
+    assert empty.n == 0
+    assert clock.sleeps == [pytest.approx(0.05)]
+
+
+def test_backward_jump_does_not_stall() -> None:
+    # 10 s of packets, then the clock jumps back an hour, then 10 s more
+    ts = np.concatenate([np.arange(11), np.arange(11) - 3600]).astype(np.int64) * US
+    clock = FakeClock()
+    paced = Paced(ScriptedSource(split(ts, 7)), 10.0, clock=clock, sleep=clock.sleep)
+    start = clock.now
+    reads = drain(paced, clock)
+    assert np.array_equal(released_ts(reads), ts)
+    # 20 s of forward gaps at 10x: 2 s of wall time, not 362 s
+    assert clock.now - start == pytest.approx(2.0, abs=0.06)
+
+
+def test_long_gap_waits_at_most_max_gap() -> None:
+    ts = np.array([0, 1, 86_400, 86_401], np.int64) * US
+    clock = FakeClock()
+    paced = Paced(
+        ScriptedSource([make_batch(ts)]), 1.0, max_gap_s=2.0, clock=clock, sleep=clock.sleep
+    )
+    start = clock.now
+    assert len(released_ts(drain(paced, clock))) == 4
+    assert clock.now - start == pytest.approx(1 + 2 + 1, abs=0.06)
+
+
+def test_batches_are_split_by_max_packets_and_share_the_buffer() -> None:
+    batch = make_batch(np.zeros(10, np.int64))
+    clock = FakeClock()
+    src = ScriptedSource([batch])
+    paced = Paced(src, 5.0, clock=clock, sleep=clock.sleep)
+    parts = [paced.read_batch(4) for _ in range(3)]
+    assert [p.n for p in parts if p is not None] == [4, 4, 2]
+    assert all(p is not None and p.data is batch.data for p in parts)
+    assert all(p is not None and np.shares_memory(p.ts_us, batch.ts_us) for p in parts)
+    # the wrapped source was read once: its buffer was not replaced under the views
+    assert src.reads == 1
+    assert paced.read_batch(4) is None
+
+
+def test_empty_batch_from_source_passes_through_and_none_ends() -> None:
+    clock = FakeClock()
+    src = ScriptedSource([Batch.empty(), make_batch([5 * US])])
+    paced = Paced(src, 3.0, clock=clock, sleep=clock.sleep)
+    first = paced.read_batch(10)
+    assert first is not None
+    assert first.n == 0
+    second = paced.read_batch(10)
+    assert second is not None
+    assert second.n == 1
+    assert paced.read_batch(10) is None
+    assert paced.read_batch(10) is None
+
+
+def test_a_slow_consumer_does_not_get_the_whole_debt_at_once() -> None:
+    ts = np.arange(600, dtype=np.int64) * US
+    clock = FakeClock()
+    paced = Paced(ScriptedSource([make_batch(ts)]), 10.0, clock=clock, sleep=clock.sleep)
+    assert paced.read_batch(1000) is not None
+    clock.now += 30.0  # the pipeline spent 30 s on the first batch (kernels compiling)
+    burst = paced.read_batch(1000)
+    assert burst is not None
+    # at most max_lag_s (1 s) of packet time at 10x, plus the packet due now
+    assert burst.n <= 11
+    assert len(released_ts(drain(paced, clock))) == 600 - 1 - burst.n
+
+
+def test_speed_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        Paced(ScriptedSource([]), 0.0)
