@@ -11,7 +11,7 @@ import pytest
 
 from hoststates import Host, at, bot, mass_mailer, scanner, spread, study_host
 from wormwatch.config import Config, KeywordStormConfig
-from wormwatch.detect import evaluate, network_evidence, network_sync
+from wormwatch.detect import evaluate, network_evidence, network_sync, tunnel_reason
 from wormwatch.model import QTYPE_MX, QTYPE_PTR
 
 CFG = Config()
@@ -110,6 +110,42 @@ def test_mx_client_both_ways() -> None:
     host = Host()
     host.queries([at(9) + i * 10_000_000 for i in range(12)], ["example.edu"] * 12, QTYPE_MX)
     assert evaluate(host.state(), CFG, now_us=NOW).verdicts == ()
+
+
+def dnscat(addr: str = "192.0.2.58") -> Host:
+    """A dnscat tunnel: rotating MX/TXT/CNAME queries of long encoded names."""
+    rng = np.random.default_rng(9)
+    host = Host(addr)
+    for i, t in enumerate(spread(at(8), at(8.05), 150, rng).tolist()):
+        label = rng.bytes(30).hex().encode()
+        host.query(t, b"dnscat." + label + b"." + label[:20], (QTYPE_MX, 16, 5)[i % 3])
+    return host
+
+
+def test_dns_tunnel_over_mx_is_not_a_mass_mailer() -> None:
+    state = dnscat().state()
+    assert int(state.totals[3]) == 50
+    assert evaluate(state, CFG, now_us=NOW).verdicts == ()
+    no_guard = dataclasses.replace(
+        CFG, mx_client=dataclasses.replace(CFG.mx_client, skip_tunnels=False)
+    )
+    assert evaluate(state, no_guard, now_us=NOW).verdicts == ("mx-client",)
+
+
+@pytest.mark.parametrize(
+    ("names", "is_tunnel"),
+    [
+        ([b"victim1.example", b"foo.example.org", b"bar.test"], False),
+        ([b"a.example", b"b.example"], False),  # too few samples to judge
+        ([b"x" * 40 + b".t.example", b"y" * 40 + b".t.example", b"ok.example"], True),
+        ([b"dnscat.c4f901f500471cd6", b"dnscat.1f8b01f500bb58df", b"a.example"], True),
+        ([b"dnscat.a1", b"dnscat.b2", b"dnscat.c3"], False),  # short labels: judged as mail
+        ([b"example.com", b"example.org", b"example.net"], False),
+        ([b"deadbeefcafe.example", b"mail.example.org", b"a" * 31 + b".example"], False),
+    ],
+)
+def test_tunnel_reason(names: list[bytes], is_tunnel: bool) -> None:
+    assert (tunnel_reason(names) is not None) == is_tunnel
 
 
 def test_allowlisted_mail_server_and_resolver_are_not_mx_clients() -> None:

@@ -13,6 +13,7 @@ import dataclasses
 import ipaddress
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -198,6 +199,22 @@ def test_replay_alerts(replay: dict[str, object]) -> None:
         assert items[0]["reason"] == "new"
         assert len(items) <= 4, (addr, [i["reason"] for i in items])
         assert tuple(items[-1]["verdicts"]) == SCENARIOS[addr][1]
+
+
+REAL_TUNNEL = Path("/work/shared/pcaps/real/ndpi_dns_exfiltration.pcap")
+
+
+@pytest.mark.skipif(not REAL_TUNNEL.exists(), reason="real capture set not present")
+def test_real_dnscat_tunnel_is_not_an_mx_client(tmp_path: Path) -> None:
+    """nDPI's dns_exfiltration.pcap: 52 MX queries of encoded names, one host."""
+    from wormwatch.cli import main
+
+    summary = tmp_path / "summary.jsonl"
+    assert main(["replay", str(REAL_TUNNEL), "--no-tui", "--summary", str(summary)]) == 0
+    hosts = [
+        r for r in map(json.loads, summary.read_text().splitlines()) if r["event_type"] == "host"
+    ]
+    assert [(r["queries"]["MX"], r["verdicts"]) for r in hosts] == [(52, [])]
 
 
 def test_replay_reproduces_the_study_figures(replay: dict[str, object]) -> None:

@@ -12,7 +12,7 @@ default)::
     [allowlist]            mail_servers, resolvers, ignore (CIDR lists)
     [detect.keyword_storm] min_keyword_queries, min_rate_per_min, min_share,
                            min_distinct_names, min_active_bins, min_r2
-    [detect.mx_client]     min_mx_queries, min_domains
+    [detect.mx_client]     min_mx_queries, min_domains, skip_tunnels
     [detect.smb_scan]      min_targets
     [detect.bot_sync]      min_r, min_active_bins, min_mx_queries, min_syns,
                            sync_bin_s
@@ -65,6 +65,7 @@ class MxClientConfig:
 
     min_mx_queries: int = 10
     min_domains: int = 5
+    skip_tunnels: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +195,12 @@ class _Reader:
 
         return self.get(key, default, check, "must be a positive integer")
 
+    def boolean(self, key: str, default: bool) -> bool:
+        def check(v: Any) -> bool | None:
+            return v if isinstance(v, bool) else None
+
+        return self.get(key, default, check, "must be true or false")
+
     def number(self, key: str, default: float, lo: float, hi: float) -> float:
         def check(v: Any) -> float | None:
             if isinstance(v, bool) or not isinstance(v, int | float):
@@ -321,6 +328,7 @@ def _build(path: str, doc: Mapping[str, Any]) -> Config:
     mx_client = MxClientConfig(
         min_mx_queries=mx.positive_int("min_mx_queries", 10),
         min_domains=mx.positive_int("min_domains", 5),
+        skip_tunnels=mx.boolean("skip_tunnels", True),
     )
     smb = det.sub("smb_scan")
     smb_scan = SmbScanConfig(min_targets=smb.positive_int("min_targets", 30))
