@@ -202,6 +202,16 @@ def read_frames(path: Path) -> list[bytes]:
     return frames
 
 
+def write_pcap(path: Path, linktype: int, records: Sequence[tuple[int, bytes]]) -> None:
+    """A classic pcap (microsecond timestamps) of ``(ts_us, frame)`` records."""
+    with path.open("wb") as out:
+        out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, linktype))
+        for ts_us, frame in records:
+            sec, usec = divmod(ts_us, 1_000_000)
+            out.write(struct.pack("<IIII", sec, usec, len(frame), len(frame)))
+            out.write(frame)
+
+
 def _send(iface: str, path: Path) -> None:
     with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as sock:
         sock.bind((iface, 0))
@@ -227,6 +237,7 @@ def _capture(args: argparse.Namespace) -> dict[str, object]:
         print("ready", flush=True)
         dropped_to = drop_privileges(args.user) if args.user else None
         frames: list[tuple[int, str]] = []
+        records: list[tuple[int, bytes]] = []
         n_relevant = 0
         deadline = time.monotonic() + args.timeout
         while time.monotonic() < deadline:
@@ -240,12 +251,15 @@ def _capture(args: argparse.Namespace) -> dict[str, object]:
                 frame = bytes(batch.data[start : start + int(batch.caplens[i])])
                 linktype = int(batch.linktypes[i])
                 frames.append((linktype, frame.hex()))
+                records.append((int(batch.ts_us[i]), frame))
                 n_relevant += bool(decode_frame(linktype, frame, 0)[1])
     except WormwatchError as err:
         return {"error": str(err)}
     finally:
         source.close()
     stats = source.stats()
+    if args.pcap:
+        write_pcap(Path(args.pcap), frames[0][0] if frames else 1, records)
     return {
         "frames": frames,
         "uid": os.getuid(),
@@ -270,6 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     capture.add_argument("--workers", type=int, default=1)
     capture.add_argument("--bpf")
     capture.add_argument("--user")
+    capture.add_argument("--pcap", help="also write what was captured, with timestamps")
     capture.add_argument("--drop-first", action="store_true", help="open as nobody (must fail)")
     capture.add_argument("--timeout", type=float, default=20.0)
     args = parser.parse_args(argv)

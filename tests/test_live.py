@@ -9,10 +9,16 @@ one handle and with two fanout workers.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import pwd
+import signal
 import subprocess
+import sys
+import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -21,6 +27,7 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Dot1AD, Dot1Q, Ether
 from scapy.packet import Packet, raw
+from scapy.utils import wrpcap
 
 from wormwatch.model import KIND_DNS, LINKTYPE_ETHERNET
 
@@ -217,3 +224,164 @@ def test_interface_going_down_is_one_clear_error(pair: VethPair, workers: int) -
     error = run.result()["error"]
     assert f"capture on {pair.capture_if} stopped" in error
     assert "went down" in error
+
+
+# --- end to end: `wormwatch live` against `wormwatch replay` of the same packets ----------
+
+E2E_CONFIG = """
+[aggregate]
+bin_s = 60
+
+[detect.keyword_storm]
+min_keyword_queries = 20
+min_rate_per_min = 1.0
+min_distinct_names = 10
+min_active_bins = 1
+
+[detect.mx_client]
+min_mx_queries = 5
+min_domains = 3
+
+[detect.smb_scan]
+min_targets = 10
+"""
+# What a host record says that depends on the order packets arrived in: with
+# fanout, one host's flows reach the parent through different workers.
+ORDER_DEPENDENT = ("sample_names", "sample_mx_names", "evidence")
+FLAGGED = {"198.51.100.11", "198.51.100.12", "198.51.100.13", "2001:db8::13"}
+
+
+def scenario() -> list[bytes]:
+    """A keyword storm, an MX client, a scanner over IPv4 and IPv6 (some of it
+    tagged), an ordinary client, and traffic the sensor must not count."""
+    storm = IP(src="198.51.100.11", dst="198.51.100.53")
+    mx_client = IP(src="198.51.100.12", dst="198.51.100.53")
+    client = IP(src="198.51.100.14", dst="198.51.100.53")
+    scanner6 = "2001:db8::13"
+    words = ("mail", "smtp", "mx", "relay", "gate")
+    frames: list[Packet] = []
+    for i in range(60):
+        tag = Dot1Q(vlan=10) if i % 3 == 0 else None
+        query = storm / _query(f"{words[i % 5]}{i}.example{i % 7}.com", sport=20000 + i)
+        frames.append(ETH / tag / query if tag else ETH / query)
+    for i in range(12):
+        frames.append(ETH / Dot1Q(vlan=10) / mx_client / _query(f"d{i % 4}.example", "MX"))
+    for i in range(30):
+        syn = TCP(sport=30000 + i, dport=445, flags="S")
+        frames.append(ETH / IP(src="198.51.100.13", dst=f"198.51.100.{100 + i}") / syn)
+        v6 = IPv6(src=scanner6, dst=f"2001:db8::1:{i:x}") / TCP(dport=139, flags="S")
+        frames.append(ETH / Dot1AD(vlan=20) / Dot1Q(vlan=10) / v6 if i % 2 else ETH / v6)
+    for i in range(5):
+        frames.append(ETH / client / _query(f"www{i}.example.com", sport=40000 + i))
+        answer = IP(src="198.51.100.53", dst="198.51.100.14") / UDP(sport=53) / DNS(qr=1)
+        synack = IP(src="198.51.100.100", dst="198.51.100.13") / TCP(sport=445, flags="SA")
+        frames += [ETH / answer, ETH / synack]
+    return [raw(frame) for frame in frames]
+
+
+def _summary(path: Path) -> tuple[dict[str, dict], dict]:
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    hosts = {rec["src_ip"]: rec for rec in lines if rec["event_type"] == "host"}
+    (network,) = [rec for rec in lines if rec["event_type"] == "network"]
+    return hosts, network
+
+
+def _without(record: dict, keys: tuple[str, ...]) -> dict:
+    return {key: value for key, value in record.items() if key not in keys}
+
+
+def _wormwatch(*args: str) -> list[str]:
+    return [sys.executable, "-m", "wormwatch", *args]
+
+
+def _wait_until(
+    proc: subprocess.Popen[bytes], is_done: Callable[[], bool], timeout_s: float
+) -> None:
+    """Wait for ``is_done`` while ``proc`` runs; the tick is a bounded wait on the process."""
+    deadline = time.monotonic() + timeout_s
+    while not is_done():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up after {timeout_s} s waiting on {proc.args}")
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(0.05)
+            raise AssertionError(f"{proc.args} exited early with {proc.returncode}")
+
+
+def _counted(path: Path) -> int:
+    """Events the running sensor has counted, from its periodic summary (0 before the first)."""
+    try:
+        decode = _summary(path)[1]["decode"]
+    except (FileNotFoundError, ValueError):
+        return -1
+    return int(decode["dns_queries"]) + int(decode["syns"])
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_wormwatch_live_agrees_with_replay(pair: VethPair, tmp_path: Path, workers: int) -> None:
+    config = tmp_path / "wormwatch.toml"
+    config.write_text(E2E_CONFIG)
+    summary, alerts = tmp_path / "live.jsonl", tmp_path / "alerts.jsonl"
+    sent = scenario()
+    relevant = _relevant(sent)
+    n_events = sum(len(decode_frame(LINKTYPE_ETHERNET, f, 0)[1]) for f in relevant)
+    recorder = CaptureRun(
+        pair, pair.capture_if, "--expect", str(len(relevant)), "--pcap", str(tmp_path / "rec.pcap")
+    )
+    recorder.wait_ready()
+    options = ["--no-tui", "--duration", "120", "--config", str(config), "--summary", str(summary)]
+    options += ["--alerts", str(alerts), "--summary-every", "0.1", "--workers", str(workers)]
+    # root: this machine's interpreter lives under /root (mode 0700), which `nobody`
+    # cannot import from; test_privileges_are_dropped_before_reading tests the drop.
+    options += ["--user", "root"]
+    live = subprocess.Popen(
+        pair.command(pair.capture_ns, _wormwatch("live", "-i", pair.capture_if, *options)),
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        # Ready: the pipeline loop runs once it has written its first periodic summary.
+        _wait_until(live, lambda: _counted(summary) >= 0, 60)
+        pair.send(sent)
+        _wait_until(live, lambda: _counted(summary) >= n_events, 60)
+        live.send_signal(signal.SIGTERM)
+        assert live.wait(30) == 0
+    finally:
+        if live.poll() is None:
+            live.kill()
+    assert "error" not in recorder.result()
+
+    wirecopy = tmp_path / "sent.pcap"
+    wrpcap(str(wirecopy), [Ether(frame) for frame in sent])
+    for name, pcap in (("rec", tmp_path / "rec.pcap"), ("sent", wirecopy)):
+        out = tmp_path / f"replay-{name}.jsonl"
+        subprocess.run(
+            _wormwatch(
+                "replay", str(pcap), "--no-tui", "--config", str(config), "--summary", str(out)
+            ),
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    live_hosts, live_net = _summary(summary)
+    rec_hosts, _ = _summary(tmp_path / "replay-rec.jsonl")
+    sent_hosts, _ = _summary(tmp_path / "replay-sent.jsonl")
+
+    assert live_net["kernel_dropped"] == 0
+    assert set(live_hosts) == {*FLAGGED, "198.51.100.14"}
+    # Same packets with the kernel's timestamps: the same records. Each packet socket
+    # stamps a frame itself, so the recorder's times are microseconds off the sensor's.
+    stamped = (*ORDER_DEPENDENT, "first_seen", "last_seen")
+    for addr, record in live_hosts.items():
+        assert _without(record, stamped) == _without(rec_hosts[addr], stamped), addr
+        for key in ("first_seen", "last_seen"):
+            gap = datetime.fromisoformat(record[key]) - datetime.fromisoformat(rec_hosts[addr][key])
+            assert abs(gap.total_seconds()) < 1.0, (addr, key)
+    # The frames as sent (scapy's timestamps): the same counts and verdicts.
+    counts = ("queries", "keyword_queries", "syn", "syn_targets", "verdicts", "distinct_names")
+    for addr, record in live_hosts.items():
+        assert {k: record[k] for k in counts} == {k: sent_hosts[addr][k] for k in counts}, addr
+    assert live_hosts["198.51.100.11"]["verdicts"] == ["keyword-storm"]
+    assert live_hosts["198.51.100.12"]["verdicts"] == ["mx-client"]
+    assert live_hosts["198.51.100.13"]["verdicts"] == ["smb-scan"]
+    assert live_hosts["2001:db8::13"]["verdicts"] == ["smb-scan"]
+    assert live_hosts["198.51.100.14"]["verdicts"] == []
+    flagged = {json.loads(line)["src_ip"] for line in alerts.read_text().splitlines()}
+    assert flagged == FLAGGED
