@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -199,6 +200,38 @@ def test_replay_alerts(replay: dict[str, object]) -> None:
         assert items[0]["reason"] == "new"
         assert len(items) <= 4, (addr, [i["reason"] for i in items])
         assert tuple(items[-1]["verdicts"]) == SCENARIOS[addr][1]
+
+
+MANIFEST = Path(__file__).resolve().parents[1] / "pcaps" / "MANIFEST.toml"
+
+
+def story_captures() -> list[dict[str, object]]:
+    if not MANIFEST.exists():
+        return []
+    doc = tomllib.loads(MANIFEST.read_text())
+    return [c for c in doc.get("capture", []) if "verdicts" in c]
+
+
+@pytest.mark.parametrize("capture", story_captures(), ids=lambda c: str(c["file"]))
+def test_sample_capture_verdicts(capture: dict[str, object], tmp_path: Path) -> None:
+    """Every story capture: exactly the manifest's verdicts, nobody else flagged.
+
+    The manifest's mail server (192.0.2.25) is allowlisted, as its note says.
+    """
+    from wormwatch.cli import main
+
+    config = tmp_path / "wormwatch.toml"
+    config.write_text(f'[allowlist]\nmail_servers = ["{MAIL_SERVER}/32"]\n')
+    summary = tmp_path / "summary.jsonl"
+    pcap = MANIFEST.parent / str(capture["file"])
+    argv = ["replay", str(pcap), "--config", str(config), "--no-tui", "--summary", str(summary)]
+    assert main(argv) == 0
+    records = [json.loads(line) for line in summary.read_text().splitlines()]
+    got = {r["src_ip"]: r["verdicts"] for r in records if r["event_type"] == "host"}
+    expected = capture["verdicts"]
+    assert isinstance(expected, dict)
+    assert {a: got.get(a, []) for a in expected} == expected
+    assert {a: v for a, v in got.items() if v and a not in expected} == {}
 
 
 REAL_TUNNEL = Path("/work/shared/pcaps/real/ndpi_dns_exfiltration.pcap")
