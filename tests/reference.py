@@ -27,7 +27,6 @@ from pathlib import Path
 
 import dpkt
 
-from reference_io import read_records
 from wormwatch import model
 from wormwatch.model import (
     KIND_DNS,
@@ -39,6 +38,8 @@ from wormwatch.model import (
     ST_TRUNCATED,
     ST_UNSUPPORTED,
 )
+
+from reference_io import read_records
 
 __all__ = [
     "RefEvent",

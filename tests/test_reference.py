@@ -20,7 +20,6 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Dot1Q, Ether
 
-from reference import RefEvent, decode_frame, default_keyword, host_counts, reference_events
 from wormwatch.model import (
     KIND_DNS,
     KIND_SYN,
@@ -33,6 +32,8 @@ from wormwatch.model import (
     ST_TRUNCATED,
     ST_UNSUPPORTED,
 )
+
+from reference import RefEvent, decode_frame, default_keyword, host_counts, reference_events
 
 REAL = Path("/work/shared/pcaps/real")
 SOURCES = REAL / "SOURCES.md"

@@ -1,0 +1,248 @@
+"""Building blocks of the sample-capture generator: bookkeeping, link layers, file writers.
+
+Place in the data flow: before it. ``make_pcaps.py`` tells a story with these
+pieces; each :class:`Capture` records the frames it is given *and* what the
+author meant by them (events per host, status per packet), and the writers
+turn the frames into pcap/pcapng bytes with integer timestamps only, so the same
+story gives the same bytes on every run. The manifest's expectations come from
+this bookkeeping, never from a decoder.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from scapy.layers.inet import IP
+from scapy.layers.inet6 import IPv6
+from scapy.layers.l2 import Ether
+from scapy.packet import Packet
+
+# 2026-01-15 09:00:00 UTC, in nanoseconds: every sample starts here (no wall clock).
+T0_NS = 1_768_467_600 * 1_000_000_000
+SEC_NS = 1_000_000_000
+MS_NS = 1_000_000
+
+KEYWORDS = ("mail", "smtp", "mx", "ns", "gate", "relay")
+QTYPE_KEYS = {1: "A", 28: "AAAA", 15: "MX", 12: "PTR"}
+COUNT_KEYS = ("queries", "A", "AAAA", "MX", "PTR", "other", "keyword")
+SYN_KEYS = ("syn135", "syn139", "syn445", "syn_targets")
+STATUS_KEYS = ("ok", "ignored", "truncated", "malformed", "unsupported", "fragment")
+
+
+def is_keyword(name: bytes) -> bool:
+    """The story's own keyword rule, used only to double-check hand-made name lists."""
+    first = name.split(b".", 1)[0].lower()
+    return any(first.startswith(k.encode()) for k in KEYWORDS)
+
+
+@dataclass
+class Tally:
+    """What the story made one source host send."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    targets: set[str] = field(default_factory=set)
+    first_us: int = -1
+    last_us: int = -1
+
+    def seen(self, ts_us: int) -> None:
+        self.first_us = ts_us if self.first_us < 0 else min(self.first_us, ts_us)
+        self.last_us = max(self.last_us, ts_us)
+
+    def as_dict(self) -> dict[str, int]:
+        out = {key: self.counts[key] for key in (*COUNT_KEYS, *SYN_KEYS[:3])}
+        out["syn_targets"] = len(self.targets)
+        out["first_seen_us"] = self.first_us
+        out["last_seen_us"] = self.last_us
+        return out
+
+
+@dataclass(frozen=True)
+class Query:
+    """A DNS query event the story wrote (``keyword`` decided by construction)."""
+
+    src: str
+    qtype: int
+    keyword: bool
+
+
+@dataclass(frozen=True)
+class Syn:
+    """A SYN event the story wrote."""
+
+    src: str
+    dst: str
+    port: int
+
+
+@dataclass
+class Capture:
+    """One sample file: its frames and the author's intent for each of them."""
+
+    file: str
+    linktype: int
+    notes: str
+    fmt: str = "pcap"
+    endian: str = "<"
+    is_nano: bool = False
+    snaplen: int = 65535
+    # pcapng only: (linktype, if_tsresol byte, if_name) per interface
+    interfaces: list[tuple[int, int, str]] = field(default_factory=list)
+    records: list[tuple[int, int, bytes, int]] = field(default_factory=list)
+    status: Counter[str] = field(default_factory=Counter)
+    hosts: dict[str, Tally] = field(default_factory=dict)
+    verdicts: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(
+        self,
+        ts_ns: int,
+        frame: bytes,
+        status: str = "ignored",
+        events: tuple[Query | Syn, ...] = (),
+        *,
+        wirelen: int | None = None,
+        interface: int = 0,
+    ) -> None:
+        """Append a frame and book what it is meant to produce."""
+        assert status in STATUS_KEYS, status
+        assert (status == "ok") <= bool(events), "an ok packet must carry an event"
+        self.records.append((ts_ns, interface, frame, len(frame) if wirelen is None else wirelen))
+        self.status[status] += 1
+        ts_us = ts_ns // 1000
+        for event in events:
+            tally = self.hosts.setdefault(event.src, Tally())
+            tally.seen(ts_us)
+            if isinstance(event, Syn):
+                tally.counts[f"syn{event.port}"] += 1
+                tally.targets.add(event.dst)
+            else:
+                tally.counts["queries"] += 1
+                tally.counts[QTYPE_KEYS.get(event.qtype, "other")] += 1
+                tally.counts["keyword"] += int(event.keyword)
+
+    def sorted_records(self) -> list[tuple[int, int, bytes, int]]:
+        """Records in time order (stable: equal times keep the order they were added)."""
+        return sorted(self.records, key=lambda record: record[0])
+
+
+# --- link layers -----------------------------------------------------------
+
+
+def mac(ip: str) -> str:
+    """A locally administered MAC derived from an address (no ARP, no randomness)."""
+    digest = sum((i + 1) * b for i, b in enumerate(ip.encode())) & 0xFFFFFFFF
+    return "02:57:" + ":".join(f"{b:02x}" for b in struct.pack(">I", digest))
+
+
+def l3(src: str, dst: str, **fields: object) -> Packet:
+    """IPv4 or IPv6 header by the address family."""
+    if ":" in src:
+        return IPv6(src=src, dst=dst, **fields)
+    return IP(src=src, dst=dst, **fields)
+
+
+def stack(*layers: Packet) -> Packet:
+    """``a / b / c`` without the copies scapy's ``/`` makes (the demo builds ~15k packets)."""
+    for layer in layers[1:]:
+        layers[0].add_payload(layer)
+    return layers[0]
+
+
+_ETHER_HEADERS: dict[tuple[str, str, int], bytes] = {}
+
+
+def ether(packet: Packet, *, tags: tuple[Packet, ...] = ()) -> bytes:
+    """Ethernet frame with MACs derived from the packet's addresses (and optional tags)."""
+    if tags:
+        # ``/`` copies: tag layers are shared between calls and must stay unchained.
+        frame = Ether(src=mac(packet.src), dst=mac(packet.dst))
+        for tag in tags:
+            frame = frame / tag
+        return bytes(frame / packet)
+    key = (packet.src, packet.dst, ethertype(packet))
+    header = _ETHER_HEADERS.get(key)
+    if header is None:
+        header = bytes(Ether(src=mac(packet.src), dst=mac(packet.dst), type=key[2]))
+        _ETHER_HEADERS[key] = header
+    return header + bytes(packet)
+
+
+def ip_bytes(packet: Packet) -> bytes:
+    """The IP packet alone (raw link types)."""
+    return bytes(packet)
+
+
+def ethertype(packet: Packet) -> int:
+    """0x0800 or 0x86dd by the IP version."""
+    return 0x86DD if isinstance(packet, IPv6) else 0x0800
+
+
+def sll(packet: Packet, *, packet_type: int = 0) -> bytes:
+    """Linux cooked v1 (LINKTYPE_LINUX_SLL): 16-byte header, protocol at offset 14."""
+    address = bytes.fromhex(mac(packet.src).replace(":", "")) + b"\x00\x00"
+    header = struct.pack(">HHH8sH", packet_type, 1, 6, address, ethertype(packet))
+    return header + bytes(packet)
+
+
+def sll2(packet: Packet, *, ifindex: int = 2) -> bytes:
+    """Linux cooked v2 (LINKTYPE_LINUX_SLL2): 20-byte header, protocol at offset 0."""
+    address = bytes.fromhex(mac(packet.src).replace(":", "")) + b"\x00\x00"
+    header = struct.pack(">HHIHBB8s", ethertype(packet), 0, ifindex, 1, 0, 6, address)
+    return header + bytes(packet)
+
+
+def null(packet: Packet, family: int, *, endian: str = "<") -> bytes:
+    """BSD loopback: a 4-byte address family in the writer's byte order."""
+    return struct.pack(endian + "I", family) + bytes(packet)
+
+
+# --- file writers ----------------------------------------------------------
+
+
+def pcap_bytes(capture: Capture) -> bytes:
+    """Classic pcap: microsecond or nanosecond magic, in the capture's byte order."""
+    e = capture.endian
+    magic = 0xA1B23C4D if capture.is_nano else 0xA1B2C3D4
+    out = [struct.pack(e + "IHHiIII", magic, 2, 4, 0, 0, capture.snaplen, capture.linktype)]
+    for ts_ns, _, frame, wirelen in capture.sorted_records():
+        sec, rest_ns = divmod(ts_ns, SEC_NS)
+        frac = rest_ns if capture.is_nano else rest_ns // 1000
+        out.append(struct.pack(e + "IIII", sec, frac, len(frame), wirelen))
+        out.append(frame)
+    return b"".join(out)
+
+
+def _block(block_type: int, body: bytes) -> bytes:
+    body += b"\x00" * (-len(body) % 4)
+    total = len(body) + 12
+    return struct.pack("<II", block_type, total) + body + struct.pack("<I", total)
+
+
+def _option(code: int, value: bytes) -> bytes:
+    return struct.pack("<HH", code, len(value)) + value + b"\x00" * (-len(value) % 4)
+
+
+def pcapng_bytes(capture: Capture) -> bytes:
+    """pcapng (little-endian): one section, the capture's interfaces, one EPB per frame."""
+    shb_options = _option(4, b"wormwatch scripts/make_pcaps.py") + _option(0, b"")
+    out = [_block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1) + shb_options)]
+    for linktype, tsresol, name in capture.interfaces:
+        options = _option(2, name.encode()) + _option(9, bytes([tsresol])) + _option(0, b"")
+        out.append(_block(1, struct.pack("<HHI", linktype, 0, capture.snaplen) + options))
+    for ts_ns, interface, frame, wirelen in capture.sorted_records():
+        units = ts_ns // 10 ** (9 - capture.interfaces[interface][1])
+        head = struct.pack(
+            "<IIIII", interface, units >> 32, units & 0xFFFFFFFF, len(frame), wirelen
+        )
+        out.append(_block(6, head + frame))
+    return b"".join(out)
+
+
+def write_capture(capture: Capture, directory: Path) -> Path:
+    """Write one capture into ``directory``; return its path."""
+    path = directory / capture.file
+    data = pcapng_bytes(capture) if capture.fmt == "pcapng" else pcap_bytes(capture)
+    path.write_bytes(data)
+    return path
