@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from hoststates import Host, at, bot, mass_mailer, scanner, spread, study_host
-from wormwatch.config import Config, KeywordStormConfig
-from wormwatch.detect import evaluate, network_evidence, network_sync, tunnel_reason
+from wormwatch.config import SIGNALS, Config, KeywordStormConfig
+from wormwatch.detect import could_fire, evaluate, network_evidence, network_sync, tunnel_reason
 from wormwatch.model import QTYPE_MX, QTYPE_PTR
 
 CFG = Config()
@@ -298,3 +298,22 @@ def test_network_sync() -> None:
     ev = network_evidence(wide, mx_w, mx_w, CFG)
     assert ev is not None
     assert ev["series"]["bin_s"] == 300  # type: ignore[index]
+
+
+def test_could_fire_is_the_prefilter() -> None:
+    hosts = [scanner(100), mass_mailer(40), bot(0), study_host()[0], Host(), dnscat()]
+    totals = np.stack([h.state().totals for h in hosts])
+    maybe = could_fire(totals, CFG)
+    assert maybe.shape == (6, 4)
+    assert maybe.tolist() == [
+        [False, False, True, False],
+        [False, True, False, False],
+        [False, True, True, True],
+        [True, False, False, False],
+        [False, False, False, False],
+        [False, True, False, False],
+    ]
+    # nothing fires where the pre-filter says it cannot
+    for host, row in zip(hosts, maybe.tolist(), strict=True):
+        fired = set(evaluate(host.state(), CFG, now_us=NOW).verdicts)
+        assert fired <= {name for name, ok in zip(SIGNALS, row, strict=True) if ok}

@@ -45,6 +45,7 @@ from wormwatch.signals import (
 )
 
 __all__ = [
+    "could_fire",
     "evaluate",
     "iso_time",
     "name_text",
@@ -113,18 +114,26 @@ _SIGNAL_FUNCS = {
 _SERVER_EXEMPT = frozenset({"keyword-storm", "mx-client", "bot-sync"})
 
 
-def _candidates(st: HostState, cfg: Config) -> list[str]:
-    """Signals the host's totals could still reach (totals bound window sums)."""
-    t = st.totals
-    n_syn = int(t[C_SYN135] + t[C_SYN139] + t[C_SYN445])
-    maybe = {
-        "keyword-storm": int(t[C_KW_A]) >= cfg.keyword_storm.min_keyword_queries,
-        "mx-client": int(t[C_MX]) >= cfg.mx_client.min_mx_queries
-        and int(t[C_MX_DOM_NEW]) >= cfg.mx_client.min_domains,
-        "smb-scan": int(t[C_SYN_DST_NEW]) >= cfg.smb_scan.min_targets,
-        "bot-sync": int(t[C_MX]) >= cfg.bot_sync.min_mx_queries and n_syn >= cfg.bot_sync.min_syns,
-    }
-    return [name for name in SIGNALS if maybe[name]]
+def could_fire(totals: npt.NDArray[np.int64], cfg: Config) -> npt.NDArray[np.bool_]:
+    """Per signal, which hosts' totals could reach its thresholds.
+
+    ``totals`` is ``(n_hosts, N_COUNTERS)`` (or one host's row); the result is
+    ``(n_hosts, len(SIGNALS))`` booleans, columns in ``SIGNALS`` order. Totals
+    since first seen bound every window sum, so a host with no True here
+    scores 0 and needs no :func:`evaluate` (the pipeline's pre-filter).
+    """
+    t = np.asarray(totals, np.int64).reshape(-1, N_COUNTERS)
+    n_syn = t[:, C_SYN135] + t[:, C_SYN139] + t[:, C_SYN445]
+    return np.stack(
+        [
+            t[:, C_KW_A] >= cfg.keyword_storm.min_keyword_queries,
+            (t[:, C_MX] >= cfg.mx_client.min_mx_queries)
+            & (t[:, C_MX_DOM_NEW] >= cfg.mx_client.min_domains),
+            t[:, C_SYN_DST_NEW] >= cfg.smb_scan.min_targets,
+            (t[:, C_MX] >= cfg.bot_sync.min_mx_queries) & (n_syn >= cfg.bot_sync.min_syns),
+        ],
+        axis=1,
+    )
 
 
 def _window(st: HostState, cfg: Config, now_us: int) -> Window:
@@ -144,7 +153,8 @@ def evaluate(state: HostState, cfg: Config, *, now_us: int) -> Verdict:
     capped at 100. Evidence holds, per fired signal, what it was computed
     from, and ``score_parts`` the points each gave.
     """
-    names = _candidates(state, cfg)
+    maybe = could_fire(state.totals, cfg)[0]
+    names = [name for name, ok in zip(SIGNALS, maybe.tolist(), strict=True) if ok]
     if not names or (cfg.ignore and cfg.is_allowlisted(state.addr, "ignore")):
         return Verdict()
     is_server = cfg.is_allowlisted(state.addr, "mail_server") or cfg.is_allowlisted(
