@@ -1,0 +1,114 @@
+"""The benchmark's input generator, checked end to end on a small file.
+
+``scripts/gen_bulk_pcap.py`` writes the file ``scripts/bench_replay.py``
+measures and keeps its own bookkeeping of what every source host sent. Here a
+5,000-packet file must (1) decode in the slow dpkt reference to exactly that
+bookkeeping, so the generator says what it wrote, and (2) come out of
+``wormwatch replay --summary`` with the same per-host counts, so the benchmark
+times a pipeline that counts right. No timing is asserted.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from wormwatch.cli import main
+from wormwatch.model import ST_IGNORED, ST_OK
+
+from reference import host_counts, reference_events
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+N_PACKETS = 5000
+SCANNER, STORM4, STORM6, MX_HOST = (
+    "203.0.113.66",
+    "198.51.100.10",
+    "2001:db8:bad::66",
+    "198.51.100.20",
+)
+
+
+def _load_generator() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("gen_bulk_pcap", SCRIPTS / "gen_bulk_pcap.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["gen_bulk_pcap"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    gen = _load_generator()
+    path = tmp_path_factory.mktemp("bench") / "bulk.pcap"
+    book = gen.generate(path, n_packets=N_PACKETS, seed=7, span_s=600.0)
+    assert json.loads(path.with_suffix(".json").read_text()) == book
+    return path, book
+
+
+def _as_book(ref: dict[str, int]) -> dict[str, Any]:
+    """A reference host_counts row in the shape of the generator's per-host bookkeeping."""
+    return {
+        "queries": {"total": ref["queries"]}
+        | {k: ref[k] for k in ("A", "AAAA", "MX", "PTR", "other")},
+        "keyword_queries": ref["keyword"],
+        "syn": {p: ref[f"syn{p}"] for p in ("135", "139", "445")},
+        "syn_targets": ref["syn_targets"],
+    }
+
+
+def test_file_holds_every_population(generated: tuple[Path, dict[str, Any]]) -> None:
+    _path, book = generated
+    assert book["packets"] == N_PACKETS
+    assert book["dns_tcp_two_message_segments"] > 0
+    assert book["vlan_frames"]["1q"] > 0
+    assert book["vlan_frames"]["qinq"] > 0
+    assert book["ipv6_frames"] > 0
+    hosts = book["hosts"]
+    assert all(hosts[SCANNER]["syn"][port] > 0 for port in ("135", "139", "445"))
+    assert hosts[SCANNER]["syn_targets"] > 1
+    for storm in (STORM4, STORM6):
+        assert hosts[storm]["keyword_queries"] > 0.9 * hosts[storm]["queries"]["total"] > 0
+    assert hosts[MX_HOST]["queries"]["MX"] > 0
+    assert any(
+        ":" in addr and rec["queries"]["total"] for addr, rec in hosts.items() if addr != STORM6
+    )
+
+
+def test_bookkeeping_equals_the_reference_decoder(generated: tuple[Path, dict[str, Any]]) -> None:
+    path, book = generated
+    statuses, events = reference_events(path)
+    by_status = Counter(statuses)
+    assert by_status[ST_OK] == book["status"]["ok"]
+    assert by_status[ST_IGNORED] == book["status"]["ignored"]
+    assert len(statuses) == N_PACKETS
+    ref = {addr: _as_book(counts) for addr, counts in host_counts(events).items()}
+    assert ref == book["hosts"]
+
+
+def test_replay_summary_counts_what_the_generator_wrote(
+    generated: tuple[Path, dict[str, Any]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, book = generated
+    summary = tmp_path / "summary.jsonl"
+    assert main(["replay", str(path), "--summary", str(summary), "--no-tui"]) == 0
+    capsys.readouterr()
+    records = [json.loads(line) for line in summary.read_text().splitlines()]
+    got = {
+        rec["src_ip"]: {
+            key: rec[key] for key in ("queries", "keyword_queries", "syn", "syn_targets")
+        }
+        for rec in records
+        if rec["event_type"] == "host"
+    }
+    for addr in (SCANNER, STORM4, STORM6, MX_HOST):
+        assert got[addr] == book["hosts"][addr], addr
+    assert got == book["hosts"]
