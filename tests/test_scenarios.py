@@ -19,7 +19,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hoststates import Host, at, bot, mass_mailer, scanner, spread, study_host, write_pcap
+from hoststates import (
+    STORM_PREFIXES,
+    Host,
+    at,
+    bot,
+    mass_mailer,
+    scanner,
+    spread,
+    study_host,
+    write_pcap,
+)
 from wormwatch.config import Config
 from wormwatch.detect import evaluate
 from wormwatch.model import QTYPE_A, QTYPE_AAAA, QTYPE_MX
@@ -54,10 +64,10 @@ def windows_client() -> Host:
     return host
 
 
-def nat_gateway() -> Host:
+def nat_gateway(addr: str = "192.0.2.200") -> Host:
     """One address for ~200 ordinary clients: lots of everything, nothing odd."""
     rng = np.random.default_rng(13)
-    host = Host("192.0.2.200")
+    host = Host(addr)
     popular = [f"www.site{i}.example" for i in range(2500)]
     popular += ["mail.google.com", "outlook.office365.com", "smtp.example.edu", "ns1.example.net"]
     weights = np.r_[np.full(2500, 1.0), np.full(4, 25.0)]
@@ -93,6 +103,39 @@ def mail_server() -> Host:
     return host
 
 
+def nat_with_one_scanner() -> Host:
+    """The same NAT gateway, one of whose clients scans 60 hosts over two hours."""
+    host = nat_gateway("192.0.2.201")
+    for i in range(60):
+        host.syn(at(13) + i * 120_000_000, f"10.20.0.{i + 1}", 445)
+    return host
+
+
+def storm_with_busy_user() -> Host:
+    """A Mytob storm at ~30 keyword A/min on a machine whose user browses hard."""
+    rng = np.random.default_rng(19)
+    host = Host("192.0.2.67")
+    n_kw, n_user = 9000, 4500
+    kw = [f"{STORM_PREFIXES[i % 9]}victim{i % 1500}.example" for i in range(n_kw)]
+    host.queries(spread(at(9), at(14), n_kw, rng).tolist(), kw)
+    user = [f"cdn{i % 400}.site{i % 97}.example" for i in range(n_user)]
+    # the user is busy in bursts: heavy in some minutes, idle in others
+    bursts = (
+        at(9) + rng.integers(0, 30, n_user) * 600_000_000 + rng.integers(0, 120_000_000, n_user)
+    )
+    return host.queries(np.sort(bursts).tolist(), user)
+
+
+def dnscat_tunnel() -> Host:
+    """A dnscat-like tunnel: MX/TXT/CNAME queries of long encoded names."""
+    rng = np.random.default_rng(9)
+    host = Host("192.0.2.58")
+    for i, t in enumerate(spread(at(8), at(8.5), 300, rng).tolist()):
+        label = rng.bytes(24).hex().encode()
+        host.query(t, b"dnscat." + label + b"." + label[:18], (QTYPE_MX, 16, 5)[i % 3])
+    return host
+
+
 # address -> (builder, expected verdicts)
 SCENARIOS: dict[str, tuple[Callable[[], Host], tuple[str, ...]]] = {
     "192.0.2.66": (lambda: study_host("192.0.2.66")[0], ("keyword-storm",)),
@@ -100,10 +143,14 @@ SCENARIOS: dict[str, tuple[Callable[[], Host], tuple[str, ...]]] = {
     "192.0.2.22": (mail_google_three_times, ()),
     "192.0.2.23": (windows_client, ()),
     "192.0.2.200": (nat_gateway, ()),
+    "192.0.2.201": (nat_with_one_scanner, ("smb-scan",)),
+    "192.0.2.67": (storm_with_busy_user, ("keyword-storm",)),
+    "192.0.2.58": (dnscat_tunnel, ()),
     "192.0.2.31": (slow_scanner, ("smb-scan",)),
     "192.0.2.44": (lambda: scanner(400, addr="192.0.2.44"), ("smb-scan",)),
     "192.0.2.41": (lambda: bot(10, addr="192.0.2.41"), ("mx-client", "smb-scan")),
     "192.0.2.42": (lambda: bot(0, addr="192.0.2.42"), ("mx-client", "smb-scan", "bot-sync")),
+    "192.0.2.43": (lambda: bot(2, addr="192.0.2.43"), ("mx-client", "smb-scan", "bot-sync")),
     MAIL_SERVER: (mail_server, ()),
     "192.0.2.55": (lambda: mass_mailer(120, addr="192.0.2.55"), ("mx-client",)),
 }
