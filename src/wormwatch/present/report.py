@@ -1,0 +1,331 @@
+"""Offline report: replay captures, then write HTML, PNG figures and host summaries.
+
+In: capture files and a :class:`~wormwatch.config.Config`. The files go
+through the same :class:`~wormwatch.pipeline.Pipeline` as ``wormwatch
+replay``. Out, in one directory: ``index.html`` (self-contained: inline CSS,
+figures by relative file name), one PNG per figure (:mod:`.plots`) and
+``hosts.jsonl`` (one host record per host, ranked, then the network record;
+the same records as ``replay --summary``).
+
+This module picks which hosts each figure shows and writes the files;
+:mod:`.report_html` renders the page, :mod:`.plots` draws, and
+:mod:`.prefixes` computes the prefix tables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from wormwatch.config import Config
+from wormwatch.detect import network_evidence
+from wormwatch.errors import WormwatchError
+from wormwatch.model import C_A, C_KW_A, C_MX, C_NAMES_NEW, C_QUERIES, I64, HostView
+from wormwatch.pipeline import Pipeline, RunResult
+from wormwatch.present import plots
+from wormwatch.present.jsonl import JsonLinesWriter, host_record, summary_record
+from wormwatch.present.prefixes import PrefixStats, prefix_stats
+from wormwatch.present.report_html import render_report
+from wormwatch.signals import merge_factor, sync_evidence
+from wormwatch.source.pcapfile import open_replay
+
+INDEX = "index.html"
+HOSTS = "hosts.jsonl"
+# Per-host figures and tables of one kind; the rest is in hosts.jsonl.
+MAX_HOST_FIGURES = 10
+# Lines in the query-rate figure (more do not stay readable).
+MAX_RATE_LINES = 6
+# Hosts shown in the prefix tables that are not flagged but query A records at
+# a machine rate: the place to spot a worm whose keywords are not configured.
+MAX_MACHINE_RATE_HOSTS = 5
+# What this module writes, so that a rerun into the same directory can remove
+# the figures of the previous run (and nothing else).
+FIGURE_RE = re.compile(r"^fig[1-4]-[a-z0-9-]+\.png$")
+
+
+@dataclass(frozen=True, slots=True)
+class FigureFile:
+    """One PNG of the report, with what the page says about it."""
+
+    name: str
+    caption: str
+    host: str | None = None
+    is_flagged: bool = True
+    fit: plots.KeywordFit | None = None
+    r: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PrefixTable:
+    """Figure 2 of one host."""
+
+    view: HostView
+    stats: PrefixStats
+    is_flagged: bool
+
+
+@dataclass(slots=True)
+class ReportData:
+    """Everything the page shows; built by :func:`write_report`."""
+
+    files: list[str]
+    cfg: Config
+    result: RunResult
+    bin_s: int
+    network_sync: dict[str, object] | None
+    agg_limits: dict[str, int]
+    rate: FigureFile | None = None
+    rate_hosts: list[HostView] = field(default_factory=list)
+    prefix_tables: list[PrefixTable] = field(default_factory=list)
+    fits: list[FigureFile] = field(default_factory=list)
+    network: FigureFile | None = None
+    syncs: list[FigureFile] = field(default_factory=list)
+
+    @property
+    def flagged(self) -> list[HostView]:
+        return [v for v in self.result.hosts if v.verdict.verdicts]
+
+
+def write_report(files: Sequence[str], out_dir: Path, cfg: Config) -> Path:
+    """Replay ``files`` and write the report into ``out_dir``; return the index.html path.
+
+    ``out_dir`` is created if needed. Files of an earlier report in it
+    (``index.html``, ``hosts.jsonl`` and ``fig*.png`` of this naming scheme)
+    are replaced; no other file is touched.
+
+    Raises:
+        WormwatchError: ``out_dir`` cannot be created or written, or a capture
+            cannot be read (missing, not a capture, ...).
+    """
+    _prepare_dir(out_dir)
+    source = open_replay(list(files))
+    try:
+        pipeline = Pipeline(cfg, source_name=source.name)
+        result = pipeline.run(source)
+    finally:
+        source.close()
+    if result.error is not None:
+        raise result.error
+    bins, counts = pipeline.agg.network_series()
+    agg = pipeline.agg
+    data = ReportData(
+        files=list(files),
+        cfg=cfg,
+        result=result,
+        bin_s=agg.bin_s,
+        network_sync=network_evidence(bins, counts[:, 1], counts[:, 2], cfg) if bins.size else None,
+        agg_limits={
+            "events of hosts past max_hosts": agg.events_dropped,
+            "(host, bin) rows past max_host_bins": agg.rows_dropped,
+            "distinct-set keys refused": agg.keys_refused,
+            "events of ignored networks": agg.events_ignored,
+        },
+    )
+    _remove_old_figures(out_dir)
+    _write_hosts(out_dir / HOSTS, data)
+    _draw(data, out_dir, bins, counts)
+    return _write_text(out_dir / INDEX, render_report(data))
+
+
+# --- files --------------------------------------------------------------------------
+
+
+def _prepare_dir(out_dir: Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise WormwatchError(
+            f"cannot write report to {out_dir}: it exists and is not a directory"
+        ) from None
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise WormwatchError(
+            f"cannot create report directory {out_dir}: {reason}; choose another -o DIR"
+        ) from None
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise WormwatchError(
+            f"cannot write report to {out_dir}: permission denied; choose another -o DIR"
+        )
+
+
+def _remove_old_figures(out_dir: Path) -> None:
+    for entry in out_dir.iterdir():
+        if FIGURE_RE.match(entry.name) and entry.is_file():
+            try:
+                entry.unlink()
+            except OSError as err:
+                reason = err.strerror or str(err)
+                raise WormwatchError(f"cannot replace old figure {entry}: {reason}") from None
+
+
+def _write_text(path: Path, text: str) -> Path:
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise WormwatchError(f"cannot write {path}: {reason}") from None
+    return path
+
+
+def _write_hosts(path: Path, data: ReportData) -> None:
+    """Host records (ranked), then the network record; written aside and renamed."""
+    tmp = path.with_name(path.name + ".tmp")
+    if tmp.exists():
+        tmp.unlink()
+    hosts = data.result.hosts
+    with JsonLinesWriter(str(tmp)) as writer:
+        for view in hosts:
+            writer.write(host_record(view, data.bin_s))
+        final = dataclasses.replace(data.result.final, hosts=hosts)
+        writer.write(summary_record(final, network_sync=data.network_sync))
+    os.replace(tmp, path)
+
+
+# --- which hosts each figure shows ----------------------------------------------------
+
+
+def _sum(view: HostView, col: int) -> int:
+    return int(view.state.series[:, col].sum())
+
+
+def _is_machine_rate(view: HostView, cfg: Config) -> bool:
+    """A-queries at a keyword-storm rate and volume, whatever the names."""
+    ks = cfg.keyword_storm
+    a = view.state.series[:, C_A]
+    n_active = int((a > 0).sum())
+    n_a = int(a.sum())
+    return (
+        n_a >= ks.min_keyword_queries
+        and n_active >= ks.min_active_bins
+        and n_a / (n_active * cfg.bin_s / 60.0) >= ks.min_rate_per_min
+        and int(view.state.totals[C_NAMES_NEW]) >= ks.min_distinct_names
+    )
+
+
+def _storm_hosts(data: ReportData) -> list[tuple[HostView, bool]]:
+    """Keyword-storm hosts, then hosts with as many keyword A-queries but not flagged."""
+    hosts = data.result.hosts
+    ks = data.cfg.keyword_storm
+    flagged = [v for v in hosts if "keyword-storm" in v.verdict.verdicts]
+    near = [
+        v
+        for v in hosts
+        if "keyword-storm" not in v.verdict.verdicts and _sum(v, C_KW_A) >= ks.min_keyword_queries
+    ]
+    return [(v, True) for v in flagged] + [(v, False) for v in near]
+
+
+def _sync_hosts(data: ReportData) -> list[tuple[HostView, bool]]:
+    """Bot-sync hosts, then hosts with enough MX queries and SYNs but no sync."""
+    bs = data.cfg.bot_sync
+    flagged = [v for v in data.result.hosts if "bot-sync" in v.verdict.verdicts]
+    near = []
+    for v in data.result.hosts:
+        _bins, mx, syn = plots.host_sync_series(v.state)
+        if "bot-sync" not in v.verdict.verdicts and (
+            int(mx.sum()) >= bs.min_mx_queries and int(syn.sum()) >= bs.min_syns
+        ):
+            near.append(v)
+    return [(v, True) for v in flagged] + [(v, False) for v in near]
+
+
+def _prefix_tables(data: ReportData) -> list[PrefixTable]:
+    keywords = data.cfg.keywords
+    tables = [
+        PrefixTable(v, prefix_stats(v.state.prefixes, keywords), True)
+        for v in data.result.hosts
+        if "keyword-storm" in v.verdict.verdicts
+    ][:MAX_HOST_FIGURES]
+    machine = [
+        v
+        for v in data.result.hosts
+        if "keyword-storm" not in v.verdict.verdicts and _is_machine_rate(v, data.cfg)
+    ]
+    machine.sort(key=lambda v: -_sum(v, C_A))
+    extra = []
+    for v in machine:
+        stats = prefix_stats(v.state.prefixes, keywords)
+        if stats.candidates:
+            extra.append(PrefixTable(v, stats, False))
+        if len(extra) == MAX_MACHINE_RATE_HOSTS:
+            break
+    return tables + extra
+
+
+def _rate_hosts(data: ReportData) -> list[HostView]:
+    """Flagged hosts with DNS queries, else the hosts that sent the most queries."""
+    with_dns = [v for v in data.result.hosts if int(v.state.totals[C_QUERIES]) > 0]
+    flagged = [v for v in with_dns if v.verdict.verdicts]
+    if flagged:
+        return flagged[:MAX_RATE_LINES]
+    with_dns.sort(key=lambda v: -int(v.state.totals[C_QUERIES]))
+    return with_dns[:MAX_RATE_LINES]
+
+
+# --- drawing ----------------------------------------------------------------------------
+
+
+def _draw(data: ReportData, out_dir: Path, bins: I64, counts: I64) -> None:
+    bin_s = data.bin_s
+    merge = merge_factor(data.cfg)
+    data.rate_hosts = _rate_hosts(data)
+    if data.rate_hosts:
+        is_flagged = bool(data.rate_hosts[0].verdict.verdicts)
+        title = (
+            "DNS queries of the flagged hosts"
+            if is_flagged
+            else "DNS queries of the busiest hosts (no host flagged)"
+        )
+        lines = [
+            plots.RateLine(_label(v), v.state)
+            for v in data.rate_hosts
+            if v.state.series[:, [C_A, C_MX]].sum() > 0
+        ]
+        name = "fig1-query-rate.png"
+        plots.query_rate_figure(lines, bin_s, out_dir / name, title=title)
+        data.rate = FigureFile(name, title, is_flagged=is_flagged)
+    data.prefix_tables = _prefix_tables(data)
+    for i, (view, is_flagged) in enumerate(_storm_hosts(data)[:MAX_HOST_FIGURES], 1):
+        name = f"fig3-keyword-fit-{i:02d}.png"
+        fit = plots.keyword_fit_figure(view.state, bin_s, out_dir / name)
+        data.fits.append(FigureFile(name, view.state.addr, view.state.addr, is_flagged, fit=fit))
+    if bins.size and (counts[:, 1].sum() > 0 or counts[:, 2].sum() > 0):
+        r = data.network_sync.get("r") if data.network_sync else None
+        r_value = r if isinstance(r, float) else None
+        name = "fig4-sync-network.png"
+        title = "Network-wide: MX queries and SYNs to 135/139/445 (allowlisted hosts excluded)"
+        wide, mx, syn = plots.coarsen(bins, counts[:, 1], counts[:, 2], merge)
+        plots.sync_figure(wide, mx, syn, bin_s * merge, out_dir / name, title=title, r=r_value)
+        data.network = FigureFile(name, title, r=r_value)
+    for i, (view, is_flagged) in enumerate(_sync_hosts(data)[:MAX_HOST_FIGURES], 1):
+        name = f"fig4-sync-host-{i:02d}.png"
+        wide, mx, syn = plots.coarsen(*plots.host_sync_series(view.state), merge)
+        r_host = _host_r(view, data.cfg)
+        title = f"{view.state.addr}: MX queries and SYNs to 135/139/445"
+        plots.sync_figure(wide, mx, syn, bin_s * merge, out_dir / name, title=title, r=r_host)
+        data.syncs.append(FigureFile(name, title, view.state.addr, is_flagged, r=r_host))
+
+
+def _host_r(view: HostView, cfg: Config) -> float | None:
+    """The host's MX/SYN correlation as the detector computed it, else by the same rule."""
+    ev = view.verdict.evidence.get("bot-sync")
+    if isinstance(ev, dict) and isinstance(ev.get("r"), float):
+        return float(ev["r"])
+    bins, mx, syn = plots.host_sync_series(view.state)
+    ev = sync_evidence(
+        bins, mx, syn, merge=merge_factor(cfg), bin_s=cfg.bin_s,
+        min_active_bins=cfg.bot_sync.min_active_bins,
+    )  # fmt: skip
+    r = None if ev is None else ev.get("r")
+    return r if isinstance(r, float) else None
+
+
+def _label(view: HostView) -> str:
+    verdicts = ", ".join(view.verdict.verdicts)
+    return f"{view.state.addr} ({verdicts})" if verdicts else view.state.addr
