@@ -124,7 +124,10 @@ def _use_tui(args: argparse.Namespace) -> bool:
 def _run(args: argparse.Namespace) -> int:
     from wormwatch.runner import RunOptions, run  # noqa: PLC0415 - keep --help fast
 
-    cfg = load_config(args.config)
+    config_path = args.config
+    if args.command == "demo" and config_path is None:
+        config_path = str(resources.files("wormwatch") / "data" / "demo.toml")
+    cfg = load_config(config_path)
     files = [demo_capture()] if args.command == "demo" else getattr(args, "files", [])
     opts = RunOptions(
         command=args.command,

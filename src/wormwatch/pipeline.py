@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from wormwatch.aggregate import Aggregator
 from wormwatch.alerts import AlertTracker
@@ -34,6 +35,7 @@ from wormwatch.model import (
     C_SYN445,
     C_SYN_DST_NEW,
     Batch,
+    Events,
     HostView,
     Snapshot,
     Verdict,
@@ -46,6 +48,23 @@ TOP_HOSTS = 50
 # hosts under all three keep score 0 without a Python-level evaluation.
 MIN_KEYWORD_A = 3
 MIN_SYN_TARGETS = 3
+
+
+def slice_events(ev: Events, lo: int, hi: int) -> Events:
+    """Events ``lo:hi`` as views (no copy)."""
+    return Events(
+        n=hi - lo,
+        ts_us=ev.ts_us[lo:hi],
+        src_hi=ev.src_hi[lo:hi],
+        src_lo=ev.src_lo[lo:hi],
+        dst_hi=ev.dst_hi[lo:hi],
+        dst_lo=ev.dst_lo[lo:hi],
+        kind=ev.kind[lo:hi],
+        dport=ev.dport[lo:hi],
+        qtype=ev.qtype[lo:hi],
+        names=ev.names[lo:hi],
+        name_lens=ev.name_lens[lo:hi],
+    )
 
 
 class Presenter(Protocol):
@@ -146,8 +165,9 @@ class Pipeline:
         self.presenter = presenter
         self.clock = clock
         self.refresh_s = refresh_s
-        self._evaluated_bin = -1
-        self._evaluated_us = -1
+        self._alert_bin = -1
+        self._alert_mark_us = -1
+        self._display_mark_us = -1
         self._wall_start = clock()
         self._last_relevant_wall = -1.0
         self._last_relevant_us = -1
@@ -185,19 +205,19 @@ class Pipeline:
                     now = self.clock()
                     if self.presenter is not None and now >= next_refresh:
                         next_refresh = now + self.refresh_s
-                        self._evaluate_due(force=True)
+                        self._evaluate(self._display_mark_us, emit=False)
                         self.presenter.update(self.snapshot(source))
                         if self.presenter.poll_quit():
                             break
                     if on_every is not None and now >= next_every:
                         next_every = now + (every_s or 0.0)
-                        self._evaluate_due(force=True)
+                        self._evaluate(self._display_mark_us, emit=False)
                         on_every(self, self.snapshot(source))
             except KeyboardInterrupt:
                 stop.interrupted = True
             except WormwatchError as err:
                 error = err
-        self._evaluate_due(force=True, all_hosts=True)
+        self._evaluate(self._alert_mark_us, emit=True, all_hosts=True)
         final = self.snapshot(source, is_finished=True)
         if self.presenter is not None:
             self.presenter.stop(final)
@@ -212,20 +232,33 @@ class Pipeline:
 
     def _ingest(self, batch: Batch) -> None:
         events = self.decoder.decode(batch)
+        if events.n == 0:
+            return
         keyword_idx = self.classifier.classify(events)
-        self.agg.ingest(events, keyword_idx)
-        if events.n:
-            self._last_relevant_wall = self.clock()
-            self._last_relevant_us = int(events.ts_us[events.n - 1])
-        self._evaluate_due()
+        self._last_relevant_wall = self.clock()
+        self._last_relevant_us = int(events.ts_us[events.n - 1])
+        # Hosts are judged when packet time enters a new bin, before the new
+        # bin's first event counts: alerts then do not depend on batch sizes
+        # or replay speed, only on the packets.
+        bins = np.maximum.accumulate(events.ts_us[: events.n] // self.agg.bin_us)
+        cuts = np.flatnonzero(np.diff(bins)) + 1
+        lo = 0
+        for hi in [*cuts.tolist(), events.n]:
+            if int(bins[lo]) > self._alert_bin >= 0:
+                self._evaluate(self._alert_mark_us, emit=True)
+            self.agg.ingest(slice_events(events, lo, hi), keyword_idx[lo:hi])
+            self._alert_bin = max(self._alert_bin, int(bins[hi - 1]))
+            lo = hi
 
     # -- detection --------------------------------------------------------------
 
-    def _candidates(self) -> np.ndarray:
+    def _candidates(self, since_us: int) -> npt.NDArray[np.int64]:
         """Hosts worth a full evaluation: a cheap vectorised pre-filter.
 
-        A host with no keyword A query, no MX query and no SYN target cannot
-        fire any signal, so it keeps score 0 without a Python-level look.
+        A host below every detector's floor (no keyword A queries, no MX
+        query, no SYN targets to speak of) cannot fire any signal, so it
+        keeps score 0 without a Python-level look; a host with no event
+        since ``since_us`` keeps its last verdict.
         """
         n = self.agg.n_hosts
         totals = self.agg.totals[:n]
@@ -234,31 +267,35 @@ class Pipeline:
             | (totals[:, C_MX] >= 1)
             | (totals[:, C_SYN_DST_NEW] >= MIN_SYN_TARGETS)
         )
-        dirty = self.agg.last_us[:n] >= self._evaluated_us
+        dirty = self.agg.last_us[:n] >= since_us
         return np.nonzero(maybe & dirty)[0]
 
-    def _evaluate_due(self, *, force: bool = False, all_hosts: bool = False) -> None:
+    def _evaluate(self, since_us: int, *, emit: bool, all_hosts: bool = False) -> None:
+        """Re-score hosts with events since ``since_us``.
+
+        With ``emit`` (bin boundaries and the end of the run) the verdicts
+        also go through the alert tracker; display refreshes only re-score.
+        """
         now_us = self.agg.now_us
         if now_us < 0:
             return
-        now_bin = now_us // self.agg.bin_us
-        if not force and now_bin <= self._evaluated_bin:
-            return
-        ids = self._candidates()
+        ids = self._candidates(since_us)
         if all_hosts:
             ids = np.union1d(ids, np.array(list(self.verdicts), np.int64)).astype(np.int64)
         for state, idx in zip(self.agg.host_states(ids), ids.tolist(), strict=True):
             verdict = evaluate(state, self.cfg, now_us=now_us)
             self.scores[idx] = verdict.score
             self.verdicts[idx] = verdict
+            if not emit:
+                continue
             record = self.tracker.update(state.addr, verdict, now_us)
-            if record is not None and self.alerts is not None:
-                self.alerts.write(record)
+            if record is not None:
                 self.n_alerts += 1
-            elif record is not None:
-                self.n_alerts += 1
-        self._evaluated_bin = now_bin
-        self._evaluated_us = now_us
+                if self.alerts is not None:
+                    self.alerts.write(record)
+        if emit:
+            self._alert_mark_us = now_us
+        self._display_mark_us = now_us
 
     # -- read out ---------------------------------------------------------------
 

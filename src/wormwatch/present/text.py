@@ -121,4 +121,6 @@ def print_summary(
     file: TextIO,
 ) -> None:
     """Print :func:`summary` as plain text (colours only on a terminal)."""
-    Console(file=file, highlight=False).print(summary(snapshot, hosts, warnings))
+    # A file or pipe gets the whole table, not 80 columns of ellipses.
+    width = None if file.isatty() else 160
+    Console(file=file, highlight=False, width=width).print(summary(snapshot, hosts, warnings))
