@@ -1,0 +1,294 @@
+"""The live table: golden screens at fixed widths, fitting, and the presenter
+driven by scripted snapshots and keys (no terminal).
+
+Regenerate the goldens after an intended change with
+``WORMWATCH_UPDATE_GOLDEN=1 pytest tests/test_tui.py`` and review the diff.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from tui_fakes import (
+    HOSTILE_NAME,
+    empty_snapshot,
+    live_snapshot,
+    sequence,
+    snapshot,
+)
+from wormwatch.model import Snapshot
+from wormwatch.present.keys import Key, KeyEvent
+from wormwatch.present.safe import safe_text
+from wormwatch.present.table import build_screen, screen_rows
+from wormwatch.present.tui import TuiPresenter
+from wormwatch.present.view import ViewState
+
+GOLDEN = Path(__file__).parent / "golden" / "tui"
+UPDATE = os.environ.get("WORMWATCH_UPDATE_GOLDEN") == "1"
+
+
+def render(snap: Snapshot, width: int, height: int, state: ViewState | None = None) -> str:
+    console = Console(
+        record=True, width=width, height=height, force_terminal=False, color_system=None
+    )
+    screen = build_screen(snap, width=width, height=height, state=state or ViewState())
+    console.print(screen)
+    return console.export_text()
+
+
+def check_golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if UPDATE:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    assert path.exists(), f"missing golden {path}: run with WORMWATCH_UPDATE_GOLDEN=1"
+    assert text == path.read_text(encoding="utf-8")
+
+
+SELECT_STORM = ViewState(selected="192.0.2.66", is_detail_open=True)
+HOSTILE = ViewState(filter="203.0.113.0/24", selected="203.0.113.9", is_detail_open=True)
+CASES = {
+    "replay_80x24.txt": (snapshot, 80, 24, ViewState()),
+    "replay_120x32.txt": (snapshot, 120, 32, ViewState()),
+    "replay_160x30.txt": (snapshot, 160, 30, ViewState()),
+    "detail_80x30.txt": (snapshot, 80, 30, SELECT_STORM),
+    "detail_120x34.txt": (snapshot, 120, 34, SELECT_STORM),
+    "hostile_160x24.txt": (snapshot, 160, 24, HOSTILE),
+    "live_trouble_120x20.txt": (live_snapshot, 120, 20, ViewState(is_paused=True, sort="dns")),
+    "empty_80x12.txt": (empty_snapshot, 80, 12, ViewState()),
+    "help_80x24.txt": (snapshot, 80, 24, ViewState(is_help_open=True)),
+    "filter_typing_80x12.txt": (snapshot, 80, 12, ViewState(filter_draft="192.0.2.1")),
+    "sorted_targets_120x16.txt": (snapshot, 120, 16, ViewState(sort="targets")),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_golden_screen(name: str) -> None:
+    make, width, height, state = CASES[name]
+    check_golden(name, render(make(), width, height, state))
+
+
+@pytest.mark.parametrize("width", [40, 60, 80, 100, 120, 160, 220])
+@pytest.mark.parametrize("height", [8, 24, 50])
+@pytest.mark.parametrize("state", [ViewState(), SELECT_STORM, ViewState(is_help_open=True)])
+def test_screen_fills_exactly_the_terminal(width: int, height: int, state: ViewState) -> None:
+    lines = render(snapshot(), width, height, state).splitlines()
+    assert len(lines) == height
+    assert max(len(line) for line in lines) <= width
+
+
+def test_eighty_columns_keep_the_essential_columns() -> None:
+    text = render(snapshot(), 80, 24)
+    header = next(line for line in text.splitlines() if line.startswith("host"))
+    for column in ("score", "verdicts", "DNS/s", "SYN", "tgts"):
+        assert column in header
+    bot = next(line for line in text.splitlines() if "198.51.100.23" in line)
+    assert "MX SCAN SYNC" in bot
+    # an IPv6 address too long for the column keeps both ends
+    assert "2001:db8:…dead:beef" in text
+
+
+def test_rows_are_cut_to_the_height_and_the_footer_says_so() -> None:
+    text = render(snapshot(n_ordinary=40), 120, 15)
+    lines = text.splitlines()
+    assert sum("192.0.2.1" in line for line in lines) < 40
+    assert "hosts 1-" in lines[-1]
+    assert "of 45" in lines[-1]
+
+
+def test_selection_scrolls_into_view() -> None:
+    snap = snapshot(n_ordinary=40)
+    last = screen_rows(snap, ViewState())[-1].addr
+    text = render(snap, 120, 15, ViewState(selected=last))
+    assert f"▸{last}" in text
+    assert "198.51.100.23" not in text  # the top scrolled away
+
+
+def test_hostile_name_is_shown_escaped() -> None:
+    text = render(snapshot(), 160, 24, HOSTILE)
+    assert safe_text(HOSTILE_NAME, max_len=40) in text
+    assert "\\x1b\\x5b31mmail\\x07." in text
+    assert "\x1b" not in text
+    assert "\x07" not in text
+
+
+def test_hostile_name_on_a_colour_terminal_has_only_rich_escapes() -> None:
+    console = Console(record=True, width=160, height=24, force_terminal=True, color_system="256")
+    console.print(build_screen(snapshot(), width=160, height=24, state=HOSTILE))
+    out = console.export_text(styles=True)
+    assert "\x1b[" in out  # rich did style the screen
+    # every ESC starts one of rich's SGR sequences; the name's own ESC is text
+    assert "\x1b" not in re.sub(r"\x1b\[[0-9;]*m", "", out)
+    assert "\x1b[31mmail" not in out
+    assert "\x07" not in out
+    assert "\\x1b\\x5b31mmail" in out
+
+
+def test_sorting_by_targets_puts_the_scanners_first() -> None:
+    rows = screen_rows(snapshot(), ViewState(sort="targets"))
+    assert [r.addr for r in rows[:2]] == ["198.51.100.23", "2001:db8:0:42::dead:beef"]
+
+
+def test_filter_keeps_matching_hosts_only() -> None:
+    rows = screen_rows(snapshot(), ViewState(filter="192.0.2.10"))
+    assert rows
+    assert all(r.addr.startswith("192.0.2.10") for r in rows)
+
+
+# --- the presenter ------------------------------------------------------------------
+
+
+class ScriptedKeys:
+    """Key batches handed out one per read; fails the test when it runs dry
+    while the presenter still waits (instead of hanging)."""
+
+    def __init__(self, script: list[list[KeyEvent]] | None = None) -> None:
+        self.script = list(script or [])
+        self.opened = 0
+        self.restored = 0
+
+    def open(self) -> None:
+        self.opened += 1
+
+    def restore(self) -> None:
+        self.restored += 1
+
+    def wait(self, timeout_s: float) -> bool:
+        if not self.script:
+            raise AssertionError("the presenter waited for keys that never come")
+        return bool(self.script[0])
+
+    def read_keys(self) -> list[KeyEvent]:
+        return self.script.pop(0) if self.script else []
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def presenter(
+    keys: ScriptedKeys, *, hold: bool = False, clock: Clock | None = None
+) -> tuple[TuiPresenter, io.StringIO]:
+    out = io.StringIO()
+    console = Console(file=out, width=120, height=30, force_terminal=True, color_system=None)
+    tui = TuiPresenter(
+        console=console, hold_at_end=hold, keys=keys, clock=clock or Clock(), refresh_per_s=4.0
+    )
+    return tui, out
+
+
+def test_start_update_stop_uses_the_alternate_screen_and_restores() -> None:
+    keys = ScriptedKeys()
+    tui, out = presenter(keys)
+    tui.start()
+    for snap in sequence(3):
+        tui.update(snap)
+        assert not tui.poll_quit()
+    tui.stop(snapshot(is_finished=True))
+    text = out.getvalue()
+    assert text.index("\x1b[?1049h") < text.index("198.51.100.23") < text.rindex("\x1b[?1049l")
+    assert "replay finished" in text
+    assert keys.opened == 1
+    assert keys.restored >= 1
+
+
+def test_updates_are_drawn_at_most_refresh_per_s() -> None:
+    clock = Clock()
+    tui, _ = presenter(ScriptedKeys(), clock=clock)
+    tui.start()
+    for snap in sequence(8):
+        tui.update(snap)
+    assert tui.n_draws == 1
+    clock.now = 0.26
+    tui.update(snapshot())
+    assert tui.n_draws == 2
+    tui.close()
+
+
+def test_q_makes_poll_quit_true_and_stop_does_not_hold() -> None:
+    keys = ScriptedKeys([[Key.DOWN], ["q"]])
+    tui, _ = presenter(keys, hold=True)
+    tui.start()
+    tui.update(snapshot())
+    assert not tui.poll_quit()
+    assert tui.state.selected == "198.51.100.23"
+    assert tui.poll_quit()
+    tui.stop(snapshot(is_finished=True))  # returns: the user already quit
+    assert keys.restored >= 1
+
+
+def test_pause_freezes_the_display_and_resume_shows_the_latest() -> None:
+    clock = Clock()
+    keys = ScriptedKeys([["p"], ["p"]])
+    tui, out = presenter(keys, clock=clock)
+    tui.start()
+    first, *_, last = sequence(5)
+    tui.update(first)
+    tui.poll_quit()
+    assert tui.state.is_paused
+    clock.now = 10.0
+    tui.update(last)
+    assert "12:26:00" not in out.getvalue()  # the last snapshot was not drawn
+    tui.poll_quit()
+    assert not tui.state.is_paused
+    assert "12:26:00" in out.getvalue()  # resumed on the latest snapshot
+    tui.close()
+
+
+def test_hold_at_end_keeps_the_final_screen_until_q() -> None:
+    keys = ScriptedKeys([[], [Key.DOWN, Key.ENTER], [], ["q"]])
+    tui, out = presenter(keys, hold=True)
+    tui.start()
+    tui.update(snapshot())
+    tui.stop(snapshot(is_finished=True))
+    assert keys.script == []  # every scripted read happened: it held until q
+    assert tui.state.is_detail_open  # keys still worked on the held screen
+    assert "198.51.100.23  score 96  mx-client, smb-scan, bot-sync" in out.getvalue()
+    assert keys.restored >= 1
+
+
+def test_hold_only_for_a_finished_replay() -> None:
+    keys = ScriptedKeys()
+    tui, _ = presenter(keys, hold=True)
+    tui.start()
+    tui.stop(snapshot(is_finished=False))  # stopped early: no waiting
+    assert keys.restored >= 1
+
+
+def test_an_exception_inside_the_context_restores_the_terminal() -> None:
+    keys = ScriptedKeys()
+    tui, out = presenter(keys)
+
+    def crash() -> None:
+        with tui:
+            tui.start()
+            tui.update(snapshot())
+            raise RuntimeError("pipeline crashed")
+
+    with pytest.raises(RuntimeError, match="crashed"):
+        crash()
+    assert keys.restored >= 1
+    assert "\x1b[?1049l" in out.getvalue()
+
+
+def test_keys_redraw_the_current_snapshot_at_once() -> None:
+    keys = ScriptedKeys([["s"]])
+    tui, out = presenter(keys)
+    tui.start()
+    tui.update(replace(snapshot(), source="first.pcap"))
+    before = tui.n_draws
+    tui.poll_quit()
+    assert tui.n_draws == before + 1
+    assert "sort DNS q/s" in out.getvalue()
+    tui.close()
