@@ -88,7 +88,10 @@ def vlan() -> Capture:
 
 def qinq() -> Capture:
     cap = Capture(
-        "qinq.pcap", 1, "802.1ad+802.1Q, 0x9100+0x8100, three tags; nine tags is malformed"
+        "qinq.pcap",
+        1,
+        "802.1ad+802.1Q, 0x9100+0x8100, three tags; nine tags is malformed "
+        "(tshark 4.0 decodes nine tags: 3 A queries there, 2 here)",
     )
     t = Clock(0)
     a = "192.0.2.41"
@@ -149,7 +152,8 @@ def ipv6_ext() -> Capture:
     cap = Capture(
         "ipv6_ext.pcap",
         1,
-        "IPv6 extension headers: hop-by-hop, routing, dest options, AH, fragment",
+        "IPv6 extension headers: hop-by-hop, routing, dest options, AH, fragment; 17 headers "
+        "is malformed (tshark 4.0 walks all 17: 4 AAAA there, 3 here)",
     )
     t = Clock(0)
     a = "2001:db8:0:1::61"
@@ -259,7 +263,8 @@ def loopback() -> list[Capture]:
     bsd = Capture(
         "null.pcap",
         0,
-        "BSD NULL: family 2 (both byte orders), IPv6 families 10/24/28/30, family 7 ignored",
+        "BSD NULL: family 2 (both byte orders), IPv6 families 10/24/28/30, family 7 ignored "
+        "(tshark 4.0 does not take 10 as IPv6: 3 SYNs to 445 there, 4 here)",
     )
     t = Clock(0)
     bsd.add(
