@@ -169,3 +169,21 @@ def test_summary_record() -> None:
     assert rec["hosts_flagged"] == {"smb-scan": 1, "mx-client": 1}
     assert rec["network_sync"] == {"r": 0.93, "bins": 12}
     assert json.loads(encode_line(rec)) == rec
+
+
+GOLDEN_HOST = (
+    '{"schema":1,"event_type":"host","src_ip":"192.0.2.7",'
+    '"first_seen":"2023-11-14T22:13:20.000000+00:00",'
+    '"last_seen":"2023-11-14T22:14:20.500000+00:00",'
+    '"queries":{"total":20,"A":15,"AAAA":0,"MX":3,"PTR":2,"other":0},'
+    '"keyword_queries":12,"syn":{"135":0,"139":0,"445":7},"syn_targets":4,'
+    '"score":0.0,"verdicts":[],"keyword_A":0,"distinct_names":9,"mx_domains":0,'
+    '"bin_s":60,"active_bins":2,"sample_names":["\\\\x1b[31mmail.example.com"],'
+    '"sample_mx_names":[]}\n'
+)
+
+
+def test_host_line_golden() -> None:
+    """The exact bytes of one host line: a change here is a schema decision."""
+    state = make_state([b"\x1b[31mmail.example.com"])
+    assert encode_line(host_record(HostView(state, Verdict()), 60)).decode() == GOLDEN_HOST
