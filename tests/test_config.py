@@ -94,6 +94,11 @@ bands = [20, 60]
         ("[detect.smb_scan]\nmin_targets = true", "min_targets must be a positive integer"),
         ("[detect.smb_scan]\nmin_tragets = 5", '[detect.smb_scan] unknown key "min_tragets"'),
         ("[detekt]\nx = 1", 'unknown key "detekt"'),
+        (
+            "bin_s = 30",
+            'unknown key "bin_s" (known: aggregate, allowlist, detect, keywords, score)',
+        ),
+        ("[aggregate]\nmin_targets = 3", "min_targets belongs in [detect.smb_scan]"),
         ("[aggregate]\nbin_s = 60.5", "[aggregate] bin_s must be a positive integer, got 60.5"),
         ("[aggregate]\nbin_s = 120\nwindow_s = 60", "window_s must be at least bin_s (120)"),
         ('[allowlist]\nmail_servers = ["192.0.2.300/32"]', "[allowlist] mail_servers holds a bad"),

@@ -240,9 +240,27 @@ class _Reader:
         if unknown:
             where = f"[{self.section}] " if self.section else ""
             known = ", ".join(sorted(self.seen)) or "none"
+            home = _HOMES.get(unknown[0])
+            hint = f"; {unknown[0]} belongs in [{home}]" if home and home != self.section else ""
             raise WormwatchError(
-                f"config {self.path}: {where}unknown key {_show(unknown[0])} (known: {known})"
+                f"config {self.path}: {where}unknown key {_show(unknown[0])} (known: {known}){hint}"
             )
+
+
+# Where each key lives, for the hint on a key put in the wrong section.
+_HOMES: dict[str, str] = {
+    **dict.fromkeys(("bin_s", "window_s", "max_hosts", "max_host_bins"), "aggregate"),
+    **dict.fromkeys(("words", "weights"), "keywords"),
+    **dict.fromkeys(("mail_servers", "resolvers", "ignore"), "allowlist"),
+    **dict.fromkeys(KeywordStormConfig.__dataclass_fields__, "detect.keyword_storm"),
+    **dict.fromkeys(MxClientConfig.__dataclass_fields__, "detect.mx_client"),
+    **dict.fromkeys(SmbScanConfig.__dataclass_fields__, "detect.smb_scan"),
+    **dict.fromkeys(BotSyncConfig.__dataclass_fields__, "detect.bot_sync"),
+    **dict.fromkeys(("bands", "hysteresis"), "score"),
+}
+# keys that exist in several sections: no single home to suggest
+for _key in ("min_mx_queries", "min_active_bins", "weights"):
+    _HOMES.pop(_key, None)
 
 
 def _read_keywords(r: _Reader) -> tuple[tuple[str, ...], dict[str, float]]:
