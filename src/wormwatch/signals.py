@@ -163,8 +163,8 @@ def _r_squared(total: I64, part: I64) -> float | None:
 def _keyword_weight(prefixes: dict[bytes, int], cfg: Config) -> float:
     """Mean configured weight of the host's keyword queries (1.0 by default).
 
-    Uses the name-prefix counts (1..5 characters), so keywords longer than
-    five characters weigh 1.0.
+    Measured on the name-prefix counts (1..5 characters): hits of keywords
+    longer than five characters cannot be counted there and are left out.
     """
     weights = cfg.keyword_weights
     if all(weights.get(k, 1.0) == 1.0 for k in cfg.keywords):
