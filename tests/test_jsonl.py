@@ -187,3 +187,11 @@ def test_host_line_golden() -> None:
     """The exact bytes of one host line: a change here is a schema decision."""
     state = make_state([b"\x1b[31mmail.example.com"])
     assert encode_line(host_record(HostView(state, Verdict()), 60)).decode() == GOLDEN_HOST
+
+
+def test_writer_to_standard_output(capfd: pytest.CaptureFixture[str]) -> None:
+    with JsonLinesWriter("-") as out:
+        out.write({"schema": 1, "name": name_text(b"\x1b]0;pwned\x07")})
+    line = capfd.readouterr().out
+    assert line == '{"schema":1,"name":"\\\\x1b]0;pwned\\\\x07"}\n'
+    assert json.loads(line)["name"] == "\\x1b]0;pwned\\x07"
