@@ -1,0 +1,444 @@
+"""wormwatch report: files, figures, findings numbers, escaping, errors, the CLI end to end.
+
+The report is read back the way a tool would: index.html with html.parser (the findings
+table's ``f-*`` cells and their ``data-value``), the PNGs by their IHDR chunk, hosts.jsonl
+as JSON lines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+from dataclasses import replace
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hoststates import Host, at
+from wormwatch.config import Config, load_config
+from wormwatch.errors import WormwatchError
+from wormwatch.present.plots import coarsen, keyword_fit
+from wormwatch.present.prefixes import Relation, prefix_stats, relation
+from wormwatch.present.report import write_report
+from wormwatch.present.report_html import config_toml
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "pcaps" / "demo.pcap"
+DEMO_CONFIG = ROOT / "src" / "wormwatch" / "data" / "demo.toml"
+QUIET = Path("/work/shared/pcaps/real/tcpdump_dns_tcp.pcap")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# what the page may contain: no script, no event handler, nothing loaded from elsewhere
+ALLOWED_TAGS = {
+    "html", "head", "meta", "title", "style", "body", "h1", "h2", "h3", "p", "br", "b",
+    "code", "pre", "span", "div", "ul", "li", "table", "thead", "tbody", "tr", "th", "td",
+    "figure", "img", "figcaption",
+}  # fmt: skip
+ALLOWED_ATTRS = {"lang", "charset", "name", "content", "class", "id", "src", "alt", "loading"}
+
+
+class Page(HTMLParser):
+    """What the tests read from index.html."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: set[str] = set()
+        self.attrs: set[str] = set()
+        self.images: list[str] = []
+        self.ids: set[str] = set()
+        self.findings: list[dict[str, str]] = []
+        self.captions: list[str] = []
+        self.prefix_hosts: list[str] = []
+        self.text: list[str] = []
+        self._in_findings = False
+        self._in_caption = False
+        self.feed(text)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        self.tags.add(tag)
+        self.attrs.update(a)
+        if "id" in a:
+            self.ids.add(a["id"])
+        classes = a.get("class", "").split()
+        if tag == "img":
+            self.images.append(a.get("src", ""))
+        elif tag == "table":
+            self._in_findings = "findings" in classes
+        elif tag == "tr" and self._in_findings:
+            self.findings.append({})
+        elif tag == "td" and self._in_findings and classes and classes[0].startswith("f-"):
+            self.findings[-1][classes[0]] = a.get("data-value", "")
+        elif tag == "figcaption":
+            self._in_caption = True
+            self.captions.append("")
+        elif tag == "h3" and "prefix-host" in classes:
+            self.prefix_hosts.append(a.get("data-host", ""))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "table":
+            self._in_findings = False
+        elif tag == "figcaption":
+            self._in_caption = False
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+        if self._in_caption:
+            self.captions[-1] += data
+
+
+def read_page(out: Path) -> Page:
+    return Page((out / "index.html").read_text(encoding="utf-8"))
+
+
+def read_records(out: Path) -> list[dict[str, object]]:
+    lines = (out / "hosts.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE, path
+    assert data[12:16] == b"IHDR", path
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+@pytest.fixture(scope="module")
+def demo_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("demo") / "report"
+    index = write_report([str(DEMO)], out, load_config(str(DEMO_CONFIG)))
+    assert index == out / "index.html"
+    return out
+
+
+@pytest.fixture(scope="module")
+def quiet_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("quiet")
+    write_report([str(QUIET)], out, Config())
+    return out
+
+
+# --- files and figures ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("which", ["demo_report", "quiet_report"])
+def test_html_references_exactly_the_pngs_beside_it(
+    which: str, request: pytest.FixtureRequest
+) -> None:
+    out: Path = request.getfixturevalue(which)
+    page = read_page(out)
+    on_disk = {p.name for p in out.glob("*.png")}
+    assert set(page.images) == on_disk
+    assert len(page.images) == len(set(page.images))
+    assert all("/" not in src and ":" not in src for src in page.images), "relative names only"
+    assert (out / "hosts.jsonl").is_file()
+
+
+@pytest.mark.parametrize("which", ["demo_report", "quiet_report"])
+def test_pngs_are_valid_and_small(which: str, request: pytest.FixtureRequest) -> None:
+    out: Path = request.getfixturevalue(which)
+    pngs = sorted(out.glob("*.png"))
+    assert pngs
+    for path in pngs:
+        width, height = png_size(path)
+        assert 300 <= width <= 1200, (path.name, width)
+        assert 250 <= height <= 900, (path.name, height)
+        assert path.stat().st_size < 150_000, path.name
+
+
+def test_demo_has_every_figure(demo_report: Path) -> None:
+    names = {p.name for p in demo_report.glob("*.png")}
+    # storm host: one keyword fit; bot: one host sync figure; plus rate and network figures
+    assert names == {
+        "fig1-query-rate.png",
+        "fig3-keyword-fit-01.png",
+        "fig4-sync-network.png",
+        "fig4-sync-host-01.png",
+    }
+    page = read_page(demo_report)
+    assert page.prefix_hosts[0] == "192.0.2.66"
+    assert {"findings", "fig1", "fig2", "fig3", "fig4", "capture", "config"} <= page.ids
+
+
+def test_page_is_self_contained(demo_report: Path) -> None:
+    text = (demo_report / "index.html").read_text(encoding="utf-8")
+    page = read_page(demo_report)
+    assert page.tags <= ALLOWED_TAGS
+    assert page.attrs <= ALLOWED_ATTRS | {"data-value", "data-host"}
+    assert "http://" not in text
+    assert "https://" not in text
+    assert "<link" not in text
+
+
+# --- numbers ---------------------------------------------------------------------------------
+
+
+def test_findings_table_equals_host_summaries(demo_report: Path) -> None:
+    page = read_page(demo_report)
+    records = read_records(demo_report)
+    hosts = [r for r in records if r["event_type"] == "host"]
+    flagged = [r for r in hosts if r["verdicts"]]
+    rows = [r for r in page.findings if r]
+    assert len(rows) == len(flagged) == 4
+    for row, rec in zip(rows, flagged, strict=True):
+        queries, syn = rec["queries"], rec["syn"]
+        assert isinstance(queries, dict)
+        assert isinstance(syn, dict)
+        assert row["f-host"] == rec["src_ip"]
+        assert float(row["f-score"]) == rec["score"]
+        assert row["f-verdicts"].split(",") == rec["verdicts"]
+        assert int(row["f-queries"]) == queries["total"]
+        assert int(row["f-a"]) == queries["A"]
+        assert int(row["f-mx"]) == queries["MX"]
+        assert int(row["f-keyword"]) == rec["keyword_queries"]
+        assert int(row["f-syns"]) == sum(syn.values())
+        assert int(row["f-syn-targets"]) == rec["syn_targets"]
+
+
+def test_findings_are_the_story_hosts(demo_report: Path) -> None:
+    rows = {r["f-host"]: r["f-verdicts"].split(",") for r in read_page(demo_report).findings if r}
+    assert rows == {
+        "192.0.2.66": ["keyword-storm"],
+        "192.0.2.77": ["mx-client"],
+        "192.0.2.88": ["smb-scan"],
+        "192.0.2.99": ["mx-client", "smb-scan", "bot-sync"],
+    }
+
+
+def test_hosts_jsonl_is_every_host_then_the_network(demo_report: Path) -> None:
+    records = read_records(demo_report)
+    assert all(r["schema"] == 1 for r in records)
+    assert [r["event_type"] for r in records[:-1]] == ["host"] * (len(records) - 1)
+    network = records[-1]
+    assert network["event_type"] == "network"
+    assert network["hosts_tracked"] == len(records) - 1
+    decode = network["decode"]
+    assert isinstance(decode, dict)
+    assert decode["packets"] == 13771
+    scores = [float(r["score"]) for r in records[:-1]]  # type: ignore[arg-type]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_captions_quote_the_detector_numbers(demo_report: Path) -> None:
+    records = {r.get("src_ip"): r for r in read_records(demo_report)}
+    captions = read_page(demo_report).captions
+    storm = records["192.0.2.66"]["evidence"]
+    assert isinstance(storm, dict)
+    r2 = storm["keyword-storm"]["r2_keyword_a_vs_a"]
+    assert f"192.0.2.66 (keyword-storm): R\N{SUPERSCRIPT TWO} = {r2:.4f}" in captions
+    bot = records["192.0.2.99"]["evidence"]
+    assert isinstance(bot, dict)
+    assert f"192.0.2.99 (bot-sync): r = {bot['bot-sync']['r']:.3f}" in captions
+    network = records[None]["network_sync"]
+    assert isinstance(network, dict)
+    assert f"Network-wide: r = {network['r']:.3f}" in captions
+
+
+def test_no_findings_report_says_so(quiet_report: Path) -> None:
+    page = read_page(quiet_report)
+    assert "no-findings" in page.ids
+    assert not page.findings
+    assert "No findings." in " ".join(page.text)
+    records = read_records(quiet_report)
+    assert [r["event_type"] for r in records] == ["host", "network"]
+    assert records[0]["verdicts"] == []
+
+
+# --- untrusted names -------------------------------------------------------------------------
+
+HOSTILE = [
+    b"mail<script>alert(1)</script>.example",
+    b'mx"&amp;\x1b[31m.example',
+    b"smtp\xff\xfe.example",
+    b"<img src=x onerror=alert(1)>.example",
+]
+LOW_THRESHOLDS = """
+[detect.keyword_storm]
+min_keyword_queries = 5
+min_rate_per_min = 1
+min_distinct_names = 2
+min_active_bins = 2
+"""
+
+
+def _hostile_pcap(path: Path) -> None:
+    from scapy.layers.dns import DNS, DNSQR
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+    from scapy.utils import wrpcap
+
+    frames = []
+    for i in range(24):
+        name = HOSTILE[i % len(HOSTILE)]
+        frame = (
+            Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+            / IP(src="192.0.2.66", dst="198.51.100.53")
+            / UDP(sport=40000 + i, dport=53)
+            / DNS(id=i, rd=1, qd=DNSQR(qname=name, qtype="A"))
+        )
+        frame.time = 1_768_467_600 + 20 * i
+        frames.append(frame)
+    wrpcap(str(path), frames)
+
+
+def test_hostile_names_are_escaped(tmp_path: Path) -> None:
+    pcap = tmp_path / "hostile.pcap"
+    _hostile_pcap(pcap)
+    config = tmp_path / "low.toml"
+    config.write_text(LOW_THRESHOLDS)
+    out = tmp_path / "report"
+    write_report([str(pcap)], out, load_config(str(config)))
+    raw = (out / "index.html").read_bytes()
+    text = raw.decode("utf-8")  # valid UTF-8 although the names were not
+    page = read_page(out)
+    rows = [r for r in page.findings if r]
+    assert [r["f-host"] for r in rows] == ["192.0.2.66"], "the names must reach the page"
+    assert page.tags <= ALLOWED_TAGS
+    assert not any(a.startswith("on") for a in page.attrs)
+    assert b"\x1b" not in raw
+    assert "<script" not in text.lower()
+    assert "<img src=x" not in text
+    assert "&lt;script&gt;" in text
+    shown = " ".join(page.text)
+    # the names as an analyst reads them: visible escapes, markup as text
+    assert "mail<script>alert(1)</script>.example" in shown
+    assert "\\xff\\xfe" in shown
+    assert "\\x1b" in shown
+    assert 'mx"&amp;' in shown
+    assert page.prefix_hosts == ["192.0.2.66"]
+    assert "mail<" in shown, "the prefix table shows the hostile prefix, escaped"
+
+
+# --- pieces ------------------------------------------------------------------------------------
+
+
+def test_config_block_reads_back_as_the_same_config(tmp_path: Path) -> None:
+    cfg = load_config(str(DEMO_CONFIG))
+    cfg = replace(
+        cfg,
+        keywords=("mail", "post"),
+        keyword_weights={"mail": 1.0, "post": 0.5},
+    )
+    path = tmp_path / "again.toml"
+    path.write_text(config_toml(cfg))
+    again = load_config(str(path))
+    assert replace(again, path=None) == replace(cfg, path=None)
+
+
+def test_prefix_relation_follows_the_keyword_rule() -> None:
+    words = [b"mail", b"mx"]
+    assert relation(b"mail.", words) is Relation.KEYWORD
+    assert relation(b"mx1.e", words) is Relation.KEYWORD
+    assert relation(b"ma", words) is Relation.PARTIAL
+    assert relation(b"m", words) is Relation.PARTIAL
+    assert relation(b"m.exa", words) is Relation.OTHER
+    assert relation(b"www", words) is Relation.OTHER
+
+
+def test_prefix_candidates_name_an_unknown_keyword() -> None:
+    host = Host("192.0.2.70")
+    names = [f"{w}.example{i}.com" for i in range(60) for w in ("post", "postman", "postfix")]
+    names += [f"mail.example{i}.com" for i in range(40)] + ["www.example.org"] * 5
+    host.queries([at(12) + i for i in range(len(names))], names)
+    stats = prefix_stats(host.state().prefixes, ("mail", "smtp", "mx"))
+    assert stats.n_named == len(names)
+    assert [(c.prefix, c.count) for c in stats.candidates] == [(b"post", 180)]
+    top5 = stats.by_length[5]
+    assert top5[0].prefix in {b"post.", b"postm", b"postf"}
+    assert all(pc.count >= top5[-1].count for pc in top5)
+
+
+def test_keyword_fit_of_a_worm_and_of_a_flat_host() -> None:
+    worm = Host()
+    for minute, n in enumerate([10, 20, 30, 40, 50]):
+        worm.queries([at(12 + minute / 60)] * n, [f"mail{minute}-{i}.x" for i in range(n)])
+        worm.query(at(12 + minute / 60), f"www{minute}.x")
+    _x, _y, fit = keyword_fit(worm.state())
+    assert fit.n_bins == 5
+    assert fit.r2 == pytest.approx(1.0)
+    # keyword A = A - 1 in every bin: a line of slope 1, intercept -1
+    assert fit.slope == pytest.approx(1.0)
+    assert fit.intercept == pytest.approx(-1.0)
+    flat = Host()
+    for minute in range(4):
+        flat.query(at(12 + minute / 60), f"mail{minute}.x")
+    _x, _y, fit = keyword_fit(flat.state())
+    assert (fit.slope, fit.r2) == (None, 1.0)
+
+
+def test_coarsen_sums_into_wide_bins() -> None:
+    bins = np.array([10, 11, 14, 15, 21], np.int64)
+    wide, mx, syn = coarsen(bins, np.array([1, 2, 3, 4, 5]), np.array([0, 1, 0, 1, 0]), 5)
+    assert wide.tolist() == [2, 3, 4]
+    assert mx.tolist() == [6, 4, 5]
+    assert syn.tolist() == [1, 1, 0]
+
+
+# --- errors and reruns ---------------------------------------------------------------------------
+
+
+def test_errors_are_wormwatch_errors(tmp_path: Path) -> None:
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(WormwatchError, match="not a directory"):
+        write_report([str(DEMO)], a_file, Config())
+    with pytest.raises(WormwatchError, match="cannot create report directory"):
+        write_report([str(DEMO)], a_file / "below", Config())
+    with pytest.raises(WormwatchError):
+        write_report([str(tmp_path / "missing.pcap")], tmp_path / "out", Config())
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_unwritable_directory(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    with pytest.raises(WormwatchError, match="permission denied"):
+        write_report([str(DEMO)], locked, Config())
+
+
+def test_rerun_replaces_its_own_figures_only(tmp_path: Path, demo_report: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    for png in demo_report.glob("*.png"):
+        (out / png.name).write_bytes(png.read_bytes())
+    (out / "notes.png").write_bytes(b"mine")
+    write_report([str(QUIET)], out, Config())
+    page = read_page(out)
+    assert {p.name for p in out.glob("fig*.png")} == set(page.images)
+    assert (out / "notes.png").read_bytes() == b"mine"
+
+
+def test_cli_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "cli"
+    done = subprocess.run(
+        [sys.executable, "-m", "wormwatch", "report", str(DEMO), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"report written to {out / 'index.html'}"
+    page = read_page(out)
+    # without the demo config the mail server is flagged too
+    assert "192.0.2.25" in {r["f-host"] for r in page.findings if r}
+
+
+def test_cli_reports_a_missing_file_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from wormwatch.cli import main
+
+    code = main(["report", str(tmp_path / "nope.pcap"), "-o", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code != 0
+    assert err.startswith("wormwatch: error: ")
+    assert "nope.pcap" in err
+    assert len(err.strip().splitlines()) == 1
