@@ -292,3 +292,24 @@ def test_keys_redraw_the_current_snapshot_at_once() -> None:
     assert tui.n_draws == before + 1
     assert "sort DNS q/s" in out.getvalue()
     tui.close()
+
+
+def test_hostile_names_of_the_sample_pcap_are_shown_escaped() -> None:
+    """dns_names.pcap through the real pipeline, its host's detail on a colour terminal."""
+    from wormwatch.config import load_config
+    from wormwatch.pipeline import Pipeline
+    from wormwatch.source.pcapfile import open_replay
+
+    pcap = Path(__file__).parent.parent / "pcaps" / "dns_names.pcap"
+    result = Pipeline(load_config(None), source_name=pcap.name).run(open_replay([str(pcap)]))
+    final = replace(result.final, hosts=result.hosts)
+    addr = "192.0.2.201"
+    assert b"\x1b[31mred\x1b[0m.example" in result.hosts[0].state.sample_names
+    console = Console(record=True, width=200, height=40, force_terminal=True, color_system="256")
+    state = ViewState(selected=addr, is_detail_open=True)
+    console.print(build_screen(final, width=200, height=40, state=state))
+    out = console.export_text(styles=True)
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", out)
+    assert "\\x1b\\x5b31mred\\x1b\\x5b0m.example" in plain
+    assert "\\x01\\x02ctl\\x7f.example" in plain
+    assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f]", plain)

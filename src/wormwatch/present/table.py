@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Final
 
 from rich.console import Group, RenderableType
-from rich.table import Table
 from rich.text import Text
 
 from wormwatch.model import STATUS_NAMES, Snapshot
@@ -246,31 +245,42 @@ def _window(n_rows: int, n_fit: int, selected_idx: int | None) -> tuple[int, int
     return start, start + n_fit
 
 
+def _cell(content: Text | str, width: int, justify: str) -> Text:
+    """``content`` cut (with an ellipsis) or padded to exactly ``width`` cells."""
+    text = content.copy() if isinstance(content, Text) else Text(content)
+    text.truncate(width, overflow="ellipsis")
+    pad = " " * (width - text.cell_len)
+    return Text.assemble(pad, text) if justify == "right" else Text.assemble(text, pad)
+
+
+def _line(cells: Sequence[Text], style: str = "") -> Text:
+    line = Text(" " * GAP, no_wrap=True, overflow="ellipsis").join(cells)
+    if style:
+        line.stylize(style)
+    return line
+
+
 def host_table(
     rows: Sequence[HostRow], *, width: int, n_fit: int, selected: str | None
-) -> tuple[Table, tuple[int, int]]:
-    """The top-hosts table for ``rows``, at most ``n_fit`` of them, keeping
-    the selected one in view. Returns the table and the shown index range."""
+) -> tuple[list[Text], tuple[int, int]]:
+    """The top-hosts table for ``rows``: a header line, then at most ``n_fit``
+    rows, keeping the selected one in view. Returns the lines and the shown
+    index range.
+
+    Rows are laid out here, one ``Text`` per line with every cell cut or
+    padded to its column, rather than by a rich ``Table``: the table is
+    redrawn several times a second, and this is several times cheaper.
+    """
     columns, ctx = _fit(rows, width)
     ctx = _Ctx(selected, ctx.host_w, ctx.bar_w, ctx.spark_w, ctx.sample_w, ctx.is_syn_split)
-    table = Table(box=None, pad_edge=False, padding=(0, 1), header_style="bold", expand=False)
-    for col in columns:
-        table.add_column(
-            col.header,
-            width=col.width,
-            no_wrap=True,
-            overflow="ellipsis",
-            justify="left" if col.justify == "left" else "right",
-        )
+    lines = [_line([_cell(c.header, c.width, c.justify) for c in columns], "bold")]
     addrs = [r.addr for r in rows]
     idx = addrs.index(selected) if selected in addrs else None
     lo, hi = _window(len(rows), max(0, n_fit), idx)
     for row in rows[lo:hi]:
-        table.add_row(
-            *(_CELLS[col.key](row, ctx) for col in columns),
-            style="reverse" if row.addr == selected else None,
-        )
-    return table, (lo, hi)
+        cells = [_cell(_CELLS[c.key](row, ctx), c.width, c.justify) for c in columns]
+        lines.append(_line(cells, "reverse" if row.addr == selected else ""))
+    return lines, (lo, hi)
 
 
 # --- footer and the whole screen -----------------------------------------------
@@ -339,7 +349,7 @@ def build_screen(
         n_fit = body_h - detail_h - 1
         if rows:
             table, shown = host_table(rows, width=width, n_fit=n_fit, selected=state.selected)
-            parts.append(table)
+            parts.extend(table)
         else:
             parts.append(_empty_line(snapshot, state))
         used = (shown[1] - shown[0] + 1) if rows else 1
