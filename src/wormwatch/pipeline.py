@@ -24,16 +24,13 @@ from wormwatch.alerts import AlertTracker
 from wormwatch.classify import Classifier
 from wormwatch.config import Config
 from wormwatch.decode import Decoder
-from wormwatch.detect import evaluate, network_sync
+from wormwatch.detect import could_fire, evaluate, network_evidence, network_sync
 from wormwatch.errors import WormwatchError
 from wormwatch.model import (
-    C_KW_A,
-    C_MX,
     C_QUERIES,
     C_SYN135,
     C_SYN139,
     C_SYN445,
-    C_SYN_DST_NEW,
     Batch,
     Events,
     HostView,
@@ -44,10 +41,6 @@ from wormwatch.source import Source
 
 BATCH_PACKETS = 16384
 TOP_HOSTS = 50
-# Pre-filter floors: no detector fires below these (see docs/DETECTION.md), so
-# hosts under all three keep score 0 without a Python-level evaluation.
-MIN_KEYWORD_A = 3
-MIN_SYN_TARGETS = 3
 
 
 def slice_events(ev: Events, lo: int, hi: int) -> Events:
@@ -159,7 +152,7 @@ class Pipeline:
         )
         self.scores = np.zeros(cfg.max_hosts, np.float64)
         self.verdicts: dict[int, Verdict] = {}
-        self.tracker = AlertTracker()
+        self.tracker = AlertTracker(cfg.score)
         self.alerts = alerts
         self.n_alerts = 0
         self.presenter = presenter
@@ -253,22 +246,22 @@ class Pipeline:
     # -- detection --------------------------------------------------------------
 
     def _candidates(self, since_us: int) -> npt.NDArray[np.int64]:
-        """Hosts worth a full evaluation: a cheap vectorised pre-filter.
+        """Hosts worth a full evaluation now.
 
-        A host below every detector's floor (no keyword A queries, no MX
-        query, no SYN targets to speak of) cannot fire any signal, so it
-        keeps score 0 without a Python-level look; a host with no event
-        since ``since_us`` keeps its last verdict.
+        A vectorised pre-filter (:func:`wormwatch.detect.could_fire`): a host
+        whose totals cannot reach any detector's thresholds keeps score 0
+        without a Python-level look. Of the rest, those with events since
+        ``since_us``, plus every host that holds a verdict (so a verdict can
+        clear once the activity leaves the window).
         """
         n = self.agg.n_hosts
-        totals = self.agg.totals[:n]
-        maybe = (
-            (totals[:, C_KW_A] >= MIN_KEYWORD_A)
-            | (totals[:, C_MX] >= 1)
-            | (totals[:, C_SYN_DST_NEW] >= MIN_SYN_TARGETS)
-        )
+        maybe = could_fire(self.agg.totals[:n], self.cfg).any(axis=1)
         dirty = self.agg.last_us[:n] >= since_us
-        return np.nonzero(maybe & dirty)[0]
+        ids = np.nonzero(maybe & dirty)[0]
+        flagged = [i for i, v in self.verdicts.items() if v.verdicts]
+        if flagged:
+            ids = np.union1d(ids, np.array(flagged, np.int64))
+        return ids.astype(np.int64)
 
     def _evaluate(self, since_us: int, *, emit: bool, all_hosts: bool = False) -> None:
         """Re-score hosts with events since ``since_us``.
@@ -316,10 +309,18 @@ class Pipeline:
         ]
 
     def network_sync(self) -> float | None:
-        _bins, series = self.agg.network_series()
+        """Pearson r of all clients' MX queries against all their SYNs."""
+        bins, series = self.agg.network_series()
         if series.shape[0] == 0:
             return None
-        return network_sync(series[:, 1], series[:, 2])
+        return network_sync(series[:, 1], series[:, 2], bins=bins, cfg=self.cfg)
+
+    def network_evidence(self) -> dict[str, object] | None:
+        """The network-wide sync with its series, for the summary record."""
+        bins, series = self.agg.network_series()
+        if series.shape[0] == 0:
+            return None
+        return network_evidence(bins, series[:, 1], series[:, 2], self.cfg)
 
     def snapshot(self, source: Source, *, is_finished: bool = False) -> Snapshot:
         """What the sensor knows now, for the display and the summary."""

@@ -101,7 +101,13 @@ def _presenter(opts: RunOptions) -> Presenter | None:
     return presenter
 
 
-def write_summary(path: str, hosts: list[HostView], final: Snapshot, bin_s: int) -> None:
+def write_summary(
+    path: str,
+    hosts: list[HostView],
+    final: Snapshot,
+    bin_s: int,
+    network: dict[str, object] | None = None,
+) -> None:
     """Host records (ranked) then one network record, as JSON lines.
 
     A file is written beside its final name and renamed into place, so a
@@ -114,7 +120,7 @@ def write_summary(path: str, hosts: list[HostView], final: Snapshot, bin_s: int)
     try:
         for view in hosts:
             writer.write(host_record(view, bin_s))
-        writer.write(summary_record(dataclasses.replace(final, hosts=hosts)))
+        writer.write(summary_record(dataclasses.replace(final, hosts=hosts), network_sync=network))
     finally:
         writer.close()
     if target != "/dev/stdout":
@@ -144,7 +150,13 @@ def run(cfg: Config, opts: RunOptions) -> RunResult:
         if alerts is not None:
             alerts.close()
     if opts.summary:
-        write_summary(opts.summary, result.hosts, result.final, pipeline.agg.bin_s)
+        write_summary(
+            opts.summary,
+            result.hosts,
+            result.final,
+            pipeline.agg.bin_s,
+            pipeline.network_evidence(),
+        )
     if opts.summary != "-":
         _print_text(result)
     return result
@@ -156,7 +168,9 @@ def _periodic(opts: RunOptions) -> Callable[[Pipeline, Snapshot], None] | None:
         return None
 
     def rewrite(pipeline: Pipeline, snapshot: Snapshot) -> None:
-        write_summary(path, pipeline.host_views(), snapshot, pipeline.agg.bin_s)
+        write_summary(
+            path, pipeline.host_views(), snapshot, pipeline.agg.bin_s, pipeline.network_evidence()
+        )
 
     return rewrite
 
