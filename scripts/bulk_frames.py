@@ -194,7 +194,7 @@ def _write_chunk(
         rows[:, 16:] = t.head
         _fill_group(rows, t, lo + group, plan, addrs)
         buf[rec_off[group, None] + np.arange(width)] = rows
-    out.write(memoryview(buf))
+    out.write(buf.data)
     return int(buf.nbytes)
 
 

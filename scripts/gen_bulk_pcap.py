@@ -287,7 +287,8 @@ def bookkeeping(plan: Plan, hosts: Hosts, kinds: Kinds) -> dict[str, Any]:
     syn = {str(port): per_host(is_scan & (plan.dport == port)) for port in (135, 139, 445)}
     pairs = np.unique(np.stack([plan.src[is_scan], plan.dst[is_scan]]), axis=1)
     targets = np.bincount(pairs[0], minlength=n_hosts)
-    active = np.flatnonzero((queries["total"] > 0) | is_scan_host(syn))
+    n_syns = np.stack(list(syn.values())).sum(axis=0)
+    active = np.flatnonzero((queries["total"] > 0) | (n_syns > 0))
     per_addr = {
         hosts.names[h]: {
             "queries": {k: int(v[h]) for k, v in queries.items()},
@@ -322,10 +323,6 @@ def bookkeeping(plan: Plan, hosts: Hosts, kinds: Kinds) -> dict[str, Any]:
         },
         "hosts": per_addr,
     }
-
-
-def is_scan_host(syn: dict[str, np.ndarray]) -> np.ndarray:
-    return sum(syn.values()) > 0  # type: ignore[no-any-return]
 
 
 # --- entry points ----------------------------------------------------------------

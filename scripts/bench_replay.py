@@ -1,0 +1,336 @@
+"""Replay benchmark: wormwatch against tcpdump+BPF and a dpkt loop on one large file.
+
+Place in the flow: drives the whole pipeline (source -> decode -> classify ->
+aggregate -> detect -> summary) from outside, as an operator would, and in
+process stage by stage, on a mixed pcap of about 2M packets that
+``scripts/gen_bulk_pcap.py`` generates at run time (cached in ``--out`` by its
+parameters, never committed). Prints one table of packets/s and ratios, and
+PASS/MISS for the targets of issue 2 (steady state >= tcpdump+BPF, warm
+start-up < 1 s, peak RSS < 300 MB). Exits 0 either way: the targets are for
+humans, not CI.
+
+Usage: python scripts/bench_replay.py [--out DIR] [--packets N] [--repeat R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.append(_HERE)  # the sibling scripts are imported, not installed
+import gen_bulk_pcap  # noqa: E402  (needs the sys.path line above)
+from bench_tools import (  # noqa: E402
+    Row,
+    best_of,
+    dpkt_as_summary,
+    dpkt_count,
+    run_child,
+    tcpdump_row,
+)
+
+TARGET_RATIO = 1.0
+TARGET_STARTUP_S = 1.0
+TARGET_RSS_MB = 300.0
+
+
+def wormwatch_cmd(*args: str) -> list[str]:
+    """The installed console script beside this interpreter, else ``python -m wormwatch``."""
+    script = Path(sys.executable).parent / "wormwatch"
+    if script.exists():
+        return [str(script), *args]
+    return [sys.executable, "-m", "wormwatch", *args]
+
+
+# --- wormwatch, whole process and start-up -----------------------------------------
+
+
+def startup(tiny: Path, runs: int) -> tuple[float, list[float], dict[str, float]]:
+    """(cold seconds, warm seconds per run, baselines) of ``wormwatch replay`` on ``tiny``."""
+    cmd = wormwatch_cmd("replay", str(tiny), "--no-tui", "--summary", os.devnull)
+    with tempfile.TemporaryDirectory(prefix="ww-numba-cold-") as cold_dir:
+        cold = run_child(cmd, env={**os.environ, "NUMBA_CACHE_DIR": cold_dir})
+    if cold.returncode != 0:
+        print(f"cold start-up run failed ({cold.returncode}): {cold.stderr.strip()[-400:]}")
+    run_child(cmd)  # fills the default cache if it was stale
+    warm = [run_child(cmd).wall_s for _ in range(max(runs, 5))]
+    baselines = {}
+    for label, code in (
+        ("python -c pass", "pass"),
+        ("import numpy", "import numpy"),
+        ("import numba", "import numba"),
+        ("import wormwatch.runner", "import wormwatch.runner"),
+        ("+ warm_up()", "import wormwatch.runner, wormwatch.decode as d; d.warm_up()"),
+    ):
+        baselines[label] = min(run_child([sys.executable, "-c", code]).wall_s for _ in range(runs))
+    return cold.wall_s, warm, baselines
+
+
+def read_summary(path: Path) -> dict[str, dict[str, Any]]:
+    """Host records of a ``--summary`` file, by source address."""
+    hosts = {}
+    for line in path.read_text().splitlines():
+        rec = json.loads(line)
+        if rec.get("event_type") == "host":
+            hosts[rec["src_ip"]] = rec
+    return hosts
+
+
+def compare_summary(summary: dict[str, dict[str, Any]], book: dict[str, Any]) -> list[str]:
+    """Differences between the replay's host counts and the generator's bookkeeping."""
+    problems = []
+    expected = book["hosts"]
+    for addr in sorted(set(expected) ^ set(summary)):
+        side = "only in the summary" if addr in summary else "missing from the summary"
+        problems.append(f"{addr} {side}")
+    for addr in sorted(set(expected) & set(summary)):
+        got = {key: summary[addr][key] for key in expected[addr]}
+        if got != expected[addr]:
+            problems.append(f"{addr}: summary {got} != generator {expected[addr]}")
+    return problems
+
+
+# --- wormwatch in process ---------------------------------------------------------
+
+
+def stage_rates(path: Path, repeat: int) -> tuple[list[Row], str]:
+    """Steady-state rows: the whole pipeline in process, then stages cut short."""
+    from wormwatch.config import load_config
+    from wormwatch.decode import warm_up
+    from wormwatch.pipeline import BATCH_PACKETS, Pipeline
+    from wormwatch.source.pcapfile import open_replay
+
+    t0 = time.perf_counter()
+    warm_up()
+    note = f"warm_up() in this process: {time.perf_counter() - t0:.2f} s"
+    cfg = load_config(None)
+
+    def full() -> tuple[int, float]:
+        pipe = Pipeline(cfg, source_name=path.name)
+        source = open_replay([str(path)])
+        t = time.perf_counter()
+        result = pipe.run(source)
+        elapsed = time.perf_counter() - t
+        source.close()
+        return int(result.final.decode["packets"]), elapsed
+
+    def upto(depth: int) -> Callable[[], tuple[int, float]]:
+        def loop() -> tuple[int, float]:
+            pipe = Pipeline(cfg, source_name=path.name)
+            source = open_replay([str(path)])
+            n = 0
+            t = time.perf_counter()
+            while (batch := source.read_batch(BATCH_PACKETS)) is not None:
+                n += batch.n
+                if depth >= 1:
+                    events = pipe.decoder.decode(batch)
+                if depth >= 2:
+                    keyword_idx = pipe.classifier.classify(events)
+                if depth >= 3:
+                    pipe.agg.ingest(events, keyword_idx)
+            elapsed = time.perf_counter() - t
+            source.close()
+            return n, elapsed
+
+        return loop
+
+    rows = [Row("wormwatch steady state (Pipeline.run)", *best_of(repeat, full))]
+    labels = ("source walk only", "+ decode", "+ classify", "+ aggregate (no detect)")
+    for depth, label in enumerate(labels):
+        rows.append(Row(f"  stages: {label}", *best_of(repeat, upto(depth))))
+    return rows, note
+
+
+def stage_breakdown(rows: list[Row]) -> list[str]:
+    """ns per packet added by each stage, from the cumulative stage rows."""
+    by = {r.name.strip(): r for r in rows}
+    order = [
+        ("source walk", None, "stages: source walk only"),
+        ("decode", "stages: source walk only", "stages: + decode"),
+        ("classify", "stages: + decode", "stages: + classify"),
+        ("aggregate", "stages: + classify", "stages: + aggregate (no detect)"),
+        ("detect + summary state", "stages: + aggregate (no detect)",
+         "wormwatch steady state (Pipeline.run)"),
+    ]  # fmt: skip
+    lines = []
+    for label, before, after in order:
+        cost = by[after].seconds - (by[before].seconds if before else 0.0)
+        lines.append(f"  {label:<24} {cost * 1e9 / max(by[after].packets, 1):7.1f} ns/packet")
+    return lines
+
+
+def profile_run(path: Path, top: int = 15) -> None:
+    """cProfile of one in-process ``Pipeline.run``, the functions with most own time."""
+    import cProfile
+    import pstats
+
+    from wormwatch.config import load_config
+    from wormwatch.pipeline import Pipeline
+    from wormwatch.source.pcapfile import open_replay
+
+    pipe = Pipeline(load_config(None), source_name=path.name)
+    source = open_replay([str(path)])
+    profiler = cProfile.Profile()
+    profiler.runcall(pipe.run, source)
+    source.close()
+    print(f"\ncProfile of Pipeline.run, top {top} by own time:")
+    pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(top)
+
+
+def machine() -> str:
+    """CPU count, versions and load: numbers from a loaded 2-core box are noisy."""
+    import numba
+    import numpy
+
+    load = os.getloadavg()[0]
+    warn = "  (other work is running: expect noise)" if load > 0.5 else ""
+    return (
+        f"cpus {os.cpu_count()}, python {sys.version.split()[0]}, numpy {numpy.__version__},"
+        f" numba {numba.__version__}, load average {load:.2f}{warn}"
+    )
+
+
+# --- measure and report ------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Results:
+    """Everything one benchmark run measured."""
+
+    rows: list[Row]
+    stage_rows: list[Row]
+    tcpdump: Row | None
+    dpkt: Row
+    cold_s: float
+    warm_s: list[float]
+    baselines: dict[str, float]
+    peak_rss_mb: float
+    summary_problems: list[str]
+    notes: list[str]
+
+
+def measure(path: Path, tiny: Path, book: dict[str, Any], args: argparse.Namespace) -> Results:
+    """Runs every measurement of the table on ``path`` (and start-up on ``tiny``)."""
+    n, repeat = book["packets"], args.repeat
+    # the first cat also brings the file into the page cache for everything after it
+    cat_s = min(run_child(["cat", str(path)]).wall_s for _ in range(repeat + 1))
+    print("start-up (tiny pcap of 1,000 packets) ...", flush=True)
+    cold_s, warm, baselines = startup(tiny, repeat)
+    print("whole process ...", flush=True)
+    with tempfile.TemporaryDirectory(prefix="ww-bench-") as tmp_dir:
+        tmp = Path(tmp_dir)
+        summary = tmp / "summary.jsonl"
+        cmd = wormwatch_cmd("replay", str(path), "--summary", str(summary), "--no-tui")
+        whole = [run_child(cmd) for _ in range(repeat)]
+        failed = [r for r in whole if r.returncode != 0]
+        if failed:
+            raise SystemExit(
+                f"wormwatch replay failed ({failed[0].returncode}): {failed[0].stderr}"
+            )
+        problems = compare_summary(read_summary(summary), book)
+        print("in process, stage by stage ...", flush=True)
+        stage_rows, warm_note = stage_rates(path, repeat)
+        print("tcpdump ...", flush=True)
+        tcpdump, tcpdump_note = tcpdump_row(path, n, repeat, tmp)
+    print("dpkt ...", flush=True)
+    t = time.perf_counter()
+    n_dpkt, dpkt_hosts = dpkt_count(path, args.dpkt_packets)
+    dpkt_row = Row(f"dpkt loop (first {n_dpkt:,}, extrapolated)", n_dpkt, time.perf_counter() - t)
+    notes = [warm_note, tcpdump_note]
+    if n_dpkt == n:
+        dpkt_problems = compare_summary(dpkt_as_summary(dpkt_hosts), book)
+        notes.append(f"dpkt loop vs generator bookkeeping: {len(dpkt_problems)} hosts differ")
+    peak_rss = max(r.max_rss_mb for r in whole)
+    best = min(r.wall_s for r in whole)
+    rows = [
+        Row("wormwatch replay (whole process)", n, best, f"peak RSS {peak_rss:.0f} MB"),
+        *stage_rows,
+        Row("cat FILE > /dev/null", n, cat_s),
+        *([tcpdump] if tcpdump else []),
+        dpkt_row,
+    ]
+    return Results(rows, stage_rows, tcpdump, dpkt_row, cold_s, warm, baselines, peak_rss,
+                   problems, notes)  # fmt: skip
+
+
+def print_table(res: Results) -> None:
+    """The table of rates and ratios."""
+    head = f"{'measurement':<40} {'packets':>10} {'seconds':>8} {'packets/s':>11}"
+    print(f"\n{head} {'/tcpdump':>8} {'/dpkt':>7}  note")
+    for row in res.rows:
+        vs_tcpdump = f"{row.rate / res.tcpdump.rate:8.2f}" if res.tcpdump else f"{'n/a':>8}"
+        print(
+            f"{row.name:<40} {row.packets:>10,} {row.seconds:>8.3f} {row.rate:>11,.0f}"
+            f" {vs_tcpdump} {row.rate / res.dpkt.rate:>7.1f}  {row.note}"
+        )
+
+
+def verdict(ok: bool | None) -> str:
+    return "n/a " if ok is None else ("PASS" if ok else "MISS")
+
+
+def report(res: Results, n_hosts: int) -> None:
+    """Table, stage costs, start-up, correctness check and the targets."""
+    print_table(res)
+    print("\nwhere the steady-state time goes (differences of the cumulative stage rows):")
+    print("\n".join(stage_breakdown(res.stage_rows)))
+    warm_s = sorted(res.warm_s)[len(res.warm_s) // 2]
+    runs = ", ".join(f"{w:.2f}" for w in res.warm_s)
+    print(f"\nstart-up, wormwatch replay of 1,000 packets: cold numba cache {res.cold_s:.2f} s,")
+    print(f"  warm {warm_s:.2f} s (median of {runs})")
+    print("  baselines: " + ", ".join(f"{k} {v:.2f} s" for k, v in res.baselines.items()))
+    for note in res.notes:
+        print(note)
+    equal = n_hosts - len(res.summary_problems)
+    print(f"--summary vs generator bookkeeping: {equal:,} of {n_hosts:,} hosts equal")
+    for problem in res.summary_problems[:5]:
+        print("  " + problem)
+    steady = res.stage_rows[0]
+    ratio = steady.rate / res.tcpdump.rate if res.tcpdump else None
+    shown = "n/a (no tcpdump)" if ratio is None else f"{ratio:.2f}"
+    print("\ntargets (issue 2):")
+    ok = None if ratio is None else ratio >= TARGET_RATIO
+    print(f"  {verdict(ok)} steady state / tcpdump+BPF >= {TARGET_RATIO}: {shown}")
+    ok = warm_s < TARGET_STARTUP_S
+    print(f"  {verdict(ok)} start-up with a warm cache < {TARGET_STARTUP_S} s: {warm_s:.2f} s")
+    ok = res.peak_rss_mb < TARGET_RSS_MB
+    print(f"  {verdict(ok)} peak RSS < {TARGET_RSS_MB:.0f} MB: {res.peak_rss_mb:.0f} MB")
+    self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"  (this benchmark process itself peaked at {self_rss:.0f} MB; not a target)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    default_out = Path(tempfile.gettempdir()) / "wormwatch-bench"
+    parser.add_argument("--out", type=Path, default=default_out, help="cache of generated pcaps")
+    parser.add_argument("--packets", type=int, default=2_000_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (best kept)")
+    parser.add_argument("--dpkt-packets", type=int, default=200_000, help="read by the dpkt loop")
+    parser.add_argument("--profile", action="store_true", help="also cProfile one Pipeline.run")
+    args = parser.parse_args()
+    print(f"command: {' '.join(sys.argv)}\n{machine()}")
+    t0 = time.perf_counter()
+    path, book, fresh = gen_bulk_pcap.cached(args.out, n_packets=args.packets, seed=args.seed)
+    how = f"generated in {time.perf_counter() - t0:.1f} s" if fresh else "cached"
+    print(f"file: {path} ({how})\n{gen_bulk_pcap.describe(book)}\n")
+    tiny, _, _ = gen_bulk_pcap.cached(args.out, n_packets=1000, seed=args.seed)
+    report(measure(path, tiny, book, args), len(book["hosts"]))
+    print(f"load average at the end: {os.getloadavg()[0]:.2f}")
+    if args.profile:
+        profile_run(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
