@@ -267,24 +267,28 @@ min_active_bins = 2
 """
 
 
-def _hostile_pcap(path: Path) -> None:
+def _queries_pcap(path: Path, src: str, names: list[bytes], gap_s: float) -> None:
+    """A-queries from ``src``, one every ``gap_s`` seconds of packet time (scapy)."""
     from scapy.layers.dns import DNS, DNSQR
     from scapy.layers.inet import IP, UDP
     from scapy.layers.l2 import Ether
     from scapy.utils import wrpcap
 
     frames = []
-    for i in range(24):
-        name = HOSTILE[i % len(HOSTILE)]
+    for i, name in enumerate(names):
         frame = (
             Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
-            / IP(src="192.0.2.66", dst="198.51.100.53")
-            / UDP(sport=40000 + i, dport=53)
+            / IP(src=src, dst="198.51.100.53")
+            / UDP(sport=40000 + i % 20000, dport=53)
             / DNS(id=i, rd=1, qd=DNSQR(qname=name, qtype="A"))
         )
-        frame.time = 1_768_467_600 + 20 * i
+        frame.time = 1_768_467_600 + gap_s * i
         frames.append(frame)
     wrpcap(str(path), frames)
+
+
+def _hostile_pcap(path: Path) -> None:
+    _queries_pcap(path, "192.0.2.66", [HOSTILE[i % len(HOSTILE)] for i in range(24)], 20.0)
 
 
 def test_hostile_names_are_escaped(tmp_path: Path) -> None:
@@ -313,6 +317,21 @@ def test_hostile_names_are_escaped(tmp_path: Path) -> None:
     assert 'mx"&amp;' in shown
     assert page.prefix_hosts == ["192.0.2.66"]
     assert "mail<" in shown, "the prefix table shows the hostile prefix, escaped"
+
+
+def test_unflagged_host_with_unknown_keywords_gets_a_prefix_table(tmp_path: Path) -> None:
+    # 30 A-queries a minute for 10 minutes, names a worm might use but no keyword matches
+    words = [b"post", b"postman", b"postfix"]
+    names = [words[i % 3] + b".example%d.com" % i for i in range(300)]
+    pcap = tmp_path / "post.pcap"
+    _queries_pcap(pcap, "192.0.2.70", names, 2.0)
+    out = tmp_path / "report"
+    write_report([str(pcap)], out, Config())
+    page = read_page(out)
+    assert "no-findings" in page.ids
+    assert page.prefix_hosts == ["192.0.2.70"]
+    text = "".join(page.text)
+    assert "Frequent prefixes outside the keyword set: post 300 (100.0%)" in text
 
 
 # --- pieces ------------------------------------------------------------------------------------

@@ -208,7 +208,13 @@ def keyword_fit_figure(state: HostState, bin_s: int, path: Path) -> KeywordFit:
     ax = fig.subplots()
     top = max(1.0, float(x.max()) if x.size else 1.0) * 1.05
     ax.plot([0, top], [0, top], ls="--", lw=0.8, color="grey", label="y = x (all A are keyword)")
-    ax.scatter(x, y, s=14, alpha=0.55, color="tab:blue", edgecolors="none", label="one bin")
+    # bins with the same counts are one dot, its area growing with their number
+    points, n_bins = np.unique(np.stack([x, y], axis=1), axis=0, return_counts=True)
+    label = "bins (bigger dot: more bins)" if n_bins.size and n_bins.max() > 1 else "one bin"
+    ax.scatter(
+        points[:, 0], points[:, 1], s=np.minimum(14 * n_bins, 400), alpha=0.55,
+        color="tab:blue", edgecolors="none", label=label, zorder=3,
+    )  # fmt: skip
     if fit.slope is not None and fit.intercept is not None:
         xs = np.array([0.0, top])
         ax.plot(xs, fit.slope * xs + fit.intercept, color="tab:red", lw=1.4, label="fitted line")

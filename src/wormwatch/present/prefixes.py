@@ -25,6 +25,8 @@ MAX_PREFIX_LEN = 5
 CANDIDATE_MIN_SHARE = 0.05
 # ... and at least this many queries do.
 CANDIDATE_MIN_COUNT = 10
+# One character says little about a word (ordinary names start with every letter).
+CANDIDATE_MIN_LEN = 2
 # A shorter prefix is left out of the candidates when one longer candidate
 # accounts for this share of its queries (``p``, ``po``, ``pos`` all follow
 # from ``post``).
@@ -55,13 +57,19 @@ class PrefixStats:
 
     ``by_length[L]`` are the ``top`` most frequent prefixes of length ``L``
     (1..5), most frequent first; ``candidates`` are the frequent prefixes
-    outside the keyword set, most frequent first; ``n_named`` is the number
-    of queries with a readable name (the shares' denominator).
+    outside the keyword set, most frequent first, none the start of another
+    (so their shares add up); ``n_named`` is the number of queries with a
+    readable name (the shares' denominator).
     """
 
     n_named: int
     by_length: dict[int, list[PrefixCount]]
     candidates: list[PrefixCount]
+
+    @property
+    def candidate_share(self) -> float:
+        """Share of the named queries that begin with a candidate."""
+        return sum(c.share for c in self.candidates)
 
 
 def relation(prefix: bytes, keywords: Sequence[bytes]) -> Relation:
@@ -80,7 +88,9 @@ def _candidates(counts: list[PrefixCount]) -> list[PrefixCount]:
     by_label: dict[bytes, PrefixCount] = {}
     for pc in counts:
         label = pc.prefix.split(b".", 1)[0]
-        if label and (label not in by_label or pc.count > by_label[label].count):
+        if len(label) >= CANDIDATE_MIN_LEN and (
+            label not in by_label or pc.count > by_label[label].count
+        ):
             by_label[label] = PrefixCount(label, pc.count, pc.share, pc.relation)
     labels = sorted(by_label.values(), key=lambda pc: (-len(pc.prefix), -pc.count, pc.prefix))
     kept: list[PrefixCount] = []

@@ -40,7 +40,8 @@ MAX_HOST_FIGURES = 10
 # Lines in the query-rate figure (more do not stay readable).
 MAX_RATE_LINES = 6
 # Hosts shown in the prefix tables that are not flagged but query A records at
-# a machine rate: the place to spot a worm whose keywords are not configured.
+# a machine rate, mostly names with a few prefixes outside the keyword set:
+# the place to spot a worm whose keywords are not configured.
 MAX_MACHINE_RATE_HOSTS = 5
 # What this module writes, so that a rerun into the same directory can remove
 # the figures of the previous run (and nothing else).
@@ -251,7 +252,8 @@ def _prefix_tables(data: ReportData) -> list[PrefixTable]:
     extra = []
     for v in machine:
         stats = prefix_stats(v.state.prefixes, keywords)
-        if stats.candidates:
+        # as concentrated as a keyword storm would have to be, were they keywords
+        if stats.candidates and stats.candidate_share >= data.cfg.keyword_storm.min_share:
             extra.append(PrefixTable(v, stats, False))
         if len(extra) == MAX_MACHINE_RATE_HOSTS:
             break

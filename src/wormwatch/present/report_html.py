@@ -260,7 +260,7 @@ def _prefix_table(t: PrefixTable, bin_s: int) -> str:
     if t.is_flagged:
         who = f"score {t.view.verdict.score:.1f}, {_verdicts(t.view.verdict.verdicts)}"
     else:
-        who = "not flagged: A queries at a keyword-storm rate, names outside the keyword set"
+        who = "not flagged: A queries at a keyword-storm rate, mostly with the prefixes below"
     n_rows = max((len(v) for v in t.stats.by_length.values()), default=0)
     columns = [t.stats.by_length[length] for length in range(1, MAX_PREFIX_LEN + 1)]
     rows = [
