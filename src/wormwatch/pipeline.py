@@ -183,6 +183,7 @@ class Pipeline:
         """
         stop = _Stop()
         error: WormwatchError | None = None
+        is_exhausted = False  # the source ended (not q, Ctrl-C or an error)
         next_refresh = self.clock()
         next_every = next_refresh + every_s if every_s else float("inf")
         if self.presenter is not None:
@@ -192,6 +193,7 @@ class Pipeline:
                 while not stop.requested:
                     batch = source.read_batch(BATCH_PACKETS)
                     if batch is None:
+                        is_exhausted = True
                         break
                     if batch.n:
                         self._ingest(batch)
@@ -211,7 +213,7 @@ class Pipeline:
             except WormwatchError as err:
                 error = err
         self._evaluate(self._alert_mark_us, emit=True, all_hosts=True)
-        final = self.snapshot(source, is_finished=True)
+        final = self.snapshot(source, is_finished=is_exhausted)
         if self.presenter is not None:
             self.presenter.stop(final)
         return RunResult(
