@@ -113,10 +113,12 @@ def wait_for_line(proc: subprocess.Popen[str], expected: str, timeout_s: float) 
 class CaptureRun:
     """The ``capture`` helper running in the capture namespace."""
 
-    def __init__(self, pair: VethPair, iface: str, *options: str) -> None:
+    def __init__(self, pair: VethPair, iface: str, *options: str, session: bool = False) -> None:
         self.out = pair.workdir / f"capture-{next(_COUNTER)}.json"
         argv = pair.helper(pair.capture_ns, "capture", iface, "--out", str(self.out), *options)
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, text=True, start_new_session=session
+        )
 
     def wait_ready(self, timeout_s: float = 30.0) -> None:
         """Return once the capture is open (or raise when it failed to open)."""

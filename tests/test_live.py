@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import pwd
+import select
 import signal
 import subprocess
 import sys
@@ -385,3 +387,36 @@ def test_wormwatch_live_agrees_with_replay(pair: VethPair, tmp_path: Path, worke
     assert live_hosts["198.51.100.14"]["verdicts"] == []
     flagged = {json.loads(line)["src_ip"] for line in alerts.read_text().splitlines()}
     assert flagged == FLAGGED
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                kids.append(int(stat.parent.name))
+    return kids
+
+
+def _wait_for(is_done: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
+    """Bounded wait on a condition the test cannot be told about (process table)."""
+    deadline = time.monotonic() + timeout_s
+    while not is_done():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        select.select([], [], [], 0.02)
+
+
+@pytest.mark.parametrize("how", ["kill-parent", "ctrl-c"])
+def test_fanout_workers_never_outlive_the_sensor(pair: VethPair, how: str) -> None:
+    run = CaptureRun(pair, pair.capture_if, "--expect", "1", "--workers", "2", session=True)
+    run.wait_ready()
+    _wait_for(lambda: len(_children(run.proc.pid)) == 2, "two capture workers")
+    workers = _children(run.proc.pid)
+    if how == "kill-parent":
+        run.proc.kill()
+    else:
+        # What a terminal does on Ctrl-C: SIGINT to the whole foreground process group.
+        os.killpg(run.proc.pid, signal.SIGINT)
+    run.proc.wait(30)
+    _wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers), "workers to exit")
