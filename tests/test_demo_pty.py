@@ -13,6 +13,7 @@ import fcntl
 import os
 import re
 import select
+import signal
 import struct
 import subprocess
 import sys
@@ -165,3 +166,15 @@ def test_demo_quits_mid_replay(app_factory: Callable[..., PtyApp]) -> None:
     assert "replay finished" not in app.text()
     app.send(b"q")
     check_clean_exit(app)
+
+
+def test_ctrl_c_mid_replay_exits_130_without_holding(app_factory: Callable[..., PtyApp]) -> None:
+    """SIGINT (what Ctrl-C sends) ends the run at once: no held final screen,
+    exit status 130, the terminal restored."""
+    app = app_factory("demo")
+    app.wait_for("the first hosts", lambda s: host_line(s, "192.0.2.66") != "")
+    app.proc.send_signal(signal.SIGINT)
+    assert app.wait_exit() == 130
+    assert b"replay finished" not in app.raw
+    assert app.raw.rfind(ALT_OFF) > app.raw.rfind(ALT_ON) >= 0
+    assert termios.tcgetattr(app.slave) == app.modes_before

@@ -258,6 +258,20 @@ def test_hold_at_end_keeps_the_final_screen_until_q() -> None:
     assert keys.restored >= 1
 
 
+class InterruptingKeys(ScriptedKeys):
+    def wait(self, timeout_s: float) -> bool:
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_ends_the_hold_like_q() -> None:
+    keys = InterruptingKeys()
+    tui, _ = presenter(keys, hold=True)
+    tui.start()
+    tui.stop(snapshot(is_finished=True))  # returns instead of raising
+    assert tui.state.is_quitting
+    assert keys.restored >= 1
+
+
 def test_hold_only_for_a_finished_replay() -> None:
     keys = ScriptedKeys()
     tui, _ = presenter(keys, hold=True)

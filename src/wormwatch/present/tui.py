@@ -162,11 +162,19 @@ class TuiPresenter:
             self.close()
 
     def _hold(self) -> None:
-        while not self.state.is_quitting:
-            has_input = self.keys.wait(HOLD_POLL_S)
-            self._apply(self.keys.read_keys())
-            if not has_input and self.console.size != self._drawn_size:
-                self._draw()
+        """Keep the final screen (keys still work) until ``q`` or Ctrl-C.
+
+        Ctrl-C here means "I am done looking": it ends the hold like ``q``,
+        so the run still writes its summary.
+        """
+        try:
+            while not self.state.is_quitting:
+                has_input = self.keys.wait(HOLD_POLL_S)
+                self._apply(self.keys.read_keys())
+                if not has_input and self.console.size != self._drawn_size:
+                    self._draw()
+        except KeyboardInterrupt:
+            self.state = replace(self.state, is_quitting=True)
 
     # -- keys and drawing --------------------------------------------------------------
 
