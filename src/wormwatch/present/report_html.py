@@ -4,12 +4,10 @@ In: the report's data (run result, chosen hosts, figure file names, prefix
 tables). Out: the text of ``index.html``: inline CSS, no script, no external
 asset; figures are ``<img>`` tags with relative file names.
 
-Untrusted text: every piece of text that did not come from this module
-(names, addresses, evidence values, file names, warnings) goes through
-:func:`esc`: :func:`~wormwatch.present.safe.safe_text` (controls, invalid
-UTF-8 and brackets become visible ``\\xNN`` escapes) and then
-:func:`html.escape` (``<``, ``>``, ``&`` and both quotes), so nothing from a
-capture can add markup. The findings table carries its numbers in
+Untrusted text: every piece of text that did not come from the report's own
+code (names, addresses, evidence values, file names, warnings) goes through
+:func:`~wormwatch.present.htmlkit.esc`, so nothing from a capture can add
+markup. The figure sections are :mod:`.report_figures`. The findings table carries its numbers in
 ``data-value`` attributes and its cells in stable ``f-*`` classes, so tools
 (and the tests) can read them back.
 """
@@ -19,19 +17,23 @@ from __future__ import annotations
 import html
 import json
 import re
-from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from wormwatch import __version__
 from wormwatch.config import SIGNALS, Config
 from wormwatch.model import STATUS_NAMES, HostView
+from wormwatch.present.htmlkit import as_int, duration, esc, num, table, utc, verdict_badges
 from wormwatch.present.jsonl import host_record
-from wormwatch.present.prefixes import MAX_PREFIX_LEN, PrefixCount
-from wormwatch.present.safe import safe_text
+from wormwatch.present.report_figures import (
+    fit_section,
+    prefix_section,
+    rate_section,
+    sync_section,
+)
 
 if TYPE_CHECKING:
-    from wormwatch.present.report import FigureFile, PrefixTable, ReportData
+    from wormwatch.present.report import ReportData
 
 MAX_FINDINGS_ROWS = 200
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
@@ -60,51 +62,6 @@ figcaption{color:#57606a;font-size:.92em}
 """
 
 
-def esc(value: object) -> str:
-    """Any value as HTML text that cannot carry markup (see the module docstring)."""
-    raw = value if isinstance(value, str | bytes) else str(value)
-    return html.escape(safe_text(raw), quote=True)
-
-
-def _utc(ts_us: int) -> str:
-    return datetime.fromtimestamp(ts_us / 1e6, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:,.1f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:,.1f} min"
-    return f"{seconds / 3600:,.1f} h"
-
-
-def _int(value: object) -> int:
-    return int(value) if isinstance(value, int | float) else 0
-
-
-def _num(value: object, fmt: str = "") -> str:
-    return format(value, fmt) if isinstance(value, int | float) else "n/a"
-
-
-def _table(header: Iterable[str], rows: Iterable[Iterable[str]], *, cls: str = "") -> str:
-    """A table whose header and cells are already HTML."""
-    head = "".join(f"<th>{h}</th>" for h in header)
-    body = "\n".join("<tr>" + "".join(cells) + "</tr>" for cells in rows)
-    attr = f' class="{cls}"' if cls else ""
-    return f"<table{attr}><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>"
-
-
-def _figure(fig: FigureFile, alt: str, caption: str) -> str:
-    return (
-        f'<figure><img src="{esc(fig.name)}" alt="{esc(alt)}" loading="lazy">'
-        f"<figcaption>{caption}</figcaption></figure>"
-    )
-
-
-def _verdicts(verdicts: Iterable[str]) -> str:
-    return "".join(f'<span class="verdict">{esc(v)}</span>' for v in verdicts)
-
-
 # --- findings -----------------------------------------------------------------------------
 
 
@@ -121,31 +78,31 @@ def _evidence_text(name: str, ev: Mapping[str, object]) -> str:
         share = ev.get("keyword_share")
         share_text = f"{share:.1%}" if isinstance(share, float) else "n/a"
         return (
-            f"{_int(ev.get('keyword_a_queries')):,} keyword A of {_int(ev.get('queries')):,} "
-            f"queries ({share_text}), {_num(ev.get('keyword_a_per_min'))}/min, "
-            f"R\N{SUPERSCRIPT TWO} {_num(ev.get('r2_keyword_a_vs_a'))}"
+            f"{as_int(ev.get('keyword_a_queries')):,} keyword A of {as_int(ev.get('queries')):,} "
+            f"queries ({share_text}), {num(ev.get('keyword_a_per_min'))}/min, "
+            f"R\N{SUPERSCRIPT TWO} {num(ev.get('r2_keyword_a_vs_a'))}"
             + _samples(ev.get("sample_names"))
         )
     if name == "mx-client":
         return (
-            f"{_int(ev.get('mx_queries')):,} MX queries for {_int(ev.get('mx_domains')):,} "
-            f"domains, {_num(ev.get('mx_per_min'))}/min" + _samples(ev.get("sample_domains"))
+            f"{as_int(ev.get('mx_queries')):,} MX queries for {as_int(ev.get('mx_domains')):,} "
+            f"domains, {num(ev.get('mx_per_min'))}/min" + _samples(ev.get("sample_domains"))
         )
     if name == "smb-scan":
         syn = ev.get("syn")
         ports = (
-            ", ".join(f"{esc(p)}: {_int(n):,}" for p, n in syn.items())
+            ", ".join(f"{esc(p)}: {as_int(n):,}" for p, n in syn.items())
             if isinstance(syn, dict)
             else ""
         )
         return (
-            f"{_int(ev.get('syns')):,} SYNs to {_int(ev.get('targets')):,} hosts ({ports}), "
-            f"peak {_int(ev.get('peak_targets_per_bin')):,} new targets in one bin"
+            f"{as_int(ev.get('syns')):,} SYNs to {as_int(ev.get('targets')):,} hosts ({ports}), "
+            f"peak {as_int(ev.get('peak_targets_per_bin')):,} new targets in one bin"
         )
     if name == "bot-sync":
         return (
-            f"MX vs SYN r = {_num(ev.get('r'))} over {_int(ev.get('bins')):,} bins "
-            f"({_int(ev.get('mx_queries')):,} MX, {_int(ev.get('syns')):,} SYNs)"
+            f"MX vs SYN r = {num(ev.get('r'))} over {as_int(ev.get('bins')):,} bins "
+            f"({as_int(ev.get('mx_queries')):,} MX, {as_int(ev.get('syns')):,} SYNs)"
         )
     return esc(json.dumps(ev, default=str)[:200])
 
@@ -187,13 +144,13 @@ def _finding_row(view: HostView, bin_s: int) -> list[str]:
         queries["A"],
         queries["MX"],
         rec["keyword_queries"],
-        sum(_int(n) for n in syn.values()),
+        sum(as_int(n) for n in syn.values()),
         rec["syn_targets"],
     ]
     cells = []
     for (_title, cls), value in zip(_FINDING_COLUMNS, values, strict=False):
         if cls == "f-verdicts":
-            shown = _verdicts(view.verdict.verdicts)
+            shown = verdict_badges(view.verdict.verdicts)
         elif isinstance(value, float):
             shown = f"{value:.1f}"
         elif isinstance(value, int):
@@ -224,129 +181,9 @@ def _findings(data: ReportData) -> str:
         f'<p id="findings-count"><b>{len(flagged):,}</b> of {n_hosts:,} hosts flagged, '
         "highest score first. Counts are totals since each host was first seen; the "
         "evidence is computed over the detection window.</p>"
-        + _table(header, rows, cls="findings")
+        + table(header, rows, cls="findings")
         + note
     )
-
-
-# --- figures --------------------------------------------------------------------------------
-
-
-def _fig1(data: ReportData) -> str:
-    if data.rate is None:
-        return "<p>No DNS queries in this capture.</p>"
-    who = "flagged hosts" if data.rate.is_flagged else "hosts that sent the most queries"
-    return (
-        '<p class="howto">Queries per minute of the '
-        f"{who}, one colour per host, A-record queries above and MX queries below. A keyword "
-        "storm is a flat, machine-steady band of hundreds of A queries a minute for hours; a "
-        "person's browsing comes in short bursts; a mass mailer shows in the MX panel, where "
-        "ordinary clients stay at zero.</p>"
-        + _figure(data.rate, "DNS query rate over time", esc(data.rate.caption))
-    )
-
-
-def _prefix_cell(pc: PrefixCount | None) -> str:
-    if pc is None:
-        return "<td></td>"
-    return (
-        f'<td class="p-{pc.relation.value}"><code>{esc(pc.prefix)}</code> '
-        f"{pc.count:,} <span class=muted>({pc.share:.1%})</span></td>"
-    )
-
-
-def _prefix_table(t: PrefixTable, bin_s: int) -> str:
-    st = t.view.state
-    if t.is_flagged:
-        who = f"score {t.view.verdict.score:.1f}, {_verdicts(t.view.verdict.verdicts)}"
-    else:
-        who = "not flagged: A queries at a keyword-storm rate, mostly with the prefixes below"
-    n_rows = max((len(v) for v in t.stats.by_length.values()), default=0)
-    columns = [t.stats.by_length[length] for length in range(1, MAX_PREFIX_LEN + 1)]
-    rows = [
-        [f"<td class=num>{i + 1}</td>"]
-        + [_prefix_cell(col[i] if i < len(col) else None) for col in columns]
-        for i in range(n_rows)
-    ]
-    header = ["rank"] + [f"length {n}" for n in range(1, MAX_PREFIX_LEN + 1)]
-    if t.stats.candidates:
-        shown = ", ".join(
-            f"<code>{esc(c.prefix)}</code> {c.count:,} ({c.share:.1%})" for c in t.stats.candidates
-        )
-        cand = f"<p>Frequent prefixes outside the keyword set: {shown}</p>"
-    else:
-        cand = (
-            '<p class="muted">No frequent prefix outside the keyword set: every prefix used by '
-            "5% or more of the queries is a keyword or the start of one.</p>"
-        )
-    return (
-        f'<h3 class="prefix-host" data-host="{esc(st.addr)}">{esc(st.addr)} '
-        f'<span class="muted">({who})</span></h3>'
-        f"<p class=muted>{t.stats.n_named:,} queries with a name.</p>"
-        + _table(header, rows, cls="prefixes")
-        + cand
-    )
-
-
-def _fig2(data: ReportData) -> str:
-    howto = (
-        '<p class="howto">For each keyword-storm host, the most frequent first 1 to 5 characters '
-        "of its query names, with how many queries begin with them (the share is of the host's "
-        'named queries). <span class="legend">Blue cells</span> begin with a configured keyword; '
-        "pale cells are the start of one; <b>brown</b> prefixes are outside the keyword set. A "
-        "worm's keywords stand out as a few prefixes that hold most of its queries; frequent "
-        "prefixes outside the set (listed under each table) are candidates for new keywords. "
-        "Hosts that query A records at a storm rate without configured keywords follow the "
-        "flagged ones, because that is what an unknown worm looks like.</p>"
-    )
-    if not data.prefix_tables:
-        return howto + "<p>No keyword-storm host, and no host querying A records at that rate.</p>"
-    return howto + "\n".join(_prefix_table(t, data.bin_s) for t in data.prefix_tables)
-
-
-def _fig3(data: ReportData) -> str:
-    howto = (
-        '<p class="howto">One point per time bin with A queries: all A queries of the bin '
-        "(x) against those whose name begins with a keyword (y). A worm working through a "
-        "list of mail-server names puts its points on a straight line near the diagonal, with "
-        "R\N{SUPERSCRIPT TWO} near 1 (0.999 in the study); a person's queries scatter near the "
-        "x axis. Hosts that sent many keyword queries without being flagged follow the "
-        "flagged ones.</p>"
-    )
-    if not data.fits:
-        return howto + "<p>No host sent enough keyword A-queries to plot.</p>"
-    parts = []
-    for f in data.fits:
-        status = "keyword-storm" if f.is_flagged else "not flagged"
-        r2 = f.fit.r2 if f.fit is not None else None
-        r2_text = "undefined" if r2 is None else f"{r2:.4f}"
-        caption = f"{esc(f.host)} ({status}): R\N{SUPERSCRIPT TWO} = {r2_text}"
-        parts.append(_figure(f, f"keyword A-queries against A-queries of {f.host}", caption))
-    return howto + "\n".join(parts)
-
-
-def _fig4(data: ReportData) -> str:
-    howto = (
-        '<p class="howto">MX queries (blue) and SYNs to ports 135, 139 and 445 (red) per '
-        "minute over time, with their Pearson correlation over the bins. A bot worm mails and "
-        "scans from the same command, so the two curves rise and fall together (r near 1); "
-        "unrelated mailers and scanners give r near 0. When one series is much larger it gets "
-        "its own axis on the right.</p>"
-    )
-    parts = [howto]
-    if data.network is None:
-        parts.append("<p>No MX queries and no SYNs to 135/139/445 from non-allowlisted hosts.</p>")
-    else:
-        r_text = "undefined" if data.network.r is None else f"{data.network.r:.3f}"
-        parts.append(
-            _figure(data.network, "network-wide MX queries and SYNs", f"Network-wide: r = {r_text}")
-        )
-    for f in data.syncs:
-        status = "bot-sync" if f.is_flagged else "not flagged: enough MX and SYNs, no sync"
-        r_text = "undefined" if f.r is None else f"{f.r:.3f}"
-        caption = f"{esc(f.host)} ({status}): r = {r_text}"
-        parts.append(_figure(f, f"MX queries and SYNs of {f.host}", caption))
-    return "\n".join(parts)
 
 
 # --- capture statistics and configuration --------------------------------------------------
@@ -355,25 +192,25 @@ def _fig4(data: ReportData) -> str:
 def _stats(data: ReportData) -> str:
     snap = data.result.final
     d = snap.decode
-    n_packets = max(1, _int(d.get("packets")))
+    n_packets = max(1, as_int(d.get("packets")))
     span_s = max(0, snap.now_us - snap.start_us) / 1e6
     rows: list[tuple[str, str]] = [
         ("files", "<br>".join(f"<code>{esc(f)}</code>" for f in data.files)),
-        ("packet time", f"{_utc(snap.start_us)} to {_utc(snap.now_us)} ({_duration(span_s)})"),
-        ("packets", f"{_int(d.get('packets')):,} ({_int(d.get('bytes')):,} bytes)"),
+        ("packet time", f"{utc(snap.start_us)} to {utc(snap.now_us)} ({duration(span_s)})"),
+        ("packets", f"{as_int(d.get('packets')):,} ({as_int(d.get('bytes')):,} bytes)"),
     ]
     for name in STATUS_NAMES:
-        count = _int(d.get(name))
+        count = as_int(d.get(name))
         rows.append((f"decode: {name}", f"{count:,} ({count / n_packets:.1%})"))
     rows += [
-        ("DNS queries", f"{_int(d.get('dns_queries')):,}"),
-        ("SYNs to 135/139/445", f"{_int(d.get('syns')):,}"),
+        ("DNS queries", f"{as_int(d.get('dns_queries')):,}"),
+        ("SYNs to 135/139/445", f"{as_int(d.get('syns')):,}"),
         ("hosts tracked", f"{snap.hosts_tracked:,}"),
         ("time bin", f"{data.bin_s} s"),
     ]
     rows += [(f"dropped: {k}", f"{v:,}") for k, v in data.agg_limits.items()]
     ns = data.network_sync
-    r_text = "undefined (too few active bins)" if ns is None else _num(ns.get("r"))
+    r_text = "undefined (too few active bins)" if ns is None else num(ns.get("r"))
     rows.append(("network MX/SYN r", r_text))
     body = "\n".join(f"<tr><th>{esc(k)}</th><td>{v}</td></tr>" for k, v in rows)
     table = f"<table class=stats><tbody>\n{body}\n</tbody></table>"
@@ -448,18 +285,18 @@ def render_report(data: ReportData) -> str:
     source = ", ".join(f"<code>{esc(f)}</code>" for f in data.files)
     cfg_from = esc(data.cfg.path) if data.cfg.path else "built-in defaults"
     body = f"""<h1>wormwatch report</h1>
-<p class="lead">{source}<br>packet time {_utc(snap.start_us)} to {_utc(snap.now_us)}; \
-{_int(snap.decode.get("packets")):,} packets; bins of {data.bin_s} s; config: {cfg_from}</p>
+<p class="lead">{source}<br>packet time {utc(snap.start_us)} to {utc(snap.now_us)}; \
+{as_int(snap.decode.get("packets")):,} packets; bins of {data.bin_s} s; config: {cfg_from}</p>
 <h2 id="findings">Findings</h2>
 {_findings(data)}
 <h2 id="fig1">1. DNS query rate over time</h2>
-{_fig1(data)}
+{rate_section(data)}
 <h2 id="fig2">2. Name prefixes of keyword-storm hosts</h2>
-{_fig2(data)}
+{prefix_section(data)}
 <h2 id="fig3">3. Keyword A-queries against all A-queries</h2>
-{_fig3(data)}
+{fit_section(data)}
 <h2 id="fig4">4. MX queries and SYNs to 135/139/445</h2>
-{_fig4(data)}
+{sync_section(data)}
 <h2 id="capture">Capture statistics</h2>
 {_stats(data)}
 <h2 id="config">Configuration</h2>
