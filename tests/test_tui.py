@@ -24,6 +24,7 @@ from tui_fakes import (
     snapshot,
 )
 from wormwatch.model import Snapshot
+from wormwatch.present import fmt
 from wormwatch.present.keys import Key, KeyEvent
 from wormwatch.present.safe import safe_text
 from wormwatch.present.table import build_screen, screen_rows
@@ -327,3 +328,52 @@ def test_hostile_names_of_the_sample_pcap_are_shown_escaped() -> None:
     assert "\\x1b\\x5b31mred\\x1b\\x5b0m.example" in plain
     assert "\\x01\\x02ctl\\x7f.example" in plain
     assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f]", plain)
+
+
+# --- formatting and row numbers ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(0, "0"), (0.25, "0.25"), (4.2, "4.2"), (7, "7"), (1234, "1234"), (12_345, "12.3k"),
+     (123_456, "123k"), (1_234_567, "1.2M"), (-3, "-3")],
+)  # fmt: skip
+def test_compact(value: float, text: str) -> None:
+    assert fmt.compact(value) == text
+    assert len(fmt.compact(value)) <= 5
+
+
+def test_sparkline_bar_ellipsis_age() -> None:
+    assert fmt.sparkline([0, 1, 2, 4, 8], 5) == " ▁▂▄█"
+    assert fmt.sparkline([5, 0, 9], 2) == " █"  # the newest values only
+    assert fmt.sparkline([3], 4) == "   █"  # padded on the left (older bins)
+    assert fmt.sparkline([0, 0], 3) == "   "
+    assert fmt.bar(0.5, 4) == "██  "
+    assert fmt.bar(1.5, 3) == "███"
+    assert fmt.bar(1 / 16, 2) == "▏ "
+    assert fmt.middle_ellipsis("2001:db8:0:42::dead:beef", 11) == "2001:…:beef"
+    assert fmt.middle_ellipsis("10.0.0.1", 11) == "10.0.0.1"
+    assert [fmt.age(s) for s in (0.4, 59, 61, 7200, 90_000)] == ["0s", "59s", "1m", "2h", "1d"]
+    assert fmt.duration(3725) == "1:02:05"
+    assert fmt.duration(65) == "1:05"
+
+
+def test_host_row_numbers() -> None:
+    snap = snapshot()
+    rows = {r.addr: r for r in screen_rows(snap, ViewState())}
+    bot = rows["198.51.100.23"]
+    assert bot.sync_r == pytest.approx(0.9874)  # the detector's value, when bot-sync fired
+    assert bot.syn == (0, 24, 287)
+    assert bot.syn_targets == 287
+    scanner = rows["2001:db8:0:42::dead:beef"]
+    assert scanner.kw_share is None  # no queries at all
+    assert scanner.dns_per_s == 0
+    storm = rows["192.0.2.66"]
+    assert storm.kw_share == pytest.approx(1932 / 1952)
+    # 1952 queries over the 25 minutes from its first active bin to now
+    assert storm.dns_per_s == pytest.approx(1952 / (25 * 60))
+    assert storm.activity[-6:] == (0, 0, 0, 0, 0, 0)  # silent for the last 5 bins and now
+    assert sum(storm.activity) == sum(storm.view.state.series[-18:, 0])
+    # a host without bot-sync evidence gets the correlation of its own series
+    mailer = rows["192.0.2.7"]
+    assert mailer.sync_r is None  # MX queries but no SYNs: no correlation

@@ -121,7 +121,8 @@ def _health(snap: Snapshot) -> list[Text]:
     if idle is None and snap.wall_elapsed_s >= IDLE_WARN_S and not snap.is_finished:
         items.append(Text("no relevant traffic yet", "bold yellow reverse"))
     elif idle is not None and idle >= IDLE_WARN_S:
-        items.append(Text(f"no relevant traffic for {fmt.duration(idle)}", "bold yellow reverse"))
+        span = f"{idle:.0f} s" if idle < 120 else fmt.duration(idle)
+        items.append(Text(f"no relevant traffic for {span}", "bold yellow reverse"))
     return items
 
 
