@@ -20,6 +20,7 @@ Root only. Each rate runs ``--seconds`` of traffic after the sensor is ready.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -217,6 +218,73 @@ def _python_send(iface: str, path: Path, rate: float, seconds: float) -> None:
     print(sent)
 
 
+def measure_shipping() -> None:
+    """What fanout workers could ship to the parent, per relevant packet: the raw
+    filtered frame (what they do) or a decoded event row; and what decoding costs."""
+    import multiprocessing
+
+    import numpy as np
+
+    from wormwatch.decode import Decoder, warm_up
+    from wormwatch.model import NAME_SLOT, Batch
+
+    from reference import decode_frame
+
+    frames = [f for f in build_frames()[0] if decode_frame(1, f, 0)[1]]
+    sizes = np.array([len(f) for f in frames], np.int32)
+    n = len(frames)
+    offsets = np.concatenate(([0], np.cumsum(sizes[:-1]))).astype(np.int64)
+    batch = Batch(
+        np.frombuffer(b"".join(frames), np.uint8),
+        np.zeros(n, np.int64),
+        offsets,
+        sizes,
+        sizes.copy(),
+        np.ones(n, np.int32),
+    )
+    warm_up()
+    decoder = Decoder()
+    raw_b = float(sizes.mean()) + 16
+    # ts, 4 address words, kind, dport, qtype, name slot, name length
+    event_b = 8 + 4 * 8 + 1 + 2 + 2 + NAME_SLOT + 4
+    print(f"per relevant packet: raw frame + meta {raw_b:.0f} B, event row {event_b} B")
+    for size in (256, n):
+        part = Batch(
+            batch.data,
+            batch.ts_us[:size],
+            batch.offsets[:size],
+            batch.caplens[:size],
+            batch.wirelens[:size],
+            batch.linktypes[:size],
+        )
+        reps = max(1, 400_000 // size)
+        start = time.perf_counter()
+        for _ in range(reps):
+            decoder.decode(part)
+        spent = (time.perf_counter() - start) / (reps * size)
+        print(f"decode, batches of {size}: {spent * 1e9:.0f} ns/packet")
+    ctx = multiprocessing.get_context("fork")
+    for label, per_packet in (("raw", raw_b), ("events", event_b)):
+        reader, writer = ctx.Pipe(duplex=False)
+        message, count = bytes(int(256 * per_packet)), 10_000
+        proc = ctx.Process(target=_pipe_out, args=(writer, message, count))
+        start = time.perf_counter()
+        proc.start()
+        writer.close()
+        with contextlib.suppress(EOFError):
+            while True:
+                reader.recv_bytes()
+        proc.join()
+        spent = (time.perf_counter() - start) / (count * 256)
+        print(f"pipe, {label} batches of 256: {spent * 1e9:.0f} ns/packet (wall, both ends)")
+
+
+def _pipe_out(conn: Any, message: bytes, count: int) -> None:
+    for _ in range(count):
+        conn.send_bytes(message)
+    conn.close()
+
+
 class _UntilDrained:
     """Ends the source at the first empty read after SIGUSR1 (the sender finished)."""
 
@@ -371,7 +439,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=3.0, help="traffic per rate")
     parser.add_argument("--tui", action="store_true", help="draw the live table (to /dev/null)")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON")
+    parser.add_argument(
+        "--shipping", action="store_true", help="only measure raw-frame vs event shipping"
+    )
     args = parser.parse_args(argv)
+    if args.shipping:
+        measure_shipping()
+        return 0
     if os.geteuid() != 0:
         parser.error("needs root (network namespaces, raw sockets)")
     frames, share = build_frames()

@@ -420,3 +420,34 @@ def test_fanout_workers_never_outlive_the_sensor(pair: VethPair, how: str) -> No
         os.killpg(run.proc.pid, signal.SIGINT)
     run.proc.wait(30)
     _wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers), "workers to exit")
+
+
+def test_wormwatch_live_writes_its_summary_when_the_link_goes_down(
+    pair: VethPair, tmp_path: Path
+) -> None:
+    summary = tmp_path / "live.jsonl"
+    options = ["--no-tui", "--duration", "120", "--summary", str(summary), "--summary-every", "0.1"]
+    live = subprocess.Popen(
+        pair.command(
+            pair.capture_ns,
+            _wormwatch("live", "-i", pair.capture_if, *options, "--user", "root"),
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_until(live, lambda: _counted(summary) >= 0, 60)
+        # the first 30 frames of the scenario: keyword-storm queries of one host
+        pair.send(scenario()[:30])
+        _wait_until(live, lambda: _counted(summary) >= 30, 60)
+        _link_down(pair)
+        _, stderr = live.communicate(timeout=30)
+    finally:
+        if live.poll() is None:
+            live.kill()
+    assert live.returncode != 0
+    assert f"error: capture on {pair.capture_if} stopped: The interface went down" in stderr
+    hosts, network = _summary(summary)
+    assert hosts["198.51.100.11"]["queries"]["total"] == 30
+    assert network["decode"]["dns_queries"] == 30

@@ -142,7 +142,7 @@ def read_ready(handle: Any, max_packets: int, timeout_s: float, iface: str) -> t
             data, meta = handle.next_batch(max_packets)
     except pcapy.PcapError as err:
         raise WormwatchError(
-            f"capture on {iface} stopped: {err} (is the interface still up?)"
+            f"capture on {iface} stopped: {err} (check `ip link show {iface}`, then restart)"
         ) from err
     except OSError as err:
         if err.errno == errno.EINTR:
