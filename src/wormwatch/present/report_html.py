@@ -72,7 +72,30 @@ def _samples(names: object) -> str:
     return f"; e.g. {shown}"
 
 
-def _evidence_text(name: str, ev: Mapping[str, object]) -> str:
+def _top_prefixes(ev: Mapping[str, object], length: int) -> str:
+    """The detector's most asked name prefixes of one length, e.g. ``mail 314``."""
+    by_len = ev.get("top_prefixes")
+    items = by_len.get(str(length)) if isinstance(by_len, dict) else None
+    if not isinstance(items, list) or not items:
+        return ""
+    shown = ", ".join(
+        f"<code>{esc(item[0])}</code> {as_int(item[1]):,}"
+        for item in items[:_N_SAMPLES]
+        if isinstance(item, list) and len(item) == 2
+    )
+    return f"; top prefixes {shown}"
+
+
+def _keyword_names(names: object, keywords: tuple[str, ...]) -> list[str]:
+    """Sample names whose first label starts with a keyword (the others say little)."""
+    if not isinstance(names, list):
+        return []
+    return [
+        n for n in names if isinstance(n, str) and n.split(".", 1)[0].lower().startswith(keywords)
+    ]
+
+
+def _evidence_text(name: str, ev: Mapping[str, object], cfg: Config) -> str:
     """One line of key evidence of a fired signal, as HTML."""
     if name == "keyword-storm":
         share = ev.get("keyword_share")
@@ -81,7 +104,8 @@ def _evidence_text(name: str, ev: Mapping[str, object]) -> str:
             f"{as_int(ev.get('keyword_a_queries')):,} keyword A of {as_int(ev.get('queries')):,} "
             f"queries ({share_text}), {num(ev.get('keyword_a_per_min'))}/min, "
             f"R\N{SUPERSCRIPT TWO} {num(ev.get('r2_keyword_a_vs_a'))}"
-            + _samples(ev.get("sample_names"))
+            + _top_prefixes(ev, 4)
+            + _samples(_keyword_names(ev.get("sample_names"), cfg.keywords))
         )
     if name == "mx-client":
         return (
@@ -107,12 +131,12 @@ def _evidence_text(name: str, ev: Mapping[str, object]) -> str:
     return esc(json.dumps(ev, default=str)[:200])
 
 
-def _key_evidence(view: HostView) -> str:
+def _key_evidence(view: HostView, cfg: Config) -> str:
     parts = []
     for name in view.verdict.verdicts:
         ev = view.verdict.evidence.get(name)
         if isinstance(ev, dict):
-            parts.append(f"<b>{esc(name)}</b>: {_evidence_text(name, ev)}")
+            parts.append(f"<b>{esc(name)}</b>: {_evidence_text(name, ev, cfg)}")
     return "<br>".join(parts)
 
 
@@ -130,8 +154,8 @@ _FINDING_COLUMNS = (
 )
 
 
-def _finding_row(view: HostView, bin_s: int) -> list[str]:
-    rec = host_record(view, bin_s)
+def _finding_row(view: HostView, cfg: Config) -> list[str]:
+    rec = host_record(view, cfg.bin_s)
     queries = rec["queries"]
     syn = rec["syn"]
     assert isinstance(queries, dict)
@@ -159,7 +183,7 @@ def _finding_row(view: HostView, bin_s: int) -> list[str]:
             shown = esc(value)
         num = " num" if isinstance(value, int | float) else ""
         cells.append(f'<td class="{cls}{num}" data-value="{esc(value)}">{shown}</td>')
-    cells.append(f'<td class="f-evidence">{_key_evidence(view)}</td>')
+    cells.append(f'<td class="f-evidence">{_key_evidence(view, cfg)}</td>')
     return cells
 
 
@@ -175,7 +199,7 @@ def _findings(data: ReportData) -> str:
     shown = flagged[:MAX_FINDINGS_ROWS]
     more = len(flagged) - len(shown)
     note = f'<p class="muted">{more:,} more flagged hosts are in hosts.jsonl.</p>' if more else ""
-    rows = [_finding_row(v, data.bin_s) for v in shown]
+    rows = [_finding_row(v, data.cfg) for v in shown]
     header = [esc(title) for title, _ in _FINDING_COLUMNS]
     return (
         f'<p id="findings-count"><b>{len(flagged):,}</b> of {n_hosts:,} hosts flagged, '
