@@ -1,1 +1,4 @@
-"""Presenters: the live table, JSON lines, the text summary and the report. The only place rich is imported."""
+"""Presenters: the live table, JSON lines, the text summary and the report.
+
+The only place rich is imported.
+"""
