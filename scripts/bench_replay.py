@@ -159,7 +159,7 @@ def stage_breakdown(rows: list[Row]) -> list[str]:
         ("decode", "stages: source walk only", "stages: + decode"),
         ("classify", "stages: + decode", "stages: + classify"),
         ("aggregate", "stages: + classify", "stages: + aggregate (no detect)"),
-        ("detect + summary state", "stages: + aggregate (no detect)",
+        ("detect + run loop", "stages: + aggregate (no detect)",
          "wormwatch steady state (Pipeline.run)"),
     ]  # fmt: skip
     lines = []
