@@ -409,8 +409,9 @@ def test_errors_are_wormwatch_errors(tmp_path: Path) -> None:
         write_report([str(DEMO)], a_file, Config())
     with pytest.raises(WormwatchError, match="cannot create report directory"):
         write_report([str(DEMO)], a_file / "below", Config())
-    with pytest.raises(WormwatchError):
+    with pytest.raises(WormwatchError, match=r"missing\.pcap"):
         write_report([str(tmp_path / "missing.pcap")], tmp_path / "out", Config())
+    assert not (tmp_path / "out").exists(), "nothing is created for a capture that is not there"
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")

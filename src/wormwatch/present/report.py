@@ -102,9 +102,10 @@ def write_report(files: Sequence[str], out_dir: Path, cfg: Config) -> Path:
         WormwatchError: ``out_dir`` cannot be created or written, or a capture
             cannot be read (missing, not a capture, ...).
     """
-    _prepare_dir(out_dir)
+    # every capture is checked (missing, not a capture) before anything is created
     source = open_replay(list(files))
     try:
+        _prepare_dir(out_dir)
         pipeline = Pipeline(cfg, source_name=source.name)
         result = pipeline.run(source)
     finally:
