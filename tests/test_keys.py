@@ -229,27 +229,34 @@ _CHILD = textwrap.dedent(
         sys.exit(3)
     elif how == "interrupt":
         raise KeyboardInterrupt
+    elif how == "crash":
+        raise RuntimeError("boom")
     """
 )
 
 
 @pytest.mark.parametrize(
     ("how", "returncode"),
-    [("sigterm", -signal.SIGTERM), ("exit", 3), ("interrupt", -signal.SIGINT)],
+    [("sigterm", -signal.SIGTERM), ("exit", 3), ("interrupt", -signal.SIGINT), ("crash", 1)],
 )
 def test_restored_when_the_process_dies(
     pty_pair: tuple[int, int], how: str, returncode: int
 ) -> None:
-    """SIGTERM (signal handler), sys.exit and an uncaught Ctrl-C (atexit) all
-    leave the terminal as it was, and the process still ends the same way."""
+    """SIGTERM (signal handler), sys.exit and an uncaught Ctrl-C (atexit), and
+    a crash (excepthook: restored before the traceback is printed) all leave
+    the terminal as it was, and the process still ends the same way."""
     _, slave = pty_pair
     before = termios.tcgetattr(slave)
     done = subprocess.run(
         [sys.executable, "-c", _CHILD, os.ttyname(slave), how],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         timeout=30,
         check=False,
     )
     assert done.returncode == returncode
-    assert done.stdout == b"cbreak\nrestored\n"
+    assert done.stdout.startswith(b"cbreak\nrestored\n")
+    assert done.stdout.count(b"restored") == 1
+    if how == "crash":
+        assert done.stdout.endswith(b"RuntimeError: boom\n")
     assert termios.tcgetattr(slave) == before

@@ -4,9 +4,10 @@ In: the terminal on standard input (or any tty file descriptor). Out: key
 events (via :class:`~wormwatch.present.keys.KeyDecoder`). :class:`TerminalInput`
 puts the terminal in cbreak mode (keys arrive one by one, unechoed; Ctrl-C
 still sends SIGINT) and always puts it back: on leaving the ``with`` block
-(exceptions included), at interpreter exit, and on SIGTERM, SIGHUP and
-Ctrl-Z (SIGTSTP). An ``on_restore`` callback lets the screen side (leaving the
-alternate screen, showing the cursor) ride on the same guarantees.
+(exceptions included), before an uncaught exception's traceback is printed,
+at interpreter exit, and on SIGTERM, SIGHUP and Ctrl-Z (SIGTSTP). An
+``on_restore`` callback lets the screen side (leaving the alternate screen,
+showing the cursor) ride on the same guarantees.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class TerminalInput:
         self.decoder = KeyDecoder()
         self._saved: list[Any] | None = None
         self._old_handlers: dict[int, _Handler] = {}
+        self._old_excepthook = sys.excepthook
         self._is_active = False
 
     @property
@@ -83,6 +85,10 @@ class TerminalInput:
         tty.setcbreak(self.fd, termios.TCSANOW)
         self._is_active = True
         atexit.register(self.restore)
+        # an uncaught exception: restore before its traceback is printed, or
+        # the traceback lands in the alternate screen and vanishes with it
+        self._old_excepthook = sys.excepthook
+        sys.excepthook = self._excepthook
         for signum in (*_FATAL_SIGNALS, signal.SIGTSTP):
             try:
                 self._old_handlers[signum] = signal.signal(signum, self._on_signal)
@@ -96,6 +102,8 @@ class TerminalInput:
             return
         self._is_active = False
         atexit.unregister(self.restore)
+        if sys.excepthook == self._excepthook:
+            sys.excepthook = self._old_excepthook
         for signum, handler in self._old_handlers.items():
             try:
                 signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
@@ -111,6 +119,13 @@ class TerminalInput:
             # termios.error: the terminal is gone (hang-up), nothing to restore
             with contextlib.suppress(termios.error):
                 termios.tcsetattr(self.fd, termios.TCSAFLUSH, self._saved)
+
+    def _excepthook(
+        self, exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
+    ) -> None:
+        hook = self._old_excepthook
+        self.restore()
+        hook(exc_type, exc, tb)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if signum == signal.SIGTSTP:
