@@ -221,6 +221,21 @@ def _send(iface: str, path: Path) -> None:
             sock.send(frame)
 
 
+def _children_uids(pid: int) -> list[int]:
+    """Real uids of ``pid``'s child processes (fanout workers)."""
+    uids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) != pid:
+                continue
+            status = (stat.parent / "status").read_text()
+        except (OSError, IndexError):
+            continue
+        uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
+        uids.append(int(uid_line.split()[1]))
+    return uids
+
+
 def _capture(args: argparse.Namespace) -> dict[str, object]:
     sys.path.insert(0, str(HERE))
     from wormwatch.errors import WormwatchError
@@ -240,6 +255,7 @@ def _capture(args: argparse.Namespace) -> dict[str, object]:
         dropped_to = drop_privileges(args.user) if args.user else None
         frames: list[tuple[int, str]] = []
         records: list[tuple[int, bytes]] = []
+        worker_uids: list[int] = []
         n_relevant = 0
         deadline = time.monotonic() + args.timeout
         while time.monotonic() < deadline:
@@ -248,6 +264,8 @@ def _capture(args: argparse.Namespace) -> dict[str, object]:
                 break
             if batch.n == 0 and n_relevant >= args.expect:
                 break
+            if not worker_uids:
+                worker_uids = _children_uids(os.getpid())
             for i in range(batch.n):
                 start = int(batch.offsets[i])
                 frame = bytes(batch.data[start : start + int(batch.caplens[i])])
@@ -265,6 +283,7 @@ def _capture(args: argparse.Namespace) -> dict[str, object]:
     return {
         "frames": frames,
         "uid": os.getuid(),
+        "worker_uids": worker_uids,
         "user": dropped_to,
         "packets": stats.packets,
         "kernel_received": stats.kernel_received,

@@ -156,11 +156,15 @@ def test_any_interface_uses_cooked_capture(pair: VethPair) -> None:
     assert kinds == _kinds(_relevant(sent))
 
 
-def test_privileges_are_dropped_before_reading(pair: VethPair) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_privileges_are_dropped_before_reading(pair: VethPair, workers: int) -> None:
     sent = traffic()[:22]
-    result = _capture(pair, sent, "--user", "nobody")
+    result = _capture(pair, sent, "--user", "nobody", "--workers", str(workers))
+    nobody = pwd.getpwnam("nobody").pw_uid
     assert result["user"] == "nobody"
-    assert result["uid"] == pwd.getpwnam("nobody").pw_uid
+    assert result["uid"] == nobody
+    # fanout workers are forked at the first read, after the drop
+    assert result["worker_uids"] == ([nobody] * workers if workers > 1 else [])
     assert sorted(_relevant([f for _, f in _captured(result)])) == sorted(_relevant(sent))
 
 

@@ -32,6 +32,10 @@ import os
 import signal
 import struct
 import time
+
+# Imported here, not lazily by Process.start(): workers are forked after the
+# privilege drop, when the interpreter's own files may no longer be readable.
+from multiprocessing import popen_fork  # noqa: F401
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any, Final
