@@ -100,7 +100,7 @@ def _rates(snap: Snapshot) -> list[Text]:
     ]
     if snap.hosts_dropped:
         items.append(
-            Text(f"table full: {fmt.grouped(snap.hosts_dropped)} events untracked", "bold yellow")
+            Text(f"host table full: {fmt.grouped(snap.hosts_dropped)} evicted", "bold yellow")
         )
     r = snap.network_sync_r
     items.append(Text(f"network MX/SYN r {fmt.signed_r(r)}", "" if r is None else "bold"))
