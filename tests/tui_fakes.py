@@ -99,6 +99,7 @@ def _storm() -> HostView:
                 "keyword_share": 0.99,
                 "keyword_a_per_min": 96.5,
                 "r2_keyword_a_vs_a": 0.9991,
+                "first_active": "2026-11-27T12:05:00.000000+00:00",
                 "sample_names": ["mail.example.com"],
             },
         },

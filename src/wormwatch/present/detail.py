@@ -9,6 +9,7 @@ every string of evidence passes :func:`~wormwatch.present.safe.safe_text`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Final
 
@@ -48,6 +49,7 @@ SERIES: Final = (
     ("SYN", (C_SYN135, C_SYN139, C_SYN445)),
     ("tgt+", (C_SYN_DST_NEW,)),
 )
+_ISO_TIME: Final = re.compile(r"\d{4}-\d\d-\d\dT(\d\d:\d\d:\d\d)(?:\.\d+)?(?:[+-]\d\d:\d\d|Z)?")
 # evidence keys shown elsewhere in the panel, or too long for one line
 _SKIP_EVIDENCE: Final = frozenset({"sample_names", "sample_domains", "series", "top_prefixes"})
 
@@ -69,7 +71,9 @@ def _scalar(value: object) -> str | None:
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, str):
-        return safe_text(value, max_len=NAME_MAX)
+        # evidence times are full ISO 8601; the panel's first line has the date
+        iso = _ISO_TIME.fullmatch(value)
+        return iso.group(1) if iso else safe_text(value, max_len=NAME_MAX)
     return None
 
 
