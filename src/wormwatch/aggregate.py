@@ -13,8 +13,7 @@ whole run) and per distinct time bin of a batch.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -26,8 +25,6 @@ from wormwatch.kernels.aggregate import (
     add_counters,
     hash_names,
     pack_prefixes,
-    table_rehash,
-    table_upsert,
     touch_hosts,
 )
 from wormwatch.model import (
@@ -55,108 +52,14 @@ from wormwatch.model import (
     QTYPE_MX,
     QTYPE_PTR,
     U64,
-    V4_MAPPED_PREFIX,
     Events,
     HostState,
     addr_text,
 )
+from wormwatch.tables import BOOL, MIN_CAPACITY, KeyTable, NetMask, in_networks
 
-BOOL = npt.NDArray[np.bool_]
-_MIN_CAPACITY = 1024
 # Salt that keeps a host's MX names apart from its other names in one table.
 _MX_SALT = 1
-
-
-def _pow2_at_least(n: int) -> int:
-    return 1 << max(int(n) - 1, 1).bit_length()
-
-
-class _Table:
-    """A growable open-addressing table over :func:`table_upsert`.
-
-    Load stays at or below one half, so probes stay short; the table never
-    holds more than ``max_used`` keys (new keys past that are refused).
-    """
-
-    def __init__(self, max_used: int) -> None:
-        self.max_used = max_used
-        self.limit = _pow2_at_least(2 * max_used)
-        self.used = np.zeros(1, np.int64)
-        self._alloc(min(_MIN_CAPACITY, self.limit))
-
-    def _alloc(self, capacity: int) -> None:
-        self.a = np.full(capacity, -1, np.int64)
-        self.b = np.zeros(capacity, np.uint64)
-        self.c = np.zeros(capacity, np.uint64)
-        self.v = np.zeros(capacity, np.int64)
-
-    @property
-    def capacity(self) -> int:
-        return int(self.a.shape[0])
-
-    def reserve(self, n_new: int) -> None:
-        """Grow so that ``n_new`` more keys keep the load at or below 1/2."""
-        need = min(int(self.used[0]) + n_new, self.max_used)
-        capacity = self.capacity
-        while 2 * need > capacity and capacity < self.limit:
-            capacity *= 2
-        if capacity != self.capacity:
-            old = (self.a, self.b, self.c, self.v)
-            self._alloc(capacity)
-            table_rehash(*old, self.a, self.b, self.c, self.v)
-
-    def upsert(
-        self,
-        keys_a: npt.NDArray[np.int64],
-        keys_b: npt.NDArray[np.uint64],
-        keys_c: npt.NDArray[np.uint64],
-        sel: BOOL,
-        tags: npt.NDArray[np.int64],
-        mode: int,
-        out: npt.NDArray[np.int64],
-    ) -> int:
-        n = int(keys_a.shape[0])
-        self.reserve(int(np.count_nonzero(sel)))
-        refused: int = table_upsert(
-            self.a, self.b, self.c, self.v, self.used, self.max_used,
-            keys_a, keys_b, keys_c, sel, tags, n, mode, out,
-        )  # fmt: skip
-        return refused
-
-    def clear(self) -> None:
-        self.used[0] = 0
-        self._alloc(min(_MIN_CAPACITY, self.limit))
-
-
-@dataclass(frozen=True, slots=True)
-class NetMask:
-    """A CIDR as (hi, lo) words and masks, for vectorised membership tests."""
-
-    net_hi: int
-    net_lo: int
-    mask_hi: int
-    mask_lo: int
-
-    @staticmethod
-    def of(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> NetMask:
-        if network.version == 4:
-            bits = 96 + network.prefixlen
-            value = (V4_MAPPED_PREFIX | int(network.network_address)) & ((1 << 128) - 1)
-        else:
-            bits = network.prefixlen
-            value = int(network.network_address)
-        mask = ((1 << 128) - 1) ^ ((1 << (128 - bits)) - 1)
-        return NetMask(value >> 64, value & 0xFFFF_FFFF_FFFF_FFFF, mask >> 64, mask & (2**64 - 1))
-
-
-def in_networks(hi: U64, lo: U64, nets: Sequence[NetMask]) -> BOOL:
-    """Which (hi, lo) addresses fall into any of ``nets``."""
-    hit = np.zeros(hi.shape[0], np.bool_)
-    for m in nets:
-        hit |= ((hi & np.uint64(m.mask_hi)) == np.uint64(m.net_hi)) & (
-            (lo & np.uint64(m.mask_lo)) == np.uint64(m.net_lo)
-        )
-    return hit
 
 
 _QTYPE_COL = np.full(65536, C_OTHER, np.int64)
@@ -176,8 +79,9 @@ class Aggregator:
     Args:
         bin_s: width of a time bin in seconds of packet time.
         window_s: how much history of bins is kept per host.
-        max_hosts: hosts tracked; events of further new hosts are dropped
-            and counted in ``events_dropped`` / ``hosts_refused``.
+        max_hosts: hosts tracked at once. When full, the least useful
+            quarter is evicted (``hosts_evicted``); events of new hosts that
+            still find no room (every host flagged) count in ``events_dropped``.
         max_host_bins: (host, bin) rows kept; old rows outside the window
             are pruned when it fills.
         max_keys: capacity of each distinct-set table (SYN targets, names,
@@ -207,20 +111,20 @@ class Aggregator:
         self.n_samples = n_samples
         self._ignore = [NetMask.of(n) for n in ignore]
         self._allow = [NetMask.of(n) for n in allowlisted]
-        self._hosts = _Table(max_hosts)
-        self._bins = _Table(max_host_bins)
-        self._pairs = _Table(max_keys)
-        self._names = _Table(max_keys)
-        self._prefixes = _Table(max_keys)
+        self._hosts = KeyTable(max_hosts)
+        self._bins = KeyTable(max_host_bins)
+        self._pairs = KeyTable(max_keys)
+        self._names = KeyTable(max_keys)
+        self._prefixes = KeyTable(max_keys)
         self.host_hi = np.zeros(max_hosts, np.uint64)
         self.host_lo = np.zeros(max_hosts, np.uint64)
         self.first_us = np.full(max_hosts, -1, np.int64)
         self.last_us = np.full(max_hosts, -1, np.int64)
         self.totals = np.zeros((max_hosts, N_COUNTERS), np.int64)
         self.is_allowlisted = np.zeros(max_hosts, np.bool_)
-        self._row_host = np.zeros(_MIN_CAPACITY, np.int64)
-        self._row_bin = np.zeros(_MIN_CAPACITY, np.int64)
-        self._rows = np.zeros((_MIN_CAPACITY, N_COUNTERS), np.int32)
+        self._row_host = np.zeros(MIN_CAPACITY, np.int64)
+        self._row_bin = np.zeros(MIN_CAPACITY, np.int64)
+        self._rows = np.zeros((MIN_CAPACITY, N_COUNTERS), np.int32)
         self._n_sampled = np.zeros(max_hosts, np.int64)
         self._n_mx_sampled = np.zeros(max_hosts, np.int64)
         self.samples: dict[int, list[bytes]] = {}
@@ -228,6 +132,11 @@ class Aggregator:
         # network-wide series: bin -> [queries, MX, SYN] of non-allowlisted hosts
         self.network: dict[int, list[int]] = {}
         self.events_dropped = 0
+        self.hosts_evicted = 0
+        # Set by the pipeline: per-host scores (a host > 0 is never evicted),
+        # and a hook told the old -> new host numbering after an eviction.
+        self.keep_scores: Callable[[int], npt.NDArray[np.float64]] | None = None
+        self.on_renumber: Callable[[I64], None] | None = None
         self.rows_dropped = 0
         self.keys_refused = 0
         self.events_ignored = 0
@@ -256,14 +165,8 @@ class Aggregator:
         self.now_us = max(self.now_us, int(ts.max()))
         if self.start_us < 0:
             self.start_us = int(ts.min())
-        zeros_i = np.zeros(n, np.int64)
         zeros_u = np.zeros(n, np.uint64)
-        host = np.empty(n, np.int64)
-        before = self.n_hosts
-        self.events_dropped += self._hosts.upsert(
-            zeros_i, src_hi, src_lo, keep, zeros_i, MODE_ID, host
-        )
-        self._register_new_hosts(host, before, src_hi, src_lo)
+        host = self._lookup_hosts(src_hi, src_lo, keep)
         touch_hosts(host, ts, n, self.first_us, self.last_us)
 
         bins = ts // self.bin_us
@@ -306,6 +209,83 @@ class Aggregator:
         self._take_samples(ev, host, new_name == 2, self._n_sampled, self.samples)
         self._take_samples(ev, host, new_mx == 2, self._n_mx_sampled, self.mx_samples)
         self._add_network(bins, host, is_dns, is_mx, is_syn)
+
+    def _lookup_hosts(self, src_hi: U64, src_lo: U64, keep: BOOL) -> I64:
+        """Host index per event; evicts the least useful hosts when full."""
+        n = int(src_hi.shape[0])
+        zeros_i = np.zeros(n, np.int64)
+        host = np.empty(n, np.int64)
+        before = self.n_hosts
+        refused = self._hosts.upsert(zeros_i, src_hi, src_lo, keep, zeros_i, MODE_ID, host)
+        self._register_new_hosts(host, before, src_hi, src_lo)
+        mapping = self._evict(refused) if refused else None
+        if mapping is not None:
+            # renumber this batch's hosts too; evicted ones come back as new
+            host = np.where(host >= 0, mapping[np.maximum(host, 0)], -1)
+            again = keep & (host < 0)
+            retry = np.empty(n, np.int64)
+            before = self.n_hosts
+            refused = self._hosts.upsert(zeros_i, src_hi, src_lo, again, zeros_i, MODE_ID, retry)
+            host[again] = retry[again]
+            self._register_new_hosts(host, before, src_hi, src_lo)
+        self.events_dropped += refused
+        return host
+
+    # -- eviction -----------------------------------------------------------------
+
+    def _evict(self, n_wanted: int) -> I64 | None:
+        """Make room in a full host table; the old -> new numbering, or None
+        if no host could go.
+
+        The least useful go (a quarter of the table, or as many as ``n_wanted``
+        new hosts need up to half of it: the busier half always stays, so a
+        flood of one-packet sources cannot flush a scanner that has not been
+        judged yet); never a host the detectors flagged
+        (``keep_scores`` > 0), and of the rest those with the fewest events,
+        then the longest quiet. A flood of spoofed one-packet sources thus
+        evicts itself while a real scanner (many SYNs) stays.
+        """
+        n = self.n_hosts
+        scores = self.keep_scores(n) if self.keep_scores is not None else np.zeros(n)
+        totals = self.totals[:n]
+        activity = totals[:, C_QUERIES] + totals[:, C_SYN135] + totals[:, C_SYN139]
+        activity = activity + totals[:, C_SYN445]
+        evictable = np.nonzero(scores[:n] <= 0)[0]
+        n_out = min(evictable.shape[0], max(n // 4, min(n_wanted, n // 2)))
+        if n_out == 0:
+            return None
+        order = np.lexsort((self.last_us[evictable], activity[evictable]))
+        gone = np.zeros(n, np.bool_)
+        gone[evictable[order[:n_out]]] = True
+        mapping = np.full(n, -1, np.int64)
+        kept = np.nonzero(~gone)[0]
+        mapping[kept] = np.arange(kept.shape[0])
+        self._renumber(kept, mapping)
+        self.hosts_evicted += n_out
+        if self.on_renumber is not None:
+            self.on_renumber(mapping)
+        return mapping
+
+    def _renumber(self, kept: I64, mapping: I64) -> None:
+        """Compact every per-host array and table to the ``kept`` hosts."""
+        k = int(kept.shape[0])
+        for name in (
+            "host_hi", "host_lo", "first_us", "last_us", "totals",
+            "is_allowlisted", "_n_sampled", "_n_mx_sampled",
+        ):  # fmt: skip
+            arr = getattr(self, name)
+            arr[:k] = arr[kept]
+            arr[k:] = -1 if name in ("first_us", "last_us") else 0
+        self._hosts.remap(mapping, host_is_value=True)
+        for table in (self._pairs, self._names, self._prefixes):
+            table.remap(mapping, host_is_value=False)
+        self.samples = {int(mapping[h]): v for h, v in self.samples.items() if mapping[h] >= 0}
+        self.mx_samples = {
+            int(mapping[h]): v for h, v in self.mx_samples.items() if mapping[h] >= 0
+        }
+        used = int(self._bins.used[0])
+        hosts = mapping[self._row_host[:used]]
+        self._compact_rows(hosts >= 0, hosts)
 
     def _register_new_hosts(self, host: I64, before: int, src_hi: U64, src_lo: U64) -> None:
         if self.n_hosts == before:
@@ -361,7 +341,14 @@ class Aggregator:
         keep = self._row_bin[:used] >= oldest
         if keep.all():
             return False
-        hosts = self._row_host[:used][keep]
+        self._compact_rows(keep, self._row_host[:used])
+        return True
+
+    def _compact_rows(self, keep: BOOL, row_hosts: I64) -> None:
+        """Keep the rows marked ``keep`` (with hosts ``row_hosts``), in order,
+        and rebuild the (host, bin) table over them."""
+        used = int(self._bins.used[0])
+        hosts = row_hosts[keep]
         bins = self._row_bin[:used][keep]
         rows = self._rows[:used][keep]
         n = int(hosts.shape[0])
@@ -375,7 +362,6 @@ class Aggregator:
         self._row_bin[:n] = bins
         self._rows[:n] = rows
         self._rows[n:used] = 0
-        return True
 
     def _count_prefixes(self, ev: Events, host: I64, sel: BOOL) -> None:
         n = ev.n

@@ -261,3 +261,6 @@ class Snapshot:
     hosts: list[HostView]
     bin_s: int = 60
     is_finished: bool = False
+    # events of new hosts refused because the host table was full of hosts
+    # that could not be evicted (flagged ones), or had no room in one batch
+    events_untracked: int = 0

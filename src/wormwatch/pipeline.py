@@ -24,7 +24,7 @@ from wormwatch.alerts import AlertTracker
 from wormwatch.classify import Classifier
 from wormwatch.config import Config
 from wormwatch.decode import Decoder
-from wormwatch.detect import could_fire, evaluate, network_evidence, network_sync
+from wormwatch.detect import could_fire, evaluate, iso_time, network_evidence, network_sync
 from wormwatch.errors import WormwatchError
 from wormwatch.model import (
     C_QUERIES,
@@ -152,6 +152,10 @@ class Pipeline:
         )
         self.scores = np.zeros(cfg.max_hosts, np.float64)
         self.verdicts: dict[int, Verdict] = {}
+        # a flagged host is never evicted in favour of noise
+        self.agg.keep_scores = lambda n: self.scores[:n]
+        self.agg.on_renumber = self._renumber
+        self._saturation_reported_us = -1
         self.tracker = AlertTracker(cfg.score)
         self.alerts = alerts
         self.n_alerts = 0
@@ -244,6 +248,40 @@ class Pipeline:
             self.agg.ingest(slice_events(events, lo, hi), keyword_idx[lo:hi])
             self._alert_bin = max(self._alert_bin, int(bins[hi - 1]))
             lo = hi
+        self._report_saturation()
+
+    def _renumber(self, mapping: npt.NDArray[np.int64]) -> None:
+        """Follow the aggregate's renumbering after it evicted hosts."""
+        n = mapping.shape[0]
+        kept = np.nonzero(mapping >= 0)[0]
+        scores = np.zeros_like(self.scores)
+        scores[mapping[kept]] = self.scores[:n][kept]
+        self.scores = scores
+        self.verdicts = {
+            int(mapping[i]): v for i, v in self.verdicts.items() if i < n and mapping[i] >= 0
+        }
+
+    def _report_saturation(self) -> None:
+        """One sensor record when the host table first overflows, then at
+        most one per hour of packet time while it keeps overflowing."""
+        agg = self.agg
+        if agg.hosts_evicted == 0 and agg.events_dropped == 0:
+            return
+        if self._saturation_reported_us >= 0 and agg.now_us - self._saturation_reported_us < 3600e6:
+            return
+        self._saturation_reported_us = agg.now_us
+        record: dict[str, object] = {
+            "schema": 1,
+            "timestamp": iso_time(agg.now_us),
+            "event_type": "sensor",
+            "condition": "host-table-saturated",
+            "max_hosts": agg.max_hosts,
+            "hosts_tracked": agg.n_hosts,
+            "hosts_evicted": agg.hosts_evicted,
+            "events_dropped": agg.events_dropped,
+        }
+        if self.alerts is not None:
+            self.alerts.write(record)
 
     # -- detection --------------------------------------------------------------
 
@@ -354,7 +392,8 @@ class Pipeline:
             dns_per_s=self._rates[1],
             syn_per_s=self._rates[2],
             hosts_tracked=self.agg.n_hosts,
-            hosts_dropped=self.agg.events_dropped,
+            hosts_dropped=self.agg.hosts_evicted,
+            events_untracked=self.agg.events_dropped,
             decode=st.as_dict(),
             kernel_dropped=sstats.kernel_dropped,
             idle_s=idle,

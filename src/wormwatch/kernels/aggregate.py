@@ -27,6 +27,18 @@ MODE_TAG = 1
 MODE_COUNT = 2
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _slot(a: int, b: np.uint64, c: np.uint64, mask: np.uint64) -> np.uint64:
+    """Home slot of key (a, b, c): splitmix64 finalizer over the mixed words.
+
+    Scalars only, so calling it per event costs no reference counting.
+    """
+    x = np.uint64(a) * np.uint64(0x9E3779B97F4A7C15) ^ b ^ (c * np.uint64(0xC2B2AE3D27D4EB4F))
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return (x ^ (x >> np.uint64(31))) & mask
+
+
 @njit(cache=True, nogil=True)
 def table_upsert(
     t_a: np.ndarray,
@@ -59,10 +71,7 @@ def table_upsert(
         a = keys_a[i]
         b = np.uint64(keys_b[i])
         c = np.uint64(keys_c[i])
-        x = np.uint64(a) * np.uint64(0x9E3779B97F4A7C15) ^ b ^ (c * np.uint64(0xC2B2AE3D27D4EB4F))
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        pos = (x ^ (x >> np.uint64(31))) & mask
+        pos = _slot(a, b, c, mask)
         while t_a[pos] != -1 and not (t_a[pos] == a and t_b[pos] == b and t_c[pos] == c):
             pos = (pos + np.uint64(1)) & mask
         if t_a[pos] == -1:
@@ -117,10 +126,7 @@ def table_rehash(
             continue
         b = old_b[j]
         c = old_c[j]
-        x = np.uint64(a) * np.uint64(0x9E3779B97F4A7C15) ^ b ^ (c * np.uint64(0xC2B2AE3D27D4EB4F))
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        pos = (x ^ (x >> np.uint64(31))) & mask
+        pos = _slot(a, b, c, mask)
         while t_a[pos] != -1:
             pos = (pos + np.uint64(1)) & mask
         t_a[pos] = a
@@ -207,3 +213,51 @@ def add_counters(
             totals[h, c] += 1
             if r >= 0:
                 rows[r, c] += 1
+
+
+@njit(cache=True, nogil=True)
+def table_remap(
+    old_a: np.ndarray,
+    old_b: np.ndarray,
+    old_c: np.ndarray,
+    old_v: np.ndarray,
+    mapping: np.ndarray,
+    remap_value: bool,
+    t_a: np.ndarray,
+    t_b: np.ndarray,
+    t_c: np.ndarray,
+    t_v: np.ndarray,
+) -> int:
+    """Rebuild a table after hosts were evicted and renumbered.
+
+    ``mapping[old host] -> new host`` or -1 (evicted). With ``remap_value``
+    the host index is the value (the host table itself), else it is key
+    ``a`` (every per-host table). Entries of evicted hosts are dropped.
+    Returns how many entries were kept.
+    """
+    mask = np.uint64(t_a.shape[0] - 1)
+    kept = 0
+    for j in range(old_a.shape[0]):
+        a = old_a[j]
+        if a == -1:
+            continue
+        v = old_v[j]
+        if remap_value:
+            v = mapping[v]
+            if v == -1:
+                continue
+        else:
+            a = mapping[a]
+            if a == -1:
+                continue
+        b = old_b[j]
+        c = old_c[j]
+        pos = _slot(a, b, c, mask)
+        while t_a[pos] != -1:
+            pos = (pos + np.uint64(1)) & mask
+        t_a[pos] = a
+        t_b[pos] = b
+        t_c[pos] = c
+        t_v[pos] = v
+        kept += 1
+    return kept

@@ -111,6 +111,7 @@ def summary_record(
         "last_seen": iso_time(snap.now_us),
         "hosts_tracked": snap.hosts_tracked,
         "hosts_dropped": snap.hosts_dropped,
+        "events_untracked": snap.events_untracked,
         "hosts_flagged": flagged,
         "decode": dict(snap.decode),
         "kernel_dropped": snap.kernel_dropped,

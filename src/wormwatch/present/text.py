@@ -59,7 +59,9 @@ def stats_table(snapshot: Snapshot, warnings: Sequence[str] = ()) -> Table:
         ("hosts tracked", f"{snapshot.hosts_tracked:,}"),
     ]
     if snapshot.hosts_dropped:
-        rows.append(("events of untracked hosts", f"{snapshot.hosts_dropped:,} (host table full)"))
+        rows.append(("hosts evicted", f"{snapshot.hosts_dropped:,} (host table was full)"))
+    if snapshot.events_untracked:
+        rows.append(("events of untracked hosts", f"{snapshot.events_untracked:,} (no room)"))
     if snapshot.kernel_dropped is not None:
         rows.append(("kernel drops", f"{snapshot.kernel_dropped:,}"))
     r = snapshot.network_sync_r

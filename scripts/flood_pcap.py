@@ -1,0 +1,98 @@
+"""Write a spoofed-source SYN flood with one real scanner hidden in it, fast.
+
+Raw-IP pcap (linktype 101) built with numpy, one fixed 60-byte frame per
+record (IPv4 frames carry 20 bytes of padding after their 40, which the
+decoder leaves out by the IP total length). Every flood packet is a SYN to
+445 from its own source: IPv4 from the 198.18.0.0/15 benchmarking range
+(RFC 2544; at most 131,072 of them), the rest IPv6 from 2001:db8::/32. The
+scanner 192.0.2.66 sends SYNs to 445 of ``n_targets`` distinct addresses,
+spread evenly through the flood. These are bytes in a file: nothing is sent.
+
+Used by tests/test_flood.py and scripts/bench_flood.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import struct
+from pathlib import Path
+
+import numpy as np
+
+SCANNER = "192.0.2.66"
+FRAME = 60
+_TCP_SYN_445 = bytes.fromhex("c00001bd00000001000000005002ffff00000000")
+_IP4 = bytes.fromhex("4500002800004000400600000000000000000000")
+_IP6 = bytes.fromhex("6000000000140640") + bytes(32)
+_START_US = 1_768_467_600_000_000  # 2026-01-15 09:00 UTC
+
+
+def _v4(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    frames = np.zeros((src.shape[0], FRAME), np.uint8)
+    frames[:, :40] = np.frombuffer(_IP4 + _TCP_SYN_445, np.uint8)
+    frames[:, 12:16] = src.astype(">u4").view(np.uint8).reshape(-1, 4)
+    frames[:, 16:20] = dst.astype(">u4").view(np.uint8).reshape(-1, 4)
+    return frames
+
+
+def _v6(src_lo: np.ndarray) -> np.ndarray:
+    frames = np.zeros((src_lo.shape[0], FRAME), np.uint8)
+    frames[:] = np.frombuffer(_IP6 + _TCP_SYN_445, np.uint8)
+    frames[:, 8:12] = np.frombuffer(bytes.fromhex("20010db8"), np.uint8)
+    frames[:, 16:24] = src_lo.astype(">u8").view(np.uint8).reshape(-1, 8)
+    frames[:, 24:28] = np.frombuffer(bytes.fromhex("20010db8"), np.uint8)
+    frames[:, 39] = 1  # destination 2001:db8::1
+    return frames
+
+
+def write_flood(
+    path: Path, *, n_sources: int, n_targets: int = 400, seed: int = 7
+) -> dict[str, int]:
+    """Write the flood; return its bookkeeping."""
+    rng = np.random.default_rng(seed)
+    n_v4 = min(n_sources, 1 << 17)
+    n_v6 = n_sources - n_v4
+    v4_src = (198 << 24 | 18 << 16) + rng.permutation(1 << 17)[:n_v4]
+    flood = np.concatenate(
+        [
+            _v4(v4_src.astype(np.uint32), np.full(n_v4, 0xCB007101, np.uint32)),
+            _v6(rng.permutation(n_v6).astype(np.uint64) + np.uint64(1 << 40)),
+        ]
+    )[rng.permutation(n_sources)]
+    hosts = np.arange(n_targets)
+    targets = np.where(
+        hosts < 250,
+        (203 << 24 | 113 << 8) + hosts % 250 + 1,
+        (198 << 24 | 51 << 16 | 100 << 8) + hosts - 249,
+    ).astype(np.uint32)
+    scanner = _v4(np.full(n_targets, 192 << 24 | 2 << 8 | 66, np.uint32), targets)
+
+    n = n_sources + n_targets
+    is_scan = np.zeros(n, np.bool_)
+    is_scan[np.linspace(0, n - 1, n_targets).astype(np.int64)] = True
+    frames = np.empty((n, FRAME), np.uint8)
+    frames[is_scan] = scanner
+    frames[~is_scan] = flood
+    # 10 packets per millisecond of packet time
+    ts_us = _START_US + np.arange(n, dtype=np.int64) * 100
+    meta = np.stack(
+        [ts_us // 1_000_000, ts_us % 1_000_000, np.full(n, FRAME), np.full(n, FRAME)], 1
+    )
+    records = np.concatenate([meta.astype("<u4").view(np.uint8).reshape(n, 16), frames], axis=1)
+    with path.open("wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 101))
+        f.write(records.tobytes())
+    return {"packets": n, "sources": n_sources + 1, "scanner_targets": n_targets}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("out", type=Path)
+    p.add_argument("--sources", type=int, default=100_000)
+    p.add_argument("--targets", type=int, default=400)
+    args = p.parse_args()
+    print(write_flood(args.out, n_sources=args.sources, n_targets=args.targets))
+
+
+if __name__ == "__main__":
+    main()

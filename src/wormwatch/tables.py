@@ -1,0 +1,120 @@
+"""Keyed tables of the aggregate stage, over the kernels in
+:mod:`wormwatch.kernels.aggregate`; and CIDR membership for allowlists.
+
+In: key columns of one batch. Out: per-event ids, tags or counts (see the
+kernel module for the three modes). A table grows by doubling up to its limit
+and can be rebuilt without the entries of evicted hosts.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from wormwatch.kernels.aggregate import table_rehash, table_remap, table_upsert
+from wormwatch.model import U64, V4_MAPPED_PREFIX
+
+BOOL = npt.NDArray[np.bool_]
+MIN_CAPACITY = 1024
+
+
+def _pow2_at_least(n: int) -> int:
+    return 1 << max(int(n) - 1, 1).bit_length()
+
+
+class KeyTable:
+    """A growable open-addressing table over :func:`table_upsert`.
+
+    Load stays at or below one half, so probes stay short; the table never
+    holds more than ``max_used`` keys (new keys past that are refused).
+    """
+
+    def __init__(self, max_used: int) -> None:
+        self.max_used = max_used
+        self.limit = _pow2_at_least(2 * max_used)
+        self.used = np.zeros(1, np.int64)
+        self._alloc(min(MIN_CAPACITY, self.limit))
+
+    def _alloc(self, capacity: int) -> None:
+        self.a = np.full(capacity, -1, np.int64)
+        self.b = np.zeros(capacity, np.uint64)
+        self.c = np.zeros(capacity, np.uint64)
+        self.v = np.zeros(capacity, np.int64)
+
+    @property
+    def capacity(self) -> int:
+        return int(self.a.shape[0])
+
+    def reserve(self, n_new: int) -> None:
+        """Grow so that ``n_new`` more keys keep the load at or below 1/2."""
+        need = min(int(self.used[0]) + n_new, self.max_used)
+        capacity = self.capacity
+        while 2 * need > capacity and capacity < self.limit:
+            capacity *= 2
+        if capacity != self.capacity:
+            old = (self.a, self.b, self.c, self.v)
+            self._alloc(capacity)
+            table_rehash(*old, self.a, self.b, self.c, self.v)
+
+    def upsert(
+        self,
+        keys_a: npt.NDArray[np.int64],
+        keys_b: npt.NDArray[np.uint64],
+        keys_c: npt.NDArray[np.uint64],
+        sel: BOOL,
+        tags: npt.NDArray[np.int64],
+        mode: int,
+        out: npt.NDArray[np.int64],
+    ) -> int:
+        n = int(keys_a.shape[0])
+        self.reserve(int(np.count_nonzero(sel)))
+        refused: int = table_upsert(
+            self.a, self.b, self.c, self.v, self.used, self.max_used,
+            keys_a, keys_b, keys_c, sel, tags, n, mode, out,
+        )  # fmt: skip
+        return refused
+
+    def remap(self, mapping: npt.NDArray[np.int64], *, host_is_value: bool) -> None:
+        """Renumber hosts after an eviction; drop the entries of evicted hosts."""
+        old = (self.a, self.b, self.c, self.v)
+        self._alloc(self.capacity)
+        self.used[0] = table_remap(*old, mapping, host_is_value, self.a, self.b, self.c, self.v)
+
+    def clear(self) -> None:
+        self.used[0] = 0
+        self._alloc(min(MIN_CAPACITY, self.limit))
+
+
+@dataclass(frozen=True, slots=True)
+class NetMask:
+    """A CIDR as (hi, lo) words and masks, for vectorised membership tests."""
+
+    net_hi: int
+    net_lo: int
+    mask_hi: int
+    mask_lo: int
+
+    @staticmethod
+    def of(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> NetMask:
+        if network.version == 4:
+            bits = 96 + network.prefixlen
+            value = (V4_MAPPED_PREFIX | int(network.network_address)) & ((1 << 128) - 1)
+        else:
+            bits = network.prefixlen
+            value = int(network.network_address)
+        mask = ((1 << 128) - 1) ^ ((1 << (128 - bits)) - 1)
+        return NetMask(value >> 64, value & 0xFFFF_FFFF_FFFF_FFFF, mask >> 64, mask & (2**64 - 1))
+
+
+def in_networks(hi: U64, lo: U64, nets: Sequence[NetMask]) -> BOOL:
+    """Which (hi, lo) addresses fall into any of ``nets``."""
+    hit = np.zeros(hi.shape[0], np.bool_)
+    for m in nets:
+        hit |= ((hi & np.uint64(m.mask_hi)) == np.uint64(m.net_hi)) & (
+            (lo & np.uint64(m.mask_lo)) == np.uint64(m.net_lo)
+        )
+    return hit
