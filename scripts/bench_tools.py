@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,12 +75,6 @@ def run_child(cmd: Sequence[str], env: dict[str, str] | None = None) -> ChildRun
         text = err.read().decode(errors="replace")
     # ru_maxrss is in kilobytes on Linux
     return ChildRun(wall, usage.ru_maxrss / 1024, proc.returncode, text)
-
-
-def best_of(repeat: int, fn: Callable[[], tuple[int, float]]) -> tuple[int, float]:
-    """(packets, fastest seconds) over ``repeat`` calls."""
-    results = [fn() for _ in range(repeat)]
-    return min(results, key=lambda r: r[1])
 
 
 # --- the references ------------------------------------------------------------------
