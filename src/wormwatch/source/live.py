@@ -113,8 +113,17 @@ def open_handle(
         status = handle.activate()
     except pcapy.PcapError as err:
         raise _open_error(iface, _PCAP_ERROR, str(err)) from err
-    if isinstance(status, int) and status < 0:
-        raise _open_error(iface, status, "")
+    try:
+        if isinstance(status, int) and status < 0:
+            raise _open_error(iface, status, "")
+        _install_filter(handle, iface, bpf, snaplen)
+    except WormwatchError:
+        handle.close()
+        raise
+    return handle
+
+
+def _install_filter(handle: Any, iface: str, bpf: str | None, snaplen: int) -> None:
     linktype = int(handle.datalink())
     if linktype < 0:
         raise _open_error(iface, linktype, "")
@@ -126,7 +135,6 @@ def open_handle(
         handle.setnonblock(1)
     except pcapy.PcapError as err:
         raise WormwatchError(f"cannot install the capture filter on {iface}: {err}") from err
-    return handle
 
 
 def read_ready(handle: Any, max_packets: int, timeout_s: float, iface: str) -> tuple[Any, Any]:
@@ -258,4 +266,12 @@ def open_capture(
     # Imported here: fanout pulls in multiprocessing, which one-handle capture never needs.
     from wormwatch.source.fanout import FanoutCapture  # noqa: PLC0415
 
-    return FanoutCapture([one_handle() for _ in range(workers)], iface=iface, timeout_ms=timeout_ms)
+    handles: list[Any] = []
+    try:
+        for _ in range(workers):
+            handles.append(one_handle())
+        return FanoutCapture(handles, iface=iface, timeout_ms=timeout_ms)
+    except WormwatchError:
+        for handle in handles:
+            handle.close()
+        raise
