@@ -211,9 +211,27 @@ def test_updates_are_drawn_at_most_refresh_per_s() -> None:
     for snap in sequence(8):
         tui.update(snap)
     assert tui.n_draws == 1
-    clock.now = 0.26
+    clock.now = 0.15
+    tui.update(snapshot())
+    assert tui.n_draws == 1
+    clock.now = 0.24  # a caller at 4 per second, a little early, is still drawn
     tui.update(snapshot())
     assert tui.n_draws == 2
+    tui.close()
+
+
+def test_a_paused_screen_is_redrawn_when_the_terminal_is_resized() -> None:
+    keys = ScriptedKeys([["p"]])
+    tui, _ = presenter(keys)
+    tui.start()
+    tui.update(snapshot())
+    tui.poll_quit()
+    draws = tui.n_draws
+    tui.update(snapshot())
+    assert tui.n_draws == draws
+    tui.console.size = (90, 20)  # type: ignore[assignment]
+    tui.update(snapshot())
+    assert tui.n_draws == draws + 1
     tui.close()
 
 

@@ -31,6 +31,7 @@ from wormwatch.present.table import build_screen, screen_rows
 from wormwatch.present.terminal import TerminalInput
 from wormwatch.present.view import ViewState, handle_key
 
+RATE_SLACK: Final = 0.75
 HOLD_POLL_S: Final = 0.25  # how often the held final screen checks for a resize
 # leave the alternate screen, show the cursor: what Live.stop() writes, for the
 # paths (signals, atexit) where Live itself cannot be trusted to run
@@ -139,9 +140,14 @@ class TuiPresenter:
         """Take a new snapshot; redraw unless paused or drawn very recently."""
         self._latest = snapshot
         if self.state.is_paused and self._shown is not None:
+            # frozen, but a resized terminal gets the frozen screen redrawn
+            if self.console.size != self._drawn_size:
+                self._draw()
             return
         self._shown = snapshot
-        if self.clock() - self._last_draw >= self.min_interval_s:
+        # slack for the caller's timing jitter: a caller at exactly
+        # refresh_per_s must not see every other update skipped
+        if self.clock() - self._last_draw >= RATE_SLACK * self.min_interval_s:
             self._draw()
 
     def poll_quit(self) -> bool:
