@@ -107,7 +107,6 @@ class FanoutCapture:
         self.name = iface
         self._handles = handles
         self._timeout_s = timeout_ms / 1000.0
-        self._linktype = int(handles[0].datalink())
         group = os.getpid() & 0xFFFF
         try:
             for handle in handles:
