@@ -3,6 +3,7 @@ TerminalInput on a real pseudo-terminal, restored on every way out."""
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -205,6 +206,34 @@ def test_restored_after_an_exception(pty_pair: tuple[int, int]) -> None:
         raise RuntimeError("crash inside the live screen")
     assert termios.tcgetattr(slave) == before
     assert restored == [1]
+
+
+def test_keys_come_from_the_terminal_when_stdin_is_the_capture(
+    pty_pair: tuple[int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``wormwatch replay -``: stdin is the pcap, keys come from the tty."""
+    master, slave = pty_pair
+    monkeypatch.setattr(sys, "stdin", io.BytesIO(b"\xd4\xc3\xb2\xa1"))
+    before = termios.tcgetattr(slave)
+    with TerminalInput(tty_path=os.ttyname(slave)) as term:
+        assert term.is_active
+        assert term.fd not in (slave, master)  # its own descriptor of the tty
+        os.write(master, b"q")
+        assert term.wait(1.0)
+        assert term.read_keys() == ["q"]
+        fd = term.fd
+    assert termios.tcgetattr(slave) == before
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        os.fstat(fd)  # closed again
+
+
+def test_no_terminal_anywhere_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    with TerminalInput(tty_path=str(tmp_path / "missing")) as term:
+        assert not term.is_active
+        assert term.read_keys() == []
 
 
 def test_not_a_terminal_changes_nothing(tmp_path: Path) -> None:

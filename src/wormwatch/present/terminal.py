@@ -36,8 +36,12 @@ class TerminalInput:
     """Keys from a terminal in cbreak mode, read without blocking.
 
     Args:
-        fd: the terminal's file descriptor (default: standard input). When it
-            is not a terminal, nothing is changed and no key ever arrives.
+        fd: the terminal's file descriptor. By default standard input, or,
+            when standard input is not a terminal (``wormwatch replay -``
+            reads the capture from it), the controlling terminal
+            ``tty_path``. Without a terminal nothing is changed and no key
+            ever arrives.
+        tty_path: the controlling terminal, opened when standard input is not one.
         on_restore: called (once per restore) before the terminal modes are
             put back, e.g. to leave the alternate screen; it must not raise.
         on_resume: called after a Ctrl-Z suspension ends and cbreak mode is
@@ -48,10 +52,14 @@ class TerminalInput:
         self,
         fd: int | None = None,
         *,
+        tty_path: str = "/dev/tty",
         on_restore: Callable[[], None] | None = None,
         on_resume: Callable[[], None] | None = None,
     ) -> None:
-        self.fd = sys.stdin.fileno() if fd is None else fd
+        self.fd = -1
+        self._requested_fd = fd
+        self.tty_path = tty_path
+        self._is_fd_owned = False
         self.on_restore = on_restore
         self.on_resume = on_resume
         self.decoder = KeyDecoder()
@@ -79,8 +87,12 @@ class TerminalInput:
 
     def open(self) -> None:
         """Enter cbreak mode and arm every restore path."""
-        if self._is_active or not os.isatty(self.fd):
+        if self._is_active:
             return
+        fd = self._find_terminal()
+        if fd is None:
+            return
+        self.fd = fd
         self._saved = termios.tcgetattr(self.fd)
         tty.setcbreak(self.fd, termios.TCSANOW)
         self._is_active = True
@@ -95,6 +107,26 @@ class TerminalInput:
             except ValueError:
                 # not the main thread: the with block and atexit still restore
                 break
+
+    def _find_terminal(self) -> int | None:
+        if self._requested_fd is not None:
+            return self._requested_fd if os.isatty(self._requested_fd) else None
+        try:
+            fd = sys.stdin.fileno()
+        except (AttributeError, ValueError, OSError):
+            # no standard input at all, or a replaced one without a descriptor
+            fd = -1
+        if fd >= 0 and os.isatty(fd):
+            return fd
+        try:
+            fd = os.open(self.tty_path, os.O_RDWR | os.O_NOCTTY)
+        except OSError:
+            return None
+        if not os.isatty(fd):
+            os.close(fd)
+            return None
+        self._is_fd_owned = True
+        return fd
 
     def restore(self) -> None:
         """Put the terminal back as it was; safe to call any number of times."""
@@ -119,6 +151,10 @@ class TerminalInput:
             # termios.error: the terminal is gone (hang-up), nothing to restore
             with contextlib.suppress(termios.error):
                 termios.tcsetattr(self.fd, termios.TCSAFLUSH, self._saved)
+        if self._is_fd_owned and not self._is_active:
+            self._is_fd_owned = False
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
 
     def _excepthook(
         self, exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
