@@ -357,15 +357,17 @@ def test_wormwatch_live_agrees_with_replay(pair: VethPair, tmp_path: Path, worke
 
     wirecopy = tmp_path / "sent.pcap"
     wrpcap(str(wirecopy), [Ether(frame) for frame in sent])
-    for name, pcap in (("rec", tmp_path / "rec.pcap"), ("sent", wirecopy)):
-        out = tmp_path / f"replay-{name}.jsonl"
-        subprocess.run(
-            _wormwatch(
-                "replay", str(pcap), "--no-tui", "--config", str(config), "--summary", str(out)
-            ),
-            check=True,
+    replays = [
+        subprocess.Popen(
+            _wormwatch("replay", str(pcap), "--no-tui", "--config", str(config), "--summary", out),
             stdout=subprocess.DEVNULL,
         )
+        for pcap, out in (
+            (tmp_path / "rec.pcap", str(tmp_path / "replay-rec.jsonl")),
+            (wirecopy, str(tmp_path / "replay-sent.jsonl")),
+        )
+    ]
+    assert [replay.wait(120) for replay in replays] == [0, 0]
     live_hosts, live_net = _summary(summary)
     rec_hosts, _ = _summary(tmp_path / "replay-rec.jsonl")
     sent_hosts, _ = _summary(tmp_path / "replay-sent.jsonl")
