@@ -53,7 +53,7 @@ from bulk_frames import (  # noqa: E402  (needs the sys.path line above)
     write_pcap,
 )
 
-GEN_VERSION = 1  # bump when the output for the same parameters changes (cache key)
+GEN_VERSION = 2  # bump when the output for the same parameters changes (cache key)
 START_S = 1_767_225_600  # 2026-01-01T00:00:00Z
 KEYWORDS = ("mail", "smtp", "mx", "ns", "gate", "relay")  # wormwatch's default set
 
@@ -81,7 +81,7 @@ NORMAL_NAMES = (
 )  # fmt: skip
 PTR_NAMES = (
     "10.2.0.192.in-addr.arpa", "53.2.0.192.in-addr.arpa", "1.100.51.198.in-addr.arpa",
-    ".".join("1" + "0" * 31) + ".8.b.d.0.1.0.0.2.ip6.arpa",
+    ".".join("1" + "0" * 23) + ".8.b.d.0.1.0.0.2.ip6.arpa",  # 2001:db8::1, 32 nibbles
 )  # fmt: skip
 STORM_PREFIXES = ("mail", "mail1", "smtp", "mx", "mx0", "mx1", "relay", "gate", "mailh", "ns")
 STORM_DOMAINS = tuple(f"example-{c}.com" for c in "abcdefgh")
