@@ -396,6 +396,8 @@ class Pipeline:
             events_untracked=self.agg.events_dropped,
             decode=st.as_dict(),
             kernel_dropped=sstats.kernel_dropped,
+            kernel_received=sstats.kernel_received,
+            interface_dropped=sstats.interface_dropped,
             idle_s=idle,
             network_sync_r=self.network_sync(),
             hosts=self.host_views(TOP_HOSTS),

@@ -20,6 +20,7 @@ from wormwatch.errors import WormwatchError
 from wormwatch.model import Batch, HostView, Snapshot, SourceStats
 from wormwatch.pipeline import Pipeline, Presenter, RunResult
 from wormwatch.present.jsonl import JsonLinesWriter, host_record, summary_record
+from wormwatch.present.text import print_summary
 from wormwatch.source import Source
 
 
@@ -134,6 +135,10 @@ def run(cfg: Config, opts: RunOptions) -> RunResult:
     alerts = JsonLinesWriter(opts.alerts) if opts.alerts else None
     try:
         warm_up()
+        # Everything that imports modules comes before the capture is opened
+        # and privileges are dropped: the dropped user may not be able to read
+        # the interpreter's library directory.
+        presenter = _presenter(opts)
         source, is_live = _open_source(cfg, opts)
         try:
             pipeline = Pipeline(
@@ -141,7 +146,7 @@ def run(cfg: Config, opts: RunOptions) -> RunResult:
                 source_name=source.name,
                 is_live=is_live,
                 alerts=alerts,
-                presenter=_presenter(opts),
+                presenter=presenter,
             )
             result = pipeline.run(source, every_s=opts.summary_every_s, on_every=_periodic(opts))
         finally:
@@ -186,6 +191,4 @@ def _check_writable(path: str) -> None:
 
 
 def _print_text(result: RunResult) -> None:
-    from wormwatch.present.text import print_summary  # noqa: PLC0415
-
     print_summary(result.final, result.hosts, result.warnings, file=sys.stdout)

@@ -114,7 +114,9 @@ def summary_record(
         "events_untracked": snap.events_untracked,
         "hosts_flagged": flagged,
         "decode": dict(snap.decode),
+        "kernel_received": snap.kernel_received,
         "kernel_dropped": snap.kernel_dropped,
+        "interface_dropped": snap.interface_dropped,
         "network_sync_r": snap.network_sync_r,
         "network_sync": dict(network_sync) if network_sync is not None else None,
     }

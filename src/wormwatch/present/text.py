@@ -63,7 +63,9 @@ def stats_table(snapshot: Snapshot, warnings: Sequence[str] = ()) -> Table:
     if snapshot.events_untracked:
         rows.append(("events of untracked hosts", f"{snapshot.events_untracked:,} (no room)"))
     if snapshot.kernel_dropped is not None:
+        rows.append(("kernel received", f"{snapshot.kernel_received or 0:,}"))
         rows.append(("kernel drops", f"{snapshot.kernel_dropped:,}"))
+        rows.append(("interface drops", f"{snapshot.interface_dropped or 0:,}"))
     r = snapshot.network_sync_r
     rows.append(("network MX/SYN correlation", "n/a" if r is None else f"{r:+.2f}"))
     for key, value in rows:
