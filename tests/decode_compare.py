@@ -1,0 +1,205 @@
+"""The numba decoder and the dpkt reference, side by side on single frames (fuzzing helpers).
+
+Place in the data flow: beside the decode stage, like ``reference``. A frame (link type +
+bytes) goes in; out come the kernel's (status, events) through the real wrapper
+(``wormwatch.decode.Decoder``), the reference's (status, events) from
+``reference.decode_frame``, the invariant violations of the kernel's output, and the
+difference of the two. ``tests/test_fuzz.py`` (hypothesis, JIT on) and
+``scripts/fuzz_decode.py`` (atheris, JIT off) share this module, and the seed frames:
+every record of the sample captures in ``pcaps/`` and the real ones in
+``/work/shared/pcaps/real/``, plus the corpus in ``tests/fuzz_corpus/frames.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wormwatch.decode import Decoder
+from wormwatch.kernels.decode import MAX_EVENTS_PER_PACKET
+from wormwatch.model import (
+    KIND_DNS,
+    KIND_SYN,
+    LINKTYPE_ETHERNET,
+    LINKTYPE_IPV4,
+    LINKTYPE_IPV6,
+    LINKTYPE_LINUX_SLL,
+    LINKTYPE_LINUX_SLL2,
+    LINKTYPE_LOOP,
+    LINKTYPE_NULL,
+    LINKTYPE_RAW,
+    LINKTYPE_RAW_OLD,
+    N_STATUS,
+    NAME_MAX,
+    ST_IGNORED,
+    ST_MALFORMED,
+    ST_OK,
+    ST_TRUNCATED,
+    SYN_PORTS,
+    Batch,
+    addr_words,
+)
+
+from reference import decode_frame, read_records
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "pcaps"
+REAL = Path("/work/shared/pcaps/real")
+CORPUS = Path(__file__).resolve().parent / "fuzz_corpus" / "frames.json"
+SUPPORTED_LINKTYPES = (
+    LINKTYPE_NULL, LINKTYPE_ETHERNET, LINKTYPE_RAW_OLD, LINKTYPE_RAW, LINKTYPE_LOOP,
+    LINKTYPE_LINUX_SLL, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_LINUX_SLL2,
+)  # fmt: skip
+# one link type nobody decodes (LINKTYPE_USER0): every frame of it is "unsupported"
+UNSUPPORTED_LINKTYPE = 147
+FUZZ_LINKTYPES = (*SUPPORTED_LINKTYPES, UNSUPPORTED_LINKTYPE)
+# bytes after each frame in the batch buffer; decoding with two different fillers
+# must give the same answer, or the kernel read past the frame's caplen
+FILLER_LEN = 8
+
+# one event as both sides are compared: (kind, src words, dst words, dport, qtype, name)
+Row = tuple[int, tuple[int, int], tuple[int, int], int, int, bytes]
+Decoded = tuple[int, list[Row]]
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One captured frame and where it came from."""
+
+    linktype: int
+    data: bytes
+    origin: str
+
+
+def kernel_decode_many(
+    frames: list[tuple[int, bytes]], *, filler: int = 0, decoder: Decoder | None = None
+) -> list[Decoded]:
+    """Decode frames as one batch (each followed by ``filler`` bytes) with the real wrapper."""
+    gap = bytes((filler,)) * FILLER_LEN
+    data = b"".join(frame + gap for _, frame in frames)
+    caplens = np.array([len(frame) for _, frame in frames], np.int32)
+    offsets = np.zeros(len(frames), np.int64)
+    offsets[1:] = np.cumsum(caplens[:-1].astype(np.int64) + FILLER_LEN)
+    batch = Batch(
+        data=np.frombuffer(data, np.uint8),
+        ts_us=np.arange(len(frames), dtype=np.int64),
+        offsets=offsets,
+        caplens=caplens,
+        wirelens=caplens.copy(),
+        linktypes=np.array([lt for lt, _ in frames], np.int32),
+    )
+    dec = decoder if decoder is not None else Decoder(max_events=MAX_EVENTS_PER_PACKET)
+    ev = dec.decode(batch)
+    statuses = [int(s) for s in dec.last_status]
+    problems = invariant_problems(ev, statuses)
+    assert not problems, problems
+    out: list[Decoded] = [(s, []) for s in statuses]
+    for i in range(ev.n):
+        row: Row = (
+            int(ev.kind[i]),
+            (int(ev.src_hi[i]), int(ev.src_lo[i])),
+            (int(ev.dst_hi[i]), int(ev.dst_lo[i])),
+            int(ev.dport[i]),
+            int(ev.qtype[i]),
+            bytes(ev.names[i, : ev.name_lens[i]]),
+        )
+        out[int(ev.ts_us[i])][1].append(row)
+    return out
+
+
+def invariant_problems(ev: object, statuses: list[int]) -> list[str]:
+    """What is out of bounds in a decoder's output (empty when all is well).
+
+    Bounds: statuses are known codes; events are at most MAX_EVENTS_PER_PACKET per
+    packet, in packet order; kinds are DNS or SYN; a name is at most 255 bytes; a SYN
+    has port 135/139/445, qtype 0 and no name; a query has port 53; an ok packet has an
+    event, an ignored/unsupported/fragment packet has none.
+    """
+    problems: list[str] = []
+    n = int(ev.n)  # type: ignore[attr-defined]
+    if any(not 0 <= s < N_STATUS for s in statuses):
+        problems.append(f"unknown status in {statuses}")
+    if not 0 <= n <= MAX_EVENTS_PER_PACKET * len(statuses):
+        problems.append(f"{n} events for {len(statuses)} packets")
+        return problems
+    packets = ev.ts_us[:n]  # type: ignore[attr-defined]
+    if n and (np.any(np.diff(packets) < 0) or packets.min() < 0 or packets.max() >= len(statuses)):
+        problems.append("events out of packet order")
+        return problems
+    per_packet = np.bincount(packets, minlength=len(statuses))
+    for i in range(n):
+        kind = int(ev.kind[i])  # type: ignore[attr-defined]
+        length = int(ev.name_lens[i])  # type: ignore[attr-defined]
+        port = int(ev.dport[i])  # type: ignore[attr-defined]
+        if kind not in (KIND_DNS, KIND_SYN) or not 0 <= length <= NAME_MAX:
+            problems.append(f"event {i}: kind {kind}, name length {length}")
+        elif kind == KIND_SYN and (port not in SYN_PORTS or length or ev.qtype[i]):  # type: ignore[attr-defined]
+            problems.append(f"event {i}: SYN to {port} with a name or qtype")
+        elif kind == KIND_DNS and port != 53:
+            problems.append(f"event {i}: DNS query to port {port}")
+    for p, status in enumerate(statuses):
+        if status == ST_OK and per_packet[p] == 0:
+            problems.append(f"packet {p}: ok without an event")
+        if status not in (ST_OK, ST_TRUNCATED, ST_MALFORMED) and per_packet[p] > 0:
+            problems.append(f"packet {p}: status {status} with {per_packet[p]} events")
+    return problems
+
+
+def reference_decode(linktype: int, frame: bytes) -> Decoded:
+    """The reference's answer in the kernel's terms (addresses as the model's two words:
+    an IPv6 source ``::ffff:a.b.c.d`` is the same key as IPv4 ``a.b.c.d``)."""
+    status, events = decode_frame(linktype, frame, 0)
+    rows: list[Row] = [
+        (e.kind, addr_words(e.src), addr_words(e.dst), e.dport, e.qtype, e.name) for e in events
+    ]
+    return status, rows
+
+
+def difference(linktype: int, frame: bytes, kernel: Decoded) -> str | None:
+    """None when the kernel agrees with the reference on ``frame``, else a report."""
+    ref = reference_decode(linktype, frame)
+    if ref == kernel:
+        return None
+    return (
+        f"linktype {linktype} frame {frame.hex()}: kernel status {kernel[0]} "
+        f"{len(kernel[1])} events, reference status {ref[0]} {len(ref[1])} events; "
+        f"kernel {kernel[1][:3]} reference {ref[1][:3]}"
+    )
+
+
+@cache
+def capture_frames(*, max_len: int = 1600) -> tuple[Frame, ...]:
+    """Every distinct frame of the sample and real captures (up to ``max_len`` bytes)."""
+    paths = sorted(SAMPLES.glob("*.pcap*"))
+    if REAL.is_dir():
+        paths += sorted(REAL.glob("*.pcap*"))
+    seen: set[tuple[int, bytes]] = set()
+    frames: list[Frame] = []
+    for path in paths:
+        for _, linktype, _, data in read_records(path):
+            if (linktype, data) in seen or len(data) > max_len:
+                continue
+            seen.add((linktype, data))
+            frames.append(Frame(linktype, data, path.name))
+    return tuple(frames)
+
+
+@cache
+def relevant_frames() -> tuple[Frame, ...]:
+    """Capture frames the reference does not simply ignore (queries, SYNs, problems),
+    plus the corpus: the seeds worth mutating."""
+    frames = [f for f in capture_frames() if reference_decode(f.linktype, f.data)[0] != ST_IGNORED]
+    frames += [Frame(e["linktype"], bytes.fromhex(e["hex"]), e["name"]) for e in corpus()]
+    return tuple(frames)
+
+
+@cache
+def corpus() -> tuple[dict[str, Any], ...]:
+    """The entries of ``fuzz_corpus/frames.json`` (name, linktype, hex, note[, finding])."""
+    entries = json.loads(CORPUS.read_text(encoding="utf-8"))
+    return tuple(entries)
