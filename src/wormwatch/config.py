@@ -403,6 +403,6 @@ def load_config(path: str | None) -> Config:
         raise WormwatchError(
             f"config {path}: cannot read it ({reason}); check the --config path"
         ) from None
-    except tomllib.TOMLDecodeError as err:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise WormwatchError(f"config {path}: not valid TOML: {err}") from None
     return _build(path, doc)
