@@ -79,6 +79,17 @@ def percent(share: float | None) -> str:
     return DASH if share is None else f"{100 * share:.0f}%"
 
 
+def percent_of(part: int, whole: int) -> str:
+    """``part`` as a share of ``whole``, with enough digits to be non-zero
+    when ``part`` is: ``12%``, ``0.4%``, ``0.002%``."""
+    if whole <= 0:
+        return DASH
+    share = 100 * part / whole
+    if share >= 10 or share == 0:
+        return f"{share:.0f}%"
+    return f"{share:.2g}%"
+
+
 def sparkline(values: Sequence[int], width: int) -> str:
     """The last ``width`` values as block characters, scaled to their maximum;
     zero is a blank, any non-zero value at least the lowest block."""

@@ -102,6 +102,8 @@ def _rates(snap: Snapshot) -> list[Text]:
         items.append(
             Text(f"host table full: {fmt.grouped(snap.hosts_dropped)} evicted", "bold yellow")
         )
+    if snap.events_untracked:
+        items.append(Text(f"{fmt.grouped(snap.events_untracked)} events untracked", "bold yellow"))
     r = snap.network_sync_r
     items.append(Text(f"network MX/SYN r {fmt.signed_r(r)}", "" if r is None else "bold"))
     return items
@@ -111,7 +113,13 @@ def _health(snap: Snapshot) -> list[Text]:
     items: list[Text] = []
     if snap.is_live or snap.kernel_dropped is not None:
         dropped = snap.kernel_dropped or 0
-        items.append(Text(f"kernel drops {fmt.grouped(dropped)}", "bold red" if dropped else "dim"))
+        text = f"kernel drops {fmt.grouped(dropped)}"
+        if dropped and snap.kernel_received:
+            # libpcap's received count (Linux tp_packets) already includes the drops
+            text += f" ({fmt.percent_of(dropped, max(snap.kernel_received, dropped))})"
+        items.append(Text(text, "bold red" if dropped else "dim"))
+    if snap.interface_dropped:
+        items.append(Text(f"interface drops {fmt.grouped(snap.interface_dropped)}", "bold red"))
     problems = [(s, snap.decode.get(s, 0)) for s in _DECODE_PROBLEMS]
     problems = [(s, n) for s, n in problems if n]
     if problems:
