@@ -111,12 +111,16 @@ def write_summary(
 ) -> None:
     """Host records (ranked) then one network record, as JSON lines.
 
-    A file is written beside its final name and renamed into place, so a
-    reader (or a periodic rewrite) never sees half a summary.
+    A regular file is written beside its final name and renamed into place,
+    so a reader (or a periodic rewrite) never sees half a summary; anything
+    else (``-``, a pipe, ``/dev/null``) is written in place, never replaced.
     """
-    target = "/dev/stdout" if path == "-" else path + ".tmp"
-    if target != "/dev/stdout" and os.path.exists(target):
-        os.unlink(target)
+    target = "-" if path == "-" else path
+    is_file = path != "-" and (not os.path.exists(path) or os.path.isfile(path))
+    if is_file:
+        target = path + ".tmp"
+        if os.path.exists(target):
+            os.unlink(target)
     writer = JsonLinesWriter(target)
     try:
         for view in hosts:
@@ -124,7 +128,7 @@ def write_summary(
         writer.write(summary_record(dataclasses.replace(final, hosts=hosts), network_sync=network))
     finally:
         writer.close()
-    if target != "/dev/stdout":
+    if is_file:
         os.replace(target, path)
 
 
