@@ -161,3 +161,20 @@ def test_sigint_ends_cleanly_with_summary(tmp_path: Path) -> None:
     records = [json.loads(line) for line in summary.read_text().splitlines()]
     assert records[-1]["event_type"] == "network"
     assert b"capture" in out
+
+
+def test_summary_to_a_fifo_is_written_in_place(tmp_path: Path) -> None:
+    """A special file (a pipe, /dev/null) is written to, never replaced."""
+    import stat
+    import threading
+
+    fifo = tmp_path / "summary.fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    assert main(["replay", str(DEMO), "--no-tui", "--summary", str(fifo)]) == 0
+    reader.join(timeout=30)
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    lines = got[0].decode().splitlines()
+    assert json.loads(lines[-1])["event_type"] == "network"

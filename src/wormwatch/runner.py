@@ -155,6 +155,9 @@ def run(cfg: Config, opts: RunOptions) -> RunResult:
             result = pipeline.run(source, every_s=opts.summary_every_s, on_every=_periodic(opts))
         finally:
             source.close()
+            if presenter is not None:
+                # the terminal comes back whatever happened in the run
+                presenter.close()
     finally:
         if alerts is not None:
             alerts.close()
