@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from wormwatch.decode import Decoder, warm_up
-from wormwatch.kernels.decode import decode_packets
+from wormwatch.kernels.decode import N_FRAG_COLUMNS, decode_packets
 from wormwatch.model import LINKTYPE_ETHERNET, Batch
 
 MAC = b"\x02\x00\x00\x00\x00\x01\x02\x00\x00\x00\x00\x02"
@@ -87,6 +87,7 @@ def _bench_kernel(batch: Batch, repeat: int) -> float:
     decoder = Decoder(max_events=batch.n + 64)
     ev = decoder.decode(batch)
     status = np.zeros(batch.n, np.uint8)
+    frags = np.zeros((batch.n, N_FRAG_COLUMNS), np.int64)
     data = batch.data
     best = float("inf")
     for _ in range(repeat):
@@ -94,7 +95,7 @@ def _bench_kernel(batch: Batch, repeat: int) -> float:
         decode_packets(
             data, batch.offsets, batch.caplens, batch.linktypes, batch.ts_us, 0, 0, status,
             ev.ts_us, ev.src_hi, ev.src_lo, ev.dst_hi, ev.dst_lo,
-            ev.kind, ev.dport, ev.qtype, ev.names, ev.name_lens,
+            ev.kind, ev.dport, ev.qtype, ev.names, ev.name_lens, frags, 0,
         )  # fmt: skip
         best = min(best, time.perf_counter() - t0)
     return batch.n / best

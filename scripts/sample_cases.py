@@ -173,9 +173,11 @@ def ipv6_ext() -> Capture:
         (Syn(a, FILESERVER6, 445),),
     )
     first = base / IPv6ExtHdrFragment(id=8, offset=0, m=1) / udp
-    cap.add(t(), ether(first), "ok", (Query(a, 28, False),))
+    cap.add(t(), ether(first), "fragment")
+    # bytes 32..56 overlap the first fragment's 41 ("first" policy keeps those) and
+    # complete the datagram: the query counts here
     later = base / IPv6ExtHdrFragment(id=8, nh=17, offset=4, m=0) / Raw(b"\x00" * 24)
-    cap.add(t(), ether(later), "fragment")
+    cap.add(t(), ether(later), "ok", (Query(a, 28, False),))
     routed = IPv6(src=a, dst=FILESERVER6) / IPv6ExtHdrRouting(addresses=[]) / IPv6ExtHdrDestOpt()
     cap.add(
         t(),

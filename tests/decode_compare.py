@@ -79,7 +79,11 @@ class Frame:
 def kernel_decode_many(
     frames: list[tuple[int, bytes]], *, filler: int = 0, decoder: Decoder | None = None
 ) -> list[Decoded]:
-    """Decode frames as one batch (each followed by ``filler`` bytes) with the real wrapper."""
+    """Decode frames as one batch (each followed by ``filler`` bytes) with the real wrapper.
+
+    Pass decoders made with ``reassemble=False``: fragments then stay ``fragment``, as
+    the per-frame reference says (reassembly is compared in tests/test_reassembly.py).
+    """
     gap = bytes((filler,)) * FILLER_LEN
     data = b"".join(frame + gap for _, frame in frames)
     caplens = np.array([len(frame) for _, frame in frames], np.int32)
@@ -93,7 +97,11 @@ def kernel_decode_many(
         wirelens=caplens.copy(),
         linktypes=np.array([lt for lt, _ in frames], np.int32),
     )
-    dec = decoder if decoder is not None else Decoder(max_events=MAX_EVENTS_PER_PACKET)
+    dec = (
+        decoder
+        if decoder is not None
+        else Decoder(max_events=MAX_EVENTS_PER_PACKET, reassemble=False)
+    )
     ev = dec.decode(batch)
     statuses = [int(s) for s in dec.last_status]
     problems = invariant_problems(ev, statuses)

@@ -40,8 +40,10 @@ from wormwatch.model import (
 )
 
 from reference_io import read_records
+from reference_reassembly import RefFragment, RefReassembler
 
 __all__ = [
+    "RefDecoder",
     "RefEvent",
     "decode_frame",
     "default_keyword",
@@ -92,6 +94,14 @@ class PacketProblemError(Exception):
     def __init__(self, status: int) -> None:
         super().__init__(model.STATUS_NAMES[status])
         self.status = status
+
+
+class FragmentError(PacketProblemError):
+    """Stops the walk of a fragment: status ``fragment``, and what reassembly needs."""
+
+    def __init__(self, fragment: RefFragment) -> None:
+        super().__init__(ST_FRAGMENT)
+        self.fragment = fragment
 
 
 # --- link layer -------------------------------------------------------------
@@ -168,8 +178,13 @@ def _ipv4(buf: bytes) -> tuple[str, str, int, bytes]:
     header_len = ip.hl * 4
     if ip.len < header_len:
         raise PacketProblemError(ST_MALFORMED)
-    if ip.offset != 0:
-        raise PacketProblemError(ST_FRAGMENT)
+    # flags and offset (RFC 791): MF set or a non-zero offset (8-octet units) is a fragment
+    field = struct.unpack_from(">H", buf, 6)[0]
+    if field & 0x3FFF:
+        raise FragmentError(
+            RefFragment(4, ip.src, ip.dst, ip.id, ip.p, (field & 0x1FFF) * 8,
+                        bool(field & 0x2000), buf[header_len : ip.len], ip.len - header_len)
+        )  # fmt: skip
     # Reading: options running past the captured bytes are a truncated header.
     _need(buf, header_len)
     payload = buf[header_len : min(ip.len, len(buf))]
@@ -191,8 +206,16 @@ def _ipv6(buf: bytes) -> tuple[str, str, int, bytes]:
         if next_header == IP6_FRAG:
             if pos + 8 > end:
                 raise PacketProblemError(ST_TRUNCATED)
-            if struct.unpack_from(">H", buf, pos + 2)[0] >> 3 != 0:
-                raise PacketProblemError(ST_FRAGMENT)
+            field = struct.unpack_from(">H", buf, pos + 2)[0]
+            # offset 0 with M clear is an atomic fragment (RFC 6946): decoded as is
+            if field & 0xFFF9:
+                ident = struct.unpack_from(">I", buf, pos + 4)[0]
+                sent = 40 + payload_len
+                raise FragmentError(
+                    RefFragment(6, buf[8:24], buf[24:40], ident, buf[pos], field & 0xFFF8,
+                                bool(field & 1), buf[pos + 8 : sent],
+                                -1 if payload_len == 0 else sent - pos - 8)
+                )  # fmt: skip
             length = 8
         else:
             if pos + 2 > end:
@@ -346,11 +369,19 @@ def _tcp(payload: bytes) -> tuple[int, list[tuple[int, bytes]], int, bool]:
 
 
 def decode_frame(linktype: int, frame: bytes, ts_us: int) -> tuple[int, list[RefEvent]]:
-    """Decode one captured frame into (status, events) per docs/DECODING.md."""
+    """Decode one captured frame into (status, events) per docs/DECODING.md, alone:
+    a fragment is status ``fragment`` (no reassembly; see :class:`RefDecoder`)."""
+    status, events, _ = _decode(linktype, frame, ts_us)
+    return status, events
+
+
+def _decode(
+    linktype: int, frame: bytes, ts_us: int
+) -> tuple[int, list[RefEvent], RefFragment | None]:
     try:
         version, offset = _link(linktype, frame)
         if version == 0:
-            return ST_IGNORED, []
+            return ST_IGNORED, [], None
         ip = _ipv4 if version == 4 else _ipv6
         src, dst, proto, payload = ip(frame[offset:])
         if proto == PROTO_UDP:
@@ -359,23 +390,50 @@ def decode_frame(linktype: int, frame: bytes, ts_us: int) -> tuple[int, list[Ref
         elif proto == PROTO_TCP:
             dport, queries, status, is_syn = _tcp(payload)
         else:
-            return ST_IGNORED, []
+            return ST_IGNORED, [], None
+    except FragmentError as fragment:
+        return ST_FRAGMENT, [], fragment.fragment
     except PacketProblemError as problem:
-        return problem.status, []
+        return problem.status, [], None
     if is_syn:
-        return ST_OK, [RefEvent(ts_us, src, dst, KIND_SYN, dport, 0, b"")]
+        return ST_OK, [RefEvent(ts_us, src, dst, KIND_SYN, dport, 0, b"")], None
     events = [RefEvent(ts_us, src, dst, KIND_DNS, dport, q, n) for q, n in queries]
     if status == ST_OK and not events:
         status = ST_IGNORED
-    return status, events
+    return status, events, None
 
 
-def reference_events(path: str | Path) -> tuple[list[int], list[RefEvent]]:
+class RefDecoder:
+    """Frames in capture order -> (status, events), with fragment reassembly.
+
+    A fragment that completes a datagram gets the status and events of the datagram
+    (decoded as a raw IP packet, stamped with the fragment's time); every other
+    fragment is ``fragment`` with no events.
+    """
+
+    def __init__(self, reassembler: RefReassembler | None = None) -> None:
+        self.reassembler = RefReassembler() if reassembler is None else reassembler
+
+    def decode(self, linktype: int, frame: bytes, ts_us: int) -> tuple[int, list[RefEvent]]:
+        status, events, fragment = _decode(linktype, frame, ts_us)
+        if fragment is None:
+            return status, events
+        datagram = self.reassembler.add(fragment, ts_us)
+        if datagram is None:
+            return ST_FRAGMENT, []
+        # the datagram is decoded like any raw-IP frame; a fragment inside it stays one
+        return decode_frame(model.LINKTYPE_RAW, datagram, ts_us)
+
+
+def reference_events(
+    path: str | Path, decoder: RefDecoder | None = None
+) -> tuple[list[int], list[RefEvent]]:
     """Decode a whole capture: (status per packet, all events in packet order)."""
+    decoder = RefDecoder() if decoder is None else decoder
     statuses: list[int] = []
     events: list[RefEvent] = []
     for ts_us, linktype, _, frame in read_records(path):
-        status, packet_events = decode_frame(linktype, frame, ts_us)
+        status, packet_events = decoder.decode(linktype, frame, ts_us)
         statuses.append(status)
         events.extend(packet_events)
     return statuses, events

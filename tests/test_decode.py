@@ -290,13 +290,16 @@ def test_ipv4_rules(frame: bytes, status: int) -> None:
     assert one(LINKTYPE_RAW, frame) == ([], status)
 
 
-def test_first_ipv4_fragment_is_decoded() -> None:
-    assert one(LINKTYPE_RAW, ipv4(udp(dns()), frag=0x2000)) == ([query_event()], ST_OK)
+def test_a_lone_first_ipv4_fragment_is_held_for_reassembly() -> None:
+    assert one(LINKTYPE_RAW, ipv4(udp(dns()), frag=0x2000)) == ([], ST_FRAGMENT)
 
 
 def test_ipv6_extension_headers_are_walked() -> None:
-    chain = ext(60, 16) + ext(44, 8) + frag_header(17, 0, more=True) + udp(dns())
+    # offset 0 with M clear is an atomic fragment (RFC 6946): decoded as it is
+    chain = ext(60, 16) + ext(44, 8) + frag_header(17, 0) + udp(dns())
     assert one(LINKTYPE_RAW, ipv6(chain, 0)) == ([query_event(v6=True)], ST_OK)
+    first = ext(60, 16) + ext(44, 8) + frag_header(17, 0, more=True) + udp(dns())
+    assert one(LINKTYPE_RAW, ipv6(first, 0)) == ([], ST_FRAGMENT)
 
 
 def test_ipv6_routing_mobility_and_ah() -> None:
@@ -315,7 +318,7 @@ def test_ipv6_matches_scapy() -> None:
         IPv6(src=SRC6, dst=DST6)
         / IPv6ExtHdrHopByHop()
         / IPv6ExtHdrDestOpt()
-        / IPv6ExtHdrFragment(offset=0, m=1)
+        / IPv6ExtHdrFragment(offset=0, m=0)
         / UDP(sport=5353, dport=53)
         / DNS(rd=1, qd=DNSQR(qname="Mail.Example.ORG", qtype="MX"))
     )
@@ -716,6 +719,12 @@ def test_stats_add_up_over_batches() -> None:
         "fragment": 1,
         "dns_queries": 2,
         "syns": 2,
+        "frag_reassembled": 0,
+        "frag_timed_out": 0,
+        "frag_evicted": 0,
+        "frag_overlapping": 0,
+        "frag_bad": 0,
+        "frag_pending": 1,
     }
 
 

@@ -52,7 +52,7 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 # one decoder for every example: its buffers are reused and grown, as in a real run
-DECODER = Decoder(max_events=64)
+DECODER = Decoder(max_events=64, reassemble=False)
 SEEDS = relevant_frames()
 
 
@@ -270,5 +270,5 @@ def test_random_bytes_agree_with_reference(frames: list[tuple[int, bytes]]) -> N
 @given(st.lists(mutated_frames(), min_size=60, max_size=120))
 def test_large_batches_grow_the_buffers_and_lose_no_event(frames: list[tuple[int, bytes]]) -> None:
     # a fresh decoder with the smallest buffers: the batch must make it grow
-    together = kernel_decode_many(frames, decoder=Decoder(max_events=64))
+    together = kernel_decode_many(frames, decoder=Decoder(max_events=64, reassemble=False))
     assert together == [kernel_decode_many([f], decoder=DECODER)[0] for f in frames]

@@ -4,6 +4,9 @@ source -> Batch -> **Decoder.decode** -> Events (DNS queries and SYNs to 135/139
 -> classify. The numba kernel in :mod:`wormwatch.kernels.decode` does the packet work
 (rules: docs/DECODING.md); this wrapper owns the reusable buffers, grows them when a
 batch holds more events than they fit, and keeps the running :class:`DecodeStats`.
+IP fragments go to a :class:`~wormwatch.reassemble.Reassembler`; the datagrams they
+complete are decoded by the same kernel in a second pass over a small raw-IP side batch,
+and their events are spliced in at the completing fragment.
 """
 
 from __future__ import annotations
@@ -13,8 +16,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from wormwatch.kernels.decode import MAX_EVENTS_PER_PACKET, decode_packets
+from wormwatch.kernels.decode import (
+    F_PACKET,
+    F_ROW,
+    MAX_EVENTS_PER_PACKET,
+    N_FRAG_COLUMNS,
+    decode_packets,
+)
 from wormwatch.model import (
+    I64,
     KIND_DNS,
     KIND_SYN,
     LINKTYPE_RAW,
@@ -25,6 +35,7 @@ from wormwatch.model import (
     DecodeStats,
     Events,
 )
+from wormwatch.reassemble import Completed, Reassembler
 
 
 def _frozen(values: npt.NDArray[Any], dtype: type[np.generic]) -> npt.NDArray[Any]:
@@ -50,6 +61,11 @@ def _check(batch: Batch) -> None:
         raise ValueError("batch has a packet outside its data buffer")
 
 
+_COLUMNS = (
+    "ts_us", "src_hi", "src_lo", "dst_hi", "dst_lo", "kind", "dport", "qtype", "name_lens",
+)  # fmt: skip
+
+
 def _event_buffers(capacity: int) -> Events:
     return Events(
         n=0,
@@ -72,13 +88,29 @@ class Decoder:
     Args:
         max_events: initial event capacity. A batch with more events grows the
             buffers (they stay grown); no event is ever dropped.
+        reassembler: the fragment pool (default: a :class:`Reassembler` with its
+            defaults); state persists across batches.
+        reassemble: False leaves every fragment a ``fragment`` with no events, so that
+            each packet's status depends on that packet alone (the per-frame fuzz
+            comparison with ``tests/reference.py``'s ``decode_frame`` needs this).
     """
 
-    def __init__(self, *, max_events: int = 65536) -> None:
+    def __init__(
+        self,
+        *,
+        max_events: int = 65536,
+        reassembler: Reassembler | None = None,
+        reassemble: bool = True,
+    ) -> None:
         self._events = _event_buffers(max(max_events, MAX_EVENTS_PER_PACKET))
         self._status: U8 = np.zeros(0, np.uint8)
+        self._frags: I64 = np.zeros((0, N_FRAG_COLUMNS), np.int64)
         self._n_last = 0
         self._stats = DecodeStats()
+        self._reassembler = Reassembler() if reassembler is None else reassembler
+        self._is_reassembling = reassemble
+        # the second pass (datagrams completed by fragments) has buffers of its own
+        self._side: Decoder | None = None
 
     @property
     def stats(self) -> DecodeStats:
@@ -101,39 +133,82 @@ class Decoder:
             ValueError: the batch's arrays disagree (a bug in the source): a packet
                 outside ``data``, or per-packet arrays of different lengths.
         """
-        n_packets = batch.n
         _check(batch)
+        data = _frozen(batch.data, np.uint8)
+        ts_us = _frozen(batch.ts_us, np.int64)
+        ev, n_frag = self._first_pass(batch, data, ts_us)
+        if n_frag > 0 and self._is_reassembling:
+            completed = self._reassembler.feed(data, ts_us, self._frags[:n_frag])
+            if completed is not None:
+                ev = self._splice(completed, ts_us, ev)
+        self._n_last = batch.n
+        self._count(batch, ev)
+        return ev
+
+    def _first_pass(self, batch: Batch, data: U8, ts_us: I64) -> tuple[Events, int]:
+        n_packets = batch.n
         if self._status.shape[0] < n_packets:
             self._status = np.zeros(n_packets, np.uint8)
-        data = _frozen(batch.data, np.uint8)
+            self._frags = np.zeros((n_packets, N_FRAG_COLUMNS), np.int64)
         offsets = _frozen(batch.offsets, np.int64)
         caplens = _frozen(batch.caplens, np.int32)
         linktypes = _frozen(batch.linktypes, np.int32)
-        ts_us = _frozen(batch.ts_us, np.int64)
         ev = self._events
-        first, n_events = 0, 0
+        first, n_events, n_frag = 0, 0, 0
         while True:
-            first, n_events = decode_packets(
+            first, n_events, n_frag = decode_packets(
                 data, offsets, caplens, linktypes, ts_us,
                 first, n_events, self._status,
                 ev.ts_us, ev.src_hi, ev.src_lo, ev.dst_hi, ev.dst_lo,
                 ev.kind, ev.dport, ev.qtype, ev.names, ev.name_lens,
+                self._frags, n_frag,
             )  # fmt: skip
             if first >= n_packets:
                 break
-            ev = self._grow(n_events)
+            ev = self._grow(n_events, 2 * ev.kind.shape[0])
         ev.n = n_events
-        self._n_last = n_packets
-        self._count(batch, ev)
+        return ev, n_frag
+
+    def _splice(self, completed: Completed, ts_us: I64, ev: Events) -> Events:
+        """Decode the completed datagrams and insert their events at their completing
+        fragments (vectorised: one pass per batch, whatever the number of datagrams)."""
+        if self._side is None:
+            # the side pass never reassembles: its fragments (nested) stay fragments
+            self._side = Decoder(max_events=MAX_EVENTS_PER_PACKET, reassemble=False)
+        side = self._side
+        side_batch = completed.batch
+        side_ev, _ = side._first_pass(
+            side_batch, _frozen(side_batch.data, np.uint8), _frozen(side_batch.ts_us, np.int64)
+        )
+        frag_rows = self._frags[completed.rows]
+        packets = frag_rows[:, F_PACKET]
+        self._status[packets] = side._status[: completed.batch.n]
+        n_side = side_ev.n
+        if n_side == 0:
+            return ev
+        # the side batch's timestamps are datagram indices (see Reassembler.feed)
+        datagram = side_ev.ts_us[:n_side].copy()
+        at = frag_rows[datagram, F_ROW]
+        n_main = ev.n
+        total = n_main + n_side
+        if total > ev.kind.shape[0]:
+            ev = self._grow(n_main, max(total, 2 * ev.kind.shape[0]))
+        # np.insert semantics: side events go before the main event at their row
+        main_to = np.arange(n_main) + np.searchsorted(at, np.arange(n_main), side="right")
+        side_to = at + np.arange(n_side)
+        side_ev.ts_us[:n_side] = ts_us[packets[datagram]]
+        for name in (*_COLUMNS, "names"):
+            column = getattr(ev, name)
+            column[main_to] = column[:n_main].copy()
+            column[side_to] = getattr(side_ev, name)[:n_side]
+        ev.n = total
         return ev
 
-    def _grow(self, n_filled: int) -> Events:
+    def _grow(self, n_filled: int, capacity: int) -> Events:
         old = self._events
-        new = _event_buffers(2 * old.kind.shape[0])
-        for name in ("ts_us", "src_hi", "src_lo", "dst_hi", "dst_lo", "kind", "dport", "qtype"):
+        new = _event_buffers(capacity)
+        for name in (*_COLUMNS, "names"):
             getattr(new, name)[:n_filled] = getattr(old, name)[:n_filled]
-        new.names[:n_filled] = old.names[:n_filled]
-        new.name_lens[:n_filled] = old.name_lens[:n_filled]
         self._events = new
         return new
 
@@ -147,6 +222,7 @@ class Decoder:
         kinds = np.bincount(ev.kind[: ev.n], minlength=KIND_SYN + 1)
         stats.dns_queries += int(kinds[KIND_DNS])
         stats.syns += int(kinds[KIND_SYN])
+        stats.fragments = self._reassembler.counters()
 
 
 def warm_up() -> None:

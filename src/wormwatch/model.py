@@ -128,12 +128,16 @@ class DecodeStats:
     status: list[int] = field(default_factory=lambda: [0] * N_STATUS)
     dns_queries: int = 0
     syns: int = 0
+    # IP fragment reassembly: datagrams reassembled and pending; fragments timed out,
+    # evicted, overlapping, bad (wormwatch.reassemble.Reassembler.counters)
+    fragments: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, int]:
         out = {"packets": self.packets, "bytes": self.bytes}
         out.update({name: self.status[i] for i, name in enumerate(STATUS_NAMES)})
         out["dns_queries"] = self.dns_queries
         out["syns"] = self.syns
+        out.update({f"frag_{name}": count for name, count in self.fragments.items()})
         return out
 
 
