@@ -1,9 +1,10 @@
 """Write the sample captures in pcaps/ and their manifest, deterministically.
 
 Place in the data flow: before it. Runs the demo story (``sample_demo.py``) and the
-parser cases (``sample_cases.py``, ``sample_names.py``), writes each capture, then
-``MANIFEST.toml`` from the generator's own bookkeeping (what it wrote and meant),
-and copies ``demo.pcap`` to ``src/wormwatch/data/`` for the installed package.
+parser cases (``sample_cases.py``, ``sample_names.py``, ``sample_frags.py``), writes
+each capture, then ``MANIFEST.toml`` from the generator's own bookkeeping (what it
+wrote and meant), and copies ``demo.pcap`` to ``src/wormwatch/data/`` for the installed
+package.
 Fixed seeds and fixed timestamps: running it twice gives identical bytes.
 
 Usage::
@@ -24,6 +25,7 @@ from pathlib import Path
 from pcaplib import STATUS_KEYS, Capture, write_capture
 from sample_cases import CASES
 from sample_demo import demo
+from sample_frags import FRAG_CASES
 from sample_names import DNS_CASES
 
 REPO = Path(__file__).resolve().parent.parent
@@ -45,7 +47,7 @@ MANIFEST_HEADER = """\
 def all_captures() -> list[Capture]:
     """Every sample capture, demo first."""
     captures = [demo()]
-    for make in (*CASES, *DNS_CASES):
+    for make in (*CASES, *DNS_CASES, *FRAG_CASES):
         made = make()
         captures.extend(made if isinstance(made, list) else [made])
     return captures
