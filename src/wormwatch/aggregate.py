@@ -365,15 +365,12 @@ class Aggregator:
 
     def _count_prefixes(self, ev: Events, host: I64, sel: BOOL) -> None:
         n = ev.n
-        packed = np.empty((n, 5), np.uint64)
+        packed = np.empty(n, np.uint64)
         pack_prefixes(ev.names, ev.name_lens, sel, n, packed)
-        flat = packed.reshape(-1)
-        hosts5 = np.repeat(host, 5)
-        out = np.empty(flat.shape[0], np.int64)
+        out = np.empty(n, np.int64)
         self.keys_refused += self._prefixes.upsert(
-            hosts5, flat, np.zeros(flat.shape[0], np.uint64), flat != 0,
-            hosts5, MODE_COUNT, out,
-        )  # fmt: skip
+            host, packed, np.zeros(n, np.uint64), packed != 0, host, MODE_COUNT, out
+        )
 
     def _take_samples(
         self,
@@ -420,8 +417,11 @@ class Aggregator:
         keys = sorted(self.network)
         return np.array(keys, np.int64), np.array([self.network[k] for k in keys], np.int64)
 
-    def host_states(self, ids: Sequence[int] | I64) -> list[HostState]:
-        """The full state of the given hosts, with their bins in the window."""
+    def host_states(
+        self, ids: Sequence[int] | I64, *, with_prefixes: bool = True
+    ) -> list[HostState]:
+        """The full state of the given hosts, with their bins in the window
+        (and their name-prefix counts, unless ``with_prefixes`` is False)."""
         ids_arr = np.asarray(ids, np.int64)
         used = int(self._bins.used[0])
         oldest = self.now_us // self.bin_us - self.window_bins + 1
@@ -430,7 +430,7 @@ class Aggregator:
         order = np.lexsort((self._row_bin[sel], row_host[sel]))
         sel = sel[order]
         hosts_sorted = row_host[sel]
-        prefixes = self._prefix_map(ids_arr)
+        prefixes = self._prefix_map(ids_arr) if with_prefixes else {}
         out = []
         for h in ids_arr.tolist():
             lo, hi = np.searchsorted(hosts_sorted, [h, h + 1])
@@ -451,6 +451,7 @@ class Aggregator:
         return out
 
     def _prefix_map(self, ids: I64) -> dict[int, dict[bytes, int]]:
+        """Prefix counts of length 1..5 per host, from the 5-byte keys."""
         t = self._prefixes
         sel = np.nonzero(np.isin(t.a, ids))[0]
         out: dict[int, dict[bytes, int]] = {}
@@ -459,7 +460,9 @@ class Aggregator:
         ):
             length = packed >> 56
             text = (packed & ((1 << (8 * length)) - 1)).to_bytes(8, "little")[:length]
-            out.setdefault(h, {})[text] = count
+            counts = out.setdefault(h, {})
+            for k in range(1, length + 1):
+                counts[text[:k]] = counts.get(text[:k], 0) + count
         return out
 
     def find(self, addr_hi: int, addr_lo: int) -> int | None:

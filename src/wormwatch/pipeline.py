@@ -343,11 +343,23 @@ class Pipeline:
         return order if limit is None else order[:limit]
 
     def host_views(self, limit: int | None = None) -> list[HostView]:
-        """Hosts ranked by score (then activity), with their verdicts."""
+        """Hosts ranked by score (then activity), with their verdicts.
+
+        Name-prefix statistics (a Python dict per host) are read out only for
+        the top hosts and the flagged ones: nobody reads them for the rest,
+        and building them for 100,000 hosts costs seconds.
+        """
         ids = self._ranked(limit)
+        states = self.agg.host_states(ids, with_prefixes=False)
+        flagged = {i for i, v in self.verdicts.items() if v.verdicts}
+        want = [k for k, i in enumerate(ids.tolist()) if k < TOP_HOSTS or i in flagged]
+        if want:
+            full = self.agg.host_states(ids[want])
+            for k, state in zip(want, full, strict=True):
+                states[k] = state
         return [
             HostView(state, self.verdicts.get(idx, Verdict()))
-            for state, idx in zip(self.agg.host_states(ids), ids.tolist(), strict=True)
+            for state, idx in zip(states, ids.tolist(), strict=True)
         ]
 
     def network_sync(self) -> float | None:

@@ -155,19 +155,19 @@ def hash_names(names: np.ndarray, name_lens: np.ndarray, n: int, out: np.ndarray
 def pack_prefixes(
     names: np.ndarray, name_lens: np.ndarray, sel: np.ndarray, n: int, out: np.ndarray
 ) -> None:
-    """Per event, its name prefixes of length 1..5 packed as uint64.
+    """Per event, the first ``L = min(5, name length)`` bytes of its name
+    packed as uint64: the bytes in the low bytes, L in the top byte (0 when
+    the event is not selected or the name is empty).
 
-    ``out[i, L-1]`` holds the first L bytes in the low bytes and L in the top
-    byte, or 0 when the name is shorter than L or the event is not selected.
+    One key per query is enough for the prefix statistics of length 1..5:
+    the count of a shorter prefix is the sum over the keys that start with it.
     """
     for i in range(n):
+        length = min(name_lens[i], 5) if sel[i] else 0
         acc = np.uint64(0)
-        for length in range(1, 6):
-            if sel[i] and name_lens[i] >= length:
-                acc |= np.uint64(names[i, length - 1]) << np.uint64(8 * (length - 1))
-                out[i, length - 1] = acc | (np.uint64(length) << np.uint64(56))
-            else:
-                out[i, length - 1] = 0
+        for j in range(length):
+            acc |= np.uint64(names[i, j]) << np.uint64(8 * j)
+        out[i] = acc | (np.uint64(length) << np.uint64(56)) if length else np.uint64(0)
 
 
 @njit(cache=True, nogil=True)
