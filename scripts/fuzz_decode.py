@@ -18,14 +18,21 @@ What counts as what:
   hex frame. Disagreements of the kind already pinned by the corpus (``first problem
   stays`` in DNS over TCP, ``tests/fuzz_corpus/frames.json``) are counted as known.
 
+With ``--streams`` an input is a stream of frames (a step byte, then per frame a link
+type byte, a 2-byte length and the bytes) decoded in one batch with fragment reassembly
+(a fresh 4-datagram pool per input, so eviction is reached; packets 1 us or 10 s apart,
+so the 30 s timeout is too), compared frame by frame with the reference's reassembler.
+
 The seed corpus is ``tests/fuzz_corpus/frames.json`` plus the relevant frames of the
-sample and real captures. A line ``inputs N  inputs/s R  findings F  known K  ...`` is
-printed every 10 s and at the end; the exit code is 1 when there was a new finding.
+sample and real captures (streams: the runs of consecutive fragments in them). A line
+``inputs N  inputs/s R  findings F  known K  ...`` is printed every 10 s and at the end;
+the exit code is 1 when there was a new finding.
 
 Usage::
 
     python scripts/fuzz_decode.py --seconds 600            # a long run
-    python scripts/fuzz_decode.py --runs 3000 --seed 1     # what the test suite runs
+    python scripts/fuzz_decode.py --streams --seconds 600  # fragment reassembly
+    python scripts/fuzz_decode.py --runs 2000 --seed 1     # what the test suite runs
     python scripts/fuzz_decode.py --jit --seconds 60       # compiled kernels, no coverage
 """
 
@@ -39,11 +46,17 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 REPORT_EVERY_S = 10.0
 # seeds taken from the captures (the corpus is always used whole)
 MAX_CAPTURE_SEEDS = 400
+# streams mode: frames per input, and datagrams the reassembly pools hold (small, so
+# that eviction is reached too)
+MAX_STREAM_FRAMES = 16
+STREAM_POOL = 4
+ST_FRAGMENT_CODE = 5
 
 
 def _parse_args(argv: list[str]) -> argparse.Namespace:
@@ -53,6 +66,9 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="libFuzzer's random seed (0: random)")
     p.add_argument("--workdir", help="corpus, crashes and findings (default: a temporary dir)")
     p.add_argument("--jit", action="store_true", help="run the compiled kernels (no coverage)")
+    p.add_argument(
+        "--streams", action="store_true", help="fuzz streams of frames with fragment reassembly"
+    )
     args = p.parse_args(argv)
     if args.seconds is None and args.runs is None:
         p.error("give --seconds or --runs")
@@ -60,24 +76,41 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 class Fuzzer:
-    """The target, its counters and its report."""
+    """The target, its counters and its report.
 
-    def __init__(self, workdir: Path, *, runs: int | None, seconds: float | None) -> None:
+    In ``streams`` mode an input is several frames (see :meth:`split_stream`) decoded in
+    one batch with fragment reassembly (a fresh 4-datagram pool per input) and compared
+    with the reference's reassembler; otherwise it is one frame decoded alone.
+    """
+
+    def __init__(
+        self, workdir: Path, *, runs: int | None, seconds: float | None, streams: bool
+    ) -> None:
         # imported here, after NUMBA_DISABLE_JIT is set and under atheris's instrumentation
         import numpy as np
 
         from decode_compare import FUZZ_LINKTYPES, invariant_problems, reference_decode
         from wormwatch.decode import Decoder
-        from wormwatch.model import ST_MALFORMED, ST_TRUNCATED, Batch
+        from wormwatch.model import ST_MALFORMED, ST_TRUNCATED, Batch, addr_words
+        from wormwatch.reassemble import Reassembler
+
+        from reference import RefDecoder
+        from reference_reassembly import RefReassembler
 
         self.np = np
         self.Batch = Batch
         self.linktypes = FUZZ_LINKTYPES
         self.invariant_problems = invariant_problems
         self.reference_decode = reference_decode
+        self.addr_words = addr_words
         self.precedence = {ST_TRUNCATED, ST_MALFORMED}
-        # fragments stay "fragment": the per-frame reference does not reassemble
+        self.streams = streams
+        # fragments stay "fragment" when frames are decoded alone, as decode_frame does
         self.decoder = Decoder(max_events=64, reassemble=False)
+        self.new_stream = lambda: (
+            Decoder(max_events=64, reassembler=Reassembler(max_datagrams=STREAM_POOL)),
+            RefDecoder(RefReassembler(max_datagrams=STREAM_POOL)),
+        )
         self.workdir = workdir
         self.max_runs = runs
         self.deadline = time.monotonic() + seconds if seconds is not None else None
@@ -89,46 +122,89 @@ class Fuzzer:
         self.kinds: set[tuple[int, int, int, int, int]] = set()
 
     def split(self, data: bytes) -> tuple[int, bytes]:
+        """One-frame input: link type index byte, then the frame."""
         if not data:
             return self.linktypes[0], b""
         return self.linktypes[data[0] % len(self.linktypes)], data[1:]
 
-    def kernel(self, linktype: int, frame: bytes) -> tuple[int, list[tuple[object, ...]]]:
+    def split_stream(self, data: bytes) -> tuple[int, list[tuple[int, bytes]]]:
+        """Stream input: a step byte (even: packets 1 us apart, odd: 10 s apart, past the
+        30 s timeout in three steps), then frames as link type byte, 2-byte length, bytes."""
+        step_us = 10_000_000 if data[:1] and data[0] & 1 else 1
+        frames, pos = [], 1
+        while pos + 3 <= len(data) and len(frames) < MAX_STREAM_FRAMES:
+            linktype = self.linktypes[data[pos] % len(self.linktypes)]
+            size = int.from_bytes(data[pos + 1 : pos + 3], "big")
+            frames.append((linktype, data[pos + 3 : pos + 3 + size]))
+            pos += 3 + size
+        return step_us, frames
+
+    def kernel(
+        self, decoder: Any, frames: list[tuple[int, bytes]], step_us: int
+    ) -> list[tuple[int, list[tuple[object, ...]]]]:
+        """Decode ``frames`` as one batch; -> (status, events) per frame."""
         np = self.np
+        caplens = np.array([len(f) for _, f in frames], np.int32)
+        offsets = np.zeros(len(frames), np.int64)
+        offsets[1:] = np.cumsum(caplens[:-1], dtype=np.int64)
         batch = self.Batch(
-            data=np.frombuffer(frame, np.uint8),
-            ts_us=np.zeros(1, np.int64),
-            offsets=np.zeros(1, np.int64),
-            caplens=np.array([len(frame)], np.int32),
-            wirelens=np.array([len(frame)], np.int32),
-            linktypes=np.array([linktype], np.int32),
+            # a read past the last frame is an IndexError in plain Python
+            data=np.frombuffer(b"".join(f for _, f in frames), np.uint8),
+            ts_us=np.arange(1, len(frames) + 1, dtype=np.int64) * step_us,
+            offsets=offsets,
+            caplens=caplens,
+            wirelens=caplens.copy(),
+            linktypes=np.array([lt for lt, _ in frames], np.int32),
         )
-        ev = self.decoder.decode(batch)
-        statuses = [int(s) for s in self.decoder.last_status]
+        ev = decoder.decode(batch)
+        statuses = [int(s) for s in decoder.last_status]
+        packets = ev.ts_us[: ev.n] // step_us - 1
+        out: list[tuple[int, list[tuple[object, ...]]]] = [(s, []) for s in statuses]
+        for i in range(ev.n):
+            out[int(packets[i])][1].append(
+                (
+                    int(ev.kind[i]),
+                    (int(ev.src_hi[i]), int(ev.src_lo[i])),
+                    (int(ev.dst_hi[i]), int(ev.dst_lo[i])),
+                    int(ev.dport[i]),
+                    int(ev.qtype[i]),
+                    bytes(ev.names[i, : ev.name_lens[i]]),
+                )
+            )
+        ev.ts_us = ev.ts_us.copy()
+        ev.ts_us[: ev.n] = packets
         problems = self.invariant_problems(ev, statuses)
         if problems:
-            raise AssertionError(f"linktype {linktype} frame {frame.hex()}: {problems}")
-        rows = [
-            (
-                int(ev.kind[i]),
-                (int(ev.src_hi[i]), int(ev.src_lo[i])),
-                (int(ev.dst_hi[i]), int(ev.dst_lo[i])),
-                int(ev.dport[i]),
-                int(ev.qtype[i]),
-                bytes(ev.names[i, : ev.name_lens[i]]),
-            )
-            for i in range(ev.n)
-        ]
-        return statuses[0], rows
+            hexes = [(lt, f.hex()) for lt, f in frames]
+            raise AssertionError(f"frames {hexes}: {problems}")
+        return out
 
     def __call__(self, data: bytes) -> None:
-        linktype, frame = self.split(data)
-        kernel = self.kernel(linktype, frame)
-        ref = self.reference_decode(linktype, frame)
+        if self.streams:
+            step_us, frames = self.split_stream(data)
+            if not frames:
+                return
+            decoder, reference = self.new_stream()
+            kernel = self.kernel(decoder, frames, step_us)
+            refs = []
+            for i, (linktype, frame) in enumerate(frames):
+                status, events = reference.decode(linktype, frame, (i + 1) * step_us)
+                rows = [
+                    (e.kind, self.addr_words(e.src), self.addr_words(e.dst), e.dport, e.qtype,
+                     e.name)
+                    for e in events
+                ]  # fmt: skip
+                refs.append((status, rows))
+        else:
+            linktype, frame = self.split(data)
+            frames = [(linktype, frame)]
+            kernel = self.kernel(self.decoder, frames, 1)
+            refs = [self.reference_decode(linktype, frame)]
         self.n_inputs += 1
-        self.statuses[kernel[0]] = self.statuses.get(kernel[0], 0) + 1
-        if kernel != ref:
-            self.record(linktype, frame, kernel, ref)
+        for (linktype, frame), got, want in zip(frames, kernel, refs, strict=True):
+            self.statuses[got[0]] = self.statuses.get(got[0], 0) + 1
+            if got != want:
+                self.record(linktype, frame, got, want, data if self.streams else None)
         now = time.monotonic()
         if now >= self.next_report:
             self.next_report = now + REPORT_EVERY_S
@@ -140,7 +216,15 @@ class Fuzzer:
             # libFuzzer's own exit skips Python's atexit and finally: end here instead
             os._exit(1 if self.kinds else 0)
 
-    def record(self, linktype: int, frame: bytes, kernel: tuple, ref: tuple) -> None:  # type: ignore[type-arg]
+    def record(
+        self,
+        linktype: int,
+        frame: bytes,
+        kernel: tuple[Any, ...],
+        ref: tuple[Any, ...],
+        stream: bytes | None,
+    ) -> None:
+        """Count a disagreement; write the first of each kind (with its whole stream)."""
         if kernel[1] == ref[1] and {kernel[0], ref[0]} == self.precedence:
             self.n_known += 1
             return
@@ -156,6 +240,8 @@ class Fuzzer:
             "kernel_events": len(kernel[1]),
             "reference_events": len(ref[1]),
         }
+        if stream is not None:
+            finding["stream_input_hex"] = stream.hex()
         with open(self.workdir / "findings.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(finding) + "\n")
         print(f"FINDING {json.dumps(finding)}", flush=True)
@@ -172,19 +258,34 @@ class Fuzzer:
 
 
 def write_seeds(fuzzer: Fuzzer, seeds_dir: Path) -> int:
-    """The corpus and a sample of the capture frames, as atheris input files."""
+    """Seed inputs: the corpus and a sample of the capture frames, one per file; in
+    ``streams`` mode, runs of consecutive fragments of the sample and real captures."""
     from decode_compare import capture_frames, corpus
 
-    frames = [(int(e["linktype"]), bytes.fromhex(e["hex"])) for e in corpus()]
-    captured = [(f.linktype, f.data) for f in capture_frames(max_len=1500)]
-    relevant = [f for f in captured if fuzzer.reference_decode(*f)[0] != 1]
-    step = max(1, len(relevant) // MAX_CAPTURE_SEEDS)
-    frames += relevant[::step]
-    for linktype, frame in frames:
-        data = bytes((fuzzer.linktypes.index(linktype),)) + frame
-        name = hashlib.sha1(data).hexdigest()
-        (seeds_dir / name).write_bytes(data)
-    return len(frames)
+    inputs: list[bytes] = []
+    if fuzzer.streams:
+        run: list[tuple[int, bytes]] = []
+        for f in capture_frames(max_len=1500):
+            if fuzzer.reference_decode(f.linktype, f.data)[0] == ST_FRAGMENT_CODE:
+                run.append((f.linktype, f.data))
+                continue
+            if run:
+                run.append((f.linktype, f.data))
+                for step in (b"\x00", b"\x01"):
+                    inputs.append(step + b"".join(
+                        bytes((fuzzer.linktypes.index(lt),)) + len(fr).to_bytes(2, "big") + fr
+                        for lt, fr in run[:MAX_STREAM_FRAMES]
+                    ))  # fmt: skip
+                run = []
+    else:
+        frames = [(int(e["linktype"]), bytes.fromhex(e["hex"])) for e in corpus()]
+        captured = [(f.linktype, f.data) for f in capture_frames(max_len=1500)]
+        relevant = [f for f in captured if fuzzer.reference_decode(*f)[0] != 1]
+        frames += relevant[:: max(1, len(relevant) // MAX_CAPTURE_SEEDS)]
+        inputs = [bytes((fuzzer.linktypes.index(lt),)) + frame for lt, frame in frames]
+    for data in inputs:
+        (seeds_dir / hashlib.sha1(data).hexdigest()).write_bytes(data)
+    return len(inputs)
 
 
 def main(argv: list[str]) -> int:
@@ -196,19 +297,23 @@ def main(argv: list[str]) -> int:
 
     with atheris.instrument_imports(include=["wormwatch"]):
         import wormwatch.decode
-        import wormwatch.kernels.decode  # noqa: F401
+        import wormwatch.kernels.decode
+        import wormwatch.kernels.reassemble
+        import wormwatch.reassemble  # noqa: F401
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="wormwatch-fuzz-"))
     seeds = workdir / "corpus"
     seeds.mkdir(parents=True, exist_ok=True)
-    fuzzer = Fuzzer(workdir, runs=args.runs, seconds=args.seconds)
+    fuzzer = Fuzzer(workdir, runs=args.runs, seconds=args.seconds, streams=args.streams)
     n_seeds = write_seeds(fuzzer, seeds)
-    print(f"workdir {workdir}  seeds {n_seeds}  jit {'on' if args.jit else 'off'}", flush=True)
+    mode = "streams" if args.streams else "frames"
+    jit = "on" if args.jit else "off"
+    print(f"workdir {workdir}  mode {mode}  seeds {n_seeds}  jit {jit}", flush=True)
     libfuzzer = [
         sys.argv[0],
         str(seeds),
         f"-artifact_prefix={workdir}/",
-        "-max_len=2048",
+        f"-max_len={16384 if args.streams else 2048}",
         f"-seed={args.seed}",
         "-print_final_stats=0",
     ]
