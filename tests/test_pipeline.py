@@ -178,3 +178,18 @@ def test_summary_to_a_fifo_is_written_in_place(tmp_path: Path) -> None:
     assert stat.S_ISFIFO(fifo.stat().st_mode)
     lines = got[0].decode().splitlines()
     assert json.loads(lines[-1])["event_type"] == "network"
+
+
+def test_decode_ahead_gives_the_same_results_as_one_thread() -> None:
+    def run(decode_ahead: bool) -> tuple[list[dict[str, object]], list[object]]:
+        sink = _Collect()
+        result = Pipeline(
+            load_config(str(DEMO_CONFIG)),
+            source_name="demo",
+            alerts=sink,
+            decode_ahead=decode_ahead,
+        ).run(open_replay([str(DEMO)]))
+        hosts = [(v.state.addr, v.state.totals.tolist(), v.verdict.score) for v in result.hosts]
+        return sink.records, [hosts, result.final.decode]
+
+    assert run(True) == run(False)

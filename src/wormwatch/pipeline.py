@@ -26,6 +26,7 @@ from wormwatch.config import Config
 from wormwatch.decode import Decoder
 from wormwatch.detect import could_fire, evaluate, iso_time, network_evidence, network_sync
 from wormwatch.errors import WormwatchError
+from wormwatch.feed import DecodeAheadFeed, DirectFeed, End
 from wormwatch.model import (
     C_QUERIES,
     C_SYN135,
@@ -123,6 +124,8 @@ class Pipeline:
         cfg: the loaded configuration.
         source_name: what the display calls the source.
         is_live: live capture (wall-clock idle warnings, kernel drops).
+        decode_ahead: on replay, read and decode in a second thread while
+            this one aggregates (both cores; the same results).
         alerts: where alert records go, or None.
         presenter: the live display, or None.
         clock: wall clock, injectable for tests.
@@ -138,6 +141,7 @@ class Pipeline:
         presenter: Presenter | None = None,
         clock: Callable[[], float] = time.monotonic,
         refresh_s: float = 0.25,
+        decode_ahead: bool = True,
     ) -> None:
         self.cfg = cfg
         self.source_name = source_name
@@ -164,6 +168,7 @@ class Pipeline:
         self.presenter = presenter
         self.clock = clock
         self.refresh_s = refresh_s
+        self.decode_ahead = decode_ahead
         self._alert_bin = -1
         self._alert_mark_us = -1
         self._display_mark_us = -1
@@ -194,15 +199,20 @@ class Pipeline:
         next_every = next_refresh + every_s if every_s else float("inf")
         if self.presenter is not None:
             self.presenter.start()
+        feed: DirectFeed | DecodeAheadFeed
+        if self.is_live or not self.decode_ahead:
+            feed = DirectFeed(source, self._decode, BATCH_PACKETS)
+        else:
+            feed = DecodeAheadFeed(source, self._decode, BATCH_PACKETS)
         with _signals(stop):
             try:
                 while not stop.requested:
-                    batch = source.read_batch(BATCH_PACKETS)
-                    if batch is None:
+                    item = feed.next(self.refresh_s)
+                    if isinstance(item, End):
                         is_exhausted = True
                         break
-                    if batch.n:
-                        self._ingest(batch)
+                    if item is not None:
+                        self._aggregate(*item)
                     now = self.clock()
                     if self.presenter is not None and now >= next_refresh:
                         next_refresh = now + self.refresh_s
@@ -218,6 +228,8 @@ class Pipeline:
                 stop.interrupted = True
             except WormwatchError as err:
                 error = err
+            finally:
+                feed.close()
         self._evaluate(self._alert_mark_us, emit=True, all_hosts=True)
         final = self.snapshot(source, is_finished=is_exhausted)
         if self.presenter is not None:
@@ -231,11 +243,15 @@ class Pipeline:
             warnings=list(source.stats().warnings),
         )
 
-    def _ingest(self, batch: Batch) -> None:
+    def _decode(self, batch: Batch) -> tuple[Events, npt.NDArray[np.int16]] | None:
+        """Decode and classify one batch (in the decode-ahead thread on replay)."""
         events = self.decoder.decode(batch)
         if events.n == 0:
-            return
-        keyword_idx = self.classifier.classify(events)
+            return None
+        return events, self.classifier.classify(events)
+
+    def _aggregate(self, events: Events, keyword_idx: npt.NDArray[np.int16]) -> None:
+        """Count one batch's events, judging hosts at every bin boundary."""
         self._last_relevant_wall = self.clock()
         self._last_relevant_us = int(events.ts_us[events.n - 1])
         # Hosts are judged when packet time enters a new bin, before the new

@@ -1,0 +1,131 @@
+"""Feeds: how decoded batches reach the pipeline's aggregate stage.
+
+In: a :class:`~wormwatch.source.Source` and a decode function (batch ->
+events and keyword indices). Out: decoded items, in packet order, via
+``next(timeout_s)``; :data:`END` when the source is finished.
+
+:class:`DirectFeed` decodes in the caller's thread. :class:`DecodeAheadFeed`
+reads and decodes in a second thread while the caller aggregates the batch
+before: the walker and decode kernels release the GIL (``nogil=True``), so
+replay uses both cores. Order is kept (one FIFO queue), so the results are
+those of the direct feed, packet for packet.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from wormwatch.model import Batch, Events
+from wormwatch.source import Source
+
+Decoded = tuple[Events, npt.NDArray[np.int16]]
+DecodeFn = Callable[[Batch], Decoded | None]
+
+
+class End:
+    """The source is finished."""
+
+
+END: Final = End()
+
+
+class DirectFeed:
+    """Read and decode in the caller's thread (live capture, tests)."""
+
+    def __init__(self, source: Source, decode: DecodeFn, batch_packets: int) -> None:
+        self.source = source
+        self.decode = decode
+        self.batch_packets = batch_packets
+
+    def next(self, timeout_s: float) -> Decoded | End | None:
+        """The next decoded batch; None when it held nothing relevant."""
+        del timeout_s  # the source's own read timeout bounds the wait
+        batch = self.source.read_batch(self.batch_packets)
+        if batch is None:
+            return END
+        return self.decode(batch) if batch.n else None
+
+    def close(self) -> None:
+        """Nothing to stop."""
+
+
+def _owned(events: Events, keyword_idx: npt.NDArray[np.int16]) -> Decoded:
+    """Copies of the valid rows: the decoder reuses its buffers."""
+    n = events.n
+    return (
+        replace(
+            events,
+            ts_us=events.ts_us[:n].copy(),
+            src_hi=events.src_hi[:n].copy(),
+            src_lo=events.src_lo[:n].copy(),
+            dst_hi=events.dst_hi[:n].copy(),
+            dst_lo=events.dst_lo[:n].copy(),
+            kind=events.kind[:n].copy(),
+            dport=events.dport[:n].copy(),
+            qtype=events.qtype[:n].copy(),
+            names=events.names[:n].copy(),
+            name_lens=events.name_lens[:n].copy(),
+        ),
+        keyword_idx[:n].copy(),
+    )
+
+
+class DecodeAheadFeed:
+    """Read and decode in a worker thread, a few batches ahead (replay).
+
+    An error in the worker (a capture that cannot be read further) is
+    raised again by :meth:`next` in the caller's thread.
+    """
+
+    def __init__(
+        self, source: Source, decode: DecodeFn, batch_packets: int, *, depth: int = 3
+    ) -> None:
+        self._direct = DirectFeed(source, decode, batch_packets)
+        self._queue: queue.Queue[Decoded | End | BaseException | None] = queue.Queue(depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._work, name="wormwatch-decode", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: Decoded | End | BaseException | None) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.05)
+            except queue.Full:
+                continue
+            return True
+        return False
+
+    def _work(self) -> None:
+        try:
+            while not self._stop.is_set():
+                item = self._direct.next(0.0)
+                if isinstance(item, End):
+                    self._put(END)
+                    return
+                if not self._put(None if item is None else _owned(*item)):
+                    return
+        except BaseException as err:  # noqa: BLE001 - handed to the caller's thread
+            self._put(err)
+
+    def next(self, timeout_s: float) -> Decoded | End | None:
+        """The next decoded batch; None if none came within ``timeout_s``."""
+        try:
+            item = self._queue.get(timeout=timeout_s)
+        except queue.Empty:
+            return None
+        if isinstance(item, BaseException):
+            # raised again here, with the worker's traceback
+            raise item
+        return item
+
+    def close(self) -> None:
+        """Stop the worker and wait for it."""
+        self._stop.set()
+        self._thread.join(timeout=5.0)
