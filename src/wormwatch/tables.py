@@ -15,11 +15,18 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from wormwatch.kernels.aggregate import table_rehash, table_remap, table_upsert
+from wormwatch.kernels.aggregate import (
+    REMAP_KEY,
+    REMAP_NONE,
+    REMAP_VALUE,
+    table_remap,
+    table_upsert,
+)
 from wormwatch.model import U64, V4_MAPPED_PREFIX
 
 BOOL = npt.NDArray[np.bool_]
 MIN_CAPACITY = 1024
+_NO_MAPPING = np.zeros(0, np.int64)
 
 
 def _pow2_at_least(n: int) -> int:
@@ -58,7 +65,7 @@ class KeyTable:
         if capacity != self.capacity:
             old = (self.a, self.b, self.c, self.v)
             self._alloc(capacity)
-            table_rehash(*old, self.a, self.b, self.c, self.v)
+            table_remap(*old, _NO_MAPPING, REMAP_NONE, self.a, self.b, self.c, self.v)
 
     def upsert(
         self,
@@ -82,7 +89,8 @@ class KeyTable:
         """Renumber hosts after an eviction; drop the entries of evicted hosts."""
         old = (self.a, self.b, self.c, self.v)
         self._alloc(self.capacity)
-        self.used[0] = table_remap(*old, mapping, host_is_value, self.a, self.b, self.c, self.v)
+        mode = REMAP_VALUE if host_is_value else REMAP_KEY
+        self.used[0] = table_remap(*old, mapping, mode, self.a, self.b, self.c, self.v)
 
     def clear(self) -> None:
         self.used[0] = 0

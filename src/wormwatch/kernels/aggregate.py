@@ -25,6 +25,9 @@ from numba import njit
 MODE_ID = 0
 MODE_TAG = 1
 MODE_COUNT = 2
+REMAP_NONE = 0
+REMAP_VALUE = 1
+REMAP_KEY = 2
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -104,37 +107,6 @@ def table_upsert(
             t_v[pos] += 1
             out[i] = 0
     return refused
-
-
-@njit(cache=True, nogil=True)
-def table_rehash(
-    old_a: np.ndarray,
-    old_b: np.ndarray,
-    old_c: np.ndarray,
-    old_v: np.ndarray,
-    t_a: np.ndarray,
-    t_b: np.ndarray,
-    t_c: np.ndarray,
-    t_v: np.ndarray,
-) -> int:
-    """Move every occupied slot of the old table into the (empty) new one."""
-    mask = np.uint64(t_a.shape[0] - 1)
-    moved = 0
-    for j in range(old_a.shape[0]):
-        a = old_a[j]
-        if a == -1:
-            continue
-        b = old_b[j]
-        c = old_c[j]
-        pos = _slot(a, b, c, mask)
-        while t_a[pos] != -1:
-            pos = (pos + np.uint64(1)) & mask
-        t_a[pos] = a
-        t_b[pos] = b
-        t_c[pos] = c
-        t_v[pos] = old_v[j]
-        moved += 1
-    return moved
 
 
 @njit(cache=True, nogil=True)
@@ -222,18 +194,19 @@ def table_remap(
     old_c: np.ndarray,
     old_v: np.ndarray,
     mapping: np.ndarray,
-    remap_value: bool,
+    remap: int,
     t_a: np.ndarray,
     t_b: np.ndarray,
     t_c: np.ndarray,
     t_v: np.ndarray,
 ) -> int:
-    """Rebuild a table after hosts were evicted and renumbered.
+    """Move the entries of the old table into the (empty) new one.
 
-    ``mapping[old host] -> new host`` or -1 (evicted). With ``remap_value``
-    the host index is the value (the host table itself), else it is key
-    ``a`` (every per-host table). Entries of evicted hosts are dropped.
-    Returns how many entries were kept.
+    ``remap`` says what ``mapping[old host] -> new host or -1`` applies to:
+    ``REMAP_NONE`` nothing (growing a table), ``REMAP_VALUE`` the value (the
+    host table, whose values are host indices), ``REMAP_KEY`` key ``a``
+    (every per-host table). Entries mapped to -1 (evicted hosts) are
+    dropped. Returns how many entries were kept.
     """
     mask = np.uint64(t_a.shape[0] - 1)
     kept = 0
@@ -242,11 +215,11 @@ def table_remap(
         if a == -1:
             continue
         v = old_v[j]
-        if remap_value:
+        if remap == REMAP_VALUE:
             v = mapping[v]
             if v == -1:
                 continue
-        else:
+        elif remap == REMAP_KEY:
             a = mapping[a]
             if a == -1:
                 continue
