@@ -13,12 +13,14 @@ every record of the sample captures in ``pcaps/`` and the real ones in
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from hypothesis import HealthCheck, settings
 
 from wormwatch.decode import Decoder
 from wormwatch.kernels.decode import MAX_EVENTS_PER_PACKET
@@ -61,6 +63,14 @@ FUZZ_LINKTYPES = (*SUPPORTED_LINKTYPES, UNSUPPORTED_LINKTYPE)
 # bytes after each frame in the batch buffer; decoding with two different fillers
 # must give the same answer, or the kernel read past the frame's caplen
 FILLER_LEN = 8
+
+# hypothesis settings of the fuzz properties; WORMWATCH_FUZZ_EXAMPLES for a longer run
+N_EXAMPLES = int(os.environ.get("WORMWATCH_FUZZ_EXAMPLES", "150"))
+FUZZ = settings(
+    max_examples=N_EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 # one event as both sides are compared: (kind, src words, dst words, dport, qtype, name)
 Row = tuple[int, tuple[int, int], tuple[int, int], int, int, bytes]
@@ -211,3 +221,10 @@ def corpus() -> tuple[dict[str, Any], ...]:
     """The entries of ``fuzz_corpus/frames.json`` (name, linktype, hex, note[, finding])."""
     entries = json.loads(CORPUS.read_text(encoding="utf-8"))
     return tuple(entries)
+
+
+def is_known_precedence_finding(kernel: Decoded, ref: Decoded) -> bool:
+    """The corpus's "first problem stays" finding (kernels/decode.py ``_dns_events``):
+    same events, one side truncated and the other malformed. Tolerated here so that the
+    property keeps hunting for new disagreements; the corpus test pins the finding."""
+    return kernel[1] == ref[1] and {kernel[0], ref[0]} == {ST_TRUNCATED, ST_MALFORMED}
