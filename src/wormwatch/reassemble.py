@@ -13,10 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from wormwatch.kernels.reassemble import (
     C_BAD,
     C_EVICTED,
+    C_N_LIVE,
     C_OVERLAPS,
     C_REASSEMBLED,
     C_TIMED_OUT,
@@ -25,12 +27,13 @@ from wormwatch.kernels.reassemble import (
     MAX_V6_PAYLOAD,
     N_COUNTERS,
     N_SLOT_META,
-    S_USED,
     reassemble,
 )
 from wormwatch.model import I64, LINKTYPE_RAW, U8, Batch
 
 DEFAULT_MAX_DATAGRAMS = 1024
+# slot addresses, slot metadata, live/free lists, held byte ranges, held bytes
+Pool = tuple[npt.NDArray[np.uint64], I64, I64, I64, U8]
 DEFAULT_TIMEOUT_S = 30.0
 
 
@@ -61,6 +64,11 @@ class Reassembler:
     The pool is allocated at the first fragment. Its pages are touched only as
     fragments fill them, so the resident size grows with what fragmented traffic
     actually holds, up to ``max_datagrams * max_datagram_bytes``.
+
+    Cost: each fragment scans the datagrams held at that moment (lookup, timeouts,
+    the eviction candidate). Measured on this 2-core machine: ~6M fragments/s when few
+    datagrams are open at once; a flood of never-completed fragments that keeps the
+    pool full runs at ~0.47M fragments/s with 1024 slots and ~0.09M with 4096.
     """
 
     def __init__(
@@ -77,7 +85,7 @@ class Reassembler:
         self._timeout_us = round(timeout_s * 1_000_000)
         self._counters = np.zeros(N_COUNTERS, np.int64)
         self._addr = np.zeros(4, np.uint64)
-        self._pool: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._pool: Pool | None = None
         self._out: U8 = np.zeros(0, np.uint8)
         self._rows: I64 = np.zeros((0, 3), np.int64)
 
@@ -86,7 +94,7 @@ class Reassembler:
         ``evicted``, ``overlapping`` held bytes, ``bad`` (refused); datagrams
         ``pending`` in the pool now."""
         c = self._counters
-        pending = 0 if self._pool is None else int(self._pool[1][:, S_USED].sum())
+        pending = int(c[C_N_LIVE])
         return {
             "reassembled": int(c[C_REASSEMBLED]),
             "timed_out": int(c[C_TIMED_OUT]),
@@ -96,13 +104,18 @@ class Reassembler:
             "pending": pending,
         }
 
-    def _slots(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _slots(self) -> Pool:
         if self._pool is None:
             n = self._n_slots
+            # every slot starts free (the free list's first n rows)
+            lists = np.zeros((2, n), np.int64)
+            lists[1] = np.arange(n - 1, -1, -1)
             self._pool = (
                 np.zeros((n, 4), np.uint64),
                 np.zeros((n, N_SLOT_META), np.int64),
+                lists,
                 np.zeros((n, MAX_PIECES + 1, 2), np.int64),
+                # np.zeros maps zero pages: only the bytes fragments fill become resident
                 np.zeros((n, self._slot_bytes), np.uint8),
             )
         return self._pool
@@ -113,7 +126,7 @@ class Reassembler:
         Returns:
             The datagrams they completed, or None when none was.
         """
-        slot_addr, slot_meta, slot_pieces, slot_buf = self._slots()
+        slot_addr, slot_meta, lists, slot_pieces, slot_buf = self._slots()
         room = MAX_HEADER + self._slot_bytes
         if self._out.shape[0] < room:
             self._out = np.zeros(room, np.uint8)
@@ -122,8 +135,8 @@ class Reassembler:
         first, n_out, used = 0, 0, 0
         while True:
             first, n_out, used = reassemble(
-                data, ts_us, frags, first, frags.shape[0], slot_addr, slot_meta, slot_pieces,
-                slot_buf, self._counters, self._timeout_us, self._addr,
+                data, ts_us, frags, first, frags.shape[0], slot_addr, slot_meta, lists,
+                slot_pieces, slot_buf, self._counters, self._timeout_us, self._addr,
                 self._out, self._rows, n_out, used,
             )  # fmt: skip
             if first >= frags.shape[0]:

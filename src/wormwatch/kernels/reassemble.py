@@ -11,7 +11,7 @@ Rules (docs/DECODING.md, "Fragments"): key (version, source, destination, id, an
 IPv4 protocol); "first" overlap policy (bytes already held win); a slot expires when a
 fragment arrives more than ``timeout_us`` of packet time after the slot's first fragment;
 a full pool evicts the slot whose first fragment is oldest. The pool is scanned linearly
-per fragment (slot count is in the thousands; unfragmented traffic never gets here).
+per fragment, live slots only (unfragmented traffic never gets here).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from wormwatch.kernels.decode import (
 from wormwatch.model import V4_MAPPED_PREFIX
 
 # columns of slot_meta (one row per slot)
-S_USED = 0  # 1: the slot holds a datagram
+S_LIVE_POS = 0  # where the slot is in the live list, while it holds a datagram
 S_VERSION = 1
 S_IDENT = 2
 S_KEY_PROTO = 3  # IPv4 protocol (part of the key); -1 for IPv6
@@ -53,7 +53,13 @@ C_EVICTED = 2  # fragments dropped with a slot evicted from a full pool
 C_OVERLAPS = 3  # fragments that overlapped bytes already held
 C_BAD = 4  # fragments refused: cut by the snaplen, past 65535 bytes, inconsistent, too split
 C_NEXT_SEQ = 5  # state: the next slot's creation number
-N_COUNTERS = 6
+C_N_LIVE = 6  # state: slots holding a datagram (rows of lists[LIVE])
+N_COUNTERS = 7
+
+# rows of ``lists``: slots holding a datagram (first counters[C_N_LIVE]), and the others
+# (first n_slots - counters[C_N_LIVE]); scans then touch only the live slots
+LIVE = 0
+FREE = 1
 
 # a datagram held in more disjoint ranges than this is refused piece by piece (bad)
 MAX_PIECES = 64
@@ -74,19 +80,45 @@ def _word(data, i, n_bytes):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _find_slot(slot_addr, slot_meta, counters, now, timeout_us, version, addr, ident, key_proto):  # type: ignore[no-untyped-def]
-    """Expire old slots; -> (slot holding the key or -1, a free slot or -1, oldest slot)."""
+def _release(slot_meta, lists, counters, slot):  # type: ignore[no-untyped-def]
+    """Move ``slot`` from the live list to the free list."""
+    n_live = counters[C_N_LIVE]
+    pos = slot_meta[slot, S_LIVE_POS]
+    last = lists[LIVE, n_live - 1]
+    lists[LIVE, pos] = last
+    slot_meta[last, S_LIVE_POS] = pos
+    n_live -= 1
+    counters[C_N_LIVE] = n_live
+    lists[FREE, lists.shape[1] - n_live - 1] = slot
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _acquire(slot_meta, lists, counters):  # type: ignore[no-untyped-def]
+    """A free slot, moved to the live list (the caller made sure one is free)."""
+    n_live = counters[C_N_LIVE]
+    slot = lists[FREE, lists.shape[1] - n_live - 1]
+    lists[LIVE, n_live] = slot
+    slot_meta[slot, S_LIVE_POS] = n_live
+    counters[C_N_LIVE] = n_live + 1
+    return slot
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _find_slot(  # type: ignore[no-untyped-def]
+    slot_addr, slot_meta, lists, counters, now, timeout_us, version, addr, ident, key_proto,
+):  # fmt: skip
+    """Expire old slots; -> (live slot holding the key or -1, oldest live slot or -1)."""
     found = -1
-    free = -1
     oldest = -1
-    for s in range(slot_meta.shape[0]):
-        if slot_meta[s, S_USED] == 1 and now - slot_meta[s, S_FIRST_TS] > timeout_us:
-            slot_meta[s, S_USED] = 0
+    k = 0
+    while k < counters[C_N_LIVE]:
+        s = lists[LIVE, k]
+        if now - slot_meta[s, S_FIRST_TS] > timeout_us:
             counters[C_TIMED_OUT] += slot_meta[s, S_N_FRAGS]
-        if slot_meta[s, S_USED] == 0:
-            if free < 0:
-                free = s
+            # the last live slot moves to position k: look at k again
+            _release(slot_meta, lists, counters, s)
             continue
+        k += 1
         if (
             slot_meta[s, S_IDENT] == ident
             and slot_meta[s, S_VERSION] == version
@@ -97,12 +129,16 @@ def _find_slot(slot_addr, slot_meta, counters, now, timeout_us, version, addr, i
             and slot_addr[s, 3] == addr[3]
         ):
             found = s
-        if oldest < 0 or (slot_meta[s, S_FIRST_TS], slot_meta[s, S_SEQ]) < (
-            slot_meta[oldest, S_FIRST_TS],
-            slot_meta[oldest, S_SEQ],
+        if (
+            oldest < 0
+            or slot_meta[s, S_FIRST_TS] < slot_meta[oldest, S_FIRST_TS]
+            or (
+                slot_meta[s, S_FIRST_TS] == slot_meta[oldest, S_FIRST_TS]
+                and slot_meta[s, S_SEQ] < slot_meta[oldest, S_SEQ]
+            )
         ):
             oldest = s
-    return found, free, oldest
+    return found, oldest
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -204,8 +240,8 @@ def _emit(slot_addr, slot_meta, slot_buf, slot, out_data, out_used):  # type: ig
 
 @njit(cache=True, nogil=True, inline="always")
 def _fragment(  # type: ignore[no-untyped-def]
-    data, ts_us, frags, i, slot_addr, slot_meta, slot_pieces, slot_buf, counters, timeout_us,
-    addr,
+    data, ts_us, frags, i, slot_addr, slot_meta, lists, slot_pieces, slot_buf, counters,
+    timeout_us, addr,
 ):  # fmt: skip
     """Store fragment row ``i``; -> the slot it completed, or -1."""
     now = ts_us[frags[i, F_PACKET]]
@@ -224,8 +260,8 @@ def _fragment(  # type: ignore[no-untyped-def]
         key_proto = -1
         limit = MAX_V6_PAYLOAD
     ident = frags[i, F_IDENT]
-    found, free, oldest = _find_slot(
-        slot_addr, slot_meta, counters, now, timeout_us, version, addr, ident, key_proto
+    found, oldest = _find_slot(
+        slot_addr, slot_meta, lists, counters, now, timeout_us, version, addr, ident, key_proto
     )
     start = frags[i, F_START]
     sent_end = frags[i, F_SENT_END]
@@ -250,14 +286,12 @@ def _fragment(  # type: ignore[no-untyped-def]
             counters[C_BAD] += 1
             return -1
     else:
-        if free >= 0:
-            slot = free
-        else:
-            slot = oldest
-            counters[C_EVICTED] += slot_meta[slot, S_N_FRAGS]
+        if counters[C_N_LIVE] == lists.shape[1]:
+            counters[C_EVICTED] += slot_meta[oldest, S_N_FRAGS]
+            _release(slot_meta, lists, counters, oldest)
+        slot = _acquire(slot_meta, lists, counters)
         for w in range(4):
             slot_addr[slot, w] = addr[w]
-        slot_meta[slot, S_USED] = 1
         slot_meta[slot, S_VERSION] = version
         slot_meta[slot, S_IDENT] = ident
         slot_meta[slot, S_KEY_PROTO] = key_proto
@@ -294,13 +328,14 @@ def _fragment(  # type: ignore[no-untyped-def]
 
 @njit(cache=True, nogil=True, _nrt=False)  # type: ignore[call-overload]
 def reassemble(  # type: ignore[no-untyped-def]
-    data, ts_us, frags, first, n_frag, slot_addr, slot_meta, slot_pieces, slot_buf,
+    data, ts_us, frags, first, n_frag, slot_addr, slot_meta, lists, slot_pieces, slot_buf,
     counters, timeout_us, addr, out_data, out_rows, n_out, out_used,
 ):  # fmt: skip
     """Store fragment rows ``first..n_frag`` of a batch, in packet order.
 
     Every datagram completed is written at ``out_data[out_used:]`` and described by
-    ``out_rows[n_out] = (fragment row, offset, length)``. Stops before a fragment when
+    ``out_rows[n_out] = (fragment row, offset, length)``. ``lists`` holds the live and
+    free slot lists (LIVE, FREE rows). Stops before a fragment when
     ``out_data`` has no room for the largest datagram a slot holds. ``addr`` is a
     4-word scratch array.
 
@@ -311,8 +346,8 @@ def reassemble(  # type: ignore[no-untyped-def]
     i = first
     while i < n_frag and out_data.shape[0] - out_used >= room:
         slot = _fragment(
-            data, ts_us, frags, i, slot_addr, slot_meta, slot_pieces, slot_buf, counters,
-            timeout_us, addr,
+            data, ts_us, frags, i, slot_addr, slot_meta, lists, slot_pieces, slot_buf,
+            counters, timeout_us, addr,
         )  # fmt: skip
         if slot >= 0:
             size = _emit(slot_addr, slot_meta, slot_buf, slot, out_data, out_used)
@@ -321,7 +356,7 @@ def reassemble(  # type: ignore[no-untyped-def]
             out_rows[n_out, 2] = size
             n_out += 1
             out_used += size
-            slot_meta[slot, S_USED] = 0
+            _release(slot_meta, lists, counters, slot)
             counters[C_REASSEMBLED] += 1
         i += 1
     return i, n_out, out_used
