@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wormwatch.decode import Decoder
+from wormwatch.decode import Decoder, warm_up
 from wormwatch.kernels import decode as decode_kernels
 from wormwatch.kernels import reassemble as reassemble_kernels
 from wormwatch.model import (
@@ -414,8 +414,10 @@ def test_random_fragment_sets_agree_with_the_reference(frames: list[Frame], n_sl
 # --- compiled once ----------------------------------------------------------------------------
 
 
-def test_each_kernel_compiled_exactly_one_signature() -> None:
+def test_warm_up_reassembles_and_each_kernel_compiled_exactly_one_signature() -> None:
     """Runs after the tests above: the fragment paths added no second signature."""
+    warm_up()
+    assert len(reassemble_kernels.reassemble.signatures) == 1
     both(timed(pieces(dns_udp(), [16], frag6)))
     assert len(decode_kernels.decode_packets.signatures) == 1
     assert len(reassemble_kernels.reassemble.signatures) == 1

@@ -226,19 +226,26 @@ class Decoder:
 
 
 def warm_up() -> None:
-    """Compile (or load from cache) the kernels on a one-packet batch."""
+    """Compile (or load from cache) the kernels: the decoder's on a query packet, the
+    reassembler's on the same query split into two fragments."""
     # one raw IPv4 UDP packet to port 53 with a one-question DNS query for "a"
     packet = bytes.fromhex(
         "4500002f00000000401100000a0000010a000002"  # IPv4, 47 bytes, UDP
         "d4310035001b00000001"  # UDP to 53, 27 bytes; DNS id 1
         "0100000100000000000001610000010001"  # RD, QDCOUNT 1, "a" A IN
     )
+    # the same datagram as two fragments: bytes 0..16 (MF set), then 16..27 at offset 2
+    first = bytes.fromhex("4500002400002000401100000a0000010a000002") + packet[20:36]
+    last = bytes.fromhex("4500001f00000002401100000a0000010a000002") + packet[36:]
+    frames = (packet, first, last)
+    lengths = np.array([len(f) for f in frames], np.int32)
     batch = Batch(
-        data=np.frombuffer(packet, np.uint8),
-        ts_us=np.zeros(1, np.int64),
-        offsets=np.zeros(1, np.int64),
-        caplens=np.array([len(packet)], np.int32),
-        wirelens=np.array([len(packet)], np.int32),
-        linktypes=np.array([LINKTYPE_RAW], np.int32),
+        data=np.frombuffer(b"".join(frames), np.uint8),
+        ts_us=np.zeros(len(frames), np.int64),
+        offsets=np.concatenate(([0], np.cumsum(lengths[:-1]))).astype(np.int64),
+        caplens=lengths,
+        wirelens=lengths.copy(),
+        linktypes=np.full(len(frames), LINKTYPE_RAW, np.int32),
     )
-    Decoder(max_events=MAX_EVENTS_PER_PACKET).decode(batch)
+    decoder = Decoder(max_events=MAX_EVENTS_PER_PACKET)
+    decoder.decode(batch)
