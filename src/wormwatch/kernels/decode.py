@@ -3,7 +3,9 @@
 source -> ``Batch`` (one bytes buffer, per-packet offset/caplen/linktype/ts) -> **these
 kernels** -> event columns (ts, source and destination address, kind, dport, qtype, name)
 plus one status per packet -> ``wormwatch.decode`` wraps them into ``Events`` and
-``DecodeStats``.
+``DecodeStats``. An IP fragment also gets a row of F_* columns (where its data is, its
+offset, id, ...) for the reassembly kernel (kernels/reassemble.py); the datagrams that
+kernel completes come back here as a second, small batch of raw IP packets.
 
 What a packet counts as is docs/DECODING.md; the layers below follow its sections in
 order. The data array is passed only to ``inline="always"`` helpers: they are merged into
