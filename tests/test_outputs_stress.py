@@ -98,11 +98,6 @@ def test_alerts_on_a_disk_that_fills_up_fail_with_one_line(tiny_fs: Path, tmp_pa
     assert alerts.stat().st_size > 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="present/jsonl.py JsonLinesWriter.write: when os.write stores part of a line and "
-    "the next write fails with ENOSPC, the partial line stays in the file",
-)
 def test_alerts_on_a_disk_that_fills_up_leave_no_half_line(tiny_fs: Path) -> None:
     alerts = tiny_fs / "alerts.jsonl"
     result = wormwatch(

@@ -14,10 +14,12 @@ always exactly one line.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import math
 import os
+import stat
 from collections.abc import Mapping
 from types import TracebackType
 
@@ -190,6 +192,7 @@ class JsonLinesWriter:
                 self._fd = os.dup(1)
             else:
                 self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            self._is_file = stat.S_ISREG(os.fstat(self._fd).st_mode)
             self._end_partial_line()
         except OSError as err:
             raise self._error("cannot open", err) from None
@@ -228,8 +231,18 @@ class JsonLinesWriter:
             raise WormwatchError(f"JSON lines output {self._label} is already closed")
         line = encode_line(record)
         try:
+            start = os.lseek(self._fd, 0, os.SEEK_END) if self._is_file else -1
+        except OSError:
+            start = -1
+        try:
             self._write_all(line)
         except OSError as err:
+            # A full disk can take part of a line before it refuses the rest:
+            # cut the file back to where the line began, so every line in it
+            # still parses (the lines already written stay).
+            if start >= 0:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, start)
             raise self._error("cannot write to", err) from None
         self.n_written += 1
 
