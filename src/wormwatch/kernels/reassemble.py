@@ -10,8 +10,8 @@ header, then the reassembled payload). ``wormwatch.decode`` decodes those packet
 Rules (docs/DECODING.md, "Fragments"): key (version, source, destination, id, and the
 IPv4 protocol); "first" overlap policy (bytes already held win); a slot expires when a
 fragment arrives more than ``timeout_us`` of packet time after the slot's first fragment;
-a full pool evicts the slot whose first fragment is oldest. The pool is scanned linearly
-per fragment, live slots only (unfragmented traffic never gets here).
+a full pool evicts the slot whose first fragment is oldest. Slots are found through a
+hash index and kept in a heap by first time, so a fragment costs O(log slots).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from wormwatch.kernels.decode import (
 from wormwatch.model import V4_MAPPED_PREFIX
 
 # columns of slot_meta (one row per slot)
-S_LIVE_POS = 0  # where the slot is in the live list, while it holds a datagram
+S_LIVE_POS = 0  # where the slot is in the live heap, while it holds a datagram
 S_VERSION = 1
 S_IDENT = 2
 S_KEY_PROTO = 3  # IPv4 protocol (part of the key); -1 for IPv6
@@ -44,7 +44,8 @@ S_SEQ = 6  # creation order, breaks ties between equal first times
 S_TOTAL = 7  # payload length, known once the last fragment arrived, else -1
 S_N_FRAGS = 8  # fragments stored
 S_N_PIECES = 9  # disjoint byte ranges held (rows of slot_pieces)
-N_SLOT_META = 10
+S_HOME = 10  # the key's home position in ``index``
+N_SLOT_META = 11
 
 # counters (one int64 array the wrapper keeps)
 C_REASSEMBLED = 0  # datagrams completed
@@ -53,13 +54,18 @@ C_EVICTED = 2  # fragments dropped with a slot evicted from a full pool
 C_OVERLAPS = 3  # fragments that overlapped bytes already held
 C_BAD = 4  # fragments refused: cut by the snaplen, past 65535 bytes, inconsistent, too split
 C_NEXT_SEQ = 5  # state: the next slot's creation number
-C_N_LIVE = 6  # state: slots holding a datagram (rows of lists[LIVE])
+C_N_LIVE = 6  # state: slots holding a datagram (the heap lists[LIVE, :n])
 N_COUNTERS = 7
 
-# rows of ``lists``: slots holding a datagram (first counters[C_N_LIVE]), and the others
-# (first n_slots - counters[C_N_LIVE]); scans then touch only the live slots
+# rows of ``lists``: the slots holding a datagram (first counters[C_N_LIVE]) as a binary
+# min-heap by (first time, creation number), whose top is the next to time out and the
+# one to evict; and the free slots (first n_slots - counters[C_N_LIVE]). ``index`` is an
+# open-addressing hash table (linear probing, -1 = empty, at least twice the slots) from
+# a key to its slot. Every fragment then costs O(log slots), flood or not.
 LIVE = 0
 FREE = 1
+_K1 = np.uint64(0x9E3779B97F4A7C15)
+_K2 = np.uint64(0xBF58476D1CE4E5B9)
 
 # a datagram held in more disjoint ranges than this is refused piece by piece (bad)
 MAX_PIECES = 64
@@ -80,45 +86,121 @@ def _word(data, i, n_bytes):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _release(slot_meta, lists, counters, slot):  # type: ignore[no-untyped-def]
-    """Move ``slot`` from the live list to the free list."""
-    n_live = counters[C_N_LIVE]
-    pos = slot_meta[slot, S_LIVE_POS]
-    last = lists[LIVE, n_live - 1]
-    lists[LIVE, pos] = last
-    slot_meta[last, S_LIVE_POS] = pos
-    n_live -= 1
-    counters[C_N_LIVE] = n_live
-    lists[FREE, lists.shape[1] - n_live - 1] = slot
+def _home(a0, a1, a2, a3, ident, version, key_proto, mask):  # type: ignore[no-untyped-def]
+    """Home position of a key in the hash index."""
+    h = np.uint64(ident) * _K1 + np.uint64(version * 256 + (key_proto & 0xFF))
+    for word in (a0, a1, a2, a3):
+        h = (h ^ np.uint64(word)) * _K2
+        h ^= h >> np.uint64(29)
+    return np.int64(h & np.uint64(mask))
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _acquire(slot_meta, lists, counters):  # type: ignore[no-untyped-def]
-    """A free slot, moved to the live list (the caller made sure one is free)."""
+def _earlier(slot_meta, a, b):  # type: ignore[no-untyped-def]
+    """Slot ``a``'s datagram began before ``b``'s (first time, then creation order)."""
+    ta = slot_meta[a, S_FIRST_TS]
+    tb = slot_meta[b, S_FIRST_TS]
+    return ta < tb or (ta == tb and slot_meta[a, S_SEQ] < slot_meta[b, S_SEQ])
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _sift(slot_meta, lists, n_live, pos):  # type: ignore[no-untyped-def]
+    """Restore the heap order around position ``pos`` (up, else down)."""
+    s = lists[LIVE, pos]
+    while pos > 0:
+        parent = (pos - 1) // 2
+        p = lists[LIVE, parent]
+        if not _earlier(slot_meta, s, p):
+            break
+        lists[LIVE, pos] = p
+        slot_meta[p, S_LIVE_POS] = pos
+        pos = parent
+    while True:
+        child = 2 * pos + 1
+        if child >= n_live:
+            break
+        if child + 1 < n_live and _earlier(slot_meta, lists[LIVE, child + 1], lists[LIVE, child]):
+            child += 1
+        c = lists[LIVE, child]
+        if not _earlier(slot_meta, c, s):
+            break
+        lists[LIVE, pos] = c
+        slot_meta[c, S_LIVE_POS] = pos
+        pos = child
+    lists[LIVE, pos] = s
+    slot_meta[s, S_LIVE_POS] = pos
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _release(slot_meta, lists, index, counters, slot):  # type: ignore[no-untyped-def]
+    """Take ``slot`` out of the heap and the index; put it on the free list."""
+    n_live = counters[C_N_LIVE] - 1
+    counters[C_N_LIVE] = n_live
+    pos = slot_meta[slot, S_LIVE_POS]
+    if pos < n_live:
+        lists[LIVE, pos] = lists[LIVE, n_live]
+        _sift(slot_meta, lists, n_live, pos)
+    lists[FREE, lists.shape[1] - n_live - 1] = slot
+    # linear-probing deletion: shift later entries of the run back over the hole
+    mask = index.shape[0] - 1
+    i = slot_meta[slot, S_HOME]
+    while index[i] != slot:
+        i = (i + 1) & mask
+    j = i
+    while True:
+        j = (j + 1) & mask
+        s = index[j]
+        if s < 0:
+            break
+        k = slot_meta[s, S_HOME]
+        if (j > i and (k <= i or k > j)) or (j < i and k <= i and k > j):
+            index[i] = s
+            i = j
+    index[i] = -1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _acquire(slot_meta, slot_addr, lists, index, counters, now, version, addr, ident, key_proto):  # type: ignore[no-untyped-def]
+    """A free slot for a new datagram, keyed, in the heap and the index."""
     n_live = counters[C_N_LIVE]
     slot = lists[FREE, lists.shape[1] - n_live - 1]
+    for w in range(4):
+        slot_addr[slot, w] = addr[w]
+    slot_meta[slot, S_VERSION] = version
+    slot_meta[slot, S_IDENT] = ident
+    slot_meta[slot, S_KEY_PROTO] = key_proto
+    slot_meta[slot, S_FIRST_TS] = now
+    slot_meta[slot, S_SEQ] = counters[C_NEXT_SEQ]
+    counters[C_NEXT_SEQ] += 1
     lists[LIVE, n_live] = slot
-    slot_meta[slot, S_LIVE_POS] = n_live
     counters[C_N_LIVE] = n_live + 1
+    _sift(slot_meta, lists, n_live + 1, n_live)
+    mask = index.shape[0] - 1
+    i = _home(addr[0], addr[1], addr[2], addr[3], ident, version, key_proto, mask)
+    slot_meta[slot, S_HOME] = i
+    while index[i] >= 0:
+        i = (i + 1) & mask
+    index[i] = slot
     return slot
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _find_slot(  # type: ignore[no-untyped-def]
-    slot_addr, slot_meta, lists, counters, now, timeout_us, version, addr, ident, key_proto,
+    slot_addr, slot_meta, lists, index, counters, now, timeout_us, version, addr, ident,
+    key_proto,
 ):  # fmt: skip
-    """Expire old slots; -> (live slot holding the key or -1, oldest live slot or -1)."""
-    found = -1
-    oldest = -1
-    k = 0
-    while k < counters[C_N_LIVE]:
-        s = lists[LIVE, k]
-        if now - slot_meta[s, S_FIRST_TS] > timeout_us:
-            counters[C_TIMED_OUT] += slot_meta[s, S_N_FRAGS]
-            # the last live slot moves to position k: look at k again
-            _release(slot_meta, lists, counters, s)
-            continue
-        k += 1
+    """Expire old datagrams; -> the live slot holding the key, or -1."""
+    # the heap's top began first: when it has not timed out, nothing has
+    while counters[C_N_LIVE] > 0:
+        top = lists[LIVE, 0]
+        if now - slot_meta[top, S_FIRST_TS] <= timeout_us:
+            break
+        counters[C_TIMED_OUT] += slot_meta[top, S_N_FRAGS]
+        _release(slot_meta, lists, index, counters, top)
+    mask = index.shape[0] - 1
+    i = _home(addr[0], addr[1], addr[2], addr[3], ident, version, key_proto, mask)
+    while index[i] >= 0:
+        s = index[i]
         if (
             slot_meta[s, S_IDENT] == ident
             and slot_meta[s, S_VERSION] == version
@@ -128,17 +210,9 @@ def _find_slot(  # type: ignore[no-untyped-def]
             and slot_addr[s, 2] == addr[2]
             and slot_addr[s, 3] == addr[3]
         ):
-            found = s
-        if (
-            oldest < 0
-            or slot_meta[s, S_FIRST_TS] < slot_meta[oldest, S_FIRST_TS]
-            or (
-                slot_meta[s, S_FIRST_TS] == slot_meta[oldest, S_FIRST_TS]
-                and slot_meta[s, S_SEQ] < slot_meta[oldest, S_SEQ]
-            )
-        ):
-            oldest = s
-    return found, oldest
+            return s
+        i = (i + 1) & mask
+    return -1
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -240,8 +314,8 @@ def _emit(slot_addr, slot_meta, slot_buf, slot, out_data, out_used):  # type: ig
 
 @njit(cache=True, nogil=True, inline="always")
 def _fragment(  # type: ignore[no-untyped-def]
-    data, ts_us, frags, i, slot_addr, slot_meta, lists, slot_pieces, slot_buf, counters,
-    timeout_us, addr,
+    data, ts_us, frags, i, slot_addr, slot_meta, lists, index, slot_pieces, slot_buf,
+    counters, timeout_us, addr,
 ):  # fmt: skip
     """Store fragment row ``i``; -> the slot it completed, or -1."""
     now = ts_us[frags[i, F_PACKET]]
@@ -260,9 +334,10 @@ def _fragment(  # type: ignore[no-untyped-def]
         key_proto = -1
         limit = MAX_V6_PAYLOAD
     ident = frags[i, F_IDENT]
-    found, oldest = _find_slot(
-        slot_addr, slot_meta, lists, counters, now, timeout_us, version, addr, ident, key_proto
-    )
+    found = _find_slot(
+        slot_addr, slot_meta, lists, index, counters, now, timeout_us, version, addr, ident,
+        key_proto,
+    )  # fmt: skip
     start = frags[i, F_START]
     sent_end = frags[i, F_SENT_END]
     lo = frags[i, F_OFFSET]
@@ -287,18 +362,14 @@ def _fragment(  # type: ignore[no-untyped-def]
             return -1
     else:
         if counters[C_N_LIVE] == lists.shape[1]:
+            # full: evict the datagram that began first (the heap's top)
+            oldest = lists[LIVE, 0]
             counters[C_EVICTED] += slot_meta[oldest, S_N_FRAGS]
-            _release(slot_meta, lists, counters, oldest)
-        slot = _acquire(slot_meta, lists, counters)
-        for w in range(4):
-            slot_addr[slot, w] = addr[w]
-        slot_meta[slot, S_VERSION] = version
-        slot_meta[slot, S_IDENT] = ident
-        slot_meta[slot, S_KEY_PROTO] = key_proto
+            _release(slot_meta, lists, index, counters, oldest)
+        slot = _acquire(
+            slot_meta, slot_addr, lists, index, counters, now, version, addr, ident, key_proto
+        )
         slot_meta[slot, S_PROTO] = -1
-        slot_meta[slot, S_FIRST_TS] = now
-        slot_meta[slot, S_SEQ] = counters[C_NEXT_SEQ]
-        counters[C_NEXT_SEQ] += 1
         slot_meta[slot, S_TOTAL] = -1
         slot_meta[slot, S_N_FRAGS] = 0
         slot_meta[slot, S_N_PIECES] = 0
@@ -328,14 +399,15 @@ def _fragment(  # type: ignore[no-untyped-def]
 
 @njit(cache=True, nogil=True, _nrt=False)  # type: ignore[call-overload]
 def reassemble(  # type: ignore[no-untyped-def]
-    data, ts_us, frags, first, n_frag, slot_addr, slot_meta, lists, slot_pieces, slot_buf,
-    counters, timeout_us, addr, out_data, out_rows, n_out, out_used,
+    data, ts_us, frags, first, n_frag, slot_addr, slot_meta, lists, index, slot_pieces,
+    slot_buf, counters, timeout_us, addr, out_data, out_rows, n_out, out_used,
 ):  # fmt: skip
     """Store fragment rows ``first..n_frag`` of a batch, in packet order.
 
     Every datagram completed is written at ``out_data[out_used:]`` and described by
-    ``out_rows[n_out] = (fragment row, offset, length)``. ``lists`` holds the live and
-    free slot lists (LIVE, FREE rows). Stops before a fragment when
+    ``out_rows[n_out] = (fragment row, offset, length)``. ``lists`` holds the live heap
+    and the free list (LIVE, FREE rows), ``index`` the key -> slot hash table. Stops
+    before a fragment when
     ``out_data`` has no room for the largest datagram a slot holds. ``addr`` is a
     4-word scratch array.
 
@@ -346,7 +418,7 @@ def reassemble(  # type: ignore[no-untyped-def]
     i = first
     while i < n_frag and out_data.shape[0] - out_used >= room:
         slot = _fragment(
-            data, ts_us, frags, i, slot_addr, slot_meta, lists, slot_pieces, slot_buf,
+            data, ts_us, frags, i, slot_addr, slot_meta, lists, index, slot_pieces, slot_buf,
             counters, timeout_us, addr,
         )  # fmt: skip
         if slot >= 0:
@@ -356,7 +428,7 @@ def reassemble(  # type: ignore[no-untyped-def]
             out_rows[n_out, 2] = size
             n_out += 1
             out_used += size
-            _release(slot_meta, lists, counters, slot)
+            _release(slot_meta, lists, index, counters, slot)
             counters[C_REASSEMBLED] += 1
         i += 1
     return i, n_out, out_used
