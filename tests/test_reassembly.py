@@ -411,6 +411,28 @@ def test_random_fragment_sets_agree_with_the_reference(frames: list[Frame], n_sl
     assert 0 <= reassembler.counters()["pending"] <= n_slots
 
 
+@pytest.mark.parametrize("n_slots", [1, 7, 64])
+def test_many_datagrams_with_time_going_back_agree_with_the_reference(n_slots: int) -> None:
+    """Hundreds of open datagrams: deep heaps, hash collisions, evictions and timeouts,
+    with packet time that sometimes goes backwards (merged captures)."""
+    rng = np.random.default_rng(n_slots)
+    frames: list[Frame] = []
+    for group in range(30):
+        # ten datagrams at a time, their fragments shuffled together, a tenth lost
+        mixed: list[Frame] = []
+        for n in range(10 * group, 10 * group + 10):
+            make = frag4 if n % 3 else frag6
+            src = bytes((192, 0, 2, n % 7)) if make is frag4 else SRC6[:-1] + bytes((n % 7,))
+            parts = pieces(dns_udp(), [16, 32], make, ident=n % 50, src=src)
+            mixed += [(0, part) for part in parts if rng.random() < 0.9]
+        frames += [mixed[i] for i in rng.permutation(len(mixed))]
+    times = np.cumsum(rng.integers(-2 * SEC, 3 * SEC, len(frames)))
+    frames = [(int(t), f) for t, (_, f) in zip(times, frames, strict=True)]
+    statuses, _, counters = both(frames, max_datagrams=n_slots)
+    assert counters["reassembled"] == statuses.count(ST_OK) > 0
+    assert counters["evicted"] + counters["timed_out"] > 0
+
+
 # --- compiled once ----------------------------------------------------------------------------
 
 
