@@ -142,7 +142,7 @@ class Decoder:
             if completed is not None:
                 ev = self._splice(completed, ts_us, ev)
         self._n_last = batch.n
-        self._count(batch, ev)
+        self._count(batch, ev, n_frag)
         return ev
 
     def _first_pass(self, batch: Batch, data: U8, ts_us: I64) -> tuple[Events, int]:
@@ -212,7 +212,7 @@ class Decoder:
         self._events = new
         return new
 
-    def _count(self, batch: Batch, ev: Events) -> None:
+    def _count(self, batch: Batch, ev: Events, n_frag: int) -> None:
         stats = self._stats
         stats.packets += batch.n
         stats.bytes += int(batch.caplens.sum(dtype=np.int64))
@@ -222,7 +222,9 @@ class Decoder:
         kinds = np.bincount(ev.kind[: ev.n], minlength=KIND_SYN + 1)
         stats.dns_queries += int(kinds[KIND_DNS])
         stats.syns += int(kinds[KIND_SYN])
-        stats.fragments = self._reassembler.counters()
+        # the pool changes only when fragments arrive (timeouts are checked then too)
+        if n_frag > 0 or not stats.fragments:
+            stats.fragments = self._reassembler.counters()
 
 
 def warm_up() -> None:
