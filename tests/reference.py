@@ -2,8 +2,10 @@
 
 Place in the data flow: it stands beside the numba decode stage, not in it.
 A capture file goes in (:func:`read_records`), per-packet statuses and
-:class:`RefEvent` rows come out (:func:`decode_frame`, :func:`reference_events`),
-and :func:`host_counts` folds events into the per-host totals the aggregate stage
+:class:`RefEvent` rows come out (:func:`decode_frame` for one frame alone,
+:class:`RefDecoder` for frames in order with IP fragment reassembly by
+``reference_reassembly``, :func:`reference_events` for a file), and
+:func:`host_counts` folds events into the per-host totals the aggregate stage
 must reach. Tests compare the kernel with this, packet by packet.
 
 dpkt parses the fixed IPv4, UDP and TCP headers (its field tables are the

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from test_pipeline_reference import decoder_events
 from wormwatch.decode import Decoder, warm_up
 from wormwatch.kernels import decode as decode_kernels
 from wormwatch.kernels import reassemble as reassemble_kernels
@@ -31,6 +32,7 @@ from wormwatch.model import (
     addr_text,
 )
 from wormwatch.reassemble import Reassembler
+from wormwatch.source.pcapfile import open_replay
 
 from reference import RefDecoder, RefEvent, reference_events
 from reference_reassembly import RefReassembler
@@ -315,14 +317,10 @@ FRAG_SAMPLES = sorted((REPO / "pcaps").glob("frag_*.pcap"))
 
 @pytest.mark.parametrize("path", FRAG_SAMPLES, ids=lambda p: p.name)
 def test_samples_counters_equal_the_reference(path: Path) -> None:
-    from test_pipeline_reference import decoder_events
-
     ref = RefDecoder()
     want = reference_events(path, ref)
     assert decoder_events(path, batch_packets=2) == want
     decoder = Decoder()
-    from wormwatch.source.pcapfile import open_replay
-
     source = open_replay([str(path)])
     while (batch := source.read_batch(3)) is not None:
         decoder.decode(batch)
