@@ -221,10 +221,3 @@ def corpus() -> tuple[dict[str, Any], ...]:
     """The entries of ``fuzz_corpus/frames.json`` (name, linktype, hex, note[, finding])."""
     entries = json.loads(CORPUS.read_text(encoding="utf-8"))
     return tuple(entries)
-
-
-def is_known_precedence_finding(kernel: Decoded, ref: Decoded) -> bool:
-    """The corpus's "first problem stays" finding (kernels/decode.py ``_dns_events``):
-    same events, one side truncated and the other malformed. Tolerated here so that the
-    property keeps hunting for new disagreements; the corpus test pins the finding."""
-    return kernel[1] == ref[1] and {kernel[0], ref[0]} == {ST_TRUNCATED, ST_MALFORMED}

@@ -375,12 +375,14 @@ def _dns_events(data, action, start, stop, row, names, qtypes, name_lens):  # ty
             # RFC 1035 4.2.2: each message is preceded by its 2-byte length
             if pos >= stop:
                 break
+            # the first problem met stays (DECODING.md), even when a later
+            # message of the segment is cut or bad
             if stop - pos < 2:
-                problem = ST_TRUNCATED
+                problem = ST_TRUNCATED if problem == _GO else problem
                 break
             msg_len = _be16(data, pos)
             if msg_len < _DNS_HEADER:
-                problem = ST_MALFORMED
+                problem = ST_MALFORMED if problem == _GO else problem
                 break
             msg = pos + 2
             bound = min(stop, msg + msg_len)
@@ -389,7 +391,7 @@ def _dns_events(data, action, start, stop, row, names, qtypes, name_lens):  # ty
             msg = start
             bound = stop
         if bound - msg < _DNS_HEADER:
-            problem = ST_TRUNCATED
+            problem = ST_TRUNCATED if problem == _GO else problem
             break
         status, is_query = _message(data, msg, bound, names, row + n_rows, qtypes, name_lens)
         if problem == _GO:
