@@ -30,7 +30,9 @@ DLT_RAW = 12  # libpcap's DLT for LINKTYPE_RAW (101) on Linux
 # What the filter may admit beyond relevant packets, at any tag depth.
 _PORT53 = "(udp dst port 53 or tcp dst port 53)"
 _EXT6 = "(ip6 and (ip6[6] == 0 or ip6[6] == 43 or ip6[6] == 44 or ip6[6] == 51 or ip6[6] == 60))"
-_EXTRA = f"({_PORT53} or {_EXT6})"
+# IPv4 fragments of TCP/UDP are admitted whole: the decoder reassembles them
+_FRAG4 = "(ip and ip[6:2] & 0x3fff != 0)"
+_EXTRA = f"({_PORT53} or {_EXT6} or {_FRAG4})"
 _EXTRA_ETH = f"{_EXTRA} or (vlan and ({_EXTRA} or (vlan and {_EXTRA}))) or ether[12:2] == 0x8864"
 
 
@@ -149,10 +151,6 @@ CRAFTED: dict[str, tuple[Packet, bool]] = {
     "ack-445": (ETH / V4 / TCP(dport=445, flags="A"), False),
     "syn-80": (ETH / V4 / TCP(dport=80, flags="S"), False),
     "syn-80-v6-vlan": (ETH / Dot1Q(vlan=10) / V6 / TCP(dport=80, flags="S"), False),
-    "fragment-not-first": (
-        ETH / IP(src="198.51.100.1", dst="198.51.100.2", proto=17, frag=100) / raw(b"x" * 40),
-        False,
-    ),
     "pppoe-query": (ETH / PPPoE() / PPP(proto=0x0021) / V4 / UDP(dport=53) / _dns_query(), True),
     "pppoe-syn-v6": (ETH / PPPoE() / PPP(proto=0x0057) / V6 / TCP(dport=135, flags="S"), True),
     "pppoe-udp-54": (ETH / PPPoE() / PPP(proto=0x0021) / V4 / UDP(dport=54) / (b"x" * 20), False),
@@ -167,6 +165,21 @@ def test_filter_on_crafted_frames(name: str) -> None:
     frame = raw(packet)
     assert _relevant(LINKTYPE_ETHERNET, frame) == expected, "test frame does not say what it means"
     assert _admits(LINKTYPE_ETHERNET, bpf.default_filter(), frame) == expected
+
+
+@pytest.mark.parametrize("tagged", [False, True], ids=["untagged", "vlan"])
+def test_every_ipv4_fragment_is_admitted_for_reassembly(tagged: bool) -> None:
+    """A later fragment has no ports: the filter cannot tell a query's from
+    another's, so it admits every IPv4 fragment of TCP or UDP (and the decoder
+    reassembles them; docs/DECODING.md)."""
+    link = ETH / Dot1Q(vlan=10) if tagged else ETH
+    later = link / IP(src="198.51.100.1", dst="198.51.100.2", proto=17, frag=100) / raw(b"x" * 40)
+    first = link / IP(src="198.51.100.1", dst="198.51.100.2", proto=6, flags="MF") / raw(b"y" * 8)
+    icmp = link / IP(src="198.51.100.1", dst="198.51.100.2", proto=1, frag=100) / raw(b"z" * 8)
+    text = bpf.default_filter()
+    assert _admits(LINKTYPE_ETHERNET, text, raw(later))
+    assert _admits(LINKTYPE_ETHERNET, text, raw(first))
+    assert not _admits(LINKTYPE_ETHERNET, text, raw(icmp))
 
 
 def test_cooked_capture_filter_has_no_vlan_clauses() -> None:

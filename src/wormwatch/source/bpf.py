@@ -7,6 +7,7 @@ kernel then passes only what the decoder could count (docs/DECODING.md):
   carries payload (queries go to 53, responses come from it; the decoder reads
   QR itself);
 - a TCP SYN without ACK to 135, 139 or 445;
+- every IPv4 fragment of TCP or UDP, which the decoder reassembles;
 - any IPv6 packet whose first next-header is an extension header, because
   libpcap's ``tcp``/``udp`` only look at the fixed header's next-header and the
   decoder walks extension headers (rare in practice, cheap to admit);
@@ -58,6 +59,12 @@ def _untagged_clause() -> str:
     tcp6_payload = "ip6[4:2] - ((ip6[52] & 0xf0) >> 2) != 0"
     ext_headers = " or ".join(f"ip6[6] == {nh}" for nh in _IPV6_EXT_HEADERS)
     clauses = (
+        # every IPv4 fragment of TCP or UDP (MF set or an offset): the decoder
+        # reassembles them, and a later fragment has no ports for the clauses
+        # below (IPv6 fragments come in by their extension header, 44). First,
+        # because a load past the packet's end (tcp[13] of a tiny first
+        # fragment) ends a BPF program with "reject" whatever follows.
+        "(ip and ip[6:2] & 0x3fff != 0 and (ip[9] == 6 or ip[9] == 17))",
         "udp dst port 53",
         f"(ip and tcp dst port 53 and {tcp4_payload})",
         f"(ip6 and tcp dst port 53 and {tcp6_payload})",
