@@ -58,6 +58,9 @@ def stats_table(snapshot: Snapshot, warnings: Sequence[str] = ()) -> Table:
         ),
         ("hosts tracked", f"{snapshot.hosts_tracked:,}"),
     ]
+    frags = {k[5:]: v for k, v in d.items() if k.startswith("frag_") and v}
+    if frags:
+        rows.append(("IP fragments", "  ".join(f"{k} {v:,}" for k, v in frags.items())))
     if snapshot.hosts_dropped:
         rows.append(("hosts evicted", f"{snapshot.hosts_dropped:,} (host table was full)"))
     if snapshot.events_untracked:
