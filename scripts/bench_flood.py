@@ -62,11 +62,18 @@ def main() -> int:
             "--config", str(config), "--summary", str(summary),
         ]  # fmt: skip
         code, wall, rss = run_child(cmd)
-        records = (
-            [json.loads(line) for line in summary.read_text().splitlines()] if code == 0 else []
-        )
-        network = records[-1] if records else {}
-        scanner = next((r for r in records if r.get("src_ip") == SCANNER), None)
+        # Read the summary line by line, keeping two records: a child forked
+        # from a big parent starts with the parent's pages, and Linux keeps
+        # that high-water mark across exec in the child's peak RSS.
+        network: dict[str, object] = {}
+        scanner = None
+        if code == 0:
+            with summary.open() as f:
+                for line in f:
+                    record = json.loads(line)
+                    if record.get("src_ip") == SCANNER:
+                        scanner = record
+                    network = record
         verdict = (
             f"{','.join(scanner['verdicts']) or 'not flagged'}, {scanner['syn_targets']} targets"
             if scanner
