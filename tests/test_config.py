@@ -38,7 +38,8 @@ def test_example_file_is_complete_and_equals_the_defaults() -> None:
     cfg = load_config(str(EXAMPLE))
     assert cfg == Config(path=str(EXAMPLE))
     doc = tomllib.loads(EXAMPLE.read_text())
-    assert set(doc) == {"aggregate", "keywords", "allowlist", "detect", "score"}
+    assert set(doc) == {"aggregate", "reassembly", "keywords", "allowlist", "detect", "score"}
+    assert set(doc["reassembly"]) == set(cfg.reassembly.__dataclass_fields__)
     assert set(doc["detect"]) == {"keyword_storm", "mx_client", "smb_scan", "bot_sync"}
     for name, section in doc["detect"].items():
         sub = getattr(cfg, name)
@@ -96,7 +97,7 @@ bands = [20, 60]
         ("[detekt]\nx = 1", 'unknown key "detekt"'),
         (
             "bin_s = 30",
-            'unknown key "bin_s" (known: aggregate, allowlist, detect, keywords, score)',
+            'unknown key "bin_s" (known: aggregate, allowlist, detect, keywords, reassembly, score)',
         ),
         ("[aggregate]\nmin_targets = 3", "min_targets belongs in [detect.smb_scan]"),
         ("[aggregate]\nbin_s = 60.5", "[aggregate] bin_s must be a positive integer, got 60.5"),
@@ -147,3 +148,10 @@ def test_is_allowlisted_by_kind_and_family() -> None:
     assert not cfg.is_allowlisted("198.51.100.53", "ignore")
     with pytest.raises(ValueError, match="unknown allowlist"):
         cfg.is_allowlisted("192.0.2.5", "printer")  # type: ignore[arg-type]
+
+
+def test_reassembly_section(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, "[reassembly]\nmax_datagrams = 16\ntimeout_s = 5\n"))
+    assert (cfg.reassembly.max_datagrams, cfg.reassembly.timeout_s) == (16, 5.0)
+    with pytest.raises(WormwatchError, match=r"\[reassembly\] max_datagram_bytes"):
+        load_config(write(tmp_path, "[reassembly]\nmax_datagram_bytes = 70000\n"))

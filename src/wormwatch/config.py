@@ -109,6 +109,15 @@ class ScoreConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ReassemblyConfig:
+    """IP fragment reassembly (docs/DECODING.md, Fragments)."""
+
+    max_datagrams: int = 1024
+    max_datagram_bytes: int = 65535
+    timeout_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """All settings of one sensor run. Build it with :func:`load_config`."""
 
@@ -128,6 +137,7 @@ class Config:
     smb_scan: SmbScanConfig = field(default_factory=SmbScanConfig)
     bot_sync: BotSyncConfig = field(default_factory=BotSyncConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
+    reassembly: ReassemblyConfig = field(default_factory=ReassemblyConfig)
     path: str | None = None
 
     def is_allowlisted(self, addr: str, kind: AllowKind) -> bool:
@@ -322,6 +332,18 @@ def _build(path: str, doc: Mapping[str, Any]) -> Config:
     max_host_bins = agg.positive_int("max_host_bins", 1_000_000)
     agg.done()
 
+    frag = top.sub("reassembly")
+    reassembly = ReassemblyConfig(
+        max_datagrams=frag.positive_int("max_datagrams", 1024),
+        max_datagram_bytes=frag.positive_int("max_datagram_bytes", 65535),
+        timeout_s=frag.number("timeout_s", 30.0, 0.001, 3600.0),
+    )
+    if reassembly.max_datagram_bytes > 65535:
+        raise frag.fail(
+            "max_datagram_bytes", "must be at most 65535", reassembly.max_datagram_bytes
+        )
+    frag.done()
+
     kw = top.sub("keywords")
     words, weights = _read_keywords(kw)
     kw.done()
@@ -382,6 +404,7 @@ def _build(path: str, doc: Mapping[str, Any]) -> Config:
         smb_scan=smb_scan,
         bot_sync=bot_sync,
         score=score,
+        reassembly=reassembly,
         path=path,
     )
 

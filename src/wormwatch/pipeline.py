@@ -38,6 +38,7 @@ from wormwatch.model import (
     Snapshot,
     Verdict,
 )
+from wormwatch.reassemble import Reassembler
 from wormwatch.source import Source
 
 BATCH_PACKETS = 16384
@@ -146,7 +147,13 @@ class Pipeline:
         self.cfg = cfg
         self.source_name = source_name
         self.is_live = is_live
-        self.decoder = Decoder()
+        self.decoder = Decoder(
+            reassembler=Reassembler(
+                max_datagrams=cfg.reassembly.max_datagrams,
+                max_datagram_bytes=cfg.reassembly.max_datagram_bytes,
+                timeout_s=cfg.reassembly.timeout_s,
+            )
+        )
         self.classifier = Classifier(cfg.keywords)
         self.agg = Aggregator(
             bin_s=cfg.bin_s,
