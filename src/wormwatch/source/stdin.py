@@ -21,6 +21,10 @@ from wormwatch.model import Batch
 
 STDIN_PATH = "-"
 STDIN_NAME = "stdin"
+# next_batch raises for a whole batch when the stream is cut inside a record,
+# so small batches lose fewer packets there (and 256 was measured faster
+# than 4096 here anyway: DESIGN.md)
+STDIN_BATCH = 256
 # next_batch's packed meta: four native uint32 per packet (sec, usec, offset, caplen)
 _META_FIELDS = 4
 
@@ -63,7 +67,7 @@ class StdinPart:
         if self._is_done:
             return None
         try:
-            raw, meta = self._reader.next_batch(max_packets)
+            raw, meta = self._reader.next_batch(min(max_packets, STDIN_BATCH))
         except pcapy.PcapError as err:
             self._warnings.append(
                 f"{STDIN_NAME}: read error after {self._n_packets} packets ({err}); "
