@@ -97,7 +97,8 @@ bands = [20, 60]
         ("[detekt]\nx = 1", 'unknown key "detekt"'),
         (
             "bin_s = 30",
-            'unknown key "bin_s" (known: aggregate, allowlist, detect, keywords, reassembly, score)',
+            'unknown key "bin_s" (known: aggregate, allowlist, detect, keywords, '
+            "reassembly, score)",
         ),
         ("[aggregate]\nmin_targets = 3", "min_targets belongs in [detect.smb_scan]"),
         ("[aggregate]\nbin_s = 60.5", "[aggregate] bin_s must be a positive integer, got 60.5"),
