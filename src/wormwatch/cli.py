@@ -124,6 +124,11 @@ def _use_tui(args: argparse.Namespace) -> bool:
 def _run(args: argparse.Namespace) -> int:
     from wormwatch.runner import RunOptions, run  # noqa: PLC0415 - keep --help fast
 
+    if sys.stderr.isatty():
+        # numba compiles the packet kernels on the very first run (~15 s here),
+        # then loads them from its cache (~0.2 s): say why the screen waits
+        print("wormwatch: loading packet kernels (the first run compiles them)", file=sys.stderr)
+
     config_path = args.config
     if args.command == "demo" and config_path is None:
         config_path = str(resources.files("wormwatch") / "data" / "demo.toml")
