@@ -31,7 +31,6 @@ from wormwatch.model import (
     KIND_DNS,
     KIND_SYN,
     N_COUNTERS,
-    NAME_SLOT,
     Events,
     addr_words,
 )
@@ -42,19 +41,7 @@ Row = tuple[int, str, str, int, int, int, bytes]
 
 def make_events(rows: list[Row]) -> Events:
     n = len(rows)
-    ev = Events(
-        n=n,
-        ts_us=np.zeros(n, np.int64),
-        src_hi=np.zeros(n, np.uint64),
-        src_lo=np.zeros(n, np.uint64),
-        dst_hi=np.zeros(n, np.uint64),
-        dst_lo=np.zeros(n, np.uint64),
-        kind=np.zeros(n, np.uint8),
-        dport=np.zeros(n, np.uint16),
-        qtype=np.zeros(n, np.uint16),
-        names=np.zeros((n, NAME_SLOT), np.uint8),
-        name_lens=np.zeros(n, np.int32),
-    )
+    ev = Events.allocate(n, n)
     for i, (ts, src, dst, kind, dport, qtype, name) in enumerate(rows):
         ev.ts_us[i] = ts
         ev.src_hi[i], ev.src_lo[i] = addr_words(src)

@@ -29,7 +29,6 @@ from wormwatch.model import (
     KIND_SYN,
     LINKTYPE_RAW,
     N_STATUS,
-    NAME_SLOT,
     U8,
     Batch,
     DecodeStats,
@@ -67,19 +66,7 @@ _COLUMNS = (
 
 
 def _event_buffers(capacity: int) -> Events:
-    return Events(
-        n=0,
-        ts_us=np.zeros(capacity, np.int64),
-        src_hi=np.zeros(capacity, np.uint64),
-        src_lo=np.zeros(capacity, np.uint64),
-        dst_hi=np.zeros(capacity, np.uint64),
-        dst_lo=np.zeros(capacity, np.uint64),
-        kind=np.zeros(capacity, np.uint8),
-        dport=np.zeros(capacity, np.uint16),
-        qtype=np.zeros(capacity, np.uint16),
-        names=np.zeros((capacity, NAME_SLOT), np.uint8),
-        name_lens=np.zeros(capacity, np.int32),
-    )
+    return Events.allocate(capacity)
 
 
 class Decoder:

@@ -118,6 +118,23 @@ class Events:
     names: U8  # shape (capacity, NAME_SLOT)
     name_lens: I32
 
+    @staticmethod
+    def allocate(capacity: int, n: int = 0) -> Events:
+        """Zeroed columns for ``capacity`` events, of which the first ``n`` count."""
+        return Events(
+            n=n,
+            ts_us=np.zeros(capacity, np.int64),
+            src_hi=np.zeros(capacity, np.uint64),
+            src_lo=np.zeros(capacity, np.uint64),
+            dst_hi=np.zeros(capacity, np.uint64),
+            dst_lo=np.zeros(capacity, np.uint64),
+            kind=np.zeros(capacity, np.uint8),
+            dport=np.zeros(capacity, np.uint16),
+            qtype=np.zeros(capacity, np.uint16),
+            names=np.zeros((capacity, NAME_SLOT), np.uint8),
+            name_lens=np.zeros(capacity, np.int32),
+        )
+
 
 @dataclass(slots=True)
 class DecodeStats:
