@@ -44,7 +44,12 @@ def stats_table(snapshot: Snapshot, warnings: Sequence[str] = ()) -> Table:
     span_s = max(0, snapshot.now_us - snapshot.start_us) / 1e6
     rows = [
         ("source", safe_text(snapshot.source)),
-        ("packet time", f"{_when(snapshot.start_us)} .. {_when(snapshot.now_us)} UTC"),
+        (
+            "packet time",
+            f"{_when(snapshot.start_us)} .. {_when(snapshot.now_us)} UTC"
+            if snapshot.now_us
+            else "no DNS query or SYN to 135/139/445 seen",
+        ),
         ("span", f"{span_s:,.1f} s"),
         ("packets", f"{d.get('packets', 0):,}"),
         ("DNS queries", f"{d.get('dns_queries', 0):,}"),
