@@ -193,3 +193,15 @@ def test_decode_ahead_gives_the_same_results_as_one_thread() -> None:
         return sink.records, [hosts, result.final.decode]
 
     assert run(True) == run(False)
+
+
+def test_every_command_is_documented_in_the_readme() -> None:
+    import argparse
+
+    from wormwatch.cli import build_parser
+
+    readme = (REPO / "README.md").read_text()
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(sub.choices) == {"live", "replay", "demo", "report"}
+    for command in sub.choices:
+        assert f"wormwatch {command}" in readme, command
