@@ -42,19 +42,9 @@ from wormwatch.kernels.pcapwalk import (
 )
 from wormwatch.model import I32, I64, U8, Batch, SourceStats
 from wormwatch.source.pcapng import PcapngSections, read_section_header
-from wormwatch.source.stdin import STDIN_NAME, STDIN_PATH, StdinPart
+from wormwatch.source.stdin import MAX_CAPLEN, STDIN_NAME, STDIN_PATH, StdinPart
+from wormwatch.source.stdin import PCAP_MAGICS as _PCAP_MAGICS
 
-# A record claiming more captured bytes than this is corrupt: libpcap's largest snaplen
-# (MAXIMUM_SNAPLEN) is 262144.
-MAX_CAPLEN = 256 * 1024
-
-# classic pcap magic numbers as read little-endian -> (is_big, is_nano)
-_PCAP_MAGICS = {
-    0xA1B2C3D4: (False, False),
-    0xD4C3B2A1: (True, False),
-    0xA1B23C4D: (False, True),
-    0x4D3CB2A1: (True, True),
-}
 _GZIP_MAGIC = b"\x1f\x8b"
 _KUZNETZOV_MAGICS = (0xA1B2CD34, 0x34CDB2A1)
 _LINKTYPE_MASK = 0xFFFF  # the upper bits of the header's link type carry FCS information

@@ -1,69 +1,236 @@
 """Standard input as part of a replay: a capture piped in (``tcpdump -w - | wormwatch replay -``).
 
-bytes on file descriptor 0 -> pcapy-ng (``open_offline("-")``, ``next_batch``) -> **this
-module** -> ``Batch`` wrapping pcapy-ng's buffer without copying the packet bytes ->
-``wormwatch.source.pcapfile`` chains it with the other files of the replay.
+bytes on file descriptor 0 -> **this module** -> ``Batch`` -> ``wormwatch.source.pcapfile``
+chains it with the other files of the replay.
 
-A pipe cannot be memory-mapped, so libpcap reads it; it accepts pcap and pcapng (pcapng only
-when every interface has the same link type). libpcap reports no original length through
-``next_batch``, so ``wirelens`` equals ``caplens`` here.
+A pipe cannot be memory-mapped. A classic pcap stream is read in chunks and indexed by the
+same numba walker as files (``kernels.pcapwalk.walk_pcap``), so a stream cut inside a record
+keeps every whole packet before the cut, with a warning. (pcapy-ng's ``next_batch`` raises
+for the whole batch a cut record falls in, dropping the packets before it: that is why
+classic pcap does not go through libpcap here.) A pcapng stream goes to pcapy-ng
+(``open_offline``) through a pipe that first replays the bytes already read to tell the
+format; libpcap accepts pcapng there when every interface has the same link type, and
+reports no original length, so ``wirelens`` equals ``caplens`` for it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import select
+import signal
 
 import numpy as np
 import pcapy
 
 from wormwatch.errors import WormwatchError
+from wormwatch.kernels.pcapwalk import WALK_BAD_LENGTH, WALK_END, WALK_FULL, walk_pcap
 from wormwatch.model import Batch
 
 STDIN_PATH = "-"
 STDIN_NAME = "stdin"
-# next_batch raises for a whole batch when the stream is cut inside a record,
-# so small batches lose fewer packets there (and 256 was measured faster
-# than 4096 here anyway: DESIGN.md)
+# A record claiming more captured bytes than this is corrupt: libpcap's largest snaplen
+# (MAXIMUM_SNAPLEN) is 262144.
+MAX_CAPLEN = 256 * 1024
+# classic pcap magic numbers as read little-endian -> (is_big, is_nano)
+PCAP_MAGICS = {
+    0xA1B2C3D4: (False, False),
+    0xD4C3B2A1: (True, False),
+    0xA1B23C4D: (False, True),
+    0x4D3CB2A1: (True, True),
+}
+PCAPNG_MAGIC = 0x0A0D0D0A  # a Section Header Block's type, the same in either byte order
+PCAP_FILE_HEADER = 24
+# pcapng through libpcap: next_batch raises for a whole batch at a cut record, so small
+# batches lose fewer packets there (and 256 was measured faster than 4096: DESIGN.md)
 STDIN_BATCH = 256
-# next_batch's packed meta: four native uint32 per packet (sec, usec, offset, caplen)
-_META_FIELDS = 4
+_CHUNK = 1 << 20
+_FILL_BYTES = 8 << 20
+_META_FIELDS = 4  # next_batch's packed meta: native uint32 sec, usec, offset, caplen
+
+
+def _read_upto(fd: int, n: int) -> bytes:
+    """Read ``n`` bytes unless the stream ends first."""
+    parts: list[bytes] = []
+    while n > 0:
+        chunk = os.read(fd, n)
+        if not chunk:
+            break
+        parts.append(chunk)
+        n -= len(chunk)
+    return b"".join(parts)
 
 
 class StdinPart:
-    """Reads the capture on standard input, batch by batch, through pcapy-ng.
+    """Reads the capture on standard input, batch by batch.
 
     Opening reads the capture's file header (it blocks until the writer sends it), so a
     pipe that carries no capture fails here, before any packet of the replay is read.
     """
 
-    def __init__(self, warnings: list[str]) -> None:
+    def __init__(self, warnings: list[str], fd: int = 0) -> None:
         """Opens standard input as a capture.
 
         Args:
             warnings: the replay's warning list; problems met later are appended to it.
+            fd: the file descriptor to read (standard input).
 
         Raises:
             WormwatchError: standard input is a terminal or does not carry a capture.
         """
-        if os.isatty(0):
+        if os.isatty(fd):
             raise WormwatchError(
                 "standard input is a terminal, not a capture; pipe one in "
                 "(e.g. tcpdump -w - ... | wormwatch replay -) or give file names"
             )
-        try:
-            self._reader = pcapy.open_offline(STDIN_PATH)
-        except pcapy.PcapError as err:
+        head = _read_upto(fd, PCAP_FILE_HEADER)
+        magic = int.from_bytes(head[:4], "little") if len(head) >= 4 else -1
+        self._part: _PcapStream | _PcapngStream
+        if magic in PCAP_MAGICS:
+            if len(head) < PCAP_FILE_HEADER:
+                raise WormwatchError(
+                    "standard input is not a readable pcap capture (it ends inside the "
+                    f"file header: {len(head)} of {PCAP_FILE_HEADER} bytes); the capture is cut"
+                )
+            self._part = _PcapStream(fd, head, warnings)
+        elif magic == PCAPNG_MAGIC:
+            self._part = _PcapngStream(fd, head, warnings)
+        else:
+            seen = f"unknown format, first bytes {head[:4].hex(' ')}" if head else "it is empty"
             raise WormwatchError(
-                f"standard input is not a readable pcap or pcapng capture ({err}); "
+                f"standard input is not a readable pcap or pcapng capture ({seen}); "
                 "pipe a capture written by tcpdump -w or Wireshark into it"
+            )
+
+    def read(self, max_packets: int) -> Batch | None:
+        """The next up to ``max_packets`` packets, or None at the end of the stream."""
+        return self._part.read(max_packets)
+
+    def close(self) -> None:
+        """Stops reading; later reads return None."""
+        self._part.close()
+
+
+class _PcapStream:
+    """A classic pcap stream, indexed in chunks by the numba walker."""
+
+    def __init__(self, fd: int, head: bytes, warnings: list[str]) -> None:
+        self._fd = fd
+        self._is_big, self._is_nano = PCAP_MAGICS[int.from_bytes(head[:4], "little")]
+        raw_linktype = head[20:24]
+        value = int.from_bytes(raw_linktype, "big" if self._is_big else "little")
+        self._linktype = value & 0xFFFF  # the upper bits carry FCS information
+        self._warnings = warnings
+        self._buf = b""
+        self._is_eof = False
+        self._is_done = False
+        self._n_packets = 0
+
+    def read(self, max_packets: int) -> Batch | None:
+        ts_us = np.empty(max_packets, np.int64)
+        offsets = np.empty(max_packets, np.int64)
+        caplens = np.empty(max_packets, np.int32)
+        wirelens = np.empty(max_packets, np.int32)
+        while not self._is_done:
+            data = np.frombuffer(self._buf, np.uint8)
+            n, pos, status = walk_pcap(
+                data, 0, self._is_big, self._is_nano, MAX_CAPLEN, ts_us, offsets, caplens, wirelens
+            )
+            if status == WALK_BAD_LENGTH:
+                self._stop(f"impossible record length after {self._n_packets + n} packets")
+            if n:
+                self._n_packets += n
+                # the batch keeps the old buffer alive; the rest (under one chunk) moves on
+                self._buf = self._buf[pos:]
+                return Batch(
+                    data=data,
+                    ts_us=ts_us[:n],
+                    offsets=offsets[:n],
+                    caplens=caplens[:n],
+                    wirelens=wirelens[:n],
+                    linktypes=np.full(n, self._linktype, np.int32),
+                )
+            if status == WALK_FULL or self._is_done:
+                continue
+            if self._is_eof:
+                if status != WALK_END:
+                    self._stop(f"truncated record after {self._n_packets} packets")
+                self._is_done = True
+                break
+            self._fill()
+        return None
+
+    def _fill(self) -> None:
+        """Append what the pipe holds: block for the first bytes, then take more while
+        more is ready at once, up to a few MiB (big batches when the writer is fast,
+        no waiting when it trickles)."""
+        parts = [self._buf]
+        size = 0
+        while size < _FILL_BYTES:
+            chunk = os.read(self._fd, _CHUNK)
+            if not chunk:
+                self._is_eof = True
+                break
+            parts.append(chunk)
+            size += len(chunk)
+            if not select.select([self._fd], [], [], 0)[0]:
+                break
+        self._buf = b"".join(parts)
+
+    def _stop(self, what: str) -> None:
+        self._warnings.append(f"{STDIN_NAME}: {what}; the packets before it were read")
+        self._is_done = True
+
+    def close(self) -> None:
+        self._is_done = True
+
+
+class _PcapngStream:
+    """A pcapng stream, read by libpcap through a pipe that starts with ``head``.
+
+    A child process feeds the pipe: libpcap blocks on it while holding the GIL, so
+    a feeding thread in this process could never run.
+    """
+
+    def __init__(self, fd: int, head: bytes, warnings: list[str]) -> None:
+        read_end, write_end = os.pipe()
+        self._feeder = os.fork()
+        if self._feeder == 0:  # the child: copy, then leave without cleanup handlers
+            code = 0
+            try:
+                os.close(read_end)
+                os.write(write_end, head)
+                while chunk := os.read(fd, _CHUNK):
+                    os.write(write_end, chunk)
+            except OSError:
+                code = 1  # the reader went away: nothing left to feed
+            finally:
+                os._exit(code)
+        os.close(write_end)
+        try:
+            self._reader = pcapy.open_offline(f"/dev/fd/{read_end}")
+        except pcapy.PcapError as err:
+            self._reap()
+            raise WormwatchError(
+                f"standard input is not a readable pcapng capture ({err}); "
+                "libpcap reads pcapng from a pipe only when all its interfaces have one "
+                "link type: save it to a file and replay the file"
             ) from err
+        finally:
+            os.close(read_end)
         self._linktype = int(self._reader.datalink())
         self._warnings = warnings
         self._n_packets = 0
         self._is_done = False
 
+    def _reap(self) -> None:
+        if self._feeder > 0:
+            with contextlib.suppress(ChildProcessError):
+                os.kill(self._feeder, signal.SIGTERM)
+                os.waitpid(self._feeder, 0)
+            self._feeder = 0
+
     def read(self, max_packets: int) -> Batch | None:
-        """The next up to ``max_packets`` packets, or None at the end of the stream."""
         if self._is_done:
             return None
         try:
@@ -79,12 +246,11 @@ class StdinPart:
             self.close()
             return None
         fields = np.frombuffer(meta, dtype=np.uint32).reshape(-1, _META_FIELDS)
-        ts_us = fields[:, 0].astype(np.int64) * 1_000_000 + fields[:, 1]
         caplens = fields[:, 3].astype(np.int32)
         self._n_packets += fields.shape[0]
         return Batch(
             data=np.frombuffer(raw, dtype=np.uint8),
-            ts_us=ts_us,
+            ts_us=fields[:, 0].astype(np.int64) * 1_000_000 + fields[:, 1],
             offsets=fields[:, 2].astype(np.int64),
             caplens=caplens,
             wirelens=caplens.copy(),
@@ -92,7 +258,7 @@ class StdinPart:
         )
 
     def close(self) -> None:
-        """Stops reading; later reads return None."""
         if not self._is_done:
             self._is_done = True
             self._reader.close()
+            self._reap()
