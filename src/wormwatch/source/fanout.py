@@ -44,7 +44,7 @@ import pcapy
 
 from wormwatch.errors import WormwatchError
 from wormwatch.model import Batch, SourceStats
-from wormwatch.source.live import batch_from_buffers, kernel_stats, read_ready
+from wormwatch.source.handle import batch_from_buffers, kernel_stats, read_ready
 
 # kind, linktype, kernel received, dropped, interface-dropped, packets; padded to 40 bytes.
 _HEADER: Final = struct.Struct("=c3xIQQQI4x")
