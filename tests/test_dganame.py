@@ -1,0 +1,191 @@
+"""The name score: kernel against the slow reference, public suffixes, and how well it
+separates generated names (tests/dgagen.py's families) from human-made ones.
+
+Measured separation (ROC AUC of the score, generated vs. human names: the well-known
+domains and typing mistakes of tests/dgagen.py plus the names of the real captures that a
+person or a program made for people) is asserted below with a margin; the numbers are in
+docs/DETECTION.md ("dga-nx").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from wormwatch.dganame import load_model, registrable, score_batch, score_texts
+from wormwatch.kernels.dganame import FT_LENGTH, FT_N_WORDS, score_names
+
+import dgagen
+from reference import reference_events
+from reference_dganame import score_name
+
+REPO = Path(__file__).resolve().parents[1]
+REAL = REPO.parent / "shared" / "pcaps" / "real"
+DAY = date(2026, 11, 30)
+# machine-made names in the real captures: a dnscat tunnel and Sality's domains
+MACHINE_MADE_REAL = (b"dnscat.", b"kjwre", b"kukutrustnet")
+
+
+def auc(positives: np.ndarray, negatives: np.ndarray) -> float:
+    """Probability that a positive outscores a negative (ties count half)."""
+    greater = (positives[:, None] > negatives[None, :]).mean()
+    ties = (positives[:, None] == negatives[None, :]).mean()
+    return float(greater + 0.5 * ties)
+
+
+def real_human_names() -> list[bytes]:
+    if not REAL.is_dir():
+        pytest.skip(f"real captures not found at {REAL}")
+    names = set()
+    for path in sorted(REAL.glob("*.pcap*")):
+        for e in reference_events(path)[1]:
+            if e.kind == 1 and e.name and not e.name.startswith(MACHINE_MADE_REAL):
+                names.add(e.name)
+    return sorted(names)
+
+
+def human_scores() -> np.ndarray:
+    texts = [*dgagen.HUMAN_DOMAINS, *dgagen.TYPOS]
+    return np.r_[score_texts(texts).scores, score_texts(real_human_names()).scores]
+
+
+EDGE_NAMES = [
+    "www.google.com", "mail.example.co.uk", "a.b.www.ck", "foo.bar.ck", "x.y.blogspot.com",
+    "d111111abcdef8.cloudfront.net", "qwhjkasd", "campus.example", "kfjdsa.campus.example",
+    "4.3.2.1.zen.spamhaus.org", "104.9.192.66.in-addr.arpa", "a..b.com", "trailing.dot.",
+    "x" * 63 + ".com", "ab3k9zz1q.biz", "e3b0c44298fc1c149afbf4c8996fb924.info",
+    "pleasantunderstand.net", "under_score-and-hyphen9.org", "com", "",
+]  # fmt: skip
+
+
+def test_kernel_equals_reference() -> None:
+    names = [
+        *EDGE_NAMES,
+        *(n for fam in dgagen.FAMILIES.values() for n in fam(DAY, 40)),
+        *dgagen.HUMAN_DOMAINS,
+        *dgagen.TYPOS,
+        *dgagen.browser_probes(1, 10),
+        *dgagen.cdn_names(10),
+        *dgagen.av_lookups(10),
+    ]
+    out = score_texts(names)
+    for i, name in enumerate(names):
+        if not name:
+            assert out.scores[i] == 0.0
+            continue
+        want_score, want_reg, want_ft = score_name(name)
+        assert int(out.reg_starts[i]) == want_reg, name
+        np.testing.assert_allclose(out.features[i], want_ft, atol=1e-9, err_msg=name)
+        assert out.scores[i] == pytest.approx(want_score, abs=1e-9), name
+
+
+@pytest.mark.parametrize(
+    ("name", "domain"),
+    [
+        (b"www.example.co.uk", b"example.co.uk"),
+        (b"a.b.www.ck", b"www.ck"),  # !www.ck is an exception to *.ck
+        (b"foo.bar.ck", b"foo.bar.ck"),  # *.ck: bar.ck is a suffix
+        (b"x.y.blogspot.com", b"y.blogspot.com"),  # private section
+        (b"kfjdsa.campus.example", b"campus.example"),  # default rule "*"
+        (b"qwhjkasd", b"qwhjkasd"),  # a single label
+        (b"co.uk", b"co.uk"),  # a suffix alone
+        (b"WWW.Example.COM", b"example.com"),
+    ],
+)
+def test_registrable_domain(name: bytes, domain: bytes) -> None:
+    assert registrable(name) == domain
+
+
+def test_unselected_and_empty_names_score_nothing() -> None:
+    model = load_model()
+    names = np.zeros((3, 256), np.uint8)
+    names[0, :8] = np.frombuffer(b"qwhjkasd", np.uint8)
+    names[1, :8] = np.frombuffer(b"qwhjkasd", np.uint8)
+    lens = np.array([8, 8, 0], np.int32)
+    scores = np.full(3, 7.0)
+    reg = np.full(3, 7, np.int32)
+    features = np.full((3, 8), 7.0)
+    sel = np.array([True, False, True])
+    n = score_names(
+        names, lens, sel, 3, model.trigram, model.bloom, model.suffix_keys,
+        model.suffix_flags, scores, reg, features,
+    )  # fmt: skip
+    assert n == 1
+    assert scores[0] > 0.9
+    assert scores[1:].tolist() == [0.0, 0.0]
+    assert features[1:].sum() == 0.0
+    assert features[0, FT_LENGTH] == 8
+
+
+@pytest.mark.parametrize(
+    ("family", "min_auc", "min_mean"),
+    [
+        # 4-5 letter Conficker names are too short to judge (a third of the family)
+        ("conficker-c", 0.88, 0.55),
+        ("cryptolocker", 0.97, 0.85),
+        ("hash", 0.99, 0.95),
+        # glued English words: only the word cover tells them apart
+        ("dictionary", 0.88, 0.65),
+    ],
+)
+def test_score_separates_generated_from_human_names(
+    family: str, min_auc: float, min_mean: float
+) -> None:
+    generated = score_texts(dgagen.FAMILIES[family](DAY, 2000)).scores
+    human = human_scores()
+    assert auc(generated, human) >= min_auc
+    assert generated.mean() >= min_mean
+    assert np.median(human) < 0.2
+
+
+def test_human_names_rarely_score_high() -> None:
+    human = human_scores()
+    assert (human >= 0.5).mean() <= 0.15
+    assert score_texts(dgagen.TYPOS).scores.max() < 0.5
+
+
+def test_machine_made_names_in_real_captures_score_high() -> None:
+    if not REAL.is_dir():
+        pytest.skip(f"real captures not found at {REAL}")
+    sality = [b"kjwre77638dfqwieuoi.info", b"www.kjwre9fqwieluoi.info"]
+    assert score_texts(sality).scores.min() >= 0.8
+
+
+def test_long_glued_name_is_read_as_words() -> None:
+    out = score_texts(["pleasantunderstand.net", "xjwqkepzrtvbnmlk.net"])
+    assert out.features[0, FT_N_WORDS] == 2
+    assert 0.7 <= out.scores[0] < 0.8
+    assert out.scores[1] >= 0.95
+
+
+def test_batch_with_selection_compiles_one_signature() -> None:
+    names, lens = np.zeros((4, 256), np.uint8), np.full(4, 3, np.int32)
+    names[:, :3] = ord("a")
+    score_batch(names, lens, 4, np.array([True, False, True, True]))
+    score_texts(["example.org"])
+    assert len(score_names.signatures) == 1
+
+
+def test_model_tables_match_the_script(tmp_path: Path) -> None:
+    """Regenerate the tables from the same inputs; skip when those are not installed."""
+    meta = json.loads((REPO / "src/wormwatch/data/dga_model.json").read_text())
+    inputs = {
+        Path("/usr/share/dict/words"): meta["words"]["sha256"],
+        Path("/usr/share/publicsuffix/public_suffix_list.dat"): meta["suffixes"]["sha256"],
+    }
+    for path, digest in inputs.items():
+        if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+            pytest.skip(f"{path} missing or not the version the tables were made from")
+    subprocess.run(
+        [sys.executable, str(REPO / "scripts/make_dga_model.py"), "--out", str(tmp_path)],
+        check=True,
+    )
+    for f in ("dga_trigrams.npy", "dga_words.npy", "public_suffixes.txt", "dga_model.json"):
+        assert (tmp_path / f).read_bytes() == (REPO / "src/wormwatch/data" / f).read_bytes(), f
