@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     replay = sub.add_parser("replay", help="replay pcap/pcapng files ('-' = stdin)")
     replay.add_argument("files", nargs="+", metavar="FILE")
+    _concatenate(replay)
     replay.add_argument(
         "--speed", type=_speed, default=None, metavar="X|max", help="X times real time"
     )
@@ -88,9 +89,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="offline HTML report with plots")
     report.add_argument("files", nargs="+", metavar="FILE")
+    _concatenate(report)
     report.add_argument("-o", "--output", required=True, metavar="DIR")
     report.add_argument("--config", metavar="F")
     return parser
+
+
+def _concatenate(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--concatenate",
+        action="store_true",
+        help="read the files one after the other (default: merged by packet time, as mergecap)",
+    )
 
 
 def demo_capture() -> str:
@@ -105,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from wormwatch.present.report import write_report  # noqa: PLC0415
 
             cfg = load_config(args.config)
-            out = write_report(args.files, Path(args.output), cfg)
+            out = write_report(args.files, Path(args.output), cfg, concatenate=args.concatenate)
             print(f"report written to {out}")
             return EXIT_OK
         return _run(args)
@@ -150,6 +160,7 @@ def _run(args: argparse.Namespace) -> int:
         workers=getattr(args, "workers", 1),
         user=getattr(args, "user", None),
         summary_every_s=getattr(args, "summary_every", None),
+        concatenate=getattr(args, "concatenate", False),
     )
     result = run(cfg, opts)
     for warning in result.warnings:

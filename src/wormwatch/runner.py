@@ -43,6 +43,7 @@ class RunOptions:
     workers: int = 1
     user: str | None = None
     summary_every_s: float | None = None
+    concatenate: bool = False
 
 
 class _Bounded:
@@ -85,7 +86,7 @@ def _open_source(cfg: Config, opts: RunOptions) -> tuple[Source, bool]:
         return source, True
     from wormwatch.source.pcapfile import open_replay  # noqa: PLC0415
 
-    source = open_replay(opts.files)
+    source = open_replay(opts.files, concatenate=opts.concatenate)
     if opts.speed is not None:
         from wormwatch.source.pacing import Paced  # noqa: PLC0415
 

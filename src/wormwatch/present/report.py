@@ -91,8 +91,12 @@ class ReportData:
         return [v for v in self.result.hosts if v.verdict.verdicts]
 
 
-def write_report(files: Sequence[str], out_dir: Path, cfg: Config) -> Path:
+def write_report(
+    files: Sequence[str], out_dir: Path, cfg: Config, *, concatenate: bool = False
+) -> Path:
     """Replay ``files`` and write the report into ``out_dir``; return the index.html path.
+
+    Several files are merged by packet time unless ``concatenate`` reads them in order.
 
     ``out_dir`` is created if needed. Files of an earlier report in it
     (``index.html``, ``hosts.jsonl`` and ``fig*.png`` of this naming scheme)
@@ -103,7 +107,7 @@ def write_report(files: Sequence[str], out_dir: Path, cfg: Config) -> Path:
             cannot be read (missing, not a capture, ...).
     """
     # every capture is checked (missing, not a capture) before anything is created
-    source = open_replay(list(files))
+    source = open_replay(list(files), concatenate=concatenate)
     try:
         _prepare_dir(out_dir)
         pipeline = Pipeline(cfg, source_name=source.name)

@@ -1,4 +1,4 @@
-"""Replay source: capture files (pcap, pcapng) and standard input, read as one stream.
+"""Replay source: capture files (pcap, pcapng) and standard input, read in order as one stream.
 
 paths given to ``wormwatch replay`` -> **this module** -> ``Batch`` objects -> decode stage.
 
@@ -41,6 +41,8 @@ from wormwatch.kernels.pcapwalk import (
     walk_pcapng,
 )
 from wormwatch.model import I32, I64, U8, Batch, SourceStats
+from wormwatch.source import Source
+from wormwatch.source.merge import MergedReplay
 from wormwatch.source.pcapng import PcapngSections, read_section_header
 from wormwatch.source.stdin import MAX_CAPLEN, STDIN_NAME, STDIN_PATH, StdinPart
 from wormwatch.source.stdin import PCAP_MAGICS as _PCAP_MAGICS
@@ -52,11 +54,17 @@ _LINKTYPE_MASK = 0xFFFF  # the upper bits of the header's link type carry FCS in
 _HEAD_BYTES = 32
 
 
-def open_replay(paths: Sequence[str]) -> ReplaySource:
-    """Opens capture files (and ``-`` for standard input) to be read in order as one stream.
+def open_replay(paths: Sequence[str], *, concatenate: bool = False) -> Source:
+    """Opens capture files (and ``-`` for standard input) to be read as one stream.
+
+    Several files are merged by packet time, as mergecap merges them
+    (``wormwatch.source.merge``); with ``concatenate`` they are read one after the other.
+    Standard input is a stream that cannot be read ahead, so a replay that includes it
+    is always read in the order given.
 
     Args:
         paths: pcap or pcapng files; ``-`` (at most once) reads standard input.
+        concatenate: read the files one after the other instead of merging them.
 
     Returns:
         A source implementing ``wormwatch.source.Source``.
@@ -65,6 +73,12 @@ def open_replay(paths: Sequence[str]) -> ReplaySource:
         WormwatchError: no path was given, or a path is missing, unreadable, a directory,
             empty, not a capture, or its header is cut short.
     """
+    if len(paths) > 1 and not concatenate and STDIN_PATH not in paths:
+        headers = [check_file(path) for path in paths]
+        warnings: list[str] = []
+        return MergedReplay(
+            [h.path for h in headers], [open_part(h, warnings) for h in headers], warnings
+        )
     return ReplaySource(paths)
 
 
@@ -100,7 +114,7 @@ class ReplaySource:
         self._packets = 0
         self._bytes = 0
         # checked first, so that a bad path fails before standard input is waited for
-        headers = {path: _check_file(path) for path in paths if path != STDIN_PATH}
+        headers = {path: check_file(path) for path in paths if path != STDIN_PATH}
         self._pending: list[_Header | StdinPart] = [
             StdinPart(self._warnings) if path == STDIN_PATH else headers[path] for path in paths
         ]
@@ -123,7 +137,7 @@ class ReplaySource:
                     return None
                 item = self._pending.pop()
                 self._current = (
-                    _open_part(item, self._warnings) if isinstance(item, _Header) else item
+                    open_part(item, self._warnings) if isinstance(item, _Header) else item
                 )
             batch = self._current.read(max_packets)
             if batch is not None and batch.n > 0:
@@ -167,7 +181,7 @@ class _Header:
     linktype: int = 0
 
 
-def _check_file(path: str) -> _Header:
+def check_file(path: str) -> _Header:
     """Checks that ``path`` is a readable capture and reads its header."""
     try:
         info = os.stat(path)
@@ -231,7 +245,7 @@ def _bad_magic_message(path: str, head: bytes) -> str:
     )
 
 
-def _open_part(header: _Header, warnings: list[str]) -> _Part:
+def open_part(header: _Header, warnings: list[str]) -> _Part:
     if header.is_pcapng:
         return _PcapngPart(header, warnings)
     return _PcapPart(header, warnings)

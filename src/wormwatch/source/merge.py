@@ -1,0 +1,205 @@
+"""Replay of several capture files merged by packet time, as mergecap merges them.
+
+paths given to ``wormwatch replay`` (two or more files) -> **this module** -> ``Batch``
+objects in packet-time order -> decode stage.
+
+Two taps of the same hour, or one link split into its UDP and its TCP packets, make files
+whose times overlap. Read one after the other, packet time would jump back at every new
+file; merged, the pipeline sees one stream as if one tap had seen everything.
+
+Each file is walked in runs of records by its own walker (``wormwatch.source.pcapfile``),
+and ``wormwatch.kernels.merge.merge_heads`` picks the earliest next record among the files
+(ties to the file named first): a streaming k-way merge over the files' record indexes,
+whose memory is one run per file. The packet bytes are not copied: the files are mapped
+side by side (``wormwatch.source.splice``), so one batch can hold packets of every file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+
+from wormwatch.kernels.merge import merge_heads
+from wormwatch.model import I32, I64, U8, Batch, SourceStats
+from wormwatch.source.splice import SplicedFiles
+
+# records read ahead per file: the merge's whole memory is files x RUN x 28 bytes
+RUN = 4096
+
+
+class Walked(Protocol):
+    """One file's walker: its records in file order, a run at a time, until None.
+
+    A batch's offsets count from the start of that file.
+    """
+
+    def read(self, max_packets: int) -> Batch | None: ...
+
+    def close(self) -> None: ...
+
+
+class MergedReplay:
+    """Capture files merged by packet time into one stream of batches.
+
+    Args:
+        paths: two or more checked pcap/pcapng files (not standard input).
+        parts: a walker for each file, in the same order.
+        warnings: the list the walkers append their warnings to.
+
+    Raises:
+        WormwatchError: a file can no longer be opened or mapped.
+    """
+
+    def __init__(self, paths: Sequence[str], parts: Sequence[Walked], warnings: list[str]) -> None:
+        self._warnings = warnings
+        self._parts = list(parts)
+        self._splice = SplicedFiles(paths)
+        k = len(paths)
+        self._runs = _Runs(k)
+        self._starts = np.array(self._splice.starts, np.int64)
+        # per file: the offset below which no batch handed out from now on can point
+        self._keep_from = np.zeros(k, np.int64)
+        self._released = np.zeros(k, np.int64)
+        self._packets = 0
+        self._bytes = 0
+        names = [os.path.basename(p) for p in paths]
+        self.name = f"{names[0]} +{k - 1} more"
+
+    def read_batch(self, max_packets: int) -> Batch | None:
+        """The next 1 to ``max_packets`` packets in packet-time order, or None at the end."""
+        if max_packets < 1:
+            raise ValueError(f"max_packets must be at least 1, not {max_packets}")
+        self._release_behind()
+        runs = self._runs
+        out = _Records(max_packets)
+        n = 0
+        while n < max_packets:
+            self._refill()
+            got = merge_heads(
+                runs.ts_us, runs.counts, runs.cursors, runs.is_finished,
+                out.file[n:], out.record[n:],
+            )  # fmt: skip
+            # gathered now: a file's run may be refilled (overwritten) on the next turn
+            out.gather(runs, self._starts, n, n + got)
+            n += got
+            if got == 0 and runs.is_drained():
+                break
+        if n == 0:
+            return None
+        batch = out.batch(self._splice.data, n)
+        self._packets += n
+        self._bytes += int(batch.caplens.sum())
+        return batch
+
+    def _refill(self) -> None:
+        """Reads the next run of every file whose run is used up."""
+        runs = self._runs
+        for k, part in enumerate(self._parts):
+            while runs.cursors[k] >= runs.counts[k] and not runs.is_finished[k]:
+                batch = part.read(RUN)
+                if batch is None:
+                    runs.is_finished[k] = True
+                    runs.counts[k] = runs.cursors[k] = 0
+                    part.close()
+                elif batch.n:
+                    runs.load(k, batch)
+
+    def _release_behind(self) -> None:
+        """Drops pages that no batch handed out from now on needs, per file.
+
+        Records of a file leave in file order, so a file's next record bounds what this
+        batch and every later one use; the previous batch (which the caller may still
+        hold) is bounded by where the file stood when it was made.
+        """
+        runs = self._runs
+        for k in range(len(self._parts)):
+            upto = int(self._keep_from[k])
+            if upto > self._released[k]:
+                self._splice.release(k, int(self._released[k]), upto)
+                self._released[k] = upto
+            if runs.cursors[k] < runs.counts[k]:
+                self._keep_from[k] = runs.offsets[k, runs.cursors[k]]
+            elif runs.is_finished[k]:
+                self._keep_from[k] = self._splice.sizes[k]
+
+    def stats(self) -> SourceStats:
+        """Packets and captured bytes handed out so far, and the warnings met."""
+        return SourceStats(packets=self._packets, bytes=self._bytes, warnings=list(self._warnings))
+
+    def close(self) -> None:
+        """Stops the replay; later reads return None."""
+        for part in self._parts:
+            part.close()
+        self._runs.is_finished[:] = True
+        self._runs.counts[:] = 0
+        self._runs.cursors[:] = 0
+        self._splice.close()
+
+
+class _Runs:
+    """One buffered run of walked records per file (the merge's only memory)."""
+
+    def __init__(self, n_files: int) -> None:
+        self.ts_us: I64 = np.zeros((n_files, RUN), np.int64)
+        self.offsets: I64 = np.zeros((n_files, RUN), np.int64)
+        self.caplens: I32 = np.zeros((n_files, RUN), np.int32)
+        self.wirelens: I32 = np.zeros((n_files, RUN), np.int32)
+        self.linktypes: I32 = np.zeros((n_files, RUN), np.int32)
+        self.counts: I64 = np.zeros(n_files, np.int64)
+        self.cursors: I64 = np.zeros(n_files, np.int64)
+        self.is_finished = np.zeros(n_files, np.bool_)
+
+    def load(self, k: int, batch: Batch) -> None:
+        n = batch.n
+        self.ts_us[k, :n] = batch.ts_us
+        self.offsets[k, :n] = batch.offsets
+        self.caplens[k, :n] = batch.caplens
+        self.wirelens[k, :n] = batch.wirelens
+        self.linktypes[k, :n] = batch.linktypes
+        self.counts[k] = n
+        self.cursors[k] = 0
+
+    def is_drained(self) -> bool:
+        return bool(self.is_finished.all())
+
+
+class _Records:
+    """The merged batch being made: which record of which file, and its fields."""
+
+    def __init__(self, n: int) -> None:
+        self.file: I64 = np.empty(n, np.int64)
+        self.record: I64 = np.empty(n, np.int64)
+        self.ts_us: I64 = np.empty(n, np.int64)
+        self.offsets: I64 = np.empty(n, np.int64)
+        self.caplens: I32 = np.empty(n, np.int32)
+        self.wirelens: I32 = np.empty(n, np.int32)
+        self.linktypes: I32 = np.empty(n, np.int32)
+
+    def gather(self, runs: _Runs, starts: I64, lo: int, hi: int) -> None:
+        f, r = self.file[lo:hi], self.record[lo:hi]
+        self.ts_us[lo:hi] = runs.ts_us[f, r]
+        self.offsets[lo:hi] = starts[f] + runs.offsets[f, r]
+        self.caplens[lo:hi] = runs.caplens[f, r]
+        self.wirelens[lo:hi] = runs.wirelens[f, r]
+        self.linktypes[lo:hi] = runs.linktypes[f, r]
+
+    def batch(self, data: U8, n: int) -> Batch:
+        return Batch(
+            data=data,
+            ts_us=self.ts_us[:n],
+            offsets=self.offsets[:n],
+            caplens=self.caplens[:n],
+            wirelens=self.wirelens[:n],
+            linktypes=self.linktypes[:n],
+        )
+
+
+def warm_up() -> None:
+    """Compiles (or loads from numba's cache) the merge kernel with a replay's types."""
+    runs = _Runs(1)
+    runs.is_finished[:] = True
+    out = np.empty(1, np.int64)
+    merge_heads(runs.ts_us, runs.counts, runs.cursors, runs.is_finished, out, out.copy())

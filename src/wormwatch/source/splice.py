@@ -1,0 +1,115 @@
+"""Several files mapped read-only side by side into one range of addresses.
+
+paths of the capture files being merged -> **this module** -> one ``uint8`` array over all of
+them, file ``k`` starting at ``starts[k]`` -> ``wormwatch.source.merge`` hands out batches
+whose packets come from any of the files, and the decode kernels index them like one file.
+
+A batch is one buffer plus offsets (the decode kernels take one ``data`` array), so packets
+of several files in one batch need one buffer. Copying them would cost a memory copy of
+every packet; instead an anonymous mapping reserves the whole range and each file is
+mapped over its part of it with ``MAP_FIXED`` (the way a C program splices mappings),
+so nothing is copied and the page cache serves every file as it does for a single one.
+Each file starts on a page boundary. Python's ``mmap`` object owns the range: it is
+unmapped, overlays included, when the last array using it goes away, exactly as for the
+single-file replay.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from wormwatch.errors import WormwatchError
+from wormwatch.model import U8
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = (
+    ctypes.c_void_p,
+    ctypes.c_size_t,
+    ctypes.c_int,
+    ctypes.c_int,
+    ctypes.c_int,
+    ctypes.c_long,
+)
+_MAP_FAILED = ctypes.c_void_p(-1).value
+_MAP_FIXED = 0x10  # linux/mman.h; the mmap module does not export it
+
+
+def _round_up(n: int) -> int:
+    return -(-n // mmap.PAGESIZE) * mmap.PAGESIZE
+
+
+class SplicedFiles:
+    """Files mapped next to each other; ``data[starts[k] : starts[k] + sizes[k]]`` is file k.
+
+    Args:
+        paths: regular files, already checked to be readable captures.
+
+    Raises:
+        WormwatchError: a file can no longer be opened or mapped.
+    """
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        self.sizes = [0] * len(paths)
+        fds = []
+        try:
+            for k, path in enumerate(paths):
+                fds.append(_open(path))
+                self.sizes[k] = os.fstat(fds[k]).st_size
+            self.starts = [0] * len(paths)
+            total = 0
+            for k, size in enumerate(self.sizes):
+                self.starts[k] = total
+                total += _round_up(max(size, 1))
+            # the reservation: owned (and finally unmapped, overlays and all) by Python
+            self._mm: mmap.mmap | None = mmap.mmap(-1, total)
+            base = ctypes.addressof(ctypes.c_char.from_buffer(self._mm))
+            for k, fd in enumerate(fds):
+                if self.sizes[k]:
+                    _overlay(base + self.starts[k], self.sizes[k], fd, paths[k])
+        finally:
+            for fd in fds:
+                os.close(fd)
+        data: U8 = np.frombuffer(self._mm, dtype=np.uint8)
+        data.flags.writeable = False
+        self.data = data
+
+    def release(self, k: int, lo: int, hi: int) -> None:
+        """Drops this process's pages of file ``k`` between offsets ``lo`` and ``hi``
+        (whole pages inside them), keeping resident memory flat; they stay cached."""
+        if self._mm is None:
+            return
+        lo = _round_up(lo)
+        hi -= hi % mmap.PAGESIZE
+        if hi > lo:
+            self._mm.madvise(mmap.MADV_DONTNEED, self.starts[k] + lo, hi - lo)
+
+    def close(self) -> None:
+        """Lets go of the range (arrays still using it keep it alive)."""
+        self._mm = None
+        self.data = np.zeros(0, dtype=np.uint8)
+
+
+def _open(path: str) -> int:
+    try:
+        return os.open(path, os.O_RDONLY)
+    except OSError as err:
+        raise WormwatchError(
+            f"file {path}: cannot open it any more ({err.strerror}); "
+            "was it moved or removed during the replay?"
+        ) from None
+
+
+def _overlay(address: int, size: int, fd: int, path: str) -> None:
+    got = _libc.mmap(address, size, mmap.PROT_READ, mmap.MAP_SHARED | _MAP_FIXED, fd, 0)
+    if got == _MAP_FAILED or got != address:
+        err = ctypes.get_errno()
+        raise WormwatchError(
+            f"file {path}: cannot map it ({os.strerror(err)}); "
+            "give --concatenate to read the files one after the other"
+        )

@@ -1,0 +1,244 @@
+"""Several capture files merged by packet time (``wormwatch.source.merge``).
+
+The reference is the whole capture: a capture split into files (by protocol, by time,
+at random) and merged again must give back its records in packet-time order, and the
+sensor must say the same about it, byte for byte, as about the whole capture.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pcapfile_craft import Record, dpkt_records, epb, idb, pcap_file, shb
+from wormwatch.cli import main
+from wormwatch.kernels.merge import merge_heads
+from wormwatch.source.merge import MergedReplay, warm_up
+from wormwatch.source.pcapfile import open_replay
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO = REPO / "pcaps" / "demo.pcap"
+LINKTYPE_ETHERNET = 1
+LINKTYPE_RAW = 101
+ETH_HEADER = 14
+ETH_P_IP = 0x0800
+IP_PROTO_UDP = 17
+TSRESOL_NS = 9
+
+
+def write_pcap(path: Path, records: list[Record], *, is_nano: bool = False) -> Path:
+    scale = 1000 if is_nano else 1
+    rows = [(ts // 10**6, ts % 10**6 * scale, wire, data) for ts, _, wire, _, data in records]
+    path.write_bytes(pcap_file(rows, linktype=records[0][3] if records else 1, is_nano=is_nano))
+    return path
+
+
+def write_pcapng(path: Path, records: list[Record]) -> Path:
+    """Nanosecond pcapng with two interfaces: Ethernet, and raw IP for plain IPv4 frames
+    (their Ethernet header dropped), so one file mixes link types."""
+    blocks = [shb(), idb(LINKTYPE_ETHERNET, tsresol=TSRESOL_NS), idb(LINKTYPE_RAW, tsresol=9)]
+    for ts, _, wire, _, data in records:
+        if struct.unpack_from("!H", data, 12)[0] == ETH_P_IP:
+            blocks.append(epb(1, ts * 1000, data[ETH_HEADER:], wirelen=wire - ETH_HEADER))
+        else:
+            blocks.append(epb(0, ts * 1000, data, wirelen=wire))
+    path.write_bytes(b"".join(blocks))
+    return path
+
+
+def is_udp(record: Record) -> bool:
+    data = record[4]
+    return struct.unpack_from("!H", data, 12)[0] == ETH_P_IP and data[ETH_HEADER + 9] == 17
+
+
+def read_all(paths: list[Path], batch: int = 4096, **kwargs: bool) -> list[tuple[int, bytes]]:
+    """(ts_us, IP packet bytes) of every record the replay source hands out, in order."""
+    source = open_replay([str(p) for p in paths], **kwargs)
+    out = []
+    while (b := source.read_batch(batch)) is not None:
+        for i in range(b.n):
+            data = bytes(b.data[b.offsets[i] : b.offsets[i] + b.caplens[i]])
+            out.append((int(b.ts_us[i]), ip_part(int(b.linktypes[i]), data)))
+    source.close()
+    return out
+
+
+def ip_part(linktype: int, data: bytes) -> bytes:
+    """The bytes after the link header when it is plain Ethernet IPv4 (to compare raw-IP
+    and Ethernet copies of one packet), else the whole frame."""
+    if linktype == LINKTYPE_ETHERNET and struct.unpack_from("!H", data, 12)[0] == ETH_P_IP:
+        return data[ETH_HEADER:]
+    return data
+
+
+def expected(parts: list[list[Record]]) -> list[tuple[int, bytes]]:
+    """mergecap's order: the earliest next record, ties to the file named first."""
+    keyed = [(r[0], k, i, r) for k, part in enumerate(parts) for i, r in enumerate(part)]
+    return [(r[0], ip_part(r[3], r[4])) for *_, r in sorted(keyed, key=lambda x: x[:3])]
+
+
+@pytest.fixture(scope="module")
+def demo() -> list[Record]:
+    return dpkt_records(DEMO)
+
+
+@pytest.fixture(scope="module")
+def split_by_protocol(demo: list[Record], tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """The demo split as two taps would see it: UDP in a microsecond pcap, the rest in a
+    nanosecond pcapng whose IPv4 frames are raw IP."""
+    folder = tmp_path_factory.mktemp("split")
+    udp = write_pcap(folder / "udp.pcap", [r for r in demo if is_udp(r)])
+    rest = write_pcapng(folder / "rest.pcapng", [r for r in demo if not is_udp(r)])
+    return [udp, rest]
+
+
+def test_split_by_protocol_merges_back_in_packet_time(
+    demo: list[Record], split_by_protocol: list[Path]
+) -> None:
+    udp, rest = split_by_protocol
+    parts = [[r for r in demo if is_udp(r)], [r for r in demo if not is_udp(r)]]
+    assert parts[0]
+    assert parts[1]
+    assert read_all([udp, rest]) == expected(parts)
+    assert read_all([rest, udp], batch=333) == expected(parts[::-1])
+    # one after the other, time jumps back at the second file
+    concatenated = read_all([udp, rest], concatenate=True)
+    assert concatenated == [(r[0], ip_part(r[3], r[4])) for r in parts[0] + parts[1]]
+
+
+def test_files_that_do_not_overlap_merge_as_they_concatenate(
+    demo: list[Record], tmp_path: Path
+) -> None:
+    half = len(demo) // 2
+    first = write_pcap(tmp_path / "a.pcap", demo[:half])
+    second = write_pcap(tmp_path / "b.pcap", demo[half:], is_nano=True)
+    merged = read_all([second, first], batch=1000)
+    assert merged == read_all([first, second], concatenate=True)
+    assert merged == [(r[0], ip_part(r[3], r[4])) for r in demo]
+
+
+def test_time_going_back_inside_a_file_keeps_that_file_s_order(tmp_path: Path) -> None:
+    frames = [bytes([k]) * 60 for k in range(6)]
+    # file a goes back in time (30 after 50); mergecap keeps a file's own order
+    a = write_pcap(
+        tmp_path / "a.pcap", [(t, 60, 60, 1, frames[k]) for k, t in enumerate([10, 50, 30])]
+    )
+    b = write_pcap(
+        tmp_path / "b.pcap", [(t, 60, 60, 1, frames[3 + k]) for k, t in enumerate([20, 40, 60])]
+    )
+    got = read_all([a, b], batch=2)
+    assert [ts for ts, _ in got] == [10, 20, 40, 50, 30, 60]
+    assert [data[0] for _, data in got] == [0, 3, 4, 1, 2, 5]
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n_files=st.integers(2, 4),
+    seed=st.integers(0, 2**32 - 1),
+    batch=st.integers(1, 700),
+)
+def test_random_splits_merge_back_to_the_capture(
+    demo: list[Record],
+    tmp_path_factory: pytest.TempPathFactory,
+    n_files: int,
+    seed: int,
+    batch: int,
+) -> None:
+    rng = np.random.default_rng(seed)
+    records = demo[:1500]
+    owner = rng.integers(0, n_files, len(records))
+    parts = [[r for r, o in zip(records, owner, strict=True) if o == k] for k in range(n_files)]
+    folder = tmp_path_factory.mktemp("random")
+    paths = []
+    for k in range(n_files):
+        parts[k] = parts[k] or records[:1]  # every file holds something
+        part = parts[k]
+        if k % 2:
+            paths.append(write_pcapng(folder / f"{k}.pcapng", part))
+        else:
+            paths.append(write_pcap(folder / f"{k}.pcap", part, is_nano=k == 2))
+    assert read_all(paths, batch=batch) == expected(parts)
+
+
+def test_a_damaged_file_keeps_its_packets_and_the_others_go_on(
+    demo: list[Record], tmp_path: Path
+) -> None:
+    a = write_pcap(tmp_path / "a.pcap", demo[:300:2])
+    b = write_pcap(tmp_path / "b.pcap", demo[1:300:2])
+    raw = a.read_bytes()
+    a.write_bytes(raw[: len(raw) - 20])  # the last record is cut short
+    source = open_replay([str(a), str(b)])
+    n = 0
+    while (batch := source.read_batch(64)) is not None:
+        assert np.all(np.diff(batch.ts_us) >= 0)
+        n += batch.n
+    warnings = source.stats().warnings
+    source.close()
+    assert n == 149 + 150
+    assert len(warnings) == 1
+    assert "truncated record" in warnings[0]
+    assert "a.pcap" in warnings[0]
+
+
+def test_several_files_are_merged_unless_concatenated() -> None:
+    # (standard input is never merged: tests/test_pcapfile.py reads "-" and a file in order)
+    concatenated = open_replay([str(DEMO), str(DEMO)], concatenate=True)
+    assert not isinstance(concatenated, MergedReplay)
+    concatenated.close()
+    merged = open_replay([str(DEMO), str(DEMO)])
+    assert isinstance(merged, MergedReplay)
+    assert merged.name == "demo.pcap +1 more"
+    merged.close()
+
+
+def test_merge_kernel_stops_for_a_run_that_must_be_refilled() -> None:
+    ts = np.array([[1, 5, 0], [2, 3, 4]], np.int64)
+    counts = np.array([2, 3], np.int64)
+    cursors = np.zeros(2, np.int64)
+    finished = np.array([False, True])
+    out_file = np.empty(10, np.int64)
+    out_record = np.empty(10, np.int64)
+    n = merge_heads(ts, counts, cursors, finished, out_file, out_record)
+    # file 0's run ends after ts 5: its next record (not read yet) could be earlier than
+    # anything left, so the kernel stops there
+    assert n == 5
+    assert out_file[:n].tolist() == [0, 1, 1, 1, 0]
+    assert out_record[:n].tolist() == [0, 0, 1, 2, 1]
+    assert merge_heads(ts, counts, cursors, finished, out_file, out_record) == 0
+    finished[0] = True
+    assert merge_heads(ts, counts, cursors, finished, out_file, out_record) == 0
+
+
+def test_merge_kernel_compiled_one_signature(split_by_protocol: list[Path]) -> None:
+    warm_up()
+    read_all(split_by_protocol)
+    assert len(merge_heads.signatures) == 1
+
+
+def replay_outputs(tmp_path: Path, name: str, *args: str) -> tuple[list[dict[str, object]], str]:
+    summary, alerts = tmp_path / f"{name}.summary", tmp_path / f"{name}.alerts"
+    code = main(["replay", *args, "--no-tui", "--summary", str(summary), "--alerts", str(alerts)])
+    assert code == 0
+    hosts = [json.loads(line) for line in summary.read_text().splitlines()]
+    return hosts, alerts.read_text()
+
+
+def test_sensor_says_the_same_of_merged_taps_as_of_the_whole_capture(
+    split_by_protocol: list[Path], tmp_path: Path
+) -> None:
+    whole_hosts, whole_alerts = replay_outputs(tmp_path, "whole", str(DEMO))
+    verdicts = {v for h in whole_hosts for v in h.get("verdicts", [])}
+    assert {"smb-scan", "keyword-storm", "mx-client"} <= verdicts
+    udp, rest = (str(p) for p in split_by_protocol)
+    for name, order in (("udp-first", [udp, rest]), ("rest-first", [rest, udp])):
+        hosts, alerts = replay_outputs(tmp_path, name, *order)
+        assert alerts == whole_alerts, name
+        # the network record names the source; every host record is the same
+        assert hosts[:-1] == whole_hosts[:-1], name
+        assert hosts[-1]["event_type"] == "network"
