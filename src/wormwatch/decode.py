@@ -214,9 +214,14 @@ class Decoder:
             stats.fragments = self._reassembler.counters()
 
 
-def warm_up() -> None:
+def warm_up() -> Events:
     """Compile (or load from cache) the kernels: the decoder's on a query packet, the
-    reassembler's on the same query split into two fragments."""
+    reassembler's on the same query split into two fragments.
+
+    Returns:
+        The two query events decoded (the whole packet, and the reassembled one), for
+        warming the stages after this one.
+    """
     # one raw IPv4 UDP packet to port 53 with a one-question DNS query for "a"
     packet = bytes.fromhex(
         "4500002f00000000401100000a0000010a000002"  # IPv4, 47 bytes, UDP
@@ -237,4 +242,4 @@ def warm_up() -> None:
         linktypes=np.full(len(frames), LINKTYPE_RAW, np.int32),
     )
     decoder = Decoder(max_events=MAX_EVENTS_PER_PACKET)
-    decoder.decode(batch)
+    return decoder.decode(batch)

@@ -15,13 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from wormwatch.config import Config
-from wormwatch.decode import warm_up
 from wormwatch.errors import WormwatchError
 from wormwatch.model import Batch, HostView, Snapshot, SourceStats
 from wormwatch.pipeline import Pipeline, Presenter, RunResult
 from wormwatch.present.jsonl import JsonLinesWriter, host_record, summary_record
 from wormwatch.present.text import print_summary
 from wormwatch.source import Source
+from wormwatch.warmup import warm_up
 
 
 @dataclass(slots=True)
@@ -139,7 +139,7 @@ def run(cfg: Config, opts: RunOptions) -> RunResult:
         _check_writable(opts.summary)
     alerts = JsonLinesWriter(opts.alerts) if opts.alerts else None
     try:
-        warm_up()
+        warm_up(opts.command)
         # Everything that imports modules comes before the capture is opened
         # and privileges are dropped: the dropped user may not be able to read
         # the interpreter's library directory.

@@ -4,7 +4,7 @@ Place in the flow: between opening the source and reading its first packet.
 Opening an AF_PACKET socket needs root (or CAP_NET_RAW/CAP_NET_ADMIN); reading
 an open one does not, so the parsing of untrusted packets runs as an
 unprivileged user. Numba kernels must be compiled or loaded before the drop
-(``wormwatch.decode.warm_up()``): the unprivileged user usually cannot write
+(``wormwatch.warmup.warm_up()``): the unprivileged user usually cannot write
 numba's cache next to the installed package.
 """
 

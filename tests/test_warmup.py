@@ -1,0 +1,80 @@
+"""One warm_up() compiles every kernel a command runs: a replay after it compiles nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from wormwatch.warmup import step_names
+
+REPO = Path(__file__).resolve().parents[1]
+PCAPS = REPO / "pcaps"
+
+# Run in a fresh interpreter: the test process has compiled kernels for other tests.
+_PROBE = """
+import json, sys
+from numba.core.registry import CPUDispatcher
+from wormwatch.kernels import aggregate, classify, decode, pcapwalk, reassemble
+from wormwatch.config import load_config
+from wormwatch.pipeline import Pipeline
+from wormwatch.source.pcapfile import open_replay
+from wormwatch.warmup import warm_up
+
+def signatures():
+    return {
+        f"{m.__name__}.{name}": len(obj.signatures)
+        for m in (aggregate, classify, decode, pcapwalk, reassemble)
+        for name, obj in vars(m).items()
+        if isinstance(obj, CPUDispatcher) and obj.targetoptions.get("inline") != "always"
+    }
+
+steps = []
+warm_up(sys.argv[1], on_step=lambda name, i, n: steps.append([name, i, n]))
+after_warm_up = signatures()
+Pipeline(load_config(None), source_name="probe").run(open_replay(sys.argv[2:]))
+print(json.dumps({"steps": steps, "warm": after_warm_up, "run": signatures()}))
+"""
+
+
+def _probe(command: str, captures: list[Path]) -> dict[str, object]:
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE, command, *map(str, captures)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    result: dict[str, object] = json.loads(done.stdout)
+    return result
+
+
+def test_replay_after_warm_up_compiles_nothing_and_every_kernel_has_one_signature() -> None:
+    captures = [PCAPS / "demo.pcap", PCAPS / "multi_if.pcapng", PCAPS / "frag_dns_v4.pcap"]
+    result = _probe("replay", captures)
+    warm = result["warm"]
+    assert isinstance(warm, dict)
+    assert len(warm) >= 11, warm
+    assert set(warm.values()) == {1}, warm
+    assert result["run"] == warm
+
+
+def test_warm_up_reports_each_step_then_the_end() -> None:
+    result = _probe("live", [PCAPS / "demo.pcap"])
+    names = step_names("live")
+    assert "record walkers" not in names
+    n = len(names)
+    assert result["steps"] == [[name, i, n] for i, name in enumerate(names)] + [["", n, n]]
+    warm = result["warm"]
+    assert isinstance(warm, dict)
+    walkers = {k: v for k, v in warm.items() if ".pcapwalk." in k}
+    assert set(walkers.values()) == {0}
+    assert {v for k, v in warm.items() if k not in walkers} == {1}
+
+
+@pytest.mark.parametrize("command", ["replay", "demo", "report"])
+def test_file_commands_warm_the_record_walkers(command: str) -> None:
+    assert step_names(command)[0] == "record walkers"
