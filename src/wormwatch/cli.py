@@ -53,6 +53,25 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-tui", action="store_true", help="no live table (also off without a tty)")
 
 
+def _metrics_address(text: str) -> tuple[str, int]:
+    from wormwatch.present.metrics import parse_address  # noqa: PLC0415 - keep --help fast
+
+    try:
+        return parse_address(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _sensor_outputs(p: argparse.ArgumentParser) -> None:
+    """What ``live`` and ``replay`` take beyond the common options."""
+    p.add_argument(
+        "--metrics",
+        type=_metrics_address,
+        metavar="[ADDR:]PORT",
+        help="serve Prometheus metrics at /metrics (address 127.0.0.1 unless given)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wormwatch",
@@ -64,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     live = sub.add_parser("live", help="capture on an interface (mirror/SPAN port)")
     live.add_argument("-i", "--interface", required=True, metavar="IFACE")
     _common(live)
+    _sensor_outputs(live)
     live.add_argument("--duration", type=_positive, metavar="S", help="stop after S seconds")
     live.add_argument("--bpf", metavar="FILTER", help="narrow the built-in capture filter")
     live.add_argument("--snaplen", type=int, default=1600, help="bytes kept per packet")
@@ -82,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--speed", type=_speed, default=None, metavar="X|max", help="X times real time"
     )
     _common(replay)
+    _sensor_outputs(replay)
 
     demo = sub.add_parser("demo", help="replay the bundled sample capture into the live table")
     demo.add_argument("--speed", type=_speed, default=60.0, metavar="X|max")
@@ -161,6 +182,7 @@ def _run(args: argparse.Namespace) -> int:
         user=getattr(args, "user", None),
         summary_every_s=getattr(args, "summary_every", None),
         concatenate=getattr(args, "concatenate", False),
+        metrics=getattr(args, "metrics", None),
     )
     result = run(cfg, opts)
     for warning in result.warnings:

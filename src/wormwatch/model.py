@@ -158,6 +158,16 @@ class DecodeStats:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerStats:
+    """One capture worker's health (``--workers N``): alive, and its handle's kernel counts."""
+
+    is_alive: bool
+    kernel_received: int
+    kernel_dropped: int
+    interface_dropped: int
+
+
 @dataclass(slots=True)
 class SourceStats:
     """What a source knows about its own health.
@@ -172,6 +182,8 @@ class SourceStats:
     kernel_dropped: int | None = None
     interface_dropped: int | None = None
     warnings: list[str] = field(default_factory=list)
+    # live capture with fanout workers: one entry per worker, in handle order
+    workers: tuple[WorkerStats, ...] = ()
 
 
 def addr_words(text: str) -> tuple[int, int]:
@@ -290,3 +302,5 @@ class Snapshot:
     # live capture: what the kernel says it received, and what the interface dropped
     kernel_received: int | None = None
     interface_dropped: int | None = None
+    # hosts that hold each verdict now, over every host judged (not only ``hosts``)
+    flagged: dict[str, int] = field(default_factory=dict)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -80,6 +80,13 @@ class AlertSink(Protocol):
     def write(self, record: dict[str, object]) -> None: ...
 
 
+class EventSink(Protocol):
+    """Sees every decoded batch's events (``[:n]`` valid) once, in packet order,
+    before they are aggregated: the ``--events`` log, the metrics' tallies."""
+
+    def write_events(self, events: Events) -> None: ...
+
+
 @dataclass(slots=True)
 class RunResult:
     """What a finished run knows: the last snapshot, every host's view, why it ended."""
@@ -129,6 +136,7 @@ class Pipeline:
             this one aggregates (both cores; the same results).
         alerts: where alert records go, or None.
         presenter: the live display, or None.
+        event_sinks: called with each batch's events (whole batches).
         clock: wall clock, injectable for tests.
     """
 
@@ -140,6 +148,7 @@ class Pipeline:
         is_live: bool = False,
         alerts: AlertSink | None = None,
         presenter: Presenter | None = None,
+        event_sinks: Sequence[EventSink] = (),
         clock: Callable[[], float] = time.monotonic,
         refresh_s: float = 0.25,
         decode_ahead: bool = True,
@@ -173,6 +182,7 @@ class Pipeline:
         self.alerts = alerts
         self.n_alerts = 0
         self.presenter = presenter
+        self.event_sinks = tuple(event_sinks)
         self.clock = clock
         self.refresh_s = refresh_s
         self.decode_ahead = decode_ahead
@@ -261,6 +271,8 @@ class Pipeline:
         """Count one batch's events, judging hosts at every bin boundary."""
         self._last_relevant_wall = self.clock()
         self._last_relevant_us = int(events.ts_us[events.n - 1])
+        for sink in self.event_sinks:
+            sink.write_events(events)
         # Hosts are judged when packet time enters a new bin, before the new
         # bin's first event counts: alerts then do not depend on batch sizes
         # or replay speed, only on the packets.
@@ -419,6 +431,10 @@ class Pipeline:
                 else max(0.0, (self.agg.now_us - self._last_relevant_us) / 1e6)
             )
         sstats = source.stats()
+        flagged: dict[str, int] = {}
+        for verdict in self.verdicts.values():
+            for name in verdict.verdicts:
+                flagged[name] = flagged.get(name, 0) + 1
         return Snapshot(
             source=self.source_name,
             is_live=self.is_live,
@@ -440,4 +456,5 @@ class Pipeline:
             hosts=self.host_views(TOP_HOSTS),
             bin_s=self.agg.bin_s,
             is_finished=is_finished,
+            flagged=flagged,
         )

@@ -13,15 +13,19 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from wormwatch.config import Config
 from wormwatch.errors import WormwatchError
 from wormwatch.model import Batch, HostView, Snapshot, SourceStats
-from wormwatch.pipeline import Pipeline, Presenter, RunResult
+from wormwatch.pipeline import AlertSink, EventSink, Pipeline, Presenter, RunResult
 from wormwatch.present.jsonl import JsonLinesWriter, host_record, summary_record
 from wormwatch.present.text import print_summary
 from wormwatch.source import Source
 from wormwatch.warmup import warm_up
+
+if TYPE_CHECKING:
+    from wormwatch.present.metrics import MetricsServer
 
 
 @dataclass(slots=True)
@@ -44,6 +48,7 @@ class RunOptions:
     user: str | None = None
     summary_every_s: float | None = None
     concatenate: bool = False
+    metrics: tuple[str, int] | None = None
 
 
 class _Bounded:
@@ -94,13 +99,66 @@ def _open_source(cfg: Config, opts: RunOptions) -> tuple[Source, bool]:
     return source, False
 
 
-def _presenter(opts: RunOptions) -> Presenter | None:
-    if not opts.tui:
-        return None
-    from wormwatch.present.tui import TuiPresenter  # noqa: PLC0415
+class _Presenters:
+    """Several presenters behind one (the live table and the metrics endpoint)."""
 
-    presenter: Presenter = TuiPresenter(hold_at_end=opts.command == "demo")
-    return presenter
+    def __init__(self, parts: list[Presenter]) -> None:
+        self.parts = parts
+
+    def start(self) -> None:
+        for part in self.parts:
+            part.start()
+
+    def update(self, snapshot: Snapshot) -> None:
+        for part in self.parts:
+            part.update(snapshot)
+
+    def poll_quit(self) -> bool:
+        return any(part.poll_quit() for part in self.parts)
+
+    def stop(self, final: Snapshot) -> None:
+        for part in self.parts:
+            part.stop(final)
+
+    def close(self) -> None:
+        for part in self.parts:
+            part.close()
+
+
+def _presenter(opts: RunOptions, metrics: MetricsServer | None) -> Presenter | None:
+    parts: list[Presenter] = []
+    if opts.tui:
+        from wormwatch.present.tui import TuiPresenter  # noqa: PLC0415
+
+        parts.append(TuiPresenter(hold_at_end=opts.command == "demo"))
+    if metrics is not None:
+        parts.append(metrics)
+    if len(parts) <= 1:
+        return parts[0] if parts else None
+    return _Presenters(parts)
+
+
+def _metrics(cfg: Config, opts: RunOptions, alerts: AlertSink | None) -> MetricsServer | None:
+    """The ``--metrics`` endpoint, serving from now on; it counts what ``alerts`` gets."""
+    if opts.metrics is None:
+        return None
+    from wormwatch.present.metrics import MetricsServer, RecordCounter  # noqa: PLC0415
+
+    server = MetricsServer(
+        opts.metrics,
+        mode="live" if opts.command == "live" else "replay",
+        limits=(
+            ("wormwatch_hosts_max", "Size of the host table (max_hosts).", cfg.max_hosts),
+            (
+                "wormwatch_reassembly_slots",
+                "Datagrams the fragment reassembly pool holds at most.",
+                cfg.reassembly.max_datagrams,
+            ),
+        ),
+    )
+    server.records = RecordCounter(alerts.write if alerts is not None else None)
+    print(f"wormwatch: metrics on {server.url}", file=sys.stderr)
+    return server
 
 
 def write_summary(
@@ -138,20 +196,30 @@ def run(cfg: Config, opts: RunOptions) -> RunResult:
     if opts.summary and opts.summary != "-":
         _check_writable(opts.summary)
     alerts = JsonLinesWriter(opts.alerts) if opts.alerts else None
+    metrics = None
     try:
         warm_up(opts.command)
         # Everything that imports modules comes before the capture is opened
         # and privileges are dropped: the dropped user may not be able to read
         # the interpreter's library directory.
-        presenter = _presenter(opts)
+        metrics = _metrics(cfg, opts, alerts)
+        presenter = _presenter(opts, metrics)
+        alert_sink: AlertSink | None = alerts
+        event_sinks: list[EventSink] = []
+        if metrics is not None:
+            alert_sink = metrics.records
+            event_sinks.append(metrics.tally)
         source, is_live = _open_source(cfg, opts)
+        if metrics is not None:
+            metrics.source = source
         try:
             pipeline = Pipeline(
                 cfg,
                 source_name=source.name,
                 is_live=is_live,
-                alerts=alerts,
+                alerts=alert_sink,
                 presenter=presenter,
+                event_sinks=event_sinks,
             )
             result = pipeline.run(source, every_s=opts.summary_every_s, on_every=_periodic(opts))
         finally:
@@ -162,6 +230,8 @@ def run(cfg: Config, opts: RunOptions) -> RunResult:
     finally:
         if alerts is not None:
             alerts.close()
+        if metrics is not None:
+            metrics.close()
     if opts.summary:
         write_summary(
             opts.summary,

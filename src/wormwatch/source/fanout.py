@@ -43,7 +43,7 @@ from typing import Any, Final
 import pcapy
 
 from wormwatch.errors import WormwatchError
-from wormwatch.model import Batch, SourceStats
+from wormwatch.model import Batch, SourceStats, WorkerStats
 from wormwatch.source.handle import batch_from_buffers, kernel_stats, read_ready
 
 # kind, linktype, kernel received, dropped, interface-dropped, packets; padded to 40 bytes.
@@ -199,6 +199,16 @@ class FanoutCapture:
             kernel_received=sum(k[0] for k in self._kernel),
             kernel_dropped=sum(k[1] for k in self._kernel),
             interface_dropped=sum(k[2] for k in self._kernel),
+            workers=tuple(
+                WorkerStats(
+                    # not started yet (before the first read) counts as alive
+                    is_alive=not self._procs or self._procs[i].is_alive(),
+                    kernel_received=k[0],
+                    kernel_dropped=k[1],
+                    interface_dropped=k[2],
+                )
+                for i, k in enumerate(self._kernel)
+            ),
         )
 
     def close(self) -> None:
