@@ -234,3 +234,69 @@ def table_remap(
         t_v[pos] = v
         kept += 1
     return kept
+
+
+MERGE_FIRST = 0
+MERGE_ADD = 1
+
+
+@njit(cache=True, nogil=True)
+def table_merge(
+    t_a: np.ndarray,
+    t_b: np.ndarray,
+    t_c: np.ndarray,
+    t_v: np.ndarray,
+    used: np.ndarray,
+    max_used: int,
+    keys_a: np.ndarray,
+    keys_b: np.ndarray,
+    keys_c: np.ndarray,
+    values: np.ndarray,
+    n: int,
+    mode: int,
+    out: np.ndarray,
+    out_old: np.ndarray,
+) -> int:
+    """Merge keyed values of another aggregate's table into this one.
+
+    ``MERGE_FIRST``: the value is the first bin a key was seen in; the
+    table keeps the earliest. out = 2 new key, 3 seen earlier here than
+    before (``out_old`` = the bin it was counted in until now), 0 no change.
+    ``MERGE_ADD``: the value is a count, added; out = 1 on a new key.
+    A new key refused because the table is full has out -1 (returned count).
+    Keys with ``keys_a < 0`` are skipped (out -1, not counted as refused).
+    """
+    mask = np.uint64(t_a.shape[0] - 1)
+    refused = 0
+    for i in range(n):
+        a = keys_a[i]
+        out_old[i] = -1
+        if a < 0:
+            out[i] = -1
+            continue
+        b = np.uint64(keys_b[i])
+        c = np.uint64(keys_c[i])
+        pos = _slot(a, b, c, mask)
+        while t_a[pos] != -1 and not (t_a[pos] == a and t_b[pos] == b and t_c[pos] == c):
+            pos = (pos + np.uint64(1)) & mask
+        if t_a[pos] == -1:
+            if used[0] >= max_used:
+                out[i] = -1
+                refused += 1
+                continue
+            t_a[pos] = a
+            t_b[pos] = b
+            t_c[pos] = c
+            t_v[pos] = values[i]
+            used[0] += 1
+            out[i] = 2 if mode == MERGE_FIRST else 1
+        elif mode == MERGE_ADD:
+            t_v[pos] += values[i]
+            out[i] = 0
+        elif values[i] < t_v[pos]:
+            out_old[i] = t_v[pos]
+            t_v[pos] = values[i]
+            out[i] = 3
+        else:
+            out[i] = 0
+    return refused

@@ -1,0 +1,209 @@
+"""The mergeable delta of the aggregate: one sensor's per-host state of one
+bin of packet time, for the hosts of one shard, as compact columns.
+
+In: a closed bin of a sensor's aggregate (:mod:`wormwatch.export` builds it).
+Out: bytes on the wire (:func:`encode`) and back (:func:`decode`), merged
+into another aggregate by :mod:`wormwatch.merge`.
+
+What a delta carries, per host of the shard seen in the bin:
+
+* ``hi``/``lo`` the address words, ``first_us``/``last_us`` its first and last
+  event in the bin, ``counts`` the additive counters (columns 0 to
+  ``N_ADDITIVE - 1`` of :mod:`wormwatch.model`: queries by type, keyword
+  queries, SYNs by port);
+* ``targets``: every distinct SYN destination of the host in the bin;
+* ``names``: every distinct name hash (salt 0) and MX name hash (salt 1);
+* ``prefixes``: name-prefix keys with their counts;
+* ``samples``: up to the sample count of names the sensor had not sent for
+  the host before, with the packet time it first saw each.
+
+Counts add and sets union, so the counters that depend on what a host did
+before (new targets, new names) are derived again by the merging side. A
+delta's identity is ``(sensor, shard, bin, part)``: data-derived, so a
+re-sent or re-read bin has the same identity and is merged only once.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from wormwatch.errors import WormwatchError
+from wormwatch.model import C_SYN445, I64, U64
+
+# counters 0..C_SYN445 add up; the four after them are derived from sets
+N_ADDITIVE = C_SYN445 + 1
+DEFAULT_SHARDS = 16
+
+_MAGIC = b"WWD1"
+_HEAD = struct.Struct("<4sHIqIq")  # magic, sensor name length, shard, bin, part, bin_s
+U32 = npt.NDArray[np.uint32]
+U8 = npt.NDArray[np.uint8]
+
+
+class DeltaError(WormwatchError):
+    """A delta that cannot be decoded (truncated, or not a delta)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeltaId:
+    """Where a delta comes from; equal ids carry equal data."""
+
+    sensor: str
+    shard: int
+    bin: int
+    part: int
+
+    @property
+    def msg_id(self) -> str:
+        """The ``Nats-Msg-Id`` of the delta: the broker drops a second copy."""
+        return f"{self.sensor}/{self.shard}/{self.bin}/{self.part}"
+
+
+@dataclass(slots=True)
+class Delta:
+    """One (sensor, shard, bin, part) of per-host state; see the module doc."""
+
+    ident: DeltaId
+    bin_s: int
+    hi: U64
+    lo: U64
+    first_us: I64
+    last_us: I64
+    counts: npt.NDArray[np.int32]  # (n, N_ADDITIVE)
+    target_host: U32
+    target_hi: U64
+    target_lo: U64
+    name_host: U32
+    name_hash: U64
+    name_salt: U8
+    prefix_host: U32
+    prefix_key: U64
+    prefix_count: I64
+    sample_host: U32
+    sample_salt: U8
+    sample_us: I64
+    sample_lens: npt.NDArray[np.uint16]
+    sample_bytes: U8
+
+    @property
+    def n_hosts(self) -> int:
+        return int(self.hi.shape[0])
+
+    def sample_names(self) -> list[bytes]:
+        """The sample names, in order."""
+        ends = np.cumsum(self.sample_lens.astype(np.int64))
+        raw = self.sample_bytes.tobytes()
+        return [
+            raw[e - n : e] for e, n in zip(ends.tolist(), self.sample_lens.tolist(), strict=True)
+        ]
+
+
+# the column arrays in wire order, with their dtypes and row widths
+_COLUMNS: tuple[tuple[str, str, int], ...] = (
+    ("hi", "<u8", 1),
+    ("lo", "<u8", 1),
+    ("first_us", "<i8", 1),
+    ("last_us", "<i8", 1),
+    ("counts", "<i4", N_ADDITIVE),
+    ("target_host", "<u4", 1),
+    ("target_hi", "<u8", 1),
+    ("target_lo", "<u8", 1),
+    ("name_host", "<u4", 1),
+    ("name_hash", "<u8", 1),
+    ("name_salt", "<u1", 1),
+    ("prefix_host", "<u4", 1),
+    ("prefix_key", "<u8", 1),
+    ("prefix_count", "<i8", 1),
+    ("sample_host", "<u4", 1),
+    ("sample_salt", "<u1", 1),
+    ("sample_us", "<i8", 1),
+    ("sample_lens", "<u2", 1),
+    ("sample_bytes", "<u1", 1),
+)
+_COUNT = struct.Struct("<I")
+
+
+def encode(delta: Delta) -> bytes:
+    """A small header, then each column as a row count and raw little-endian bytes."""
+    name = delta.ident.sensor.encode()
+    ident = delta.ident
+    parts = [_HEAD.pack(_MAGIC, len(name), ident.shard, ident.bin, ident.part, delta.bin_s), name]
+    for col, dtype, _width in _COLUMNS:
+        arr = np.ascontiguousarray(getattr(delta, col), dtype=dtype)
+        parts.append(_COUNT.pack(arr.shape[0]))
+        parts.append(arr.tobytes())
+    return b"".join(parts)
+
+
+def decode(data: bytes) -> Delta:
+    """The delta encoded in ``data``; :class:`DeltaError` if it is not one."""
+    if len(data) < _HEAD.size or data[:4] != _MAGIC:
+        raise DeltaError("not a wormwatch delta (bad magic)")
+    _magic, name_len, shard, bin_, part, bin_s = _HEAD.unpack_from(data)
+    off = _HEAD.size + name_len
+    try:
+        sensor = data[_HEAD.size : off].decode()
+    except UnicodeDecodeError:
+        raise DeltaError("delta sensor name is not UTF-8") from None
+    cols: dict[str, np.ndarray] = {}
+    # one writable copy: the kernels compile one signature, for writable arrays
+    buf = bytearray(data)
+    for col, dtype, width in _COLUMNS:
+        if off + _COUNT.size > len(data):
+            raise DeltaError(f"delta truncated before column {col}")
+        (rows,) = _COUNT.unpack_from(data, off)
+        off += _COUNT.size
+        size = rows * width * np.dtype(dtype).itemsize
+        if off + size > len(data):
+            raise DeltaError(f"delta truncated in column {col}")
+        arr = np.frombuffer(buf, dtype=dtype, count=rows * width, offset=off)
+        cols[col] = arr.reshape(rows, width) if width > 1 else arr
+        off += size
+    if off != len(data):
+        raise DeltaError("delta has trailing bytes")
+    delta = Delta(ident=DeltaId(sensor, shard, bin_, part), bin_s=bin_s, **cols)
+    _check(delta)
+    return delta
+
+
+def _check(d: Delta) -> None:
+    """Every host reference in range, every parallel column the same length."""
+    n = d.n_hosts
+    groups = (
+        (d.hi, d.first_us, d.last_us, d.counts),
+        (d.target_host, d.target_hi, d.target_lo),
+        (d.name_host, d.name_hash, d.name_salt),
+        (d.prefix_host, d.prefix_key, d.prefix_count),
+        (d.sample_host, d.sample_salt, d.sample_us, d.sample_lens),
+    )
+    if d.lo.shape[0] != n or any(len({a.shape[0] for a in g}) != 1 for g in groups):
+        raise DeltaError("delta columns of one table differ in length")
+    for refs in (d.target_host, d.name_host, d.prefix_host, d.sample_host):
+        if refs.shape[0] and int(refs.max()) >= n:
+            raise DeltaError("delta refers to a host it does not carry")
+    if int(d.sample_lens.astype(np.int64).sum()) != d.sample_bytes.shape[0]:
+        raise DeltaError("delta sample names do not add up")
+
+
+_K1 = np.uint64(0x9E3779B97F4A7C15)
+_K2 = np.uint64(0xBF58476D1CE4E5B9)
+_K3 = np.uint64(0x94D049BB133111EB)
+
+
+def shard_of(hi: U64, lo: U64, n_shards: int) -> I64:
+    """The shard of each address: a fixed hash of it modulo ``n_shards``.
+
+    The same on every sensor and every run (splitmix64's finalizer), so all
+    deltas of one host reach the one central process that owns its shard.
+    """
+    hi, lo = np.asarray(hi, np.uint64), np.asarray(lo, np.uint64)
+    with np.errstate(over="ignore"):
+        x = (hi * _K1) ^ lo
+        x = (x ^ (x >> np.uint64(30))) * _K2
+        x = (x ^ (x >> np.uint64(27))) * _K3
+        x = x ^ (x >> np.uint64(31))
+    return (x % np.uint64(n_shards)).astype(np.int64)

@@ -1,0 +1,299 @@
+"""Sensor side of the delta API: the per-host state of each bin, exported
+as :class:`~wormwatch.delta.Delta` values when the bin closes.
+
+In: the same event batches the aggregate stage counts. Out: deltas, one per
+(shard, bin, part) with at least one host, for the publisher.
+
+Each open bin of packet time is counted by its own small aggregate (a
+*cell*), so what a bin saw (its distinct SYN targets, its distinct names, its
+prefix counts) can be read off as sets: the sensor's main aggregate only
+knows what is new over the whole run. A bin closes once packet time is
+``grace_s`` past its end; events that still arrive for a closed bin open it
+again under a new generation, whose parts are numbered after the earlier
+ones, so nothing is lost and identities stay derived from the data.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from wormwatch.aggregate import Aggregator
+from wormwatch.delta import DEFAULT_SHARDS, N_ADDITIVE, Delta, DeltaId, shard_of
+from wormwatch.model import I64, Events
+from wormwatch.tables import BOOL, NetMask, in_networks
+
+# parts of one generation of a (shard, bin); a re-opened bin starts past them
+PARTS_PER_GENERATION = 1_000_000
+
+
+def take_events(ev: Events, idx: I64) -> Events:
+    """The events at ``idx``, copied."""
+    return Events(
+        n=int(idx.shape[0]),
+        ts_us=ev.ts_us[idx],
+        src_hi=ev.src_hi[idx],
+        src_lo=ev.src_lo[idx],
+        dst_hi=ev.dst_hi[idx],
+        dst_lo=ev.dst_lo[idx],
+        kind=ev.kind[idx],
+        dport=ev.dport[idx],
+        qtype=ev.qtype[idx],
+        names=ev.names[idx],
+        name_lens=ev.name_lens[idx],
+    )
+
+
+class CellAggregator(Aggregator):
+    """An aggregate of one bin that also keeps when each sample was first seen."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.sample_us: dict[int, list[int]] = {}
+        self.mx_sample_us: dict[int, list[int]] = {}
+
+    def _take_samples(
+        self,
+        ev: Events,
+        host: I64,
+        is_new: BOOL,
+        n_taken: I64,
+        store: dict[int, list[bytes]],
+    ) -> None:
+        times = self.sample_us if store is self.samples else self.mx_sample_us
+        hosts = np.unique(host[is_new & (host >= 0)])
+        before = n_taken[hosts].copy()
+        super()._take_samples(ev, host, is_new, n_taken, store)
+        gained = n_taken[hosts] - before
+        changed = np.nonzero(gained)[0]
+        if changed.shape[0] == 0:
+            return
+        # the base class takes a host's first new names in event order
+        idx = np.nonzero(is_new & np.isin(host, hosts[changed]))[0]
+        idx = idx[np.argsort(host[idx], kind="stable")]
+        starts = np.searchsorted(host[idx], hosts[changed])
+        for h, s, m in zip(
+            hosts[changed].tolist(), starts.tolist(), gained[changed].tolist(), strict=True
+        ):
+            times.setdefault(h, []).extend(ev.ts_us[idx[s : s + m]].tolist())
+
+
+@dataclass(slots=True)
+class _Cell:
+    agg: CellAggregator
+    generation: int
+
+
+class DeltaExporter:
+    """Cells of the open bins, closed into deltas as packet time moves on.
+
+    Args:
+        sensor: this sensor's name (part of every delta's identity).
+        bin_s: bin width, as the aggregate's.
+        n_shards: the fixed shard count of the cluster.
+        owned: source networks this sensor reports (empty: all).
+        max_hosts: hosts one cell tracks.
+        n_samples: sample names per host, as the aggregate's.
+        max_rows: hosts per delta part.
+        grace_s: packet time past a bin's end before it closes.
+    """
+
+    def __init__(
+        self,
+        *,
+        sensor: str,
+        bin_s: int = 60,
+        n_shards: int = DEFAULT_SHARDS,
+        owned: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network] = (),
+        max_hosts: int = 100_000,
+        n_samples: int = 5,
+        max_rows: int = 8192,
+        grace_s: float = 2.0,
+    ) -> None:
+        self.sensor = sensor
+        self.bin_s = int(bin_s)
+        self.bin_us = self.bin_s * 1_000_000
+        self.n_shards = n_shards
+        self.owned = [NetMask.of(n) for n in owned]
+        self.max_hosts = max_hosts
+        self.n_samples = n_samples
+        self.max_rows = max_rows
+        self.grace_us = int(grace_s * 1e6)
+        self.cells: dict[int, _Cell] = {}
+        self._generations: dict[int, int] = {}
+        self._sent: dict[tuple[int, int, int], set[bytes]] = {}
+        self.events_not_owned = 0
+        self.now_us = -1
+
+    def ingest(self, ev: Events, keyword_idx: npt.NDArray[np.int16]) -> None:
+        """Count one batch into the cells of its bins."""
+        n = ev.n
+        if n == 0:
+            return
+        kw = keyword_idx[:n]
+        if self.owned:
+            mine = in_networks(ev.src_hi[:n], ev.src_lo[:n], self.owned)
+            self.events_not_owned += n - int(np.count_nonzero(mine))
+            idx = np.nonzero(mine)[0]
+            ev, kw, n = take_events(ev, idx), kw[idx], int(idx.shape[0])
+            if n == 0:
+                return
+        self.now_us = max(self.now_us, int(ev.ts_us[:n].max()))
+        bins = ev.ts_us[:n] // self.bin_us
+        for b in np.unique(bins).tolist():
+            cell = self._cell(b)
+            if int(bins[0]) == b and int(bins[n - 1]) == b and (bins == b).all():
+                cell.agg.ingest(ev, kw)
+            else:
+                idx = np.nonzero(bins == b)[0]
+                cell.agg.ingest(take_events(ev, idx), kw[idx])
+
+    def _cell(self, b: int) -> _Cell:
+        cell = self.cells.get(b)
+        if cell is None:
+            agg = CellAggregator(
+                bin_s=self.bin_s,
+                window_s=self.bin_s,
+                max_hosts=self.max_hosts,
+                max_host_bins=self.max_hosts,
+                n_samples=self.n_samples,
+            )
+            cell = _Cell(agg, self._generations.get(b, 0))
+            self.cells[b] = cell
+        return cell
+
+    def close_due(self) -> list[Delta]:
+        """Deltas of the bins that packet time has left (by ``grace_s``)."""
+        due = [b for b in self.cells if (b + 1) * self.bin_us + self.grace_us <= self.now_us]
+        return self._close(sorted(due))
+
+    def close_all(self) -> list[Delta]:
+        """Deltas of every open bin (the end of a replay)."""
+        return self._close(sorted(self.cells))
+
+    def _close(self, bins: list[int]) -> list[Delta]:
+        out: list[Delta] = []
+        for b in bins:
+            cell = self.cells.pop(b)
+            self._generations[b] = cell.generation + 1
+            out.extend(self._export(b, cell))
+        return out
+
+    def _export(self, b: int, cell: _Cell) -> list[Delta]:
+        agg = cell.agg
+        n = agg.n_hosts
+        if n == 0:
+            return []
+        shard = shard_of(agg.host_hi[:n], agg.host_lo[:n], self.n_shards)
+        # hosts by (shard, address): parts are then the same on every re-read
+        order = np.lexsort((agg.host_lo[:n], agg.host_hi[:n], shard))
+        rank = np.empty(n, np.int64)
+        rank[order] = np.arange(n)
+        tables = _tables(agg)
+        samples = self._samples(agg)
+        out: list[Delta] = []
+        bounds = np.searchsorted(shard[order], np.arange(self.n_shards + 1))
+        for s in range(self.n_shards):
+            lo, hi = int(bounds[s]), int(bounds[s + 1])
+            for k, start in enumerate(range(lo, hi, self.max_rows)):
+                stop = min(start + self.max_rows, hi)
+                part = cell.generation * PARTS_PER_GENERATION + k
+                ident = DeltaId(self.sensor, s, b, part)
+                out.append(_slice(agg, ident, order[start:stop], rank, start, tables, samples))
+        return out
+
+    def _samples(self, agg: CellAggregator) -> tuple[I64, I64, I64, list[bytes]]:
+        """(host, salt, first time, name) of the samples not sent before for the host."""
+        hosts: list[int] = []
+        salts: list[int] = []
+        times: list[int] = []
+        names: list[bytes] = []
+        for salt, store, when in (
+            (0, agg.samples, agg.sample_us),
+            (1, agg.mx_samples, agg.mx_sample_us),
+        ):
+            for h, taken in store.items():
+                key = (int(agg.host_hi[h]), int(agg.host_lo[h]), salt)
+                sent = self._sent.setdefault(key, set())
+                for name, t in zip(taken, when.get(h, []), strict=True):
+                    if len(sent) >= self.n_samples or name in sent:
+                        continue
+                    sent.add(name)
+                    hosts.append(h)
+                    salts.append(salt)
+                    times.append(t)
+                    names.append(name)
+        return (
+            np.array(hosts, np.int64),
+            np.array(salts, np.int64),
+            np.array(times, np.int64),
+            names,
+        )
+
+
+_Tables = dict[str, tuple[np.ndarray, ...]]
+
+
+def _tables(agg: Aggregator) -> _Tables:
+    """The cell's keyed sets as (host, key columns...) of occupied slots."""
+    out: _Tables = {}
+    for name, table in (
+        ("targets", agg._pairs),
+        ("names", agg._names),
+        ("prefixes", agg._prefixes),
+    ):
+        sel = table.a >= 0
+        out[name] = (table.a[sel], table.b[sel], table.c[sel], table.v[sel])
+    return out
+
+
+def _slice(
+    agg: Aggregator,
+    ident: DeltaId,
+    hosts: I64,
+    rank: I64,
+    start: int,
+    tables: _Tables,
+    samples: tuple[I64, I64, I64, list[bytes]],
+) -> Delta:
+    """The delta of the cell hosts ``hosts`` (ranks ``start..``)."""
+    stop = start + int(hosts.shape[0])
+
+    def rows(owner: I64) -> tuple[I64, npt.NDArray[np.uint32]]:
+        r = rank[owner]
+        sel = np.nonzero((r >= start) & (r < stop))[0]
+        return sel, (r[sel] - start).astype(np.uint32)
+
+    t_sel, t_host = rows(tables["targets"][0])
+    n_sel, n_host = rows(tables["names"][0])
+    p_sel, p_host = rows(tables["prefixes"][0])
+    s_host_all, s_salt, s_us, s_names = samples
+    s_sel, s_host = rows(s_host_all)
+    picked = [s_names[i] for i in s_sel.tolist()]
+    return Delta(
+        ident=ident,
+        bin_s=agg.bin_s,
+        hi=agg.host_hi[hosts],
+        lo=agg.host_lo[hosts],
+        first_us=agg.first_us[hosts],
+        last_us=agg.last_us[hosts],
+        counts=agg.totals[hosts, :N_ADDITIVE].astype(np.int32),
+        target_host=t_host,
+        target_hi=tables["targets"][1][t_sel],
+        target_lo=tables["targets"][2][t_sel],
+        name_host=n_host,
+        name_hash=tables["names"][1][n_sel],
+        name_salt=tables["names"][2][n_sel].astype(np.uint8),
+        prefix_host=p_host,
+        prefix_key=tables["prefixes"][1][p_sel],
+        prefix_count=tables["prefixes"][3][p_sel],
+        sample_host=s_host,
+        sample_salt=s_salt[s_sel].astype(np.uint8),
+        sample_us=s_us[s_sel],
+        sample_lens=np.array([len(x) for x in picked], np.uint16),
+        sample_bytes=np.frombuffer(b"".join(picked), np.uint8).copy(),
+    )

@@ -1,0 +1,227 @@
+"""Merging side of the delta API: deltas from any number of sensors, in any
+order, added into one aggregate.
+
+In: :class:`~wormwatch.delta.Delta` values. Out: the aggregate's state, as if
+it had counted every event of every delta itself.
+
+Counters add. The counters that depend on history are derived here again
+from the sets: a SYN target or a name counts as *new* in the earliest bin any
+delta reports it in (a delta that arrives late moves the count back to its
+bin), and a target counts once per bin however many sensors saw it. Sample
+names are the host's earliest ones over all deltas. Each delta identity is
+applied once; a second copy changes nothing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from wormwatch.aggregate import Aggregator
+from wormwatch.delta import N_ADDITIVE, Delta, DeltaId
+from wormwatch.kernels.aggregate import MERGE_ADD, MERGE_FIRST, table_merge, touch_hosts
+from wormwatch.model import (
+    C_MX,
+    C_MX_DOM_NEW,
+    C_NAMES_NEW,
+    C_QUERIES,
+    C_SYN135,
+    C_SYN139,
+    C_SYN445,
+    C_SYN_DST_BIN,
+    C_SYN_DST_NEW,
+    I64,
+    U64,
+)
+from wormwatch.tables import KeyTable
+
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _target_key(hi: U64, lo: U64) -> U64:
+    """One word per target: the IPv4 (mapped) address itself; IPv6 hashed."""
+    with np.errstate(over="ignore"):
+        return np.where(hi == 0, lo, (hi * _MIX) ^ lo ^ (lo >> np.uint64(29)))
+
+
+def _merge_into(
+    table: KeyTable, a: I64, b: U64, c: U64, values: I64, mode: int
+) -> tuple[I64, I64, int]:
+    """(out, out_old, refused) of :func:`table_merge` on a growable table."""
+    n = int(a.shape[0])
+    table.reserve(n)
+    out = np.empty(n, np.int64)
+    old = np.empty(n, np.int64)
+    refused = table_merge(
+        table.a, table.b, table.c, table.v, table.used, table.max_used,
+        a, b, c, values, n, mode, out, old,
+    )  # fmt: skip
+    return out, old, int(refused)
+
+
+class DeltaMerger:
+    """Applies deltas to ``agg``; remembers which identities it applied.
+
+    ``renumber`` must be told the aggregate's host renumbering after an
+    eviction (the aggregate's ``on_renumber``), like any per-host state.
+    """
+
+    def __init__(self, agg: Aggregator) -> None:
+        self.agg = agg
+        # (host, bin, target) seen: a target counts once per bin
+        self._bin_targets = KeyTable(agg._pairs.max_used)
+        # per host address and salt: [(first seen, name)], earliest first
+        self._samples: dict[tuple[int, int, int], list[tuple[int, bytes]]] = {}
+        self.applied: set[DeltaId] = set()
+        self.n_duplicates = 0
+        self.n_rows = 0
+        self.keys_refused = 0
+
+    def apply(self, delta: Delta) -> I64 | None:
+        """Merge ``delta``; the aggregate's ids of its hosts, or None when
+        this identity was applied before (nothing changes)."""
+        if delta.ident in self.applied:
+            self.n_duplicates += 1
+            return None
+        if delta.bin_s != self.agg.bin_s:
+            raise ValueError(f"delta bins are {delta.bin_s} s, this aggregate's {self.agg.bin_s} s")
+        self.applied.add(delta.ident)
+        agg = self.agg
+        n = delta.n_hosts
+        if n == 0:
+            return np.zeros(0, np.int64)
+        self.n_rows += n
+        host = agg._lookup_hosts(delta.hi, delta.lo, np.ones(n, np.bool_))
+        touch_hosts(host, delta.first_us, n, agg.first_us, agg.last_us)
+        touch_hosts(host, delta.last_us, n, agg.first_us, agg.last_us)
+        agg.now_us = max(agg.now_us, int(delta.last_us.max()))
+        start = int(delta.first_us.min())
+        agg.start_us = start if agg.start_us < 0 else min(agg.start_us, start)
+        row = agg._bin_rows(host, np.full(n, delta.ident.bin, np.int64))
+        ok = host >= 0
+        counts = delta.counts.astype(np.int64)
+        # a delta's hosts are distinct, so a fancy-indexed add is exact
+        agg.totals[host[ok], :N_ADDITIVE] += counts[ok]
+        has_row = ok & (row >= 0)
+        agg._rows[row[has_row], :N_ADDITIVE] += delta.counts[has_row]
+        self._merge_targets(delta, host)
+        self._merge_names(delta, host)
+        self._merge_prefixes(delta, host)
+        self._merge_samples(delta, host)
+        self._add_network(delta, host, counts)
+        return host
+
+    def _count(self, host: I64, bins: I64, col: int, sign: int) -> None:
+        """Add ``sign`` to column ``col`` of each (host, bin) row and host total."""
+        ok = host >= 0
+        if not ok.any():
+            return
+        host, bins = host[ok], bins[ok]
+        np.add.at(self.agg.totals[:, col], host, sign)
+        row = self.agg._bin_rows(host, bins)
+        np.add.at(self.agg._rows[:, col], row[row >= 0], sign)
+
+    def _count_first(self, out: I64, old: I64, host: I64, b: int, col: int) -> None:
+        """Counts of a first-seen merge: new keys here, moved ones from their old bin."""
+        moved = out == 3
+        self._count(
+            host[(out == 2) | moved], np.full(int(np.count_nonzero((out == 2) | moved)), b), col, 1
+        )
+        if moved.any():
+            self._count(host[moved], old[moved], col, -1)
+
+    def _merge_targets(self, delta: Delta, host: I64) -> None:
+        m = int(delta.target_host.shape[0])
+        if m == 0:
+            return
+        b = delta.ident.bin
+        th = host[delta.target_host.astype(np.int64)]
+        bins = np.full(m, b, np.int64)
+        out, old, refused = _merge_into(
+            self.agg._pairs, th, delta.target_hi, delta.target_lo, bins, MERGE_FIRST
+        )
+        self.keys_refused += refused
+        self._count_first(out, old, th, b, C_SYN_DST_NEW)
+        key = _target_key(delta.target_hi, delta.target_lo)
+        out, _old, refused = _merge_into(
+            self._bin_targets, th, bins.astype(np.uint64), key, np.ones(m, np.int64), MERGE_ADD
+        )
+        self.keys_refused += refused
+        self._count(th[out == 1], bins[out == 1], C_SYN_DST_BIN, 1)
+
+    def _merge_names(self, delta: Delta, host: I64) -> None:
+        m = int(delta.name_host.shape[0])
+        if m == 0:
+            return
+        b = delta.ident.bin
+        nh = host[delta.name_host.astype(np.int64)]
+        salt = delta.name_salt.astype(np.uint64)
+        out, old, refused = _merge_into(
+            self.agg._names, nh, delta.name_hash, salt, np.full(m, b, np.int64), MERGE_FIRST
+        )
+        self.keys_refused += refused
+        is_mx = salt == 1
+        self._count_first(out[~is_mx], old[~is_mx], nh[~is_mx], b, C_NAMES_NEW)
+        self._count_first(out[is_mx], old[is_mx], nh[is_mx], b, C_MX_DOM_NEW)
+
+    def _merge_prefixes(self, delta: Delta, host: I64) -> None:
+        m = int(delta.prefix_host.shape[0])
+        if m == 0:
+            return
+        ph = host[delta.prefix_host.astype(np.int64)]
+        _out, _old, refused = _merge_into(
+            self.agg._prefixes, ph, delta.prefix_key, np.zeros(m, np.uint64),
+            delta.prefix_count.astype(np.int64), MERGE_ADD,
+        )  # fmt: skip
+        self.keys_refused += refused
+
+    def _merge_samples(self, delta: Delta, host: I64) -> None:
+        """Keep each host's earliest distinct names (Python per sample: at
+        most the sample count per host per sensor over a whole run)."""
+        if delta.sample_host.shape[0] == 0:
+            return
+        agg = self.agg
+        touched: set[tuple[int, int]] = set()
+        rows = delta.sample_host.tolist()
+        for j, (i, name) in enumerate(zip(rows, delta.sample_names(), strict=True)):
+            h = int(host[i])
+            if h < 0:
+                continue
+            salt = int(delta.sample_salt[j])
+            key = (int(delta.hi[i]), int(delta.lo[i]), salt)
+            entries = self._samples.setdefault(key, [])
+            entry = (int(delta.sample_us[j]), name)
+            known = [e for e in entries if e[1] == name]
+            if known and known[0] <= entry:
+                continue
+            entries[:] = sorted([e for e in entries if e[1] != name] + [entry])[: agg.n_samples]
+            touched.add((h, salt))
+        for h, salt in touched:
+            key = (int(agg.host_hi[h]), int(agg.host_lo[h]), salt)
+            names = [name for _t, name in self._samples[key]]
+            store, n_taken = (
+                (agg.samples, agg._n_sampled) if salt == 0 else (agg.mx_samples, agg._n_mx_sampled)
+            )
+            store[h] = names
+            n_taken[h] = len(names)
+
+    def _add_network(self, delta: Delta, host: I64, counts: npt.NDArray[np.int64]) -> None:
+        """The network-wide series of the bin: its non-allowlisted hosts' counts."""
+        client = (host >= 0) & ~self.agg.is_allowlisted[np.maximum(host, 0)]
+        if not client.any():
+            return
+        c = counts[client]
+        add = [
+            int(c[:, C_QUERIES].sum()),
+            int(c[:, C_MX].sum()),
+            int(c[:, C_SYN135].sum() + c[:, C_SYN139].sum() + c[:, C_SYN445].sum()),
+        ]
+        if not any(add):
+            return
+        acc = self.agg.network.setdefault(delta.ident.bin, [0, 0, 0])
+        for j in range(3):
+            acc[j] += add[j]
+
+    def renumber(self, mapping: I64) -> None:
+        """Follow the aggregate's host renumbering (evicted hosts drop out)."""
+        self._bin_targets.remap(mapping, host_is_value=False)

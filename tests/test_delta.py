@@ -1,0 +1,176 @@
+"""The delta API: per-bin exports of one capture's parts merge to the state
+one aggregate reaches counting the whole capture."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wormwatch.aggregate import Aggregator
+from wormwatch.classify import Classifier
+from wormwatch.delta import Delta, DeltaError, decode, encode, shard_of
+from wormwatch.export import DeltaExporter, take_events
+from wormwatch.merge import DeltaMerger
+from wormwatch.model import KIND_DNS, KIND_SYN, Events, addr_words
+
+BIN_S = 60
+T0 = 1_700_000_000_000_000
+HOSTS = [f"192.0.2.{i}" for i in range(1, 12)] + ["2001:db8::7", "2001:db8::8"]
+TARGETS = [f"198.51.100.{i}" for i in range(1, 25)] + ["2001:db8:1::1"]
+WORDS = ["mail", "mx1", "smtp", "www", "ns", "gateway", "relay2", "cdn", "nsa", "qq"]
+CLASSIFIER = Classifier(("mail", "smtp", "mx", "ns", "gate", "relay"))
+
+
+def capture(seed: int, n: int) -> Events:
+    """``n`` events of a few hosts over several bins, packet time increasing."""
+    rnd = random.Random(seed)
+    ev = Events.allocate(n, n)
+    ts = T0
+    for i in range(n):
+        ts += rnd.randint(1, 7_000_000)
+        ev.ts_us[i] = ts
+        ev.src_hi[i], ev.src_lo[i] = addr_words(rnd.choice(HOSTS))
+        if rnd.random() < 0.35:
+            ev.dst_hi[i], ev.dst_lo[i] = addr_words(rnd.choice(TARGETS))
+            ev.kind[i], ev.dport[i] = KIND_SYN, rnd.choice((135, 139, 445))
+            continue
+        ev.dst_hi[i], ev.dst_lo[i] = addr_words("192.0.2.53")
+        name = f"{rnd.choice(WORDS)}.ex{rnd.randint(0, 30)}.com".encode()
+        ev.kind[i], ev.dport[i], ev.qtype[i] = KIND_DNS, 53, rnd.choice((1, 1, 28, 15, 12, 0))
+        ev.names[i, : len(name)] = np.frombuffer(name, np.uint8)
+        ev.name_lens[i] = len(name)
+    return ev
+
+
+def aggregate(ev: Events, batch: int = 50) -> Aggregator:
+    agg = Aggregator(bin_s=BIN_S, max_hosts=1000, max_host_bins=10_000, max_keys=100_000)
+    for lo in range(0, ev.n, batch):
+        part = take_events(ev, np.arange(lo, min(ev.n, lo + batch)))
+        agg.ingest(part, CLASSIFIER.classify(part))
+    return agg
+
+
+def export(ev: Events, sensor: str, *, batch: int = 37, n_shards: int = 4) -> list[Delta]:
+    """A sensor's deltas of ``ev``: bins closed as packet time passes, the rest at the end."""
+    exporter = DeltaExporter(sensor=sensor, bin_s=BIN_S, n_shards=n_shards, max_rows=3)
+    out: list[Delta] = []
+    for lo in range(0, ev.n, batch):
+        part = take_events(ev, np.arange(lo, min(ev.n, lo + batch)))
+        exporter.ingest(part, CLASSIFIER.classify(part))
+        out.extend(exporter.close_due())
+    return out + exporter.close_all()
+
+
+def assert_same_state(want: Aggregator, got: Aggregator) -> None:
+    assert got.n_hosts == want.n_hosts
+    ids = list(range(want.n_hosts))
+    got_ids = [got.find(int(want.host_hi[h]), int(want.host_lo[h])) for h in ids]
+    assert None not in got_ids
+    for a, b in zip(want.host_states(ids), got.host_states(got_ids), strict=True):
+        assert b.addr == a.addr
+        assert (b.first_seen_us, b.last_seen_us) == (a.first_seen_us, a.last_seen_us)
+        np.testing.assert_array_equal(b.totals, a.totals, err_msg=a.addr)
+        np.testing.assert_array_equal(b.bins, a.bins, err_msg=a.addr)
+        np.testing.assert_array_equal(b.series, a.series, err_msg=a.addr)
+        assert b.sample_names == a.sample_names, a.addr
+        assert b.sample_mx_names == a.sample_mx_names, a.addr
+        assert b.prefixes == a.prefixes, a.addr
+    for x, y in zip(want.network_series(), got.network_series(), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def merged(deltas: list[Delta]) -> tuple[Aggregator, DeltaMerger]:
+    agg = Aggregator(bin_s=BIN_S, max_hosts=1000, max_host_bins=10_000, max_keys=100_000)
+    merger = DeltaMerger(agg)
+    for d in deltas:
+        merger.apply(decode(encode(d)))
+    return agg, merger
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    n_sensors=st.integers(1, 4),
+    order_seed=st.integers(0, 10_000),
+)
+def test_random_splits_merge_to_the_whole(seed: int, n_sensors: int, order_seed: int) -> None:
+    ev = capture(seed, 400)
+    rnd = random.Random(seed + 1)
+    owner = np.array([rnd.randrange(n_sensors) for _ in range(ev.n)])
+    deltas: list[Delta] = []
+    for s in range(n_sensors):
+        deltas += export(take_events(ev, np.nonzero(owner == s)[0]), f"s{s}")
+    # any arrival order: late bins of one sensor after later bins of another
+    random.Random(order_seed).shuffle(deltas)
+    agg, _merger = merged(deltas)
+    assert_same_state(aggregate(ev), agg)
+
+
+def test_capture_a_then_b_equals_merging_both_exports() -> None:
+    ev = capture(7, 600)
+    half = ev.n // 2
+    a, b = take_events(ev, np.arange(half)), take_events(ev, np.arange(half, ev.n))
+    agg, _ = merged(export(a, "a") + export(b, "b"))
+    assert_same_state(aggregate(ev), agg)
+
+
+def test_the_same_export_twice_counts_once() -> None:
+    ev = capture(3, 300)
+    deltas = export(ev, "s0")
+    again = export(ev, "s0")  # a restarted sensor re-reading its capture
+    assert [d.ident for d in again] == [d.ident for d in deltas]
+    agg, merger = merged(deltas + again + deltas[:3])
+    assert merger.n_duplicates == len(again) + 3
+    assert_same_state(aggregate(ev), agg)
+
+
+def test_dns_at_one_sensor_and_syns_at_another() -> None:
+    ev = capture(11, 500)
+    dns = np.nonzero(ev.kind[: ev.n] == KIND_DNS)[0]
+    syn = np.nonzero(ev.kind[: ev.n] == KIND_SYN)[0]
+    agg, _ = merged(export(take_events(ev, syn), "syn") + export(take_events(ev, dns), "dns"))
+    assert_same_state(aggregate(ev), agg)
+
+
+def test_owned_networks_leave_out_the_rest() -> None:
+    import ipaddress
+
+    ev = capture(5, 300)
+    exporter = DeltaExporter(sensor="s", bin_s=BIN_S, owned=[ipaddress.ip_network("192.0.2.0/29")])
+    exporter.ingest(ev, CLASSIFIER.classify(ev))
+    deltas = exporter.close_all()
+    addrs = {(int(h), int(lo)) for d in deltas for h, lo in zip(d.hi, d.lo, strict=True)}
+    assert addrs
+    assert all(h == 0 and lo & 0xFF < 8 for h, lo in addrs)
+    assert exporter.events_not_owned > 0
+
+
+def test_shard_is_stable_and_spread() -> None:
+    his = np.zeros(4096, np.uint64)
+    los = np.arange(4096, dtype=np.uint64) | np.uint64(0xFFFF_0000_0000)
+    shards = shard_of(his, los, 16)
+    assert np.array_equal(shards, shard_of(his.copy(), los.copy(), 16))
+    counts = np.bincount(shards, minlength=16)
+    assert counts.min() > 150
+    # fixed values: every sensor and every central must agree, across versions too
+    words = [addr_words(a) for a in ("192.0.2.1", "2001:db8::1", "203.0.113.9")]
+    his, los = (np.array(w, np.uint64) for w in zip(*words, strict=True))
+    assert shard_of(his, los, 16).tolist() == [2, 6, 0]
+
+
+@pytest.mark.parametrize("cut", [0, 3, 10, 30, -1])
+def test_truncated_deltas_are_refused(cut: int) -> None:
+    data = encode(export(capture(1, 100), "s")[0])
+    with pytest.raises(DeltaError):
+        decode(data[:cut] if cut >= 0 else data + b"x")
+
+
+def test_merge_kernel_compiled_one_signature() -> None:
+    from wormwatch.kernels import aggregate as agg_kernels
+
+    test_capture_a_then_b_equals_merging_both_exports()
+    assert len(agg_kernels.table_merge.signatures) == 1
