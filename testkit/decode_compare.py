@@ -4,8 +4,8 @@ Place in the data flow: beside the decode stage, like ``reference``. A frame (li
 bytes) goes in; out come the kernel's (status, events) through the real wrapper
 (``wormwatch.decode.Decoder``), the reference's (status, events) from
 ``reference.decode_frame``, the invariant violations of the kernel's output, and the
-difference of the two. ``tests/test_fuzz.py`` (hypothesis, JIT on) and
-``scripts/fuzz_decode.py`` (atheris, JIT off) share this module, and the seed frames:
+difference of the two. ``tests/scenarios/test_fuzz.py`` (hypothesis, JIT on) and
+``scripts/fuzz/decode.py`` (atheris, JIT off) share this module, and the seed frames:
 every record of the sample captures in ``pcaps/`` and the real ones in
 ``/work/shared/pcaps/real/``, plus the corpus in ``tests/fuzz_corpus/frames.json``.
 """
@@ -16,7 +16,6 @@ import json
 import os
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,12 +46,12 @@ from wormwatch.model import (
     addr_words,
 )
 
-from reference import decode_frame, read_records
+from testkit.paths import PCAPS, REAL_PCAPS, REPO
+from testkit.reference import decode_frame, read_records
 
-ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = ROOT / "pcaps"
-REAL = Path("/work/shared/pcaps/real")
-CORPUS = Path(__file__).resolve().parent / "fuzz_corpus" / "frames.json"
+SAMPLES = PCAPS
+REAL = REAL_PCAPS
+CORPUS = REPO / "tests" / "fuzz_corpus" / "frames.json"
 SUPPORTED_LINKTYPES = (
     LINKTYPE_NULL, LINKTYPE_ETHERNET, LINKTYPE_RAW_OLD, LINKTYPE_RAW, LINKTYPE_LOOP,
     LINKTYPE_LINUX_SLL, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_LINUX_SLL2,

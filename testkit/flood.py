@@ -8,7 +8,7 @@ decoder leaves out by the IP total length). Every flood packet is a SYN to
 scanner 192.0.2.66 sends SYNs to 445 of ``n_targets`` distinct addresses,
 spread evenly through the flood. These are bytes in a file: nothing is sent.
 
-Used by tests/test_flood.py and scripts/bench_flood.py.
+Used by tests/scenarios/test_flood.py and scripts/bench/flood.py.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ the sender side, .2 and ::2 on the capture side, and a VLAN 10 subinterface with
 203.0.113.1/2 on each side where the kernel has 802.1Q support), and deletes
 them on exit, whatever happened.
 
-Run as a script inside a namespace (``ip netns exec NS python tests/netns.py``),
+Run as a script inside a namespace (``ip netns exec NS python -m testkit.netns``),
 it is the other half of a test:
 
 - ``send IFACE FILE``: send the frames of FILE (u32 length + bytes each) on a raw
@@ -37,7 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
+from testkit.paths import python_m
+
 _COUNTER = itertools.count()
 SENDER_V4, CAPTURE_V4 = "198.51.100.1", "198.51.100.2"
 SENDER_V6, CAPTURE_V6 = "2001:db8::1", "2001:db8::2"
@@ -74,8 +75,8 @@ class VethPair:
         return ["ip", "netns", "exec", ns, *argv]
 
     def helper(self, ns: str, *args: str) -> list[str]:
-        """This file run as a script inside ``ns`` with the test's interpreter."""
-        return self.command(ns, [sys.executable, str(Path(__file__).resolve()), *args])
+        """This module run (``python -m testkit.netns``) inside ``ns``, same interpreter."""
+        return self.command(ns, python_m("testkit.netns", *args))
 
     def mac(self, ns: str, iface: str) -> str:
         out = subprocess.run(
@@ -237,12 +238,11 @@ def _children_uids(pid: int) -> list[int]:
 
 
 def _capture(args: argparse.Namespace) -> dict[str, object]:
-    sys.path.insert(0, str(HERE))
     from wormwatch.errors import WormwatchError
     from wormwatch.source.live import open_capture
     from wormwatch.source.privileges import drop_privileges
 
-    from reference import decode_frame
+    from testkit.reference import decode_frame
 
     try:
         if args.drop_first:

@@ -41,8 +41,8 @@ from wormwatch.model import (
     ST_UNSUPPORTED,
 )
 
-from reference_io import read_records
-from reference_reassembly import RefFragment, RefReassembler
+from testkit.reference_io import read_records
+from testkit.reference_reassembly import RefFragment, RefReassembler
 
 __all__ = [
     "RefDecoder",

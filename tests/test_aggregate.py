@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 from collections import Counter, defaultdict
 
-import numpy as np
 import pytest
 
 from wormwatch.aggregate import Aggregator
@@ -31,25 +30,11 @@ from wormwatch.model import (
     KIND_DNS,
     KIND_SYN,
     N_COUNTERS,
-    Events,
-    addr_words,
 )
 
+from testkit.events import Row, make_events
+
 KEYWORDS = ("mail", "smtp", "mx", "ns", "gate", "relay")
-Row = tuple[int, str, str, int, int, int, bytes]
-
-
-def make_events(rows: list[Row]) -> Events:
-    n = len(rows)
-    ev = Events.allocate(n, n)
-    for i, (ts, src, dst, kind, dport, qtype, name) in enumerate(rows):
-        ev.ts_us[i] = ts
-        ev.src_hi[i], ev.src_lo[i] = addr_words(src)
-        ev.dst_hi[i], ev.dst_lo[i] = addr_words(dst)
-        ev.kind[i], ev.dport[i], ev.qtype[i] = kind, dport, qtype
-        ev.names[i, : len(name)] = np.frombuffer(name, np.uint8)
-        ev.name_lens[i] = len(name)
-    return ev
 
 
 def random_rows(seed: int, n: int) -> list[Row]:

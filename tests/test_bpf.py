@@ -1,6 +1,6 @@
 """The live-capture BPF filter admits exactly what the decoder counts (plus traffic to port 53).
 
-The oracle is the slow reference decoder (tests/reference.py, docs/DECODING.md):
+The oracle is the slow reference decoder (testkit/reference.py, docs/DECODING.md):
 a packet is relevant when it produces at least one event. The filter must admit
 every relevant packet (or live capture would count less than a replay), and
 whatever else it admits must be DNS-port traffic or an IPv6 packet with an
@@ -23,7 +23,7 @@ from wormwatch.errors import WormwatchError
 from wormwatch.model import LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_RAW
 from wormwatch.source import bpf
 
-from reference import decode_frame, read_records
+from testkit.reference import decode_frame, read_records
 
 REAL = Path("/work/shared/pcaps/real")
 DLT_RAW = 12  # libpcap's DLT for LINKTYPE_RAW (101) on Linux

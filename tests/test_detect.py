@@ -9,10 +9,11 @@ import json
 import numpy as np
 import pytest
 
-from hoststates import Host, at, bot, mass_mailer, scanner, spread, study_host
 from wormwatch.config import SIGNALS, Config, KeywordStormConfig
 from wormwatch.detect import could_fire, evaluate, network_evidence, network_sync, tunnel_reason
 from wormwatch.model import QTYPE_MX, QTYPE_PTR
+
+from testkit.hoststates import Host, at, bot, mass_mailer, scanner, spread, study_host
 
 CFG = Config()
 NOW = at(23.99)

@@ -1,7 +1,7 @@
 """Live capture on a real interface, in network namespaces made for the test (root only).
 
 Frames crafted with scapy are sent on a raw socket from one end of a veth pair;
-``open_capture`` runs on the other end in its own process (tests/netns.py).
+``open_capture`` runs on the other end in its own process (testkit/netns.py).
 What the capture hands on must be exactly the relevant frames sent (the
 reference decoder says which are relevant), byte for byte, tags included, with
 one handle and with two fanout workers.
@@ -33,8 +33,8 @@ from scapy.utils import wrpcap
 
 from wormwatch.model import KIND_DNS, LINKTYPE_ETHERNET
 
-from netns import CaptureRun, VethPair, can_use_netns, veth_pair
-from reference import decode_frame
+from testkit.netns import CaptureRun, VethPair, can_use_netns, veth_pair
+from testkit.reference import decode_frame
 
 pytestmark = [
     pytest.mark.live,

@@ -22,7 +22,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pcapfile_craft import (
+from wormwatch.errors import WormwatchError
+from wormwatch.kernels.pcapwalk import walk_pcap, walk_pcapng
+from wormwatch.source.pcapfile import MAX_CAPLEN, ReplaySource, open_replay, warm_up
+
+from testkit.pcapfile_craft import (
     BT_ISB,
     BT_NRB,
     Record,
@@ -37,9 +41,6 @@ from pcapfile_craft import (
     spb,
     ticks_to_us,
 )
-from wormwatch.errors import WormwatchError
-from wormwatch.kernels.pcapwalk import walk_pcap, walk_pcapng
-from wormwatch.source.pcapfile import MAX_CAPLEN, ReplaySource, open_replay, warm_up
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = REPO.parent / "shared" / "pcaps" / "real"

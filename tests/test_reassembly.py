@@ -17,7 +17,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from test_pipeline_reference import decoder_events
 from wormwatch.decode import Decoder, warm_up
 from wormwatch.kernels import decode as decode_kernels
 from wormwatch.kernels import reassemble as reassemble_kernels
@@ -34,8 +33,9 @@ from wormwatch.model import (
 from wormwatch.reassemble import Reassembler
 from wormwatch.source.pcapfile import open_replay
 
-from reference import RefDecoder, RefEvent, reference_events
-from reference_reassembly import RefReassembler
+from testkit.events import decoder_events
+from testkit.reference import RefDecoder, RefEvent, reference_events
+from testkit.reference_reassembly import RefReassembler
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = REPO.parent / "shared" / "pcaps" / "real"

@@ -19,13 +19,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hoststates import Host, at
 from wormwatch.config import Config, load_config
 from wormwatch.errors import WormwatchError
 from wormwatch.present.plots import coarsen, keyword_fit
 from wormwatch.present.prefixes import Relation, prefix_stats, relation
 from wormwatch.present.report import write_report
 from wormwatch.present.report_html import config_toml
+
+from testkit.hoststates import Host, at
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "pcaps" / "demo.pcap"

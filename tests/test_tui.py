@@ -16,13 +16,6 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from tui_fakes import (
-    HOSTILE_NAME,
-    empty_snapshot,
-    live_snapshot,
-    sequence,
-    snapshot,
-)
 from wormwatch.model import Snapshot
 from wormwatch.present import fmt
 from wormwatch.present.keys import Key, KeyEvent
@@ -30,6 +23,14 @@ from wormwatch.present.safe import safe_text
 from wormwatch.present.table import build_screen, screen_rows
 from wormwatch.present.tui import TuiPresenter
 from wormwatch.present.view import ViewState
+
+from testkit.tui_fakes import (
+    HOSTILE_NAME,
+    empty_snapshot,
+    live_snapshot,
+    sequence,
+    snapshot,
+)
 
 GOLDEN = Path(__file__).parent / "golden" / "tui"
 UPDATE = os.environ.get("WORMWATCH_UPDATE_GOLDEN") == "1"

@@ -1,7 +1,7 @@
 """Fast generator of a large, mixed Ethernet pcap for the replay benchmark.
 
 Place in the flow: makes the *input* of ``wormwatch replay`` for
-``scripts/bench_replay.py`` and ``tests/test_bench_smoke.py``; nothing in the
+``scripts/bench/replay.py`` and ``tests/scenarios/test_bench_smoke.py``; nothing in the
 package imports it. Out: a little-endian microsecond pcap (linktype 1) and a
 JSON side file with the generator's own bookkeeping (what every source host
 sent, in the shape of the ``--summary`` host records, so a replay can be
@@ -17,11 +17,11 @@ of the frames carry an 802.1Q tag (1% QinQ), about a fifth are IPv6. Packet
 time spans ``--span`` seconds. All addresses are documentation or benchmarking
 ranges (RFC 5737, RFC 3849, RFC 2544): these are bytes in a file, nothing is sent.
 
-The frames are written by ``scripts/bulk_frames.py`` from templates patched
+The frames are written by ``scripts/bench/bulk_frames.py`` from templates patched
 with numpy: 2M packets (1.25 GB) take about 10 s here, mostly writing, where
 scapy would manage about 2k packets/s.
 
-Usage: python scripts/gen_bulk_pcap.py OUT.pcap [--packets N] [--seed S] [--span S]
+Usage: python -m scripts.bench.bulk OUT.pcap [--packets N] [--seed S] [--span S]
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,10 +36,7 @@ from typing import Any
 
 import numpy as np
 
-_HERE = str(Path(__file__).resolve().parent)
-if _HERE not in sys.path:
-    sys.path.append(_HERE)  # the sibling script is imported, not installed
-from bulk_frames import (  # noqa: E402  (needs the sys.path line above)
+from scripts.bench.bulk_frames import (
     BULK_PAYLOADS,
     CAT_BULK,
     CAT_DNS,

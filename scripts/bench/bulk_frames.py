@@ -1,6 +1,6 @@
 """Frame templates and pcap records for the bulk benchmark file.
 
-Place in the flow: the byte-level half of ``scripts/gen_bulk_pcap.py``, which
+Place in the flow: the byte-level half of ``scripts/bench/bulk.py``, which
 decides what each packet is (a :class:`Plan`); this module turns a plan into a
 little-endian microsecond pcap (linktype 1). A few hundred templates are built
 once with ``struct`` (one per category, VLAN depth, address family and

@@ -5,7 +5,7 @@ Builds a mixed Ethernet batch at run time (struct/numpy, no scapy): mostly bulk 
 with IPv4 and IPv6 and some 802.1Q tags. Compilation is measured apart from the steady
 state.
 
-Usage: python scripts/bench_decode.py [--packets N] [--repeat R]
+Usage: python -m scripts.bench.decode [--packets N] [--repeat R]
 """
 
 from __future__ import annotations

@@ -1,14 +1,14 @@
 """Peak memory against the number of spoofed sources, and whether the scanner
 hidden in the flood is still found.
 
-For each flood size it writes a pcap (scripts/flood_pcap.py: one SYN per
+For each flood size it writes a pcap (testkit/flood.py: one SYN per
 spoofed source, IPv4 and IPv6, plus one scanner reaching 400 targets), runs
 ``wormwatch replay --no-tui --summary`` on it in a child process, and prints
 the child's peak RSS, wall time, hosts tracked/evicted and the scanner's
 verdict. The host limit is the default (100,000) unless ``--max-hosts``.
 
-    python scripts/bench_flood.py                 # 100k, 1M, 5M sources
-    python scripts/bench_flood.py --sizes 100000  # quicker
+    python -m scripts.bench.flood                 # 100k, 1M, 5M sources
+    python -m scripts.bench.flood --sizes 100000  # quicker
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from flood_pcap import SCANNER
+from testkit.flood import SCANNER
+from testkit.paths import child_env
 
 
 def run_child(args: list[str]) -> tuple[int, float, int]:
@@ -51,9 +52,9 @@ def main() -> int:
         # generate in a child: a child forked from a big parent would report the
         # parent's pages in its own peak RSS
         out = subprocess.run(
-            [sys.executable, str(Path(__file__).with_name("flood_pcap.py")), str(pcap),
+            [sys.executable, "-m", "testkit.flood", str(pcap),
              "--sources", str(n), "--targets", "400"],
-            check=True, capture_output=True, text=True,
+            check=True, capture_output=True, text=True, env=child_env(),
         ).stdout  # fmt: skip
         facts = {"packets": int(out.split("'packets': ")[1].split(",")[0])}
         summary = workdir / f"hosts-{n}.jsonl"
@@ -91,5 +92,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     raise SystemExit(main())

@@ -1,6 +1,6 @@
 """Live-capture benchmark: how fast can wormwatch listen without the kernel dropping?
 
-In two network namespaces joined by a veth pair (tests/netns.py; documentation
+In two network namespaces joined by a veth pair (testkit/netns.py; documentation
 addresses only), a sender replays a DNS+SYN-heavy frame mix at increasing rates
 and wormwatch's whole pipeline (capture, decode, classify, aggregate, detect,
 and with ``--tui`` the live table drawn to /dev/null) listens on the other end.
@@ -12,7 +12,7 @@ Sender: tcpreplay when installed; else a small C program using sendmmsg on a raw
 AF_PACKET socket, compiled here when a C compiler exists; else a Python loop
 (far slower: the table then shows the sender's limit, not wormwatch's).
 
-    sudo .venv/bin/python scripts/bench_live.py --rates 100000,300000,450000 --workers 1,2
+    sudo .venv/bin/python -m scripts.bench.live --rates 100000,300000,450000 --workers 1,2
 
 Root only. Each rate runs ``--seconds`` of traffic after the sensor is ready.
 """
@@ -34,10 +34,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
-
-from netns import VethPair, veth_pair, wait_for_line, write_frames, write_pcap  # noqa: E402
+from testkit.netns import VethPair, veth_pair, wait_for_line, write_frames, write_pcap
+from testkit.paths import python_m
 
 SENDER_C = r"""
 #define _GNU_SOURCE
@@ -185,15 +183,9 @@ def send(
     if kind == "c-sendmmsg" and binary is not None:
         argv = [str(binary), pair.sender_if, str(frames_file), str(rate), str(seconds)]
     else:
-        argv = [
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "_send",
-            pair.sender_if,
-            str(frames_file),
-            str(rate),
-            str(seconds),
-        ]
+        argv = python_m(
+            "scripts.bench.live", "_send", pair.sender_if, str(frames_file), str(rate), str(seconds)
+        )
     out = subprocess.run(
         pair.command(pair.sender_ns, argv), check=True, capture_output=True, text=True
     ).stdout
@@ -203,7 +195,7 @@ def send(
 def _python_send(iface: str, path: Path, rate: float, seconds: float) -> None:
     import socket
 
-    from netns import read_frames
+    from testkit.netns import read_frames
 
     frames = read_frames(path)
     with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as sock:
@@ -228,7 +220,7 @@ def measure_shipping() -> None:
     from wormwatch.decode import Decoder, warm_up
     from wormwatch.model import NAME_SLOT, Batch
 
-    from reference import decode_frame
+    from testkit.reference import decode_frame
 
     frames = [f for f in build_frames()[0] if decode_frame(1, f, 0)[1]]
     sizes = np.array([len(f) for f in frames], np.int32)
@@ -369,13 +361,8 @@ def run_one(
     workers: int,
     tui: bool,
 ) -> dict[str, Any]:
-    argv = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "_capture",
-        pair.capture_if,
-        str(workers),
-    ] + (["--tui"] if tui else [])
+    argv = python_m("scripts.bench.live", "_capture", pair.capture_if, str(workers))
+    argv += ["--tui"] if tui else []
     proc = subprocess.Popen(pair.command(pair.capture_ns, argv), stdout=subprocess.PIPE, text=True)
     try:
         wait_for_line(proc, "ready", 60)

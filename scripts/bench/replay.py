@@ -3,13 +3,13 @@
 Place in the flow: drives the whole pipeline (source -> decode -> classify ->
 aggregate -> detect -> summary) from outside, as an operator would, and in
 process stage by stage, on a mixed pcap of about 2M packets that
-``scripts/gen_bulk_pcap.py`` generates at run time (cached in ``--out`` by its
+``scripts/bulk.py`` generates at run time (cached in ``--out`` by its
 parameters, never committed). Prints one table of packets/s and ratios, and
 PASS/MISS for the targets of issue 2 (steady state >= tcpdump+BPF, warm
 start-up < 1 s, peak RSS < 300 MB). Exits 0 either way: the targets are for
 humans, not CI.
 
-Usage: python scripts/bench_replay.py [--out DIR] [--packets N] [--repeat R]
+Usage: python -m scripts.bench.replay [--out DIR] [--packets N] [--repeat R]
 """
 
 from __future__ import annotations
@@ -26,11 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-_HERE = str(Path(__file__).resolve().parent)
-if _HERE not in sys.path:
-    sys.path.append(_HERE)  # the sibling scripts are imported, not installed
-import gen_bulk_pcap  # noqa: E402  (needs the sys.path line above)
-from bench_tools import (  # noqa: E402
+from scripts.bench import bulk
+from scripts.bench.tools import (
     ChildRun,
     Row,
     dpkt_as_summary,
@@ -347,10 +344,10 @@ def main() -> int:
     args = parser.parse_args()
     print(f"command: {' '.join(sys.argv)}\n{machine()}")
     t0 = time.perf_counter()
-    path, book, fresh = gen_bulk_pcap.cached(args.out, n_packets=args.packets, seed=args.seed)
+    path, book, fresh = bulk.cached(args.out, n_packets=args.packets, seed=args.seed)
     how = f"generated in {time.perf_counter() - t0:.1f} s" if fresh else "cached"
-    print(f"file: {path} ({how})\n{gen_bulk_pcap.describe(book)}\n")
-    tiny, _, _ = gen_bulk_pcap.cached(args.out, n_packets=1000, seed=args.seed)
+    print(f"file: {path} ({how})\n{bulk.describe(book)}\n")
+    tiny, _, _ = bulk.cached(args.out, n_packets=1000, seed=args.seed)
     report(measure(path, tiny, book, args), len(book["hosts"]))
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
     if args.profile:

@@ -1,6 +1,6 @@
 """Measuring helpers and the two references of the replay benchmark: tcpdump and dpkt.
 
-Place in the flow: beside ``scripts/bench_replay.py``, which times wormwatch; this
+Place in the flow: beside ``scripts/bench/replay.py``, which times wormwatch; this
 module runs child processes with their own rusage (wall time, peak RSS), and
 times the same file through ``tcpdump -r`` with the project's BPF filter and
 through a plain dpkt loop doing wormwatch's counting (per source host: DNS

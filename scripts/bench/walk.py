@@ -8,7 +8,7 @@ it once to get it into the page cache and compile the kernels, then reports reco
 - the replay source (``open_replay(...).read_batch(n)``, the pipeline's path);
 - pcapy-ng ``open_offline`` + ``next_batch(n)`` (bytes only, no numpy wrapping).
 
-Usage: ``python scripts/bench_walk.py [--records N] [--batch N] [--repeat N]``
+Usage: ``python -m scripts.bench.walk [--records N] [--batch N] [--repeat N]``
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ What counts as what:
 * a crash: any exception from the decoder, or an output out of bounds (a status or kind
   that does not exist, a name over 255 bytes, an ok packet without an event, ...).
   libFuzzer stops and writes the input to ``WORKDIR/crash-*``.
-* a finding: the kernel disagrees with the dpkt reference (``tests/reference.py``) on
+* a finding: the kernel disagrees with the dpkt reference (``testkit/reference.py``) on
   the status or the events. Findings do not stop the run; each new kind (link type,
   both statuses, both event counts) is written to ``WORKDIR/findings.jsonl`` with its
   hex frame. Disagreements of the kind already pinned by the corpus (``first problem
@@ -30,10 +30,10 @@ the exit code is 1 when there was a new finding.
 
 Usage::
 
-    python scripts/fuzz_decode.py --seconds 600            # a long run
-    python scripts/fuzz_decode.py --streams --seconds 600  # fragment reassembly
-    python scripts/fuzz_decode.py --runs 2000 --seed 1     # what the test suite runs
-    python scripts/fuzz_decode.py --jit --seconds 60       # compiled kernels, no coverage
+    python -m scripts.fuzz.decode --seconds 600            # a long run
+    python -m scripts.fuzz.decode --streams --seconds 600  # fragment reassembly
+    python -m scripts.fuzz.decode --runs 2000 --seed 1     # what the test suite runs
+    python -m scripts.fuzz.decode --jit --seconds 60       # compiled kernels, no coverage
 """
 
 from __future__ import annotations
@@ -48,7 +48,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
 REPORT_EVERY_S = 10.0
 # seeds taken from the captures (the corpus is always used whole)
 MAX_CAPTURE_SEEDS = 400
@@ -89,13 +88,13 @@ class Fuzzer:
         # imported here, after NUMBA_DISABLE_JIT is set and under atheris's instrumentation
         import numpy as np
 
-        from decode_compare import FUZZ_LINKTYPES, invariant_problems, reference_decode
         from wormwatch.decode import Decoder
         from wormwatch.model import ST_MALFORMED, ST_TRUNCATED, Batch, addr_words
         from wormwatch.reassemble import Reassembler
 
-        from reference import RefDecoder
-        from reference_reassembly import RefReassembler
+        from testkit.decode_compare import FUZZ_LINKTYPES, invariant_problems, reference_decode
+        from testkit.reference import RefDecoder
+        from testkit.reference_reassembly import RefReassembler
 
         self.np = np
         self.Batch = Batch
@@ -257,7 +256,7 @@ class Fuzzer:
 def write_seeds(fuzzer: Fuzzer, seeds_dir: Path) -> int:
     """Seed inputs: the corpus and a sample of the capture frames, one per file; in
     ``streams`` mode, runs of consecutive fragments of the sample and real captures."""
-    from decode_compare import capture_frames, corpus
+    from testkit.decode_compare import capture_frames, corpus
 
     inputs: list[bytes] = []
     if fuzzer.streams:
@@ -289,7 +288,6 @@ def main(argv: list[str]) -> int:
     args = _parse_args(argv)
     if not args.jit:
         os.environ["NUMBA_DISABLE_JIT"] = "1"
-    sys.path.insert(0, str(ROOT / "tests"))
     import atheris
 
     with atheris.instrument_imports(include=["wormwatch"]):

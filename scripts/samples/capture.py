@@ -1,6 +1,6 @@
 """Building blocks of the sample-capture generator: bookkeeping, link layers, file writers.
 
-Place in the data flow: before it. ``make_pcaps.py`` tells a story with these
+Place in the data flow: before it. ``scripts/samples/make.py`` tells a story with these
 pieces; each :class:`Capture` records the frames it is given *and* what the
 author meant by them (events per host, status per packet), and the writers
 turn the frames into pcap/pcapng bytes with integer timestamps only, so the same
@@ -226,6 +226,7 @@ def _option(code: int, value: bytes) -> bytes:
 
 def pcapng_bytes(capture: Capture) -> bytes:
     """pcapng (little-endian): one section, the capture's interfaces, one EPB per frame."""
+    # the generator's old path, kept: the committed pcapng files carry these bytes
     shb_options = _option(4, b"wormwatch scripts/make_pcaps.py") + _option(0, b"")
     out = [_block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1) + shb_options)]
     for linktype, tsresol, name in capture.interfaces:

@@ -1,9 +1,9 @@
 """Parser-case samples: one small capture per link layer or header oddity.
 
 Place in the data flow: input to the decode stage's tests. Each function returns a
-:class:`pcaplib.Capture` whose frames were built with scapy (or by hand where the
+:class:`.capture.Capture` whose frames were built with scapy (or by hand where the
 case is a broken header scapy would repair) and whose bookkeeping says what each
-frame must count as. Hostile DNS names are in ``sample_names.py``.
+frame must count as. Hostile DNS names are in ``scripts/samples/names.py``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,19 @@ from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Ether
 from scapy.layers.ppp import PPP, PPPoE, PPPoED
 from scapy.packet import Packet, Raw
 
-from pcaplib import MS_NS, SEC_NS, T0_NS, Capture, Query, Syn, ether, l3, null, sll, sll2
+from scripts.samples.capture import (
+    MS_NS,
+    SEC_NS,
+    T0_NS,
+    Capture,
+    Query,
+    Syn,
+    ether,
+    l3,
+    null,
+    sll,
+    sll2,
+)
 
 RESOLVER4 = "192.0.2.53"
 RESOLVER6 = "2001:db8:0:1::53"

@@ -28,7 +28,18 @@ from scapy.layers.dns import DNS, DNSQR, DNSRR, DNSRRMX
 from scapy.layers.inet import TCP, UDP
 from scapy.packet import Raw
 
-from pcaplib import MS_NS, SEC_NS, T0_NS, Capture, Query, Syn, ether, is_keyword, l3, stack
+from scripts.samples.capture import (
+    MS_NS,
+    SEC_NS,
+    T0_NS,
+    Capture,
+    Query,
+    Syn,
+    ether,
+    is_keyword,
+    l3,
+    stack,
+)
 
 DURATION_S = 1800
 RESOLVER4, RESOLVER6 = "192.0.2.53", "2001:db8:0:1::53"

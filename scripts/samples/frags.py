@@ -1,7 +1,7 @@
 """Fragment samples: DNS queries and SYNs split into IPv4/IPv6 fragments.
 
 Place in the data flow: input to the decode stage's reassembly tests. Each function
-returns a :class:`pcaplib.Capture` of Ethernet frames whose fragments were cut by hand
+returns a :class:`.capture.Capture` of Ethernet frames whose fragments were cut by hand
 from scapy-built datagrams (so the cut points are exactly the case's), booked as
 docs/DECODING.md "Fragments" says: the fragment that completes a datagram carries its
 status and events, every other fragment is ``fragment``.
@@ -16,8 +16,8 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment
 from scapy.packet import Packet, Raw
 
-from pcaplib import SEC_NS, Capture, Query, Syn, ether
-from sample_cases import FILESERVER4, RESOLVER4, RESOLVER6, Clock
+from scripts.samples.capture import SEC_NS, Capture, Query, Syn, ether
+from scripts.samples.cases import FILESERVER4, RESOLVER4, RESOLVER6, Clock
 
 # (offset in bytes, length in bytes) of each fragment's piece of the datagram's payload
 Cut = tuple[int, int]

@@ -1,7 +1,7 @@
 """Write the sample captures in pcaps/ and their manifest, deterministically.
 
-Place in the data flow: before it. Runs the demo story (``sample_demo.py``) and the
-parser cases (``sample_cases.py``, ``sample_names.py``, ``sample_frags.py``), writes
+Place in the data flow: before it. Runs the demo story (``demo``) and the
+parser cases (``cases``, ``names``, ``frags``), writes
 each capture, then ``MANIFEST.toml`` from the generator's own bookkeeping (what it
 wrote and meant), and copies ``demo.pcap`` to ``src/wormwatch/data/`` for the installed
 package.
@@ -9,8 +9,8 @@ Fixed seeds and fixed timestamps: running it twice gives identical bytes.
 
 Usage::
 
-    python scripts/make_pcaps.py              # rewrite pcaps/ and the package copy
-    python scripts/make_pcaps.py --out DIR    # write everything into DIR only
+    python -m scripts.samples.make              # rewrite pcaps/ and the package copy
+    python -m scripts.samples.make --out DIR    # write everything into DIR only
 """
 
 from __future__ import annotations
@@ -22,15 +22,15 @@ import shutil
 import sys
 from pathlib import Path
 
-from pcaplib import STATUS_KEYS, Capture, write_capture
-from sample_cases import CASES
-from sample_demo import demo
-from sample_frags import FRAG_CASES
-from sample_names import DNS_CASES
+from scripts.samples.capture import STATUS_KEYS, Capture, write_capture
+from scripts.samples.cases import CASES
+from scripts.samples.demo import demo
+from scripts.samples.frags import FRAG_CASES
+from scripts.samples.names import DNS_CASES
+from testkit.paths import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 MANIFEST_HEADER = """\
-# Sample captures, made by scripts/make_pcaps.py: do not edit, run the script again.
+# Sample captures, made by `python -m scripts.samples.make`: do not edit, run it again.
 # One [[capture]] per file. All counts come from the generator's own bookkeeping
 # (what it wrote and meant), not from any decoder.
 #   packets   records in the file

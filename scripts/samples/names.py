@@ -14,8 +14,8 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.l2 import LLC, Dot3, Ether
 from scapy.packet import Raw
 
-from pcaplib import Capture, Query, Syn, ether, l3
-from sample_cases import FILESERVER4, RESOLVER4, Clock, dns_udp, syn
+from scripts.samples.capture import Capture, Query, Syn, ether, l3
+from scripts.samples.cases import FILESERVER4, RESOLVER4, Clock, dns_udp, syn
 
 HOSTILE = "192.0.2.201"
 TCP_CLIENT = "192.0.2.202"

@@ -79,7 +79,7 @@ class Decoder:
             defaults); state persists across batches.
         reassemble: False leaves every fragment a ``fragment`` with no events, so that
             each packet's status depends on that packet alone (the per-frame fuzz
-            comparison with ``tests/reference.py``'s ``decode_frame`` needs this).
+            comparison with ``testkit/reference.py``'s ``decode_frame`` needs this).
     """
 
     def __init__(

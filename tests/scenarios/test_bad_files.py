@@ -23,8 +23,9 @@ from typing import NamedTuple
 
 import pytest
 
-from pcapfile_craft import block, epb, idb, pcap_file, shb
 from wormwatch.cli import main
+
+from testkit.pcapfile_craft import block, epb, idb, pcap_file, shb
 
 T0 = 1_700_000_000
 N_PACKETS = 6

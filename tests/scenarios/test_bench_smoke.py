@@ -1,6 +1,6 @@
 """The benchmark's input generator, checked end to end on a small file.
 
-``scripts/gen_bulk_pcap.py`` writes the file ``scripts/bench_replay.py``
+``scripts/bench/bulk.py`` writes the file ``scripts/bench/replay.py``
 measures and keeps its own bookkeeping of what every source host sent. Here a
 5,000-packet file must (1) decode in the slow dpkt reference to exactly that
 bookkeeping, so the generator says what it wrote, and (2) come out of
@@ -10,12 +10,9 @@ times a pipeline that counts right. No timing is asserted.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from collections import Counter
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -23,9 +20,9 @@ import pytest
 from wormwatch.cli import main
 from wormwatch.model import ST_IGNORED, ST_OK
 
-from reference import host_counts, reference_events
+from scripts.bench import bulk
+from testkit.reference import host_counts, reference_events
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 N_PACKETS = 5000
 SCANNER, STORM4, STORM6, MX_HOST = (
     "203.0.113.66",
@@ -35,21 +32,10 @@ SCANNER, STORM4, STORM6, MX_HOST = (
 )
 
 
-def _load_generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gen_bulk_pcap", SCRIPTS / "gen_bulk_pcap.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gen_bulk_pcap"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    gen = _load_generator()
     path = tmp_path_factory.mktemp("bench") / "bulk.pcap"
-    book = gen.generate(path, n_packets=N_PACKETS, seed=7, span_s=600.0)
+    book = bulk.generate(path, n_packets=N_PACKETS, seed=7, span_s=600.0)
     assert json.loads(path.with_suffix(".json").read_text()) == book
     return path, book
 

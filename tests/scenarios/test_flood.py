@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +15,8 @@ from wormwatch.config import load_config
 from wormwatch.pipeline import Pipeline
 from wormwatch.source.pcapfile import open_replay
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from flood_pcap import SCANNER, write_flood
+from testkit.events import make_events
+from testkit.flood import SCANNER, write_flood
 
 
 class _Collect:
@@ -56,7 +55,6 @@ def test_flood_keeps_the_limit_and_finds_the_scanner(tmp_path: Path) -> None:
 
 def test_flagged_hosts_are_never_evicted_for_noise() -> None:
     agg = Aggregator(max_hosts=8)
-    from test_aggregate import make_events  # same folder
     from wormwatch.classify import Classifier
     from wormwatch.model import KIND_SYN
 

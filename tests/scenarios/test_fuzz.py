@@ -23,16 +23,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from decode_compare import (
-    FUZZ,
-    FUZZ_LINKTYPES,
-    N_EXAMPLES,
-    Frame,
-    corpus,
-    difference,
-    kernel_decode_many,
-    relevant_frames,
-)
 from wormwatch.decode import Decoder
 from wormwatch.model import (
     LINKTYPE_ETHERNET,
@@ -42,6 +32,17 @@ from wormwatch.model import (
     LINKTYPE_LINUX_SLL2,
     LINKTYPE_LOOP,
     LINKTYPE_NULL,
+)
+
+from testkit.decode_compare import (
+    FUZZ,
+    FUZZ_LINKTYPES,
+    N_EXAMPLES,
+    Frame,
+    corpus,
+    difference,
+    kernel_decode_many,
+    relevant_frames,
 )
 
 # one decoder for every example: its buffers are reused and grown, as in a real run

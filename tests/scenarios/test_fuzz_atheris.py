@@ -1,6 +1,6 @@
 """A short coverage-guided fuzz run of the decode stage as part of the suite.
 
-Runs ``scripts/fuzz_decode.py --runs N --seed 1`` (atheris, kernels as plain Python for
+Runs ``scripts/fuzz/decode.py --runs N --seed 1`` (atheris, kernels as plain Python for
 coverage) in a subprocess, on single frames and on streams of frames with fragment
 reassembly (``--streams``): it must end with no crash (an exception or an output out of
 bounds, which libFuzzer saves as ``crash-*``) and no new disagreement with the dpkt
@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from testkit.paths import child_env
+
 pytest.importorskip("atheris", reason="atheris (PyPI wheel) is not installed")
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "fuzz_decode.py"
 RUNS = 2000
 
 
@@ -29,7 +30,8 @@ def test_short_atheris_run_finds_no_crash_and_no_new_disagreement(
 ) -> None:
     args = [*mode, "--runs", str(RUNS), "--seed", "1", "--workdir", str(tmp_path)]
     result = subprocess.run(
-        [sys.executable, str(SCRIPT), *args],
+        [sys.executable, "-m", "scripts.fuzz.decode", *args],
+        env=child_env(),
         capture_output=True,
         text=True,
         timeout=300,

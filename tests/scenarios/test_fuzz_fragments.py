@@ -20,13 +20,13 @@ import numpy as np
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from decode_compare import FUZZ, Decoded, Row, invariant_problems
 from wormwatch.decode import Decoder
 from wormwatch.model import LINKTYPE_RAW, Batch, Events, addr_words
 from wormwatch.reassemble import Reassembler
 
-from reference import RefDecoder
-from reference_reassembly import RefReassembler
+from testkit.decode_compare import FUZZ, Decoded, Row, invariant_problems
+from testkit.reference import RefDecoder
+from testkit.reference_reassembly import RefReassembler
 
 SMALL_POOL = 4  # datagrams held at once: streams of 1-5 datagrams also evict
 

@@ -19,7 +19,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hoststates import (
+from wormwatch.config import Config
+from wormwatch.detect import evaluate
+from wormwatch.model import QTYPE_A, QTYPE_AAAA, QTYPE_MX
+
+from testkit.hoststates import (
     STORM_PREFIXES,
     Host,
     at,
@@ -30,9 +34,7 @@ from hoststates import (
     study_host,
     write_pcap,
 )
-from wormwatch.config import Config
-from wormwatch.detect import evaluate
-from wormwatch.model import QTYPE_A, QTYPE_AAAA, QTYPE_MX
+from testkit.paths import PCAPS
 
 MAIL_SERVER = "192.0.2.25"
 CFG = Config(mail_servers=(ipaddress.ip_network(MAIL_SERVER),))
@@ -249,7 +251,7 @@ def test_replay_alerts(replay: dict[str, object]) -> None:
         assert tuple(items[-1]["verdicts"]) == SCENARIOS[addr][1]
 
 
-MANIFEST = Path(__file__).resolve().parents[1] / "pcaps" / "MANIFEST.toml"
+MANIFEST = PCAPS / "MANIFEST.toml"
 
 
 def story_captures() -> list[dict[str, object]]:

@@ -21,8 +21,10 @@ import pytest
 
 from wormwatch.cli import main
 
-DEMO = Path(__file__).resolve().parent.parent / "pcaps" / "demo.pcap"
-SMALL = Path(__file__).resolve().parent.parent / "pcaps" / "dns_names.pcap"
+from testkit.paths import PCAPS
+
+DEMO = PCAPS / "demo.pcap"
+SMALL = PCAPS / "dns_names.pcap"
 
 
 def wormwatch(*args: str, stdout: object = subprocess.PIPE) -> subprocess.CompletedProcess[str]:

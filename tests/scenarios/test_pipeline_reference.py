@@ -3,7 +3,7 @@
 Every sample pcap in pcaps/ and every real capture in ../shared/pcaps/real is
 read by the real file source, decoded by the numba kernels and aggregated by
 the pipeline; the per-packet statuses, the event list and the per-host counts
-must equal what tests/reference.py says, packet for packet.
+must equal what testkit/reference.py says, packet for packet.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from wormwatch.config import load_config
-from wormwatch.decode import Decoder
 from wormwatch.model import (
     C_A,
     C_AAAA,
@@ -26,45 +25,20 @@ from wormwatch.model import (
     C_SYN139,
     C_SYN445,
     C_SYN_DST_NEW,
-    addr_text,
 )
 from wormwatch.pipeline import Pipeline
 from wormwatch.source.pcapfile import open_replay
 
-from reference import RefEvent, default_keyword, host_counts, reference_events
+from testkit.events import decoder_events
+from testkit.paths import REPO
+from testkit.reference import default_keyword, host_counts, reference_events
 
-REPO = Path(__file__).resolve().parents[1]
 REAL = REPO.parent / "shared" / "pcaps" / "real"
 CAPTURES = sorted([*REPO.glob("pcaps/*.pcap"), *REPO.glob("pcaps/*.pcapng"), *REAL.glob("*.pcap*")])
 
 
 def _id(path: Path) -> str:
     return f"{path.parent.name}/{path.name}"
-
-
-def decoder_events(path: Path, batch_packets: int = 97) -> tuple[list[int], list[RefEvent]]:
-    """Statuses and events as the real source + kernels produce them."""
-    source = open_replay([str(path)])
-    decoder = Decoder(max_events=64)
-    statuses: list[int] = []
-    events: list[RefEvent] = []
-    while (batch := source.read_batch(batch_packets)) is not None:
-        ev = decoder.decode(batch)
-        statuses.extend(decoder.last_status[: batch.n].tolist())
-        for i in range(ev.n):
-            events.append(
-                RefEvent(
-                    ts_us=int(ev.ts_us[i]),
-                    src=addr_text(int(ev.src_hi[i]), int(ev.src_lo[i])),
-                    dst=addr_text(int(ev.dst_hi[i]), int(ev.dst_lo[i])),
-                    kind=int(ev.kind[i]),
-                    dport=int(ev.dport[i]),
-                    qtype=int(ev.qtype[i]),
-                    name=bytes(ev.names[i, : ev.name_lens[i]]),
-                )
-            )
-    source.close()
-    return statuses, events
 
 
 def test_there_are_captures_to_compare() -> None:

@@ -33,7 +33,7 @@ from wormwatch.model import (
     ST_UNSUPPORTED,
 )
 
-from reference import RefEvent, decode_frame, default_keyword, host_counts, reference_events
+from testkit.reference import RefEvent, decode_frame, default_keyword, host_counts, reference_events
 
 REAL = Path("/work/shared/pcaps/real")
 SOURCES = REAL / "SOURCES.md"

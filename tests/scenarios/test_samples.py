@@ -20,10 +20,9 @@ import pytest
 
 from wormwatch.model import KIND_DNS, KIND_SYN, STATUS_NAMES
 
-from reference import default_keyword, host_counts, read_records, reference_events
+from testkit.paths import PCAPS, REPO, child_env
+from testkit.reference import default_keyword, host_counts, read_records, reference_events
 
-REPO = Path(__file__).resolve().parent.parent
-PCAPS = REPO / "pcaps"
 MANIFEST: dict[str, Any] = tomllib.loads((PCAPS / "MANIFEST.toml").read_text())
 CAPTURES = {cap["file"]: cap for cap in MANIFEST["capture"]}
 DOC_NETS = [
@@ -37,9 +36,11 @@ def _sample_files() -> list[str]:
 
 
 def test_regenerating_gives_the_committed_bytes(tmp_path: Path) -> None:
-    script = REPO / "scripts" / "make_pcaps.py"
     subprocess.run(
-        [sys.executable, str(script), "--out", str(tmp_path)], check=True, capture_output=True
+        [sys.executable, "-m", "scripts.samples.make", "--out", str(tmp_path)],
+        check=True,
+        capture_output=True,
+        env=child_env(),
     )
     made = sorted(p.name for p in tmp_path.iterdir())
     assert made == sorted([*_sample_files(), "MANIFEST.toml"])

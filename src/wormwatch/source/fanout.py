@@ -9,7 +9,7 @@ the parent, so a host whose flows the kernel hashed onto different workers is
 still one host with all its evidence, and the pipeline cannot tell fanout from
 one handle.
 
-Why raw batches and not decoded events (``scripts/bench_live.py --shipping``):
+Why raw batches and not decoded events (``scripts/bench/live.py --shipping``):
 a relevant packet is ~90 bytes with its metadata, an event row 305 (its name
 slot is 256 bytes), so a pipe moves a raw batch in about half the time
 (66 vs 138 ns per packet here). Decoding in the workers would take 85-180 ns

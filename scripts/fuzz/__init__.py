@@ -1,0 +1,1 @@
+"""Coverage-guided fuzzing of the decode stage: ``python -m scripts.fuzz.decode``."""

@@ -1,0 +1,1 @@
+"""The sample captures in pcaps/: ``python -m scripts.samples.make`` writes them."""

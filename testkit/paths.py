@@ -1,0 +1,30 @@
+"""Where things are: the repository, its sample captures, the real captures beside it."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PCAPS = REPO / "pcaps"
+DEMO = PCAPS / "demo.pcap"
+MANIFEST = PCAPS / "MANIFEST.toml"
+GOLDEN = REPO / "tests" / "golden"
+# The real captures are not committed: they sit in a shared folder beside the checkout.
+REAL_PCAPS = REPO.parent / "shared" / "pcaps" / "real"
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment for a child ``python -m testkit...``/``scripts...``: the root importable."""
+    env = dict(os.environ, **extra)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    return env
+
+
+def python_m(module: str, *args: str) -> list[str]:
+    """argv running ``python -m module args`` with this interpreter, the root importable.
+
+    Through ``env`` so that it survives ``ip netns exec`` and the like, which pass argv on.
+    """
+    return ["env", f"PYTHONPATH={REPO}", sys.executable, "-m", module, *args]
