@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import signal
 import subprocess
 import sys
@@ -138,29 +139,84 @@ def test_not_a_pcap_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "\n" not in err
 
 
+DEMO_PACKETS = 13_771
+
+
 def test_sigint_ends_cleanly_with_summary(tmp_path: Path) -> None:
-    """Ctrl-C during a paced replay: exit 130, summary and alerts written."""
+    """Ctrl-C during a paced replay: exit 130, summary and alerts written.
+
+    The signal is sent once the first alert has reached standard output (the
+    replay is then surely under way, ~4 s in at 60x), not after a fixed sleep.
+    """
     summary = tmp_path / "hosts.jsonl"
     proc = subprocess.Popen(
         [
-            sys.executable, "-m", "wormwatch", "replay", str(DEMO), "--speed", "1",
-            "--no-tui", "--summary", str(summary),
+            sys.executable, "-m", "wormwatch", "replay", str(DEMO), "--speed", "60",
+            "--no-tui", "--alerts", "-", "--summary", str(summary),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
-    # wait until the replay is under way: the first packets are paced in real time
-    try:
-        proc.wait(timeout=4)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGINT)
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
+    assert json.loads(first)["event_type"] == "alert", err
     assert proc.returncode == 130, err
     assert b"Traceback" not in err
     records = [json.loads(line) for line in summary.read_text().splitlines()]
-    assert records[-1]["event_type"] == "network"
+    network = records[-1]
+    assert network["event_type"] == "network"
+    # stopped part way: fewer packets than the whole capture, more than none
+    assert 0 < network["decode"]["packets"] < DEMO_PACKETS
     assert b"capture" in out
+
+
+def test_sigint_while_kernels_load_still_writes_the_summary(tmp_path: Path) -> None:
+    """Ctrl-C before the first packet (numba compiling into an empty cache): exit
+    130, a summary of nothing, the text summary, no traceback.
+
+    Standard error is a terminal so that the CLI says when the kernels start
+    loading; the signal follows that line, while the kernels compile (~15 s).
+    """
+    summary = tmp_path / "hosts.jsonl"
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wormwatch", "replay", str(DEMO), "--no-tui",
+         "--summary", str(summary)],
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")},
+    )  # fmt: skip
+    os.close(slave)
+    seen = b""
+    while b"loading packet kernels" not in seen:
+        chunk = os.read(master, 1024)
+        assert chunk, seen
+        seen += chunk
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    err = seen + _drain(master)
+    assert proc.returncode == 130, err
+    assert b"Traceback" not in err
+    records = [json.loads(line) for line in summary.read_text().splitlines()]
+    assert [r["event_type"] for r in records] == ["network"]
+    assert records[0]["decode"]["packets"] == 0
+    assert b"capture" in out
+
+
+def _drain(fd: int) -> bytes:
+    """What is left to read on a pty master whose other side is closed."""
+    out = b""
+    try:
+        while chunk := os.read(fd, 1024):
+            out += chunk
+    except OSError:  # EIO: the slave side is gone
+        pass
+    finally:
+        os.close(fd)
+    return out
 
 
 def test_summary_to_a_fifo_is_written_in_place(tmp_path: Path) -> None:

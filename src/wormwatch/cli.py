@@ -152,13 +152,14 @@ def _use_tui(args: argparse.Namespace) -> bool:
     return not args.no_tui and sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
 
 
+def _say_loading() -> None:
+    # numba compiles the packet kernels on the very first run (~15 s here),
+    # then loads them from its cache (~0.2 s): say why the screen waits
+    print("wormwatch: loading packet kernels (the first run compiles them)", file=sys.stderr)
+
+
 def _run(args: argparse.Namespace) -> int:
     from wormwatch.runner import RunOptions, run  # noqa: PLC0415 - keep --help fast
-
-    if sys.stderr.isatty():
-        # numba compiles the packet kernels on the very first run (~15 s here),
-        # then loads them from its cache (~0.2 s): say why the screen waits
-        print("wormwatch: loading packet kernels (the first run compiles them)", file=sys.stderr)
 
     config_path = args.config
     if args.command == "demo" and config_path is None:
@@ -183,6 +184,7 @@ def _run(args: argparse.Namespace) -> int:
         summary_every_s=getattr(args, "summary_every", None),
         concatenate=getattr(args, "concatenate", False),
         metrics=getattr(args, "metrics", None),
+        on_loading=_say_loading if sys.stderr.isatty() else None,
     )
     result = run(cfg, opts)
     for warning in result.warnings:

@@ -49,6 +49,8 @@ class RunOptions:
     summary_every_s: float | None = None
     concatenate: bool = False
     metrics: tuple[str, int] | None = None
+    # called just before the kernels load (the CLI says why the screen waits)
+    on_loading: Callable[[], None] | None = None
 
 
 class _Bounded:
@@ -69,6 +71,37 @@ class _Bounded:
 
     def close(self) -> None:
         self.inner.close()
+
+
+class _NoPackets:
+    """The source of a run stopped before it began: it ends at once."""
+
+    def __init__(self, opts: RunOptions) -> None:
+        self.name = opts.interface or ", ".join(opts.files) or "-"
+
+    def read_batch(self, max_packets: int) -> Batch | None:
+        return None
+
+    def stats(self) -> SourceStats:
+        return SourceStats()
+
+    def close(self) -> None:
+        pass
+
+
+def _warm_up(command: str, on_loading: Callable[[], None] | None) -> bool:
+    """Load (or, on the first run, compile) the kernels; True if Ctrl-C came first.
+
+    Compiling takes ~15 s and the pipeline's own Ctrl-C handling starts after it:
+    a run stopped here still ends as every stopped run does, summary written.
+    """
+    try:
+        if on_loading is not None:
+            on_loading()
+        warm_up(command)
+    except KeyboardInterrupt:
+        return True
+    return False
 
 
 def _open_source(cfg: Config, opts: RunOptions) -> tuple[Source, bool]:
@@ -198,7 +231,7 @@ def run(cfg: Config, opts: RunOptions) -> RunResult:
     alerts = JsonLinesWriter(opts.alerts) if opts.alerts else None
     metrics = None
     try:
-        warm_up(opts.command)
+        is_stopped = _warm_up(opts.command, opts.on_loading)
         # Everything that imports modules comes before the capture is opened
         # and privileges are dropped: the dropped user may not be able to read
         # the interpreter's library directory.
@@ -209,7 +242,7 @@ def run(cfg: Config, opts: RunOptions) -> RunResult:
         if metrics is not None:
             alert_sink = metrics.records
             event_sinks.append(metrics.tally)
-        source, is_live = _open_source(cfg, opts)
+        source, is_live = (_NoPackets(opts), False) if is_stopped else _open_source(cfg, opts)
         if metrics is not None:
             metrics.source = source
         try:
@@ -222,6 +255,8 @@ def run(cfg: Config, opts: RunOptions) -> RunResult:
                 event_sinks=event_sinks,
             )
             result = pipeline.run(source, every_s=opts.summary_every_s, on_every=_periodic(opts))
+            if is_stopped:
+                result.interrupted = True
         finally:
             source.close()
             if presenter is not None:
