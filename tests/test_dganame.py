@@ -1,8 +1,8 @@
 """The name score: kernel against the slow reference, public suffixes, and how well it
-separates generated names (tests/dgagen.py's families) from human-made ones.
+separates generated names (testkit/dgagen.py's families) from human-made ones.
 
 Measured separation (ROC AUC of the score, generated vs. human names: the well-known
-domains and typing mistakes of tests/dgagen.py plus the names of the real captures that a
+domains and typing mistakes of testkit/dgagen.py plus the names of the real captures that a
 person or a program made for people) is asserted below with a margin; the numbers are in
 docs/DETECTION.md ("dga-nx").
 """
@@ -22,9 +22,10 @@ import pytest
 from wormwatch.dganame import load_model, registrable, score_batch, score_texts
 from wormwatch.kernels.dganame import FT_LENGTH, FT_N_WORDS, score_names
 
-import dgagen
-from reference import reference_events
-from reference_dganame import score_name
+from testkit import dgagen
+from testkit.paths import child_env
+from testkit.reference import reference_events
+from testkit.reference_dganame import score_name
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = REPO.parent / "shared" / "pcaps" / "real"
@@ -184,8 +185,9 @@ def test_model_tables_match_the_script(tmp_path: Path) -> None:
         if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != digest:
             pytest.skip(f"{path} missing or not the version the tables were made from")
     subprocess.run(
-        [sys.executable, str(REPO / "scripts/make_dga_model.py"), "--out", str(tmp_path)],
+        [sys.executable, "-m", "scripts.samples.dga_model", "--out", str(tmp_path)],
         check=True,
+        env=child_env(),
     )
     for f in ("dga_trigrams.npy", "dga_words.npy", "public_suffixes.txt", "dga_model.json"):
         assert (tmp_path / f).read_bytes() == (REPO / "src/wormwatch/data" / f).read_bytes(), f

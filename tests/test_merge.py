@@ -16,11 +16,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pcapfile_craft import Record, dpkt_records, epb, idb, pcap_file, shb
 from wormwatch.cli import main
 from wormwatch.kernels.merge import merge_heads
 from wormwatch.source.merge import MergedReplay, warm_up
 from wormwatch.source.pcapfile import open_replay
+
+from testkit.pcapfile_craft import Record, dpkt_records, epb, idb, pcap_file, shb
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "pcaps" / "demo.pcap"

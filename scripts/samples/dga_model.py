@@ -27,8 +27,8 @@ Outputs (``--out``, default ``src/wormwatch/data``):
 
 Usage::
 
-    python scripts/make_dga_model.py                 # rewrite the package's tables
-    python scripts/make_dga_model.py --out DIR       # write them into DIR only
+    python -m scripts.samples.dga_model                 # rewrite the package's tables
+    python -m scripts.samples.dga_model --out DIR       # write them into DIR only
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 WORDS = Path("/usr/share/dict/words")
 PSL = Path("/usr/share/publicsuffix/public_suffix_list.dat")
 # the kernel's alphabet: a-z 0..25, 0-9 26..35, '-' and any other byte 36, boundary 37
@@ -148,7 +148,7 @@ def build(words_path: Path, psl_path: Path, out: Path) -> None:
     np.save(out / "dga_words.npy", bloom(words), allow_pickle=False)
     (out / "public_suffixes.txt").write_text("\n".join(rules) + "\n", encoding="ascii")
     meta = {
-        "made_by": "scripts/make_dga_model.py",
+        "made_by": "scripts/samples/dga_model.py",
         "words": {
             "source": "SCOWL size 50 (Debian wamerican), /usr/share/dict/words",
             "sha256": hashlib.sha256(words_bytes).hexdigest(),

@@ -4,7 +4,7 @@ In: names as the decoder writes them (a ``(n, NAME_SLOT)`` uint8 matrix and thei
 lengths) and a selection. Out: per name a score in 0..1, the offset of its registrable
 domain (public suffix plus one label), and the features behind the score. The packet work
 is :func:`wormwatch.kernels.dganame.score_names`; this module loads the model tables
-shipped in ``wormwatch/data`` (made by ``scripts/make_dga_model.py`` from SCOWL's English
+shipped in ``wormwatch/data`` (made by ``scripts/samples/dga_model.py`` from SCOWL's English
 words and the Public Suffix List) and allocates the outputs.
 """
 

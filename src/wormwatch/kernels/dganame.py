@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-# the model's alphabet (scripts/make_dga_model.py): a-z 0..25, 0-9 26..35, other 36
+# the model's alphabet (scripts/samples/dga_model.py): a-z 0..25, 0-9 26..35, other 36
 SYM_DIGIT0 = 26
 SYM_OTHER = 36
 SYM_BOUNDARY = 37
