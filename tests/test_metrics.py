@@ -27,7 +27,7 @@ from wormwatch.present.metric_families import QTYPE_LABELS, ClusterHealth
 from wormwatch.present.metrics import MetricsServer, RecordCounter, parse_address
 from wormwatch.source.pcapfile import open_replay
 
-from reference import reference_events
+from testkit.reference import reference_events
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = REPO.parent / "shared" / "pcaps" / "real"
