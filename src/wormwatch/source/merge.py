@@ -124,6 +124,9 @@ class MergedReplay:
                 self._keep_from[k] = runs.offsets[k, runs.cursors[k]]
             elif runs.is_finished[k]:
                 self._keep_from[k] = self._splice.sizes[k]
+            elif runs.counts[k]:
+                # the run is used up: what follows lies past its last record
+                self._keep_from[k] = runs.offsets[k, runs.counts[k] - 1]
 
     def stats(self) -> SourceStats:
         """Packets and captured bytes handed out so far, and the warnings met."""
