@@ -31,6 +31,12 @@ BT_EPB = 6
 BYTE_ORDER_MAGIC = 0x1A2B3C4D
 OPT_IF_TSRESOL = 9
 OPT_IF_TSOFFSET = 14
+LINKTYPE_ETHERNET = 1
+LINKTYPE_RAW = 101
+ETH_HEADER = 14
+ETH_P_IP = 0x0800
+IP_PROTO_UDP = 17
+TSRESOL_NS = 9
 
 
 def pcap_file(
@@ -216,3 +222,36 @@ def ticks_to_us(ticks: int, tsresol: int) -> int:
     exp = tsresol & 0x7F
     units_per_s = 2**exp if tsresol & 0x80 else 10**exp
     return ticks * 1_000_000 // units_per_s
+
+
+def write_pcap(path: Path, records: list[Record], *, is_nano: bool = False) -> Path:
+    """Records (as ``dpkt_records`` reads them) into a classic pcap of the first's link type."""
+    scale = 1000 if is_nano else 1
+    rows = [(ts // 10**6, ts % 10**6 * scale, wire, data) for ts, _, wire, _, data in records]
+    path.write_bytes(pcap_file(rows, linktype=records[0][3] if records else 1, is_nano=is_nano))
+    return path
+
+
+def write_pcapng(path: Path, records: list[Record]) -> Path:
+    """Nanosecond pcapng with two interfaces: Ethernet, and raw IP for plain IPv4 frames
+    (their Ethernet header dropped), so one file mixes link types."""
+    blocks = [
+        shb(),
+        idb(LINKTYPE_ETHERNET, tsresol=TSRESOL_NS),
+        idb(LINKTYPE_RAW, tsresol=TSRESOL_NS),
+    ]
+    for ts, _, wire, _, data in records:
+        if struct.unpack_from("!H", data, 12)[0] == ETH_P_IP:
+            blocks.append(epb(1, ts * 1000, data[ETH_HEADER:], wirelen=wire - ETH_HEADER))
+        else:
+            blocks.append(epb(0, ts * 1000, data, wirelen=wire))
+    path.write_bytes(b"".join(blocks))
+    return path
+
+
+def is_udp(record: Record) -> bool:
+    """An Ethernet IPv4 frame carrying UDP (fragments included: the protocol field)."""
+    data = record[4]
+    return (
+        struct.unpack_from("!H", data, 12)[0] == ETH_P_IP and data[ETH_HEADER + 9] == IP_PROTO_UDP
+    )

@@ -7,7 +7,6 @@ sensor must say the same about it, byte for byte, as about the whole capture.
 
 from __future__ import annotations
 
-import json
 import struct
 from pathlib import Path
 
@@ -16,46 +15,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wormwatch.cli import main
 from wormwatch.kernels.merge import merge_heads
 from wormwatch.source.merge import RUN, MergedReplay, warm_up
 from wormwatch.source.pcapfile import open_replay
 
-from testkit.pcapfile_craft import Record, dpkt_records, epb, idb, pcap_file, shb
-
-REPO = Path(__file__).resolve().parent.parent
-DEMO = REPO / "pcaps" / "demo.pcap"
-LINKTYPE_ETHERNET = 1
-LINKTYPE_RAW = 101
-ETH_HEADER = 14
-ETH_P_IP = 0x0800
-IP_PROTO_UDP = 17
-TSRESOL_NS = 9
-
-
-def write_pcap(path: Path, records: list[Record], *, is_nano: bool = False) -> Path:
-    scale = 1000 if is_nano else 1
-    rows = [(ts // 10**6, ts % 10**6 * scale, wire, data) for ts, _, wire, _, data in records]
-    path.write_bytes(pcap_file(rows, linktype=records[0][3] if records else 1, is_nano=is_nano))
-    return path
-
-
-def write_pcapng(path: Path, records: list[Record]) -> Path:
-    """Nanosecond pcapng with two interfaces: Ethernet, and raw IP for plain IPv4 frames
-    (their Ethernet header dropped), so one file mixes link types."""
-    blocks = [shb(), idb(LINKTYPE_ETHERNET, tsresol=TSRESOL_NS), idb(LINKTYPE_RAW, tsresol=9)]
-    for ts, _, wire, _, data in records:
-        if struct.unpack_from("!H", data, 12)[0] == ETH_P_IP:
-            blocks.append(epb(1, ts * 1000, data[ETH_HEADER:], wirelen=wire - ETH_HEADER))
-        else:
-            blocks.append(epb(0, ts * 1000, data, wirelen=wire))
-    path.write_bytes(b"".join(blocks))
-    return path
-
-
-def is_udp(record: Record) -> bool:
-    data = record[4]
-    return struct.unpack_from("!H", data, 12)[0] == ETH_P_IP and data[ETH_HEADER + 9] == 17
+from testkit.paths import DEMO
+from testkit.pcapfile_craft import (
+    ETH_HEADER,
+    ETH_P_IP,
+    LINKTYPE_ETHERNET,
+    Record,
+    dpkt_records,
+    is_udp,
+    write_pcap,
+    write_pcapng,
+)
 
 
 def read_all(paths: list[Path], batch: int = 4096, **kwargs: bool) -> list[tuple[int, bytes]]:
@@ -220,29 +194,6 @@ def test_merge_kernel_compiled_one_signature(split_by_protocol: list[Path]) -> N
     warm_up()
     read_all(split_by_protocol)
     assert len(merge_heads.signatures) == 1
-
-
-def replay_outputs(tmp_path: Path, name: str, *args: str) -> tuple[list[dict[str, object]], str]:
-    summary, alerts = tmp_path / f"{name}.summary", tmp_path / f"{name}.alerts"
-    code = main(["replay", *args, "--no-tui", "--summary", str(summary), "--alerts", str(alerts)])
-    assert code == 0
-    hosts = [json.loads(line) for line in summary.read_text().splitlines()]
-    return hosts, alerts.read_text()
-
-
-def test_sensor_says_the_same_of_merged_taps_as_of_the_whole_capture(
-    split_by_protocol: list[Path], tmp_path: Path
-) -> None:
-    whole_hosts, whole_alerts = replay_outputs(tmp_path, "whole", str(DEMO))
-    verdicts = {v for h in whole_hosts for v in h.get("verdicts", [])}
-    assert {"smb-scan", "keyword-storm", "mx-client"} <= verdicts
-    udp, rest = (str(p) for p in split_by_protocol)
-    for name, order in (("udp-first", [udp, rest]), ("rest-first", [rest, udp])):
-        hosts, alerts = replay_outputs(tmp_path, name, *order)
-        assert alerts == whole_alerts, name
-        # the network record names the source; every host record is the same
-        assert hosts[:-1] == whole_hosts[:-1], name
-        assert hosts[-1]["event_type"] == "network"
 
 
 def resident_file_kib() -> int:
