@@ -54,6 +54,9 @@ class MergedReplay:
     """
 
     def __init__(self, paths: Sequence[str], parts: Sequence[Walked], warnings: list[str]) -> None:
+        # only merged replays need the merge kernel: loaded (or compiled) here, so that
+        # the first batch is not spent on it
+        warm_up()
         self._warnings = warnings
         self._parts = list(parts)
         self._splice = SplicedFiles(paths)
