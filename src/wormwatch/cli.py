@@ -65,6 +65,11 @@ def _metrics_address(text: str) -> tuple[str, int]:
 def _sensor_outputs(p: argparse.ArgumentParser) -> None:
     """What ``live`` and ``replay`` take beyond the common options."""
     p.add_argument(
+        "--events",
+        metavar="F",
+        help="write one JSON line per DNS query and SYN counted to F ('-' = stdout)",
+    )
+    p.add_argument(
         "--metrics",
         type=_metrics_address,
         metavar="[ADDR:]PORT",
@@ -185,6 +190,7 @@ def _run(args: argparse.Namespace) -> int:
         concatenate=getattr(args, "concatenate", False),
         metrics=getattr(args, "metrics", None),
         on_loading=_say_loading if sys.stderr.isatty() else None,
+        events=getattr(args, "events", None),
     )
     result = run(cfg, opts)
     for warning in result.warnings:

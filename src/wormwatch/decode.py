@@ -62,6 +62,7 @@ def _check(batch: Batch) -> None:
 
 _COLUMNS = (
     "ts_us", "src_hi", "src_lo", "dst_hi", "dst_lo", "kind", "dport", "qtype", "name_lens",
+    "sport", "status",
 )  # fmt: skip
 
 
@@ -147,7 +148,7 @@ class Decoder:
                 data, offsets, caplens, linktypes, ts_us,
                 first, n_events, self._status,
                 ev.ts_us, ev.src_hi, ev.src_lo, ev.dst_hi, ev.dst_lo,
-                ev.kind, ev.dport, ev.qtype, ev.names, ev.name_lens,
+                ev.kind, ev.dport, ev.qtype, ev.names, ev.name_lens, ev.sport, ev.status,
                 self._frags, n_frag,
             )  # fmt: skip
             if first >= n_packets:

@@ -72,6 +72,8 @@ def _owned(events: Events, keyword_idx: npt.NDArray[np.int16]) -> Decoded:
             qtype=events.qtype[:n].copy(),
             names=events.names[:n].copy(),
             name_lens=events.name_lens[:n].copy(),
+            sport=events.sport[:n].copy(),
+            status=events.status[:n].copy(),
         ),
         keyword_idx[:n].copy(),
     )

@@ -104,6 +104,8 @@ class Events:
     ASCII letters, labels joined by ``.``, no trailing dot, other bytes as sent
     (escaping is the presenter's job). Empty for SYNs and unparsable names.
     ``qtype`` is 0 for SYNs and for queries whose question could not be read.
+    ``sport`` is the UDP/TCP source port; ``status`` the event's packet's decode
+    status (``ST_*``: ``ok``, or the first problem met in the packet).
     """
 
     n: int
@@ -117,6 +119,8 @@ class Events:
     qtype: U16
     names: U8  # shape (capacity, NAME_SLOT)
     name_lens: I32
+    sport: U16
+    status: U8
 
     @staticmethod
     def allocate(capacity: int, n: int = 0) -> Events:
@@ -133,6 +137,8 @@ class Events:
             qtype=np.zeros(capacity, np.uint16),
             names=np.zeros((capacity, NAME_SLOT), np.uint8),
             name_lens=np.zeros(capacity, np.int32),
+            sport=np.zeros(capacity, np.uint16),
+            status=np.zeros(capacity, np.uint8),
         )
 
 

@@ -59,6 +59,8 @@ def slice_events(ev: Events, lo: int, hi: int) -> Events:
         qtype=ev.qtype[lo:hi],
         names=ev.names[lo:hi],
         name_lens=ev.name_lens[lo:hi],
+        sport=ev.sport[lo:hi],
+        status=ev.status[lo:hi],
     )
 
 

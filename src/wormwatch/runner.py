@@ -8,7 +8,6 @@ summaries written. Errors are :class:`~wormwatch.errors.WormwatchError`.
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -16,10 +15,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from wormwatch.config import Config
-from wormwatch.errors import WormwatchError
 from wormwatch.model import Batch, HostView, Snapshot, SourceStats
+from wormwatch.outputs import Outputs, SummaryFile
 from wormwatch.pipeline import AlertSink, EventSink, Pipeline, Presenter, RunResult
-from wormwatch.present.jsonl import JsonLinesWriter, host_record, summary_record
+from wormwatch.present.jsonl import host_record, summary_record
 from wormwatch.present.text import print_summary
 from wormwatch.source import Source
 from wormwatch.warmup import warm_up
@@ -47,6 +46,7 @@ class RunOptions:
     workers: int = 1
     user: str | None = None
     summary_every_s: float | None = None
+    events: str | None = None
     concatenate: bool = False
     metrics: tuple[str, int] | None = None
     # called just before the kernels load (the CLI says why the screen waits)
@@ -195,7 +195,7 @@ def _metrics(cfg: Config, opts: RunOptions, alerts: AlertSink | None) -> Metrics
 
 
 def write_summary(
-    path: str,
+    out: SummaryFile,
     hosts: list[HostView],
     final: Snapshot,
     bin_s: int,
@@ -205,43 +205,61 @@ def write_summary(
 
     A regular file is written beside its final name and renamed into place,
     so a reader (or a periodic rewrite) never sees half a summary; anything
-    else (``-``, a pipe, ``/dev/null``) is written in place, never replaced.
+    else (``-``, a pipe, ``/dev/null``) is written in place, never replaced
+    (:class:`~wormwatch.outputs.SummaryFile` says which).
     """
-    target = "-" if path == "-" else path
-    is_file = path != "-" and (not os.path.exists(path) or os.path.isfile(path))
-    if is_file:
-        target = path + ".tmp"
-        if os.path.exists(target):
-            os.unlink(target)
-    writer = JsonLinesWriter(target)
+    writer = out.open_for_rewrite()
     try:
         for view in hosts:
             writer.write(host_record(view, bin_s))
         writer.write(summary_record(dataclasses.replace(final, hosts=hosts), network_sync=network))
-    finally:
-        writer.close()
-    if is_file:
-        os.replace(target, path)
+    except BaseException:
+        if writer is not out.kept:
+            writer.close()
+        raise
+    out.commit(writer)
+
+
+def _sinks(
+    outputs: Outputs, metrics: MetricsServer | None
+) -> tuple[AlertSink | None, list[EventSink]]:
+    """Where alert records and each batch's events go."""
+    alert_sink: AlertSink | None = outputs.alerts
+    event_sinks: list[EventSink] = []
+    events = outputs.events
+    if events is not None:
+        event_sinks.append(events)
+    if metrics is not None:
+        alert_sink = metrics.records
+        event_sinks.append(metrics.tally)
+        if events is not None:
+            metrics.event_lines = lambda: events.n_lines
+    return alert_sink, event_sinks
 
 
 def run(cfg: Config, opts: RunOptions) -> RunResult:
-    """Run live capture or replay to the end; write alerts and summaries."""
-    if opts.summary and opts.summary != "-":
-        _check_writable(opts.summary)
-    alerts = JsonLinesWriter(opts.alerts) if opts.alerts else None
+    """Run live capture or replay to the end; write alerts and summaries.
+
+    Every output is opened and checked first (:class:`~wormwatch.outputs.Outputs`):
+    nothing is captured before each is known to work.
+    """
+    outputs = Outputs(
+        alerts=opts.alerts,
+        events=opts.events,
+        summary=opts.summary,
+        summary_every_s=opts.summary_every_s,
+        user=opts.user,
+        is_live=opts.command == "live",
+    )
     metrics = None
     try:
         is_stopped = _warm_up(opts.command, opts.on_loading)
         # Everything that imports modules comes before the capture is opened
         # and privileges are dropped: the dropped user may not be able to read
         # the interpreter's library directory.
-        metrics = _metrics(cfg, opts, alerts)
+        metrics = _metrics(cfg, opts, outputs.alerts)
         presenter = _presenter(opts, metrics)
-        alert_sink: AlertSink | None = alerts
-        event_sinks: list[EventSink] = []
-        if metrics is not None:
-            alert_sink = metrics.records
-            event_sinks.append(metrics.tally)
+        alert_sink, event_sinks = _sinks(outputs, metrics)
         source, is_live = (_NoPackets(opts), False) if is_stopped else _open_source(cfg, opts)
         if metrics is not None:
             metrics.source = source
@@ -254,53 +272,49 @@ def run(cfg: Config, opts: RunOptions) -> RunResult:
                 presenter=presenter,
                 event_sinks=event_sinks,
             )
-            result = pipeline.run(source, every_s=opts.summary_every_s, on_every=_periodic(opts))
-            if is_stopped:
-                result.interrupted = True
+            with outputs.rotation():
+                result = pipeline.run(
+                    source, every_s=opts.summary_every_s, on_every=_periodic(opts, outputs)
+                )
+                if is_stopped:
+                    result.interrupted = True
+                if outputs.summary is not None:
+                    write_summary(
+                        outputs.summary,
+                        result.hosts,
+                        result.final,
+                        pipeline.agg.bin_s,
+                        pipeline.network_evidence(),
+                    )
         finally:
             source.close()
             if presenter is not None:
                 # the terminal comes back whatever happened in the run
                 presenter.close()
     finally:
-        if alerts is not None:
-            alerts.close()
+        outputs.close()
         if metrics is not None:
             metrics.close()
-    if opts.summary:
-        write_summary(
-            opts.summary,
-            result.hosts,
-            result.final,
-            pipeline.agg.bin_s,
-            pipeline.network_evidence(),
-        )
     if opts.summary != "-":
         _print_text(result)
     return result
 
 
-def _periodic(opts: RunOptions) -> Callable[[Pipeline, Snapshot], None] | None:
-    path = opts.summary
-    if not (opts.summary_every_s and path and path != "-"):
+def _periodic(opts: RunOptions, outputs: Outputs) -> Callable[[Pipeline, Snapshot], None] | None:
+    summary = outputs.summary
+    if not (opts.summary_every_s and summary is not None and summary.path != "-"):
         return None
 
     def rewrite(pipeline: Pipeline, snapshot: Snapshot) -> None:
         write_summary(
-            path, pipeline.host_views(), snapshot, pipeline.agg.bin_s, pipeline.network_evidence()
+            summary,
+            pipeline.host_views(),
+            snapshot,
+            pipeline.agg.bin_s,
+            pipeline.network_evidence(),
         )
 
     return rewrite
-
-
-def _check_writable(path: str) -> None:
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise WormwatchError(f"cannot write summary {path}: directory {parent} does not exist")
-    if os.path.exists(path) and not os.access(path, os.W_OK):
-        raise WormwatchError(f"cannot write summary {path}: permission denied")
-    if not os.path.exists(path) and not os.access(parent, os.W_OK):
-        raise WormwatchError(f"cannot write summary {path}: directory {parent} is not writable")
 
 
 def _print_text(result: RunResult) -> None:

@@ -101,6 +101,7 @@ from wormwatch.kernels.headers import (
     TCP_FLAGS_END,
     TCP_FLAGS_OFF,
     TCP_LEN_MIN,
+    TCP_SPORT_OFF,
     TH_ACK,
     TH_SYN,
     UDP_DPORT_OFF,
@@ -506,9 +507,10 @@ def _dns_events(data, action, start, stop, row, names, qtypes, name_lens):  # ty
 @njit(cache=True, nogil=True, inline="always")
 def _packet(data, start, end, linktype, row, names, qtypes, name_lens):  # type: ignore[no-untyped-def]
     """One packet -> (status, action, IP version, IP offset, dport, rows of events,
-    protocol, offset, sent end). The last three are set for a fragment only: the IPv4
-    protocol and payload offset, or the IPv6 fragment header's next header and offset;
-    and the end of the IP packet as sent (-1: cannot be reassembled)."""
+    protocol, offset, sent end). For a fragment, the last three are the IPv4 protocol
+    and payload offset, or the IPv6 fragment header's next header and offset, and the
+    end of the IP packet as sent (-1: cannot be reassembled); for a packet with events,
+    offset is the UDP/TCP header's."""
     status, version, ip = _link(data, start, end, linktype)
     if status != _GO:
         return status, 0, 0, ip, 0, 0, 0, 0, 0
@@ -530,12 +532,12 @@ def _packet(data, start, end, linktype, row, names, qtypes, name_lens):  # type:
     if action == _ACT_SYN:
         qtypes[row] = 0
         name_lens[row] = 0
-        return ST_OK, action, version, ip, dport, 1, 0, 0, 0
+        return ST_OK, action, version, ip, dport, 1, 0, off, 0
     problem, n_rows = _dns_events(data, action, payload, stop, row, names, qtypes, name_lens)
     if problem != _GO:
-        return problem, action, version, ip, dport, n_rows, 0, 0, 0
+        return problem, action, version, ip, dport, n_rows, 0, off, 0
     status = ST_OK if n_rows > 0 else ST_IGNORED
-    return status, action, version, ip, dport, n_rows, 0, 0, 0
+    return status, action, version, ip, dport, n_rows, 0, off, 0
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -571,11 +573,12 @@ def _put_fragment(data, frags, n_frag, p, row, end, version, ip, protocol, off, 
 def decode_packets(  # type: ignore[no-untyped-def]
     data, offsets, caplens, linktypes, ts_us, first, n_events, statuses,
     ev_ts, src_hi, src_lo, dst_hi, dst_lo, kinds, dports, qtypes, names, name_lens,
-    frags, n_frag,
+    sports, ev_statuses, frags, n_frag,
 ):  # fmt: skip
     """Decode packets ``first..`` of a batch into event rows ``n_events..``.
 
-    Writes ``statuses[p]`` per packet and the event columns per event; a fragment
+    Writes ``statuses[p]`` per packet and the event columns per event (an event's
+    status is its packet's, the first problem met in it); a fragment
     (status ``fragment``) also gets a row ``frags[n_frag]`` for the reassembly kernel
     (``frags`` holds a row per packet of the batch). Stops before a packet when fewer
     than MAX_EVENTS_PER_PACKET rows are free.
@@ -598,10 +601,14 @@ def decode_packets(  # type: ignore[no-untyped-def]
             )
             n_frag += 1
         kind = KIND_SYN if action == _ACT_SYN else KIND_DNS
+        # UDP and TCP both start with the source port
+        sport = _be16(data, off + TCP_SPORT_OFF) if n_rows > 0 else 0
         for row in range(n_events, n_events + n_rows):
             ev_ts[row] = ts_us[p]
             kinds[row] = kind
             dports[row] = dport
+            sports[row] = sport
+            ev_statuses[row] = status
             _put_addresses(data, ip, version, row, src_hi, src_lo, dst_hi, dst_lo)
         n_events += n_rows
         p += 1

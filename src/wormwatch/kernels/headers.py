@@ -90,11 +90,13 @@ IP_PROTO_MOBILITY: Final = 135  # mobility header (RFC 6275)
 
 # --- UDP (RFC 768) ------------------------------------------------------------------
 UDP_LEN: Final = 8
+UDP_SPORT_OFF: Final = 0
 UDP_DPORT_OFF: Final = 2
 UDP_ULEN_OFF: Final = 4  # length of header and data
 
 # --- TCP (RFC 9293) -----------------------------------------------------------------
 TCP_LEN_MIN: Final = 20
+TCP_SPORT_OFF: Final = 0
 TCP_DPORT_OFF: Final = 2
 TCP_DOFF_OFF: Final = 12  # data offset in the high nibble, in 4-octet units
 TCP_FLAGS_OFF: Final = 13

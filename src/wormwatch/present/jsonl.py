@@ -20,7 +20,7 @@ import json
 import math
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 
 import numpy as np
@@ -156,16 +156,40 @@ def _dumps(obj: object) -> str:
     )
 
 
+def _no_line_breaks(text: str) -> str:
+    for raw, escaped in _LINE_BREAKS.items():
+        if raw in text:
+            text = text.replace(raw, escaped)
+    return text
+
+
+def json_string_body(text: str) -> bytes:
+    """``text`` as the inside of a JSON string (no quotes), UTF-8, one line."""
+    return _no_line_breaks(_dumps(text)[1:-1]).encode("utf-8", errors="backslashreplace")
+
+
 def encode_line(record: Mapping[str, object]) -> bytes:
     """One record as one UTF-8 line ending in ``\\n``."""
     try:
         text = _dumps(record)
     except ValueError:
         text = _dumps(_finite(record))
-    for raw, escaped in _LINE_BREAKS.items():
-        if raw in text:
-            text = text.replace(raw, escaped)
-    return (text + "\n").encode("utf-8", errors="backslashreplace")
+    return (_no_line_breaks(text) + "\n").encode("utf-8", errors="backslashreplace")
+
+
+class ReopenRequests:
+    """Log rotation's signal (SIGHUP, logrotate's ``postrotate``): writers that share
+    this reopen their file by its path before their next write once it moves on.
+
+    The signal handler only counts (:meth:`request`); the reopening happens between
+    two whole writes, so no line is torn or lost.
+    """
+
+    def __init__(self) -> None:
+        self.generation = 0
+
+    def request(self) -> None:
+        self.generation += 1
 
 
 class JsonLinesWriter:
@@ -178,24 +202,76 @@ class JsonLinesWriter:
     disk filled up), a newline is written first so the next record starts
     on its own line.
 
+    Args:
+        path: the file, or ``-``.
+        reopen: rotation requests; a regular file is reopened by its path (and
+            created anew if it was moved away) before the next write after one.
+        owner: ``(uid, gid)`` to give a file this writer creates (root opening the
+            outputs for the user it will drop to, who then can rotate them).
+        warn: where a one-line warning goes when a reopen fails (the writer then
+            keeps writing to the file it has open).
+
     Raises:
         WormwatchError: the file cannot be opened or written (disk full,
             closed pipe, permission), with a one-line message.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        reopen: ReopenRequests | None = None,
+        owner: tuple[int, int] | None = None,
+        warn: Callable[[str], None] | None = None,
+    ) -> None:
         self.path = path
         self.n_written = 0
         self._label = "standard output" if path == "-" else path
+        self._reopen = reopen
+        self._generation = reopen.generation if reopen is not None else 0
+        self._owner = owner
+        self._warn = warn
         try:
-            if path == "-":
-                self._fd = os.dup(1)
-            else:
-                self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            self._fd = os.dup(1) if path == "-" else self._open()
             self._is_file = stat.S_ISREG(os.fstat(self._fd).st_mode)
             self._end_partial_line()
         except OSError as err:
             raise self._error("cannot open", err) from None
+
+    def _open(self) -> int:
+        flags = os.O_WRONLY | os.O_APPEND
+        try:
+            fd = os.open(self.path, flags | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return os.open(self.path, flags)
+        if self._owner is not None:
+            try:
+                os.fchown(fd, *self._owner)
+            except OSError:
+                os.close(fd)
+                raise
+        return fd
+
+    def _follow_rotation(self) -> None:
+        """Reopen by path once after each rotation request (regular files only)."""
+        if self._reopen is None or self._reopen.generation == self._generation:
+            return
+        self._generation = self._reopen.generation
+        if not self._is_file:
+            return
+        try:
+            fd = self._open()
+        except OSError as err:
+            if self._warn is not None:
+                reason = str(self._error("cannot reopen", err)).split(": ", 1)[-1]
+                self._warn(
+                    f"cannot reopen {self.path} after SIGHUP ({reason}); "
+                    "still writing to the file it had open"
+                )
+            return
+        old, self._fd = self._fd, fd
+        os.close(old)
+        self._end_partial_line()
 
     def _end_partial_line(self) -> None:
         if self.path == "-":
@@ -219,7 +295,7 @@ class JsonLinesWriter:
             reason = err.strerror or str(err)
         return WormwatchError(f"{what} JSON lines output {self._label}: {reason}")
 
-    def _write_all(self, data: bytes) -> None:
+    def _write_all(self, data: bytes | memoryview) -> None:
         view = memoryview(data)
         while view:
             n = os.write(self._fd, view)
@@ -227,15 +303,19 @@ class JsonLinesWriter:
 
     def write(self, record: Mapping[str, object]) -> None:
         """Append one record as one line."""
+        self.write_lines(encode_line(record), 1)
+
+    def write_lines(self, lines: bytes | memoryview, n_lines: int) -> None:
+        """Append ``n_lines`` whole lines (each ending in ``\n``) in one write."""
         if self._fd < 0:
             raise WormwatchError(f"JSON lines output {self._label} is already closed")
-        line = encode_line(record)
+        self._follow_rotation()
         try:
             start = os.lseek(self._fd, 0, os.SEEK_END) if self._is_file else -1
         except OSError:
             start = -1
         try:
-            self._write_all(line)
+            self._write_all(lines)
         except OSError as err:
             # A full disk can take part of a line before it refuses the rest:
             # cut the file back to where the line began, so every line in it
@@ -244,7 +324,15 @@ class JsonLinesWriter:
                 with contextlib.suppress(OSError):
                     os.ftruncate(self._fd, start)
             raise self._error("cannot write to", err) from None
-        self.n_written += 1
+        self.n_written += n_lines
+
+    def truncate(self) -> None:
+        """Empty the file (after a pending reopen), for a rewrite in place."""
+        self._follow_rotation()
+        try:
+            os.ftruncate(self._fd, 0)
+        except OSError as err:
+            raise self._error("cannot rewrite", err) from None
 
     def close(self) -> None:
         """Close the file; closing twice is harmless."""

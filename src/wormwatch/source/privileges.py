@@ -12,11 +12,65 @@ from __future__ import annotations
 
 import os
 import pwd
+from dataclasses import dataclass
 from typing import Final
 
 from wormwatch.errors import WormwatchError
 
 DEFAULT_USER: Final = "nobody"
+
+
+@dataclass(frozen=True, slots=True)
+class DropTarget:
+    """The account a root process will drop to."""
+
+    name: str
+    uid: int
+    gid: int
+
+
+def drop_target(user: str | None) -> DropTarget | None:
+    """Who :func:`drop_privileges` will switch to, or None when nothing will change
+    (not running as root, or ``user`` is root itself).
+
+    Raises:
+        WormwatchError: the user does not exist.
+    """
+    if os.geteuid() != 0:
+        return None
+    name = user or DEFAULT_USER
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError as err:
+        raise WormwatchError(
+            f"--user {name}: no such user (create it, or name an existing one with --user)"
+        ) from err
+    if entry.pw_uid == 0:
+        return None
+    return DropTarget(name, entry.pw_uid, entry.pw_gid)
+
+
+def can_create_in(directory: str, target: DropTarget | None) -> bool:
+    """Whether ``target`` (this process when None) can create and remove a file in
+    ``directory``: tried for real, by a child process that drops to ``target``
+    first, so ACLs, read-only mounts and root-squashed NFS answer as they will."""
+    if target is None:
+        return os.access(directory, os.W_OK | os.X_OK)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child's exit code is the answer
+        code = 1
+        try:
+            os.setgroups(os.getgrouplist(target.name, target.gid))
+            os.setresgid(target.gid, target.gid, target.gid)
+            os.setresuid(target.uid, target.uid, target.uid)
+            probe = os.path.join(directory, f".wormwatch-probe-{os.getpid()}")
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            os.unlink(probe)
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
 
 
 def drop_privileges(user: str | None) -> str | None:
@@ -37,14 +91,10 @@ def drop_privileges(user: str | None) -> str | None:
     if os.geteuid() != 0:
         return None
     name = user or DEFAULT_USER
-    try:
-        entry = pwd.getpwnam(name)
-    except KeyError as err:
-        raise WormwatchError(
-            f"--user {name}: no such user (create it, or name an existing one with --user)"
-        ) from err
-    if entry.pw_uid == 0:
+    target = drop_target(name)
+    if target is None:
         return name
+    entry = pwd.getpwnam(name)
     try:
         os.initgroups(name, entry.pw_gid)
         os.setresgid(entry.pw_gid, entry.pw_gid, entry.pw_gid)

@@ -1,0 +1,198 @@
+"""Every file a run writes, opened and checked before anything is captured.
+
+In: the run's options (``--alerts``, ``--events``, ``--summary``, ``--summary-every``,
+``--user``). Out: open writers, kept across the privilege drop, and SIGHUP handling
+for log rotation. Errors are one :class:`~wormwatch.errors.WormwatchError` line.
+
+Live capture started as root drops to ``--user`` (default ``nobody``) once the
+capture is open. So, before that:
+
+- the alerts and event files are opened (created, and given to that user, when
+  new) and their descriptors kept: appending needs no more permission;
+- the summary is written by renaming a new file into its directory, so no reader
+  ever sees half of one. Whether the user can create files there is tried for real
+  (:func:`~wormwatch.source.privileges.can_create_in`). If not, a summary written
+  once at the end goes through a descriptor opened now, rewritten in place; a
+  periodic one (``--summary-every``) cannot, and the run stops with one line that
+  names the user, the directory and the fixes.
+
+SIGHUP (logrotate's ``postrotate``) makes every writer reopen its file by path
+before its next write: a moved file is created anew. The dropped user can create it
+only in a directory it may write (systemd's ``LogsDirectory=`` gives it one);
+elsewhere logrotate's ``create`` must make the new file, which is then opened as
+it is. A reopen that fails keeps writing to the old file and says so once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Iterator
+
+from wormwatch.errors import WormwatchError
+from wormwatch.present.eventlog import EventLog
+from wormwatch.present.jsonl import JsonLinesWriter, ReopenRequests
+from wormwatch.source.privileges import DropTarget, can_create_in, drop_target
+
+_FIXES = "use --user with a user who can, a directory that user owns, or systemd's LogsDirectory="
+
+
+def _fixes(target: DropTarget | None) -> str:
+    return _FIXES if target is not None else "choose a directory you can write"
+
+
+def _warn(message: str) -> None:
+    print(f"wormwatch: warning: {message}", file=sys.stderr, flush=True)
+
+
+def _who(target: DropTarget | None) -> str:
+    if target is None:
+        return f"this process (uid {os.geteuid()})"
+    return f"user {target.name} (the sensor drops to it after opening the capture)"
+
+
+class SummaryFile:
+    """Where host summaries go: renamed into place, or rewritten through a kept
+    descriptor when the writer will not be allowed to create files beside it."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        is_periodic: bool,
+        target: DropTarget | None,
+        reopen: ReopenRequests,
+    ) -> None:
+        self.path = path
+        self.kept: JsonLinesWriter | None = None
+        self._reopen = reopen
+        self.is_renamed = path != "-" and (not os.path.exists(path) or os.path.isfile(path))
+        if not self.is_renamed:
+            return
+        directory = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(directory):
+            raise WormwatchError(
+                f"cannot write summary {path}: directory {directory} does not exist"
+            )
+        if can_create_in(directory, target):
+            return
+        if is_periodic:
+            raise WormwatchError(
+                f"--summary-every rewrites {path} by renaming a new file into {directory}, "
+                f"but {_who(target)} cannot create files there: {_fixes(target)}"
+            )
+        self.is_renamed = False
+        owner = (target.uid, target.gid) if target is not None else None
+        try:
+            self.kept = JsonLinesWriter(path, reopen=reopen, owner=owner, warn=_warn)
+        except WormwatchError:
+            raise WormwatchError(
+                f"cannot write summary {path}: permission denied, and {_who(target)} "
+                f"cannot create files in {directory}: {_fixes(target)}"
+            ) from None
+
+    def open_for_rewrite(self) -> JsonLinesWriter:
+        """A writer for one whole summary; :meth:`commit` when it is complete."""
+        if self.kept is not None:
+            self.kept.truncate()
+            return self.kept
+        if not self.is_renamed:
+            return JsonLinesWriter(self.path)
+        tmp = self.path + ".tmp"
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        return JsonLinesWriter(tmp)
+
+    def commit(self, writer: JsonLinesWriter) -> None:
+        """Finish one summary: rename it into place (or keep the descriptor open)."""
+        if writer is self.kept:
+            return
+        writer.close()
+        if self.is_renamed:
+            os.replace(self.path + ".tmp", self.path)
+
+    def close(self) -> None:
+        if self.kept is not None:
+            self.kept.close()
+
+
+class Outputs:
+    """The run's writers, opened before the capture (see the module docstring).
+
+    Args:
+        alerts, events, summary: paths from the command line, or None.
+        summary_every_s: ``--summary-every`` (a periodic summary needs the rename).
+        user: ``--user``; only a live capture started as root drops to it.
+    """
+
+    def __init__(
+        self,
+        *,
+        alerts: str | None,
+        events: str | None,
+        summary: str | None,
+        summary_every_s: float | None,
+        user: str | None,
+        is_live: bool,
+    ) -> None:
+        self.reopen = ReopenRequests()
+        target = drop_target(user) if is_live else None
+        self.summary = (
+            SummaryFile(
+                summary, is_periodic=bool(summary_every_s), target=target, reopen=self.reopen
+            )
+            if summary
+            else None
+        )
+        owner = (target.uid, target.gid) if target is not None else None
+        self.alerts: JsonLinesWriter | None = None
+        self.events: EventLog | None = None
+        try:
+            for path in (alerts, events):
+                if path:
+                    self._note_rotation(path, target)
+            if alerts:
+                self.alerts = self._writer(alerts, owner)
+            if events:
+                self.events = EventLog(self._writer(events, owner))
+        except WormwatchError:
+            self.close()
+            raise
+
+    def _writer(self, path: str, owner: tuple[int, int] | None) -> JsonLinesWriter:
+        return JsonLinesWriter(path, reopen=self.reopen, owner=owner, warn=_warn)
+
+    def _note_rotation(self, path: str, target: DropTarget | None) -> None:
+        """Say at start-up when a rotated file could not be created anew."""
+        directory = os.path.dirname(os.path.abspath(path))
+        if path == "-" or target is None or not os.path.isdir(directory):
+            return
+        if not can_create_in(directory, target):
+            _warn(
+                f"user {target.name} cannot create files in {directory}: after log "
+                f"rotation (SIGHUP), {path} is reopened only if logrotate's `create` "
+                "made it anew (contrib/logrotate)"
+            )
+
+    @contextlib.contextmanager
+    def rotation(self) -> Iterator[None]:
+        """SIGHUP requests a reopen of every file, for the duration of the block."""
+        try:
+            old = signal.signal(signal.SIGHUP, lambda _signum, _frame: self.reopen.request())
+        except ValueError:  # not the main thread: the caller owns signals
+            yield
+            return
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGHUP, old)
+
+    def close(self) -> None:
+        """Close every file (idempotent)."""
+        for writer in (self.alerts, self.events.writer if self.events else None):
+            if writer is not None:
+                writer.close()
+        if self.summary is not None:
+            self.summary.close()
