@@ -45,6 +45,8 @@ def take_events(ev: Events, idx: I64) -> Events:
         qtype=ev.qtype[idx],
         names=ev.names[idx],
         name_lens=ev.name_lens[idx],
+        sport=ev.sport[idx],
+        status=ev.status[idx],
     )
 
 

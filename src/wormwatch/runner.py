@@ -276,16 +276,9 @@ def run(cfg: Config, opts: RunOptions) -> RunResult:
                 result = pipeline.run(
                     source, every_s=opts.summary_every_s, on_every=_periodic(opts, outputs)
                 )
-                if is_stopped:
-                    result.interrupted = True
+                result.interrupted = result.interrupted or is_stopped
                 if outputs.summary is not None:
-                    write_summary(
-                        outputs.summary,
-                        result.hosts,
-                        result.final,
-                        pipeline.agg.bin_s,
-                        pipeline.network_evidence(),
-                    )
+                    write_summary(outputs.summary, *_summary_of(pipeline, result))
         finally:
             source.close()
             if presenter is not None:
@@ -298,6 +291,12 @@ def run(cfg: Config, opts: RunOptions) -> RunResult:
     if opts.summary != "-":
         _print_text(result)
     return result
+
+
+def _summary_of(
+    pipeline: Pipeline, result: RunResult
+) -> tuple[list[HostView], Snapshot, int, dict[str, object] | None]:
+    return result.hosts, result.final, pipeline.agg.bin_s, pipeline.network_evidence()
 
 
 def _periodic(opts: RunOptions, outputs: Outputs) -> Callable[[Pipeline, Snapshot], None] | None:
