@@ -6,8 +6,8 @@ bytes) goes in; out come the kernel's (status, events) through the real wrapper
 ``reference.decode_frame``, the invariant violations of the kernel's output, and the
 difference of the two. ``tests/scenarios/test_fuzz.py`` (hypothesis, JIT on) and
 ``scripts/fuzz/decode.py`` (atheris, JIT off) share this module, and the seed frames:
-every record of the sample captures in ``pcaps/`` and the real ones in
-``/work/shared/pcaps/real/``, plus the corpus in ``tests/fuzz_corpus/frames.json``.
+every record of the sample captures in ``pcaps/`` and of the real captures beside the
+repository (``testkit.paths.REAL_PCAPS``), plus the corpus in ``tests/fuzz_corpus/frames.json``.
 """
 
 from __future__ import annotations

@@ -11,8 +11,9 @@ PCAPS = REPO / "pcaps"
 DEMO = PCAPS / "demo.pcap"
 MANIFEST = PCAPS / "MANIFEST.toml"
 GOLDEN = REPO / "tests" / "golden"
-# The real captures are not committed: they sit in a shared folder beside the checkout.
-REAL_PCAPS = REPO.parent / "shared" / "pcaps" / "real"
+# The real captures are not committed: they sit in a shared folder beside the checkout
+# (WORMWATCH_REAL_PCAPS points elsewhere, e.g. at nothing to see what skips without them).
+REAL_PCAPS = Path(os.environ.get("WORMWATCH_REAL_PCAPS", REPO.parent / "shared" / "pcaps" / "real"))
 
 
 def child_env(**extra: str) -> dict[str, str]:
@@ -28,3 +29,13 @@ def python_m(module: str, *args: str) -> list[str]:
     Through ``env`` so that it survives ``ip netns exec`` and the like, which pass argv on.
     """
     return ["env", f"PYTHONPATH={REPO}", sys.executable, "-m", module, *args]
+
+
+REAL_MISSING = (
+    f"real captures not found at {REAL_PCAPS} (the shared folder beside the repository root)"
+)
+
+
+def real_captures() -> list[Path]:
+    """Every real capture file (empty when the folder is absent)."""
+    return sorted(p for p in REAL_PCAPS.glob("*.pcap*") if p.is_file())

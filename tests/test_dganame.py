@@ -28,7 +28,6 @@ from testkit.reference import reference_events
 from testkit.reference_dganame import score_name
 
 REPO = Path(__file__).resolve().parents[1]
-REAL = REPO.parent / "shared" / "pcaps" / "real"
 DAY = date(2026, 11, 30)
 # machine-made names in the real captures: a dnscat tunnel and Sality's domains
 MACHINE_MADE_REAL = (b"dnscat.", b"kjwre", b"kukutrustnet")
@@ -41,20 +40,18 @@ def auc(positives: np.ndarray, negatives: np.ndarray) -> float:
     return float(greater + 0.5 * ties)
 
 
-def real_human_names() -> list[bytes]:
-    if not REAL.is_dir():
-        pytest.skip(f"real captures not found at {REAL}")
+def real_human_names(real_pcaps: Path) -> list[bytes]:
     names = set()
-    for path in sorted(REAL.glob("*.pcap*")):
+    for path in sorted(real_pcaps.glob("*.pcap*")):
         for e in reference_events(path)[1]:
             if e.kind == 1 and e.name and not e.name.startswith(MACHINE_MADE_REAL):
                 names.add(e.name)
     return sorted(names)
 
 
-def human_scores() -> np.ndarray:
+def human_scores(real_pcaps: Path) -> np.ndarray:
     texts = [*dgagen.HUMAN_DOMAINS, *dgagen.TYPOS]
-    return np.r_[score_texts(texts).scores, score_texts(real_human_names()).scores]
+    return np.r_[score_texts(texts).scores, score_texts(real_human_names(real_pcaps)).scores]
 
 
 EDGE_NAMES = [
@@ -137,24 +134,22 @@ def test_unselected_and_empty_names_score_nothing() -> None:
     ],
 )
 def test_score_separates_generated_from_human_names(
-    family: str, min_auc: float, min_mean: float
+    family: str, min_auc: float, min_mean: float, real_pcaps: Path
 ) -> None:
     generated = score_texts(dgagen.FAMILIES[family](DAY, 2000)).scores
-    human = human_scores()
+    human = human_scores(real_pcaps)
     assert auc(generated, human) >= min_auc
     assert generated.mean() >= min_mean
     assert np.median(human) < 0.2
 
 
-def test_human_names_rarely_score_high() -> None:
-    human = human_scores()
+def test_human_names_rarely_score_high(real_pcaps: Path) -> None:
+    human = human_scores(real_pcaps)
     assert (human >= 0.5).mean() <= 0.15
     assert score_texts(dgagen.TYPOS).scores.max() < 0.5
 
 
 def test_machine_made_names_in_real_captures_score_high() -> None:
-    if not REAL.is_dir():
-        pytest.skip(f"real captures not found at {REAL}")
     sality = [b"kjwre77638dfqwieuoi.info", b"www.kjwre9fqwieluoi.info"]
     assert score_texts(sality).scores.min() >= 0.8
 

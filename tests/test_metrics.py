@@ -27,10 +27,10 @@ from wormwatch.present.metric_families import QTYPE_LABELS, ClusterHealth
 from wormwatch.present.metrics import MetricsServer, RecordCounter, parse_address
 from wormwatch.source.pcapfile import open_replay
 
+from testkit.paths import REAL_PCAPS
 from testkit.reference import reference_events
 
 REPO = Path(__file__).resolve().parents[1]
-REAL = REPO.parent / "shared" / "pcaps" / "real"
 SAMPLES = [REPO / "pcaps" / name for name in ("demo.pcap", "dns_tcp.pcap", "frag_dns_v4.pcap")]
 REAL_ONES = ["id2t_Win7_eternalblue_scan.pcap", "ndpi_dns_exfiltration.pcap", "ppa_blaster.pcap"]
 
@@ -82,7 +82,7 @@ def _ids(path: Path) -> str:
 
 
 def _captures() -> list[Path]:
-    real = [REAL / name for name in REAL_ONES if (REAL / name).exists()]
+    real = [REAL_PCAPS / name for name in REAL_ONES if (REAL_PCAPS / name).exists()]
     return [*SAMPLES, *real]
 
 

@@ -26,6 +26,7 @@ from wormwatch.errors import WormwatchError
 from wormwatch.kernels.pcapwalk import walk_pcap, walk_pcapng
 from wormwatch.source.pcapfile import MAX_CAPLEN, ReplaySource, open_replay, warm_up
 
+from testkit.paths import PCAPS
 from testkit.pcapfile_craft import (
     BT_ISB,
     BT_NRB,
@@ -42,15 +43,10 @@ from testkit.pcapfile_craft import (
     ticks_to_us,
 )
 
-REPO = Path(__file__).resolve().parents[1]
-REAL = REPO.parent / "shared" / "pcaps" / "real"
-REAL_FILES = sorted(REAL.glob("*.pcap*"))
-SMALL_REAL = REAL / "suricata_dns-mx-queries.pcap"
-MULTI_IF = REAL / "zeek_pcapng-multi-interface.pcapng"
-# CI lays shared/ beside the clone; elsewhere say why these tests did not run
-pytestmark = pytest.mark.skipif(
-    not SMALL_REAL.is_file(), reason=f"real captures not found at {REAL} (shared/ beside the repo)"
-)
+# committed samples (classic little-endian microsecond pcap; pcapng with two interfaces):
+# the crafted-file tests start from these, so they run without the real captures
+SMALL = PCAPS / "dns_names.pcap"
+MULTI = PCAPS / "multi_if.pcapng"
 
 
 def read_all(source: ReplaySource, max_packets: int = 4096) -> list[Record]:
@@ -75,17 +71,18 @@ def read_all(source: ReplaySource, max_packets: int = 4096) -> list[Record]:
     return out
 
 
-def replay(paths: list[Path | str], max_packets: int = 4096) -> tuple[list[Record], list[str]]:
-    source = open_replay([str(p) for p in paths])
+def replay(
+    paths: list[Path | str], max_packets: int = 4096, *, concatenate: bool = False
+) -> tuple[list[Record], list[str]]:
+    source = open_replay([str(p) for p in paths], concatenate=concatenate)
     records = read_all(source, max_packets)
     warnings = source.stats().warnings
     source.close()
     return records, warnings
 
 
-@pytest.mark.skipif(not REAL_FILES, reason="no real captures beside the repository")
-@pytest.mark.parametrize("path", REAL_FILES, ids=[p.name for p in REAL_FILES])
-def test_real_capture_matches_dpkt(path: Path) -> None:
+def test_real_capture_matches_dpkt(real_capture: Path) -> None:
+    path = real_capture
     expected = dpkt_records(path)
     source = open_replay([str(path)])
     batch = source.read_batch(4096)
@@ -101,9 +98,9 @@ def test_real_capture_matches_dpkt(path: Path) -> None:
         assert [r[4] for r in records] == dpkt_pcapng_packets(path)
 
 
-def test_multi_interface_pcapng_uses_each_interface_resolution() -> None:
+def test_multi_interface_pcapng_uses_each_interface_resolution(real_pcaps: Path) -> None:
     # interface 0 counts nanoseconds, interface 1 microseconds (zeek's sample)
-    records, _ = replay([MULTI_IF])
+    records, _ = replay([real_pcaps / "zeek_pcapng-multi-interface.pcapng"])
     assert [r[0] for r in records] == [
         1767663089500330,
         1767663089514291,
@@ -114,9 +111,9 @@ def test_multi_interface_pcapng_uses_each_interface_resolution() -> None:
     ]
 
 
-def real_pcap_records() -> list[tuple[int, int, int, bytes]]:
-    """(sec, usec, wirelen, bytes) of a small real file, re-read by struct."""
-    raw = SMALL_REAL.read_bytes()
+def small_records() -> list[tuple[int, int, int, bytes]]:
+    """(sec, usec, wirelen, bytes) of a small sample file, re-read by struct."""
+    raw = SMALL.read_bytes()
     assert raw[:4] == b"\xd4\xc3\xb2\xa1"
     out = []
     pos = 24
@@ -131,14 +128,14 @@ def real_pcap_records() -> list[tuple[int, int, int, bytes]]:
     ("is_big", "is_nano"), [(False, False), (True, False), (False, True), (True, True)]
 )
 def test_all_four_pcap_magics(tmp_path: Path, is_big: bool, is_nano: bool) -> None:
-    rows = real_pcap_records()
+    rows = small_records()
     if is_nano:
         # sub-microsecond digits must be cut off, not rounded
         rows = [(sec, usec * 1000 + 999, wirelen, data) for sec, usec, wirelen, data in rows]
     path = tmp_path / "variant.pcap"
     path.write_bytes(pcap_file(rows, linktype=1, is_big=is_big, is_nano=is_nano))
     records, warnings = replay([path], max_packets=5)
-    assert records == replay([SMALL_REAL])[0]
+    assert records == replay([SMALL])[0]
     assert records == dpkt_records(path)
     assert warnings == []
 
@@ -208,7 +205,7 @@ def test_pcapng_sections_interfaces_and_block_types(tmp_path: Path) -> None:
         assert warnings == [f"file {path}: skipped 2 pcapng blocks of unknown type"]
 
 
-@pytest.mark.parametrize("path", [SMALL_REAL, MULTI_IF], ids=["pcap", "pcapng"])
+@pytest.mark.parametrize("path", [SMALL, MULTI], ids=["pcap", "pcapng"])
 def test_batch_size_does_not_change_the_records(path: Path) -> None:
     whole = replay([path], 4096)[0]
     assert whole
@@ -219,9 +216,9 @@ def test_batch_size_does_not_change_the_records(path: Path) -> None:
 def test_several_files_in_order_one_file_per_batch(tmp_path: Path) -> None:
     crafted = tmp_path / "crafted.pcapng"
     crafted.write_bytes(crafted_pcapng()[0])
-    paths = [SMALL_REAL, crafted, MULTI_IF]
-    source = open_replay([str(p) for p in paths])
-    assert source.name == "suricata_dns-mx-queries.pcap +2 more"
+    paths = [SMALL, crafted, MULTI]
+    source = open_replay([str(p) for p in paths], concatenate=True)
+    assert source.name == "dns_names.pcap +2 more"
     sizes = set()
     n_packets = 0
     n_bytes = 0
@@ -233,13 +230,13 @@ def test_several_files_in_order_one_file_per_batch(tmp_path: Path) -> None:
     stats = source.stats()
     assert (stats.packets, stats.bytes) == (n_packets, n_bytes)
     assert stats.kernel_dropped is None
-    records = replay(paths)[0]
+    records = replay(paths, concatenate=True)[0]
     assert records == [r for p in paths for r in dpkt_records(p)]
     assert source.read_batch(5) is None
 
 
 def test_name_of_a_single_file() -> None:
-    assert open_replay([str(SMALL_REAL)]).name == "suricata_dns-mx-queries.pcap"
+    assert open_replay([str(SMALL)]).name == "dns_names.pcap"
 
 
 def expect_error(paths: list[str], *fragments: str) -> None:
@@ -252,7 +249,7 @@ def expect_error(paths: list[str], *fragments: str) -> None:
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    expect_error([str(SMALL_REAL), str(tmp_path / "nope.pcap")], "nope.pcap", "no such file")
+    expect_error([str(SMALL), str(tmp_path / "nope.pcap")], "nope.pcap", "no such file")
 
 
 def test_directory(tmp_path: Path) -> None:
@@ -279,14 +276,14 @@ def test_gzipped_capture_says_gunzip(tmp_path: Path) -> None:
 
 def test_pcap_header_truncated(tmp_path: Path) -> None:
     path = tmp_path / "short.pcap"
-    path.write_bytes(SMALL_REAL.read_bytes()[:10])
+    path.write_bytes(SMALL.read_bytes()[:10])
     expect_error([str(path)], "short.pcap", "header truncated (10 of 24 bytes)")
 
 
 @pytest.mark.parametrize("size", [6, 20, 40])
 def test_pcapng_header_truncated(tmp_path: Path, size: int) -> None:
     path = tmp_path / "short.pcapng"
-    path.write_bytes(MULTI_IF.read_bytes()[:size])
+    path.write_bytes(MULTI.read_bytes()[:size])
     expect_error([str(path)], "short.pcapng", "section header truncated")
 
 
@@ -300,7 +297,7 @@ def test_pcapng_bad_byte_order_magic(tmp_path: Path) -> None:
 
 def test_permission_denied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "secret.pcap"
-    path.write_bytes(SMALL_REAL.read_bytes())
+    path.write_bytes(SMALL.read_bytes())
     path.chmod(0)
     if os.geteuid() == 0:
         # root reads anything: make opening this one file fail as it would for a user
@@ -322,16 +319,16 @@ def test_no_paths_and_stdin_twice() -> None:
 
 def test_max_packets_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
-        open_replay([str(SMALL_REAL)]).read_batch(0)
+        open_replay([str(SMALL)]).read_batch(0)
 
 
 def test_truncated_last_record_keeps_the_packets_before(tmp_path: Path) -> None:
-    raw = SMALL_REAL.read_bytes()
+    raw = SMALL.read_bytes()
     cut = tmp_path / "cut.pcap"
     cut.write_bytes(raw[:-5])
-    expected = dpkt_records(SMALL_REAL)
+    expected = dpkt_records(SMALL)
     last_start = len(raw) - 16 - expected[-1][1]
-    records, warnings = replay([cut, SMALL_REAL], max_packets=4)
+    records, warnings = replay([cut, SMALL], max_packets=4, concatenate=True)
     # the replay goes on with the next file
     assert records == expected[:-1] + expected
     assert warnings == [
@@ -351,14 +348,14 @@ def test_pcapng_truncated_block_keeps_the_packets_before(tmp_path: Path) -> None
 
 
 def test_absurd_caplen_stops_the_file(tmp_path: Path) -> None:
-    rows = real_pcap_records()[:3]
+    rows = small_records()[:3]
     path = tmp_path / "absurd.pcap"
     raw = bytearray(pcap_file(rows))
     third = 24 + sum(16 + len(r[3]) for r in rows[:2])
     struct.pack_into("<I", raw, third + 8, MAX_CAPLEN + 1)
     path.write_bytes(bytes(raw))
     records, warnings = replay([path])
-    assert records == dpkt_records(SMALL_REAL)[:2]
+    assert records == dpkt_records(SMALL)[:2]
     assert warnings == [
         f"file {path}: impossible record length at byte {third} after 2 packets "
         f"(caplen {MAX_CAPLEN + 1} is larger than {MAX_CAPLEN}); the packets before it "
@@ -451,14 +448,14 @@ def as_json(records: list[Record]) -> list[list[object]]:
 
 
 def test_stdin_reads_a_piped_capture() -> None:
-    result = run_with_stdin(SMALL_REAL, "-", str(MULTI_IF))
+    result = run_with_stdin(SMALL, "-", str(MULTI))
     assert result["name"] == "stdin +1 more"
-    assert result["rows"] == as_json(dpkt_records(SMALL_REAL) + dpkt_records(MULTI_IF))
+    assert result["rows"] == as_json(dpkt_records(SMALL) + dpkt_records(MULTI))
     assert result["warnings"] == []
 
 
 def test_stdin_nanosecond_capture(tmp_path: Path) -> None:
-    rows = [(sec, usec * 1000 + 999, wirelen, d) for sec, usec, wirelen, d in real_pcap_records()]
+    rows = [(sec, usec * 1000 + 999, wirelen, d) for sec, usec, wirelen, d in small_records()]
     path = tmp_path / "nano.pcap"
     path.write_bytes(pcap_file(rows, is_big=True, is_nano=True))
     # libpcap reports no original length through next_batch: wirelen = caplen
@@ -487,7 +484,7 @@ def test_each_walker_compiled_one_signature(tmp_path: Path) -> None:
     path = tmp_path / "crafted.pcapng"
     path.write_bytes(crafted_pcapng()[0])
     warm_up()
-    replay([SMALL_REAL, path], 2)
+    replay([SMALL, path], 2)
     assert len(walk_pcap.signatures) == 1
     assert len(walk_pcapng.signatures) == 1
 
@@ -501,7 +498,7 @@ def test_each_walker_compiled_one_signature(tmp_path: Path) -> None:
 def test_damaged_files_never_crash_the_walkers(
     is_pcapng: bool, cuts: list[tuple[int, int]], keep: int
 ) -> None:
-    raw = bytearray(crafted_pcapng()[0] if is_pcapng else pcap_file(real_pcap_records()))
+    raw = bytearray(crafted_pcapng()[0] if is_pcapng else pcap_file(small_records()))
     # damage only after the first header, which is checked (and rejected) on opening
     for where, value in cuts:
         raw[28 + where % (len(raw) - 28)] = value

@@ -38,7 +38,6 @@ from testkit.reference import RefDecoder, RefEvent, reference_events
 from testkit.reference_reassembly import RefReassembler
 
 REPO = Path(__file__).resolve().parents[1]
-REAL = REPO.parent / "shared" / "pcaps" / "real"
 SRC4, DST4 = bytes((192, 0, 2, 10)), bytes((192, 0, 2, 53))
 SRC6 = bytes.fromhex("20010db8000000000000000000000010")
 DST6 = bytes.fromhex("20010db8000000000000000000000053")
@@ -344,23 +343,22 @@ def test_sample_counters_say_what_each_case_is() -> None:
         assert {k: v for k, v in ref.reassembler.counters.items() if v} == want, name
 
 
-@pytest.mark.skipif(not REAL.is_dir(), reason="real captures not found")
-def test_real_fragmented_captures_agree_with_their_sources_facts() -> None:
+def test_real_fragmented_captures_agree_with_their_sources_facts(real_pcaps: Path) -> None:
     # SOURCES.md: TXT x3 (the response is in IPv6 fragments); tshark reassembles it at
     # frame 8, whose response yields no event
-    statuses, events = reference_events(REAL / "zeek_ipv6-fragmented-dns.pcap")
+    statuses, events = reference_events(real_pcaps / "zeek_ipv6-fragmented-dns.pcap")
     assert sorted(e.qtype for e in events) == [16, 16, 16]
     assert statuses[7] == ST_IGNORED
     assert statuses.count(ST_FRAGMENT) == 3
     # SOURCES.md: AAAA x8, A x7, DNSKEY x4, SOA x1; 8 IPv4 fragments = 4 responses
     ref = RefDecoder()
-    _, events = reference_events(REAL / "zeek_dns-edns-ecs.pcap", ref)
+    _, events = reference_events(real_pcaps / "zeek_dns-edns-ecs.pcap", ref)
     by_qtype = {q: sum(e.qtype == q for e in events) for q in (28, 1, 48, 6)}
     assert by_qtype == {28: 8, 1: 7, 48: 4, 6: 1}
     assert len(events) == 20
     assert ref.reassembler.counters["reassembled"] == 4
     # five fragments, all with MF set: never complete
-    statuses, events = reference_events(REAL / "zeek_ipv4-fragmented-3.pcap")
+    statuses, events = reference_events(real_pcaps / "zeek_ipv4-fragmented-3.pcap")
     assert statuses == [ST_FRAGMENT] * 5
     assert events == []
 

@@ -31,7 +31,8 @@ from testkit.hoststates import Host, at
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "pcaps" / "demo.pcap"
 DEMO_CONFIG = ROOT / "src" / "wormwatch" / "data" / "demo.toml"
-QUIET = Path("/work/shared/pcaps/real/tcpdump_dns_tcp.pcap")
+# one host, no findings (a committed sample: the report tests need no real captures)
+QUIET = ROOT / "pcaps" / "dns_tcp.pcap"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # what the page may contain: no script, no event handler, nothing loaded from elsewhere
 ALLOWED_TAGS = {

@@ -283,16 +283,13 @@ def test_sample_capture_verdicts(capture: dict[str, object], tmp_path: Path) -> 
     assert {a: v for a, v in got.items() if v and a not in expected} == {}
 
 
-REAL_TUNNEL = Path("/work/shared/pcaps/real/ndpi_dns_exfiltration.pcap")
-
-
-@pytest.mark.skipif(not REAL_TUNNEL.exists(), reason="real capture set not present")
-def test_real_dnscat_tunnel_is_not_an_mx_client(tmp_path: Path) -> None:
+def test_real_dnscat_tunnel_is_not_an_mx_client(tmp_path: Path, real_pcaps: Path) -> None:
     """nDPI's dns_exfiltration.pcap: 52 MX queries of encoded names, one host."""
     from wormwatch.cli import main
 
+    tunnel = real_pcaps / "ndpi_dns_exfiltration.pcap"
     summary = tmp_path / "summary.jsonl"
-    assert main(["replay", str(REAL_TUNNEL), "--no-tui", "--summary", str(summary)]) == 0
+    assert main(["replay", str(tunnel), "--no-tui", "--summary", str(summary)]) == 0
     hosts = [
         r for r in map(json.loads, summary.read_text().splitlines()) if r["event_type"] == "host"
     ]

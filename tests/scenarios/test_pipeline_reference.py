@@ -30,22 +30,22 @@ from wormwatch.pipeline import Pipeline
 from wormwatch.source.pcapfile import open_replay
 
 from testkit.events import decoder_events
-from testkit.paths import REPO
+from testkit.paths import REPO, real_captures
 from testkit.reference import default_keyword, host_counts, reference_events
 
-REAL = REPO.parent / "shared" / "pcaps" / "real"
-CAPTURES = sorted([*REPO.glob("pcaps/*.pcap"), *REPO.glob("pcaps/*.pcapng"), *REAL.glob("*.pcap*")])
+CAPTURES = sorted([*REPO.glob("pcaps/*.pcap"), *REPO.glob("pcaps/*.pcapng"), *real_captures()])
 
 
 def _id(path: Path) -> str:
     return f"{path.parent.name}/{path.name}"
 
 
-def test_there_are_captures_to_compare() -> None:
+def test_there_are_samples_to_compare() -> None:
     assert len(list(REPO.glob("pcaps/*.pcap*"))) >= 10
-    if not REAL.is_dir():
-        pytest.skip(f"real captures not found at {REAL}")
-    assert len(list(REAL.glob("*.pcap*"))) >= 30
+
+
+def test_there_are_real_captures_to_compare(real_pcaps: Path) -> None:
+    assert len(list(real_pcaps.glob("*.pcap*"))) >= 30
 
 
 @pytest.mark.parametrize("path", CAPTURES, ids=_id)

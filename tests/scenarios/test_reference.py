@@ -1,6 +1,6 @@
 """The reference decoder against facts nobody here wrote, and on hand-built frames.
 
-The facts are the tshark counts in /work/shared/pcaps/real/SOURCES.md. tshark counts
+The facts are the tshark counts in SOURCES.md beside the real captures. tshark counts
 DNS queries per *question*; we count per *message*, typed by its first question, and
 a message whose question cannot be read counts with qtype 0 (tshark lists those as
 "no-parsable-question"). Every place where the two disagree is in
@@ -14,7 +14,6 @@ import struct
 from collections import Counter
 from pathlib import Path
 
-import pytest
 from scapy.layers.dns import DNS, DNSQR
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
@@ -33,10 +32,10 @@ from wormwatch.model import (
     ST_UNSUPPORTED,
 )
 
+from testkit.paths import REAL_PCAPS
 from testkit.reference import RefEvent, decode_frame, default_keyword, host_counts, reference_events
 
-REAL = Path("/work/shared/pcaps/real")
-SOURCES = REAL / "SOURCES.md"
+SOURCES = REAL_PCAPS / "SOURCES.md"
 NO_QUESTION = "no-parsable-question"
 
 # file -> {qtype label: (count in SOURCES.md, our count)} with the reason.
@@ -80,19 +79,17 @@ def _parse_sources() -> dict[str, dict[str, object]]:
 FACTS = _parse_sources() if SOURCES.exists() else {}
 
 
-def test_sources_parsed_for_every_real_file() -> None:
-    if not SOURCES.exists():
-        pytest.skip("real captures not available")
-    files = sorted(p.name for p in REAL.iterdir() if p.suffix in (".pcap", ".pcapng"))
+def test_sources_parsed_for_every_real_file(real_pcaps: Path) -> None:
+    files = sorted(p.name for p in real_pcaps.iterdir() if p.suffix in (".pcap", ".pcapng"))
     assert sorted(FACTS) == files
     for name, fact in FACTS.items():
         assert "dns" in fact, name
         assert "syn" in fact, name
 
 
-@pytest.mark.parametrize("name", sorted(FACTS))
-def test_reference_matches_sources(name: str) -> None:
-    _, events = reference_events(REAL / name)
+def test_reference_matches_sources(real_capture: Path) -> None:
+    name = real_capture.name
+    _, events = reference_events(real_capture)
     syn = Counter(e.dport for e in events if e.kind == KIND_SYN)
     assert {p: syn.get(p, 0) for p in (135, 139, 445)} == FACTS[name]["syn"]
 
