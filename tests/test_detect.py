@@ -76,10 +76,11 @@ def test_storm_needs_a_sustained_rate_and_share() -> None:
     state = host.state()
     slow = dataclasses.replace(CFG, keyword_storm=KeywordStormConfig(min_rate_per_min=200))
     assert evaluate(state, slow, now_us=at(18)).verdicts == ()
-    # the same storm drowned in ordinary queries: share falls below half
+    # the same storm drowned in ordinary queries: the share falls below half
+    # in every period, even where the storm's rate peaks (160/min against 240/min)
     rng = np.random.default_rng(2)
-    ts = spread(at(12), at(17.5), 40_000, rng)
-    host.queries(ts.tolist(), [f"www.site{i % 5000}.example" for i in range(40_000)])
+    ts = spread(at(12), at(17.5), 80_000, rng)
+    host.queries(ts.tolist(), [f"www.site{i % 5000}.example" for i in range(80_000)])
     assert evaluate(host.state(), CFG, now_us=at(18)).verdicts == ()
 
 
@@ -95,9 +96,23 @@ def test_keyword_weights_scale_the_share() -> None:
 
 
 def test_min_r2_can_be_required() -> None:
-    host, _ = study_host()
-    strict = dataclasses.replace(CFG, keyword_storm=KeywordStormConfig(min_r2=0.9999))
-    assert evaluate(host.state(), strict, now_us=at(18)).verdicts == ()
+    # a steady storm (30 keyword A a minute) under a user browsing in bursts
+    rng = np.random.default_rng(4)
+    host = Host()
+    for m in range(120):
+        t0 = at(12 + m / 60)
+        host.queries(
+            (t0 + np.sort(rng.integers(0, 60_000_000, 30))).tolist(),
+            [f"mail.d{m}-{i}.example" for i in range(30)],
+        )
+        n_web = int(rng.choice([0, 5, 60]))
+        host.queries(
+            (t0 + np.sort(rng.integers(0, 60_000_000, n_web))).tolist(),
+            [f"www.s{m}-{i}.example" for i in range(n_web)],
+        )
+    assert evaluate(host.state(), CFG, now_us=at(14)).verdicts == ("keyword-storm",)
+    strict = dataclasses.replace(CFG, keyword_storm=KeywordStormConfig(min_r2=0.9))
+    assert evaluate(host.state(), strict, now_us=at(14)).verdicts == ()
 
 
 def test_mx_client_both_ways() -> None:
@@ -219,9 +234,16 @@ def test_bot_sync_in_phase_fires() -> None:
     ev = verdict.evidence["bot-sync"]
     assert isinstance(ev, dict)
     assert ev["r"] > 0.9
+    assert ev["lag_s"] == 0
+    assert ev["sync_bursts"] == 8
     assert ev["mx_queries"] == 2 * (25 + 35 + 45 + 55)
-    assert ev["bins"] == 7 * 30 // 5 + 1  # 5-minute correlation bins
-    assert ev["active_bins"] == 8
+    # judged from a few quiet minutes before the first burst to a few after the last
+    period = ev["period"]
+    assert isinstance(period, dict)
+    assert period["start"].startswith("2026-11-26T09:54:00")  # type: ignore[union-attr]
+    assert period["end"].startswith("2026-11-26T13:38:00")  # type: ignore[union-attr]
+    assert ev["bins"] == period["bins"]
+    assert ev["active_bins"] == 12  # the longer SYN bursts spill into the next minute
     series = ev["series"]
     assert isinstance(series, dict)
     assert sum(series["mx"]) == ev["mx_queries"]
@@ -240,8 +262,9 @@ def test_bot_sync_out_of_phase_does_not_fire(lag_min: int) -> None:
     verdict = evaluate(bot(lag_min).state(), CFG, now_us=NOW)
     assert verdict.verdicts == ("mx-client", "smb-scan")
     assert "bot-sync" not in verdict.evidence
-    # with one-minute correlation bins even a one-minute lag is out of phase
-    fine = dataclasses.replace(CFG, bot_sync=dataclasses.replace(CFG.bot_sync, sync_bin_s=60))
+    # without a lag search and a moving sum, even a one-minute lag is out of phase
+    exact = dataclasses.replace(CFG.bot_sync, sync_bin_s=60, max_lag_s=0)
+    fine = dataclasses.replace(CFG, bot_sync=exact)
     assert "bot-sync" not in evaluate(bot(1).state(), fine, now_us=NOW).verdicts
 
 
@@ -292,13 +315,13 @@ def test_network_sync() -> None:
     assert ev["bins"] == 31
     assert ev["is_synchronised"] is False
     json.dumps(ev)
-    # default 5-minute correlation bins: 100..130 -> wide bins 20..26
+    # default lags and resolutions: the series stay in aggregate bins
     wide = np.arange(100, 160)
     mx_w = (wide % 10 < 3).astype(np.int64) * 4
     assert network_sync(mx_w, mx_w + 1, bins=wide, cfg=CFG) == pytest.approx(1.0)
     ev = network_evidence(wide, mx_w, mx_w, CFG)
     assert ev is not None
-    assert ev["series"]["bin_s"] == 300  # type: ignore[index]
+    assert ev["series"]["bin_s"] == 60  # type: ignore[index]
 
 
 def test_could_fire_is_the_prefilter() -> None:

@@ -15,7 +15,8 @@ default)::
     [detect.mx_client]     min_mx_queries, min_domains, skip_tunnels
     [detect.smb_scan]      min_targets
     [detect.bot_sync]      min_r, min_active_bins, min_mx_queries, min_syns,
-                           sync_bin_s
+                           sync_bin_s, max_lag_s, min_bursts, min_sync_s,
+                           min_spread
     [score]                weights, bands, hysteresis
 
 Every key is optional. An unknown section or key, a value of the wrong type or
@@ -80,10 +81,14 @@ class BotSyncConfig:
     """Thresholds of the bot-sync signal (per host and network-wide)."""
 
     min_r: float = 0.7
-    min_active_bins: int = 6
+    min_active_bins: int = 3
     min_mx_queries: int = 10
     min_syns: int = 10
-    sync_bin_s: int = 300
+    sync_bin_s: int = 180
+    max_lag_s: int = 180
+    min_bursts: int = 3
+    min_sync_s: int = 600
+    min_spread: int = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,10 +380,14 @@ def _build(path: str, doc: Mapping[str, Any]) -> Config:
     bs = det.sub("bot_sync")
     bot_sync = BotSyncConfig(
         min_r=bs.number("min_r", 0.7, -1.0, 1.0),
-        min_active_bins=bs.positive_int("min_active_bins", 6),
+        min_active_bins=bs.positive_int("min_active_bins", 3),
         min_mx_queries=bs.positive_int("min_mx_queries", 10),
         min_syns=bs.positive_int("min_syns", 10),
-        sync_bin_s=bs.positive_int("sync_bin_s", 300),
+        sync_bin_s=bs.positive_int("sync_bin_s", 180),
+        max_lag_s=int(bs.number("max_lag_s", 180, 0, 3600)),
+        min_bursts=bs.positive_int("min_bursts", 3),
+        min_sync_s=bs.positive_int("min_sync_s", 600),
+        min_spread=int(bs.number("min_spread", 10, 0, math.inf)),
     )
     for section in (ks, mx, smb, bs, det):
         section.done()

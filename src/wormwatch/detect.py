@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from wormwatch.botsync import bot_sync, sync_evidence
 from wormwatch.config import SIGNALS, BotSyncConfig, Config
 from wormwatch.model import (
     C_KW_A,
@@ -32,14 +33,11 @@ from wormwatch.model import (
 )
 from wormwatch.signals import (
     Window,
-    bot_sync,
     iso_time,
     keyword_storm,
-    merge_factor,
     mx_client,
     name_text,
     smb_scan,
-    sync_evidence,
     top_prefixes,
     tunnel_reason,
 )
@@ -63,20 +61,22 @@ def network_sync(
     bins: npt.ArrayLike | None = None,
     cfg: Config | None = None,
 ) -> float | None:
-    """Pearson r of network-wide MX queries against SYNs to 135/139/445, per bin.
+    """Best Pearson r of network-wide MX queries against SYNs to 135/139/445.
 
     ``mx_series`` and ``syn_series`` are aligned per-bin counts (bins of
     ``cfg.bin_s``); ``bins`` are their bin indices, ascending, possibly with
-    gaps, which count as zero (default: consecutive). With ``cfg``, bins are
-    widened to ``cfg.bot_sync.sync_bin_s`` and ``min_active_bins`` applies as
-    for a host; without it, bins are used as given and at least 6 must be
-    active. None when too few bins are active or either series is constant.
+    gaps, which count as zero (default: consecutive). With ``cfg``, r is the
+    best over the lags and resolutions of ``[detect.bot_sync]``, as for a
+    host; without it, the bins are compared as given, without lag, and at
+    least 6 must be active. None when too few bins are active or r is
+    undefined.
     """
+    exact = BotSyncConfig(sync_bin_s=1, max_lag_s=0, min_active_bins=6)
     ev = network_evidence(
         np.arange(np.shape(mx_series)[0]) if bins is None else bins,
         mx_series,
         syn_series,
-        cfg if cfg is not None else Config(bot_sync=BotSyncConfig(sync_bin_s=1), bin_s=1),
+        cfg if cfg is not None else Config(bot_sync=exact, bin_s=1),
     )
     r = None if ev is None else ev["r"]
     return r if isinstance(r, float) else None
@@ -85,21 +85,15 @@ def network_sync(
 def network_evidence(
     bins: npt.ArrayLike, mx_series: npt.ArrayLike, syn_series: npt.ArrayLike, cfg: Config
 ) -> dict[str, object] | None:
-    """Network-wide sync evidence for the summary record: r, bins, both series."""
-    b = np.asarray(bins, np.int64)
-    mx = np.asarray(mx_series, np.int64)
-    syn = np.asarray(syn_series, np.int64)
-    bs = cfg.bot_sync
-    evidence = sync_evidence(
-        b, mx, syn, merge=merge_factor(cfg), bin_s=cfg.bin_s, min_active_bins=bs.min_active_bins
-    )
+    """Network-wide sync evidence for the summary record: r, lag, both series."""
+    evidence = sync_evidence(bins, mx_series, syn_series, cfg)
     if evidence is None:
         return None
     r = evidence["r"]
     return {
-        "is_synchronised": isinstance(r, float) and r >= bs.min_r,
-        "mx_queries": int(mx.sum()),
-        "syns": int(syn.sum()),
+        "is_synchronised": isinstance(r, float) and r >= cfg.bot_sync.min_r,
+        "mx_queries": int(np.asarray(mx_series).sum()),
+        "syns": int(np.asarray(syn_series).sum()),
         **evidence,
     }
 
@@ -142,7 +136,9 @@ def _window(st: HostState, cfg: Config, now_us: int) -> Window:
     oldest = newest - max(1, cfg.window_s // cfg.bin_s) + 1
     keep = (st.bins >= oldest) & (st.bins <= newest)
     series = st.series.reshape(-1, N_COUNTERS)
-    return Window(st.bins[keep], series[keep].astype(np.int64, copy=False), cfg.bin_s)
+    return Window(
+        st.bins[keep], series[keep].astype(np.int64, copy=False), cfg.bin_s, oldest, newest
+    )
 
 
 def evaluate(state: HostState, cfg: Config, *, now_us: int) -> Verdict:

@@ -39,6 +39,7 @@ from wormwatch.model import (
     SYN_PORTS,
     HostState,
 )
+from wormwatch.periods import F64, Periods, build_periods
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # printable ASCII except the backslash, which is the escape character
@@ -84,7 +85,7 @@ def name_text(raw: bytes) -> str:
 # --- signals ------------------------------------------------------------------
 
 
-_SYN_COLS = [C_SYN135, C_SYN139, C_SYN445]
+SYN_COLS = [C_SYN135, C_SYN139, C_SYN445]
 _N_SAMPLES = 5
 _N_TOP_PREFIXES = 5
 # A fired signal's strength (0..1) and its evidence, or None.
@@ -104,6 +105,33 @@ class Window:
     bins: I64
     series: I64
     bin_s: int
+    # the evaluation window's first bin and the bin of the evaluation time
+    first_bin: int = 0
+    last_bin: int = -1
+
+    def periods(self, starts: I64, *, margin: int = 0, last_bin: int | None = None) -> Periods:
+        """Candidate periods from the first of ``starts`` (absolute bins, less
+        ``margin`` quiet bins, inside the window) to ``last_bin`` (default: the
+        evaluation bin); suffixes start at each of ``starts`` less ``margin``."""
+        last = max(self.last_bin, int(self.bins[-1])) if last_bin is None else last_bin
+        first = max(self.first_bin, int(starts[0]) - margin)
+        return build_periods(
+            self.bins, self.series, first_bin=first, last_bin=last, starts=starts - margin
+        )
+
+    def sub(self, p: Periods, j: int) -> Window:
+        """Period ``j`` of ``p`` as a window of its own (dense bins)."""
+        lo, hi = int(p.lo[j]), int(p.hi[j])
+        bins = np.arange(p.first_bin + lo, p.first_bin + hi + 1, dtype=np.int64)
+        return Window(bins, p.series[lo : hi + 1], self.bin_s, int(bins[0]), int(bins[-1]))
+
+    def period(self) -> dict[str, object]:
+        """This window's extent, for a signal's evidence."""
+        return {
+            "start": self.bin_time(int(self.bins[0])),
+            "end": self.bin_time(int(self.bins[-1]) + 1),
+            "bins": int(self.bins.shape[0]),
+        }
 
     def col(self, c: int) -> I64:
         return self.series[:, c]
@@ -191,31 +219,62 @@ def top_prefixes(prefixes: dict[bytes, int], n: int = _N_TOP_PREFIXES) -> dict[s
     }
 
 
+def _r_squared_many(n: F64, sa: F64, sk: F64, saa: F64, skk: F64, sak: F64) -> F64:
+    """R² per period from sums over its active bins (as :func:`_r_squared`; NaN below 3)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        vx = saa - sa * sa / n
+        vy = skk - sk * sk / n
+        r2 = (sak - sa * sk / n) ** 2 / (vx * vy)
+    flat_x, flat_y = vx <= 1e-9, vy <= 1e-9
+    r2 = np.where(flat_x & flat_y, 1.0, np.where(flat_x | flat_y, 0.0, r2))
+    out: F64 = np.where(n >= 3, np.clip(r2, 0.0, 1.0), np.nan)
+    return out
+
+
 def keyword_storm(w: Window, st: HostState, cfg: Config) -> Result:
-    """Mytob-like: many A queries of keyword names at a sustained machine rate."""
+    """Mytob-like: many A queries of keyword names at a sustained machine rate,
+    judged over the longest candidate period where all thresholds hold."""
     ks = cfg.keyword_storm
-    kw_a = w.col(C_KW_A)
-    n_kw = int(kw_a.sum())
-    if n_kw < ks.min_keyword_queries:
+    if int(w.col(C_KW_A).sum()) < ks.min_keyword_queries:
         return None
-    a = w.col(C_A)
+    # a storm period starts in a bin with keyword A queries
+    p = w.periods(w.bins[w.col(C_KW_A) > 0])
+    a = p.col(C_A).astype(np.float64)
+    kw = p.col(C_KW_A).astype(np.float64)
+    n_kw = p.sums(kw)
+    n_active = p.sums(a > 0)
+    weight = _keyword_weight(st.prefixes, cfg)
+    share = weight * n_kw / np.maximum(p.sums(p.col(C_QUERIES)), 1.0)
+    rate = n_kw / np.maximum(n_active, 1.0) / (w.bin_s / 60.0)
+    ok = (
+        (n_kw >= ks.min_keyword_queries)
+        & (n_active >= ks.min_active_bins)
+        & (rate >= ks.min_rate_per_min)
+        & (share >= ks.min_share)
+        & (p.sums(p.col(C_NAMES_NEW)) >= ks.min_distinct_names)
+    )
+    if ks.min_r2 > 0.0 and ok.any():
+        sums = [p.sums(v) for v in (a, kw, a * a, kw * kw, a * kw)]
+        with np.errstate(invalid="ignore"):
+            ok &= _r_squared_many(n_active, *sums) >= ks.min_r2
+    if not ok.any():
+        return None
+    return _storm_evidence(w, w.sub(p, p.longest(ok)), st, cfg, weight)
+
+
+def _storm_evidence(
+    w: Window, pw: Window, st: HostState, cfg: Config, weight: float
+) -> tuple[float, dict[str, object]]:
+    """Strength and evidence of a storm judged over the period ``pw`` of ``w``."""
+    ks = cfg.keyword_storm
+    a, kw_a = pw.col(C_A), pw.col(C_KW_A)
     active = a > 0
     n_active = int(active.sum())
-    n_queries = int(w.col(C_QUERIES).sum())
-    weight = _keyword_weight(st.prefixes, cfg)
+    n_kw = int(kw_a.sum())
+    n_queries = int(pw.col(C_QUERIES).sum())
     share = weight * n_kw / n_queries if n_queries else 0.0
-    rate = w.per_min(n_kw, n_active)
+    rate = pw.per_min(n_kw, n_active)
     r2 = _r_squared(a[active], kw_a[active])
-    distinct = int(st.totals[C_NAMES_NEW])
-    fired = (
-        n_active >= ks.min_active_bins
-        and rate >= ks.min_rate_per_min
-        and share >= ks.min_share
-        and distinct >= ks.min_distinct_names
-        and (ks.min_r2 <= 0.0 or (r2 is not None and r2 >= ks.min_r2))
-    )
-    if not fired:
-        return None
     share_term = 1.0 if ks.min_share >= 1.0 else (share - ks.min_share) / (1.0 - ks.min_share)
     strength = (
         0.5 * _saturate(rate, ks.min_rate_per_min)
@@ -226,15 +285,22 @@ def keyword_storm(w: Window, st: HostState, cfg: Config) -> Result:
         "queries": n_queries,
         "a_queries": int(a.sum()),
         "keyword_a_queries": n_kw,
-        "ptr_queries": int(w.col(C_PTR).sum()),
-        "mx_queries": int(w.col(C_MX).sum()),
+        "ptr_queries": int(pw.col(C_PTR).sum()),
+        "mx_queries": int(pw.col(C_MX).sum()),
         "keyword_share": round(share, 4),
         "keyword_weight": round(weight, 3),
-        "a_per_min": round(w.per_min(int(a.sum()), n_active), 2),
+        "a_per_min": round(pw.per_min(int(a.sum()), n_active), 2),
         "keyword_a_per_min": round(rate, 2),
         "r2_keyword_a_vs_a": None if r2 is None else round(r2, 4),
-        "distinct_names": distinct,
-        **w.span(active),
+        "distinct_names": int(pw.col(C_NAMES_NEW).sum()),
+        **pw.span(active),
+        "period": pw.period(),
+        "window": {
+            "queries": int(w.col(C_QUERIES).sum()),
+            "a_queries": int(w.col(C_A).sum()),
+            "keyword_a_queries": int(w.col(C_KW_A).sum()),
+            "distinct_names_total": int(st.totals[C_NAMES_NEW]),
+        },
         "top_prefixes": top_prefixes(st.prefixes),
         "sample_names": [name_text(n) for n in st.sample_names[:_N_SAMPLES]],
     }
@@ -296,7 +362,7 @@ def smb_scan(w: Window, st: HostState, cfg: Config) -> Result:
     n_targets = int(new.sum())
     if n_targets < min_targets:
         return None
-    syns = w.series[:, _SYN_COLS]
+    syns = w.series[:, SYN_COLS]
     per_bin = syns.sum(axis=1)
     active = per_bin > 0
     n_syn = int(per_bin.sum())
@@ -313,73 +379,3 @@ def smb_scan(w: Window, st: HostState, cfg: Config) -> Result:
         **w.span(active),
     }
     return _saturate(n_targets, min_targets), evidence
-
-
-def _dense(bins: I64, values: I64, lo: int, hi: int) -> npt.NDArray[np.float64]:
-    out = np.zeros(hi - lo + 1, np.float64)
-    keep = (bins >= lo) & (bins <= hi)
-    out[bins[keep] - lo] = values[keep]
-    return out
-
-
-def _coarsen(bins: I64, values: list[I64], merge: int) -> tuple[I64, list[I64]]:
-    """Sum per-bin values into bins ``merge`` times as wide."""
-    if merge <= 1:
-        return bins, values
-    uniq, inverse = np.unique(bins // merge, return_inverse=True)
-    n = uniq.shape[0]
-    return uniq, [np.bincount(inverse, weights=v, minlength=n).astype(np.int64) for v in values]
-
-
-def merge_factor(cfg: Config) -> int:
-    """Aggregate bins per correlation bin (``sync_bin_s`` / ``bin_s``, at least 1)."""
-    return max(1, round(cfg.bot_sync.sync_bin_s / cfg.bin_s))
-
-
-def sync_evidence(
-    bins: I64, mx: I64, syn: I64, *, merge: int, bin_s: int, min_active_bins: int
-) -> dict[str, object] | None:
-    """Pearson r of two per-bin series, summed into bins ``merge`` times as wide,
-    over the span from the first to the last wide bin with either (gaps = 0)."""
-    bins, (mx, syn) = _coarsen(bins, [mx, syn], merge)
-    active = (mx > 0) | (syn > 0)
-    n_active = int(active.sum())
-    if n_active < min_active_bins:
-        return None
-    idx = np.flatnonzero(active)
-    lo, hi = int(bins[idx[0]]), int(bins[idx[-1]])
-    r = _pearson(_dense(bins, mx, lo, hi), _dense(bins, syn, lo, hi))
-    return {
-        "r": None if r is None else round(r, 4),
-        "bins": hi - lo + 1,
-        "active_bins": n_active,
-        "series": {
-            "start": iso_time(lo * merge * bin_s * 1_000_000),
-            "bin_s": merge * bin_s,
-            "offsets": (bins[idx] - lo).tolist(),
-            "mx": mx[idx].tolist(),
-            "syn": syn[idx].tolist(),
-        },
-    }
-
-
-def bot_sync(w: Window, st: HostState, cfg: Config) -> Result:
-    """The host's MX-query and SYN series rise and fall together."""
-    bs = cfg.bot_sync
-    mx = w.col(C_MX)
-    syn = w.series[:, _SYN_COLS].sum(axis=1)
-    if int(mx.sum()) < bs.min_mx_queries or int(syn.sum()) < bs.min_syns:
-        return None
-    if cfg.mx_client.skip_tunnels and tunnel_reason(st.sample_mx_names) is not None:
-        return None
-    merge = merge_factor(cfg)
-    evidence = sync_evidence(
-        w.bins, mx, syn, merge=merge, bin_s=w.bin_s, min_active_bins=bs.min_active_bins
-    )
-    if evidence is None:
-        return None
-    r = evidence["r"]
-    if not isinstance(r, float) or r < bs.min_r:
-        return None
-    evidence = {"mx_queries": int(mx.sum()), "syns": int(syn.sum()), **evidence}
-    return min(1.0, (r - bs.min_r) / (1.0 - bs.min_r)) if bs.min_r < 1.0 else 1.0, evidence

@@ -19,18 +19,19 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
+from wormwatch.botsync import merge_factor, sync_evidence
 from wormwatch.config import Config
 from wormwatch.detect import network_evidence
 from wormwatch.errors import WormwatchError
-from wormwatch.model import C_A, C_KW_A, C_MX, C_NAMES_NEW, C_QUERIES, I64, HostView
+from wormwatch.model import C_A, C_KW_A, C_MX, C_NAMES_NEW, C_QUERIES, I64, HostState, HostView
 from wormwatch.pipeline import Pipeline, RunResult
 from wormwatch.present import plots
 from wormwatch.present.jsonl import JsonLinesWriter, host_record, summary_record
 from wormwatch.present.prefixes import PrefixStats, prefix_stats
 from wormwatch.present.report_html import render_report
-from wormwatch.signals import merge_factor, sync_evidence
 from wormwatch.source.pcapfile import open_replay
 
 INDEX = "index.html"
@@ -300,7 +301,7 @@ def _draw(data: ReportData, out_dir: Path, bins: I64, counts: I64) -> None:
     data.prefix_tables = _prefix_tables(data)
     for i, (view, is_flagged) in enumerate(_storm_hosts(data)[:MAX_HOST_FIGURES], 1):
         name = f"fig3-keyword-fit-{i:02d}.png"
-        fit = plots.keyword_fit_figure(view.state, bin_s, out_dir / name)
+        fit = plots.keyword_fit_figure(_judged_bins(view, bin_s), bin_s, out_dir / name)
         data.fits.append(FigureFile(name, view.state.addr, view.state.addr, is_flagged, fit=fit))
     if bins.size and (counts[:, 1].sum() > 0 or counts[:, 2].sum() > 0):
         r = data.network_sync.get("r") if data.network_sync else None
@@ -319,16 +320,30 @@ def _draw(data: ReportData, out_dir: Path, bins: I64, counts: I64) -> None:
         data.syncs.append(FigureFile(name, title, view.state.addr, is_flagged, r=r_host))
 
 
+def _judged_bins(view: HostView, bin_s: int) -> HostState:
+    """The host's bins inside the period its keyword storm was judged on, else all."""
+    ev = view.verdict.evidence.get("keyword-storm")
+    period = ev.get("period") if isinstance(ev, dict) else None
+    if not isinstance(period, dict):
+        return view.state
+    bin_us = bin_s * 1_000_000
+    lo, hi = (
+        int(datetime.fromisoformat(str(period[k])).timestamp() * 1e6) // bin_us
+        for k in ("start", "end")
+    )
+    keep = (view.state.bins >= lo) & (view.state.bins < hi)
+    return dataclasses.replace(
+        view.state, bins=view.state.bins[keep], series=view.state.series[keep]
+    )
+
+
 def _host_r(view: HostView, cfg: Config) -> float | None:
     """The host's MX/SYN correlation as the detector computed it, else by the same rule."""
     ev = view.verdict.evidence.get("bot-sync")
     if isinstance(ev, dict) and isinstance(ev.get("r"), float):
         return float(ev["r"])
     bins, mx, syn = plots.host_sync_series(view.state)
-    ev = sync_evidence(
-        bins, mx, syn, merge=merge_factor(cfg), bin_s=cfg.bin_s,
-        min_active_bins=cfg.bot_sync.min_active_bins,
-    )  # fmt: skip
+    ev = sync_evidence(bins, mx, syn, cfg)
     r = None if ev is None else ev.get("r")
     return r if isinstance(r, float) else None
 
