@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from hoststates import STORM_PREFIXES, Host, at
 from wormwatch.config import Config
 from wormwatch.detect import evaluate
 from wormwatch.model import QTYPE_MX
+
+from testkit.hoststates import STORM_PREFIXES, Host, at
 
 CFG = Config()
 MIN_US = 60_000_000
