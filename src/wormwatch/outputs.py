@@ -36,11 +36,14 @@ from wormwatch.present.eventlog import EventLog
 from wormwatch.present.jsonl import JsonLinesWriter, ReopenRequests
 from wormwatch.source.privileges import DropTarget, can_create_in, drop_target
 
-_FIXES = "use --user with a user who can, a directory that user owns, or systemd's LogsDirectory="
 
-
-def _fixes(target: DropTarget | None) -> str:
-    return _FIXES if target is not None else "choose a directory you can write"
+def _fixes(target: DropTarget | None, directory: str) -> str:
+    if target is None:
+        return "choose a directory you can write"
+    return (
+        f"use --user with a user who can, a directory {target.name} owns "
+        f"(install -d -o {target.name} {directory}), or systemd's LogsDirectory="
+    )
 
 
 def _warn(message: str) -> None:
@@ -51,6 +54,23 @@ def _who(target: DropTarget | None) -> str:
     if target is None:
         return f"this process (uid {os.geteuid()})"
     return f"user {target.name} (the sensor drops to it after opening the capture)"
+
+
+def _note_rotation(paths: list[str], target: DropTarget | None) -> None:
+    """Say at start-up, once per directory, when rotated files could not be created
+    anew by the user the sensor drops to."""
+    if target is None:
+        return
+    by_dir: dict[str, list[str]] = {}
+    for path in paths:
+        by_dir.setdefault(os.path.dirname(os.path.abspath(path)), []).append(path)
+    for directory, files in by_dir.items():
+        if os.path.isdir(directory) and not can_create_in(directory, target):
+            _warn(
+                f"user {target.name} cannot create files in {directory}: after log "
+                f"rotation (SIGHUP), {' and '.join(files)} can be reopened only if "
+                "logrotate's `create` made them anew (contrib/logrotate)"
+            )
 
 
 class SummaryFile:
@@ -81,7 +101,7 @@ class SummaryFile:
         if is_periodic:
             raise WormwatchError(
                 f"--summary-every rewrites {path} by renaming a new file into {directory}, "
-                f"but {_who(target)} cannot create files there: {_fixes(target)}"
+                f"but {_who(target)} cannot create files there: {_fixes(target, directory)}"
             )
         self.is_renamed = False
         owner = (target.uid, target.gid) if target is not None else None
@@ -90,7 +110,7 @@ class SummaryFile:
         except WormwatchError:
             raise WormwatchError(
                 f"cannot write summary {path}: permission denied, and {_who(target)} "
-                f"cannot create files in {directory}: {_fixes(target)}"
+                f"cannot create files in {directory}: {_fixes(target, directory)}"
             ) from None
 
     def open_for_rewrite(self) -> JsonLinesWriter:
@@ -150,9 +170,7 @@ class Outputs:
         self.alerts: JsonLinesWriter | None = None
         self.events: EventLog | None = None
         try:
-            for path in (alerts, events):
-                if path:
-                    self._note_rotation(path, target)
+            _note_rotation([p for p in (alerts, events) if p and p != "-"], target)
             if alerts:
                 self.alerts = self._writer(alerts, owner)
             if events:
@@ -163,18 +181,6 @@ class Outputs:
 
     def _writer(self, path: str, owner: tuple[int, int] | None) -> JsonLinesWriter:
         return JsonLinesWriter(path, reopen=self.reopen, owner=owner, warn=_warn)
-
-    def _note_rotation(self, path: str, target: DropTarget | None) -> None:
-        """Say at start-up when a rotated file could not be created anew."""
-        directory = os.path.dirname(os.path.abspath(path))
-        if path == "-" or target is None or not os.path.isdir(directory):
-            return
-        if not can_create_in(directory, target):
-            _warn(
-                f"user {target.name} cannot create files in {directory}: after log "
-                f"rotation (SIGHUP), {path} is reopened only if logrotate's `create` "
-                "made it anew (contrib/logrotate)"
-            )
 
     @contextlib.contextmanager
     def rotation(self) -> Iterator[None]:

@@ -1,0 +1,70 @@
+"""Log rotation of JSON lines outputs: a reopen request moves the next line to a
+new file; a reopen that fails keeps writing to the old file and says so once.
+(tests/test_live_outputs.py runs the same through SIGHUP and the privilege drop.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+from wormwatch.outputs import Outputs
+from wormwatch.present.jsonl import JsonLinesWriter, ReopenRequests
+
+
+def _records(path: Path) -> list[int]:
+    return [json.loads(line)["n"] for line in path.read_text().splitlines()]
+
+
+def test_reopen_after_a_rename_writes_the_next_line_to_a_new_file(tmp_path: Path) -> None:
+    path = tmp_path / "alerts.jsonl"
+    requests = ReopenRequests()
+    writer = JsonLinesWriter(str(path), reopen=requests)
+    for n in range(3):
+        writer.write({"n": n})
+    path.rename(tmp_path / "alerts.jsonl.1")
+    writer.write({"n": 3})  # no request yet: still the renamed file
+    requests.request()
+    for n in range(4, 6):
+        writer.write({"n": n})
+    writer.close()
+    assert _records(tmp_path / "alerts.jsonl.1") == [0, 1, 2, 3]
+    assert _records(path) == [4, 5]
+
+
+def test_a_reopen_that_fails_keeps_the_old_file_and_says_so_once(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    warnings: list[str] = []
+    requests = ReopenRequests()
+    writer = JsonLinesWriter(str(logs / "events.jsonl"), reopen=requests, warn=warnings.append)
+    writer.write({"n": 0})
+    logs.rename(tmp_path / "moved")  # the path's folder is gone: no new file can be made
+    requests.request()
+    writer.write({"n": 1})
+    writer.write({"n": 2})
+    writer.close()
+    assert _records(tmp_path / "moved" / "events.jsonl") == [0, 1, 2]
+    assert len(warnings) == 1
+    assert warnings[0].startswith(f"cannot reopen {logs / 'events.jsonl'} after SIGHUP (")
+    assert warnings[0].endswith("still writing to the file it had open")
+
+
+def test_sighup_requests_a_reopen_only_inside_the_rotation_block(tmp_path: Path) -> None:
+    outputs = Outputs(
+        alerts=str(tmp_path / "a.jsonl"),
+        events=str(tmp_path / "e.jsonl"),
+        summary=str(tmp_path / "s.jsonl"),
+        summary_every_s=None,
+        user=None,
+        is_live=False,
+    )
+    try:
+        with outputs.rotation():
+            os.kill(os.getpid(), signal.SIGHUP)
+            os.kill(os.getpid(), signal.SIGHUP)
+        assert outputs.reopen.generation == 2
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_DFL
+    finally:
+        outputs.close()
