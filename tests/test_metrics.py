@@ -235,3 +235,27 @@ def test_a_running_replay_is_scraped_over_http(tmp_path: Path) -> None:
     assert seen == sorted(seen)
     network = [line for line in summary.read_text().splitlines() if '"network"' in line]
     assert seen[-1] <= int(re.search(r'"packets":(\d+)', network[0]).group(1))  # type: ignore[union-attr]
+
+
+PROMETHEUS_DOCS = REPO / "docs" / "prometheus"
+
+
+@pytest.mark.parametrize(
+    "check",
+    [
+        ["check", "config", "prometheus.yml"],
+        ["check", "rules", "wormwatch-alerts.yml"],
+        ["test", "rules", "wormwatch-alerts.test.yml"],
+    ],
+    ids=lambda c: " ".join(c[:2]),
+)
+def test_documented_scrape_config_and_alert_rules(check: list[str]) -> None:
+    """The scrape config and alert rules in docs/ load, and the rules fire as their
+    unit tests say (drops rising, nothing relevant for 5 minutes, a sensor down)."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (Debian package prometheus)")
+    done = subprocess.run(
+        [promtool, *check], cwd=PROMETHEUS_DOCS, check=False, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
