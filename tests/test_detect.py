@@ -296,6 +296,9 @@ def test_ptr_only_host_and_empty_state() -> None:
         [at(1) + i for i in range(500)], [f"{i}.in-addr.arpa" for i in range(500)], QTYPE_PTR
     )
     assert evaluate(host.state(), CFG, now_us=NOW).verdicts == ()
+    # a host with nothing counted is judged too: nothing, zero, no evidence
+    empty = evaluate(Host().state(), CFG, now_us=NOW)
+    assert (empty.verdicts, empty.score, empty.evidence) == ((), 0.0, {})
 
 
 def test_network_sync() -> None:

@@ -104,8 +104,15 @@ def test_replay_writes_summary_and_alerts(
     assert scanner["syn"] == {"135": 508, "139": 508, "445": 973}
     assert scanner["syn_targets"] == 508
     assert scanner["verdicts"] == ["smb-scan"]
-    for line in alerts.read_text().splitlines():
-        alert = json.loads(line)
+    raised = [json.loads(line) for line in alerts.read_text().splitlines()]
+    assert {(a["src_ip"], tuple(a["verdicts"])) for a in raised} == {
+        ("192.0.2.66", ("keyword-storm",)),
+        ("192.0.2.77", ("mx-client",)),
+        ("192.0.2.88", ("smb-scan",)),
+        ("192.0.2.99", ("mx-client", "smb-scan")),
+        ("192.0.2.99", ("mx-client", "smb-scan", "bot-sync")),
+    }
+    for alert in raised:
         assert alert["event_type"] == "alert"
         assert alert["schema"] == 1
         assert "+00:00" in alert["timestamp"]
