@@ -28,16 +28,25 @@ from wormwatch.model import (
 )
 from wormwatch.present.jsonl import JsonLinesWriter, encode_line, host_record, summary_record
 
+# (bytes on the wire, the text the record must hold), written out by hand
 HOSTILE = [
-    b"\x1b[31mmail.example.com",
-    b"mail\x00.example.com",
-    b"[bold]smtp[/bold].example.com",
-    b"mx\xff\xfe.example.com",
-    b"a\\x41.example.com",
-    b"\xe2\x80\xaemoc.elpmaxe",  # U+202E right-to-left override
-    b"line\xe2\x80\xa8break",  # U+2028
-    bytes(range(1, 256)),  # 255 bytes: every byte value but NUL
-    "café.example".encode(),
+    (b"\x1b[31mmail.example.com", "\\x1b[31mmail.example.com"),
+    (b"mail\x00.example.com", "mail\\x00.example.com"),
+    (b"[bold]smtp[/bold].example.com", "[bold]smtp[/bold].example.com"),
+    (b"mx\xff\xfe.example.com", "mx\\xff\\xfe.example.com"),
+    (b"a\\x41.example.com", "a\\\\x41.example.com"),
+    (b"\xe2\x80\xaemoc.elpmaxe", "\\u202emoc.elpmaxe"),  # U+202E right-to-left override
+    (b"line\xe2\x80\xa8break", "line\\u2028break"),  # U+2028
+    # 255 bytes, every value but NUL: controls, DEL and every byte >= 0x80 (none of
+    # them valid UTF-8 alone) as \xNN, the backslash doubled, the rest as it is
+    (
+        bytes(range(1, 256)),
+        "".join(
+            "\\\\" if b == 0x5C else chr(b) if 0x20 <= b < 0x7F else f"\\x{b:02x}"
+            for b in range(1, 256)
+        ),
+    ),
+    ("café.example".encode(), "café.example"),
 ]
 
 
@@ -89,9 +98,9 @@ def test_clean_host_has_no_evidence_key() -> None:
     assert "evidence" not in rec
 
 
-@pytest.mark.parametrize("raw", HOSTILE)
-def test_hostile_names_become_one_safe_line(raw: bytes) -> None:
-    text = name_text(raw)
+@pytest.mark.parametrize(("raw", "text"), HOSTILE)
+def test_hostile_names_become_one_safe_line(raw: bytes, text: str) -> None:
+    assert name_text(raw) == text
     assert not any(ord(c) < 0x20 or ord(c) == 0x7F or 0x80 <= ord(c) < 0xA0 for c in text)
     assert "\u202e" not in text
     assert "\u2028" not in text

@@ -19,13 +19,11 @@ from rich.console import Console
 from wormwatch.model import Snapshot
 from wormwatch.present import fmt
 from wormwatch.present.keys import Key, KeyEvent
-from wormwatch.present.safe import safe_text
 from wormwatch.present.table import build_screen, screen_rows
 from wormwatch.present.tui import TuiPresenter
 from wormwatch.present.view import ViewState
 
 from testkit.tui_fakes import (
-    HOSTILE_NAME,
     empty_snapshot,
     live_snapshot,
     sequence,
@@ -115,8 +113,8 @@ def test_selection_scrolls_into_view() -> None:
 
 def test_hostile_name_is_shown_escaped() -> None:
     text = render(snapshot(), 160, 24, HOSTILE)
-    assert safe_text(HOSTILE_NAME, max_len=40) in text
-    assert "\\x1b\\x5b31mmail\\x07." in text
+    # ESC, BEL and the brackets as visible escapes, cut to the column (40) with an ellipsis
+    assert "\\x1b\\x5b31mmail\\x07.\\x5bbold\\x5devil…" in text
     assert "\x1b" not in text
     assert "\x07" not in text
 
