@@ -224,18 +224,20 @@ def _family(value):  # type: ignore[no-untyped-def]
 def _link(data, start, end, linktype):  # type: ignore[no-untyped-def]
     """Link header -> (status, ip version, offset of the IP header)."""
     size = end - start
+    # Ethernet and the cooked captures end in an ethertype; one dispatch serves all
+    # three (numba copies an inlined helper at every call site)
+    header_len = 0
+    type_off = 0
     if linktype == LINKTYPE_ETHERNET:
-        if size < ETH_LEN:
+        header_len, type_off = ETH_LEN, ETH_TYPE_OFF
+    elif linktype == LINKTYPE_LINUX_SLL:
+        header_len, type_off = SLL_LEN, SLL_PROTO_OFF
+    elif linktype == LINKTYPE_LINUX_SLL2:
+        header_len, type_off = SLL2_LEN, SLL2_PROTO_OFF
+    if header_len > 0:
+        if size < header_len:
             return ST_TRUNCATED, 0, start
-        return _ethertype(data, start + ETH_LEN, end, _be16(data, start + ETH_TYPE_OFF))
-    if linktype == LINKTYPE_LINUX_SLL:
-        if size < SLL_LEN:
-            return ST_TRUNCATED, 0, start
-        return _ethertype(data, start + SLL_LEN, end, _be16(data, start + SLL_PROTO_OFF))
-    if linktype == LINKTYPE_LINUX_SLL2:
-        if size < SLL2_LEN:
-            return ST_TRUNCATED, 0, start
-        return _ethertype(data, start + SLL2_LEN, end, _be16(data, start + SLL2_PROTO_OFF))
+        return _ethertype(data, start + header_len, end, _be16(data, start + type_off))
     if linktype == LINKTYPE_RAW or linktype == LINKTYPE_RAW_OLD:
         if size < 1:
             return ST_TRUNCATED, 0, start
@@ -505,42 +507,6 @@ def _dns_events(data, action, start, stop, row, names, qtypes, name_lens):  # ty
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _packet(data, start, end, linktype, row, names, qtypes, name_lens):  # type: ignore[no-untyped-def]
-    """One packet -> (status, action, IP version, IP offset, dport, rows of events,
-    protocol, offset, sent end). For a fragment, the last three are the IPv4 protocol
-    and payload offset, or the IPv6 fragment header's next header and offset, and the
-    end of the IP packet as sent (-1: cannot be reassembled); for a packet with events,
-    offset is the UDP/TCP header's."""
-    status, version, ip = _link(data, start, end, linktype)
-    if status != _GO:
-        return status, 0, 0, ip, 0, 0, 0, 0, 0
-    if version == 4:
-        status, protocol, off, sent_end = _ipv4(data, ip, end)
-    else:
-        status, protocol, off, sent_end = _ipv6(data, ip, end)
-    if status == ST_FRAGMENT:
-        return status, 0, version, ip, 0, 0, protocol, off, sent_end
-    if status != _GO:
-        return status, 0, 0, ip, 0, 0, 0, 0, 0
-    if protocol != IP_PROTO_TCP and protocol != IP_PROTO_UDP:
-        return ST_IGNORED, 0, 0, ip, 0, 0, 0, 0, 0
-    # the IP length, not the capture, bounds the payload: Ethernet padding is no payload
-    stop = min(end, sent_end)
-    status, action, payload, stop, dport = _transport(data, protocol, off, stop)
-    if status != _GO:
-        return status, 0, 0, ip, 0, 0, 0, 0, 0
-    if action == _ACT_SYN:
-        qtypes[row] = 0
-        name_lens[row] = 0
-        return ST_OK, action, version, ip, dport, 1, 0, off, 0
-    problem, n_rows = _dns_events(data, action, payload, stop, row, names, qtypes, name_lens)
-    if problem != _GO:
-        return problem, action, version, ip, dport, n_rows, 0, off, 0
-    status = ST_OK if n_rows > 0 else ST_IGNORED
-    return status, action, version, ip, dport, n_rows, 0, off, 0
-
-
-@njit(cache=True, nogil=True, inline="always")
 def _put_fragment(data, frags, n_frag, p, row, end, version, ip, protocol, off, sent_end):  # type: ignore[no-untyped-def]
     """What reassembly needs of fragment packet ``p`` into ``frags[n_frag]`` (F_* columns)."""
     if version == 4:
@@ -588,18 +554,41 @@ def decode_packets(  # type: ignore[no-untyped-def]
     """
     capacity = kinds.shape[0]
     p = first
+    # The layers are called here, not from a per-packet helper: numba copies an
+    # inlined helper's whole IR at each call, and that copy was half the compile time.
     while p < offsets.shape[0] and capacity - n_events >= MAX_EVENTS_PER_PACKET:
         start = offsets[p]
         end = start + np.int64(caplens[p])
-        status, action, version, ip, dport, n_rows, protocol, off, sent_end = _packet(
-            data, start, end, linktypes[p], n_events, names, qtypes, name_lens
-        )
+        action, dport, n_rows, off = 0, 0, 0, 0
+        status, version, ip = _link(data, start, end, linktypes[p])
+        if status == _GO:
+            if version == 4:
+                status, protocol, off, sent_end = _ipv4(data, ip, end)
+            else:
+                status, protocol, off, sent_end = _ipv6(data, ip, end)
+            if status == ST_FRAGMENT:
+                _put_fragment(
+                    data, frags, n_frag, p, n_events, end, version, ip, protocol, off, sent_end
+                )
+                n_frag += 1
+            elif status == _GO and protocol != IP_PROTO_TCP and protocol != IP_PROTO_UDP:
+                status = ST_IGNORED
+            elif status == _GO:
+                # the IP length, not the capture, bounds the payload: Ethernet padding
+                # is no payload
+                stop = min(end, sent_end)
+                status, action, payload, stop, dport = _transport(data, protocol, off, stop)
+                if status == _GO and action == _ACT_SYN:
+                    qtypes[n_events] = 0
+                    name_lens[n_events] = 0
+                    status, n_rows = ST_OK, 1
+                elif status == _GO:
+                    status, n_rows = _dns_events(
+                        data, action, payload, stop, n_events, names, qtypes, name_lens
+                    )
+                    if status == _GO:
+                        status = ST_OK if n_rows > 0 else ST_IGNORED
         statuses[p] = status
-        if status == ST_FRAGMENT:
-            _put_fragment(
-                data, frags, n_frag, p, n_events, end, version, ip, protocol, off, sent_end
-            )
-            n_frag += 1
         kind = KIND_SYN if action == _ACT_SYN else KIND_DNS
         # UDP and TCP both start with the source port
         sport = _be16(data, off + TCP_SPORT_OFF) if n_rows > 0 else 0
