@@ -7,7 +7,6 @@ captures lives with that reference.
 
 from __future__ import annotations
 
-import ipaddress
 import struct
 
 import numpy as np
@@ -37,112 +36,32 @@ from wormwatch.model import (
     addr_text,
 )
 
-SRC4, DST4 = "192.0.2.7", "198.51.100.53"
-SRC6, DST6 = "2001:db8::7", "2001:db8:1::53"
-
-# --- frame builders ------------------------------------------------------------
-
-
-def encode_name(name: bytes) -> bytes:
-    labels = [label for label in name.split(b".") if label]
-    return b"".join(bytes((len(label),)) + label for label in labels) + b"\x00"
-
-
-def dns(
-    name: bytes = b"www.example.com",
-    qtype: int = 1,
-    *,
-    flags: int = 0x0100,
-    qdcount: int = 1,
-    question: bytes | None = None,
-) -> bytes:
-    """A DNS message; ``question`` replaces the encoded name + qtype + qclass."""
-    if question is None:
-        question = encode_name(name) + struct.pack("!HH", qtype, 1)
-    return struct.pack("!HHHHHH", 0x1234, flags, qdcount, 0, 0, 0) + question
-
-
-def udp(payload: bytes, *, dport: int = 53, length: int | None = None) -> bytes:
-    length = 8 + len(payload) if length is None else length
-    return struct.pack("!HHHH", 33333, dport, length, 0) + payload
-
-
-def tcp(payload: bytes = b"", *, dport: int = 53, flags: int = 0x18, doff: int = 5) -> bytes:
-    header = struct.pack("!HHIIBBHHH", 44444, dport, 1, 1, doff << 4, flags, 8192, 0, 0)
-    return header + b"\x01" * (max(doff, 5) * 4 - 20) + payload
-
-
-def tcp_dns(*messages: bytes) -> bytes:
-    return b"".join(struct.pack("!H", len(m)) + m for m in messages)
-
-
-def ipv4(
-    payload: bytes,
-    proto: int = 17,
-    *,
-    options: bytes = b"",
-    total_len: int | None = None,
-    frag: int = 0,
-    ihl: int | None = None,
-    version: int = 4,
-) -> bytes:
-    ihl = 5 + len(options) // 4 if ihl is None else ihl
-    total_len = 20 + len(options) + len(payload) if total_len is None else total_len
-    header = struct.pack("!BBHHHBBH", version << 4 | ihl, 0, total_len, 7, frag, 64, proto, 0)
-    addrs = ipaddress.IPv4Address(SRC4).packed + ipaddress.IPv4Address(DST4).packed
-    return header + addrs + options + payload
-
-
-def ipv6(payload: bytes, nh: int = 17, *, plen: int | None = None) -> bytes:
-    plen = len(payload) if plen is None else plen
-    addrs = ipaddress.IPv6Address(SRC6).packed + ipaddress.IPv6Address(DST6).packed
-    return struct.pack("!IHBB", 0x60000000, plen, nh, 64) + addrs + payload
-
-
-def ext(nh: int, size: int) -> bytes:
-    """An 8-octet-unit extension header (hop-by-hop, routing, destination options)."""
-    return bytes((nh, size // 8 - 1)) + b"\x01" * (size - 2)
-
-
-def frag_header(nh: int, offset: int, *, more: bool = False) -> bytes:
-    return struct.pack("!BBHI", nh, 0, offset << 3 | int(more), 99)
-
-
-def ether(ip: bytes, ethertype: int = 0x0800, tags: tuple[int, ...] = ()) -> bytes:
-    head = b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01"
-    for tpid in tags:
-        head += struct.pack("!HH", tpid, 10)
-    return head + struct.pack("!H", ethertype) + ip
-
-
-def sll(ip: bytes, protocol: int = 0x0800) -> bytes:
-    return struct.pack("!HHH8sH", 0, 1, 6, b"\x02" * 8, protocol) + ip
-
-
-def sll2(ip: bytes, protocol: int = 0x0800) -> bytes:
-    return struct.pack("!HHIHBB8s", protocol, 0, 2, 1, 0, 6, b"\x02" * 8) + ip
-
-
-def pppoe(ip: bytes, ppp: int = 0x0021) -> bytes:
-    return ether(struct.pack("!BBHHH", 0x11, 0, 1, len(ip) + 2, ppp) + ip, 0x8864)
+from testkit import frames
+from testkit.frames import (
+    DST4,
+    DST6,
+    SRC4,
+    SRC6,
+    dns,
+    encode_name,
+    ether,
+    ext,
+    frag_header,
+    ipv4,
+    ipv6,
+    pppoe,
+    sll,
+    sll2,
+    tcp,
+    tcp_dns,
+    udp,
+)
 
 
 def make_batch(packets: list[tuple[int, bytes]], *, filler: int = 0) -> Batch:
-    """Packets laid one after another, each followed by 3 ``filler`` bytes that are
-    not part of any packet (a decoder reading past ``caplen`` sees them)."""
-    gap = bytes((filler,)) * 3
-    data = b"".join(frame + gap for _, frame in packets)
-    caplens = np.array([len(frame) for _, frame in packets], np.int32)
-    offsets = np.zeros(len(packets), np.int64)
-    offsets[1:] = np.cumsum(caplens[:-1] + 3, dtype=np.int64)
-    return Batch(
-        data=np.frombuffer(data, np.uint8),
-        ts_us=np.arange(len(packets), dtype=np.int64) * 1000 + 1_700_000_000_000_000,
-        offsets=offsets,
-        caplens=caplens,
-        wirelens=caplens.copy(),
-        linktypes=np.array([lt for lt, _ in packets], np.int32),
-    )
+    """Packets each followed by 3 ``filler`` bytes that are not part of any packet."""
+    ts_us = np.arange(len(packets), dtype=np.int64) * 1000 + 1_700_000_000_000_000
+    return frames.make_batch(packets, ts_us=ts_us, gap=bytes((filler,)) * 3)
 
 
 def decode(

@@ -1,104 +1,31 @@
 """End to end: ``wormwatch demo`` in a real pseudo-terminal.
 
-The child gets a pty as its terminal (stdin, stdout, stderr); its output goes
-through pyte, a VT100 emulator, so the test reads the screen a person would
-see. It waits for the top hosts, checks the bundled capture's story (storm,
-mass mailer, scanner, bot) with their verdicts, presses keys, quits with ``q``
-and checks a clean exit: status 0, alternate screen left, terminal modes back.
+The installed console script gets a pty as its terminal (stdin, stdout, stderr);
+its output goes through pyte, a VT100 emulator, so the test reads the screen a
+person would see (``testkit.terminal``). It waits for the top hosts, checks the
+bundled capture's story (storm, mass mailer, scanner, bot) with their verdicts,
+presses keys, quits with ``q`` and checks a clean exit: status 0, alternate screen
+left, terminal modes back.
 """
 
 from __future__ import annotations
 
-import fcntl
-import os
 import re
-import select
 import signal
-import struct
-import subprocess
-import sys
 import termios
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
-pyte = pytest.importorskip("pyte")
+from testkit.terminal import PtyApp
 
-COLS, ROWS = 120, 40
 ALT_ON, ALT_OFF = b"\x1b[?1049h", b"\x1b[?1049l"
-TIMEOUT_S = 90.0  # generous: a cold numba cache compiles the kernels first
 STORY = {
     "192.0.2.66": ("STORM",),
     "192.0.2.77": ("MX",),
     "192.0.2.88": ("SCAN",),
     "192.0.2.99": ("MX", "SCAN", "SYNC"),
 }
-
-
-class PtyApp:
-    """A child process on a pseudo-terminal, and the screen it draws."""
-
-    def __init__(self, *args: str) -> None:
-        self.master, self.slave = os.openpty()
-        fcntl.ioctl(self.slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLS, 0, 0))
-        self.modes_before = termios.tcgetattr(self.slave)
-        env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "NO_COLOR")}
-        env["TERM"] = "xterm-256color"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "wormwatch", *args],
-            stdin=self.slave,
-            stdout=self.slave,
-            stderr=self.slave,
-            env=env,
-            start_new_session=True,
-        )
-        self.screen = pyte.Screen(COLS, ROWS)
-        self.stream = pyte.ByteStream(self.screen)
-        self.raw = bytearray()
-
-    def pump(self, timeout_s: float) -> None:
-        """Read what the child wrote within ``timeout_s`` into the screen."""
-        ready, _, _ = select.select([self.master], [], [], timeout_s)
-        if ready:
-            try:
-                data = os.read(self.master, 65536)
-            except OSError:
-                return
-            self.raw += data
-            self.stream.feed(data)
-
-    def text(self) -> str:
-        return "\n".join(self.screen.display)
-
-    def wait_for(self, what: str, predicate: Callable[[str], bool]) -> str:
-        deadline = time.monotonic() + TIMEOUT_S
-        while time.monotonic() < deadline:
-            self.pump(0.1)
-            if predicate(self.text()):
-                return self.text()
-            if self.proc.poll() is not None:
-                self.pump(0.1)
-                break
-        raise AssertionError(f"timed out waiting for {what}; screen:\n{self.text()}")
-
-    def send(self, data: bytes) -> None:
-        os.write(self.master, data)
-
-    def wait_exit(self) -> int:
-        deadline = time.monotonic() + TIMEOUT_S
-        while self.proc.poll() is None and time.monotonic() < deadline:
-            self.pump(0.1)
-        self.pump(0.2)
-        assert self.proc.returncode is not None, f"did not exit; screen:\n{self.text()}"
-        return self.proc.returncode
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        os.close(self.master)
-        os.close(self.slave)
 
 
 @pytest.fixture
