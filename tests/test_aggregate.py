@@ -135,8 +135,8 @@ def test_host_limit_drops_and_counts() -> None:
     ev = make_events(rows)
     agg.ingest(ev, Classifier().classify(ev))
     assert agg.n_hosts == 4
-    assert agg.events_dropped == 60
-    assert int(agg.totals[:4, C_QUERIES].sum()) == 40
+    assert agg.counts().events_dropped == 60
+    assert int(agg.totals()[:, C_QUERIES].sum()) == 40
 
 
 def test_window_prunes_old_bins_but_keeps_totals() -> None:
@@ -149,7 +149,7 @@ def test_window_prunes_old_bins_but_keeps_totals() -> None:
     (state,) = agg.host_states([0])
     assert state.bins.tolist() == [4, 5]
     assert int(state.totals[C_QUERIES]) == 6
-    assert agg.rows_dropped == 0
+    assert agg.counts().rows_dropped == 0
 
 
 def test_ignored_networks_are_not_tracked() -> None:
@@ -163,7 +163,7 @@ def test_ignored_networks_are_not_tracked() -> None:
     ev = make_events(rows)
     agg.ingest(ev, Classifier().classify(ev))
     assert [s.addr for s in agg.host_states(range(agg.n_hosts))] == ["192.0.2.1"]
-    assert agg.events_ignored == 1
+    assert agg.counts().events_ignored == 1
 
 
 def test_network_series_leaves_out_allowlisted_hosts() -> None:

@@ -68,7 +68,7 @@ def export(ev: Events, sensor: str, *, batch: int = 37, n_shards: int = 4) -> li
 def assert_same_state(want: Aggregator, got: Aggregator) -> None:
     assert got.n_hosts == want.n_hosts
     ids = list(range(want.n_hosts))
-    got_ids = [got.find(int(want.host_hi[h]), int(want.host_lo[h])) for h in ids]
+    got_ids = [got.find(*want.address(h)) for h in ids]
     assert None not in got_ids
     for a, b in zip(want.host_states(ids), got.host_states(got_ids), strict=True):
         assert b.addr == a.addr

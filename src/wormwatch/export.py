@@ -66,7 +66,7 @@ class CellAggregator(Aggregator):
         n_taken: I64,
         store: dict[int, list[bytes]],
     ) -> None:
-        times = self.sample_us if store is self.samples else self.mx_sample_us
+        times = self.sample_us if store is self._samples else self.mx_sample_us
         hosts = np.unique(host[is_new & (host >= 0)])
         before = n_taken[hosts].copy()
         super()._take_samples(ev, host, is_new, n_taken, store)
@@ -190,9 +190,10 @@ class DeltaExporter:
         n = agg.n_hosts
         if n == 0:
             return []
-        shard = shard_of(agg.host_hi[:n], agg.host_lo[:n], self.n_shards)
+        addr_hi, addr_lo = agg.address_words()
+        shard = shard_of(addr_hi, addr_lo, self.n_shards)
         # hosts by (shard, address): parts are then the same on every re-read
-        order = np.lexsort((agg.host_lo[:n], agg.host_hi[:n], shard))
+        order = np.lexsort((addr_lo, addr_hi, shard))
         rank = np.empty(n, np.int64)
         rank[order] = np.arange(n)
         tables = _tables(agg)
@@ -215,11 +216,11 @@ class DeltaExporter:
         times: list[int] = []
         names: list[bytes] = []
         for salt, store, when in (
-            (0, agg.samples, agg.sample_us),
-            (1, agg.mx_samples, agg.mx_sample_us),
+            (0, agg._samples, agg.sample_us),
+            (1, agg._mx_samples, agg.mx_sample_us),
         ):
             for h, taken in store.items():
-                key = (int(agg.host_hi[h]), int(agg.host_lo[h]), salt)
+                key = (*agg.address(h), salt)
                 sent = self._sent.setdefault(key, set())
                 for name, t in zip(taken, when.get(h, []), strict=True):
                     if len(sent) >= self.n_samples or name in sent:
@@ -279,11 +280,11 @@ def _slice(
     return Delta(
         ident=ident,
         bin_s=agg.bin_s,
-        hi=agg.host_hi[hosts],
-        lo=agg.host_lo[hosts],
-        first_us=agg.first_us[hosts],
-        last_us=agg.last_us[hosts],
-        counts=agg.totals[hosts, :N_ADDITIVE].astype(np.int32),
+        hi=agg.address_words()[0][hosts],
+        lo=agg.address_words()[1][hosts],
+        first_us=agg.first_seen_us()[hosts],
+        last_us=agg.last_seen_us()[hosts],
+        counts=agg.totals()[hosts, :N_ADDITIVE].astype(np.int32),
         target_host=t_host,
         target_hi=tables["targets"][1][t_sel],
         target_lo=tables["targets"][2][t_sel],

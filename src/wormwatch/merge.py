@@ -14,12 +14,14 @@ applied once; a second copy changes nothing.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import numpy.typing as npt
 
-from wormwatch.aggregate import Aggregator
+from wormwatch.aggregate import Aggregator, Renumbering
 from wormwatch.delta import N_ADDITIVE, Delta, DeltaId
-from wormwatch.kernels.aggregate import MERGE_ADD, MERGE_FIRST, table_merge, touch_hosts
+from wormwatch.kernels.aggregate import MERGE_ADD, MERGE_FIRST, table_merge
 from wormwatch.model import (
     C_MX,
     C_MX_DOM_NEW,
@@ -59,12 +61,18 @@ def _merge_into(
     return out, old, int(refused)
 
 
-class DeltaMerger:
-    """Applies deltas to ``agg``; remembers which identities it applied.
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What merging one delta did: the aggregate's ids of its hosts (-1 = no
+    room), and the renumbering when hosts had to be evicted to make room (for
+    whoever keys by host id, as after :meth:`Aggregator.ingest`)."""
 
-    ``renumber`` must be told the aggregate's host renumbering after an
-    eviction (the aggregate's ``on_renumber``), like any per-host state.
-    """
+    hosts: I64
+    renumbering: Renumbering | None
+
+
+class DeltaMerger:
+    """Applies deltas to ``agg``; remembers which identities it applied."""
 
     def __init__(self, agg: Aggregator) -> None:
         self.agg = agg
@@ -77,9 +85,9 @@ class DeltaMerger:
         self.n_rows = 0
         self.keys_refused = 0
 
-    def apply(self, delta: Delta) -> I64 | None:
-        """Merge ``delta``; the aggregate's ids of its hosts, or None when
-        this identity was applied before (nothing changes)."""
+    def apply(self, delta: Delta) -> Applied | None:
+        """Merge ``delta``; None when this identity was applied before
+        (nothing changes)."""
         if delta.ident in self.applied:
             self.n_duplicates += 1
             return None
@@ -89,27 +97,32 @@ class DeltaMerger:
         agg = self.agg
         n = delta.n_hosts
         if n == 0:
-            return np.zeros(0, np.int64)
+            return Applied(np.zeros(0, np.int64), None)
         self.n_rows += n
-        host = agg._lookup_hosts(delta.hi, delta.lo, np.ones(n, np.bool_))
-        touch_hosts(host, delta.first_us, n, agg.first_us, agg.last_us)
-        touch_hosts(host, delta.last_us, n, agg.first_us, agg.last_us)
-        agg.now_us = max(agg.now_us, int(delta.last_us.max()))
+        host, renumbering = agg._admit(delta.hi, delta.lo, np.ones(n, np.bool_))
+        if renumbering is not None:
+            self._bin_targets.remap(renumbering.mapping, host_is_value=False)
+        agg._touch(host, delta.first_us)
+        agg._touch(host, delta.last_us)
+        agg._now_us = max(agg.now_us, int(delta.last_us.max()))
         start = int(delta.first_us.min())
-        agg.start_us = start if agg.start_us < 0 else min(agg.start_us, start)
-        row = agg._bin_rows(host, np.full(n, delta.ident.bin, np.int64))
+        agg._start_us = start if agg.start_us < 0 else min(agg.start_us, start)
+        row = self._rows_of(host, np.full(n, delta.ident.bin, np.int64))
         ok = host >= 0
         counts = delta.counts.astype(np.int64)
         # a delta's hosts are distinct, so a fancy-indexed add is exact
-        agg.totals[host[ok], :N_ADDITIVE] += counts[ok]
+        agg._hosts.totals[host[ok], :N_ADDITIVE] += counts[ok]
         has_row = ok & (row >= 0)
-        agg._rows[row[has_row], :N_ADDITIVE] += delta.counts[has_row]
+        agg._bins.rows[row[has_row], :N_ADDITIVE] += delta.counts[has_row]
         self._merge_targets(delta, host)
         self._merge_names(delta, host)
         self._merge_prefixes(delta, host)
         self._merge_samples(delta, host)
         self._add_network(delta, host, counts)
-        return host
+        return Applied(host, renumbering)
+
+    def _rows_of(self, host: I64, bins: I64) -> I64:
+        return self.agg._bins.rows_of(host, bins, self.agg._oldest_bin())
 
     def _count(self, host: I64, bins: I64, col: int, sign: int) -> None:
         """Add ``sign`` to column ``col`` of each (host, bin) row and host total."""
@@ -117,9 +130,9 @@ class DeltaMerger:
         if not ok.any():
             return
         host, bins = host[ok], bins[ok]
-        np.add.at(self.agg.totals[:, col], host, sign)
-        row = self.agg._bin_rows(host, bins)
-        np.add.at(self.agg._rows[:, col], row[row >= 0], sign)
+        np.add.at(self.agg._hosts.totals[:, col], host, sign)
+        row = self._rows_of(host, bins)
+        np.add.at(self.agg._bins.rows[:, col], row[row >= 0], sign)
 
     def _count_first(self, out: I64, old: I64, host: I64, b: int, col: int) -> None:
         """Counts of a first-seen merge: new keys here, moved ones from their old bin."""
@@ -197,17 +210,19 @@ class DeltaMerger:
             entries[:] = sorted([e for e in entries if e[1] != name] + [entry])[: agg.n_samples]
             touched.add((h, salt))
         for h, salt in touched:
-            key = (int(agg.host_hi[h]), int(agg.host_lo[h]), salt)
+            key = (*agg.address(h), salt)
             names = [name for _t, name in self._samples[key]]
             store, n_taken = (
-                (agg.samples, agg._n_sampled) if salt == 0 else (agg.mx_samples, agg._n_mx_sampled)
+                (agg._samples, agg._hosts.n_sampled)
+                if salt == 0
+                else (agg._mx_samples, agg._hosts.n_mx_sampled)
             )
             store[h] = names
             n_taken[h] = len(names)
 
     def _add_network(self, delta: Delta, host: I64, counts: npt.NDArray[np.int64]) -> None:
         """The network-wide series of the bin: its non-allowlisted hosts' counts."""
-        client = (host >= 0) & ~self.agg.is_allowlisted[np.maximum(host, 0)]
+        client = (host >= 0) & ~self.agg._hosts.is_allowlisted[np.maximum(host, 0)]
         if not client.any():
             return
         c = counts[client]
@@ -218,10 +233,6 @@ class DeltaMerger:
         ]
         if not any(add):
             return
-        acc = self.agg.network.setdefault(delta.ident.bin, [0, 0, 0])
+        acc = self.agg._network.setdefault(delta.ident.bin, [0, 0, 0])
         for j in range(3):
             acc[j] += add[j]
-
-    def renumber(self, mapping: I64) -> None:
-        """Follow the aggregate's host renumbering (evicted hosts drop out)."""
-        self._bin_targets.remap(mapping, host_is_value=False)

@@ -19,7 +19,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from wormwatch.aggregate import Aggregator
+from wormwatch.aggregate import Aggregator, Renumbering
 from wormwatch.alerts import AlertTracker
 from wormwatch.classify import Classifier
 from wormwatch.config import Config
@@ -28,10 +28,6 @@ from wormwatch.detect import could_fire, evaluate, iso_time, network_evidence, n
 from wormwatch.errors import WormwatchError
 from wormwatch.feed import DecodeAheadFeed, DirectFeed, End
 from wormwatch.model import (
-    C_QUERIES,
-    C_SYN135,
-    C_SYN139,
-    C_SYN445,
     Batch,
     Events,
     HostView,
@@ -173,12 +169,11 @@ class Pipeline:
             max_host_bins=cfg.max_host_bins,
             ignore=cfg.ignore,
             allowlisted=(*cfg.mail_servers, *cfg.resolvers),
+            # a flagged host is never evicted in favour of noise
+            protect=lambda n: self.scores[:n] > 0,
         )
         self.scores = np.zeros(cfg.max_hosts, np.float64)
         self.verdicts: dict[int, Verdict] = {}
-        # a flagged host is never evicted in favour of noise
-        self.agg.keep_scores = lambda n: self.scores[:n]
-        self.agg.on_renumber = self._renumber
         self._saturation_reported_us = -1
         self.tracker = AlertTracker(cfg.score)
         self.alerts = alerts
@@ -284,40 +279,36 @@ class Pipeline:
         for hi in [*cuts.tolist(), events.n]:
             if int(bins[lo]) > self._alert_bin >= 0:
                 self._evaluate(self._alert_mark_us, emit=True)
-            self.agg.ingest(slice_events(events, lo, hi), keyword_idx[lo:hi])
+            renumbering = self.agg.ingest(slice_events(events, lo, hi), keyword_idx[lo:hi])
+            if renumbering is not None:
+                self._renumber(renumbering)
             self._alert_bin = max(self._alert_bin, int(bins[hi - 1]))
             lo = hi
         self._report_saturation()
 
-    def _renumber(self, mapping: npt.NDArray[np.int64]) -> None:
+    def _renumber(self, renumbering: Renumbering) -> None:
         """Follow the aggregate's renumbering after it evicted hosts."""
-        n = mapping.shape[0]
-        kept = np.nonzero(mapping >= 0)[0]
-        scores = np.zeros_like(self.scores)
-        scores[mapping[kept]] = self.scores[:n][kept]
-        self.scores = scores
-        self.verdicts = {
-            int(mapping[i]): v for i, v in self.verdicts.items() if i < n and mapping[i] >= 0
-        }
+        self.scores = renumbering.follow_array(self.scores)
+        self.verdicts = renumbering.follow(self.verdicts)
 
     def _report_saturation(self) -> None:
         """One sensor record when the host table first overflows, then at
         most one per hour of packet time while it keeps overflowing."""
-        agg = self.agg
-        if agg.hosts_evicted == 0 and agg.events_dropped == 0:
+        now_us, counts = self.agg.now_us, self.agg.counts()
+        if counts.hosts_evicted == 0 and counts.events_dropped == 0:
             return
-        if self._saturation_reported_us >= 0 and agg.now_us - self._saturation_reported_us < 3600e6:
+        if self._saturation_reported_us >= 0 and now_us - self._saturation_reported_us < 3600e6:
             return
-        self._saturation_reported_us = agg.now_us
+        self._saturation_reported_us = now_us
         record: dict[str, object] = {
             "schema": 1,
-            "timestamp": iso_time(agg.now_us),
+            "timestamp": iso_time(now_us),
             "event_type": "sensor",
             "condition": "host-table-saturated",
-            "max_hosts": agg.max_hosts,
-            "hosts_tracked": agg.n_hosts,
-            "hosts_evicted": agg.hosts_evicted,
-            "events_dropped": agg.events_dropped,
+            "max_hosts": counts.max_hosts,
+            "hosts_tracked": counts.hosts_tracked,
+            "hosts_evicted": counts.hosts_evicted,
+            "events_dropped": counts.events_dropped,
         }
         if self.alerts is not None:
             self.alerts.write(record)
@@ -333,9 +324,8 @@ class Pipeline:
         ``since_us``, plus every host that holds a verdict (so a verdict can
         clear once the activity leaves the window).
         """
-        n = self.agg.n_hosts
-        maybe = could_fire(self.agg.totals[:n], self.cfg).any(axis=1)
-        dirty = self.agg.last_us[:n] >= since_us
+        maybe = could_fire(self.agg.totals(), self.cfg).any(axis=1)
+        dirty = self.agg.last_seen_us() >= since_us
         ids = np.nonzero(maybe & dirty)[0]
         flagged = [i for i, v in self.verdicts.items() if v.verdicts]
         if flagged:
@@ -373,10 +363,7 @@ class Pipeline:
 
     def _ranked(self, limit: int | None) -> np.ndarray:
         n = self.agg.n_hosts
-        totals = self.agg.totals[:n]
-        activity = totals[:, C_QUERIES] + totals[:, C_SYN135] + totals[:, C_SYN139]
-        activity = activity + totals[:, C_SYN445]
-        order = np.lexsort((-activity, -self.scores[:n]))
+        order = np.lexsort((-self.agg.activity(), -self.scores[:n]))
         return order if limit is None else order[:limit]
 
     def host_views(self, limit: int | None = None) -> list[HostView]:
@@ -437,6 +424,7 @@ class Pipeline:
         for verdict in self.verdicts.values():
             for name in verdict.verdicts:
                 flagged[name] = flagged.get(name, 0) + 1
+        counts = self.agg.counts()
         return Snapshot(
             source=self.source_name,
             is_live=self.is_live,
@@ -446,9 +434,9 @@ class Pipeline:
             packets_per_s=self._rates[0],
             dns_per_s=self._rates[1],
             syn_per_s=self._rates[2],
-            hosts_tracked=self.agg.n_hosts,
-            hosts_dropped=self.agg.hosts_evicted,
-            events_untracked=self.agg.events_dropped,
+            hosts_tracked=counts.hosts_tracked,
+            hosts_dropped=counts.hosts_evicted,
+            events_untracked=counts.events_dropped,
             decode=st.as_dict(),
             kernel_dropped=sstats.kernel_dropped,
             kernel_received=sstats.kernel_received,

@@ -36,11 +36,12 @@ def test_flood_keeps_the_limit_and_finds_the_scanner(tmp_path: Path) -> None:
     result = pipeline.run(open_replay([str(pcap)]))
 
     assert result.final.decode["syns"] == facts["packets"]
-    assert pipeline.agg.n_hosts <= 2_000
+    counts = pipeline.agg.counts()
+    assert counts.hosts_tracked <= 2_000
     # every source beyond the limit was either evicted again or never admitted
-    assert pipeline.agg.hosts_evicted + pipeline.agg.events_dropped >= 60_000 + 1 - 2_000
-    assert pipeline.agg.hosts_evicted >= 2_000
-    assert result.final.hosts_dropped == pipeline.agg.hosts_evicted
+    assert counts.hosts_evicted + counts.events_dropped >= 60_000 + 1 - 2_000
+    assert counts.hosts_evicted >= 2_000
+    assert result.final.hosts_dropped == counts.hosts_evicted
     top = result.hosts[0]
     assert top.state.addr == SCANNER
     assert top.verdict.verdicts == ("smb-scan",)
@@ -54,16 +55,15 @@ def test_flood_keeps_the_limit_and_finds_the_scanner(tmp_path: Path) -> None:
 
 
 def test_flagged_hosts_are_never_evicted_for_noise() -> None:
-    agg = Aggregator(max_hosts=8)
+    scores = np.zeros(8)
+    agg = Aggregator(max_hosts=8, protect=lambda n: scores[:n] > 0)
     from wormwatch.classify import Classifier
     from wormwatch.model import KIND_SYN
 
     rows = [(i, f"192.0.2.{i + 1}", "198.51.100.1", KIND_SYN, 445, 0, b"") for i in range(8)]
     ev = make_events(rows)
     agg.ingest(ev, Classifier().classify(ev))
-    scores = np.zeros(8)
     scores[[1, 5]] = 50.0  # two flagged hosts
-    agg.keep_scores = lambda n: scores[:n]
     flagged = {"192.0.2.2", "192.0.2.6"}
     for k in range(5):
         noise = [
@@ -72,21 +72,16 @@ def test_flagged_hosts_are_never_evicted_for_noise() -> None:
         ]
         ev = make_events(noise)
         before = {s.addr for s in agg.host_states(range(agg.n_hosts))}
-        mapping: list[np.ndarray] = []
-        agg.on_renumber = mapping.append
-        agg.ingest(ev, Classifier().classify(ev))
+        renumbering = agg.ingest(ev, Classifier().classify(ev))
         now = {s.addr for s in agg.host_states(range(agg.n_hosts))}
         assert flagged <= now
-        if mapping:
-            # follow the renumbering, as the pipeline does
-            m = mapping[-1]
-            new_scores = np.zeros(8)
-            kept = np.nonzero(m >= 0)[0]
-            new_scores[m[kept]] = scores[kept]
-            scores[:] = new_scores
+        if renumbering is not None:
+            # follow the renumbering, as the judge does
+            scores[:] = renumbering.follow_array(scores)
+            assert renumbering.n_evicted == int(np.count_nonzero(renumbering.mapping < 0))
         assert agg.n_hosts <= 8
         del before
-    assert agg.hosts_evicted > 0
+    assert agg.counts().hosts_evicted > 0
 
 
 def test_flood_through_the_cli_reports_saturation(tmp_path: Path) -> None:

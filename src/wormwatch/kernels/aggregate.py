@@ -149,12 +149,16 @@ def touch_hosts(
     n: int,
     first_us: np.ndarray,
     last_us: np.ndarray,
+    touched: np.ndarray,
+    seq: int,
 ) -> None:
-    """First/last seen per host (timestamps may jump backwards in a capture)."""
+    """First/last seen per host (timestamps may jump backwards in a capture),
+    and ``seq`` (the ingest's number) as the host's last touch."""
     for i in range(n):
         h = host_idx[i]
         if h < 0:
             continue
+        touched[h] = seq
         t = ts_us[i]
         if first_us[h] == -1 or t < first_us[h]:
             first_us[h] = t

@@ -118,18 +118,18 @@ def write_report(
     if result.error is not None:
         raise result.error
     bins, counts = pipeline.agg.network_series()
-    agg = pipeline.agg
+    limits = pipeline.agg.counts()
     data = ReportData(
         files=list(files),
         cfg=cfg,
         result=result,
-        bin_s=agg.bin_s,
+        bin_s=pipeline.agg.bin_s,
         network_sync=network_evidence(bins, counts[:, 1], counts[:, 2], cfg) if bins.size else None,
         agg_limits={
-            "events of hosts past max_hosts": agg.events_dropped,
-            "(host, bin) rows past max_host_bins": agg.rows_dropped,
-            "distinct-set keys refused": agg.keys_refused,
-            "events of ignored networks": agg.events_ignored,
+            "events of hosts past max_hosts": limits.events_dropped,
+            "(host, bin) rows past max_host_bins": limits.rows_dropped,
+            "distinct-set keys refused": limits.keys_refused,
+            "events of ignored networks": limits.events_ignored,
         },
     )
     _remove_old_figures(out_dir)

@@ -1,0 +1,19 @@
+"""Aggregate stage: per source host and time bin counters, bounded in memory.
+
+source -> decode -> classify -> **aggregate** -> detect -> present.
+
+In: decoded, classified events, one batch at a time
+(:meth:`Aggregator.ingest`). Out, through a read-out API only: host states,
+totals, the hosts touched since a mark, network-wide series and counts of what
+did not fit; and a :class:`Renumbering` when hosts were evicted. Rooms:
+
+- :mod:`.aggregator` the state and the ingest, and the read-out API;
+- :mod:`.hosts` the host table (one id per address) and eviction;
+- :mod:`.bins` the per-(host, bin) counter rows;
+- :mod:`.readout` whole host states read out of the tables.
+"""
+
+from wormwatch.aggregate.aggregator import AggregateCounts, Aggregator
+from wormwatch.aggregate.hosts import Protect, Renumbering
+
+__all__ = ["AggregateCounts", "Aggregator", "Protect", "Renumbering"]
