@@ -282,6 +282,7 @@ class _UntilDrained:
 
     def __init__(self, inner: Any) -> None:
         self.inner, self.name, self.is_stopping = inner, inner.name, False
+        self.is_live = True
         signal.signal(signal.SIGUSR1, self._stop)
 
     def _stop(self, _signum: int, _frame: object) -> None:
@@ -326,7 +327,7 @@ def _capture(iface: str, workers: int, tui: bool) -> None:
         screen = Console(file=open(os.devnull, "w"), force_terminal=True, width=140, height=40)  # noqa: SIM115
         presenter = TuiPresenter(console=screen, keys=_NoKeys())
     source = _UntilDrained(open_capture(iface, workers=workers))
-    pipeline = Pipeline(load_config(None), source_name=iface, is_live=True, presenter=presenter)
+    pipeline = Pipeline(load_config(None), source_name=iface, presenter=presenter)
     print("ready", flush=True)
     try:
         result = pipeline.run(source)

@@ -1,7 +1,8 @@
 """Alerts: decide when a host's verdict is news, and shape the alert record.
 
-In: a host's address, its :class:`~wormwatch.model.Verdict` from
-:func:`wormwatch.detect.evaluate` and the packet time of the evaluation.
+In: a host (its id in the aggregate, and its address for the record), its
+:class:`~wormwatch.model.Verdict` from :func:`wormwatch.detect.evaluate` and
+the packet time of the evaluation.
 Out: an alert dict in the DESIGN.md schema, or None. The JSON lines writer
 (:mod:`wormwatch.present.jsonl`) writes it.
 
@@ -16,9 +17,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
+from wormwatch.aggregate import Renumbering
 from wormwatch.config import ScoreConfig
 from wormwatch.detect import iso_time
-from wormwatch.model import Verdict
+from wormwatch.model import I64, Verdict
 
 SCHEMA = 1
 
@@ -31,7 +35,7 @@ class _Seen:
 
 
 class AlertTracker:
-    """Remembers the last alerted state of each flagged host.
+    """Remembers the last alerted state of each flagged host, by host id.
 
     Args:
         score: the score bands and hysteresis (``cfg.score``); defaults to
@@ -42,12 +46,16 @@ class AlertTracker:
         cfg = score if score is not None else ScoreConfig()
         self.bands = cfg.bands
         self.hysteresis = cfg.hysteresis
-        self._seen: dict[str, _Seen] = {}
+        self._seen: dict[int, _Seen] = {}
 
     @property
     def n_tracked(self) -> int:
         """Hosts currently holding a verdict."""
         return len(self._seen)
+
+    def tracked(self) -> I64:
+        """The ids of the hosts currently holding an alerted verdict."""
+        return np.fromiter(self._seen, np.int64, len(self._seen))
 
     def band(self, score: float, previous: int | None = None) -> int:
         """The band of ``score`` (0 = below the first bound).
@@ -65,18 +73,21 @@ class AlertTracker:
             raw += 1
         return raw
 
-    def update(self, addr: str, verdict: Verdict, ts_us: int) -> dict[str, object] | None:
-        """The alert for this evaluation of ``addr``, or None when nothing changed."""
-        prev = self._seen.get(addr)
+    def update(
+        self, host: int, addr: str, verdict: Verdict, ts_us: int
+    ) -> dict[str, object] | None:
+        """The alert for this evaluation of ``host`` (address ``addr``), or
+        None when nothing changed."""
+        prev = self._seen.get(host)
         names = tuple(verdict.verdicts)
         if prev is None:
             if not names:
                 return None
             band = self.band(verdict.score)
-            self._seen[addr] = _Seen(names, band, verdict.score)
+            self._seen[host] = _Seen(names, band, verdict.score)
             return self._record(addr, verdict, ts_us, "new", band, None)
         if not names:
-            del self._seen[addr]
+            del self._seen[host]
             return self._record(addr, verdict, ts_us, "cleared", self.band(verdict.score), prev)
         band = self.band(verdict.score, prev.band)
         if set(names) != set(prev.verdicts):
@@ -85,12 +96,13 @@ class AlertTracker:
             reason = "band-changed"
         else:
             return None
-        self._seen[addr] = _Seen(names, band, verdict.score)
+        self._seen[host] = _Seen(names, band, verdict.score)
         return self._record(addr, verdict, ts_us, reason, band, prev)
 
-    def forget(self, addr: str) -> None:
-        """Drop a host (evicted by the aggregate stage): its next verdict is new."""
-        self._seen.pop(addr, None)
+    def renumber(self, renumbering: Renumbering) -> None:
+        """Follow the aggregate's new host ids; an evicted host is forgotten
+        (its next verdict is new)."""
+        self._seen = renumbering.follow(self._seen)
 
     def _record(
         self,

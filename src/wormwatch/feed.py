@@ -4,6 +4,7 @@ In: a :class:`~wormwatch.source.Source` and a decode function (batch ->
 events and keyword indices). Out: decoded items, in packet order, via
 ``next(timeout_s)``; :data:`END` when the source is finished.
 
+:func:`open_feed` picks the feed from what the source says it is.
 :class:`DirectFeed` decodes in the caller's thread. :class:`DecodeAheadFeed`
 reads and decodes in a second thread while the caller aggregates the batch
 before: the walker and decode kernels release the GIL (``nogil=True``), so
@@ -131,3 +132,14 @@ class DecodeAheadFeed:
         """Stop the worker and wait for it."""
         self._stop.set()
         self._thread.join(timeout=5.0)
+
+
+Feed = DirectFeed | DecodeAheadFeed
+
+
+def open_feed(source: Source, decode: DecodeFn, batch_packets: int, *, decode_ahead: bool) -> Feed:
+    """The feed for ``source``: decode-ahead for a replay (unless turned off),
+    direct for a live capture, whose reads return at the capture's timeout."""
+    if source.is_live or not decode_ahead:
+        return DirectFeed(source, decode, batch_packets)
+    return DecodeAheadFeed(source, decode, batch_packets)

@@ -1,10 +1,12 @@
 """The one loop that wires the stages, the same for live capture and replay.
 
-source -> decode -> classify -> aggregate -> detect -> present. The loop reads
-a batch, decodes it, classifies and aggregates its events, re-evaluates hosts
-whenever packet time crosses a bin boundary, and hands a :class:`Snapshot` to
-the presenter a few times per wall second. Only the CLI knows argv and exit
-codes; this module knows neither.
+source -> feed (decode, classify) -> aggregate -> judge -> present. The loop
+reads a decoded batch from the feed, aggregates its events, asks the judge to
+judge hosts whenever packet time crosses a bin boundary and writes the alerts,
+and hands a :class:`Snapshot` (assembled by :mod:`wormwatch.health`) to the
+presenter a few times per wall second. It knows nothing of live capture versus
+replay: the source describes itself. Only the CLI knows argv and exit codes;
+this module knows neither.
 """
 
 from __future__ import annotations
@@ -19,26 +21,19 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from wormwatch.aggregate import Aggregator, Renumbering
-from wormwatch.alerts import AlertTracker
+from wormwatch.aggregate import Aggregator
 from wormwatch.classify import Classifier
 from wormwatch.config import Config
 from wormwatch.decode import Decoder
-from wormwatch.detect import could_fire, evaluate, iso_time, network_evidence, network_sync
 from wormwatch.errors import WormwatchError
-from wormwatch.feed import DecodeAheadFeed, DirectFeed, End
-from wormwatch.model import (
-    Batch,
-    Events,
-    HostView,
-    Snapshot,
-    Verdict,
-)
+from wormwatch.feed import End, Feed, open_feed
+from wormwatch.health import Health, Judged
+from wormwatch.judge import TOP_HOSTS, Judge
+from wormwatch.model import Batch, Events, HostView, Snapshot
 from wormwatch.reassemble import Reassembler
 from wormwatch.source import Source
 
 BATCH_PACKETS = 16384
-TOP_HOSTS = 50
 
 
 def slice_events(ev: Events, lo: int, hi: int) -> Events:
@@ -105,6 +100,28 @@ class _Stop:
         self.interrupted = False
 
 
+class _Ticks:
+    """When the display refreshes and the periodic summary is due (wall time)."""
+
+    def __init__(self, now: float, refresh_s: float, every_s: float | None) -> None:
+        self.refresh_s = refresh_s
+        self.every_s = every_s or 0.0
+        self.next_refresh = now
+        self.next_every = now + every_s if every_s else float("inf")
+
+    def is_refresh_due(self, now: float) -> bool:
+        if now < self.next_refresh:
+            return False
+        self.next_refresh = now + self.refresh_s
+        return True
+
+    def is_every_due(self, now: float) -> bool:
+        if now < self.next_every:
+            return False
+        self.next_every = now + self.every_s
+        return True
+
+
 @contextmanager
 def _signals(stop: _Stop) -> Iterator[None]:
     def on_signal(signum: int, _frame: object) -> None:
@@ -129,10 +146,9 @@ class Pipeline:
     Args:
         cfg: the loaded configuration.
         source_name: what the display calls the source.
-        is_live: live capture (wall-clock idle warnings, kernel drops).
-        decode_ahead: on replay, read and decode in a second thread while
-            this one aggregates (both cores; the same results).
-        alerts: where alert records go, or None.
+        decode_ahead: unless the source is live, read and decode in a second
+            thread while this one aggregates (both cores; the same results).
+        alerts: where alert (and sensor) records go, or None.
         presenter: the live display, or None.
         event_sinks: called with each batch's events (whole batches).
         clock: wall clock, injectable for tests.
@@ -143,7 +159,6 @@ class Pipeline:
         cfg: Config,
         *,
         source_name: str,
-        is_live: bool = False,
         alerts: AlertSink | None = None,
         presenter: Presenter | None = None,
         event_sinks: Sequence[EventSink] = (),
@@ -152,8 +167,6 @@ class Pipeline:
         decode_ahead: bool = True,
     ) -> None:
         self.cfg = cfg
-        self.source_name = source_name
-        self.is_live = is_live
         self.decoder = Decoder(
             reassembler=Reassembler(
                 max_datagrams=cfg.reassembly.max_datagrams,
@@ -162,6 +175,7 @@ class Pipeline:
             )
         )
         self.classifier = Classifier(cfg.keywords)
+        self.judge = Judge(cfg)
         self.agg = Aggregator(
             bin_s=cfg.bin_s,
             window_s=cfg.window_s,
@@ -170,27 +184,21 @@ class Pipeline:
             ignore=cfg.ignore,
             allowlisted=(*cfg.mail_servers, *cfg.resolvers),
             # a flagged host is never evicted in favour of noise
-            protect=lambda n: self.scores[:n] > 0,
+            protect=self.judge.protected,
         )
-        self.scores = np.zeros(cfg.max_hosts, np.float64)
-        self.verdicts: dict[int, Verdict] = {}
-        self._saturation_reported_us = -1
-        self.tracker = AlertTracker(cfg.score)
+        self.health = Health(source_name, clock)
         self.alerts = alerts
-        self.n_alerts = 0
         self.presenter = presenter
         self.event_sinks = tuple(event_sinks)
         self.clock = clock
         self.refresh_s = refresh_s
         self.decode_ahead = decode_ahead
-        self._alert_bin = -1
-        self._alert_mark_us = -1
-        self._display_mark_us = -1
-        self._wall_start = clock()
-        self._last_relevant_wall = -1.0
-        self._last_relevant_us = -1
-        self._rate_mark: tuple[float, int, int, int, int] | None = None
-        self._rates = (0.0, 0.0, 0.0)
+        self._judged_bin = -1
+
+    @property
+    def n_alerts(self) -> int:
+        """Alerts emitted so far."""
+        return self.judge.n_alerts
 
     # -- the loop ---------------------------------------------------------------
 
@@ -209,42 +217,20 @@ class Pipeline:
         stop = _Stop()
         error: WormwatchError | None = None
         is_exhausted = False  # the source ended (not q, Ctrl-C or an error)
-        next_refresh = self.clock()
-        next_every = next_refresh + every_s if every_s else float("inf")
+        ticks = _Ticks(self.clock(), self.refresh_s, every_s)
         if self.presenter is not None:
             self.presenter.start()
-        feed: DirectFeed | DecodeAheadFeed
-        if self.is_live or not self.decode_ahead:
-            feed = DirectFeed(source, self._decode, BATCH_PACKETS)
-        else:
-            feed = DecodeAheadFeed(source, self._decode, BATCH_PACKETS)
+        feed = open_feed(source, self._decode, BATCH_PACKETS, decode_ahead=self.decode_ahead)
         with _signals(stop):
             try:
-                while not stop.requested:
-                    item = feed.next(self.refresh_s)
-                    if isinstance(item, End):
-                        is_exhausted = True
-                        break
-                    if item is not None:
-                        self._aggregate(*item)
-                    now = self.clock()
-                    if self.presenter is not None and now >= next_refresh:
-                        next_refresh = now + self.refresh_s
-                        self._evaluate(self._display_mark_us, emit=False)
-                        self.presenter.update(self.snapshot(source))
-                        if self.presenter.poll_quit():
-                            break
-                    if on_every is not None and now >= next_every:
-                        next_every = now + (every_s or 0.0)
-                        self._evaluate(self._display_mark_us, emit=False)
-                        on_every(self, self.snapshot(source))
+                is_exhausted = self._loop(source, feed, stop, ticks, on_every)
             except KeyboardInterrupt:
                 stop.interrupted = True
             except WormwatchError as err:
                 error = err
             finally:
                 feed.close()
-        self._evaluate(self._alert_mark_us, emit=True, all_hosts=True)
+        self._write(self.judge.finish(self.agg))
         final = self.snapshot(source, is_finished=is_exhausted)
         if self.presenter is not None:
             self.presenter.stop(final)
@@ -257,6 +243,32 @@ class Pipeline:
             warnings=list(source.stats().warnings),
         )
 
+    def _loop(
+        self,
+        source: Source,
+        feed: Feed,
+        stop: _Stop,
+        ticks: _Ticks,
+        on_every: Callable[[Pipeline, Snapshot], None] | None,
+    ) -> bool:
+        """Batches until the source ends (True) or a stop or quit (False)."""
+        while not stop.requested:
+            item = feed.next(self.refresh_s)
+            if isinstance(item, End):
+                return True
+            if item is not None:
+                self._aggregate(*item)
+            now = self.clock()
+            if self.presenter is not None and ticks.is_refresh_due(now):
+                self.judge.rescore(self.agg)
+                self.presenter.update(self.snapshot(source))
+                if self.presenter.poll_quit():
+                    return False
+            if on_every is not None and ticks.is_every_due(now):
+                self.judge.rescore(self.agg)
+                on_every(self, self.snapshot(source))
+        return False
+
     def _decode(self, batch: Batch) -> tuple[Events, npt.NDArray[np.int16]] | None:
         """Decode and classify one batch (in the decode-ahead thread on replay)."""
         events = self.decoder.decode(batch)
@@ -266,8 +278,7 @@ class Pipeline:
 
     def _aggregate(self, events: Events, keyword_idx: npt.NDArray[np.int16]) -> None:
         """Count one batch's events, judging hosts at every bin boundary."""
-        self._last_relevant_wall = self.clock()
-        self._last_relevant_us = int(events.ts_us[events.n - 1])
+        self.health.saw_events(int(events.ts_us[events.n - 1]))
         for sink in self.event_sinks:
             sink.write_events(events)
         # Hosts are judged when packet time enters a new bin, before the new
@@ -277,174 +288,39 @@ class Pipeline:
         cuts = np.flatnonzero(np.diff(bins)) + 1
         lo = 0
         for hi in [*cuts.tolist(), events.n]:
-            if int(bins[lo]) > self._alert_bin >= 0:
-                self._evaluate(self._alert_mark_us, emit=True)
+            if int(bins[lo]) > self._judged_bin >= 0:
+                self._write(self.judge.judge(self.agg))
             renumbering = self.agg.ingest(slice_events(events, lo, hi), keyword_idx[lo:hi])
             if renumbering is not None:
-                self._renumber(renumbering)
-            self._alert_bin = max(self._alert_bin, int(bins[hi - 1]))
+                self.judge.renumber(renumbering)
+            self._judged_bin = max(self._judged_bin, int(bins[hi - 1]))
             lo = hi
-        self._report_saturation()
+        record = self.health.saturation(self.agg)
+        if record is not None:
+            self._write([record])
 
-    def _renumber(self, renumbering: Renumbering) -> None:
-        """Follow the aggregate's renumbering after it evicted hosts."""
-        self.scores = renumbering.follow_array(self.scores)
-        self.verdicts = renumbering.follow(self.verdicts)
-
-    def _report_saturation(self) -> None:
-        """One sensor record when the host table first overflows, then at
-        most one per hour of packet time while it keeps overflowing."""
-        now_us, counts = self.agg.now_us, self.agg.counts()
-        if counts.hosts_evicted == 0 and counts.events_dropped == 0:
-            return
-        if self._saturation_reported_us >= 0 and now_us - self._saturation_reported_us < 3600e6:
-            return
-        self._saturation_reported_us = now_us
-        record: dict[str, object] = {
-            "schema": 1,
-            "timestamp": iso_time(now_us),
-            "event_type": "sensor",
-            "condition": "host-table-saturated",
-            "max_hosts": counts.max_hosts,
-            "hosts_tracked": counts.hosts_tracked,
-            "hosts_evicted": counts.hosts_evicted,
-            "events_dropped": counts.events_dropped,
-        }
+    def _write(self, records: list[dict[str, object]]) -> None:
         if self.alerts is not None:
-            self.alerts.write(record)
-
-    # -- detection --------------------------------------------------------------
-
-    def _candidates(self, since_us: int) -> npt.NDArray[np.int64]:
-        """Hosts worth a full evaluation now.
-
-        A vectorised pre-filter (:func:`wormwatch.detect.could_fire`): a host
-        whose totals cannot reach any detector's thresholds keeps score 0
-        without a Python-level look. Of the rest, those with events since
-        ``since_us``, plus every host that holds a verdict (so a verdict can
-        clear once the activity leaves the window).
-        """
-        maybe = could_fire(self.agg.totals(), self.cfg).any(axis=1)
-        dirty = self.agg.last_seen_us() >= since_us
-        ids = np.nonzero(maybe & dirty)[0]
-        flagged = [i for i, v in self.verdicts.items() if v.verdicts]
-        if flagged:
-            ids = np.union1d(ids, np.array(flagged, np.int64))
-        return ids.astype(np.int64)
-
-    def _evaluate(self, since_us: int, *, emit: bool, all_hosts: bool = False) -> None:
-        """Re-score hosts with events since ``since_us``.
-
-        With ``emit`` (bin boundaries and the end of the run) the verdicts
-        also go through the alert tracker; display refreshes only re-score.
-        """
-        now_us = self.agg.now_us
-        if now_us < 0:
-            return
-        ids = self._candidates(since_us)
-        if all_hosts:
-            ids = np.union1d(ids, np.array(list(self.verdicts), np.int64)).astype(np.int64)
-        for state, idx in zip(self.agg.host_states(ids), ids.tolist(), strict=True):
-            verdict = evaluate(state, self.cfg, now_us=now_us)
-            self.scores[idx] = verdict.score
-            self.verdicts[idx] = verdict
-            if not emit:
-                continue
-            record = self.tracker.update(state.addr, verdict, now_us)
-            if record is not None:
-                self.n_alerts += 1
-                if self.alerts is not None:
-                    self.alerts.write(record)
-        if emit:
-            self._alert_mark_us = now_us
-        self._display_mark_us = now_us
+            for record in records:
+                self.alerts.write(record)
 
     # -- read out ---------------------------------------------------------------
 
-    def _ranked(self, limit: int | None) -> np.ndarray:
-        n = self.agg.n_hosts
-        order = np.lexsort((-self.agg.activity(), -self.scores[:n]))
-        return order if limit is None else order[:limit]
-
     def host_views(self, limit: int | None = None) -> list[HostView]:
-        """Hosts ranked by score (then activity), with their verdicts.
-
-        Name-prefix statistics (a Python dict per host) are read out only for
-        the top hosts and the flagged ones: nobody reads them for the rest,
-        and building them for 100,000 hosts costs seconds.
-        """
-        ids = self._ranked(limit)
-        states = self.agg.host_states(ids, with_prefixes=False)
-        flagged = {i for i, v in self.verdicts.items() if v.verdicts}
-        want = [k for k, i in enumerate(ids.tolist()) if k < TOP_HOSTS or i in flagged]
-        if want:
-            full = self.agg.host_states(ids[want])
-            for k, state in zip(want, full, strict=True):
-                states[k] = state
-        return [
-            HostView(state, self.verdicts.get(idx, Verdict()))
-            for state, idx in zip(states, ids.tolist(), strict=True)
-        ]
-
-    def network_sync(self) -> float | None:
-        """Pearson r of all clients' MX queries against all their SYNs."""
-        bins, series = self.agg.network_series()
-        if series.shape[0] == 0:
-            return None
-        return network_sync(series[:, 1], series[:, 2], bins=bins, cfg=self.cfg)
+        """Hosts ranked by score (then activity), with their verdicts."""
+        return self.judge.host_views(self.agg, limit)
 
     def network_evidence(self) -> dict[str, object] | None:
         """The network-wide sync with its series, for the summary record."""
-        bins, series = self.agg.network_series()
-        if series.shape[0] == 0:
-            return None
-        return network_evidence(bins, series[:, 1], series[:, 2], self.cfg)
+        return self.judge.network_evidence(self.agg)
 
     def snapshot(self, source: Source, *, is_finished: bool = False) -> Snapshot:
         """What the sensor knows now, for the display and the summary."""
-        wall = self.clock()
-        st = self.decoder.stats
-        mark = (wall, st.packets, st.dns_queries, st.syns, self.agg.now_us)
-        if self._rate_mark is not None:
-            w0, p0, d0, s0, t0 = self._rate_mark
-            span = (mark[4] - t0) / 1e6 if not self.is_live else wall - w0
-            if span > 0:
-                self._rates = ((mark[1] - p0) / span, (mark[2] - d0) / span, (mark[3] - s0) / span)
-        self._rate_mark = mark
-        if self.is_live:
-            idle = None if self._last_relevant_wall < 0 else wall - self._last_relevant_wall
-        else:
-            idle = (
-                None
-                if self._last_relevant_us < 0
-                else max(0.0, (self.agg.now_us - self._last_relevant_us) / 1e6)
-            )
-        sstats = source.stats()
-        flagged: dict[str, int] = {}
-        for verdict in self.verdicts.values():
-            for name in verdict.verdicts:
-                flagged[name] = flagged.get(name, 0) + 1
-        counts = self.agg.counts()
-        return Snapshot(
-            source=self.source_name,
-            is_live=self.is_live,
-            start_us=max(self.agg.start_us, 0),
-            now_us=max(self.agg.now_us, 0),
-            wall_elapsed_s=wall - self._wall_start,
-            packets_per_s=self._rates[0],
-            dns_per_s=self._rates[1],
-            syn_per_s=self._rates[2],
-            hosts_tracked=counts.hosts_tracked,
-            hosts_dropped=counts.hosts_evicted,
-            events_untracked=counts.events_dropped,
-            decode=st.as_dict(),
-            kernel_dropped=sstats.kernel_dropped,
-            kernel_received=sstats.kernel_received,
-            interface_dropped=sstats.interface_dropped,
-            idle_s=idle,
-            network_sync_r=self.network_sync(),
+        judged = Judged(
             hosts=self.host_views(TOP_HOSTS),
-            bin_s=self.agg.bin_s,
-            is_finished=is_finished,
-            flagged=flagged,
+            network_sync_r=self.judge.network_sync(self.agg),
+            flagged=self.judge.flagged_counts(),
+        )
+        return self.health.snapshot(
+            source, self.decoder.stats, self.agg, judged, is_finished=is_finished
         )

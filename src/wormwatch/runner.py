@@ -59,6 +59,7 @@ class _Bounded:
     def __init__(self, inner: Source, duration_s: float) -> None:
         self.inner = inner
         self.name = inner.name
+        self.is_live = inner.is_live
         self.deadline = time.monotonic() + duration_s
 
     def read_batch(self, max_packets: int) -> Batch | None:
@@ -75,6 +76,8 @@ class _Bounded:
 
 class _NoPackets:
     """The source of a run stopped before it began: it ends at once."""
+
+    is_live = False
 
     def __init__(self, opts: RunOptions) -> None:
         self.name = opts.interface or ", ".join(opts.files) or "-"
@@ -104,7 +107,7 @@ def _warm_up(command: str, on_loading: Callable[[], None] | None) -> bool:
     return False
 
 
-def _open_source(cfg: Config, opts: RunOptions) -> tuple[Source, bool]:
+def _open_source(cfg: Config, opts: RunOptions) -> Source:
     if opts.command == "live":
         from wormwatch.source.live import open_capture  # noqa: PLC0415
         from wormwatch.source.privileges import drop_privileges  # noqa: PLC0415
@@ -120,16 +123,16 @@ def _open_source(cfg: Config, opts: RunOptions) -> tuple[Source, bool]:
         )
         drop_privileges(opts.user)
         if opts.duration_s is not None:
-            return _Bounded(source, opts.duration_s), True
-        return source, True
+            return _Bounded(source, opts.duration_s)
+        return source
     from wormwatch.source.pcapfile import open_replay  # noqa: PLC0415
 
     source = open_replay(opts.files, concatenate=opts.concatenate)
     if opts.speed is not None:
         from wormwatch.source.pacing import Paced  # noqa: PLC0415
 
-        return Paced(source, opts.speed), False
-    return source, False
+        return Paced(source, opts.speed)
+    return source
 
 
 class _Presenters:
@@ -260,14 +263,13 @@ def run(cfg: Config, opts: RunOptions) -> RunResult:
         metrics = _metrics(cfg, opts, outputs.alerts)
         presenter = _presenter(opts, metrics)
         alert_sink, event_sinks = _sinks(outputs, metrics)
-        source, is_live = (_NoPackets(opts), False) if is_stopped else _open_source(cfg, opts)
+        source = _NoPackets(opts) if is_stopped else _open_source(cfg, opts)
         if metrics is not None:
             metrics.source = source
         try:
             pipeline = Pipeline(
                 cfg,
                 source_name=source.name,
-                is_live=is_live,
                 alerts=alert_sink,
                 presenter=presenter,
                 event_sinks=event_sinks,

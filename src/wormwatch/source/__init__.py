@@ -17,9 +17,13 @@ class Source(Protocol):
     ``read_batch`` returns None when the source is finished, an empty batch
     (``n == 0``) on a timeout with nothing captured, else up to ``max_packets``
     packets. ``name`` is what the display shows (interface or file names).
+    ``is_live`` says whether packets arrive in wall-clock time (a capture:
+    rates and idle time are measured on the wall clock, reads return at a
+    timeout) or are read from a recording (rates in packet time).
     """
 
     name: str
+    is_live: bool
 
     def read_batch(self, max_packets: int) -> Batch | None: ...
 

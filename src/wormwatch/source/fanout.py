@@ -103,6 +103,8 @@ def _worker_main(
 class FanoutCapture:
     """N fanout handles read by N worker processes, merged here (a :class:`Source`)."""
 
+    is_live = True
+
     def __init__(self, handles: list[Any], *, iface: str, timeout_ms: int) -> None:
         self.name = iface
         self._handles = handles

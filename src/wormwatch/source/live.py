@@ -27,6 +27,8 @@ from wormwatch.source.handle import batch_from_buffers, kernel_stats, open_handl
 class LiveCapture:
     """One pcapy-ng handle on one interface, read in this process (a :class:`Source`)."""
 
+    is_live = True
+
     def __init__(self, handle: Any, *, iface: str, timeout_ms: int) -> None:
         self.name = iface
         self.linktype = int(handle.datalink())

@@ -53,6 +53,8 @@ class MergedReplay:
         WormwatchError: a file can no longer be opened or mapped.
     """
 
+    is_live = False
+
     def __init__(self, paths: Sequence[str], parts: Sequence[Walked], warnings: list[str]) -> None:
         # only merged replays need the merge kernel: loaded (or compiled) here, so that
         # the first batch is not spent on it

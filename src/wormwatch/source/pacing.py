@@ -66,6 +66,9 @@ class Paced:
         sleep: sleep function (injectable for tests).
     """
 
+    # a replay at wall-clock speed is still a replay: rates in packet time
+    is_live = False
+
     def __init__(
         self,
         source: Source,

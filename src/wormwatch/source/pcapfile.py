@@ -103,6 +103,8 @@ class ReplaySource:
     Every file is checked on opening; each is mapped only while it is being read.
     """
 
+    is_live = False
+
     def __init__(self, paths: Sequence[str]) -> None:
         """See :func:`open_replay`."""
         paths = list(paths)

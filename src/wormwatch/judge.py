@@ -1,0 +1,171 @@
+"""Judging: which hosts to look at, their scores and verdicts, and the alerts.
+
+source -> decode -> classify -> aggregate -> **judge** -> present.
+
+In: the aggregate, through its read-out API, whenever the loop asks (at a bin
+boundary of packet time, at a display refresh, at the end of the run). Out:
+alert records (via :class:`~wormwatch.alerts.AlertTracker`), and for the
+presenters each host's :class:`~wormwatch.model.Verdict` and the ranking.
+
+Everything here is keyed by the one host id the aggregate assigns; when the
+aggregate evicts hosts it hands back a
+:class:`~wormwatch.aggregate.Renumbering` that :meth:`Judge.renumber`
+applies. The judge tells the aggregate which hosts must never be evicted
+(:meth:`Judge.protected`, given to the aggregate when it is built).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from wormwatch.aggregate import Aggregator, Renumbering
+from wormwatch.alerts import AlertTracker
+from wormwatch.config import Config
+from wormwatch.detect import could_fire, evaluate, network_evidence, network_sync
+from wormwatch.model import I64, HostView, Verdict
+from wormwatch.tables import BOOL
+
+# hosts whose full state (name prefixes included) a ranking reads out
+TOP_HOSTS = 50
+
+Alert = dict[str, object]
+
+
+class Judge:
+    """Scores, verdicts and alerts of every host the aggregate tracks.
+
+    Three calls judge, each over the hosts with new evidence since the same
+    call last ran, plus every host holding a verdict (so a verdict clears
+    once its activity leaves the window):
+
+    - :meth:`judge` at each bin boundary of packet time: verdicts, and the
+      alerts for those that are news;
+    - :meth:`rescore` for a display refresh: verdicts only, no alerts;
+    - :meth:`finish` at the end of the run: :meth:`judge` over every host
+      ever judged, so the summary holds final verdicts.
+    """
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.tracker = AlertTracker(cfg.score)
+        self.n_alerts = 0
+        self._scores = np.zeros(cfg.max_hosts, np.float64)
+        self._verdicts: dict[int, Verdict] = {}
+        # packet time of the last judge() and of the last look of any kind
+        self._alert_mark_us = -1
+        self._display_mark_us = -1
+
+    # -- what the aggregate asks, and what it reports -----------------------------
+
+    def protected(self, n_hosts: int) -> BOOL:
+        """Which of hosts ``0 .. n_hosts - 1`` must not be evicted: those with
+        a score, and those whose alert has not been cleared."""
+        keep = self._scores[:n_hosts] > 0
+        keep[self.tracker.tracked()] = True
+        return keep
+
+    def renumber(self, renumbering: Renumbering) -> None:
+        """Follow the aggregate's host ids after it evicted hosts."""
+        self._scores = renumbering.follow_array(self._scores)
+        self._verdicts = renumbering.follow(self._verdicts)
+        self.tracker.renumber(renumbering)
+
+    # -- judging --------------------------------------------------------------------
+
+    def judge(self, agg: Aggregator) -> list[Alert]:
+        """Judge the hosts with new evidence; the alerts that are news."""
+        return self._look(agg, self._candidates(agg, self._alert_mark_us), alert=True)
+
+    def rescore(self, agg: Aggregator) -> None:
+        """Re-score the hosts with new evidence since the last look (a display
+        refresh): no alerts, the next :meth:`judge` still sees them."""
+        self._look(agg, self._candidates(agg, self._display_mark_us), alert=False)
+
+    def finish(self, agg: Aggregator) -> list[Alert]:
+        """The end of the run: judge every host ever judged and the new ones."""
+        ids = np.union1d(
+            self._candidates(agg, self._alert_mark_us), np.array(list(self._verdicts), np.int64)
+        )
+        return self._look(agg, ids.astype(np.int64), alert=True)
+
+    def _candidates(self, agg: Aggregator, since_us: int) -> I64:
+        """Hosts worth a full evaluation now.
+
+        A vectorised pre-filter (:func:`wormwatch.detect.could_fire`): a host
+        whose totals cannot reach any detector's thresholds keeps score 0
+        without a Python-level look. Of the rest, those with events since
+        ``since_us``, plus every host that holds a verdict.
+        """
+        maybe = could_fire(agg.totals(), self.cfg).any(axis=1)
+        dirty = agg.last_seen_us() >= since_us
+        ids = np.nonzero(maybe & dirty)[0]
+        flagged = [i for i, v in self._verdicts.items() if v.verdicts]
+        if flagged:
+            ids = np.union1d(ids, np.array(flagged, np.int64))
+        return ids.astype(np.int64)
+
+    def _look(self, agg: Aggregator, ids: I64, *, alert: bool) -> list[Alert]:
+        """Evaluate hosts ``ids`` at the aggregate's packet time; with
+        ``alert``, pass the verdicts through the alert tracker."""
+        now_us = agg.now_us
+        if now_us < 0:
+            return []
+        alerts: list[Alert] = []
+        for state, idx in zip(agg.host_states(ids), ids.tolist(), strict=True):
+            verdict = evaluate(state, self.cfg, now_us=now_us)
+            self._scores[idx] = verdict.score
+            self._verdicts[idx] = verdict
+            if alert:
+                record = self.tracker.update(idx, state.addr, verdict, now_us)
+                if record is not None:
+                    alerts.append(record)
+        if alert:
+            self._alert_mark_us = now_us
+            self.n_alerts += len(alerts)
+        self._display_mark_us = now_us
+        return alerts
+
+    # -- read out -------------------------------------------------------------------
+
+    def host_views(self, agg: Aggregator, limit: int | None = None) -> list[HostView]:
+        """Hosts ranked by score (then activity), with their verdicts.
+
+        Name-prefix statistics (a Python dict per host) are read out only for
+        the top hosts and the flagged ones: nobody reads them for the rest,
+        and building them for 100,000 hosts costs seconds.
+        """
+        order = np.lexsort((-agg.activity(), -self._scores[: agg.n_hosts]))
+        ids = order if limit is None else order[:limit]
+        states = agg.host_states(ids, with_prefixes=False)
+        flagged = {i for i, v in self._verdicts.items() if v.verdicts}
+        want = [k for k, i in enumerate(ids.tolist()) if k < TOP_HOSTS or i in flagged]
+        if want:
+            full = agg.host_states(ids[want])
+            for k, state in zip(want, full, strict=True):
+                states[k] = state
+        return [
+            HostView(state, self._verdicts.get(idx, Verdict()))
+            for state, idx in zip(states, ids.tolist(), strict=True)
+        ]
+
+    def flagged_counts(self) -> dict[str, int]:
+        """How many judged hosts hold each verdict."""
+        flagged: dict[str, int] = {}
+        for verdict in self._verdicts.values():
+            for name in verdict.verdicts:
+                flagged[name] = flagged.get(name, 0) + 1
+        return flagged
+
+    def network_sync(self, agg: Aggregator) -> float | None:
+        """Pearson r of all clients' MX queries against all their SYNs."""
+        bins, series = agg.network_series()
+        if series.shape[0] == 0:
+            return None
+        return network_sync(series[:, 1], series[:, 2], bins=bins, cfg=self.cfg)
+
+    def network_evidence(self, agg: Aggregator) -> dict[str, object] | None:
+        """The network-wide sync with its series, for the summary record."""
+        bins, series = agg.network_series()
+        if series.shape[0] == 0:
+            return None
+        return network_evidence(bins, series[:, 1], series[:, 2], self.cfg)
