@@ -53,6 +53,10 @@ class RunOptions:
     on_loading: Callable[[], None] | None = None
 
 
+REFRESH_S = 0.25
+METRICS_REFRESH_S = 1.0
+
+
 class _Bounded:
     """Ends a source after ``duration_s`` of wall time (``--duration``)."""
 
@@ -273,6 +277,8 @@ def run(cfg: Config, opts: RunOptions) -> RunResult:
                 alerts=alert_sink,
                 presenter=presenter,
                 event_sinks=event_sinks,
+                # metrics alone need no 4 Hz snapshots: scrapes come every 15 s or so
+                refresh_s=METRICS_REFRESH_S if presenter is metrics else REFRESH_S,
             )
             with outputs.rotation():
                 result = pipeline.run(
