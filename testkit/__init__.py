@@ -7,11 +7,15 @@ extra installs). It lives at the repository root beside ``src/``, ``tests/`` and
 without any ``sys.path`` edit.
 
 - :mod:`testkit.paths`: where the repository, the sample and the real captures are.
-- :mod:`testkit.reference` (+ ``reference_io``, ``reference_reassembly``): the slow,
-  obvious dpkt reference decoder that says what every packet should count as.
+- :mod:`testkit.pcap`: the one pcap/pcapng writer and reader (and dpkt's reading).
+- :mod:`testkit.frames`: frames built with ``struct``, and batches of them.
+- :mod:`testkit.reference` (+ ``reference_reassembly``, ``reference_dganame``): the
+  slow, obvious reference decoder that says what every packet should count as.
 - :mod:`testkit.decode_compare`: the numba decoder and the reference side by side.
-- :mod:`testkit.pcapfile_craft`, :mod:`testkit.flood`: capture files built by hand.
+- :mod:`testkit.flood`, :mod:`testkit.dgagen`: floods and generated names, fast.
+- :mod:`testkit.events`: event columns from rows, or from a capture via the real path.
 - :mod:`testkit.hoststates`, :mod:`testkit.tui_fakes`: host states and snapshots for
   detector and live-table tests.
+- :mod:`testkit.terminal`: a child on a real pseudo-terminal, read through pyte.
 - :mod:`testkit.netns`: network namespaces for live-capture tests and benchmarks.
 """

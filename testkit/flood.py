@@ -14,10 +14,11 @@ Used by tests/scenarios/test_flood.py and scripts/bench/flood.py.
 from __future__ import annotations
 
 import argparse
-import struct
 from pathlib import Path
 
 import numpy as np
+
+from testkit.pcap import LINKTYPE_RAW, pcap_header
 
 SCANNER = "192.0.2.66"
 FRAME = 60
@@ -80,7 +81,7 @@ def write_flood(
     )
     records = np.concatenate([meta.astype("<u4").view(np.uint8).reshape(n, 16), frames], axis=1)
     with path.open("wb") as f:
-        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 101))
+        f.write(pcap_header(LINKTYPE_RAW, snaplen=65535))
         f.write(records.tobytes())
     return {"packets": n, "sources": n_sources + 1, "scanner_targets": n_targets}
 

@@ -59,8 +59,9 @@ def tcp(
     sport: int = 44444,
     flags: int = 0x18,
     doff: int = 5,
+    seq: int = 1,
 ) -> bytes:
-    header = struct.pack("!HHIIBBHHH", sport, dport, 1, 1, doff << 4, flags, 8192, 0, 0)
+    header = struct.pack("!HHIIBBHHH", sport, dport, seq, 1, doff << 4, flags, 8192, 0, 0)
     return header + b"\x01" * (max(doff, 5) * 4 - 20) + payload
 
 
@@ -136,15 +137,24 @@ def pppoe(ip: bytes, ppp: int = 0x0021) -> bytes:
 
 
 def query(
-    name: bytes, qtype: int = 1, *, src: str = SRC4, dst: str = DST4, ident: int = 0x1234
+    name: bytes,
+    qtype: int = 1,
+    *,
+    src: str = SRC4,
+    dst: str = DST4,
+    ident: int = 0x1234,
+    sport: int = 33333,
 ) -> bytes:
     """An Ethernet frame with one DNS query over UDP/IPv4."""
-    return ether(ipv4(udp(dns(name, qtype, ident=ident)), src=src, dst=dst))
+    return ether(ipv4(udp(dns(name, qtype, ident=ident), sport=sport), src=src, dst=dst))
 
 
-def syn(dport: int = 445, *, src: str = SRC4, dst: str = DST4) -> bytes:
+def syn(
+    dport: int = 445, *, src: str = SRC4, dst: str = DST4, sport: int = 44444, seq: int = 1
+) -> bytes:
     """An Ethernet frame with one TCP SYN over IPv4."""
-    return ether(ipv4(tcp(dport=dport, flags=TCP_SYN), IP_PROTO_TCP, src=src, dst=dst))
+    segment = tcp(dport=dport, sport=sport, flags=TCP_SYN, seq=seq)
+    return ether(ipv4(segment, IP_PROTO_TCP, src=src, dst=dst))
 
 
 def make_batch(

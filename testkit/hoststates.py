@@ -8,8 +8,6 @@ of counters.
 
 from __future__ import annotations
 
-import socket
-import struct
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +38,9 @@ from wormwatch.model import (
     QTYPE_PTR,
     HostState,
 )
+
+from testkit import frames
+from testkit.pcap import write_frames
 
 RESOLVER = "198.51.100.53"
 DAY_US = int(datetime(2026, 11, 26, tzinfo=UTC).timestamp()) * 1_000_000
@@ -238,55 +239,24 @@ def bot(phase_shift_bins: int, *, addr: str = "192.0.2.77", n_bursts: int = 8) -
     return host
 
 
-# --- a fast pcap writer (struct, not scapy: the study host is 32k packets) ---
-
-_PCAP_HEADER = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)  # LINKTYPE_ETHERNET
-_MACS = bytes.fromhex("020000000002") + bytes.fromhex("020000000001")
-
-
-def _ipv4(src: str, dst: str, proto: int, payload: bytes) -> bytes:
-    header = struct.pack(
-        "!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 1, 0, 64, proto, 0,
-        socket.inet_aton(src), socket.inet_aton(dst),
-    )  # fmt: skip
-    words = struct.unpack("!10H", header)
-    total = sum(words)
-    total = (total & 0xFFFF) + (total >> 16)
-    total = (total & 0xFFFF) + (total >> 16)
-    return header[:10] + struct.pack("!H", ~total & 0xFFFF) + header[12:] + payload
-
-
-def _dns_query(qid: int, name: bytes, qtype: int) -> bytes:
-    labels = b"".join(bytes([len(lab)]) + lab for lab in name.split(b".") if lab)
-    return (
-        struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0)
-        + labels
-        + b"\0"
-        + struct.pack("!HH", qtype, 1)
-    )
+# --- as a pcap (struct frames, not scapy: the study host is 32k packets) -----------
 
 
 def frame(src: str, dst: str, qtype: int, name: bytes, port: int, seq: int) -> bytes:
     """One Ethernet frame: a DNS query over UDP (port 53) or a TCP SYN."""
+    sport = 1024 + seq % 60000
     if port == 53:
-        dns = _dns_query(seq & 0xFFFF, name, qtype)
-        udp = struct.pack("!HHHH", 1024 + seq % 60000, 53, 8 + len(dns), 0) + dns
-        ip = _ipv4(src, dst, 17, udp)
-    else:
-        tcp = struct.pack("!HHIIBBHHH", 1024 + seq % 60000, port, seq, 0, 5 << 4, 0x02, 64240, 0, 0)
-        ip = _ipv4(src, dst, 6, tcp)
-    return _MACS + b"\x08\x00" + ip
+        return frames.query(name, qtype, src=src, dst=dst, ident=seq & 0xFFFF, sport=sport)
+    return frames.syn(port, src=src, dst=dst, sport=sport, seq=seq)
 
 
 def write_pcap(path: Path, hosts: Iterable[Host]) -> Path:
     """All events of ``hosts`` as one pcap, in time order."""
     events = sorted((ev[0], i, host.addr, ev) for host in hosts for i, ev in enumerate(host.log))
-    out = [_PCAP_HEADER]
-    for seq, (ts_us, _, src, (_, dst, qtype, name, port)) in enumerate(events):
-        data = frame(src, dst, qtype, name, port, seq)
-        out.append(
-            struct.pack("<IIII", ts_us // 1_000_000, ts_us % 1_000_000, len(data), len(data))
-        )
-        out.append(data)
-    path.write_bytes(b"".join(out))
-    return path
+    return write_frames(
+        path,
+        (
+            (ts_us, frame(src, dst, qtype, name, port, seq))
+            for seq, (ts_us, _, src, (_, dst, qtype, name, port)) in enumerate(events)
+        ),
+    )

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from testkit import pcap
 from testkit.paths import python_m
 
 _COUNTER = itertools.count()
@@ -205,16 +206,6 @@ def read_frames(path: Path) -> list[bytes]:
     return frames
 
 
-def write_pcap(path: Path, linktype: int, records: Sequence[tuple[int, bytes]]) -> None:
-    """A classic pcap (microsecond timestamps) of ``(ts_us, frame)`` records."""
-    with path.open("wb") as out:
-        out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, linktype))
-        for ts_us, frame in records:
-            sec, usec = divmod(ts_us, 1_000_000)
-            out.write(struct.pack("<IIII", sec, usec, len(frame), len(frame)))
-            out.write(frame)
-
-
 def _send(iface: str, path: Path) -> None:
     with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as sock:
         sock.bind((iface, 0))
@@ -279,7 +270,7 @@ def _capture(args: argparse.Namespace) -> dict[str, object]:
         source.close()
     stats = source.stats()
     if args.pcap:
-        write_pcap(Path(args.pcap), frames[0][0] if frames else 1, records)
+        pcap.write_frames(Path(args.pcap), records, linktype=frames[0][0] if frames else 1)
     return {
         "frames": frames,
         "uid": os.getuid(),

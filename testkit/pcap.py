@@ -1,15 +1,21 @@
-"""Crafted capture files for the replay-source tests (tests only).
+"""Capture files written and read for tests and scripts: the one pcap writer and reader.
 
-Writes classic pcap in any of its four magic numbers and pcapng blocks (sections in either
-byte order, interfaces with ``if_tsresol``/``if_tsoffset``, enhanced, simple and obsolete
-packet blocks, any other block type), straight from the format specs with ``struct``.
-Also ``dpkt_records``: what dpkt's readers say a capture holds, the reference the replay
-source is compared with.
+Writing: classic pcap in any of its four magic numbers (:func:`pcap_header`,
+:func:`pcap_record`, :func:`pcap_file`, :func:`write_frames`) and pcapng blocks (sections
+in either byte order, interfaces with ``if_tsresol``/``if_tsoffset``, enhanced, simple
+and obsolete packet blocks, any other block type), straight from the format specs with
+``struct``; :func:`write_pcap` and :func:`write_pcapng` write records back out.
+
+Reading, two ways on purpose, so that the project's own reader has two independent
+checks: :func:`read_records` is written from the specs (the reference decoder's input),
+:func:`dpkt_records` is what dpkt's readers say a capture holds.
 """
 
 from __future__ import annotations
 
+import mmap
 import struct
+from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -39,21 +45,50 @@ IP_PROTO_UDP = 17
 TSRESOL_NS = 9
 
 
+def pcap_header(
+    linktype: int = LINKTYPE_ETHERNET,
+    *,
+    snaplen: int = 262144,
+    is_big: bool = False,
+    is_nano: bool = False,
+) -> bytes:
+    """The 24-byte pcap file header, version 2.4."""
+    order = ">" if is_big else "<"
+    magic = PCAP_MAGIC_NS if is_nano else PCAP_MAGIC_US
+    return struct.pack(order + "IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype)
+
+
+def pcap_record(
+    sec: int, frac: int, data: bytes, *, wirelen: int | None = None, is_big: bool = False
+) -> bytes:
+    """One pcap record: the 16-byte header (``frac`` in us or ns as the file says), then data."""
+    order = ">" if is_big else "<"
+    wire = len(data) if wirelen is None else wirelen
+    return struct.pack(order + "IIII", sec, frac, len(data), wire) + data
+
+
 def pcap_file(
     records: list[tuple[int, int, int, bytes]],
     *,
-    linktype: int = 1,
+    linktype: int = LINKTYPE_ETHERNET,
     is_big: bool = False,
     is_nano: bool = False,
     snaplen: int = 262144,
 ) -> bytes:
     """A classic pcap file; a record is (sec, usec or nsec, original length, bytes)."""
-    order = ">" if is_big else "<"
-    magic = PCAP_MAGIC_NS if is_nano else PCAP_MAGIC_US
-    out = [struct.pack(order + "IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype)]
+    out = [pcap_header(linktype, snaplen=snaplen, is_big=is_big, is_nano=is_nano)]
     for sec, frac, wirelen, data in records:
-        out.append(struct.pack(order + "IIII", sec, frac, len(data), wirelen) + data)
+        out.append(pcap_record(sec, frac, data, wirelen=wirelen, is_big=is_big))
     return b"".join(out)
+
+
+def write_frames(
+    path: Path, frames: Iterable[tuple[int, bytes]], *, linktype: int = LINKTYPE_ETHERNET
+) -> Path:
+    """(ts_us, frame) pairs as a microsecond pcap of one link type."""
+    rows = [(ts // 1_000_000, ts % 1_000_000, len(data), data) for ts, data in frames]
+    path.write_bytes(pcap_file(rows, linktype=linktype))
+    return path
 
 
 def block(btype: int, body: bytes, *, is_big: bool = False) -> bytes:
@@ -64,10 +99,11 @@ def block(btype: int, body: bytes, *, is_big: bool = False) -> bytes:
     return struct.pack(order + "II", btype, length) + body + struct.pack(order + "I", length)
 
 
-def shb(*, is_big: bool = False) -> bytes:
+def shb(*, is_big: bool = False, options: bytes = b"") -> bytes:
     """A Section Header Block, version 1.0, section length unknown (-1)."""
     order = ">" if is_big else "<"
-    return block(BT_SHB, struct.pack(order + "IHHq", BYTE_ORDER_MAGIC, 1, 0, -1), is_big=is_big)
+    body = struct.pack(order + "IHHq", BYTE_ORDER_MAGIC, 1, 0, -1) + options
+    return block(BT_SHB, body, is_big=is_big)
 
 
 def option(code: int, value: bytes, *, is_big: bool = False) -> bytes:
@@ -255,3 +291,94 @@ def is_udp(record: Record) -> bool:
     return (
         struct.unpack_from("!H", data, 12)[0] == ETH_P_IP and data[ETH_HEADER + 9] == IP_PROTO_UDP
     )
+
+
+# --- reading from the specs -------------------------------------------------------
+
+
+def _ts_to_us(units: int, resol_byte: int) -> int:
+    """pcapng ``if_tsresol``: top bit clear = 10**-v s, set = 2**-v s; floor to us."""
+    v = resol_byte & 0x7F
+    if resol_byte & 0x80:
+        return units * 1_000_000 // (1 << v)
+    if v >= 6:
+        return units // 10 ** (v - 6)
+    return units * 10 ** (6 - v)
+
+
+def _read_pcap(buf: bytes | mmap.mmap) -> Iterator[tuple[int, int, int, bytes]]:
+    magic_le = struct.unpack_from("<I", buf, 0)[0]
+    endian = "<" if magic_le in (0xA1B2C3D4, 0xA1B23C4D) else ">"
+    magic = struct.unpack_from(endian + "I", buf, 0)[0]
+    frac_div = 1000 if magic == 0xA1B23C4D else 1
+    linktype = struct.unpack_from(endian + "I", buf, 20)[0] & 0xFFFF
+    pos = 24
+    while pos + 16 <= len(buf):
+        sec, frac, caplen, wirelen = struct.unpack_from(endian + "IIII", buf, pos)
+        pos += 16
+        if pos + caplen > len(buf):
+            return
+        yield sec * 1_000_000 + frac // frac_div, linktype, wirelen, buf[pos : pos + caplen]
+        pos += caplen
+
+
+def _idb_tsresol(body: bytes, endian: str) -> tuple[int, int]:
+    """(if_tsresol byte, if_tsoffset seconds) from an IDB's options."""
+    resol, offset_s, pos = 6, 0, 8
+    while pos + 4 <= len(body):
+        code, length = struct.unpack_from(endian + "HH", body, pos)
+        value = body[pos + 4 : pos + 4 + length]
+        if code == 0:
+            break
+        if code == 9 and length >= 1:
+            resol = value[0]
+        elif code == 14 and length == 8:
+            offset_s = struct.unpack(endian + "q", value)[0]
+        pos += 4 + (length + 3) // 4 * 4
+    return resol, offset_s
+
+
+def _read_pcapng(buf: bytes | mmap.mmap) -> Iterator[tuple[int, int, int, bytes]]:
+    endian = "<"
+    interfaces: list[tuple[int, int, int, int]] = []
+    pos = 0
+    while pos + 12 <= len(buf):
+        btype = struct.unpack_from(endian + "I", buf, pos)[0]
+        if btype == 0x0A0D0D0A:
+            bom = buf[pos + 8 : pos + 12]
+            endian = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">"
+            interfaces = []
+        blen = struct.unpack_from(endian + "I", buf, pos + 4)[0]
+        if blen < 12 or pos + blen > len(buf):
+            return
+        body = buf[pos + 8 : pos + blen - 4]
+        if btype == 1:
+            linktype, _, snaplen = struct.unpack_from(endian + "HHI", body, 0)
+            interfaces.append((linktype, snaplen, *_idb_tsresol(body, endian)))
+        elif btype == 6:
+            ifid, hi, lo, caplen, wirelen = struct.unpack_from(endian + "IIIII", body, 0)
+            linktype, _, resol, offset_s = interfaces[ifid]
+            ts_us = _ts_to_us((hi << 32) | lo, resol) + offset_s * 1_000_000
+            yield ts_us, linktype, wirelen, body[20 : 20 + caplen]
+        elif btype == 3:
+            wirelen = struct.unpack_from(endian + "I", body, 0)[0]
+            linktype, snaplen, _, _ = interfaces[0]
+            caplen = min(wirelen, snaplen or wirelen, len(body) - 4)
+            yield 0, linktype, wirelen, body[4 : 4 + caplen]
+        pos += blen
+
+
+def read_records(path: str | Path) -> Iterator[tuple[int, int, int, bytes]]:
+    """Yield ``(ts_us, linktype, wirelen, frame)`` for every record of a pcap or pcapng.
+
+    Timestamps are floored to microseconds. A truncated last record ends the file. The
+    file is mapped, not read, so a benchmark's gigabyte file costs no memory.
+    """
+    with Path(path).open("rb") as file:
+        if Path(path).stat().st_size == 0:
+            return
+        with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            if buf[:4] == b"\x0a\x0d\x0d\x0a":
+                yield from _read_pcapng(buf)
+            else:
+                yield from _read_pcap(buf)

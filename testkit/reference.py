@@ -41,7 +41,7 @@ from wormwatch.model import (
     ST_UNSUPPORTED,
 )
 
-from testkit.reference_io import read_records
+from testkit.pcap import read_records
 from testkit.reference_reassembly import RefFragment, RefReassembler
 
 __all__ = [

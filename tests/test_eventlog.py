@@ -36,8 +36,8 @@ from wormwatch.signals import iso_time, name_text
 from wormwatch.source.pcapfile import open_replay
 
 from testkit.paths import PCAPS, REAL_PCAPS
+from testkit.pcap import read_records
 from testkit.reference import PacketProblemError, RefDecoder, _ipv4, _ipv6, _link
-from testkit.reference_io import read_records
 
 SAMPLES = sorted(PCAPS.glob("*.pcap*"))
 REAL = [REAL_PCAPS / n for n in ("ndpi_dns_exfiltration.pcap", "id2t_Win7_eternalblue_scan.pcap")]

@@ -20,7 +20,7 @@ from wormwatch.source.merge import RUN, MergedReplay, warm_up
 from wormwatch.source.pcapfile import open_replay
 
 from testkit.paths import DEMO
-from testkit.pcapfile_craft import (
+from testkit.pcap import (
     ETH_HEADER,
     ETH_P_IP,
     LINKTYPE_ETHERNET,

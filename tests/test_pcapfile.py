@@ -27,7 +27,7 @@ from wormwatch.kernels.pcapwalk import walk_pcap, walk_pcapng
 from wormwatch.source.pcapfile import MAX_CAPLEN, ReplaySource, open_replay, warm_up
 
 from testkit.paths import PCAPS
-from testkit.pcapfile_craft import (
+from testkit.pcap import (
     BT_ISB,
     BT_NRB,
     Record,

@@ -19,6 +19,8 @@ from typing import BinaryIO
 
 import numpy as np
 
+from testkit.pcap import LINKTYPE_ETHERNET, pcap_header
+
 CHUNK_PACKETS = 131_072
 # Packet categories (what a template is).
 CAT_BULK, CAT_UDP, CAT_DNS, CAT_RESP, CAT_SCAN, CAT_NOSYN = range(6)
@@ -224,8 +226,7 @@ def write_pcap(
     n_packets = len(plan.ts_us)
     n_bytes = 24
     with path.open("wb") as out:
-        # pcap global header: magic, v2.4, thiszone, sigfigs, snaplen, LINKTYPE_ETHERNET
-        out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        out.write(pcap_header(LINKTYPE_ETHERNET, snaplen=65535))
         for lo in range(0, n_packets, CHUNK_PACKETS):
             hi = min(lo + CHUNK_PACKETS, n_packets)
             n_bytes += _write_chunk(out, lo, hi, tids.reshape(-1), templates, plan, addrs)

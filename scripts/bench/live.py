@@ -34,7 +34,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from testkit.netns import VethPair, veth_pair, wait_for_line, write_frames, write_pcap
+from testkit import pcap
+from testkit.netns import VethPair, veth_pair, wait_for_line, write_frames
 from testkit.paths import python_m
 
 SENDER_C = r"""
@@ -442,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         files = (work / "frames.bin", work / "frames.pcap")
         write_frames(files[0], frames)
-        write_pcap(files[1], 1, [(i, f) for i, f in enumerate(frames)])
+        pcap.write_frames(files[1], [(i, f) for i, f in enumerate(frames)])
         sender = pick_sender(work)
         display = "on" if args.tui else "off"
         print(f"sender: {sender[0]}; relevant share of the mix: {share:.2f}; ", end="")

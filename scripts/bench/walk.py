@@ -26,16 +26,17 @@ import pcapy
 from wormwatch.kernels.pcapwalk import PCAP_FILE_HEADER, walk_pcap
 from wormwatch.source.pcapfile import MAX_CAPLEN, open_replay
 
+from testkit.pcap import LINKTYPE_ETHERNET, pcap_header
+
 
 def build_pcap(path: Path, n_records: int, seed: int = 1) -> int:
     """Writes a little-endian microsecond pcap of ``n_records`` records; returns its size."""
     rng = np.random.default_rng(seed)
     caplens = rng.integers(60, 201, n_records).astype(np.uint32)
-    header = np.array([0xA1B2C3D4, 0x00040002, 0, 0, 262144, 1], dtype=np.uint32)
     sizes = 16 + caplens.astype(np.int64)
     starts = PCAP_FILE_HEADER + np.concatenate(([0], np.cumsum(sizes)[:-1]))
     buf = np.zeros(PCAP_FILE_HEADER + int(sizes.sum()), dtype=np.uint8)
-    buf[:PCAP_FILE_HEADER] = header.view(np.uint8)
+    buf[:PCAP_FILE_HEADER] = np.frombuffer(pcap_header(LINKTYPE_ETHERNET), np.uint8)
     words = np.stack(
         [
             (1_700_000_000 + np.arange(n_records) // 1000).astype(np.uint32),

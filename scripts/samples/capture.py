@@ -20,6 +20,8 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 from scapy.packet import Packet
 
+from testkit.pcap import BT_IDB, block, epb, option, pcap_header, pcap_record, shb
+
 # 2026-01-15 09:00:00 UTC, in nanoseconds: every sample starts here (no wall clock).
 T0_NS = 1_768_467_600 * 1_000_000_000
 SEC_NS = 1_000_000_000
@@ -203,41 +205,29 @@ def null(packet: Packet, family: int, *, endian: str = "<") -> bytes:
 
 def pcap_bytes(capture: Capture) -> bytes:
     """Classic pcap: microsecond or nanosecond magic, in the capture's byte order."""
-    e = capture.endian
-    magic = 0xA1B23C4D if capture.is_nano else 0xA1B2C3D4
-    out = [struct.pack(e + "IHHiIII", magic, 2, 4, 0, 0, capture.snaplen, capture.linktype)]
+    is_big = capture.endian == ">"
+    out = [
+        pcap_header(
+            capture.linktype, snaplen=capture.snaplen, is_big=is_big, is_nano=capture.is_nano
+        )
+    ]
     for ts_ns, _, frame, wirelen in capture.sorted_records():
         sec, rest_ns = divmod(ts_ns, SEC_NS)
         frac = rest_ns if capture.is_nano else rest_ns // 1000
-        out.append(struct.pack(e + "IIII", sec, frac, len(frame), wirelen))
-        out.append(frame)
+        out.append(pcap_record(sec, frac, frame, wirelen=wirelen, is_big=is_big))
     return b"".join(out)
-
-
-def _block(block_type: int, body: bytes) -> bytes:
-    body += b"\x00" * (-len(body) % 4)
-    total = len(body) + 12
-    return struct.pack("<II", block_type, total) + body + struct.pack("<I", total)
-
-
-def _option(code: int, value: bytes) -> bytes:
-    return struct.pack("<HH", code, len(value)) + value + b"\x00" * (-len(value) % 4)
 
 
 def pcapng_bytes(capture: Capture) -> bytes:
     """pcapng (little-endian): one section, the capture's interfaces, one EPB per frame."""
     # the generator's old path, kept: the committed pcapng files carry these bytes
-    shb_options = _option(4, b"wormwatch scripts/make_pcaps.py") + _option(0, b"")
-    out = [_block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1) + shb_options)]
+    out = [shb(options=option(4, b"wormwatch scripts/make_pcaps.py") + option(0, b""))]
     for linktype, tsresol, name in capture.interfaces:
-        options = _option(2, name.encode()) + _option(9, bytes([tsresol])) + _option(0, b"")
-        out.append(_block(1, struct.pack("<HHI", linktype, 0, capture.snaplen) + options))
+        options = option(2, name.encode()) + option(9, bytes([tsresol])) + option(0, b"")
+        out.append(block(BT_IDB, struct.pack("<HHI", linktype, 0, capture.snaplen) + options))
     for ts_ns, interface, frame, wirelen in capture.sorted_records():
         units = ts_ns // 10 ** (9 - capture.interfaces[interface][1])
-        head = struct.pack(
-            "<IIIII", interface, units >> 32, units & 0xFFFFFFFF, len(frame), wirelen
-        )
-        out.append(_block(6, head + frame))
+        out.append(epb(interface, units, frame, wirelen=wirelen))
     return b"".join(out)
 
 

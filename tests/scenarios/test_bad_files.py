@@ -25,7 +25,7 @@ import pytest
 
 from wormwatch.cli import main
 
-from testkit.pcapfile_craft import block, epb, idb, pcap_file, shb
+from testkit.pcap import block, epb, idb, pcap_file, shb
 
 T0 = 1_700_000_000
 N_PACKETS = 6

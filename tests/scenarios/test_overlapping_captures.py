@@ -18,7 +18,7 @@ import pytest
 from wormwatch.cli import main
 
 from testkit.paths import DEMO
-from testkit.pcapfile_craft import Record, dpkt_records, is_udp, write_pcap, write_pcapng
+from testkit.pcap import Record, dpkt_records, is_udp, write_pcap, write_pcapng
 
 Hosts = list[dict[str, object]]
 

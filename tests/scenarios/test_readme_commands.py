@@ -17,7 +17,7 @@ import pytest
 from scripts.samples.demo import HOSTILE_NAMES
 from testkit.frames import query
 from testkit.paths import DEMO
-from testkit.pcapfile_craft import dpkt_records, is_udp, pcap_file, write_pcap, write_pcapng
+from testkit.pcap import dpkt_records, is_udp, pcap_file, write_pcap, write_pcapng
 from testkit.terminal import PtyApp, console_script
 
 
