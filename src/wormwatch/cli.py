@@ -75,6 +75,12 @@ def _sensor_outputs(p: argparse.ArgumentParser) -> None:
         metavar="[ADDR:]PORT",
         help="serve Prometheus metrics at /metrics (address 127.0.0.1 unless given)",
     )
+    p.add_argument(
+        "--publish",
+        metavar="URL",
+        help="also publish per-host deltas to NATS JetStream at URL (docs/CLUSTER.md)",
+    )
+    p.add_argument("--sensor", metavar="NAME", help="this sensor's name in the cluster")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,7 +124,22 @@ def build_parser() -> argparse.ArgumentParser:
     _concatenate(report)
     report.add_argument("-o", "--output", required=True, metavar="DIR")
     report.add_argument("--config", metavar="F")
+    _cluster_commands(sub)
     return parser
+
+
+def _cluster_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    central = sub.add_parser(
+        "central", help="merge the sensors' deltas from NATS JetStream, judge and alert"
+    )
+    central.add_argument("--nats", metavar="URL", help="broker URL (default: [cluster] url)")
+    central.add_argument("--shards", metavar="A-B", help="the shards this process owns (all)")
+    _common(central)
+    central.add_argument("--duration", type=_positive, metavar="S", help="stop after S seconds")
+    view = sub.add_parser("view", help="the ranked table merged across all central processes")
+    view.add_argument("--nats", metavar="URL", help="broker URL (default: [cluster] url)")
+    view.add_argument("--config", metavar="F", help="TOML config ([cluster] credentials)")
+    view.add_argument("--watch", type=_positive, metavar="S", help="redraw every S seconds")
 
 
 def _concatenate(parser: argparse.ArgumentParser) -> None:
@@ -137,6 +158,8 @@ def demo_capture() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command in ("central", "view"):
+            return _cluster(args)
         if args.command == "report":
             from wormwatch.present.report import write_report  # noqa: PLC0415
 
@@ -151,6 +174,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("wormwatch: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _cluster(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    if args.command == "view":
+        from wormwatch.present.cluster import show_view  # noqa: PLC0415
+
+        show_view(cfg.cluster.with_url(args.nats), watch_s=args.watch)
+        return EXIT_OK
+    from wormwatch.cluster.run import CentralOptions, run_central  # noqa: PLC0415
+
+    presenter = None
+    if _use_tui(args):
+        from wormwatch.present.tui import TuiPresenter  # noqa: PLC0415
+
+        presenter = TuiPresenter()
+    opts = CentralOptions(
+        url=args.nats,
+        shards=args.shards,
+        alerts=args.alerts,
+        summary=args.summary,
+        duration_s=args.duration,
+    )
+    run_central(cfg, opts, presenter)
+    return EXIT_OK
 
 
 def _use_tui(args: argparse.Namespace) -> bool:
@@ -191,6 +239,8 @@ def _run(args: argparse.Namespace) -> int:
         metrics=getattr(args, "metrics", None),
         on_loading=_say_loading if sys.stderr.isatty() else None,
         events=getattr(args, "events", None),
+        publish=getattr(args, "publish", None),
+        sensor=getattr(args, "sensor", None),
     )
     result = run(cfg, opts)
     for warning in result.warnings:

@@ -37,6 +37,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
+from wormwatch.cluster.settings import ClusterConfig, read_cluster
 from wormwatch.errors import WormwatchError
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -143,6 +144,7 @@ class Config:
     bot_sync: BotSyncConfig = field(default_factory=BotSyncConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
     reassembly: ReassemblyConfig = field(default_factory=ReassemblyConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     path: str | None = None
 
     def is_allowlisted(self, addr: str, kind: AllowKind) -> bool:
@@ -397,6 +399,7 @@ def _build(path: str, doc: Mapping[str, Any]) -> Config:
     sc = top.sub("score")
     score = _read_score(sc)
     sc.done()
+    cluster = read_cluster(top.sub("cluster"))
     top.done()
     return Config(
         bin_s=bin_s,
@@ -414,6 +417,7 @@ def _build(path: str, doc: Mapping[str, Any]) -> Config:
         bot_sync=bot_sync,
         score=score,
         reassembly=reassembly,
+        cluster=cluster,
         path=path,
     )
 

@@ -24,6 +24,7 @@ from wormwatch.source import Source
 from wormwatch.warmup import warm_up
 
 if TYPE_CHECKING:
+    from wormwatch.cluster.sensor import ClusterSensor
     from wormwatch.present.metrics import MetricsServer
 
 
@@ -47,6 +48,8 @@ class RunOptions:
     user: str | None = None
     summary_every_s: float | None = None
     events: str | None = None
+    publish: str | None = None
+    sensor: str | None = None
     concatenate: bool = False
     metrics: tuple[str, int] | None = None
     # called just before the kernels load (the CLI says why the screen waits)
@@ -165,8 +168,10 @@ class _Presenters:
             part.close()
 
 
-def _presenter(opts: RunOptions, metrics: MetricsServer | None) -> Presenter | None:
-    parts: list[Presenter] = []
+def _presenter(
+    opts: RunOptions, metrics: MetricsServer | None, *extra: Presenter
+) -> Presenter | None:
+    parts: list[Presenter] = list(extra)
     if opts.tui:
         from wormwatch.present.tui import TuiPresenter  # noqa: PLC0415
 
@@ -265,8 +270,11 @@ def run(cfg: Config, opts: RunOptions) -> RunResult:
         # and privileges are dropped: the dropped user may not be able to read
         # the interpreter's library directory.
         metrics = _metrics(cfg, opts, outputs.alerts)
-        presenter = _presenter(opts, metrics)
+        publisher = _cluster_sensor(cfg, opts)
+        presenter = _presenter(opts, metrics, *([publisher] if publisher is not None else []))
         alert_sink, event_sinks = _sinks(outputs, metrics)
+        if publisher is not None:
+            event_sinks.insert(0, publisher)
         source = _NoPackets(opts) if is_stopped else _open_source(cfg, opts)
         if metrics is not None:
             metrics.source = source
@@ -285,6 +293,8 @@ def run(cfg: Config, opts: RunOptions) -> RunResult:
                     source, every_s=opts.summary_every_s, on_every=_periodic(opts, outputs)
                 )
                 result.interrupted = result.interrupted or is_stopped
+                if publisher is not None:
+                    publisher.finish_run(result, is_live=source.is_live)
                 if outputs.summary is not None:
                     write_summary(outputs.summary, *_summary_of(pipeline, result))
         finally:
@@ -299,6 +309,15 @@ def run(cfg: Config, opts: RunOptions) -> RunResult:
     if opts.summary != "-":
         _print_text(result)
     return result
+
+
+def _cluster_sensor(cfg: Config, opts: RunOptions) -> ClusterSensor | None:
+    """The delta publisher of ``--publish`` (docs/CLUSTER.md)."""
+    if opts.publish is None:
+        return None
+    from wormwatch.cluster.sensor import open_sensor  # noqa: PLC0415
+
+    return open_sensor(cfg, url=opts.publish, name=opts.sensor)
 
 
 def _summary_of(

@@ -40,15 +40,30 @@ def _warm_stages(events: Events) -> None:
     KeyTable(MIN_CAPACITY).reserve(MIN_CAPACITY)
 
 
+def _warm_deltas(events: Events) -> None:
+    """The delta merge of ``central``: export the warm-up events and merge them."""
+    from wormwatch.delta import decode, encode  # noqa: PLC0415
+    from wormwatch.export import DeltaExporter  # noqa: PLC0415
+    from wormwatch.merge import DeltaMerger  # noqa: PLC0415
+
+    exporter = DeltaExporter(sensor="warm-up", max_hosts=16)
+    exporter.ingest(events, Classifier().classify(events))
+    merger = DeltaMerger(Aggregator(max_hosts=16, max_host_bins=16, max_keys=64))
+    for delta in exporter.close_all():
+        merger.apply(decode(encode(delta)))
+
+
 _WALKERS = "record walkers"
 _DECODER = "decoder and reassembly"
 _STAGES = "classify and aggregate"
+_DELTAS = "delta merge"
 
 
 def step_names(command: str) -> list[str]:
     """The warm-up steps ``command`` runs, in order (what a progress display lists)."""
     walk = [_WALKERS] if command in _FILE_COMMANDS else []
-    return [*walk, _DECODER, _STAGES]
+    merge = [_DELTAS] if command == "central" else []
+    return [*walk, _DECODER, _STAGES, *merge]
 
 
 def warm_up(command: str = "replay", *, on_step: StepFn | None = None) -> None:
@@ -67,7 +82,9 @@ def warm_up(command: str = "replay", *, on_step: StepFn | None = None) -> None:
             _warm_walkers()
         elif name == _DECODER:
             events = warm_decode()
-        else:
+        elif name == _STAGES:
             _warm_stages(events)
+        else:
+            _warm_deltas(events)
     if on_step is not None:
         on_step("", len(names), len(names))

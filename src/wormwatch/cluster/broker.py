@@ -1,0 +1,175 @@
+"""Connecting to the NATS broker, and the JetStream objects a cluster uses.
+
+In: a :class:`~wormwatch.cluster.settings.ClusterConfig`. Out: a connected
+client and the streams and buckets, created when missing. Broker problems
+the operator can fix (refused credentials, no TLS, no JetStream) become one
+:class:`~wormwatch.errors.WormwatchError` line.
+
+JetStream features used (nats-server 2.10 or newer: consumers with several
+filter subjects): file streams with a duplicate window (``Nats-Msg-Id``),
+durable pull consumers, key-value buckets.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.kv import KeyValue
+
+from wormwatch.cluster.settings import (
+    ALERT_STREAM,
+    ALERT_SUBJECT,
+    CHECKPOINT_BUCKET,
+    DELTA_STREAM,
+    DELTA_SUBJECT,
+    TOP_BUCKET,
+    ClusterConfig,
+)
+from wormwatch.errors import WormwatchError
+
+MIN_SERVER = (2, 10)
+
+
+def describe(err: BaseException) -> str:
+    """One line for a broker error, naming the fix where there is one."""
+    text = str(err) or type(err).__name__
+    low = text.lower()
+    if "authorization" in low or "authentication" in low or "permissions" in low:
+        return f"the broker refused our credentials ({text}); check [cluster] user/password/token"
+    if isinstance(err, nats.errors.NoServersError | ConnectionRefusedError | OSError):
+        return f"cannot reach the broker ({text})"
+    if isinstance(err, nats.js.errors.ServiceUnavailableError | nats.errors.NoRespondersError):
+        return "the broker has no JetStream (start nats-server with -js, docs/CLUSTER.md)"
+    return text
+
+
+def _tls(cfg: ClusterConfig) -> ssl.SSLContext | None:
+    if not (cfg.url.startswith("tls://") or cfg.ca_file or cfg.cert_file):
+        return None
+    try:
+        ctx = ssl.create_default_context(cafile=cfg.ca_file)
+        if cfg.cert_file:
+            ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
+    except (OSError, ssl.SSLError) as err:
+        raise WormwatchError(f"[cluster] TLS files: {err}") from None
+    return ctx
+
+
+def connect_options(cfg: ClusterConfig, *, name: str) -> dict[str, Any]:
+    """Keyword arguments of :func:`nats.connect` for this config."""
+    opts: dict[str, Any] = {
+        "servers": [cfg.url],
+        "name": name,
+        "connect_timeout": 2,
+        "allow_reconnect": True,
+        "max_reconnect_attempts": -1,
+        "reconnect_time_wait": 0.5,
+    }
+    if cfg.user is not None:
+        opts["user"], opts["password"] = cfg.user, cfg.password
+    if cfg.token is not None:
+        opts["token"] = cfg.token
+    if cfg.creds_file is not None:
+        opts["user_credentials"] = cfg.creds_file
+    tls = _tls(cfg)
+    if tls is not None:
+        opts["tls"] = tls
+    return opts
+
+
+async def connect(
+    cfg: ClusterConfig,
+    *,
+    name: str,
+    on_error: Callable[[str], None] | None = None,
+    on_state: Callable[[bool], None] | None = None,
+) -> Client:
+    """A connected client; raises :class:`WormwatchError` when the first
+    connection fails (later ones reconnect on their own)."""
+
+    async def error_cb(err: Exception) -> None:
+        if on_error is not None:
+            on_error(describe(err))
+
+    def state(up: bool) -> Callable[[], Awaitable[None]]:
+        async def cb() -> None:
+            if on_state is not None:
+                on_state(up)
+
+        return cb
+
+    try:
+        return await nats.connect(
+            **connect_options(cfg, name=name),
+            error_cb=error_cb,
+            disconnected_cb=state(False),
+            reconnected_cb=state(True),
+        )
+    except (nats.errors.Error, OSError, TimeoutError) as err:
+        raise WormwatchError(describe(err)) from None
+
+
+def check_version(nc: Client) -> None:
+    """Refuse a server older than the JetStream features we use."""
+    version = str(nc.connected_server_version)
+    try:
+        major, minor = (int(x) for x in version.split(".")[:2])
+    except ValueError:
+        return
+    if (major, minor) < MIN_SERVER:
+        raise WormwatchError(
+            f"nats-server {version} is too old: wormwatch needs "
+            f"{MIN_SERVER[0]}.{MIN_SERVER[1]} or newer"
+        )
+
+
+async def ensure_streams(js: JetStreamContext, cfg: ClusterConfig, window_s: int) -> None:
+    """The delta and alert streams, created when missing (idempotent)."""
+    retention = cfg.retention_s or float(window_s)
+    streams = (
+        StreamConfig(
+            name=DELTA_STREAM,
+            subjects=[f"{DELTA_SUBJECT}.>"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=retention,
+            duplicate_window=min(cfg.duplicate_window_s, retention),
+            discard=DiscardPolicy.OLD,
+        ),
+        StreamConfig(
+            name=ALERT_STREAM,
+            subjects=[f"{ALERT_SUBJECT}.>"],
+            storage=StorageType.FILE,
+            max_age=retention,
+            duplicate_window=min(cfg.duplicate_window_s, retention),
+        ),
+    )
+    try:
+        for stream in streams:
+            try:
+                await js.stream_info(str(stream.name))
+            except nats.js.errors.NotFoundError:
+                await js.add_stream(stream)
+    except (nats.errors.Error, TimeoutError) as err:
+        raise WormwatchError(describe(err)) from None
+
+
+async def bucket(js: JetStreamContext, name: str) -> KeyValue:
+    """A key-value bucket, created when missing."""
+    try:
+        return await js.key_value(name)
+    except nats.js.errors.BucketNotFoundError:
+        return await js.create_key_value(bucket=name, history=1)
+
+
+async def buckets(js: JetStreamContext) -> tuple[KeyValue, KeyValue]:
+    """(checkpoints, top hosts)."""
+    return await bucket(js, CHECKPOINT_BUCKET), await bucket(js, TOP_BUCKET)

@@ -1,0 +1,258 @@
+"""Central side: the merged aggregate of the shards this process owns, judged
+with the sensor's own detectors.
+
+In: decoded deltas (from :mod:`wormwatch.cluster.consume`) and heartbeats.
+Out: alert records (today's schema plus ``sensors``), host views for the
+table and the summary, the sensors panel, and overlap warnings.
+
+Detection runs only on merged state: after each round of applied deltas the
+hosts they touched are judged again (a late delta re-judges its host), the
+same :func:`~wormwatch.detect.evaluate` the sensor runs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from wormwatch.aggregate import Aggregator
+from wormwatch.alerts import AlertTracker
+from wormwatch.cluster.settings import ClusterConfig
+from wormwatch.config import Config
+from wormwatch.delta import Delta
+from wormwatch.detect import could_fire, evaluate, network_evidence, network_sync
+from wormwatch.kernels.aggregate import MERGE_ADD
+from wormwatch.merge import DeltaMerger, _merge_into
+from wormwatch.model import C_QUERIES, C_SYN135, C_SYN139, C_SYN445, I64, HostView, Verdict
+from wormwatch.tables import KeyTable
+
+MAX_SENSORS = 64
+TOP_HOSTS = 50
+# a sensor whose heartbeat is this far from our clock is flagged
+SKEW_S = 30.0
+
+
+@dataclass(slots=True)
+class SensorHealth:
+    """The latest heartbeat of one sensor, as the sensors panel shows it."""
+
+    name: str
+    packets_per_s: float = 0.0
+    kernel_dropped: int | None = None
+    packet_us: int = -1
+    is_live: bool = False
+    buffered: int = 0
+    dropped: int = 0
+    last_wall: float = 0.0
+    skew_s: float = 0.0
+    newest_bin: int = -1
+
+    def is_skewed(self) -> bool:
+        """Its wall clock differs from ours, or (live) its packet time from its wall clock."""
+        if abs(self.skew_s) > SKEW_S:
+            return True
+        return (
+            self.is_live
+            and self.packet_us > 0
+            and abs(self.last_wall - self.packet_us / 1e6) > SKEW_S
+        )
+
+
+class Central:
+    """Merged state, verdicts and sensors of one central process."""
+
+    def __init__(
+        self, cfg: Config, cluster: ClusterConfig, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.cfg = cfg
+        self.cluster = cluster
+        self.clock = clock
+        self.agg = Aggregator(
+            bin_s=cfg.bin_s,
+            window_s=cfg.window_s,
+            max_hosts=cfg.max_hosts,
+            max_host_bins=cfg.max_host_bins,
+            ignore=cfg.ignore,
+            allowlisted=(*cfg.mail_servers, *cfg.resolvers),
+        )
+        self.merger = DeltaMerger(self.agg)
+        self.scores = np.zeros(cfg.max_hosts, np.float64)
+        self.verdicts: dict[int, Verdict] = {}
+        self.agg.keep_scores = lambda n: self.scores[:n]
+        self.agg.on_renumber = self._renumber
+        self.tracker = AlertTracker(cfg.score)
+        self.sensor_ids: dict[str, int] = {}
+        self.seen_by = np.zeros(cfg.max_hosts, np.uint64)
+        self.sensors: dict[str, SensorHealth] = {}
+        self._reports = KeyTable(cfg.max_host_bins)
+        self.overlaps: list[str] = []
+        self.n_overlaps = 0
+        self.n_alerts = 0
+        self._dirty: set[int] = set()
+        self.started_wall = clock()
+
+    # -- merging ---------------------------------------------------------------------
+
+    def apply(self, delta: Delta) -> bool:
+        """Merge one delta; False when its identity was applied before."""
+        host = self.merger.apply(delta)
+        if host is None:
+            return False
+        sensor = delta.ident.sensor
+        bit = np.uint64(1) << np.uint64(self._sensor_id(sensor))
+        ok = host[host >= 0]
+        self.seen_by[ok] |= bit
+        self._dirty.update(ok.tolist())
+        self._check_overlap(delta, ok)
+        health = self.sensors.setdefault(sensor, SensorHealth(sensor))
+        health.newest_bin = max(health.newest_bin, delta.ident.bin)
+        return True
+
+    def _sensor_id(self, sensor: str) -> int:
+        sid = self.sensor_ids.get(sensor)
+        if sid is None:
+            sid = len(self.sensor_ids) % MAX_SENSORS
+            self.sensor_ids[sensor] = sid
+        return sid
+
+    def _check_overlap(self, delta: Delta, host: I64) -> None:
+        """Two sensors (not declared a split of one link) that report one host
+        in one bin mirror the same packets: warn, naming the host."""
+        n = int(host.shape[0])
+        if n == 0:
+            return
+        sensor = delta.ident.sensor
+        group = self.cluster.split_group(sensor)
+        # a split of one link reports as one; any other sensor as itself
+        reporter = group if group else MAX_SENSORS + 1 + self._sensor_id(sensor)
+        bins = np.full(n, delta.ident.bin, np.uint64)
+        who = np.full(n, reporter, np.uint64)
+        first, _old, _ = _merge_into(
+            self._reports, host, bins, who, np.ones(n, np.int64), MERGE_ADD
+        )
+        fresh = host[first == 1]
+        if fresh.shape[0] == 0:
+            return
+        z = np.zeros(fresh.shape[0], np.uint64)
+        b = np.full(fresh.shape[0], delta.ident.bin, np.uint64)
+        count, _old, _ = _merge_into(
+            self._reports, fresh, b, z, np.ones(fresh.shape[0], np.int64), MERGE_ADD
+        )
+        twice = fresh[count == 0]
+        if twice.shape[0]:
+            self.n_overlaps += int(twice.shape[0])
+            addr = self.agg.host_states(twice[:1], with_prefixes=False)[0].addr
+            others = sorted(set(self.sensors_of(int(twice[0]))) - {sensor})
+            self.overlaps = [
+                f"sensors {', '.join([*others, sensor])} report host {addr} in the same bin: "
+                "give them disjoint [cluster] networks, or declare them split_of_link"
+            ]
+
+    def _report(self, host: I64, b: int, reporter: int) -> I64:
+        """Count (host, bin, reporter) keys; 1 where the key is new."""
+        n = int(host.shape[0])
+        bins = np.full(n, b, np.uint64)
+        who = np.full(n, reporter, np.uint64)
+        out, _old, _refused = _merge_into(
+            self._reports, host, bins, who, np.ones(n, np.int64), MERGE_ADD
+        )
+        return out
+
+    def sensors_of(self, host: int) -> list[str]:
+        """Names of the sensors whose deltas carried ``host``."""
+        mask = int(self.seen_by[host])
+        return sorted(name for name, sid in self.sensor_ids.items() if mask >> sid & 1)
+
+    def _renumber(self, mapping: I64) -> None:
+        """Follow the aggregate's renumbering after an eviction."""
+        n = mapping.shape[0]
+        kept = np.nonzero(mapping >= 0)[0]
+        for name in ("scores", "seen_by"):
+            old = getattr(self, name)
+            new = np.zeros_like(old)
+            new[mapping[kept]] = old[:n][kept]
+            setattr(self, name, new)
+        self.verdicts = {
+            int(mapping[i]): v for i, v in self.verdicts.items() if i < n and mapping[i] >= 0
+        }
+        self._dirty = {int(mapping[i]) for i in self._dirty if i < n and mapping[i] >= 0}
+        self.merger.renumber(mapping)
+        self._reports.remap(mapping, host_is_value=False)
+
+    # -- judging ---------------------------------------------------------------------
+
+    def judge(self, *, emit: bool = True, all_hosts: bool = False) -> list[dict[str, object]]:
+        """Judge the hosts touched since the last call; their alert records."""
+        now_us = self.agg.now_us
+        if now_us < 0:
+            return []
+        n = self.agg.n_hosts
+        dirty = np.array(sorted(self._dirty), np.int64)
+        self._dirty.clear()
+        maybe = np.asarray(could_fire(self.agg.totals[:n], self.cfg).any(axis=1), np.bool_)
+        ids = dirty[maybe[dirty]] if dirty.shape[0] else dirty
+        held = [i for i, v in self.verdicts.items() if v.verdicts or all_hosts]
+        if held:
+            ids = np.union1d(ids, np.array(held, np.int64)).astype(np.int64)
+        out: list[dict[str, object]] = []
+        for state, idx in zip(self.agg.host_states(ids), ids.tolist(), strict=True):
+            verdict = evaluate(state, self.cfg, now_us=now_us)
+            self.scores[idx] = verdict.score
+            self.verdicts[idx] = verdict
+            record = self.tracker.update(state.addr, verdict, now_us) if emit else None
+            if record is not None:
+                record["sensors"] = self.sensors_of(idx)
+                self.n_alerts += 1
+                out.append(record)
+        return out
+
+    # -- read out --------------------------------------------------------------------
+
+    def ranked(self, limit: int | None) -> npt.NDArray[np.int64]:
+        n = self.agg.n_hosts
+        t = self.agg.totals[:n]
+        activity = t[:, C_QUERIES] + t[:, C_SYN135] + t[:, C_SYN139] + t[:, C_SYN445]
+        order = np.lexsort((-activity, -self.scores[:n]))
+        return order if limit is None else order[:limit]
+
+    def host_views(self, limit: int | None = None) -> list[tuple[int, HostView]]:
+        """(host id, view) ranked by score then activity."""
+        ids = self.ranked(limit)
+        states = self.agg.host_states(ids)
+        return [
+            (i, HostView(st, self.verdicts.get(i, Verdict())))
+            for st, i in zip(states, ids.tolist(), strict=True)
+        ]
+
+    def network(self) -> tuple[float | None, dict[str, object] | None]:
+        """(network-wide sync r, its evidence) of the merged series."""
+        bins, series = self.agg.network_series()
+        if series.shape[0] == 0:
+            return None, None
+        r = network_sync(series[:, 1], series[:, 2], bins=bins, cfg=self.cfg)
+        return r, network_evidence(bins, series[:, 1], series[:, 2], self.cfg)
+
+    def heartbeat(self, fields: dict[str, object]) -> None:
+        """Take one sensor heartbeat (JSON fields as the publisher sends them)."""
+        name = str(fields.get("sensor", ""))[:64]
+        if not name:
+            return
+        h = self.sensors.setdefault(name, SensorHealth(name))
+        now = self.clock()
+        h.packets_per_s = _number(fields.get("packets_per_s"))
+        dropped = fields.get("kernel_dropped")
+        h.kernel_dropped = int(dropped) if isinstance(dropped, int) else None
+        h.packet_us = int(_number(fields.get("packet_us")))
+        h.is_live = bool(fields.get("is_live"))
+        h.buffered = int(_number(fields.get("buffered")))
+        h.dropped = int(_number(fields.get("dropped")))
+        h.skew_s = _number(fields.get("wall")) - now
+        h.last_wall = now
+
+
+def _number(value: object) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0

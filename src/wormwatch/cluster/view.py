@@ -1,0 +1,90 @@
+"""The view's data: every central process's top record, merged.
+
+In: the ``wormwatch_top`` bucket (one record per central process, see
+:mod:`wormwatch.cluster.top`). Out: :class:`MergedView`, hosts ranked by
+score then activity across all processes, the sensors panel (the freshest
+heartbeat of each sensor), and the warnings. Records come from the broker:
+they are checked for shape here and escaped by the presenter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import nats.errors
+import nats.js.errors
+
+from wormwatch.cluster.broker import connect, describe
+from wormwatch.cluster.settings import TOP_BUCKET, ClusterConfig
+from wormwatch.errors import WormwatchError
+
+
+@dataclass(slots=True)
+class MergedView:
+    hosts: list[dict[str, Any]] = field(default_factory=list)
+    sensors: list[dict[str, Any]] = field(default_factory=list)
+    centrals: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _activity(row: dict[str, Any]) -> int:
+    return int(row.get("queries", 0) or 0) + int(row.get("syns", 0) or 0)
+
+
+def merge_top(records: list[dict[str, Any]], limit: int = 50) -> MergedView:
+    """One ranking over the central processes' records (their shards are
+    disjoint, so a host appears in one record only)."""
+    view = MergedView()
+    sensors: dict[str, dict[str, Any]] = {}
+    for rec in sorted(records, key=lambda r: str(r.get("central", ""))):
+        view.centrals.append(str(rec.get("central", "?")))
+        view.hosts.extend(h for h in rec.get("hosts", []) if isinstance(h, dict))
+        for s in rec.get("sensors", []):
+            if not isinstance(s, dict):
+                continue
+            name = str(s.get("sensor", "?"))
+            old = sensors.get(name)
+            age = s.get("heartbeat_age_s")
+            if old is None or (age is not None and (old.get("heartbeat_age_s") or 1e18) > age):
+                sensors[name] = s
+        view.warnings.extend(str(w) for w in rec.get("overlaps", []))
+    view.hosts.sort(key=lambda h: (-float(h.get("score", 0) or 0), -_activity(h)))
+    del view.hosts[limit:]
+    view.sensors = [sensors[k] for k in sorted(sensors)]
+    for s in view.sensors:
+        if s.get("clock_skewed"):
+            view.warnings.append(f"sensor {s.get('sensor')}: clock differs from packet time")
+    return view
+
+
+async def read_top(cluster: ClusterConfig) -> list[dict[str, Any]]:
+    """Every central process's latest record."""
+    nc = await connect(cluster, name="wormwatch-view")
+    try:
+        js = nc.jetstream()
+        try:
+            kv = await js.key_value(TOP_BUCKET)
+        except nats.js.errors.BucketNotFoundError:
+            return []
+        out = []
+        with contextlib.suppress(nats.js.errors.NoKeysError):
+            for key in await kv.keys():
+                entry = await kv.get(key)
+                with contextlib.suppress(ValueError):
+                    rec = json.loads(entry.value or b"{}")
+                    if isinstance(rec, dict):
+                        out.append(rec)
+        return out
+    except (nats.errors.Error, TimeoutError) as err:
+        raise WormwatchError(describe(err)) from None
+    finally:
+        with contextlib.suppress(nats.errors.Error, TimeoutError):
+            await nc.close()
+
+
+def fetch_view(cluster: ClusterConfig) -> MergedView:
+    return merge_top(asyncio.run(read_top(cluster)))
