@@ -39,7 +39,8 @@ N_ADDITIVE = C_SYN445 + 1
 DEFAULT_SHARDS = 16
 
 _MAGIC = b"WWD1"
-_HEAD = struct.Struct("<4sHIqIq")  # magic, sensor name length, shard, bin, part, bin_s
+# magic, name length, shard, bin, part, bin_s, first and last packet time of the bin
+_HEAD = struct.Struct("<4sHIqIqqq")
 U32 = npt.NDArray[np.uint32]
 U8 = npt.NDArray[np.uint8]
 
@@ -69,6 +70,10 @@ class Delta:
 
     ident: DeltaId
     bin_s: int
+    # packet time of the sensor's first and last event in the bin (any host,
+    # any shard): merged packet time moves as one process's would
+    seen_first_us: int
+    seen_last_us: int
     hi: U64
     lo: U64
     first_us: I64
@@ -131,7 +136,11 @@ def encode(delta: Delta) -> bytes:
     """A small header, then each column as a row count and raw little-endian bytes."""
     name = delta.ident.sensor.encode()
     ident = delta.ident
-    parts = [_HEAD.pack(_MAGIC, len(name), ident.shard, ident.bin, ident.part, delta.bin_s), name]
+    head = _HEAD.pack(
+        _MAGIC, len(name), ident.shard, ident.bin, ident.part, delta.bin_s,
+        delta.seen_first_us, delta.seen_last_us,
+    )  # fmt: skip
+    parts = [head, name]
     for col, dtype, _width in _COLUMNS:
         arr = np.ascontiguousarray(getattr(delta, col), dtype=dtype)
         parts.append(_COUNT.pack(arr.shape[0]))
@@ -143,7 +152,7 @@ def decode(data: bytes) -> Delta:
     """The delta encoded in ``data``; :class:`DeltaError` if it is not one."""
     if len(data) < _HEAD.size or data[:4] != _MAGIC:
         raise DeltaError("not a wormwatch delta (bad magic)")
-    _magic, name_len, shard, bin_, part, bin_s = _HEAD.unpack_from(data)
+    _magic, name_len, shard, bin_, part, bin_s, first_us, last_us = _HEAD.unpack_from(data)
     off = _HEAD.size + name_len
     try:
         sensor = data[_HEAD.size : off].decode()
@@ -165,7 +174,8 @@ def decode(data: bytes) -> Delta:
         off += size
     if off != len(data):
         raise DeltaError("delta has trailing bytes")
-    delta = Delta(ident=DeltaId(sensor, shard, bin_, part), bin_s=bin_s, **cols)
+    ident = DeltaId(sensor, shard, bin_, part)
+    delta = Delta(ident, bin_s, first_us, last_us, **cols)
     _check(delta)
     return delta
 

@@ -88,6 +88,9 @@ class CellAggregator(Aggregator):
 class _Cell:
     agg: CellAggregator
     generation: int
+    # packet time of the first and last event of the bin, whoever sent it
+    first_us: int = -1
+    last_us: int = -1
 
 
 class DeltaExporter:
@@ -137,6 +140,7 @@ class DeltaExporter:
         if n == 0:
             return
         kw = keyword_idx[:n]
+        self._see(ev.ts_us[:n])
         if self.owned:
             mine = in_networks(ev.src_hi[:n], ev.src_lo[:n], self.owned)
             self.events_not_owned += n - int(np.count_nonzero(mine))
@@ -153,6 +157,16 @@ class DeltaExporter:
             else:
                 idx = np.nonzero(bins == b)[0]
                 cell.agg.ingest(take_events(ev, idx), kw[idx])
+
+    def _see(self, ts_us: I64) -> None:
+        """Packet time per bin, of every event (owned or not, ignored or not)."""
+        bins = ts_us // self.bin_us
+        for b in np.unique(bins).tolist():
+            in_bin = ts_us[bins == b]
+            cell = self._cell(b)
+            lo, hi = int(in_bin.min()), int(in_bin.max())
+            cell.first_us = lo if cell.first_us < 0 else min(cell.first_us, lo)
+            cell.last_us = max(cell.last_us, hi)
 
     def _cell(self, b: int) -> _Cell:
         cell = self.cells.get(b)
@@ -188,8 +202,6 @@ class DeltaExporter:
     def _export(self, b: int, cell: _Cell) -> list[Delta]:
         agg = cell.agg
         n = agg.n_hosts
-        if n == 0:
-            return []
         addr_hi, addr_lo = agg.address_words()
         shard = shard_of(addr_hi, addr_lo, self.n_shards)
         # hosts by (shard, address): parts are then the same on every re-read
@@ -200,13 +212,16 @@ class DeltaExporter:
         samples = self._samples(agg)
         out: list[Delta] = []
         bounds = np.searchsorted(shard[order], np.arange(self.n_shards + 1))
+        seen = (cell.first_us, cell.last_us)
         for s in range(self.n_shards):
             lo, hi = int(bounds[s]), int(bounds[s + 1])
-            for k, start in enumerate(range(lo, hi, self.max_rows)):
+            # a shard without hosts in the bin still learns the bin's packet time
+            for k, start in enumerate(range(lo, max(hi, lo + 1), self.max_rows)):
                 stop = min(start + self.max_rows, hi)
                 part = cell.generation * PARTS_PER_GENERATION + k
                 ident = DeltaId(self.sensor, s, b, part)
-                out.append(_slice(agg, ident, order[start:stop], rank, start, tables, samples))
+                hosts = order[start:stop]
+                out.append(_slice(agg, ident, seen, hosts, rank, start, tables, samples))
         return out
 
     def _samples(self, agg: CellAggregator) -> tuple[I64, I64, I64, list[bytes]]:
@@ -257,6 +272,7 @@ def _tables(agg: Aggregator) -> _Tables:
 def _slice(
     agg: Aggregator,
     ident: DeltaId,
+    seen: tuple[int, int],
     hosts: I64,
     rank: I64,
     start: int,
@@ -280,6 +296,8 @@ def _slice(
     return Delta(
         ident=ident,
         bin_s=agg.bin_s,
+        seen_first_us=seen[0],
+        seen_last_us=seen[1],
         hi=agg.address_words()[0][hosts],
         lo=agg.address_words()[1][hosts],
         first_us=agg.first_seen_us()[hosts],

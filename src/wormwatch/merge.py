@@ -95,6 +95,10 @@ class DeltaMerger:
             raise ValueError(f"delta bins are {delta.bin_s} s, this aggregate's {self.agg.bin_s} s")
         self.applied.add(delta.ident)
         agg = self.agg
+        if delta.seen_last_us >= 0:
+            agg._now_us = max(agg.now_us, delta.seen_last_us)
+            start = delta.seen_first_us
+            agg._start_us = start if agg.start_us < 0 else min(agg.start_us, start)
         n = delta.n_hosts
         if n == 0:
             return Applied(np.zeros(0, np.int64), None)
@@ -104,9 +108,6 @@ class DeltaMerger:
             self._bin_targets.remap(renumbering.mapping, host_is_value=False)
         agg._touch(host, delta.first_us)
         agg._touch(host, delta.last_us)
-        agg._now_us = max(agg.now_us, int(delta.last_us.max()))
-        start = int(delta.first_us.min())
-        agg._start_us = start if agg.start_us < 0 else min(agg.start_us, start)
         row = self._rows_of(host, np.full(n, delta.ident.bin, np.int64))
         ok = host >= 0
         counts = delta.counts.astype(np.int64)

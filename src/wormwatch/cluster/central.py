@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from wormwatch.aggregate import Aggregator
+from wormwatch.aggregate.hosts import Renumbering
 from wormwatch.alerts import AlertTracker
 from wormwatch.cluster.settings import ClusterConfig
 from wormwatch.config import Config
@@ -78,12 +79,11 @@ class Central:
             max_host_bins=cfg.max_host_bins,
             ignore=cfg.ignore,
             allowlisted=(*cfg.mail_servers, *cfg.resolvers),
+            protect=self._protected,
         )
         self.merger = DeltaMerger(self.agg)
         self.scores = np.zeros(cfg.max_hosts, np.float64)
         self.verdicts: dict[int, Verdict] = {}
-        self.agg.keep_scores = lambda n: self.scores[:n]
-        self.agg.on_renumber = self._renumber
         self.tracker = AlertTracker(cfg.score)
         self.sensor_ids: dict[str, int] = {}
         self.seen_by = np.zeros(cfg.max_hosts, np.uint64)
@@ -99,9 +99,12 @@ class Central:
 
     def apply(self, delta: Delta) -> bool:
         """Merge one delta; False when its identity was applied before."""
-        host = self.merger.apply(delta)
-        if host is None:
+        applied = self.merger.apply(delta)
+        if applied is None:
             return False
+        if applied.renumbering is not None:
+            self._renumber(applied.renumbering)
+        host = applied.hosts
         sensor = delta.ident.sensor
         bit = np.uint64(1) << np.uint64(self._sensor_id(sensor))
         ok = host[host >= 0]
@@ -167,21 +170,20 @@ class Central:
         mask = int(self.seen_by[host])
         return sorted(name for name, sid in self.sensor_ids.items() if mask >> sid & 1)
 
-    def _renumber(self, mapping: I64) -> None:
+    def _protected(self, n_hosts: int) -> npt.NDArray[np.bool_]:
+        """Hosts never evicted: those with a score or an alert not cleared."""
+        keep = self.scores[:n_hosts] > 0
+        keep[self.tracker.tracked()] = True
+        return keep
+
+    def _renumber(self, renumbering: Renumbering) -> None:
         """Follow the aggregate's renumbering after an eviction."""
-        n = mapping.shape[0]
-        kept = np.nonzero(mapping >= 0)[0]
-        for name in ("scores", "seen_by"):
-            old = getattr(self, name)
-            new = np.zeros_like(old)
-            new[mapping[kept]] = old[:n][kept]
-            setattr(self, name, new)
-        self.verdicts = {
-            int(mapping[i]): v for i, v in self.verdicts.items() if i < n and mapping[i] >= 0
-        }
-        self._dirty = {int(mapping[i]) for i in self._dirty if i < n and mapping[i] >= 0}
-        self.merger.renumber(mapping)
-        self._reports.remap(mapping, host_is_value=False)
+        self.scores = renumbering.follow_array(self.scores)
+        self.seen_by = renumbering.follow_array(self.seen_by)
+        self.verdicts = renumbering.follow(self.verdicts)
+        self._dirty = set(renumbering.follow(dict.fromkeys(self._dirty, 0)))
+        self.tracker.renumber(renumbering)
+        self._reports.remap(renumbering.mapping, host_is_value=False)
 
     # -- judging ---------------------------------------------------------------------
 
@@ -190,10 +192,9 @@ class Central:
         now_us = self.agg.now_us
         if now_us < 0:
             return []
-        n = self.agg.n_hosts
         dirty = np.array(sorted(self._dirty), np.int64)
         self._dirty.clear()
-        maybe = np.asarray(could_fire(self.agg.totals[:n], self.cfg).any(axis=1), np.bool_)
+        maybe = np.asarray(could_fire(self.agg.totals(), self.cfg).any(axis=1), np.bool_)
         ids = dirty[maybe[dirty]] if dirty.shape[0] else dirty
         held = [i for i, v in self.verdicts.items() if v.verdicts or all_hosts]
         if held:
@@ -203,7 +204,7 @@ class Central:
             verdict = evaluate(state, self.cfg, now_us=now_us)
             self.scores[idx] = verdict.score
             self.verdicts[idx] = verdict
-            record = self.tracker.update(state.addr, verdict, now_us) if emit else None
+            record = self.tracker.update(idx, state.addr, verdict, now_us) if emit else None
             if record is not None:
                 record["sensors"] = self.sensors_of(idx)
                 self.n_alerts += 1
@@ -214,7 +215,7 @@ class Central:
 
     def ranked(self, limit: int | None) -> npt.NDArray[np.int64]:
         n = self.agg.n_hosts
-        t = self.agg.totals[:n]
+        t = self.agg.totals()
         activity = t[:, C_QUERIES] + t[:, C_SYN135] + t[:, C_SYN139] + t[:, C_SYN445]
         order = np.lexsort((-activity, -self.scores[:n]))
         return order if limit is None else order[:limit]

@@ -37,12 +37,36 @@ from wormwatch.cluster.settings import (
     HEARTBEAT_SUBJECT,
 )
 from wormwatch.cluster.top import top_record
-from wormwatch.delta import DeltaError, decode
+from wormwatch.delta import Delta, DeltaError, decode
 from wormwatch.errors import WormwatchError
 
 FETCH = 256
 FETCH_WAIT_S = 0.5
 TOP_EVERY_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    delta: Delta
+    seq: int  # stream sequence
+    stored_s: float  # when the broker stored it (wall clock)
+
+    def order(self) -> tuple[int, int]:
+        return self.delta.ident.bin, self.seq
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """What was judged (its alerts written): every delta up to stream
+    sequence ``seq``, and those up to ``upto`` whose bin is at most ``bin``
+    (a catch-up judges in bin order, not in stream order)."""
+
+    seq: int = 0
+    upto: int = 0
+    bin: int = -1
+
+    def covers(self, item: _Item) -> bool:
+        return item.seq <= self.seq or (item.seq <= self.upto and item.delta.ident.bin <= self.bin)
 
 
 @dataclass(slots=True)
@@ -55,7 +79,7 @@ class ConsumeStats:
     rows: int = 0
     pending: int = 0
     lag_s: float = 0.0
-    checkpoint_seq: int = 0
+    checkpoint: Checkpoint = Checkpoint()
 
 
 class Consumer:
@@ -85,7 +109,7 @@ class Consumer:
         self._subjects = [f"{DELTA_SUBJECT}.{s}.*" for s in range(shards[0], shards[1] + 1)]
         self._last_seq = 0
         self._newest_bin = -1
-        self._is_replaying = False
+        self._sorted: tuple[int, int] | None = None
         self._kv: KeyValue | None = None
         self._top: KeyValue | None = None
         self._js: JetStreamContext | None = None
@@ -126,21 +150,27 @@ class Consumer:
             await js.add_consumer(DELTA_STREAM, config)
         return self.key
 
-    async def _checkpoint(self) -> int:
+    async def _checkpoint(self) -> Checkpoint:
         assert self._kv is not None
         try:
             entry = await self._kv.get(self.key)
+            fields = json.loads(entry.value or b"{}")
+            return Checkpoint(int(fields["seq"]), int(fields["upto"]), int(fields["bin"]))
         except nats.js.errors.KeyNotFoundError:
-            return 0
-        try:
-            return int(json.loads(entry.value or b"{}").get("seq", 0))
-        except (ValueError, AttributeError):
-            return 0
+            return Checkpoint()
+        except (ValueError, KeyError, TypeError):
+            return Checkpoint()
 
-    async def _catch_up(self, js: JetStreamContext, checkpoint: int) -> None:
-        """Read every retained delta again; alerts up to ``checkpoint`` were written."""
-        self.stats.checkpoint_seq = checkpoint
-        self._is_replaying = checkpoint > 0
+    async def _save(self, checkpoint: Checkpoint) -> None:
+        assert self._kv is not None
+        self.stats.checkpoint = checkpoint
+        body = {"seq": checkpoint.seq, "upto": checkpoint.upto, "bin": checkpoint.bin}
+        await self._kv.put(self.key, json.dumps(body).encode())
+
+    async def _catch_up(self, js: JetStreamContext, checkpoint: Checkpoint) -> None:
+        """Read every retained delta again, in bin order (as one sensor would
+        have counted them); alerts of what ``checkpoint`` covers were written."""
+        self.stats.checkpoint = checkpoint
         config = ConsumerConfig(
             deliver_policy=DeliverPolicy.ALL,
             ack_policy=AckPolicy.NONE,
@@ -148,27 +178,32 @@ class Consumer:
             inactive_threshold=60.0,
         )
         sub = await js.pull_subscribe("", stream=DELTA_STREAM, config=config)
+        retained: list[_Item] = []
         try:
             while True:
                 msgs = await self._fetch(sub)
-                if not msgs:
-                    break
-                await self._apply(msgs)
-                info = await sub.consumer_info()
-                if info.num_pending == 0:
+                retained.extend(self._decode(msgs))
+                if not msgs or (await sub.consumer_info()).num_pending == 0:
                     break
         finally:
             with contextlib.suppress(nats.errors.Error):
                 await sub.unsubscribe()
-        await self._judge(silent=self._is_replaying)
-        self._is_replaying = False
+        old = sorted((i for i in retained if checkpoint.covers(i)), key=_Item.order)
+        new = sorted((i for i in retained if not checkpoint.covers(i)), key=_Item.order)
+        await self._apply(old, silent=True)
+        await self._judge(silent=True)
+        self._sorted = (checkpoint.seq, max((i.seq for i in retained), default=0))
+        await self._apply(new)
+        await self._judge()
+        self._sorted = None
+        await self._save(Checkpoint(self._last_seq, self._last_seq, -1))
 
     async def _loop(self, sub: JetStreamContext.PullSubscription, stop: asyncio.Event) -> None:
         next_top = 0.0
         while not stop.is_set():
             msgs = await self._fetch(sub)
             if msgs:
-                await self._apply(msgs)
+                await self._apply(self._decode(msgs))
                 await self._judge()
                 await msgs[-1].ack()
                 self.stats.pending = int(msgs[-1].metadata.num_pending or 0)
@@ -187,21 +222,22 @@ class Consumer:
     def _seq(msg: Msg) -> int:
         return int(msg.metadata.sequence.stream)
 
-    async def _apply(self, msgs: list[Msg]) -> None:
-        """Merge deltas; hosts are judged whenever merged packet time enters a
-        new bin, before the new bin counts (as the sensor judges). Up to the
-        checkpoint, judging is silent: those alerts were written before."""
+    def _decode(self, msgs: list[Msg]) -> list[_Item]:
+        items = []
         for msg in msgs:
-            is_old = self._seq(msg) <= self.stats.checkpoint_seq
-            if self._is_replaying and not is_old:
-                await self._judge(silent=True)
-                self._is_replaying = False
-            silent = self._is_replaying
             try:
                 delta = decode(msg.data)
             except DeltaError:
                 self.stats.bad += 1
                 continue
+            items.append(_Item(delta, self._seq(msg), msg.metadata.timestamp.timestamp()))
+        return items
+
+    async def _apply(self, items: list[_Item], *, silent: bool = False) -> None:
+        """Merge deltas; hosts are judged whenever merged packet time enters a
+        new bin, before the new bin counts (as the sensor judges)."""
+        for item in items:
+            delta = item.delta
             if self._newest_bin >= 0 and delta.ident.bin > self._newest_bin:
                 await self._judge(silent=silent)
             self._newest_bin = max(self._newest_bin, delta.ident.bin)
@@ -210,8 +246,8 @@ class Consumer:
                 self.stats.rows += delta.n_hosts
             else:
                 self.stats.duplicates += 1
-            self._last_seq = max(self._last_seq, self._seq(msg))
-            self.stats.lag_s = max(0.0, time.time() - msg.metadata.timestamp.timestamp())
+            self._last_seq = max(self._last_seq, item.seq)
+            self.stats.lag_s = max(0.0, time.time() - item.stored_s)
 
     async def _judge(self, *, silent: bool = False) -> None:
         """Judge what the applied deltas touched; write, publish, checkpoint.
@@ -229,9 +265,14 @@ class Consumer:
             await _quiet(
                 self._js.publish(f"{ALERT_SUBJECT}.{shard}", body, headers={"Nats-Msg-Id": msg_id})
             )
-        if self._last_seq > self.stats.checkpoint_seq:
-            self.stats.checkpoint_seq = self._last_seq
-            await self._kv.put(self.key, json.dumps({"seq": self._last_seq}).encode())
+        if self._sorted is not None:
+            # in a catch-up: every bin up to the newest applied one is judged
+            # (saved once it covers at least what the last checkpoint did)
+            seq, upto = self._sorted
+            if self._newest_bin >= self.stats.checkpoint.bin:
+                await self._save(Checkpoint(seq, upto, self._newest_bin))
+        elif self._last_seq > self.stats.checkpoint.seq:
+            await self._save(Checkpoint(self._last_seq, self._last_seq, -1))
 
     async def _publish_top(self) -> None:
         if self._top is None:

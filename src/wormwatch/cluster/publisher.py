@@ -82,6 +82,7 @@ class Publisher:
         self._deadline = float("inf")
         self._heartbeat: dict[str, object] = {}
         self._said: set[str] = set()
+        self._is_stopping = False
         self._limit = cfg.buffer_mb * 1024 * 1024
         self._thread = threading.Thread(target=self._run, name="wormwatch-publish", daemon=True)
 
@@ -170,13 +171,14 @@ class Publisher:
             beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beat
+            self._is_stopping = True
             with contextlib.suppress(nats.errors.Error, TimeoutError):
                 await nc.close()
 
     async def _connect(self) -> Client:
         def on_state(up: bool) -> None:
             self.counts.is_connected = up
-            if not up:
+            if not up and not self._is_stopping:
                 self._say_once("down", "lost the broker; sensing locally, will catch up")
 
         nc = await connect(

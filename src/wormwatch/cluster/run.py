@@ -50,7 +50,7 @@ def snapshot(central: Central, name: str, *, is_finished: bool = False) -> Snaps
         dns_per_s=0.0,
         syn_per_s=0.0,
         hosts_tracked=agg.n_hosts,
-        hosts_dropped=agg.hosts_evicted,
+        hosts_dropped=agg.counts().hosts_evicted,
         decode={},
         kernel_dropped=sum(drops) if drops else None,
         idle_s=None,
@@ -58,7 +58,7 @@ def snapshot(central: Central, name: str, *, is_finished: bool = False) -> Snaps
         hosts=[view for _i, view in central.host_views(TOP_HOSTS)],
         bin_s=agg.bin_s,
         is_finished=is_finished,
-        events_untracked=agg.events_dropped,
+        events_untracked=agg.counts().events_dropped,
     )
 
 

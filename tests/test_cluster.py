@@ -1,0 +1,315 @@
+"""Many sensors, one view, against a real nats-server: sensor processes
+(``replay --publish``) and central processes merge to what one process
+replaying the whole capture finds."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import dpkt
+import nats
+import pytest
+
+from testkit.natsbroker import Broker, BrokerPool, broker_pool
+from testkit.netns import write_pcap
+from testkit.paths import DEMO
+
+WORMWATCH = [sys.executable, "-m", "wormwatch"]
+HALVES = ("0-7", "8-15")
+
+
+def _records(path: Path) -> list[tuple[int, bytes]]:
+    with path.open("rb") as f:
+        return [(round(ts * 1e6), bytes(buf)) for ts, buf in dpkt.pcap.Reader(f)]
+
+
+def _flow_of(frame: bytes) -> int:
+    """A packet broker's split: a hash of the 5-tuple (both directions alike)."""
+    eth = dpkt.ethernet.Ethernet(frame)
+    ip = eth.data
+    if not isinstance(ip, dpkt.ip.IP | dpkt.ip6.IP6) or not hasattr(ip.data, "sport"):
+        return 0
+    ends = sorted([(bytes(ip.src), ip.data.sport), (bytes(ip.dst), ip.data.dport)])
+    return zlib.crc32(repr(ends).encode())
+
+
+def _is_dns(frame: bytes) -> bool:
+    ip = dpkt.ethernet.Ethernet(frame).data
+    return hasattr(ip, "data") and 53 in (
+        getattr(ip.data, "sport", 0),
+        getattr(ip.data, "dport", 0),
+    )
+
+
+def split(tmp: Path, key: Callable[[bytes], int], n: int) -> list[Path]:
+    """The demo capture split over ``n`` sensor pcaps by ``key`` of each frame."""
+    parts: list[list[tuple[int, bytes]]] = [[] for _ in range(n)]
+    for ts, frame in _records(DEMO):
+        parts[key(frame) % n].append((ts, frame))
+    paths = []
+    for i, records in enumerate(parts):
+        paths.append(tmp / f"part{i}.pcap")
+        write_pcap(paths[-1], 1, records)
+    return paths
+
+
+def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    argv = [*WORMWATCH, *args]
+    return subprocess.run(argv, check=False, capture_output=True, text=True, timeout=timeout)
+
+
+def publish(url: str, pcap: Path, sensor: str, config: Path) -> subprocess.Popen[str]:
+    args = ["replay", str(pcap), "--publish", url, "--sensor", sensor, "--no-tui"]
+    args += ["--config", str(config), "--summary", os.devnull]
+    return subprocess.Popen(
+        [*WORMWATCH, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+
+
+def central(url: str, shards: str, out: Path, config: Path) -> subprocess.Popen[str]:
+    args = ["central", "--nats", url, "--shards", shards, "--no-tui", "--config", str(config)]
+    args += ["--summary", str(out / f"summary-{shards}.jsonl")]
+    args += ["--alerts", str(out / f"alerts-{shards}.jsonl")]
+    return subprocess.Popen(
+        [*WORMWATCH, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+
+
+async def _consumed(url: str, names: list[str]) -> bool:
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        last = (await js.stream_info("WORMWATCH_DELTAS")).state.last_seq
+        for name in names:
+            info = await js.consumer_info("WORMWATCH_DELTAS", name)
+            if info.num_pending or info.num_ack_pending or last == 0:
+                return False
+        return True
+    except nats.js.errors.NotFoundError:
+        return False
+    finally:
+        await nc.close()
+
+
+def wait_consumed(url: str, names: list[str], procs: list[subprocess.Popen[str]]) -> None:
+    """Poll until the central consumers have nothing pending (or one died)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        for p in procs:
+            assert p.poll() is None, p.stderr.read() if p.stderr else ""
+        if asyncio.run(_consumed(url, names)):
+            return
+        time.sleep(0.2)
+    raise AssertionError("central processes did not consume everything within 120 s")
+
+
+def stop(proc: subprocess.Popen[str]) -> str:
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    return err
+
+
+def host_records(*paths: Path, drop_sensors: bool = True) -> dict[str, dict[str, object]]:
+    out = {}
+    for path in paths:
+        for line in path.read_text().splitlines():
+            rec = json.loads(line)
+            if rec.get("event_type") == "host":
+                if drop_sensors:
+                    rec.pop("sensors", None)
+                out[str(rec["src_ip"])] = rec
+    return out
+
+
+def alert_records(*paths: Path) -> list[tuple[object, ...]]:
+    out = []
+    for path in paths:
+        for line in path.read_text().splitlines():
+            rec = json.loads(line)
+            out.append((rec["timestamp"], rec["src_ip"], tuple(rec["verdicts"]), rec["reason"]))
+    return sorted(out)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Summary and alerts of one process replaying the whole capture."""
+    out = tmp_path_factory.mktemp("reference")
+    done = run("replay", str(DEMO), "--no-tui", "--summary", str(out / "s.jsonl"),
+               "--alerts", str(out / "a.jsonl"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return out / "s.jsonl", out / "a.jsonl"
+
+
+def config(path: Path, body: str) -> Path:
+    path.write_text(body)
+    return path
+
+
+SPLIT = '[cluster]\nsplit_of_link = ["s0", "s1", "s2", "dns", "syn"]\n'
+
+
+@pytest.mark.parametrize("how", ["flows", "dns-vs-syn"])
+def test_split_capture_merges_to_one_process(
+    broker: Broker, tmp_path: Path, reference: tuple[Path, Path], how: str
+) -> None:
+    cfg = config(tmp_path / "c.toml", SPLIT)
+    if how == "flows":
+        parts, names = split(tmp_path, _flow_of, 3), ["s0", "s1", "s2"]
+    else:
+        parts, names = split(tmp_path, lambda f: 0 if _is_dns(f) else 1, 2), ["dns", "syn"]
+    sensors = [publish(broker.url, p, n, cfg) for p, n in zip(parts, names, strict=True)]
+    for s in sensors:
+        _out, err = s.communicate(timeout=300)
+        assert s.returncode == 0, err
+    # a restarted sensor re-reading its capture: all duplicates
+    again = publish(broker.url, parts[0], names[0], cfg)
+    _out, err = again.communicate(timeout=300)
+    assert again.returncode == 0, err
+    assert "already there" not in err or "0 not" in err
+    centrals = [central(broker.url, h, tmp_path, cfg) for h in HALVES]
+    wait_consumed(broker.url, [f"central-{h}" for h in HALVES], centrals)
+    for c in centrals:
+        stop(c)
+    summaries = [tmp_path / f"summary-{h}.jsonl" for h in HALVES]
+    assert host_records(*summaries) == host_records(reference[0])
+    alerts = [tmp_path / f"alerts-{h}.jsonl" for h in HALVES]
+    assert alert_records(*alerts) == alert_records(reference[1])
+    seen_by = {h: r["sensors"] for h, r in host_records(*summaries, drop_sensors=False).items()}
+    assert set().union(*seen_by.values()) == set(names)
+    if how == "dns-vs-syn":
+        # the bot: MX lookups at one sensor, its scan at the other, still bot-sync
+        bot = host_records(*summaries)["192.0.2.99"]
+        assert "bot-sync" in bot["verdicts"]
+        assert seen_by["192.0.2.99"] == ["dns", "syn"]
+    view = run("view", "--nats", broker.url)
+    assert view.returncode == 0, view.stderr
+    assert "192.0.2.99" in view.stdout
+    assert all(name in view.stdout for name in names)
+    assert "warning" not in view.stdout
+
+
+def test_broker_killed_mid_run_loses_and_doubles_nothing(
+    broker: Broker, tmp_path: Path, reference: tuple[Path, Path]
+) -> None:
+    cfg = config(tmp_path / "c.toml", "[cluster]\n")
+    sensor = subprocess.Popen(
+        [*WORMWATCH, "replay", str(DEMO), "--speed", "150", "--publish", broker.url,
+         "--sensor", "s0", "--no-tui", "--summary", os.devnull],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    wait_for_messages(broker.url, 1)
+    broker.kill()
+    time.sleep(1.5)  # the broker is away for a while (sensing goes on)
+    broker.start()
+    _out, err = sensor.communicate(timeout=300)
+    assert sensor.returncode == 0, err
+    assert "lost the broker" in err
+    c = central(broker.url, "0-15", tmp_path, cfg)
+    wait_consumed(broker.url, ["central-0-15"], [c])
+    stop(c)
+    assert host_records(tmp_path / "summary-0-15.jsonl") == host_records(reference[0])
+    assert alert_records(tmp_path / "alerts-0-15.jsonl") == alert_records(reference[1])
+
+
+def wait_for_messages(url: str, n: int) -> None:
+    async def count() -> int:
+        nc = await nats.connect(url)
+        try:
+            return int((await nc.jetstream().stream_info("WORMWATCH_DELTAS")).state.messages)
+        except nats.js.errors.NotFoundError:
+            return 0
+        finally:
+            await nc.close()
+
+    deadline = time.monotonic() + 120
+    while asyncio.run(count()) < n:
+        assert time.monotonic() < deadline, "no delta reached the broker"
+        time.sleep(0.1)
+
+
+def test_central_killed_and_restarted_counts_once(
+    broker: Broker, tmp_path: Path, reference: tuple[Path, Path]
+) -> None:
+    cfg = config(tmp_path / "c.toml", SPLIT)
+    parts = split(tmp_path, lambda f: 0 if _is_dns(f) else 1, 2)
+    for p, n in zip(parts, ("dns", "syn"), strict=True):
+        s = publish(broker.url, p, n, cfg)
+        assert s.wait(timeout=300) == 0
+    first = central(broker.url, "0-15", tmp_path, cfg)
+    alerts = tmp_path / "alerts-0-15.jsonl"
+    deadline = time.monotonic() + 120
+    while not (alerts.exists() and alerts.read_text()):
+        assert first.poll() is None
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    first.kill()
+    first.wait()
+    second = central(broker.url, "0-15", tmp_path, cfg)
+    wait_consumed(broker.url, ["central-0-15"], [second])
+    stop(second)
+    assert host_records(tmp_path / "summary-0-15.jsonl") == host_records(reference[0])
+    # every alert once over both runs (the file is appended to)
+    assert alert_records(alerts) == alert_records(reference[1])
+
+
+def test_wrong_credentials_one_line_and_local_sensing(brokers: BrokerPool, tmp_path: Path) -> None:
+    locked = brokers.start(auth='authorization { user: "ww", password: "right" }')
+    cfg = config(
+        tmp_path / "c.toml",
+        '[cluster]\nuser = "ww"\npassword = "wrong"\npublish_timeout_s = 1.0\n',
+    )
+    summary = tmp_path / "local.jsonl"
+    done = run("replay", str(DEMO), "--publish", locked.url, "--sensor", "s0", "--no-tui",
+               "--config", str(cfg), "--summary", str(summary))  # fmt: skip
+    assert done.returncode == 3
+    lines = [line for line in done.stderr.splitlines() if "credentials" in line]
+    assert len(lines) == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "192.0.2.99" in host_records(summary)
+
+
+@pytest.fixture
+def brokers(tmp_path: Path) -> Iterator[BrokerPool]:
+    with broker_pool(tmp_path) as pool:
+        yield pool
+
+
+@pytest.fixture
+def broker(brokers: BrokerPool) -> Broker:
+    """A running broker without authentication (loopback only)."""
+    return brokers.start()
+
+
+@pytest.fixture
+def demo_parts(tmp_path: Path) -> list[Path]:
+    return split(tmp_path, _flow_of, 2)
+
+
+def test_overlapping_sensors_are_warned_about(
+    broker: Broker, tmp_path: Path, demo_parts: list[Path]
+) -> None:
+    # two sensors mirroring the same packets, not declared a split of one link
+    cfg = config(tmp_path / "c.toml", "[cluster]\n")
+    for name in ("east", "west"):
+        s = publish(broker.url, demo_parts[0], name, cfg)
+        assert s.wait(timeout=300) == 0
+    c = central(broker.url, "0-15", tmp_path, cfg)
+    wait_consumed(broker.url, ["central-0-15"], [c])
+    deadline = time.monotonic() + 60
+    while "warning" not in (view := run("view", "--nats", broker.url)).stdout:
+        assert time.monotonic() < deadline, view.stdout
+        time.sleep(0.5)
+    stop(c)
+    assert "east" in view.stdout
+    assert "west" in view.stdout
+    assert "split_of_link" in view.stdout
