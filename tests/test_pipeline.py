@@ -265,6 +265,6 @@ def test_every_command_is_documented_in_the_readme() -> None:
 
     readme = (REPO / "README.md").read_text()
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(sub.choices) == {"live", "replay", "demo", "report"}
+    assert set(sub.choices) == {"live", "replay", "demo", "report", "central", "view"}
     for command in sub.choices:
         assert f"wormwatch {command}" in readme, command
