@@ -38,7 +38,10 @@ def test_example_file_is_complete_and_equals_the_defaults() -> None:
     cfg = load_config(str(EXAMPLE))
     assert cfg == Config(path=str(EXAMPLE))
     doc = tomllib.loads(EXAMPLE.read_text())
-    assert set(doc) == {"aggregate", "reassembly", "keywords", "allowlist", "detect", "score"}
+    assert set(doc) == {
+        "aggregate", "reassembly", "keywords", "allowlist", "detect", "score", "cluster"
+    }  # fmt: skip
+    assert set(doc["cluster"]) <= set(cfg.cluster.__dataclass_fields__)
     assert set(doc["reassembly"]) == set(cfg.reassembly.__dataclass_fields__)
     assert set(doc["detect"]) == {"keyword_storm", "mx_client", "smb_scan", "bot_sync"}
     for name, section in doc["detect"].items():
@@ -97,7 +100,7 @@ bands = [20, 60]
         ("[detekt]\nx = 1", 'unknown key "detekt"'),
         (
             "bin_s = 30",
-            'unknown key "bin_s" (known: aggregate, allowlist, detect, keywords, '
+            'unknown key "bin_s" (known: aggregate, allowlist, cluster, detect, keywords, '
             "reassembly, score)",
         ),
         ("[aggregate]\nmin_targets = 3", "min_targets belongs in [detect.smb_scan]"),

@@ -94,6 +94,15 @@ def test_warm_up_reports_each_step_then_the_end() -> None:
     }
 
 
+def test_central_warms_the_delta_merge() -> None:
+    result = _probe("central", [PCAPS / "frag_dns_v4.pcap"])
+    assert step_names("central")[-1] == "delta merge"
+    assert "record walkers" not in step_names("central")
+    warm = result["warm"]
+    assert isinstance(warm, dict)
+    assert warm["wormwatch.kernels.aggregate.table_merge"] == 1
+
+
 @pytest.mark.parametrize("command", ["replay", "demo", "report"])
 def test_file_commands_warm_the_record_walkers(command: str) -> None:
     assert step_names(command)[0] == "record walkers"

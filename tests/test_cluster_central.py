@@ -1,0 +1,125 @@
+"""The central side without a broker: [cluster] settings, overlap warnings,
+which sensors saw a host, heartbeats, the merged view."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from wormwatch.classify import Classifier
+from wormwatch.cluster.central import Central
+from wormwatch.cluster.settings import ClusterConfig, parse_shards
+from wormwatch.cluster.top import top_record
+from wormwatch.cluster.view import merge_top
+from wormwatch.config import Config, load_config
+from wormwatch.delta import Delta
+from wormwatch.errors import WormwatchError
+from wormwatch.export import DeltaExporter
+from wormwatch.model import KIND_DNS, KIND_SYN
+
+from testkit.events import make_events
+
+T0 = 1_700_000_040_000_000
+
+
+def deltas(sensor: str, hosts: list[str]) -> list[Delta]:
+    rows = []
+    for k, host in enumerate(hosts):
+        rows.append((T0 + k, host, "192.0.2.53", KIND_DNS, 53, 15, b"mx.example.com"))
+        rows.append((T0 + k + 1, host, "198.51.100.9", KIND_SYN, 445, 0, b""))
+    ev = make_events(rows)
+    exporter = DeltaExporter(sensor=sensor, n_shards=4)
+    exporter.ingest(ev, Classifier().classify(ev))
+    return exporter.close_all()
+
+
+def central(cluster: ClusterConfig) -> Central:
+    return Central(Config(max_hosts=64, max_host_bins=256), cluster, clock=lambda: 1000.0)
+
+
+def test_two_sensors_reporting_one_host_in_one_bin_are_warned_about() -> None:
+    c = central(ClusterConfig(shards=4))
+    for d in deltas("east", ["192.0.2.1", "192.0.2.2"]) + deltas("west", ["192.0.2.2"]):
+        c.apply(d)
+    assert c.n_overlaps == 1
+    assert "east, west" in c.overlaps[0]
+    assert "192.0.2.2" in c.overlaps[0]
+    host = c.agg.find(0, 0xFFFF_C000_0202)
+    assert host is not None
+    assert c.sensors_of(host) == ["east", "west"]
+
+
+def test_a_declared_split_of_one_link_is_not_an_overlap() -> None:
+    c = central(ClusterConfig(shards=4, split_of_link=(("east", "west"),)))
+    for d in deltas("east", ["192.0.2.2"]) + deltas("west", ["192.0.2.2"]):
+        c.apply(d)
+    assert c.n_overlaps == 0
+    assert c.overlaps == []
+
+
+def test_a_skewed_sensor_clock_is_flagged_in_the_view() -> None:
+    c = central(ClusterConfig(shards=4))
+    for d in deltas("east", ["192.0.2.1"]):
+        c.apply(d)
+    c.heartbeat({"sensor": "east", "wall": 1000.5, "packets_per_s": 10.0, "kernel_dropped": 3})
+    c.heartbeat({"sensor": "west", "wall": 1300.0, "packets_per_s": 5.0})
+    view = merge_top([top_record(c, "central-0-3", 0.5)])
+    panel = {s["sensor"]: s for s in view.sensors}
+    assert panel["east"]["kernel_dropped"] == 3
+    assert not panel["east"]["clock_skewed"]
+    assert panel["west"]["clock_skewed"]
+    assert any("west" in w and "clock" in w for w in view.warnings)
+    assert [h["src_ip"] for h in view.hosts] == ["192.0.2.1"]
+    assert view.hosts[0]["sensors"] == ["east"]
+
+
+def test_a_delta_applied_twice_changes_nothing() -> None:
+    c = central(ClusterConfig(shards=4))
+    ds = deltas("east", ["192.0.2.1", "192.0.2.9"])
+    assert all(c.apply(d) for d in ds)
+    totals = c.agg.totals[: c.agg.n_hosts].copy()
+    assert not any(c.apply(d) for d in ds)
+    assert np.array_equal(c.agg.totals[: c.agg.n_hosts], totals)
+
+
+def test_cluster_section(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[cluster]\nurl = "tls://nats.example.net:4222"\nsensor = "uplink-a"\nshards = 8\n'
+        'user = "u"\npassword = "p"\nnetworks = ["192.0.2.0/25"]\n'
+        'split_of_link = ["a", "b"]\n'
+    )
+    cfg = load_config(str(path)).cluster
+    assert cfg.shards == 8
+    assert cfg.networks == (ipaddress.ip_network("192.0.2.0/25"),)
+    assert cfg.split_group("b") == cfg.split_group("a") == 1
+    assert cfg.split_group("c") == 0
+    assert cfg.with_url("nats://127.0.0.1:1").url == "nats://127.0.0.1:1"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('sensor = "a.b"', "sensor name"),
+        ('user = "u"', "user and password go together"),
+        ("split_of_link = [1]", "split_of_link"),
+        ("shards = 0", "shards"),
+        ("port = 4222", 'unknown key "port"'),
+    ],
+)
+def test_bad_cluster_settings_name_the_key(tmp_path: Path, body: str, message: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(f"[cluster]\n{body}\n")
+    with pytest.raises(WormwatchError, match=message):
+        load_config(str(path))
+
+
+def test_shard_ranges() -> None:
+    assert parse_shards("0-7", 16) == (0, 7)
+    assert parse_shards("5", 16) == (5, 5)
+    for bad in ("7-3", "0-16", "x", "-1"):
+        with pytest.raises(WormwatchError, match="--shards"):
+            parse_shards(bad, 16)
