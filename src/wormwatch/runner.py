@@ -275,6 +275,8 @@ def run(cfg: Config, opts: RunOptions) -> RunResult:
         alert_sink, event_sinks = _sinks(outputs, metrics)
         if publisher is not None:
             event_sinks.insert(0, publisher)
+            if metrics is not None:
+                _watch_publisher(metrics, publisher)
         source = _NoPackets(opts) if is_stopped else _open_source(cfg, opts)
         if metrics is not None:
             metrics.source = source
@@ -318,6 +320,16 @@ def _cluster_sensor(cfg: Config, opts: RunOptions) -> ClusterSensor | None:
     from wormwatch.cluster.sensor import open_sensor  # noqa: PLC0415
 
     return open_sensor(cfg, url=opts.publish, name=opts.sensor)
+
+
+def _watch_publisher(metrics: MetricsServer, sensor: ClusterSensor) -> None:
+    """Deltas published (acknowledged) and kept for later, on /metrics."""
+    from wormwatch.present.metric_families import ClusterHealth  # noqa: PLC0415
+
+    counts = sensor.publisher.counts
+    metrics.watch_cluster(
+        lambda: ClusterHealth(deltas_published=counts.acknowledged, deltas_pending=counts.buffered)
+    )
 
 
 def _summary_of(

@@ -36,6 +36,9 @@ from wormwatch.cluster.settings import (
 from wormwatch.errors import WormwatchError
 
 MIN_SERVER = (2, 10)
+# JetStream API requests wait this long: a loaded broker host answers slowly,
+# and a timeout is not a reason to stop sensing or merging
+JS_TIMEOUT_S = 20.0
 
 
 def describe(err: BaseException) -> str:
@@ -68,7 +71,7 @@ def connect_options(cfg: ClusterConfig, *, name: str) -> dict[str, Any]:
     opts: dict[str, Any] = {
         "servers": [cfg.url],
         "name": name,
-        "connect_timeout": 2,
+        "connect_timeout": 5,
         "allow_reconnect": True,
         "max_reconnect_attempts": -1,
         "reconnect_time_wait": 0.5,

@@ -28,7 +28,14 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.kv import KeyValue
 
-from wormwatch.cluster.broker import buckets, check_version, connect, describe, ensure_streams
+from wormwatch.cluster.broker import (
+    JS_TIMEOUT_S,
+    buckets,
+    check_version,
+    connect,
+    describe,
+    ensure_streams,
+)
 from wormwatch.cluster.central import Central
 from wormwatch.cluster.settings import (
     ALERT_SUBJECT,
@@ -80,6 +87,7 @@ class ConsumeStats:
     pending: int = 0
     lag_s: float = 0.0
     checkpoint: Checkpoint = Checkpoint()
+    errors: int = 0
 
 
 class Consumer:
@@ -120,7 +128,7 @@ class Consumer:
         nc = await connect(cluster, name=f"wormwatch-{self.key}")
         try:
             check_version(nc)
-            js = self._js = nc.jetstream()
+            js = self._js = nc.jetstream(timeout=JS_TIMEOUT_S)
             await ensure_streams(js, cluster, self.central.cfg.window_s)
             self._kv, self._top = await buckets(js)
             await nc.subscribe(f"{HEARTBEAT_SUBJECT}.*", cb=self._on_heartbeat)
@@ -201,15 +209,21 @@ class Consumer:
     async def _loop(self, sub: JetStreamContext.PullSubscription, stop: asyncio.Event) -> None:
         next_top = 0.0
         while not stop.is_set():
-            msgs = await self._fetch(sub)
-            if msgs:
-                await self._apply(self._decode(msgs))
-                await self._judge()
-                await msgs[-1].ack()
-                self.stats.pending = int(msgs[-1].metadata.num_pending or 0)
-            if time.monotonic() >= next_top:
-                next_top = time.monotonic() + TOP_EVERY_S
-                await self._publish_top()
+            try:
+                msgs = await self._fetch(sub)
+                if msgs:
+                    await self._apply(self._decode(msgs))
+                    await self._judge()
+                    await msgs[-1].ack()
+                    self.stats.pending = int(msgs[-1].metadata.num_pending or 0)
+                if time.monotonic() >= next_top:
+                    next_top = time.monotonic() + TOP_EVERY_S
+                    await self._publish_top()
+            except (nats.errors.Error, TimeoutError):
+                # the broker is away or slow: what was not acknowledged comes
+                # again (the merge skips what it has), so wait and go on
+                self.stats.errors += 1
+                await asyncio.sleep(1.0)
             self.on_round()
 
     async def _fetch(self, sub: JetStreamContext.PullSubscription) -> list[Msg]:

@@ -26,7 +26,7 @@ import nats.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from wormwatch.cluster.broker import check_version, connect, describe, ensure_streams
+from wormwatch.cluster.broker import JS_TIMEOUT_S, check_version, connect, describe, ensure_streams
 from wormwatch.cluster.settings import DELTA_SUBJECT, HEARTBEAT_SUBJECT, ClusterConfig
 from wormwatch.delta import Delta, encode
 from wormwatch.errors import WormwatchError
@@ -162,7 +162,7 @@ class Publisher:
             break
         if nc is None:
             return
-        js = nc.jetstream()
+        js = nc.jetstream(timeout=JS_TIMEOUT_S)
         beat = asyncio.create_task(self._beat(nc))
         try:
             while not self._done():
@@ -190,7 +190,7 @@ class Publisher:
         check_version(nc)
         with contextlib.suppress(WormwatchError):
             # a sensor without the right to create streams uses the central's
-            await ensure_streams(nc.jetstream(), self.cfg, self.window_s)
+            await ensure_streams(nc.jetstream(timeout=JS_TIMEOUT_S), self.cfg, self.window_s)
         self.counts.is_connected = True
         return nc
 

@@ -18,7 +18,7 @@ from typing import Any
 import nats.errors
 import nats.js.errors
 
-from wormwatch.cluster.broker import connect, describe
+from wormwatch.cluster.broker import JS_TIMEOUT_S, connect, describe
 from wormwatch.cluster.settings import TOP_BUCKET, ClusterConfig
 from wormwatch.errors import WormwatchError
 
@@ -65,7 +65,7 @@ async def read_top(cluster: ClusterConfig) -> list[dict[str, Any]]:
     """Every central process's latest record."""
     nc = await connect(cluster, name="wormwatch-view")
     try:
-        js = nc.jetstream()
+        js = nc.jetstream(timeout=JS_TIMEOUT_S)
         try:
             kv = await js.key_value(TOP_BUCKET)
         except nats.js.errors.BucketNotFoundError:
