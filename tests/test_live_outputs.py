@@ -150,6 +150,33 @@ def _uid(pid: int) -> int:
     return int(re.search(r"^Uid:\s+\d+\s+(\d+)", status, re.M).group(1))  # type: ignore[union-attr]
 
 
+def _run_with_rotation(
+    pair: VethPair,
+    proc: subprocess.Popen[str],
+    first: list[bytes],
+    second: list[bytes],
+    rotate: Callable[[], None],
+) -> tuple[dict, str]:
+    """Send ``first``, ``rotate()`` and SIGHUP, send ``second``; once all is counted,
+    scrape the metrics and stop the sensor. Returns the metrics and its stderr."""
+    try:
+        _wait(proc, lambda: _counted(pair) >= 0, "the sensor's loop")
+        pair.send(first)
+        _wait(proc, lambda: _counted(pair) >= len(_events(first)), "the first half")
+        rotate()
+        proc.send_signal(signal.SIGHUP)
+        pair.send(second)
+        n_all = len(_events(first + second))
+        _wait(proc, lambda: _counted(pair) >= n_all, "the second half")
+        values = _scrape(pair)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return values, stderr
+
+
 def test_periodic_summary_nobody_cannot_rename_stops_before_capturing(
     pair: VethPair, base: Path
 ) -> None:
@@ -186,26 +213,17 @@ def test_outputs_survive_the_drop_and_rotate(pair: VethPair, base: Path) -> None
         "--metrics", str(METRICS_PORT),
     )  # fmt: skip
     nobody = pwd.getpwnam("nobody")
-    try:
-        _wait(proc, lambda: _counted(pair) >= 0, "the sensor's loop")
-        first, second = traffic(0, 60), traffic(60, 60)
-        pair.send(first)
-        _wait(proc, lambda: _counted(pair) >= len(_events(first)), "the first half")
+    first, second = traffic(0, 60), traffic(60, 60)
+    want = _events(first + second)
+
+    def logrotate() -> None:
         assert _uid(proc.pid) == nobody.pw_uid
         # logrotate: rename, then `create 0644 nobody nogroup`, then postrotate's SIGHUP
         events.rename(srv / "events.jsonl.1")
         events.touch()
         os.chown(events, nobody.pw_uid, nobody.pw_gid)
-        proc.send_signal(signal.SIGHUP)
-        pair.send(second)
-        want = _events(first + second)
-        _wait(proc, lambda: _counted(pair) >= len(want), "the second half")
-        values = _scrape(pair)
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+
+    values, stderr = _run_with_rotation(pair, proc, first, second, logrotate)
     assert proc.returncode == 0, stderr
     for path in (events, srv / "events.jsonl.1", alerts, summary):
         assert path.stat().st_uid == nobody.pw_uid, path
@@ -243,22 +261,10 @@ def test_rotation_in_a_folder_nobody_owns(pair: VethPair, base: Path) -> None:
         pair, "--events", str(events), "--summary", str(summary), "--summary-every", "0.2",
         "--metrics", str(METRICS_PORT), "--workers", "2",
     )  # fmt: skip
-    try:
-        _wait(proc, lambda: _counted(pair) >= 0, "the sensor's loop")
-        first, second = traffic(0, 30), traffic(30, 30)
-        pair.send(first)
-        _wait(proc, lambda: _counted(pair) >= len(_events(first)), "the first half")
-        events.rename(srv / "events.jsonl.1")
-        proc.send_signal(signal.SIGHUP)
-        pair.send(second)
-        n_all = len(_events(first + second))
-        _wait(proc, lambda: _counted(pair) >= n_all, "the second half")
-        values = _scrape(pair)
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    first, second = traffic(0, 30), traffic(30, 30)
+    values, stderr = _run_with_rotation(
+        pair, proc, first, second, lambda: events.rename(srv / "events.jsonl.1")
+    )
     assert proc.returncode == 0, stderr
     assert "warning" not in stderr
     assert events.stat().st_uid == nobody.pw_uid

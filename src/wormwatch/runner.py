@@ -356,4 +356,10 @@ def _periodic(opts: RunOptions, outputs: Outputs) -> Callable[[Pipeline, Snapsho
 
 
 def _print_text(result: RunResult) -> None:
-    print_summary(result.final, result.hosts, result.warnings, file=sys.stdout)
+    try:
+        print_summary(result.final, result.hosts, result.warnings, file=sys.stdout)
+    except SystemExit:
+        # rich ends the process when stdout is a closed pipe; when the run already
+        # failed (an output into that same pipe), its one error line says more
+        if result.error is None:
+            raise
