@@ -179,3 +179,23 @@ def make_batch(
         wirelens=caplens.copy(),
         linktypes=np.array([lt for lt, _ in frames], np.int32),
     )
+
+
+def ipv4_fragments(frame: bytes, cut: int) -> list[bytes]:
+    """An Ethernet IPv4 frame as two fragments of its datagram: payload bytes
+    ``[0, cut)`` with More Fragments set, then the rest at offset ``cut`` (a
+    multiple of 8). The IP header is copied into both; the checksum is not redone."""
+    if cut % 8 or not cut > 0:
+        raise ValueError(f"a fragment offset is a positive multiple of 8 bytes, not {cut}")
+    link, ip = frame[:14], frame[14:]
+    ihl = (ip[0] & 0x0F) * 4
+    total = struct.unpack_from("!H", ip, 2)[0]
+    header, payload = ip[:ihl], ip[ihl:total]
+
+    def piece(part: bytes, offset: int, *, more: bool) -> bytes:
+        head = bytearray(header)
+        struct.pack_into("!HHH", head, 2, ihl + len(part), head[4] << 8 | head[5], 0)
+        struct.pack_into("!H", head, 6, offset // 8 | (0x2000 if more else 0))
+        return link + bytes(head) + part
+
+    return [piece(payload[:cut], 0, more=True), piece(payload[cut:], cut, more=False)]

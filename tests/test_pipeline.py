@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from wormwatch import pipeline as pipeline_mod
 from wormwatch.cli import main
 from wormwatch.config import load_config
 from wormwatch.kernels import aggregate as agg_kernels
@@ -32,23 +31,6 @@ class _Collect:
 
     def write(self, record: dict[str, object]) -> None:
         self.records.append(record)
-
-
-def _alerts(batch_packets: int, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, object]]:
-    monkeypatch.setattr(pipeline_mod, "BATCH_PACKETS", batch_packets)
-    sink = _Collect()
-    Pipeline(load_config(str(DEMO_CONFIG)), source_name="demo", alerts=sink).run(
-        open_replay([str(DEMO)])
-    )
-    return sink.records
-
-
-def test_alerts_do_not_depend_on_batch_size(monkeypatch: pytest.MonkeyPatch) -> None:
-    whole = _alerts(16384, monkeypatch)
-    assert len(whole) >= 4
-    assert [a["timestamp"] for a in whole] == sorted(a["timestamp"] for a in whole)  # type: ignore[type-var]
-    assert _alerts(1000, monkeypatch) == whole
-    assert _alerts(7, monkeypatch) == whole
 
 
 def test_demo_story_is_found() -> None:
@@ -241,21 +223,6 @@ def test_summary_to_a_fifo_is_written_in_place(tmp_path: Path) -> None:
     assert stat.S_ISFIFO(fifo.stat().st_mode)
     lines = got[0].decode().splitlines()
     assert json.loads(lines[-1])["event_type"] == "network"
-
-
-def test_decode_ahead_gives_the_same_results_as_one_thread() -> None:
-    def run(decode_ahead: bool) -> tuple[list[dict[str, object]], list[object]]:
-        sink = _Collect()
-        result = Pipeline(
-            load_config(str(DEMO_CONFIG)),
-            source_name="demo",
-            alerts=sink,
-            decode_ahead=decode_ahead,
-        ).run(open_replay([str(DEMO)]))
-        hosts = [(v.state.addr, v.state.totals.tolist(), v.verdict.score) for v in result.hosts]
-        return sink.records, [hosts, result.final.decode]
-
-    assert run(True) == run(False)
 
 
 def test_every_command_is_documented_in_the_readme() -> None:
