@@ -11,7 +11,7 @@ from wormwatch.aggregate import Renumbering
 from wormwatch.alerts import AlertTracker
 from wormwatch.config import ScoreConfig
 from wormwatch.model import Verdict
-from wormwatch.present.jsonl import encode_line
+from wormwatch.present.sinks.jsonl import encode_line
 
 T0 = 1_764_115_200_000_000  # 2025-11-26T00:00:00Z
 

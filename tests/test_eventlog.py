@@ -31,9 +31,9 @@ from wormwatch.model import (
     addr_words,
 )
 from wormwatch.present.eventlog import QTYPE_MNEMONICS, EventLog
-from wormwatch.present.jsonl import encode_line
-from wormwatch.signals import iso_time, name_text
+from wormwatch.present.sinks.jsonl import encode_line
 from wormwatch.source.pcapfile import open_replay
+from wormwatch.text import iso_time, name_text
 
 from testkit.paths import PCAPS, REAL_PCAPS
 from testkit.pcap import read_records

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wormwatch.detect import iso_time, name_text
 from wormwatch.errors import WormwatchError
 from wormwatch.model import (
     C_A,
@@ -26,7 +25,9 @@ from wormwatch.model import (
     Snapshot,
     Verdict,
 )
-from wormwatch.present.jsonl import JsonLinesWriter, encode_line, host_record, summary_record
+from wormwatch.present.sinks.jsonl import JsonLinesWriter, encode_line
+from wormwatch.records import host_record, network_record
+from wormwatch.text import iso_time, name_text
 
 # (bytes on the wire, the text the record must hold), written out by hand
 HOSTILE = [
@@ -165,7 +166,7 @@ def test_writer_closed_pipe(tmp_path: Path) -> None:
     out.close()
 
 
-def test_summary_record() -> None:
+def test_network_record() -> None:
     view = HostView(make_state(), Verdict(score=50.0, verdicts=("smb-scan", "mx-client")))
     snap = Snapshot(
         source="x.pcap", is_live=False, start_us=0, now_us=60_000_000, wall_elapsed_s=0.1,
@@ -173,7 +174,7 @@ def test_summary_record() -> None:
         decode={"packets": 10}, kernel_dropped=None, idle_s=None, network_sync_r=0.93,
         hosts=[view, HostView(make_state(), Verdict())],
     )  # fmt: skip
-    rec = summary_record(snap, network_sync={"r": 0.93, "bins": 12})
+    rec = network_record(snap, network_sync={"r": 0.93, "bins": 12})
     assert rec["event_type"] == "network"
     assert rec["hosts_flagged"] == {"smb-scan": 1, "mx-client": 1}
     assert rec["network_sync"] == {"r": 0.93, "bins": 12}

@@ -10,7 +10,7 @@ import signal
 from pathlib import Path
 
 from wormwatch.outputs import Outputs
-from wormwatch.present.jsonl import JsonLinesWriter, ReopenRequests
+from wormwatch.present.sinks.jsonl import JsonLinesWriter, ReopenRequests
 
 
 def _records(path: Path) -> list[int]:

@@ -3,8 +3,8 @@
 In: a host (its id in the aggregate, and its address for the record), its
 :class:`~wormwatch.model.Verdict` from :func:`wormwatch.detect.evaluate` and
 the packet time of the evaluation.
-Out: an alert dict in the DESIGN.md schema, or None. The JSON lines writer
-(:mod:`wormwatch.present.jsonl`) writes it.
+Out: an alert record (:func:`wormwatch.records.alert_record`), or None. The
+JSON lines sink (:mod:`wormwatch.present.sinks.jsonl`) writes it.
 
 An alert is news, not a heartbeat: one when a host first gets a verdict, one
 when its verdict set changes (including back to none: ``reason`` "cleared"),
@@ -21,10 +21,8 @@ import numpy as np
 
 from wormwatch.aggregate import Renumbering
 from wormwatch.config import ScoreConfig
-from wormwatch.detect import iso_time
 from wormwatch.model import I64, Verdict
-
-SCHEMA = 1
+from wormwatch.records import alert_record
 
 
 @dataclass(slots=True)
@@ -113,16 +111,12 @@ class AlertTracker:
         band: int,
         prev: _Seen | None,
     ) -> dict[str, object]:
-        return {
-            "schema": SCHEMA,
-            "timestamp": iso_time(ts_us),
-            "event_type": "alert",
-            "src_ip": addr,
-            "score": round(float(verdict.score), 1),
-            "verdicts": list(verdict.verdicts),
-            "evidence": verdict.evidence,
-            "reason": reason,
-            "band": band,
-            "previous_verdicts": [] if prev is None else list(prev.verdicts),
-            "previous_score": None if prev is None else round(prev.score, 1),
-        }
+        return alert_record(
+            addr,
+            verdict,
+            ts_us,
+            reason=reason,
+            band=band,
+            previous_verdicts=None if prev is None else prev.verdicts,
+            previous_score=None if prev is None else prev.score,
+        )

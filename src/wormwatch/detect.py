@@ -33,20 +33,17 @@ from wormwatch.model import (
 )
 from wormwatch.signals import (
     Window,
-    iso_time,
     keyword_storm,
     mx_client,
-    name_text,
     smb_scan,
     top_prefixes,
     tunnel_reason,
 )
+from wormwatch.text import iso_time
 
 __all__ = [
     "could_fire",
     "evaluate",
-    "iso_time",
-    "name_text",
     "network_evidence",
     "network_sync",
     "top_prefixes",

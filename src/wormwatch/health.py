@@ -20,8 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from wormwatch.aggregate import AggregateCounts, Aggregator
-from wormwatch.detect import iso_time
 from wormwatch.model import DecodeStats, HostView, Snapshot
+from wormwatch.records import sensor_record
 from wormwatch.source import Source
 
 # at most one host-table-saturated record per hour of packet time
@@ -30,16 +30,14 @@ SATURATION_REPEAT_US = 3600 * 1_000_000
 
 def saturation_record(now_us: int, counts: AggregateCounts) -> dict[str, object]:
     """The ``sensor`` record saying the host table overflowed."""
-    return {
-        "schema": 1,
-        "timestamp": iso_time(now_us),
-        "event_type": "sensor",
-        "condition": "host-table-saturated",
-        "max_hosts": counts.max_hosts,
-        "hosts_tracked": counts.hosts_tracked,
-        "hosts_evicted": counts.hosts_evicted,
-        "events_dropped": counts.events_dropped,
-    }
+    return sensor_record(
+        now_us,
+        "host-table-saturated",
+        max_hosts=counts.max_hosts,
+        hosts_tracked=counts.hosts_tracked,
+        hosts_evicted=counts.hosts_evicted,
+        events_dropped=counts.events_dropped,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,7 @@ from collections.abc import Iterator
 
 from wormwatch.errors import WormwatchError
 from wormwatch.present.eventlog import EventLog
-from wormwatch.present.jsonl import JsonLinesWriter, ReopenRequests
+from wormwatch.present.sinks.jsonl import JsonLinesWriter, ReopenRequests
 from wormwatch.source.privileges import DropTarget, can_create_in, drop_target
 
 

@@ -7,7 +7,6 @@ summaries written. Errors are :class:`~wormwatch.errors.WormwatchError`.
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
 from collections.abc import Callable
@@ -18,8 +17,8 @@ from wormwatch.config import Config
 from wormwatch.model import Batch, HostView, Snapshot, SourceStats
 from wormwatch.outputs import Outputs, SummaryFile
 from wormwatch.pipeline import AlertSink, EventSink, Pipeline, Presenter, RunResult
-from wormwatch.present.jsonl import host_record, summary_record
-from wormwatch.present.text import print_summary
+from wormwatch.present.sinks.summary import write_summary_records
+from wormwatch.present.sinks.text import print_summary
 from wormwatch.source import Source
 from wormwatch.warmup import warm_up
 
@@ -222,9 +221,7 @@ def write_summary(
     """
     writer = out.open_for_rewrite()
     try:
-        for view in hosts:
-            writer.write(host_record(view, bin_s))
-        writer.write(summary_record(dataclasses.replace(final, hosts=hosts), network_sync=network))
+        write_summary_records(writer, hosts, final, bin_s, network)
     except BaseException:
         if writer is not out.kept:
             writer.close()

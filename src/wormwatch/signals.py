@@ -6,17 +6,15 @@ evaluation window), its :class:`~wormwatch.model.HostState` and the
 its strength (0..1) and JSON-serialisable evidence. :mod:`wormwatch.detect`
 turns those into a score and verdicts; ``docs/DETECTION.md`` explains each.
 
-Also the text helpers evidence needs: packet time as ISO 8601 and untrusted
-name bytes as safe text. All numpy over bins; no per-packet work.
+All numpy over bins; no per-packet work. Packet time and names become text
+through :mod:`wormwatch.text`.
 """
 
 from __future__ import annotations
 
 import math
 import re
-import unicodedata
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import numpy.typing as npt
@@ -40,50 +38,7 @@ from wormwatch.model import (
     HostState,
 )
 from wormwatch.periods import F64, Periods, build_periods
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# printable ASCII except the backslash, which is the escape character
-_PLAIN = re.compile(rb"[\x20-\x5b\x5d-\x7e]*")
-_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
-
-
-def iso_time(ts_us: int) -> str:
-    """Packet time in microseconds since the epoch -> ISO 8601 UTC with offset."""
-    return (_EPOCH + timedelta(microseconds=int(ts_us))).isoformat(timespec="microseconds")
-
-
-def _escape_char(ch: str) -> str:
-    code = ord(ch)
-    if ch == "\\":
-        return "\\\\"
-    if 0xDC80 <= code <= 0xDCFF:
-        # a byte that is not valid UTF-8 (surrogateescape put it here)
-        return f"\\x{code - 0xDC00:02x}"
-    if code < 0x80 and (code < 0x20 or code == 0x7F):
-        return f"\\x{code:02x}"
-    if code >= 0x80 and unicodedata.category(ch) in _UNSAFE_CATEGORIES:
-        return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
-    return ch
-
-
-def name_text(raw: bytes) -> str:
-    """A DNS name from the wire as safe, unambiguous text.
-
-    Valid UTF-8 is kept; a byte that is not valid UTF-8 becomes ``\\xNN``;
-    ASCII control characters (NUL, ESC, DEL, ...) become ``\\xNN``; Unicode
-    control, format (bidi overrides, zero-width), line/paragraph separator,
-    private-use and unassigned code points become ``\\uNNNN``; the backslash
-    itself becomes ``\\\\``. So the text holds no control character, and the
-    original bytes can be recovered from it.
-    """
-    if _PLAIN.fullmatch(raw):
-        return raw.decode("ascii")
-    text = raw.decode("utf-8", errors="surrogateescape")
-    return "".join(_escape_char(ch) for ch in text)
-
-
-# --- signals ------------------------------------------------------------------
-
+from wormwatch.text import iso_time, name_text
 
 SYN_COLS = [C_SYN135, C_SYN139, C_SYN445]
 _N_SAMPLES = 5

@@ -38,6 +38,7 @@ from wormwatch.model import (
 from wormwatch.present import fmt
 from wormwatch.present.rows import HostRow, host_series, recent_bins
 from wormwatch.present.safe import safe_text
+from wormwatch.text import utc_time
 
 N_SAMPLES: Final = 6
 NAME_MAX: Final = 40
@@ -97,7 +98,7 @@ def _counts_lines(row: HostRow, snap: Snapshot) -> list[Text]:
     n_q = int(t[C_QUERIES])
     kw = int(t[C_KW])
     share = f" ({fmt.percent(kw / n_q)})" if n_q else ""
-    first, last = fmt.utc_time(st.first_seen_us), fmt.utc_time(st.last_seen_us)
+    first, last = utc_time(st.first_seen_us), utc_time(st.last_seen_us)
     if first[:10] == last[:10]:
         last = last[11:]
     return [

@@ -2,7 +2,7 @@
 
 In: each decoded batch's :class:`~wormwatch.model.Events` (an event sink of the
 pipeline: every DNS query and every SYN to 135/139/445, in packet order). Out: JSON
-lines through a :class:`~wormwatch.present.jsonl.JsonLinesWriter`, one ``write`` per
+lines through a :class:`~wormwatch.present.sinks.jsonl.JsonLinesWriter`, one ``write`` per
 batch, like Zeek's dns.log; analysts use it to check a verdict and to diff wormwatch
 against other tools. A DNS query::
 
@@ -14,7 +14,7 @@ against other tools. A DNS query::
 or ``name``. ``status`` is the packet's decode status (``ok``, or the first problem
 met in it, e.g. ``truncated`` for a query whose question was cut). ``qtype_name`` is
 the IANA mnemonic, or ``TYPEn`` (RFC 3597). Names pass the evidence escaping rule
-(:func:`wormwatch.signals.name_text`): printable ASCII stays; anything else is
+(:func:`wormwatch.text.name_text`): printable ASCII stays; anything else is
 escaped in Python, which is rare, so the kernel formats almost every line alone.
 """
 
@@ -26,8 +26,8 @@ import numpy as np
 
 from wormwatch.kernels.eventlog import LINE_MAX_FIXED, format_events, plain_names
 from wormwatch.model import STATUS_NAMES, U8, Events
-from wormwatch.present.jsonl import JsonLinesWriter, json_string_body
-from wormwatch.signals import name_text
+from wormwatch.present.sinks.jsonl import JsonLinesWriter, json_string_body
+from wormwatch.text import name_text
 
 # IANA DNS resource record types (the ones with a mnemonic in common use)
 QTYPE_MNEMONICS: Final = {

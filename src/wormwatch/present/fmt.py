@@ -1,13 +1,13 @@
 """Number and time formatting for the live table: short, fixed-width strings.
 
-In: plain numbers (rates, counts, seconds, microseconds since the epoch).
+In: plain numbers (rates, counts, seconds); packet time as text is
+:func:`wormwatch.text.utc_time`.
 Out: strings that fit narrow columns. No rich, no state.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Final
 
 SPARK_CHARS: Final = " ▁▂▃▄▅▆▇█"
@@ -61,12 +61,6 @@ def age(seconds: float) -> str:
     if s < 86_400:
         return f"{s / 3600:.0f}h"
     return f"{s / 86_400:.0f}d"
-
-
-def utc_time(ts_us: int, *, with_date: bool = True) -> str:
-    """Packet time (microseconds since the epoch) as UTC wall-clock text."""
-    when = datetime.fromtimestamp(ts_us / 1e6, UTC)
-    return when.strftime("%Y-%m-%d %H:%M:%S" if with_date else "%H:%M:%S")
 
 
 def signed_r(r: float | None) -> str:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterable
-from datetime import UTC, datetime
 
 from wormwatch.present.safe import safe_text
+from wormwatch.text import utc_time
 
 
 def esc(value: object) -> str:
@@ -24,7 +24,7 @@ def esc(value: object) -> str:
 
 def utc(ts_us: int) -> str:
     """Packet time as ``YYYY-MM-DD HH:MM:SS UTC``."""
-    return datetime.fromtimestamp(ts_us / 1e6, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return f"{utc_time(ts_us)} UTC"
 
 
 def duration(seconds: float) -> str:

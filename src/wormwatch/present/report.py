@@ -29,9 +29,10 @@ from wormwatch.errors import WormwatchError
 from wormwatch.model import C_A, C_KW_A, C_MX, C_NAMES_NEW, C_QUERIES, I64, HostState, HostView
 from wormwatch.pipeline import Pipeline, RunResult
 from wormwatch.present import plots
-from wormwatch.present.jsonl import JsonLinesWriter, host_record, summary_record
 from wormwatch.present.prefixes import PrefixStats, prefix_stats
 from wormwatch.present.report_html import render_report
+from wormwatch.present.sinks.jsonl import JsonLinesWriter
+from wormwatch.present.sinks.summary import write_summary_records
 from wormwatch.source.pcapfile import open_replay
 
 INDEX = "index.html"
@@ -187,10 +188,7 @@ def _write_hosts(path: Path, data: ReportData) -> None:
         tmp.unlink()
     hosts = data.result.hosts
     with JsonLinesWriter(str(tmp)) as writer:
-        for view in hosts:
-            writer.write(host_record(view, data.bin_s))
-        final = dataclasses.replace(data.result.final, hosts=hosts)
-        writer.write(summary_record(final, network_sync=data.network_sync))
+        write_summary_records(writer, hosts, data.result.final, data.bin_s, data.network_sync)
     os.replace(tmp, path)
 
 

@@ -24,13 +24,13 @@ from wormwatch import __version__
 from wormwatch.config import SIGNALS, Config
 from wormwatch.model import STATUS_NAMES, HostView
 from wormwatch.present.htmlkit import as_int, duration, esc, num, table, utc, verdict_badges
-from wormwatch.present.jsonl import host_record
 from wormwatch.present.report_figures import (
     fit_section,
     prefix_section,
     rate_section,
     sync_section,
 )
+from wormwatch.records import host_record
 
 if TYPE_CHECKING:
     from wormwatch.present.report import ReportData

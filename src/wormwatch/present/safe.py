@@ -6,55 +6,27 @@ Out: plain ``str`` with nothing a terminal or rich would act on, and
 :class:`rich.text.Text` cells built from it. Every piece of network text passes
 :func:`safe_text` before it becomes part of the screen.
 
-What is escaped, and why:
-
-* bytes that are not valid UTF-8 -> ``\\xNN`` (one per byte);
-* C0 controls and DEL (ESC, BEL, CR, LF, TAB, ...) -> ``\\xNN``: ESC would start
-  a terminal escape sequence, CR and LF would move the cursor;
-* C1 controls (U+0080..U+009F; some terminals treat U+009B as CSI), Unicode
-  format characters (bidi overrides, zero-width), line/paragraph separators,
-  surrogates, private-use and unassigned code points -> ``\\uNNNN``;
-* ``[`` and ``]`` -> ``\\x5b`` and ``\\x5d``. The presenters never parse safe
-  text as rich markup (it only ever goes into a ``Text``), so this is a second
-  wall: if someone does pass it to ``console.print`` or ``Text.from_markup``,
-  there is no ``[`` left to open a tag such as ``[link=...]``;
-* for ``bytes`` input, the backslash itself -> ``\\\\``, so the escaping is
-  reversible and a name that spells ``\\x1b`` cannot pass for one that holds an
-  ESC byte (the same rule as :func:`wormwatch.detect.name_text` for JSON).
-  ``str`` input is taken as text some other stage already made (it may carry
-  that stage's escapes), so its backslashes are kept as they are.
+The escaping rule is :func:`wormwatch.text.escape_text`, the one the JSON
+lines and the report use too, with the square brackets escaped as well
+(``[`` -> ``\\x5b``, ``]`` -> ``\\x5d``): the presenters never parse safe text
+as rich markup (it only ever goes into a ``Text``), so this is a second wall:
+if someone does pass it to ``console.print`` or ``Text.from_markup``, there
+is no ``[`` left to open a tag such as ``[link=...]``. This module adds what
+only a terminal cell needs: cutting to a width without splitting an escape,
+and the :class:`rich.text.Text` cell.
 """
 
 from __future__ import annotations
 
 import re
-import unicodedata
 from typing import Final
 
 from rich.text import Text
 
+from wormwatch.text import escape_text
+
 ELLIPSIS: Final = "…"
-# printable ASCII except the backslash and the square brackets
-_PLAIN_BYTES: Final = re.compile(rb"[\x20-\x5a\x5e-\x7e]*")
-_PLAIN_STR: Final = re.compile(r"[\x20-\x5a\x5c\x5e-\x7e]*")
-_UNSAFE_CATEGORIES: Final = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 _ESCAPE_RUN: Final = re.compile(r"\\(?:x[0-9a-f]{2}|u[0-9a-f]{4}|U[0-9a-f]{8}|\\)")
-
-
-def _escape_char(ch: str, *, escape_backslash: bool) -> str:
-    code = ord(ch)
-    if ch == "\\":
-        return "\\\\" if escape_backslash else ch
-    if ch in "[]":
-        return f"\\x{code:02x}"
-    if 0xDC80 <= code <= 0xDCFF:
-        # a byte that is not valid UTF-8: surrogateescape put it here
-        return f"\\x{code - 0xDC00:02x}"
-    if code < 0x20 or code == 0x7F:
-        return f"\\x{code:02x}"
-    if code >= 0x80 and unicodedata.category(ch) in _UNSAFE_CATEGORIES:
-        return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
-    return ch
 
 
 def _truncate(text: str, max_len: int) -> str:
@@ -85,19 +57,7 @@ def safe_text(raw: bytes | str, *, max_len: int | None = None) -> str:
         Text with no control, format or escape characters and no square
         brackets; see the module docstring for the exact rules.
     """
-    if isinstance(raw, bytes | bytearray | memoryview):
-        data = bytes(raw)
-        if _PLAIN_BYTES.fullmatch(data):
-            text = data.decode("ascii")
-        else:
-            decoded = data.decode("utf-8", errors="surrogateescape")
-            text = "".join(_escape_char(ch, escape_backslash=True) for ch in decoded)
-    elif _PLAIN_STR.fullmatch(raw):
-        text = raw
-    else:
-        # a str may hold lone surrogates from someone's surrogateescape: they
-        # are category Cs and get escaped like any other unsafe code point
-        text = "".join(_escape_char(ch, escape_backslash=False) for ch in raw)
+    text = escape_text(raw, brackets=True)
     return text if max_len is None else _truncate(text, max_len)
 
 

@@ -22,6 +22,7 @@ from wormwatch.present.detail import detail_lines, detail_panel, help_panel
 from wormwatch.present.rows import HostRow, host_row
 from wormwatch.present.safe import name_cell, safe_text
 from wormwatch.present.view import SORT_LABELS, ViewState, order_rows
+from wormwatch.text import utc_time
 
 IDLE_WARN_S: Final = 5.0  # "no relevant traffic" shows after this many seconds
 DETAIL_MIN_BODY: Final = 6  # lines below the header needed to show the detail panel
@@ -87,7 +88,7 @@ def _identity(snap: Snapshot) -> list[Text]:
     clock = Text("packet time -")
     if snap.now_us:
         elapsed = fmt.duration((snap.now_us - snap.start_us) / 1e6)
-        clock = Text(f"packet time {fmt.utc_time(snap.now_us)} UTC +{elapsed}")
+        clock = Text(f"packet time {utc_time(snap.now_us)} UTC +{elapsed}")
     return [title, clock, Text(f"wall {fmt.duration(snap.wall_elapsed_s)}")]
 
 

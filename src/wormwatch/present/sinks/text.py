@@ -7,7 +7,6 @@ Out: a rich renderable (printed by the CLI), no colours needed to read it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import TextIO
 
 from rich.console import Console, Group, RenderableType
@@ -29,10 +28,7 @@ from wormwatch.model import (
     Snapshot,
 )
 from wormwatch.present.safe import safe_text
-
-
-def _when(ts_us: int) -> str:
-    return datetime.fromtimestamp(ts_us / 1e6, UTC).strftime("%Y-%m-%d %H:%M:%S")
+from wormwatch.text import utc_time
 
 
 def stats_table(snapshot: Snapshot, warnings: Sequence[str] = ()) -> Table:
@@ -46,7 +42,7 @@ def stats_table(snapshot: Snapshot, warnings: Sequence[str] = ()) -> Table:
         ("source", safe_text(snapshot.source)),
         (
             "packet time",
-            f"{_when(snapshot.start_us)} .. {_when(snapshot.now_us)} UTC"
+            f"{utc_time(snapshot.start_us)} .. {utc_time(snapshot.now_us)} UTC"
             if snapshot.now_us
             else "no DNS query or SYN to 135/139/445 seen",
         ),

@@ -1,15 +1,17 @@
-"""JSON lines output: alerts, host summaries and the network summary.
+"""JSON lines sink: appends records to a file, one object per line.
 
-In: alert dicts from :mod:`wormwatch.alerts`, :class:`~wormwatch.model.HostView`
-and :class:`~wormwatch.model.Snapshot` from the pipeline. Out: one JSON object
-per line, UTF-8, every object with ``"schema": 1`` (DESIGN.md).
+In: record dicts shaped by :mod:`wormwatch.records` (alerts, sensor
+conditions, host and network summaries). Out: one JSON object per line,
+UTF-8, appended and handed to the operating system as it is written. The
+writer only encodes and writes; it never shapes a record.
 
 Untrusted text: query names are bytes off the wire. They pass
-:func:`wormwatch.detect.name_text` before they enter a record (invalid UTF-8
-and control characters become visible ``\\xNN``/``\\uNNNN`` escapes). The
-writer also escapes U+0085, U+2028 and U+2029 inside strings, which JSON allows
-raw but which line-splitting tools take for line breaks, so one record is
-always exactly one line.
+:func:`wormwatch.text.name_text` before they enter a record (invalid UTF-8
+and control characters become visible ``\\xNN``/``\\uNNNN`` escapes); stray
+``bytes`` values get the same rule here. The writer also escapes U+0085,
+U+2028 and U+2029 inside strings, which JSON allows raw but which
+line-splitting tools take for line breaks, so one record is always exactly
+one line.
 """
 
 from __future__ import annotations
@@ -25,103 +27,10 @@ from types import TracebackType
 
 import numpy as np
 
-from wormwatch.detect import iso_time, name_text
 from wormwatch.errors import WormwatchError
-from wormwatch.model import (
-    C_A,
-    C_AAAA,
-    C_KW,
-    C_KW_A,
-    C_MX,
-    C_MX_DOM_NEW,
-    C_NAMES_NEW,
-    C_OTHER,
-    C_PTR,
-    C_QUERIES,
-    C_SYN135,
-    C_SYN139,
-    C_SYN445,
-    C_SYN_DST_NEW,
-    HostView,
-    Snapshot,
-)
+from wormwatch.text import name_text
 
-SCHEMA = 1
 _LINE_BREAKS = {"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
-
-
-def host_record(view: HostView, bin_s: int) -> dict[str, object]:
-    """The DESIGN.md host summary of one host, with a few extra keys.
-
-    Extra keys (beyond DESIGN.md): ``keyword_A``, ``distinct_names``,
-    ``mx_domains``, ``active_bins`` (bins of ``bin_s`` seconds with any event,
-    within the window), ``sample_names``, ``sample_mx_names`` and, for a
-    flagged host, ``evidence``.
-    """
-    st = view.state
-    t = [int(x) for x in st.totals]
-    record: dict[str, object] = {
-        "schema": SCHEMA,
-        "event_type": "host",
-        "src_ip": st.addr,
-        "first_seen": iso_time(st.first_seen_us),
-        "last_seen": iso_time(st.last_seen_us),
-        "queries": {
-            "total": t[C_QUERIES],
-            "A": t[C_A],
-            "AAAA": t[C_AAAA],
-            "MX": t[C_MX],
-            "PTR": t[C_PTR],
-            "other": t[C_OTHER],
-        },
-        "keyword_queries": t[C_KW],
-        "syn": {"135": t[C_SYN135], "139": t[C_SYN139], "445": t[C_SYN445]},
-        "syn_targets": t[C_SYN_DST_NEW],
-        "score": round(float(view.verdict.score), 1),
-        "verdicts": list(view.verdict.verdicts),
-        "keyword_A": t[C_KW_A],
-        "distinct_names": t[C_NAMES_NEW],
-        "mx_domains": t[C_MX_DOM_NEW],
-        "bin_s": int(bin_s),
-        "active_bins": int(st.bins.shape[0]),
-        "sample_names": [name_text(n) for n in st.sample_names],
-        "sample_mx_names": [name_text(n) for n in st.sample_mx_names],
-    }
-    if view.verdict.verdicts:
-        record["evidence"] = view.verdict.evidence
-    return record
-
-
-def summary_record(
-    snap: Snapshot, *, network_sync: Mapping[str, object] | None = None
-) -> dict[str, object]:
-    """The end-of-run network record: what was seen, decode health, sync.
-
-    ``network_sync`` is :func:`wormwatch.detect.network_evidence`'s output
-    (or None when there was nothing to correlate).
-    """
-    flagged: dict[str, int] = {}
-    for view in snap.hosts:
-        for name in view.verdict.verdicts:
-            flagged[name] = flagged.get(name, 0) + 1
-    return {
-        "schema": SCHEMA,
-        "event_type": "network",
-        "timestamp": iso_time(snap.now_us),
-        "source": snap.source,
-        "first_seen": iso_time(snap.start_us),
-        "last_seen": iso_time(snap.now_us),
-        "hosts_tracked": snap.hosts_tracked,
-        "hosts_dropped": snap.hosts_dropped,
-        "events_untracked": snap.events_untracked,
-        "hosts_flagged": flagged,
-        "decode": dict(snap.decode),
-        "kernel_received": snap.kernel_received,
-        "kernel_dropped": snap.kernel_dropped,
-        "interface_dropped": snap.interface_dropped,
-        "network_sync_r": snap.network_sync_r,
-        "network_sync": dict(network_sync) if network_sync is not None else None,
-    }
 
 
 def _plain(obj: object) -> object:
