@@ -11,11 +11,10 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
+from wormwatch.config import DEFAULT_KEYWORDS
 from wormwatch.errors import WormwatchError
 from wormwatch.kernels.classify import match_keywords
 from wormwatch.model import NAME_MAX, Events
-
-DEFAULT_KEYWORDS = ("mail", "smtp", "mx", "ns", "gate", "relay")
 
 
 class Classifier:

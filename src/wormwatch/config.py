@@ -26,7 +26,6 @@ naming the file, the section and the key.
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import itertools
 import json
@@ -39,8 +38,8 @@ from typing import Any, Literal, TypeVar
 
 from wormwatch.cluster.settings import ClusterConfig, read_cluster
 from wormwatch.errors import WormwatchError
+from wormwatch.nets import Network, contains
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 AllowKind = Literal["mail_server", "resolver", "ignore"]
 SIGNALS = ("keyword-storm", "mx-client", "smb-scan", "bot-sync")
 DEFAULT_KEYWORDS: tuple[str, ...] = ("mail", "smtp", "mx", "ns", "gate", "relay")
@@ -158,15 +157,7 @@ class Config:
             if kind != "ignore":
                 raise ValueError(f"unknown allowlist {kind!r}")
             nets = self.ignore
-        return bool(nets) and _contains(nets, addr)
-
-
-@functools.lru_cache(maxsize=65536)
-def _contains(nets: tuple[Network, ...], addr: str) -> bool:
-    ip = ipaddress.ip_address(addr)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return any(ip.version == net.version and ip in net for net in nets)
+        return bool(nets) and contains(nets, addr)
 
 
 # --- loading ------------------------------------------------------------------

@@ -24,6 +24,7 @@ from wormwatch.kernels.decode import (
     decode_packets,
 )
 from wormwatch.model import (
+    EVENT_COLUMNS,
     I64,
     KIND_DNS,
     KIND_SYN,
@@ -58,12 +59,6 @@ def _check(batch: Batch) -> None:
     ends = batch.offsets.astype(np.int64) + batch.caplens
     if batch.offsets.min() < 0 or batch.caplens.min() < 0 or ends.max() > batch.data.shape[0]:
         raise ValueError("batch has a packet outside its data buffer")
-
-
-_COLUMNS = (
-    "ts_us", "src_hi", "src_lo", "dst_hi", "dst_lo", "kind", "dport", "qtype", "name_lens",
-    "sport", "status",
-)  # fmt: skip
 
 
 def _event_buffers(capacity: int) -> Events:
@@ -185,7 +180,7 @@ class Decoder:
         main_to = np.arange(n_main) + np.searchsorted(at, np.arange(n_main), side="right")
         side_to = at + np.arange(n_side)
         side_ev.ts_us[:n_side] = ts_us[packets[datagram]]
-        for name in (*_COLUMNS, "names"):
+        for name, _, _ in EVENT_COLUMNS:
             column = getattr(ev, name)
             column[main_to] = column[:n_main].copy()
             column[side_to] = getattr(side_ev, name)[:n_side]
@@ -195,7 +190,7 @@ class Decoder:
     def _grow(self, n_filled: int, capacity: int) -> Events:
         old = self._events
         new = _event_buffers(capacity)
-        for name in (*_COLUMNS, "names"):
+        for name, _, _ in EVENT_COLUMNS:
             getattr(new, name)[:n_filled] = getattr(old, name)[:n_filled]
         self._events = new
         return new

@@ -17,7 +17,6 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Final
 
 import numpy as np
@@ -59,25 +58,7 @@ class DirectFeed:
 
 def _owned(events: Events, keyword_idx: npt.NDArray[np.int16]) -> Decoded:
     """Copies of the valid rows: the decoder reuses its buffers."""
-    n = events.n
-    return (
-        replace(
-            events,
-            ts_us=events.ts_us[:n].copy(),
-            src_hi=events.src_hi[:n].copy(),
-            src_lo=events.src_lo[:n].copy(),
-            dst_hi=events.dst_hi[:n].copy(),
-            dst_lo=events.dst_lo[:n].copy(),
-            kind=events.kind[:n].copy(),
-            dport=events.dport[:n].copy(),
-            qtype=events.qtype[:n].copy(),
-            names=events.names[:n].copy(),
-            name_lens=events.name_lens[:n].copy(),
-            sport=events.sport[:n].copy(),
-            status=events.status[:n].copy(),
-        ),
-        keyword_idx[:n].copy(),
-    )
+    return events.owned(), keyword_idx[: events.n].copy()
 
 
 class DecodeAheadFeed:

@@ -22,8 +22,7 @@ from wormwatch.aggregate import Aggregator, Renumbering
 from wormwatch.alerts import AlertTracker
 from wormwatch.config import Config
 from wormwatch.detect import could_fire, evaluate, network_evidence, network_sync
-from wormwatch.model import I64, HostView, Verdict
-from wormwatch.tables import BOOL
+from wormwatch.model import BOOL, I64, HostView, Verdict
 
 # hosts whose full state (name prefixes included) a ranking reads out
 TOP_HOSTS = 50

@@ -126,20 +126,36 @@ class Events:
     def allocate(capacity: int, n: int = 0) -> Events:
         """Zeroed columns for ``capacity`` events, of which the first ``n`` count."""
         return Events(
-            n=n,
-            ts_us=np.zeros(capacity, np.int64),
-            src_hi=np.zeros(capacity, np.uint64),
-            src_lo=np.zeros(capacity, np.uint64),
-            dst_hi=np.zeros(capacity, np.uint64),
-            dst_lo=np.zeros(capacity, np.uint64),
-            kind=np.zeros(capacity, np.uint8),
-            dport=np.zeros(capacity, np.uint16),
-            qtype=np.zeros(capacity, np.uint16),
-            names=np.zeros((capacity, NAME_SLOT), np.uint8),
-            name_lens=np.zeros(capacity, np.int32),
-            sport=np.zeros(capacity, np.uint16),
-            status=np.zeros(capacity, np.uint8),
+            n,
+            *(np.zeros((capacity, *shape), dtype) for _, dtype, shape in EVENT_COLUMNS),
         )
+
+    def rows(self, lo: int, hi: int) -> Events:
+        """Events ``lo:hi`` as views of these columns (no copy)."""
+        return Events(hi - lo, *(getattr(self, name)[lo:hi] for name, _, _ in EVENT_COLUMNS))
+
+    def owned(self) -> Events:
+        """A copy of the ``n`` valid rows that no decoder will overwrite."""
+        n = self.n
+        return Events(n, *(getattr(self, name)[:n].copy() for name, _, _ in EVENT_COLUMNS))
+
+
+# The columns of Events, in field order: name, dtype, shape past the first axis.
+# Allocating, slicing, copying and splicing events all walk this one list.
+EVENT_COLUMNS: Final[tuple[tuple[str, type[np.generic], tuple[int, ...]], ...]] = (
+    ("ts_us", np.int64, ()),
+    ("src_hi", np.uint64, ()),
+    ("src_lo", np.uint64, ()),
+    ("dst_hi", np.uint64, ()),
+    ("dst_lo", np.uint64, ()),
+    ("kind", np.uint8, ()),
+    ("dport", np.uint16, ()),
+    ("qtype", np.uint16, ()),
+    ("names", np.uint8, (NAME_SLOT,)),
+    ("name_lens", np.int32, ()),
+    ("sport", np.uint16, ()),
+    ("status", np.uint8, ()),
+)
 
 
 @dataclass(slots=True)

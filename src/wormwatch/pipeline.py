@@ -36,25 +36,6 @@ from wormwatch.source import Source
 BATCH_PACKETS = 16384
 
 
-def slice_events(ev: Events, lo: int, hi: int) -> Events:
-    """Events ``lo:hi`` as views (no copy)."""
-    return Events(
-        n=hi - lo,
-        ts_us=ev.ts_us[lo:hi],
-        src_hi=ev.src_hi[lo:hi],
-        src_lo=ev.src_lo[lo:hi],
-        dst_hi=ev.dst_hi[lo:hi],
-        dst_lo=ev.dst_lo[lo:hi],
-        kind=ev.kind[lo:hi],
-        dport=ev.dport[lo:hi],
-        qtype=ev.qtype[lo:hi],
-        names=ev.names[lo:hi],
-        name_lens=ev.name_lens[lo:hi],
-        sport=ev.sport[lo:hi],
-        status=ev.status[lo:hi],
-    )
-
-
 class Presenter(Protocol):
     """What the pipeline needs of a display (the live table, or nothing)."""
 
@@ -290,7 +271,7 @@ class Pipeline:
         for hi in [*cuts.tolist(), events.n]:
             if int(bins[lo]) > self._judged_bin >= 0:
                 self._write(self.judge.judge(self.agg))
-            renumbering = self.agg.ingest(slice_events(events, lo, hi), keyword_idx[lo:hi])
+            renumbering = self.agg.ingest(events.rows(lo, hi), keyword_idx[lo:hi])
             if renumbering is not None:
                 self.judge.renumber(renumbering)
             self._judged_bin = max(self._judged_bin, int(bins[hi - 1]))

@@ -1,5 +1,5 @@
 """Keyed tables of the aggregate stage, over the kernels in
-:mod:`wormwatch.kernels.aggregate`; and CIDR membership for allowlists.
+:mod:`wormwatch.kernels.aggregate`.
 
 In: key columns of one batch. Out: per-event ids, tags or counts (see the
 kernel module for the three modes). A table grows by doubling up to its limit
@@ -7,10 +7,6 @@ and can be rebuilt without the entries of evicted hosts.
 """
 
 from __future__ import annotations
-
-import ipaddress
-from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -22,9 +18,8 @@ from wormwatch.kernels.aggregate import (
     table_remap,
     table_upsert,
 )
-from wormwatch.model import U64, V4_MAPPED_PREFIX
+from wormwatch.model import BOOL
 
-BOOL = npt.NDArray[np.bool_]
 MIN_CAPACITY = 1024
 _NO_MAPPING = np.zeros(0, np.int64)
 
@@ -95,34 +90,3 @@ class KeyTable:
     def clear(self) -> None:
         self.used[0] = 0
         self._alloc(min(MIN_CAPACITY, self.limit))
-
-
-@dataclass(frozen=True, slots=True)
-class NetMask:
-    """A CIDR as (hi, lo) words and masks, for vectorised membership tests."""
-
-    net_hi: int
-    net_lo: int
-    mask_hi: int
-    mask_lo: int
-
-    @staticmethod
-    def of(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> NetMask:
-        if network.version == 4:
-            bits = 96 + network.prefixlen
-            value = (V4_MAPPED_PREFIX | int(network.network_address)) & ((1 << 128) - 1)
-        else:
-            bits = network.prefixlen
-            value = int(network.network_address)
-        mask = ((1 << 128) - 1) ^ ((1 << (128 - bits)) - 1)
-        return NetMask(value >> 64, value & 0xFFFF_FFFF_FFFF_FFFF, mask >> 64, mask & (2**64 - 1))
-
-
-def in_networks(hi: U64, lo: U64, nets: Sequence[NetMask]) -> BOOL:
-    """Which (hi, lo) addresses fall into any of ``nets``."""
-    hit = np.zeros(hi.shape[0], np.bool_)
-    for m in nets:
-        hit |= ((hi & np.uint64(m.mask_hi)) == np.uint64(m.net_hi)) & (
-            (lo & np.uint64(m.mask_lo)) == np.uint64(m.net_lo)
-        )
-    return hit

@@ -36,6 +36,7 @@ from wormwatch.kernels.aggregate import (
     touch_hosts,
 )
 from wormwatch.model import (
+    BOOL,
     C_A,
     C_AAAA,
     C_KW,
@@ -62,7 +63,8 @@ from wormwatch.model import (
     Events,
     HostState,
 )
-from wormwatch.tables import BOOL, KeyTable, NetMask, in_networks
+from wormwatch.nets import NetMask, in_networks
+from wormwatch.tables import KeyTable
 
 _A = TypeVar("_A", bound=np.ndarray)
 # Salt that keeps a host's MX names apart from its other names in one table.

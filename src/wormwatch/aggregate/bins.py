@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from wormwatch.kernels.aggregate import MODE_ID
-from wormwatch.model import I64, N_COUNTERS
-from wormwatch.tables import BOOL, MIN_CAPACITY, KeyTable
+from wormwatch.model import BOOL, I64, N_COUNTERS
+from wormwatch.tables import MIN_CAPACITY, KeyTable
 
 
 class BinRows:

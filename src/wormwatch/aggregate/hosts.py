@@ -21,8 +21,8 @@ from typing import TypeVar
 import numpy as np
 
 from wormwatch.kernels.aggregate import MODE_ID
-from wormwatch.model import C_QUERIES, C_SYN135, C_SYN139, C_SYN445, I64, N_COUNTERS, U64
-from wormwatch.tables import BOOL, KeyTable
+from wormwatch.model import BOOL, C_QUERIES, C_SYN135, C_SYN139, C_SYN445, I64, N_COUNTERS, U64
+from wormwatch.tables import KeyTable
 
 # Asked before an eviction with the number of hosts; True = never evict this id.
 Protect = Callable[[int], BOOL]

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Final
 
+from wormwatch.nets import contains
 from wormwatch.present.keys import Key, KeyEvent
 from wormwatch.present.rows import HostRow
 
@@ -142,11 +143,9 @@ def matches_filter(addr: str, text: str) -> bool:
         return True
     if "/" in text:
         try:
-            net = ipaddress.ip_network(text, strict=False)
-            ip = ipaddress.ip_address(addr)
+            return contains((ipaddress.ip_network(text, strict=False),), addr)
         except ValueError:
             return False
-        return ip.version == net.version and ip in net
     return addr.lower().startswith(text.lower())
 
 

@@ -1,0 +1,27 @@
+"""Packet time as text and the one escaping rule, shared by JSON, terminal and HTML."""
+
+from __future__ import annotations
+
+from wormwatch.present.safe import safe_text
+from wormwatch.text import escape_text, iso_time, name_text, utc_time
+
+HOSTILE = b"\x1b[31mmail\x07.[b]\\x1b.\xff\xc2\x9b\xe2\x80\xae.example"
+
+
+def test_time_text() -> None:
+    assert iso_time(1_700_000_060_500_001) == "2023-11-14T22:14:20.500001+00:00"
+    assert utc_time(1_700_000_060_500_001) == "2023-11-14 22:14:20"
+    assert utc_time(1_700_000_060_500_001, with_date=False) == "22:14:20"
+
+
+def test_escaping_rule() -> None:
+    assert name_text(HOSTILE) == ("\\x1b[31mmail\\x07.[b]\\\\x1b.\\xff\\u009b\\u202e.example")
+    # the terminal's rule is the same one with the brackets escaped too
+    assert safe_text(HOSTILE) == escape_text(HOSTILE, brackets=True)
+    assert safe_text(HOSTILE) == name_text(HOSTILE).replace("[", "\\x5b").replace("]", "\\x5d")
+
+
+def test_str_keeps_another_stages_escapes() -> None:
+    made = name_text(b"a\x00b")
+    assert escape_text(made) == made
+    assert escape_text("tab\there") == "tab\\x09here"
