@@ -24,8 +24,8 @@ import numpy.typing as npt
 
 from wormwatch.aggregate import Aggregator
 from wormwatch.delta import DEFAULT_SHARDS, N_ADDITIVE, Delta, DeltaId, shard_of
-from wormwatch.model import I64, Events
-from wormwatch.tables import BOOL, NetMask, in_networks
+from wormwatch.model import BOOL, I64, Events
+from wormwatch.nets import NetMask, in_networks
 
 # parts of one generation of a (shard, bin); a re-opened bin starts past them
 PARTS_PER_GENERATION = 1_000_000
@@ -33,21 +33,7 @@ PARTS_PER_GENERATION = 1_000_000
 
 def take_events(ev: Events, idx: I64) -> Events:
     """The events at ``idx``, copied."""
-    return Events(
-        n=int(idx.shape[0]),
-        ts_us=ev.ts_us[idx],
-        src_hi=ev.src_hi[idx],
-        src_lo=ev.src_lo[idx],
-        dst_hi=ev.dst_hi[idx],
-        dst_lo=ev.dst_lo[idx],
-        kind=ev.kind[idx],
-        dport=ev.dport[idx],
-        qtype=ev.qtype[idx],
-        names=ev.names[idx],
-        name_lens=ev.name_lens[idx],
-        sport=ev.sport[idx],
-        status=ev.status[idx],
-    )
+    return ev.take(idx)
 
 
 class CellAggregator(Aggregator):

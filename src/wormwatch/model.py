@@ -134,6 +134,12 @@ class Events:
         """Events ``lo:hi`` as views of these columns (no copy)."""
         return Events(hi - lo, *(getattr(self, name)[lo:hi] for name, _, _ in EVENT_COLUMNS))
 
+    def take(self, idx: I64) -> Events:
+        """The events at the row indices ``idx``, copied."""
+        return Events(
+            int(idx.shape[0]), *(getattr(self, name)[idx] for name, _, _ in EVENT_COLUMNS)
+        )
+
     def owned(self) -> Events:
         """A copy of the ``n`` valid rows that no decoder will overwrite."""
         n = self.n
