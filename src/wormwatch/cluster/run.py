@@ -20,7 +20,8 @@ from wormwatch.cluster.settings import parse_shards
 from wormwatch.config import Config
 from wormwatch.model import HostView, Snapshot
 from wormwatch.pipeline import Presenter
-from wormwatch.present.jsonl import JsonLinesWriter, host_record, summary_record
+from wormwatch.present.sinks.jsonl import JsonLinesWriter
+from wormwatch.records import host_record, network_record
 from wormwatch.warmup import warm_up
 
 
@@ -73,7 +74,7 @@ def write_central_summary(path: str, central: Central, final: Snapshot) -> None:
             writer.write(record)
         hosts: list[HostView] = [v for _h, v in views]
         final.hosts = hosts
-        writer.write(summary_record(final, network_sync=central.network()[1]))
+        writer.write(network_record(final, network_sync=central.network()[1]))
     finally:
         writer.close()
 

@@ -22,8 +22,8 @@ from wormwatch.config import Config
 from wormwatch.errors import WormwatchError
 from wormwatch.export import DeltaExporter, take_events
 from wormwatch.model import Events, Snapshot
+from wormwatch.nets import NetMask, in_networks
 from wormwatch.pipeline import RunResult
-from wormwatch.tables import NetMask, in_networks
 
 
 def stderr_line(line: str) -> None:
