@@ -8,43 +8,12 @@ import pytest
 from wormwatch.model import Batch, SourceStats
 from wormwatch.source.pacing import Paced
 
+from testkit.fakes import FakeClock, ScriptedSource
+
 US = 1_000_000
 
 
-class FakeClock:
-    """A wall clock that moves only when someone sleeps (or a test says so)."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-class ScriptedSource:
-    """Hands out the given batches, then None."""
-
-    name = "scripted.pcap"
-
-    def __init__(self, batches: list[Batch]) -> None:
-        self.batches = list(batches)
-        self.reads = 0
-        self.closed = False
-
-    def read_batch(self, max_packets: int) -> Batch | None:
-        self.reads += 1
-        return self.batches.pop(0) if self.batches else None
-
-    def stats(self) -> SourceStats:
-        return SourceStats(packets=7)
-
-    def close(self) -> None:
-        self.closed = True
+STATS = SourceStats(packets=7)
 
 
 def make_batch(ts_us: list[int] | np.ndarray) -> Batch:
@@ -82,7 +51,7 @@ def released_ts(reads: list[tuple[float, Batch]]) -> np.ndarray:
 
 def test_max_speed_passes_batches_through() -> None:
     batches = split(np.arange(10, dtype=np.int64) * US, 4)
-    src = ScriptedSource(batches)
+    src = ScriptedSource(batches, stats=STATS)
     paced = Paced(src, None)
     assert [paced.read_batch(100) for _ in range(3)] == batches
     assert paced.read_batch(100) is None
@@ -94,8 +63,8 @@ def test_max_speed_passes_batches_through() -> None:
 
 def test_thirty_minutes_at_speed_60_play_in_thirty_seconds_smoothly() -> None:
     ts = (np.arange(1800, dtype=np.int64) + 1_700_000_000) * US  # one packet a second
-    clock = FakeClock()
-    paced = Paced(ScriptedSource(split(ts, 500)), 60.0, clock=clock, sleep=clock.sleep)
+    clock = FakeClock(100.0)
+    paced = Paced(ScriptedSource(split(ts, 500), stats=STATS), 60.0, clock=clock, sleep=clock.sleep)
     start = clock.now
     reads = drain(paced, clock)
     assert np.array_equal(released_ts(reads), ts)
@@ -110,8 +79,10 @@ def test_thirty_minutes_at_speed_60_play_in_thirty_seconds_smoothly() -> None:
 
 def test_packets_are_released_when_due_not_before() -> None:
     ts = np.array([0, 1, 2, 3], np.int64) * US
-    clock = FakeClock()
-    paced = Paced(ScriptedSource([make_batch(ts)]), 2.0, clock=clock, sleep=clock.sleep)
+    clock = FakeClock(100.0)
+    paced = Paced(
+        ScriptedSource([make_batch(ts)], stats=STATS), 2.0, clock=clock, sleep=clock.sleep
+    )
     start = clock.now
     for _, batch in drain(paced, clock):
         for t in batch.ts_us:
@@ -120,9 +91,11 @@ def test_packets_are_released_when_due_not_before() -> None:
 
 
 def test_not_due_returns_an_empty_batch_after_a_bounded_sleep() -> None:
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     ts = np.array([0, 600 * US], np.int64)
-    paced = Paced(ScriptedSource([make_batch(ts)]), 1.0, clock=clock, sleep=clock.sleep)
+    paced = Paced(
+        ScriptedSource([make_batch(ts)], stats=STATS), 1.0, clock=clock, sleep=clock.sleep
+    )
     assert paced.read_batch(10).n == 1
     empty = paced.read_batch(10)
     assert empty is not None
@@ -133,8 +106,8 @@ def test_not_due_returns_an_empty_batch_after_a_bounded_sleep() -> None:
 def test_backward_jump_does_not_stall() -> None:
     # 10 s of packets, then the clock jumps back an hour, then 10 s more
     ts = np.concatenate([np.arange(11), np.arange(11) - 3600]).astype(np.int64) * US
-    clock = FakeClock()
-    paced = Paced(ScriptedSource(split(ts, 7)), 10.0, clock=clock, sleep=clock.sleep)
+    clock = FakeClock(100.0)
+    paced = Paced(ScriptedSource(split(ts, 7), stats=STATS), 10.0, clock=clock, sleep=clock.sleep)
     start = clock.now
     reads = drain(paced, clock)
     assert np.array_equal(released_ts(reads), ts)
@@ -144,9 +117,13 @@ def test_backward_jump_does_not_stall() -> None:
 
 def test_long_gap_waits_at_most_max_gap() -> None:
     ts = np.array([0, 1, 86_400, 86_401], np.int64) * US
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     paced = Paced(
-        ScriptedSource([make_batch(ts)]), 1.0, max_gap_s=2.0, clock=clock, sleep=clock.sleep
+        ScriptedSource([make_batch(ts)], stats=STATS),
+        1.0,
+        max_gap_s=2.0,
+        clock=clock,
+        sleep=clock.sleep,
     )
     start = clock.now
     assert len(released_ts(drain(paced, clock))) == 4
@@ -155,8 +132,8 @@ def test_long_gap_waits_at_most_max_gap() -> None:
 
 def test_batches_are_split_by_max_packets_and_share_the_buffer() -> None:
     batch = make_batch(np.zeros(10, np.int64))
-    clock = FakeClock()
-    src = ScriptedSource([batch])
+    clock = FakeClock(100.0)
+    src = ScriptedSource([batch], stats=STATS)
     paced = Paced(src, 5.0, clock=clock, sleep=clock.sleep)
     parts = [paced.read_batch(4) for _ in range(3)]
     assert [p.n for p in parts if p is not None] == [4, 4, 2]
@@ -168,8 +145,8 @@ def test_batches_are_split_by_max_packets_and_share_the_buffer() -> None:
 
 
 def test_empty_batch_from_source_passes_through_and_none_ends() -> None:
-    clock = FakeClock()
-    src = ScriptedSource([Batch.empty(), make_batch([5 * US])])
+    clock = FakeClock(100.0)
+    src = ScriptedSource([Batch.empty(), make_batch([5 * US])], stats=STATS)
     paced = Paced(src, 3.0, clock=clock, sleep=clock.sleep)
     first = paced.read_batch(10)
     assert first is not None
@@ -183,8 +160,10 @@ def test_empty_batch_from_source_passes_through_and_none_ends() -> None:
 
 def test_a_slow_consumer_does_not_get_the_whole_debt_at_once() -> None:
     ts = np.arange(600, dtype=np.int64) * US
-    clock = FakeClock()
-    paced = Paced(ScriptedSource([make_batch(ts)]), 10.0, clock=clock, sleep=clock.sleep)
+    clock = FakeClock(100.0)
+    paced = Paced(
+        ScriptedSource([make_batch(ts)], stats=STATS), 10.0, clock=clock, sleep=clock.sleep
+    )
     assert paced.read_batch(1000) is not None
     clock.now += 30.0  # the pipeline spent 30 s on the first batch (kernels compiling)
     burst = paced.read_batch(1000)
@@ -196,4 +175,4 @@ def test_a_slow_consumer_does_not_get_the_whole_debt_at_once() -> None:
 
 def test_speed_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
-        Paced(ScriptedSource([]), 0.0)
+        Paced(ScriptedSource([], stats=STATS), 0.0)

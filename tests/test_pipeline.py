@@ -25,14 +25,6 @@ DEMO = REPO / "pcaps" / "demo.pcap"
 DEMO_CONFIG = REPO / "src" / "wormwatch" / "data" / "demo.toml"
 
 
-class _Collect:
-    def __init__(self) -> None:
-        self.records: list[dict[str, object]] = []
-
-    def write(self, record: dict[str, object]) -> None:
-        self.records.append(record)
-
-
 def test_demo_story_is_found() -> None:
     result = Pipeline(load_config(str(DEMO_CONFIG)), source_name="demo").run(
         open_replay([str(DEMO)])

@@ -23,6 +23,7 @@ from wormwatch.present.table import build_screen, screen_rows
 from wormwatch.present.tui import TuiPresenter
 from wormwatch.present.view import ViewState
 
+from testkit.fakes import FakeClock, ScriptedKeys
 from testkit.tui_fakes import (
     empty_snapshot,
     live_snapshot,
@@ -145,45 +146,13 @@ def test_filter_keeps_matching_hosts_only() -> None:
 # --- the presenter ------------------------------------------------------------------
 
 
-class ScriptedKeys:
-    """Key batches handed out one per read; fails the test when it runs dry
-    while the presenter still waits (instead of hanging)."""
-
-    def __init__(self, script: list[list[KeyEvent]] | None = None) -> None:
-        self.script = list(script or [])
-        self.opened = 0
-        self.restored = 0
-
-    def open(self) -> None:
-        self.opened += 1
-
-    def restore(self) -> None:
-        self.restored += 1
-
-    def wait(self, timeout_s: float) -> bool:
-        if not self.script:
-            raise AssertionError("the presenter waited for keys that never come")
-        return bool(self.script[0])
-
-    def read_keys(self) -> list[KeyEvent]:
-        return self.script.pop(0) if self.script else []
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def presenter(
-    keys: ScriptedKeys, *, hold: bool = False, clock: Clock | None = None
+    keys: ScriptedKeys[KeyEvent], *, hold: bool = False, clock: FakeClock | None = None
 ) -> tuple[TuiPresenter, io.StringIO]:
     out = io.StringIO()
     console = Console(file=out, width=120, height=30, force_terminal=True, color_system=None)
     tui = TuiPresenter(
-        console=console, hold_at_end=hold, keys=keys, clock=clock or Clock(), refresh_per_s=4.0
+        console=console, hold_at_end=hold, keys=keys, clock=clock or FakeClock(), refresh_per_s=4.0
     )
     return tui, out
 
@@ -204,7 +173,7 @@ def test_start_update_stop_uses_the_alternate_screen_and_restores() -> None:
 
 
 def test_updates_are_drawn_at_most_refresh_per_s() -> None:
-    clock = Clock()
+    clock = FakeClock()
     tui, _ = presenter(ScriptedKeys(), clock=clock)
     tui.start()
     for snap in sequence(8):
@@ -247,7 +216,7 @@ def test_q_makes_poll_quit_true_and_stop_does_not_hold() -> None:
 
 
 def test_pause_freezes_the_display_and_resume_shows_the_latest() -> None:
-    clock = Clock()
+    clock = FakeClock()
     keys = ScriptedKeys([["p"], ["p"]])
     tui, out = presenter(keys, clock=clock)
     tui.start()

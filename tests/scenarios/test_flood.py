@@ -18,15 +18,8 @@ from wormwatch.pipeline import Pipeline, RunResult
 from wormwatch.source.pcapfile import open_replay
 
 from testkit.events import make_events
+from testkit.fakes import RecordSink
 from testkit.flood import SCANNER, write_flood
-
-
-class _Collect:
-    def __init__(self) -> None:
-        self.records: list[dict[str, object]] = []
-
-    def write(self, record: dict[str, object]) -> None:
-        self.records.append(record)
 
 
 def held_bytes(obj: object, seen: set[int] | None = None) -> int:
@@ -46,9 +39,9 @@ def held_bytes(obj: object, seen: set[int] | None = None) -> int:
     return sum(held_bytes(v, seen) for v in [*(attrs or {}).values(), *slots])
 
 
-def flood_run(pcap: Path, max_hosts: int) -> tuple[Pipeline, RunResult, _Collect]:
+def flood_run(pcap: Path, max_hosts: int) -> tuple[Pipeline, RunResult, RecordSink]:
     cfg = dataclasses.replace(load_config(None), max_hosts=max_hosts)
-    sink = _Collect()
+    sink = RecordSink()
     pipeline = Pipeline(cfg, source_name="flood", alerts=sink)
     return pipeline, pipeline.run(open_replay([str(pcap)])), sink
 
