@@ -20,8 +20,8 @@ import nats
 import pytest
 
 from testkit.natsbroker import Broker, BrokerPool, broker_pool
-from testkit.netns import write_pcap
 from testkit.paths import DEMO
+from testkit.pcap import write_frames
 
 WORMWATCH = [sys.executable, "-m", "wormwatch"]
 HALVES = ("0-7", "8-15")
@@ -58,7 +58,7 @@ def split(tmp: Path, key: Callable[[bytes], int], n: int) -> list[Path]:
     paths = []
     for i, records in enumerate(parts):
         paths.append(tmp / f"part{i}.pcap")
-        write_pcap(paths[-1], 1, records)
+        write_frames(paths[-1], records)
     return paths
 
 
