@@ -42,10 +42,11 @@ from wormwatch.model import (
     ST_OK,
     ST_TRUNCATED,
     SYN_PORTS,
-    Batch,
+    Events,
     addr_words,
 )
 
+from testkit.frames import make_batch
 from testkit.paths import PCAPS, REAL_PCAPS, REPO
 from testkit.reference import decode_frame, read_records
 
@@ -93,19 +94,7 @@ def kernel_decode_many(
     Pass decoders made with ``reassemble=False``: fragments then stay ``fragment``, as
     the per-frame reference says (reassembly is compared in tests/test_reassembly.py).
     """
-    gap = bytes((filler,)) * FILLER_LEN
-    data = b"".join(frame + gap for _, frame in frames)
-    caplens = np.array([len(frame) for _, frame in frames], np.int32)
-    offsets = np.zeros(len(frames), np.int64)
-    offsets[1:] = np.cumsum(caplens[:-1].astype(np.int64) + FILLER_LEN)
-    batch = Batch(
-        data=np.frombuffer(data, np.uint8),
-        ts_us=np.arange(len(frames), dtype=np.int64),
-        offsets=offsets,
-        caplens=caplens,
-        wirelens=caplens.copy(),
-        linktypes=np.array([lt for lt, _ in frames], np.int32),
-    )
+    batch = make_batch(frames, gap=bytes((filler,)) * FILLER_LEN)
     dec = (
         decoder
         if decoder is not None
@@ -117,16 +106,20 @@ def kernel_decode_many(
     assert not problems, problems
     out: list[Decoded] = [(s, []) for s in statuses]
     for i in range(ev.n):
-        row: Row = (
-            int(ev.kind[i]),
-            (int(ev.src_hi[i]), int(ev.src_lo[i])),
-            (int(ev.dst_hi[i]), int(ev.dst_lo[i])),
-            int(ev.dport[i]),
-            int(ev.qtype[i]),
-            bytes(ev.names[i, : ev.name_lens[i]]),
-        )
-        out[int(ev.ts_us[i])][1].append(row)
+        out[int(ev.ts_us[i])][1].append(event_row(ev, i))
     return out
+
+
+def event_row(ev: Events, i: int) -> Row:
+    """Event ``i`` of the decoder's columns as a comparable row (addresses as words)."""
+    return (
+        int(ev.kind[i]),
+        (int(ev.src_hi[i]), int(ev.src_lo[i])),
+        (int(ev.dst_hi[i]), int(ev.dst_lo[i])),
+        int(ev.dport[i]),
+        int(ev.qtype[i]),
+        bytes(ev.names[i, : ev.name_lens[i]]),
+    )
 
 
 def invariant_problems(ev: object, statuses: list[int]) -> list[str]:

@@ -89,17 +89,24 @@ class Fuzzer:
         import numpy as np
 
         from wormwatch.decode import Decoder
-        from wormwatch.model import ST_MALFORMED, ST_TRUNCATED, Batch, addr_words
+        from wormwatch.model import ST_MALFORMED, ST_TRUNCATED, addr_words
         from wormwatch.reassemble import Reassembler
 
-        from testkit.decode_compare import FUZZ_LINKTYPES, invariant_problems, reference_decode
+        from testkit.decode_compare import (
+            FUZZ_LINKTYPES,
+            event_row,
+            invariant_problems,
+            reference_decode,
+        )
+        from testkit.frames import make_batch
         from testkit.reference import RefDecoder
         from testkit.reference_reassembly import RefReassembler
 
         self.np = np
-        self.Batch = Batch
         self.linktypes = FUZZ_LINKTYPES
         self.invariant_problems = invariant_problems
+        self.event_row = event_row
+        self.make_batch = make_batch
         self.reference_decode = reference_decode
         self.addr_words = addr_words
         self.precedence = {ST_TRUNCATED, ST_MALFORMED}
@@ -143,33 +150,15 @@ class Fuzzer:
     ) -> list[tuple[int, list[tuple[object, ...]]]]:
         """Decode ``frames`` as one batch; -> (status, events) per frame."""
         np = self.np
-        caplens = np.array([len(f) for _, f in frames], np.int32)
-        offsets = np.zeros(len(frames), np.int64)
-        offsets[1:] = np.cumsum(caplens[:-1], dtype=np.int64)
-        batch = self.Batch(
-            # a read past the last frame is an IndexError in plain Python
-            data=np.frombuffer(b"".join(f for _, f in frames), np.uint8),
-            ts_us=np.arange(1, len(frames) + 1, dtype=np.int64) * step_us,
-            offsets=offsets,
-            caplens=caplens,
-            wirelens=caplens.copy(),
-            linktypes=np.array([lt for lt, _ in frames], np.int32),
-        )
+        # no gap after the last frame: a read past it is an IndexError in plain Python
+        ts_us = np.arange(1, len(frames) + 1, dtype=np.int64) * step_us
+        batch = self.make_batch(frames, ts_us=ts_us)
         ev = decoder.decode(batch)
         statuses = [int(s) for s in decoder.last_status]
         packets = ev.ts_us[: ev.n] // step_us - 1
         out: list[tuple[int, list[tuple[object, ...]]]] = [(s, []) for s in statuses]
         for i in range(ev.n):
-            out[int(packets[i])][1].append(
-                (
-                    int(ev.kind[i]),
-                    (int(ev.src_hi[i]), int(ev.src_lo[i])),
-                    (int(ev.dst_hi[i]), int(ev.dst_lo[i])),
-                    int(ev.dport[i]),
-                    int(ev.qtype[i]),
-                    bytes(ev.names[i, : ev.name_lens[i]]),
-                )
-            )
+            out[int(packets[i])][1].append(self.event_row(ev, i))
         ev.ts_us = ev.ts_us.copy()
         ev.ts_us[: ev.n] = packets
         problems = self.invariant_problems(ev, statuses)

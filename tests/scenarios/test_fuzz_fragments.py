@@ -24,7 +24,7 @@ from wormwatch.decode import Decoder
 from wormwatch.model import LINKTYPE_RAW, Batch, Events, addr_words
 from wormwatch.reassemble import Reassembler
 
-from testkit.decode_compare import FUZZ, Decoded, Row, invariant_problems
+from testkit.decode_compare import FUZZ, Decoded, Row, event_row, invariant_problems
 from testkit.reference import RefDecoder
 from testkit.reference_reassembly import RefReassembler
 
@@ -98,17 +98,7 @@ def fragment_streams(draw: st.DrawFn) -> list[bytes]:
 
 
 def _stream_rows(ev: Events, lo: int, hi: int) -> list[Row]:
-    return [
-        (
-            int(ev.kind[i]),
-            (int(ev.src_hi[i]), int(ev.src_lo[i])),
-            (int(ev.dst_hi[i]), int(ev.dst_lo[i])),
-            int(ev.dport[i]),
-            int(ev.qtype[i]),
-            bytes(ev.names[i, : ev.name_lens[i]]),
-        )
-        for i in range(lo, hi)
-    ]
+    return [event_row(ev, i) for i in range(lo, hi)]
 
 
 @FUZZ
