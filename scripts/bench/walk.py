@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pcapy
 
-from wormwatch.kernels.pcapwalk import PCAP_FILE_HEADER, walk_pcap
+from wormwatch.kernels.pcapwalk import N_WALKED, PCAP_FILE_HEADER, walk_pcap
 from wormwatch.source.pcapfile import MAX_CAPLEN, open_replay
 
 from testkit.pcap import LINKTYPE_ETHERNET, pcap_header
@@ -64,8 +64,9 @@ def walk_only(path: Path, batch: int) -> int:
     total = 0
     while True:
         n, pos, status = walk_pcap(
-            data, pos, False, False, MAX_CAPLEN, ts_us, offsets, caplens, wirelens
-        )
+            data, pos, False, False, MAX_CAPLEN, -1, batch,
+            ts_us, offsets, caplens, wirelens, np.zeros(N_WALKED, np.int64),
+        )  # fmt: skip
         total += n
         if status != 0:
             return total

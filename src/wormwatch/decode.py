@@ -30,6 +30,7 @@ from wormwatch.model import (
     KIND_SYN,
     LINKTYPE_RAW,
     N_STATUS,
+    ST_IGNORED,
     U8,
     Batch,
     DecodeStats,
@@ -197,9 +198,11 @@ class Decoder:
 
     def _count(self, batch: Batch, ev: Events, n_frag: int) -> None:
         stats = self._stats
-        stats.packets += batch.n
-        stats.bytes += int(batch.caplens.sum(dtype=np.int64))
+        stats.packets += batch.n + batch.n_skipped
+        stats.bytes += int(batch.caplens.sum(dtype=np.int64)) + batch.skipped_bytes
         counts = np.bincount(self.last_status, minlength=N_STATUS)
+        # the packets the source's walker left out are ones decoded as ignored
+        counts[ST_IGNORED] += batch.n_skipped
         for i in range(N_STATUS):
             stats.status[i] += int(counts[i])
         kinds = np.bincount(ev.kind[: ev.n], minlength=KIND_SYN + 1)

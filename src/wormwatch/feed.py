@@ -50,7 +50,8 @@ class DirectFeed:
         batch = self.source.read_batch(self.batch_packets)
         if batch is None:
             return END
-        return self.decode(batch) if batch.n else None
+        # a batch of only skipped packets still counts them
+        return self.decode(batch) if batch.n or batch.n_skipped else None
 
     def close(self) -> None:
         """Nothing to stop."""

@@ -74,6 +74,10 @@ class Batch:
     ``linktypes`` is per packet because a pcapng file may mix interfaces.
     ``wirelens`` is the original length on the wire (equal to ``caplens`` where
     the source does not know it).
+
+    A replay may leave out the packets its walker found irrelevant (ones the decoder
+    would surely call ``ignored``): ``n_skipped`` of them, with ``skipped_bytes``
+    captured bytes, came before or among these ``n`` packets and count as ignored.
     """
 
     data: U8
@@ -82,6 +86,8 @@ class Batch:
     caplens: I32
     wirelens: I32
     linktypes: I32
+    n_skipped: int = 0
+    skipped_bytes: int = 0
 
     @property
     def n(self) -> int:

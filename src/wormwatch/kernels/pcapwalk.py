@@ -16,10 +16,59 @@ easier to read in Python: the walker stops in front of them (``WALK_SECTION``,
 Per-interface facts reach the kernel as arrays (link type, timestamp scale, offset).
 """
 
+# ruff: noqa: PLR1714, SIM109
+# (numba compiles chained == to plain compares; `in {...}` would build a set at run time)
+
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
+
+from wormwatch.kernels.headers import (
+    ETH_LEN,
+    ETH_P_8021AD,
+    ETH_P_8021Q,
+    ETH_P_IP,
+    ETH_P_IPV6,
+    ETH_P_PPP_SES,
+    ETH_P_QINQ1,
+    ETH_TYPE_OFF,
+    IP6_LEN,
+    IP6_NXT_OFF,
+    IP6_PLEN_OFF,
+    IP_FRAG_OFF,
+    IP_LEN_MIN,
+    IP_MF,
+    IP_OFFMASK,
+    IP_PROTO_AH,
+    IP_PROTO_DSTOPTS,
+    IP_PROTO_FRAGMENT,
+    IP_PROTO_HOPOPTS,
+    IP_PROTO_MOBILITY,
+    IP_PROTO_OFF,
+    IP_PROTO_ROUTING,
+    IP_PROTO_TCP,
+    IP_PROTO_UDP,
+    IP_TOTAL_LEN_OFF,
+    MAX_VLAN_TAGS,
+    PORT_DNS,
+    PORT_MSRPC,
+    PORT_NETBIOS_SSN,
+    PORT_SMB,
+    TCP_DOFF_OFF,
+    TCP_DPORT_OFF,
+    TCP_FLAGS_END,
+    TCP_FLAGS_OFF,
+    TCP_LEN_MIN,
+    TH_ACK,
+    TH_SYN,
+    UDP_DPORT_OFF,
+    UDP_LEN,
+    UDP_ULEN_OFF,
+    VLAN_LEN,
+    VLAN_TYPE_OFF,
+)
+from wormwatch.model import LINKTYPE_ETHERNET
 
 # why a walk stopped (the third value every walker returns)
 WALK_FULL = 0  # the output arrays are full; call again from the returned position
@@ -56,6 +105,23 @@ SIMPLE_BLOCK_MIN = 16
 
 _INT32_MAX = 0x7FFF_FFFF
 
+# Reading records is a chain (each length says where the next record starts), so a
+# plain walk waits for memory at every ~600-byte record (~120 ns here). The walkers
+# also load one byte of every cache line up to TOUCH_AHEAD bytes past the record they
+# read: those loads do not wait on each other, and they bring the next records into the
+# cache before the chain gets there (2M records of the replay benchmark's mix: 119 ->
+# 21 ns per record).
+TOUCH_AHEAD = 4096
+CACHE_LINE = 64
+
+# the ``walked`` array of walk_pcap: running totals the caller keeps
+W_RECORDS = 0  # records walked, kept or skipped
+W_BYTES = 1  # their captured bytes
+W_TOUCH = 2  # xor of the bytes touched ahead: stored, so the compiler keeps those loads
+N_WALKED = 3
+# the source port of UDP and TCP
+_SPORT_OFF = 0
+
 
 @njit(cache=True, nogil=True, inline="always")
 def _u32(data, i, is_big):  # type: ignore[no-untyped-def]
@@ -77,11 +143,83 @@ def _u16(data, i, is_big):  # type: ignore[no-untyped-def]
     return (np.int64(data[i + 1]) << 8) | np.int64(data[i])
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _is_ignored(data, start, end, linktype):  # type: ignore[no-untyped-def]
+    """True when the decoder would surely call this frame ``ignored`` (DECODING.md).
+
+    What tcpdump's BPF filter looks at, and no more: link type, ethertype through VLAN
+    tags, IP version, header lengths and fragment bits, the protocol, the ports and the
+    TCP flags. False means "decode it": DNS on port 53 either way (queries, answers),
+    a SYN to 135/139/445, and every frame whose headers are cut, bad or unusual
+    (fragments, IPv6 extension headers, PPPoE, other link types), so that whatever the
+    decoder counts or reports still reaches it.
+    """
+    if linktype != LINKTYPE_ETHERNET or end - start < ETH_LEN:
+        return False
+    off = start + ETH_LEN
+    ethertype = _u16(data, start + ETH_TYPE_OFF, True)
+    n_tags = 0
+    while ethertype == ETH_P_8021Q or ethertype == ETH_P_8021AD or ethertype == ETH_P_QINQ1:
+        if n_tags == MAX_VLAN_TAGS or end - off < VLAN_LEN:
+            return False
+        ethertype = _u16(data, off + VLAN_TYPE_OFF, True)
+        off += VLAN_LEN
+        n_tags += 1
+    if ethertype == ETH_P_IP:
+        if end - off < IP_LEN_MIN:
+            return False
+        header_len = np.int64(data[off] & 15) * 4
+        total_len = _u16(data, off + IP_TOTAL_LEN_OFF, True)
+        if data[off] >> 4 != 4 or header_len < IP_LEN_MIN or total_len < header_len:
+            return False
+        if end - off < header_len or _u16(data, off + IP_FRAG_OFF, True) & (IP_MF | IP_OFFMASK):
+            return False
+        protocol = np.int64(data[off + IP_PROTO_OFF])
+        stop = min(end, off + total_len)
+        off += header_len
+    elif ethertype == ETH_P_IPV6:
+        if end - off < IP6_LEN or data[off] >> 4 != 6:
+            return False
+        payload_len = _u16(data, off + IP6_PLEN_OFF, True)
+        # payload length 0 is a jumbogram (RFC 2675): up to the end of the capture
+        stop = end if payload_len == 0 else min(end, off + IP6_LEN + payload_len)
+        protocol = np.int64(data[off + IP6_NXT_OFF])
+        off += IP6_LEN
+        if protocol != IP_PROTO_TCP and protocol != IP_PROTO_UDP:
+            # no next header, ICMPv6, ...: ignored; an extension header: decode it
+            return not (
+                protocol == IP_PROTO_HOPOPTS
+                or protocol == IP_PROTO_ROUTING
+                or protocol == IP_PROTO_FRAGMENT
+                or protocol == IP_PROTO_AH
+                or protocol == IP_PROTO_DSTOPTS
+                or protocol == IP_PROTO_MOBILITY
+            )
+    else:
+        return ethertype != ETH_P_PPP_SES
+    if protocol != IP_PROTO_TCP and protocol != IP_PROTO_UDP:
+        return True
+    size = stop - off
+    if size < (UDP_LEN if protocol == IP_PROTO_UDP else TCP_FLAGS_END):
+        return False
+    sport = _u16(data, off + _SPORT_OFF, True)
+    dport = _u16(data, off + (UDP_DPORT_OFF if protocol == IP_PROTO_UDP else TCP_DPORT_OFF), True)
+    if sport == PORT_DNS or dport == PORT_DNS:
+        return False
+    if protocol == IP_PROTO_UDP:
+        return _u16(data, off + UDP_ULEN_OFF, True) >= UDP_LEN
+    if size >= TCP_LEN_MIN and np.int64(data[off + TCP_DOFF_OFF] >> 4) * 4 < TCP_LEN_MIN:
+        return False
+    is_syn = data[off + TCP_FLAGS_OFF] & (TH_SYN | TH_ACK) == TH_SYN
+    return not (is_syn and (dport == PORT_MSRPC or dport == PORT_NETBIOS_SSN or dport == PORT_SMB))
+
+
 @njit(cache=True, nogil=True)
 def walk_pcap(  # type: ignore[no-untyped-def]
-    data, pos, is_big, is_nano, max_caplen, ts_us, offsets, caplens, wirelens
-):
-    """Index classic pcap records from ``pos`` until the output arrays are full.
+    data, pos, is_big, is_nano, max_caplen, linktype, max_records,
+    ts_us, offsets, caplens, wirelens, walked,
+):  # fmt: skip
+    """Index classic pcap records from ``pos`` until the outputs are full.
 
     Args:
         data: the whole file, read-only ``uint8``.
@@ -90,35 +228,61 @@ def walk_pcap(  # type: ignore[no-untyped-def]
             in little-endian).
         is_nano: the second timestamp field counts nanoseconds, not microseconds.
         max_caplen: a record claiming more captured bytes than this stops the walk.
-        ts_us, offsets, caplens, wirelens: outputs, one row per record.
+        linktype: the file's link type, to skip the records the decoder would surely
+            call ``ignored`` (:func:`_is_ignored`): nothing is written for them; -1
+            keeps every record.
+        max_records: walk at most this many records, kept or skipped.
+        ts_us, offsets, caplens, wirelens: outputs, one row per record kept.
+        walked: ``W_*`` totals, added to: records walked and their captured bytes.
 
     Returns:
-        (records written, position after the last one, ``WALK_*`` status).
+        (records written, position after the last record walked, ``WALK_*`` status).
     """
     end = data.shape[0]
     n_max = ts_us.shape[0]
     n = 0
-    while n < n_max:
+    n_walked = 0
+    n_bytes = 0
+    touched = pos
+    touch = np.uint8(0)
+    status = WALK_FULL
+    while n < n_max and n_walked < max_records:
         if pos == end:
-            return n, pos, WALK_END
+            status = WALK_END
+            break
+        stop = min(pos + TOUCH_AHEAD, end)
+        while touched < stop:
+            touch ^= data[touched]
+            touched += CACHE_LINE
         if pos + PCAP_RECORD_HEADER > end:
-            return n, pos, WALK_TRUNCATED
+            status = WALK_TRUNCATED
+            break
+        caplen = _u32(data, pos + 8, is_big)
+        if caplen > max_caplen:
+            status = WALK_BAD_LENGTH
+            break
+        start = pos + PCAP_RECORD_HEADER
+        if start + caplen > end:
+            status = WALK_TRUNCATED
+            break
+        n_walked += 1
+        n_bytes += caplen
+        if linktype >= 0 and _is_ignored(data, start, start + caplen, linktype):
+            pos = start + caplen
+            continue
         sec = _u32(data, pos, is_big)
         frac = _u32(data, pos + 4, is_big)
-        caplen = _u32(data, pos + 8, is_big)
-        wirelen = _u32(data, pos + 12, is_big)
-        if caplen > max_caplen:
-            return n, pos, WALK_BAD_LENGTH
-        if pos + PCAP_RECORD_HEADER + caplen > end:
-            return n, pos, WALK_TRUNCATED
         # nanosecond files: truncate to the microsecond, as libpcap does
         ts_us[n] = sec * 1_000_000 + (frac // 1000 if is_nano else frac)
-        offsets[n] = pos + PCAP_RECORD_HEADER
+        offsets[n] = start
         caplens[n] = caplen
-        wirelens[n] = min(wirelen, _INT32_MAX)
-        pos += PCAP_RECORD_HEADER + caplen
+        wirelens[n] = min(_u32(data, pos + 12, is_big), _INT32_MAX)
+        pos = start + caplen
         n += 1
-    return n, pos, WALK_FULL
+    walked[W_RECORDS] += n_walked
+    walked[W_BYTES] += n_bytes
+    walked[W_TOUCH] ^= touch
+    return n, pos, status
 
 
 @njit(cache=True, nogil=True)

@@ -28,8 +28,11 @@ import numpy as np
 from wormwatch.errors import WormwatchError
 from wormwatch.kernels.pcapwalk import (
     BT_SHB,
+    N_WALKED,
     PCAP_FILE_HEADER,
     PCAP_RECORD_HEADER,
+    W_BYTES,
+    W_RECORDS,
     WALK_BAD_INTERFACE,
     WALK_BAD_LENGTH,
     WALK_END,
@@ -54,7 +57,9 @@ _LINKTYPE_MASK = 0xFFFF  # the upper bits of the header's link type carry FCS in
 _HEAD_BYTES = 32
 
 
-def open_replay(paths: Sequence[str], *, concatenate: bool = False) -> Source:
+def open_replay(
+    paths: Sequence[str], *, concatenate: bool = False, skip_ignored: bool = False
+) -> Source:
     """Opens capture files (and ``-`` for standard input) to be read as one stream.
 
     Several files are merged by packet time, as mergecap merges them
@@ -65,6 +70,10 @@ def open_replay(paths: Sequence[str], *, concatenate: bool = False) -> Source:
     Args:
         paths: pcap or pcapng files; ``-`` (at most once) reads standard input.
         concatenate: read the files one after the other instead of merging them.
+        skip_ignored: leave out of the batches the packets of classic pcap files that
+            the decoder would surely call ``ignored``, counting them in ``n_skipped``
+            (``kernels.pcapwalk``): the walker tests them while it reads, so they cost
+            no decoding and no per-packet writes. Not for merged replays.
 
     Returns:
         A source implementing ``wormwatch.source.Source``.
@@ -79,7 +88,7 @@ def open_replay(paths: Sequence[str], *, concatenate: bool = False) -> Source:
         return MergedReplay(
             [h.path for h in headers], [open_part(h, warnings) for h in headers], warnings
         )
-    return ReplaySource(paths)
+    return ReplaySource(paths, skip_ignored=skip_ignored)
 
 
 def warm_up() -> None:
@@ -88,8 +97,9 @@ def warm_up() -> None:
     out = _Outputs(1)
     record = np.frombuffer(bytes(PCAP_RECORD_HEADER), dtype=np.uint8)
     walk_pcap(
-        record, 0, False, False, MAX_CAPLEN, out.ts_us, out.offsets, out.caplens, out.wirelens
-    )
+        record, 0, False, False, MAX_CAPLEN, -1, 1,
+        out.ts_us, out.offsets, out.caplens, out.wirelens, np.zeros(N_WALKED, np.int64),
+    )  # fmt: skip
     s = PcapngSections()
     walk_pcapng(
         record[:0], 0, False, MAX_CAPLEN, s.linktypes, s.muls, s.divs, s.offsets_us, 0,
@@ -105,8 +115,9 @@ class ReplaySource:
 
     is_live = False
 
-    def __init__(self, paths: Sequence[str]) -> None:
+    def __init__(self, paths: Sequence[str], *, skip_ignored: bool = False) -> None:
         """See :func:`open_replay`."""
+        self._skip_ignored = skip_ignored
         paths = list(paths)
         if not paths:
             raise WormwatchError("no capture file given; name one or more pcap/pcapng files")
@@ -139,12 +150,14 @@ class ReplaySource:
                     return None
                 item = self._pending.pop()
                 self._current = (
-                    open_part(item, self._warnings) if isinstance(item, _Header) else item
+                    open_part(item, self._warnings, skip_ignored=self._skip_ignored)
+                    if isinstance(item, _Header)
+                    else item
                 )
             batch = self._current.read(max_packets)
-            if batch is not None and batch.n > 0:
-                self._packets += batch.n
-                self._bytes += int(batch.caplens.sum())
+            if batch is not None and (batch.n > 0 or batch.n_skipped > 0):
+                self._packets += batch.n + batch.n_skipped
+                self._bytes += int(batch.caplens.sum()) + batch.skipped_bytes
                 return batch
             self._current.close()
             self._current = None
@@ -247,10 +260,10 @@ def _bad_magic_message(path: str, head: bytes) -> str:
     )
 
 
-def open_part(header: _Header, warnings: list[str]) -> _Part:
+def open_part(header: _Header, warnings: list[str], *, skip_ignored: bool = False) -> _Part:
     if header.is_pcapng:
         return _PcapngPart(header, warnings)
-    return _PcapPart(header, warnings)
+    return _PcapPart(header, warnings, skip_ignored=skip_ignored)
 
 
 class _Outputs:
@@ -263,7 +276,7 @@ class _Outputs:
         self.wirelens: I32 = np.empty(max_packets, np.int32)
         self.linktypes: I32 = np.empty(max_packets, np.int32)
 
-    def batch(self, data: U8, n: int) -> Batch:
+    def batch(self, data: U8, n: int, n_skipped: int = 0, skipped_bytes: int = 0) -> Batch:
         return Batch(
             data=data,
             ts_us=self.ts_us[:n],
@@ -271,6 +284,8 @@ class _Outputs:
             caplens=self.caplens[:n],
             wirelens=self.wirelens[:n],
             linktypes=self.linktypes[:n],
+            n_skipped=n_skipped,
+            skipped_bytes=skipped_bytes,
         )
 
 
@@ -342,32 +357,31 @@ class _MappedFile:
 class _PcapPart(_MappedFile):
     """A classic pcap file (any of the four magic numbers)."""
 
-    def __init__(self, header: _Header, warnings: list[str]) -> None:
+    def __init__(self, header: _Header, warnings: list[str], *, skip_ignored: bool) -> None:
         super().__init__(header, warnings)
         self._is_big = header.is_big
         self._is_nano = header.is_nano
         self._linktype = header.linktype
+        self._skip_as = header.linktype if skip_ignored else -1
         self.pos = PCAP_FILE_HEADER
 
     def read(self, max_packets: int) -> Batch | None:
+        """Walks up to ``max_packets`` records (fewer packets when some are skipped)."""
         if self._mm is None:
             return None
         self._release_behind()
         out = _Outputs(max_packets)
+        walked = np.zeros(N_WALKED, np.int64)
         n, self.pos, status = walk_pcap(
-            self._data,
-            self.pos,
-            self._is_big,
-            self._is_nano,
-            MAX_CAPLEN,
-            out.ts_us,
-            out.offsets,
-            out.caplens,
-            out.wirelens,
-        )
-        self._n_packets += n
+            self._data, self.pos, self._is_big, self._is_nano, MAX_CAPLEN, self._skip_as,
+            max_packets, out.ts_us, out.offsets, out.caplens, out.wirelens, walked,
+        )  # fmt: skip
+        self._n_packets += int(walked[W_RECORDS])
         out.linktypes[:n] = self._linktype
-        batch = out.batch(self._data, n)
+        kept_bytes = int(out.caplens[:n].sum(dtype=np.int64))
+        batch = out.batch(
+            self._data, n, int(walked[W_RECORDS]) - n, int(walked[W_BYTES]) - kept_bytes
+        )
         if status != WALK_FULL:
             self._stop(status)
         return batch

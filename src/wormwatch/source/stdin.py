@@ -24,7 +24,7 @@ import numpy as np
 import pcapy
 
 from wormwatch.errors import WormwatchError
-from wormwatch.kernels.pcapwalk import WALK_BAD_LENGTH, WALK_END, WALK_FULL, walk_pcap
+from wormwatch.kernels.pcapwalk import N_WALKED, WALK_BAD_LENGTH, WALK_END, WALK_FULL, walk_pcap
 from wormwatch.model import Batch
 
 STDIN_PATH = "-"
@@ -134,8 +134,9 @@ class _PcapStream:
         while not self._is_done:
             data = np.frombuffer(self._buf, np.uint8)
             n, pos, status = walk_pcap(
-                data, 0, self._is_big, self._is_nano, MAX_CAPLEN, ts_us, offsets, caplens, wirelens
-            )
+                data, 0, self._is_big, self._is_nano, MAX_CAPLEN, -1, max_packets,
+                ts_us, offsets, caplens, wirelens, np.zeros(N_WALKED, np.int64),
+            )  # fmt: skip
             if status == WALK_BAD_LENGTH:
                 self._stop(f"impossible record length after {self._n_packets + n} packets")
             if n:

@@ -1,0 +1,142 @@
+"""The walker's relevance test never skips a packet the decoder would count.
+
+``open_replay(..., skip_ignored=True)`` leaves out of the batches the frames that
+``kernels.pcapwalk._is_ignored`` calls irrelevant; the decoder counts them as ``ignored``.
+That is only right if the decoder would have said ``ignored`` (no event, no problem, no
+fragment) for every one of them: checked frame by frame on every sample and real capture,
+the fuzz corpus and mutated frames, and replay by replay (events, statuses, byte counts).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from wormwatch.decode import Decoder
+from wormwatch.kernels.pcapwalk import N_WALKED, W_BYTES, W_RECORDS, WALK_END, walk_pcap
+from wormwatch.model import LINKTYPE_ETHERNET, ST_IGNORED
+from wormwatch.source.pcapfile import open_replay
+from wormwatch.source.stdin import MAX_CAPLEN
+
+from testkit.decode_compare import FUZZ, Frame, capture_frames, corpus, kernel_decode_many
+from testkit.paths import PCAPS, REAL_PCAPS
+from testkit.pcap import pcap_file
+
+
+def _kept(frames: list[bytes], linktype: int) -> list[bool]:
+    """Per frame: did the walker keep it (as one pcap of ``linktype``)?"""
+    raw = pcap_file([(0, i, len(f), f) for i, f in enumerate(frames)], linktype=linktype)
+    data = np.frombuffer(raw, np.uint8)
+    n = len(frames)
+    # room for one more: the walk then ends at the end of the data, not on full outputs
+    out = [np.empty(n + 1, np.int64), np.empty(n + 1, np.int64), np.empty(n + 1, np.int32)]
+    wirelens = np.empty(n + 1, np.int32)
+    walked = np.zeros(N_WALKED, np.int64)
+    kept, _, status = walk_pcap(
+        data, 24, False, False, MAX_CAPLEN, linktype, n + 1, *out, wirelens, walked
+    )
+    assert status == WALK_END
+    assert walked[W_RECORDS] == n
+    assert walked[W_BYTES] == sum(len(f) for f in frames)
+    frame_index = out[0][:kept]  # the timestamps are the frame indices
+    is_kept = [False] * n
+    for i in frame_index.tolist():
+        is_kept[i] = True
+    return is_kept
+
+
+def _skipped_but_counted(frames: list[Frame]) -> list[str]:
+    """Frames the walker skips although the decoder gives them events or another status."""
+    problems = []
+    by_link: dict[int, list[Frame]] = {}
+    for frame in frames:
+        by_link.setdefault(frame.linktype, []).append(frame)
+    for linktype, group in by_link.items():
+        datas = [f.data for f in group]
+        kept = _kept(datas, linktype)
+        decoded = kernel_decode_many([(linktype, d) for d in datas])
+        for frame, is_kept, (status, rows) in zip(group, kept, decoded, strict=True):
+            if not is_kept and (status != ST_IGNORED or rows):
+                problems.append(f"{frame.origin}: {frame.data.hex()} status {status} {rows}")
+    return problems
+
+
+def test_no_capture_frame_that_counts_is_skipped() -> None:
+    frames = list(capture_frames())
+    assert _skipped_but_counted(frames) == []
+    # the test bites: the bulk of the Ethernet frames is skipped
+    ethernet = [f.data for f in frames if f.linktype == LINKTYPE_ETHERNET]
+    assert sum(not k for k in _kept(ethernet, LINKTYPE_ETHERNET)) > len(ethernet) // 4
+
+
+def test_no_corpus_frame_that_counts_is_skipped() -> None:
+    frames = [Frame(e["linktype"], bytes.fromhex(e["hex"]), e["name"]) for e in corpus()]
+    # the corpus is mostly raw IP: read every frame as Ethernet too (a 14-byte header)
+    header = bytes(12) + b"\x08\x00"
+    as_ethernet = [Frame(LINKTYPE_ETHERNET, header + f.data, f.origin) for f in frames]
+    assert _skipped_but_counted(frames + as_ethernet) == []
+
+
+_ETHERNET_SEEDS = tuple(f for f in capture_frames() if f.linktype == LINKTYPE_ETHERNET)
+
+
+@st.composite
+def _mutated(draw: st.DrawFn) -> Frame:
+    seed: Frame = draw(st.sampled_from(_ETHERNET_SEEDS))
+    data = bytearray(seed.data)
+    for _ in range(draw(st.integers(1, 4))):
+        pos = draw(st.integers(0, max(len(data) - 1, 0)))
+        op = draw(st.sampled_from(("flip", "set", "cut")))
+        if op == "cut":
+            del data[pos:]
+        elif data:
+            data[pos] = (
+                data[pos] ^ (1 << draw(st.integers(0, 7)))
+                if op == "flip"
+                else draw(st.integers(0, 255))
+            )
+    return Frame(LINKTYPE_ETHERNET, bytes(data), seed.origin)
+
+
+@FUZZ
+@given(st.lists(_mutated(), min_size=1, max_size=16))
+def test_no_mutated_frame_that_counts_is_skipped(frames: list[Frame]) -> None:
+    assert _skipped_but_counted(frames) == []
+
+
+def _replay(path: Path, *, skip: bool) -> tuple[dict[str, int], list[tuple[object, ...]], int]:
+    """(decode stats, every event, source packets) of one replay through the decoder."""
+    source = open_replay([str(path)], skip_ignored=skip)
+    decoder = Decoder()
+    rows: list[tuple[object, ...]] = []
+    while (batch := source.read_batch(1000)) is not None:
+        ev = decoder.decode(batch)
+        for i in range(ev.n):
+            rows.append(
+                (
+                    int(ev.ts_us[i]), int(ev.src_hi[i]), int(ev.src_lo[i]), int(ev.dst_hi[i]),
+                    int(ev.dst_lo[i]), int(ev.kind[i]), int(ev.dport[i]), int(ev.sport[i]),
+                    int(ev.qtype[i]), int(ev.status[i]), bytes(ev.names[i, : ev.name_lens[i]]),
+                )
+            )  # fmt: skip
+    packets = source.stats().packets
+    source.close()
+    return decoder.stats.as_dict(), rows, packets
+
+
+def _captures() -> list[Path]:
+    paths = sorted(PCAPS.glob("*.pcap"))
+    if REAL_PCAPS.is_dir():
+        paths += sorted(REAL_PCAPS.glob("*.pcap"))
+    return paths
+
+
+@pytest.mark.parametrize("path", _captures(), ids=lambda p: p.name)
+def test_replay_with_skipping_equals_replay_without(path: Path) -> None:
+    stats, rows, packets = _replay(path, skip=False)
+    assert _replay(path, skip=True) == (stats, rows, packets)
+    assert packets == stats["packets"]
