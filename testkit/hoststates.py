@@ -253,10 +253,19 @@ def frame(src: str, dst: str, qtype: int, name: bytes, port: int, seq: int) -> b
 def write_pcap(path: Path, hosts: Iterable[Host]) -> Path:
     """All events of ``hosts`` as one pcap, in time order."""
     events = sorted((ev[0], i, host.addr, ev) for host in hosts for i, ev in enumerate(host.log))
+    return write_events(path, ((ts, src, *ev[1:]) for ts, _, src, ev in events))
+
+
+# (ts_us, src, dst, qtype or 0, name or b"", port): one DNS query (port 53) or SYN
+Event = tuple[int, str, str, int, bytes, int]
+
+
+def write_events(path: Path, events: Iterable[Event]) -> Path:
+    """``events`` (in time order) as one pcap of Ethernet frames."""
     return write_frames(
         path,
         (
             (ts_us, frame(src, dst, qtype, name, port, seq))
-            for seq, (ts_us, _, src, (_, dst, qtype, name, port)) in enumerate(events)
+            for seq, (ts_us, src, dst, qtype, name, port) in enumerate(events)
         ),
     )

@@ -46,6 +46,8 @@ def bot_sync(w: Window, st: HostState, cfg: Config) -> Result:
     syn = w.series[:, SYN_COLS].sum(axis=1)
     if int(w.col(C_MX).sum()) < bs.min_mx_queries or int(syn.sum()) < bs.min_syns:
         return None
+    if int(w.col(C_MX_DOM_NEW).sum() + w.col(C_SYN_DST_NEW).sum()) < bs.min_spread:
+        return None
     if cfg.mx_client.skip_tunnels and tunnel_reason(st.sample_mx_names) is not None:
         return None
     grid = Grid.of(bs, w.bin_s)

@@ -190,7 +190,12 @@ def keyword_storm(w: Window, st: HostState, cfg: Config) -> Result:
     """Mytob-like: many A queries of keyword names at a sustained machine rate,
     judged over the longest candidate period where all thresholds hold."""
     ks = cfg.keyword_storm
-    if int(w.col(C_KW_A).sum()) < ks.min_keyword_queries:
+    kw_bins = w.col(C_KW_A)
+    if int(kw_bins.sum()) < ks.min_keyword_queries:
+        return None
+    # a mean of min_rate_per_min over a period's active bins needs one bin
+    # at least that busy: a browsing user with webmail never gets past here
+    if float(kw_bins.max()) < ks.min_rate_per_min * w.bin_s / 60.0:
         return None
     # a storm period starts in a bin with keyword A queries
     p = w.periods(w.bins[w.col(C_KW_A) > 0])
