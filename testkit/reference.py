@@ -42,6 +42,7 @@ from wormwatch.model import (
 )
 
 from testkit.pcap import read_records
+from testkit.reference_dnstcp import RefTcpFlows
 from testkit.reference_reassembly import RefFragment, RefReassembler
 
 __all__ = [
@@ -72,7 +73,6 @@ MAX_EXT_HEADERS = 16
 PROTO_TCP = 6
 PROTO_UDP = 17
 DNS_PORT = 53
-MAX_TCP_MESSAGES = 64
 MAX_POINTER_JUMPS = 128
 KEYWORDS = (b"mail", b"smtp", b"mx", b"ns", b"gate", b"relay")
 
@@ -172,7 +172,8 @@ def _link(linktype: int, frame: bytes) -> tuple[int, int]:
 # --- IP -------------------------------------------------------------------------
 
 
-def _ipv4(buf: bytes) -> tuple[str, str, int, bytes]:
+def _ipv4(buf: bytes) -> tuple[str, str, int, bytes, int]:
+    """-> (source, destination, protocol, captured payload, payload length as sent)."""
     _need(buf, 20)
     if buf[0] >> 4 != 4 or buf[0] & 0x0F < 5:
         raise PacketProblemError(ST_MALFORMED)
@@ -190,10 +191,12 @@ def _ipv4(buf: bytes) -> tuple[str, str, int, bytes]:
     # Reading: options running past the captured bytes are a truncated header.
     _need(buf, header_len)
     payload = buf[header_len : min(ip.len, len(buf))]
-    return dpkt.utils.inet_to_str(ip.src), dpkt.utils.inet_to_str(ip.dst), ip.p, payload
+    src, dst = dpkt.utils.inet_to_str(ip.src), dpkt.utils.inet_to_str(ip.dst)
+    return src, dst, ip.p, payload, ip.len - header_len
 
 
-def _ipv6(buf: bytes) -> tuple[str, str, int, bytes]:
+def _ipv6(buf: bytes) -> tuple[str, str, int, bytes, int]:
+    """-> (source, destination, protocol, captured payload, payload length as sent)."""
     _need(buf, 40)
     if buf[0] >> 4 != 6:
         raise PacketProblemError(ST_MALFORMED)
@@ -231,7 +234,8 @@ def _ipv6(buf: bytes) -> tuple[str, str, int, bytes]:
         raise PacketProblemError(ST_TRUNCATED)
     src = dpkt.utils.inet_to_str(buf[8:24])
     dst = dpkt.utils.inet_to_str(buf[24:40])
-    return src, dst, next_header, buf[pos:end]
+    sent = len(buf) if payload_len == 0 else 40 + payload_len
+    return src, dst, next_header, buf[pos:end], sent - pos
 
 
 # --- DNS --------------------------------------------------------------------
@@ -294,32 +298,6 @@ def _dns_message(msg: bytes) -> tuple[int, bytes, int] | None:
     return struct.unpack_from(">H", msg, pos)[0], name, ST_OK
 
 
-def _dns_tcp(payload: bytes) -> tuple[list[tuple[int, bytes]], int]:
-    """Walk length-prefixed messages of one segment; return (queries, first problem or ok)."""
-    queries: list[tuple[int, bytes]] = []
-    status = ST_OK
-    pos = 0
-    for _ in range(MAX_TCP_MESSAGES):
-        if pos >= len(payload):
-            break
-        # Reading: a length prefix that starts inside the payload but is cut is truncated.
-        if pos + 2 > len(payload):
-            return queries, _first(status, ST_TRUNCATED)
-        length = struct.unpack_from(">H", payload, pos)[0]
-        if length < 12:
-            return queries, _first(status, ST_MALFORMED)
-        msg = payload[pos + 2 : pos + 2 + length]
-        if len(msg) < 12:
-            return queries, _first(status, ST_TRUNCATED)
-        query = _dns_message(msg)
-        if query is not None:
-            queries.append(query[:2])
-            # Reading: a bad question does not stop the walk; the next prefix is known.
-            status = _first(status, query[2])
-        pos += 2 + length
-    return queries, status
-
-
 def _first(status: int, new: int) -> int:
     """Status precedence: the first problem met stays."""
     return new if status == ST_OK else status
@@ -348,15 +326,25 @@ def _udp(payload: bytes) -> tuple[int, list[tuple[int, bytes]], int]:
     return udp.dport, [query[:2]], query[2]
 
 
-def _tcp(payload: bytes) -> tuple[int, list[tuple[int, bytes]], int, bool]:
-    """Return (dport, queries, status, is_syn_event) of a TCP segment."""
+@dataclass(frozen=True)
+class _Segment:
+    """A TCP segment to port 53 with a payload: what the flow table needs."""
+
+    sport: int
+    seq: int
+    payload: bytes
+    sent: int  # payload bytes as sent (the capture may hold fewer)
+
+
+def _tcp(payload: bytes, sent_len: int) -> tuple[int, _Segment | None, bool]:
+    """Return (dport, the DNS segment or None, is_syn_event) of a TCP segment."""
     _need(payload, 14)
     dport = struct.unpack_from(">H", payload, 2)[0]
     flags = payload[13]
     if len(payload) >= 20 and payload[12] >> 4 < 5:
         raise PacketProblemError(ST_MALFORMED)
     if flags & 0x12 == 0x02 and dport in model.SYN_PORTS:
-        return dport, [], ST_OK, True
+        return dport, None, True
     if dport != DNS_PORT:
         raise PacketProblemError(ST_IGNORED)
     _need(payload, 20)
@@ -366,31 +354,36 @@ def _tcp(payload: bytes) -> tuple[int, list[tuple[int, bytes]], int, bool]:
     segment = payload[header_len:]
     if not segment:
         raise PacketProblemError(ST_IGNORED)
-    queries, status = _dns_tcp(segment)
-    return dport, queries, status, False
+    return dport, _Segment(tcp.sport, tcp.seq, segment, sent_len - header_len), False
 
 
 def decode_frame(linktype: int, frame: bytes, ts_us: int) -> tuple[int, list[RefEvent]]:
     """Decode one captured frame into (status, events) per docs/DECODING.md, alone:
-    a fragment is status ``fragment`` (no reassembly; see :class:`RefDecoder`)."""
-    status, events, _ = _decode(linktype, frame, ts_us)
+    a fragment is status ``fragment`` (no reassembly), a DNS-over-TCP segment is read
+    as the first of its flow (see :class:`RefDecoder`)."""
+    status, events, _ = _decode(linktype, frame, ts_us, RefTcpFlows(max_flows=0))
     return status, events
 
 
 def _decode(
-    linktype: int, frame: bytes, ts_us: int
+    linktype: int, frame: bytes, ts_us: int, flows: RefTcpFlows
 ) -> tuple[int, list[RefEvent], RefFragment | None]:
     try:
         version, offset = _link(linktype, frame)
         if version == 0:
             return ST_IGNORED, [], None
         ip = _ipv4 if version == 4 else _ipv6
-        src, dst, proto, payload = ip(frame[offset:])
+        src, dst, proto, payload, sent_len = ip(frame[offset:])
         if proto == PROTO_UDP:
             dport, queries, status = _udp(payload)
             is_syn = False
         elif proto == PROTO_TCP:
-            dport, queries, status, is_syn = _tcp(payload)
+            dport, seg, is_syn = _tcp(payload, sent_len)
+            queries, status = [], ST_OK
+            if seg is not None:
+                queries, status = flows.segment(
+                    (src, dst, seg.sport), seg.seq, seg.payload, seg.sent, ts_us, _dns_message
+                )
         else:
             return ST_IGNORED, [], None
     except FragmentError as fragment:
@@ -409,15 +402,19 @@ class RefDecoder:
     """Frames in capture order -> (status, events), with fragment reassembly.
 
     A fragment that completes a datagram gets the status and events of the datagram
-    (decoded as a raw IP packet, stamped with the fragment's time); every other
-    fragment is ``fragment`` with no events.
+    (decoded as a raw IP packet, stamped with the fragment's time, its DNS-over-TCP
+    segment read as the first of its flow); every other fragment is ``fragment`` with
+    no events. DNS-over-TCP segments go through the flow table ``flows``.
     """
 
-    def __init__(self, reassembler: RefReassembler | None = None) -> None:
+    def __init__(
+        self, reassembler: RefReassembler | None = None, flows: RefTcpFlows | None = None
+    ) -> None:
         self.reassembler = RefReassembler() if reassembler is None else reassembler
+        self.flows = RefTcpFlows() if flows is None else flows
 
     def decode(self, linktype: int, frame: bytes, ts_us: int) -> tuple[int, list[RefEvent]]:
-        status, events, fragment = _decode(linktype, frame, ts_us)
+        status, events, fragment = _decode(linktype, frame, ts_us, self.flows)
         if fragment is None:
             return status, events
         datagram = self.reassembler.add(fragment, ts_us)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from wormwatch.decode import Decoder, warm_up
+from wormwatch.dnstcp import TcpFlows
 from wormwatch.kernels import decode as kernels
 from wormwatch.model import (
     KIND_DNS,
@@ -67,8 +68,9 @@ def make_batch(packets: list[tuple[int, bytes]], *, filler: int = 0) -> Batch:
 def decode(
     *packets: tuple[int, bytes], filler: int = 0
 ) -> tuple[list[dict[str, object]], list[int]]:
-    """Decode packets; -> (events as dicts, statuses)."""
-    decoder = Decoder(max_events=64)
+    """Decode packets, each judged alone (no fragment pool, every DNS-over-TCP segment
+    the first of its flow); -> (events as dicts, statuses)."""
+    decoder = Decoder(max_events=64, reassemble=False)
     ev = decoder.decode(make_batch(list(packets), filler=filler))
     rows = [
         {
@@ -358,17 +360,80 @@ def test_dns_over_tcp_three_messages_in_one_segment() -> None:
     ]
 
 
-def test_dns_over_tcp_message_continuing_beyond_the_segment_counts() -> None:
-    message = dns(b"mx.example.net", 15) + b"\x00" * 40  # the rest follows in a later segment
-    whole_question = struct.pack("!H", len(message)) + message[:40]
-    assert one(LINKTYPE_RAW, ipv4(tcp(whole_question), 6)) == (
-        [query_event(b"mx.example.net", 15)],
-        ST_OK,
+def stream(*segments: tuple[int, bytes], sport: int = 44444) -> list[tuple[int, bytes]]:
+    """IPv4 TCP segments of one flow to port 53, each ``(seq, payload)``."""
+    return [(LINKTYPE_RAW, ipv4(tcp(p, sport=sport, seq=seq), 6)) for seq, p in segments]
+
+
+def flow_decode(*packets: tuple[int, bytes]) -> tuple[list[dict[str, object]], list[int]]:
+    """Decode packets in order through one decoder (the DNS-over-TCP flow table kept)."""
+    decoder = Decoder(max_events=64)
+    ev = decoder.decode(make_batch(list(packets)))
+    names = [bytes(ev.names[i, : ev.name_lens[i]]) for i in range(ev.n)]
+    rows = [{"name": n, "ts_us": int(t)} for n, t in zip(names, ev.ts_us[: ev.n], strict=True)]
+    return rows, [int(x) for x in decoder.last_status]
+
+
+BIG = tcp_dns(dns(b"mx." + b"x" * 50 + b".example.net", 15) + b"\x00" * 40)
+
+
+@pytest.mark.parametrize("cut", [1, 2, 8, 14, 30, len(BIG) - 1], ids=lambda c: f"at-{c}")
+def test_dns_over_tcp_message_split_across_segments_counts_once(cut: int) -> None:
+    rows, statuses = flow_decode(*stream((1, BIG[:cut]), (1 + cut, BIG[cut:])))
+    # counted once, at the segment that completes it (as tshark counts it)
+    assert [r["name"] for r in rows] == [b"mx." + b"x" * 50 + b".example.net"]
+    assert statuses == [ST_IGNORED, ST_OK]
+    assert rows[0]["ts_us"] == make_batch(stream((1, b""), (1, b""))).ts_us[1]
+
+
+def test_dns_over_tcp_continuation_is_not_read_as_a_message() -> None:
+    # issue 13: a long message in 20-byte segments; the garbage of its middle
+    # ("i;i;i;...") must not become queries
+    huge = tcp_dns(dns(b"i;" * 20 + b"." + b"z" * 60 + b".example"))
+    parts = [(1 + i, huge[i : i + 20]) for i in range(0, len(huge), 20)]
+    rows, statuses = flow_decode(*stream(*parts))
+    assert [r["name"] for r in rows] == [b"i;" * 20 + b"." + b"z" * 60 + b".example"]
+    assert statuses == [ST_IGNORED] * (len(parts) - 1) + [ST_OK]
+    # judged alone, each segment is the first of its flow (the per-frame rule)
+    assert decode(*stream(*parts[2:3]))[1] == [ST_IGNORED]
+
+
+def test_dns_over_tcp_retransmission_and_gap() -> None:
+    two = tcp_dns(dns(b"a.example"), dns(b"b.example"))
+    big = tcp_dns(dns(b"c" * 40 + b".example"))
+    after = 1 + len(two)
+    rows, statuses = flow_decode(
+        *stream(
+            (1, two),  # two queries
+            (1, two),  # a retransmission: read already
+            (1, two + big[:10]),  # overlap: only the new bytes are read
+            (after + 30, tcp_dns(dns(b"d.example"))),  # a gap: big cannot complete
+        )
     )
-    header_only = struct.pack("!H", len(message)) + message[:16]
-    assert one(LINKTYPE_RAW, ipv4(tcp(header_only), 6)) == ([query_event(b"", 0)], ST_TRUNCATED)
-    partial_header = struct.pack("!H", len(message)) + message[:11]
-    assert one(LINKTYPE_RAW, ipv4(tcp(partial_header), 6)) == ([], ST_TRUNCATED)
+    assert [r["name"] for r in rows] == [b"a.example", b"b.example", b"d.example"]
+    assert statuses == [ST_OK, ST_IGNORED, ST_IGNORED, ST_OK]
+
+
+def test_dns_over_tcp_flows_are_apart_and_bounded() -> None:
+    big = tcp_dns(dns(b"mail.example"))
+    a = stream((1, big[:9]), sport=1000)
+    b = stream((5, big[:9]), sport=2000)
+    rest_a = stream((10, big[9:]), sport=1000)
+    rest_b = stream((14, big[9:]), sport=2000)
+    rows, statuses = flow_decode(*a, *b, *rest_b, *rest_a)
+    assert [r["name"] for r in rows] == [b"mail.example"] * 2
+    assert statuses == [ST_IGNORED, ST_IGNORED, ST_OK, ST_OK]
+    # a table of one flow forgets the first when the second arrives: the rest of the
+    # first is read afresh (its bytes make no query)
+    decoder = Decoder(max_events=64)
+    decoder._tcp = TcpFlows(max_flows=1)
+    ev = decoder.decode(make_batch([*a, *b, *rest_b, *rest_a]))
+    assert ev.n == 1
+    # an idle flow is forgotten after the timeout (packet time)
+    decoder = Decoder(max_events=64)
+    decoder._tcp = TcpFlows(timeout_s=0.0005)
+    ev = decoder.decode(make_batch([*a, *rest_a]))  # 1 ms apart
+    assert ev.n == 0
 
 
 @pytest.mark.parametrize(
@@ -378,7 +443,8 @@ def test_dns_over_tcp_message_continuing_beyond_the_segment_counts() -> None:
         (tcp_dns(dns(), dns(flags=0x8180), dns()), 2, ST_OK),  # a response in between
         # a bad name in the middle message counts, and the walk goes on
         (tcp_dns(dns(b"a.b"), dns(question=b"\x41"), dns()), 3, ST_MALFORMED),
-        (tcp_dns(dns()) + b"\x00", 1, ST_TRUNCATED),  # a cut length prefix
+        # the first byte of a length prefix: the rest comes in the next segment
+        (tcp_dns(dns()) + b"\x00", 1, ST_OK),
         (tcp_dns(*[dns()] * 70), 64, ST_OK),  # at most 64 messages per segment
     ],
     ids=["short-length", "response-between", "bad-name-between", "cut-prefix", "cap-64"],
@@ -596,9 +662,11 @@ def test_random_and_mutated_bytes_never_crash(linktype: int) -> None:
 
 
 def test_more_events_than_max_events_are_all_returned() -> None:
-    three = ipv4(tcp(tcp_dns(dns(b"a.x"), dns(b"b.x"), dns(b"c.x"))), 6)
+    payload = tcp_dns(dns(b"a.x"), dns(b"b.x"), dns(b"c.x"))
     packets = [(LINKTYPE_RAW, ipv4(udp(dns(b"n%d.x" % i)))) for i in range(150)]
-    packets += [(LINKTYPE_RAW, three)] * 40 + [(LINKTYPE_RAW, ipv4(udp(dns(b"last.x"))))]
+    # 40 TCP connections (a segment resent on one connection would count once)
+    packets += [(LINKTYPE_RAW, ipv4(tcp(payload, sport=1000 + i), 6)) for i in range(40)]
+    packets += [(LINKTYPE_RAW, ipv4(udp(dns(b"last.x"))))]
     decoder = Decoder(max_events=64)
     batch = make_batch(packets)
     ev = decoder.decode(batch)

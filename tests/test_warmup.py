@@ -60,7 +60,7 @@ def _probe(command: str, captures: list[Path]) -> dict[str, object]:
 # what every replay runs: walkers, decode, reassembly, classify, aggregate
 REPLAY_KERNELS = (
     "pcapwalk.walk_pcap", "pcapwalk.walk_pcapng", "decode.decode_packets",
-    "reassemble.reassemble", "classify.match_keywords", "aggregate.table_upsert",
+    "dnstcp.tcp_dns", "reassemble.reassemble", "classify.match_keywords", "aggregate.table_upsert",
     "aggregate.hash_names", "aggregate.pack_prefixes", "aggregate.touch_hosts",
     "aggregate.add_counters", "aggregate.table_remap",
 )  # fmt: skip

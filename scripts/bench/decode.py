@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from wormwatch.decode import Decoder, warm_up
-from wormwatch.kernels.decode import N_FRAG_COLUMNS, decode_packets
+from wormwatch.kernels.decode import N_FRAG_COLUMNS, N_SEG_COLUMNS, decode_packets
 from wormwatch.model import LINKTYPE_ETHERNET, Batch
 
 MAC = b"\x02\x00\x00\x00\x00\x01\x02\x00\x00\x00\x00\x02"
@@ -88,6 +88,7 @@ def _bench_kernel(batch: Batch, repeat: int) -> float:
     ev = decoder.decode(batch)
     status = np.zeros(batch.n, np.uint8)
     frags = np.zeros((batch.n, N_FRAG_COLUMNS), np.int64)
+    segs = np.zeros((batch.n, N_SEG_COLUMNS), np.int64)
     data = batch.data
     best = float("inf")
     for _ in range(repeat):
@@ -96,6 +97,7 @@ def _bench_kernel(batch: Batch, repeat: int) -> float:
             data, batch.offsets, batch.caplens, batch.linktypes, batch.ts_us, 0, 0, status,
             ev.ts_us, ev.src_hi, ev.src_lo, ev.dst_hi, ev.dst_lo,
             ev.kind, ev.dport, ev.qtype, ev.names, ev.name_lens, ev.sport, ev.status, frags, 0,
+            segs, 0,
         )  # fmt: skip
         best = min(best, time.perf_counter() - t0)
     return batch.n / best

@@ -113,8 +113,8 @@ def dns_tcp() -> Capture:
         "dns_tcp.pcap",
         1,
         "DNS over TCP: pipelined messages, split messages, bad length, 65 in one segment. "
-        "tshark 4.0 reassembles: the message split in its name is A there (qtype 0 here), "
-        "and it counts all 65 messages (64 here)",
+        "As tshark 4.0 (which reassembles) a split message counts once, at the segment that "
+        "completes it; tshark counts all 65 messages (64 here)",
     )
     t = Clock(0)
     a = TCP_CLIENT
@@ -148,23 +148,22 @@ def dns_tcp() -> Capture:
     ))  # fmt: skip
     events = (Query(a, 1, False), Query(a, 15, False), Query(a, 28, False))
     cap.add(t(), segment(three), "ok", events)
+    # A length below 12 loses the stream: the flow is forgotten, and its next segment
+    # is read from its first byte (which here is a length prefix).
     bad_length = _prefixed(query("smtp.example.com", 1, 10)) + b"\x00\x05hello"
     cap.add(t(), segment(bad_length), "malformed", (Query(a, 1, True),))
-    # A message split inside its name: the first part counts with qtype 0 (truncated).
-    # The second part is read as if it began with a length prefix (known limitation):
-    # "\x07e" is a length of 1893 and "xample\x03com..." a complete header whose
-    # flags "am" say opcode 12, not a query: ignored.
+    # A message split inside its name counts once, whole, at the second part.
     split = _prefixed(query("relay.example.com", 1, 11))
-    cap.add(t(), segment(split[:20]), "truncated", (Query(a, 0, False),))
-    cap.add(t(), segment(split[20:]), "ignored")
-    # A message split after its question (an EDNS OPT record follows): the first part
-    # counts in full; the rest starts with 00 00, a length below 12.
+    cap.add(t(), segment(split[:20]), "ignored")
+    cap.add(t(), segment(split[20:]), "ok", (Query(a, 1, True),))
+    # A message split after its question (an EDNS OPT record follows): it counts at the
+    # second part, which completes it.
     with_opt = bytes(DNS(id=12, rd=1, qd=DNSQR(qname="example.org", qtype=15), ar=None))
     opt = b"\x00\x00\x29\x10\x00\x00\x00\x00\x00\x00\x00"
     whole = _prefixed(with_opt[:11] + b"\x01" + with_opt[12:] + opt)
     cut = 2 + len(with_opt)
-    cap.add(t(), segment(whole[:cut]), "ok", (Query(a, 15, False),))
-    cap.add(t(), segment(whole[cut:]), "malformed")
+    cap.add(t(), segment(whole[:cut]), "ignored")
+    cap.add(t(), segment(whole[cut:]), "ok", (Query(a, 15, False),))
     many = b"".join(_prefixed(query("x.example", 1, 100 + i)) for i in range(65))
     cap.add(t(), segment(many), "ok", tuple(Query(a, 1, False) for _ in range(64)))
     answer = bytes(DNS(id=0, qr=1, qd=DNSQR(qname="www.example.com")))

@@ -40,7 +40,6 @@ from wormwatch.kernels.headers import (
     DNS_QDCOUNT_OFF,
     DNS_QR_OPCODE,
     DNS_QTYPE_LEN,
-    DNS_TCP_PREFIX,
     ETH_LEN,
     ETH_P_8021AD,
     ETH_P_8021Q,
@@ -101,6 +100,7 @@ from wormwatch.kernels.headers import (
     TCP_FLAGS_END,
     TCP_FLAGS_OFF,
     TCP_LEN_MIN,
+    TCP_SEQ_OFF,
     TCP_SPORT_OFF,
     TH_ACK,
     TH_SYN,
@@ -155,6 +155,19 @@ F_MORE = 8  # 1: more fragments follow (IPv4 MF, IPv6 M)
 F_IDENT = 9  # IPv4 16-bit / IPv6 32-bit identification
 F_PROTO = 10  # IPv4 protocol / IPv6 fragment header next header
 N_FRAG_COLUMNS = 11
+
+# columns of a DNS-over-TCP segment row (decode_packets writes them, kernels/dnstcp.py
+# reads them)
+T_PACKET = 0  # packet index in the batch
+T_ROW = 1  # event row the packet's events would start at
+T_VERSION = 2  # 4 or 6
+T_IP = 3  # offset of the IP header in the batch's data
+T_START = 4  # offset of the TCP payload
+T_STOP = 5  # end of the payload: captured, and within the IP length
+T_SEQ = 6  # TCP sequence number of the payload's first byte
+T_SPORT = 7  # TCP source port (the destination port is 53)
+T_SENT = 8  # end of the payload as sent (the capture may end before it)
+N_SEG_COLUMNS = 9
 
 # decode_packets allocates nothing, so it is compiled without numba's runtime (NRT):
 # with NRT, array reference counting around the inlined helpers cost ~80 ns per packet
@@ -467,43 +480,13 @@ def _message(data, msg, bound, names, row, qtypes, name_lens):  # type: ignore[n
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _dns_events(data, action, start, stop, row, names, qtypes, name_lens):  # type: ignore[no-untyped-def]
-    """UDP payload or TCP segment ``data[start:stop]`` -> (first problem or _GO, rows of
-    query events)."""
-    problem = _GO
-    n_rows = 0
-    pos = start
-    for _ in range(MAX_EVENTS_PER_PACKET):
-        if action == _ACT_TCP_DNS:
-            # RFC 1035 4.2.2: each message is preceded by its 2-byte length
-            if pos >= stop:
-                break
-            # the first problem met stays (DECODING.md), even when a later
-            # message of the segment is cut or bad
-            if stop - pos < DNS_TCP_PREFIX:
-                problem = ST_TRUNCATED if problem == _GO else problem
-                break
-            msg_len = _be16(data, pos)
-            if msg_len < DNS_LEN:
-                problem = ST_MALFORMED if problem == _GO else problem
-                break
-            msg = pos + DNS_TCP_PREFIX
-            bound = min(stop, msg + msg_len)
-            pos = msg + msg_len
-        else:
-            msg = start
-            bound = stop
-        if bound - msg < DNS_LEN:
-            problem = ST_TRUNCATED if problem == _GO else problem
-            break
-        status, is_query = _message(data, msg, bound, names, row + n_rows, qtypes, name_lens)
-        if problem == _GO:
-            problem = status
-        if is_query:
-            n_rows += 1
-        if action == _ACT_UDP_DNS:
-            break
-    return problem, n_rows
+def _dns_events(data, start, stop, row, names, qtypes, name_lens):  # type: ignore[no-untyped-def]
+    """UDP payload ``data[start:stop]`` -> (first problem or _GO, rows of query events).
+    DNS over TCP is read by the flow-table kernel (kernels/dnstcp.py)."""
+    if stop - start < DNS_LEN:
+        return ST_TRUNCATED, 0
+    status, is_query = _message(data, start, stop, names, row, qtypes, name_lens)
+    return status, 1 if is_query else 0
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -535,22 +518,38 @@ def _put_fragment(data, frags, n_frag, p, row, end, version, ip, protocol, off, 
     frags[n_frag, F_PROTO] = protocol
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _put_segment(segs, n_seg, p, row, version, ip, off, payload, stop, sent_end, data):  # type: ignore[no-untyped-def]
+    """The T_* row of a TCP segment to port 53 whose payload is ``data[payload:stop]``."""
+    segs[n_seg, T_PACKET] = p
+    segs[n_seg, T_ROW] = row
+    segs[n_seg, T_VERSION] = version
+    segs[n_seg, T_IP] = ip
+    segs[n_seg, T_START] = payload
+    segs[n_seg, T_STOP] = stop
+    segs[n_seg, T_SEQ] = np.int64(_be_word(data, off + TCP_SEQ_OFF, 4))
+    segs[n_seg, T_SPORT] = _be16(data, off + TCP_SPORT_OFF)
+    segs[n_seg, T_SENT] = max(stop, sent_end)
+
+
 @njit(cache=True, nogil=True, _nrt=False)  # type: ignore[call-overload]
 def decode_packets(  # type: ignore[no-untyped-def]
     data, offsets, caplens, linktypes, ts_us, first, n_events, statuses,
     ev_ts, src_hi, src_lo, dst_hi, dst_lo, kinds, dports, qtypes, names, name_lens,
-    sports, ev_statuses, frags, n_frag,
+    sports, ev_statuses, frags, n_frag, segs, n_seg,
 ):  # fmt: skip
     """Decode packets ``first..`` of a batch into event rows ``n_events..``.
 
     Writes ``statuses[p]`` per packet and the event columns per event (an event's
     status is its packet's, the first problem met in it); a fragment
     (status ``fragment``) also gets a row ``frags[n_frag]`` for the reassembly kernel
-    (``frags`` holds a row per packet of the batch). Stops before a packet when fewer
-    than MAX_EVENTS_PER_PACKET rows are free.
+    (``frags`` holds a row per packet of the batch), and a TCP segment to port 53 with
+    a payload a row ``segs[n_seg]`` for the DNS-over-TCP flow kernel (no events here).
+    Stops before a packet when fewer than MAX_EVENTS_PER_PACKET rows are free.
 
     Returns:
-        (index of the first packet not decoded, event rows filled, fragment rows filled).
+        (index of the first packet not decoded, event rows filled, fragment rows filled,
+        segment rows filled).
     """
     capacity = kinds.shape[0]
     p = first
@@ -582,9 +581,17 @@ def decode_packets(  # type: ignore[no-untyped-def]
                     qtypes[n_events] = 0
                     name_lens[n_events] = 0
                     status, n_rows = ST_OK, 1
+                elif status == _GO and action == _ACT_TCP_DNS:
+                    # read by the flow-table pass (kernels/dnstcp.py), which sets the
+                    # status and writes the events of the messages it completes
+                    _put_segment(
+                        segs, n_seg, p, n_events, version, ip, off, payload, stop, sent_end, data
+                    )
+                    n_seg += 1
+                    status = ST_IGNORED
                 elif status == _GO:
                     status, n_rows = _dns_events(
-                        data, action, payload, stop, n_events, names, qtypes, name_lens
+                        data, payload, stop, n_events, names, qtypes, name_lens
                     )
                     if status == _GO:
                         status = ST_OK if n_rows > 0 else ST_IGNORED
@@ -601,4 +608,4 @@ def decode_packets(  # type: ignore[no-untyped-def]
             _put_addresses(data, ip, version, row, src_hi, src_lo, dst_hi, dst_lo)
         n_events += n_rows
         p += 1
-    return p, n_events, n_frag
+    return p, n_events, n_frag, n_seg

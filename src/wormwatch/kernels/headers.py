@@ -98,6 +98,7 @@ UDP_ULEN_OFF: Final = 4  # length of header and data
 TCP_LEN_MIN: Final = 20
 TCP_SPORT_OFF: Final = 0
 TCP_DPORT_OFF: Final = 2
+TCP_SEQ_OFF: Final = 4  # sequence number of the first payload byte (RFC 9293 3.1)
 TCP_DOFF_OFF: Final = 12  # data offset in the high nibble, in 4-octet units
 TCP_FLAGS_OFF: Final = 13
 TCP_FLAGS_END: Final = 14  # a segment cut before here has no flags to read

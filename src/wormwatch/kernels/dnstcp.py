@@ -1,0 +1,228 @@
+"""Numba kernel of DNS over TCP: segments to port 53 -> the queries they complete.
+
+``decode_packets`` (kernels/decode.py) gives every TCP segment to port 53 with a
+payload a T_* row and no events; this kernel walks those rows in packet order with a
+bounded per-flow table (flow = client address, server address, client port) and
+writes an event for each DNS message whose last byte arrives, read from the first
+bytes of the message it kept. The rule (docs/DECODING.md, "DNS over TCP"):
+
+- the table remembers, per flow, the sequence number of the next unread byte
+  (``expect``) and the message in progress: bytes seen (length prefix included) and
+  its first ``BUF`` bytes;
+- bytes before ``expect`` (a retransmission, the rest of a message already read) are
+  not read again; a segment beyond ``expect`` (a gap) drops the message in progress
+  and is read from its first byte, as is the first segment of a flow;
+- a length below 12 loses the stream (``malformed``; the flow is forgotten);
+- positions count the bytes as sent; bytes the capture cut off (snaplen) are seen
+  but not kept, so a message whose header was not captured is ``truncated`` and not
+  counted, and a length prefix cut loses the stream (``truncated``); a capture that
+  ends between two messages loses the stream too, with no status of its own;
+- at most 1 + MAX_EVENTS_PER_PACKET - 1 = 64 messages per segment; the rest of it is
+  left, and the flow resynchronises at the next segment (a gap);
+- the table holds ``n_slots`` flows; a new flow takes a free slot, else the least
+  recently used one; a flow idle for ``timeout_us`` of packet time is forgotten.
+  With ``keep`` false nothing is remembered between segments.
+
+The message reader (``_message``) is the decode kernel's, inlined here; numba caches
+per file, so a change to it must touch this file too.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from wormwatch.kernels.decode import (
+    MAX_EVENTS_PER_PACKET,
+    T_IP,
+    T_PACKET,
+    T_SENT,
+    T_SEQ,
+    T_SPORT,
+    T_START,
+    T_STOP,
+    T_VERSION,
+    _be16,
+    _message,
+)
+from wormwatch.kernels.headers import (
+    DNS_LEN,
+    DNS_TCP_PREFIX,
+    IP6_DST_OFF,
+    IP6_SRC_OFF,
+    IP_DST_OFF,
+    IP_SRC_OFF,
+    PORT_DNS,
+)
+from wormwatch.model import (
+    KIND_DNS,
+    ST_IGNORED,
+    ST_MALFORMED,
+    ST_OK,
+    ST_TRUNCATED,
+    V4_MAPPED_PREFIX,
+)
+
+# bytes kept of the message in progress, its length prefix included: a question
+# (12-byte header, a name of at most 255 bytes, type and class) always fits
+BUF = 512
+# flow key columns
+K_SRC_HI, K_SRC_LO, K_DST_HI, K_DST_LO, K_SPORT = 0, 1, 2, 3, 4
+N_KEY = 5
+SEQ_MOD = 1 << 32
+_GO = 255
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _word(data, i, n):  # type: ignore[no-untyped-def]
+    value = np.uint64(0)
+    for k in range(n):
+        value = (value << np.uint64(8)) | np.uint64(data[i + k])
+    return value
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _key(data, ip, version, sport, key):  # type: ignore[no-untyped-def]
+    if version == 4:
+        key[K_SRC_HI] = 0
+        key[K_SRC_LO] = np.uint64(V4_MAPPED_PREFIX) | _word(data, ip + IP_SRC_OFF, 4)
+        key[K_DST_HI] = 0
+        key[K_DST_LO] = np.uint64(V4_MAPPED_PREFIX) | _word(data, ip + IP_DST_OFF, 4)
+    else:
+        key[K_SRC_HI] = _word(data, ip + IP6_SRC_OFF, 8)
+        key[K_SRC_LO] = _word(data, ip + IP6_SRC_OFF + 8, 8)
+        key[K_DST_HI] = _word(data, ip + IP6_DST_OFF, 8)
+        key[K_DST_LO] = _word(data, ip + IP6_DST_OFF + 8, 8)
+    key[K_SPORT] = np.uint64(sport)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _slot(keys, last_us, key, now, timeout_us):  # type: ignore[no-untyped-def]
+    """-> (slot, is_new): the flow's slot, else a free or the least recently used one."""
+    oldest = 0
+    for s in range(keys.shape[0]):
+        if last_us[s] >= 0 and now - last_us[s] > timeout_us:
+            last_us[s] = -1
+        if last_us[s] >= 0:
+            same = True
+            for k in range(N_KEY):
+                if keys[s, k] != key[k]:
+                    same = False
+            if same:
+                return s, False
+        if last_us[oldest] >= 0 and (last_us[s] < last_us[oldest]):
+            oldest = s
+    return oldest, True
+
+
+@njit(cache=True, nogil=True)
+def tcp_dns(  # type: ignore[no-untyped-def]
+    data, ts_us, segs, first, n_seg, statuses, keep, timeout_us,
+    keys, last_us, expect, seen, kept, bufs,
+    ev_packet, ev_ts, src_hi, src_lo, dst_hi, dst_lo, kinds, dports, qtypes, names,
+    name_lens, sports, ev_statuses, n_events,
+):  # fmt: skip
+    """Walk segment rows ``first..n_seg`` (kernels/decode.py T_* columns) through the
+    flow table; write the status of each segment's packet and an event row (its packet
+    ``ev_packet`` and the event columns) per DNS query message completed. Stops before
+    a segment when fewer than MAX_EVENTS_PER_PACKET event rows are free.
+
+    Returns:
+        (index of the first segment row not walked, event rows filled).
+    """
+    key = np.zeros(N_KEY, np.uint64)
+    capacity = qtypes.shape[0]
+    i = first
+    while i < n_seg and capacity - n_events >= MAX_EVENTS_PER_PACKET:
+        p = segs[i, T_PACKET]
+        now = ts_us[p]
+        _key(data, segs[i, T_IP], segs[i, T_VERSION], segs[i, T_SPORT], key)
+        s, is_new = _slot(keys, last_us, key, now, timeout_us)
+        seq = segs[i, T_SEQ]
+        if is_new:
+            keys[s, :] = key
+            expect[s] = seq
+            seen[s] = 0
+            kept[s] = 0
+        last_us[s] = now
+        statuses[p], n_rows, lost = _walk(
+            data, segs[i, T_START], segs[i, T_STOP], segs[i, T_SENT], seq, s, expect, seen,
+            kept, bufs, names, qtypes, name_lens, n_events,
+        )  # fmt: skip
+        for row in range(n_events, n_events + n_rows):
+            ev_packet[row] = p
+            ev_ts[row] = now
+            src_hi[row] = key[K_SRC_HI]
+            src_lo[row] = key[K_SRC_LO]
+            dst_hi[row] = key[K_DST_HI]
+            dst_lo[row] = key[K_DST_LO]
+            kinds[row] = KIND_DNS
+            dports[row] = PORT_DNS
+            sports[row] = segs[i, T_SPORT]
+            ev_statuses[row] = statuses[p]
+        n_events += n_rows
+        if lost or not keep:
+            last_us[s] = -1
+        i += 1
+    return i, n_events
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _walk(  # type: ignore[no-untyped-def]
+    data, start, stop, sent, seq, s, expect, seen, kept, bufs, names, qtypes, name_lens, row0
+):  # fmt: skip
+    """One segment (captured ``data[start:stop]`` of ``start..sent``) through flow slot
+    ``s`` -> (status, event rows, stream lost)."""
+    ahead = (expect[s] - seq) % SEQ_MOD
+    if ahead >= SEQ_MOD // 2:
+        # a gap: the message in progress cannot complete; read this segment afresh
+        seen[s] = 0
+        kept[s] = 0
+        ahead = 0
+    length = sent - start
+    captured = stop - start
+    if ahead >= length:
+        return ST_IGNORED, 0, False
+    buf0 = s * BUF
+    status = _GO
+    n_rows = 0
+    pos = ahead
+    while pos < length and n_rows < MAX_EVENTS_PER_PACKET:
+        if seen[s] == 0 and pos >= captured:
+            # the capture ends between two messages: what follows is unknown
+            status = ST_OK if n_rows > 0 and status == _GO else status
+            return (ST_IGNORED if status == _GO else status), n_rows, True
+        need = DNS_TCP_PREFIX
+        if seen[s] >= DNS_TCP_PREFIX:
+            need = DNS_TCP_PREFIX + _be16(bufs, buf0)
+        take = min(need - seen[s], length - pos)
+        if kept[s] == seen[s]:
+            # kept while every byte so far was captured (a hole ends the copy)
+            n_copy = min(take, BUF - kept[s], captured - pos)
+            for k in range(max(0, n_copy)):
+                bufs[buf0 + kept[s] + k] = data[start + pos + k]
+            kept[s] += max(0, n_copy)
+        seen[s] += take
+        pos += take
+        if seen[s] == DNS_TCP_PREFIX and kept[s] < DNS_TCP_PREFIX:
+            return (ST_TRUNCATED if status == _GO else status), n_rows, True
+        if seen[s] == DNS_TCP_PREFIX and _be16(bufs, buf0) < DNS_LEN:
+            return (ST_MALFORMED if status == _GO else status), n_rows, True
+        if seen[s] > DNS_TCP_PREFIX and seen[s] == need:
+            msg = buf0 + DNS_TCP_PREFIX
+            bound = buf0 + kept[s]
+            seen[s] = 0
+            kept[s] = 0
+            if bound - msg < DNS_LEN:
+                if status == _GO:
+                    status = ST_TRUNCATED
+                continue
+            problem, is_query = _message(bufs, msg, bound, names, row0 + n_rows, qtypes, name_lens)
+            if is_query:
+                n_rows += 1
+                if status == _GO:
+                    status = problem
+    expect[s] = (seq + pos) % SEQ_MOD
+    if status == _GO:
+        status = ST_OK if n_rows > 0 else ST_IGNORED
+    return status, n_rows, False
