@@ -34,6 +34,8 @@ from wormwatch.reassemble import Reassembler
 from wormwatch.source.pcapfile import open_replay
 
 from testkit.events import decoder_events
+from testkit.frames import TCP_SYN, dns, tcp, udp
+from testkit.frames import make_batch as batch_of
 from testkit.reference import RefDecoder, RefEvent, reference_events
 from testkit.reference_reassembly import RefReassembler
 
@@ -46,13 +48,12 @@ Frame = tuple[int, bytes]  # (ts_us, raw IP frame)
 
 
 def dns_udp(name: bytes = b"\x04mail\x07example\x03com\x00", qtype: int = 1) -> bytes:
-    """A UDP datagram (header included) holding a DNS query."""
-    message = struct.pack("!6H", 0x1234, 0x0100, 1, 0, 0, 0) + name + struct.pack("!HH", qtype, 1)
-    return struct.pack("!4H", 30000, 53, 8 + len(message), 0) + message
+    """A UDP datagram (header included) holding a DNS query; ``name`` encoded."""
+    return udp(dns(question=name + struct.pack("!HH", qtype, 1)), sport=30000)
 
 
 def syn(dport: int = 445) -> bytes:
-    return struct.pack("!HHIIBBHHH", 40000, dport, 7, 0, 0x50, 0x02, 65535, 0, 0)
+    return tcp(dport=dport, sport=40000, flags=TCP_SYN, seq=7)
 
 
 def frag4(
@@ -92,14 +93,7 @@ def ref_run(
 
 
 def make_batch(frames: list[Frame]) -> Batch:
-    data = b"".join(f for _, f in frames)
-    caplens = np.array([len(f) for _, f in frames], np.int32)
-    offsets = np.zeros(len(frames), np.int64)
-    offsets[1:] = np.cumsum(caplens[:-1], dtype=np.int64)
-    return Batch(
-        np.frombuffer(data, np.uint8), np.array([t for t, _ in frames], np.int64), offsets,
-        caplens, caplens.copy(), np.full(len(frames), LINKTYPE_RAW, np.int32),
-    )  # fmt: skip
+    return batch_of([(LINKTYPE_RAW, f) for _, f in frames], ts_us=[t for t, _ in frames])
 
 
 def kernel_run(

@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from wormwatch.config import DEFAULT_KEYWORDS
+
 from scripts.bench.bulk_frames import (
     BULK_PAYLOADS,
     CAT_BULK,
@@ -51,7 +53,6 @@ from scripts.bench.bulk_frames import (
 
 GEN_VERSION = 2  # bump when the output for the same parameters changes (cache key)
 START_S = 1_767_225_600  # 2026-01-01T00:00:00Z
-KEYWORDS = ("mail", "smtp", "mx", "ns", "gate", "relay")  # wormwatch's default set
 
 # Shares of packets by category (order of bulk_frames.CAT_*).
 CAT_NAMES = ("bulk_tcp", "other_udp", "dns_query", "dns_response", "scan_syn", "other_syn")
@@ -96,7 +97,7 @@ class Kinds:
 
     def is_keyword(self, kind: int) -> bool:
         first = self.names[kind].lower().split(".", 1)[0]
-        return first.startswith(KEYWORDS)
+        return first.startswith(DEFAULT_KEYWORDS)
 
 
 def make_kinds() -> Kinds:
@@ -415,6 +416,17 @@ def main() -> None:
     elapsed = time.perf_counter() - t0
     print(describe(book))
     print(f"generated in {elapsed:.2f} s ({args.packets / elapsed / 1e6:.2f} M packets/s)")
+
+
+def as_book(ref: dict[str, int]) -> dict[str, Any]:
+    """A reference ``host_counts`` row in the shape of the generator's per-host bookkeeping."""
+    return {
+        "queries": {"total": ref["queries"]}
+        | {k: ref[k] for k in ("A", "AAAA", "MX", "PTR", "other")},
+        "keyword_queries": ref["keyword"],
+        "syn": {p: ref[f"syn{p}"] for p in ("135", "139", "445")},
+        "syn_targets": ref["syn_targets"],
+    }
 
 
 if __name__ == "__main__":

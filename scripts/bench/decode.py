@@ -11,7 +11,6 @@ Usage: python -m scripts.bench.decode [--packets N] [--repeat R]
 from __future__ import annotations
 
 import argparse
-import struct
 import time
 
 import numpy as np
@@ -20,36 +19,35 @@ from wormwatch.decode import Decoder, warm_up
 from wormwatch.kernels.decode import N_FRAG_COLUMNS, N_SEG_COLUMNS, decode_packets
 from wormwatch.model import LINKTYPE_ETHERNET, Batch
 
-MAC = b"\x02\x00\x00\x00\x00\x01\x02\x00\x00\x00\x00\x02"
-V6_SRC = bytes.fromhex("20010db8000000000000000000000001")
-V6_DST = bytes.fromhex("20010db8000000000000000000000035")
+from testkit.frames import (
+    ETH_P_IP,
+    ETH_P_IPV6,
+    IP_PROTO_TCP,
+    IP_PROTO_UDP,
+    TCP_SYN,
+    dns,
+    ether,
+    ipv4,
+    ipv6,
+    make_batch,
+    tcp,
+    udp,
+)
+
+V6_SRC, V6_DST = "2001:db8::1", "2001:db8::35"
+WORDS = (b"mail", b"smtp", b"www", b"Example", b"cdn")
 
 
 def _ip(payload: bytes, proto: int, *, v6: bool, host: int) -> bytes:
     if v6:
-        return struct.pack("!IHBB", 0x60000000, len(payload), proto, 64) + V6_SRC + V6_DST + payload
-    src = struct.pack("!4B", 10, (host >> 16) & 255, (host >> 8) & 255, host & 255)
-    header = struct.pack("!BBHHHBBH", 0x45, 0, 20 + len(payload), 0, 0x4000, 64, proto, 0)
-    return header + src + bytes((192, 0, 2, 53)) + payload
-
-
-def _ether(ip: bytes, *, v6: bool, vlan: bool) -> bytes:
-    ethertype = struct.pack("!H", 0x86DD if v6 else 0x0800)
-    tag = b"\x81\x00\x00\x0a" if vlan else b""
-    return MAC + tag + ethertype + ip
-
-
-def _tcp(dport: int, flags: int, payload: bytes) -> bytes:
-    return struct.pack("!HHIIBBHHH", 50000, dport, 1, 0, 0x50, flags, 65535, 0, 0) + payload
+        return ipv6(payload, proto, src=V6_SRC, dst=V6_DST)
+    src = f"10.{(host >> 16) & 255}.{(host >> 8) & 255}.{host & 255}"
+    return ipv4(payload, proto, src=src, dst="192.0.2.53", frag=0x4000, ident=0)
 
 
 def _dns_query(i: int) -> bytes:
-    words = (b"mail", b"smtp", b"www", b"Example", b"cdn")
-    name = b"".join(bytes((len(w),)) + w for w in (words[i % 5], b"host%d" % (i % 997), b"com"))
-    message = (
-        struct.pack("!HHHHHH", i & 0xFFFF, 0x0100, 1, 0, 0, 0) + name + b"\x00\x00\x01\x00\x01"
-    )
-    return struct.pack("!HHHH", 40000 + i % 1000, 53, 8 + len(message), 0) + message
+    name = b"%s.host%d.com" % (WORDS[i % 5], i % 997)
+    return udp(dns(name, ident=i & 0xFFFF), sport=40000 + i % 1000)
 
 
 def build_batch(n_packets: int, seed: int = 1) -> Batch:
@@ -62,25 +60,17 @@ def build_batch(n_packets: int, seed: int = 1) -> Batch:
         v6 = rng.random() < 0.2
         vlan = rng.random() < 0.1
         if roll < 0.20:
-            ip = _ip(_dns_query(i), 17, v6=v6, host=i % 5000)
-        elif roll < 0.25:
-            ip = _ip(_tcp(445, 0x02, b""), 6, v6=v6, host=i % 5000)
-        elif roll < 0.40:
-            ip = _ip(_tcp(443, 0x18, bulk), 6, v6=v6, host=i % 5000)
+            ip = _ip(_dns_query(i), IP_PROTO_UDP, v6=v6, host=i % 5000)
         else:
-            ip = _ip(_tcp(443, 0x10, b""), 6, v6=v6, host=i % 5000)
-        frames.append(_ether(ip, v6=v6, vlan=vlan))
-    caplens = np.array([len(f) for f in frames], np.int32)
-    offsets = np.zeros(n_packets, np.int64)
-    offsets[1:] = np.cumsum(caplens[:-1], dtype=np.int64)
-    return Batch(
-        data=np.frombuffer(b"".join(frames), np.uint8),
-        ts_us=np.arange(n_packets, dtype=np.int64) * 10,
-        offsets=offsets,
-        caplens=caplens,
-        wirelens=caplens.copy(),
-        linktypes=np.full(n_packets, LINKTYPE_ETHERNET, np.int32),
-    )
+            dport, flags, payload = (
+                (445, TCP_SYN, b"") if roll < 0.25 else (443, 0x18, bulk) if roll < 0.40
+                else (443, 0x10, b"")
+            )  # fmt: skip
+            segment = tcp(payload, dport=dport, sport=50000, flags=flags)
+            ip = _ip(segment, IP_PROTO_TCP, v6=v6, host=i % 5000)
+        ethertype = ETH_P_IPV6 if v6 else ETH_P_IP
+        frames.append((LINKTYPE_ETHERNET, ether(ip, ethertype, tags=(0x8100,) if vlan else ())))
+    return make_batch(frames, ts_us=np.arange(n_packets, dtype=np.int64) * 10)
 
 
 def _bench_kernel(batch: Batch, repeat: int) -> float:

@@ -1,4 +1,4 @@
-"""Replay benchmark: wormwatch against tcpdump+BPF and a dpkt loop on one large file.
+"""Replay benchmark: wormwatch against tcpdump+BPF and the dpkt reference on one large file.
 
 Place in the flow: drives the whole pipeline (source -> decode -> classify ->
 aggregate -> detect -> summary) from outside, as an operator would, and in
@@ -262,11 +262,12 @@ def measure(path: Path, tiny: Path, book: dict[str, Any], args: argparse.Namespa
     print("dpkt ...", flush=True)
     t = time.perf_counter()
     n_dpkt, dpkt_hosts = dpkt_count(path, args.dpkt_packets)
-    dpkt_row = Row(f"dpkt loop (first {n_dpkt:,}, extrapolated)", n_dpkt, time.perf_counter() - t)
+    label = f"dpkt reference decoder (first {n_dpkt:,}, extrapolated)"
+    dpkt_row = Row(label, n_dpkt, time.perf_counter() - t)
     notes = [warm_note, tcpdump_note]
     if n_dpkt == n:
         dpkt_problems = compare_summary(dpkt_as_summary(dpkt_hosts), book)
-        notes.append(f"dpkt loop vs generator bookkeeping: {len(dpkt_problems)} hosts differ")
+        notes.append(f"dpkt reference vs generator bookkeeping: {len(dpkt_problems)} hosts differ")
     # the median run: a run that has to compile kernels (someone just edited one) peaks
     # far higher (measured: 534 MB cold against 293 MB warm), and that is compile
     # cost, not replay cost; every run is shown
@@ -339,7 +340,9 @@ def main() -> int:
     parser.add_argument("--packets", type=int, default=2_000_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (best kept)")
-    parser.add_argument("--dpkt-packets", type=int, default=200_000, help="read by the dpkt loop")
+    parser.add_argument(
+        "--dpkt-packets", type=int, default=200_000, help="read by the dpkt reference"
+    )
     parser.add_argument("--profile", action="store_true", help="also cProfile one Pipeline.run")
     args = parser.parse_args()
     print(f"command: {' '.join(sys.argv)}\n{machine()}")

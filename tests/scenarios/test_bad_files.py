@@ -25,6 +25,7 @@ import pytest
 
 from wormwatch.cli import main
 
+from testkit import frames
 from testkit.pcap import block, epb, idb, pcap_file, shb
 
 T0 = 1_700_000_000
@@ -38,17 +39,13 @@ def host(i: int) -> str:
 
 
 def query_ip(i: int) -> bytes:
-    """IPv4 UDP DNS query for host{i}.example from host(i) to 198.51.100.53."""
-    name = b"\x04host\x02%02d\x07example\x00" % i
-    message = struct.pack("!HHHHHH", i, 0x0100, 1, 0, 0, 0) + name + b"\x00\x01\x00\x01"
-    udp = struct.pack("!HHHH", 33333, 53, 8 + len(message), 0) + message
-    src = bytes(int(x) for x in host(i).split("."))
-    header = struct.pack("!BBHHHBBH", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0)
-    return header + src + bytes((198, 51, 100, 53)) + udp
+    """IPv4 UDP DNS query for host.NN.example from host(i) to 198.51.100.53."""
+    message = frames.dns(b"host.%02d.example" % i, ident=i)
+    return frames.ipv4(frames.udp(message), src=host(i), dst="198.51.100.53", ident=1)
 
 
 def query_frame(i: int) -> bytes:
-    return b"\x02" * 12 + b"\x08\x00" + query_ip(i)
+    return frames.ether(query_ip(i))
 
 
 RECORDS = [(T0 + i, 0, len(query_frame(i)), query_frame(i)) for i in range(N_PACKETS)]

@@ -40,17 +40,6 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     return path, book
 
 
-def _as_book(ref: dict[str, int]) -> dict[str, Any]:
-    """A reference host_counts row in the shape of the generator's per-host bookkeeping."""
-    return {
-        "queries": {"total": ref["queries"]}
-        | {k: ref[k] for k in ("A", "AAAA", "MX", "PTR", "other")},
-        "keyword_queries": ref["keyword"],
-        "syn": {p: ref[f"syn{p}"] for p in ("135", "139", "445")},
-        "syn_targets": ref["syn_targets"],
-    }
-
-
 def test_file_holds_every_population(generated: tuple[Path, dict[str, Any]]) -> None:
     _path, book = generated
     assert book["packets"] == N_PACKETS
@@ -76,7 +65,7 @@ def test_bookkeeping_equals_the_reference_decoder(generated: tuple[Path, dict[st
     assert by_status[ST_OK] == book["status"]["ok"]
     assert by_status[ST_IGNORED] == book["status"]["ignored"]
     assert len(statuses) == N_PACKETS
-    ref = {addr: _as_book(counts) for addr, counts in host_counts(events).items()}
+    ref = {addr: bulk.as_book(counts) for addr, counts in host_counts(events).items()}
     assert ref == book["hosts"]
 
 
