@@ -121,14 +121,18 @@ def ether(ip: bytes, ethertype: int = ETH_P_IP, tags: tuple[int, ...] = ()) -> b
     return head + struct.pack("!H", ethertype) + ip
 
 
-def sll(ip: bytes, protocol: int = ETH_P_IP) -> bytes:
-    """Linux cooked capture v1 (LINKTYPE_LINUX_SLL)."""
-    return struct.pack("!HHH8sH", 0, 1, 6, b"\x02" * 8, protocol) + ip
+def sll(
+    ip: bytes, protocol: int = ETH_P_IP, *, packet_type: int = 0, address: bytes = b"\x02" * 8
+) -> bytes:
+    """Linux cooked capture v1 (LINKTYPE_LINUX_SLL): 16 bytes, protocol at offset 14."""
+    return struct.pack("!HHH8sH", packet_type, 1, 6, address, protocol) + ip
 
 
-def sll2(ip: bytes, protocol: int = ETH_P_IP) -> bytes:
-    """Linux cooked capture v2 (LINKTYPE_LINUX_SLL2)."""
-    return struct.pack("!HHIHBB8s", protocol, 0, 2, 1, 0, 6, b"\x02" * 8) + ip
+def sll2(
+    ip: bytes, protocol: int = ETH_P_IP, *, ifindex: int = 2, address: bytes = b"\x02" * 8
+) -> bytes:
+    """Linux cooked capture v2 (LINKTYPE_LINUX_SLL2): 20 bytes, protocol at offset 0."""
+    return struct.pack("!HHIHBB8s", protocol, 0, ifindex, 1, 0, 6, address) + ip
 
 
 def pppoe(ip: bytes, ppp: int = 0x0021) -> bytes:

@@ -20,6 +20,7 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 from scapy.packet import Packet
 
+from testkit import frames
 from testkit.pcap import BT_IDB, block, epb, option, pcap_header, pcap_record, shb
 
 # 2026-01-15 09:00:00 UTC, in nanoseconds: every sample starts here (no wall clock).
@@ -181,18 +182,23 @@ def ethertype(packet: Packet) -> int:
     return 0x86DD if isinstance(packet, IPv6) else 0x0800
 
 
+def _link_address(packet: Packet) -> bytes:
+    """The cooked header's 8-byte address field: the source MAC, zero-padded."""
+    return bytes.fromhex(mac(packet.src).replace(":", "")) + b"\x00\x00"
+
+
 def sll(packet: Packet, *, packet_type: int = 0) -> bytes:
-    """Linux cooked v1 (LINKTYPE_LINUX_SLL): 16-byte header, protocol at offset 14."""
-    address = bytes.fromhex(mac(packet.src).replace(":", "")) + b"\x00\x00"
-    header = struct.pack(">HHH8sH", packet_type, 1, 6, address, ethertype(packet))
-    return header + bytes(packet)
+    """Linux cooked v1 (LINKTYPE_LINUX_SLL) around a scapy IP packet."""
+    return frames.sll(
+        bytes(packet), ethertype(packet), packet_type=packet_type, address=_link_address(packet)
+    )
 
 
 def sll2(packet: Packet, *, ifindex: int = 2) -> bytes:
-    """Linux cooked v2 (LINKTYPE_LINUX_SLL2): 20-byte header, protocol at offset 0."""
-    address = bytes.fromhex(mac(packet.src).replace(":", "")) + b"\x00\x00"
-    header = struct.pack(">HHIHBB8s", ethertype(packet), 0, ifindex, 1, 0, 6, address)
-    return header + bytes(packet)
+    """Linux cooked v2 (LINKTYPE_LINUX_SLL2) around a scapy IP packet."""
+    return frames.sll2(
+        bytes(packet), ethertype(packet), ifindex=ifindex, address=_link_address(packet)
+    )
 
 
 def null(packet: Packet, family: int, *, endian: str = "<") -> bytes:
