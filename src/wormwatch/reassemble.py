@@ -16,6 +16,18 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from wormwatch.kernels.decode import (
+    F_CAP_END,
+    F_IP,
+    F_MORE,
+    F_OFFSET,
+    F_PACKET,
+    F_PROTO,
+    F_SENT_END,
+    F_START,
+    F_VERSION,
+    N_FRAG_COLUMNS,
+)
 from wormwatch.kernels.reassemble import (
     C_BAD,
     C_EVICTED,
@@ -171,3 +183,26 @@ class Reassembler:
             linktypes=np.full(n_out, LINKTYPE_RAW, np.int32),
         )
         return Completed(batch=batch, rows=rows[:, 0].copy())
+
+
+def warm_up() -> None:
+    """Compiles (or loads) the reassembly kernel alone: an IPv4 datagram in two fragments,
+    as fragment rows and with the array types the decoder passes (read-only data and
+    times), so a first run can compile it in parallel with the decoder."""
+    header = "4500{:04x}0000{:04x}401100000a0000010a000002"
+    payload = bytes(27)
+    first = bytes.fromhex(header.format(20 + 16, 0x2000)) + payload[:16]
+    last = bytes.fromhex(header.format(20 + 11, 16 // 8)) + payload[16:]
+    data = np.frombuffer(first + last, np.uint8)
+    ts_us = np.zeros(2, np.int64)
+    ts_us.flags.writeable = False
+    frags = np.zeros((2, N_FRAG_COLUMNS), np.int64)
+    frags[:, F_VERSION] = 4
+    frags[:, F_PROTO] = 17
+    frags[:, F_PACKET] = (0, 1)
+    frags[:, F_IP] = (0, len(first))
+    frags[:, F_START] = (20, len(first) + 20)
+    frags[:, F_SENT_END] = frags[:, F_CAP_END] = (len(first), len(first) + len(last))
+    frags[:, F_OFFSET] = (0, 16)
+    frags[:, F_MORE] = (1, 0)
+    Reassembler().feed(data, ts_us, frags)

@@ -7,23 +7,46 @@ pipeline passes, so no kernel compiles a second signature later (tests/test_warm
 replays a capture after ``warm_up`` and checks that nothing new was compiled).
 
 On the very first run numba compiles and caches the kernels (seconds per step); later
-runs load them from the cache. ``on_step`` lets the caller show progress.
+runs load them from the cache (a fraction of a second). The first step is small and
+tells which case this is: when it had to compile, a second process compiles the
+reassembly and aggregate kernels into the same cache while this one compiles the
+walkers and the decoder, and this one then loads them: the two cores share the first
+run. ``on_step`` lets the caller show progress.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
 
 from wormwatch.aggregate import Aggregator
 from wormwatch.classify import Classifier
 from wormwatch.decode import warm_up as warm_decode
+from wormwatch.kernels.classify import match_keywords
 from wormwatch.model import Events
+from wormwatch.reassemble import warm_up as warm_reassembly
 from wormwatch.tables import MIN_CAPACITY, KeyTable
 
 # (step name, steps done, steps in all), called before each step and once at the end
 StepFn = Callable[[str, int, int], None]
 
 _FILE_COMMANDS = ("replay", "demo", "report")
+_CLASSIFY = "keyword matcher"
+_WALKERS = "record walkers"
+_DECODER = "decoder"
+_REASSEMBLY = "reassembly"
+_AGGREGATE = "aggregate"
+_DELTAS = "delta merge"
+# compiled by the second process on a first run (about as long as the rest)
+_IN_CHILD = (_REASSEMBLY, _AGGREGATE)
+
+
+def step_names(command: str) -> list[str]:
+    """The warm-up steps ``command`` runs, in order (what a progress display lists)."""
+    walk = [_WALKERS] if command in _FILE_COMMANDS else []
+    merge = [_DELTAS] if command == "central" else []
+    return [_CLASSIFY, *walk, _DECODER, _REASSEMBLY, _AGGREGATE, *merge]
 
 
 def _warm_walkers() -> None:
@@ -32,8 +55,7 @@ def _warm_walkers() -> None:
     warm_walkers()
 
 
-def _warm_stages(events: Events) -> None:
-    """classify and aggregate, on the events the decoder's warm-up produced."""
+def _warm_aggregate(events: Events) -> None:
     keyword_idx = Classifier().classify(events)
     Aggregator(max_hosts=16, max_host_bins=16, max_keys=64).ingest(events, keyword_idx)
     # a table that grows (a long run, an eviction) rehashes with the remap kernel
@@ -53,38 +75,76 @@ def _warm_deltas(events: Events) -> None:
         merger.apply(decode(encode(delta)))
 
 
-_WALKERS = "record walkers"
-_DECODER = "decoder and reassembly"
-_STAGES = "classify and aggregate"
-_DELTAS = "delta merge"
+def _run_step(name: str, events: Events) -> Events:
+    """Runs one step; -> the events to warm the later steps with."""
+    if name == _CLASSIFY:
+        Classifier().classify(events)
+    elif name == _WALKERS:
+        _warm_walkers()
+    elif name == _DECODER:
+        return warm_decode(fragments=False)
+    elif name == _REASSEMBLY:
+        warm_reassembly()
+    elif name == _AGGREGATE:
+        _warm_aggregate(events)
+    else:
+        _warm_deltas(events)
+    return events
 
 
-def step_names(command: str) -> list[str]:
-    """The warm-up steps ``command`` runs, in order (what a progress display lists)."""
-    walk = [_WALKERS] if command in _FILE_COMMANDS else []
-    merge = [_DELTAS] if command == "central" else []
-    return [*walk, _DECODER, _STAGES, *merge]
+def compile_steps(names: Sequence[str]) -> None:
+    """Runs warm-up steps in order (what the second process of a first run does)."""
+    events = Events.allocate(1, n=1)
+    for name in names:
+        events = _run_step(name, events)
 
 
-def warm_up(command: str = "replay", *, on_step: StepFn | None = None) -> None:
+def _has_compiled() -> bool:
+    """Whether the first step compiled its kernel instead of loading it (a first run)."""
+    stats = getattr(match_keywords, "stats", None)
+    return stats is not None and sum(stats.cache_misses.values()) > 0
+
+
+def _start_child(names: Sequence[str]) -> subprocess.Popen[bytes]:
+    # its own session: a Ctrl-C at the terminal reaches only this process, which
+    # then ends the child (see warm_up); it writes nothing
+    return subprocess.Popen(
+        [sys.executable, "-c", "import sys, wormwatch.warmup as w; w.compile_steps(sys.argv[1:])",
+         *names],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+
+
+def warm_up(
+    command: str = "replay", *, on_step: StepFn | None = None, parallel: bool = True
+) -> None:
     """Compile or load every kernel ``command`` (live, replay, demo, report) needs.
 
     Args:
         command: the CLI command; only file commands need the record walkers.
         on_step: told each step's name before it runs, and ``("", n, n)`` at the end.
+        parallel: on a first run, compile part of the kernels in a second process.
     """
     names = step_names(command)
-    events = Events.allocate(0)
-    for i, name in enumerate(names):
-        if on_step is not None:
-            on_step(name, i, len(names))
-        if name == _WALKERS:
-            _warm_walkers()
-        elif name == _DECODER:
-            events = warm_decode()
-        elif name == _STAGES:
-            _warm_stages(events)
-        else:
-            _warm_deltas(events)
+    events = Events.allocate(1, n=1)
+    child: subprocess.Popen[bytes] | None = None
+    try:
+        for i, name in enumerate(names):
+            if on_step is not None:
+                on_step(name, i, len(names))
+            if child is not None and name in _IN_CHILD:
+                # compiled over there meanwhile: now a cache load here (or, had the
+                # child failed, a compile here)
+                child.wait()
+            events = _run_step(name, events)
+            if name == _CLASSIFY and parallel and _has_compiled():
+                child = _start_child([n for n in names if n in _IN_CHILD])
+    finally:
+        if child is not None and child.poll() is None:
+            child.kill()
+            child.wait()
     if on_step is not None:
         on_step("", len(names), len(names))
