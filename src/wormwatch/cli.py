@@ -205,14 +205,16 @@ def _use_tui(args: argparse.Namespace) -> bool:
     return not args.no_tui and sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
 
 
-def _say_loading() -> None:
-    # numba compiles the packet kernels on the very first run (~15 s here),
-    # then loads them from its cache (~0.2 s): say why the screen waits
-    print("wormwatch: loading packet kernels (the first run compiles them)", file=sys.stderr)
-
-
 def _run(args: argparse.Namespace) -> int:
     from wormwatch.runner import RunOptions, run  # noqa: PLC0415 - keep --help fast
+
+    # numba compiles the packet kernels on the very first run (seconds), then loads
+    # them from its cache: on a terminal, a progress bar says why the screen waits
+    bar = None
+    if sys.stderr.isatty():
+        from wormwatch.present.loading import LoadingBar  # noqa: PLC0415
+
+        bar = LoadingBar()
 
     config_path = args.config
     if args.command == "demo" and config_path is None:
@@ -237,12 +239,16 @@ def _run(args: argparse.Namespace) -> int:
         summary_every_s=getattr(args, "summary_every", None),
         concatenate=getattr(args, "concatenate", False),
         metrics=getattr(args, "metrics", None),
-        on_loading=_say_loading if sys.stderr.isatty() else None,
+        on_step=bar.step if bar is not None else None,
         events=getattr(args, "events", None),
         publish=getattr(args, "publish", None),
         sensor=getattr(args, "sensor", None),
     )
-    result = run(cfg, opts)
+    try:
+        result = run(cfg, opts)
+    finally:
+        if bar is not None:
+            bar.close()
     for warning in result.warnings:
         print(f"wormwatch: warning: {warning}", file=sys.stderr)
     if result.error is not None:

@@ -246,10 +246,10 @@ class Decoder:
             stats.fragments = self._reassembler.counters()
 
 
-def warm_up(*, fragments: bool = True) -> Events:
+def warm_up(*, fragments: bool = True, tcp: bool = True) -> Events:
     """Compile (or load from cache) the kernels: the decoder's on a query packet, the
     reassembler's (``fragments``) on the same query split into two fragments, the
-    DNS-over-TCP flow kernel's on the same query over TCP.
+    DNS-over-TCP flow kernel's (``tcp``) on the same query over TCP.
 
     Returns:
         The three query events decoded (the whole packet, the reassembled one, the TCP
@@ -271,7 +271,7 @@ def warm_up(*, fragments: bool = True) -> Events:
         + bytes.fromhex("00130001")
         + packet[30:]
     )
-    frames = (packet, first, last, over_tcp) if fragments else (packet, over_tcp)
+    frames = (packet, *((first, last) if fragments else ()), *((over_tcp,) if tcp else ()))
     lengths = np.array([len(f) for f in frames], np.int32)
     batch = Batch(
         data=np.frombuffer(b"".join(frames), np.uint8),

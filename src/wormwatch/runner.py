@@ -20,7 +20,7 @@ from wormwatch.pipeline import AlertSink, EventSink, Pipeline, Presenter, RunRes
 from wormwatch.present.sinks.summary import write_summary_records
 from wormwatch.present.sinks.text import print_summary
 from wormwatch.source import Source
-from wormwatch.warmup import warm_up
+from wormwatch.warmup import StepFn, warm_up
 
 if TYPE_CHECKING:
     from wormwatch.cluster.sensor import ClusterSensor
@@ -51,8 +51,8 @@ class RunOptions:
     sensor: str | None = None
     concatenate: bool = False
     metrics: tuple[str, int] | None = None
-    # called just before the kernels load (the CLI says why the screen waits)
-    on_loading: Callable[[], None] | None = None
+    # told each warm-up step as the kernels load (the CLI shows a progress bar)
+    on_step: StepFn | None = None
 
 
 REFRESH_S = 0.25
@@ -98,16 +98,14 @@ class _NoPackets:
         pass
 
 
-def _warm_up(command: str, on_loading: Callable[[], None] | None) -> bool:
+def _warm_up(command: str, on_step: StepFn | None) -> bool:
     """Load (or, on the first run, compile) the kernels; True if Ctrl-C came first.
 
     Compiling takes ~15 s and the pipeline's own Ctrl-C handling starts after it:
     a run stopped here still ends as every stopped run does, summary written.
     """
     try:
-        if on_loading is not None:
-            on_loading()
-        warm_up(command)
+        warm_up(command, on_step=on_step)
     except KeyboardInterrupt:
         return True
     return False
@@ -264,7 +262,7 @@ def run(cfg: Config, opts: RunOptions) -> RunResult:
     )
     metrics = None
     try:
-        is_stopped = _warm_up(opts.command, opts.on_loading)
+        is_stopped = _warm_up(opts.command, opts.on_step)
         # Everything that imports modules comes before the capture is opened
         # and privileges are dropped: the dropped user may not be able to read
         # the interpreter's library directory.

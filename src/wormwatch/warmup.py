@@ -9,9 +9,9 @@ replays a capture after ``warm_up`` and checks that nothing new was compiled).
 On the very first run numba compiles and caches the kernels (seconds per step); later
 runs load them from the cache (a fraction of a second). The first step is small and
 tells which case this is: when it had to compile, a second process compiles the
-reassembly and aggregate kernels into the same cache while this one compiles the
-walkers and the decoder, and this one then loads them: the two cores share the first
-run. ``on_step`` lets the caller show progress.
+DNS-over-TCP flow and reassembly kernels into the same cache while this one compiles
+the walkers, the decoder and the aggregate, and this one then loads them: the two cores
+share the first run. ``on_step`` lets the caller show progress.
 """
 
 from __future__ import annotations
@@ -20,10 +20,22 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 
+import numpy as np
+
 from wormwatch.aggregate import Aggregator
 from wormwatch.classify import Classifier
 from wormwatch.decode import warm_up as warm_decode
+from wormwatch.dnstcp import TcpFlows
 from wormwatch.kernels.classify import match_keywords
+from wormwatch.kernels.decode import (
+    N_SEG_COLUMNS,
+    T_SENT,
+    T_SEQ,
+    T_SPORT,
+    T_START,
+    T_STOP,
+    T_VERSION,
+)
 from wormwatch.model import Events
 from wormwatch.reassemble import warm_up as warm_reassembly
 from wormwatch.tables import MIN_CAPACITY, KeyTable
@@ -35,24 +47,45 @@ _FILE_COMMANDS = ("replay", "demo", "report")
 _CLASSIFY = "keyword matcher"
 _WALKERS = "record walkers"
 _DECODER = "decoder"
+_TCP = "DNS-over-TCP flows"
 _REASSEMBLY = "reassembly"
 _AGGREGATE = "aggregate"
 _DELTAS = "delta merge"
 # compiled by the second process on a first run (about as long as the rest)
-_IN_CHILD = (_REASSEMBLY, _AGGREGATE)
+_IN_CHILD = (_TCP, _REASSEMBLY)
 
 
 def step_names(command: str) -> list[str]:
     """The warm-up steps ``command`` runs, in order (what a progress display lists)."""
     walk = [_WALKERS] if command in _FILE_COMMANDS else []
     merge = [_DELTAS] if command == "central" else []
-    return [_CLASSIFY, *walk, _DECODER, _REASSEMBLY, _AGGREGATE, *merge]
+    return [_CLASSIFY, *walk, _DECODER, _AGGREGATE, *merge, _TCP, _REASSEMBLY]
 
 
 def _warm_walkers() -> None:
     from wormwatch.source.pcapfile import warm_up as warm_walkers  # noqa: PLC0415
 
     warm_walkers()
+
+
+def _warm_tcp_flows() -> None:
+    """The DNS-over-TCP flow kernel alone, on one segment row of a query over TCP, with
+    the array types the decoder passes."""
+    segment = bytes.fromhex(
+        "4500003d00000000400600000a0000010a000002"  # IPv4, 61 bytes, TCP
+        "d432003500000001000000005018000000000000"  # to 53, seq 1
+        "00130001010000010000000000000161" "0000010001"  # length 19, a query for "a"
+    )  # fmt: skip
+    data = np.frombuffer(segment, np.uint8)
+    ts_us = np.zeros(1, np.int64)
+    ts_us.flags.writeable = False
+    segs = np.zeros((1, N_SEG_COLUMNS), np.int64)
+    segs[0, T_VERSION] = 4
+    segs[0, T_START] = 40
+    segs[0, T_STOP] = segs[0, T_SENT] = len(segment)
+    segs[0, T_SEQ] = 1
+    segs[0, T_SPORT] = 0xD432
+    TcpFlows().feed(data, ts_us, segs, np.zeros(1, np.uint8))
 
 
 def _warm_aggregate(events: Events) -> None:
@@ -82,7 +115,9 @@ def _run_step(name: str, events: Events) -> Events:
     elif name == _WALKERS:
         _warm_walkers()
     elif name == _DECODER:
-        return warm_decode(fragments=False)
+        return warm_decode(fragments=False, tcp=False)
+    elif name == _TCP:
+        _warm_tcp_flows()
     elif name == _REASSEMBLY:
         warm_reassembly()
     elif name == _AGGREGATE:
