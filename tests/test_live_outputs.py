@@ -37,6 +37,7 @@ from scapy.packet import raw
 from wormwatch.model import KIND_DNS, LINKTYPE_ETHERNET
 
 from testkit.netns import VethPair, can_use_netns, veth_pair
+from testkit.paths import REPO
 from testkit.reference import decode_frame
 
 pytestmark = [
@@ -276,3 +277,37 @@ def test_rotation_in_a_folder_nobody_owns(pair: VethPair, base: Path) -> None:
     per_worker = _by(values, "wormwatch_worker_kernel_received_packets_total", "worker")
     assert sum(per_worker.values()) == values["wormwatch_kernel_received_packets_total", ()]
     assert sum(per_worker.values()) >= len(first + second)
+
+
+@pytest.mark.skipif(shutil.which("logrotate") is None, reason="logrotate not installed")
+def test_logrotate_with_the_shipped_directives(pair: VethPair, base: Path) -> None:
+    """logrotate itself, with contrib/logrotate's directives (create, postrotate
+    SIGHUP), on a running sensor that dropped to nobody: nothing lost."""
+    srv = base / "log"
+    srv.mkdir()
+    os.chmod(srv, 0o755)
+    events, alerts = srv / "events.jsonl", srv / "alerts.jsonl"
+    proc = _start(
+        pair, "--events", str(events), "--alerts", str(alerts), "--metrics", str(METRICS_PORT)
+    )  # fmt: skip
+    shipped = (REPO / "contrib" / "logrotate" / "wormwatch").read_text()
+    config = base / "logrotate.conf"
+    config.write_text(
+        shipped.replace("/var/log/wormwatch", str(srv))
+        .replace("create 0640 wormwatch wormwatch", "create 0640 nobody nogroup")
+        .replace("systemctl reload wormwatch.service", f"kill -HUP {proc.pid}")
+    )
+
+    def logrotate() -> None:
+        done = subprocess.run(
+            ["logrotate", "-f", "-s", str(base / "state"), str(config)],
+            check=False, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+
+    first, second = traffic(0, 40), traffic(40, 40)
+    _, stderr = _run_with_rotation(pair, proc, first, second, logrotate)
+    assert proc.returncode == 0, stderr
+    assert len(_lines(srv / "events.jsonl.1")) == len(_events(first))
+    assert len(_lines(events)) == len(_events(second))
+    assert events.stat().st_uid == pwd.getpwnam("nobody").pw_uid
