@@ -246,13 +246,8 @@ def _sinks(
     return alert_sink, event_sinks
 
 
-def run(cfg: Config, opts: RunOptions) -> RunResult:
-    """Run live capture or replay to the end; write alerts and summaries.
-
-    Every output is opened and checked first (:class:`~wormwatch.outputs.Outputs`):
-    nothing is captured before each is known to work.
-    """
-    outputs = Outputs(
+def _outputs(opts: RunOptions) -> Outputs:
+    return Outputs(
         alerts=opts.alerts,
         events=opts.events,
         summary=opts.summary,
@@ -260,6 +255,15 @@ def run(cfg: Config, opts: RunOptions) -> RunResult:
         user=opts.user,
         is_live=opts.command == "live",
     )
+
+
+def run(cfg: Config, opts: RunOptions) -> RunResult:
+    """Run live capture or replay to the end; write alerts and summaries.
+
+    Every output is opened and checked first (:class:`~wormwatch.outputs.Outputs`):
+    nothing is captured before each is known to work.
+    """
+    outputs = _outputs(opts)
     metrics = None
     try:
         is_stopped = _warm_up(opts.command, opts.on_step)
