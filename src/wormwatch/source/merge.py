@@ -70,11 +70,18 @@ class MergedReplay:
         self._released = np.zeros(k, np.int64)
         self._packets = 0
         self._bytes = 0
+        # packets the walkers left out as surely ignored, not yet handed on in a batch
+        self._n_skipped = 0
+        self._skipped_bytes = 0
         names = [os.path.basename(p) for p in paths]
         self.name = f"{names[0]} +{k - 1} more"
 
     def read_batch(self, max_packets: int) -> Batch | None:
-        """The next 1 to ``max_packets`` packets in packet-time order, or None at the end."""
+        """The next 1 to ``max_packets`` packets in packet-time order, or None at the end.
+
+        A batch also counts the packets the files' walkers left out since the last one
+        (``n_skipped``; it may then hold no packet at all).
+        """
         if max_packets < 1:
             raise ValueError(f"max_packets must be at least 1, not {max_packets}")
         self._release_behind()
@@ -92,11 +99,13 @@ class MergedReplay:
             n += got
             if got == 0 and runs.is_drained():
                 break
-        if n == 0:
+        if n == 0 and self._n_skipped == 0:
             return None
         batch = out.batch(self._splice.data, n)
-        self._packets += n
-        self._bytes += int(batch.caplens.sum())
+        batch.n_skipped, batch.skipped_bytes = self._n_skipped, self._skipped_bytes
+        self._n_skipped = self._skipped_bytes = 0
+        self._packets += n + batch.n_skipped
+        self._bytes += int(batch.caplens.sum()) + batch.skipped_bytes
         return batch
 
     def _refill(self) -> None:
@@ -109,7 +118,10 @@ class MergedReplay:
                     runs.is_finished[k] = True
                     runs.counts[k] = runs.cursors[k] = 0
                     part.close()
-                elif batch.n:
+                    continue
+                self._n_skipped += batch.n_skipped
+                self._skipped_bytes += batch.skipped_bytes
+                if batch.n:
                     runs.load(k, batch)
 
     def _release_behind(self) -> None:

@@ -73,7 +73,7 @@ def open_replay(
         skip_ignored: leave out of the batches the packets of classic pcap files that
             the decoder would surely call ``ignored``, counting them in ``n_skipped``
             (``kernels.pcapwalk``): the walker tests them while it reads, so they cost
-            no decoding and no per-packet writes. Not for merged replays.
+            no decoding and no per-packet writes.
 
     Returns:
         A source implementing ``wormwatch.source.Source``.
@@ -86,7 +86,9 @@ def open_replay(
         headers = [check_file(path) for path in paths]
         warnings: list[str] = []
         return MergedReplay(
-            [h.path for h in headers], [open_part(h, warnings) for h in headers], warnings
+            [h.path for h in headers],
+            [open_part(h, warnings, skip_ignored=skip_ignored) for h in headers],
+            warnings,
         )
     return ReplaySource(paths, skip_ignored=skip_ignored)
 
