@@ -60,6 +60,7 @@ class ChildRun:
     max_rss_mb: float
     returncode: int
     stderr: str
+    cpu_s: float = 0.0  # user + system, the child and the children it waited for
 
 
 def run_child(cmd: Sequence[str], env: dict[str, str] | None = None) -> ChildRun:
@@ -73,7 +74,8 @@ def run_child(cmd: Sequence[str], env: dict[str, str] | None = None) -> ChildRun
         err.seek(0)
         text = err.read().decode(errors="replace")
     # ru_maxrss is in kilobytes on Linux
-    return ChildRun(wall, usage.ru_maxrss / 1024, proc.returncode, text)
+    cpu = usage.ru_utime + usage.ru_stime
+    return ChildRun(wall, usage.ru_maxrss / 1024, proc.returncode, text, cpu)
 
 
 # --- the references ------------------------------------------------------------------
