@@ -532,6 +532,8 @@ def _put_segment(segs, n_seg, p, row, version, ip, off, payload, stop, sent_end,
     segs[n_seg, T_SENT] = max(stop, sent_end)
 
 
+# longer than 60 lines: the per-packet layers are called here, not from one helper
+# (see the comment in its loop)
 @njit(cache=True, nogil=True, _nrt=False)  # type: ignore[call-overload]
 def decode_packets(  # type: ignore[no-untyped-def]
     data, offsets, caplens, linktypes, ts_us, first, n_events, statuses,

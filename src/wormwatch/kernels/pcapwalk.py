@@ -143,6 +143,7 @@ def _u16(data, i, is_big):  # type: ignore[no-untyped-def]
     return (np.int64(data[i + 1]) << 8) | np.int64(data[i])
 
 
+# longer than 60 lines: one pass over the headers, as BPF does, without per-layer calls
 @njit(cache=True, nogil=True, inline="always")
 def _is_ignored(data, start, end, linktype):  # type: ignore[no-untyped-def]
     """True when the decoder would surely call this frame ``ignored`` (DECODING.md).
@@ -214,6 +215,7 @@ def _is_ignored(data, start, end, linktype):  # type: ignore[no-untyped-def]
     return not (is_syn and (dport == PORT_MSRPC or dport == PORT_NETBIOS_SSN or dport == PORT_SMB))
 
 
+# longer than 60 lines: the record walk and the relevance test are fused into one pass
 @njit(cache=True, nogil=True)
 def walk_pcap(  # type: ignore[no-untyped-def]
     data, pos, is_big, is_nano, max_caplen, linktype, max_records,
@@ -285,6 +287,7 @@ def walk_pcap(  # type: ignore[no-untyped-def]
     return n, pos, status
 
 
+# longer than 60 lines: every pcapng block type is walked in this one loop
 @njit(cache=True, nogil=True)
 def walk_pcapng(  # type: ignore[no-untyped-def]
     data,

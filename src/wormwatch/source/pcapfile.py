@@ -18,16 +18,13 @@ from __future__ import annotations
 
 import mmap
 import os
-import stat
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
 from wormwatch.errors import WormwatchError
 from wormwatch.kernels.pcapwalk import (
-    BT_SHB,
     N_WALKED,
     PCAP_FILE_HEADER,
     PCAP_RECORD_HEADER,
@@ -45,16 +42,10 @@ from wormwatch.kernels.pcapwalk import (
 )
 from wormwatch.model import I32, I64, U8, Batch, SourceStats
 from wormwatch.source import Source
+from wormwatch.source.fileheader import Header, check_file
 from wormwatch.source.merge import MergedReplay
-from wormwatch.source.pcapng import PcapngSections, read_section_header
+from wormwatch.source.pcapng import PcapngSections
 from wormwatch.source.stdin import MAX_CAPLEN, STDIN_NAME, STDIN_PATH, StdinPart
-from wormwatch.source.stdin import PCAP_MAGICS as _PCAP_MAGICS
-
-_GZIP_MAGIC = b"\x1f\x8b"
-_KUZNETZOV_MAGICS = (0xA1B2CD34, 0x34CDB2A1)
-_LINKTYPE_MASK = 0xFFFF  # the upper bits of the header's link type carry FCS information
-# enough for a pcap file header (24 bytes) or a pcapng section header (28)
-_HEAD_BYTES = 32
 
 
 def open_replay(
@@ -130,7 +121,7 @@ class ReplaySource:
         self._bytes = 0
         # checked first, so that a bad path fails before standard input is waited for
         headers = {path: check_file(path) for path in paths if path != STDIN_PATH}
-        self._pending: list[_Header | StdinPart] = [
+        self._pending: list[Header | StdinPart] = [
             StdinPart(self._warnings) if path == STDIN_PATH else headers[path] for path in paths
         ]
         self._pending.reverse()
@@ -153,7 +144,7 @@ class ReplaySource:
                 item = self._pending.pop()
                 self._current = (
                     open_part(item, self._warnings, skip_ignored=self._skip_ignored)
-                    if isinstance(item, _Header)
+                    if isinstance(item, Header)
                     else item
                 )
             batch = self._current.read(max_packets)
@@ -187,82 +178,7 @@ class _Part(Protocol):
     def close(self) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class _Header:
-    """A file checked when the replay was opened, and what its header said."""
-
-    path: str
-    is_pcapng: bool
-    is_big: bool = False
-    is_nano: bool = False
-    linktype: int = 0
-
-
-def check_file(path: str) -> _Header:
-    """Checks that ``path`` is a readable capture and reads its header."""
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        raise WormwatchError(f"file {path}: no such file; check the path") from None
-    except OSError as err:
-        raise WormwatchError(f"file {path}: cannot read it ({err.strerror})") from None
-    if stat.S_ISDIR(info.st_mode):
-        raise WormwatchError(f"file {path} is a directory; name the capture files in it")
-    if not stat.S_ISREG(info.st_mode):
-        raise WormwatchError(
-            f"file {path} is not a regular file; to read a pipe, give - and pipe it to stdin"
-        )
-    if info.st_size == 0:
-        raise WormwatchError(f"file {path} is empty (0 bytes); the capture was never written")
-    head = _read_head(path)
-    magic = int.from_bytes(head[:4].ljust(4, b"\0"), "little")
-    if len(head) >= 4 and magic == BT_SHB:
-        section = read_section_header(head, 0, info.st_size)
-        if isinstance(section, str):
-            raise WormwatchError(
-                f"file {path}: {section}; it is not a complete pcapng capture "
-                "(a cut-off copy?), write or copy it again"
-            )
-        return _Header(path, is_pcapng=True)
-    if len(head) < 4 or magic not in _PCAP_MAGICS:
-        raise WormwatchError(_bad_magic_message(path, head))
-    if len(head) < PCAP_FILE_HEADER:
-        raise WormwatchError(
-            f"file {path}: pcap header truncated ({len(head)} of {PCAP_FILE_HEADER} bytes); "
-            "the file was cut off, write or copy it again"
-        )
-    is_big, is_nano = _PCAP_MAGICS[magic]
-    linktype = int.from_bytes(head[20:24], "big" if is_big else "little") & _LINKTYPE_MASK
-    return _Header(path, is_pcapng=False, is_big=is_big, is_nano=is_nano, linktype=linktype)
-
-
-def _read_head(path: str) -> bytes:
-    """The first bytes of a file: enough for a pcap header or a pcapng section header."""
-    try:
-        with open(path, "rb") as file:
-            return file.read(_HEAD_BYTES)
-    except PermissionError:
-        raise WormwatchError(
-            f"file {path}: permission denied; run as a user who may read it"
-        ) from None
-    except OSError as err:
-        raise WormwatchError(f"file {path}: cannot read it ({err.strerror})") from None
-
-
-def _bad_magic_message(path: str, head: bytes) -> str:
-    seen = " ".join(f"{b:02x}" for b in head[:4])
-    hint = "give a capture written by tcpdump -w or Wireshark"
-    if head.startswith(_GZIP_MAGIC):
-        hint = "it is gzip-compressed: gunzip it first"
-    elif int.from_bytes(head[:4].ljust(4, b"\0"), "little") in _KUZNETZOV_MAGICS:
-        hint = "it is Kuznetzov's modified pcap: convert it with editcap -F pcap"
-    return (
-        f"file {path}: not a pcap or pcapng file (it starts with bytes {seen}, "
-        f"not a pcap magic a1b2c3d4/a1b23c4d or pcapng 0a0d0d0a); {hint}"
-    )
-
-
-def open_part(header: _Header, warnings: list[str], *, skip_ignored: bool = False) -> _Part:
+def open_part(header: Header, warnings: list[str], *, skip_ignored: bool = False) -> _Part:
     if header.is_pcapng:
         return _PcapngPart(header, warnings)
     return _PcapPart(header, warnings, skip_ignored=skip_ignored)
@@ -294,7 +210,7 @@ class _Outputs:
 class _MappedFile:
     """A capture file mapped read-only; subclasses walk its records from ``pos``."""
 
-    def __init__(self, header: _Header, warnings: list[str]) -> None:
+    def __init__(self, header: Header, warnings: list[str]) -> None:
         self._path = header.path
         self._warnings = warnings
         try:
@@ -359,7 +275,7 @@ class _MappedFile:
 class _PcapPart(_MappedFile):
     """A classic pcap file (any of the four magic numbers)."""
 
-    def __init__(self, header: _Header, warnings: list[str], *, skip_ignored: bool) -> None:
+    def __init__(self, header: Header, warnings: list[str], *, skip_ignored: bool) -> None:
         super().__init__(header, warnings)
         self._is_big = header.is_big
         self._is_nano = header.is_nano
@@ -397,7 +313,7 @@ class _PcapPart(_MappedFile):
 class _PcapngPart(_MappedFile):
     """A pcapng file: sections, interfaces and packet blocks."""
 
-    def __init__(self, header: _Header, warnings: list[str]) -> None:
+    def __init__(self, header: Header, warnings: list[str]) -> None:
         super().__init__(header, warnings)
         self._sections = PcapngSections()
         self._last_ts_us = 0
