@@ -189,7 +189,8 @@ def _reference(path: Path) -> list[tuple[object, ...]]:
         if events and linktype == LINKTYPE_ETHERNET:
             version, offset = _link(linktype, frame)
             try:
-                _, _, _, payload = (_ipv4 if version == 4 else _ipv6)(frame[offset:])
+                # (source, destination, protocol, payload, ...): the payload is 4th
+                payload = (_ipv4 if version == 4 else _ipv6)(frame[offset:])[3]
                 sport = int.from_bytes(payload[:2], "big")
             except PacketProblemError:
                 sport = None  # a fragment that completed a datagram
