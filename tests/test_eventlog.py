@@ -30,7 +30,7 @@ from wormwatch.model import (
     addr_text,
     addr_words,
 )
-from wormwatch.present.eventlog import QTYPE_MNEMONICS, EventLog
+from wormwatch.present.sinks.events import QTYPE_MNEMONICS, EventLog
 from wormwatch.present.sinks.jsonl import encode_line
 from wormwatch.source.pcapfile import open_replay
 from wormwatch.text import iso_time, name_text

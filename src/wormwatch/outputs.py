@@ -32,7 +32,7 @@ import sys
 from collections.abc import Iterator
 
 from wormwatch.errors import WormwatchError
-from wormwatch.present.eventlog import EventLog
+from wormwatch.present.sinks.events import EventLog
 from wormwatch.present.sinks.jsonl import JsonLinesWriter, ReopenRequests
 from wormwatch.source.privileges import DropTarget, can_create_in, drop_target
 

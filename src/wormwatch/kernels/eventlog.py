@@ -5,7 +5,7 @@ whether a name is plain ASCII, the JSON text of the few names that are not (made
 Python by the evidence escaping rule), and tables of qtype and status names as byte
 arrays. Out: UTF-8 JSON lines written into a caller's byte buffer; the count of bytes.
 
-Field order and spelling are those of ``wormwatch.present.eventlog`` (its docstring
+Field order and spelling are those of ``wormwatch.present.sinks.events`` (its docstring
 shows a line). Addresses print as Python's ``ipaddress`` does (RFC 5952, lower-case
 hex, the first longest run of two or more zero groups as ``::``), IPv4-mapped ones
 as a dotted quad; times as ``datetime.isoformat(timespec="microseconds")`` in UTC.
