@@ -20,6 +20,7 @@ it is the other half of a test:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -31,7 +32,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,6 +95,23 @@ class VethPair:
             check=True,
             timeout=timeout_s,
         )
+
+
+def wait_while_running(
+    proc: subprocess.Popen[Any], is_done: Callable[[], bool], timeout_s: float, what: str = ""
+) -> None:
+    """Wait for ``is_done`` while ``proc`` runs; the tick is a bounded wait on the process.
+
+    Raises:
+        AssertionError: ``proc`` exited first, or ``timeout_s`` passed.
+    """
+    deadline = time.monotonic() + timeout_s
+    while not is_done():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up after {timeout_s} s waiting on {proc.args} {what}")
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(0.05)
+            raise AssertionError(f"{proc.args} exited early with {proc.returncode} {what}")
 
 
 def wait_for_line(proc: subprocess.Popen[str], expected: str, timeout_s: float) -> None:

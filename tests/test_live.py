@@ -33,7 +33,7 @@ from scapy.utils import wrpcap
 
 from wormwatch.model import KIND_DNS, LINKTYPE_ETHERNET
 
-from testkit.netns import CaptureRun, VethPair, can_use_netns, veth_pair
+from testkit.netns import CaptureRun, VethPair, can_use_netns, veth_pair, wait_while_running
 from testkit.reference import decode_frame
 
 pytestmark = [
@@ -300,19 +300,6 @@ def _wormwatch(*args: str) -> list[str]:
     return [sys.executable, "-m", "wormwatch", *args]
 
 
-def _wait_until(
-    proc: subprocess.Popen[bytes], is_done: Callable[[], bool], timeout_s: float
-) -> None:
-    """Wait for ``is_done`` while ``proc`` runs; the tick is a bounded wait on the process."""
-    deadline = time.monotonic() + timeout_s
-    while not is_done():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up after {timeout_s} s waiting on {proc.args}")
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(0.05)
-            raise AssertionError(f"{proc.args} exited early with {proc.returncode}")
-
-
 def _counted(path: Path) -> int:
     """Events the running sensor has counted, from its periodic summary (0 before the first)."""
     try:
@@ -345,9 +332,9 @@ def test_wormwatch_live_agrees_with_replay(pair: VethPair, tmp_path: Path, worke
     )
     try:
         # Ready: the pipeline loop runs once it has written its first periodic summary.
-        _wait_until(live, lambda: _counted(summary) >= 0, 60)
+        wait_while_running(live, lambda: _counted(summary) >= 0, 60)
         pair.send(sent)
-        _wait_until(live, lambda: _counted(summary) >= n_events, 60)
+        wait_while_running(live, lambda: _counted(summary) >= n_events, 60)
         live.send_signal(signal.SIGTERM)
         assert live.wait(30) == 0
     finally:
@@ -443,10 +430,10 @@ def test_wormwatch_live_writes_its_summary_when_the_link_goes_down(
         text=True,
     )
     try:
-        _wait_until(live, lambda: _counted(summary) >= 0, 60)
+        wait_while_running(live, lambda: _counted(summary) >= 0, 60)
         # the first 30 frames of the scenario: keyword-storm queries of one host
         pair.send(scenario()[:30])
-        _wait_until(live, lambda: _counted(summary) >= 30, 60)
+        wait_while_running(live, lambda: _counted(summary) >= 30, 60)
         _link_down(pair)
         _, stderr = live.communicate(timeout=30)
     finally:

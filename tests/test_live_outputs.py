@@ -12,7 +12,6 @@ the dpkt reference counts in the frames sent.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import pwd
@@ -22,7 +21,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,7 +34,7 @@ from scapy.packet import raw
 
 from wormwatch.model import KIND_DNS, LINKTYPE_ETHERNET
 
-from testkit.netns import VethPair, can_use_netns, veth_pair
+from testkit.netns import VethPair, can_use_netns, veth_pair, wait_while_running
 from testkit.paths import REPO
 from testkit.reference import decode_frame
 
@@ -113,17 +111,6 @@ def _scrape(pair: VethPair) -> dict[tuple[str, tuple[tuple[str, str], ...]], flo
     }
 
 
-def _wait(proc: subprocess.Popen[str], is_done: Callable[[], bool], what: str) -> None:
-    """Wait for ``is_done`` while the sensor runs (bounded; the tick is a wait on it)."""
-    deadline = time.monotonic() + 60
-    while not is_done():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(0.1)
-            raise AssertionError(f"the sensor exited early ({proc.returncode}): {what}")
-
-
 def _counted(pair: VethPair) -> int:
     """Events the running sensor has counted, by its metrics (-1 before its loop runs)."""
     values = _scrape(pair)
@@ -161,14 +148,16 @@ def _run_with_rotation(
     """Send ``first``, ``rotate()`` and SIGHUP, send ``second``; once all is counted,
     scrape the metrics and stop the sensor. Returns the metrics and its stderr."""
     try:
-        _wait(proc, lambda: _counted(pair) >= 0, "the sensor's loop")
+        wait_while_running(proc, lambda: _counted(pair) >= 0, 60, "the sensor's loop")
         pair.send(first)
-        _wait(proc, lambda: _counted(pair) >= len(_events(first)), "the first half")
+        wait_while_running(
+            proc, lambda: _counted(pair) >= len(_events(first)), 60, "the first half"
+        )
         rotate()
         proc.send_signal(signal.SIGHUP)
         pair.send(second)
         n_all = len(_events(first + second))
-        _wait(proc, lambda: _counted(pair) >= n_all, "the second half")
+        wait_while_running(proc, lambda: _counted(pair) >= n_all, 60, "the second half")
         values = _scrape(pair)
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=60)
