@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from wormwatch.present.keys import Key, KeyDecoder, decode_keys
-from wormwatch.present.terminal import TerminalInput
-from wormwatch.present.view import SORT_KEYS, ViewState, handle_key, matches_filter
+from wormwatch.present.live.keys import Key, KeyDecoder, decode_keys
+from wormwatch.present.live.terminal import TerminalInput
+from wormwatch.present.live.view import SORT_KEYS, ViewState, handle_key, matches_filter
 
 # --- decoding -------------------------------------------------------------------
 
@@ -246,7 +246,7 @@ def test_not_a_terminal_changes_nothing(tmp_path: Path) -> None:
 _CHILD = textwrap.dedent(
     """
     import os, signal, sys
-    from wormwatch.present.terminal import TerminalInput
+    from wormwatch.present.live.terminal import TerminalInput
     slave = os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY)
     term = TerminalInput(slave, on_restore=lambda: os.write(1, b"restored\\n"))
     term.open()

@@ -23,8 +23,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from wormwatch.config import load_config
 from wormwatch.model import KIND_DNS, KIND_SYN, STATUS_NAMES
 from wormwatch.pipeline import Pipeline
-from wormwatch.present.metric_families import QTYPE_LABELS, ClusterHealth
-from wormwatch.present.metrics import MetricsServer, RecordCounter, parse_address
+from wormwatch.present.sinks.metric_families import QTYPE_LABELS, ClusterHealth
+from wormwatch.present.sinks.metrics import MetricsServer, RecordCounter, parse_address
 from wormwatch.source.pcapfile import open_replay
 
 from testkit.paths import REAL_PCAPS

@@ -21,10 +21,10 @@ import pytest
 
 from wormwatch.config import Config, load_config
 from wormwatch.errors import WormwatchError
-from wormwatch.present.plots import coarsen, keyword_fit
-from wormwatch.present.prefixes import Relation, prefix_stats, relation
-from wormwatch.present.report import write_report
-from wormwatch.present.report_html import config_toml
+from wormwatch.present.report.page import config_toml
+from wormwatch.present.report.plots import coarsen, keyword_fit
+from wormwatch.present.report.prefixes import Relation, prefix_stats, relation
+from wormwatch.runner import report
 
 from testkit.hoststates import Host, at
 
@@ -114,7 +114,7 @@ def png_size(path: Path) -> tuple[int, int]:
 @pytest.fixture(scope="module")
 def demo_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("demo") / "report"
-    index = write_report([str(DEMO)], out, load_config(str(DEMO_CONFIG)))
+    index = report(load_config(str(DEMO_CONFIG)), [str(DEMO)], out)
     assert index == out / "index.html"
     return out
 
@@ -122,7 +122,7 @@ def demo_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def quiet_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("quiet")
-    write_report([str(QUIET)], out, Config())
+    report(Config(), [str(QUIET)], out)
     return out
 
 
@@ -299,7 +299,7 @@ def test_hostile_names_are_escaped(tmp_path: Path) -> None:
     config = tmp_path / "low.toml"
     config.write_text(LOW_THRESHOLDS)
     out = tmp_path / "report"
-    write_report([str(pcap)], out, load_config(str(config)))
+    report(load_config(str(config)), [str(pcap)], out)
     raw = (out / "index.html").read_bytes()
     text = raw.decode("utf-8")  # valid UTF-8 although the names were not
     page = read_page(out)
@@ -328,7 +328,7 @@ def test_unflagged_host_with_unknown_keywords_gets_a_prefix_table(tmp_path: Path
     pcap = tmp_path / "post.pcap"
     _queries_pcap(pcap, "192.0.2.70", names, 2.0)
     out = tmp_path / "report"
-    write_report([str(pcap)], out, Config())
+    report(Config(), [str(pcap)], out)
     page = read_page(out)
     assert "no-findings" in page.ids
     assert page.prefix_hosts == ["192.0.2.70"]
@@ -408,11 +408,11 @@ def test_errors_are_wormwatch_errors(tmp_path: Path) -> None:
     a_file = tmp_path / "file"
     a_file.write_text("x")
     with pytest.raises(WormwatchError, match="not a directory"):
-        write_report([str(DEMO)], a_file, Config())
+        report(Config(), [str(DEMO)], a_file)
     with pytest.raises(WormwatchError, match="cannot create report directory"):
-        write_report([str(DEMO)], a_file / "below", Config())
+        report(Config(), [str(DEMO)], a_file / "below")
     with pytest.raises(WormwatchError, match=r"missing\.pcap"):
-        write_report([str(tmp_path / "missing.pcap")], tmp_path / "out", Config())
+        report(Config(), [str(tmp_path / "missing.pcap")], tmp_path / "out")
     assert not (tmp_path / "out").exists(), "nothing is created for a capture that is not there"
 
 
@@ -421,7 +421,7 @@ def test_unwritable_directory(tmp_path: Path) -> None:
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
     with pytest.raises(WormwatchError, match="permission denied"):
-        write_report([str(DEMO)], locked, Config())
+        report(Config(), [str(DEMO)], locked)
 
 
 def test_rerun_replaces_its_own_figures_only(tmp_path: Path, demo_report: Path) -> None:
@@ -430,7 +430,7 @@ def test_rerun_replaces_its_own_figures_only(tmp_path: Path, demo_report: Path) 
     for png in demo_report.glob("*.png"):
         (out / png.name).write_bytes(png.read_bytes())
     (out / "notes.png").write_bytes(b"mine")
-    write_report([str(QUIET)], out, Config())
+    report(Config(), [str(QUIET)], out)
     page = read_page(out)
     assert {p.name for p in out.glob("fig*.png")} == set(page.images)
     assert (out / "notes.png").read_bytes() == b"mine"

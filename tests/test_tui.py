@@ -17,11 +17,11 @@ import pytest
 from rich.console import Console
 
 from wormwatch.model import Snapshot
-from wormwatch.present import fmt
-from wormwatch.present.keys import Key, KeyEvent
-from wormwatch.present.table import build_screen, screen_rows
-from wormwatch.present.tui import TuiPresenter
-from wormwatch.present.view import ViewState
+from wormwatch.present.live import fmt
+from wormwatch.present.live.keys import Key, KeyEvent
+from wormwatch.present.live.table import build_screen, screen_rows
+from wormwatch.present.live.tui import TuiPresenter
+from wormwatch.present.live.view import ViewState
 
 from testkit.fakes import FakeClock, ScriptedKeys
 from testkit.tui_fakes import (

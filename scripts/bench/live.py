@@ -314,7 +314,7 @@ def _capture(iface: str, workers: int, tui: bool) -> None:
     if tui:
         from rich.console import Console
 
-        from wormwatch.present.tui import TuiPresenter
+        from wormwatch.present.live.tui import TuiPresenter
 
         class _NoKeys:
             def open(self) -> None: ...

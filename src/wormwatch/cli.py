@@ -54,7 +54,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _metrics_address(text: str) -> tuple[str, int]:
-    from wormwatch.present.metrics import parse_address  # noqa: PLC0415 - keep --help fast
+    from wormwatch.present.sinks.metrics import parse_address  # noqa: PLC0415 - keep --help fast
 
     try:
         return parse_address(text)
@@ -161,10 +161,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in ("central", "view"):
             return _cluster(args)
         if args.command == "report":
-            from wormwatch.present.report import write_report  # noqa: PLC0415
+            from wormwatch.runner import report  # noqa: PLC0415
 
             cfg = load_config(args.config)
-            out = write_report(args.files, Path(args.output), cfg, concatenate=args.concatenate)
+            out = report(cfg, args.files, Path(args.output), concatenate=args.concatenate)
             print(f"report written to {out}")
             return EXIT_OK
         return _run(args)
@@ -179,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _cluster(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     if args.command == "view":
-        from wormwatch.present.cluster import show_view  # noqa: PLC0415
+        from wormwatch.present.live.cluster import show_view  # noqa: PLC0415
 
         show_view(cfg.cluster.with_url(args.nats), watch_s=args.watch)
         return EXIT_OK
@@ -187,7 +187,7 @@ def _cluster(args: argparse.Namespace) -> int:
 
     presenter = None
     if _use_tui(args):
-        from wormwatch.present.tui import TuiPresenter  # noqa: PLC0415
+        from wormwatch.present.live.tui import TuiPresenter  # noqa: PLC0415
 
         presenter = TuiPresenter()
     opts = CentralOptions(

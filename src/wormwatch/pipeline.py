@@ -21,7 +21,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from wormwatch.aggregate import Aggregator
+from wormwatch.aggregate import AggregateCounts, Aggregator
 from wormwatch.classify import Classifier
 from wormwatch.config import Config
 from wormwatch.decode import Decoder
@@ -29,7 +29,7 @@ from wormwatch.errors import WormwatchError
 from wormwatch.feed import End, Feed, open_feed
 from wormwatch.health import Health, Judged
 from wormwatch.judge import TOP_HOSTS, Judge
-from wormwatch.model import Batch, Events, HostView, Snapshot
+from wormwatch.model import I64, Batch, Events, HostView, Snapshot
 from wormwatch.reassemble import Reassembler
 from wormwatch.source import Source
 
@@ -63,7 +63,12 @@ class EventSink(Protocol):
 
 @dataclass(slots=True)
 class RunResult:
-    """What a finished run knows: the last snapshot, every host's view, why it ended."""
+    """What a finished run knows: the last snapshot, every host's view, why it ended.
+
+    Also what the summary and the report read from it: the bin width, the
+    network-wide series (bins and per-bin queries, MX and SYN counts of the
+    clients) with its sync evidence, and how full the aggregate got.
+    """
 
     final: Snapshot
     hosts: list[HostView]
@@ -71,6 +76,11 @@ class RunResult:
     interrupted: bool = False
     error: WormwatchError | None = None
     warnings: list[str] = field(default_factory=list)
+    bin_s: int = 60
+    network_bins: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
+    network_counts: I64 = field(default_factory=lambda: np.zeros((0, 3), np.int64))
+    network_sync: dict[str, object] | None = None
+    limits: AggregateCounts | None = None
 
 
 class _Stop:
@@ -213,6 +223,7 @@ class Pipeline:
                 feed.close()
         self._write(self.judge.finish(self.agg))
         final = self.snapshot(source, is_finished=is_exhausted)
+        network_bins, network_counts = self.agg.network_series()
         if self.presenter is not None:
             self.presenter.stop(final)
         return RunResult(
@@ -222,6 +233,11 @@ class Pipeline:
             interrupted=stop.interrupted,
             error=error,
             warnings=list(source.stats().warnings),
+            bin_s=self.agg.bin_s,
+            network_bins=network_bins,
+            network_counts=network_counts,
+            network_sync=self.network_evidence(),
+            limits=self.agg.counts(),
         )
 
     def _loop(

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from wormwatch.config import Config
@@ -24,7 +25,7 @@ from wormwatch.warmup import StepFn, warm_up
 
 if TYPE_CHECKING:
     from wormwatch.cluster.sensor import ClusterSensor
-    from wormwatch.present.metrics import MetricsServer
+    from wormwatch.present.sinks.metrics import MetricsServer
 
 
 @dataclass(slots=True)
@@ -172,7 +173,7 @@ def _presenter(
 ) -> Presenter | None:
     parts: list[Presenter] = list(extra)
     if opts.tui:
-        from wormwatch.present.tui import TuiPresenter  # noqa: PLC0415
+        from wormwatch.present.live.tui import TuiPresenter  # noqa: PLC0415
 
         parts.append(TuiPresenter(hold_at_end=opts.command == "demo"))
     if metrics is not None:
@@ -186,7 +187,7 @@ def _metrics(cfg: Config, opts: RunOptions, alerts: AlertSink | None) -> Metrics
     """The ``--metrics`` endpoint, serving from now on; it counts what ``alerts`` gets."""
     if opts.metrics is None:
         return None
-    from wormwatch.present.metrics import MetricsServer, RecordCounter  # noqa: PLC0415
+    from wormwatch.present.sinks.metrics import MetricsServer, RecordCounter  # noqa: PLC0415
 
     server = MetricsServer(
         opts.metrics,
@@ -299,7 +300,13 @@ def run(cfg: Config, opts: RunOptions) -> RunResult:
                 if publisher is not None:
                     publisher.finish_run(result, is_live=source.is_live)
                 if outputs.summary is not None:
-                    write_summary(outputs.summary, *_summary_of(pipeline, result))
+                    write_summary(
+                        outputs.summary,
+                        result.hosts,
+                        result.final,
+                        result.bin_s,
+                        result.network_sync,
+                    )
         finally:
             source.close()
             if presenter is not None:
@@ -323,20 +330,35 @@ def _cluster_sensor(cfg: Config, opts: RunOptions) -> ClusterSensor | None:
     return open_sensor(cfg, url=opts.publish, name=opts.sensor)
 
 
+def report(cfg: Config, files: Sequence[str], out_dir: Path, *, concatenate: bool = False) -> Path:
+    """Replay ``files`` and write the report of the finished run into ``out_dir``.
+
+    The same pipeline as ``wormwatch replay`` runs the files; the report
+    (:func:`wormwatch.present.report.write.write_report`) only reads its
+    :class:`~wormwatch.pipeline.RunResult`. Every capture is checked (missing,
+    not a capture) before anything is created, and ``out_dir`` before the
+    replay starts. Returns the path of ``index.html``.
+    """
+    from wormwatch.present.report.write import prepare_dir, write_report  # noqa: PLC0415
+    from wormwatch.source.pcapfile import open_replay  # noqa: PLC0415
+
+    source = open_replay(list(files), concatenate=concatenate)
+    try:
+        prepare_dir(out_dir)
+        result = Pipeline(cfg, source_name=source.name).run(source)
+    finally:
+        source.close()
+    return write_report(result, out_dir, cfg, files=files)
+
+
 def _watch_publisher(metrics: MetricsServer, sensor: ClusterSensor) -> None:
     """Deltas published (acknowledged) and kept for later, on /metrics."""
-    from wormwatch.present.metric_families import ClusterHealth  # noqa: PLC0415
+    from wormwatch.present.sinks.metric_families import ClusterHealth  # noqa: PLC0415
 
     counts = sensor.publisher.counts
     metrics.watch_cluster(
         lambda: ClusterHealth(deltas_published=counts.acknowledged, deltas_pending=counts.buffered)
     )
-
-
-def _summary_of(
-    pipeline: Pipeline, result: RunResult
-) -> tuple[list[HostView], Snapshot, int, dict[str, object] | None]:
-    return result.hosts, result.final, pipeline.agg.bin_s, pipeline.network_evidence()
 
 
 def _periodic(opts: RunOptions, outputs: Outputs) -> Callable[[Pipeline, Snapshot], None] | None:

@@ -31,8 +31,8 @@ from scapy.utils import wrpcap
 from wormwatch.config import load_config
 from wormwatch.model import Snapshot
 from wormwatch.pipeline import Pipeline, RunResult
-from wormwatch.present.table import build_screen
-from wormwatch.present.view import ViewState
+from wormwatch.present.live.table import build_screen
+from wormwatch.present.live.view import ViewState
 from wormwatch.source.pcapfile import open_replay
 
 T0 = 1_767_000_000.0

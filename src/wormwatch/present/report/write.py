@@ -1,15 +1,18 @@
-"""Offline report: replay captures, then write HTML, PNG figures and host summaries.
+"""Offline report: a finished run as HTML, PNG figures and host summaries.
 
-In: capture files and a :class:`~wormwatch.config.Config`. The files go
-through the same :class:`~wormwatch.pipeline.Pipeline` as ``wormwatch
-replay``. Out, in one directory: ``index.html`` (self-contained: inline CSS,
-figures by relative file name), one PNG per figure (:mod:`.plots`) and
-``hosts.jsonl`` (one host record per host, ranked, then the network record;
-the same records as ``replay --summary``).
+In: the :class:`~wormwatch.pipeline.RunResult` of a replay (host views,
+final snapshot, network series and sync, aggregate limits; made by
+:func:`wormwatch.runner.report` through the same pipeline as ``wormwatch
+replay``) and the :class:`~wormwatch.config.Config`. Out, in one
+directory: ``index.html`` (self-contained: inline CSS, figures by relative
+file name), one PNG per figure (:mod:`.plots`) and ``hosts.jsonl`` (one
+host record per host, ranked, then the network record; the same records as
+``replay --summary``).
 
 This module picks which hosts each figure shows and writes the files;
-:mod:`.report_html` renders the page, :mod:`.plots` draws, and
-:mod:`.prefixes` computes the prefix tables.
+:mod:`.page` renders the page (:mod:`.sections` its figure sections) from
+:mod:`.data`, :mod:`.plots` draws, and :mod:`.prefixes` computes the prefix
+tables.
 """
 
 from __future__ import annotations
@@ -18,22 +21,20 @@ import dataclasses
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from wormwatch.botsync import merge_factor, sync_evidence
 from wormwatch.config import Config
-from wormwatch.detect import network_evidence
 from wormwatch.errors import WormwatchError
 from wormwatch.model import C_A, C_KW_A, C_MX, C_NAMES_NEW, C_QUERIES, I64, HostState, HostView
-from wormwatch.pipeline import Pipeline, RunResult
-from wormwatch.present import plots
-from wormwatch.present.prefixes import PrefixStats, prefix_stats
-from wormwatch.present.report_html import render_report
+from wormwatch.pipeline import RunResult
+from wormwatch.present.report import plots
+from wormwatch.present.report.data import FigureFile, PrefixTable, ReportData
+from wormwatch.present.report.page import render_report
+from wormwatch.present.report.prefixes import prefix_stats
 from wormwatch.present.sinks.jsonl import JsonLinesWriter
 from wormwatch.present.sinks.summary import write_summary_records
-from wormwatch.source.pcapfile import open_replay
 
 INDEX = "index.html"
 HOSTS = "hosts.jsonl"
@@ -50,83 +51,30 @@ MAX_MACHINE_RATE_HOSTS = 5
 FIGURE_RE = re.compile(r"^fig[1-4]-[a-z0-9-]+\.png$")
 
 
-@dataclass(frozen=True, slots=True)
-class FigureFile:
-    """One PNG of the report, with what the page says about it."""
+def write_report(result: RunResult, out_dir: Path, cfg: Config, *, files: Sequence[str]) -> Path:
+    """Write the report of a finished run into ``out_dir``; return the index.html path.
 
-    name: str
-    caption: str
-    host: str | None = None
-    is_flagged: bool = True
-    fit: plots.KeywordFit | None = None
-    r: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class PrefixTable:
-    """Figure 2 of one host."""
-
-    view: HostView
-    stats: PrefixStats
-    is_flagged: bool
-
-
-@dataclass(slots=True)
-class ReportData:
-    """Everything the page shows; built by :func:`write_report`."""
-
-    files: list[str]
-    cfg: Config
-    result: RunResult
-    bin_s: int
-    network_sync: dict[str, object] | None
-    agg_limits: dict[str, int]
-    rate: FigureFile | None = None
-    rate_hosts: list[HostView] = field(default_factory=list)
-    prefix_tables: list[PrefixTable] = field(default_factory=list)
-    fits: list[FigureFile] = field(default_factory=list)
-    network: FigureFile | None = None
-    syncs: list[FigureFile] = field(default_factory=list)
-
-    @property
-    def flagged(self) -> list[HostView]:
-        return [v for v in self.result.hosts if v.verdict.verdicts]
-
-
-def write_report(
-    files: Sequence[str], out_dir: Path, cfg: Config, *, concatenate: bool = False
-) -> Path:
-    """Replay ``files`` and write the report into ``out_dir``; return the index.html path.
-
-    Several files are merged by packet time unless ``concatenate`` reads them in order.
-
-    ``out_dir`` is created if needed. Files of an earlier report in it
+    ``result`` is the run of ``files`` (:func:`wormwatch.runner.report` makes it
+    with the same pipeline as ``wormwatch replay``); ``out_dir`` was made ready
+    by :func:`prepare_dir` before the run. Files of an earlier report in it
     (``index.html``, ``hosts.jsonl`` and ``fig*.png`` of this naming scheme)
     are replaced; no other file is touched.
 
     Raises:
-        WormwatchError: ``out_dir`` cannot be created or written, or a capture
-            cannot be read (missing, not a capture, ...).
+        WormwatchError: the run ended in an error, or ``out_dir`` cannot be written.
     """
-    # every capture is checked (missing, not a capture) before anything is created
-    source = open_replay(list(files), concatenate=concatenate)
-    try:
-        _prepare_dir(out_dir)
-        pipeline = Pipeline(cfg, source_name=source.name)
-        result = pipeline.run(source)
-    finally:
-        source.close()
     if result.error is not None:
         raise result.error
-    bins, counts = pipeline.agg.network_series()
-    limits = pipeline.agg.counts()
+    limits = result.limits
     data = ReportData(
         files=list(files),
         cfg=cfg,
         result=result,
-        bin_s=pipeline.agg.bin_s,
-        network_sync=network_evidence(bins, counts[:, 1], counts[:, 2], cfg) if bins.size else None,
-        agg_limits={
+        bin_s=result.bin_s,
+        network_sync=result.network_sync,
+        agg_limits={}
+        if limits is None
+        else {
             "events of hosts past max_hosts": limits.events_dropped,
             "(host, bin) rows past max_host_bins": limits.rows_dropped,
             "distinct-set keys refused": limits.keys_refused,
@@ -135,14 +83,19 @@ def write_report(
     )
     _remove_old_figures(out_dir)
     _write_hosts(out_dir / HOSTS, data)
-    _draw(data, out_dir, bins, counts)
+    _draw(data, out_dir, result.network_bins, result.network_counts)
     return _write_text(out_dir / INDEX, render_report(data))
 
 
 # --- files --------------------------------------------------------------------------
 
 
-def _prepare_dir(out_dir: Path) -> None:
+def prepare_dir(out_dir: Path) -> None:
+    """Create ``out_dir`` if needed and check that it can be written.
+
+    Raises:
+        WormwatchError: it cannot be created, or is not a writable directory.
+    """
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except FileExistsError:

@@ -1,6 +1,6 @@
 """The detail panel of one host and the key help, for the live screen.
 
-In: a :class:`~wormwatch.present.rows.HostRow` (its view holds the counters,
+In: a :class:`~wormwatch.present.live.rows.HostRow` (its view holds the counters,
 sample names, prefix counts and the verdict's evidence) and the snapshot's
 clock. Out: lines of ``Text`` (one line each, never wrapped, so the panel's
 height is known before drawing) and the panels around them. Every name and
@@ -35,8 +35,8 @@ from wormwatch.model import (
     C_SYN_DST_NEW,
     Snapshot,
 )
-from wormwatch.present import fmt
-from wormwatch.present.rows import HostRow, host_series, recent_bins
+from wormwatch.present.live import fmt
+from wormwatch.present.live.rows import HostRow, host_series, recent_bins
 from wormwatch.present.safe import safe_text
 from wormwatch.text import utc_time
 

@@ -6,7 +6,7 @@ hook, a few times per second), the source's stats, and what the alert sink count
 Out: an HTTP endpoint served by ``prometheus_client`` in a daemon thread.
 
 The main thread publishes one immutable
-:class:`~wormwatch.present.metric_families.MetricState` per snapshot; a scrape only
+:class:`~wormwatch.present.sinks.metric_families.MetricState` per snapshot; a scrape only
 reads the last one, so it never sees half an update and never touches the pipeline.
 Nothing here runs per packet.
 
@@ -30,7 +30,7 @@ from prometheus_client.registry import CollectorRegistry
 from wormwatch import __version__
 from wormwatch.errors import WormwatchError
 from wormwatch.model import KIND_DNS, KIND_SYN, SYN_PORTS, Events, Snapshot
-from wormwatch.present.metric_families import (
+from wormwatch.present.sinks.metric_families import (
     QTYPE_LABELS,
     QTYPE_NAMES,
     ClusterHealth,

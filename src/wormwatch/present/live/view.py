@@ -1,7 +1,7 @@
 """View state of the live table and what each key does to it.
 
 In: the current :class:`ViewState` and one key event (from
-:mod:`wormwatch.present.keys`); host rows (from :mod:`wormwatch.present.rows`)
+:mod:`wormwatch.present.live.keys`); host rows (from :mod:`wormwatch.present.live.rows`)
 to order. Out: the next state; the rows to show, filtered and sorted. Pure:
 the state is a frozen dataclass and :func:`handle_key` returns a new one, so
 every transition is tested without a terminal.
@@ -15,8 +15,8 @@ from dataclasses import dataclass, replace
 from typing import Final
 
 from wormwatch.nets import contains
-from wormwatch.present.keys import Key, KeyEvent
-from wormwatch.present.rows import HostRow
+from wormwatch.present.live.keys import Key, KeyEvent
+from wormwatch.present.live.rows import HostRow
 
 # sort columns in the order `s` cycles through them, with the header label
 SORT_KEYS: Final = ("score", "dns", "syn", "targets", "sync", "last_seen")

@@ -1,7 +1,7 @@
 """The live screen: capture health, the top suspicious hosts, a footer of keys.
 
 In: a :class:`~wormwatch.model.Snapshot`, the terminal size and the
-:class:`~wormwatch.present.view.ViewState`. Out: one rich renderable that fits
+:class:`~wormwatch.present.live.view.ViewState`. Out: one rich renderable that fits
 ``width`` x ``height`` exactly (rows are cut to the height, columns are dropped
 in order of importance to fit the width). Pure: the same inputs draw the same
 screen, which the golden tests in ``tests/golden/tui/`` pin down.
@@ -17,11 +17,11 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 
 from wormwatch.model import STATUS_NAMES, Snapshot
-from wormwatch.present import fmt
-from wormwatch.present.detail import detail_lines, detail_panel, help_panel
-from wormwatch.present.rows import HostRow, host_row
+from wormwatch.present.live import fmt
+from wormwatch.present.live.detail import detail_lines, detail_panel, help_panel
+from wormwatch.present.live.rows import HostRow, host_row
+from wormwatch.present.live.view import SORT_LABELS, ViewState, order_rows
 from wormwatch.present.safe import name_cell, safe_text
-from wormwatch.present.view import SORT_LABELS, ViewState, order_rows
 from wormwatch.text import utc_time
 
 IDLE_WARN_S: Final = 5.0  # "no relevant traffic" shows after this many seconds

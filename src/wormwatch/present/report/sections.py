@@ -1,20 +1,20 @@
 """The report's four figure sections: how to read each figure, then the figures.
 
-In: :class:`~wormwatch.present.report.ReportData` (figure files drawn by
-:mod:`wormwatch.present.plots`, prefix tables from
-:mod:`wormwatch.present.prefixes`). Out: one HTML fragment per section, every
-untrusted piece of text passed through :func:`~wormwatch.present.htmlkit.esc`.
+In: :class:`~wormwatch.present.report.data.ReportData` (figure files drawn by
+:mod:`wormwatch.present.report.plots`, prefix tables from
+:mod:`wormwatch.present.report.prefixes`). Out: one HTML fragment per section, every
+untrusted piece of text passed through :func:`~wormwatch.present.report.htmlkit.esc`.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from wormwatch.present.htmlkit import esc, figure, table, verdict_badges
-from wormwatch.present.prefixes import MAX_PREFIX_LEN, PrefixCount
+from wormwatch.present.report.htmlkit import esc, figure, table, verdict_badges
+from wormwatch.present.report.prefixes import MAX_PREFIX_LEN, PrefixCount
 
 if TYPE_CHECKING:
-    from wormwatch.present.report import PrefixTable, ReportData
+    from wormwatch.present.report.data import PrefixTable, ReportData
 
 
 def rate_section(data: ReportData) -> str:

@@ -6,7 +6,7 @@ call, written to the path given, and the numbers the figure shows (a fit, a
 correlation) so the report's text can quote exactly what was drawn.
 
 The study's figures 1, 3 and 4 live here (figure 2 is a table, see
-:mod:`wormwatch.present.prefixes`). Figures are built on ``Figure`` objects
+:mod:`wormwatch.present.report.prefixes`). Figures are built on ``Figure`` objects
 with the Agg canvas, never through pyplot's global state, so nothing stays
 open between calls and no display is ever needed. Only addresses and numbers
 are drawn: untrusted names never reach a plot (matplotlib would read ``$`` as

@@ -1,4 +1,4 @@
-"""Report page: :class:`~wormwatch.present.report.ReportData` -> one self-contained HTML page.
+"""Report page: :class:`~wormwatch.present.report.data.ReportData` -> one self-contained HTML page.
 
 In: the report's data (run result, chosen hosts, figure file names, prefix
 tables). Out: the text of ``index.html``: inline CSS, no script, no external
@@ -6,8 +6,8 @@ asset; figures are ``<img>`` tags with relative file names.
 
 Untrusted text: every piece of text that did not come from the report's own
 code (names, addresses, evidence values, file names, warnings) goes through
-:func:`~wormwatch.present.htmlkit.esc`, so nothing from a capture can add
-markup. The figure sections are :mod:`.report_figures`. The findings table carries its numbers in
+:func:`~wormwatch.present.report.htmlkit.esc`, so nothing from a capture can add
+markup. The figure sections are :mod:`.sections`. The findings table carries its numbers in
 ``data-value`` attributes and its cells in stable ``f-*`` classes, so tools
 (and the tests) can read them back.
 """
@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING
 from wormwatch import __version__
 from wormwatch.config import SIGNALS, Config
 from wormwatch.model import STATUS_NAMES, HostView
-from wormwatch.present.htmlkit import as_int, duration, esc, num, table, utc, verdict_badges
-from wormwatch.present.report_figures import (
+from wormwatch.present.report.htmlkit import as_int, duration, esc, num, table, utc, verdict_badges
+from wormwatch.present.report.sections import (
     fit_section,
     prefix_section,
     rate_section,
@@ -33,7 +33,7 @@ from wormwatch.present.report_figures import (
 from wormwatch.records import host_record
 
 if TYPE_CHECKING:
-    from wormwatch.present.report import ReportData
+    from wormwatch.present.report.data import ReportData
 
 MAX_FINDINGS_ROWS = 200
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")

@@ -1,7 +1,7 @@
 """Metric families of the sensor, built from one published :class:`MetricState`.
 
 In: a :class:`MetricState` (a snapshot, source stats and per-batch tallies, as
-:mod:`wormwatch.present.metrics` published them) or a :class:`ClusterHealth`.
+:mod:`wormwatch.present.sinks.metrics` published them) or a :class:`ClusterHealth`.
 Out: ``prometheus_client`` metric families, named per Prometheus conventions
 (``wormwatch_*``, counters ending in ``_total``, units in the name).
 """

@@ -1,7 +1,7 @@
 """The keyboard side of the terminal: cbreak mode, non-blocking reads, restore.
 
 In: the terminal on standard input (or any tty file descriptor). Out: key
-events (via :class:`~wormwatch.present.keys.KeyDecoder`). :class:`TerminalInput`
+events (via :class:`~wormwatch.present.live.keys.KeyDecoder`). :class:`TerminalInput`
 puts the terminal in cbreak mode (keys arrive one by one, unechoed; Ctrl-C
 still sends SIGINT) and always puts it back: on leaving the ``with`` block
 (exceptions included), before an uncaught exception's traceback is printed,
@@ -24,7 +24,7 @@ from collections.abc import Callable
 from types import FrameType, TracebackType
 from typing import Any, Final
 
-from wormwatch.present.keys import KeyDecoder, KeyEvent
+from wormwatch.present.live.keys import KeyDecoder, KeyEvent
 
 READ_CHUNK: Final = 1024
 # signals whose default action ends or stops the process with the terminal raw

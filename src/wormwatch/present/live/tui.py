@@ -2,7 +2,7 @@
 
 In: :class:`~wormwatch.model.Snapshot` objects from the pipeline, at most a
 few per wall second, and keys from the terminal. Out: the screen of
-:func:`~wormwatch.present.table.build_screen` in the terminal's alternate
+:func:`~wormwatch.present.live.table.build_screen` in the terminal's alternate
 screen, redrawn at most ``refresh_per_s`` times a second and after each key.
 
 The pipeline calls :meth:`TuiPresenter.start`, then :meth:`~TuiPresenter.update`
@@ -26,10 +26,10 @@ from rich.console import Console
 from rich.live import Live
 
 from wormwatch.model import Snapshot
-from wormwatch.present.keys import KeyEvent
-from wormwatch.present.table import build_screen, screen_rows
-from wormwatch.present.terminal import TerminalInput
-from wormwatch.present.view import ViewState, handle_key
+from wormwatch.present.live.keys import KeyEvent
+from wormwatch.present.live.table import build_screen, screen_rows
+from wormwatch.present.live.terminal import TerminalInput
+from wormwatch.present.live.view import ViewState, handle_key
 
 RATE_SLACK: Final = 0.75
 HOLD_POLL_S: Final = 0.25  # how often the held final screen checks for a resize
