@@ -26,19 +26,18 @@ naming the file, the section and the key.
 
 from __future__ import annotations
 
-import ipaddress
 import itertools
-import json
 import math
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from wormwatch.cluster.settings import ClusterConfig, read_cluster
 from wormwatch.errors import WormwatchError
 from wormwatch.nets import Network, contains
+from wormwatch.tomltable import TableReader
 
 AllowKind = Literal["mail_server", "resolver", "ignore"]
 SIGNALS = ("keyword-storm", "mx-client", "smb-scan", "bot-sync")
@@ -162,99 +161,6 @@ class Config:
 
 # --- loading ------------------------------------------------------------------
 
-T = TypeVar("T")
-
-
-def _show(value: object) -> str:
-    """A value as it would look in TOML, for error messages."""
-    try:
-        return json.dumps(value)
-    except (TypeError, ValueError):
-        return repr(value)
-
-
-class _Reader:
-    """Reads one TOML table, checking each key; remembers which were read."""
-
-    def __init__(self, path: str, section: str, table: Mapping[str, Any]) -> None:
-        self.path = path
-        self.section = section
-        self.table = table
-        self.seen: set[str] = set()
-
-    def fail(self, key: str, what: str, value: object) -> WormwatchError:
-        return WormwatchError(
-            f"config {self.path}: [{self.section}] {key} {what}, got {_show(value)}"
-        )
-
-    def get(self, key: str, default: T, check: Callable[[Any], T | None], what: str) -> T:
-        self.seen.add(key)
-        if key not in self.table:
-            return default
-        value = self.table[key]
-        checked = check(value)
-        if checked is None:
-            raise self.fail(key, what, value)
-        return checked
-
-    def positive_int(self, key: str, default: int) -> int:
-        def check(v: Any) -> int | None:
-            return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else None
-
-        return self.get(key, default, check, "must be a positive integer")
-
-    def boolean(self, key: str, default: bool) -> bool:
-        def check(v: Any) -> bool | None:
-            return v if isinstance(v, bool) else None
-
-        return self.get(key, default, check, "must be true or false")
-
-    def number(self, key: str, default: float, lo: float, hi: float) -> float:
-        def check(v: Any) -> float | None:
-            if isinstance(v, bool) or not isinstance(v, int | float):
-                return None
-            v = float(v)
-            return v if math.isfinite(v) and lo <= v <= hi else None
-
-        hi_text = "" if math.isinf(hi) else f" and {hi:g}"
-        what = f"must be a number between {lo:g}{hi_text}" if hi_text else f"must be >= {lo:g}"
-        return self.get(key, default, check, what)
-
-    def networks(self, key: str) -> tuple[Network, ...]:
-        self.seen.add(key)
-        value = self.table.get(key, [])
-        if not isinstance(value, list):
-            raise self.fail(key, "must be a list of CIDR strings", value)
-        out: list[Network] = []
-        for item in value:
-            if not isinstance(item, str):
-                raise self.fail(key, "must be a list of CIDR strings", item)
-            try:
-                out.append(ipaddress.ip_network(item, strict=False))
-            except ValueError:
-                raise self.fail(key, "holds a bad CIDR (e.g. 192.0.2.0/24)", item) from None
-        return tuple(out)
-
-    def sub(self, key: str) -> _Reader:
-        self.seen.add(key)
-        value = self.table.get(key, {})
-        if not isinstance(value, dict):
-            raise self.fail(key, "must be a table", value)
-        name = f"{self.section}.{key}" if self.section else key
-        return _Reader(self.path, name, value)
-
-    def done(self) -> None:
-        unknown = sorted(set(self.table) - self.seen)
-        if unknown:
-            where = f"[{self.section}] " if self.section else ""
-            known = ", ".join(sorted(self.seen)) or "none"
-            home = _HOMES.get(unknown[0])
-            hint = f"; {unknown[0]} belongs in [{home}]" if home and home != self.section else ""
-            raise WormwatchError(
-                f"config {self.path}: {where}unknown key {_show(unknown[0])} (known: {known}){hint}"
-            )
-
-
 # Where each key lives, for the hint on a key put in the wrong section.
 _HOMES: dict[str, str] = {
     **dict.fromkeys(("bin_s", "window_s", "max_hosts", "max_host_bins"), "aggregate"),
@@ -271,7 +177,7 @@ for _key in ("min_mx_queries", "min_active_bins", "weights"):
     _HOMES.pop(_key, None)
 
 
-def _read_keywords(r: _Reader) -> tuple[tuple[str, ...], dict[str, float]]:
+def _read_keywords(r: TableReader) -> tuple[tuple[str, ...], dict[str, float]]:
     def check_words(v: Any) -> tuple[str, ...] | None:
         if not isinstance(v, list) or not v:
             return None
@@ -295,7 +201,7 @@ def _read_keywords(r: _Reader) -> tuple[tuple[str, ...], dict[str, float]]:
     return words, {w: out.get(w, 1.0) for w in words}
 
 
-def _read_score(r: _Reader) -> ScoreConfig:
+def _read_score(r: TableReader) -> ScoreConfig:
     default = ScoreConfig()
     wr = r.sub("weights")
     weights = dict(default.weights)
@@ -320,7 +226,7 @@ def _read_score(r: _Reader) -> ScoreConfig:
 
 
 def _build(path: str, doc: Mapping[str, Any]) -> Config:
-    top = _Reader(path, "", doc)
+    top = TableReader(path, "", doc, homes=_HOMES)
     agg = top.sub("aggregate")
     bin_s = agg.positive_int("bin_s", 60)
     window_s = agg.positive_int("window_s", 86400)

@@ -7,18 +7,14 @@ broker.
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from wormwatch.delta import DEFAULT_SHARDS
 from wormwatch.errors import WormwatchError
-
-if TYPE_CHECKING:
-    from wormwatch.config import _Reader
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+from wormwatch.nets import Network
+from wormwatch.tomltable import TableReader
 
 # JetStream names (docs/CLUSTER.md lists them for the operator's permissions)
 DELTA_STREAM = "WORMWATCH_DELTAS"
@@ -110,7 +106,7 @@ def _groups(v: Any) -> tuple[tuple[str, ...], ...] | None:
     return tuple(tuple(g) for g in v)
 
 
-def read_cluster(r: _Reader) -> ClusterConfig:
+def read_cluster(r: TableReader) -> ClusterConfig:
     """The ``[cluster]`` table (every key optional)."""
     d = ClusterConfig()
     opt = "must be a non-empty string"
