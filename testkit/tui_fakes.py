@@ -133,6 +133,7 @@ def _bot() -> HostView:
             "smb-scan": {"syn": {"135": 0, "139": 36, "445": 380}, "targets": 380},
             "bot-sync": {"r": 0.9874, "bins": 17, "active_bins": 12, "series": {"mx": [1]}},
         },
+        sync_r=0.9874,
     )
     return HostView(state, verdict)
 

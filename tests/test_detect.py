@@ -344,3 +344,19 @@ def test_could_fire_is_the_prefilter() -> None:
     for host, row in zip(hosts, maybe.tolist(), strict=True):
         fired = set(evaluate(host.state(), CFG, now_us=NOW).verdicts)
         assert fired <= {name for name, ok in zip(SIGNALS, row, strict=True) if ok}
+
+
+def test_the_detector_stores_each_hosts_sync_r() -> None:
+    """Verdict.sync_r: bot-sync's r when it fired, else the same sync rule over the
+    window; None for a host whose counts cannot make bot-sync fire."""
+    fired = evaluate(bot(0).state(), CFG, now_us=NOW)
+    ev = fired.evidence["bot-sync"]
+    assert isinstance(ev, dict)
+    assert fired.sync_r == ev["r"]
+    out_of_phase = evaluate(bot(10).state(), CFG, now_us=NOW)
+    assert "bot-sync" not in out_of_phase.verdicts
+    assert isinstance(out_of_phase.sync_r, float)
+    assert out_of_phase.sync_r < CFG.bot_sync.min_r
+    scan_only = evaluate(scanner(40).state(), CFG, now_us=NOW)
+    assert scan_only.verdicts == ("smb-scan",)
+    assert scan_only.sync_r is None

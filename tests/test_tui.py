@@ -19,6 +19,7 @@ from rich.console import Console
 from wormwatch.model import Snapshot
 from wormwatch.present.live import fmt
 from wormwatch.present.live.keys import Key, KeyEvent
+from wormwatch.present.live.rows import HostRow, host_row
 from wormwatch.present.live.table import build_screen, screen_rows
 from wormwatch.present.live.tui import TuiPresenter
 from wormwatch.present.live.view import ViewState
@@ -348,7 +349,7 @@ def test_host_row_numbers() -> None:
     snap = snapshot()
     rows = {r.addr: r for r in screen_rows(snap, ViewState())}
     bot = rows["198.51.100.23"]
-    assert bot.sync_r == pytest.approx(0.9874)  # the detector's value, when bot-sync fired
+    assert bot.sync_r == pytest.approx(0.9874)  # the detector's value (Verdict.sync_r)
     assert bot.syn == (0, 24, 287)
     assert bot.syn_targets == 287
     scanner = rows["2001:db8:0:42::dead:beef"]
@@ -360,6 +361,26 @@ def test_host_row_numbers() -> None:
     assert storm.dns_per_s == pytest.approx(1952 / (25 * 60))
     assert storm.activity[-6:] == (0, 0, 0, 0, 0, 0)  # silent for the last 5 bins and now
     assert sum(storm.activity) == sum(storm.view.state.series[-18:, 0])
-    # a host without bot-sync evidence gets the correlation of its own series
+    # the row shows what the detector stored, never a number of its own
     mailer = rows["192.0.2.7"]
-    assert mailer.sync_r is None  # MX queries but no SYNs: no correlation
+    assert mailer.sync_r is None
+    judged = replace(snap.hosts[3], verdict=replace(snap.hosts[3].verdict, sync_r=-0.25))
+    assert host_row(judged, snap).sync_r == -0.25
+
+
+def test_build_screen_draws_the_rows_it_is_given() -> None:
+    """The presenter computes the rows once per draw and hands them over."""
+    snap = snapshot()
+    rows = screen_rows(snap, ViewState())
+    given = render_rows(snap, rows[:1])
+    assert rows[0].addr in given
+    assert rows[1].addr not in given
+    assert given != render_rows(snap, None)
+
+
+def render_rows(snap: Snapshot, rows: list[HostRow] | None) -> str:
+    console = Console(file=io.StringIO(), width=160, height=30, color_system=None)
+    console.print(build_screen(snap, width=160, height=30, state=ViewState(), rows=rows))
+    out = console.file
+    assert isinstance(out, io.StringIO)
+    return out.getvalue()

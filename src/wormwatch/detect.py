@@ -32,6 +32,7 @@ from wormwatch.model import (
     Verdict,
 )
 from wormwatch.signals import (
+    SYN_COLS,
     Window,
     keyword_storm,
     mx_client,
@@ -163,8 +164,9 @@ def evaluate(state: HostState, cfg: Config, *, now_us: int) -> Verdict:
         result = _SIGNAL_FUNCS[name](w, state, cfg)
         if result is not None:
             fired[name] = result
+    sync_r = _sync_r(w, cfg, fired.get("bot-sync")) if "bot-sync" in names else None
     if not fired:
-        return Verdict()
+        return Verdict(sync_r=sync_r)
     parts = {
         name: round(cfg.score.weights[name] * (0.5 + 0.5 * max(0.0, min(1.0, s))), 1)
         for name, (s, _) in fired.items()
@@ -179,4 +181,18 @@ def evaluate(state: HostState, cfg: Config, *, now_us: int) -> Verdict:
     }
     evidence.update({name: ev for name, (_, ev) in fired.items()})
     score = round(min(100.0, sum(parts.values())), 1)
-    return Verdict(score=score, verdicts=tuple(fired), evidence=evidence)
+    return Verdict(score=score, verdicts=tuple(fired), evidence=evidence, sync_r=sync_r)
+
+
+def _sync_r(w: Window, cfg: Config, fired: tuple[float, dict[str, object]] | None) -> float | None:
+    """The host's MX/SYN correlation: bot-sync's r when it fired, else the
+    network-wide rule (:func:`~wormwatch.botsync.sync_evidence`) over the
+    window's series, so the live table and the report show the detector's
+    number for every host that could be a bot, flagged or not."""
+    if fired is not None:
+        evidence: dict[str, object] | None = fired[1]
+    else:
+        syn = w.series[:, SYN_COLS].sum(axis=1)
+        evidence = sync_evidence(w.bins, w.col(C_MX), syn, cfg)
+    r = None if evidence is None else evidence.get("r")
+    return r if isinstance(r, float) else None

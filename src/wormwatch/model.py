@@ -289,11 +289,19 @@ class HostState:
 class Verdict:
     """The detect stage's judgement of one host: a 0-100 score, the signal
     names that fired (``keyword-storm``, ``mx-client``, ``smb-scan``,
-    ``bot-sync``) and per-signal evidence (JSON-serialisable)."""
+    ``bot-sync``) and per-signal evidence (JSON-serialisable).
+
+    ``sync_r`` is the host's MX/SYN correlation as the detector measured it
+    (bot-sync's r when it fired, else the same rule over the window's series),
+    for every host whose counts could make bot-sync fire; None otherwise.
+    Presenters read it; nobody downstream computes it again. It is not part
+    of any JSON record (those carry the evidence).
+    """
 
     score: float = 0.0
     verdicts: tuple[str, ...] = ()
     evidence: dict[str, object] = field(default_factory=dict)
+    sync_r: float | None = None
 
 
 @dataclass(slots=True)

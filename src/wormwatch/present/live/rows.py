@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from wormwatch.detect import network_sync
 from wormwatch.model import (
     C_A,
     C_KW,
@@ -40,7 +39,7 @@ class HostRow:
     ``dns_per_s`` is the mean query rate over the bins kept in the window;
     ``kw_share`` the fraction of all its queries that the keyword classifier
     marked (None without queries); ``sync_r`` the Pearson correlation of its
-    per-bin MX queries and SYNs (the detector's value when bot-sync fired);
+    per-bin MX queries and SYNs as the detector measured it (``Verdict.sync_r``);
     ``activity`` its queries plus SYNs in each of the last bins, oldest first,
     the newest being the bin of ``snapshot.now_us``.
     """
@@ -68,16 +67,6 @@ class HostRow:
 def host_series(view: HostView) -> np.ndarray:
     """The host's per-bin counters as a (bins, N_COUNTERS) int64 array."""
     return np.asarray(view.state.series, np.int64).reshape(-1, N_COUNTERS)
-
-
-def _sync_r(view: HostView, bins: np.ndarray, series: np.ndarray) -> float | None:
-    fired = view.verdict.evidence.get("bot-sync")
-    if isinstance(fired, dict) and isinstance(fired.get("r"), float):
-        return float(fired["r"])
-    if series.shape[0] == 0:
-        return None
-    syn = series[:, C_SYN135] + series[:, C_SYN139] + series[:, C_SYN445]
-    return network_sync(series[:, C_MX], syn, bins=bins)
 
 
 def recent_bins(
@@ -119,7 +108,7 @@ def host_row(view: HostView, snapshot: Snapshot) -> HostRow:
         kw_share=int(totals[C_KW]) / n_queries if n_queries else None,
         syn=(int(totals[C_SYN135]), int(totals[C_SYN139]), int(totals[C_SYN445])),
         syn_targets=int(totals[C_SYN_DST_NEW]),
-        sync_r=_sync_r(view, bins, series),
+        sync_r=view.verdict.sync_r,
         activity=tuple(
             int(c)
             for c in recent_bins(

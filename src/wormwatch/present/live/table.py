@@ -330,7 +330,12 @@ def _empty_line(snap: Snapshot, state: ViewState) -> Text:
 
 
 def build_screen(
-    snapshot: Snapshot, *, width: int, height: int, state: ViewState
+    snapshot: Snapshot,
+    *,
+    width: int,
+    height: int,
+    state: ViewState,
+    rows: Sequence[HostRow] | None = None,
 ) -> RenderableType:
     """The whole screen for one snapshot, ``height`` lines of ``width`` cells.
 
@@ -338,11 +343,14 @@ def build_screen(
     help), then the detail panel of the selected host when open, then one
     footer line. Rows beyond the height are left out (the footer says how
     many there are); columns that do not fit the width are dropped.
+    ``rows`` are :func:`screen_rows` of the snapshot when the caller already
+    has them (the presenter, which keeps their order for the keys).
     """
     # on a tiny terminal the header gives way: the table's header line, one
     # row and the footer are kept
     header = header_lines(snapshot, width)[: max(1, height - 3)]
-    rows = screen_rows(snapshot, state)
+    if rows is None:
+        rows = screen_rows(snapshot, state)
     body_h = max(1, height - len(header) - 1)
     parts: list[RenderableType] = [*header]
     shown = (0, 0)

@@ -201,7 +201,7 @@ class TuiPresenter:
         rows = screen_rows(self._shown, self.state)
         self.state = replace(self.state, rows=tuple(r.addr for r in rows))
         width, height = self.console.size
-        screen = build_screen(self._shown, width=width, height=height, state=self.state)
+        screen = build_screen(self._shown, width=width, height=height, state=self.state, rows=rows)
         self._live.update(screen, refresh=True)
         self._last_draw = self.clock()
         self._drawn_size = (width, height)

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from wormwatch.botsync import merge_factor, sync_evidence
+from wormwatch.botsync import merge_factor
 from wormwatch.config import Config
 from wormwatch.errors import WormwatchError
 from wormwatch.model import C_A, C_KW_A, C_MX, C_NAMES_NEW, C_QUERIES, I64, HostState, HostView
@@ -265,7 +265,7 @@ def _draw(data: ReportData, out_dir: Path, bins: I64, counts: I64) -> None:
     for i, (view, is_flagged) in enumerate(_sync_hosts(data)[:MAX_HOST_FIGURES], 1):
         name = f"fig4-sync-host-{i:02d}.png"
         wide, mx, syn = plots.coarsen(*plots.host_sync_series(view.state), merge)
-        r_host = _host_r(view, data.cfg)
+        r_host = view.verdict.sync_r
         title = f"{view.state.addr}: MX queries and SYNs to 135/139/445"
         plots.sync_figure(wide, mx, syn, bin_s * merge, out_dir / name, title=title, r=r_host)
         data.syncs.append(FigureFile(name, title, view.state.addr, is_flagged, r=r_host))
@@ -286,17 +286,6 @@ def _judged_bins(view: HostView, bin_s: int) -> HostState:
     return dataclasses.replace(
         view.state, bins=view.state.bins[keep], series=view.state.series[keep]
     )
-
-
-def _host_r(view: HostView, cfg: Config) -> float | None:
-    """The host's MX/SYN correlation as the detector computed it, else by the same rule."""
-    ev = view.verdict.evidence.get("bot-sync")
-    if isinstance(ev, dict) and isinstance(ev.get("r"), float):
-        return float(ev["r"])
-    bins, mx, syn = plots.host_sync_series(view.state)
-    ev = sync_evidence(bins, mx, syn, cfg)
-    r = None if ev is None else ev.get("r")
-    return r if isinstance(r, float) else None
 
 
 def _label(view: HostView) -> str:
