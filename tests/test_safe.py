@@ -39,7 +39,7 @@ def test_plain_names_are_unchanged() -> None:
 
 
 def test_str_input_keeps_its_backslashes_but_loses_controls() -> None:
-    # a str is text another stage made (e.g. detect.name_text): its escapes stay
+    # a str is text another stage made (e.g. text.name_text): its escapes stay
     assert safe_text("mail\\x1b.example") == "mail\\x1b.example"
     assert safe_text("esc\x1b[2J") == "esc\\x1b\\x5b2J"
     assert safe_text("lone\udcffbyte") == "lone\\xffbyte"
