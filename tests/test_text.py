@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from wormwatch.present.safe import safe_text
-from wormwatch.text import escape_text, iso_time, name_text, utc_time
+from wormwatch.text import escape_text, iso_time, iso_time_us, name_text, utc_time
 
 HOSTILE = b"\x1b[31mmail\x07.[b]\\x1b.\xff\xc2\x9b\xe2\x80\xae.example"
 
@@ -25,3 +25,8 @@ def test_str_keeps_another_stages_escapes() -> None:
     made = name_text(b"a\x00b")
     assert escape_text(made) == made
     assert escape_text("tab\there") == "tab\\x09here"
+
+
+def test_iso_time_round_trips() -> None:
+    for ts_us in (0, 1_700_000_060_500_001, 1_795_000_000_000_000):
+        assert iso_time_us(iso_time(ts_us)) == ts_us

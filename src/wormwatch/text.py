@@ -50,6 +50,11 @@ def iso_time(ts_us: int) -> str:
     return (_EPOCH + timedelta(microseconds=int(ts_us))).isoformat(timespec="microseconds")
 
 
+def iso_time_us(text: str) -> int:
+    """Inverse of :func:`iso_time`: ISO 8601 text (with offset) -> microseconds since the epoch."""
+    return (datetime.fromisoformat(text) - _EPOCH) // timedelta(microseconds=1)
+
+
 def utc_time(ts_us: int, *, with_date: bool = True) -> str:
     """Packet time as UTC wall-clock text: ``2026-11-27 12:05:00`` (or ``12:05:00``)."""
     when = datetime.fromtimestamp(ts_us / 1e6, UTC)

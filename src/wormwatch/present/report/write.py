@@ -21,7 +21,6 @@ import dataclasses
 import os
 import re
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 
 from wormwatch.botsync import merge_factor
@@ -35,6 +34,7 @@ from wormwatch.present.report.page import render_report
 from wormwatch.present.report.prefixes import prefix_stats
 from wormwatch.present.sinks.jsonl import JsonLinesWriter
 from wormwatch.present.sinks.summary import write_summary_records
+from wormwatch.text import iso_time_us
 
 INDEX = "index.html"
 HOSTS = "hosts.jsonl"
@@ -278,10 +278,7 @@ def _judged_bins(view: HostView, bin_s: int) -> HostState:
     if not isinstance(period, dict):
         return view.state
     bin_us = bin_s * 1_000_000
-    lo, hi = (
-        int(datetime.fromisoformat(str(period[k])).timestamp() * 1e6) // bin_us
-        for k in ("start", "end")
-    )
+    lo, hi = (iso_time_us(str(period[k])) // bin_us for k in ("start", "end"))
     keep = (view.state.bins >= lo) & (view.state.bins < hi)
     return dataclasses.replace(
         view.state, bins=view.state.bins[keep], series=view.state.series[keep]
