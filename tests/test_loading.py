@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from wormwatch.present.loading import LoadingBar
+from wormwatch.present.live.loading import LoadingBar
 from wormwatch.warmup import step_names
 
 

@@ -212,7 +212,7 @@ def _run(args: argparse.Namespace) -> int:
     # them from its cache: on a terminal, a progress bar says why the screen waits
     bar = None
     if sys.stderr.isatty():
-        from wormwatch.present.loading import LoadingBar  # noqa: PLC0415
+        from wormwatch.present.live.loading import LoadingBar  # noqa: PLC0415
 
         bar = LoadingBar()
 
