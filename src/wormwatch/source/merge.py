@@ -17,14 +17,14 @@ side by side (``wormwatch.source.splice``), so one batch can hold packets of eve
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import numpy as np
 
 from wormwatch.kernels.merge import merge_heads
 from wormwatch.model import I32, I64, U8, Batch, SourceStats
-from wormwatch.source.splice import SplicedFiles
+from wormwatch.source.splice import FileView, SplicedFiles
 
 # records read ahead per file: the merge's whole memory is files x RUN x 28 bytes
 RUN = 4096
@@ -46,7 +46,7 @@ class MergedReplay:
 
     Args:
         paths: two or more checked pcap/pcapng files (not standard input).
-        parts: a walker for each file, in the same order.
+        open_walker: makes file k's walker over its view of the merged mapping.
         warnings: the list the walkers append their warnings to.
 
     Raises:
@@ -55,13 +55,19 @@ class MergedReplay:
 
     is_live = False
 
-    def __init__(self, paths: Sequence[str], parts: Sequence[Walked], warnings: list[str]) -> None:
+    def __init__(
+        self,
+        paths: Sequence[str],
+        open_walker: Callable[[int, FileView], Walked],
+        warnings: list[str],
+    ) -> None:
         # only merged replays need the merge kernel: loaded (or compiled) here, so that
         # the first batch is not spent on it
         warm_up()
         self._warnings = warnings
-        self._parts = list(parts)
         self._splice = SplicedFiles(paths)
+        # the walkers read the same mapping the batches point into: one set of pages
+        self._parts = [open_walker(k, self._splice.view(k)) for k in range(len(paths))]
         k = len(paths)
         self._runs = _Runs(k)
         self._starts = np.array(self._splice.starts, np.int64)
@@ -88,11 +94,13 @@ class MergedReplay:
         runs = self._runs
         out = _Records(max_packets)
         n = 0
-        while n < max_packets:
+        # like a single file's batch, at most max_packets records walked, kept or not
+        while n + self._n_skipped < max_packets:
             self._refill()
+            room = max(max_packets - n - self._n_skipped, 1)
             got = merge_heads(
                 runs.ts_us, runs.counts, runs.cursors, runs.is_finished,
-                out.file[n:], out.record[n:],
+                out.file[n : n + room], out.record[n : n + room],
             )  # fmt: skip
             # gathered now: a file's run may be refilled (overwritten) on the next turn
             out.gather(runs, self._starts, n, n + got)

@@ -44,7 +44,7 @@ from wormwatch.model import I32, I64, U8, Batch, SourceStats
 from wormwatch.source import Source
 from wormwatch.source.fileheader import Header, check_file
 from wormwatch.source.merge import MergedReplay
-from wormwatch.source.pcapng import PcapngSections
+from wormwatch.source.pcapng import Bytes, PcapngSections
 from wormwatch.source.stdin import MAX_CAPLEN, STDIN_NAME, STDIN_PATH, StdinPart
 
 
@@ -78,7 +78,7 @@ def open_replay(
         warnings: list[str] = []
         return MergedReplay(
             [h.path for h in headers],
-            [open_part(h, warnings, skip_ignored=skip_ignored) for h in headers],
+            lambda k, view: open_part(headers[k], warnings, skip_ignored=skip_ignored, mapped=view),
             warnings,
         )
     return ReplaySource(paths, skip_ignored=skip_ignored)
@@ -178,10 +178,13 @@ class _Part(Protocol):
     def close(self) -> None: ...
 
 
-def open_part(header: Header, warnings: list[str], *, skip_ignored: bool = False) -> _Part:
+def open_part(
+    header: Header, warnings: list[str], *, skip_ignored: bool = False, mapped: Mapped | None = None
+) -> _Part:
+    """A walker over one checked file (mapped here unless ``mapped`` is given)."""
     if header.is_pcapng:
-        return _PcapngPart(header, warnings)
-    return _PcapPart(header, warnings, skip_ignored=skip_ignored)
+        return _PcapngPart(header, warnings, mapped=mapped)
+    return _PcapPart(header, warnings, skip_ignored=skip_ignored, mapped=mapped)
 
 
 class _Outputs:
@@ -207,23 +210,59 @@ class _Outputs:
         )
 
 
-class _MappedFile:
-    """A capture file mapped read-only; subclasses walk its records from ``pos``."""
+class Mapped(Protocol):
+    """A capture file's bytes in memory: ``data`` as an array, ``buffer`` for ``struct``."""
 
-    def __init__(self, header: Header, warnings: list[str]) -> None:
-        self._path = header.path
-        self._warnings = warnings
+    @property
+    def data(self) -> U8: ...
+
+    @property
+    def buffer(self) -> Bytes: ...
+
+    def release(self, lo: int, hi: int) -> None:
+        """Lets this process's pages between byte ``lo`` and ``hi`` go (they stay cached)."""
+
+
+class FileMapping:
+    """A capture file mapped read-only on its own, read front to back."""
+
+    def __init__(self, path: str) -> None:
         try:
-            with open(header.path, "rb") as file:
-                self._mm: mmap.mmap | None = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+            with open(path, "rb") as file:
+                self._mm = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
         except (OSError, ValueError) as err:
             raise WormwatchError(
-                f"file {header.path}: cannot map it any more ({err}); "
+                f"file {path}: cannot map it any more ({err}); "
                 "was it moved or emptied during the replay?"
             ) from None
         self._mm.madvise(mmap.MADV_SEQUENTIAL)
-        self._size = len(self._mm)
-        self._data: U8 = np.frombuffer(self._mm, dtype=np.uint8)
+        self.buffer: Bytes = self._mm
+        self.data: U8 = np.frombuffer(self._mm, dtype=np.uint8)
+
+    def release(self, lo: int, hi: int) -> None:
+        lo = -(-lo // mmap.PAGESIZE) * mmap.PAGESIZE
+        hi -= hi % mmap.PAGESIZE
+        if hi > lo:
+            self._mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+
+
+class _MappedFile:
+    """A mapped capture file; subclasses walk its records from ``pos``.
+
+    Args:
+        header: what checking the file found.
+        warnings: where problems met while reading go.
+        mapped: the file's bytes when they are mapped already (a merged replay maps all
+            its files side by side, ``wormwatch.source.splice``); else it is mapped here.
+    """
+
+    def __init__(self, header: Header, warnings: list[str], mapped: Mapped | None) -> None:
+        self._path = header.path
+        self._warnings = warnings
+        self._mapped: Mapped | None = FileMapping(header.path) if mapped is None else mapped
+        self._buffer: Bytes = self._mapped.buffer
+        self._data: U8 = self._mapped.data
+        self._size = int(self._data.shape[0])
         self._n_packets = 0
         self._released = 0
         self._batch_start = 0
@@ -235,11 +274,9 @@ class _MappedFile:
         The caller may still hold the previous batch, so only pages before it go. They
         stay in the page cache, and a touch would fault them back in unchanged.
         """
-        if self._mm is not None:
-            upto = self._batch_start - self._batch_start % mmap.PAGESIZE
-            if upto > self._released:
-                self._mm.madvise(mmap.MADV_DONTNEED, self._released, upto - self._released)
-                self._released = upto
+        if self._mapped is not None and self._batch_start > self._released:
+            self._mapped.release(self._released, self._batch_start)
+            self._released = self._batch_start - self._batch_start % mmap.PAGESIZE
         self._batch_start = self.pos
 
     def _stop(self, status: int) -> None:
@@ -268,15 +305,18 @@ class _MappedFile:
 
     def close(self) -> None:
         """Lets go of the mapping (batches still using it keep it alive)."""
-        self._mm = None
+        self._mapped = None
+        self._buffer = b""
         self._data = np.zeros(0, dtype=np.uint8)
 
 
 class _PcapPart(_MappedFile):
     """A classic pcap file (any of the four magic numbers)."""
 
-    def __init__(self, header: Header, warnings: list[str], *, skip_ignored: bool) -> None:
-        super().__init__(header, warnings)
+    def __init__(
+        self, header: Header, warnings: list[str], *, skip_ignored: bool, mapped: Mapped | None
+    ) -> None:
+        super().__init__(header, warnings, mapped)
         self._is_big = header.is_big
         self._is_nano = header.is_nano
         self._linktype = header.linktype
@@ -285,7 +325,7 @@ class _PcapPart(_MappedFile):
 
     def read(self, max_packets: int) -> Batch | None:
         """Walks up to ``max_packets`` records (fewer packets when some are skipped)."""
-        if self._mm is None:
+        if self._mapped is None:
             return None
         self._release_behind()
         out = _Outputs(max_packets)
@@ -313,14 +353,14 @@ class _PcapPart(_MappedFile):
 class _PcapngPart(_MappedFile):
     """A pcapng file: sections, interfaces and packet blocks."""
 
-    def __init__(self, header: Header, warnings: list[str]) -> None:
-        super().__init__(header, warnings)
+    def __init__(self, header: Header, warnings: list[str], *, mapped: Mapped | None) -> None:
+        super().__init__(header, warnings, mapped)
         self._sections = PcapngSections()
         self._last_ts_us = 0
         self._n_unknown = 0
 
     def read(self, max_packets: int) -> Batch | None:
-        if self._mm is None:
+        if self._mapped is None:
             return None
         self._release_behind()
         data = self._data
@@ -348,9 +388,9 @@ class _PcapngPart(_MappedFile):
             self._n_packets += k
             self._n_unknown += n_unknown
             if status == WALK_SECTION:
-                step = s.read_section(self._mm, self.pos, self._size)
+                step = s.read_section(self._buffer, self.pos, self._size)
             elif status == WALK_INTERFACE:
-                step = s.read_interface(self._mm, self.pos)
+                step = s.read_interface(self._buffer, self.pos)
             else:
                 if status != WALK_FULL:
                     self._stop(status)
@@ -366,9 +406,9 @@ class _PcapngPart(_MappedFile):
         return out.batch(data, n)
 
     def _describe_bad_length(self) -> str:
-        if self._mm is None:
+        if self._mapped is None:
             return "file already closed"
-        return self._sections.describe_block(self._mm, self.pos, self._size)
+        return self._sections.describe_block(self._buffer, self.pos, self._size)
 
     def close(self) -> None:
         if self._n_unknown:

@@ -31,7 +31,7 @@ OPT_IF_TSOFFSET = 14  # signed 64-bit seconds added to every timestamp
 US_PER_S = 1_000_000
 
 # what the block readers accept: a mapped file, or the first bytes of one
-Bytes = bytes | mmap.mmap
+Bytes = bytes | mmap.mmap | memoryview
 # Largest exponents whose scale keeps (ticks % div) * mul below 2**63 in the kernel
 MAX_TSRESOL_EXP10 = 24
 MAX_TSRESOL_EXP2 = 54

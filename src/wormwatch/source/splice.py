@@ -75,6 +75,8 @@ class SplicedFiles:
         finally:
             for fd in fds:
                 os.close(fd)
+        # read front to back, as one file is (the kernel then lets pages behind go sooner)
+        self._mm.madvise(mmap.MADV_SEQUENTIAL)
         data: U8 = np.frombuffer(self._mm, dtype=np.uint8)
         data.flags.writeable = False
         self.data = data
@@ -89,10 +91,29 @@ class SplicedFiles:
         if hi > lo:
             self._mm.madvise(mmap.MADV_DONTNEED, self.starts[k] + lo, hi - lo)
 
+    def view(self, k: int) -> FileView:
+        """File ``k`` alone, as a walker reads it."""
+        return FileView(self.data[self.starts[k] : self.starts[k] + self.sizes[k]])
+
     def close(self) -> None:
         """Lets go of the range (arrays still using it keep it alive)."""
         self._mm = None
         self.data = np.zeros(0, dtype=np.uint8)
+
+
+class FileView:
+    """One file of a :class:`SplicedFiles`: its bytes, for a walker.
+
+    Its pages are let go by the merge, which knows what the batches still use, so
+    ``release`` does nothing here.
+    """
+
+    def __init__(self, data: U8) -> None:
+        self.data = data
+        self.buffer: memoryview = data.data
+
+    def release(self, lo: int, hi: int) -> None:
+        """The merge lets pages go (``SplicedFiles.release``): nothing to do."""
 
 
 def _open(path: str) -> int:
