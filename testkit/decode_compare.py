@@ -92,7 +92,7 @@ def kernel_decode_many(
     """Decode frames as one batch (each followed by ``filler`` bytes) with the real wrapper.
 
     Pass decoders made with ``reassemble=False``: fragments then stay ``fragment``, as
-    the per-frame reference says (reassembly is compared in tests/test_reassembly.py).
+    the per-frame reference says (reassembly is compared in tests/test_reassemble.py).
     """
     batch = make_batch(frames, gap=bytes((filler,)) * FILLER_LEN)
     dec = (

@@ -1,6 +1,6 @@
 """Log rotation of JSON lines outputs: a reopen request moves the next line to a
 new file; a reopen that fails keeps writing to the old file and says so once.
-(tests/test_live_outputs.py runs the same through SIGHUP and the privilege drop.)"""
+(tests/scenarios/test_live_outputs.py runs the same through SIGHUP and the privilege drop.)"""
 
 from __future__ import annotations
 

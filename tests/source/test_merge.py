@@ -162,7 +162,7 @@ def test_a_damaged_file_keeps_its_packets_and_the_others_go_on(
 
 
 def test_several_files_are_merged_unless_concatenated() -> None:
-    # (standard input is never merged: tests/test_pcapfile.py reads "-" and a file in order)
+    # (standard input is never merged: tests/source/test_pcapfile.py reads "-" and a file in order)
     concatenated = open_replay([str(DEMO), str(DEMO)], concatenate=True)
     assert not isinstance(concatenated, MergedReplay)
     concatenated.close()

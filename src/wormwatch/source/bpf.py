@@ -25,7 +25,7 @@ Two libpcap rules shape the text:
   repeated inside each depth instead of being and-ed once at the end. On a live
   Linux interface the kernel has already moved the outer tag into packet
   metadata; libpcap's ``vlan`` then tests that metadata, and the same text
-  counts the same packets live and offline (tests/test_bpf.py, tests/test_live.py).
+  counts the same packets live and offline (tests/source/test_bpf.py, tests/source/test_live.py).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 driven by scripted snapshots and keys (no terminal).
 
 Regenerate the goldens after an intended change with
-``WORMWATCH_UPDATE_GOLDEN=1 pytest tests/test_tui.py`` and review the diff.
+``WORMWATCH_UPDATE_GOLDEN=1 pytest tests/present/live/test_tui.py`` and review the diff.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import io
 import os
 import re
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -24,6 +23,7 @@ from wormwatch.present.live.table import build_screen, screen_rows
 from wormwatch.present.live.tui import TuiPresenter
 from wormwatch.present.live.view import ViewState
 
+from testkit import paths
 from testkit.fakes import FakeClock, ScriptedKeys
 from testkit.tui_fakes import (
     empty_snapshot,
@@ -32,7 +32,7 @@ from testkit.tui_fakes import (
     snapshot,
 )
 
-GOLDEN = Path(__file__).parent / "golden" / "tui"
+GOLDEN = paths.GOLDEN / "tui"
 UPDATE = os.environ.get("WORMWATCH_UPDATE_GOLDEN") == "1"
 
 
@@ -302,7 +302,7 @@ def test_hostile_names_of_the_sample_pcap_are_shown_escaped() -> None:
     from wormwatch.pipeline import Pipeline
     from wormwatch.source.pcapfile import open_replay
 
-    pcap = Path(__file__).parent.parent / "pcaps" / "dns_names.pcap"
+    pcap = paths.PCAPS / "dns_names.pcap"
     result = Pipeline(load_config(None), source_name=pcap.name).run(open_replay([str(pcap)]))
     final = replace(result.final, hosts=result.hosts)
     addr = "192.0.2.201"

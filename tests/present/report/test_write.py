@@ -27,12 +27,12 @@ from wormwatch.present.report.prefixes import Relation, prefix_stats, relation
 from wormwatch.runner import report
 
 from testkit.hoststates import Host, at
+from testkit.paths import REPO
 
-ROOT = Path(__file__).resolve().parent.parent
-DEMO = ROOT / "pcaps" / "demo.pcap"
-DEMO_CONFIG = ROOT / "src" / "wormwatch" / "data" / "demo.toml"
+DEMO = REPO / "pcaps" / "demo.pcap"
+DEMO_CONFIG = REPO / "src" / "wormwatch" / "data" / "demo.toml"
 # one host, no findings (a committed sample: the report tests need no real captures)
-QUIET = ROOT / "pcaps" / "dns_tcp.pcap"
+QUIET = REPO / "pcaps" / "dns_tcp.pcap"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # what the page may contain: no script, no event handler, nothing loaded from elsewhere
 ALLOWED_TAGS = {
@@ -443,7 +443,7 @@ def test_cli_end_to_end(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         check=False,
-        cwd=ROOT,
+        cwd=REPO,
         timeout=120,
     )
     assert done.returncode == 0, done.stderr

@@ -27,10 +27,9 @@ from wormwatch.present.sinks.metric_families import QTYPE_LABELS, ClusterHealth
 from wormwatch.present.sinks.metrics import MetricsServer, RecordCounter, parse_address
 from wormwatch.source.pcapfile import open_replay
 
-from testkit.paths import REAL_PCAPS
+from testkit.paths import REAL_PCAPS, REPO
 from testkit.reference import reference_events
 
-REPO = Path(__file__).resolve().parents[1]
 SAMPLES = [REPO / "pcaps" / name for name in ("demo.pcap", "dns_tcp.pcap", "frag_dns_v4.pcap")]
 REAL_ONES = ["id2t_Win7_eternalblue_scan.pcap", "ndpi_dns_exfiltration.pcap", "ppa_blaster.pcap"]
 
