@@ -9,6 +9,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 PCAPS = REPO / "pcaps"
 DEMO = PCAPS / "demo.pcap"
+# the config `wormwatch demo` uses (its mail server and resolvers allowlisted)
+DEMO_CONFIG = REPO / "src" / "wormwatch" / "data" / "demo.toml"
 MANIFEST = PCAPS / "MANIFEST.toml"
 GOLDEN = REPO / "tests" / "golden"
 # The real captures are not committed: they sit in a shared folder beside the checkout

@@ -1,0 +1,128 @@
+"""The command line end to end: outputs, one-line errors, Ctrl-C, every command documented."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from wormwatch.cli import main
+
+from testkit.paths import DEMO, DEMO_CONFIG, REPO
+
+
+def test_replay_writes_summary_and_alerts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    summary = tmp_path / "hosts.jsonl"
+    alerts = tmp_path / "alerts.jsonl"
+    code = main(
+        [
+            "replay", str(DEMO), "--no-tui", "--config", str(DEMO_CONFIG),
+            "--summary", str(summary), "--alerts", str(alerts),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "192.0.2.99" in out
+    assert "mx-client, smb-scan, bot-sync" in out
+    records = [json.loads(line) for line in summary.read_text().splitlines()]
+    hosts = [r for r in records if r["event_type"] == "host"]
+    assert records[-1]["event_type"] == "network"
+    assert all(r["schema"] == 1 for r in records)
+    assert len(hosts) == 25
+    scanner = next(h for h in hosts if h["src_ip"] == "192.0.2.88")
+    assert scanner["syn"] == {"135": 508, "139": 508, "445": 973}
+    assert scanner["syn_targets"] == 508
+    assert scanner["verdicts"] == ["smb-scan"]
+    raised = [json.loads(line) for line in alerts.read_text().splitlines()]
+    assert {(a["src_ip"], tuple(a["verdicts"])) for a in raised} == {
+        ("192.0.2.66", ("keyword-storm",)),
+        ("192.0.2.77", ("mx-client",)),
+        ("192.0.2.88", ("smb-scan",)),
+        ("192.0.2.99", ("mx-client", "smb-scan")),
+        ("192.0.2.99", ("mx-client", "smb-scan", "bot-sync")),
+    }
+    for alert in raised:
+        assert alert["event_type"] == "alert"
+        assert alert["schema"] == 1
+        assert "+00:00" in alert["timestamp"]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["replay", "/nonexistent/x.pcap"], "/nonexistent/x.pcap"),
+        (["replay", str(DEMO), "--config", "/nonexistent.toml"], "/nonexistent.toml"),
+        (["replay", str(DEMO), "--summary", "/nonexistent/dir/s.jsonl"], "does not exist"),
+    ],
+)
+def test_errors_are_one_line(
+    args: list[str], needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("wormwatch: error: ")
+    assert needle in err
+    assert "\n" not in err
+    assert "Traceback" not in err
+
+
+def test_not_a_pcap_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bogus = tmp_path / "notes.txt"
+    bogus.write_text("hello, this is not a capture\n")
+    assert main(["replay", str(bogus)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("wormwatch: error: ")
+    assert "\n" not in err
+
+
+DEMO_PACKETS = 13_771
+
+
+def test_sigint_ends_cleanly_with_summary(tmp_path: Path) -> None:
+    """Ctrl-C during a paced replay: exit 130, summary and alerts written.
+
+    The signal is sent once the first alert has reached standard output (the
+    replay is then surely under way, ~4 s in at 60x), not after a fixed sleep.
+    """
+    summary = tmp_path / "hosts.jsonl"
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "wormwatch", "replay", str(DEMO), "--speed", "60",
+            "--no-tui", "--alerts", "-", "--summary", str(summary),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert json.loads(first)["event_type"] == "alert", err
+    assert proc.returncode == 130, err
+    assert b"Traceback" not in err
+    records = [json.loads(line) for line in summary.read_text().splitlines()]
+    network = records[-1]
+    assert network["event_type"] == "network"
+    # stopped part way: fewer packets than the whole capture, more than none
+    assert 0 < network["decode"]["packets"] < DEMO_PACKETS
+    assert b"capture" in out
+
+
+def test_every_command_is_documented_in_the_readme() -> None:
+    import argparse
+
+    from wormwatch.cli import build_parser
+
+    readme = (REPO / "README.md").read_text()
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(sub.choices) == {"live", "replay", "demo", "report", "central", "view"}
+    for command in sub.choices:
+        assert f"wormwatch {command}" in readme, command
