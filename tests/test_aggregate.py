@@ -182,15 +182,6 @@ def test_network_series_leaves_out_allowlisted_hosts() -> None:
     assert series.tolist() == [[1, 1, 0], [0, 0, 1]]
 
 
-def test_classifier_matches_first_label_prefix() -> None:
-    names = [b"mail.x.com", b"mx1.y", b"www.mail.com", b"gateway.z", b"n", b"ns", b"", b"relay"]
-    rows = [(0, "192.0.2.1", "192.0.2.53", KIND_DNS, 53, 1, n) for n in names]
-    rows.append((0, "192.0.2.1", "198.51.100.1", KIND_SYN, 445, 0, b""))
-    ev = make_events(rows)
-    got = Classifier(KEYWORDS).classify(ev).tolist()
-    assert got == [0, 2, -1, 4, -1, 3, -1, 5, -1]
-
-
 def test_kernels_compiled_one_signature_each() -> None:
     test_aggregate_matches_reference(1)
     for kernel in (
