@@ -33,9 +33,11 @@ Alert = dict[str, object]
 class Judge:
     """Scores, verdicts and alerts of every host the aggregate tracks.
 
-    Three calls judge, each over the hosts with new evidence since the same
-    call last ran, plus every host holding a verdict (so a verdict clears
-    once its activity leaves the window):
+    Three calls judge, each over the hosts the aggregate touched since the
+    same call last ran (whatever the packet time of their new events: a
+    second capture that starts an hour back, a late delta), plus every host
+    holding a verdict (so a verdict clears once its activity leaves the
+    window). A host is judged once per call however many events it got:
 
     - :meth:`judge` at each bin boundary of packet time: verdicts, and the
       alerts for those that are news;
@@ -50,9 +52,9 @@ class Judge:
         self.n_alerts = 0
         self._scores = np.zeros(cfg.max_hosts, np.float64)
         self._verdicts: dict[int, Verdict] = {}
-        # packet time of the last judge() and of the last look of any kind
-        self._alert_mark_us = -1
-        self._display_mark_us = -1
+        # the aggregate's marks at the last judge() and at the last look of any kind
+        self._alert_mark = -1
+        self._display_mark = -1
 
     # -- what the aggregate asks, and what it reports -----------------------------
 
@@ -73,31 +75,31 @@ class Judge:
 
     def judge(self, agg: Aggregator) -> list[Alert]:
         """Judge the hosts with new evidence; the alerts that are news."""
-        return self._look(agg, self._candidates(agg, self._alert_mark_us), alert=True)
+        return self._look(agg, self._candidates(agg, self._alert_mark), alert=True)
 
     def rescore(self, agg: Aggregator) -> None:
         """Re-score the hosts with new evidence since the last look (a display
         refresh): no alerts, the next :meth:`judge` still sees them."""
-        self._look(agg, self._candidates(agg, self._display_mark_us), alert=False)
+        self._look(agg, self._candidates(agg, self._display_mark), alert=False)
 
     def finish(self, agg: Aggregator) -> list[Alert]:
         """The end of the run: judge every host ever judged and the new ones."""
         ids = np.union1d(
-            self._candidates(agg, self._alert_mark_us), np.array(list(self._verdicts), np.int64)
+            self._candidates(agg, self._alert_mark), np.array(list(self._verdicts), np.int64)
         )
         return self._look(agg, ids.astype(np.int64), alert=True)
 
-    def _candidates(self, agg: Aggregator, since_us: int) -> I64:
+    def _candidates(self, agg: Aggregator, mark: int) -> I64:
         """Hosts worth a full evaluation now.
 
-        A vectorised pre-filter (:func:`wormwatch.detect.could_fire`): a host
-        whose totals cannot reach any detector's thresholds keeps score 0
-        without a Python-level look. Of the rest, those with events since
-        ``since_us``, plus every host that holds a verdict.
+        Those touched since the aggregate's ``mark``, through a vectorised
+        pre-filter (:func:`wormwatch.detect.could_fire`): a host whose totals
+        cannot reach any detector's thresholds keeps score 0 without a
+        Python-level look; plus every host that holds a verdict.
         """
-        maybe = could_fire(agg.totals(), self.cfg).any(axis=1)
-        dirty = agg.last_seen_us() >= since_us
-        ids = np.nonzero(maybe & dirty)[0]
+        touched = agg.touched_since(mark)
+        maybe = could_fire(agg.totals()[touched], self.cfg).any(axis=1)
+        ids = touched[maybe]
         flagged = [i for i, v in self._verdicts.items() if v.verdicts]
         if flagged:
             ids = np.union1d(ids, np.array(flagged, np.int64))
@@ -106,7 +108,7 @@ class Judge:
     def _look(self, agg: Aggregator, ids: I64, *, alert: bool) -> list[Alert]:
         """Evaluate hosts ``ids`` at the aggregate's packet time; with
         ``alert``, pass the verdicts through the alert tracker."""
-        now_us = agg.now_us
+        now_us, mark = agg.now_us, agg.mark()
         if now_us < 0:
             return []
         alerts: list[Alert] = []
@@ -119,9 +121,9 @@ class Judge:
                 if record is not None:
                     alerts.append(record)
         if alert:
-            self._alert_mark_us = now_us
+            self._alert_mark = mark
             self.n_alerts += len(alerts)
-        self._display_mark_us = now_us
+        self._display_mark = mark
         return alerts
 
     # -- read out -------------------------------------------------------------------
