@@ -10,6 +10,7 @@ did not fit; and a :class:`Renumbering` when hosts were evicted. Rooms:
 - :mod:`.aggregator` the state and the ingest, and the read-out API;
 - :mod:`.hosts` the host table (one id per address) and eviction;
 - :mod:`.bins` the per-(host, bin) counter rows;
+- :mod:`.columns` the ingest's per-batch column work (distinct sets, samples, series);
 - :mod:`.readout` whole host states read out of the tables.
 """
 

@@ -25,40 +25,25 @@ import numpy as np
 import numpy.typing as npt
 
 from wormwatch.aggregate.bins import BinRows
+from wormwatch.aggregate.columns import (
+    add_network,
+    count_prefixes,
+    counter_columns,
+    distinct,
+    take_samples,
+)
 from wormwatch.aggregate.hosts import HostTable, Protect, Renumbering, activity
 from wormwatch.aggregate.readout import read_states
 from wormwatch.kernels.aggregate import (
-    MODE_COUNT,
-    MODE_TAG,
     add_counters,
-    hash_names,
-    pack_prefixes,
     touch_hosts,
 )
 from wormwatch.model import (
     BOOL,
-    C_A,
-    C_AAAA,
-    C_KW,
-    C_KW_A,
-    C_MX,
-    C_MX_DOM_NEW,
-    C_NAMES_NEW,
-    C_OTHER,
-    C_PTR,
-    C_QUERIES,
-    C_SYN135,
-    C_SYN139,
-    C_SYN445,
-    C_SYN_DST_BIN,
-    C_SYN_DST_NEW,
     I64,
     KIND_DNS,
     KIND_SYN,
-    QTYPE_A,
-    QTYPE_AAAA,
     QTYPE_MX,
-    QTYPE_PTR,
     U64,
     Events,
     HostState,
@@ -67,18 +52,6 @@ from wormwatch.nets import NetMask, in_networks
 from wormwatch.tables import KeyTable
 
 _A = TypeVar("_A", bound=np.ndarray)
-# Salt that keeps a host's MX names apart from its other names in one table.
-_MX_SALT = 1
-
-_QTYPE_COL = np.full(65536, C_OTHER, np.int64)
-_QTYPE_COL[QTYPE_A] = C_A
-_QTYPE_COL[QTYPE_AAAA] = C_AAAA
-_QTYPE_COL[QTYPE_MX] = C_MX
-_QTYPE_COL[QTYPE_PTR] = C_PTR
-_PORT_COL = np.full(65536, -1, np.int64)
-_PORT_COL[135] = C_SYN135
-_PORT_COL[139] = C_SYN139
-_PORT_COL[445] = C_SYN445
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,22 +164,18 @@ class Aggregator:
         is_syn = (kind == KIND_SYN) & (host >= 0)
         is_mx = is_dns & (ev.qtype[:n] == QTYPE_MX)
         has_name = is_dns & (ev.name_lens[:n] > 0)
-        pair, new_name, new_mx = self._distinct(ev, host, bins, is_syn, has_name, is_mx)
-        self._count_prefixes(ev, host, has_name)
-        is_kw = is_dns & (keyword_idx[:n] >= 0)
-        cols = np.full((n, 6), -1, np.int64)
-        cols[:, 0] = np.where(is_dns, C_QUERIES, np.where(is_syn, _PORT_COL[ev.dport[:n]], -1))
-        cols[:, 1] = np.where(
-            is_dns, _QTYPE_COL[ev.qtype[:n]], np.where(pair >= 1, C_SYN_DST_BIN, -1)
+        pair, new_name, new_mx, refused = distinct(
+            self._pairs, self._names, ev, host, bins, (is_syn, has_name, is_mx)
         )
-        cols[:, 2] = np.where(is_kw, C_KW, np.where(pair == 2, C_SYN_DST_NEW, -1))
-        cols[:, 3] = np.where(is_kw & (ev.qtype[:n] == QTYPE_A), C_KW_A, -1)
-        cols[:, 4] = np.where(new_name == 2, C_NAMES_NEW, -1)
-        cols[:, 5] = np.where(new_mx == 2, C_MX_DOM_NEW, -1)
+        refused += count_prefixes(self._prefixes, ev, host, has_name)
+        self._keys_refused += refused
+        is_kw = is_dns & (keyword_idx[:n] >= 0)
+        cols = counter_columns(ev, is_dns, is_syn, is_kw, pair, new_name, new_mx)
         add_counters(host, row, cols, n, h.totals, self._bins.rows)
         self._take_samples(ev, host, new_name == 2, h.n_sampled, self._samples)
         self._take_samples(ev, host, new_mx == 2, h.n_mx_sampled, self._mx_samples)
-        self._add_network(bins, host, is_dns, is_mx, is_syn)
+        is_client = ~h.is_allowlisted[np.maximum(host, 0)]
+        add_network(self._network, bins, is_client, (is_dns, is_mx, is_syn))
         return renumbering
 
     def _admit(self, src_hi: U64, src_lo: U64, keep: BOOL) -> tuple[I64, Renumbering | None]:
@@ -241,38 +210,6 @@ class Aggregator:
         self._mx_samples = renumbering.follow(self._mx_samples)
         self._bins.renumber(mapping)
 
-    def _distinct(
-        self, ev: Events, host: I64, bins: I64, is_syn: BOOL, has_name: BOOL, is_mx: BOOL
-    ) -> tuple[I64, I64, I64]:
-        """Per event: SYN target new ever (2) / in this bin (1); name new (2);
-        MX name new (2)."""
-        n = ev.n
-        zeros_u = np.zeros(n, np.uint64)
-        pair = np.empty(n, np.int64)
-        self._keys_refused += self._pairs.upsert(
-            host, ev.dst_hi[:n], ev.dst_lo[:n], is_syn, bins, MODE_TAG, pair
-        )
-        name_hash = np.empty(n, np.uint64)
-        hash_names(ev.names, ev.name_lens, n, name_hash)
-        new_name = np.empty(n, np.int64)
-        self._keys_refused += self._names.upsert(
-            host, name_hash, zeros_u, has_name, bins, MODE_TAG, new_name
-        )
-        new_mx = np.empty(n, np.int64)
-        self._keys_refused += self._names.upsert(
-            host, name_hash, zeros_u + np.uint64(_MX_SALT), is_mx & has_name, bins, MODE_TAG, new_mx
-        )
-        return pair, new_name, new_mx
-
-    def _count_prefixes(self, ev: Events, host: I64, sel: BOOL) -> None:
-        n = ev.n
-        packed = np.empty(n, np.uint64)
-        pack_prefixes(ev.names, ev.name_lens, sel, n, packed)
-        out = np.empty(n, np.int64)
-        self._keys_refused += self._prefixes.upsert(
-            host, packed, np.zeros(n, np.uint64), packed != 0, host, MODE_COUNT, out
-        )
-
     def _take_samples(
         self,
         ev: Events,
@@ -281,33 +218,7 @@ class Aggregator:
         n_taken: I64,
         store: dict[int, list[bytes]],
     ) -> None:
-        cand = np.nonzero(is_new & (n_taken[np.maximum(host, 0)] < self.n_samples))[0]
-        if cand.shape[0] == 0:
-            return
-        hosts = host[cand]
-        order = np.argsort(hosts, kind="stable")
-        cand, hosts = cand[order], hosts[order]
-        starts = np.r_[0, np.flatnonzero(np.diff(hosts)) + 1]
-        rank = np.arange(hosts.shape[0]) - np.repeat(starts, np.diff(np.r_[starts, hosts.shape[0]]))
-        take = rank < (self.n_samples - n_taken[hosts])
-        # bounded: at most n_samples per host over the whole run
-        for i, h in zip(cand[take].tolist(), hosts[take].tolist(), strict=True):
-            store.setdefault(h, []).append(bytes(ev.names[i, : ev.name_lens[i]]))
-            n_taken[h] += 1
-
-    def _add_network(self, bins: I64, host: I64, is_dns: BOOL, is_mx: BOOL, is_syn: BOOL) -> None:
-        client = ~self._hosts.is_allowlisted[np.maximum(host, 0)]
-        lo = int(bins.min())
-        width = int(bins.max()) - lo + 1
-        rel = bins - lo
-        series = [
-            np.bincount(rel[m], minlength=width)
-            for m in (is_dns & client, is_mx & client, is_syn & client)
-        ]
-        for k in np.flatnonzero(series[0] + series[1] + series[2]).tolist():
-            acc = self._network.setdefault(lo + k, [0, 0, 0])
-            for j in range(3):
-                acc[j] += int(series[j][k])
+        take_samples(ev, host, is_new, n_taken, store, self.n_samples)
 
     # -- read out ---------------------------------------------------------------
 
