@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "wormwatch"
+from testkit.paths import REPO
+
+SRC = REPO / "src" / "wormwatch"
 
 # Rooms in data-flow order: a module may import its own room and the rooms
 # before it, never one after it. The first matching prefix wins.
