@@ -26,6 +26,7 @@ TESTED_ELSEWHERE: dict[str, tuple[str, str]] = {
     "aggregate/bins.py": ("test_aggregate.py", "rows per (host, bin), through Aggregator"),
     "aggregate/hosts.py": ("test_aggregate.py", "the host table, through Aggregator"),
     "aggregate/readout.py": ("test_aggregate.py", "host states read out of Aggregator"),
+    "aggregate/columns.py": ("test_aggregate.py", "the per-batch column work of an ingest"),
     "signals.py": ("test_detect.py", "each signal fires through detect.evaluate"),
     "botsync.py": ("test_detect.py", "the bot-sync signal, through detect"),
     "sync.py": ("test_detect.py", "MX/SYN correlation, through bot-sync"),
