@@ -29,19 +29,25 @@ END = T0 + 4 * HOUR_US
 HISTORY_US = T0 - 23 * HOUR_US
 
 
+def _worm(kind: str, addr: str, signal: str, phase_s: float, seed: int, **params: object) -> Case:
+    """A worm case named by its parameters, starting ``phase_s`` after ``T0``."""
+    text = " ".join(
+        f"{k}={v:g}" if isinstance(v, int | float) and not isinstance(v, bool) else f"{k}={v}"
+        for k, v in params.items()
+    )
+    start = T0 + int(phase_s * 1e6)
+    return Case(f"{kind} {text}", addr, signal, dict(params), start_us=start, seed=seed)
+
+
 def keyword_storm(
     addr: str, *, rate: float, browse_rate: float, history: bool, phase_s: float = 17, seed: int = 0
 ) -> Case:
     """A Mytob-like storm for an hour on a PC whose user browses at ``browse_rate``."""
-    start = T0 + int(phase_s * 1e6)
-    case = Case(
-        f"storm rate={rate:g} browse={browse_rate:g} history={history}",
-        addr,
-        "keyword-storm",
-        {"rate": rate, "browse": browse_rate, "history": history},
-        start_us=start,
-        seed=seed,
-    )
+    case = _worm(
+        "storm", addr, "keyword-storm", phase_s, seed,
+        rate=rate, browse=browse_rate, history=history,
+    )  # fmt: skip
+    start = case.start_us
     if browse_rate:
         browse(case, HISTORY_US if history else start - 10 * MIN_US, END, browse_rate)
     case.cross_us = nth(storm(case, start, start + HOUR_US, rate), 100)
@@ -52,15 +58,8 @@ def mass_mailer(
     addr: str, *, rate: float, history: bool, phase_s: float = 5, seed: int = 0
 ) -> Case:
     """MX queries of new domains at ``rate`` for two hours."""
-    start = T0 + int(phase_s * 1e6)
-    case = Case(
-        f"mx rate={rate:g} history={history}",
-        addr,
-        "mx-client",
-        {"rate": rate, "history": history},
-        start_us=start,
-        seed=seed,
-    )
+    case = _worm("mx", addr, "mx-client", phase_s, seed, rate=rate, history=history)
+    start = case.start_us
     if history:
         browse(case, HISTORY_US, END, 12)
     ts = case.times(start, start + 2 * HOUR_US, rate)
@@ -72,15 +71,8 @@ def mass_mailer(
 def scanner(addr: str, *, rate: float, history: bool, phase_s: float = 9, seed: int = 0) -> Case:
     """SYNs to 445 of ``rate`` new targets a minute for three hours; with
     ``history``, a day as a client of four file servers first."""
-    start = T0 + int(phase_s * 1e6)
-    case = Case(
-        f"scan rate={rate:g} history={history}",
-        addr,
-        "smb-scan",
-        {"rate": rate, "history": history},
-        start_us=start,
-        seed=seed,
-    )
+    case = _worm("scan", addr, "smb-scan", phase_s, seed, rate=rate, history=history)
+    start = case.start_us
     if history:
         # its four file servers were first contacted 23 hours before: they leave the
         # one-day window an hour into the scan, so the threshold is 30 scan targets
@@ -105,22 +97,11 @@ def bot(
     """MX bursts and scans from one command loop, for 3.5 hours. ``baseline``:
     the user's own SYNs ("none", "file-shares": 2 a minute to 4 servers all
     day, "nat-20": 20 users' browsing and file shares on the same address)."""
-    start = T0 + int(phase_s * 1e6)
-    case = Case(
-        f"bot period={period_min:g}m burst={burst_s:g}s lag={lag_min:g}m "
-        f"jitter={jitter_s:g}s base={baseline}",
-        addr,
-        "bot-sync",
-        {
-            "period_min": period_min,
-            "burst_s": burst_s,
-            "lag_min": lag_min,
-            "jitter_s": jitter_s,
-            "baseline": baseline,
-        },
-        start_us=start,
-        seed=seed,
-    )
+    case = _worm(
+        "bot", addr, "bot-sync", phase_s, seed, period_min=period_min, burst_s=burst_s,
+        lag_min=lag_min, jitter_s=jitter_s, baseline=baseline,
+    )  # fmt: skip
+    start = case.start_us
     if baseline == "file-shares":
         file_shares(case, HISTORY_US, END, 2)
     elif baseline == "nat-20":
