@@ -73,6 +73,34 @@ def test_merged_taps_say_what_the_whole_capture_says(
     assert alerts == whole[1]
 
 
+@pytest.mark.parametrize("order", [(0, 1), (1, 0)])
+def test_concatenated_taps_lose_no_verdict(
+    taps: list[str],
+    whole: tuple[Hosts, list[dict[str, object]]],
+    tmp_path: Path,
+    order: tuple[int, int],
+) -> None:
+    files = [taps[k] for k in order]
+    hosts, alerts = replay_outputs(tmp_path, "concatenated", "--concatenate", *files)
+    assert judged(hosts) == judged(whole[0])
+    # every host alerted on in the whole capture is alerted on, with its final verdicts
+    final = {a["src_ip"]: a["verdicts"] for a in alerts if a["event_type"] == "alert"}
+    expected = {a["src_ip"]: a["verdicts"] for a in whole[1] if a["event_type"] == "alert"}
+    assert final == expected
+
+
+def test_one_file_whose_time_goes_back_loses_no_verdict(
+    demo: list[Record], whole: tuple[Hosts, list[dict[str, object]]], tmp_path: Path
+) -> None:
+    # what `mergecap -a udp.pcap tcp.pcap` writes: one file, time jumps back an hour's worth
+    path = write_pcap(
+        tmp_path / "backwards.pcap",
+        [r for r in demo if is_udp(r)] + [r for r in demo if not is_udp(r)],
+    )
+    hosts, _ = replay_outputs(tmp_path, "backwards", str(path))
+    assert judged(hosts) == judged(whole[0])
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_small_reorderings_change_nothing(
     demo: list[Record],
