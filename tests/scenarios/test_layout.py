@@ -49,7 +49,7 @@ TESTED_ELSEWHERE: dict[str, tuple[str, str]] = {
     "cluster/settings.py": ("cluster/test_central.py", "the [cluster] configuration"),
     "cluster/top.py": ("cluster/test_central.py", "central's ranking"),
     "cluster/view.py": ("cluster/test_central.py", "the cluster view"),
-    "present/live/cluster.py": ("cluster/test_central.py", "the cluster's live table"),
+    "present/live/cluster.py": ("cluster/test_run.py", "`wormwatch view` on a live broker"),
     "present/live/detail.py": ("present/live/test_table.py", "detail panel goldens"),
     "present/live/terminal.py": ("present/live/test_keys.py", "raw keys on a real pty"),
     "present/live/view.py": ("present/live/test_keys.py", "view-state transitions"),
@@ -66,9 +66,9 @@ TESTED_ELSEWHERE: dict[str, tuple[str, str]] = {
     "source/fanout.py": ("source/test_live.py", "PACKET_FANOUT workers in namespaces"),
     "source/fileheader.py": ("source/test_pcapfile.py", "capture-file checks"),
     "source/handle.py": ("source/test_live.py", "pcapy handles"),
-    "source/pcapng.py": ("source/test_pcapfile.py", "pcapng on standard input"),
+    "source/pcapng.py": ("source/test_pcapfile.py", "pcapng sections and interfaces"),
     "source/privileges.py": ("source/test_live.py", "the privilege drop"),
-    "source/splice.py": ("source/test_pcapfile.py", "standard input fed through a pipe"),
+    "source/splice.py": ("source/test_merge.py", "files mapped side by side for a merge"),
     "source/stdin.py": ("source/test_pcapfile.py", "standard input"),
 }
 
