@@ -125,3 +125,14 @@ def test_small_reorderings_change_nothing(
     hosts, alerts = replay_outputs(tmp_path, "reordered", str(path))
     assert hosts == whole[0]
     assert alerts == whole[1]
+
+
+def test_report_merges_the_taps_too(taps: list[str], tmp_path: Path) -> None:
+    whole, merged = tmp_path / "whole", tmp_path / "merged"
+    assert main(["report", str(DEMO), "-o", str(whole)]) == 0
+    assert main(["report", *taps[::-1], "-o", str(merged)]) == 0
+    hosts = [json.loads(line) for line in (merged / "hosts.jsonl").read_text().splitlines()]
+    assert any(h.get("verdicts") for h in hosts)
+    assert hosts[:-1] == [
+        json.loads(line) for line in (whole / "hosts.jsonl").read_text().splitlines()[:-1]
+    ]
