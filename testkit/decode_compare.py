@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, settings
 from wormwatch.decode import Decoder
 from wormwatch.kernels.decode import MAX_EVENTS_PER_PACKET
 from wormwatch.model import (
+    KIND_ANSWER,
     KIND_DNS,
     KIND_SYN,
     LINKTYPE_ETHERNET,
@@ -72,8 +73,9 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
-# one event as both sides are compared: (kind, src words, dst words, dport, qtype, name)
-Row = tuple[int, tuple[int, int], tuple[int, int], int, int, bytes]
+# one event as both sides are compared: (kind, src words, dst words, dport, qtype, name,
+# rcode)
+Row = tuple[int, tuple[int, int], tuple[int, int], int, int, bytes, int]
 Decoded = tuple[int, list[Row]]
 
 
@@ -119,6 +121,7 @@ def event_row(ev: Events, i: int) -> Row:
         int(ev.dport[i]),
         int(ev.qtype[i]),
         bytes(ev.names[i, : ev.name_lens[i]]),
+        int(ev.rcode[i]),
     )
 
 
@@ -146,7 +149,7 @@ def invariant_problems(ev: object, statuses: list[int]) -> list[str]:
         kind = int(ev.kind[i])  # type: ignore[attr-defined]
         length = int(ev.name_lens[i])  # type: ignore[attr-defined]
         port = int(ev.dport[i])  # type: ignore[attr-defined]
-        if kind not in (KIND_DNS, KIND_SYN) or not 0 <= length <= NAME_MAX:
+        if kind not in (KIND_DNS, KIND_SYN, KIND_ANSWER) or not 0 <= length <= NAME_MAX:
             problems.append(f"event {i}: kind {kind}, name length {length}")
         elif kind == KIND_SYN and (port not in SYN_PORTS or length or ev.qtype[i]):  # type: ignore[attr-defined]
             problems.append(f"event {i}: SYN to {port} with a name or qtype")
@@ -165,7 +168,8 @@ def reference_decode(linktype: int, frame: bytes) -> Decoded:
     an IPv6 source ``::ffff:a.b.c.d`` is the same key as IPv4 ``a.b.c.d``)."""
     status, events = decode_frame(linktype, frame, 0)
     rows: list[Row] = [
-        (e.kind, addr_words(e.src), addr_words(e.dst), e.dport, e.qtype, e.name) for e in events
+        (e.kind, addr_words(e.src), addr_words(e.dst), e.dport, e.qtype, e.name, e.rcode)
+        for e in events
     ]
     return status, rows
 

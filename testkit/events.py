@@ -56,6 +56,7 @@ def decoder_events(path: Path, batch_packets: int = 97) -> tuple[list[int], list
                     dport=int(ev.dport[i]),
                     qtype=int(ev.qtype[i]),
                     name=bytes(ev.names[i, : ev.name_lens[i]]),
+                    rcode=int(ev.rcode[i]),
                 )
             )
     source.close()

@@ -31,6 +31,7 @@ import dpkt
 
 from wormwatch import model
 from wormwatch.model import (
+    KIND_ANSWER,
     KIND_DNS,
     KIND_SYN,
     ST_FRAGMENT,
@@ -48,6 +49,7 @@ from testkit.reference_reassembly import RefFragment, RefReassembler
 __all__ = [
     "RefDecoder",
     "RefEvent",
+    "answer_counts",
     "decode_frame",
     "default_keyword",
     "host_counts",
@@ -88,6 +90,7 @@ class RefEvent:
     dport: int
     qtype: int
     name: bytes
+    rcode: int = 0
 
 
 class PacketProblemError(Exception):
@@ -279,23 +282,35 @@ def _read_name(msg: bytes, pos: int) -> tuple[bytes, int]:
     return lowered, (after if after >= 0 else pos)
 
 
-def _dns_message(msg: bytes) -> tuple[int, bytes, int] | None:
-    """A complete-header DNS message -> (qtype, name, status) if it is a query, else None.
+# One DNS event of a message: (kind, qtype, name, rcode).
+Message = tuple[int, int, bytes, int]
+
+
+def _dns_message(msg: bytes, to_dns: bool, from_dns: bool) -> tuple[Message, int] | None:
+    """A complete-header DNS message -> ((kind, qtype, name, rcode), status) if it is a
+    query sent to port 53 or an answer sent from it, else None.
 
     ``status`` is ok, or the problem met while reading the first question.
     """
     flags, qdcount = struct.unpack_from(">HH", msg, 2)
-    if flags & 0x8000 or (flags >> 11) & 0x0F != 0:
+    is_response = bool(flags & 0x8000)
+    if (flags >> 11) & 0x0F != 0:
+        return None
+    if not is_response and to_dns:
+        kind, rcode = KIND_DNS, 0
+    elif is_response and from_dns:
+        kind, rcode = KIND_ANSWER, flags & 0x0F
+    else:
         return None
     if qdcount == 0:
-        return 0, b"", ST_OK
+        return (kind, 0, b"", rcode), ST_OK
     try:
         name, pos = _read_name(msg, 12)
         if pos + 2 > len(msg):
             raise PacketProblemError(ST_TRUNCATED)
     except PacketProblemError as problem:
-        return 0, b"", problem.status
-    return struct.unpack_from(">H", msg, pos)[0], name, ST_OK
+        return (kind, 0, b"", rcode), problem.status
+    return (kind, struct.unpack_from(">H", msg, pos)[0], name, rcode), ST_OK
 
 
 def _first(status: int, new: int) -> int:
@@ -306,13 +321,24 @@ def _first(status: int, new: int) -> int:
 # --- transport and the whole frame --------------------------------------------
 
 
-def _udp(payload: bytes) -> tuple[int, list[tuple[int, bytes]], int]:
-    """Return (dport, queries, status) of a UDP datagram."""
+def _tcp_query(msg: bytes) -> tuple[int, bytes, int] | None:
+    """A message of a segment to port 53 in the flow table's terms: (qtype, name,
+    status) of a query (answers over TCP are not read yet)."""
+    got = _dns_message(msg, True, False)
+    if got is None:
+        return None
+    (_kind, qtype, name, _rcode), status = got
+    return qtype, name, status
+
+
+def _udp(payload: bytes) -> tuple[int, list[Message], int]:
+    """Return (dport, events, status) of a UDP datagram."""
     _need(payload, 8)
     udp = dpkt.udp.UDP(payload[:8])
     if udp.ulen < 8:
         raise PacketProblemError(ST_MALFORMED)
-    if udp.dport != DNS_PORT:
+    to_dns, from_dns = udp.dport == DNS_PORT, udp.sport == DNS_PORT
+    if not (to_dns or from_dns):
         raise PacketProblemError(ST_IGNORED)
     # A UDP length of 8 is an empty datagram whatever follows (tcpdump dns-zlip-1).
     if udp.ulen == 8:
@@ -320,10 +346,10 @@ def _udp(payload: bytes) -> tuple[int, list[tuple[int, bytes]], int]:
     msg = payload[8 : udp.ulen]
     if len(msg) < 12:
         raise PacketProblemError(ST_TRUNCATED)
-    query = _dns_message(msg)
+    query = _dns_message(msg, to_dns, from_dns)
     if query is None:
         raise PacketProblemError(ST_IGNORED)
-    return udp.dport, [query[:2]], query[2]
+    return udp.dport, [query[0]], query[1]
 
 
 @dataclass(frozen=True)
@@ -381,9 +407,10 @@ def _decode(
             dport, seg, is_syn = _tcp(payload, sent_len)
             queries, status = [], ST_OK
             if seg is not None:
-                queries, status = flows.segment(
-                    (src, dst, seg.sport), seg.seq, seg.payload, seg.sent, ts_us, _dns_message
+                read, status = flows.segment(
+                    (src, dst, seg.sport), seg.seq, seg.payload, seg.sent, ts_us, _tcp_query
                 )
+                queries = [(KIND_DNS, qtype, name, 0) for qtype, name in read]
         else:
             return ST_IGNORED, [], None
     except FragmentError as fragment:
@@ -392,7 +419,7 @@ def _decode(
         return problem.status, [], None
     if is_syn:
         return ST_OK, [RefEvent(ts_us, src, dst, KIND_SYN, dport, 0, b"")], None
-    events = [RefEvent(ts_us, src, dst, KIND_DNS, dport, q, n) for q, n in queries]
+    events = [RefEvent(ts_us, src, dst, k, dport, q, n, r) for k, q, n, r in queries]
     if status == ST_OK and not events:
         status = ST_IGNORED
     return status, events, None
@@ -465,6 +492,9 @@ def host_counts(
     counts: dict[str, dict[str, int]] = {}
     targets: dict[str, set[str]] = {}
     for ev in events:
+        if ev.kind == KIND_ANSWER:
+            # counted for the client it answers, apart (answer_counts)
+            continue
         host = counts.get(ev.src)
         if host is None:
             host = dict.fromkeys((*COUNT_KEYS, *SYN_KEYS), 0)
@@ -481,4 +511,16 @@ def host_counts(
         host["queries"] += 1
         host[QTYPE_COLUMNS.get(ev.qtype, "other")] += 1
         host["keyword"] += int(keyword_fn(ev.name))
+    return counts
+
+
+def answer_counts(events: Iterable[RefEvent]) -> dict[str, dict[str, int]]:
+    """Per client (an answer's destination): DNS answers and NXDOMAIN answers received."""
+    counts: dict[str, dict[str, int]] = {}
+    for ev in events:
+        if ev.kind != KIND_ANSWER:
+            continue
+        got = counts.setdefault(ev.dst, {"answers": 0, "nxdomain": 0})
+        got["answers"] += 1
+        got["nxdomain"] += int(ev.rcode == model.RCODE_NXDOMAIN)
     return counts

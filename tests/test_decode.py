@@ -706,6 +706,7 @@ def test_stats_add_up_over_batches() -> None:
         "fragment": 1,
         "dns_queries": 2,
         "syns": 2,
+        "dns_answers": 0,
         "frag_reassembled": 0,
         "frag_timed_out": 0,
         "frag_evicted": 0,

@@ -116,6 +116,7 @@ def kernel_run(
                     int(ev.dport[i]),
                     int(ev.qtype[i]),
                     bytes(ev.names[i, : ev.name_lens[i]]),
+                    int(ev.rcode[i]),
                 )
             )
     counters = {k: v for k, v in decoder.stats.fragments.items() if k != "pending"}

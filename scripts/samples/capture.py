@@ -80,6 +80,14 @@ class Syn:
     port: int
 
 
+@dataclass(frozen=True)
+class Answer:
+    """A DNS answer event the story wrote (QR=1 from port 53), for the client it answers."""
+
+    client: str
+    rcode: int = 0
+
+
 @dataclass
 class Capture:
     """One sample file: its frames and the author's intent for each of them."""
@@ -97,13 +105,15 @@ class Capture:
     status: Counter[str] = field(default_factory=Counter)
     hosts: dict[str, Tally] = field(default_factory=dict)
     verdicts: dict[str, list[str]] = field(default_factory=dict)
+    # per client: DNS answers and NXDOMAIN answers it received
+    answers: dict[str, Counter[str]] = field(default_factory=dict)
 
     def add(
         self,
         ts_ns: int,
         frame: bytes,
         status: str = "ignored",
-        events: tuple[Query | Syn, ...] = (),
+        events: tuple[Query | Syn | Answer, ...] = (),
         *,
         wirelen: int | None = None,
         interface: int = 0,
@@ -115,6 +125,11 @@ class Capture:
         self.status[status] += 1
         ts_us = ts_ns // 1000
         for event in events:
+            if isinstance(event, Answer):
+                got = self.answers.setdefault(event.client, Counter())
+                got["answers"] += 1
+                got["nxdomain"] += int(event.rcode == 3)
+                continue
             tally = self.hosts.setdefault(event.src, Tally())
             tally.seen(ts_us)
             if isinstance(event, Syn):

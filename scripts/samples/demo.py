@@ -32,6 +32,7 @@ from scripts.samples.capture import (
     MS_NS,
     SEC_NS,
     T0_NS,
+    Answer,
     Capture,
     Query,
     Syn,
@@ -140,7 +141,7 @@ class Story:
             answer = DNSRRMX(rrname=name, ttl=3600, preference=10, exchange=b"mx1." + name)
         reply = DNS(id=qid, qr=1, rd=1, ra=1, rcode=rcode, qd=question, an=answer)
         back = ether(stack(l3(resolver, src), UDP(sport=53, dport=sport), reply))
-        self.cap.add(ts + self.rng.randint(2, 40) * MS_NS, back)
+        self.cap.add(ts + self.rng.randint(2, 40) * MS_NS, back, "ok", (Answer(src, rcode),))
 
     def syn(self, ts: int, src: str, dst: str, port: int, *, answer: str = "") -> int:
         """A SYN (booked if to 135/139/445); ``answer`` "SA" or "RA" adds the reply."""

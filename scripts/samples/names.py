@@ -172,6 +172,7 @@ def dns_tcp() -> Capture:
         / TCP(sport=53, dport=41000, flags="PA", seq=1, ack=1)
         / Raw(_prefixed(answer))
     )
+    # an answer over TCP: not read yet (only UDP answers are events, DECODING.md)
     cap.add(t(), ether(back), "ignored")
     return cap
 

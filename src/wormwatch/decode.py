@@ -1,6 +1,6 @@
 """Decode stage: a :class:`~wormwatch.model.Batch` of raw frames -> :class:`Events`.
 
-source -> Batch -> **Decoder.decode** -> Events (DNS queries and SYNs to 135/139/445)
+source -> Batch -> **Decoder.decode** -> Events (DNS queries, DNS answers, SYNs to 135/139/445)
 -> classify. The numba kernel in :mod:`wormwatch.kernels.decode` does the packet work
 (rules: docs/DECODING.md); this wrapper owns the reusable buffers, grows them when a
 batch holds more events than they fit, and keeps the running :class:`DecodeStats`.
@@ -30,6 +30,7 @@ from wormwatch.kernels.decode import (
 from wormwatch.model import (
     EVENT_COLUMNS,
     I64,
+    KIND_ANSWER,
     KIND_DNS,
     KIND_SYN,
     LINKTYPE_RAW,
@@ -154,7 +155,7 @@ class Decoder:
                 data, offsets, caplens, linktypes, ts_us,
                 first, n_events, self._status,
                 ev.ts_us, ev.src_hi, ev.src_lo, ev.dst_hi, ev.dst_lo,
-                ev.kind, ev.dport, ev.qtype, ev.names, ev.name_lens, ev.sport, ev.status,
+                ev.kind, ev.dport, ev.qtype, ev.names, ev.name_lens, ev.sport, ev.status, ev.rcode,
                 self._frags, n_frag, self._segs, n_seg,
             )  # fmt: skip
             if first >= n_packets:
@@ -238,9 +239,10 @@ class Decoder:
         counts[ST_IGNORED] += batch.n_skipped
         for i in range(N_STATUS):
             stats.status[i] += int(counts[i])
-        kinds = np.bincount(ev.kind[: ev.n], minlength=KIND_SYN + 1)
+        kinds = np.bincount(ev.kind[: ev.n], minlength=KIND_ANSWER + 1)
         stats.dns_queries += int(kinds[KIND_DNS])
         stats.syns += int(kinds[KIND_SYN])
+        stats.dns_answers += int(kinds[KIND_ANSWER])
         # the pool changes only when fragments arrive (timeouts are checked then too)
         if n_frag > 0 or not stats.fragments:
             stats.fragments = self._reassembler.counters()

@@ -60,7 +60,8 @@ class TcpFlows:
                 self.keys, self.last_us, self.expect, self.seen, self.kept, self.bufs,
                 self._packet,
                 side.ts_us, side.src_hi, side.src_lo, side.dst_hi, side.dst_lo, side.kind,
-                side.dport, side.qtype, side.names, side.name_lens, side.sport, side.status, n,
+                side.dport, side.qtype, side.names, side.name_lens, side.sport, side.status,
+                side.rcode, n,
             )  # fmt: skip
             if first >= segs.shape[0]:
                 break

@@ -49,6 +49,11 @@ STATUS_NAMES: Final = ("ok", "ignored", "truncated", "malformed", "unsupported",
 # --- event kinds --------------------------------------------------------------
 KIND_DNS: Final = 1  # a DNS query (QR=0, opcode QUERY) to port 53
 KIND_SYN: Final = 2  # a TCP SYN without ACK to 135, 139 or 445
+KIND_ANSWER: Final = 3  # a DNS answer (QR=1, opcode QUERY) from port 53, for its destination
+
+# --- DNS response codes (RFC 1035 4.1.1) ----------------------------------------------
+RCODE_NOERROR: Final = 0
+RCODE_NXDOMAIN: Final = 3  # the name does not exist
 
 # --- DNS qtypes we count apart (RFC 1035, RFC 3596) ---------------------------
 QTYPE_A: Final = 1
@@ -112,6 +117,8 @@ class Events:
     ``qtype`` is 0 for SYNs and for queries whose question could not be read.
     ``sport`` is the UDP/TCP source port; ``status`` the event's packet's decode
     status (``ST_*``: ``ok``, or the first problem met in the packet).
+    ``rcode`` is an answer's RCODE (``kind == KIND_ANSWER``; its name and qtype are
+    those of its first question, as for a query), 0 for other events.
     """
 
     n: int
@@ -127,6 +134,7 @@ class Events:
     name_lens: I32
     sport: U16
     status: U8
+    rcode: U8
 
     @staticmethod
     def allocate(capacity: int, n: int = 0) -> Events:
@@ -167,6 +175,7 @@ EVENT_COLUMNS: Final[tuple[tuple[str, type[np.generic], tuple[int, ...]], ...]] 
     ("name_lens", np.int32, ()),
     ("sport", np.uint16, ()),
     ("status", np.uint8, ()),
+    ("rcode", np.uint8, ()),
 )
 
 
@@ -179,6 +188,7 @@ class DecodeStats:
     status: list[int] = field(default_factory=lambda: [0] * N_STATUS)
     dns_queries: int = 0
     syns: int = 0
+    dns_answers: int = 0
     # IP fragment reassembly: datagrams reassembled and pending; fragments timed out,
     # evicted, overlapping, bad (wormwatch.reassemble.Reassembler.counters)
     fragments: dict[str, int] = field(default_factory=dict)
@@ -188,6 +198,7 @@ class DecodeStats:
         out.update({name: self.status[i] for i, name in enumerate(STATUS_NAMES)})
         out["dns_queries"] = self.dns_queries
         out["syns"] = self.syns
+        out["dns_answers"] = self.dns_answers
         out.update({f"frag_{name}": count for name, count in self.fragments.items()})
         return out
 

@@ -41,6 +41,7 @@ from wormwatch.kernels.aggregate import (
 from wormwatch.model import (
     BOOL,
     I64,
+    KIND_ANSWER,
     KIND_DNS,
     KIND_SYN,
     QTYPE_MX,
@@ -147,7 +148,8 @@ class Aggregator:
         ts = ev.ts_us[:n]
         src_hi, src_lo = ev.src_hi[:n], ev.src_lo[:n]
         kind = ev.kind[:n]
-        keep = np.ones(n, np.bool_)
+        # DNS answers are counted for the client they answer (the dga-nx counters)
+        keep = kind != KIND_ANSWER
         if self._ignore:
             ignored = in_networks(src_hi, src_lo, self._ignore)
             self._events_ignored += int(np.count_nonzero(ignored))

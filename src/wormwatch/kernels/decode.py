@@ -1,7 +1,7 @@
 """Numba kernels of the decode stage: raw frames of a batch -> event rows.
 
 source -> ``Batch`` (one bytes buffer, per-packet offset/caplen/linktype/ts) -> **these
-kernels** -> event columns (ts, source and destination address, kind, dport, qtype, name)
+kernels** -> event columns (ts, source and destination address, kind, dport, qtype, name, rcode)
 plus one status per packet -> ``wormwatch.decode`` wraps them into ``Events`` and
 ``DecodeStats``. An IP fragment also gets a row of F_* columns (where its data is, its
 offset, id, ...) for the reassembly kernel (kernels/reassemble.py); the datagrams that
@@ -38,8 +38,11 @@ from wormwatch.kernels.headers import (
     DNS_MAX_JUMPS,
     DNS_POINTER_HIGH,
     DNS_QDCOUNT_OFF,
+    DNS_QR,
     DNS_QR_OPCODE,
     DNS_QTYPE_LEN,
+    DNS_RCODE,
+    DNS_RCODE_OFF,
     ETH_LEN,
     ETH_P_8021AD,
     ETH_P_8021Q,
@@ -106,11 +109,13 @@ from wormwatch.kernels.headers import (
     TH_SYN,
     UDP_DPORT_OFF,
     UDP_LEN,
+    UDP_SPORT_OFF,
     UDP_ULEN_OFF,
     VLAN_LEN,
     VLAN_TYPE_OFF,
 )
 from wormwatch.model import (
+    KIND_ANSWER,
     KIND_DNS,
     KIND_SYN,
     LINKTYPE_ETHERNET,
@@ -141,6 +146,9 @@ MAX_EVENTS_PER_PACKET = 64
 _ACT_SYN = 1
 _ACT_UDP_DNS = 2
 _ACT_TCP_DNS = 3
+# which side of a DNS exchange a UDP datagram or TCP segment is (ports), handed with it
+_TO_DNS = 1  # destination port 53: its QUERY messages are query events
+_FROM_DNS = 2  # source port 53: its answers (QR=1, opcode QUERY) are answer events
 
 # columns of a fragment row (decode_packets writes them, kernels/reassemble.py reads them)
 F_PACKET = 0  # packet index in the batch
@@ -352,41 +360,49 @@ def _ipv6(data, off, end):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _side(dport, sport):  # type: ignore[no-untyped-def]
+    """_TO_DNS and/or _FROM_DNS by the ports (0: not DNS)."""
+    return (_TO_DNS if dport == PORT_DNS else 0) | (_FROM_DNS if sport == PORT_DNS else 0)
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _transport(data, protocol, off, stop):  # type: ignore[no-untyped-def]
     """UDP/TCP header up to ``stop`` (the end of the captured IP payload) -> (status,
-    action, payload start, payload end, dport)."""
+    action, payload start, payload end, dport, side: _TO_DNS | _FROM_DNS bits)."""
     size = stop - off
     if protocol == IP_PROTO_UDP:
         if size < UDP_LEN:
-            return ST_TRUNCATED, 0, off, off, 0
+            return ST_TRUNCATED, 0, off, off, 0, 0
         udp_len = _be16(data, off + UDP_ULEN_OFF)
         if udp_len < UDP_LEN:
-            return ST_MALFORMED, 0, off, off, 0
+            return ST_MALFORMED, 0, off, off, 0, 0
         dport = _be16(data, off + UDP_DPORT_OFF)
+        side = _side(dport, _be16(data, off + UDP_SPORT_OFF))
         # a UDP length of 8 is no payload, whatever follows (tcpdump's dns-zlip-1)
-        if dport != PORT_DNS or udp_len == UDP_LEN:
-            return ST_IGNORED, 0, off, off, dport
-        return _GO, _ACT_UDP_DNS, off + UDP_LEN, min(stop, off + udp_len), dport
+        if side == 0 or udp_len == UDP_LEN:
+            return ST_IGNORED, 0, off, off, dport, 0
+        return _GO, _ACT_UDP_DNS, off + UDP_LEN, min(stop, off + udp_len), dport, side
     if size < TCP_FLAGS_END:
-        return ST_TRUNCATED, 0, off, off, 0
+        return ST_TRUNCATED, 0, off, off, 0, 0
     dport = _be16(data, off + TCP_DPORT_OFF)
     data_offset = np.int64(data[off + TCP_DOFF_OFF] >> 4) * 4
     if size >= TCP_LEN_MIN and data_offset < TCP_LEN_MIN:
-        return ST_MALFORMED, 0, off, off, dport
+        return ST_MALFORMED, 0, off, off, dport, 0
     # SYN set, ACK clear: the first packet of a connection attempt
     is_syn = data[off + TCP_FLAGS_OFF] & (TH_SYN | TH_ACK) == TH_SYN
     if is_syn and (dport == PORT_MSRPC or dport == PORT_NETBIOS_SSN or dport == PORT_SMB):
-        return _GO, _ACT_SYN, off, off, dport
+        return _GO, _ACT_SYN, off, off, dport, 0
+    # DNS over TCP: queries only (answers over TCP are not read yet, DECODING.md)
     if dport != PORT_DNS:
-        return ST_IGNORED, 0, off, off, dport
+        return ST_IGNORED, 0, off, off, dport, 0
     if size < TCP_LEN_MIN:
-        return ST_TRUNCATED, 0, off, off, dport
+        return ST_TRUNCATED, 0, off, off, dport, 0
     if size < data_offset:
-        return ST_TRUNCATED, 0, off, off, dport
+        return ST_TRUNCATED, 0, off, off, dport, 0
     if size == data_offset:
         # no payload in the capture (DECODING.md: only a non-empty payload is looked at)
-        return ST_IGNORED, 0, off, off, dport
-    return _GO, _ACT_TCP_DNS, off + data_offset, stop, dport
+        return ST_IGNORED, 0, off, off, dport, 0
+    return _GO, _ACT_TCP_DNS, off + data_offset, stop, dport, _TO_DNS
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -464,10 +480,18 @@ def _put_addresses(data, ip, version, row, src_hi, src_lo, dst_hi, dst_lo):  # t
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _message(data, msg, bound, names, row, qtypes, name_lens):  # type: ignore[no-untyped-def]
-    """DNS message at ``msg`` with a complete header -> (status, is a query event)."""
-    # QR = 0 and opcode 0 (QUERY): the top five bits of the third byte
-    if data[msg + DNS_FLAGS_OFF] & DNS_QR_OPCODE != 0:
+def _message(data, msg, bound, side, row, kinds, rcodes, names, qtypes, name_lens):  # type: ignore[no-untyped-def]
+    """DNS message at ``msg`` with a complete header -> (status, is an event): a query
+    (QR = 0, opcode QUERY) sent to port 53, or an answer (QR = 1, opcode QUERY) sent
+    from port 53, with the first question's qtype and name, and an answer's RCODE."""
+    qr_opcode = data[msg + DNS_FLAGS_OFF] & DNS_QR_OPCODE
+    if qr_opcode == 0 and side & _TO_DNS:
+        kinds[row] = KIND_DNS
+        rcodes[row] = 0
+    elif qr_opcode == DNS_QR and side & _FROM_DNS:
+        kinds[row] = KIND_ANSWER
+        rcodes[row] = data[msg + DNS_RCODE_OFF] & DNS_RCODE
+    else:
         return _GO, False
     status = _GO
     qtype = np.int64(0)
@@ -480,13 +504,15 @@ def _message(data, msg, bound, names, row, qtypes, name_lens):  # type: ignore[n
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _dns_events(data, start, stop, row, names, qtypes, name_lens):  # type: ignore[no-untyped-def]
-    """UDP payload ``data[start:stop]`` -> (first problem or _GO, rows of query events).
-    DNS over TCP is read by the flow-table kernel (kernels/dnstcp.py)."""
+def _dns_events(data, side, start, stop, row, kinds, rcodes, names, qtypes, name_lens):  # type: ignore[no-untyped-def]
+    """UDP payload ``data[start:stop]`` -> (first problem or _GO, rows of query and
+    answer events). DNS over TCP is read by the flow-table kernel (kernels/dnstcp.py)."""
     if stop - start < DNS_LEN:
         return ST_TRUNCATED, 0
-    status, is_query = _message(data, start, stop, names, row, qtypes, name_lens)
-    return status, 1 if is_query else 0
+    status, is_event = _message(
+        data, start, stop, side, row, kinds, rcodes, names, qtypes, name_lens
+    )
+    return status, 1 if is_event else 0
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -538,7 +564,7 @@ def _put_segment(segs, n_seg, p, row, version, ip, off, payload, stop, sent_end,
 def decode_packets(  # type: ignore[no-untyped-def]
     data, offsets, caplens, linktypes, ts_us, first, n_events, statuses,
     ev_ts, src_hi, src_lo, dst_hi, dst_lo, kinds, dports, qtypes, names, name_lens,
-    sports, ev_statuses, frags, n_frag, segs, n_seg,
+    sports, ev_statuses, rcodes, frags, n_frag, segs, n_seg,
 ):  # fmt: skip
     """Decode packets ``first..`` of a batch into event rows ``n_events..``.
 
@@ -578,8 +604,10 @@ def decode_packets(  # type: ignore[no-untyped-def]
                 # the IP length, not the capture, bounds the payload: Ethernet padding
                 # is no payload
                 stop = min(end, sent_end)
-                status, action, payload, stop, dport = _transport(data, protocol, off, stop)
+                status, action, payload, stop, dport, side = _transport(data, protocol, off, stop)
                 if status == _GO and action == _ACT_SYN:
+                    kinds[n_events] = KIND_SYN
+                    rcodes[n_events] = 0
                     qtypes[n_events] = 0
                     name_lens[n_events] = 0
                     status, n_rows = ST_OK, 1
@@ -593,17 +621,16 @@ def decode_packets(  # type: ignore[no-untyped-def]
                     status = ST_IGNORED
                 elif status == _GO:
                     status, n_rows = _dns_events(
-                        data, payload, stop, n_events, names, qtypes, name_lens
-                    )
+                        data, side, payload, stop, n_events,
+                        kinds, rcodes, names, qtypes, name_lens,
+                    )  # fmt: skip
                     if status == _GO:
                         status = ST_OK if n_rows > 0 else ST_IGNORED
         statuses[p] = status
-        kind = KIND_SYN if action == _ACT_SYN else KIND_DNS
         # UDP and TCP both start with the source port
         sport = _be16(data, off + TCP_SPORT_OFF) if n_rows > 0 else 0
         for row in range(n_events, n_events + n_rows):
             ev_ts[row] = ts_us[p]
-            kinds[row] = kind
             dports[row] = dport
             sports[row] = sport
             ev_statuses[row] = status

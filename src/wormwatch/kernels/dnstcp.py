@@ -33,6 +33,7 @@ import numpy as np
 from numba import njit
 
 from wormwatch.kernels.decode import (
+    _TO_DNS,
     MAX_EVENTS_PER_PACKET,
     T_IP,
     T_PACKET,
@@ -120,7 +121,7 @@ def tcp_dns(  # type: ignore[no-untyped-def]
     data, ts_us, segs, first, n_seg, statuses, keep, timeout_us,
     keys, last_us, expect, seen, kept, bufs,
     ev_packet, ev_ts, src_hi, src_lo, dst_hi, dst_lo, kinds, dports, qtypes, names,
-    name_lens, sports, ev_statuses, n_events,
+    name_lens, sports, ev_statuses, rcodes, n_events,
 ):  # fmt: skip
     """Walk segment rows ``first..n_seg`` (kernels/decode.py T_* columns) through the
     flow table; write the status of each segment's packet and an event row (its packet
@@ -147,7 +148,7 @@ def tcp_dns(  # type: ignore[no-untyped-def]
         last_us[s] = now
         statuses[p], n_rows, lost = _walk(
             data, segs[i, T_START], segs[i, T_STOP], segs[i, T_SENT], seq, s, expect, seen,
-            kept, bufs, names, qtypes, name_lens, n_events,
+            kept, bufs, kinds, rcodes, names, qtypes, name_lens, n_events,
         )  # fmt: skip
         for row in range(n_events, n_events + n_rows):
             ev_packet[row] = p
@@ -169,7 +170,8 @@ def tcp_dns(  # type: ignore[no-untyped-def]
 
 @njit(cache=True, nogil=True, inline="always")
 def _walk(  # type: ignore[no-untyped-def]
-    data, start, stop, sent, seq, s, expect, seen, kept, bufs, names, qtypes, name_lens, row0
+    data, start, stop, sent, seq, s, expect, seen, kept, bufs, kinds, rcodes, names, qtypes,
+    name_lens, row0,
 ):  # fmt: skip
     """One segment (captured ``data[start:stop]`` of ``start..sent``) through flow slot
     ``s`` -> (status, event rows, stream lost)."""
@@ -217,7 +219,11 @@ def _walk(  # type: ignore[no-untyped-def]
                 if status == _GO:
                     status = ST_TRUNCATED
                 continue
-            problem, is_query = _message(bufs, msg, bound, names, row0 + n_rows, qtypes, name_lens)
+            # segments to port 53: queries (answers over TCP are not read yet)
+            problem, is_query = _message(
+                bufs, msg, bound, _TO_DNS, row0 + n_rows, kinds, rcodes, names, qtypes,
+                name_lens,
+            )  # fmt: skip
             if is_query:
                 n_rows += 1
                 if status == _GO:

@@ -25,7 +25,7 @@ from typing import Final
 import numpy as np
 
 from wormwatch.kernels.eventlog import LINE_MAX_FIXED, format_events, plain_names
-from wormwatch.model import STATUS_NAMES, U8, Events
+from wormwatch.model import KIND_ANSWER, STATUS_NAMES, U8, Events
 from wormwatch.present.sinks.jsonl import JsonLinesWriter, json_string_body
 from wormwatch.text import name_text
 
@@ -100,6 +100,12 @@ class EventLog:
         return self._out[:size].data
 
     def write_events(self, events: Events) -> None:
-        """Write one batch's events (the pipeline's event sink protocol)."""
+        """Write one batch's events (the pipeline's event sink protocol).
+
+        DNS answers (counted for the dga-nx signal) are not logged here yet.
+        """
+        is_answer = events.kind[: events.n] == KIND_ANSWER
+        if is_answer.any():
+            events = events.take(np.flatnonzero(~is_answer))
         if events.n:
             self.writer.write_lines(self.format(events), events.n)
