@@ -51,7 +51,7 @@ from scripts.bench.bulk_frames import (
     write_pcap,
 )
 
-GEN_VERSION = 2  # bump when the output for the same parameters changes (cache key)
+GEN_VERSION = 3  # bump when the output for the same parameters changes (cache key)
 START_S = 1_767_225_600  # 2026-01-01T00:00:00Z
 
 # Shares of packets by category (order of bulk_frames.CAT_*).
@@ -271,6 +271,8 @@ def bookkeeping(plan: Plan, hosts: Hosts, kinds: Kinds) -> dict[str, Any]:
     qtype = np.array(kinds.qtypes)[kind]
     is_kw = np.array([kinds.is_keyword(k) for k in range(len(kinds.names))])[kind]
     is_scan = plan.cat == CAT_SCAN
+    # every response is one NXDOMAIN answer from the resolver (an answer event)
+    is_answer = plan.cat == CAT_RESP
 
     def per_host(mask: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
         w = None if weights is None else weights[mask]
@@ -314,9 +316,10 @@ def bookkeeping(plan: Plan, hosts: Hosts, kinds: Kinds) -> dict[str, Any]:
         "qtypes": {k: int(v.sum()) for k, v in queries.items() if k != "total"},
         "keyword_queries": int(keyword.sum()),
         "syns": {k: int(v.sum()) for k, v in syn.items()},
+        "dns_answers": int(np.count_nonzero(is_answer)),
         "status": {
-            "ok": int(np.count_nonzero(is_query | is_scan)),
-            "ignored": int(np.count_nonzero(~(is_query | is_scan))),
+            "ok": int(np.count_nonzero(is_query | is_scan | is_answer)),
+            "ignored": int(np.count_nonzero(~(is_query | is_scan | is_answer))),
         },
         "hosts": per_addr,
     }

@@ -1,4 +1,4 @@
-"""The live-capture BPF filter admits exactly what the decoder counts (plus traffic to port 53).
+"""The live-capture BPF filter admits exactly what the decoder counts (plus DNS-port traffic).
 
 The oracle is the slow reference decoder (testkit/reference.py, docs/DECODING.md):
 a packet is relevant when it produces at least one event. The filter must admit
@@ -27,7 +27,7 @@ from testkit.reference import decode_frame, read_records
 
 DLT_RAW = 12  # libpcap's DLT for LINKTYPE_RAW (101) on Linux
 # What the filter may admit beyond relevant packets, at any tag depth.
-_PORT53 = "(udp dst port 53 or tcp dst port 53)"
+_PORT53 = "(udp port 53 or tcp port 53)"
 _EXT6 = "(ip6 and (ip6[6] == 0 or ip6[6] == 43 or ip6[6] == 44 or ip6[6] == 51 or ip6[6] == 60))"
 # IPv4 fragments of TCP/UDP are admitted whole: the decoder reassembles them
 _FRAG4 = "(ip and ip[6:2] & 0x3fff != 0)"
@@ -68,7 +68,7 @@ def test_filter_admits_every_relevant_packet_of_real_captures(real_capture: Path
         n_admitted += is_admitted
         assert is_admitted or not is_relevant, "a relevant packet was filtered out"
         if is_admitted and not is_relevant:
-            assert allowed_extra.filter(frame), "admitted a packet that is not to port 53"  # type: ignore[attr-defined]
+            assert allowed_extra.filter(frame), "admitted a packet not to or from port 53"  # type: ignore[attr-defined]
     assert n_admitted >= n_relevant
 
 
@@ -112,7 +112,16 @@ CRAFTED: dict[str, tuple[Packet, bool]] = {
         / V4
         / UDP(sport=53, dport=5353)
         / DNS(id=7, qr=1, qd=DNSQR(qname="mail.example.com"), an=DNSRR(rrname="mail.example.com")),
-        False,
+        True,
+    ),
+    "udp-nxdomain-v6-qinq": (
+        ETH
+        / Dot1AD(vlan=20)
+        / Dot1Q(vlan=10)
+        / V6
+        / UDP(sport=53, dport=40001)
+        / DNS(id=7, qr=1, rcode=3, qd=DNSQR(qname="xjwqkepz.info")),
+        True,
     ),
     "tcp-query": (
         ETH / V4 / TCP(sport=40001, dport=53, flags="PA") / _dns_tcp(_dns_query()),
@@ -129,8 +138,17 @@ CRAFTED: dict[str, tuple[Packet, bool]] = {
         / V4
         / TCP(sport=53, dport=40001, flags="PA")
         / _dns_tcp(DNS(id=7, qr=1, qd=DNSQR(qname="a.example"))),
-        False,
+        True,
     ),
+    "tcp-response-v6-vlan": (
+        ETH
+        / Dot1Q(vlan=10)
+        / V6
+        / TCP(sport=53, dport=40001, flags="PA")
+        / _dns_tcp(DNS(id=7, qr=1, rcode=3, qd=DNSQR(qname="a.example"))),
+        True,
+    ),
+    "tcp-syn-ack-from-53": (ETH / V4 / TCP(sport=53, dport=40001, flags="SA"), False),
     "syn-445": (ETH / V4 / SYN_445, True),
     "syn-135-vlan": (ETH / Dot1Q(vlan=10) / V4 / TCP(dport=135, flags="S"), True),
     "syn-139-qinq": (
@@ -147,7 +165,18 @@ CRAFTED: dict[str, tuple[Packet, bool]] = {
     "syn-80-v6-vlan": (ETH / Dot1Q(vlan=10) / V6 / TCP(dport=80, flags="S"), False),
     "pppoe-query": (ETH / PPPoE() / PPP(proto=0x0021) / V4 / UDP(dport=53) / _dns_query(), True),
     "pppoe-syn-v6": (ETH / PPPoE() / PPP(proto=0x0057) / V6 / TCP(dport=135, flags="S"), True),
-    "pppoe-udp-54": (ETH / PPPoE() / PPP(proto=0x0021) / V4 / UDP(dport=54) / (b"x" * 20), False),
+    "pppoe-udp-54": (
+        ETH / PPPoE() / PPP(proto=0x0021) / V4 / UDP(sport=5000, dport=54) / (b"x" * 20),
+        False,
+    ),
+    "pppoe-udp-answer": (
+        ETH / PPPoE() / PPP(proto=0x0021) / V4 / UDP(sport=53, dport=5000) / DNS(id=1, qr=1),
+        True,
+    ),
+    "pppoe-udp-answer-v6": (
+        ETH / PPPoE() / PPP(proto=0x0057) / V6 / UDP(sport=53, dport=5000) / DNS(id=1, qr=1),
+        True,
+    ),
     "icmp": (ETH / V4 / ICMP(), False),
     "arp": (ETH / ARP(psrc="198.51.100.1", pdst="198.51.100.2"), False),
 }
@@ -179,10 +208,12 @@ def test_every_ipv4_fragment_is_admitted_for_reassembly(tagged: bool) -> None:
 def test_cooked_capture_filter_has_no_vlan_clauses() -> None:
     query = CookedLinux(pkttype=0, lladdrtype=1, proto=0x0800) / V4 / UDP(dport=53) / _dns_query()
     response = CookedLinux(pkttype=0, lladdrtype=1, proto=0x0800) / V4 / UDP(sport=53, dport=9)
+    other = CookedLinux(pkttype=0, lladdrtype=1, proto=0x0800) / V4 / UDP(sport=5000, dport=9)
     text = bpf.filter_for(LINKTYPE_LINUX_SLL)
     assert "vlan" not in text
     assert _admits(LINKTYPE_LINUX_SLL, text, raw(query))
-    assert not _admits(LINKTYPE_LINUX_SLL, text, raw(response / _dns_query()))
+    assert _admits(LINKTYPE_LINUX_SLL, text, raw(response / DNS(id=1, qr=1)))
+    assert not _admits(LINKTYPE_LINUX_SLL, text, raw(other / _dns_query()))
 
 
 def test_operator_filter_narrows_at_every_tag_depth() -> None:
