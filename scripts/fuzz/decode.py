@@ -179,7 +179,7 @@ class Fuzzer:
                 status, events = reference.decode(linktype, frame, (i + 1) * step_us)
                 rows = [
                     (e.kind, self.addr_words(e.src), self.addr_words(e.dst), e.dport, e.qtype,
-                     e.name)
+                     e.name, e.rcode)
                     for e in events
                 ]  # fmt: skip
                 refs.append((status, rows))
