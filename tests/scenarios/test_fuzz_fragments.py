@@ -138,7 +138,7 @@ def test_fragment_streams_reassemble_like_the_reference(
         want = (
             status,
             [
-                (e.kind, addr_words(e.src), addr_words(e.dst), e.dport, e.qtype, e.name)
+                (e.kind, addr_words(e.src), addr_words(e.dst), e.dport, e.qtype, e.name, e.rcode)
                 for e in events
             ],
         )
