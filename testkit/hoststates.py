@@ -18,14 +18,20 @@ from wormwatch.config import DEFAULT_KEYWORDS
 from wormwatch.model import (
     C_A,
     C_AAAA,
+    C_ANSWERS,
     C_KW,
     C_KW_A,
     C_MX,
     C_MX_DOM_NEW,
     C_NAMES_NEW,
+    C_NX,
+    C_NX_DOMS_NEW,
+    C_NX_NAMES_NEW,
+    C_NX_SCORE,
     C_OTHER,
     C_PTR,
     C_QUERIES,
+    C_RCODE_ERR,
     C_SYN135,
     C_SYN139,
     C_SYN445,
@@ -36,11 +42,14 @@ from wormwatch.model import (
     QTYPE_AAAA,
     QTYPE_MX,
     QTYPE_PTR,
+    RCODE_NOERROR,
+    RCODE_NXDOMAIN,
     HostState,
 )
 
 from testkit import frames
 from testkit.pcap import write_frames
+from testkit.reference_dganame import score_name
 
 RESOLVER = "198.51.100.53"
 DAY_US = int(datetime(2026, 11, 26, tzinfo=UTC).timestamp()) * 1_000_000
@@ -80,6 +89,11 @@ class Host:
         self.last_us = 0
         # (ts_us, dst, qtype or 0, name or b"", port) per event, for write_pcap
         self.log: list[tuple[int, str, int, bytes, int]] = []
+        # (ts_us, name, qtype, rcode) per DNS answer this host received
+        self.answer_log: list[tuple[int, bytes, int, int]] = []
+        self.nx_names: set[bytes] = set()
+        self.nx_domains: set[bytes] = set()
+        self.nx_samples: list[bytes] = []
 
     def _row(self, ts_us: int) -> np.ndarray:
         self.first_us = ts_us if self.first_us is None else min(self.first_us, ts_us)
@@ -115,6 +129,35 @@ class Host:
                 self.prefixes[p] = self.prefixes.get(p, 0) + 1
         return self
 
+    def answer(
+        self, ts_us: int, name: bytes | str, rcode: int = RCODE_NOERROR, qtype: int = QTYPE_A
+    ) -> Host:
+        """A DNS answer the resolver sends this host (the dga-nx counters)."""
+        name = name.encode() if isinstance(name, str) else name
+        self.answer_log.append((ts_us, name, qtype, rcode))
+        row = self._row(ts_us)
+        row[C_ANSWERS] += 1
+        if rcode != RCODE_NXDOMAIN:
+            row[C_RCODE_ERR] += rcode != RCODE_NOERROR
+            return self
+        row[C_NX] += 1
+        if qtype == QTYPE_PTR or not name:
+            return self
+        score, reg_start, _, is_listed = score_name(name.lower().decode("latin-1"))
+        if not is_listed:
+            return self
+        if name not in self.nx_names:
+            self.nx_names.add(name)
+            row[C_NX_NAMES_NEW] += 1
+        domain = name.lower()[reg_start:]
+        if domain not in self.nx_domains:
+            self.nx_domains.add(domain)
+            row[C_NX_DOMS_NEW] += 1
+            row[C_NX_SCORE] += round(score * 1000)
+            if len(self.nx_samples) < self.n_samples:
+                self.nx_samples.append(name)
+        return self
+
     def queries(self, ts_us: Iterable[int], names: Iterable[bytes | str], qtype: int = 1) -> Host:
         for t, n in zip(ts_us, names, strict=True):
             self.query(int(t), n, qtype)
@@ -147,6 +190,7 @@ class Host:
             sample_names=list(self.samples),
             sample_mx_names=list(self.mx_samples),
             prefixes=dict(self.prefixes),
+            sample_nx_names=list(self.nx_samples),
         )
 
 
@@ -250,10 +294,27 @@ def frame(src: str, dst: str, qtype: int, name: bytes, port: int, seq: int) -> b
     return frames.syn(port, src=src, dst=dst, sport=sport, seq=seq)
 
 
+def answer_frame(client: str, name: bytes, qtype: int, rcode: int, seq: int) -> bytes:
+    """One Ethernet frame: the resolver's DNS answer (QR=1, RD, RA) to ``client``."""
+    message = frames.dns(name, qtype, flags=0x8180 | rcode, ident=seq & 0xFFFF)
+    datagram = frames.udp(message, sport=53, dport=1024 + seq % 60000)
+    return frames.ether(frames.ipv4(datagram, src=RESOLVER, dst=client))
+
+
 def write_pcap(path: Path, hosts: Iterable[Host]) -> Path:
-    """All events of ``hosts`` as one pcap, in time order."""
-    events = sorted((ev[0], i, host.addr, ev) for host in hosts for i, ev in enumerate(host.log))
-    return write_events(path, ((ts, src, *ev[1:]) for ts, _, src, ev in events))
+    """All events of ``hosts`` (and the answers they received) as one pcap, in time order."""
+    hosts = list(hosts)
+    events = sorted(
+        [(ev[0], i, host.addr, ev) for host in hosts for i, ev in enumerate(host.log)]
+        + [(a[0], -1 - i, host.addr, a) for host in hosts for i, a in enumerate(host.answer_log)]
+    )
+    return write_frames(
+        path,
+        (
+            (ts_us, answer_frame(addr, *ev[1:], seq) if i < 0 else frame(addr, *ev[1:], seq))
+            for seq, (ts_us, i, addr, ev) in enumerate(events)
+        ),
+    )
 
 
 # (ts_us, src, dst, qtype or 0, name or b"", port): one DNS query (port 53) or SYN

@@ -478,31 +478,36 @@ QTYPE_COLUMNS = {model.QTYPE_A: "A", model.QTYPE_AAAA: "AAAA", model.QTYPE_MX: "
 QTYPE_COLUMNS[model.QTYPE_PTR] = "PTR"
 COUNT_KEYS = ("queries", "A", "AAAA", "MX", "PTR", "other", "keyword")
 SYN_KEYS = ("syn135", "syn139", "syn445", "syn_targets")
+# DNS answers a host received (it is their destination), and the NXDOMAIN ones
+ANSWER_KEYS = ("answers", "nxdomain")
 
 
 def host_counts(
     events: Iterable[RefEvent], keyword_fn: Callable[[bytes], bool] = default_keyword
 ) -> dict[str, dict[str, int]]:
-    """Fold events into per-source totals.
+    """Fold events into per-host totals: a query's or SYN's source, an answer's
+    destination (the client it answers).
 
     Keys per host: ``queries A AAAA MX PTR other keyword syn135 syn139 syn445
-    syn_targets first_seen_us last_seen_us`` (``syn_targets`` = distinct SYN
-    destinations; first/last seen over all of the host's events).
+    syn_targets answers nxdomain first_seen_us last_seen_us`` (``syn_targets`` =
+    distinct SYN destinations; first/last seen over all of the host's events).
     """
     counts: dict[str, dict[str, int]] = {}
     targets: dict[str, set[str]] = {}
     for ev in events:
-        if ev.kind == KIND_ANSWER:
-            # counted for the client it answers, apart (answer_counts)
-            continue
-        host = counts.get(ev.src)
+        addr = ev.dst if ev.kind == KIND_ANSWER else ev.src
+        host = counts.get(addr)
         if host is None:
-            host = dict.fromkeys((*COUNT_KEYS, *SYN_KEYS), 0)
+            host = dict.fromkeys((*COUNT_KEYS, *SYN_KEYS, *ANSWER_KEYS), 0)
             host["first_seen_us"] = host["last_seen_us"] = ev.ts_us
-            counts[ev.src] = host
-            targets[ev.src] = set()
+            counts[addr] = host
+            targets[addr] = set()
         host["first_seen_us"] = min(host["first_seen_us"], ev.ts_us)
         host["last_seen_us"] = max(host["last_seen_us"], ev.ts_us)
+        if ev.kind == KIND_ANSWER:
+            host["answers"] += 1
+            host["nxdomain"] += int(ev.rcode == model.RCODE_NXDOMAIN)
+            continue
         if ev.kind == KIND_SYN:
             host[f"syn{ev.dport}"] += 1
             targets[ev.src].add(ev.dst)

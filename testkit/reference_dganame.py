@@ -22,19 +22,20 @@ def _rules() -> frozenset[str]:
     return frozenset(text.split())
 
 
-def suffix_labels(labels: list[str]) -> int:
-    """PSL: exceptions win, then the longest matching rule; the default rule is ``*``."""
+def suffix_labels(labels: list[str]) -> tuple[int, bool]:
+    """PSL: exceptions win, then the longest matching rule; the default rule is ``*``.
+    -> (labels in the suffix, whether a listed rule matched)."""
     rules = _rules()
-    best = 1
+    best, is_listed = 1, False
     for n in range(1, len(labels) + 1):
         tail = ".".join(labels[-n:])
         if "!" + tail in rules:
-            return n - 1
+            return n - 1, True
         if tail in rules:
-            best = max(best, n)
+            best, is_listed = max(best, n), True
         if n < len(labels) and "*." + tail in rules:
-            best = max(best, n + 1)
-    return best
+            best, is_listed = max(best, n + 1), True
+    return best, is_listed
 
 
 def _is_word(text: str) -> bool:
@@ -123,14 +124,17 @@ def score(label: str, ft: list[float]) -> float:
     return max(random, hashed, glued)
 
 
-def score_name(name: str) -> tuple[float, int, list[float]]:
-    """(score, offset of the registrable domain, features) of one lower-case name."""
+def score_name(name: str) -> tuple[float, int, list[float], bool]:
+    """(score, offset of the registrable domain, features, whether that domain is under a
+    listed public suffix) of one lower-case name."""
     labels = name.split(".")
-    n_suffix = suffix_labels(labels)
-    idx = len(labels) - n_suffix - 1 if len(labels) > n_suffix else 0
-    reg_start = sum(len(lab) + 1 for lab in labels[:idx]) if len(labels) > n_suffix else 0
+    n_suffix, is_listed = suffix_labels(labels)
+    has_domain = len(labels) > n_suffix
+    idx = len(labels) - n_suffix - 1 if has_domain else 0
+    reg_start = sum(len(lab) + 1 for lab in labels[:idx]) if has_domain else 0
     label = labels[idx]
+    listed = has_domain and is_listed
     if not 0 < len(label) <= 64:
-        return 0.0, reg_start, [0.0] * k.N_FEATURES
+        return 0.0, reg_start, [0.0] * k.N_FEATURES, listed
     ft = features(label)
-    return score(label, ft), reg_start, ft
+    return score(label, ft), reg_start, ft, listed

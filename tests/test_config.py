@@ -43,7 +43,7 @@ def test_example_file_is_complete_and_equals_the_defaults() -> None:
     }  # fmt: skip
     assert set(doc["cluster"]) <= set(cfg.cluster.__dataclass_fields__)
     assert set(doc["reassembly"]) == set(cfg.reassembly.__dataclass_fields__)
-    assert set(doc["detect"]) == {"keyword_storm", "mx_client", "smb_scan", "bot_sync"}
+    assert set(doc["detect"]) == {"keyword_storm", "mx_client", "smb_scan", "bot_sync", "dga_nx"}
     for name, section in doc["detect"].items():
         sub = getattr(cfg, name)
         assert set(section) == set(sub.__dataclass_fields__), name

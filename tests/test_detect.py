@@ -331,14 +331,14 @@ def test_could_fire_is_the_prefilter() -> None:
     hosts = [scanner(100), mass_mailer(40), bot(0), study_host()[0], Host(), dnscat()]
     totals = np.stack([h.state().totals for h in hosts])
     maybe = could_fire(totals, CFG)
-    assert maybe.shape == (6, 4)
+    assert maybe.shape == (6, 5)
     assert maybe.tolist() == [
-        [False, False, True, False],
-        [False, True, False, False],
-        [False, True, True, True],
-        [True, False, False, False],
-        [False, False, False, False],
-        [False, True, False, False],
+        [False, False, True, False, False],
+        [False, True, False, False, False],
+        [False, True, True, True, False],
+        [True, False, False, False, False],
+        [False, False, False, False, False],
+        [False, True, False, False, False],
     ]
     # nothing fires where the pre-filter says it cannot
     for host, row in zip(hosts, maybe.tolist(), strict=True):

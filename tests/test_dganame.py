@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wormwatch.dganame import load_model, registrable, score_batch, score_texts
+from wormwatch.dganame import fnv1a, load_model, registrable, score_batch, score_texts
 from wormwatch.kernels.dganame import FT_LENGTH, FT_N_WORDS, score_names
 
 from testkit import dgagen
@@ -78,27 +78,32 @@ def test_kernel_equals_reference() -> None:
         if not name:
             assert out.scores[i] == 0.0
             continue
-        want_score, want_reg, want_ft = score_name(name)
+        want_score, want_reg, want_ft, want_listed = score_name(name)
         assert int(out.reg_starts[i]) == want_reg, name
+        assert bool(out.listed[i]) == want_listed, name
         np.testing.assert_allclose(out.features[i], want_ft, atol=1e-9, err_msg=name)
         assert out.scores[i] == pytest.approx(want_score, abs=1e-9), name
 
 
 @pytest.mark.parametrize(
-    ("name", "domain"),
+    ("name", "domain", "is_listed"),
     [
-        (b"www.example.co.uk", b"example.co.uk"),
-        (b"a.b.www.ck", b"www.ck"),  # !www.ck is an exception to *.ck
-        (b"foo.bar.ck", b"foo.bar.ck"),  # *.ck: bar.ck is a suffix
-        (b"x.y.blogspot.com", b"y.blogspot.com"),  # private section
-        (b"kfjdsa.campus.example", b"campus.example"),  # default rule "*"
-        (b"qwhjkasd", b"qwhjkasd"),  # a single label
-        (b"co.uk", b"co.uk"),  # a suffix alone
-        (b"WWW.Example.COM", b"example.com"),
+        (b"www.example.co.uk", b"example.co.uk", 1),
+        (b"a.b.www.ck", b"www.ck", 1),  # !www.ck is an exception to *.ck
+        (b"foo.bar.ck", b"foo.bar.ck", 1),  # *.ck: bar.ck is a suffix
+        (b"x.y.blogspot.com", b"y.blogspot.com", 1),  # private section
+        (b"kfjdsa.campus.example", b"campus.example", 0),  # default rule "*"
+        (b"printer.corp.local", b"corp.local", 0),
+        (b"qwhjkasd", b"qwhjkasd", 0),  # a single label
+        (b"co.uk", b"co.uk", 0),  # a suffix alone
+        (b"WWW.Example.COM", b"example.com", 1),
     ],
 )
-def test_registrable_domain(name: bytes, domain: bytes) -> None:
+def test_registrable_domain(name: bytes, domain: bytes, is_listed: int) -> None:
     assert registrable(name) == domain
+    out = score_texts([name])
+    assert int(out.listed[0]) == is_listed
+    assert int(out.reg_hashes[0]) == fnv1a(domain)
 
 
 def test_unselected_and_empty_names_score_nothing() -> None:
@@ -109,15 +114,19 @@ def test_unselected_and_empty_names_score_nothing() -> None:
     lens = np.array([8, 8, 0], np.int32)
     scores = np.full(3, 7.0)
     reg = np.full(3, 7, np.int32)
+    listed = np.full(3, 7, np.uint8)
+    hashes = np.full(3, 7, np.uint64)
     features = np.full((3, 8), 7.0)
     sel = np.array([True, False, True])
     n = score_names(
         names, lens, sel, 3, model.trigram, model.bloom, model.suffix_keys,
-        model.suffix_flags, scores, reg, features,
+        model.suffix_flags, scores, reg, listed, hashes, features,
     )  # fmt: skip
     assert n == 1
     assert scores[0] > 0.9
     assert scores[1:].tolist() == [0.0, 0.0]
+    assert listed.tolist() == [0, 0, 0]  # a single label has no listed suffix
+    assert hashes[1:].tolist() == [0, 0]
     assert features[1:].sum() == 0.0
     assert features[0, FT_LENGTH] == 8
 

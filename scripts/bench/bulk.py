@@ -51,7 +51,7 @@ from scripts.bench.bulk_frames import (
     write_pcap,
 )
 
-GEN_VERSION = 3  # bump when the output for the same parameters changes (cache key)
+GEN_VERSION = 4  # bump when the output for the same parameters changes (cache key)
 START_S = 1_767_225_600  # 2026-01-01T00:00:00Z
 
 # Shares of packets by category (order of bulk_frames.CAT_*).
@@ -287,7 +287,9 @@ def bookkeeping(plan: Plan, hosts: Hosts, kinds: Kinds) -> dict[str, Any]:
     pairs = np.unique(np.stack([plan.src[is_scan], plan.dst[is_scan]]), axis=1)
     targets = np.bincount(pairs[0], minlength=n_hosts)
     n_syns = np.stack(list(syn.values())).sum(axis=0)
-    active = np.flatnonzero((queries["total"] > 0) | (n_syns > 0))
+    # a client that only received answers is a host too (answers count for their client)
+    answered = np.bincount(plan.dst[is_answer], minlength=n_hosts)
+    active = np.flatnonzero((queries["total"] > 0) | (n_syns > 0) | (answered > 0))
     per_addr = {
         hosts.names[h]: {
             "queries": {k: int(v[h]) for k, v in queries.items()},

@@ -32,6 +32,7 @@ KEYWORDS = ("mail", "smtp", "mx", "ns", "gate", "relay")
 QTYPE_KEYS = {1: "A", 28: "AAAA", 15: "MX", 12: "PTR"}
 COUNT_KEYS = ("queries", "A", "AAAA", "MX", "PTR", "other", "keyword")
 SYN_KEYS = ("syn135", "syn139", "syn445", "syn_targets")
+ANSWER_KEYS = ("answers", "nxdomain")
 STATUS_KEYS = ("ok", "ignored", "truncated", "malformed", "unsupported", "fragment")
 
 
@@ -57,6 +58,7 @@ class Tally:
     def as_dict(self) -> dict[str, int]:
         out = {key: self.counts[key] for key in (*COUNT_KEYS, *SYN_KEYS[:3])}
         out["syn_targets"] = len(self.targets)
+        out.update({key: self.counts[key] for key in ANSWER_KEYS})
         out["first_seen_us"] = self.first_us
         out["last_seen_us"] = self.last_us
         return out
@@ -105,8 +107,6 @@ class Capture:
     status: Counter[str] = field(default_factory=Counter)
     hosts: dict[str, Tally] = field(default_factory=dict)
     verdicts: dict[str, list[str]] = field(default_factory=dict)
-    # per client: DNS answers and NXDOMAIN answers it received
-    answers: dict[str, Counter[str]] = field(default_factory=dict)
 
     def add(
         self,
@@ -126,9 +126,11 @@ class Capture:
         ts_us = ts_ns // 1000
         for event in events:
             if isinstance(event, Answer):
-                got = self.answers.setdefault(event.client, Counter())
-                got["answers"] += 1
-                got["nxdomain"] += int(event.rcode == 3)
+                # counted for the client it answers
+                tally = self.hosts.setdefault(event.client, Tally())
+                tally.seen(ts_us)
+                tally.counts["answers"] += 1
+                tally.counts["nxdomain"] += int(event.rcode == 3)
                 continue
             tally = self.hosts.setdefault(event.src, Tally())
             tally.seen(ts_us)

@@ -35,12 +35,12 @@ MANIFEST_HEADER = """\
 # (what it wrote and meant), not from any decoder.
 #   packets   records in the file
 #   status    packets per decode status, as docs/DECODING.md defines them
-#   expect    per source host: DNS query messages by qtype of the first question
-#             ("other" includes qtype 0 = no readable question), keyword queries
-#             (first label starts with mail/smtp/mx/ns/gate/relay), SYN without ACK
-#             per port, distinct SYN destinations, first/last event time (us)
-#   answers   per client: DNS answers (QR=1 from port 53) it received, and how many
-#             of them were NXDOMAIN
+#   expect    per host (a query's or SYN's source, an answer's destination): DNS
+#             query messages by qtype of the first question ("other" includes
+#             qtype 0 = no readable question), keyword queries (first label starts
+#             with mail/smtp/mx/ns/gate/relay), SYN without ACK per port, distinct SYN
+#             destinations, DNS answers received and the NXDOMAIN ones, first/last
+#             event time (us)
 #   verdicts  the story's intent per host (story captures only; [] = must not be
 #             flagged; 192.0.2.25 is the mail server, meant to be allowlisted)
 """
@@ -80,9 +80,6 @@ def manifest_text(captures: list[Capture]) -> str:
         for host in sorted(cap.hosts, key=_host_key):
             lines += ["", f"[capture.expect.{_toml(host)}]"]
             lines += [f"{k} = {v}" for k, v in cap.hosts[host].as_dict().items()]
-        for client in sorted(cap.answers, key=_host_key):
-            lines += ["", f"[capture.answers.{_toml(client)}]"]
-            lines += [f"{k} = {cap.answers[client][k]}" for k in ("answers", "nxdomain")]
         if cap.verdicts:
             lines += ["", "[capture.verdicts]"]
             for host in sorted(cap.verdicts, key=_host_key):

@@ -17,6 +17,8 @@ default)::
     [detect.bot_sync]      min_r, min_active_bins, min_mx_queries, min_syns,
                            sync_bin_s, max_lag_s, min_bursts, min_sync_s,
                            min_spread
+    [detect.dga_nx]        min_nx, min_domains, min_share, min_rate_per_min,
+                           min_mean_score
     [score]                weights, bands, hysteresis
 
 Every key is optional. An unknown section or key, a value of the wrong type or
@@ -40,7 +42,7 @@ from wormwatch.nets import Network, contains
 from wormwatch.tomltable import TableReader
 
 AllowKind = Literal["mail_server", "resolver", "ignore"]
-SIGNALS = ("keyword-storm", "mx-client", "smb-scan", "bot-sync")
+SIGNALS = ("keyword-storm", "mx-client", "smb-scan", "bot-sync", "dga-nx")
 DEFAULT_KEYWORDS: tuple[str, ...] = ("mail", "smtp", "mx", "ns", "gate", "relay")
 # A keyword is matched against the first label of a name (RFC 1035 2.3.4: a
 # label is at most 63 octets).
@@ -91,6 +93,17 @@ class BotSyncConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class DgaNxConfig:
+    """Thresholds of the dga-nx signal (NXDOMAIN storms of machine-made names)."""
+
+    min_nx: int = 30
+    min_domains: int = 20
+    min_share: float = 0.1
+    min_rate_per_min: float = 1.0
+    min_mean_score: float = 0.4
+
+
+@dataclass(frozen=True, slots=True)
 class ScoreConfig:
     """How signals become a 0-100 score, and the score bands alerts follow.
 
@@ -106,6 +119,7 @@ class ScoreConfig:
             "mx-client": 60.0,
             "smb-scan": 80.0,
             "bot-sync": 40.0,
+            "dga-nx": 70.0,
         }
     )
     bands: tuple[float, ...] = (25.0, 50.0, 75.0)
@@ -140,6 +154,7 @@ class Config:
     mx_client: MxClientConfig = field(default_factory=MxClientConfig)
     smb_scan: SmbScanConfig = field(default_factory=SmbScanConfig)
     bot_sync: BotSyncConfig = field(default_factory=BotSyncConfig)
+    dga_nx: DgaNxConfig = field(default_factory=DgaNxConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
     reassembly: ReassemblyConfig = field(default_factory=ReassemblyConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
@@ -170,10 +185,11 @@ _HOMES: dict[str, str] = {
     **dict.fromkeys(MxClientConfig.__dataclass_fields__, "detect.mx_client"),
     **dict.fromkeys(SmbScanConfig.__dataclass_fields__, "detect.smb_scan"),
     **dict.fromkeys(BotSyncConfig.__dataclass_fields__, "detect.bot_sync"),
+    **dict.fromkeys(DgaNxConfig.__dataclass_fields__, "detect.dga_nx"),
     **dict.fromkeys(("bands", "hysteresis"), "score"),
 }
 # keys that exist in several sections: no single home to suggest
-for _key in ("min_mx_queries", "min_active_bins", "weights"):
+for _key in ("min_mx_queries", "min_active_bins", "weights", "min_domains", "min_rate_per_min"):
     _HOMES.pop(_key, None)
 
 
@@ -288,7 +304,15 @@ def _build(path: str, doc: Mapping[str, Any]) -> Config:
         min_sync_s=bs.positive_int("min_sync_s", 600),
         min_spread=int(bs.number("min_spread", 10, 0, math.inf)),
     )
-    for section in (ks, mx, smb, bs, det):
+    dn = det.sub("dga_nx")
+    dga_nx = DgaNxConfig(
+        min_nx=dn.positive_int("min_nx", 30),
+        min_domains=dn.positive_int("min_domains", 20),
+        min_share=dn.number("min_share", 0.1, 0.0, 1.0),
+        min_rate_per_min=dn.number("min_rate_per_min", 1.0, 0.0, math.inf),
+        min_mean_score=dn.number("min_mean_score", 0.4, 0.0, 1.0),
+    )
+    for section in (ks, mx, smb, bs, dn, det):
         section.done()
     if bot_sync.min_active_bins < 3:
         raise bs.fail("min_active_bins", "must be at least 3", bot_sync.min_active_bins)
@@ -312,6 +336,7 @@ def _build(path: str, doc: Mapping[str, Any]) -> Config:
         mx_client=mx_client,
         smb_scan=smb_scan,
         bot_sync=bot_sync,
+        dga_nx=dga_nx,
         score=score,
         reassembly=reassembly,
         cluster=cluster,

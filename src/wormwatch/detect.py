@@ -19,10 +19,13 @@ import numpy.typing as npt
 
 from wormwatch.botsync import bot_sync, sync_evidence
 from wormwatch.config import SIGNALS, BotSyncConfig, Config
+from wormwatch.dganx import add_combined_reading, dga_nx
 from wormwatch.model import (
     C_KW_A,
     C_MX,
     C_MX_DOM_NEW,
+    C_NX,
+    C_NX_DOMS_NEW,
     C_SYN135,
     C_SYN139,
     C_SYN445,
@@ -101,9 +104,11 @@ _SIGNAL_FUNCS = {
     "mx-client": mx_client,
     "smb-scan": smb_scan,
     "bot-sync": bot_sync,
+    "dga-nx": dga_nx,
 }
-# Mail servers and resolvers look up MX and mail-like names for a living.
-_SERVER_EXEMPT = frozenset({"keyword-storm", "mx-client", "bot-sync"})
+# Mail servers and resolvers look up MX and mail-like names for a living, and receive
+# NXDOMAIN answers for whatever names their senders and clients made up.
+_SERVER_EXEMPT = frozenset({"keyword-storm", "mx-client", "bot-sync", "dga-nx"})
 
 
 def could_fire(totals: npt.NDArray[np.int64], cfg: Config) -> npt.NDArray[np.bool_]:
@@ -123,6 +128,7 @@ def could_fire(totals: npt.NDArray[np.int64], cfg: Config) -> npt.NDArray[np.boo
             & (t[:, C_MX_DOM_NEW] >= cfg.mx_client.min_domains),
             t[:, C_SYN_DST_NEW] >= cfg.smb_scan.min_targets,
             (t[:, C_MX] >= cfg.bot_sync.min_mx_queries) & (n_syn >= cfg.bot_sync.min_syns),
+            (t[:, C_NX] >= cfg.dga_nx.min_nx) & (t[:, C_NX_DOMS_NEW] >= cfg.dga_nx.min_domains),
         ],
         axis=1,
     )
@@ -167,6 +173,7 @@ def evaluate(state: HostState, cfg: Config, *, now_us: int) -> Verdict:
     sync_r = _sync_r(w, cfg, fired.get("bot-sync")) if "bot-sync" in names else None
     if not fired:
         return Verdict(sync_r=sync_r)
+    add_combined_reading(fired)
     parts = {
         name: round(cfg.score.weights[name] * (0.5 + 0.5 * max(0.0, min(1.0, s))), 1)
         for name, (s, _) in fired.items()

@@ -109,11 +109,15 @@ def load_model() -> Model:
 
 @dataclass(slots=True)
 class Scored:
-    """Per name: ``scores`` (0..1), ``reg_starts`` (offset of the registrable domain)
-    and ``features`` (``(n, N_FEATURES)``, columns named by :data:`FEATURE_NAMES`)."""
+    """Per name: ``scores`` (0..1), ``reg_starts`` (offset of the registrable domain),
+    ``listed`` (1: a registrable domain under a listed public suffix), ``reg_hashes``
+    (FNV-1a of the registrable domain) and ``features`` (``(n, N_FEATURES)``, columns
+    named by :data:`FEATURE_NAMES`)."""
 
     scores: F64
     reg_starts: I32
+    listed: U8
+    reg_hashes: U64
     features: F64
 
 
@@ -121,10 +125,17 @@ def score_batch(names: U8, name_lens: I32, n: int, sel: BOOL | None = None) -> S
     """Score names ``0..n`` of a decoder-style name matrix (``sel``: which; default all)."""
     model = load_model()
     mask = np.ones(n, np.bool_) if sel is None else np.ascontiguousarray(sel[:n], np.bool_)
-    out = Scored(np.zeros(n, np.float64), np.zeros(n, np.int32), np.zeros((n, N_FEATURES)))
+    out = Scored(
+        np.zeros(n, np.float64),
+        np.zeros(n, np.int32),
+        np.zeros(n, np.uint8),
+        np.zeros(n, np.uint64),
+        np.zeros((n, N_FEATURES)),
+    )
     score_names(
-        names, name_lens, mask, n, model.trigram, model.bloom,
-        model.suffix_keys, model.suffix_flags, out.scores, out.reg_starts, out.features,
+        names, name_lens, mask, n, model.trigram, model.bloom, model.suffix_keys,
+        model.suffix_flags, out.scores, out.reg_starts, out.listed, out.reg_hashes,
+        out.features,
     )  # fmt: skip
     return out
 

@@ -267,10 +267,22 @@ C_SYN_DST_BIN: Final = 11  # distinct SYN destinations within this bin
 C_SYN_DST_NEW: Final = 12  # SYN destinations never seen from this host before this bin
 C_MX_DOM_NEW: Final = 13  # MX names never asked by this host before this bin
 C_NAMES_NEW: Final = 14  # query names never asked by this host before this bin
-N_COUNTERS: Final = 15
+# DNS answers this host received (it is their destination), for dga-nx
+C_ANSWERS: Final = 15  # answers, any RCODE
+C_NX: Final = 16  # NXDOMAIN answers
+C_RCODE_ERR: Final = 17  # answers with another error RCODE (SERVFAIL, REFUSED, ...)
+# NXDOMAIN answers for names under a listed public suffix (not reverse look-ups, not
+# local or search-domain names), by name and by registrable domain never seen by this
+# host in an NXDOMAIN answer before this bin; and the sum of those new domains' name
+# scores in thousandths (mean = C_NX_SCORE / C_NX_DOMS_NEW / 1000)
+C_NX_NAMES_NEW: Final = 18
+C_NX_DOMS_NEW: Final = 19
+C_NX_SCORE: Final = 20
+N_COUNTERS: Final = 21
 COUNTER_NAMES: Final = (
     "queries", "A", "AAAA", "MX", "PTR", "other", "keyword", "keyword_A",
     "syn135", "syn139", "syn445", "syn_dst_bin", "syn_dst_new", "mx_domains_new", "names_new",
+    "answers", "nxdomain", "rcode_error", "nx_names_new", "nx_domains_new", "nx_score_milli",
 )  # fmt: skip
 
 
@@ -294,6 +306,8 @@ class HostState:
     sample_names: list[bytes] = field(default_factory=list)
     sample_mx_names: list[bytes] = field(default_factory=list)
     prefixes: dict[bytes, int] = field(default_factory=dict)
+    # the first few names of new NXDOMAIN registrable domains (dga-nx evidence)
+    sample_nx_names: list[bytes] = field(default_factory=list)
 
 
 @dataclass(slots=True)

@@ -16,8 +16,10 @@ from wormwatch.config import load_config
 from wormwatch.model import (
     C_A,
     C_AAAA,
+    C_ANSWERS,
     C_KW,
     C_MX,
+    C_NX,
     C_OTHER,
     C_PTR,
     C_QUERIES,
@@ -83,6 +85,8 @@ def test_pipeline_host_counts_equal_reference(path: Path) -> None:
             "syn139": int(t[C_SYN139]),
             "syn445": int(t[C_SYN445]),
             "syn_targets": int(t[C_SYN_DST_NEW]),
+            "answers": int(t[C_ANSWERS]),
+            "nxdomain": int(t[C_NX]),
             "first_seen_us": view.state.first_seen_us,
             "last_seen_us": view.state.last_seen_us,
         }

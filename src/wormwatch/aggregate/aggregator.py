@@ -34,6 +34,7 @@ from wormwatch.aggregate.columns import (
 )
 from wormwatch.aggregate.hosts import HostTable, Protect, Renumbering, activity
 from wormwatch.aggregate.readout import read_states
+from wormwatch.answers import count_answers, host_words
 from wormwatch.kernels.aggregate import (
     add_counters,
     touch_hosts,
@@ -41,7 +42,6 @@ from wormwatch.kernels.aggregate import (
 from wormwatch.model import (
     BOOL,
     I64,
-    KIND_ANSWER,
     KIND_DNS,
     KIND_SYN,
     QTYPE_MX,
@@ -126,6 +126,7 @@ class Aggregator:
         self._prefixes = KeyTable(max_keys)
         self._samples: dict[int, list[bytes]] = {}
         self._mx_samples: dict[int, list[bytes]] = {}
+        self._nx_samples: dict[int, list[bytes]] = {}
         # network-wide series: bin -> [queries, MX, SYN] of non-allowlisted hosts
         self._network: dict[int, list[int]] = {}
         self._keys_refused = 0
@@ -146,10 +147,9 @@ class Aggregator:
         if n == 0:
             return None
         ts = ev.ts_us[:n]
-        src_hi, src_lo = ev.src_hi[:n], ev.src_lo[:n]
         kind = ev.kind[:n]
-        # DNS answers are counted for the client they answer (the dga-nx counters)
-        keep = kind != KIND_ANSWER
+        src_hi, src_lo, is_answer = host_words(ev)
+        keep = np.ones(n, np.bool_)
         if self._ignore:
             ignored = in_networks(src_hi, src_lo, self._ignore)
             self._events_ignored += int(np.count_nonzero(ignored))
@@ -178,6 +178,10 @@ class Aggregator:
         self._take_samples(ev, host, new_mx == 2, h.n_mx_sampled, self._mx_samples)
         is_client = ~h.is_allowlisted[np.maximum(host, 0)]
         add_network(self._network, bins, is_client, (is_dns, is_mx, is_syn))
+        tables = (self._names, h.totals, self._bins.rows)
+        new, refused = count_answers(ev, is_answer, (host, row, bins), tables)
+        self._keys_refused += refused
+        self._take_samples(ev, host, new, h.n_nx_sampled, self._nx_samples)
         return renumbering
 
     def _admit(self, src_hi: U64, src_lo: U64, keep: BOOL) -> tuple[I64, Renumbering | None]:
@@ -210,6 +214,7 @@ class Aggregator:
             table.remap(mapping, host_is_value=False)
         self._samples = renumbering.follow(self._samples)
         self._mx_samples = renumbering.follow(self._mx_samples)
+        self._nx_samples = renumbering.follow(self._nx_samples)
         self._bins.renumber(mapping)
 
     def _take_samples(
@@ -298,7 +303,8 @@ class Aggregator:
         (and their name-prefix counts, unless ``with_prefixes`` is False)."""
         return read_states(
             np.asarray(ids, np.int64), self._hosts, self._bins, self._oldest_bin(),
-            self._prefixes if with_prefixes else None, (self._samples, self._mx_samples),
+            self._prefixes if with_prefixes else None,
+            (self._samples, self._mx_samples, self._nx_samples),
         )  # fmt: skip
 
     def find(self, addr_hi: int, addr_lo: int) -> int | None:

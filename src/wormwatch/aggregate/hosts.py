@@ -21,7 +21,17 @@ from typing import TypeVar
 import numpy as np
 
 from wormwatch.kernels.aggregate import MODE_ID
-from wormwatch.model import BOOL, C_QUERIES, C_SYN135, C_SYN139, C_SYN445, I64, N_COUNTERS, U64
+from wormwatch.model import (
+    BOOL,
+    C_ANSWERS,
+    C_QUERIES,
+    C_SYN135,
+    C_SYN139,
+    C_SYN445,
+    I64,
+    N_COUNTERS,
+    U64,
+)
 from wormwatch.tables import KeyTable
 
 # Asked before an eviction with the number of hosts; True = never evict this id.
@@ -58,7 +68,8 @@ class Renumbering:
 
 def activity(totals: I64) -> I64:
     """Events per host (DNS queries plus SYNs) from rows of totals."""
-    return totals[:, C_QUERIES] + totals[:, C_SYN135] + totals[:, C_SYN139] + totals[:, C_SYN445]
+    syns = totals[:, C_SYN135] + totals[:, C_SYN139] + totals[:, C_SYN445]
+    return totals[:, C_QUERIES] + syns + totals[:, C_ANSWERS]
 
 
 class HostTable:
@@ -83,6 +94,7 @@ class HostTable:
         self.touched = np.zeros(max_hosts, np.int64)
         self.n_sampled = np.zeros(max_hosts, np.int64)
         self.n_mx_sampled = np.zeros(max_hosts, np.int64)
+        self.n_nx_sampled = np.zeros(max_hosts, np.int64)
         self.hosts_evicted = 0
         self.events_dropped = 0
 
@@ -175,7 +187,7 @@ class HostTable:
         k = int(kept.shape[0])
         for arr in (
             self.addr_hi, self.addr_lo, self.totals, self.is_allowlisted, self.touched,
-            self.n_sampled, self.n_mx_sampled,
+            self.n_sampled, self.n_mx_sampled, self.n_nx_sampled,
         ):  # fmt: skip
             arr[:k] = arr[kept]
             arr[k:] = 0

@@ -21,13 +21,13 @@ def read_states(
     bins: BinRows,
     oldest_bin: int,
     prefixes: KeyTable | None,
-    samples: tuple[dict[int, list[bytes]], dict[int, list[bytes]]],
+    samples: tuple[dict[int, list[bytes]], dict[int, list[bytes]], dict[int, list[bytes]]],
 ) -> list[HostState]:
     """The states of hosts ``ids``, with their rows from ``oldest_bin`` on and
     their name-prefix counts (none when ``prefixes`` is None)."""
     rows, row_hosts = bins.select(ids, oldest_bin)
     by_host = prefix_counts(prefixes, ids) if prefixes is not None else {}
-    names, mx_names = samples
+    names, mx_names, nx_names = samples
     out = []
     for h in ids.tolist():
         lo, hi = np.searchsorted(row_hosts, [h, h + 1])
@@ -43,6 +43,7 @@ def read_states(
                 sample_names=list(names.get(h, [])),
                 sample_mx_names=list(mx_names.get(h, [])),
                 prefixes=by_host.get(h, {}),
+                sample_nx_names=list(nx_names.get(h, [])),
             )
         )
     return out

@@ -4,7 +4,8 @@ In: names as the decoder writes them (``names[i, :name_lens[i]]``, lower-case AS
 labels joined by ``.``), a selection mask, and the model tables that
 ``wormwatch.dganame`` loads (character trigram costs, a Bloom filter of English words,
 a hash table of public-suffix rules). Out, per selected name: a score in 0..1, where its
-registrable domain starts, and the features the score was made from (columns ``FT_*``).
+registrable domain starts, whether its suffix is a listed one, the registrable domain's
+hash, and the features the score was made from (columns ``FT_*``).
 
 The scored label is the registrable one: the label left of the public suffix
 (``xjwqkepz`` in ``www.xjwqkepz.co.uk``), where domain generators put their randomness;
@@ -100,8 +101,10 @@ def _suffix_flags(keys, flags, h):  # type: ignore[no-untyped-def]
 
 @njit(cache=True, nogil=True)
 def _suffix_labels(name, length, starts, n_labels, keys, flags):  # type: ignore[no-untyped-def]
-    """How many rightmost labels form the public suffix (PSL algorithm; default rule ``*``)."""
+    """How many rightmost labels form the public suffix (PSL algorithm; default rule ``*``),
+    and whether a listed rule (not the default) said so."""
     n_suffix = 1
+    is_listed = False
     for k in range(1, min(n_labels, MAX_SUFFIX_LABELS) + 1):
         h = np.uint64(0xCBF29CE484222325)
         for j in range(starts[n_labels - k], length):
@@ -109,12 +112,14 @@ def _suffix_labels(name, length, starts, n_labels, keys, flags):  # type: ignore
         f = _suffix_flags(keys, flags, h)
         if f & SFX_EXCEPTION:
             # an exception wins over every other rule: its parent is the suffix
-            return k - 1
+            return k - 1, True
         if f & SFX_RULE:
             n_suffix = max(n_suffix, k)
+            is_listed = True
         if f & SFX_WILDCARD and k < n_labels:
             n_suffix = max(n_suffix, k + 1)
-    return n_suffix
+            is_listed = True
+    return n_suffix, is_listed
 
 
 @njit(cache=True, nogil=True)
@@ -219,13 +224,17 @@ def _score(name, lo, hi, ft):  # type: ignore[no-untyped-def]
 
 @njit(cache=True, nogil=True)
 def score_names(  # type: ignore[no-untyped-def]
-    names, name_lens, sel, n, trigram, bloom, sfx_keys, sfx_flags, scores, reg_starts, features
+    names, name_lens, sel, n, trigram, bloom, sfx_keys, sfx_flags, scores, reg_starts,
+    listed, reg_hashes, features,
 ):  # fmt: skip
-    """Score names ``0..n`` where ``sel`` is set (others: score 0, reg_start 0, features 0).
+    """Score names ``0..n`` where ``sel`` is set (others: all outputs 0).
 
     ``reg_starts[i]`` is the offset of the registrable domain in ``names[i]`` (public
-    suffix plus one label; 0 when the name is a suffix or a single label).
-    Returns the number of names scored.
+    suffix plus one label; 0 when the name is a suffix or a single label);
+    ``listed[i]`` is 1 when the name has a registrable domain under a suffix the list
+    names (not the default rule: ``corp.local``, a single label, a search-domain
+    expansion under a private suffix are 0); ``reg_hashes[i]`` the FNV-1a hash of
+    the registrable domain. Returns the number of names scored.
     """
     starts = np.zeros(MAX_LABELS + 1, np.int64)
     best = np.zeros(64 + 1, np.int64)
@@ -235,6 +244,8 @@ def score_names(  # type: ignore[no-untyped-def]
     for i in range(n):
         scores[i] = 0.0
         reg_starts[i] = 0
+        listed[i] = 0
+        reg_hashes[i] = 0
         features[i, :] = 0.0
         length = name_lens[i]
         if not sel[i] or length == 0:
@@ -246,11 +257,17 @@ def score_names(  # type: ignore[no-untyped-def]
             if name[j] == 46 and n_labels < MAX_LABELS:
                 starts[n_labels] = j + 1
                 n_labels += 1
-        n_suffix = _suffix_labels(name, length, starts, n_labels, sfx_keys, sfx_flags)
-        label = n_labels - n_suffix - 1 if n_labels > n_suffix else 0
+        n_suffix, is_listed = _suffix_labels(name, length, starts, n_labels, sfx_keys, sfx_flags)
+        has_domain = n_labels > n_suffix
+        label = n_labels - n_suffix - 1 if has_domain else 0
         lo = starts[label]
         hi = starts[label + 1] - 1 if label + 1 < n_labels else length
-        reg_starts[i] = lo if n_labels > n_suffix else 0
+        reg_starts[i] = lo if has_domain else 0
+        listed[i] = 1 if has_domain and is_listed else 0
+        h = np.uint64(0xCBF29CE484222325)
+        for j in range(reg_starts[i], length):
+            h = _fnv_step(h, name[j])
+        reg_hashes[i] = h
         # an empty label (a name with ".." or a trailing dot) or one over 63 bytes
         # (not a DNS label): nothing to score
         if hi - lo <= 0 or hi - lo > 64:

@@ -1,0 +1,112 @@
+"""Aggregate stage, DNS answers: what the answers a client receives say, for dga-nx.
+
+In: one batch's :class:`~wormwatch.model.Events`, per event the host it counts for (an
+answer counts for the client it is sent to: :func:`host_words`), its bin row and bin,
+and the aggregate's tables. Out: the answer counters added to the host totals and bin
+rows (``C_ANSWERS``, ``C_NX`` / ``C_RCODE_ERR``, ``C_NX_NAMES_NEW``, ``C_NX_DOMS_NEW``,
+and ``C_NX_SCORE``, the name scores of the new domains in thousandths), and which
+answers named a registrable domain new to their host (for the sample names). The name
+score is the numba kernel behind :func:`wormwatch.dganame.score_batch`, run on the
+NXDOMAIN answers only.
+
+An NXDOMAIN answer counts towards the distinct names and domains when its name has a
+registrable domain under a listed public suffix and it is not a reverse look-up (PTR):
+search-domain expansions under a private suffix (``x.campus.example``), single-label
+names (a browser's probes) and ``in-addr.arpa`` names are counted as NXDOMAIN answers
+but not as domains (docs/DETECTION.md, "dga-nx").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from wormwatch.dganame import score_batch
+from wormwatch.kernels.aggregate import MODE_TAG, add_counters, hash_names
+from wormwatch.model import (
+    BOOL,
+    C_ANSWERS,
+    C_NX,
+    C_NX_DOMS_NEW,
+    C_NX_NAMES_NEW,
+    C_NX_SCORE,
+    C_RCODE_ERR,
+    I32,
+    I64,
+    KIND_ANSWER,
+    QTYPE_PTR,
+    RCODE_NOERROR,
+    RCODE_NXDOMAIN,
+    U64,
+    Events,
+)
+from wormwatch.tables import KeyTable
+
+# salts that keep NXDOMAIN names and domains apart from query names in one table
+NX_NAME_SALT = 2
+NX_DOMAIN_SALT = 3
+N_ANSWER_COLUMNS = 4
+SCORE_UNITS = 1000
+
+
+def host_words(ev: Events) -> tuple[U64, U64, BOOL]:
+    """Per event, the host it counts for: a query's or SYN's source, an answer's
+    destination (the client it answers); and which events are answers."""
+    n = ev.n
+    is_answer = ev.kind[:n] == KIND_ANSWER
+    hi = np.where(is_answer, ev.dst_hi[:n], ev.src_hi[:n])
+    return hi, np.where(is_answer, ev.dst_lo[:n], ev.src_lo[:n]), is_answer
+
+
+def count_answers(
+    ev: Events,
+    is_answer: BOOL,
+    where: tuple[I64, I64, I64],
+    tables: tuple[KeyTable, I64, I32],
+) -> tuple[BOOL, int]:
+    """Count one batch's answers into the host ``totals`` and the bin ``rows`` (``tables``
+    = distinct-name table, totals, rows); ``where`` is per event (host id, -1 = none; bin
+    row; bin).
+
+    Returns:
+        (which answers named an NXDOMAIN registrable domain new to their host, keys
+        the distinct-name table refused).
+    """
+    host, row, bins = where
+    names, totals, rows = tables
+    n = ev.n
+    is_answer = is_answer & (host >= 0)
+    if not is_answer.any():
+        return is_answer, 0
+    rcode = ev.rcode[:n]
+    is_nx = is_answer & (rcode == RCODE_NXDOMAIN)
+    is_error = is_answer & (rcode != RCODE_NOERROR) & ~is_nx
+    scorable = is_nx & (ev.name_lens[:n] > 0) & (ev.qtype[:n] != QTYPE_PTR)
+    scored = score_batch(ev.names, ev.name_lens, n, scorable)
+    name_hash = np.empty(n, np.uint64)
+    hash_names(ev.names, ev.name_lens, n, name_hash)
+    counted = scorable & (scored.listed == 1)
+    zeros = np.zeros(n, np.uint64)
+    new_name = np.empty(n, np.int64)
+    refused = names.upsert(
+        host, name_hash, zeros + np.uint64(NX_NAME_SALT), counted, bins, MODE_TAG, new_name
+    )
+    new_domain = np.empty(n, np.int64)
+    refused += names.upsert(
+        host, scored.reg_hashes, zeros + np.uint64(NX_DOMAIN_SALT), counted, bins,
+        MODE_TAG, new_domain,
+    )  # fmt: skip
+    cols = np.full((n, N_ANSWER_COLUMNS), -1, np.int64)
+    cols[:, 0] = np.where(is_answer, C_ANSWERS, -1)
+    cols[:, 1] = np.where(is_nx, C_NX, np.where(is_error, C_RCODE_ERR, -1))
+    cols[:, 2] = np.where(new_name == 2, C_NX_NAMES_NEW, -1)
+    cols[:, 3] = np.where(new_domain == 2, C_NX_DOMS_NEW, -1)
+    add_counters(host, row, cols, n, totals, rows)
+    is_new = new_domain == 2
+    new = np.flatnonzero(is_new)
+    if new.shape[0]:
+        # the new domains' name scores (few per batch: numpy's unbuffered add will do)
+        milli = np.rint(scored.scores[new] * SCORE_UNITS).astype(np.int64)
+        np.add.at(totals[:, C_NX_SCORE], host[new], milli)
+        in_rows = row[new] >= 0
+        np.add.at(rows[:, C_NX_SCORE], row[new][in_rows], milli[in_rows])
+    return is_new, refused

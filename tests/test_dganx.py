@@ -1,0 +1,160 @@
+"""The dga-nx signal: fires on NXDOMAIN storms of generated names (each family of
+testkit/dgagen.py), says so together with smb-scan, and stays quiet on the benign habits
+that also draw NXDOMAIN answers (docs/DETECTION.md, "dga-nx": what must not fire).
+
+Synthetic host state comes from testkit's slow, obvious Host; the end-to-end test writes
+the same hosts as a pcap and replays it through the real pipeline, whose aggregate must
+count the answer columns exactly as that Host does.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from wormwatch.config import Config, DgaNxConfig, load_config
+from wormwatch.detect import evaluate
+from wormwatch.dganx import COMBINED_READING
+from wormwatch.model import C_ANSWERS, C_NX, C_NX_SCORE, C_RCODE_ERR, N_COUNTERS
+from wormwatch.pipeline import Pipeline
+from wormwatch.source.pcapfile import open_replay
+
+from testkit import dgahosts
+from testkit.hoststates import at, scanner, write_pcap
+
+CFG = Config()
+NOW = at(23.99)
+
+
+def _verdict(host: dgahosts.Host, cfg: Config = CFG) -> tuple[tuple[str, ...], dict[str, object]]:
+    v = evaluate(host.state(), cfg, now_us=NOW)
+    return v.verdicts, v.evidence
+
+
+@pytest.mark.parametrize("family", ["conficker-c", "cryptolocker", "hash", "dictionary"])
+def test_fires_on_every_generator_family(family: str) -> None:
+    verdicts, evidence = _verdict(dgahosts.dga_client(family))
+    assert verdicts == ("dga-nx",)
+    ev = evidence["dga-nx"]
+    assert isinstance(ev, dict)
+    assert ev["nx_answers"] == ev["answers"] == 1000
+    assert ev["nx_share"] == 1.0
+    assert 900 <= ev["nx_domains"] <= 1000
+    assert ev["mean_name_score"] >= 0.6
+    assert ev["nx_per_min"] >= 1.0
+    assert len(ev["sample_names"]) == 5
+    assert {"active_bins", "first_active", "last_active", "peak_nx_per_bin"} <= set(ev)
+
+
+def test_evidence_and_score_of_a_conficker_like_host() -> None:
+    host = dgahosts.browse(dgahosts.dga_client("conficker-c"), 8.0, 10.0, 100)
+    v = evaluate(host.state(), CFG, now_us=NOW)
+    ev = v.evidence["dga-nx"]
+    assert isinstance(ev, dict)
+    assert ev["answers"] == 2000
+    assert ev["nx_share"] == 0.5
+    assert ev["error_answers"] == 0
+    assert 0.55 <= ev["mean_name_score"] <= 0.75
+    # points between half and all of the weight, by strength
+    assert 35.0 <= v.score <= 70.0
+    assert v.evidence["score_parts"] == {"dga-nx": v.score}
+
+
+def test_together_with_smb_scan_is_one_combined_reading() -> None:
+    host = dgahosts.dga_client("conficker-c", addr="192.0.2.44")
+    for t, dst, qtype, name, port in scanner(200).log:
+        host.log.append((t, dst, qtype, name, port))
+        host.syn(t, dst, port)
+    verdicts, evidence = _verdict(host)
+    assert set(verdicts) == {"dga-nx", "smb-scan"}
+    assert evidence["dga-nx"]["with_smb_scan"] == COMBINED_READING  # type: ignore[index]
+    assert evidence["smb-scan"]["with_dga_nx"] == COMBINED_READING  # type: ignore[index]
+
+
+def test_a_partly_resolving_generator_still_fires() -> None:
+    verdicts, evidence = _verdict(dgahosts.dga_client("cryptolocker", share_resolving=0.3))
+    assert verdicts == ("dga-nx",)
+    assert 0.6 <= evidence["dga-nx"]["nx_share"] <= 0.8  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        dgahosts.browser_startups,
+        dgahosts.search_expansion,
+        dgahosts.typing_mistakes,
+        dgahosts.dead_cloud_name,
+        dgahosts.av_lookups,
+        dgahosts.dnsbl_mail_server,
+    ],
+    ids=lambda f: f.__name__,
+)
+def test_benign_nxdomain_habits_do_not_fire(make: object) -> None:
+    host = make()  # type: ignore[operator]
+    state = host.state()
+    assert state.totals[C_NX] > 0, "the habit draws NXDOMAIN answers"
+    assert evaluate(state, CFG, now_us=NOW).verdicts == ()
+
+
+def test_allowlisted_mail_server_and_resolver_are_exempt() -> None:
+    resolver = dgahosts.forwarding_resolver()
+    assert "dga-nx" in _verdict(resolver)[0], "the storm it forwards would fire"
+    mail = dgahosts.dnsbl_mail_server(spam_senders=True)
+    assert "dga-nx" in _verdict(mail)[0], "spammers' made-up sender domains would fire"
+    allow = Config(
+        resolvers=(ipaddress.ip_network("198.51.100.53/32"),),
+        mail_servers=(ipaddress.ip_network("192.0.2.25/32"),),
+    )
+    assert _verdict(resolver, allow)[0] == ()
+    assert _verdict(mail, allow)[0] == ()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("min_nx", 1001), ("min_domains", 1001), ("min_share", 0.6), ("min_mean_score", 0.99)],
+)
+def test_each_threshold_is_required(field: str, value: float) -> None:
+    host = dgahosts.browse(dgahosts.dga_client("conficker-c"), 8.0, 10.0, 100)
+    assert "dga-nx" in _verdict(host)[0]
+    cfg = Config(dga_nx=DgaNxConfig(**{field: value}))  # type: ignore[arg-type]
+    assert "dga-nx" not in _verdict(host, cfg)[0]
+
+
+def test_rate_threshold_is_per_active_minute() -> None:
+    slow = dgahosts.dga_client("conficker-c", names_per_hour=30, hours=12)
+    assert _verdict(slow)[0] == ("dga-nx",)
+    cfg = Config(dga_nx=DgaNxConfig(min_rate_per_min=1.5))
+    assert _verdict(slow, cfg)[0] == ()
+
+
+def test_config_reads_the_section(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[detect.dga_nx]\nmin_nx = 7\nmin_mean_score = 0.5\n[score.weights]\n"
+                    '"dga-nx" = 50\n')  # fmt: skip
+    cfg = load_config(str(path))
+    assert cfg.dga_nx == DgaNxConfig(min_nx=7, min_mean_score=0.5)
+    assert cfg.score.weights["dga-nx"] == 50.0
+
+
+def test_pipeline_counts_answers_as_the_slow_host_does(tmp_path: Path) -> None:
+    hosts = [
+        dgahosts.browse(dgahosts.dga_client("dictionary", hours=2.0), 8.0, 2.0, 50),
+        dgahosts.typing_mistakes(),
+        dgahosts.dead_cloud_name(),
+    ]
+    pcap = write_pcap(tmp_path / "dga.pcap", hosts)
+    result = Pipeline(load_config(None), source_name=pcap.name).run(open_replay([str(pcap)]))
+    got = {view.state.addr: view for view in result.hosts}
+    for host in hosts:
+        want = host.state()
+        view = got[host.addr]
+        cols = [C_ANSWERS, C_NX, C_RCODE_ERR, *range(C_NX + 2, N_COUNTERS)]
+        np.testing.assert_array_equal(view.state.totals[cols], want.totals[cols])
+        assert view.state.totals[C_NX_SCORE] == want.totals[C_NX_SCORE]
+        assert view.state.sample_nx_names == want.sample_nx_names
+    assert got["192.0.2.150"].verdict.verdicts == ("dga-nx",)
+    assert got["192.0.2.162"].verdict.verdicts == ()
+    assert got["192.0.2.163"].verdict.verdicts == ()
