@@ -19,16 +19,22 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from wormwatch.dganx import mean_name_score
 from wormwatch.model import (
     C_A,
     C_AAAA,
+    C_ANSWERS,
     C_KW,
     C_KW_A,
     C_MX,
     C_NAMES_NEW,
+    C_NX,
+    C_NX_DOMS_NEW,
+    C_NX_SCORE,
     C_OTHER,
     C_PTR,
     C_QUERIES,
+    C_RCODE_ERR,
     C_SYN135,
     C_SYN139,
     C_SYN445,
@@ -52,7 +58,9 @@ SERIES: Final = (
 )
 _ISO_TIME: Final = re.compile(r"\d{4}-\d\d-\d\dT(\d\d:\d\d:\d\d)(?:\.\d+)?(?:[+-]\d\d:\d\d|Z)?")
 # evidence keys shown elsewhere in the panel, or too long for one line
-_SKIP_EVIDENCE: Final = frozenset({"sample_names", "sample_domains", "series", "top_prefixes"})
+_SKIP_EVIDENCE: Final = frozenset(
+    {"sample_names", "sample_domains", "series", "top_prefixes", "with_smb_scan", "with_dga_nx"}
+)
 
 
 def _line(*parts: str | tuple[str, str]) -> Text:
@@ -101,7 +109,7 @@ def _counts_lines(row: HostRow, snap: Snapshot) -> list[Text]:
     first, last = utc_time(st.first_seen_us), utc_time(st.last_seen_us)
     if first[:10] == last[:10]:
         last = last[11:]
-    return [
+    lines = [
         _line(
             ("seen ", "bold"),
             f"{first} .. {last} UTC (last {fmt.age(row.last_seen_ago_s)} ago)",
@@ -118,12 +126,26 @@ def _counts_lines(row: HostRow, snap: Snapshot) -> list[Text]:
             f"   (bin {snap.bin_s} s)",
         ),
     ]
+    if t[C_ANSWERS]:
+        mean = mean_name_score(int(t[C_NX_SCORE]), int(t[C_NX_DOMS_NEW]))
+        lines.append(
+            _line(
+                ("answers ", "bold"),
+                f"{t[C_ANSWERS]:,}: NXDOMAIN {t[C_NX]:,}  other errors {t[C_RCODE_ERR]:,}   "
+                f"NXDOMAIN domains {t[C_NX_DOMS_NEW]:,}  mean name score {mean:.2f}",
+            )
+        )
+    return lines
 
 
 def _names_lines(row: HostRow) -> list[Text]:
     st = row.view.state
     lines = []
-    for label, names in (("sample names", st.sample_names), ("MX names", st.sample_mx_names)):
+    for label, names in (
+        ("sample names", st.sample_names),
+        ("MX names", st.sample_mx_names),
+        ("NXDOMAIN names", st.sample_nx_names),
+    ):
         if names:
             shown = "  ".join(safe_text(n, max_len=NAME_MAX) for n in names[:N_SAMPLES])
             lines.append(_line((f"{label} ", "bold"), shown))
@@ -182,6 +204,10 @@ def detail_lines(row: HostRow, snapshot: Snapshot, *, width: int) -> list[Text]:
         ev = evidence.get(name)
         if isinstance(ev, Mapping):
             lines.append(_evidence_line(name, ev))
+    dga = evidence.get("dga-nx")
+    if isinstance(dga, Mapping) and isinstance(dga.get("with_smb_scan"), str):
+        # the combined reading of dga-nx and smb-scan, on a line of its own
+        lines.append(_line(("reading: ", "bold"), safe_text(dga["with_smb_scan"])))
     lines.extend(_names_lines(row))
     prefix = _prefix_line(row)
     if prefix is not None:
@@ -209,12 +235,12 @@ HELP_KEYS: Final = (
 )
 HELP_COLUMNS: Final = (
     ("score", "0-100, from the signals that fired"),
-    ("verdicts", "STORM=keyword-storm MX=mx-client SCAN=smb-scan SYNC=bot-sync"),
+    ("verdicts", "STORM=keyword-storm MX=mx-client SCAN=smb-scan SYNC=bot-sync DGA=dga-nx"),
     ("DNS/s", "DNS queries per second over the window"),
     ("A, MX", "A and MX queries since first seen"),
     ("kw%", "share of queries starting with a mail-server keyword"),
     ("SYN", "TCP SYNs to 135/139/445 (per port when wide enough)"),
-    ("tgts", "distinct SYN destinations"),
+    ("tgts, NX", "distinct SYN destinations; NXDOMAIN answers received"),
     ("sync", "correlation of the host's MX queries and SYNs per bin"),
     ("activity", "queries + SYNs per bin, newest on the right"),
     ("seen", "packet time since the host's last packet"),

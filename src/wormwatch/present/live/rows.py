@@ -17,6 +17,7 @@ from wormwatch.model import (
     C_A,
     C_KW,
     C_MX,
+    C_NX,
     C_QUERIES,
     C_SYN135,
     C_SYN139,
@@ -53,6 +54,7 @@ class HostRow:
     kw_share: float | None
     syn: tuple[int, int, int]
     syn_targets: int
+    n_nx: int
     sync_r: float | None
     activity: tuple[int, ...]
     last_seen_ago_s: float
@@ -108,6 +110,7 @@ def host_row(view: HostView, snapshot: Snapshot) -> HostRow:
         kw_share=int(totals[C_KW]) / n_queries if n_queries else None,
         syn=(int(totals[C_SYN135]), int(totals[C_SYN139]), int(totals[C_SYN445])),
         syn_targets=int(totals[C_SYN_DST_NEW]),
+        n_nx=int(totals[C_NX]),
         sync_r=view.verdict.sync_r,
         activity=tuple(
             int(c)

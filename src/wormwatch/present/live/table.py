@@ -32,7 +32,10 @@ VERDICT_LABELS: Final = {
     "mx-client": ("MX", "bold yellow"),
     "smb-scan": ("SCAN", "bold red"),
     "bot-sync": ("SYNC", "bold cyan"),
+    "dga-nx": ("DGA", "bold green"),
 }
+# dga-nx and smb-scan on one host: one label, the combined (Conficker-like) reading
+COMBINED_LABEL: Final = ("SCAN+DGA", "bold red")
 HINTS: Final = "   q quit  p pause  s sort  ↑↓ select  ⏎ detail  / filter  ? help"
 SHORT_HINTS: Final = "   q quit  p pause  s sort  ↑↓ ⏎ /  ? help"
 _DECODE_PROBLEMS: Final = tuple(s for s in STATUS_NAMES if s not in ("ok", "ignored"))
@@ -145,8 +148,14 @@ def header_lines(snap: Snapshot, width: int) -> list[Text]:
 
 def _verdict_text(verdicts: Sequence[str]) -> Text:
     text = Text(no_wrap=True, overflow="ellipsis", end="")
+    is_combined = "dga-nx" in verdicts and "smb-scan" in verdicts
     for name in verdicts:
-        label, style = VERDICT_LABELS.get(name, (safe_text(name, max_len=8), "bold"))
+        if is_combined and name in ("dga-nx", "smb-scan"):
+            if name == "dga-nx":
+                continue
+            label, style = COMBINED_LABEL
+        else:
+            label, style = VERDICT_LABELS.get(name, (safe_text(name, max_len=8), "bold"))
         if text.cell_len:
             text.append(" ")
         text.append(label, style)
@@ -177,6 +186,7 @@ _CELLS: Final[dict[str, Callable[[HostRow, _Ctx], Text | str]]] = {
     "kw": lambda r, c: fmt.percent(r.kw_share),
     "syn": _syn_text,
     "targets": lambda r, c: fmt.compact(r.syn_targets),
+    "nx": lambda r, c: fmt.compact(r.n_nx),
     "sync": lambda r, c: fmt.signed_r(r.sync_r),
     "activity": lambda r, c: Text(fmt.sparkline(r.activity, c.spark_w), "cyan"),
     "seen": lambda r, c: fmt.age(r.last_seen_ago_s),
@@ -184,7 +194,7 @@ _CELLS: Final[dict[str, Callable[[HostRow, _Ctx], Text | str]]] = {
 }
 # display order, left to right
 _ORDER: Final = (
-    "host", "score", "verdicts", "dns", "a", "mx", "kw", "syn", "targets", "sync",
+    "host", "score", "verdicts", "dns", "a", "mx", "kw", "syn", "targets", "nx", "sync",
     "activity", "seen", "sample",
 )  # fmt: skip
 WIDE: Final = 120  # screens at least this wide show whole IPv6 addresses
@@ -214,6 +224,9 @@ def _fit(rows: Sequence[HostRow], width: int) -> tuple[list[_Column], _Ctx]:
         "activity": _Column("activity", "activity", 12, "left"),
         "a": _Column("a", "A", 6),
     }
+    if any(r.n_nx for r in rows):
+        # NXDOMAIN answers (dga-nx): only when some host received one
+        cols["nx"] = _Column("nx", "NX", 5)
     chosen: dict[str, _Column] = {}
     used = -GAP
     for key, col in cols.items():
