@@ -4,17 +4,19 @@ detail panel's answers line, evidence and NXDOMAIN sample names (escaped)."""
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 from rich.console import Console
 
 from wormwatch.config import Config
 from wormwatch.detect import evaluate
 from wormwatch.model import HostView, Snapshot
-from wormwatch.present.table import build_screen
-from wormwatch.present.view import ViewState
+from wormwatch.present.live.table import build_screen
+from wormwatch.present.live.view import ViewState
+from wormwatch.runner import report
 
 from testkit import dgahosts
-from testkit.hoststates import at, scanner
+from testkit.hoststates import at, scanner, write_pcap
 from testkit.tui_fakes import snapshot
 
 HOSTILE_NX = b"\x1b[31mxjwq[bold]kepz.info"
@@ -61,3 +63,22 @@ def test_detail_panel_shows_answers_evidence_and_escaped_samples() -> None:
     assert "reading: dga-nx and smb-scan together: the same host generates names" in text
     assert "NXDOMAIN names \\x1b\\x5b31mxjwq\\x5bbold\\x5dkepz.info" in text
     assert "\x1b" not in text
+
+
+def test_report_draws_the_nxdomain_figure(tmp_path: Path) -> None:
+    hosts = [dgahosts.dga_client("cryptolocker", hours=1.0), dgahosts.typing_mistakes()]
+    pcap = write_pcap(tmp_path / "dga.pcap", hosts)
+    index = report(Config(), [str(pcap)], tmp_path / "report")
+    html = index.read_text()
+    assert '<h2 id="fig5">5. NXDOMAIN answers of generated names</h2>' in html
+    assert 'src="fig5-nxdomain-rate.png"' in html
+    png = tmp_path / "report" / "fig5-nxdomain-rate.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "192.0.2.150 (dga-nx)" in html or "192.0.2.150" in html
+
+
+def test_report_without_dga_says_so(tmp_path: Path) -> None:
+    pcap = write_pcap(tmp_path / "typos.pcap", [dgahosts.typing_mistakes()])
+    html = report(Config(), [str(pcap)], tmp_path / "report").read_text()
+    assert "No host was flagged dga-nx." in html
+    assert not (tmp_path / "report" / "fig5-nxdomain-rate.png").exists()

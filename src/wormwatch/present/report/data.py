@@ -54,6 +54,7 @@ class ReportData:
     fits: list[FigureFile] = field(default_factory=list)
     network: FigureFile | None = None
     syncs: list[FigureFile] = field(default_factory=list)
+    nx_rate: FigureFile | None = None
 
     @property
     def flagged(self) -> list[HostView]:

@@ -26,6 +26,7 @@ from wormwatch.model import STATUS_NAMES, HostView
 from wormwatch.present.report.htmlkit import as_int, duration, esc, num, table, utc, verdict_badges
 from wormwatch.present.report.sections import (
     fit_section,
+    nx_section,
     prefix_section,
     rate_section,
     sync_section,
@@ -321,6 +322,8 @@ def render_report(data: ReportData) -> str:
 {fit_section(data)}
 <h2 id="fig4">4. MX queries and SYNs to 135/139/445</h2>
 {sync_section(data)}
+<h2 id="fig5">5. NXDOMAIN answers of generated names</h2>
+{nx_section(data)}
 <h2 id="capture">Capture statistics</h2>
 {_stats(data)}
 <h2 id="config">Configuration</h2>

@@ -32,7 +32,19 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from wormwatch.errors import WormwatchError
-from wormwatch.model import C_A, C_KW_A, C_MX, C_SYN135, C_SYN139, C_SYN445, I64, HostState
+from wormwatch.model import (
+    C_A,
+    C_KW_A,
+    C_MX,
+    C_NX,
+    C_NX_DOMS_NEW,
+    C_NX_SCORE,
+    C_SYN135,
+    C_SYN139,
+    C_SYN445,
+    I64,
+    HostState,
+)
 
 DPI = 100
 F64 = npt.NDArray[np.float64]
@@ -299,4 +311,44 @@ def sync_figure(
     _time_axis(ax, times, bin_s)
     r_text = "undefined (too few active bins, or a constant series)" if r is None else f"{r:.3f}"
     ax.set_title(f"{title}\nPearson r (MX vs SYN per bin) = {r_text}", fontsize=10)
+    _save(fig, path)
+
+
+# --- figure 5: NXDOMAIN answers of the dga-nx hosts, with their name scores -----------
+
+
+def nx_rate_figure(lines: Sequence[RateLine], bin_s: int, path: Path, *, title: str) -> None:
+    """NXDOMAIN answers per minute over time, one line per host (above), and the mean
+    name score of the domains new in each bin (below, 0..1; a point per bin with one)."""
+    spans = [(int(ln.state.bins[0]), int(ln.state.bins[-1])) for ln in lines if ln.state.bins.size]
+    lo = min((s[0] for s in spans), default=0)
+    hi = max((s[1] for s in spans), default=0)
+    times = bin_times(lo, hi, bin_s)
+    fig = Figure(figsize=(8.5, 5.2), layout="constrained")
+    ax_nx, ax_score = fig.subplots(2, 1, sharex=True, height_ratios=(2, 1))
+    scale = _per_min(bin_s)
+    for i, ln in enumerate(lines):
+        colour = _COLOURS[i % len(_COLOURS)]
+        st = ln.state
+        _step(ax_nx, times, dense(st.bins, st.series[:, C_NX], lo, hi) * scale, color=colour)
+        domains = st.series[:, C_NX_DOMS_NEW]
+        has = domains > 0
+        # C_NX_SCORE is in thousandths of a name score
+        mean = st.series[has, C_NX_SCORE] / 1000.0 / domains[has]
+        ax_score.plot(
+            bin_times(lo, hi, bin_s)[st.bins[has] - lo], mean, ".", color=colour, label=ln.label
+        )
+    ax_nx.set_title("NXDOMAIN answers", fontsize=10, loc="left")
+    ax_nx.set_ylabel("answers / min")
+    _floor_axis(ax_nx, scale)
+    ax_score.set_title("mean name score of the new NXDOMAIN domains", fontsize=10, loc="left")
+    ax_score.set_ylabel("score")
+    ax_score.set_ylim(0.0, 1.05)
+    for ax in (ax_nx, ax_score):
+        ax.grid(alpha=0.3)
+    ax_score.set_xlabel(f"time (UTC), bins of {bin_s} s")
+    _time_axis(ax_score, times, bin_s)
+    if lines:
+        ax_score.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    fig.suptitle(title, fontsize=11)
     _save(fig, path)

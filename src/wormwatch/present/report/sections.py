@@ -138,3 +138,17 @@ def sync_section(data: ReportData) -> str:
         caption = f"{esc(f.host)} ({status}): r = {r_text}"
         parts.append(figure(f.name, f"MX queries and SYNs of {f.host}", caption))
     return "\n".join(parts)
+
+
+def nx_section(data: ReportData) -> str:
+    """Figure 5: NXDOMAIN answers of the dga-nx hosts over time, with their name scores."""
+    if data.nx_rate is None:
+        return "<p>No host was flagged dga-nx.</p>"
+    return (
+        '<p class="howto">NXDOMAIN answers per minute each dga-nx host received (above) and '
+        "the mean name score of the domains new to it in each minute (below; 0 = looks "
+        "typed by a person, 1 = looks machine-made). A domain generator shows as a sustained "
+        "or bursty stream of answers for new, high-scoring names; a device retrying one "
+        "dead name has a stream but no new domains.</p>"
+        + figure(data.nx_rate.name, "NXDOMAIN rate over time", esc(data.nx_rate.caption))
+    )

@@ -48,7 +48,7 @@ MAX_RATE_LINES = 6
 MAX_MACHINE_RATE_HOSTS = 5
 # What this module writes, so that a rerun into the same directory can remove
 # the figures of the previous run (and nothing else).
-FIGURE_RE = re.compile(r"^fig[1-4]-[a-z0-9-]+\.png$")
+FIGURE_RE = re.compile(r"^fig[1-5]-[a-z0-9-]+\.png$")
 
 
 def write_report(result: RunResult, out_dir: Path, cfg: Config, *, files: Sequence[str]) -> Path:
@@ -269,6 +269,12 @@ def _draw(data: ReportData, out_dir: Path, bins: I64, counts: I64) -> None:
         title = f"{view.state.addr}: MX queries and SYNs to 135/139/445"
         plots.sync_figure(wide, mx, syn, bin_s * merge, out_dir / name, title=title, r=r_host)
         data.syncs.append(FigureFile(name, title, view.state.addr, is_flagged, r=r_host))
+    dga = [v for v in data.flagged if "dga-nx" in v.verdict.verdicts][:MAX_RATE_LINES]
+    if dga:
+        title = "NXDOMAIN answers of the dga-nx hosts, with their name scores"
+        lines = [plots.RateLine(_label(v), v.state) for v in dga]
+        plots.nx_rate_figure(lines, bin_s, out_dir / "fig5-nxdomain-rate.png", title=title)
+        data.nx_rate = FigureFile("fig5-nxdomain-rate.png", title)
 
 
 def _judged_bins(view: HostView, bin_s: int) -> HostState:
