@@ -25,14 +25,18 @@ from typing import Final
 from wormwatch.model import (
     C_A,
     C_AAAA,
+    C_ANSWERS,
     C_KW,
     C_KW_A,
     C_MX,
     C_MX_DOM_NEW,
     C_NAMES_NEW,
+    C_NX,
+    C_NX_DOMS_NEW,
     C_OTHER,
     C_PTR,
     C_QUERIES,
+    C_RCODE_ERR,
     C_SYN135,
     C_SYN139,
     C_SYN445,
@@ -97,8 +101,10 @@ def host_record(view: HostView, bin_s: int) -> dict[str, object]:
 
     Extra keys (beyond DESIGN.md): ``keyword_A``, ``distinct_names``,
     ``mx_domains``, ``active_bins`` (bins of ``bin_s`` seconds with any event,
-    within the window), ``sample_names``, ``sample_mx_names`` and, for a
-    flagged host, ``evidence``.
+    within the window), ``sample_names``, ``sample_mx_names``, ``answers`` (DNS
+    answers the host received: ``total``, ``nxdomain``, ``error`` (other error
+    RCODEs), ``nx_domains`` (distinct NXDOMAIN registrable domains)),
+    ``sample_nx_names`` and, for a flagged host, ``evidence``.
     """
     st = view.state
     t = [int(x) for x in st.totals]
@@ -128,6 +134,13 @@ def host_record(view: HostView, bin_s: int) -> dict[str, object]:
         "active_bins": int(st.bins.shape[0]),
         "sample_names": [name_text(n) for n in st.sample_names],
         "sample_mx_names": [name_text(n) for n in st.sample_mx_names],
+        "answers": {
+            "total": t[C_ANSWERS],
+            "nxdomain": t[C_NX],
+            "error": t[C_RCODE_ERR],
+            "nx_domains": t[C_NX_DOMS_NEW],
+        },
+        "sample_nx_names": [name_text(n) for n in st.sample_nx_names],
     }
     if view.verdict.verdicts:
         record["evidence"] = view.verdict.evidence

@@ -189,7 +189,8 @@ GOLDEN_HOST = (
     '"keyword_queries":12,"syn":{"135":0,"139":0,"445":7},"syn_targets":4,'
     '"score":0.0,"verdicts":[],"keyword_A":0,"distinct_names":9,"mx_domains":0,'
     '"bin_s":60,"active_bins":2,"sample_names":["\\\\x1b[31mmail.example.com"],'
-    '"sample_mx_names":[]}\n'
+    '"sample_mx_names":[],"answers":{"total":0,"nxdomain":0,"error":0,"nx_domains":0},'
+    '"sample_nx_names":[]}\n'
 )
 
 
