@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from wormwatch.decode import Decoder
 from wormwatch.model import (
+    KIND_ANSWER,
     KIND_DNS,
     KIND_SYN,
     LINKTYPE_ETHERNET,
@@ -93,7 +94,9 @@ def test_kernel_lines_equal_python_lines(path: Path) -> None:
         ev = decoder.decode(batch)
         log.write_events(ev)
         for i in range(ev.n):
-            want += python_line(ev, i)
+            # DNS answers (dga-nx) are not logged here
+            if ev.kind[i] != KIND_ANSWER:
+                want += python_line(ev, i)
     source.close()
     assert bytes(lines.data) == bytes(want)
 
@@ -195,6 +198,8 @@ def _reference(path: Path) -> list[tuple[object, ...]]:
             except PacketProblemError:
                 sport = None  # a fragment that completed a datagram
         for e in events:
+            if e.kind == KIND_ANSWER:
+                continue
             kind = "syn" if e.kind == KIND_SYN else "dns-query"
             name = name_text(e.name) if e.kind == KIND_DNS else None
             out.append(
