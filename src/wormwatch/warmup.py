@@ -25,6 +25,7 @@ import numpy as np
 from wormwatch.aggregate import Aggregator
 from wormwatch.classify import Classifier
 from wormwatch.decode import warm_up as warm_decode
+from wormwatch.dganame import warm_up as warm_names
 from wormwatch.dnstcp import TcpFlows
 from wormwatch.kernels.classify import match_keywords
 from wormwatch.kernels.decode import (
@@ -91,6 +92,8 @@ def _warm_tcp_flows() -> None:
 def _warm_aggregate(events: Events) -> None:
     keyword_idx = Classifier().classify(events)
     Aggregator(max_hosts=16, max_host_bins=16, max_keys=64).ingest(events, keyword_idx)
+    # the name score of NXDOMAIN answers (dga-nx), run by the aggregate on answers
+    warm_names()
     # a table that grows (a long run, an eviction) rehashes with the remap kernel
     KeyTable(MIN_CAPACITY).reserve(MIN_CAPACITY)
 
