@@ -10,7 +10,7 @@ What a delta carries, per host of the shard seen in the bin:
 * ``hi``/``lo`` the address words, ``first_us``/``last_us`` its first and last
   event in the bin, ``counts`` the additive counters (columns 0 to
   ``N_ADDITIVE - 1`` of :mod:`wormwatch.model`: queries by type, keyword
-  queries, SYNs by port);
+  queries, SYNs by port, DNS answers received by RCODE kind);
 * ``targets``: every distinct SYN destination of the host in the bin;
 * ``names``: every distinct name hash (salt 0) and MX name hash (salt 1);
 * ``prefixes``: name-prefix keys with their counts;
@@ -32,10 +32,12 @@ import numpy as np
 import numpy.typing as npt
 
 from wormwatch.errors import WormwatchError
-from wormwatch.model import C_SYN445, I64, U64
+from wormwatch.model import C_RCODE_ERR, I64, U64
 
-# counters 0..C_SYN445 add up; the four after them are derived from sets
-N_ADDITIVE = C_SYN445 + 1
+# counters 0..C_RCODE_ERR add up (queries, SYNs, DNS answers); the rest are derived
+# from sets. The NXDOMAIN names and domains of dga-nx (and their name scores and samples)
+# are not carried yet: a central sees the answer counts but cannot judge dga-nx.
+N_ADDITIVE = C_RCODE_ERR + 1
 DEFAULT_SHARDS = 16
 
 _MAGIC = b"WWD1"

@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from wormwatch.aggregate import Aggregator
+from wormwatch.answers import host_words
 from wormwatch.delta import DEFAULT_SHARDS, N_ADDITIVE, Delta, DeltaId, shard_of
 from wormwatch.model import BOOL, I64, Events
 from wormwatch.nets import NetMask, in_networks
@@ -128,7 +129,9 @@ class DeltaExporter:
         kw = keyword_idx[:n]
         self._see(ev.ts_us[:n])
         if self.owned:
-            mine = in_networks(ev.src_hi[:n], ev.src_lo[:n], self.owned)
+            # an answer belongs to the client it answers (its destination)
+            hi, lo, _ = host_words(ev)
+            mine = in_networks(hi, lo, self.owned)
             self.events_not_owned += n - int(np.count_nonzero(mine))
             idx = np.nonzero(mine)[0]
             ev, kw, n = take_events(ev, idx), kw[idx], int(idx.shape[0])

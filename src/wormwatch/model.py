@@ -252,6 +252,8 @@ def addr_text(hi: int, lo: int) -> str:
 
 
 # --- per-host, per-time-bin counters (columns of HostState.series) -----------
+# Columns 0 .. C_RCODE_ERR add up across sensors (the delta API carries them); the
+# rest are derived from distinct sets.
 C_QUERIES: Final = 0  # DNS query events, all qtypes
 C_A: Final = 1
 C_AAAA: Final = 2
@@ -263,14 +265,14 @@ C_KW_A: Final = 7  # keyword queries of qtype A
 C_SYN135: Final = 8
 C_SYN139: Final = 9
 C_SYN445: Final = 10
-C_SYN_DST_BIN: Final = 11  # distinct SYN destinations within this bin
-C_SYN_DST_NEW: Final = 12  # SYN destinations never seen from this host before this bin
-C_MX_DOM_NEW: Final = 13  # MX names never asked by this host before this bin
-C_NAMES_NEW: Final = 14  # query names never asked by this host before this bin
 # DNS answers this host received (it is their destination), for dga-nx
-C_ANSWERS: Final = 15  # answers, any RCODE
-C_NX: Final = 16  # NXDOMAIN answers
-C_RCODE_ERR: Final = 17  # answers with another error RCODE (SERVFAIL, REFUSED, ...)
+C_ANSWERS: Final = 11  # answers, any RCODE
+C_NX: Final = 12  # NXDOMAIN answers
+C_RCODE_ERR: Final = 13  # answers with another error RCODE (SERVFAIL, REFUSED, ...)
+C_SYN_DST_BIN: Final = 14  # distinct SYN destinations within this bin
+C_SYN_DST_NEW: Final = 15  # SYN destinations never seen from this host before this bin
+C_MX_DOM_NEW: Final = 16  # MX names never asked by this host before this bin
+C_NAMES_NEW: Final = 17  # query names never asked by this host before this bin
 # NXDOMAIN answers for names under a listed public suffix (not reverse look-ups, not
 # local or search-domain names), by name and by registrable domain never seen by this
 # host in an NXDOMAIN answer before this bin; and the sum of those new domains' name
@@ -281,8 +283,9 @@ C_NX_SCORE: Final = 20
 N_COUNTERS: Final = 21
 COUNTER_NAMES: Final = (
     "queries", "A", "AAAA", "MX", "PTR", "other", "keyword", "keyword_A",
-    "syn135", "syn139", "syn445", "syn_dst_bin", "syn_dst_new", "mx_domains_new", "names_new",
-    "answers", "nxdomain", "rcode_error", "nx_names_new", "nx_domains_new", "nx_score_milli",
+    "syn135", "syn139", "syn445", "answers", "nxdomain", "rcode_error",
+    "syn_dst_bin", "syn_dst_new", "mx_domains_new", "names_new",
+    "nx_names_new", "nx_domains_new", "nx_score_milli",
 )  # fmt: skip
 
 

@@ -306,7 +306,7 @@ def _counted(path: Path) -> int:
         decode = _summary(path)[1]["decode"]
     except (FileNotFoundError, ValueError):
         return -1
-    return int(decode["dns_queries"]) + int(decode["syns"])
+    return int(decode["dns_queries"]) + int(decode["syns"]) + int(decode["dns_answers"])
 
 
 @pytest.mark.parametrize("workers", [1, 2])
