@@ -72,7 +72,7 @@ def test_flood_keeps_the_limit_and_finds_the_scanner(tmp_path: Path) -> None:
     assert top.state.addr == SCANNER
     assert top.verdict.verdicts == ("smb-scan",)
     # every one of its targets counted, although the table turned over ~30 times
-    assert int(top.state.totals[12]) == 300
+    assert int(top.state.totals[C_SYN_DST_NEW]) == 300
     sensor = [r for r in sink.records if r["event_type"] == "sensor"]
     assert len(sensor) == 1
     assert sensor[0]["condition"] == "host-table-saturated"

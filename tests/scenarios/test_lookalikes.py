@@ -21,7 +21,7 @@ import pytest
 
 from wormwatch.config import Config
 from wormwatch.detect import evaluate
-from wormwatch.model import QTYPE_A, QTYPE_AAAA, QTYPE_MX
+from wormwatch.model import C_SYN_DST_NEW, QTYPE_A, QTYPE_AAAA, QTYPE_MX
 
 from testkit.hoststates import (
     STORM_PREFIXES,
@@ -231,7 +231,7 @@ def test_replay_counts_match_the_story(hosts: dict[str, Host], replay: dict[str,
         }  # fmt: skip
         assert rec["keyword_queries"] == t[6]
         assert rec["syn"] == {"135": t[8], "139": t[9], "445": t[10]}
-        assert rec["syn_targets"] == t[12]
+        assert rec["syn_targets"] == t[C_SYN_DST_NEW]
 
 
 def test_replay_alerts(replay: dict[str, object]) -> None:
