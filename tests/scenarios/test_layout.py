@@ -68,7 +68,7 @@ TESTED_ELSEWHERE: dict[str, tuple[str, str]] = {
     "source/handle.py": ("source/test_live.py", "pcapy handles"),
     "source/pcapng.py": ("source/test_pcapfile.py", "pcapng sections and interfaces"),
     "source/privileges.py": ("source/test_live.py", "the privilege drop"),
-    "source/splice.py": ("source/test_merge.py", "files mapped side by side for a merge"),
+    "source/mapping.py": ("source/test_merge.py", "files mapped alone or side by side"),
     "source/stdin.py": ("source/test_pcapfile.py", "standard input"),
 }
 

@@ -11,7 +11,7 @@ Each file is walked in runs of records by its own walker (``wormwatch.source.pca
 and ``wormwatch.kernels.merge.merge_heads`` picks the earliest next record among the files
 (ties to the file named first): a streaming k-way merge over the files' record indexes,
 whose memory is one run per file. The packet bytes are not copied: the files are mapped
-side by side (``wormwatch.source.splice``), so one batch can hold packets of every file.
+side by side (``wormwatch.source.mapping``), so one batch can hold packets of every file.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 
 from wormwatch.kernels.merge import merge_heads
 from wormwatch.model import I32, I64, U8, Batch, SourceStats
-from wormwatch.source.splice import FileView, SplicedFiles
+from wormwatch.source.mapping import FileView, SplicedFiles
 
 # records read ahead per file: the merge's whole memory is files x RUN x 28 bytes
 RUN = 4096

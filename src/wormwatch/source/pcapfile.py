@@ -43,6 +43,7 @@ from wormwatch.kernels.pcapwalk import (
 from wormwatch.model import I32, I64, U8, Batch, SourceStats
 from wormwatch.source import Source
 from wormwatch.source.fileheader import Header, check_file
+from wormwatch.source.mapping import FileMapping, Mapped
 from wormwatch.source.merge import MergedReplay
 from wormwatch.source.pcapng import Bytes, PcapngSections
 from wormwatch.source.stdin import MAX_CAPLEN, STDIN_NAME, STDIN_PATH, StdinPart
@@ -210,42 +211,6 @@ class _Outputs:
         )
 
 
-class Mapped(Protocol):
-    """A capture file's bytes in memory: ``data`` as an array, ``buffer`` for ``struct``."""
-
-    @property
-    def data(self) -> U8: ...
-
-    @property
-    def buffer(self) -> Bytes: ...
-
-    def release(self, lo: int, hi: int) -> None:
-        """Lets this process's pages between byte ``lo`` and ``hi`` go (they stay cached)."""
-
-
-class FileMapping:
-    """A capture file mapped read-only on its own, read front to back."""
-
-    def __init__(self, path: str) -> None:
-        try:
-            with open(path, "rb") as file:
-                self._mm = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
-        except (OSError, ValueError) as err:
-            raise WormwatchError(
-                f"file {path}: cannot map it any more ({err}); "
-                "was it moved or emptied during the replay?"
-            ) from None
-        self._mm.madvise(mmap.MADV_SEQUENTIAL)
-        self.buffer: Bytes = self._mm
-        self.data: U8 = np.frombuffer(self._mm, dtype=np.uint8)
-
-    def release(self, lo: int, hi: int) -> None:
-        lo = -(-lo // mmap.PAGESIZE) * mmap.PAGESIZE
-        hi -= hi % mmap.PAGESIZE
-        if hi > lo:
-            self._mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
-
-
 class _MappedFile:
     """A mapped capture file; subclasses walk its records from ``pos``.
 
@@ -253,7 +218,7 @@ class _MappedFile:
         header: what checking the file found.
         warnings: where problems met while reading go.
         mapped: the file's bytes when they are mapped already (a merged replay maps all
-            its files side by side, ``wormwatch.source.splice``); else it is mapped here.
+            its files side by side, ``wormwatch.source.mapping``); else it is mapped here.
     """
 
     def __init__(self, header: Header, warnings: list[str], mapped: Mapped | None) -> None:

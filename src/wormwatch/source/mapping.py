@@ -1,17 +1,21 @@
-"""Several files mapped read-only side by side into one range of addresses.
+"""Capture files in memory: mapped read-only, alone or several side by side.
 
-paths of the capture files being merged -> **this module** -> one ``uint8`` array over all of
-them, file ``k`` starting at ``starts[k]`` -> ``wormwatch.source.merge`` hands out batches
-whose packets come from any of the files, and the decode kernels index them like one file.
+a checked capture file -> **this module** -> its bytes as a ``uint8`` array (``data``) and a
+buffer for ``struct`` (``buffer``) -> the record walkers of ``wormwatch.source.pcapfile``,
+whose batches point into the same array -> decode stage.
 
-A batch is one buffer plus offsets (the decode kernels take one ``data`` array), so packets
-of several files in one batch need one buffer. Copying them would cost a memory copy of
-every packet; instead an anonymous mapping reserves the whole range and each file is
-mapped over its part of it with ``MAP_FIXED`` (the way a C program splices mappings),
-so nothing is copied and the page cache serves every file as it does for a single one.
-Each file starts on a page boundary. Python's ``mmap`` object owns the range: it is
-unmapped, overlays included, when the last array using it goes away, exactly as for the
-single-file replay.
+A file replayed alone is mapped on its own (:class:`FileMapping`). Files merged by packet
+time (``wormwatch.source.merge``) are mapped next to each other in one range of addresses
+(:class:`SplicedFiles`): a batch is one buffer plus offsets (the decode kernels take one
+``data`` array), so packets of several files in one batch need one buffer. Copying them
+would cost a memory copy of every packet; instead an anonymous mapping reserves the whole
+range and each file is mapped over its part of it with ``MAP_FIXED`` (the way a C program
+splices mappings), so nothing is copied and the page cache serves every file as it does for
+a single one. Each file starts on a page boundary. Python's ``mmap`` objects own the ranges:
+a range is unmapped, overlays included, when the last array using it goes away.
+
+Pages behind the reading are let go (``release``) so resident memory stays flat; they stay
+in the page cache, and a later touch faults them back in unchanged.
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ import ctypes
 import mmap
 import os
 from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 
 from wormwatch.errors import WormwatchError
 from wormwatch.model import U8
+from wormwatch.source.pcapng import Bytes
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mmap.restype = ctypes.c_void_p
@@ -42,6 +48,42 @@ _MAP_FIXED = 0x10  # linux/mman.h; the mmap module does not export it
 
 def _round_up(n: int) -> int:
     return -(-n // mmap.PAGESIZE) * mmap.PAGESIZE
+
+
+class Mapped(Protocol):
+    """A capture file's bytes in memory: ``data`` as an array, ``buffer`` for ``struct``."""
+
+    @property
+    def data(self) -> U8: ...
+
+    @property
+    def buffer(self) -> Bytes: ...
+
+    def release(self, lo: int, hi: int) -> None:
+        """Lets this process's pages between byte ``lo`` and ``hi`` go (they stay cached)."""
+
+
+class FileMapping:
+    """A capture file mapped read-only on its own, read front to back."""
+
+    def __init__(self, path: str) -> None:
+        try:
+            with open(path, "rb") as file:
+                self._mm = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError) as err:
+            raise WormwatchError(
+                f"file {path}: cannot map it any more ({err}); "
+                "was it moved or emptied during the replay?"
+            ) from None
+        self._mm.madvise(mmap.MADV_SEQUENTIAL)
+        self.buffer: Bytes = self._mm
+        self.data: U8 = np.frombuffer(self._mm, dtype=np.uint8)
+
+    def release(self, lo: int, hi: int) -> None:
+        lo = _round_up(lo)
+        hi -= hi % mmap.PAGESIZE
+        if hi > lo:
+            self._mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
 
 
 class SplicedFiles:
@@ -110,7 +152,7 @@ class FileView:
 
     def __init__(self, data: U8) -> None:
         self.data = data
-        self.buffer: memoryview = data.data
+        self.buffer: Bytes = data.data
 
     def release(self, lo: int, hi: int) -> None:
         """The merge lets pages go (``SplicedFiles.release``): nothing to do."""
