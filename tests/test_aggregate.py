@@ -182,6 +182,32 @@ def test_network_series_leaves_out_allowlisted_hosts() -> None:
     assert series.tolist() == [[1, 1, 0], [0, 0, 1]]
 
 
+def test_touched_since_a_mark_whatever_the_packet_time() -> None:
+    agg = Aggregator(bin_s=60)
+    dns = (KIND_DNS, 53, 1, b"a.example")
+    first = make_events([(600_000_000, "192.0.2.1", "192.0.2.53", *dns),
+                         (600_000_000, "192.0.2.2", "192.0.2.53", *dns)])  # fmt: skip
+    agg.ingest(first, Classifier().classify(first))
+    mark = agg.mark()
+    assert agg.touched_since(mark).tolist() == []
+    # an event five minutes older than anything seen: host 1 is touched all the same
+    late = make_events([(300_000_000, "192.0.2.2", "192.0.2.53", *dns)])
+    agg.ingest(late, Classifier().classify(late))
+    assert agg.touched_since(mark).tolist() == [1]
+    assert agg.now_us == 600_000_000
+    assert agg.first_seen_us().tolist() == [600_000_000, 300_000_000]
+
+
+def test_read_out_arrays_are_read_only() -> None:
+    agg = Aggregator()
+    ev = make_events([(0, "192.0.2.1", "198.51.100.1", KIND_SYN, 445, 0, b"")])
+    agg.ingest(ev, Classifier().classify(ev))
+    for view in (agg.totals(), agg.last_seen_us(), *agg.address_words()):
+        with pytest.raises(ValueError, match="read-only"):
+            view[0] = 0
+    assert int(agg.activity()[0]) == 1
+
+
 def test_kernels_compiled_one_signature_each() -> None:
     test_aggregate_matches_reference(1)
     for kernel in (
