@@ -4,7 +4,7 @@ the real detector at every bin boundary of a day.
 
 Per case: whether dga-nx ever fired, and the time from the host's first NXDOMAIN answer
 to the first evaluation at which it fired (an alert is written at that bin boundary).
-``python -m scripts.bench.dga_sweep`` prints the whole grid; tests/test_dga_envelope.py
+``python -m scripts.bench.dga_sweep`` prints the whole grid; tests/scenarios/test_dga_envelope.py
 pins a subset. Host state comes from testkit's slow, obvious Host (testkit/dgahosts.py).
 """
 
