@@ -68,6 +68,11 @@ NAME_SLOT: Final = 256  # bytes per name slot in Events.names
 
 V4_MAPPED_PREFIX: Final = 0x0000_FFFF_0000_0000
 
+# The "schema" number of every JSON-lines record (wormwatch.records, and the
+# event log's kernel): bumped on any incompatible change (DESIGN.md), never
+# for added keys.
+SCHEMA: Final = 1
+
 
 @dataclass(slots=True)
 class Batch:

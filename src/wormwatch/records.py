@@ -3,7 +3,8 @@
 In: what the stages know (a host's :class:`~wormwatch.model.HostView`, a
 :class:`~wormwatch.model.Verdict` with the alert tracker's decision, the
 aggregate's table counters, the final :class:`~wormwatch.model.Snapshot`).
-Out: plain dicts in the DESIGN.md schema, every one with ``"schema": SCHEMA``;
+Out: plain dicts in the DESIGN.md schema, every one with ``"schema": SCHEMA``
+(:data:`wormwatch.model.SCHEMA`);
 the JSON-lines writer (:mod:`wormwatch.present.sinks.jsonl`) only encodes and
 writes them. The records are a contract: keys are only ever added.
 
@@ -20,7 +21,6 @@ a record; packet time becomes ISO 8601 with :func:`wormwatch.text.iso_time`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Final
 
 from wormwatch.model import (
     C_A,
@@ -41,14 +41,15 @@ from wormwatch.model import (
     C_SYN139,
     C_SYN445,
     C_SYN_DST_NEW,
+    SCHEMA,
     HostView,
     Snapshot,
     Verdict,
 )
 from wormwatch.text import iso_time, name_text
 
-# Bumped on any incompatible change of any record (DESIGN.md), never for added keys.
-SCHEMA: Final = 1
+# SCHEMA is defined in model (the event log's kernel writes it too) and shown here
+__all__ = ["SCHEMA", "alert_record", "host_record", "network_record", "sensor_record"]
 
 
 def alert_record(

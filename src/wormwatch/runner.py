@@ -300,13 +300,7 @@ def run(cfg: Config, opts: RunOptions) -> RunResult:
                 if publisher is not None:
                     publisher.finish_run(result, is_live=source.is_live)
                 if outputs.summary is not None:
-                    write_summary(
-                        outputs.summary,
-                        result.hosts,
-                        result.final,
-                        result.bin_s,
-                        result.network_sync,
-                    )
+                    _write_result(outputs.summary, result)
         finally:
             source.close()
             if presenter is not None:
@@ -319,6 +313,11 @@ def run(cfg: Config, opts: RunOptions) -> RunResult:
     if opts.summary != "-":
         _print_text(result)
     return result
+
+
+def _write_result(out: SummaryFile, result: RunResult) -> None:
+    """The end-of-run summary, from the finished run."""
+    write_summary(out, result.hosts, result.final, result.bin_s, result.network_sync)
 
 
 def _cluster_sensor(cfg: Config, opts: RunOptions) -> ClusterSensor | None:

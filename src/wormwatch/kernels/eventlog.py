@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from wormwatch.model import SCHEMA
+
 _V4_MAPPED_HI_WORD = 0xFFFF  # lo >> 32 of ::ffff:a.b.c.d
 _US_PER_DAY = 86_400_000_000
 _QUOTE = 0x22
@@ -27,7 +29,7 @@ _HEX = np.frombuffer(b"0123456789abcdef", np.uint8)
 _UTC = np.frombuffer(b"+00:00", np.uint8)
 # the fixed text of a line, in the order it is written (one table, cut by _CUTS)
 _PIECES = (
-    b'{"schema":1,"event_type":"event","timestamp":"',
+    b'{"schema":%d,"event_type":"event","timestamp":"' % SCHEMA,
     b'","kind":"dns-query","src_ip":"',
     b'","kind":"syn","src_ip":"',
     b'","src_port":',
