@@ -1,6 +1,6 @@
 """Prometheus metrics (``--metrics``): scraped over HTTP from a running sensor.
 
-The counts served at /metrics must equal the dpkt reference's (tests/reference.py)
+The counts served at /metrics must equal the dpkt reference's (testkit/reference.py)
 on sample and real captures, and the exposition must pass ``promtool check metrics``
 where promtool is installed (Debian's ``prometheus`` package), and
 prometheus_client's own parser everywhere.
