@@ -190,36 +190,51 @@ class DeltaMerger:
         self.keys_refused += refused
 
     def _merge_samples(self, delta: Delta, host: I64) -> None:
-        """Keep each host's earliest distinct names (Python per sample: at
-        most the sample count per host per sensor over a whole run)."""
+        """Keep each host's earliest distinct names.
+
+        Python per (host, kind) with samples, at most the sample count per
+        host per sensor over a whole run; a host's first samples (the usual
+        case) are taken as they come, already in time order.
+        """
         if delta.sample_host.shape[0] == 0:
             return
+        rows = delta.sample_host.astype(np.int64)
+        salts = delta.sample_salt.astype(np.int64)
+        order = np.lexsort((delta.sample_us, salts, rows))
+        names = delta.sample_names()
+        group = rows[order] * 2 + salts[order]
+        starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+        ends = np.r_[starts[1:], group.shape[0]]
+        times_o = delta.sample_us[order].tolist()
+        names_o = [names[k] for k in order.tolist()]
+        his, los, hosts = delta.hi.tolist(), delta.lo.tolist(), host.tolist()
+        for start, end, g in zip(
+            starts.tolist(), ends.tolist(), group[starts].tolist(), strict=True
+        ):
+            i, salt = g >> 1, g & 1
+            if hosts[i] >= 0:
+                cand = list(zip(times_o[start:end], names_o[start:end], strict=True))
+                self._take(hosts[i], (his[i], los[i], salt), cand)
+
+    def _take(self, h: int, key: tuple[int, int, int], cand: list[tuple[int, bytes]]) -> None:
+        """Merge candidate (first seen, name) samples of host ``h``."""
         agg = self.agg
-        touched: set[tuple[int, int]] = set()
-        rows = delta.sample_host.tolist()
-        for j, (i, name) in enumerate(zip(rows, delta.sample_names(), strict=True)):
-            h = int(host[i])
-            if h < 0:
-                continue
-            salt = int(delta.sample_salt[j])
-            key = (int(delta.hi[i]), int(delta.lo[i]), salt)
-            entries = self._samples.setdefault(key, [])
-            entry = (int(delta.sample_us[j]), name)
-            known = [e for e in entries if e[1] == name]
-            if known and known[0] <= entry:
-                continue
-            entries[:] = sorted([e for e in entries if e[1] != name] + [entry])[: agg.n_samples]
-            touched.add((h, salt))
-        for h, salt in touched:
-            key = (*agg.address(h), salt)
-            names = [name for _t, name in self._samples[key]]
-            store, n_taken = (
-                (agg._samples, agg._hosts.n_sampled)
-                if salt == 0
-                else (agg._mx_samples, agg._hosts.n_mx_sampled)
-            )
-            store[h] = names
-            n_taken[h] = len(names)
+        entries = self._samples.get(key)
+        if entries is not None:
+            first: dict[bytes, int] = {}
+            for t, name in sorted(entries + cand):
+                first.setdefault(name, t)
+            cand = sorted((t, name) for name, t in first.items())
+        entries = cand[: agg.n_samples]
+        self._samples[key] = entries
+        salt = key[2]
+        store, n_taken = (
+            (agg._samples, agg._hosts.n_sampled)
+            if salt == 0
+            else (agg._mx_samples, agg._hosts.n_mx_sampled)
+        )
+        store[h] = [name for _t, name in entries]
+        n_taken[h] = len(entries)
 
     def _add_network(self, delta: Delta, host: I64, counts: npt.NDArray[np.int64]) -> None:
         """The network-wide series of the bin: its non-allowlisted hosts' counts."""
