@@ -123,3 +123,26 @@ def test_shard_ranges() -> None:
     for bad in ("7-3", "0-16", "x", "-1"):
         with pytest.raises(WormwatchError, match="--shards"):
             parse_shards(bad, 16)
+
+
+def test_the_view_escapes_what_comes_from_the_broker() -> None:
+    from rich.console import Console
+
+    from wormwatch.present.cluster import view_screen
+
+    record = {
+        "central": "central-0-15",
+        "hosts": [{"src_ip": "192.0.2.1\x1b[31m", "score": 90.0, "verdicts": ["[bold]x"],
+                   "queries": 5, "syns": 2, "sensors": ["east\x07"]}],
+        "sensors": [{"sensor": "east\x07", "heartbeat_age_s": 1.0, "newest_bin": 28333334,
+                     "bin_s": 60, "clock_skewed": False}],
+        "overlaps": ["host \x1b]0;pwned\x07 twice"],
+    }  # fmt: skip
+    console = Console(width=200, record=True, force_terminal=False)
+    console.print(view_screen(merge_top([record])))
+    text = console.export_text()
+    assert "\x1b" not in text
+    assert "\x07" not in text
+    assert "192.0.2.1\\x1b\\x5b31m" in text
+    assert "\\x5bbold\\x5dx" in text  # no rich markup from the wire
+    assert "2023-11-14 22:15" in text  # the end of the sensor's newest bin, UTC

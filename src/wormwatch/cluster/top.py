@@ -46,6 +46,7 @@ def top_record(central: Central, key: str, lag_s: float) -> dict[str, object]:
             "kernel_dropped": h.kernel_dropped,
             "heartbeat_age_s": round(now - h.last_wall, 1) if h.last_wall else None,
             "newest_bin": h.newest_bin,
+            "bin_s": central.agg.bin_s,
             "buffered": h.buffered,
             "dropped": h.dropped,
             "clock_skewed": h.is_skewed(),

@@ -8,6 +8,7 @@ redrawn every few seconds.
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console, Group
@@ -21,6 +22,14 @@ from wormwatch.present.safe import name_cell, safe_text
 
 def _num(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else "-"
+
+
+def _bin_time(newest_bin: Any, bin_s: Any) -> str:
+    """The end of a sensor's newest bin merged, in UTC (packet time)."""
+    if not isinstance(newest_bin, int) or newest_bin < 0 or not isinstance(bin_s, int):
+        return "-"
+    end = datetime.fromtimestamp((newest_bin + 1) * bin_s, UTC)
+    return end.strftime("%Y-%m-%d %H:%M")
 
 
 def hosts_table(view: MergedView) -> Table:
@@ -43,7 +52,15 @@ def hosts_table(view: MergedView) -> Table:
 
 def sensors_table(view: MergedView) -> Table:
     table = Table(title="sensors", expand=False)
-    for col in ("sensor", "packets/s", "kernel drops", "heartbeat", "buffered", "clock"):
+    for col in (
+        "sensor",
+        "packets/s",
+        "kernel drops",
+        "heartbeat",
+        "newest bin",
+        "buffered",
+        "clock",
+    ):
         table.add_column(col, no_wrap=True)
     for s in view.sensors:
         age = s.get("heartbeat_age_s")
@@ -52,6 +69,7 @@ def sensors_table(view: MergedView) -> Table:
             safe_text(f"{float(s.get('packets_per_s') or 0):,.0f}"),
             _num(s.get("kernel_dropped")),
             safe_text(f"{age:.0f} s ago" if isinstance(age, int | float) else "none"),
+            _bin_time(s.get("newest_bin"), s.get("bin_s")),
             _num(s.get("buffered")),
             Text("SKEWED", style="bold red") if s.get("clock_skewed") else Text("ok"),
         )
