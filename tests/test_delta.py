@@ -174,3 +174,15 @@ def test_merge_kernel_compiled_one_signature() -> None:
 
     test_capture_a_then_b_equals_merging_both_exports()
     assert len(agg_kernels.table_merge.signatures) == 1
+
+
+def test_parts_fit_the_brokers_message_size_and_still_merge_exactly() -> None:
+    ev = capture(13, 600)
+    exporter = DeltaExporter(sensor="s", bin_s=BIN_S, n_shards=2, max_bytes=600)
+    exporter.ingest(ev, CLASSIFIER.classify(ev))
+    deltas = exporter.close_all()
+    assert all(len(encode(d)) == d.nbytes() for d in deltas)
+    assert all(d.nbytes() <= 600 or d.n_hosts == 1 for d in deltas)
+    assert max(d.ident.part for d in deltas) > 0
+    agg, _ = merged(deltas)
+    assert_same_state(aggregate(ev), agg)

@@ -100,6 +100,11 @@ class Delta:
     def n_hosts(self) -> int:
         return int(self.hi.shape[0])
 
+    def nbytes(self) -> int:
+        """Its encoded size, without encoding it."""
+        head = _HEAD.size + len(self.ident.sensor.encode()) + _COUNT.size * len(_COLUMNS)
+        return head + sum(int(getattr(self, col).nbytes) for col, _dtype, _width in _COLUMNS)
+
     def sample_names(self) -> list[bytes]:
         """The sample names, in order."""
         ends = np.cumsum(self.sample_lens.astype(np.int64))

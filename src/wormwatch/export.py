@@ -91,6 +91,8 @@ class DeltaExporter:
         max_hosts: hosts one cell tracks.
         n_samples: sample names per host, as the aggregate's.
         max_rows: hosts per delta part.
+        max_bytes: bytes per delta part at most (the broker's default maximum
+            message is 1 MiB): a part is halved until it fits.
         grace_s: packet time past a bin's end before it closes.
     """
 
@@ -104,6 +106,7 @@ class DeltaExporter:
         max_hosts: int = 100_000,
         n_samples: int = 5,
         max_rows: int = 8192,
+        max_bytes: int = 900_000,
         grace_s: float = 2.0,
     ) -> None:
         self.sensor = sensor
@@ -114,6 +117,7 @@ class DeltaExporter:
         self.max_hosts = max_hosts
         self.n_samples = n_samples
         self.max_rows = max_rows
+        self.max_bytes = max_bytes
         self.grace_us = int(grace_s * 1e6)
         self.cells: dict[int, _Cell] = {}
         self._generations: dict[int, int] = {}
@@ -203,14 +207,24 @@ class DeltaExporter:
         bounds = np.searchsorted(shard[order], np.arange(self.n_shards + 1))
         seen = (cell.first_us, cell.last_us)
         for s in range(self.n_shards):
+
+            def parts(start: int, stop: int, k: int, s: int = s) -> list[Delta]:
+                """Hosts ``order[start:stop]``, halved until each part fits
+                ``max_bytes`` (one host alone is one part, whatever its size)."""
+                ident = DeltaId(self.sensor, s, b, cell.generation * PARTS_PER_GENERATION + k)
+                delta = _slice(agg, ident, seen, order[start:stop], rank, start, tables, samples)
+                if stop - start <= 1 or delta.nbytes() <= self.max_bytes:
+                    return [delta]
+                first = parts(start, (start + stop) // 2, k)
+                return first + parts((start + stop) // 2, stop, k + len(first))
+
             lo, hi = int(bounds[s]), int(bounds[s + 1])
             # a shard without hosts in the bin still learns the bin's packet time
-            for k, start in enumerate(range(lo, max(hi, lo + 1), self.max_rows)):
-                stop = min(start + self.max_rows, hi)
-                part = cell.generation * PARTS_PER_GENERATION + k
-                ident = DeltaId(self.sensor, s, b, part)
-                hosts = order[start:stop]
-                out.append(_slice(agg, ident, seen, hosts, rank, start, tables, samples))
+            spans = [(a, min(a + self.max_rows, hi)) for a in range(lo, hi, self.max_rows)]
+            mine: list[Delta] = []
+            for start, stop in spans or [(lo, lo)]:
+                mine.extend(parts(start, stop, len(mine)))
+            out.extend(mine)
         return out
 
     def _samples(self, agg: CellAggregator) -> tuple[I64, I64, I64, list[bytes]]:

@@ -229,6 +229,12 @@ class Publisher:
                 timeout=ACK_TIMEOUT_S,
                 headers={"Nats-Msg-Id": item.msg_id},
             )
+        except nats.errors.MaxPayloadError:
+            # one host with more distinct names in a bin than a message holds
+            self.counts.dropped += 1
+            self._say_once("payload", "a delta exceeds the broker's max_payload: dropped "
+                           "(counted); raise max_payload in the server config")  # fmt: skip
+            return True
         except (nats.errors.Error, TimeoutError) as err:
             line = describe(err)
             if "credentials" in line or "permission" in line.lower():
