@@ -46,6 +46,7 @@ from testkit.natsbroker import Broker, server_binary
 
 BIN_S = 60
 T0_BIN = 29_000_000  # packet time of the first bin, in bins
+IN_FLIGHT = 32
 MAX_ROWS = 2048  # parts stay under the broker's 1 MiB message limit
 
 
@@ -115,16 +116,25 @@ def _delta(
 async def _publish(url: str, bins: list[list[bytes]], subjects: list[list[str]], t0: float,
                    interval: float) -> list[float]:  # fmt: skip
     nc = await nats.connect(url)
-    js = nc.jetstream()
+    js = nc.jetstream(timeout=60)
+
+    async def send(sub: str, data: bytes, msg_id: str) -> None:
+        for _ in range(10):  # as the sensor's publisher: again, same id, until acknowledged
+            try:
+                await js.publish(sub, data, headers={"Nats-Msg-Id": msg_id})
+                return
+            except nats.errors.TimeoutError:
+                continue
+
     took = []
     for b, (payloads, subs) in enumerate(zip(bins, subjects, strict=True)):
         await asyncio.sleep(max(0.0, t0 + b * interval - time.time()))
         began = time.time()
         batch = list(zip(subs, payloads, strict=True))
-        for at in range(0, len(batch), 256):
+        for at in range(0, len(batch), IN_FLIGHT):
             await asyncio.gather(*(
-                js.publish(sub, data, headers={"Nats-Msg-Id": f"{sub}/{b}/{at + k}"})
-                for k, (sub, data) in enumerate(batch[at : at + 256])
+                send(sub, data, f"{sub}/{b}/{at + k}")
+                for k, (sub, data) in enumerate(batch[at : at + IN_FLIGHT])
             ))  # fmt: skip
         took.append(time.time() - began)
     await nc.close()
@@ -171,7 +181,9 @@ class _Timed(Consumer):
                 self.done_at[b] = now
 
 
-async def _central(url: str, args: argparse.Namespace, expected: int) -> _Timed:
+async def _central(
+    url: str, args: argparse.Namespace, expected: int, sensors: list[subprocess.Popen[str]]
+) -> _Timed:
     cfg = Config(max_hosts=args.sensors * args.hosts + 1024, max_host_bins=4_000_000)
     central = Central(cfg, ClusterConfig(url=url, shards=args.shards))
     consumer = _Timed(central, (0, args.shards - 1), on_alert=lambda _r: None,
@@ -180,6 +192,8 @@ async def _central(url: str, args: argparse.Namespace, expected: int) -> _Timed:
     task = asyncio.create_task(consumer.run(stop))
     deadline = time.time() + args.bins * args.interval + 600
     while len(consumer.done_at) < args.bins and time.time() < deadline and not task.done():
+        if all(s.poll() is not None for s in sensors) and consumer.stats.pending == 0:
+            deadline = min(deadline, time.time() + 30)  # the sensors are done: a last look
         await asyncio.sleep(0.2)
     stop.set()
     await task
@@ -229,7 +243,7 @@ def _bench(args: argparse.Namespace, broker: Broker) -> None:
         for i in range(args.sensors)
     ]  # fmt: skip
     before = resource.getrusage(resource.RUSAGE_SELF)
-    consumer = asyncio.run(_central(broker.url, args, expected))
+    consumer = asyncio.run(_central(broker.url, args, expected, sensors))
     after = resource.getrusage(resource.RUSAGE_SELF)
     reports = [json.loads(s.communicate()[0].strip().splitlines()[-1]) for s in sensors]
     lags = [consumer.done_at[T0_BIN + b] - (t0 + b * args.interval)
