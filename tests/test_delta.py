@@ -186,3 +186,15 @@ def test_parts_fit_the_brokers_message_size_and_still_merge_exactly() -> None:
     assert max(d.ident.part for d in deltas) > 0
     agg, _ = merged(deltas)
     assert_same_state(aggregate(ev), agg)
+
+
+def test_a_quiet_live_link_still_closes_its_bins() -> None:
+    ev = take_events(capture(2, 40), np.arange(3))
+    exporter = DeltaExporter(sensor="s", bin_s=BIN_S, n_shards=2)
+    exporter.ingest(ev, CLASSIFIER.classify(ev))
+    assert exporter.close_due() == []
+    last_bin = int(ev.ts_us[: ev.n].max()) // (BIN_S * 1_000_000)
+    exporter.advance((last_bin + 1) * BIN_S * 1_000_000 + 2_000_000)
+    closed = exporter.close_due()
+    assert {d.ident.bin for d in closed} == set((ev.ts_us[: ev.n] // (BIN_S * 1_000_000)).tolist())
+    assert exporter.cells == {}

@@ -229,8 +229,11 @@ def main() -> None:
 
 
 def _bench(args: argparse.Namespace, broker: Broker) -> None:
-    parts_per_shard = max(1, -(-args.hosts // args.shards // MAX_ROWS))
-    expected = args.sensors * args.shards * parts_per_shard
+    expected = 0  # deltas per bin, as the sensors cut them
+    for i in range(args.sensors):
+        per_shard = np.bincount(shard_of(*_host_words(i, args.hosts), args.shards),
+                                minlength=args.shards)  # fmt: skip
+        expected += int(np.maximum(1, -(-per_shard // MAX_ROWS)).sum())
     t0 = time.time() + 10 + args.sensors * args.hosts / 100_000 * 3
     sensors = [
         subprocess.Popen(

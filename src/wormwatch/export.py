@@ -175,6 +175,11 @@ class DeltaExporter:
             self.cells[b] = cell
         return cell
 
+    def advance(self, now_us: int) -> None:
+        """Packet time is at least ``now_us`` (live capture on a quiet link:
+        the wall clock, which stamps the packets, still moves bins on)."""
+        self.now_us = max(self.now_us, now_us)
+
     def close_due(self) -> list[Delta]:
         """Deltas of the bins that packet time has left (by ``grace_s``)."""
         due = [b for b in self.cells if (b + 1) * self.bin_us + self.grace_us <= self.now_us]
