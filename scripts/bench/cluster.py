@@ -119,7 +119,7 @@ async def _publish(url: str, bins: list[list[bytes]], subjects: list[list[str]],
     js = nc.jetstream(timeout=60)
 
     async def send(sub: str, data: bytes, msg_id: str) -> None:
-        for _ in range(10):  # as the sensor's publisher: again, same id, until acknowledged
+        while True:  # as the sensor's publisher: again, same id, until acknowledged
             try:
                 await js.publish(sub, data, headers={"Nats-Msg-Id": msg_id})
                 return
@@ -193,7 +193,7 @@ async def _central(
     deadline = time.time() + args.bins * args.interval + 600
     while len(consumer.done_at) < args.bins and time.time() < deadline and not task.done():
         if all(s.poll() is not None for s in sensors) and consumer.stats.pending == 0:
-            deadline = min(deadline, time.time() + 30)  # the sensors are done: a last look
+            deadline = min(deadline, time.time() + 90)  # the sensors are done: a last look
         await asyncio.sleep(0.2)
     stop.set()
     await task
