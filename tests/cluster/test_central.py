@@ -128,7 +128,7 @@ def test_shard_ranges() -> None:
 def test_the_view_escapes_what_comes_from_the_broker() -> None:
     from rich.console import Console
 
-    from wormwatch.present.cluster import view_screen
+    from wormwatch.present.live.cluster import view_screen
 
     record = {
         "central": "central-0-15",
