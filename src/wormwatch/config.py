@@ -34,7 +34,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from wormwatch.cluster.settings import ClusterConfig, read_cluster
 from wormwatch.errors import WormwatchError
@@ -177,6 +177,7 @@ class Config:
 # --- loading ------------------------------------------------------------------
 
 # Where each key lives, for the hint on a key put in the wrong section.
+_ALLOWLISTS = ("mail_servers", "resolvers", "ignore")
 _HOMES: dict[str, str] = {
     **dict.fromkeys(("bin_s", "window_s", "max_hosts", "max_host_bins"), "aggregate"),
     **dict.fromkeys(("words", "weights"), "keywords"),
@@ -243,80 +244,15 @@ def _read_score(r: TableReader) -> ScoreConfig:
 
 def _build(path: str, doc: Mapping[str, Any]) -> Config:
     top = TableReader(path, "", doc, homes=_HOMES)
-    agg = top.sub("aggregate")
-    bin_s = agg.positive_int("bin_s", 60)
-    window_s = agg.positive_int("window_s", 86400)
-    if window_s < bin_s:
-        raise agg.fail("window_s", f"must be at least bin_s ({bin_s})", window_s)
-    max_hosts = agg.positive_int("max_hosts", 100_000)
-    max_host_bins = agg.positive_int("max_host_bins", 1_000_000)
-    agg.done()
-
-    frag = top.sub("reassembly")
-    reassembly = ReassemblyConfig(
-        max_datagrams=frag.positive_int("max_datagrams", 1024),
-        max_datagram_bytes=frag.positive_int("max_datagram_bytes", 65535),
-        timeout_s=frag.number("timeout_s", 30.0, 0.001, 3600.0),
-    )
-    if reassembly.max_datagram_bytes > 65535:
-        raise frag.fail(
-            "max_datagram_bytes", "must be at most 65535", reassembly.max_datagram_bytes
-        )
-    frag.done()
-
+    bin_s, window_s, max_hosts, max_host_bins = _read_aggregate(top.sub("aggregate"))
+    reassembly = _read_reassembly(top.sub("reassembly"))
     kw = top.sub("keywords")
     words, weights = _read_keywords(kw)
     kw.done()
-
     allow = top.sub("allowlist")
-    mail_servers = allow.networks("mail_servers")
-    resolvers = allow.networks("resolvers")
-    ignore = allow.networks("ignore")
+    mail_servers, resolvers, ignore = (allow.networks(key) for key in _ALLOWLISTS)
     allow.done()
-
-    det = top.sub("detect")
-    ks = det.sub("keyword_storm")
-    keyword_storm = KeywordStormConfig(
-        min_keyword_queries=ks.positive_int("min_keyword_queries", 100),
-        min_rate_per_min=ks.number("min_rate_per_min", 10.0, 0.0, math.inf),
-        min_share=ks.number("min_share", 0.5, 0.0, 1.0),
-        min_distinct_names=ks.positive_int("min_distinct_names", 20),
-        min_active_bins=ks.positive_int("min_active_bins", 5),
-        min_r2=ks.number("min_r2", 0.0, 0.0, 1.0),
-    )
-    mx = det.sub("mx_client")
-    mx_client = MxClientConfig(
-        min_mx_queries=mx.positive_int("min_mx_queries", 10),
-        min_domains=mx.positive_int("min_domains", 5),
-        skip_tunnels=mx.boolean("skip_tunnels", True),
-    )
-    smb = det.sub("smb_scan")
-    smb_scan = SmbScanConfig(min_targets=smb.positive_int("min_targets", 30))
-    bs = det.sub("bot_sync")
-    bot_sync = BotSyncConfig(
-        min_r=bs.number("min_r", 0.7, -1.0, 1.0),
-        min_active_bins=bs.positive_int("min_active_bins", 3),
-        min_mx_queries=bs.positive_int("min_mx_queries", 10),
-        min_syns=bs.positive_int("min_syns", 10),
-        sync_bin_s=bs.positive_int("sync_bin_s", 180),
-        max_lag_s=int(bs.number("max_lag_s", 180, 0, 3600)),
-        min_bursts=bs.positive_int("min_bursts", 3),
-        min_sync_s=bs.positive_int("min_sync_s", 600),
-        min_spread=int(bs.number("min_spread", 10, 0, math.inf)),
-    )
-    dn = det.sub("dga_nx")
-    dga_nx = DgaNxConfig(
-        min_nx=dn.positive_int("min_nx", 30),
-        min_domains=dn.positive_int("min_domains", 20),
-        min_share=dn.number("min_share", 0.1, 0.0, 1.0),
-        min_rate_per_min=dn.number("min_rate_per_min", 1.0, 0.0, math.inf),
-        min_mean_score=dn.number("min_mean_score", 0.4, 0.0, 1.0),
-    )
-    for section in (ks, mx, smb, bs, dn, det):
-        section.done()
-    if bot_sync.min_active_bins < 3:
-        raise bs.fail("min_active_bins", "must be at least 3", bot_sync.min_active_bins)
-
+    det = _read_detect(top.sub("detect"))
     sc = top.sub("score")
     score = _read_score(sc)
     sc.done()
@@ -332,16 +268,104 @@ def _build(path: str, doc: Mapping[str, Any]) -> Config:
         mail_servers=mail_servers,
         resolvers=resolvers,
         ignore=ignore,
-        keyword_storm=keyword_storm,
-        mx_client=mx_client,
-        smb_scan=smb_scan,
-        bot_sync=bot_sync,
-        dga_nx=dga_nx,
+        keyword_storm=det.keyword_storm,
+        mx_client=det.mx_client,
+        smb_scan=det.smb_scan,
+        bot_sync=det.bot_sync,
+        dga_nx=det.dga_nx,
         score=score,
         reassembly=reassembly,
         cluster=cluster,
         path=path,
     )
+
+
+def _read_aggregate(agg: TableReader) -> tuple[int, int, int, int]:
+    """``[aggregate]``: bin width, window and the table limits."""
+    bin_s = agg.positive_int("bin_s", 60)
+    window_s = agg.positive_int("window_s", 86400)
+    if window_s < bin_s:
+        raise agg.fail("window_s", f"must be at least bin_s ({bin_s})", window_s)
+    limits = agg.positive_int("max_hosts", 100_000), agg.positive_int("max_host_bins", 1_000_000)
+    agg.done()
+    return bin_s, window_s, *limits
+
+
+def _read_reassembly(frag: TableReader) -> ReassemblyConfig:
+    """``[reassembly]``: the IP fragment pool."""
+    reassembly = ReassemblyConfig(
+        max_datagrams=frag.positive_int("max_datagrams", 1024),
+        max_datagram_bytes=frag.positive_int("max_datagram_bytes", 65535),
+        timeout_s=frag.number("timeout_s", 30.0, 0.001, 3600.0),
+    )
+    if reassembly.max_datagram_bytes > 65535:
+        raise frag.fail(
+            "max_datagram_bytes", "must be at most 65535", reassembly.max_datagram_bytes
+        )
+    frag.done()
+    return reassembly
+
+
+class _Detectors(NamedTuple):
+    keyword_storm: KeywordStormConfig
+    mx_client: MxClientConfig
+    smb_scan: SmbScanConfig
+    bot_sync: BotSyncConfig
+    dga_nx: DgaNxConfig
+
+
+def _read_detect(det: TableReader) -> _Detectors:
+    """``[detect.*]``: each detector's thresholds."""
+    ks = det.sub("keyword_storm")
+    mx = det.sub("mx_client")
+    smb = det.sub("smb_scan")
+    bs = det.sub("bot_sync")
+    dn = det.sub("dga_nx")
+    out = _Detectors(
+        keyword_storm=KeywordStormConfig(
+            min_keyword_queries=ks.positive_int("min_keyword_queries", 100),
+            min_rate_per_min=ks.number("min_rate_per_min", 10.0, 0.0, math.inf),
+            min_share=ks.number("min_share", 0.5, 0.0, 1.0),
+            min_distinct_names=ks.positive_int("min_distinct_names", 20),
+            min_active_bins=ks.positive_int("min_active_bins", 5),
+            min_r2=ks.number("min_r2", 0.0, 0.0, 1.0),
+        ),
+        mx_client=MxClientConfig(
+            min_mx_queries=mx.positive_int("min_mx_queries", 10),
+            min_domains=mx.positive_int("min_domains", 5),
+            skip_tunnels=mx.boolean("skip_tunnels", True),
+        ),
+        smb_scan=SmbScanConfig(min_targets=smb.positive_int("min_targets", 30)),
+        bot_sync=_read_bot_sync(bs),
+        dga_nx=DgaNxConfig(
+            min_nx=dn.positive_int("min_nx", 30),
+            min_domains=dn.positive_int("min_domains", 20),
+            min_share=dn.number("min_share", 0.1, 0.0, 1.0),
+            min_rate_per_min=dn.number("min_rate_per_min", 1.0, 0.0, math.inf),
+            min_mean_score=dn.number("min_mean_score", 0.4, 0.0, 1.0),
+        ),
+    )
+    for section in (ks, mx, smb, bs, dn, det):
+        section.done()
+    return out
+
+
+def _read_bot_sync(bs: TableReader) -> BotSyncConfig:
+    """``[detect.bot_sync]``, whose correlation needs at least three active bins."""
+    bot_sync = BotSyncConfig(
+        min_r=bs.number("min_r", 0.7, -1.0, 1.0),
+        min_active_bins=bs.positive_int("min_active_bins", 3),
+        min_mx_queries=bs.positive_int("min_mx_queries", 10),
+        min_syns=bs.positive_int("min_syns", 10),
+        sync_bin_s=bs.positive_int("sync_bin_s", 180),
+        max_lag_s=int(bs.number("max_lag_s", 180, 0, 3600)),
+        min_bursts=bs.positive_int("min_bursts", 3),
+        min_sync_s=bs.positive_int("min_sync_s", 600),
+        min_spread=int(bs.number("min_spread", 10, 0, math.inf)),
+    )
+    if bot_sync.min_active_bins < 3:
+        raise bs.fail("min_active_bins", "must be at least 3", bot_sync.min_active_bins)
+    return bot_sync
 
 
 def load_config(path: str | None) -> Config:
