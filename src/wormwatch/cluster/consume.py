@@ -147,10 +147,12 @@ class Consumer:
         config = ConsumerConfig(
             durable_name=self.key,
             deliver_policy=DeliverPolicy.ALL,
-            ack_policy=AckPolicy.ALL,
+            # explicit: a message a fetch gave up on (it came after the fetch's
+            # expiry) is not acknowledged by a later one, and comes again
+            ack_policy=AckPolicy.EXPLICIT,
             filter_subjects=self._subjects,
             max_ack_pending=4 * FETCH,
-            ack_wait=60.0,
+            ack_wait=30.0,
         )
         try:
             await js.consumer_info(DELTA_STREAM, self.key)
@@ -214,7 +216,7 @@ class Consumer:
                 if msgs:
                     await self._apply(self._decode(msgs))
                     await self._judge()
-                    await msgs[-1].ack()
+                    await asyncio.gather(*(m.ack() for m in msgs))
                     self.stats.pending = int(msgs[-1].metadata.num_pending or 0)
                 if time.monotonic() >= next_top:
                     next_top = time.monotonic() + TOP_EVERY_S
