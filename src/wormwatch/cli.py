@@ -136,6 +136,12 @@ def _cluster_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     central.add_argument("--shards", metavar="A-B", help="the shards this process owns (all)")
     _common(central)
     central.add_argument("--duration", type=_positive, metavar="S", help="stop after S seconds")
+    central.add_argument(
+        "--metrics",
+        type=_metrics_address,
+        metavar="[ADDR:]PORT",
+        help="serve Prometheus metrics at /metrics (address 127.0.0.1 unless given)",
+    )
     view = sub.add_parser("view", help="the ranked table merged across all central processes")
     view.add_argument("--nats", metavar="URL", help="broker URL (default: [cluster] url)")
     view.add_argument("--config", metavar="F", help="TOML config ([cluster] credentials)")
@@ -196,6 +202,7 @@ def _cluster(args: argparse.Namespace) -> int:
         alerts=args.alerts,
         summary=args.summary,
         duration_s=args.duration,
+        metrics=args.metrics,
     )
     run_central(cfg, opts, presenter)
     return EXIT_OK

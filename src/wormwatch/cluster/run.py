@@ -11,18 +11,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 from wormwatch.cluster.central import TOP_HOSTS, Central
 from wormwatch.cluster.consume import Consumer
+from wormwatch.cluster.publisher import HEARTBEAT_S
 from wormwatch.cluster.settings import parse_shards
 from wormwatch.config import Config
 from wormwatch.model import HostView, Snapshot
 from wormwatch.pipeline import Presenter
 from wormwatch.present.sinks.jsonl import JsonLinesWriter
+from wormwatch.present.sinks.metric_families import ClusterHealth
+from wormwatch.present.sinks.metrics import MetricsServer, RecordCounter
 from wormwatch.records import host_record, network_record
 from wormwatch.warmup import warm_up
+
+# a sensor is up while its heartbeats (every HEARTBEAT_S) keep coming
+SENSOR_UP_S = 3 * HEARTBEAT_S
 
 
 @dataclass(slots=True)
@@ -33,6 +41,7 @@ class CentralOptions:
     summary: str | None = None
     duration_s: float | None = None
     tui: bool = False
+    metrics: tuple[str, int] | None = None
 
 
 def snapshot(central: Central, name: str, *, is_finished: bool = False) -> Snapshot:
@@ -60,6 +69,7 @@ def snapshot(central: Central, name: str, *, is_finished: bool = False) -> Snaps
         bin_s=agg.bin_s,
         is_finished=is_finished,
         events_untracked=agg.counts().events_dropped,
+        flagged=dict(Counter(v for verdict in central.verdicts.values() for v in verdict.verdicts)),
     )
 
 
@@ -88,37 +98,71 @@ def run_central(cfg: Config, opts: CentralOptions, presenter: Presenter | None) 
     central = Central(cfg, cluster)
     name = f"central shards {shards[0]}-{shards[1]} of {cluster.url}"
     alerts = JsonLinesWriter(opts.alerts) if opts.alerts else None
+    metrics = _metrics(cfg, opts.metrics, alerts)
+    # alerts go through the metrics' counter when there is one
+    counter = metrics.records if metrics is not None else None
+    write_alert = counter.write if counter else alerts.write if alerts else lambda _record: None
+    shows: list[Presenter] = [p for p in (presenter, metrics) if p is not None]
     refresh = [0.0]
 
     def on_round() -> None:
         now = time.monotonic()
-        if presenter is not None and now >= refresh[0]:
+        if shows and now >= refresh[0]:
             refresh[0] = now + 0.5
-            presenter.update(snapshot(central, name))
+            current = snapshot(central, name)
+            for show in shows:
+                show.update(current)
 
-    consumer = Consumer(
-        central,
-        shards,
-        on_alert=alerts.write if alerts is not None else lambda _r: None,
-        on_round=on_round,
-    )
-    if presenter is not None:
-        presenter.start()
+    consumer = Consumer(central, shards, on_alert=write_alert, on_round=on_round)
+    if metrics is not None:
+        metrics.watch_cluster(lambda: cluster_health(central, consumer))
+    for show in shows:
+        show.start()
     try:
         asyncio.run(_consume(consumer, opts.duration_s))
         for record in central.judge(all_hosts=True):
-            if alerts is not None:
-                alerts.write(record)
+            write_alert(record)
     finally:
         if alerts is not None:
             alerts.close()
     final = snapshot(central, name, is_finished=True)
-    if presenter is not None:
-        presenter.stop(final)
-        presenter.close()
+    for show in shows:
+        show.stop(final)
+        show.close()
     if opts.summary:
         write_central_summary(opts.summary, central, final)
     return central
+
+
+def _metrics(
+    cfg: Config, address: tuple[str, int] | None, alerts: JsonLinesWriter | None
+) -> MetricsServer | None:
+    """The central's ``--metrics`` endpoint: merged hosts, verdicts, alerts and the
+    cluster's health (deltas applied, consumer lag, sensors' heartbeats)."""
+    if address is None:
+        return None
+    server = MetricsServer(
+        address,
+        mode="central",
+        limits=(("wormwatch_hosts_max", "Size of the host table (max_hosts).", cfg.max_hosts),),
+    )
+    server.records = RecordCounter(alerts.write if alerts is not None else None)
+    print(f"wormwatch: metrics on {server.url}", file=sys.stderr)
+    return server
+
+
+def cluster_health(central: Central, consumer: Consumer) -> ClusterHealth:
+    """What ``--metrics`` says of the multi-sensor mode, read at each scrape."""
+    stats = consumer.stats
+    beats = {h.name: h.last_wall for h in list(central.sensors.values()) if h.last_wall > 0}
+    now = central.clock()
+    return ClusterHealth(
+        deltas_applied=stats.applied,
+        deltas_pending=stats.pending,
+        consumer_lag={f"shards {consumer.shards[0]}-{consumer.shards[1]}": stats.pending},
+        heartbeats=beats,
+        sensors_up=sum(1 for wall in beats.values() if now - wall <= SENSOR_UP_S),
+    )
 
 
 async def _consume(consumer: Consumer, duration_s: float | None) -> None:
