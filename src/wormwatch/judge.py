@@ -16,6 +16,8 @@ applies. The judge tells the aggregate which hosts must never be evicted
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from wormwatch.aggregate import Aggregator, Renumbering
@@ -28,6 +30,8 @@ from wormwatch.model import BOOL, I64, HostView, Verdict
 TOP_HOSTS = 50
 
 Alert = dict[str, object]
+# adds to an alert record what only the caller knows of host id (the sensors that saw it)
+Annotate = Callable[[int, Alert], None]
 
 
 class Judge:
@@ -46,8 +50,9 @@ class Judge:
       ever judged, so the summary holds final verdicts.
     """
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, *, annotate: Annotate | None = None) -> None:
         self.cfg = cfg
+        self._annotate = annotate
         self.tracker = AlertTracker(cfg.score)
         self.n_alerts = 0
         self._scores = np.zeros(cfg.max_hosts, np.float64)
@@ -119,6 +124,8 @@ class Judge:
             if alert:
                 record = self.tracker.update(idx, state.addr, verdict, now_us)
                 if record is not None:
+                    if self._annotate is not None:
+                        self._annotate(idx, record)
                     alerts.append(record)
         if alert:
             self._alert_mark = mark
@@ -135,8 +142,15 @@ class Judge:
         the top hosts and the flagged ones: nobody reads them for the rest,
         and building them for 100,000 hosts costs seconds.
         """
+        return self.views_of(agg, self.ranked(agg, limit))
+
+    def ranked(self, agg: Aggregator, limit: int | None = None) -> I64:
+        """Host ids by score, then activity (the first ``limit``)."""
         order = np.lexsort((-agg.activity(), -self._scores[: agg.n_hosts]))
-        ids = order if limit is None else order[:limit]
+        return (order if limit is None else order[:limit]).astype(np.int64)
+
+    def views_of(self, agg: Aggregator, ids: I64) -> list[HostView]:
+        """Hosts ``ids`` with their verdicts (prefixes for the first and flagged)."""
         states = agg.host_states(ids, with_prefixes=False)
         flagged = {i for i, v in self._verdicts.items() if v.verdicts}
         want = [k for k, i in enumerate(ids.tolist()) if k < TOP_HOSTS or i in flagged]

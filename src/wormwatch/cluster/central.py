@@ -5,9 +5,9 @@ In: decoded deltas (from :mod:`wormwatch.cluster.consume`) and heartbeats.
 Out: alert records (today's schema plus ``sensors``), host views for the
 table and the summary, the sensors panel, and overlap warnings.
 
-Detection runs only on merged state: after each round of applied deltas the
-hosts they touched are judged again (a late delta re-judges its host), the
-same :func:`~wormwatch.detect.evaluate` the sensor runs.
+Detection runs only on merged state, by the sensor's own
+:class:`~wormwatch.judge.Judge`: after each round of applied deltas the hosts
+they touched are judged again (a late delta re-judges its host).
 """
 
 from __future__ import annotations
@@ -17,18 +17,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 
 from wormwatch.aggregate import Aggregator
 from wormwatch.aggregate.hosts import Renumbering
-from wormwatch.alerts import AlertTracker
 from wormwatch.cluster.settings import ClusterConfig
 from wormwatch.config import Config
 from wormwatch.delta import Delta
-from wormwatch.detect import could_fire, evaluate, network_evidence, network_sync
+from wormwatch.judge import Judge
 from wormwatch.kernels.aggregate import MERGE_ADD
 from wormwatch.merge import DeltaMerger, _merge_into
-from wormwatch.model import C_QUERIES, C_SYN135, C_SYN139, C_SYN445, I64, HostView, Verdict
+from wormwatch.model import I64, HostView
 from wormwatch.tables import KeyTable
 
 MAX_SENSORS = 64
@@ -72,6 +70,8 @@ class Central:
         self.cfg = cfg
         self.cluster = cluster
         self.clock = clock
+        # the sensor's judge, on merged state; an alert also names the sensors that saw it
+        self.judger = Judge(cfg, annotate=self._name_sensors)
         self.agg = Aggregator(
             bin_s=cfg.bin_s,
             window_s=cfg.window_s,
@@ -79,20 +79,15 @@ class Central:
             max_host_bins=cfg.max_host_bins,
             ignore=cfg.ignore,
             allowlisted=(*cfg.mail_servers, *cfg.resolvers),
-            protect=self._protected,
+            protect=self.judger.protected,
         )
         self.merger = DeltaMerger(self.agg)
-        self.scores = np.zeros(cfg.max_hosts, np.float64)
-        self.verdicts: dict[int, Verdict] = {}
-        self.tracker = AlertTracker(cfg.score)
         self.sensor_ids: dict[str, int] = {}
         self.seen_by = np.zeros(cfg.max_hosts, np.uint64)
         self.sensors: dict[str, SensorHealth] = {}
         self._reports = KeyTable(cfg.max_host_bins)
         self.overlaps: list[str] = []
         self.n_overlaps = 0
-        self.n_alerts = 0
-        self._dirty: set[int] = set()
         self.started_wall = clock()
 
     # -- merging ---------------------------------------------------------------------
@@ -109,7 +104,6 @@ class Central:
         bit = np.uint64(1) << np.uint64(self._sensor_id(sensor))
         ok = host[host >= 0]
         self.seen_by[ok] |= bit
-        self._dirty.update(ok.tolist())
         self._check_overlap(delta, ok)
         health = self.sensors.setdefault(sensor, SensorHealth(sensor))
         health.newest_bin = max(health.newest_bin, delta.ident.bin)
@@ -170,72 +164,37 @@ class Central:
         mask = int(self.seen_by[host])
         return sorted(name for name, sid in self.sensor_ids.items() if mask >> sid & 1)
 
-    def _protected(self, n_hosts: int) -> npt.NDArray[np.bool_]:
-        """Hosts never evicted: those with a score or an alert not cleared."""
-        keep = self.scores[:n_hosts] > 0
-        keep[self.tracker.tracked()] = True
-        return keep
+    def _name_sensors(self, host: int, record: dict[str, object]) -> None:
+        record["sensors"] = self.sensors_of(host)
 
     def _renumber(self, renumbering: Renumbering) -> None:
         """Follow the aggregate's renumbering after an eviction."""
-        self.scores = renumbering.follow_array(self.scores)
+        self.judger.renumber(renumbering)
         self.seen_by = renumbering.follow_array(self.seen_by)
-        self.verdicts = renumbering.follow(self.verdicts)
-        self._dirty = set(renumbering.follow(dict.fromkeys(self._dirty, 0)))
-        self.tracker.renumber(renumbering)
         self._reports.remap(renumbering.mapping, host_is_value=False)
 
-    # -- judging ---------------------------------------------------------------------
+    # -- judging and reading out (the sensor's judge) ------------------------------
 
-    def judge(self, *, emit: bool = True, all_hosts: bool = False) -> list[dict[str, object]]:
-        """Judge the hosts touched since the last call; their alert records."""
-        now_us = self.agg.now_us
-        if now_us < 0:
-            return []
-        dirty = np.array(sorted(self._dirty), np.int64)
-        self._dirty.clear()
-        maybe = np.asarray(could_fire(self.agg.totals(), self.cfg).any(axis=1), np.bool_)
-        ids = dirty[maybe[dirty]] if dirty.shape[0] else dirty
-        held = [i for i, v in self.verdicts.items() if v.verdicts or all_hosts]
-        if held:
-            ids = np.union1d(ids, np.array(held, np.int64)).astype(np.int64)
-        out: list[dict[str, object]] = []
-        for state, idx in zip(self.agg.host_states(ids), ids.tolist(), strict=True):
-            verdict = evaluate(state, self.cfg, now_us=now_us)
-            self.scores[idx] = verdict.score
-            self.verdicts[idx] = verdict
-            record = self.tracker.update(idx, state.addr, verdict, now_us) if emit else None
-            if record is not None:
-                record["sensors"] = self.sensors_of(idx)
-                self.n_alerts += 1
-                out.append(record)
-        return out
+    @property
+    def n_alerts(self) -> int:
+        return self.judger.n_alerts
 
-    # -- read out --------------------------------------------------------------------
-
-    def ranked(self, limit: int | None) -> npt.NDArray[np.int64]:
-        n = self.agg.n_hosts
-        t = self.agg.totals()
-        activity = t[:, C_QUERIES] + t[:, C_SYN135] + t[:, C_SYN139] + t[:, C_SYN445]
-        order = np.lexsort((-activity, -self.scores[:n]))
-        return order if limit is None else order[:limit]
+    def judge(self, *, all_hosts: bool = False) -> list[dict[str, object]]:
+        """Judge the hosts merged into since the last call (every judged host with
+        ``all_hosts``, at the end); their alert records."""
+        if all_hosts:
+            return self.judger.finish(self.agg)
+        return self.judger.judge(self.agg)
 
     def host_views(self, limit: int | None = None) -> list[tuple[int, HostView]]:
         """(host id, view) ranked by score then activity."""
-        ids = self.ranked(limit)
-        states = self.agg.host_states(ids)
-        return [
-            (i, HostView(st, self.verdicts.get(i, Verdict())))
-            for st, i in zip(states, ids.tolist(), strict=True)
-        ]
+        ids = self.judger.ranked(self.agg, limit)
+        views = self.judger.views_of(self.agg, ids)
+        return list(zip(ids.tolist(), views, strict=True))
 
     def network(self) -> tuple[float | None, dict[str, object] | None]:
         """(network-wide sync r, its evidence) of the merged series."""
-        bins, series = self.agg.network_series()
-        if series.shape[0] == 0:
-            return None, None
-        r = network_sync(series[:, 1], series[:, 2], bins=bins, cfg=self.cfg)
-        return r, network_evidence(bins, series[:, 1], series[:, 2], self.cfg)
+        return self.judger.network_sync(self.agg), self.judger.network_evidence(self.agg)
 
     def heartbeat(self, fields: dict[str, object]) -> None:
         """Take one sensor heartbeat (JSON fields as the publisher sends them)."""

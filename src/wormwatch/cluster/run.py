@@ -13,7 +13,6 @@ import contextlib
 import signal
 import sys
 import time
-from collections import Counter
 from dataclasses import dataclass
 
 from wormwatch.cluster.central import TOP_HOSTS, Central
@@ -69,7 +68,7 @@ def snapshot(central: Central, name: str, *, is_finished: bool = False) -> Snaps
         bin_s=agg.bin_s,
         is_finished=is_finished,
         events_untracked=agg.counts().events_dropped,
-        flagged=dict(Counter(v for verdict in central.verdicts.values() for v in verdict.verdicts)),
+        flagged=central.judger.flagged_counts(),
     )
 
 
