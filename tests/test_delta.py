@@ -11,10 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wormwatch.aggregate import Aggregator
+from wormwatch.aggregate.export import DeltaExporter, take_events
+from wormwatch.aggregate.merge import DeltaMerger
 from wormwatch.classify import Classifier
 from wormwatch.delta import Delta, DeltaError, decode, encode, shard_of
-from wormwatch.export import DeltaExporter, take_events
-from wormwatch.merge import DeltaMerger
 from wormwatch.model import KIND_DNS, KIND_SYN, Events, addr_words
 
 BIN_S = 60

@@ -1,9 +1,9 @@
 """The mergeable delta of the aggregate: one sensor's per-host state of one
 bin of packet time, for the hosts of one shard, as compact columns.
 
-In: a closed bin of a sensor's aggregate (:mod:`wormwatch.export` builds it).
+In: a closed bin of a sensor's aggregate (:mod:`wormwatch.aggregate.export` builds it).
 Out: bytes on the wire (:func:`encode`) and back (:func:`decode`), merged
-into another aggregate by :mod:`wormwatch.merge`.
+into another aggregate by :mod:`wormwatch.aggregate.merge`.
 
 What a delta carries, per host of the shard seen in the bin:
 

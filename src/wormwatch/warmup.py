@@ -100,9 +100,9 @@ def _warm_aggregate(events: Events) -> None:
 
 def _warm_deltas(events: Events) -> None:
     """The delta merge of ``central``: export the warm-up events and merge them."""
+    from wormwatch.aggregate.export import DeltaExporter  # noqa: PLC0415
+    from wormwatch.aggregate.merge import DeltaMerger  # noqa: PLC0415
     from wormwatch.delta import decode, encode  # noqa: PLC0415
-    from wormwatch.export import DeltaExporter  # noqa: PLC0415
-    from wormwatch.merge import DeltaMerger  # noqa: PLC0415
 
     exporter = DeltaExporter(sensor="warm-up", max_hosts=16)
     exporter.ingest(events, Classifier().classify(events))

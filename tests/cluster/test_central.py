@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from wormwatch.aggregate.export import DeltaExporter
 from wormwatch.classify import Classifier
 from wormwatch.cluster.central import Central
 from wormwatch.cluster.settings import ClusterConfig, parse_shards
@@ -17,7 +18,6 @@ from wormwatch.cluster.view import merge_top
 from wormwatch.config import Config, load_config
 from wormwatch.delta import Delta
 from wormwatch.errors import WormwatchError
-from wormwatch.export import DeltaExporter
 from wormwatch.model import KIND_DNS, KIND_SYN
 
 from testkit.events import make_events

@@ -29,7 +29,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("source", ("source", "cluster.broker", "cluster.view")),
     ("decode", ("decode", "reassemble", "dnstcp")),
     ("classify", ("classify", "dganame")),
-    ("aggregate", ("aggregate", "answers", "tables", "merge", "export")),
+    ("aggregate", ("aggregate", "answers", "tables")),
     ("detect", ("signals", "dganx", "periods", "sync", "botsync", "detect", "alerts", "judge")),
     ("loop", ("feed", "health", "pipeline", "warmup")),
     ("present", ("present",)),

@@ -11,7 +11,10 @@ did not fit; and a :class:`Renumbering` when hosts were evicted. Rooms:
 - :mod:`.hosts` the host table (one id per address) and eviction;
 - :mod:`.bins` the per-(host, bin) counter rows;
 - :mod:`.columns` the ingest's per-batch column work (distinct sets, samples, series);
-- :mod:`.readout` whole host states read out of the tables.
+- :mod:`.readout` whole host states read out of the tables;
+- :mod:`.export` and :mod:`.merge` the mergeable delta API: a bin's per-host state
+  exported as a :class:`~wormwatch.delta.Delta`, and deltas merged into an aggregate
+  (the multi-sensor mode's seam; they reach into the tables, so they live here).
 """
 
 from wormwatch.aggregate.aggregator import AggregateCounts, Aggregator

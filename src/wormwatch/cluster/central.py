@@ -20,12 +20,12 @@ import numpy as np
 
 from wormwatch.aggregate import Aggregator
 from wormwatch.aggregate.hosts import Renumbering
+from wormwatch.aggregate.merge import DeltaMerger, _merge_into
 from wormwatch.cluster.settings import ClusterConfig
 from wormwatch.config import Config
 from wormwatch.delta import Delta
 from wormwatch.judge import Judge
 from wormwatch.kernels.aggregate import MERGE_ADD
-from wormwatch.merge import DeltaMerger, _merge_into
 from wormwatch.model import I64, HostView
 from wormwatch.tables import KeyTable
 

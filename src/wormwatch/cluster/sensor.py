@@ -15,12 +15,12 @@ from collections.abc import Callable
 
 import numpy as np
 
+from wormwatch.aggregate.export import DeltaExporter, take_events
 from wormwatch.classify import Classifier
 from wormwatch.cluster.publisher import Publisher
 from wormwatch.cluster.settings import check_sensor_name
 from wormwatch.config import Config
 from wormwatch.errors import WormwatchError
-from wormwatch.export import DeltaExporter, take_events
 from wormwatch.model import Events, Snapshot
 from wormwatch.nets import NetMask, in_networks
 from wormwatch.pipeline import RunResult
