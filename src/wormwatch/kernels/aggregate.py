@@ -42,6 +42,8 @@ def _slot(a: int, b: np.uint64, c: np.uint64, mask: np.uint64) -> np.uint64:
     return (x ^ (x >> np.uint64(31))) & mask
 
 
+# longer than 60 lines: one probe loop for the count, id and tag modes (three copies
+# of the loop would be the alternative)
 @njit(cache=True, nogil=True)
 def table_upsert(
     t_a: np.ndarray,

@@ -16,6 +16,8 @@ Helpers return a status first; ``_GO`` means "nothing wrong yet, keep parsing".
 # ruff: noqa: PLR1714, SIM109
 # (numba compiles chained == to plain compares; `in {...}` would build a set at run time)
 
+# over 400 lines: the layers of one packet are kernels that call each other, and numba
+# invalidates its cache per file, so they share this file (STYLE.md, Kernels)
 from __future__ import annotations
 
 import numpy as np

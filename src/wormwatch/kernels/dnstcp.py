@@ -168,6 +168,8 @@ def tcp_dns(  # type: ignore[no-untyped-def]
     return i, n_events
 
 
+# longer than 60 lines: a segment's messages are walked in one loop that keeps the flow's
+# partial message in step with the sequence numbers
 @njit(cache=True, nogil=True, inline="always")
 def _walk(  # type: ignore[no-untyped-def]
     data, start, stop, sent, seq, s, expect, seen, kept, bufs, kinds, rcodes, names, qtypes,

@@ -14,6 +14,8 @@ a full pool evicts the slot whose first fragment is oldest. Slots are found thro
 hash index and kept in a heap by first time, so a fragment costs O(log slots).
 """
 
+# over 400 lines: the reassembly kernels call each other (numba invalidates its cache per
+# file, so they share this file)
 from __future__ import annotations
 
 import numpy as np
@@ -318,6 +320,8 @@ def _emit(slot_addr, slot_meta, slot_buf, slot, out_data, out_used):  # type: ig
     return size
 
 
+# longer than 60 lines: keying, overlap policy and slot bookkeeping of one fragment stay
+# in one compiled function (its helpers are compiled apart, not inlined, to cut compile time)
 @njit(cache=True, nogil=True, _nrt=False)  # type: ignore[call-overload]
 def _fragment(  # type: ignore[no-untyped-def]
     data, ts_us, frags, i, slot_addr, slot_meta, lists, index, slot_pieces, slot_buf,
