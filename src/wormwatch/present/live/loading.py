@@ -8,6 +8,10 @@ step); later runs load them from its cache and the bar is gone almost at once.
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -39,7 +43,7 @@ class LoadingBar:
                 markup=False,
                 highlight=False,
             )
-            self._progress = Progress(
+            progress = Progress(
                 SpinnerColumn(),
                 TextColumn("{task.description}"),
                 BarColumn(),
@@ -48,7 +52,9 @@ class LoadingBar:
                 console=self._console,
                 transient=True,
             )
-            self._progress.start()
+            with _ctrl_c_held():
+                progress.start()
+                self._progress = progress
             self._task = self._progress.add_task("", total=total)
         assert self._task is not None  # set with the progress above
         self._progress.update(self._task, completed=done, description=f"kernels: {name}")
@@ -56,5 +62,19 @@ class LoadingBar:
     def close(self) -> None:
         """Remove the bar from the terminal."""
         if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
+            with _ctrl_c_held():
+                self._progress.stop()
+                self._progress = None
+
+
+@contextmanager
+def _ctrl_c_held() -> Iterator[None]:
+    """Ctrl-C lands before or after, never inside: a rich Live interrupted halfway
+    through starting cannot be stopped (its render hook was never pushed), and the run
+    would end in a traceback instead of its summary. A Ctrl-C that comes meanwhile is
+    delivered when this ends."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
