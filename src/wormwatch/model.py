@@ -111,6 +111,40 @@ class Batch:
 
 
 @dataclass(slots=True)
+class Records:
+    """The per-packet arrays a source fills before it hands them on as a :class:`Batch`:
+    timestamp, offset in the buffer, captured and original length, link type."""
+
+    ts_us: I64
+    offsets: I64
+    caplens: I32
+    wirelens: I32
+    linktypes: I32
+
+    @staticmethod
+    def allocate(shape: int | tuple[int, int]) -> Records:
+        """Uninitialised arrays of ``shape`` (a row per file for a merge's runs)."""
+        i64, i32 = np.int64, np.int32
+        return Records(
+            np.empty(shape, i64), np.empty(shape, i64), np.empty(shape, i32),
+            np.empty(shape, i32), np.empty(shape, i32),
+        )  # fmt: skip
+
+    def batch(self, data: U8, n: int, n_skipped: int = 0, skipped_bytes: int = 0) -> Batch:
+        """The first ``n`` records as a batch over ``data`` (views, no copy)."""
+        return Batch(
+            data=data,
+            ts_us=self.ts_us[:n],
+            offsets=self.offsets[:n],
+            caplens=self.caplens[:n],
+            wirelens=self.wirelens[:n],
+            linktypes=self.linktypes[:n],
+            n_skipped=n_skipped,
+            skipped_bytes=skipped_bytes,
+        )
+
+
+@dataclass(slots=True)
 class Events:
     """Columnar events decoded from one batch; row ``i`` is one event.
 

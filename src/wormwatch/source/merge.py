@@ -23,7 +23,7 @@ from typing import Protocol
 import numpy as np
 
 from wormwatch.kernels.merge import merge_heads
-from wormwatch.model import I32, I64, U8, Batch, SourceStats
+from wormwatch.model import I64, Batch, Records, SourceStats
 from wormwatch.source.mapping import FileView, SplicedFiles
 
 # records read ahead per file: the merge's whole memory is files x RUN x 28 bytes
@@ -92,14 +92,14 @@ class MergedReplay:
             raise ValueError(f"max_packets must be at least 1, not {max_packets}")
         self._release_behind()
         runs = self._runs
-        out = _Records(max_packets)
+        out = _Merged(max_packets)
         n = 0
         # like a single file's batch, at most max_packets records walked, kept or not
         while n + self._n_skipped < max_packets:
             self._refill()
             room = max(max_packets - n - self._n_skipped, 1)
             got = merge_heads(
-                runs.ts_us, runs.counts, runs.cursors, runs.is_finished,
+                runs.records.ts_us, runs.counts, runs.cursors, runs.is_finished,
                 out.file[n : n + room], out.record[n : n + room],
             )  # fmt: skip
             # gathered now: a file's run may be refilled (overwritten) on the next turn
@@ -109,8 +109,7 @@ class MergedReplay:
                 break
         if n == 0 and self._n_skipped == 0:
             return None
-        batch = out.batch(self._splice.data, n)
-        batch.n_skipped, batch.skipped_bytes = self._n_skipped, self._skipped_bytes
+        batch = out.records.batch(self._splice.data, n, self._n_skipped, self._skipped_bytes)
         self._n_skipped = self._skipped_bytes = 0
         self._packets += n + batch.n_skipped
         self._bytes += int(batch.caplens.sum()) + batch.skipped_bytes
@@ -146,12 +145,12 @@ class MergedReplay:
                 self._splice.release(k, int(self._released[k]), upto)
                 self._released[k] = upto
             if runs.cursors[k] < runs.counts[k]:
-                self._keep_from[k] = runs.offsets[k, runs.cursors[k]]
+                self._keep_from[k] = runs.records.offsets[k, runs.cursors[k]]
             elif runs.is_finished[k]:
                 self._keep_from[k] = self._splice.sizes[k]
             elif runs.counts[k]:
                 # the run is used up: what follows lies past its last record
-                self._keep_from[k] = runs.offsets[k, runs.counts[k] - 1]
+                self._keep_from[k] = runs.records.offsets[k, runs.counts[k] - 1]
 
     def stats(self) -> SourceStats:
         """Packets and captured bytes handed out so far, and the warnings met."""
@@ -171,22 +170,18 @@ class _Runs:
     """One buffered run of walked records per file (the merge's only memory)."""
 
     def __init__(self, n_files: int) -> None:
-        self.ts_us: I64 = np.zeros((n_files, RUN), np.int64)
-        self.offsets: I64 = np.zeros((n_files, RUN), np.int64)
-        self.caplens: I32 = np.zeros((n_files, RUN), np.int32)
-        self.wirelens: I32 = np.zeros((n_files, RUN), np.int32)
-        self.linktypes: I32 = np.zeros((n_files, RUN), np.int32)
+        self.records = Records.allocate((n_files, RUN))
         self.counts: I64 = np.zeros(n_files, np.int64)
         self.cursors: I64 = np.zeros(n_files, np.int64)
         self.is_finished = np.zeros(n_files, np.bool_)
 
     def load(self, k: int, batch: Batch) -> None:
-        n = batch.n
-        self.ts_us[k, :n] = batch.ts_us
-        self.offsets[k, :n] = batch.offsets
-        self.caplens[k, :n] = batch.caplens
-        self.wirelens[k, :n] = batch.wirelens
-        self.linktypes[k, :n] = batch.linktypes
+        n, rec = batch.n, self.records
+        rec.ts_us[k, :n] = batch.ts_us
+        rec.offsets[k, :n] = batch.offsets
+        rec.caplens[k, :n] = batch.caplens
+        rec.wirelens[k, :n] = batch.wirelens
+        rec.linktypes[k, :n] = batch.linktypes
         self.counts[k] = n
         self.cursors[k] = 0
 
@@ -194,35 +189,22 @@ class _Runs:
         return bool(self.is_finished.all())
 
 
-class _Records:
+class _Merged:
     """The merged batch being made: which record of which file, and its fields."""
 
     def __init__(self, n: int) -> None:
         self.file: I64 = np.empty(n, np.int64)
         self.record: I64 = np.empty(n, np.int64)
-        self.ts_us: I64 = np.empty(n, np.int64)
-        self.offsets: I64 = np.empty(n, np.int64)
-        self.caplens: I32 = np.empty(n, np.int32)
-        self.wirelens: I32 = np.empty(n, np.int32)
-        self.linktypes: I32 = np.empty(n, np.int32)
+        self.records = Records.allocate(n)
 
     def gather(self, runs: _Runs, starts: I64, lo: int, hi: int) -> None:
         f, r = self.file[lo:hi], self.record[lo:hi]
-        self.ts_us[lo:hi] = runs.ts_us[f, r]
-        self.offsets[lo:hi] = starts[f] + runs.offsets[f, r]
-        self.caplens[lo:hi] = runs.caplens[f, r]
-        self.wirelens[lo:hi] = runs.wirelens[f, r]
-        self.linktypes[lo:hi] = runs.linktypes[f, r]
-
-    def batch(self, data: U8, n: int) -> Batch:
-        return Batch(
-            data=data,
-            ts_us=self.ts_us[:n],
-            offsets=self.offsets[:n],
-            caplens=self.caplens[:n],
-            wirelens=self.wirelens[:n],
-            linktypes=self.linktypes[:n],
-        )
+        out, run = self.records, runs.records
+        out.ts_us[lo:hi] = run.ts_us[f, r]
+        out.offsets[lo:hi] = starts[f] + run.offsets[f, r]
+        out.caplens[lo:hi] = run.caplens[f, r]
+        out.wirelens[lo:hi] = run.wirelens[f, r]
+        out.linktypes[lo:hi] = run.linktypes[f, r]
 
 
 def warm_up() -> None:
@@ -230,4 +212,4 @@ def warm_up() -> None:
     runs = _Runs(1)
     runs.is_finished[:] = True
     out = np.empty(1, np.int64)
-    merge_heads(runs.ts_us, runs.counts, runs.cursors, runs.is_finished, out, out.copy())
+    merge_heads(runs.records.ts_us, runs.counts, runs.cursors, runs.is_finished, out, out.copy())

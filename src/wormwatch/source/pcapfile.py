@@ -40,7 +40,7 @@ from wormwatch.kernels.pcapwalk import (
     walk_pcap,
     walk_pcapng,
 )
-from wormwatch.model import I32, I64, U8, Batch, SourceStats
+from wormwatch.model import U8, Batch, Records, SourceStats
 from wormwatch.source import Source
 from wormwatch.source.fileheader import Header, check_file
 from wormwatch.source.mapping import FileMapping, Mapped
@@ -88,7 +88,7 @@ def open_replay(
 def warm_up() -> None:
     """Compiles (or loads from numba's cache) both walkers with the argument types a replay
     uses, so that the first batch is not spent compiling."""
-    out = _Outputs(1)
+    out = Records.allocate(1)
     record = np.frombuffer(bytes(PCAP_RECORD_HEADER), dtype=np.uint8)
     walk_pcap(
         record, 0, False, False, MAX_CAPLEN, -1, 1,
@@ -188,29 +188,6 @@ def open_part(
     return _PcapPart(header, warnings, skip_ignored=skip_ignored, mapped=mapped)
 
 
-class _Outputs:
-    """The per-packet arrays of one batch, filled by a walker."""
-
-    def __init__(self, max_packets: int) -> None:
-        self.ts_us: I64 = np.empty(max_packets, np.int64)
-        self.offsets: I64 = np.empty(max_packets, np.int64)
-        self.caplens: I32 = np.empty(max_packets, np.int32)
-        self.wirelens: I32 = np.empty(max_packets, np.int32)
-        self.linktypes: I32 = np.empty(max_packets, np.int32)
-
-    def batch(self, data: U8, n: int, n_skipped: int = 0, skipped_bytes: int = 0) -> Batch:
-        return Batch(
-            data=data,
-            ts_us=self.ts_us[:n],
-            offsets=self.offsets[:n],
-            caplens=self.caplens[:n],
-            wirelens=self.wirelens[:n],
-            linktypes=self.linktypes[:n],
-            n_skipped=n_skipped,
-            skipped_bytes=skipped_bytes,
-        )
-
-
 class _MappedFile:
     """A mapped capture file; subclasses walk its records from ``pos``.
 
@@ -293,7 +270,7 @@ class _PcapPart(_MappedFile):
         if self._mapped is None:
             return None
         self._release_behind()
-        out = _Outputs(max_packets)
+        out = Records.allocate(max_packets)
         walked = np.zeros(N_WALKED, np.int64)
         n, self.pos, status = walk_pcap(
             self._data, self.pos, self._is_big, self._is_nano, MAX_CAPLEN, self._skip_as,
@@ -329,7 +306,7 @@ class _PcapngPart(_MappedFile):
             return None
         self._release_behind()
         data = self._data
-        out = _Outputs(max_packets)
+        out = Records.allocate(max_packets)
         n = 0
         while n < max_packets:
             s = self._sections
