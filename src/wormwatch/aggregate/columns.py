@@ -12,7 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from wormwatch.kernels.aggregate import MODE_COUNT, MODE_TAG, hash_names, pack_prefixes
+from wormwatch.kernels.aggregate import (
+    MODE_COUNT,
+    MODE_TAG,
+    hash_names,
+    pack_prefixes,
+    pick_samples,
+)
 from wormwatch.model import (
     BOOL,
     C_A,
@@ -116,19 +122,22 @@ def take_samples(
     n_samples: int,
 ) -> None:
     """Keep each host's first new names, up to ``n_samples`` over the run."""
-    cand = np.nonzero(is_new & (n_taken[np.maximum(host, 0)] < n_samples))[0]
-    if cand.shape[0] == 0:
+    picked = np.empty(ev.n, np.int64)
+    k = pick_samples(host, is_new, ev.n, n_taken, n_samples, picked)
+    if k == 0:
         return
-    hosts = host[cand]
-    order = np.argsort(hosts, kind="stable")
-    cand, hosts = cand[order], hosts[order]
-    starts = np.r_[0, np.flatnonzero(np.diff(hosts)) + 1]
-    rank = np.arange(hosts.shape[0]) - np.repeat(starts, np.diff(np.r_[starts, hosts.shape[0]]))
-    take = rank < (n_samples - n_taken[hosts])
-    # bounded: at most n_samples per host over the whole run
-    for i, h in zip(cand[take].tolist(), hosts[take].tolist(), strict=True):
-        store.setdefault(h, []).append(bytes(ev.names[i, : ev.name_lens[i]]))
-        n_taken[h] += 1
+    idx = picked[:k]
+    slot = ev.names.shape[1]
+    # one copy of the picked names, sliced per name: bounded by n_samples per host per run
+    blob = ev.names[idx].tobytes()
+    starts = range(0, k * slot, slot)
+    for h, start, length in zip(
+        host[idx].tolist(), starts, ev.name_lens[idx].tolist(), strict=True
+    ):
+        taken = store.get(h)
+        if taken is None:
+            store[h] = taken = []
+        taken.append(blob[start : start + length])
 
 
 def add_network(

@@ -168,6 +168,29 @@ def touch_hosts(
 
 
 @njit(cache=True, nogil=True)
+def pick_samples(
+    host_idx: np.ndarray,
+    is_new: np.ndarray,
+    n: int,
+    n_taken: np.ndarray,
+    n_samples: int,
+    out: np.ndarray,
+) -> int:
+    """The events whose name a host keeps as a sample: in event order, each
+    new name of a host that has fewer than ``n_samples`` (``n_taken``, counted
+    up here). Writes their indices to ``out``; returns how many."""
+    k = 0
+    for i in range(n):
+        h = host_idx[i]
+        if not is_new[i] or h < 0 or n_taken[h] >= n_samples:
+            continue
+        n_taken[h] += 1
+        out[k] = i
+        k += 1
+    return k
+
+
+@njit(cache=True, nogil=True)
 def add_counters(
     host_idx: np.ndarray,
     row_idx: np.ndarray,
