@@ -43,7 +43,7 @@ from wormwatch.model import (
 )
 
 from testkit.pcap import read_records
-from testkit.reference_dnstcp import RefTcpFlows
+from testkit.reference_dnstcp import Message, RefTcpFlows
 from testkit.reference_reassembly import RefFragment, RefReassembler
 
 __all__ = [
@@ -282,10 +282,6 @@ def _read_name(msg: bytes, pos: int) -> tuple[bytes, int]:
     return lowered, (after if after >= 0 else pos)
 
 
-# One DNS event of a message: (kind, qtype, name, rcode).
-Message = tuple[int, int, bytes, int]
-
-
 def _dns_message(msg: bytes, to_dns: bool, from_dns: bool) -> tuple[Message, int] | None:
     """A complete-header DNS message -> ((kind, qtype, name, rcode), status) if it is a
     query sent to port 53 or an answer sent from it, else None.
@@ -321,16 +317,6 @@ def _first(status: int, new: int) -> int:
 # --- transport and the whole frame --------------------------------------------
 
 
-def _tcp_query(msg: bytes) -> tuple[int, bytes, int] | None:
-    """A message of a segment to port 53 in the flow table's terms: (qtype, name,
-    status) of a query (answers over TCP are not read yet)."""
-    got = _dns_message(msg, True, False)
-    if got is None:
-        return None
-    (_kind, qtype, name, _rcode), status = got
-    return qtype, name, status
-
-
 def _udp(payload: bytes) -> tuple[int, list[Message], int]:
     """Return (dport, events, status) of a UDP datagram."""
     _need(payload, 8)
@@ -354,9 +340,10 @@ def _udp(payload: bytes) -> tuple[int, list[Message], int]:
 
 @dataclass(frozen=True)
 class _Segment:
-    """A TCP segment to port 53 with a payload: what the flow table needs."""
+    """A TCP segment to or from port 53 with a payload: what the flow table needs."""
 
     sport: int
+    dport: int
     seq: int
     payload: bytes
     sent: int  # payload bytes as sent (the capture may hold fewer)
@@ -371,7 +358,8 @@ def _tcp(payload: bytes, sent_len: int) -> tuple[int, _Segment | None, bool]:
         raise PacketProblemError(ST_MALFORMED)
     if flags & 0x12 == 0x02 and dport in model.SYN_PORTS:
         return dport, None, True
-    if dport != DNS_PORT:
+    sport = struct.unpack_from(">H", payload, 0)[0]
+    if DNS_PORT not in (dport, sport):
         raise PacketProblemError(ST_IGNORED)
     _need(payload, 20)
     tcp = dpkt.tcp.TCP(payload[:20])
@@ -380,7 +368,7 @@ def _tcp(payload: bytes, sent_len: int) -> tuple[int, _Segment | None, bool]:
     segment = payload[header_len:]
     if not segment:
         raise PacketProblemError(ST_IGNORED)
-    return dport, _Segment(tcp.sport, tcp.seq, segment, sent_len - header_len), False
+    return dport, _Segment(sport, dport, tcp.seq, segment, sent_len - header_len), False
 
 
 def decode_frame(linktype: int, frame: bytes, ts_us: int) -> tuple[int, list[RefEvent]]:
@@ -407,10 +395,11 @@ def _decode(
             dport, seg, is_syn = _tcp(payload, sent_len)
             queries, status = [], ST_OK
             if seg is not None:
-                read, status = flows.segment(
-                    (src, dst, seg.sport), seg.seq, seg.payload, seg.sent, ts_us, _tcp_query
-                )
-                queries = [(KIND_DNS, qtype, name, 0) for qtype, name in read]
+                to_dns, from_dns = seg.dport == DNS_PORT, seg.sport == DNS_PORT
+                queries, status = flows.segment(
+                    (src, dst, seg.sport, seg.dport), seg.seq, seg.payload, seg.sent, ts_us,
+                    lambda msg: _dns_message(msg, to_dns, from_dns),
+                )  # fmt: skip
         else:
             return ST_IGNORED, [], None
     except FragmentError as fragment:

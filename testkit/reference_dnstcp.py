@@ -1,15 +1,15 @@
 """Reference DNS over TCP: docs/DECODING.md "DNS over TCP" written out plainly.
 
-Per flow (client address, server address, client port; the server port is 53)
-it remembers where the next unread byte of the stream is (``expect``, a TCP
-sequence number) and the message in progress: how many of its bytes were seen
-(the 2-byte length prefix included) and the first ``BUF`` of them. A message
-counts when its last byte arrives, in the segment that completes it, and is
-read from those first bytes. Bytes before ``expect`` (retransmissions, the
-rest of a message already read) are not read again; after a gap (a segment
-beyond ``expect``), the message in progress is dropped and the segment is read
-from its first byte. The table holds at most ``max_flows`` flows (the least
-recently used goes first) and forgets a flow idle for ``timeout_us``.
+Per flow (one direction of a connection: source address, destination address, source
+port, destination port; one of the ports is 53) it remembers where the next unread
+byte of the stream is (``expect``, a TCP sequence number) and the message in
+progress: how many of its bytes were seen (the 2-byte length prefix included) and
+the first ``BUF`` of them. A message counts when its last byte arrives, in the
+segment that completes it, and is read from those first bytes. Bytes before
+``expect`` (retransmissions, the rest of a message already read) are not read again;
+after a gap (a segment beyond ``expect``), the message in progress is dropped and
+the segment is read from its first byte. The table holds at most ``max_flows`` flows
+(the least recently used goes first) and forgets a flow idle for ``timeout_us``.
 ``max_flows = 0`` keeps nothing: every segment is read as the first of its flow.
 """
 
@@ -28,9 +28,12 @@ MAX_MESSAGES = 64
 DNS_HEADER = 12
 SEQ_MOD = 1 << 32
 
-# parse a complete-header message -> (qtype, name, status), or None when not a query
-MessageReader = Callable[[bytes], "tuple[int, bytes, int] | None"]
-FlowKey = tuple[str, str, int]
+# one DNS event of a message: (kind, qtype, name, rcode)
+Message = tuple[int, int, bytes, int]
+# parse a complete-header message -> (event, status), or None when it is neither a
+# query to port 53 nor an answer from it
+MessageReader = Callable[[bytes], "tuple[Message, int] | None"]
+FlowKey = tuple[str, str, int, int]
 
 
 @dataclass
@@ -73,7 +76,7 @@ class RefTcpFlows:
         self, key: FlowKey, seq: int, payload: bytes, sent: int, ts_us: int, read: MessageReader
     ) -> tuple[list[tuple[int, bytes]], int]:
         """One segment (``payload``: what was captured of its ``sent`` bytes) ->
-        (queries it completes, status)."""
+        (the queries and answers it completes, status)."""
         flow = self._flow(key, seq, ts_us)
         ahead = (flow.expect - seq) % SEQ_MOD
         if ahead >= SEQ_MOD // 2:
@@ -81,7 +84,7 @@ class RefTcpFlows:
             flow.seen, flow.buf, ahead = 0, bytearray(), 0
         if ahead >= sent:
             return [], ST_IGNORED
-        queries: list[tuple[int, bytes]] = []
+        queries: list[Message] = []
         status = ST_OK
         pos = ahead
         while pos < sent and len(queries) < MAX_MESSAGES:
@@ -111,8 +114,8 @@ class RefTcpFlows:
                 if len(msg) < DNS_HEADER:
                     status = _first(status, ST_TRUNCATED)
                 elif query is not None:
-                    queries.append(query[:2])
-                    status = _first(status, query[2])
+                    queries.append(query[0])
+                    status = _first(status, query[1])
         flow.expect = (seq + pos) % SEQ_MOD  # (a forgotten flow: no matter)
         if not queries and status == ST_OK:
             status = ST_IGNORED

@@ -14,7 +14,7 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.l2 import LLC, Dot3, Ether
 from scapy.packet import Raw
 
-from scripts.samples.capture import Capture, Query, Syn, ether, l3
+from scripts.samples.capture import Answer, Capture, Query, Syn, ether, l3
 from scripts.samples.cases import FILESERVER4, RESOLVER4, Clock, dns_udp, syn
 
 HOSTILE = "192.0.2.201"
@@ -112,7 +112,8 @@ def dns_tcp() -> Capture:
     cap = Capture(
         "dns_tcp.pcap",
         1,
-        "DNS over TCP: pipelined messages, split messages, bad length, 65 in one segment. "
+        "DNS over TCP: pipelined messages, split messages, bad length, 65 in one segment, "
+        "answers (one, two NXDOMAIN in one segment, one split). "
         "As tshark 4.0 (which reassembles) a split message counts once, at the segment that "
         "completes it; tshark counts all 65 messages (64 here)",
     )
@@ -166,14 +167,25 @@ def dns_tcp() -> Capture:
     cap.add(t(), segment(whole[cut:]), "ok", (Query(a, 15, False),))
     many = b"".join(_prefixed(query("x.example", 1, 100 + i)) for i in range(65))
     cap.add(t(), segment(many), "ok", tuple(Query(a, 1, False) for _ in range(64)))
-    answer = bytes(DNS(id=0, qr=1, qd=DNSQR(qname="www.example.com")))
-    back = (
-        l3(RESOLVER4, a)
-        / TCP(sport=53, dport=41000, flags="PA", seq=1, ack=1)
-        / Raw(_prefixed(answer))
-    )
-    # an answer over TCP: not read yet (only UDP answers are events, DECODING.md)
-    cap.add(t(), ether(back), "ignored")
+    # Answers come back in the server's own stream (from port 53): counted for the
+    # client, the same way (whole, several in one segment, split across segments).
+    back_seq = [1]
+
+    def answer_segment(payload: bytes) -> bytes:
+        seq = back_seq[0]
+        back_seq[0] += len(payload)
+        tcp = TCP(sport=53, dport=41000, flags="PA", seq=seq, ack=1)
+        return ether(l3(RESOLVER4, a) / tcp / Raw(payload))
+
+    def answer(name: str, rcode: int, qid: int) -> bytes:
+        return bytes(DNS(id=qid, qr=1, rcode=rcode, qd=DNSQR(qname=name)))
+
+    cap.add(t(), answer_segment(_prefixed(answer("www.example.com", 0, 0))), "ok", (Answer(a),))
+    two_nx = _prefixed(answer("qzkvhwe.example", 3, 1)) + _prefixed(answer("xjrtp.example", 3, 2))
+    cap.add(t(), answer_segment(two_nx), "ok", (Answer(a, 3), Answer(a, 3)))
+    split_nx = _prefixed(answer("bmwqzrtk.example", 3, 3))
+    cap.add(t(), answer_segment(split_nx[:9]), "ignored")
+    cap.add(t(), answer_segment(split_nx[9:]), "ok", (Answer(a, 3),))
     return cap
 
 

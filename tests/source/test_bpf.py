@@ -27,7 +27,7 @@ from testkit.reference import decode_frame, read_records
 
 DLT_RAW = 12  # libpcap's DLT for LINKTYPE_RAW (101) on Linux
 # What the filter may admit beyond relevant packets, at any tag depth.
-_PORT53 = "(udp port 53 or tcp dst port 53)"
+_PORT53 = "(udp port 53 or tcp port 53)"
 _EXT6 = "(ip6 and (ip6[6] == 0 or ip6[6] == 43 or ip6[6] == 44 or ip6[6] == 51 or ip6[6] == 60))"
 # IPv4 fragments of TCP/UDP are admitted whole: the decoder reassembles them
 _FRAG4 = "(ip and ip[6:2] & 0x3fff != 0)"
@@ -133,13 +133,20 @@ CRAFTED: dict[str, tuple[Packet, bool]] = {
     ),
     "tcp-syn-to-53": (ETH / V4 / TCP(sport=40001, dport=53, flags="S"), False),
     "tcp-syn-to-53-v6": (ETH / V6 / TCP(sport=40001, dport=53, flags="S"), False),
-    # answers over TCP are not read yet (docs/DECODING.md)
     "tcp-response": (
         ETH
         / V4
         / TCP(sport=53, dport=40001, flags="PA")
         / _dns_tcp(DNS(id=7, qr=1, qd=DNSQR(qname="a.example"))),
-        False,
+        True,
+    ),
+    "tcp-response-v6-vlan": (
+        ETH
+        / Dot1Q(vlan=10)
+        / V6
+        / TCP(sport=53, dport=40001, flags="PA")
+        / _dns_tcp(DNS(id=7, qr=1, rcode=3, qd=DNSQR(qname="a.example"))),
+        True,
     ),
     "tcp-syn-ack-from-53": (ETH / V4 / TCP(sport=53, dport=40001, flags="SA"), False),
     "syn-445": (ETH / V4 / SYN_445, True),

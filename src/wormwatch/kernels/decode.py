@@ -175,9 +175,10 @@ T_IP = 3  # offset of the IP header in the batch's data
 T_START = 4  # offset of the TCP payload
 T_STOP = 5  # end of the payload: captured, and within the IP length
 T_SEQ = 6  # TCP sequence number of the payload's first byte
-T_SPORT = 7  # TCP source port (the destination port is 53)
+T_SPORT = 7  # TCP source port
 T_SENT = 8  # end of the payload as sent (the capture may end before it)
-N_SEG_COLUMNS = 9
+T_DPORT = 9  # TCP destination port (one of the two ports is 53)
+N_SEG_COLUMNS = 10
 
 # decode_packets allocates nothing, so it is compiled without numba's runtime (NRT):
 # with NRT, array reference counting around the inlined helpers cost ~80 ns per packet
@@ -394,8 +395,9 @@ def _transport(data, protocol, off, stop):  # type: ignore[no-untyped-def]
     is_syn = data[off + TCP_FLAGS_OFF] & (TH_SYN | TH_ACK) == TH_SYN
     if is_syn and (dport == PORT_MSRPC or dport == PORT_NETBIOS_SSN or dport == PORT_SMB):
         return _GO, _ACT_SYN, off, off, dport, 0
-    # DNS over TCP: queries only (answers over TCP are not read yet, DECODING.md)
-    if dport != PORT_DNS:
+    # DNS over TCP: queries to port 53, answers from it (DECODING.md)
+    side = _side(dport, _be16(data, off + TCP_SPORT_OFF))
+    if side == 0:
         return ST_IGNORED, 0, off, off, dport, 0
     if size < TCP_LEN_MIN:
         return ST_TRUNCATED, 0, off, off, dport, 0
@@ -404,7 +406,7 @@ def _transport(data, protocol, off, stop):  # type: ignore[no-untyped-def]
     if size == data_offset:
         # no payload in the capture (DECODING.md: only a non-empty payload is looked at)
         return ST_IGNORED, 0, off, off, dport, 0
-    return _GO, _ACT_TCP_DNS, off + data_offset, stop, dport, _TO_DNS
+    return _GO, _ACT_TCP_DNS, off + data_offset, stop, dport, side
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -548,7 +550,8 @@ def _put_fragment(data, frags, n_frag, p, row, end, version, ip, protocol, off, 
 
 @njit(cache=True, nogil=True, inline="always")
 def _put_segment(segs, n_seg, p, row, version, ip, off, payload, stop, sent_end, data):  # type: ignore[no-untyped-def]
-    """The T_* row of a TCP segment to port 53 whose payload is ``data[payload:stop]``."""
+    """The T_* row of a TCP segment to or from port 53 whose payload is
+    ``data[payload:stop]``."""
     segs[n_seg, T_PACKET] = p
     segs[n_seg, T_ROW] = row
     segs[n_seg, T_VERSION] = version
@@ -558,6 +561,7 @@ def _put_segment(segs, n_seg, p, row, version, ip, off, payload, stop, sent_end,
     segs[n_seg, T_SEQ] = np.int64(_be_word(data, off + TCP_SEQ_OFF, 4))
     segs[n_seg, T_SPORT] = _be16(data, off + TCP_SPORT_OFF)
     segs[n_seg, T_SENT] = max(stop, sent_end)
+    segs[n_seg, T_DPORT] = _be16(data, off + TCP_DPORT_OFF)
 
 
 # longer than 60 lines: the per-packet layers are called here, not from one helper
@@ -573,8 +577,8 @@ def decode_packets(  # type: ignore[no-untyped-def]
     Writes ``statuses[p]`` per packet and the event columns per event (an event's
     status is its packet's, the first problem met in it); a fragment
     (status ``fragment``) also gets a row ``frags[n_frag]`` for the reassembly kernel
-    (``frags`` holds a row per packet of the batch), and a TCP segment to port 53 with
-    a payload a row ``segs[n_seg]`` for the DNS-over-TCP flow kernel (no events here).
+    (``frags`` holds a row per packet of the batch), and a TCP segment to or from port
+    53 with a payload a row ``segs[n_seg]`` for the DNS-over-TCP flow kernel (no events here).
     Stops before a packet when fewer than MAX_EVENTS_PER_PACKET rows are free.
 
     Returns:

@@ -1,10 +1,13 @@
-"""Numba kernel of DNS over TCP: segments to port 53 -> the queries they complete.
+"""Numba kernel of DNS over TCP: segments to and from port 53 -> the queries and
+answers they complete.
 
-``decode_packets`` (kernels/decode.py) gives every TCP segment to port 53 with a
-payload a T_* row and no events; this kernel walks those rows in packet order with a
-bounded per-flow table (flow = client address, server address, client port) and
-writes an event for each DNS message whose last byte arrives, read from the first
-bytes of the message it kept. The rule (docs/DECODING.md, "DNS over TCP"):
+``decode_packets`` (kernels/decode.py) gives every TCP segment to or from port 53 with
+a payload a T_* row and no events; this kernel walks those rows in packet order with a
+bounded per-flow table (flow = one direction of a connection: source address,
+destination address, source and destination port) and writes an event for each DNS
+message whose last byte arrives, read from the first bytes of the message it kept: a
+query (QR = 0) in a stream to port 53, an answer (QR = 1) in a stream from port 53,
+counted for the client it is sent to. The rule (docs/DECODING.md, "DNS over TCP"):
 
 - the table remembers, per flow, the sequence number of the next unread byte
   (``expect``) and the message in progress: bytes seen (length prefix included) and
@@ -33,8 +36,8 @@ import numpy as np
 from numba import njit
 
 from wormwatch.kernels.decode import (
-    _TO_DNS,
     MAX_EVENTS_PER_PACKET,
+    T_DPORT,
     T_IP,
     T_PACKET,
     T_SENT,
@@ -45,6 +48,7 @@ from wormwatch.kernels.decode import (
     T_VERSION,
     _be16,
     _message,
+    _side,
 )
 from wormwatch.kernels.headers import (
     DNS_LEN,
@@ -53,10 +57,8 @@ from wormwatch.kernels.headers import (
     IP6_SRC_OFF,
     IP_DST_OFF,
     IP_SRC_OFF,
-    PORT_DNS,
 )
 from wormwatch.model import (
-    KIND_DNS,
     ST_IGNORED,
     ST_MALFORMED,
     ST_OK,
@@ -67,9 +69,11 @@ from wormwatch.model import (
 # bytes kept of the message in progress, its length prefix included: a question
 # (12-byte header, a name of at most 255 bytes, type and class) always fits
 BUF = 512
-# flow key columns
-K_SRC_HI, K_SRC_LO, K_DST_HI, K_DST_LO, K_SPORT = 0, 1, 2, 3, 4
+# flow key columns (K_PORTS: source port << 16 | destination port, so the two
+# directions of a connection are two flows)
+K_SRC_HI, K_SRC_LO, K_DST_HI, K_DST_LO, K_PORTS = 0, 1, 2, 3, 4
 N_KEY = 5
+PORT_BITS = 16
 SEQ_MOD = 1 << 32
 _GO = 255
 
@@ -83,7 +87,7 @@ def _word(data, i, n):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _key(data, ip, version, sport, key):  # type: ignore[no-untyped-def]
+def _key(data, ip, version, sport, dport, key):  # type: ignore[no-untyped-def]
     if version == 4:
         key[K_SRC_HI] = 0
         key[K_SRC_LO] = np.uint64(V4_MAPPED_PREFIX) | _word(data, ip + IP_SRC_OFF, 4)
@@ -94,7 +98,7 @@ def _key(data, ip, version, sport, key):  # type: ignore[no-untyped-def]
         key[K_SRC_LO] = _word(data, ip + IP6_SRC_OFF + 8, 8)
         key[K_DST_HI] = _word(data, ip + IP6_DST_OFF, 8)
         key[K_DST_LO] = _word(data, ip + IP6_DST_OFF + 8, 8)
-    key[K_SPORT] = np.uint64(sport)
+    key[K_PORTS] = (np.uint64(sport) << np.uint64(PORT_BITS)) | np.uint64(dport)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -125,8 +129,8 @@ def tcp_dns(  # type: ignore[no-untyped-def]
 ):  # fmt: skip
     """Walk segment rows ``first..n_seg`` (kernels/decode.py T_* columns) through the
     flow table; write the status of each segment's packet and an event row (its packet
-    ``ev_packet`` and the event columns) per DNS query message completed. Stops before
-    a segment when fewer than MAX_EVENTS_PER_PACKET event rows are free.
+    ``ev_packet`` and the event columns) per DNS query or answer message completed.
+    Stops before a segment when fewer than MAX_EVENTS_PER_PACKET event rows are free.
 
     Returns:
         (index of the first segment row not walked, event rows filled).
@@ -137,7 +141,9 @@ def tcp_dns(  # type: ignore[no-untyped-def]
     while i < n_seg and capacity - n_events >= MAX_EVENTS_PER_PACKET:
         p = segs[i, T_PACKET]
         now = ts_us[p]
-        _key(data, segs[i, T_IP], segs[i, T_VERSION], segs[i, T_SPORT], key)
+        sport, dport = segs[i, T_SPORT], segs[i, T_DPORT]
+        side = _side(dport, sport)
+        _key(data, segs[i, T_IP], segs[i, T_VERSION], sport, dport, key)
         s, is_new = _slot(keys, last_us, key, now, timeout_us)
         seq = segs[i, T_SEQ]
         if is_new:
@@ -147,8 +153,8 @@ def tcp_dns(  # type: ignore[no-untyped-def]
             kept[s] = 0
         last_us[s] = now
         statuses[p], n_rows, lost = _walk(
-            data, segs[i, T_START], segs[i, T_STOP], segs[i, T_SENT], seq, s, expect, seen,
-            kept, bufs, kinds, rcodes, names, qtypes, name_lens, n_events,
+            data, segs[i, T_START], segs[i, T_STOP], segs[i, T_SENT], seq, s, side, expect,
+            seen, kept, bufs, kinds, rcodes, names, qtypes, name_lens, n_events,
         )  # fmt: skip
         for row in range(n_events, n_events + n_rows):
             ev_packet[row] = p
@@ -157,9 +163,8 @@ def tcp_dns(  # type: ignore[no-untyped-def]
             src_lo[row] = key[K_SRC_LO]
             dst_hi[row] = key[K_DST_HI]
             dst_lo[row] = key[K_DST_LO]
-            kinds[row] = KIND_DNS
-            dports[row] = PORT_DNS
-            sports[row] = segs[i, T_SPORT]
+            dports[row] = dport
+            sports[row] = sport
             ev_statuses[row] = statuses[p]
         n_events += n_rows
         if lost or not keep:
@@ -172,11 +177,12 @@ def tcp_dns(  # type: ignore[no-untyped-def]
 # partial message in step with the sequence numbers
 @njit(cache=True, nogil=True, inline="always")
 def _walk(  # type: ignore[no-untyped-def]
-    data, start, stop, sent, seq, s, expect, seen, kept, bufs, kinds, rcodes, names, qtypes,
-    name_lens, row0,
+    data, start, stop, sent, seq, s, side, expect, seen, kept, bufs, kinds, rcodes, names,
+    qtypes, name_lens, row0,
 ):  # fmt: skip
-    """One segment (captured ``data[start:stop]`` of ``start..sent``) through flow slot
-    ``s`` -> (status, event rows, stream lost)."""
+    """One segment (captured ``data[start:stop]`` of ``start..sent``, ``side`` by its
+    ports: _TO_DNS and/or _FROM_DNS) through flow slot ``s`` -> (status, event rows,
+    stream lost)."""
     ahead = (expect[s] - seq) % SEQ_MOD
     if ahead >= SEQ_MOD // 2:
         # a gap: the message in progress cannot complete; read this segment afresh
@@ -221,12 +227,12 @@ def _walk(  # type: ignore[no-untyped-def]
                 if status == _GO:
                     status = ST_TRUNCATED
                 continue
-            # segments to port 53: queries (answers over TCP are not read yet)
-            problem, is_query = _message(
-                bufs, msg, bound, _TO_DNS, row0 + n_rows, kinds, rcodes, names, qtypes,
+            # a query to port 53 or an answer from it (kind and rcode set by _message)
+            problem, is_event = _message(
+                bufs, msg, bound, side, row0 + n_rows, kinds, rcodes, names, qtypes,
                 name_lens,
             )  # fmt: skip
-            if is_query:
+            if is_event:
                 n_rows += 1
                 if status == _GO:
                     status = problem

@@ -3,9 +3,9 @@
 Place in the flow: text handed to libpcap before the first packet is read; the
 kernel then passes only what the decoder could count (docs/DECODING.md):
 
-- a DNS message to or from port 53 over UDP (queries go to 53, answers come from
-  it; the decoder reads QR itself; answers feed the dga-nx signal), or a TCP segment
-  to port 53 that carries payload (answers over TCP are not read yet);
+- a DNS message to or from port 53 over UDP, or a TCP segment to or from port 53
+  that carries payload (queries go to 53, answers come from it; the decoder reads
+  QR itself; answers feed the dga-nx signal);
 - a TCP SYN without ACK to 135, 139 or 445;
 - every IPv4 fragment of TCP or UDP, which the decoder reassembles;
 - any IPv6 packet whose first next-header is an extension header, because
@@ -66,8 +66,8 @@ def _untagged_clause() -> str:
         # fragment) ends a BPF program with "reject" whatever follows.
         "(ip and ip[6:2] & 0x3fff != 0 and (ip[9] == 6 or ip[9] == 17))",
         "udp port 53",
-        f"(ip and tcp dst port 53 and {tcp4_payload})",
-        f"(ip6 and tcp dst port 53 and {tcp6_payload})",
+        f"(ip and tcp port 53 and {tcp4_payload})",
+        f"(ip6 and tcp port 53 and {tcp6_payload})",
         f"(ip and tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn and ({syn_ports}))",
         f"(ip6 and ip6[6] == 6 and ip6[53] & 0x12 == 0x02 and ({syn_ports}))",
         f"(ip6 and ({ext_headers}))",
@@ -91,7 +91,7 @@ def _pppoe_clause() -> str:
     ipv4 = (
         "ether[20:2] == 0x0021 and ether[28:2] & 0x1fff == 0"
         f" and ((ether[31] == 17 and {dns4})"
-        f" or (ether[31] == 6 and ({dport4} == 53 or ({syn4} and ({ports4})))))"
+        f" or (ether[31] == 6 and ({dns4} or ({syn4} and ({ports4})))))"
     )
     ports6 = " or ".join(f"ether[64:2] == {port}" for port in _SYN_PORTS)
     ext6 = " or ".join(f"ether[28] == {nh}" for nh in _IPV6_EXT_HEADERS)
@@ -99,7 +99,7 @@ def _pppoe_clause() -> str:
     dns6 = "(ether[64:2] == 53 or ether[62:2] == 53)"
     ipv6 = (
         f"ether[20:2] == 0x0057 and ({ext6} or (ether[28] == 17 and {dns6})"
-        f" or (ether[28] == 6 and (ether[64:2] == 53 or ({syn6}))))"
+        f" or (ether[28] == 6 and ({dns6} or ({syn6}))))"
     )
     return f"(ether[12:2] == 0x8864 and (({ipv4}) or ({ipv6})))"
 
@@ -113,8 +113,8 @@ def default_filter() -> str:
     """The filter live capture installs on an Ethernet interface when the operator gives none.
 
     Returns:
-        A libpcap filter expression admitting DNS to and from port 53 over UDP,
-        TCP with payload to port 53, SYN-without-ACK to 135/139/445, IPv4 and IPv6, with zero, one
+        A libpcap filter expression admitting DNS to and from port 53 (UDP, and
+        TCP with payload), SYN-without-ACK to 135/139/445, IPv4 and IPv6, with zero, one
         or two VLAN tags, and the same in untagged PPPoE sessions.
     """
     return f"{_at_every_depth(_untagged_clause())} or {_pppoe_clause()}"

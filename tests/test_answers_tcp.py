@@ -1,0 +1,207 @@
+"""DNS answers over TCP: the server's stream (from port 53) is followed like the client's.
+
+Crafted streams (an answer whole, several in one segment, one split at every byte,
+retransmitted, after a gap, in IPv4 and IPv6, a query and its answers on one
+connection) go through the real decoder, in one batch and one packet per batch, and
+through the dpkt reference (``testkit/reference.py`` with its flow table): the same
+status per packet and the same events (kind, addresses, ports, qtype, name, RCODE) at
+the same packets. The counts per client on the real captures, against tshark's, are
+in tests/test_answers.py.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from wormwatch.decode import Decoder
+from wormwatch.model import (
+    KIND_ANSWER,
+    KIND_DNS,
+    LINKTYPE_RAW,
+    RCODE_NXDOMAIN,
+    ST_IGNORED,
+    ST_OK,
+    addr_text,
+)
+
+from testkit.frames import DST4, DST6, SRC4, SRC6, dns, ipv4, ipv6, make_batch, tcp, tcp_dns
+from testkit.reference import RefDecoder
+
+IP_PROTO_TCP = 6
+CLIENT_PORT = 41000
+QUERY_FLAGS = 0x0100  # RD
+NOERROR_FLAGS = 0x8180  # QR, RD, RA
+NX_FLAGS = NOERROR_FLAGS | RCODE_NXDOMAIN
+
+Packet = tuple[int, bytes]
+# per packet: (status, [(kind, src, dst, dport, qtype, name, rcode)])
+Decoded = list[tuple[int, list[tuple[int, str, str, int, int, bytes, int]]]]
+
+
+def answer(name: bytes, *, flags: int = NOERROR_FLAGS, qtype: int = 1) -> bytes:
+    return dns(name, qtype, flags=flags)
+
+
+def from_server(*segments: tuple[int, bytes], v6: bool = False) -> list[Packet]:
+    """Segments ``(seq, payload)`` the server (port 53) sends the client."""
+    ip = ipv6 if v6 else ipv4
+    server, client = (DST6, SRC6) if v6 else (DST4, SRC4)
+    return [
+        (
+            LINKTYPE_RAW,
+            ip(tcp(p, sport=53, dport=CLIENT_PORT, seq=seq), IP_PROTO_TCP, src=server, dst=client),
+        )
+        for seq, p in segments
+    ]
+
+
+def to_server(*segments: tuple[int, bytes]) -> list[Packet]:
+    """Segments ``(seq, payload)`` the client sends the server (port 53)."""
+    return [
+        (LINKTYPE_RAW, ipv4(tcp(p, sport=CLIENT_PORT, dport=53, seq=seq), IP_PROTO_TCP))
+        for seq, p in segments
+    ]
+
+
+def in_order(stream: bytes, cuts: list[int], seq0: int = 1) -> list[tuple[int, bytes]]:
+    """``stream`` cut at ``cuts`` into consecutive ``(seq, payload)`` segments."""
+    bounds = [0, *cuts, len(stream)]
+    return [(seq0 + a, stream[a:b]) for a, b in itertools.pairwise(bounds) if b > a]
+
+
+def kernel(packets: list[Packet], *, per_packet: bool = False) -> Decoded:
+    """The real decoder, flow table kept: all packets in one batch, or one per batch."""
+    decoder = Decoder(max_events=64)
+    batches = [[p] for p in packets] if per_packet else [packets]
+    out: Decoded = []
+    for i, chunk in enumerate(batches):
+        ev = decoder.decode(make_batch(chunk, ts_us=[i + k for k in range(len(chunk))]))
+        rows: Decoded = [(int(s), []) for s in decoder.last_status]
+        for j in range(ev.n):
+            row = (
+                int(ev.kind[j]),
+                addr_text(int(ev.src_hi[j]), int(ev.src_lo[j])),
+                addr_text(int(ev.dst_hi[j]), int(ev.dst_lo[j])),
+                int(ev.dport[j]),
+                int(ev.qtype[j]),
+                bytes(ev.names[j, : ev.name_lens[j]]),
+                int(ev.rcode[j]),
+            )
+            rows[int(ev.ts_us[j]) - i][1].append(row)
+        out += rows
+    return out
+
+
+def reference(packets: list[Packet]) -> Decoded:
+    ref = RefDecoder()
+    out: Decoded = []
+    for ts_us, (linktype, frame) in enumerate(packets):
+        status, events = ref.decode(linktype, frame, ts_us)
+        rows = [(e.kind, e.src, e.dst, e.dport, e.qtype, e.name, e.rcode) for e in events]
+        out.append((status, rows))
+    return out
+
+
+def both(packets: list[Packet]) -> Decoded:
+    """The kernel's reading, after checking it equals the reference's, batched or not."""
+    got = kernel(packets)
+    assert got == reference(packets)
+    assert kernel(packets, per_packet=True) == got
+    return got
+
+
+def test_an_answer_counts_for_the_client_it_is_sent_to() -> None:
+    got = both(from_server((1, tcp_dns(answer(b"www.example.com")))))
+    assert got == [(ST_OK, [(KIND_ANSWER, DST4, SRC4, CLIENT_PORT, 1, b"www.example.com", 0)])]
+
+
+def test_answers_coalesced_in_one_segment_each_count() -> None:
+    three = tcp_dns(
+        answer(b"qzkvhwe.example", flags=NX_FLAGS),
+        answer(b"www.example.com", qtype=28),
+        answer(b"xjrtpfl.example", flags=NX_FLAGS),
+    )
+    got = both(from_server((1, three), v6=True))
+    assert got == [
+        (
+            ST_OK,
+            [
+                (KIND_ANSWER, DST6, SRC6, CLIENT_PORT, 1, b"qzkvhwe.example", RCODE_NXDOMAIN),
+                (KIND_ANSWER, DST6, SRC6, CLIENT_PORT, 28, b"www.example.com", 0),
+                (KIND_ANSWER, DST6, SRC6, CLIENT_PORT, 1, b"xjrtpfl.example", RCODE_NXDOMAIN),
+            ],
+        )
+    ]
+
+
+NX = tcp_dns(answer(b"bmwqzrtk." + b"k" * 30 + b".example", flags=NX_FLAGS) + b"\x00" * 20)
+
+
+@pytest.mark.parametrize("cut", range(1, len(NX)), ids=lambda c: f"at-{c}")
+def test_an_answer_split_anywhere_counts_once_where_it_completes(cut: int) -> None:
+    got = both(from_server(*in_order(NX, [cut])))
+    assert got[0] == (ST_IGNORED, [])
+    assert [(e[0], e[5], e[6]) for e in got[1][1]] == [
+        (KIND_ANSWER, b"bmwqzrtk." + b"k" * 30 + b".example", RCODE_NXDOMAIN)
+    ]
+
+
+def test_a_stream_of_answers_in_small_segments() -> None:
+    names = [b"a%d.example" % i for i in range(5)]
+    stream = tcp_dns(*(answer(n, flags=NX_FLAGS if i % 2 else NOERROR_FLAGS) for i, n in
+                       enumerate(names)))  # fmt: skip
+    got = both(from_server(*in_order(stream, list(range(7, len(stream), 7)))))
+    found = [(e[5], e[6]) for _, events in got for e in events]
+    assert found == [(n, RCODE_NXDOMAIN if i % 2 else 0) for i, n in enumerate(names)]
+
+
+def test_retransmitted_and_gapped_answers() -> None:
+    two = tcp_dns(answer(b"a.example", flags=NX_FLAGS), answer(b"b.example"))
+    lost = tcp_dns(answer(b"c" * 40 + b".example", flags=NX_FLAGS))
+    after = 1 + len(two)
+    got = both(
+        from_server(
+            (1, two),
+            (1, two),  # a retransmission: read already
+            (1, two + lost[:10]),  # overlap: only the new bytes are read
+            (after + 30, tcp_dns(answer(b"d.example", flags=NX_FLAGS))),  # a gap
+        )
+    )
+    assert [(s, [e[5] for e in ev]) for s, ev in got] == [
+        (ST_OK, [b"a.example", b"b.example"]),
+        (ST_IGNORED, []),
+        (ST_IGNORED, []),
+        (ST_OK, [b"d.example"]),
+    ]
+
+
+def test_queries_and_answers_of_one_connection_are_two_streams() -> None:
+    """Each direction keeps its own place: the query's second half and the answer's
+    first half, interleaved, each complete in their own stream."""
+    query = tcp_dns(dns(b"kjhqwe.example", flags=QUERY_FLAGS))
+    reply = tcp_dns(answer(b"kjhqwe.example", flags=NX_FLAGS))
+    packets = [
+        *to_server((1, query[:9])),
+        *from_server((1, reply[:5])),
+        *to_server((1 + 9, query[9:])),
+        *from_server((1 + 5, reply[5:])),
+    ]
+    got = both(packets)
+    assert got == [
+        (ST_IGNORED, []),
+        (ST_IGNORED, []),
+        (ST_OK, [(KIND_DNS, SRC4, DST4, 53, 1, b"kjhqwe.example", 0)]),
+        (ST_OK, [(KIND_ANSWER, DST4, SRC4, CLIENT_PORT, 1, b"kjhqwe.example", RCODE_NXDOMAIN)]),
+    ]
+
+
+def test_a_query_from_port_53_and_an_answer_to_it_are_no_events() -> None:
+    got = both(
+        [
+            *from_server((1, tcp_dns(dns(b"q.example", flags=QUERY_FLAGS)))),
+            *to_server((1, tcp_dns(answer(b"a.example", flags=NX_FLAGS)))),
+        ]
+    )
+    assert got == [(ST_IGNORED, []), (ST_IGNORED, [])]
