@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -413,3 +413,5 @@ class Snapshot:
     interface_dropped: int | None = None
     # hosts that hold each verdict now, over every host judged (not only ``hosts``)
     flagged: dict[str, int] = field(default_factory=dict)
+    # central: one row per sensor for the sensors panel (wormwatch.cluster.top.sensor_rows)
+    sensors: list[dict[str, Any]] = field(default_factory=list)

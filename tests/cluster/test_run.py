@@ -7,117 +7,30 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import subprocess
-import sys
 import time
 import urllib.request
-import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
-import dpkt
 import nats
 import pytest
 
 from testkit.natsbroker import Broker, BrokerPool, broker_pool
+from testkit.natsrun import (
+    HALVES,
+    WORMWATCH,
+    central,
+    config,
+    flow_of,
+    is_dns,
+    publish,
+    run,
+    split,
+    stop,
+    wait_consumed,
+)
 from testkit.paths import DEMO
-from testkit.pcap import write_frames
-
-WORMWATCH = [sys.executable, "-m", "wormwatch"]
-HALVES = ("0-7", "8-15")
-
-
-def _records(path: Path) -> list[tuple[int, bytes]]:
-    with path.open("rb") as f:
-        return [(round(ts * 1e6), bytes(buf)) for ts, buf in dpkt.pcap.Reader(f)]
-
-
-def _flow_of(frame: bytes) -> int:
-    """A packet broker's split: a hash of the 5-tuple (both directions alike)."""
-    eth = dpkt.ethernet.Ethernet(frame)
-    ip = eth.data
-    if not isinstance(ip, dpkt.ip.IP | dpkt.ip6.IP6) or not hasattr(ip.data, "sport"):
-        return 0
-    ends = sorted([(bytes(ip.src), ip.data.sport), (bytes(ip.dst), ip.data.dport)])
-    return zlib.crc32(repr(ends).encode())
-
-
-def _is_dns(frame: bytes) -> bool:
-    ip = dpkt.ethernet.Ethernet(frame).data
-    return hasattr(ip, "data") and 53 in (
-        getattr(ip.data, "sport", 0),
-        getattr(ip.data, "dport", 0),
-    )
-
-
-def split(tmp: Path, key: Callable[[bytes], int], n: int) -> list[Path]:
-    """The demo capture split over ``n`` sensor pcaps by ``key`` of each frame."""
-    parts: list[list[tuple[int, bytes]]] = [[] for _ in range(n)]
-    for ts, frame in _records(DEMO):
-        parts[key(frame) % n].append((ts, frame))
-    paths = []
-    for i, records in enumerate(parts):
-        paths.append(tmp / f"part{i}.pcap")
-        write_frames(paths[-1], records)
-    return paths
-
-
-def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    argv = [*WORMWATCH, *args]
-    return subprocess.run(argv, check=False, capture_output=True, text=True, timeout=timeout)
-
-
-def publish(url: str, pcap: Path, sensor: str, config: Path) -> subprocess.Popen[str]:
-    args = ["replay", str(pcap), "--publish", url, "--sensor", sensor, "--no-tui"]
-    args += ["--config", str(config), "--summary", os.devnull]
-    return subprocess.Popen(
-        [*WORMWATCH, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
-
-
-def central(url: str, shards: str, out: Path, config: Path) -> subprocess.Popen[str]:
-    args = ["central", "--nats", url, "--shards", shards, "--no-tui", "--config", str(config)]
-    args += ["--summary", str(out / f"summary-{shards}.jsonl")]
-    args += ["--alerts", str(out / f"alerts-{shards}.jsonl")]
-    return subprocess.Popen(
-        [*WORMWATCH, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
-
-
-async def _consumed(url: str, names: list[str]) -> bool:
-    nc = await nats.connect(url)
-    try:
-        js = nc.jetstream()
-        last = (await js.stream_info("WORMWATCH_DELTAS")).state.last_seq
-        for name in names:
-            info = await js.consumer_info("WORMWATCH_DELTAS", name)
-            if info.num_pending or info.num_ack_pending or last == 0:
-                return False
-        return True
-    except nats.js.errors.NotFoundError:
-        return False
-    finally:
-        await nc.close()
-
-
-def wait_consumed(url: str, names: list[str], procs: list[subprocess.Popen[str]]) -> None:
-    """Poll until the central consumers have nothing pending (or one died)."""
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        for p in procs:
-            assert p.poll() is None, p.stderr.read() if p.stderr else ""
-        if asyncio.run(_consumed(url, names)):
-            return
-        time.sleep(0.2)
-    raise AssertionError("central processes did not consume everything within 120 s")
-
-
-def stop(proc: subprocess.Popen[str]) -> str:
-    proc.send_signal(signal.SIGTERM)
-    _out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
-    return err
 
 
 def host_records(*paths: Path, drop_sensors: bool = True) -> dict[str, dict[str, object]]:
@@ -153,11 +66,6 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return out / "s.jsonl", out / "a.jsonl"
 
 
-def config(path: Path, body: str) -> Path:
-    path.write_text(body)
-    return path
-
-
 SPLIT = '[cluster]\nsplit_of_link = ["s0", "s1", "s2", "dns", "syn"]\n'
 
 
@@ -167,9 +75,9 @@ def test_split_capture_merges_to_one_process(
 ) -> None:
     cfg = config(tmp_path / "c.toml", SPLIT)
     if how == "flows":
-        parts, names = split(tmp_path, _flow_of, 3), ["s0", "s1", "s2"]
+        parts, names = split(tmp_path, flow_of, 3), ["s0", "s1", "s2"]
     else:
-        parts, names = split(tmp_path, lambda f: 0 if _is_dns(f) else 1, 2), ["dns", "syn"]
+        parts, names = split(tmp_path, lambda f: 0 if is_dns(f) else 1, 2), ["dns", "syn"]
     sensors = [publish(broker.url, p, n, cfg) for p, n in zip(parts, names, strict=True)]
     for s in sensors:
         _out, err = s.communicate(timeout=300)
@@ -244,7 +152,7 @@ def test_central_killed_and_restarted_counts_once(
     broker: Broker, tmp_path: Path, reference: tuple[Path, Path]
 ) -> None:
     cfg = config(tmp_path / "c.toml", SPLIT)
-    parts = split(tmp_path, lambda f: 0 if _is_dns(f) else 1, 2)
+    parts = split(tmp_path, lambda f: 0 if is_dns(f) else 1, 2)
     for p, n in zip(parts, ("dns", "syn"), strict=True):
         s = publish(broker.url, p, n, cfg)
         assert s.wait(timeout=300) == 0
@@ -314,7 +222,7 @@ def broker(brokers: BrokerPool) -> Broker:
 
 @pytest.fixture
 def demo_parts(tmp_path: Path) -> list[Path]:
-    return split(tmp_path, _flow_of, 2)
+    return split(tmp_path, flow_of, 2)
 
 
 def test_overlapping_sensors_are_warned_about(

@@ -19,6 +19,7 @@ from wormwatch.cluster.central import TOP_HOSTS, Central
 from wormwatch.cluster.consume import Consumer
 from wormwatch.cluster.publisher import HEARTBEAT_S
 from wormwatch.cluster.settings import parse_shards
+from wormwatch.cluster.top import sensor_rows
 from wormwatch.config import Config
 from wormwatch.model import HostView, Snapshot
 from wormwatch.pipeline import Presenter
@@ -69,6 +70,7 @@ def snapshot(central: Central, name: str, *, is_finished: bool = False) -> Snaps
         is_finished=is_finished,
         events_untracked=agg.counts().events_dropped,
         flagged=central.judger.flagged_counts(),
+        sensors=sensor_rows(central),
     )
 
 

@@ -38,21 +38,6 @@ def top_record(central: Central, key: str, lag_s: float) -> dict[str, object]:
                 "sensors": central.sensors_of(host),
             }
         )
-    now = central.clock()
-    sensors = [
-        {
-            "sensor": h.name,
-            "packets_per_s": h.packets_per_s,
-            "kernel_dropped": h.kernel_dropped,
-            "heartbeat_age_s": round(now - h.last_wall, 1) if h.last_wall else None,
-            "newest_bin": h.newest_bin,
-            "bin_s": central.agg.bin_s,
-            "buffered": h.buffered,
-            "dropped": h.dropped,
-            "clock_skewed": h.is_skewed(),
-        }
-        for h in sorted(central.sensors.values(), key=lambda h: h.name)
-    ]
     return {
         "central": key,
         "wall": time.time(),
@@ -60,7 +45,38 @@ def top_record(central: Central, key: str, lag_s: float) -> dict[str, object]:
         "lag_s": round(lag_s, 2),
         "alerts": central.n_alerts,
         "hosts": hosts,
-        "sensors": sensors,
+        "sensors": sensor_rows(central),
         "overlaps": list(central.overlaps),
         "n_overlaps": central.n_overlaps,
     }
+
+
+def sensor_rows(central: Central) -> list[dict[str, object]]:
+    """One row of the sensors panel per sensor, by name.
+
+    ``lag_s`` is how far the sensor's packet time (its last heartbeat) runs
+    ahead of the end of the newest bin merged from it: 0 while the central
+    keeps up; None before both are known.
+    """
+    now = central.clock()
+    bin_s = central.agg.bin_s
+    rows: list[dict[str, object]] = []
+    for h in sorted(central.sensors.values(), key=lambda h: h.name):
+        lag = None
+        if h.packet_us > 0 and h.newest_bin >= 0:
+            lag = round(max(0.0, h.packet_us / 1e6 - (h.newest_bin + 1) * bin_s), 1)
+        rows.append(
+            {
+                "sensor": h.name,
+                "packets_per_s": h.packets_per_s,
+                "kernel_dropped": h.kernel_dropped,
+                "heartbeat_age_s": round(now - h.last_wall, 1) if h.last_wall else None,
+                "lag_s": lag,
+                "newest_bin": h.newest_bin,
+                "bin_s": bin_s,
+                "buffered": h.buffered,
+                "dropped": h.dropped,
+                "clock_skewed": h.is_skewed(),
+            }
+        )
+    return rows

@@ -8,7 +8,6 @@ redrawn every few seconds.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console, Group
@@ -17,19 +16,8 @@ from rich.text import Text
 
 from wormwatch.cluster.settings import ClusterConfig
 from wormwatch.cluster.view import MergedView, fetch_view
+from wormwatch.present.live.sensors import num, sensors_table
 from wormwatch.present.safe import name_cell, safe_text
-
-
-def _num(value: Any) -> str:
-    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else "-"
-
-
-def _bin_time(newest_bin: Any, bin_s: Any) -> str:
-    """The end of a sensor's newest bin merged, in UTC (packet time)."""
-    if not isinstance(newest_bin, int) or newest_bin < 0 or not isinstance(bin_s, int):
-        return "-"
-    end = datetime.fromtimestamp((newest_bin + 1) * bin_s, UTC)
-    return end.strftime("%Y-%m-%d %H:%M")
 
 
 def hosts_table(view: MergedView) -> Table:
@@ -41,43 +29,17 @@ def hosts_table(view: MergedView) -> Table:
             name_cell(str(h.get("src_ip", "?")), max_len=39),
             safe_text(str(h.get("score", 0))),
             safe_text(" ".join(str(v) for v in h.get("verdicts", [])), max_len=40),
-            _num(h.get("queries")),
-            _num(h.get("mx")),
-            _num(h.get("syns")),
-            _num(h.get("syn_targets")),
+            num(h.get("queries")),
+            num(h.get("mx")),
+            num(h.get("syns")),
+            num(h.get("syn_targets")),
             safe_text(",".join(str(s) for s in h.get("sensors", [])), max_len=40),
         )
     return table
 
 
-def sensors_table(view: MergedView) -> Table:
-    table = Table(title="sensors", expand=False)
-    for col in (
-        "sensor",
-        "packets/s",
-        "kernel drops",
-        "heartbeat",
-        "newest bin",
-        "buffered",
-        "clock",
-    ):
-        table.add_column(col, no_wrap=True)
-    for s in view.sensors:
-        age = s.get("heartbeat_age_s")
-        table.add_row(
-            name_cell(str(s.get("sensor", "?")), max_len=32),
-            safe_text(f"{float(s.get('packets_per_s') or 0):,.0f}"),
-            _num(s.get("kernel_dropped")),
-            safe_text(f"{age:.0f} s ago" if isinstance(age, int | float) else "none"),
-            _bin_time(s.get("newest_bin"), s.get("bin_s")),
-            _num(s.get("buffered")),
-            Text("SKEWED", style="bold red") if s.get("clock_skewed") else Text("ok"),
-        )
-    return table
-
-
 def view_screen(view: MergedView) -> Group:
-    parts: list[Any] = [hosts_table(view), sensors_table(view)]
+    parts: list[Any] = [hosts_table(view), sensors_table(view.sensors)]
     if not view.centrals:
         parts.append(Text("no central process has reported yet"))
     for warning in view.warnings:

@@ -20,6 +20,7 @@ from wormwatch.model import STATUS_NAMES, Snapshot
 from wormwatch.present.live import fmt
 from wormwatch.present.live.detail import detail_lines, detail_panel, help_panel
 from wormwatch.present.live.rows import HostRow, host_row
+from wormwatch.present.live.sensors import sensors_panel
 from wormwatch.present.live.view import SORT_LABELS, ViewState, order_rows
 from wormwatch.present.safe import name_cell, safe_text
 from wormwatch.text import utc_time
@@ -353,9 +354,10 @@ def build_screen(
     """The whole screen for one snapshot, ``height`` lines of ``width`` cells.
 
     Header (source, clocks, rates, health), then the host table (or the key
-    help), then the detail panel of the selected host when open, then one
-    footer line. Rows beyond the height are left out (the footer says how
-    many there are); columns that do not fit the width are dropped.
+    help), then the detail panel of the selected host when open, then a
+    central's sensors panel, then one footer line. Rows beyond the height
+    are left out (the footer says how many there are); columns that do not
+    fit the width are dropped.
     ``rows`` are :func:`screen_rows` of the snapshot when the caller already
     has them (the presenter, which keeps their order for the keys).
     """
@@ -365,6 +367,9 @@ def build_screen(
     if rows is None:
         rows = screen_rows(snapshot, state)
     body_h = max(1, height - len(header) - 1)
+    # a central's sensors panel, between the hosts and the footer
+    panel, panel_h = sensors_panel(snapshot.sensors, max_h=body_h // 2)
+    body_h -= panel_h
     parts: list[RenderableType] = [*header]
     shown = (0, 0)
     if state.is_help_open:
@@ -387,5 +392,7 @@ def build_screen(
         parts.extend(Text("") for _ in range(max(0, body_h - detail_h - used)))
         if detail is not None:
             parts.append(detail)
+    if panel is not None:
+        parts.append(panel)
     parts.append(footer_line(snapshot, state, shown, len(rows), width))
     return Group(*parts)
