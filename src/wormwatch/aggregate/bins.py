@@ -15,6 +15,15 @@ from wormwatch.model import BOOL, I64, N_COUNTERS
 from wormwatch.tables import MIN_CAPACITY, KeyTable
 
 
+def host_mask(ids: I64, keys: I64) -> BOOL:
+    """Which ``keys`` (host ids, -1 = none) are among ``ids``: one gather per
+    key (``np.isin`` would sort them)."""
+    wanted = np.zeros(max(int(keys.max(initial=-1)), int(ids.max(initial=-1))) + 2, np.bool_)
+    wanted[ids] = True
+    # -1 reads the last element, which no id reaches
+    return wanted[keys]
+
+
 class BinRows:
     """(host, bin) -> row of counters, grown by doubling up to ``max_rows``."""
 
@@ -61,7 +70,7 @@ class BinRows:
         sorted by host then bin."""
         used = self.n_rows
         row_host = self.row_host[:used]
-        sel = np.nonzero(np.isin(row_host, ids) & (self.row_bin[:used] >= oldest_bin))[0]
+        sel = np.nonzero(host_mask(ids, row_host) & (self.row_bin[:used] >= oldest_bin))[0]
         order = np.lexsort((self.row_bin[sel], row_host[sel]))
         sel = sel[order]
         return sel, row_host[sel]
