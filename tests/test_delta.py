@@ -1,5 +1,7 @@
 """The delta API: per-bin exports of one capture's parts merge to the state
-one aggregate reaches counting the whole capture."""
+one aggregate reaches counting the whole capture (queries, SYNs and the DNS
+answers dga-nx counts: NXDOMAIN names, registrable domains, their name scores
+and samples)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,17 @@ from wormwatch.aggregate.export import DeltaExporter, take_events
 from wormwatch.aggregate.merge import DeltaMerger
 from wormwatch.classify import Classifier
 from wormwatch.delta import Delta, DeltaError, decode, encode, shard_of
-from wormwatch.model import KIND_DNS, KIND_SYN, Events, addr_words
+from wormwatch.model import (
+    C_ANSWERS,
+    C_NX_DOMS_NEW,
+    C_NX_NAMES_NEW,
+    C_NX_SCORE,
+    KIND_ANSWER,
+    KIND_DNS,
+    KIND_SYN,
+    Events,
+    addr_words,
+)
 
 BIN_S = 60
 T0 = 1_700_000_000_000_000
@@ -23,24 +35,51 @@ HOSTS = [f"192.0.2.{i}" for i in range(1, 12)] + ["2001:db8::7", "2001:db8::8"]
 TARGETS = [f"198.51.100.{i}" for i in range(1, 25)] + ["2001:db8:1::1"]
 WORDS = ["mail", "mx1", "smtp", "www", "ns", "gateway", "relay2", "cdn", "nsa", "qq"]
 CLASSIFIER = Classifier(("mail", "smtp", "mx", "ns", "gate", "relay"))
+RESOLVER = "192.0.2.53"
+# registrable domains of the NXDOMAIN answers: several names share each one
+NX_DOMAINS = ["qzxkvjwp.com", "bluehorse.net", "x9k2m7d1.co.uk", "aaaa.org", "kjhgf.info"]
+NX_LABELS = ["", "www.", "mail.", "zq7."]
+
+
+def _answer_name(rnd: random.Random) -> tuple[bytes, int, int]:
+    """(name, qtype, rcode) of an answer: mostly NXDOMAIN for made-up names, some
+    resolving, some other errors, reverse look-ups and search-domain expansions."""
+    rcode = rnd.choice((3, 3, 3, 0, 0, 2))
+    roll = rnd.random()
+    if roll < 0.1:
+        return b"7.2.0.192.in-addr.arpa", 12, rcode
+    if roll < 0.2:
+        return f"printer{rnd.randint(0, 3)}.campus.example".encode(), 1, rcode
+    name = rnd.choice(NX_LABELS) + f"d{rnd.randint(0, 6)}" + rnd.choice(NX_DOMAINS)
+    return name.encode(), rnd.choice((1, 1, 28, 15)), rcode
 
 
 def capture(seed: int, n: int) -> Events:
-    """``n`` events of a few hosts over several bins, packet time increasing."""
+    """``n`` events of a few hosts over several bins, packet time increasing:
+    queries, SYNs and the DNS answers the hosts receive."""
     rnd = random.Random(seed)
     ev = Events.allocate(n, n)
     ts = T0
     for i in range(n):
         ts += rnd.randint(1, 7_000_000)
         ev.ts_us[i] = ts
-        ev.src_hi[i], ev.src_lo[i] = addr_words(rnd.choice(HOSTS))
-        if rnd.random() < 0.35:
+        host = addr_words(rnd.choice(HOSTS))
+        ev.src_hi[i], ev.src_lo[i] = host
+        roll = rnd.random()
+        if roll < 0.3:
             ev.dst_hi[i], ev.dst_lo[i] = addr_words(rnd.choice(TARGETS))
             ev.kind[i], ev.dport[i] = KIND_SYN, rnd.choice((135, 139, 445))
             continue
-        ev.dst_hi[i], ev.dst_lo[i] = addr_words("192.0.2.53")
-        name = f"{rnd.choice(WORDS)}.ex{rnd.randint(0, 30)}.com".encode()
-        ev.kind[i], ev.dport[i], ev.qtype[i] = KIND_DNS, 53, rnd.choice((1, 1, 28, 15, 12, 0))
+        if roll < 0.55:
+            # an answer counts for the client it is sent to
+            ev.src_hi[i], ev.src_lo[i] = addr_words(RESOLVER)
+            ev.dst_hi[i], ev.dst_lo[i] = host
+            name, qtype, rcode = _answer_name(rnd)
+            ev.kind[i], ev.dport[i], ev.qtype[i], ev.rcode[i] = KIND_ANSWER, 1024, qtype, rcode
+        else:
+            ev.dst_hi[i], ev.dst_lo[i] = addr_words(RESOLVER)
+            name = f"{rnd.choice(WORDS)}.ex{rnd.randint(0, 30)}.com".encode()
+            ev.kind[i], ev.dport[i], ev.qtype[i] = KIND_DNS, 53, rnd.choice((1, 1, 28, 15, 12, 0))
         ev.names[i, : len(name)] = np.frombuffer(name, np.uint8)
         ev.name_lens[i] = len(name)
     return ev
@@ -78,6 +117,7 @@ def assert_same_state(want: Aggregator, got: Aggregator) -> None:
         np.testing.assert_array_equal(b.series, a.series, err_msg=a.addr)
         assert b.sample_names == a.sample_names, a.addr
         assert b.sample_mx_names == a.sample_mx_names, a.addr
+        assert b.sample_nx_names == a.sample_nx_names, a.addr
         assert b.prefixes == a.prefixes, a.addr
     for x, y in zip(want.network_series(), got.network_series(), strict=True):
         np.testing.assert_array_equal(x, y)
@@ -130,10 +170,27 @@ def test_the_same_export_twice_counts_once() -> None:
 
 def test_dns_at_one_sensor_and_syns_at_another() -> None:
     ev = capture(11, 500)
-    dns = np.nonzero(ev.kind[: ev.n] == KIND_DNS)[0]
+    dns = np.nonzero(ev.kind[: ev.n] != KIND_SYN)[0]
     syn = np.nonzero(ev.kind[: ev.n] == KIND_SYN)[0]
     agg, _ = merged(export(take_events(ev, syn), "syn") + export(take_events(ev, dns), "dns"))
     assert_same_state(aggregate(ev), agg)
+
+
+def test_queries_at_one_sensor_and_their_answers_at_two_others() -> None:
+    ev = capture(17, 800)
+    kind = ev.kind[: ev.n]
+    answers = np.nonzero(kind == KIND_ANSWER)[0]
+    parts = [np.nonzero(kind != KIND_ANSWER)[0], answers[::2], answers[1::2]]
+    deltas = [d for k, idx in enumerate(parts) for d in export(take_events(ev, idx), f"s{k}")]
+    agg, _ = merged(deltas[::-1])
+    want = aggregate(ev)
+    assert_same_state(want, agg)
+    t = want.totals()
+    # the capture holds what is being tested: NXDOMAIN names and domains, scored
+    assert t[:, C_ANSWERS].sum() > 100
+    assert (t[:, C_NX_NAMES_NEW] > t[:, C_NX_DOMS_NEW]).any()
+    assert t[:, C_NX_SCORE].sum() > 0
+    assert any(st.sample_nx_names for st in want.host_states(range(want.n_hosts)))
 
 
 def test_owned_networks_leave_out_the_rest() -> None:
@@ -198,3 +255,29 @@ def test_a_quiet_live_link_still_closes_its_bins() -> None:
     closed = exporter.close_due()
     assert {d.ident.bin for d in closed} == set((ev.ts_us[: ev.n] // (BIN_S * 1_000_000)).tolist())
     assert exporter.cells == {}
+
+
+def as_version_1(d: Delta) -> bytes:
+    """``d`` as a sensor before version 2 sent it: no domains table, no sample
+    domain offsets (the columns version 2 appended)."""
+    data = encode(d)
+    tail = 4 * 4 + sum(
+        int(a.nbytes) for a in (d.domain_host, d.domain_hash, d.domain_score, d.sample_reg)
+    )
+    return b"WWD1" + data[4 : len(data) - tail]
+
+
+def test_version_1_deltas_still_merge() -> None:
+    ev = capture(19, 500)
+    queries_and_syns = take_events(ev, np.nonzero(ev.kind[: ev.n] != KIND_ANSWER)[0])
+    old = [decode(as_version_1(d)) for d in export(queries_and_syns, "old")]
+    assert all(d.domain_host.shape[0] == 0 for d in old)
+    agg, _ = merged(old)
+    assert_same_state(aggregate(queries_and_syns), agg)
+    # with answers: the counts and NXDOMAIN names merge, the domains are not in it
+    agg, _ = merged([decode(as_version_1(d)) for d in export(ev, "old")])
+    want = aggregate(ev)
+    ids = [agg.find(*want.address(h)) for h in range(want.n_hosts)]
+    cols = [C_ANSWERS, C_NX_NAMES_NEW]
+    np.testing.assert_array_equal(agg.totals()[ids][:, cols], want.totals()[:, cols])
+    assert agg.totals()[:, C_NX_DOMS_NEW].sum() == 0

@@ -12,21 +12,33 @@ What a delta carries, per host of the shard seen in the bin:
   ``N_ADDITIVE - 1`` of :mod:`wormwatch.model`: queries by type, keyword
   queries, SYNs by port, DNS answers received by RCODE kind);
 * ``targets``: every distinct SYN destination of the host in the bin;
-* ``names``: every distinct name hash (salt 0) and MX name hash (salt 1);
+* ``names``: every distinct name hash (salt 0), MX name hash (salt 1) and
+  NXDOMAIN name hash (salt 2, the names dga-nx counts);
+* ``domains``: every distinct registrable domain of those NXDOMAIN names (its
+  hash, as the aggregate's salt-3 key) with its name score in thousandths (the
+  score is the registrable label's, so one per domain);
 * ``prefixes``: name-prefix keys with their counts;
 * ``samples``: up to the sample count of names the sensor had not sent for
-  the host before, with the packet time it first saw each.
+  the host before (salt 0 names, 1 MX names, 2 NXDOMAIN names of new domains),
+  with the packet time it first saw each and, for salt 2, where the name's
+  registrable domain starts (samples of one domain are one sample).
 
 Counts add and sets union, so the counters that depend on what a host did
-before (new targets, new names) are derived again by the merging side. A
-delta's identity is ``(sensor, shard, bin, part)``: data-derived, so a
-re-sent or re-read bin has the same identity and is merged only once.
+before (new targets, new names, new NXDOMAIN names and domains with their
+scores) are derived again by the merging side. A delta's identity is
+``(sensor, shard, bin, part)``: data-derived, so a re-sent or re-read bin has
+the same identity and is merged only once.
+
+Versions: ``WWD2`` added the ``domains`` table and the samples' domain
+offsets (columns after the ``WWD1`` ones). A ``WWD1`` delta still decodes:
+no domains table (its NXDOMAIN domains, if any, came as salt-3 names, merged
+without their scores) and no offsets.
 """
 
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -35,16 +47,21 @@ from wormwatch.errors import WormwatchError
 from wormwatch.model import C_RCODE_ERR, I64, U64
 
 # counters 0..C_RCODE_ERR add up (queries, SYNs, DNS answers); the rest are derived
-# from sets. The NXDOMAIN names and domains of dga-nx (and their name scores and samples)
-# are not carried yet: a central sees the answer counts but cannot judge dga-nx.
+# from sets (names, targets, NXDOMAIN names and domains with their scores)
 N_ADDITIVE = C_RCODE_ERR + 1
 DEFAULT_SHARDS = 16
 
-_MAGIC = b"WWD1"
+_MAGIC = b"WWD2"
+_MAGIC_V1 = b"WWD1"
 # magic, name length, shard, bin, part, bin_s, first and last packet time of the bin
 _HEAD = struct.Struct("<4sHIqIqqq")
 U32 = npt.NDArray[np.uint32]
+U16 = npt.NDArray[np.uint16]
 U8 = npt.NDArray[np.uint8]
+
+
+def _none(dtype: type[np.generic]) -> np.ndarray:
+    return np.zeros(0, dtype)
 
 
 class DeltaError(WormwatchError):
@@ -93,8 +110,19 @@ class Delta:
     sample_host: U32
     sample_salt: U8
     sample_us: I64
-    sample_lens: npt.NDArray[np.uint16]
+    sample_lens: U16
     sample_bytes: U8
+    # WWD2: distinct NXDOMAIN registrable domains with their name scores
+    domain_host: U32 = field(default_factory=lambda: _none(np.uint32))
+    domain_hash: U64 = field(default_factory=lambda: _none(np.uint64))
+    domain_score: U16 = field(default_factory=lambda: _none(np.uint16))
+    # WWD2: per sample, where its registrable domain starts (salt 2; else 0)
+    sample_reg: U8 = field(default_factory=lambda: _none(np.uint8))
+
+    def __post_init__(self) -> None:
+        n = int(self.sample_host.shape[0])
+        if self.sample_reg.shape[0] == 0 and n:
+            self.sample_reg = np.zeros(n, np.uint8)
 
     @property
     def n_hosts(self) -> int:
@@ -115,7 +143,7 @@ class Delta:
 
 
 # the column arrays in wire order, with their dtypes and row widths
-_COLUMNS: tuple[tuple[str, str, int], ...] = (
+_COLUMNS_V1: tuple[tuple[str, str, int], ...] = (
     ("hi", "<u8", 1),
     ("lo", "<u8", 1),
     ("first_us", "<i8", 1),
@@ -135,6 +163,13 @@ _COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("sample_us", "<i8", 1),
     ("sample_lens", "<u2", 1),
     ("sample_bytes", "<u1", 1),
+)
+_COLUMNS = (
+    *_COLUMNS_V1,
+    ("domain_host", "<u4", 1),
+    ("domain_hash", "<u8", 1),
+    ("domain_score", "<u2", 1),
+    ("sample_reg", "<u1", 1),
 )
 _COUNT = struct.Struct("<I")
 
@@ -157,8 +192,9 @@ def encode(delta: Delta) -> bytes:
 
 def decode(data: bytes) -> Delta:
     """The delta encoded in ``data``; :class:`DeltaError` if it is not one."""
-    if len(data) < _HEAD.size or data[:4] != _MAGIC:
+    if len(data) < _HEAD.size or data[:4] not in (_MAGIC, _MAGIC_V1):
         raise DeltaError("not a wormwatch delta (bad magic)")
+    columns = _COLUMNS if data[:4] == _MAGIC else _COLUMNS_V1
     _magic, name_len, shard, bin_, part, bin_s, first_us, last_us = _HEAD.unpack_from(data)
     off = _HEAD.size + name_len
     try:
@@ -168,7 +204,7 @@ def decode(data: bytes) -> Delta:
     cols: dict[str, np.ndarray] = {}
     # one writable copy: the kernels compile one signature, for writable arrays
     buf = bytearray(data)
-    for col, dtype, width in _COLUMNS:
+    for col, dtype, width in columns:
         if off + _COUNT.size > len(data):
             raise DeltaError(f"delta truncated before column {col}")
         (rows,) = _COUNT.unpack_from(data, off)
@@ -195,15 +231,18 @@ def _check(d: Delta) -> None:
         (d.target_host, d.target_hi, d.target_lo),
         (d.name_host, d.name_hash, d.name_salt),
         (d.prefix_host, d.prefix_key, d.prefix_count),
-        (d.sample_host, d.sample_salt, d.sample_us, d.sample_lens),
+        (d.sample_host, d.sample_salt, d.sample_us, d.sample_lens, d.sample_reg),
+        (d.domain_host, d.domain_hash, d.domain_score),
     )
     if d.lo.shape[0] != n or any(len({a.shape[0] for a in g}) != 1 for g in groups):
         raise DeltaError("delta columns of one table differ in length")
-    for refs in (d.target_host, d.name_host, d.prefix_host, d.sample_host):
+    for refs in (d.target_host, d.name_host, d.prefix_host, d.sample_host, d.domain_host):
         if refs.shape[0] and int(refs.max()) >= n:
             raise DeltaError("delta refers to a host it does not carry")
     if int(d.sample_lens.astype(np.int64).sum()) != d.sample_bytes.shape[0]:
         raise DeltaError("delta sample names do not add up")
+    if (d.sample_reg.astype(np.int64) > d.sample_lens.astype(np.int64)).any():
+        raise DeltaError("delta sample domain starts past its name")
 
 
 _K1 = np.uint64(0x9E3779B97F4A7C15)

@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
 from wormwatch.aggregate import Aggregator
-from wormwatch.answers import host_words
+from wormwatch.answers import NX_DOMAIN_SALT, SCORE_UNITS, host_words
 from wormwatch.delta import DEFAULT_SHARDS, N_ADDITIVE, Delta, DeltaId, shard_of
-from wormwatch.model import BOOL, I64, Events
+from wormwatch.dganame import score_batch
+from wormwatch.model import BOOL, I32, I64, Events
 from wormwatch.nets import NetMask, in_networks
 
 # parts of one generation of a (shard, bin); a re-opened bin starts past them
@@ -38,12 +39,18 @@ def take_events(ev: Events, idx: I64) -> Events:
 
 
 class CellAggregator(Aggregator):
-    """An aggregate of one bin that also keeps when each sample was first seen."""
+    """An aggregate of one bin that also keeps when each sample was first seen,
+    where an NXDOMAIN sample's registrable domain starts, and the name score of
+    each registrable domain new in the bin (the score is the domain's)."""
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.sample_us: dict[int, list[int]] = {}
         self.mx_sample_us: dict[int, list[int]] = {}
+        self.nx_sample_us: dict[int, list[int]] = {}
+        self.nx_sample_reg: dict[int, list[int]] = {}
+        # registrable domain hash -> name score in thousandths, of the new domains
+        self.domain_scores: dict[int, int] = {}
 
     def _take_samples(
         self,
@@ -53,7 +60,9 @@ class CellAggregator(Aggregator):
         n_taken: I64,
         store: dict[int, list[bytes]],
     ) -> None:
-        times = self.sample_us if store is self._samples else self.mx_sample_us
+        reg = None
+        if store is self._nx_samples:
+            reg = self._score_domains(ev, is_new & (host >= 0))
         hosts = np.unique(host[is_new & (host >= 0)])
         before = n_taken[hosts].copy()
         super()._take_samples(ev, host, is_new, n_taken, store)
@@ -65,10 +74,29 @@ class CellAggregator(Aggregator):
         idx = np.nonzero(is_new & np.isin(host, hosts[changed]))[0]
         idx = idx[np.argsort(host[idx], kind="stable")]
         starts = np.searchsorted(host[idx], hosts[changed])
+        times = {id(self._samples): self.sample_us, id(self._mx_samples): self.mx_sample_us}
+        when = times.get(id(store), self.nx_sample_us)
         for h, s, m in zip(
             hosts[changed].tolist(), starts.tolist(), gained[changed].tolist(), strict=True
         ):
-            times.setdefault(h, []).extend(ev.ts_us[idx[s : s + m]].tolist())
+            when.setdefault(h, []).extend(ev.ts_us[idx[s : s + m]].tolist())
+            if reg is not None:
+                self.nx_sample_reg.setdefault(h, []).extend(reg[idx[s : s + m]].tolist())
+
+    def _score_domains(self, ev: Events, new: BOOL) -> I32:
+        """Score the answers whose registrable domain is new to their host in
+        the bin (each domain once per host), keeping each domain's score;
+        returns where each event's registrable domain starts (0 if not new)."""
+        reg = np.zeros(ev.n, np.int32)
+        sel = np.flatnonzero(new)
+        if sel.shape[0] == 0:
+            return reg
+        scored = score_batch(ev.names[sel], ev.name_lens[sel], int(sel.shape[0]))
+        milli = np.rint(scored.scores * SCORE_UNITS).astype(np.int64)
+        for k, v in zip(scored.reg_hashes.tolist(), milli.tolist(), strict=True):
+            self.domain_scores[k] = v
+        reg[sel] = scored.reg_starts
+        return reg
 
 
 @dataclass(slots=True)
@@ -207,7 +235,7 @@ class DeltaExporter:
         rank = np.empty(n, np.int64)
         rank[order] = np.arange(n)
         tables = _tables(agg)
-        samples = self._samples(agg)
+        samples = self._samples(agg).arrays()
         out: list[Delta] = []
         bounds = np.searchsorted(shard[order], np.arange(self.n_shards + 1))
         seen = (cell.first_us, cell.last_us)
@@ -232,40 +260,65 @@ class DeltaExporter:
             out.extend(mine)
         return out
 
-    def _samples(self, agg: CellAggregator) -> tuple[I64, I64, I64, list[bytes]]:
-        """(host, salt, first time, name) of the samples not sent before for the host."""
-        hosts: list[int] = []
-        salts: list[int] = []
-        times: list[int] = []
-        names: list[bytes] = []
+    def _samples(self, agg: CellAggregator) -> _Samples:
+        """The samples not sent before for their host (an NXDOMAIN sample: of a
+        registrable domain not sent before)."""
+        out = _Samples()
         for salt, store, when in (
             (0, agg._samples, agg.sample_us),
             (1, agg._mx_samples, agg.mx_sample_us),
+            (2, agg._nx_samples, agg.nx_sample_us),
         ):
             for h, taken in store.items():
                 key = (*agg.address(h), salt)
                 sent = self._sent.setdefault(key, set())
-                for name, t in zip(taken, when.get(h, []), strict=True):
-                    if len(sent) >= self.n_samples or name in sent:
+                regs = agg.nx_sample_reg.get(h, []) if salt == 2 else [0] * len(taken)
+                for name, t, r in zip(taken, when.get(h, []), regs, strict=True):
+                    if len(sent) >= self.n_samples or name[r:] in sent:
                         continue
-                    sent.add(name)
-                    hosts.append(h)
-                    salts.append(salt)
-                    times.append(t)
-                    names.append(name)
+                    sent.add(name[r:])
+                    out.add(h, salt, t, r, name)
+        return out
+
+
+@dataclass(slots=True)
+class _Samples:
+    """Sample names of a cell to send: per sample its host, salt, first time,
+    registrable domain offset and name."""
+
+    host: list[int] = field(default_factory=list)
+    salt: list[int] = field(default_factory=list)
+    us: list[int] = field(default_factory=list)
+    reg: list[int] = field(default_factory=list)
+    names: list[bytes] = field(default_factory=list)
+
+    def add(self, host: int, salt: int, us: int, reg: int, name: bytes) -> None:
+        self.host.append(host)
+        self.salt.append(salt)
+        self.us.append(us)
+        self.reg.append(reg)
+        self.names.append(name)
+
+    def arrays(self) -> _SampleArrays:
         return (
-            np.array(hosts, np.int64),
-            np.array(salts, np.int64),
-            np.array(times, np.int64),
-            names,
+            np.array(self.host, np.int64),
+            np.array(self.salt, np.uint8),
+            np.array(self.us, np.int64),
+            np.array(self.reg, np.uint8),
+            self.names,
         )
+
+
+# (host, salt, first time, domain offset, name) per sample
+_SampleArrays = tuple[I64, npt.NDArray[np.uint8], I64, npt.NDArray[np.uint8], list[bytes]]
 
 
 _Tables = dict[str, tuple[np.ndarray, ...]]
 
 
-def _tables(agg: Aggregator) -> _Tables:
-    """The cell's keyed sets as (host, key columns...) of occupied slots."""
+def _tables(agg: CellAggregator) -> _Tables:
+    """The cell's keyed sets as (host, key columns..., value) of occupied slots;
+    the NXDOMAIN domains (salt 3 of the names) apart, valued by their scores."""
     out: _Tables = {}
     for name, table in (
         ("targets", agg._pairs),
@@ -274,6 +327,12 @@ def _tables(agg: Aggregator) -> _Tables:
     ):
         sel = table.a >= 0
         out[name] = (table.a[sel], table.b[sel], table.c[sel], table.v[sel])
+    host, key, salt, _v = out["names"]
+    is_domain = salt == np.uint64(NX_DOMAIN_SALT)
+    out["names"] = tuple(col[~is_domain] for col in out["names"])
+    scores = agg.domain_scores
+    score = np.array([scores.get(k, 0) for k in key[is_domain].tolist()], np.uint16)
+    out["domains"] = (host[is_domain], key[is_domain], score)
     return out
 
 
@@ -285,7 +344,7 @@ def _slice(
     rank: I64,
     start: int,
     tables: _Tables,
-    samples: tuple[I64, I64, I64, list[bytes]],
+    samples: _SampleArrays,
 ) -> Delta:
     """The delta of the cell hosts ``hosts`` (ranks ``start..``)."""
     stop = start + int(hosts.shape[0])
@@ -297,8 +356,9 @@ def _slice(
 
     t_sel, t_host = rows(tables["targets"][0])
     n_sel, n_host = rows(tables["names"][0])
+    d_sel, d_host = rows(tables["domains"][0])
     p_sel, p_host = rows(tables["prefixes"][0])
-    s_host_all, s_salt, s_us, s_names = samples
+    s_host_all, s_salt, s_us, s_reg, s_names = samples
     s_sel, s_host = rows(s_host_all)
     picked = [s_names[i] for i in s_sel.tolist()]
     return Delta(
@@ -321,8 +381,12 @@ def _slice(
         prefix_key=tables["prefixes"][1][p_sel],
         prefix_count=tables["prefixes"][3][p_sel],
         sample_host=s_host,
-        sample_salt=s_salt[s_sel].astype(np.uint8),
+        sample_salt=s_salt[s_sel],
         sample_us=s_us[s_sel],
         sample_lens=np.array([len(x) for x in picked], np.uint16),
         sample_bytes=np.frombuffer(b"".join(picked), np.uint8).copy(),
+        domain_host=d_host,
+        domain_hash=tables["domains"][1][d_sel],
+        domain_score=tables["domains"][2][d_sel],
+        sample_reg=s_reg[s_sel],
     )

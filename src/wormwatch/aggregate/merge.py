@@ -5,11 +5,13 @@ In: :class:`~wormwatch.delta.Delta` values. Out: the aggregate's state, as if
 it had counted every event of every delta itself.
 
 Counters add. The counters that depend on history are derived here again
-from the sets: a SYN target or a name counts as *new* in the earliest bin any
-delta reports it in (a delta that arrives late moves the count back to its
-bin), and a target counts once per bin however many sensors saw it. Sample
-names are the host's earliest ones over all deltas. Each delta identity is
-applied once; a second copy changes nothing.
+from the sets: a SYN target, a name, an NXDOMAIN name or registrable domain
+counts as *new* in the earliest bin any delta reports it in (a delta that
+arrives late moves the count back to its bin; a domain's name score moves
+with it), and a target counts once per bin however many sensors saw it.
+Sample names are the host's earliest ones over all deltas (NXDOMAIN samples:
+the earliest name of each registrable domain). Each delta identity is applied
+once; a second copy changes nothing.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from wormwatch.model import (
     C_MX,
     C_MX_DOM_NEW,
     C_NAMES_NEW,
+    C_NX_DOMS_NEW,
+    C_NX_NAMES_NEW,
+    C_NX_SCORE,
     C_QUERIES,
     C_SYN135,
     C_SYN139,
@@ -38,6 +43,13 @@ from wormwatch.model import (
 from wormwatch.tables import KeyTable
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)
+# the counter a name's first sighting adds to, by salt: names, MX names, NXDOMAIN
+# names, NXDOMAIN domains (a WWD1 delta's; a WWD2 delta has its own domains table)
+_NEW_COLUMN = np.array([C_NAMES_NEW, C_MX_DOM_NEW, C_NX_NAMES_NEW, C_NX_DOMS_NEW], np.int64)
+N_SALTS = int(_NEW_COLUMN.shape[0])
+_NX_DOMAIN_SALT = 3
+# sample salts: names, MX names, NXDOMAIN names
+_N_SAMPLE_SALTS = 3
 
 
 def _target_key(hi: U64, lo: U64) -> U64:
@@ -78,8 +90,8 @@ class DeltaMerger:
         self.agg = agg
         # (host, bin, target) seen: a target counts once per bin
         self._bin_targets = KeyTable(agg._pairs.max_used)
-        # per host address and salt: [(first seen, name)], earliest first
-        self._samples: dict[tuple[int, int, int], list[tuple[int, bytes]]] = {}
+        # per host address and salt: [(first seen, name, domain offset)], earliest first
+        self._samples: dict[tuple[int, int, int], list[tuple[int, bytes, int]]] = {}
         self.applied: set[DeltaId] = set()
         self.n_duplicates = 0
         self.n_rows = 0
@@ -117,6 +129,7 @@ class DeltaMerger:
         agg._bins.rows[row[has_row], :N_ADDITIVE] += delta.counts[has_row]
         self._merge_targets(delta, host)
         self._merge_names(delta, host)
+        self._merge_domains(delta, host)
         self._merge_prefixes(delta, host)
         self._merge_samples(delta, host)
         self._add_network(delta, host, counts)
@@ -125,24 +138,33 @@ class DeltaMerger:
     def _rows_of(self, host: I64, bins: I64) -> I64:
         return self.agg._bins.rows_of(host, bins, self.agg._oldest_bin())
 
-    def _count(self, host: I64, bins: I64, col: int, sign: int) -> None:
-        """Add ``sign`` to column ``col`` of each (host, bin) row and host total."""
+    def _count(self, host: I64, bins: I64, col: int, sign: int | I64) -> None:
+        """Add ``sign`` (one or per key) to column ``col`` of each (host, bin)
+        row and host total."""
         ok = host >= 0
         if not ok.any():
             return
         host, bins = host[ok], bins[ok]
-        np.add.at(self.agg._hosts.totals[:, col], host, sign)
+        add = sign[ok] if isinstance(sign, np.ndarray) else sign
+        np.add.at(self.agg._hosts.totals[:, col], host, add)
         row = self._rows_of(host, bins)
-        np.add.at(self.agg._bins.rows[:, col], row[row >= 0], sign)
+        has_row = row >= 0
+        np.add.at(
+            self.agg._bins.rows[:, col], row[has_row],
+            add[has_row] if isinstance(add, np.ndarray) else add,
+        )  # fmt: skip
 
-    def _count_first(self, out: I64, old: I64, host: I64, b: int, col: int) -> None:
-        """Counts of a first-seen merge: new keys here, moved ones from their old bin."""
+    def _count_first(
+        self, out: I64, old: I64, host: I64, b: int, col: int, weight: I64 | None = None
+    ) -> None:
+        """Counts of a first-seen merge: new keys here, moved ones from their old
+        bin (1 per key, or ``weight`` per key)."""
+        w = np.ones(out.shape[0], np.int64) if weight is None else weight
+        here = (out == 2) | (out == 3)
+        self._count(host[here], np.full(int(np.count_nonzero(here)), b), col, w[here])
         moved = out == 3
-        self._count(
-            host[(out == 2) | moved], np.full(int(np.count_nonzero((out == 2) | moved)), b), col, 1
-        )
         if moved.any():
-            self._count(host[moved], old[moved], col, -1)
+            self._count(host[moved], old[moved], col, -w[moved])
 
     def _merge_targets(self, delta: Delta, host: I64) -> None:
         m = int(delta.target_host.shape[0])
@@ -174,9 +196,25 @@ class DeltaMerger:
             self.agg._names, nh, delta.name_hash, salt, np.full(m, b, np.int64), MERGE_FIRST
         )
         self.keys_refused += refused
-        is_mx = salt == 1
-        self._count_first(out[~is_mx], old[~is_mx], nh[~is_mx], b, C_NAMES_NEW)
-        self._count_first(out[is_mx], old[is_mx], nh[is_mx], b, C_MX_DOM_NEW)
+        for s in np.unique(salt).tolist():
+            if s < N_SALTS:
+                k = salt == s
+                self._count_first(out[k], old[k], nh[k], b, int(_NEW_COLUMN[s]))
+
+    def _merge_domains(self, delta: Delta, host: I64) -> None:
+        """NXDOMAIN registrable domains: new in their earliest bin, with their scores."""
+        m = int(delta.domain_host.shape[0])
+        if m == 0:
+            return
+        b = delta.ident.bin
+        dh = host[delta.domain_host.astype(np.int64)]
+        salt = np.full(m, _NX_DOMAIN_SALT, np.uint64)
+        out, old, refused = _merge_into(
+            self.agg._names, dh, delta.domain_hash, salt, np.full(m, b, np.int64), MERGE_FIRST
+        )
+        self.keys_refused += refused
+        self._count_first(out, old, dh, b, C_NX_DOMS_NEW)
+        self._count_first(out, old, dh, b, C_NX_SCORE, delta.domain_score.astype(np.int64))
 
     def _merge_prefixes(self, delta: Delta, host: I64) -> None:
         m = int(delta.prefix_host.shape[0])
@@ -201,39 +239,45 @@ class DeltaMerger:
         rows = delta.sample_host.astype(np.int64)
         salts = delta.sample_salt.astype(np.int64)
         order = np.lexsort((delta.sample_us, salts, rows))
+        order = order[salts[order] < _N_SAMPLE_SALTS]
         names = delta.sample_names()
-        group = rows[order] * 2 + salts[order]
+        group = rows[order] * _N_SAMPLE_SALTS + salts[order]
         starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
         ends = np.r_[starts[1:], group.shape[0]]
-        times_o = delta.sample_us[order].tolist()
-        names_o = [names[k] for k in order.tolist()]
+        cands = list(
+            zip(
+                delta.sample_us[order].tolist(),
+                [names[k] for k in order.tolist()],
+                delta.sample_reg[order].tolist(),
+                strict=True,
+            )
+        )
         his, los, hosts = delta.hi.tolist(), delta.lo.tolist(), host.tolist()
         for start, end, g in zip(
             starts.tolist(), ends.tolist(), group[starts].tolist(), strict=True
         ):
-            i, salt = g >> 1, g & 1
+            i, salt = divmod(g, _N_SAMPLE_SALTS)
             if hosts[i] >= 0:
-                cand = list(zip(times_o[start:end], names_o[start:end], strict=True))
-                self._take(hosts[i], (his[i], los[i], salt), cand)
+                self._take(hosts[i], (his[i], los[i], salt), cands[start:end])
 
-    def _take(self, h: int, key: tuple[int, int, int], cand: list[tuple[int, bytes]]) -> None:
-        """Merge candidate (first seen, name) samples of host ``h``."""
+    def _take(self, h: int, key: tuple[int, int, int], cand: list[tuple[int, bytes, int]]) -> None:
+        """Merge candidate (first seen, name, domain offset) samples of host ``h``:
+        the earliest of each name (NXDOMAIN samples: of each registrable domain)."""
         agg = self.agg
         entries = self._samples.get(key)
         if entries is not None:
-            first: dict[bytes, int] = {}
-            for t, name in sorted(entries + cand):
-                first.setdefault(name, t)
-            cand = sorted((t, name) for name, t in first.items())
+            first: dict[bytes, tuple[int, bytes, int]] = {}
+            for t, name, reg in sorted(entries + cand):
+                first.setdefault(name[reg:], (t, name, reg))
+            cand = sorted(first.values())
         entries = cand[: agg.n_samples]
         self._samples[key] = entries
-        salt = key[2]
-        store, n_taken = (
-            (agg._samples, agg._hosts.n_sampled)
-            if salt == 0
-            else (agg._mx_samples, agg._hosts.n_mx_sampled)
-        )
-        store[h] = [name for _t, name in entries]
+        store, n_taken = {
+            0: (agg._samples, agg._hosts.n_sampled),
+            1: (agg._mx_samples, agg._hosts.n_mx_sampled),
+            2: (agg._nx_samples, agg._hosts.n_nx_sampled),
+        }[key[2]]
+        store[h] = [name for _t, name, _reg in entries]
         n_taken[h] = len(entries)
 
     def _add_network(self, delta: Delta, host: I64, counts: npt.NDArray[np.int64]) -> None:
