@@ -1,4 +1,5 @@
-"""DNS answers over TCP: the server's stream (from port 53) is followed like the client's.
+"""DNS over TCP (wormwatch.dnstcp and its kernel), the answers: the server's stream (from
+port 53) is followed like the client's.
 
 Crafted streams (an answer whole, several in one segment, one split at every byte,
 retransmitted, after a gap, in IPv4 and IPv6, a query and its answers on one
