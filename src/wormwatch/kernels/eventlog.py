@@ -2,13 +2,15 @@
 
 In: the decoder's event columns (``wormwatch.model.Events``), a per-row flag saying
 whether a name is plain ASCII, the JSON text of the few names that are not (made in
-Python by the evidence escaping rule), and tables of qtype and status names as byte
-arrays. Out: UTF-8 JSON lines written into a caller's byte buffer; the count of bytes.
+Python by the evidence escaping rule), an answer's name score in thousandths, and
+tables of qtype, RCODE and status names as byte arrays. Out: UTF-8 JSON lines written
+into a caller's byte buffer; the count of bytes.
 
 Field order and spelling are those of ``wormwatch.present.sinks.events`` (its docstring
 shows a line). Addresses print as Python's ``ipaddress`` does (RFC 5952, lower-case
 hex, the first longest run of two or more zero groups as ``::``), IPv4-mapped ones
-as a dotted quad; times as ``datetime.isoformat(timespec="microseconds")`` in UTC.
+as a dotted quad; times as ``datetime.isoformat(timespec="microseconds")`` in UTC; a
+name score of ``m`` thousandths as Python's ``json`` writes ``m / 1000``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from wormwatch.model import SCHEMA
+from wormwatch.model import KIND_ANSWER, KIND_SYN, SCHEMA
 
 _V4_MAPPED_HI_WORD = 0xFFFF  # lo >> 32 of ::ffff:a.b.c.d
 _US_PER_DAY = 86_400_000_000
@@ -24,7 +26,7 @@ _QUOTE = 0x22
 _BACKSLASH = 0x5C
 _PRINTABLE_FIRST = 0x20
 _PRINTABLE_LAST = 0x7E
-_KIND_SYN = 2
+_SCORE_UNITS = 1000
 _HEX = np.frombuffer(b"0123456789abcdef", np.uint8)
 _UTC = np.frombuffer(b"+00:00", np.uint8)
 # the fixed text of a line, in the order it is written (one table, cut by _CUTS)
@@ -42,11 +44,21 @@ _PIECES = (
     b',"status":"',
     b'"}\n',
     b"TYPE",
+    b'","kind":"dns-answer","src_ip":"',
+    b'","rcode":',
+    b',"rcode_name":"',
+    b'","nxdomain":',
+    b"true",
+    b"false",
+    b',"name_score":',
+    b"null",
 )
 _TEXT = np.frombuffer(b"".join(_PIECES), np.uint8)
 _CUTS = np.cumsum(np.array([0, *(len(p) for p in _PIECES)], np.int64))
 (_HEAD, _DNS, _SYN, _SPORT, _DST, _DPORT, _QTYPE, _QNAME, _NAME, _STATUS_DNS, _STATUS_SYN,
- _END, _TYPE) = range(len(_PIECES))  # fmt: skip
+ _END, _TYPE, _ANSWER, _RCODE, _RCODE_NAME, _NX, _TRUE, _FALSE, _SCORE, _NULL,
+ ) = range(len(_PIECES))  # fmt: skip
+_RCODE_NXDOMAIN = 3
 # bytes of a line besides its name: the longest addresses, numbers and names
 LINE_MAX_FIXED = int(_CUTS[-1]) + 2 * 39 + 26 + 32 + 2 * 5 + 5 + 16
 
@@ -195,25 +207,74 @@ def _put_name(out, pos, names, row, length, esc_index, esc_text, esc_cuts):  # t
     return pos
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _put_score(out, pos, milli):  # type: ignore[no-untyped-def]
+    """``milli / 1000`` as Python's json writes it (``0.87``, ``1.0``); -1: ``null``."""
+    if milli < 0:
+        return _put(out, pos, _TEXT, _CUTS, _NULL)
+    pos = _put_uint(out, pos, milli // _SCORE_UNITS)
+    out[pos] = 0x2E
+    fraction = milli % _SCORE_UNITS
+    if fraction == 0:
+        out[pos + 1] = 0x30
+        return pos + 2
+    n_digits = 3
+    while fraction % 10 == 0:
+        fraction //= 10
+        n_digits -= 1
+    return _put_fixed(out, pos + 1, fraction, n_digits)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _put_question(out, pos, qtype, qtype_index, qtype_text, qtype_cuts):  # type: ignore[no-untyped-def]
+    """``,"qtype":N,"qtype_name":"MX","name":"`` (the name follows)."""
+    pos = _put(out, pos, _TEXT, _CUTS, _QTYPE)
+    pos = _put_uint(out, pos, qtype)
+    pos = _put(out, pos, _TEXT, _CUTS, _QNAME)
+    if qtype_index[qtype] >= 0:
+        pos = _put(out, pos, qtype_text, qtype_cuts, qtype_index[qtype])
+    else:
+        pos = _put(out, pos, _TEXT, _CUTS, _TYPE)
+        pos = _put_uint(out, pos, qtype)
+    return _put(out, pos, _TEXT, _CUTS, _NAME)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _put_rcode(out, pos, rcode, milli, rcode_text, rcode_cuts):  # type: ignore[no-untyped-def]
+    """An answer's ``","rcode":3,"rcode_name":"NXDOMAIN","nxdomain":true,
+    "name_score":0.87`` (closing its name)."""
+    pos = _put(out, pos, _TEXT, _CUTS, _RCODE)
+    pos = _put_uint(out, pos, rcode)
+    pos = _put(out, pos, _TEXT, _CUTS, _RCODE_NAME)
+    pos = _put(out, pos, rcode_text, rcode_cuts, rcode)
+    pos = _put(out, pos, _TEXT, _CUTS, _NX)
+    pos = _put(out, pos, _TEXT, _CUTS, _TRUE if rcode == _RCODE_NXDOMAIN else _FALSE)
+    pos = _put(out, pos, _TEXT, _CUTS, _SCORE)
+    return _put_score(out, pos, milli)
+
+
 @njit(cache=True, nogil=True)
 def format_events(  # type: ignore[no-untyped-def]
     n, ts_us, src_hi, src_lo, dst_hi, dst_lo, kinds, sports, dports, qtypes, names,
-    name_lens, statuses, esc_index, esc_text, esc_cuts, qtype_index, qtype_text,
-    qtype_cuts, status_text, status_cuts, out,
+    name_lens, statuses, rcodes, score_milli, esc_index, esc_text, esc_cuts, qtype_index,
+    qtype_text, qtype_cuts, rcode_text, rcode_cuts, status_text, status_cuts, out,
 ):  # fmt: skip
     """Rows ``0..n`` as JSON lines into ``out`` (sized by the caller: ``LINE_MAX_FIXED``
     per row, twice each plain name and the escaped texts). Returns the bytes written.
 
     ``esc_index[i]`` is -1 for a plain name, else the index of its text in
     ``esc_text`` (cut by ``esc_cuts``); ``qtype_index[q]`` is -1 for a qtype without
-    a mnemonic (written ``TYPEq``, RFC 3597), else the index into ``qtype_text``.
+    a mnemonic (written ``TYPEq``, RFC 3597), else the index into ``qtype_text``;
+    ``rcode_text`` holds the 16 RCODE names; ``score_milli[i]`` is an answer's name
+    score in thousandths (-1: none, written ``null``).
     """
     pos = 0
     for i in range(n):
         pos = _put(out, pos, _TEXT, _CUTS, _HEAD)
         pos = _put_time(out, pos, ts_us[i])
-        is_syn = kinds[i] == _KIND_SYN
-        pos = _put(out, pos, _TEXT, _CUTS, _SYN if is_syn else _DNS)
+        kind = kinds[i]
+        piece = _SYN if kind == KIND_SYN else (_ANSWER if kind == KIND_ANSWER else _DNS)
+        pos = _put(out, pos, _TEXT, _CUTS, piece)
         pos = _put_addr(out, pos, src_hi[i], src_lo[i])
         pos = _put(out, pos, _TEXT, _CUTS, _SPORT)
         pos = _put_uint(out, pos, np.int64(sports[i]))
@@ -221,21 +282,18 @@ def format_events(  # type: ignore[no-untyped-def]
         pos = _put_addr(out, pos, dst_hi[i], dst_lo[i])
         pos = _put(out, pos, _TEXT, _CUTS, _DPORT)
         pos = _put_uint(out, pos, np.int64(dports[i]))
-        if is_syn:
+        if kind == KIND_SYN:
             pos = _put(out, pos, _TEXT, _CUTS, _STATUS_SYN)
         else:
             qtype = np.int64(qtypes[i])
-            pos = _put(out, pos, _TEXT, _CUTS, _QTYPE)
-            pos = _put_uint(out, pos, qtype)
-            pos = _put(out, pos, _TEXT, _CUTS, _QNAME)
-            if qtype_index[qtype] >= 0:
-                pos = _put(out, pos, qtype_text, qtype_cuts, qtype_index[qtype])
-            else:
-                pos = _put(out, pos, _TEXT, _CUTS, _TYPE)
-                pos = _put_uint(out, pos, qtype)
-            pos = _put(out, pos, _TEXT, _CUTS, _NAME)
+            pos = _put_question(out, pos, qtype, qtype_index, qtype_text, qtype_cuts)
             pos = _put_name(out, pos, names, i, name_lens[i], esc_index, esc_text, esc_cuts)
-            pos = _put(out, pos, _TEXT, _CUTS, _STATUS_DNS)
+            if kind == KIND_ANSWER:
+                rcode = np.int64(rcodes[i])
+                pos = _put_rcode(out, pos, rcode, score_milli[i], rcode_text, rcode_cuts)
+                pos = _put(out, pos, _TEXT, _CUTS, _STATUS_SYN)
+            else:
+                pos = _put(out, pos, _TEXT, _CUTS, _STATUS_DNS)
         pos = _put(out, pos, status_text, status_cuts, np.int64(statuses[i]))
         pos = _put(out, pos, _TEXT, _CUTS, _END)
     return pos
