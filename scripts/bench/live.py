@@ -1,18 +1,22 @@
 """Live-capture benchmark: how fast can wormwatch listen without the kernel dropping?
 
 In two network namespaces joined by a veth pair (testkit/netns.py; documentation
-addresses only), a sender replays a DNS+SYN-heavy frame mix at increasing rates
-and wormwatch's whole pipeline (capture, decode, classify, aggregate, detect,
-and with ``--tui`` the live table drawn to /dev/null) listens on the other end.
-Per rate and worker count it reports: frames sent, received and dropped by the
-kernel, what wormwatch counted, and the CPU time of the capture process (with
-its fanout workers).
+addresses only), sender processes replay a frame mix (scripts/bench/sender.py: DNS
+queries and their answers, a third NXDOMAIN, SYNs to 135/139/445, bulk TCP) at each
+offered rate, and wormwatch's whole pipeline (capture, decode, classify, aggregate,
+detect, and with ``--tui`` the live table drawn to /dev/null) listens on the other end.
+Per rate and worker count it reports the offered and the achieved send rate, what the
+filter admitted (kernel rx), drops in the capture ring (PACKET_STATISTICS via pcap) and
+before it (the veth pair's counters, the kernel's backlog), what wormwatch counted
+against what the frames sent hold, and the CPU of the capture process (with its fanout
+workers) per 100k relevant packets/s.
 
-Sender: tcpreplay when installed; else a small C program using sendmmsg on a raw
-AF_PACKET socket, compiled here when a C compiler exists; else a Python loop
-(far slower: the table then shows the sender's limit, not wormwatch's).
+A row whose sender fell short of the offered rate (below 97%) is marked ``SENDER``:
+it measures the sender on this machine, not the capture. On a veth the receiving
+side's kernel work (filter included) runs on the sending CPU, so the senders compete
+with the sensor for the same cores.
 
-    sudo .venv/bin/python -m scripts.bench.live --rates 100000,300000,450000 --workers 1,2
+    sudo .venv/bin/python -m scripts.bench.live --rates 353000 --workers 1,2 --senders 2 --tui
 
 Root only. Each rate runs ``--seconds`` of traffic after the sensor is ready.
 """
@@ -24,195 +28,28 @@ import contextlib
 import json
 import os
 import resource
-import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from testkit import pcap
+from scripts.bench.sender import CYCLE, RELEVANT, build_mix, expected, relevant_share
 from testkit.netns import VethPair, veth_pair, wait_for_line, write_frames
 from testkit.paths import python_m
 
 # what wormwatch counts of the mix (dns_answers: absent before answers were counted)
 EVENT_COUNTERS = ("dns_queries", "syns", "dns_answers")
-SENDER_C = r"""
-#define _GNU_SOURCE
-#include <arpa/inet.h>
-#include <linux/if_packet.h>
-#include <net/ethernet.h>
-#include <net/if.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <time.h>
-
-/* send_frames IFACE FILE RATE SECONDS: frames of FILE (u32 LE length + bytes),
-   round robin, paced to RATE frames/s, for SECONDS; prints the number sent. */
-static double now(void) {
-    struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9;
-}
-int main(int argc, char **argv) {
-    if (argc != 5) return 2;
-    FILE *f = fopen(argv[2], "rb"); if (!f) return 3;
-    static unsigned char buf[1 << 24]; size_t len = fread(buf, 1, sizeof buf, f); fclose(f);
-    enum { MAXF = 65536, BURST = 64 };
-    static struct iovec iov[MAXF]; int n = 0;
-    for (size_t pos = 0; pos + 4 <= len && n < MAXF; n++) {
-        uint32_t l; memcpy(&l, buf + pos, 4);
-        iov[n].iov_base = buf + pos + 4; iov[n].iov_len = l; pos += 4 + l;
-    }
-    int s = socket(AF_PACKET, SOCK_RAW, 0); if (s < 0) return 4;
-    int one = 1; setsockopt(s, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof one);
-    struct sockaddr_ll a = {0}; a.sll_family = AF_PACKET; a.sll_ifindex = if_nametoindex(argv[1]);
-    if (bind(s, (struct sockaddr *)&a, sizeof a) < 0) return 5;
-    double rate = atof(argv[3]), secs = atof(argv[4]), t0 = now();
-    struct mmsghdr m[BURST]; long sent = 0; int next = 0;
-    for (;;) {
-        double t = now() - t0; if (t >= secs) break;
-        if (sent >= rate * t) continue;
-        for (int i = 0; i < BURST; i++) {
-            memset(&m[i], 0, sizeof m[i]);
-            m[i].msg_hdr.msg_iov = &iov[next]; m[i].msg_hdr.msg_iovlen = 1;
-            next = (next + 1) % n;
-        }
-        int r = sendmmsg(s, m, BURST, 0); if (r > 0) sent += r;
-    }
-    printf("%ld\n", sent); return 0;
-}
-"""
-
-
-def build_frames(n_flows: int = 4096) -> tuple[list[bytes], float]:
-    """The mix: 45% DNS queries, 25% SYNs to 135/139/445, 15% DNS answers (NXDOMAIN
-    for a third of them), 15% irrelevant.
-
-    Returns:
-        The frames and the share of them wormwatch should count.
-    """
-    from scapy.layers.dns import DNS, DNSQR
-    from scapy.layers.inet import IP, TCP, UDP
-    from scapy.layers.inet6 import IPv6
-    from scapy.layers.l2 import Dot1Q, Ether
-    from scapy.packet import raw
-
-    eth = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
-    words = ("mail", "smtp", "mx", "www", "ns", "cdn", "relay", "api")
-    frames: list[bytes] = []
-    n_relevant = 0
-    for i in range(n_flows):
-        host = f"198.51.100.{10 + i % 200}"
-        slot = i % 20
-        if slot < 9:
-            qtype = "MX" if slot == 0 else ("AAAA" if slot == 1 else "A")
-            name = f"{words[i % len(words)]}{i}.example{i % 13}.com"
-            query = UDP(sport=1024 + i, dport=53) / DNS(
-                id=i & 0xFFFF, rd=1, qd=DNSQR(qname=name, qtype=qtype)
-            )
-            frames.append(raw(eth / IP(src=host, dst="198.51.100.1") / query))
-            n_relevant += 1
-        elif slot < 14:
-            dst = f"203.0.113.{i % 250 + 1}"
-            syn = TCP(sport=1024 + i, dport=(135, 139, 445)[i % 3], flags="S")
-            if slot == 12:
-                v6 = IPv6(src=f"2001:db8::{i % 200 + 10:x}", dst="2001:db8::1")
-                packet = eth / v6 / syn
-            elif slot == 13:
-                packet = eth / Dot1Q(vlan=10) / IP(src=host, dst=dst) / syn
-            else:
-                packet = eth / IP(src=host, dst=dst) / syn
-            frames.append(raw(packet))
-            n_relevant += 1
-        elif slot < 17:
-            answer = UDP(sport=53, dport=1024 + i) / DNS(
-                id=i & 0xFFFF, qr=1, rcode=3 if slot == 14 else 0, qd=DNSQR(qname="a.example")
-            )
-            frames.append(raw(eth / IP(src="198.51.100.1", dst=host) / answer))
-            n_relevant += 1
-        else:
-            ack = TCP(sport=443, dport=1024 + i, flags="A") / (b"x" * 200)
-            frames.append(raw(eth / IP(src="198.51.100.1", dst=host) / ack))
-    return frames, n_relevant / len(frames)
-
-
-def pick_sender(workdir: Path) -> tuple[str, Path | None]:
-    if shutil.which("tcpreplay"):
-        return "tcpreplay", None
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if cc:
-        source = workdir / "send_frames.c"
-        source.write_text(SENDER_C)
-        binary = workdir / "send_frames"
-        subprocess.run([cc, "-O2", "-o", str(binary), str(source)], check=True)
-        return "c-sendmmsg", binary
-    return "python", None
-
-
-def send(
-    pair: VethPair,
-    kind: str,
-    binary: Path | None,
-    frames_file: Path,
-    pcap: Path,
-    rate: int,
-    seconds: float,
-) -> int:
-    """Run the sender in the sender namespace; return frames sent."""
-    if kind == "tcpreplay":
-        loops = max(1, int(rate * seconds) // 4096 + 1)
-        argv = [
-            "tcpreplay",
-            "-i",
-            pair.sender_if,
-            "--pps",
-            str(rate),
-            "--loop",
-            str(loops),
-            "--duration",
-            str(int(seconds)),
-            str(pcap),
-        ]
-        out = subprocess.run(
-            pair.command(pair.sender_ns, argv), check=True, capture_output=True, text=True
-        ).stdout
-        for line in out.splitlines():
-            if "Actual:" in line:
-                return int(line.split()[1])
-        return -1
-    if kind == "c-sendmmsg" and binary is not None:
-        argv = [str(binary), pair.sender_if, str(frames_file), str(rate), str(seconds)]
-    else:
-        argv = python_m(
-            "scripts.bench.live", "_send", pair.sender_if, str(frames_file), str(rate), str(seconds)
-        )
-    out = subprocess.run(
-        pair.command(pair.sender_ns, argv), check=True, capture_output=True, text=True
-    ).stdout
-    return int(out.split()[-1])
-
-
-def _python_send(iface: str, path: Path, rate: float, seconds: float) -> None:
-    import socket
-
-    from testkit.netns import read_frames
-
-    frames = read_frames(path)
-    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as sock:
-        sock.bind((iface, 0))
-        sent, start = 0, time.monotonic()
-        while (elapsed := time.monotonic() - start) < seconds:
-            if sent >= rate * elapsed:
-                continue
-            for frame in frames[sent % len(frames) : sent % len(frames) + 64]:
-                sock.send(frame)
-                sent += 1
-    print(sent)
+# a row is the sender's limit, not the capture's, below this share of the offered rate
+SENDER_SHORT = 0.97
+# The sensor and each sender run in a session of their own, as a service would: with
+# autogroup scheduling a shared machine gives each session, not each process, a fair
+# share, so inside this script's session they would all share one session's share.
+SESSION: dict[str, Any] = {"start_new_session": True}
 
 
 def measure_shipping() -> None:
@@ -227,7 +64,7 @@ def measure_shipping() -> None:
 
     from testkit.reference import decode_frame
 
-    frames = [f for f in build_frames()[0] if decode_frame(1, f, 0)[1]]
+    frames = [f for f in build_mix()[0] if decode_frame(1, f, 0)[1]]
     sizes = np.array([len(f) for f in frames], np.int32)
     n = len(frames)
     offsets = np.concatenate(([0], np.cumsum(sizes[:-1]))).astype(np.int64)
@@ -309,11 +146,11 @@ class _UntilDrained:
 def _capture(iface: str, workers: int, tui: bool) -> None:
     """Inside the capture namespace: the whole pipeline on ``iface``; JSON on stdout."""
     from wormwatch.config import load_config
-    from wormwatch.decode import warm_up
     from wormwatch.pipeline import Pipeline
     from wormwatch.source.live import open_capture
+    from wormwatch.warmup import warm_up
 
-    warm_up()
+    warm_up("live")  # every kernel the live pipeline runs, as `wormwatch live` does
     presenter = None
     if tui:
         from rich.console import Console
@@ -348,8 +185,10 @@ def _capture(iface: str, workers: int, tui: bool) -> None:
             {
                 "kernel_received": stats.kernel_received,
                 "kernel_dropped": stats.kernel_dropped,
+                "pcap_if_dropped": stats.interface_dropped,
                 "packets": result.final.decode["packets"],
                 "events": sum(result.final.decode.get(k, 0) for k in EVENT_COUNTERS),
+                "counted": {k: result.final.decode.get(k, 0) for k in EVENT_COUNTERS},
                 "cpu_s": me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime,
                 "error": str(result.error) if result.error else None,
             }
@@ -358,30 +197,97 @@ def _capture(iface: str, workers: int, tui: bool) -> None:
     )
 
 
+def send_parallel(
+    pair: VethPair, frames_file: Path, n_frames: int, rate: int, seconds: float, senders: int
+) -> list[tuple[int, int, float]]:
+    """``senders`` processes in the sender namespace, each at ``rate / senders`` from its
+    own whole cycle of the mix; (start frame, frames sent, seconds) of each."""
+    starts = [(j * (n_frames // CYCLE) // senders) * CYCLE for j in range(senders)]
+    argv = [pair.sender_if, str(frames_file), str(rate / senders), str(seconds)]
+    procs = [
+        subprocess.Popen(
+            pair.command(pair.sender_ns, python_m("scripts.bench.sender", *argv, str(start))),
+            stdout=subprocess.PIPE,
+            text=True,
+            **SESSION,
+        )
+        for start in starts
+    ]
+    results = []
+    for start, proc in zip(starts, procs, strict=True):
+        out, _ = proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"sender {proc.args} failed with {proc.returncode}")
+        sent, elapsed = out.split()
+        results.append((start, int(sent), float(elapsed)))
+    return results
+
+
+def link_drops(pair: VethPair) -> dict[str, int]:
+    """Drops before the capture ring: the veth pair's counters on both sides and the
+    kernel's input backlog (/proc/net/softnet_stat, all CPUs, machine-wide)."""
+    drops = {}
+    for ns, iface, key in (
+        (pair.sender_ns, pair.sender_if, "tx"),
+        (pair.capture_ns, pair.capture_if, "rx"),
+    ):
+        out = subprocess.run(
+            ["ip", "-n", ns, "-s", "-j", "link", "show", iface],
+            check=True, capture_output=True, text=True,
+        ).stdout  # fmt: skip
+        stats = json.loads(out)[0]["stats64"]
+        drops[f"veth_{key}_dropped"] = int(stats[key]["dropped"])
+    drops["backlog_dropped"] = sum(
+        int(line.split()[1], 16) for line in Path("/proc/net/softnet_stat").read_text().splitlines()
+    )
+    return drops
+
+
 def run_one(
     pair: VethPair,
-    sender: tuple[str, Path | None],
-    files: tuple[Path, Path],
+    mix: tuple[Path, list[str]],
     rate: int,
     seconds: float,
     workers: int,
+    senders: int,
     tui: bool,
 ) -> dict[str, Any]:
+    frames_file, kinds = mix
     argv = python_m("scripts.bench.live", "_capture", pair.capture_if, str(workers))
     argv += ["--tui"] if tui else []
-    proc = subprocess.Popen(pair.command(pair.capture_ns, argv), stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        pair.command(pair.capture_ns, argv), stdout=subprocess.PIPE, text=True, **SESSION
+    )
     try:
         wait_for_line(proc, "ready", 60)
-        cpu_before = _cpu_s(proc.pid)
-        n_sent = send(pair, sender[0], sender[1], files[0], files[1], rate, seconds)
+        cpu_before, drops_before = _cpu_s(proc.pid), link_drops(pair)
+        sent = send_parallel(pair, frames_file, len(kinds), rate, seconds, senders)
         proc.send_signal(signal.SIGUSR1)
         out, _ = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
     result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-    result.update(rate=rate, workers=workers, sent=n_sent)
+    drops = {k: v - drops_before[k] for k, v in link_drops(pair).items()}
+    sent_kinds = sum((expected(kinds, start, n) for start, n, _ in sent), start=Counter())
+    n_sent = sum(n for _, n, _ in sent)
+    result.update(
+        drops,
+        rate=rate,
+        relevant_rate=int(rate * relevant_share(kinds)),
+        workers=workers,
+        senders=senders,
+        seconds=seconds,
+        sent=n_sent,
+        sent_rate=sum(n / elapsed for _, n, elapsed in sent),
+        sent_relevant=sum(sent_kinds[k] for k in RELEVANT),
+        sent_kinds=dict(sent_kinds),
+    )
     result["cpu_s"] -= cpu_before
+    result["sender_limited"] = result["sent_rate"] < SENDER_SHORT * rate
+    result["link_dropped"] = sum(drops.values())
+    # CPU per relevant packet (µs) x 10 = % of one core per 100k relevant packets/s
+    result["cpu_per_100k"] = 1e7 * result["cpu_s"] / max(1, result["kernel_received"])
     return result
 
 
@@ -394,16 +300,17 @@ def _cpu_s(pid: int) -> float:
 # title, width, value of a result row
 COLUMNS: tuple[tuple[str, int, Callable[[dict[str, Any]], str]], ...] = (
     ("workers", 7, lambda r: str(r["workers"])),
-    ("rate/s", 8, lambda r: str(r["rate"])),
-    ("relevant/s", 10, lambda r: str(r["relevant_rate"])),
-    ("sent", 9, lambda r: str(r["sent"])),
-    ("sent/s", 8, lambda r: f"{r['sent'] / r['seconds']:.0f}"),
+    ("offered/s", 9, lambda r: str(r["rate"])),
+    ("sent/s", 8, lambda r: f"{r['sent_rate']:.0f}"),
+    ("limit", 6, lambda r: "SENDER" if r["sender_limited"] else "-"),
+    ("relevant/s", 10, lambda r: f"{r['kernel_received'] / r['seconds']:.0f}"),
+    ("sent rel.", 9, lambda r: str(r["sent_relevant"])),
     ("kernel rx", 9, lambda r: str(r["kernel_received"])),
     ("k.drop", 7, lambda r: str(r["kernel_dropped"])),
-    ("counted", 9, lambda r: str(r["packets"])),
-    ("events", 9, lambda r: str(r["events"])),
-    ("cpu s", 6, lambda r: f"{r['cpu_s']:.2f}"),
+    ("link drop", 9, lambda r: str(r["link_dropped"])),
+    ("counted", 9, lambda r: str(r["events"])),
     ("cpu %", 6, lambda r: f"{100 * r['cpu_s'] / r['seconds']:.1f}"),
+    ("%/100k/s", 8, lambda r: f"{r['cpu_per_100k']:.1f}"),
 )
 
 
@@ -412,56 +319,80 @@ def _row_text(row: dict[str, Any]) -> str:
     return text + (f"  error: {row['error']}" if row["error"] else "")
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "_capture":
-        _capture(argv[1], int(argv[2]), "--tui" in argv)
-        return 0
-    if argv and argv[0] == "_send":
-        _python_send(argv[1], Path(argv[2]), float(argv[3]), float(argv[4]))
-        return 0
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--rates",
-        default="100000,200000,300000,430000,600000",
-        help="frames/s sent, comma-separated",
+        "--rates", default="117000,235000,353000,470000", help="frames/s offered, comma-separated"
     )
     parser.add_argument("--workers", default="1,2", help="worker counts, comma-separated")
+    parser.add_argument("--senders", type=int, default=2, help="sender processes")
     parser.add_argument("--seconds", type=float, default=3.0, help="traffic per rate")
     parser.add_argument("--tui", action="store_true", help="draw the live table (to /dev/null)")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON")
     parser.add_argument(
         "--shipping", action="store_true", help="only measure raw-frame vs event shipping"
     )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "_capture":
+        _capture(argv[1], int(argv[2]), "--tui" in argv)
+        return 0
+    parser = _parser()
     args = parser.parse_args(argv)
     if args.shipping:
         measure_shipping()
         return 0
     if os.geteuid() != 0:
         parser.error("needs root (network namespaces, raw sockets)")
-    frames, share = build_frames()
+    frames, kinds = build_mix()
     rows = []
     with tempfile.TemporaryDirectory() as tmp, veth_pair(Path(tmp)) as pair:
-        work = Path(tmp)
-        files = (work / "frames.bin", work / "frames.pcap")
-        write_frames(files[0], frames)
-        pcap.write_frames(files[1], [(i, f) for i, f in enumerate(frames)])
-        sender = pick_sender(work)
-        display = "on" if args.tui else "off"
-        print(f"sender: {sender[0]}; relevant share of the mix: {share:.2f}; ", end="")
-        print(f"{args.seconds:g} s per rate; display {display}")
+        frames_file = Path(tmp) / "frames.bin"
+        write_frames(frames_file, frames)
+        print(f"{args.senders} sendmmsg sender(s); relevant share of the mix: ", end="")
+        print(f"{relevant_share(kinds):.2f}; {args.seconds:g} s per rate; ", end="")
+        print(f"display {'on' if args.tui else 'off'}; load average {_loadavg()}")
         print(" ".join(f"{title:>{width}}" for title, width, _ in COLUMNS))
         for workers in (int(w) for w in args.workers.split(",")):
             for rate in (int(r) for r in args.rates.split(",")):
-                row = run_one(pair, sender, files, rate, args.seconds, workers, args.tui)
-                row.update(relevant_rate=int(rate * share), seconds=args.seconds)
+                row = run_one(
+                    pair, (frames_file, kinds), rate, args.seconds, workers, args.senders, args.tui
+                )
                 rows.append(row)
                 print(_row_text(row), flush=True)
+    _verdicts(rows)
+    print(f"load average after: {_loadavg()}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     return 0
+
+
+def _loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def _verdicts(rows: list[dict[str, Any]]) -> None:
+    """Say which rows measure the sender, and where counts fell short."""
+    for row in rows:
+        where = f"{row['workers']} worker(s) at {row['rate']} offered"
+        if row["sender_limited"]:
+            print(
+                f"{where}: the SENDER was the limit ({row['sent_rate']:.0f}/s sent, "
+                f"{row['sent_rate'] / row['rate']:.0%} of offered): this row does not "
+                "show the capture's limit"
+            )
+        lost = row["sent_relevant"] - row["events"]
+        if lost:
+            print(
+                f"{where}: counted {row['events']} relevant of {row['sent_relevant']} sent "
+                f"({lost} missing: kernel ring {row['kernel_dropped']}, before the ring "
+                f"{row['link_dropped']})"
+            )
 
 
 if __name__ == "__main__":
