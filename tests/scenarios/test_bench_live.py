@@ -64,7 +64,9 @@ def test_each_answer_answers_a_query_of_its_cycle(mix: tuple[list[bytes], list[s
         assert len(queries) == 6
 
 
-@pytest.mark.parametrize(("start", "count"), [(0, 0), (0, 7), (13, 77), (20, 200), (47, 453), (180, 455)])
+@pytest.mark.parametrize(
+    ("start", "count"), [(0, 0), (0, 7), (13, 77), (20, 200), (47, 453), (180, 455)]
+)
 def test_expected_counts_a_round_robin(
     mix: tuple[list[bytes], list[str]], start: int, count: int
 ) -> None:
