@@ -1,5 +1,5 @@
 """``python -m wormwatch``."""
 
-from wormwatch.cli import main
+from wormwatch.cli import console
 
-raise SystemExit(main())
+raise SystemExit(console())

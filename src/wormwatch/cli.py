@@ -14,8 +14,7 @@ from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
-from wormwatch import __version__
-from wormwatch.config import load_config
+from wormwatch import __version__, collector
 from wormwatch.errors import WormwatchError
 
 EXIT_OK = 0
@@ -161,14 +160,30 @@ def demo_capture() -> str:
     return str(resources.files("wormwatch") / "data" / "demo.pcap")
 
 
+def console() -> int:
+    """The ``wormwatch`` console script (and ``python -m wormwatch``): :func:`main` with
+    the garbage collector held off while start-up builds what lives to the end
+    (:mod:`wormwatch.collector`)."""
+    collector.hold()
+    try:
+        return main()
+    finally:
+        collector.freeze_for_exit()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # each command imports what it needs when it runs: ``--help`` and a mistyped
+    # option answer without loading numpy or numba
     try:
         if args.command in ("central", "view"):
             return _cluster(args)
         if args.command == "report":
+            from wormwatch.config import load_config  # noqa: PLC0415
             from wormwatch.runner import report  # noqa: PLC0415
 
+            # the report loads its kernels as the replay needs them, no warm-up
+            collector.release()
             cfg = load_config(args.config)
             out = report(cfg, args.files, Path(args.output), concatenate=args.concatenate)
             print(f"report written to {out}")
@@ -183,10 +198,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _cluster(args: argparse.Namespace) -> int:
+    from wormwatch.config import load_config  # noqa: PLC0415
+
     cfg = load_config(args.config)
     if args.command == "view":
         from wormwatch.present.live.cluster import show_view  # noqa: PLC0415
 
+        collector.release()
         show_view(cfg.cluster.with_url(args.nats), watch_s=args.watch)
         return EXIT_OK
     from wormwatch.cluster.run import CentralOptions, run_central  # noqa: PLC0415
@@ -222,6 +240,8 @@ def _run(args: argparse.Namespace) -> int:
         from wormwatch.present.live.loading import LoadingBar  # noqa: PLC0415
 
         bar = LoadingBar()
+
+    from wormwatch.config import load_config  # noqa: PLC0415
 
     config_path = args.config
     if args.command == "demo" and config_path is None:

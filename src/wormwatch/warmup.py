@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from wormwatch import collector
 from wormwatch.aggregate import Aggregator
 from wormwatch.classify import Classifier
 from wormwatch.decode import warm_up as warm_decode
@@ -184,5 +185,7 @@ def warm_up(
         if child is not None and child.poll() is None:
             child.kill()
             child.wait()
+        # the kernels are ready: start-up is over (a no-op unless the console held it)
+        collector.release()
     if on_step is not None:
         on_step("", len(names), len(names))
