@@ -230,11 +230,13 @@ def _ipv6(buf: bytes) -> tuple[str, str, int, bytes, int]:
                 raise PacketProblemError(ST_TRUNCATED)
             unit, extra = (4, 2) if next_header == IP6_AH else (8, 1)
             length = (buf[pos + 1] + extra) * unit
+        # A header that ends past the payload is truncated where it is met, before any
+        # header after it is looked at: 17 headers cut inside the 16th are truncated,
+        # not "too many" (tshark: "Packet size limited during capture", at the 16th).
+        if pos + length > end:
+            raise PacketProblemError(ST_TRUNCATED)
         next_header = buf[pos]
         pos += length
-    # Reading: an extension header that ends past the payload is a truncated header.
-    if pos > end:
-        raise PacketProblemError(ST_TRUNCATED)
     src = dpkt.utils.inet_to_str(buf[8:24])
     dst = dpkt.utils.inet_to_str(buf[24:40])
     sent = len(buf) if payload_len == 0 else 40 + payload_len

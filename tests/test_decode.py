@@ -38,6 +38,7 @@ from wormwatch.model import (
 )
 
 from testkit import frames
+from testkit.decode_compare import reference_decode
 from testkit.frames import (
     DST4,
     DST6,
@@ -259,6 +260,19 @@ def test_ipv6_matches_scapy() -> None:
 )
 def test_ipv6_rules(payload: bytes, nh: int, status: int) -> None:
     assert one(LINKTYPE_RAW, ipv6(payload, nh)) == ([], status)
+
+
+def test_a_chain_cut_before_its_17th_header_is_truncated_not_malformed() -> None:
+    """The walk meets the cut (inside the 16th header) before it could count a 17th, as a
+    dissector does; the whole chain is malformed, and the reference agrees at every cut."""
+    chain = b"".join(ext(60, 8) for _ in range(16)) + ext(17, 8) + udp(dns())
+    frame = ipv6(chain, 60)
+    start_16th = 40 + 15 * 8
+    for cut in range(start_16th, start_16th + 8):
+        assert one(LINKTYPE_RAW, frame[:cut]) == ([], ST_TRUNCATED), cut
+        assert reference_decode(LINKTYPE_RAW, frame[:cut]) == (ST_TRUNCATED, []), cut
+    assert one(LINKTYPE_RAW, frame) == ([], ST_MALFORMED)
+    assert reference_decode(LINKTYPE_RAW, frame) == (ST_MALFORMED, [])
 
 
 def test_sixteen_extension_headers_are_allowed() -> None:
