@@ -14,8 +14,6 @@ from hypothesis import strategies as st
 
 from wormwatch.aggregate import Aggregator
 from wormwatch.aggregate.export import DeltaExporter, take_events
-from wormwatch.aggregate.merge import DeltaMerger
-from wormwatch.classify import Classifier
 from wormwatch.delta import Delta, DeltaError, decode, encode, shard_of
 from wormwatch.model import (
     C_ANSWERS,
@@ -29,12 +27,12 @@ from wormwatch.model import (
     addr_words,
 )
 
-BIN_S = 60
+from testkit.deltas import BIN_S, CLASSIFIER, assert_same_state, export, merged
+
 T0 = 1_700_000_000_000_000
 HOSTS = [f"192.0.2.{i}" for i in range(1, 12)] + ["2001:db8::7", "2001:db8::8"]
 TARGETS = [f"198.51.100.{i}" for i in range(1, 25)] + ["2001:db8:1::1"]
 WORDS = ["mail", "mx1", "smtp", "www", "ns", "gateway", "relay2", "cdn", "nsa", "qq"]
-CLASSIFIER = Classifier(("mail", "smtp", "mx", "ns", "gate", "relay"))
 RESOLVER = "192.0.2.53"
 # registrable domains of the NXDOMAIN answers: several names share each one
 NX_DOMAINS = ["qzxkvjwp.com", "bluehorse.net", "x9k2m7d1.co.uk", "aaaa.org", "kjhgf.info"]
@@ -91,44 +89,6 @@ def aggregate(ev: Events, batch: int = 50) -> Aggregator:
         part = take_events(ev, np.arange(lo, min(ev.n, lo + batch)))
         agg.ingest(part, CLASSIFIER.classify(part))
     return agg
-
-
-def export(ev: Events, sensor: str, *, batch: int = 37, n_shards: int = 4) -> list[Delta]:
-    """A sensor's deltas of ``ev``: bins closed as packet time passes, the rest at the end."""
-    exporter = DeltaExporter(sensor=sensor, bin_s=BIN_S, n_shards=n_shards, max_rows=3)
-    out: list[Delta] = []
-    for lo in range(0, ev.n, batch):
-        part = take_events(ev, np.arange(lo, min(ev.n, lo + batch)))
-        exporter.ingest(part, CLASSIFIER.classify(part))
-        out.extend(exporter.close_due())
-    return out + exporter.close_all()
-
-
-def assert_same_state(want: Aggregator, got: Aggregator) -> None:
-    assert got.n_hosts == want.n_hosts
-    ids = list(range(want.n_hosts))
-    got_ids = [got.find(*want.address(h)) for h in ids]
-    assert None not in got_ids
-    for a, b in zip(want.host_states(ids), got.host_states(got_ids), strict=True):
-        assert b.addr == a.addr
-        assert (b.first_seen_us, b.last_seen_us) == (a.first_seen_us, a.last_seen_us)
-        np.testing.assert_array_equal(b.totals, a.totals, err_msg=a.addr)
-        np.testing.assert_array_equal(b.bins, a.bins, err_msg=a.addr)
-        np.testing.assert_array_equal(b.series, a.series, err_msg=a.addr)
-        assert b.sample_names == a.sample_names, a.addr
-        assert b.sample_mx_names == a.sample_mx_names, a.addr
-        assert b.sample_nx_names == a.sample_nx_names, a.addr
-        assert b.prefixes == a.prefixes, a.addr
-    for x, y in zip(want.network_series(), got.network_series(), strict=True):
-        np.testing.assert_array_equal(x, y)
-
-
-def merged(deltas: list[Delta]) -> tuple[Aggregator, DeltaMerger]:
-    agg = Aggregator(bin_s=BIN_S, max_hosts=1000, max_host_bins=10_000, max_keys=100_000)
-    merger = DeltaMerger(agg)
-    for d in deltas:
-        merger.apply(decode(encode(d)))
-    return agg, merger
 
 
 @settings(max_examples=25, deadline=None)
