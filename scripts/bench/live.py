@@ -24,23 +24,23 @@ Root only. Each rate runs ``--seconds`` of traffic after the sensor is ready.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import resource
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from scripts.bench.sender import CYCLE, RELEVANT, build_mix, expected, relevant_share
 from testkit.netns import VethPair, veth_pair, wait_for_line, write_frames
-from testkit.paths import python_m
+from testkit.paths import REPO, python_m
 
 # what wormwatch counts of the mix (dns_answers: absent before answers were counted)
 EVENT_COUNTERS = ("dns_queries", "syns", "dns_answers")
@@ -50,73 +50,6 @@ SENDER_SHORT = 0.97
 # autogroup scheduling a shared machine gives each session, not each process, a fair
 # share, so inside this script's session they would all share one session's share.
 SESSION: dict[str, Any] = {"start_new_session": True}
-
-
-def measure_shipping() -> None:
-    """What fanout workers could ship to the parent, per relevant packet: the raw
-    filtered frame (what they do) or a decoded event row; and what decoding costs."""
-    import multiprocessing
-
-    import numpy as np
-
-    from wormwatch.decode import Decoder, warm_up
-    from wormwatch.model import NAME_SLOT, Batch
-
-    from testkit.reference import decode_frame
-
-    frames = [f for f in build_mix()[0] if decode_frame(1, f, 0)[1]]
-    sizes = np.array([len(f) for f in frames], np.int32)
-    n = len(frames)
-    offsets = np.concatenate(([0], np.cumsum(sizes[:-1]))).astype(np.int64)
-    batch = Batch(
-        np.frombuffer(b"".join(frames), np.uint8),
-        np.zeros(n, np.int64),
-        offsets,
-        sizes,
-        sizes.copy(),
-        np.ones(n, np.int32),
-    )
-    warm_up()
-    decoder = Decoder()
-    raw_b = float(sizes.mean()) + 16
-    # ts, 4 address words, kind, dport, qtype, name slot, name length
-    event_b = 8 + 4 * 8 + 1 + 2 + 2 + NAME_SLOT + 4
-    print(f"per relevant packet: raw frame + meta {raw_b:.0f} B, event row {event_b} B")
-    for size in (256, n):
-        part = Batch(
-            batch.data,
-            batch.ts_us[:size],
-            batch.offsets[:size],
-            batch.caplens[:size],
-            batch.wirelens[:size],
-            batch.linktypes[:size],
-        )
-        reps = max(1, 400_000 // size)
-        start = time.perf_counter()
-        for _ in range(reps):
-            decoder.decode(part)
-        spent = (time.perf_counter() - start) / (reps * size)
-        print(f"decode, batches of {size}: {spent * 1e9:.0f} ns/packet")
-    ctx = multiprocessing.get_context("fork")
-    for label, per_packet in (("raw", raw_b), ("events", event_b)):
-        reader, writer = ctx.Pipe(duplex=False)
-        message, count = bytes(int(256 * per_packet)), 10_000
-        proc = ctx.Process(target=_pipe_out, args=(writer, message, count))
-        start = time.perf_counter()
-        proc.start()
-        writer.close()
-        with contextlib.suppress(EOFError):
-            while True:
-                reader.recv_bytes()
-        proc.join()
-        spent = (time.perf_counter() - start) / (count * 256)
-        print(f"pipe, {label} batches of 256: {spent * 1e9:.0f} ns/packet (wall, both ends)")
-
-
-def _pipe_out(conn: Any, message: bytes, count: int) -> None:
-    for _ in range(count):
-        conn.send_bytes(message)
-    conn.close()
 
 
 class _UntilDrained:
@@ -243,25 +176,37 @@ def link_drops(pair: VethPair) -> dict[str, int]:
     return drops
 
 
-def run_one(
-    pair: VethPair,
-    mix: tuple[Path, list[str]],
-    rate: int,
-    seconds: float,
-    workers: int,
-    senders: int,
-    tui: bool,
-) -> dict[str, Any]:
-    frames_file, kinds = mix
-    argv = python_m("scripts.bench.live", "_capture", pair.capture_if, str(workers))
-    argv += ["--tui"] if tui else []
+@dataclass(frozen=True)
+class Bench:
+    """What every run shares: the veth pair, the mix, the traffic's length and shape."""
+
+    pair: VethPair
+    frames_file: Path
+    kinds: list[str]
+    seconds: float
+    senders: int
+    tui: bool
+
+
+def capture_argv(bench: Bench, workers: int, baseline: Path | None) -> list[str]:
+    """The capture process: this checkout's wormwatch, or ``baseline``'s (its ``src``
+    first on the path, so only the package under test differs, not the bench)."""
+    argv = python_m("scripts.bench.live", "_capture", bench.pair.capture_if, str(workers))
+    argv += ["--tui"] if bench.tui else []
+    if baseline is not None:
+        argv[1] = f"PYTHONPATH={baseline.resolve() / 'src'}{os.pathsep}{REPO}"
+    return bench.pair.command(bench.pair.capture_ns, argv)
+
+
+def run_one(bench: Bench, rate: int, workers: int, baseline: Path | None = None) -> dict[str, Any]:
+    pair, frames_file, kinds, seconds = bench.pair, bench.frames_file, bench.kinds, bench.seconds
     proc = subprocess.Popen(
-        pair.command(pair.capture_ns, argv), stdout=subprocess.PIPE, text=True, **SESSION
+        capture_argv(bench, workers, baseline), stdout=subprocess.PIPE, text=True, **SESSION
     )
     try:
         wait_for_line(proc, "ready", 60)
         cpu_before, drops_before = _cpu_s(proc.pid), link_drops(pair)
-        sent = send_parallel(pair, frames_file, len(kinds), rate, seconds, senders)
+        sent = send_parallel(pair, frames_file, len(kinds), rate, seconds, bench.senders)
         proc.send_signal(signal.SIGUSR1)
         out, _ = proc.communicate(timeout=60)
     finally:
@@ -276,8 +221,9 @@ def run_one(
         rate=rate,
         relevant_rate=int(rate * relevant_share(kinds)),
         workers=workers,
-        senders=senders,
+        senders=bench.senders,
         seconds=seconds,
+        code=str(baseline or "this"),
         sent=n_sent,
         sent_rate=sum(n / elapsed for _, n, elapsed in sent),
         sent_relevant=sum(sent_kinds[k] for k in RELEVANT),
@@ -292,9 +238,10 @@ def run_one(
 
 
 def _cpu_s(pid: int) -> float:
-    """CPU seconds ``pid`` has used so far (start-up, before traffic)."""
+    """CPU seconds ``pid`` and its finished children have used so far (start-up, before
+    traffic; on a first run the warm-up compiles in a child)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 # title, width, value of a result row
@@ -332,6 +279,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--tui", action="store_true", help="draw the live table (to /dev/null)")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON")
     parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another checkout (e.g. a git worktree of an older commit): each run of its "
+        "wormwatch is followed by one of this checkout's, same traffic; prints the ratios",
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="runs per rate (--baseline: pairs)")
+    parser.add_argument(
         "--shipping", action="store_true", help="only measure raw-frame vs event shipping"
     )
     return parser
@@ -345,31 +299,53 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.shipping:
+        from scripts.bench.shipping import measure_shipping
+
         measure_shipping()
         return 0
     if os.geteuid() != 0:
         parser.error("needs root (network namespaces, raw sockets)")
     frames, kinds = build_mix()
+    codes = [args.baseline, None] if args.baseline else [None]
     rows = []
     with tempfile.TemporaryDirectory() as tmp, veth_pair(Path(tmp)) as pair:
-        frames_file = Path(tmp) / "frames.bin"
-        write_frames(frames_file, frames)
+        bench = Bench(pair, Path(tmp) / "frames.bin", kinds, args.seconds, args.senders, args.tui)
+        write_frames(bench.frames_file, frames)
         print(f"{args.senders} sendmmsg sender(s); relevant share of the mix: ", end="")
         print(f"{relevant_share(kinds):.2f}; {args.seconds:g} s per rate; ", end="")
         print(f"display {'on' if args.tui else 'off'}; load average {_loadavg()}")
-        print(" ".join(f"{title:>{width}}" for title, width, _ in COLUMNS))
+        print(" ".join(f"{title:>{width}}" for title, width, _ in COLUMNS), "  code")
         for workers in (int(w) for w in args.workers.split(",")):
             for rate in (int(r) for r in args.rates.split(",")):
-                row = run_one(
-                    pair, (frames_file, kinds), rate, args.seconds, workers, args.senders, args.tui
-                )
-                rows.append(row)
-                print(_row_text(row), flush=True)
+                for _ in range(args.repeat):
+                    for code in codes:
+                        rows.append(run_one(bench, rate, workers, code))
+                        print(_row_text(rows[-1]), f"  {rows[-1]['code']}", flush=True)
     _verdicts(rows)
+    if args.baseline:
+        _ratios(rows)
     print(f"load average after: {_loadavg()}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     return 0
+
+
+def _ratios(rows: list[dict[str, Any]]) -> None:
+    """Per worker count and rate: this checkout's CPU per 100k relevant packets/s over the
+    baseline's, run by run (each baseline run is paired with the run after it)."""
+    for i in range(0, len(rows) - 1, 2):
+        base, this = rows[i], rows[i + 1]
+        base["ratio"] = this["cpu_per_100k"] / max(1e-9, base["cpu_per_100k"])
+    groups: dict[tuple[int, int], list[float]] = {}
+    for row in rows:
+        if "ratio" in row:
+            groups.setdefault((row["workers"], row["rate"]), []).append(row["ratio"])
+    for (workers, rate), ratios in groups.items():
+        print(
+            f"{workers} worker(s) at {rate} offered: CPU per relevant packet, this / baseline, "
+            f"median of {len(ratios)} pairs {statistics.median(ratios):.2f} "
+            f"(pairs: {', '.join(f'{r:.2f}' for r in ratios)})"
+        )
 
 
 def _loadavg() -> str:
