@@ -41,12 +41,6 @@ def host_records(*paths: Path, drop_sensors: bool = True) -> dict[str, dict[str,
             if rec.get("event_type") == "host":
                 if drop_sensors:
                     rec.pop("sensors", None)
-                # the delta API does not carry dga-nx's NXDOMAIN domains and samples yet
-                # (wormwatch/delta.py): only the answer counts are compared
-                rec.pop("sample_nx_names", None)
-                answers = rec.get("answers")
-                if isinstance(answers, dict):
-                    answers.pop("nx_domains", None)
                 out[str(rec["src_ip"])] = rec
     return out
 
