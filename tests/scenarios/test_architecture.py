@@ -22,10 +22,11 @@ SRC = REPO / "src" / "wormwatch"
 # Rooms in data-flow order: a module may import its own room and the rooms
 # before it, never one after it. The first matching prefix wins.
 STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    # plain types, text, CIDRs, records, the config (with the [cluster] table)
-    # and the numba kernels, which import only model constants and each other
+    # plain types, text, CIDRs, records, the config (with the [cluster] table),
+    # the numba kernels, which import only model constants and each other, and the
+    # garbage collector's start-up hold
     ("shared", ("model", "errors", "text", "nets", "records", "tomltable", "config",
-                "cluster.settings", "delta", "kernels")),
+                "cluster.settings", "delta", "kernels", "collector")),
     ("source", ("source", "cluster.broker", "cluster.view")),
     ("decode", ("decode", "reassemble", "dnstcp")),
     ("classify", ("classify", "dganame")),
