@@ -12,10 +12,15 @@ up with 8 sensors x 100,000 hosts per 60 s bin with a median lag under 10 s.
 The deltas are synthetic but shaped like a sensor's: every host has DNS
 counters, three names and two prefixes per bin (the same names every bin, so
 few are new), 5% of hosts scan three targets, and each host's first bin
-carries two sample names. Exits 0 either way: the targets are for humans.
+carries two sample names. With ``--answers`` the hosts also receive the DNS
+answers dga-nx counts: each query answered, 2% of hosts get one NXDOMAIN per
+bin (a new name and registrable domain, scored), 0.5% are DGA-infected with
+40 NXDOMAIN answers of new names and domains per bin and five NXDOMAIN
+samples in their first bin. Prints the delta bytes per host row and the
+central's CPU per bin too. Exits 0 either way: the targets are for humans.
 
 Usage: python -m scripts.bench.cluster [--sensors 8] [--hosts 100000] [--bins 4]
-                                        [--interval 20] [--shards 16]
+                                        [--interval 20] [--shards 16] [--answers]
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from wormwatch.cluster.consume import Consumer
 from wormwatch.cluster.settings import DELTA_SUBJECT, ClusterConfig
 from wormwatch.config import Config
 from wormwatch.delta import N_ADDITIVE, Delta, DeltaId, encode, shard_of
+from wormwatch.model import C_ANSWERS, C_NX
 from wormwatch.warmup import warm_up
 
 from testkit.natsbroker import Broker, server_binary
@@ -57,7 +63,7 @@ def _host_words(sensor: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.zeros(n, np.uint64), lo
 
 
-def _deltas(sensor: int, n: int, b: int, n_shards: int) -> list[bytes]:
+def _deltas(sensor: int, n: int, b: int, n_shards: int, answers: bool) -> list[bytes]:
     """One sensor's encoded deltas of bin ``b``."""
     rng = np.random.default_rng(sensor * 1000 + b)
     hi, lo = _host_words(sensor, n)
@@ -68,8 +74,43 @@ def _deltas(sensor: int, n: int, b: int, n_shards: int) -> list[bytes]:
         idx = np.nonzero(shard == s)[0]
         for p, at in enumerate(range(0, max(idx.shape[0], 1), MAX_ROWS)):
             part = idx[at : at + MAX_ROWS]
-            out.append(encode(_delta(sensor, s, b, p, hi[part], lo[part], start_us, rng)))
+            delta = _delta(sensor, s, b, p, hi[part], lo[part], start_us, rng)
+            if answers:
+                _add_answers(delta, b, rng)
+            out.append(encode(delta))
     return out
+
+
+def _add_answers(d: Delta, b: int, rng: np.random.Generator) -> None:
+    """The DNS answers of ``d``'s hosts (see the module doc), added in place."""
+    m = d.n_hosts
+    d.counts[:, C_ANSWERS] = d.counts[:, 0]
+    roll = rng.random(m)
+    dga, typo = np.nonzero(roll < 0.005)[0], np.nonzero((roll >= 0.005) & (roll < 0.025))[0]
+    d.counts[typo, C_NX] = 1
+    d.counts[dga, C_NX] = 40
+    d.counts[dga, C_ANSWERS] += 40
+    d.counts[typo, C_ANSWERS] += 1
+    host = np.r_[np.repeat(dga, 40), typo].astype(np.uint32)
+    # new names and domains every bin: a hash of (host address, bin, k)
+    k = np.r_[np.tile(np.arange(40), dga.shape[0]), np.zeros(typo.shape[0], np.int64)]
+    with np.errstate(over="ignore"):
+        key = d.lo[host] * np.uint64(0x9E3779B97F4A7C15) + np.uint64(b * 1000) + k.astype(np.uint64)
+    d.name_host = np.r_[d.name_host, host].astype(np.uint32)
+    d.name_hash = np.r_[d.name_hash, key].astype(np.uint64)
+    d.name_salt = np.r_[d.name_salt, np.full(host.shape[0], 2, np.uint8)].astype(np.uint8)
+    d.domain_host = host
+    d.domain_hash = key ^ np.uint64(0xD0)
+    d.domain_score = rng.integers(300, 950, host.shape[0]).astype(np.uint16)
+    if b == 0 and dga.shape[0]:
+        s_host = np.repeat(dga, 5).astype(np.uint32)
+        names = [b"x%dqzkvjw%d.com" % (h, j) for h in dga.tolist() for j in range(5)]
+        d.sample_host = np.r_[d.sample_host, s_host].astype(np.uint32)
+        d.sample_salt = np.r_[d.sample_salt, np.full(s_host.shape[0], 2, np.uint8)].astype(np.uint8)
+        d.sample_us = np.r_[d.sample_us, np.full(s_host.shape[0], d.seen_first_us, np.int64)]
+        d.sample_lens = np.r_[d.sample_lens, [len(x) for x in names]].astype(np.uint16)
+        d.sample_bytes = np.r_[d.sample_bytes, np.frombuffer(b"".join(names), np.uint8)]
+        d.sample_reg = np.r_[d.sample_reg, np.zeros(s_host.shape[0], np.uint8)].astype(np.uint8)
 
 
 def _delta(
@@ -145,14 +186,15 @@ def sensor_main(args: argparse.Namespace) -> None:
     """One sensor process: build its bins' deltas, publish each at its close."""
     bins, subjects = [], []
     for b in range(args.bins):
-        payloads = _deltas(args.index, args.hosts, b, args.shards)
+        payloads = _deltas(args.index, args.hosts, b, args.shards, args.answers)
         bins.append(payloads)
         # shard from the header: the subject a real sensor would use
         subjects.append([f"{DELTA_SUBJECT}.{int.from_bytes(p[6:10], 'little')}.bench{args.index}"
                          for p in payloads])  # fmt: skip
     took = asyncio.run(_publish(args.url, bins, subjects, args.t0, args.interval))
     use = resource.getrusage(resource.RUSAGE_SELF)
-    print(json.dumps({"cpu_s": use.ru_utime + use.ru_stime, "publish_s": took}))
+    sent = sum(len(p) for payloads in bins for p in payloads)
+    print(json.dumps({"cpu_s": use.ru_utime + use.ru_stime, "publish_s": took, "bytes": sent}))
 
 
 class _Timed(Consumer):
@@ -207,6 +249,7 @@ def main() -> None:
     parser.add_argument("--bins", type=int, default=4)
     parser.add_argument("--interval", type=float, default=20.0)
     parser.add_argument("--shards", type=int, default=16)
+    parser.add_argument("--answers", action="store_true", help="hosts receive DNS answers too")
     parser.add_argument("--role", default="bench")
     parser.add_argument("--url", default="")
     parser.add_argument("--index", type=int, default=0)
@@ -240,7 +283,7 @@ def _bench(args: argparse.Namespace, broker: Broker) -> None:
             [sys.executable, "-m", "scripts.bench.cluster", "--role", "sensor", "--url",
              broker.url, "--index", str(i), "--hosts", str(args.hosts), "--bins",
              str(args.bins), "--interval", str(args.interval), "--shards", str(args.shards),
-             "--t0", str(t0)],
+             "--t0", str(t0), *(["--answers"] if args.answers else [])],
             stdout=subprocess.PIPE, text=True, env=dict(os.environ),
         )
         for i in range(args.sensors)
@@ -257,7 +300,10 @@ def _bench(args: argparse.Namespace, broker: Broker) -> None:
           f"{args.interval:g} s, {args.shards} shards")  # fmt: skip
     rate = rows / max(consumer.apply_s, 1e-9)
     print(f"central: {rows:,} host rows merged, {rate:,.0f} rows/s while applying "
-          f"({consumer.apply_s:.1f} s applying), CPU {cpu:.1f} s")  # fmt: skip
+          f"({consumer.apply_s:.1f} s applying), CPU {cpu:.1f} s "
+          f"({cpu / max(args.bins, 1):.1f} s per bin)")  # fmt: skip
+    sent = sum(int(rep["bytes"]) for rep in reports)
+    print(f"deltas: {sent:,} bytes published, {sent / max(rows, 1):.1f} bytes per host row")
     print(f"bins judged completely: {len(lags)} of {args.bins}; bin-close-to-alert lag per bin "
           f"(s): {', '.join(f'{x:.1f}' for x in lags)}")  # fmt: skip
     if lags:
