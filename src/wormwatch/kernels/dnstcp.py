@@ -147,7 +147,10 @@ def tcp_dns(  # type: ignore[no-untyped-def]
         s, is_new = _slot(keys, last_us, key, now, timeout_us)
         seq = segs[i, T_SEQ]
         if is_new:
-            keys[s, :] = key
+            # element by element: a slice assignment compiles numba's shape-mismatch
+            # error message (str of ints, joins), ~2 s of a first run's compile
+            for k in range(N_KEY):
+                keys[s, k] = key[k]
             expect[s] = seq
             seen[s] = 0
             kept[s] = 0
