@@ -212,10 +212,10 @@ def test_kernels_compiled_one_signature_each() -> None:
     test_aggregate_matches_reference(1)
     for kernel in (
         agg_kernels.table_upsert,
-        agg_kernels.hash_names,
-        agg_kernels.pack_prefixes,
+        agg_kernels.flag_events,
+        agg_kernels.count_events,
+        agg_kernels.pick_samples,
         agg_kernels.touch_hosts,
-        agg_kernels.add_counters,
         cls_kernels.match_keywords,
     ):
         assert len(kernel.signatures) == 1, kernel

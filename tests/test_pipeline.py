@@ -32,8 +32,9 @@ def test_kernels_compile_one_signature_each_after_a_replay() -> None:
         dec_kernels.decode_packets,
         cls_kernels.match_keywords,
         agg_kernels.table_upsert,
-        agg_kernels.hash_names,
-        agg_kernels.pack_prefixes,
+        agg_kernels.flag_events,
+        agg_kernels.count_events,
+        agg_kernels.pick_samples,
         agg_kernels.touch_hosts,
         agg_kernels.add_counters,
     ]

@@ -62,7 +62,8 @@ def _probe(command: str, captures: list[Path]) -> dict[str, object]:
 REPLAY_KERNELS = (
     "pcapwalk.walk_pcap", "pcapwalk.walk_pcapng", "decode.decode_packets",
     "dnstcp.tcp_dns", "reassemble.reassemble", "classify.match_keywords", "aggregate.table_upsert",
-    "aggregate.hash_names", "aggregate.pack_prefixes", "aggregate.touch_hosts",
+    "aggregate.flag_events", "aggregate.count_events",
+    "aggregate.touch_hosts",
     "aggregate.add_counters", "aggregate.table_remap", "aggregate.pick_samples",
 )  # fmt: skip
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from wormwatch.dganame import score_batch
-from wormwatch.kernels.aggregate import MODE_TAG, add_counters, hash_names
+from wormwatch.kernels.aggregate import MODE_TAG, add_counters
 from wormwatch.model import (
     BOOL,
     C_ANSWERS,
@@ -62,10 +62,11 @@ def count_answers(
     is_answer: BOOL,
     where: tuple[I64, I64, I64],
     tables: tuple[KeyTable, I64, I32],
+    name_hash: U64,
 ) -> tuple[BOOL, int]:
     """Count one batch's answers into the host ``totals`` and the bin ``rows`` (``tables``
     = distinct-name table, totals, rows); ``where`` is per event (host id, -1 = none; bin
-    row; bin).
+    row; bin); ``name_hash`` per event the hash of its name, as the query names'.
 
     Returns:
         (which answers named an NXDOMAIN registrable domain new to their host, keys
@@ -82,8 +83,6 @@ def count_answers(
     is_error = is_answer & (rcode != RCODE_NOERROR) & ~is_nx
     scorable = is_nx & (ev.name_lens[:n] > 0) & (ev.qtype[:n] != QTYPE_PTR)
     scored = score_batch(ev.names, ev.name_lens, n, scorable)
-    name_hash = np.empty(n, np.uint64)
-    hash_names(ev.names, ev.name_lens, n, name_hash)
     counted = scorable & (scored.listed == 1)
     zeros = np.zeros(n, np.uint64)
     new_name = np.empty(n, np.int64)

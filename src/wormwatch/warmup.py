@@ -38,7 +38,7 @@ from wormwatch.kernels.decode import (
     T_STOP,
     T_VERSION,
 )
-from wormwatch.model import Events
+from wormwatch.model import KIND_ANSWER, RCODE_NXDOMAIN, Events
 from wormwatch.reassemble import warm_up as warm_reassembly
 from wormwatch.tables import MIN_CAPACITY, KeyTable
 
@@ -92,7 +92,13 @@ def _warm_tcp_flows() -> None:
 
 def _warm_aggregate(events: Events) -> None:
     keyword_idx = Classifier().classify(events)
-    Aggregator(max_hosts=16, max_host_bins=16, max_keys=64).ingest(events, keyword_idx)
+    agg = Aggregator(max_hosts=16, max_host_bins=16, max_keys=64)
+    agg.ingest(events, keyword_idx)
+    # the same events as NXDOMAIN answers: the answers' counters (dga-nx)
+    answers = events.owned()
+    answers.kind[:] = KIND_ANSWER
+    answers.rcode[:] = RCODE_NXDOMAIN
+    agg.ingest(answers, keyword_idx)
     # the name score of NXDOMAIN answers (dga-nx), run by the aggregate on answers
     warm_names()
     # a table that grows (a long run, an eviction) rehashes with the remap kernel

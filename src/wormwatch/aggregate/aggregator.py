@@ -25,26 +25,14 @@ import numpy as np
 import numpy.typing as npt
 
 from wormwatch.aggregate.bins import BinRows
-from wormwatch.aggregate.columns import (
-    add_network,
-    count_prefixes,
-    counter_columns,
-    distinct,
-    take_samples,
-)
+from wormwatch.aggregate.columns import add_network, count_events, take_samples
 from wormwatch.aggregate.hosts import HostTable, Protect, Renumbering, activity
 from wormwatch.aggregate.readout import read_states
 from wormwatch.answers import count_answers, host_words
-from wormwatch.kernels.aggregate import (
-    add_counters,
-    touch_hosts,
-)
+from wormwatch.kernels.aggregate import touch_hosts
 from wormwatch.model import (
     BOOL,
     I64,
-    KIND_DNS,
-    KIND_SYN,
-    QTYPE_MX,
     U64,
     Events,
     HostState,
@@ -147,7 +135,6 @@ class Aggregator:
         if n == 0:
             return None
         ts = ev.ts_us[:n]
-        kind = ev.kind[:n]
         src_hi, src_lo, is_answer = host_words(ev)
         keep = np.ones(n, np.bool_)
         if self._ignore:
@@ -162,24 +149,17 @@ class Aggregator:
         h = self._hosts
         bins = ts // self.bin_us
         row = self._bins.rows_of(host, bins, self._oldest_bin())
-        is_dns = (kind == KIND_DNS) & (host >= 0)
-        is_syn = (kind == KIND_SYN) & (host >= 0)
-        is_mx = is_dns & (ev.qtype[:n] == QTYPE_MX)
-        has_name = is_dns & (ev.name_lens[:n] > 0)
-        pair, new_name, new_mx, refused = distinct(
-            self._pairs, self._names, ev, host, bins, (is_syn, has_name, is_mx)
-        )
-        refused += count_prefixes(self._prefixes, ev, host, has_name)
-        self._keys_refused += refused
-        is_kw = is_dns & (keyword_idx[:n] >= 0)
-        cols = counter_columns(ev, is_dns, is_syn, is_kw, pair, new_name, new_mx)
-        add_counters(host, row, cols, n, h.totals, self._bins.rows)
-        self._take_samples(ev, host, new_name == 2, h.n_sampled, self._samples)
-        self._take_samples(ev, host, new_mx == 2, h.n_mx_sampled, self._mx_samples)
+        got = count_events(
+            (self._pairs, self._names, self._prefixes), ev, (host, row, bins),
+            keyword_idx, (h.totals, self._bins.rows),
+        )  # fmt: skip
+        self._keys_refused += got.refused
+        self._take_samples(ev, host, got.new_name == 2, h.n_sampled, self._samples)
+        self._take_samples(ev, host, got.new_mx == 2, h.n_mx_sampled, self._mx_samples)
         is_client = ~h.is_allowlisted[np.maximum(host, 0)]
-        add_network(self._network, bins, is_client, (is_dns, is_mx, is_syn))
+        add_network(self._network, bins, is_client, (got.is_dns, got.is_mx, got.is_syn))
         tables = (self._names, h.totals, self._bins.rows)
-        new, refused = count_answers(ev, is_answer, (host, row, bins), tables)
+        new, refused = count_answers(ev, is_answer, (host, row, bins), tables, got.name_hash)
         self._keys_refused += refused
         self._take_samples(ev, host, new, h.n_nx_sampled, self._nx_samples)
         return renumbering

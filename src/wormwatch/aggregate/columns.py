@@ -2,115 +2,84 @@
 the network-wide series.
 
 In: one batch's event columns with their host ids and bins, and the tables
-they update. Out: per-event flags (new SYN target, new name, new MX name) and
-the counter columns each event adds to. Vectorised numpy and the kernels of
-:mod:`wormwatch.kernels.aggregate`; the only Python loops are per new sample
-name (a few per host over a whole run) and per distinct bin of a batch.
+they update. Out: the counters added, and per-event flags (new SYN target, new
+name, new MX name) for the samples and the series. One kernel call of
+:mod:`wormwatch.kernels.aggregate` counts a batch (a few numpy calls per batch
+would cost more than the counting: batches hold a few thousand events); the
+only Python loops are per new sample name (a few per host over a whole run)
+and per distinct bin of a batch.
 """
 
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import dataclass
 
-from wormwatch.kernels.aggregate import (
-    MODE_COUNT,
-    MODE_TAG,
-    hash_names,
-    pack_prefixes,
-    pick_samples,
-)
-from wormwatch.model import (
-    BOOL,
-    C_A,
-    C_AAAA,
-    C_KW,
-    C_KW_A,
-    C_MX,
-    C_MX_DOM_NEW,
-    C_NAMES_NEW,
-    C_OTHER,
-    C_PTR,
-    C_QUERIES,
-    C_SYN135,
-    C_SYN139,
-    C_SYN445,
-    C_SYN_DST_BIN,
-    C_SYN_DST_NEW,
-    I64,
-    QTYPE_A,
-    QTYPE_AAAA,
-    QTYPE_MX,
-    QTYPE_PTR,
-    Events,
-)
+import numpy as np
+import numpy.typing as npt
+
+from wormwatch.kernels.aggregate import count_events as count_events_kernel
+from wormwatch.kernels.aggregate import flag_events, pick_samples
+from wormwatch.model import BOOL, I32, I64, U64, Events
 from wormwatch.tables import KeyTable
 
-# Salt that keeps a host's MX names apart from its other names in one table.
-MX_SALT = 1
 
-_QTYPE_COL = np.full(65536, C_OTHER, np.int64)
-_QTYPE_COL[QTYPE_A] = C_A
-_QTYPE_COL[QTYPE_AAAA] = C_AAAA
-_QTYPE_COL[QTYPE_MX] = C_MX
-_QTYPE_COL[QTYPE_PTR] = C_PTR
-_PORT_COL = np.full(65536, -1, np.int64)
-_PORT_COL[135] = C_SYN135
-_PORT_COL[139] = C_SYN139
-_PORT_COL[445] = C_SYN445
+@dataclass(frozen=True, slots=True)
+class Counted:
+    """What :func:`count_events` found per event of a batch."""
+
+    is_dns: BOOL
+    is_syn: BOOL
+    is_mx: BOOL
+    name_hash: U64
+    # SYN target new ever (2) / in this bin (1)
+    pair: I64
+    # name new to its host (2), MX name new to its host (2)
+    new_name: I64
+    new_mx: I64
+    # keys the full tables refused
+    refused: int
 
 
-def distinct(
-    pairs: KeyTable,
-    names: KeyTable,
+def _slots(table: KeyTable, n_new: int) -> tuple[I64, U64, U64, I64, I64]:
+    table.reserve(n_new)
+    return table.a, table.b, table.c, table.v, table.used
+
+
+def count_events(
+    tables: tuple[KeyTable, KeyTable, KeyTable],
     ev: Events,
-    host: I64,
-    bins: I64,
-    sel: tuple[BOOL, BOOL, BOOL],
-) -> tuple[I64, I64, I64, int]:
-    """Per event: SYN target new ever (2) / in this bin (1); name new (2);
-    MX name new (2); and how many keys the full tables refused.
-
-    ``sel`` is (is_syn, has_name, is_mx) per event.
+    where: tuple[I64, I64, I64],
+    keyword_idx: npt.NDArray[np.int16],
+    counters: tuple[I64, I32],
+) -> Counted:
+    """Count one batch's queries and SYNs: the distinct sets (``tables`` = SYN
+    targets, names, prefixes) and the counter columns of the host ``totals`` and
+    bin ``rows`` (``counters``); ``where`` is per event (host id, bin row, bin).
+    The three tables share one limit (the aggregate's ``max_keys``). Two kernel
+    calls: :func:`~wormwatch.kernels.aggregate.flag_events` says how many keys
+    each table may get, :func:`~wormwatch.kernels.aggregate.count_events` counts.
     """
-    is_syn, has_name, is_mx = sel
+    pairs, names, prefixes = tables
     n = ev.n
-    zeros_u = np.zeros(n, np.uint64)
-    pair = np.empty(n, np.int64)
-    refused = pairs.upsert(host, ev.dst_hi[:n], ev.dst_lo[:n], is_syn, bins, MODE_TAG, pair)
-    name_hash = np.empty(n, np.uint64)
-    hash_names(ev.names, ev.name_lens, n, name_hash)
-    new_name = np.empty(n, np.int64)
-    refused += names.upsert(host, name_hash, zeros_u, has_name, bins, MODE_TAG, new_name)
-    new_mx = np.empty(n, np.int64)
-    refused += names.upsert(
-        host, name_hash, zeros_u + np.uint64(MX_SALT), is_mx & has_name, bins, MODE_TAG, new_mx
+    host = where[0]
+    flags = (np.empty(n, np.bool_), np.empty(n, np.bool_), np.empty(n, np.bool_))
+    has_name = np.empty(n, np.bool_)
+    n_syn, n_named, n_mx = flag_events(
+        host, ev.kind[:n], ev.qtype[:n], ev.name_lens[:n], n, (*flags, has_name)
     )
-    return pair, new_name, new_mx, refused
-
-
-def count_prefixes(prefixes: KeyTable, ev: Events, host: I64, sel: BOOL) -> int:
-    """Count the name prefixes of the selected events; keys refused."""
-    n = ev.n
-    packed = np.empty(n, np.uint64)
-    pack_prefixes(ev.names, ev.name_lens, sel, n, packed)
-    out = np.empty(n, np.int64)
-    return prefixes.upsert(host, packed, np.zeros(n, np.uint64), packed != 0, host, MODE_COUNT, out)
-
-
-def counter_columns(
-    ev: Events, is_dns: BOOL, is_syn: BOOL, is_kw: BOOL, pair: I64, new_name: I64, new_mx: I64
-) -> I64:
-    """The counter columns each event adds 1 to (``(n, 6)``, -1 = none)."""
-    n = ev.n
-    qtype = ev.qtype[:n]
-    cols = np.full((n, 6), -1, np.int64)
-    cols[:, 0] = np.where(is_dns, C_QUERIES, np.where(is_syn, _PORT_COL[ev.dport[:n]], -1))
-    cols[:, 1] = np.where(is_dns, _QTYPE_COL[qtype], np.where(pair >= 1, C_SYN_DST_BIN, -1))
-    cols[:, 2] = np.where(is_kw, C_KW, np.where(pair == 2, C_SYN_DST_NEW, -1))
-    cols[:, 3] = np.where(is_kw & (qtype == QTYPE_A), C_KW_A, -1)
-    cols[:, 4] = np.where(new_name == 2, C_NAMES_NEW, -1)
-    cols[:, 5] = np.where(new_mx == 2, C_MX_DOM_NEW, -1)
-    return cols
+    # the names table holds the MX names too
+    slots = (_slots(pairs, n_syn), _slots(names, n_named + n_mx), _slots(prefixes, n_named))
+    out = (np.empty(n, np.uint64), np.empty(n, np.int64), np.empty(n, np.int64))
+    pair = np.empty(n, np.int64)
+    columns = (
+        ev.kind[:n], ev.qtype[:n], ev.dport[:n], ev.dst_hi[:n], ev.dst_lo[:n],
+        ev.names[:n], ev.name_lens[:n], keyword_idx[:n],
+    )  # fmt: skip
+    refused = count_events_kernel(
+        where, columns, n, (*flags, has_name), *slots, pairs.max_used, counters,
+        (out[0], pair, out[1], out[2]),
+    )  # fmt: skip
+    return Counted(*flags, out[0], pair, out[1], out[2], int(refused))
 
 
 def take_samples(
