@@ -1,12 +1,13 @@
 """Worm and benign behaviours as packets, judged by the real pipeline.
 
 A :class:`Case` is one host (one source address) with a behaviour: a worm
-(keyword storm, mass mailer, SMB scanner, bursty bot), possibly diluted by
+(keyword storm, mass mailer, SMB scanner, bursty bot, domain generator), possibly diluted by
 its user's own traffic before and during the infection or hidden behind a
 NAT of other users, or a benign profile that looks like one (heavy browsing,
 NAT gateways, file-server clients, backup servers, admins running
 ``dig mx``, monitoring probes). Many cases share one capture (each host is
-judged alone), written with struct-built frames (``hoststates.write_events``)
+judged alone), written with struct-built frames (``hoststates.write_events``; the DNS
+answers a host receives, for dga-nx, come from the resolver)
 and replayed through :class:`wormwatch.pipeline.Pipeline`: the real decoder,
 classifier, aggregate stage, detectors and alert tracker. :func:`judge`
 returns, per case, the verdicts at the end and the packet time each signal
@@ -31,7 +32,7 @@ from wormwatch.model import QTYPE_A, QTYPE_MX
 from wormwatch.pipeline import Pipeline
 from wormwatch.source.pcapfile import open_replay
 
-from testkit.hoststates import RESOLVER, STORM_PREFIXES, Event, at, write_events
+from testkit.hoststates import RESOLVER, STORM_PREFIXES, Answer, Event, Host, at, write_events
 
 MIN_US = 60_000_000
 # The infection starts at midnight of the test day; history is the day before.
@@ -57,6 +58,7 @@ class Case:
     cross_us: int | None = None
     events: list[Event] = field(default_factory=list)
     seed: int = 0
+    answers: list[Answer] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.rng = np.random.default_rng(self.seed)
@@ -74,6 +76,11 @@ class Case:
 
     def syns(self, ts: Iterable[int], dsts: Iterable[str], port: int = 445) -> None:
         self.events.extend((t, self.addr, d, 0, b"", port) for t, d in zip(ts, dsts, strict=True))
+
+    def add_host(self, host: Host) -> None:
+        """What a testkit Host sent and received (its queries, SYNs and DNS answers)."""
+        self.events.extend((t, self.addr, dst, q, n, port) for t, dst, q, n, port in host.log)
+        self.answers.extend((t, self.addr, n, q, rcode) for t, n, q, rcode in host.answer_log)
 
 
 # --- what people and worms send -----------------------------------------------------
@@ -203,8 +210,9 @@ def judge(
     if len(by_addr) != len(cases):
         raise ValueError("every case needs its own address")
     events = sorted(ev for c in cases for ev in c.events)
+    answers = [a for c in cases for a in c.answers]
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        path = write_events(Path(tmp) / "behaviours.pcap", events)
+        path = write_events(Path(tmp) / "behaviours.pcap", events, answers)
         sink = _Alerts()
         pipe = Pipeline(cfg or Config(), source_name=str(path), alerts=sink, decode_ahead=False)
         result = pipe.run(open_replay([str(path)]))

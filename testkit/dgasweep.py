@@ -29,7 +29,8 @@ SHARE_RESOLVING = (0.0, 0.5)
 BURST_S = (0.0, 120.0)
 HOURS = 4.0
 START_H = 9.0
-BENIGN: dict[str, Callable[[], Host]] = {
+# each builder takes the host's address (with a default)
+BENIGN: dict[str, Callable[..., Host]] = {
     "browser start-up probes": dgahosts.browser_startups,
     "search-domain expansion": dgahosts.search_expansion,
     "typing mistakes": dgahosts.typing_mistakes,

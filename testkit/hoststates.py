@@ -319,14 +319,21 @@ def write_pcap(path: Path, hosts: Iterable[Host]) -> Path:
 
 # (ts_us, src, dst, qtype or 0, name or b"", port): one DNS query (port 53) or SYN
 Event = tuple[int, str, str, int, bytes, int]
+# (ts_us, client, name, qtype, rcode): one DNS answer the resolver sends ``client``
+Answer = tuple[int, str, bytes, int, int]
 
 
-def write_events(path: Path, events: Iterable[Event]) -> Path:
-    """``events`` (in time order) as one pcap of Ethernet frames."""
+def write_events(path: Path, events: Iterable[Event], answers: Iterable[Answer] = ()) -> Path:
+    """``events`` and ``answers`` as one pcap of Ethernet frames, in time order (at the same
+    time, an event before an answer)."""
+    sent, received = list(events), list(answers)
+    merged = sorted(
+        [(e[0], 0, i) for i, e in enumerate(sent)] + [(a[0], 1, i) for i, a in enumerate(received)]
+    )
     return write_frames(
         path,
         (
-            (ts_us, frame(src, dst, qtype, name, port, seq))
-            for seq, (ts_us, src, dst, qtype, name, port) in enumerate(events)
+            (ts_us, answer_frame(*received[i][1:], seq) if is_answer else frame(*sent[i][1:], seq))
+            for seq, (ts_us, is_answer, i) in enumerate(merged)
         ),
     )

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from wormwatch.model import RCODE_NXDOMAIN
+
+from testkit import dgahosts, dgasweep
 from testkit.behaviours import (
     MIN_US,
     T0,
@@ -144,6 +147,47 @@ def nat_infected(addr: str, *, users: int, worm: str, seed: int = 0) -> Case:
         ts = case.times(start, start + 3 * HOUR_US, 5)
         scan(case, ts)
         case.cross_us = nth(ts, 30 - 8)
+    return case
+
+
+def dga_worm(
+    addr: str,
+    *,
+    family: str,
+    per_hour: float,
+    resolving: float,
+    burst_s: float,
+    smb: bool,
+    phase_s: float = 31,
+    seed: int = 0,
+) -> Case:
+    """A domain generator of ``family`` asking ``per_hour`` names an hour for three hours
+    (``resolving`` of them resolve; with ``burst_s``, each hour's names in one burst of
+    that long) on a machine whose user browses 120 resolving names an hour, from an hour
+    before; with ``smb``, it also scans 445 (5 new targets a minute), as Conficker does.
+    The threshold is crossed at its 30th NXDOMAIN answer (``min_nx``)."""
+    case = _worm(
+        "dga", addr, "dga-nx", phase_s, seed, family=family, per_hour=per_hour,
+        resolving=resolving, burst_s=burst_s, smb=smb,
+    )  # fmt: skip
+    start_h = phase_s / 3600
+    host = dgahosts.dga_client(
+        family, addr=addr, names_per_hour=per_hour, hours=3.0, start=start_h,
+        share_resolving=resolving, burst_s=burst_s, seed=seed + 1,
+    )  # fmt: skip
+    dgahosts.browse(host, start_h - 1.0, 5.0, 120, seed=seed + 2)
+    case.add_host(host)
+    if smb:
+        scan(case, case.times(case.start_us, case.start_us + 3 * HOUR_US, 5))
+    nx = sorted(t for t, _, _, _, rcode in case.answers if rcode == RCODE_NXDOMAIN)
+    case.cross_us = nth(nx, 30)
+    return case
+
+
+def dga_habit(addr: str, habit: str) -> Case:
+    """A benign NXDOMAIN habit (``habit`` in testkit.dgasweep.BENIGN) on its own host."""
+    case = Case(f"benign {habit}", addr, None, {"profile": habit})
+    case.add_host(dgasweep.BENIGN[habit](addr))
     return case
 
 

@@ -6,9 +6,10 @@ one per case), so that all of them share one capture.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
-from testkit import profiles
+from testkit import dgasweep, profiles
 from testkit.behaviours import Case
 
 STORM_RATES = (5, 10, 15, 20, 40, 100)
@@ -22,6 +23,12 @@ BOT_SHAPES = tuple(
 BOT_LAGS = (0, 1, 2, 3, 5)
 BOT_JITTERS = (0, 30)
 NAT_USERS = (5, 20, 100)
+# domain generators: the families of testkit/dgagen.py, names per hour, share resolving,
+# steady or one 2-minute burst an hour, with and without SMB scanning
+DGA_FAMILIES = ("conficker-c", "cryptolocker", "hash", "dictionary")
+DGA_RATES = (10, 30, 100, 500)
+DGA_RESOLVING = (0.0, 0.5)
+DGA_BURSTS = (0.0, 120.0)
 # MX bursts and scans that alternate: (period in minutes, burst s, lag in minutes)
 ALTERNATING = ((10, 150, 5), (20, 300, 10), (30, 600, 15), (60, 600, 30))
 
@@ -88,9 +95,21 @@ def nats(addr: Addresses) -> Iterator[Case]:
             yield profiles.nat_infected(addr(), users=users, worm=worm)
 
 
+def generators(addr: Addresses) -> Iterator[Case]:
+    grid = itertools.product(DGA_FAMILIES, DGA_RATES, DGA_RESOLVING, DGA_BURSTS, (False, True))
+    for seed, (family, rate, resolving, burst, smb) in enumerate(grid):
+        yield profiles.dga_worm(
+            addr(), family=family, per_hour=rate, resolving=resolving, burst_s=burst, smb=smb,
+            seed=seed,
+        )  # fmt: skip
+
+
 def benign(addr: Addresses) -> Iterator[Case]:
     for profile in profiles.BENIGN:
         yield profiles.benign(addr(), profile)
+    # the habits that draw NXDOMAIN answers (the dga-nx look-alikes)
+    for habit in dgasweep.BENIGN:
+        yield profiles.dga_habit(addr(), habit)
 
 
 def everything() -> dict[str, list[Case]]:
@@ -103,5 +122,6 @@ def everything() -> dict[str, list[Case]]:
         "bot-sync": list(bots(addr)),
         "alternating": list(alternating(addr)),
         "nat": list(nats(addr)),
+        "dga-nx": list(generators(addr)),
         "benign": list(benign(addr)),
     }
