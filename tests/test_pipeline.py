@@ -36,7 +36,7 @@ def test_kernels_compile_one_signature_each_after_a_replay() -> None:
         agg_kernels.count_events,
         agg_kernels.pick_samples,
         agg_kernels.touch_hosts,
-        agg_kernels.add_counters,
+        agg_kernels.count_answer_events,
     ]
     for kernel in kernels:
         assert len(kernel.signatures) == 1, (kernel, kernel.signatures)

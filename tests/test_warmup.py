@@ -64,7 +64,7 @@ REPLAY_KERNELS = (
     "dnstcp.tcp_dns", "reassemble.reassemble", "classify.match_keywords", "aggregate.table_upsert",
     "aggregate.flag_events", "aggregate.count_events",
     "aggregate.touch_hosts",
-    "aggregate.add_counters", "aggregate.table_remap", "aggregate.pick_samples",
+    "aggregate.count_answer_events", "aggregate.table_remap", "aggregate.pick_samples",
 )  # fmt: skip
 
 

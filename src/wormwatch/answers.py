@@ -21,20 +21,13 @@ from __future__ import annotations
 import numpy as np
 
 from wormwatch.dganame import score_batch
-from wormwatch.kernels.aggregate import MODE_TAG, add_counters
+from wormwatch.kernels.aggregate import count_answer_events
 from wormwatch.model import (
     BOOL,
-    C_ANSWERS,
-    C_NX,
-    C_NX_DOMS_NEW,
-    C_NX_NAMES_NEW,
-    C_NX_SCORE,
-    C_RCODE_ERR,
     I32,
     I64,
     KIND_ANSWER,
     QTYPE_PTR,
-    RCODE_NOERROR,
     RCODE_NXDOMAIN,
     U64,
     Events,
@@ -44,7 +37,7 @@ from wormwatch.tables import KeyTable
 # salts that keep NXDOMAIN names and domains apart from query names in one table
 NX_NAME_SALT = 2
 NX_DOMAIN_SALT = 3
-N_ANSWER_COLUMNS = 4
+# an NXDOMAIN answer's name score is counted in thousandths
 SCORE_UNITS = 1000
 
 
@@ -80,32 +73,15 @@ def count_answers(
         return is_answer, 0
     rcode = ev.rcode[:n]
     is_nx = is_answer & (rcode == RCODE_NXDOMAIN)
-    is_error = is_answer & (rcode != RCODE_NOERROR) & ~is_nx
     scorable = is_nx & (ev.name_lens[:n] > 0) & (ev.qtype[:n] != QTYPE_PTR)
     scored = score_batch(ev.names, ev.name_lens, n, scorable)
     counted = scorable & (scored.listed == 1)
-    zeros = np.zeros(n, np.uint64)
-    new_name = np.empty(n, np.int64)
-    refused = names.upsert(
-        host, name_hash, zeros + np.uint64(NX_NAME_SALT), counted, bins, MODE_TAG, new_name
-    )
-    new_domain = np.empty(n, np.int64)
-    refused += names.upsert(
-        host, scored.reg_hashes, zeros + np.uint64(NX_DOMAIN_SALT), counted, bins,
-        MODE_TAG, new_domain,
+    # a name and a domain key per counted answer
+    names.reserve(2 * int(np.count_nonzero(counted)))
+    is_new = np.empty(n, np.bool_)
+    answers = (is_answer, rcode, counted, name_hash, scored.reg_hashes, scored.scores)
+    refused = count_answer_events(
+        (host, row, bins), answers, n, (names.a, names.b, names.c, names.v, names.used),
+        names.max_used, (NX_NAME_SALT, NX_DOMAIN_SALT, SCORE_UNITS), (totals, rows), is_new,
     )  # fmt: skip
-    cols = np.full((n, N_ANSWER_COLUMNS), -1, np.int64)
-    cols[:, 0] = np.where(is_answer, C_ANSWERS, -1)
-    cols[:, 1] = np.where(is_nx, C_NX, np.where(is_error, C_RCODE_ERR, -1))
-    cols[:, 2] = np.where(new_name == 2, C_NX_NAMES_NEW, -1)
-    cols[:, 3] = np.where(new_domain == 2, C_NX_DOMS_NEW, -1)
-    add_counters(host, row, cols, n, totals, rows)
-    is_new = new_domain == 2
-    new = np.flatnonzero(is_new)
-    if new.shape[0]:
-        # the new domains' name scores (few per batch: numpy's unbuffered add will do)
-        milli = np.rint(scored.scores[new] * SCORE_UNITS).astype(np.int64)
-        np.add.at(totals[:, C_NX_SCORE], host[new], milli)
-        in_rows = row[new] >= 0
-        np.add.at(rows[:, C_NX_SCORE], row[new][in_rows], milli[in_rows])
-    return is_new, refused
+    return is_new, int(refused)

@@ -25,14 +25,20 @@ from numba import njit
 from wormwatch.model import (
     C_A,
     C_AAAA,
+    C_ANSWERS,
     C_KW,
     C_KW_A,
     C_MX,
     C_MX_DOM_NEW,
     C_NAMES_NEW,
+    C_NX,
+    C_NX_DOMS_NEW,
+    C_NX_NAMES_NEW,
+    C_NX_SCORE,
     C_OTHER,
     C_PTR,
     C_QUERIES,
+    C_RCODE_ERR,
     C_SYN135,
     C_SYN139,
     C_SYN445,
@@ -44,6 +50,8 @@ from wormwatch.model import (
     QTYPE_AAAA,
     QTYPE_MX,
     QTYPE_PTR,
+    RCODE_NOERROR,
+    RCODE_NXDOMAIN,
 )
 
 MODE_ID = 0
@@ -214,32 +222,6 @@ def pick_samples(
     return k
 
 
-@njit(cache=True, nogil=True)
-def add_counters(
-    host_idx: np.ndarray,
-    row_idx: np.ndarray,
-    cols: np.ndarray,
-    n: int,
-    totals: np.ndarray,
-    rows: np.ndarray,
-) -> None:
-    """Add 1 to column ``cols[i, k]`` (k over the second axis, -1 = none) of
-    the event's host totals and of its bin row (when it has one)."""
-    n_cols = cols.shape[1]
-    for i in range(n):
-        h = host_idx[i]
-        if h < 0:
-            continue
-        r = row_idx[i]
-        for k in range(n_cols):
-            c = cols[i, k]
-            if c < 0:
-                continue
-            totals[h, c] += 1
-            if r >= 0:
-                rows[r, c] += 1
-
-
 # Salt that keeps a host's MX names apart from its other names in one table.
 MX_SALT = 1
 
@@ -382,6 +364,78 @@ def _add_event_counters(host, row, ev, n, pair, new_name, new_mx, counters):  # 
                 totals[h, c] += 1
                 if r >= 0:
                     rows[r, c] += 1
+
+
+@njit(cache=True, nogil=True)
+def count_answer_events(
+    where: tuple[np.ndarray, np.ndarray, np.ndarray],
+    answers: tuple[np.ndarray, ...],
+    n: int,
+    names: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    max_used: int,
+    nx: tuple[int, int, int],
+    counters: tuple[np.ndarray, np.ndarray],
+    is_new: np.ndarray,
+) -> int:
+    """One batch's DNS answers into the distinct NXDOMAIN names and domains and
+    the answer counters.
+
+    ``where`` = (host id; bin row, -1 = none; bin) per event; ``answers`` = (is an
+    answer of a tracked host, rcode, counted towards the distinct NXDOMAIN names and
+    domains, name hash, registrable domain hash, name score 0..1); ``names`` the
+    (a, b, c, v, used) of the names table with room for two keys per counted
+    answer, keyed apart by the salts of ``nx`` = (NXDOMAIN name salt, domain salt, units of
+    a score: the new domains' scores are counted in these);
+    ``counters`` = (host totals, bin rows). Fills ``is_new`` (the answer named a
+    registrable domain new to its host) and returns the keys the table refused.
+    Names then domains, as two separate calls would, so which keys a full table
+    refuses does not change.
+    """
+    host, row, bins = where
+    is_answer, rcode, counted, name_hash, reg_hashes, scores = answers
+    na, nb, nc, nv, n_used = names
+    totals, rows = counters
+    tag = np.int64(MODE_TAG)
+    new_name = np.empty(n, np.int64)
+    new_domain = np.empty(n, np.int64)
+    name_salts = np.full(n, np.uint64(nx[0]))
+    refused = table_upsert(
+        na, nb, nc, nv, n_used, max_used, host, name_hash, name_salts, counted, bins, n, tag,
+        new_name,
+    )  # fmt: skip
+    domain_salts = np.full(n, np.uint64(nx[1]))
+    refused += table_upsert(
+        na, nb, nc, nv, n_used, max_used, host, reg_hashes, domain_salts, counted, bins, n,
+        tag, new_domain,
+    )  # fmt: skip
+    for i in range(n):
+        is_new[i] = new_domain[i] == 2
+        if not is_answer[i]:
+            continue
+        h = host[i]
+        r = row[i]
+        code = rcode[i]
+        rcode_col = C_NX if code == RCODE_NXDOMAIN else C_RCODE_ERR if code != RCODE_NOERROR else -1
+        _add_answer(totals, rows, h, r, C_ANSWERS, 1)
+        _add_answer(totals, rows, h, r, rcode_col, 1)
+        if new_name[i] == 2:
+            _add_answer(totals, rows, h, r, C_NX_NAMES_NEW, 1)
+        if is_new[i]:
+            _add_answer(totals, rows, h, r, C_NX_DOMS_NEW, 1)
+            # the new domain's name score, in thousandths
+            _add_answer(totals, rows, h, r, C_NX_SCORE, np.int64(np.rint(scores[i] * nx[2])))
+    return refused
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _add_answer(totals, rows, h, r, col, amount):  # type: ignore[no-untyped-def]
+    """Add ``amount`` to column ``col`` (-1 = none) of host ``h``'s totals and of
+    bin row ``r`` (-1 = none)."""
+    if col < 0:
+        return
+    totals[h, col] += amount
+    if r >= 0:
+        rows[r, col] += amount
 
 
 @njit(cache=True, nogil=True)
