@@ -5,6 +5,7 @@ demo capture split over several sensors the way a packet broker would."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import dpkt
 import nats
@@ -82,8 +84,8 @@ def central(url: str, shards: str, out: Path, config: Path) -> subprocess.Popen[
     )
 
 
-async def _consumed(url: str, names: list[str]) -> bool:
-    nc = await nats.connect(url)
+async def _consumed(url: str, names: list[str], auth: dict[str, Any]) -> bool:
+    nc = await nats.connect(url, **auth)
     try:
         js = nc.jetstream()
         last = (await js.stream_info("WORMWATCH_DELTAS")).state.last_seq
@@ -98,13 +100,16 @@ async def _consumed(url: str, names: list[str]) -> bool:
         await nc.close()
 
 
-def wait_consumed(url: str, names: list[str], procs: list[subprocess.Popen[str]]) -> None:
-    """Poll until the central consumers have nothing pending (or one died)."""
+def wait_consumed(
+    url: str, names: list[str], procs: list[subprocess.Popen[str]], **auth: Any
+) -> None:
+    """Poll until the central consumers have nothing pending (or one died);
+    ``auth``: nats.connect options for a broker that needs them."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         for p in procs:
             assert p.poll() is None, p.stderr.read() if p.stderr else ""
-        if asyncio.run(_consumed(url, names)):
+        if asyncio.run(_consumed(url, names, auth)):
             return
         time.sleep(0.2)
     raise AssertionError("central processes did not consume everything within 120 s")
@@ -120,3 +125,15 @@ def stop(proc: subprocess.Popen[str]) -> str:
 def config(path: Path, body: str) -> Path:
     path.write_text(body)
     return path
+
+
+def host_records(*paths: Path, drop_sensors: bool = True) -> dict[str, dict[str, object]]:
+    out = {}
+    for path in paths:
+        for line in path.read_text().splitlines():
+            rec = json.loads(line)
+            if rec.get("event_type") == "host":
+                if drop_sensors:
+                    rec.pop("sensors", None)
+                out[str(rec["src_ip"])] = rec
+    return out

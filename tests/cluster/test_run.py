@@ -23,6 +23,7 @@ from testkit.natsrun import (
     central,
     config,
     flow_of,
+    host_records,
     is_dns,
     publish,
     run,
@@ -31,18 +32,6 @@ from testkit.natsrun import (
     wait_consumed,
 )
 from testkit.paths import DEMO
-
-
-def host_records(*paths: Path, drop_sensors: bool = True) -> dict[str, dict[str, object]]:
-    out = {}
-    for path in paths:
-        for line in path.read_text().splitlines():
-            rec = json.loads(line)
-            if rec.get("event_type") == "host":
-                if drop_sensors:
-                    rec.pop("sensors", None)
-                out[str(rec["src_ip"])] = rec
-    return out
 
 
 def alert_records(*paths: Path) -> list[tuple[object, ...]]:

@@ -12,6 +12,7 @@ durable pull consumers, key-value buckets.
 
 from __future__ import annotations
 
+import logging
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -41,12 +42,31 @@ MIN_SERVER = (2, 10)
 JS_TIMEOUT_S = 20.0
 
 
+class _QuietTlsEof(logging.Filter):
+    """asyncio warns on stderr each time a TLS broker closes on nats-py (its
+    protocol answers EOF as for plain TCP): noise beside our one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "eof_received()" not in record.getMessage()
+
+
+logging.getLogger("asyncio").addFilter(_QuietTlsEof())
+
+
 def describe(err: BaseException) -> str:
     """One line for a broker error, naming the fix where there is one."""
     text = str(err) or type(err).__name__
     low = text.lower()
+    if isinstance(err, ssl.SSLCertVerificationError):
+        return (
+            f"the broker's TLS certificate is not trusted ({err.verify_message}); "
+            "set [cluster] ca_file to the CA that signed it"
+        )
     if "authorization" in low or "authentication" in low or "permissions" in low:
-        return f"the broker refused our credentials ({text}); check [cluster] user/password/token"
+        return (
+            f"the broker refused our credentials ({text}); "
+            "check [cluster] user/password, token or creds_file"
+        )
     if isinstance(err, nats.errors.NoServersError | ConnectionRefusedError | OSError):
         return f"cannot reach the broker ({text})"
     if isinstance(err, nats.js.errors.ServiceUnavailableError | nats.errors.NoRespondersError):
@@ -54,20 +74,49 @@ def describe(err: BaseException) -> str:
     return text
 
 
+def _readable(key: str, path: str | None) -> None:
+    if path is None:
+        return
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as err:
+        raise WormwatchError(f"[cluster] {key}: {err.strerror}: {path}") from None
+
+
 def _tls(cfg: ClusterConfig) -> ssl.SSLContext | None:
     if not (cfg.url.startswith("tls://") or cfg.ca_file or cfg.cert_file):
         return None
+    for key in ("ca_file", "cert_file", "key_file"):
+        _readable(key, getattr(cfg, key))
     try:
         ctx = ssl.create_default_context(cafile=cfg.ca_file)
         if cfg.cert_file:
             ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
     except (OSError, ssl.SSLError) as err:
-        raise WormwatchError(f"[cluster] TLS files: {err}") from None
+        raise WormwatchError(
+            f"[cluster] TLS files ca_file/cert_file/key_file: {err} (PEM files expected)"
+        ) from None
     return ctx
 
 
+def _check_creds(path: str) -> None:
+    """A readable ``.creds`` file holding a user JWT and its nkey seed."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read(65536)
+    except OSError as err:
+        raise WormwatchError(f"[cluster] creds_file: {err.strerror}: {path}") from None
+    if b"BEGIN NATS USER JWT" not in text or b"BEGIN USER NKEY SEED" not in text:
+        raise WormwatchError(
+            f"[cluster] creds_file {path} is not a NATS .creds file "
+            "(it needs a NATS USER JWT and a USER NKEY SEED block, as `nsc` writes them)"
+        )
+
+
 def connect_options(cfg: ClusterConfig, *, name: str) -> dict[str, Any]:
-    """Keyword arguments of :func:`nats.connect` for this config."""
+    """Keyword arguments of :func:`nats.connect` for this config; a missing or
+    unreadable TLS or creds file raises :class:`WormwatchError` here."""
     opts: dict[str, Any] = {
         "servers": [cfg.url],
         "name": name,
@@ -81,11 +130,18 @@ def connect_options(cfg: ClusterConfig, *, name: str) -> dict[str, Any]:
     if cfg.token is not None:
         opts["token"] = cfg.token
     if cfg.creds_file is not None:
+        _check_creds(cfg.creds_file)
         opts["user_credentials"] = cfg.creds_file
     tls = _tls(cfg)
     if tls is not None:
         opts["tls"] = tls
     return opts
+
+
+def check_settings(cfg: ClusterConfig) -> None:
+    """Fail at start, in one line, when a TLS or creds file of the config cannot
+    be used (rather than retrying a connection that can never work)."""
+    connect_options(cfg, name="")
 
 
 async def connect(
@@ -96,10 +152,13 @@ async def connect(
     on_state: Callable[[bool], None] | None = None,
 ) -> Client:
     """A connected client; raises :class:`WormwatchError` when the first
-    connection fails (later ones reconnect on their own)."""
+    connection fails (refused, untrusted, unreachable: one line, no retry
+    loop), later ones reconnect on their own."""
+    is_up = False
 
     async def error_cb(err: Exception) -> None:
-        if on_error is not None:
+        # the first connection's error is the one raised below, said once
+        if on_error is not None and is_up:
             on_error(describe(err))
 
     def state(up: bool) -> Callable[[], Awaitable[None]]:
@@ -109,15 +168,20 @@ async def connect(
 
         return cb
 
+    opts = connect_options(cfg, name=name)
     try:
-        return await nats.connect(
-            **connect_options(cfg, name=name),
+        nc = await nats.connect(
+            **{**opts, "allow_reconnect": False},
             error_cb=error_cb,
             disconnected_cb=state(False),
             reconnected_cb=state(True),
         )
     except (nats.errors.Error, OSError, TimeoutError) as err:
         raise WormwatchError(describe(err)) from None
+    # nats-py reads its options at each reconnect: from now on, reconnect
+    nc.options["allow_reconnect"] = opts["allow_reconnect"]
+    is_up = True
+    return nc
 
 
 def check_version(nc: Client) -> None:

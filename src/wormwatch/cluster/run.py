@@ -15,6 +15,7 @@ import sys
 import time
 from dataclasses import dataclass
 
+from wormwatch.cluster.broker import check_settings
 from wormwatch.cluster.central import TOP_HOSTS, Central
 from wormwatch.cluster.consume import Consumer
 from wormwatch.cluster.publisher import HEARTBEAT_S
@@ -95,6 +96,7 @@ def run_central(cfg: Config, opts: CentralOptions, presenter: Presenter | None) 
     summary. The finished state is returned (tests read it)."""
     cluster = cfg.cluster.with_url(opts.url)
     shards = parse_shards(opts.shards, cluster.shards) if opts.shards else (0, cluster.shards - 1)
+    check_settings(cluster)
     warm_up("central")
     central = Central(cfg, cluster)
     name = f"central shards {shards[0]}-{shards[1]} of {cluster.url}"

@@ -17,6 +17,7 @@ import numpy as np
 
 from wormwatch.aggregate.export import DeltaExporter, take_events
 from wormwatch.classify import Classifier
+from wormwatch.cluster.broker import check_settings
 from wormwatch.cluster.publisher import Publisher
 from wormwatch.cluster.settings import check_sensor_name
 from wormwatch.config import Config
@@ -123,4 +124,6 @@ class ClusterSensor:
 
 def open_sensor(cfg: Config, *, url: str, name: str | None) -> ClusterSensor:
     """The sensor side of ``--publish URL [--sensor NAME]``."""
-    return ClusterSensor(cfg, sensor=check_sensor_name(name or cfg.cluster.sensor_name()), url=url)
+    sensor = check_sensor_name(name or cfg.cluster.sensor_name())
+    check_settings(cfg.cluster.with_url(url))
+    return ClusterSensor(cfg, sensor=sensor, url=url)
