@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from wormwatch.dganame import score_batch
+from wormwatch.dganame import Scored, score_batch
 from wormwatch.kernels.aggregate import count_answer_events
 from wormwatch.model import (
     BOOL,
@@ -56,10 +56,13 @@ def count_answers(
     where: tuple[I64, I64, I64],
     tables: tuple[KeyTable, I64, I32],
     name_hash: U64,
+    scored: Scored | None = None,
 ) -> tuple[BOOL, int]:
     """Count one batch's answers into the host ``totals`` and the bin ``rows`` (``tables``
     = distinct-name table, totals, rows); ``where`` is per event (host id, -1 = none; bin
-    row; bin); ``name_hash`` per event the hash of its name, as the query names'.
+    row; bin); ``name_hash`` per event the hash of its name, as the query names'; ``scored``
+    the name scores of the batch's NXDOMAIN answers when they were computed before
+    (:func:`wormwatch.classify.score_nx_answers`), else they are computed here.
 
     Returns:
         (which answers named an NXDOMAIN registrable domain new to their host, keys
@@ -74,7 +77,8 @@ def count_answers(
     rcode = ev.rcode[:n]
     is_nx = is_answer & (rcode == RCODE_NXDOMAIN)
     scorable = is_nx & (ev.name_lens[:n] > 0) & (ev.qtype[:n] != QTYPE_PTR)
-    scored = score_batch(ev.names, ev.name_lens, n, scorable)
+    if scored is None:
+        scored = score_batch(ev.names, ev.name_lens, n, scorable)
     counted = scorable & (scored.listed == 1)
     # a name and a domain key per counted answer
     names.reserve(2 * int(np.count_nonzero(counted)))

@@ -1,20 +1,52 @@
 """Classify stage: mark the queries whose first label begins with a keyword.
 
 In: :class:`~wormwatch.model.Events` from the decoder. Out: an int16 array,
-per event the index of the matching keyword in the configured set, or -1.
+per event the index of the matching keyword in the configured set, or -1; and
+the name scores of the batch's NXDOMAIN answers (:func:`score_nx_answers`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import fields
 
 import numpy as np
 import numpy.typing as npt
 
 from wormwatch.config import DEFAULT_KEYWORDS
+from wormwatch.dganame import Scored, score_batch
 from wormwatch.errors import WormwatchError
 from wormwatch.kernels.classify import match_keywords
-from wormwatch.model import NAME_MAX, Events
+from wormwatch.model import KIND_ANSWER, NAME_MAX, QTYPE_PTR, RCODE_NXDOMAIN, Events
+
+
+def score_nx_answers(events: Events) -> Scored | None:
+    """The name scores of a batch's NXDOMAIN answers (other events score 0), or
+    None when it holds no answer.
+
+    The aggregate's answer counting (dga-nx) needs them and they depend on the
+    names alone, so a replay's decode-ahead thread computes them beside the
+    keyword matches instead of the aggregating thread. Which answers count is
+    the aggregate's to say: a score of one that does not is never read.
+    """
+    n = events.n
+    kind = events.kind[:n]
+    if not (kind == KIND_ANSWER).any():
+        return None
+    scorable = (
+        (kind == KIND_ANSWER)
+        & (events.rcode[:n] == RCODE_NXDOMAIN)
+        & (events.name_lens[:n] > 0)
+        & (events.qtype[:n] != QTYPE_PTR)
+    )
+    return score_batch(events.names, events.name_lens, n, scorable)
+
+
+def score_rows(scored: Scored | None, lo: int, hi: int) -> Scored | None:
+    """The scores of events ``lo:hi`` (views), as :meth:`Events.rows` cuts events."""
+    if scored is None:
+        return None
+    return Scored(*(getattr(scored, f.name)[lo:hi] for f in fields(Scored)))
 
 
 class Classifier:

@@ -22,10 +22,12 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from wormwatch.dganame import Scored
 from wormwatch.model import Batch, Events
 from wormwatch.source import Source
 
-Decoded = tuple[Events, npt.NDArray[np.int16]]
+# events, their keyword indices, the name scores of their NXDOMAIN answers
+Decoded = tuple[Events, npt.NDArray[np.int16], Scored | None]
 DecodeFn = Callable[[Batch], Decoded | None]
 
 
@@ -57,9 +59,10 @@ class DirectFeed:
         """Nothing to stop."""
 
 
-def _owned(events: Events, keyword_idx: npt.NDArray[np.int16]) -> Decoded:
-    """Copies of the valid rows: the decoder reuses its buffers."""
-    return events.owned(), keyword_idx[: events.n].copy()
+def _owned(events: Events, keyword_idx: npt.NDArray[np.int16], scored: Scored | None) -> Decoded:
+    """Copies of the valid rows: the decoder and classifier reuse their buffers
+    (the scores are new arrays each batch)."""
+    return events.owned(), keyword_idx[: events.n].copy(), scored
 
 
 class DecodeAheadFeed:

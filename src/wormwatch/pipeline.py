@@ -22,11 +22,12 @@ import numpy as np
 import numpy.typing as npt
 
 from wormwatch.aggregate import AggregateCounts, Aggregator
-from wormwatch.classify import Classifier
+from wormwatch.classify import Classifier, score_nx_answers, score_rows
 from wormwatch.config import Config
 from wormwatch.decode import Decoder
+from wormwatch.dganame import Scored
 from wormwatch.errors import WormwatchError
-from wormwatch.feed import End, Feed, open_feed
+from wormwatch.feed import Decoded, End, Feed, open_feed
 from wormwatch.health import Health, Judged
 from wormwatch.judge import TOP_HOSTS, Judge
 from wormwatch.model import I64, Batch, Events, HostView, Snapshot
@@ -266,14 +267,17 @@ class Pipeline:
                 on_every(self, self.snapshot(source))
         return False
 
-    def _decode(self, batch: Batch) -> tuple[Events, npt.NDArray[np.int16]] | None:
-        """Decode and classify one batch (in the decode-ahead thread on replay)."""
+    def _decode(self, batch: Batch) -> Decoded | None:
+        """Decode and classify one batch, and score its NXDOMAIN answers' names
+        (in the decode-ahead thread on replay)."""
         events = self.decoder.decode(batch)
         if events.n == 0:
             return None
-        return events, self.classifier.classify(events)
+        return events, self.classifier.classify(events), score_nx_answers(events)
 
-    def _aggregate(self, events: Events, keyword_idx: npt.NDArray[np.int16]) -> None:
+    def _aggregate(
+        self, events: Events, keyword_idx: npt.NDArray[np.int16], scored: Scored | None
+    ) -> None:
         """Count one batch's events, judging hosts at every bin boundary."""
         self.health.saw_events(int(events.ts_us[events.n - 1]))
         for sink in self.event_sinks:
@@ -287,7 +291,9 @@ class Pipeline:
         for hi in [*cuts.tolist(), events.n]:
             if int(bins[lo]) > self._judged_bin >= 0:
                 self._write(self.judge.judge(self.agg))
-            renumbering = self.agg.ingest(events.rows(lo, hi), keyword_idx[lo:hi])
+            renumbering = self.agg.ingest(
+                events.rows(lo, hi), keyword_idx[lo:hi], score_rows(scored, lo, hi)
+            )
             if renumbering is not None:
                 self.judge.renumber(renumbering)
             self._judged_bin = max(self._judged_bin, int(bins[hi - 1]))

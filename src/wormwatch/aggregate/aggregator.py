@@ -29,6 +29,7 @@ from wormwatch.aggregate.columns import add_network, count_events, take_samples
 from wormwatch.aggregate.hosts import HostTable, Protect, Renumbering, activity
 from wormwatch.aggregate.readout import read_states
 from wormwatch.answers import count_answers, host_words
+from wormwatch.dganame import Scored
 from wormwatch.kernels.aggregate import touch_hosts
 from wormwatch.model import (
     BOOL,
@@ -125,8 +126,11 @@ class Aggregator:
 
     # -- ingest ---------------------------------------------------------------
 
-    def ingest(self, ev: Events, keyword_idx: npt.NDArray[np.int16]) -> Renumbering | None:
-        """Count one batch of events.
+    def ingest(
+        self, ev: Events, keyword_idx: npt.NDArray[np.int16], scored: Scored | None = None
+    ) -> Renumbering | None:
+        """Count one batch of events (``scored``: the name scores of its NXDOMAIN
+        answers, when the caller has them: :func:`wormwatch.classify.score_nx_answers`).
 
         Returns how host ids changed when hosts had to be evicted to make
         room (None when no host was), for whoever keys by host id.
@@ -159,7 +163,9 @@ class Aggregator:
         is_client = ~h.is_allowlisted[np.maximum(host, 0)]
         add_network(self._network, bins, is_client, (got.is_dns, got.is_mx, got.is_syn))
         tables = (self._names, h.totals, self._bins.rows)
-        new, refused = count_answers(ev, is_answer, (host, row, bins), tables, got.name_hash)
+        new, refused = count_answers(
+            ev, is_answer, (host, row, bins), tables, got.name_hash, scored
+        )
         self._keys_refused += refused
         self._take_samples(ev, host, new, h.n_nx_sampled, self._nx_samples)
         return renumbering
