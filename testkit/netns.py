@@ -4,7 +4,9 @@
 documentation addresses only inside them (198.51.100.1/24 and 2001:db8::1/64 on
 the sender side, .2 and ::2 on the capture side, and a VLAN 10 subinterface with
 203.0.113.1/2 on each side where the kernel has 802.1Q support), and deletes
-them on exit, whatever happened.
+them on exit, whatever happened. :func:`host_veth` keeps the capture end in
+this namespace instead (no address on it), for a sensor that also talks to a
+service on this host's loopback.
 
 Run as a script inside a namespace (``ip netns exec NS python -m testkit.netns``),
 it is the other half of a test:
@@ -204,6 +206,36 @@ def veth_pair(workdir: Path) -> Iterator[VethPair]:
         for ns in made:
             _kill_namespace_processes(ns)
             subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+
+
+@contextmanager
+def host_veth(workdir: Path) -> Iterator[VethPair]:
+    """A sender namespace whose veth peer stays in this (the host's) namespace,
+    up and without any address, for a capture that must also reach services
+    on the host's loopback (a broker). ``capture_ns`` is empty: capture
+    commands run here. Deleting the namespace deletes both ends."""
+    tag = f"{os.getpid() % 100000}x{next(_COUNTER)}"
+    pair = VethPair(f"wwS{tag}", "", f"wS{tag}", f"wH{tag}", workdir)
+    made = False
+    try:
+        _ip("netns", "add", pair.sender_ns)
+        made = True
+        _ip("link", "add", pair.capture_if, "type", "veth",
+            "peer", "name", pair.sender_if, "netns", pair.sender_ns)  # fmt: skip
+        # no IPv6 autoconfiguration on the host end: nothing of the host's own
+        # leaves or arrives there but what the test sends
+        with contextlib.suppress(OSError):
+            Path(f"/proc/sys/net/ipv6/conf/{pair.capture_if}/disable_ipv6").write_text("1")
+        _ip("link", "set", pair.capture_if, "up")
+        _ip("-n", pair.sender_ns, "link", "set", "lo", "up")
+        _ip("-n", pair.sender_ns, "addr", "add", f"{SENDER_V4}/24", "dev", pair.sender_if)
+        _ip("-n", pair.sender_ns, "link", "set", pair.sender_if, "up")
+        yield pair
+    finally:
+        if made:
+            _kill_namespace_processes(pair.sender_ns)
+            subprocess.run(["ip", "netns", "del", pair.sender_ns], check=False, capture_output=True)
+        subprocess.run(["ip", "link", "del", pair.capture_if], check=False, capture_output=True)
 
 
 def write_frames(path: Path, frames: Sequence[bytes]) -> None:
