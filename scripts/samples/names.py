@@ -8,6 +8,7 @@ written byte by byte here; the IP/UDP/TCP around them is scapy's.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 from scapy.layers.dns import DNS, DNSQR
 from scapy.layers.inet import ICMP, IP, TCP, UDP
@@ -108,6 +109,20 @@ def _prefixed(message: bytes) -> bytes:
     return struct.pack(">H", len(message)) + message
 
 
+def _tcp_stream(src: str, dst: str, sport: int, dport: int) -> Callable[[bytes], bytes]:
+    """Frames of one direction of a TCP connection, each carrying the next bytes of its
+    stream (sequence numbers from 1, contiguous)."""
+    next_seq = [1]
+
+    def segment(payload: bytes) -> bytes:
+        seq = next_seq[0]
+        next_seq[0] += len(payload)
+        tcp = TCP(sport=sport, dport=dport, flags="PA", seq=seq, ack=1)
+        return ether(l3(src, dst) / tcp / Raw(payload))
+
+    return segment
+
+
 def dns_tcp() -> Capture:
     cap = Capture(
         "dns_tcp.pcap",
@@ -122,13 +137,7 @@ def dns_tcp() -> Capture:
 
     # One coherent stream (contiguous sequence numbers), so a reassembling dissector
     # such as tshark reads the same bytes as one conversation.
-    next_seq = [1]
-
-    def segment(payload: bytes) -> bytes:
-        seq = next_seq[0]
-        next_seq[0] += len(payload)
-        tcp = TCP(sport=41000, dport=53, flags="PA", seq=seq, ack=1)
-        return ether(l3(a, RESOLVER4) / tcp / Raw(payload))
+    segment = _tcp_stream(a, RESOLVER4, 41000, 53)
 
     def query(name: str, qtype: int, qid: int) -> bytes:
         return bytes(DNS(id=qid, rd=1, qd=DNSQR(qname=name, qtype=qtype)))
@@ -169,13 +178,7 @@ def dns_tcp() -> Capture:
     cap.add(t(), segment(many), "ok", tuple(Query(a, 1, False) for _ in range(64)))
     # Answers come back in the server's own stream (from port 53): counted for the
     # client, the same way (whole, several in one segment, split across segments).
-    back_seq = [1]
-
-    def answer_segment(payload: bytes) -> bytes:
-        seq = back_seq[0]
-        back_seq[0] += len(payload)
-        tcp = TCP(sport=53, dport=41000, flags="PA", seq=seq, ack=1)
-        return ether(l3(RESOLVER4, a) / tcp / Raw(payload))
+    answer_segment = _tcp_stream(RESOLVER4, a, 53, 41000)
 
     def answer(name: str, rcode: int, qid: int) -> bytes:
         return bytes(DNS(id=qid, qr=1, rcode=rcode, qd=DNSQR(qname=name)))
