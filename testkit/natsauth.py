@@ -31,21 +31,30 @@ class TlsFiles:
     ca: Path
     cert: Path
     key: Path
+    client_cert: Path
+    client_key: Path
 
-    def server_block(self) -> str:
-        """The broker config's ``tls`` block (clients need not present a cert)."""
-        return f'tls {{ cert_file: "{self.cert}", key_file: "{self.key}" }}'
+    def server_block(self, *, verify_clients: bool = False) -> str:
+        """The broker config's ``tls`` block; with ``verify_clients`` a client
+        must present a certificate signed by the same CA."""
+        verify = f', ca_file: "{self.ca}", verify: true' if verify_clients else ""
+        return f'tls {{ cert_file: "{self.cert}", key_file: "{self.key}"{verify} }}'
 
 
 def tls_files(folder: Path, host: str = "127.0.0.1") -> TlsFiles:
-    """A new CA and a certificate for ``host`` signed by it, as PEM files."""
+    """A new CA, a certificate for ``host`` and a client certificate signed by
+    it, as PEM files."""
     folder.mkdir(parents=True, exist_ok=True)
     ca = trustme.CA()
-    cert = ca.issue_cert(host)
-    files = TlsFiles(folder / "ca.pem", folder / "server.pem", folder / "server.key")
+    files = TlsFiles(*(folder / n for n in ("ca.pem", "server.pem", "server.key",
+                                            "client.pem", "client.key")))  # fmt: skip
     ca.cert_pem.write_to_path(str(files.ca))
-    cert.cert_chain_pems[0].write_to_path(str(files.cert))
-    cert.private_key_pem.write_to_path(str(files.key))
+    for leaf, cert, key in (
+        (ca.issue_cert(host), files.cert, files.key),
+        (ca.issue_cert("sensor.example"), files.client_cert, files.client_key),
+    ):
+        leaf.cert_chain_pems[0].write_to_path(str(cert))
+        leaf.private_key_pem.write_to_path(str(key))
     return files
 
 

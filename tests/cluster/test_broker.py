@@ -41,7 +41,7 @@ def brokers(tmp_path: Path) -> Iterator[BrokerPool]:
 
 
 def secured(brokers: BrokerPool, folder: Path, how: str) -> Secured:
-    """A broker that needs ``how`` (tls, token or creds) and how to reach it."""
+    """A broker that needs ``how`` (tls, mutual-tls, token or creds) and how to reach it."""
     if how == "tls":
         tls = tls_files(folder / "tls")
         broker = brokers.start(auth=tls.server_block())
@@ -50,6 +50,14 @@ def secured(brokers: BrokerPool, folder: Path, how: str) -> Secured:
             f'ca_file = "{tls.ca}"\n',
             {"tls": ssl.create_default_context(cafile=str(tls.ca))},
         )
+    if how == "mutual-tls":
+        tls = tls_files(folder / "tls")
+        broker = brokers.start(auth=tls.server_block(verify_clients=True))
+        ctx = ssl.create_default_context(cafile=str(tls.ca))
+        ctx.load_cert_chain(str(tls.client_cert), str(tls.client_key))
+        keys = f'ca_file = "{tls.ca}"\n'
+        keys += f'cert_file = "{tls.client_cert}"\nkey_file = "{tls.client_key}"\n'
+        return Secured(f"tls://127.0.0.1:{broker.port}", keys, {"tls": ctx})
     if how == "token":
         broker = brokers.start(auth='authorization { token: "s3cret-t0ken" }')
         return Secured(broker.url, 'token = "s3cret-t0ken"\n', {"token": "s3cret-t0ken"})
@@ -69,7 +77,7 @@ def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.strip()]
 
 
-@pytest.mark.parametrize("how", ["tls", "token", "creds"])
+@pytest.mark.parametrize("how", ["tls", "mutual-tls", "token", "creds"])
 def test_a_sensor_and_a_central_work_through_each_kind_of_auth(
     brokers: BrokerPool, tmp_path: Path, how: str
 ) -> None:
@@ -113,6 +121,19 @@ def test_an_untrusted_broker_certificate_is_one_line(brokers: BrokerPool, tmp_pa
             "wormwatch: error: the broker's TLS certificate is not trusted (unable to get "
             "local issuer certificate); set [cluster] ca_file to the CA that signed it"
         ]
+
+
+def test_no_client_certificate_where_one_is_required_is_one_line(
+    brokers: BrokerPool, tmp_path: Path
+) -> None:
+    tls = tls_files(tmp_path / "tls")
+    broker = brokers.start(auth=tls.server_block(verify_clients=True))
+    url = f"tls://127.0.0.1:{broker.port}"
+    cfg = config(tmp_path / "c.toml", f'[cluster]\nca_file = "{tls.ca}"\n')
+    refused = run("central", "--no-tui", "--nats", url, "--config", str(cfg))
+    assert refused.returncode == 2
+    assert len(error_lines(refused.stderr)) == 1, refused.stderr
+    assert "set [cluster] cert_file and key_file" in refused.stderr
 
 
 def test_a_wrong_token_is_one_line_and_sensing_goes_on(brokers: BrokerPool, tmp_path: Path) -> None:

@@ -177,7 +177,14 @@ async def connect(
             reconnected_cb=state(True),
         )
     except (nats.errors.Error, OSError, TimeoutError) as err:
-        raise WormwatchError(describe(err)) from None
+        line = describe(err)
+        if "tls" in opts and cfg.cert_file is None and "connection lost" in line.lower():
+            # a broker that verifies clients drops one without a certificate after the handshake
+            line += (
+                "; if the broker requires client certificates (tls verify), "
+                "set [cluster] cert_file and key_file"
+            )
+        raise WormwatchError(line) from None
     # nats-py reads its options at each reconnect: from now on, reconnect
     nc.options["allow_reconnect"] = opts["allow_reconnect"]
     is_up = True
