@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
 import signal
 import threading
@@ -133,3 +134,24 @@ def test_central_table_shows_the_merged_hosts_and_each_sensor(
     # the panel sits between the hosts and the footer
     assert "hosts 1-" in lines[-1]
     assert "replay finished" not in lines[-1]
+
+
+def test_the_central_table_takes_keys_and_q_stops_it(broker: Broker, tmp_path: Path) -> None:
+    """Keys reach the central's table as a sensor's: ``s`` sorts, ``q`` stops the
+    central (summary written) without a signal."""
+    out = io.StringIO()
+    console = Console(file=out, width=WIDTH, height=HEIGHT, force_terminal=True, color_system=None)
+    keys = ScriptedKeys([["s"], ["q"]])
+    tui = TuiPresenter(console=console, keys=keys)
+    summary = tmp_path / "summary.jsonl"
+    opts = CentralOptions(url=broker.url, duration_s=600.0, summary=str(summary))
+    run_central(load_config(None), opts, tui)
+    assert keys.script == []
+    records = [json.loads(line) for line in summary.read_text().splitlines()]
+    assert [r["event_type"] for r in records] == ["network"]
+    screen = pyte.Screen(WIDTH, HEIGHT)
+    screen.set_mode(pyte.modes.LNM)
+    pyte.Stream(screen).feed(out.getvalue())
+    footer = screen.display[-1]
+    assert " stopped " in footer
+    assert "sort DNS q/s" in footer

@@ -107,8 +107,12 @@ def run_central(cfg: Config, opts: CentralOptions, presenter: Presenter | None) 
     write_alert = counter.write if counter else alerts.write if alerts else lambda _record: None
     shows: list[Presenter] = [p for p in (presenter, metrics) if p is not None]
     refresh = [0.0]
+    stop = asyncio.Event()
 
     def on_round() -> None:
+        # the live table's keys (q quits, as on a sensor; p, s, arrows, /, ?)
+        if presenter is not None and presenter.poll_quit():
+            stop.set()
         now = time.monotonic()
         if shows and now >= refresh[0]:
             refresh[0] = now + 0.5
@@ -122,7 +126,7 @@ def run_central(cfg: Config, opts: CentralOptions, presenter: Presenter | None) 
     for show in shows:
         show.start()
     try:
-        asyncio.run(_consume(consumer, opts.duration_s))
+        asyncio.run(_consume(consumer, opts.duration_s, stop))
         for record in central.judge(all_hosts=True):
             write_alert(record)
     finally:
@@ -168,8 +172,7 @@ def cluster_health(central: Central, consumer: Consumer) -> ClusterHealth:
     )
 
 
-async def _consume(consumer: Consumer, duration_s: float | None) -> None:
-    stop = asyncio.Event()
+async def _consume(consumer: Consumer, duration_s: float | None, stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(ValueError, RuntimeError):
