@@ -1,51 +1,58 @@
-"""Start-up: compile (or load from numba's cache) every kernel a command runs.
+"""Start-up: compile (or load from numba's cache) the kernels a command runs.
 
-Called once, before the source is opened: the first batch of a live capture is then
-not spent compiling, and a replay's timing is the steady state from its first packet.
-Each step warms one stage's kernels on a tiny input of the exact array types the
-pipeline passes, so no kernel compiles a second signature later (tests/test_warmup.py
-replays a capture after ``warm_up`` and checks that nothing new was compiled).
+Called once, before the source is opened, so that the first batch is not spent
+compiling. Each step warms one stage's kernels on a tiny input of the exact array types
+the pipeline passes, so no kernel compiles a second signature later
+(tests/test_warmup.py replays captures after ``warm_up`` and checks just that).
 
-On the very first run numba compiles and caches the kernels (seconds per step); later
-runs load them from the cache (a fraction of a second). The first step is small and
-tells which case this is: when it had to compile, a second process compiles the
-DNS-over-TCP flow and reassembly kernels into the same cache while this one compiles
-the walkers, the decoder and the aggregate, and this one then loads them: the two cores
-share the first run. ``on_step`` lets the caller show progress.
+Live capture and ``central`` warm every kernel they may run: a first use later must
+not stall a capture. The file commands warm what every file needs and leave the
+pcapng walker, the DNS-over-TCP flows and the reassembly to their first use: a cache
+load then costs a few milliseconds, in the batch that needs it.
+
+The first step is small and tells whether numba's cache was empty (a first run, which
+compiles for seconds per step). Then a second process compiles part of the kernels
+into the same cache while this one compiles the rest, and this one loads them when it
+gets there: the two cores share the first run. For the file commands the second
+process goes on to the deferred kernels after the run has started; a first use of one
+of them waits for it rather than compiling it twice. ``on_step`` lets the caller show
+progress.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import IO, Any
 
 import numpy as np
 
 from wormwatch import collector
 from wormwatch.aggregate import Aggregator
-from wormwatch.classify import Classifier
+from wormwatch.classify import Classifier, score_nx_answers
 from wormwatch.decode import warm_up as warm_decode
 from wormwatch.dganame import warm_up as warm_names
-from wormwatch.dnstcp import TcpFlows
 from wormwatch.kernels.classify import match_keywords
-from wormwatch.kernels.decode import (
-    N_SEG_COLUMNS,
-    T_SENT,
-    T_SEQ,
-    T_SPORT,
-    T_START,
-    T_STOP,
-    T_VERSION,
+from wormwatch.model import (
+    KIND_ANSWER,
+    KIND_DNS,
+    KIND_SYN,
+    QTYPE_A,
+    QTYPE_MX,
+    RCODE_NXDOMAIN,
+    Events,
+    addr_words,
 )
-from wormwatch.model import KIND_ANSWER, RCODE_NXDOMAIN, Events
-from wormwatch.reassemble import warm_up as warm_reassembly
 from wormwatch.tables import MIN_CAPACITY, KeyTable
 
 # (step name, steps done, steps in all), called before each step and once at the end
 StepFn = Callable[[str, int, int], None]
 
-_FILE_COMMANDS = ("replay", "demo", "report")
 _CLASSIFY = "keyword matcher"
 _WALKERS = "record walkers"
 _DECODER = "decoder"
@@ -53,26 +60,70 @@ _TCP = "DNS-over-TCP flows"
 _REASSEMBLY = "reassembly"
 _AGGREGATE = "aggregate"
 _DELTAS = "delta merge"
-# compiled by the second process on a first run (about as long as the rest)
-_IN_CHILD = (_TCP, _REASSEMBLY)
+_PCAPNG = "pcapng walker"
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A command's steps. ``here`` then ``there`` then ``after`` run before the first
+    packet, in that order; on a first run a second process compiles ``there`` (then
+    ``deferred``) while this one compiles ``here``. ``deferred`` load at first use."""
+
+    here: tuple[str, ...]
+    there: tuple[str, ...]
+    after: tuple[str, ...] = ()
+    deferred: tuple[str, ...] = ()
+
+    @property
+    def up_front(self) -> list[str]:
+        return [*self.here, *self.there, *self.after]
+
+
+# The walkers (classic pcap) and the decoder take about as long to compile as the
+# aggregate's kernels and the name score; live capture adds the flows and reassembly.
+_FILES = Plan(
+    here=(_CLASSIFY, _WALKERS, _DECODER),
+    there=(_AGGREGATE,),
+    deferred=(_TCP, _REASSEMBLY, _PCAPNG),
+)
+_LIVE = Plan(here=(_CLASSIFY, _DECODER, _REASSEMBLY), there=(_AGGREGATE, _TCP))
+# the delta merge runs the aggregate's kernels too: after those are loaded
+_CENTRAL = Plan(here=_LIVE.here, there=_LIVE.there, after=(_DELTAS,))
+
+
+def plan(command: str) -> Plan:
+    """The warm-up of ``command`` (live, replay, demo, report, central)."""
+    if command in ("replay", "demo", "report"):
+        return _FILES
+    return _CENTRAL if command == "central" else _LIVE
 
 
 def step_names(command: str) -> list[str]:
-    """The warm-up steps ``command`` runs, in order (what a progress display lists)."""
-    walk = [_WALKERS] if command in _FILE_COMMANDS else []
-    merge = [_DELTAS] if command == "central" else []
-    return [_CLASSIFY, *walk, _DECODER, _AGGREGATE, *merge, _TCP, _REASSEMBLY]
+    """The steps ``command`` runs before its first packet, in order (what a progress
+    display lists)."""
+    return plan(command).up_front
 
 
-def _warm_walkers() -> None:
+def _warm_walkers(*, pcap: bool = True, pcapng: bool = False) -> None:
     from wormwatch.source.pcapfile import warm_up as warm_walkers  # noqa: PLC0415
 
-    warm_walkers()
+    warm_walkers(pcap=pcap, pcapng=pcapng)
 
 
 def _warm_tcp_flows() -> None:
     """The DNS-over-TCP flow kernel alone, on one segment row of a query over TCP, with
     the array types the decoder passes."""
+    from wormwatch.dnstcp import TcpFlows  # noqa: PLC0415
+    from wormwatch.kernels.decode import (  # noqa: PLC0415
+        N_SEG_COLUMNS,
+        T_SENT,
+        T_SEQ,
+        T_SPORT,
+        T_START,
+        T_STOP,
+        T_VERSION,
+    )
+
     segment = bytes.fromhex(
         "4500003d00000000400600000a0000010a000002"  # IPv4, 61 bytes, TCP
         "d432003500000001000000005018000000000000"  # to 53, seq 1
@@ -90,27 +141,56 @@ def _warm_tcp_flows() -> None:
     TcpFlows().feed(data, ts_us, segs, np.zeros(1, np.uint8))
 
 
-def _warm_aggregate(events: Events) -> None:
-    keyword_idx = Classifier().classify(events)
-    agg = Aggregator(max_hosts=16, max_host_bins=16, max_keys=64)
-    agg.ingest(events, keyword_idx)
-    # the same events as NXDOMAIN answers: the answers' counters (dga-nx)
-    answers = events.owned()
-    answers.kind[:] = KIND_ANSWER
-    answers.rcode[:] = RCODE_NXDOMAIN
-    agg.ingest(answers, keyword_idx)
-    # the name score of NXDOMAIN answers (dga-nx), run by the aggregate on answers
+def _warm_reassembly() -> None:
+    from wormwatch.reassemble import warm_up as warm_reassembly  # noqa: PLC0415
+
+    warm_reassembly()
+
+
+def warm_events() -> Events:
+    """One event of each kind from one client: a keyword query, an MX query, a SYN to
+    445 and an NXDOMAIN answer, so that warming the aggregate runs each of its paths."""
+    rows = (
+        (KIND_DNS, QTYPE_A, 53, 0, b"mail.example.com"),
+        (KIND_DNS, QTYPE_MX, 53, 0, b"example.com"),
+        (KIND_SYN, 0, 445, 0, b""),
+        (KIND_ANSWER, QTYPE_A, 0, RCODE_NXDOMAIN, b"qzxkvwj.example.com"),
+    )
+    events = Events.allocate(len(rows), n=len(rows))
+    client = addr_words("192.0.2.1")
+    server = addr_words("192.0.2.53")
+    for i, (kind, qtype, dport, rcode, name) in enumerate(rows):
+        src, dst = (server, client) if kind == KIND_ANSWER else (client, server)
+        events.ts_us[i] = 1_000_000 * (i + 1)
+        events.src_hi[i], events.src_lo[i] = src
+        events.dst_hi[i], events.dst_lo[i] = dst
+        events.kind[i], events.qtype[i], events.dport[i], events.rcode[i] = (
+            kind, qtype, dport, rcode,
+        )  # fmt: skip
+        events.names[i, : len(name)] = np.frombuffer(name, np.uint8)
+        events.name_lens[i] = len(name)
+    return events
+
+
+def _warm_aggregate() -> None:
+    events = warm_events()
+    # as the pipeline does: keyword matches and the answers' name scores beside them
+    Aggregator(max_hosts=16, max_host_bins=16, max_keys=64).ingest(
+        events, Classifier().classify(events), score_nx_answers(events)
+    )
+    # the name score as text too (evidence, reports)
     warm_names()
     # a table that grows (a long run, an eviction) rehashes with the remap kernel
     KeyTable(MIN_CAPACITY).reserve(MIN_CAPACITY)
 
 
-def _warm_deltas(events: Events) -> None:
+def _warm_deltas() -> None:
     """The delta merge of ``central``: export the warm-up events and merge them."""
     from wormwatch.aggregate.export import DeltaExporter  # noqa: PLC0415
     from wormwatch.aggregate.merge import DeltaMerger  # noqa: PLC0415
     from wormwatch.delta import decode, encode  # noqa: PLC0415
 
+    events = warm_events()
     exporter = DeltaExporter(sensor="warm-up", max_hosts=16)
     exporter.ingest(events, Classifier().classify(events))
     merger = DeltaMerger(Aggregator(max_hosts=16, max_host_bins=16, max_keys=64))
@@ -118,30 +198,92 @@ def _warm_deltas(events: Events) -> None:
         merger.apply(decode(encode(delta)))
 
 
-def _run_step(name: str, events: Events) -> Events:
-    """Runs one step; -> the events to warm the later steps with."""
-    if name == _CLASSIFY:
-        Classifier().classify(events)
-    elif name == _WALKERS:
-        _warm_walkers()
-    elif name == _DECODER:
-        return warm_decode(fragments=False, tcp=False)
-    elif name == _TCP:
-        _warm_tcp_flows()
-    elif name == _REASSEMBLY:
-        warm_reassembly()
-    elif name == _AGGREGATE:
-        _warm_aggregate(events)
-    else:
-        _warm_deltas(events)
-    return events
+_STEPS: dict[str, Callable[[], Any]] = {
+    _CLASSIFY: lambda: Classifier().classify(warm_events()),
+    _WALKERS: _warm_walkers,
+    _PCAPNG: lambda: _warm_walkers(pcap=False, pcapng=True),
+    _DECODER: lambda: warm_decode(fragments=False, tcp=False),
+    _TCP: _warm_tcp_flows,
+    _REASSEMBLY: _warm_reassembly,
+    _AGGREGATE: _warm_aggregate,
+    _DELTAS: _warm_deltas,
+}
 
 
-def compile_steps(names: Sequence[str]) -> None:
-    """Runs warm-up steps in order (what the second process of a first run does)."""
-    events = Events.allocate(1, n=1)
+def compile_steps(names: Sequence[str], *, report: IO[str] | None = None) -> None:
+    """Runs warm-up steps in order (what the second process of a first run does),
+    writing each step's name as a line to ``report`` once it is done."""
     for name in names:
-        events = _run_step(name, events)
+        _STEPS[name]()
+        if report is not None:
+            try:
+                print(name, file=report, flush=True)
+            except OSError:
+                # the first process has ended: its cache is still worth filling
+                report = None
+
+
+# the kernel behind each deferred step: (module, name)
+_DEFERRED_KERNELS = {
+    _TCP: ("wormwatch.kernels.dnstcp", "tcp_dns"),
+    _REASSEMBLY: ("wormwatch.kernels.reassemble", "reassemble"),
+    _PCAPNG: ("wormwatch.kernels.pcapwalk", "walk_pcapng"),
+}
+
+
+class _SecondProcess:
+    """The second process of a first run: compiles steps into the shared cache and
+    says, a line each, which are done."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        # its own session: a Ctrl-C at the terminal reaches only this process, which
+        # then ends it (see warm_up); it runs on if this process ends first, to fill
+        # the cache for the next run
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "wormwatch.warmup", *names],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+        )
+        self._done: set[str] = set()
+        self._lock = threading.Lock()
+
+    def wait_for(self, name: str) -> None:
+        """Until the second process has compiled ``name`` or has ended without (then
+        the kernel is compiled here, as if there were no second process)."""
+        with self._lock:
+            out = self._proc.stdout
+            assert out is not None  # a pipe, above
+            while name not in self._done:
+                line = out.readline()
+                if not line:
+                    return
+                self._done.add(line.strip())
+
+    def stop(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+
+    def await_first_use(self, name: str) -> None:
+        """Makes the first call of deferred step ``name``'s kernel wait for this process
+        to compile it (a cache load then) instead of compiling it a second time.
+
+        numba compiles (or loads) a kernel through its dispatcher's ``compile`` when no
+        loaded signature fits the call: shadowed here once, for that first time.
+        """
+        module, attr = _DEFERRED_KERNELS[name]
+        kernel = getattr(importlib.import_module(module), attr)
+
+        def compile_when_compiled(sig: Any) -> Any:
+            with contextlib.suppress(AttributeError):
+                del kernel.compile
+            self.wait_for(name)
+            return kernel.compile(sig)
+
+        kernel.compile = compile_when_compiled
 
 
 def _has_compiled() -> bool:
@@ -150,48 +292,47 @@ def _has_compiled() -> bool:
     return stats is not None and sum(stats.cache_misses.values()) > 0
 
 
-def _start_child(names: Sequence[str]) -> subprocess.Popen[bytes]:
-    # its own session: a Ctrl-C at the terminal reaches only this process, which
-    # then ends the child (see warm_up); it writes nothing
-    return subprocess.Popen(
-        [sys.executable, "-c", "import sys, wormwatch.warmup as w; w.compile_steps(sys.argv[1:])",
-         *names],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )  # fmt: skip
-
-
 def warm_up(
     command: str = "replay", *, on_step: StepFn | None = None, parallel: bool = True
 ) -> None:
-    """Compile or load every kernel ``command`` (live, replay, demo, report) needs.
+    """Compile or load the kernels ``command`` (live, replay, demo, report, central)
+    runs before its first packet (:func:`plan`).
 
     Args:
-        command: the CLI command; only file commands need the record walkers.
+        command: the CLI command.
         on_step: told each step's name before it runs, and ``("", n, n)`` at the end.
         parallel: on a first run, compile part of the kernels in a second process.
     """
-    names = step_names(command)
-    events = Events.allocate(1, n=1)
-    child: subprocess.Popen[bytes] | None = None
+    steps = plan(command)
+    names = steps.up_front
+    second: _SecondProcess | None = None
     try:
         for i, name in enumerate(names):
             if on_step is not None:
                 on_step(name, i, len(names))
-            if child is not None and name in _IN_CHILD:
-                # compiled over there meanwhile: now a cache load here (or, had the
-                # child failed, a compile here)
-                child.wait()
-            events = _run_step(name, events)
-            if name == _CLASSIFY and parallel and _has_compiled():
-                child = _start_child([n for n in names if n in _IN_CHILD])
+            if second is not None and name in steps.there:
+                # compiled over there meanwhile: a cache load here now
+                second.wait_for(name)
+            _STEPS[name]()
+            if name == _CLASSIFY and _has_compiled():
+                # a first run: compiling makes garbage worth collecting
+                collector.release()
+                if parallel:
+                    second = _SecondProcess([*steps.there, *steps.deferred])
+        if second is not None:
+            for name in steps.deferred:
+                second.await_first_use(name)
+    except BaseException:
+        if second is not None:
+            second.stop()
+        raise
     finally:
-        if child is not None and child.poll() is None:
-            child.kill()
-            child.wait()
         # the kernels are ready: start-up is over (a no-op unless the console held it)
         collector.release()
     if on_step is not None:
         on_step("", len(names), len(names))
+
+
+if __name__ == "__main__":
+    # the second process of a first run: python -m wormwatch.warmup STEP...
+    compile_steps(sys.argv[1:], report=sys.stdout)

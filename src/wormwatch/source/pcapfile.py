@@ -85,15 +85,19 @@ def open_replay(
     return ReplaySource(paths, skip_ignored=skip_ignored)
 
 
-def warm_up() -> None:
-    """Compiles (or loads from numba's cache) both walkers with the argument types a replay
-    uses, so that the first batch is not spent compiling."""
+def warm_up(*, pcap: bool = True, pcapng: bool = True) -> None:
+    """Compiles (or loads from numba's cache) the walkers of classic pcap files and
+    standard input (``pcap``) and of pcapng files (``pcapng``) with the argument types a
+    replay uses, so that the first batch is not spent compiling."""
     out = Records.allocate(1)
     record = np.frombuffer(bytes(PCAP_RECORD_HEADER), dtype=np.uint8)
-    walk_pcap(
-        record, 0, False, False, MAX_CAPLEN, -1, 1,
-        out.ts_us, out.offsets, out.caplens, out.wirelens, np.zeros(N_WALKED, np.int64),
-    )  # fmt: skip
+    if pcap:
+        walk_pcap(
+            record, 0, False, False, MAX_CAPLEN, -1, 1,
+            out.ts_us, out.offsets, out.caplens, out.wirelens, np.zeros(N_WALKED, np.int64),
+        )  # fmt: skip
+    if not pcapng:
+        return
     s = PcapngSections()
     walk_pcapng(
         record[:0], 0, False, MAX_CAPLEN, s.linktypes, s.muls, s.divs, s.offsets_us, 0,
