@@ -10,8 +10,8 @@ not stall a capture. The file commands warm what every file needs and leave the
 pcapng walker, the DNS-over-TCP flows and the reassembly to their first use: a cache
 load then costs a few milliseconds, in the batch that needs it.
 
-The first step is small and tells whether numba's cache was empty (a first run, which
-compiles for seconds per step). Then a second process compiles part of the kernels
+A first run (numba's cache has no decoder for this source yet) compiles for seconds per
+step: then a second process compiles part of the kernels
 into the same cache while this one compiles the rest, and this one loads them when it
 gets there: the two cores share the first run. For the file commands the second
 process goes on to the deferred kernels after the run has started; a first use of one
@@ -37,6 +37,7 @@ from wormwatch.aggregate import Aggregator
 from wormwatch.classify import Classifier, score_nx_answers
 from wormwatch.decode import warm_up as warm_decode
 from wormwatch.dganame import warm_up as warm_names
+from wormwatch.kernels.cacheload import is_cached
 from wormwatch.kernels.classify import match_keywords
 from wormwatch.model import (
     KIND_ANSWER,
@@ -79,11 +80,12 @@ class Plan:
         return [*self.here, *self.there, *self.after]
 
 
-# The walkers (classic pcap) and the decoder take about as long to compile as the
-# aggregate's kernels and the name score; live capture adds the flows and reassembly.
+# The decoder takes about as long to compile as the walker (classic pcap), the
+# aggregate's kernels and the name score together; live capture adds the flows to
+# the one side and reassembly to the other.
 _FILES = Plan(
-    here=(_CLASSIFY, _WALKERS, _DECODER),
-    there=(_AGGREGATE,),
+    here=(_CLASSIFY, _DECODER),
+    there=(_WALKERS, _AGGREGATE),
     deferred=(_TCP, _REASSEMBLY, _PCAPNG),
 )
 _LIVE = Plan(here=(_CLASSIFY, _DECODER, _REASSEMBLY), there=(_AGGREGATE, _TCP))
@@ -292,6 +294,15 @@ def _has_compiled() -> bool:
     return stats is not None and sum(stats.cache_misses.values()) > 0
 
 
+def _is_first_run() -> bool | None:
+    """Whether the decoder (the longest compile) is missing from numba's cache, known
+    before anything compiles; None when only loading can tell."""
+    from wormwatch.kernels.decode import decode_packets  # noqa: PLC0415
+
+    cached = is_cached(decode_packets)
+    return None if cached is None else not cached
+
+
 def warm_up(
     command: str = "replay", *, on_step: StepFn | None = None, parallel: bool = True
 ) -> None:
@@ -306,19 +317,21 @@ def warm_up(
     steps = plan(command)
     names = steps.up_front
     second: _SecondProcess | None = None
+    is_first = _is_first_run()
     try:
         for i, name in enumerate(names):
+            if is_first or (is_first is None and i == 1 and _has_compiled()):
+                is_first = False
+                # a first run: compiling makes garbage worth collecting
+                collector.release()
+                if parallel:
+                    second = _SecondProcess([*steps.there, *steps.deferred])
             if on_step is not None:
                 on_step(name, i, len(names))
             if second is not None and name in steps.there:
                 # compiled over there meanwhile: a cache load here now
                 second.wait_for(name)
             _STEPS[name]()
-            if name == _CLASSIFY and _has_compiled():
-                # a first run: compiling makes garbage worth collecting
-                collector.release()
-                if parallel:
-                    second = _SecondProcess([*steps.there, *steps.deferred])
         if second is not None:
             for name in steps.deferred:
                 second.await_first_use(name)

@@ -15,6 +15,7 @@ cache code this was read against; any other keeps numba's own behaviour.
 
 from __future__ import annotations
 
+import pickle
 from typing import Any
 
 import numba
@@ -37,6 +38,21 @@ def _load_overload(self: Any, sig: Any, target_context: Any) -> Any:
         return self._load_overload(sig, target_context)
     # None when the guard swallowed an I/O error (numba then compiles)
     return None
+
+
+def is_cached(kernel: Any) -> bool | None:
+    """Whether numba's cache holds ``kernel`` compiled from its current source (some
+    signature of it), without loading it; None where this numba's cache is not the
+    one read (then only a load can tell)."""
+    index = getattr(getattr(kernel, "_cache", None), "_cache_file", None)
+    load_index = getattr(index, "_load_index", None)
+    if load_index is None:
+        return None
+    try:
+        # {} when missing, of another numba, or stale (the source changed since)
+        return bool(load_index())
+    except (OSError, EOFError, pickle.UnpicklingError):
+        return False
 
 
 def install() -> bool:
