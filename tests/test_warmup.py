@@ -193,3 +193,46 @@ def test_replay_first_run_leaves_the_deferred_kernels_to_the_second_process(
         "reassemble": [0, 0],
     }
     assert result["first use"]["tcp_dns"] == [1, 0]
+
+
+_LIGHT = """
+import json, sys
+import numba
+from wormwatch.warmup import warm_up
+from wormwatch.kernels.cacheload import is_cached
+from wormwatch.kernels.decode import decode_packets
+
+warm_up("replay")
+light = "numba.np.linalg" not in sys.modules
+
+@numba.njit
+def twice(x):
+    return 2 * x
+
+print(json.dumps({"light": light, "cached": is_cached(decode_packets), "compiled": twice(21)}))
+"""
+
+
+def test_a_warm_start_loads_without_numbas_whole_set_up_and_can_still_compile() -> None:
+    subprocess.run([sys.executable, "-c", "from wormwatch.warmup import warm_up; warm_up()"],
+                   check=True, timeout=900)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", _LIGHT], capture_output=True, text=True, check=True, timeout=900
+    )
+    # the cache loads skipped numba's registries of every feature (linear algebra ...);
+    # a compile afterwards sets them up itself
+    assert json.loads(done.stdout) == {"light": True, "cached": True, "compiled": 42}
+
+
+def test_is_cached_tells_a_first_run(tmp_path: Path) -> None:
+    probe = "from wormwatch.kernels.cacheload import is_cached\n"
+    probe += "from wormwatch.kernels.classify import match_keywords as k\nprint(is_cached(k))"
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=900,
+        env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)},
+    )
+    assert done.stdout.strip() == "False"
