@@ -42,6 +42,7 @@ import argparse
 import hashlib
 import json
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -273,6 +274,17 @@ def write_seeds(fuzzer: Fuzzer, seeds_dir: Path) -> int:
     return len(inputs)
 
 
+def _rss_limit_mb(budget_mb: int = 2048) -> int:
+    """libFuzzer's memory bound: its usual 2 GB over what this process already peaked at.
+
+    libFuzzer reads the peak from getrusage, which Linux carries across execve: a run
+    started by a large parent (a test suite that has grown to a few GB) would otherwise
+    report out-of-memory before the first input.
+    """
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    return int(peak_mb) + budget_mb
+
+
 def main(argv: list[str]) -> int:
     args = _parse_args(argv)
     if not args.jit:
@@ -299,6 +311,8 @@ def main(argv: list[str]) -> int:
         f"-artifact_prefix={workdir}/",
         f"-max_len={16384 if args.streams else 2048}",
         f"-seed={args.seed}",
+        f"-rss_limit_mb={_rss_limit_mb()}",
+        "-malloc_limit_mb=2048",
         "-print_final_stats=0",
     ]
     atheris.Setup(libfuzzer, fuzzer)
