@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from wormwatch.cluster.broker import connect_options
+from wormwatch.cluster.broker import connect_options, describe
 from wormwatch.cluster.settings import ClusterConfig
 
 from testkit.natsauth import jwt_auth, tls_files
@@ -134,6 +134,14 @@ def test_no_client_certificate_where_one_is_required_is_one_line(
     assert refused.returncode == 2
     assert len(error_lines(refused.stderr)) == 1, refused.stderr
     assert "set [cluster] cert_file and key_file" in refused.stderr
+
+
+def test_a_missing_client_certificate_is_named_however_the_refusal_arrives() -> None:
+    # TLS 1.3: the broker's alert, or only the closed connection, depending on timing
+    alert = ssl.SSLError(1, "[SSL: TLSV13_ALERT_CERTIFICATE_REQUIRED] tlsv13 alert certificate")
+    assert describe(alert) == (
+        "the broker requires a client certificate: set [cluster] cert_file and key_file"
+    )
 
 
 def test_a_wrong_token_is_one_line_and_sensing_goes_on(brokers: BrokerPool, tmp_path: Path) -> None:

@@ -57,6 +57,8 @@ def describe(err: BaseException) -> str:
     """One line for a broker error, naming the fix where there is one."""
     text = str(err) or type(err).__name__
     low = text.lower()
+    if isinstance(err, ssl.SSLError) and "CERTIFICATE_REQUIRED" in text:
+        return "the broker requires a client certificate: set [cluster] cert_file and key_file"
     if isinstance(err, ssl.SSLCertVerificationError):
         return (
             f"the broker's TLS certificate is not trusted ({err.verify_message}); "
@@ -179,7 +181,8 @@ async def connect(
     except (nats.errors.Error, OSError, TimeoutError) as err:
         line = describe(err)
         if "tls" in opts and cfg.cert_file is None and "connection lost" in line.lower():
-            # a broker that verifies clients drops one without a certificate after the handshake
+            # a broker that verifies clients drops one without a certificate after the
+            # handshake: the TLS alert saying so may come first (above) or not at all
             line += (
                 "; if the broker requires client certificates (tls verify), "
                 "set [cluster] cert_file and key_file"
