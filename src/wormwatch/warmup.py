@@ -60,6 +60,7 @@ _DECODER = "decoder"
 _TCP = "DNS-over-TCP flows"
 _REASSEMBLY = "reassembly"
 _AGGREGATE = "aggregate"
+_GROWTH = "table growth"
 _DELTAS = "delta merge"
 _PCAPNG = "pcapng walker"
 
@@ -80,15 +81,15 @@ class Plan:
         return [*self.here, *self.there, *self.after]
 
 
-# The decoder takes about as long to compile as the walker (classic pcap), the
-# aggregate's kernels and the name score together; live capture adds the flows to
-# the one side and reassembly to the other.
+# The decoder and the tables' rehash take about as long to compile as the walker
+# (classic pcap), the aggregate's kernels and the name score together; live capture
+# adds the flows to the one side and reassembly to the other.
 _FILES = Plan(
-    here=(_CLASSIFY, _DECODER),
+    here=(_CLASSIFY, _DECODER, _GROWTH),
     there=(_WALKERS, _AGGREGATE),
     deferred=(_TCP, _REASSEMBLY, _PCAPNG),
 )
-_LIVE = Plan(here=(_CLASSIFY, _DECODER, _REASSEMBLY), there=(_AGGREGATE, _TCP))
+_LIVE = Plan(here=(_CLASSIFY, _DECODER, _REASSEMBLY), there=(_AGGREGATE, _GROWTH, _TCP))
 # the delta merge runs the aggregate's kernels too: after those are loaded
 _CENTRAL = Plan(here=_LIVE.here, there=_LIVE.there, after=(_DELTAS,))
 
@@ -182,6 +183,9 @@ def _warm_aggregate() -> None:
     )
     # the name score as text too (evidence, reports)
     warm_names()
+
+
+def _warm_growth() -> None:
     # a table that grows (a long run, an eviction) rehashes with the remap kernel
     KeyTable(MIN_CAPACITY).reserve(MIN_CAPACITY)
 
@@ -208,6 +212,7 @@ _STEPS: dict[str, Callable[[], Any]] = {
     _TCP: _warm_tcp_flows,
     _REASSEMBLY: _warm_reassembly,
     _AGGREGATE: _warm_aggregate,
+    _GROWTH: _warm_growth,
     _DELTAS: _warm_deltas,
 }
 
