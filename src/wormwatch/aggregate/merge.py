@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from wormwatch.aggregate import Aggregator, Renumbering
-from wormwatch.delta import N_ADDITIVE, Delta, DeltaId
+from wormwatch.delta import N_ADDITIVE, U32, Delta, DeltaId
 from wormwatch.kernels.aggregate import MERGE_ADD, MERGE_FIRST, table_merge
 from wormwatch.model import (
     C_MX,
@@ -166,17 +166,26 @@ class DeltaMerger:
         if moved.any():
             self._count(host[moved], old[moved], col, -w[moved])
 
+    def _first_seen(
+        self, table: KeyTable, delta: Delta, host: I64, refs: U32, keys: tuple[U64, U64]
+    ) -> tuple[I64, I64, I64]:
+        """(host ids, out, old) of merging the delta's keys (of its hosts ``refs``)
+        into ``table`` as first seen in its bin (:func:`table_merge`'s MERGE_FIRST)."""
+        h = host[refs.astype(np.int64)]
+        bins = np.full(int(refs.shape[0]), delta.ident.bin, np.int64)
+        out, old, refused = _merge_into(table, h, keys[0], keys[1], bins, MERGE_FIRST)
+        self.keys_refused += refused
+        return h, out, old
+
     def _merge_targets(self, delta: Delta, host: I64) -> None:
         m = int(delta.target_host.shape[0])
         if m == 0:
             return
         b = delta.ident.bin
-        th = host[delta.target_host.astype(np.int64)]
         bins = np.full(m, b, np.int64)
-        out, old, refused = _merge_into(
-            self.agg._pairs, th, delta.target_hi, delta.target_lo, bins, MERGE_FIRST
+        th, out, old = self._first_seen(
+            self.agg._pairs, delta, host, delta.target_host, (delta.target_hi, delta.target_lo)
         )
-        self.keys_refused += refused
         self._count_first(out, old, th, b, C_SYN_DST_NEW)
         key = _target_key(delta.target_hi, delta.target_lo)
         out, _old, refused = _merge_into(
@@ -190,12 +199,10 @@ class DeltaMerger:
         if m == 0:
             return
         b = delta.ident.bin
-        nh = host[delta.name_host.astype(np.int64)]
         salt = delta.name_salt.astype(np.uint64)
-        out, old, refused = _merge_into(
-            self.agg._names, nh, delta.name_hash, salt, np.full(m, b, np.int64), MERGE_FIRST
+        nh, out, old = self._first_seen(
+            self.agg._names, delta, host, delta.name_host, (delta.name_hash, salt)
         )
-        self.keys_refused += refused
         for s in np.unique(salt).tolist():
             if s < N_SALTS:
                 k = salt == s
@@ -207,12 +214,10 @@ class DeltaMerger:
         if m == 0:
             return
         b = delta.ident.bin
-        dh = host[delta.domain_host.astype(np.int64)]
         salt = np.full(m, _NX_DOMAIN_SALT, np.uint64)
-        out, old, refused = _merge_into(
-            self.agg._names, dh, delta.domain_hash, salt, np.full(m, b, np.int64), MERGE_FIRST
+        dh, out, old = self._first_seen(
+            self.agg._names, delta, host, delta.domain_host, (delta.domain_hash, salt)
         )
-        self.keys_refused += refused
         self._count_first(out, old, dh, b, C_NX_DOMS_NEW)
         self._count_first(out, old, dh, b, C_NX_SCORE, delta.domain_score.astype(np.int64))
 
