@@ -186,11 +186,20 @@ def test_an_unusable_file_is_one_line_before_anything_starts(tmp_path: Path, key
 
 
 def test_credentials_reach_the_client_options(tmp_path: Path) -> None:
+    import base64
+
+    import nkeys
+
     creds = jwt_auth(tmp_path).creds
     opts = connect_options(
         ClusterConfig(url="nats://127.0.0.1:4222", creds_file=str(creds), token="t"), name="x"
     )
-    assert opts["user_credentials"] == str(creds)
+    # the creds file is read once, now: the callbacks serve every (re)connection
+    text = creds.read_text().splitlines()
+    creds.unlink()
+    assert opts["user_jwt_cb"]() == text[1].encode()
+    user = nkeys.from_seed(bytearray(text[5].encode()))
+    assert user.verify(b"nonce-1", base64.b64decode(opts["signature_cb"]("nonce-1")))
     assert opts["token"] == "t"
     assert "tls" not in opts
     tls = tls_files(tmp_path / "tls")

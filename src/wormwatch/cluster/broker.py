@@ -12,6 +12,7 @@ durable pull consumers, key-value buckets.
 
 from __future__ import annotations
 
+import base64
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
@@ -20,6 +21,7 @@ from typing import Any
 import nats
 import nats.errors
 import nats.js.errors
+import nkeys
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
@@ -102,23 +104,49 @@ def _tls(cfg: ClusterConfig) -> ssl.SSLContext | None:
     return ctx
 
 
-def _check_creds(path: str) -> None:
-    """A readable ``.creds`` file holding a user JWT and its nkey seed."""
+def _creds_block(text: bytes, label: bytes) -> bytes | None:
+    """The line after ``-----BEGIN <label>-----`` in a ``.creds`` file."""
+    lines = text.splitlines()
+    for k, line in enumerate(lines[:-1]):
+        if b"BEGIN " + label in line:
+            return lines[k + 1].strip()
+    return None
+
+
+def _creds_callbacks(path: str) -> dict[str, Any]:
+    """nats-py's JWT and nonce-signing callbacks for a ``.creds`` file, read
+    once here: a live sensor drops its privileges after start, and the file
+    (root's, mode 0600) must still serve every later reconnection."""
     try:
         with open(path, "rb") as f:
             text = f.read(65536)
     except OSError as err:
         raise WormwatchError(f"[cluster] creds_file: {err.strerror}: {path}") from None
-    if b"BEGIN NATS USER JWT" not in text or b"BEGIN USER NKEY SEED" not in text:
+    jwt = _creds_block(text, b"NATS USER JWT")
+    seed = _creds_block(text, b"USER NKEY SEED")
+    if not jwt or not seed:
         raise WormwatchError(
             f"[cluster] creds_file {path} is not a NATS .creds file "
             "(it needs a NATS USER JWT and a USER NKEY SEED block, as `nsc` writes them)"
         )
 
+    def user_jwt_cb() -> bytearray:
+        return bytearray(jwt)
+
+    def signature_cb(nonce: str) -> bytes:
+        pair = nkeys.from_seed(bytearray(seed))
+        try:
+            return base64.b64encode(pair.sign(nonce.encode()))
+        finally:
+            pair.wipe()
+
+    return {"user_jwt_cb": user_jwt_cb, "signature_cb": signature_cb}
+
 
 def connect_options(cfg: ClusterConfig, *, name: str) -> dict[str, Any]:
-    """Keyword arguments of :func:`nats.connect` for this config; a missing or
-    unreadable TLS or creds file raises :class:`WormwatchError` here."""
+    """Keyword arguments of :func:`nats.connect` for this config, with the TLS
+    and creds files read now; a missing or unusable one raises
+    :class:`WormwatchError` here."""
     opts: dict[str, Any] = {
         "servers": [cfg.url],
         "name": name,
@@ -132,8 +160,7 @@ def connect_options(cfg: ClusterConfig, *, name: str) -> dict[str, Any]:
     if cfg.token is not None:
         opts["token"] = cfg.token
     if cfg.creds_file is not None:
-        _check_creds(cfg.creds_file)
-        opts["user_credentials"] = cfg.creds_file
+        opts.update(_creds_callbacks(cfg.creds_file))
     tls = _tls(cfg)
     if tls is not None:
         opts["tls"] = tls
@@ -152,10 +179,12 @@ async def connect(
     name: str,
     on_error: Callable[[str], None] | None = None,
     on_state: Callable[[bool], None] | None = None,
+    options: dict[str, Any] | None = None,
 ) -> Client:
     """A connected client; raises :class:`WormwatchError` when the first
     connection fails (refused, untrusted, unreachable: one line, no retry
-    loop), later ones reconnect on their own."""
+    loop), later ones reconnect on their own. ``options``: those of
+    :func:`connect_options`, when read earlier (before a privilege drop)."""
     is_up = False
 
     async def error_cb(err: Exception) -> None:
@@ -170,7 +199,7 @@ async def connect(
 
         return cb
 
-    opts = connect_options(cfg, name=name)
+    opts = options if options is not None else connect_options(cfg, name=name)
     try:
         nc = await nats.connect(
             **{**opts, "allow_reconnect": False},

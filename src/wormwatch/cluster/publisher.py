@@ -14,6 +14,10 @@ oldest deltas are dropped, counted and said once.
 from __future__ import annotations
 
 import asyncio
+
+# asyncio's default executor (run_in_executor): imported now, as a live sensor
+# drops its privileges after start and may no longer read the library folder
+import concurrent.futures.thread  # noqa: F401
 import contextlib
 import json
 import threading
@@ -26,7 +30,14 @@ import nats.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from wormwatch.cluster.broker import JS_TIMEOUT_S, check_version, connect, describe, ensure_streams
+from wormwatch.cluster.broker import (
+    JS_TIMEOUT_S,
+    check_version,
+    connect,
+    connect_options,
+    describe,
+    ensure_streams,
+)
 from wormwatch.cluster.settings import DELTA_SUBJECT, HEARTBEAT_SUBJECT, ClusterConfig
 from wormwatch.delta import Delta, encode
 from wormwatch.errors import WormwatchError
@@ -84,6 +95,8 @@ class Publisher:
         self._said: set[str] = set()
         self._is_stopping = False
         self._limit = cfg.buffer_mb * 1024 * 1024
+        # TLS and creds files are read now, before a live sensor drops its privileges
+        self._options = connect_options(cfg, name=f"wormwatch-sensor-{sensor}")
         self._thread = threading.Thread(target=self._run, name="wormwatch-publish", daemon=True)
 
     def start(self) -> None:
@@ -183,9 +196,10 @@ class Publisher:
 
         nc = await connect(
             self.cfg,
-            name=f"wormwatch-sensor-{self.sensor}",
+            name=self._options["name"],
             on_error=lambda line: self._say_once(f"error:{line}", line),
             on_state=on_state,
+            options=self._options,
         )
         check_version(nc)
         with contextlib.suppress(WormwatchError):
