@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from wormwatch.cluster import broker as broker_mod
 from wormwatch.cluster.broker import connect_options, describe
 from wormwatch.cluster.settings import ClusterConfig
 
@@ -142,6 +143,22 @@ def test_a_missing_client_certificate_is_named_however_the_refusal_arrives() -> 
     assert describe(alert) == (
         "the broker requires a client certificate: set [cluster] cert_file and key_file"
     )
+
+
+@pytest.mark.parametrize(
+    ("line", "dropped"),
+    [
+        ("cannot reach the broker (nats: connection lost)", True),
+        ("cannot reach the broker ([Errno 32] Broken pipe)", True),
+        ("cannot reach the broker ([Errno 104] Connection reset by peer)", True),
+        ("cannot reach the broker (nats: unexpected EOF)", True),
+        ("cannot reach the broker ([Errno 111] Connection refused)", False),
+        ("nats: no servers available for connection", False),
+    ],
+)
+def test_a_closed_tls_connection_gets_the_client_certificate_hint(line: str, dropped: bool) -> None:
+    # how the broker's refusal reaches a client without a certificate depends on timing
+    assert broker_mod._dropped(line) is dropped
 
 
 def test_a_wrong_token_is_one_line_and_sensing_goes_on(brokers: BrokerPool, tmp_path: Path) -> None:

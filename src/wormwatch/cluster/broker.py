@@ -209,9 +209,10 @@ async def connect(
         )
     except (nats.errors.Error, OSError, TimeoutError) as err:
         line = describe(err)
-        if "tls" in opts and cfg.cert_file is None and "connection lost" in line.lower():
+        if "tls" in opts and cfg.cert_file is None and _dropped(line):
             # a broker that verifies clients drops one without a certificate after the
-            # handshake: the TLS alert saying so may come first (above) or not at all
+            # handshake: the TLS alert saying so may come first (above) or not at all,
+            # and our CONNECT may meet the closed socket (lost, reset or broken pipe)
             line += (
                 "; if the broker requires client certificates (tls verify), "
                 "set [cluster] cert_file and key_file"
@@ -221,6 +222,14 @@ async def connect(
     nc.options["allow_reconnect"] = opts["allow_reconnect"]
     is_up = True
     return nc
+
+
+def _dropped(line: str) -> bool:
+    """The broker closed a connection it had accepted (not refused, not untrusted)."""
+    low = line.lower()
+    return any(
+        word in low for word in ("connection lost", "broken pipe", "connection reset", "eof")
+    )
 
 
 def check_version(nc: Client) -> None:
