@@ -67,7 +67,9 @@ REPLAY_KERNELS = (
     "dganame.score_names",
 )  # fmt: skip
 # left to their first use by the file commands
-DEFERRED = ("pcapwalk.walk_pcapng", "dnstcp.tcp_dns", "reassemble.reassemble")
+DEFERRED = (
+    "pcapwalk.walk_pcapng", "dnstcp.tcp_dns", "reassemble.reassemble", "dganame.score_names",
+)  # fmt: skip
 # pcapng, fragments, DNS over TCP: every deferred kernel runs
 CAPTURES = [
     PCAPS / "demo.pcap", PCAPS / "multi_if.pcapng", PCAPS / "frag_dns_v4.pcap",

@@ -120,18 +120,23 @@ class Scored:
     reg_hashes: U64
     features: F64
 
+    @staticmethod
+    def zeros(n: int) -> Scored:
+        """``n`` names scored 0, in the arrays :func:`score_batch` fills."""
+        return Scored(
+            np.zeros(n, np.float64),
+            np.zeros(n, np.int32),
+            np.zeros(n, np.uint8),
+            np.zeros(n, np.uint64),
+            np.zeros((n, N_FEATURES)),
+        )
+
 
 def score_batch(names: U8, name_lens: I32, n: int, sel: BOOL | None = None) -> Scored:
     """Score names ``0..n`` of a decoder-style name matrix (``sel``: which; default all)."""
     model = load_model()
     mask = np.ones(n, np.bool_) if sel is None else np.ascontiguousarray(sel[:n], np.bool_)
-    out = Scored(
-        np.zeros(n, np.float64),
-        np.zeros(n, np.int32),
-        np.zeros(n, np.uint8),
-        np.zeros(n, np.uint64),
-        np.zeros((n, N_FEATURES)),
-    )
+    out = Scored.zeros(n)
     score_names(
         names, name_lens, mask, n, model.trigram, model.bloom, model.suffix_keys,
         model.suffix_flags, out.scores, out.reg_starts, out.listed, out.reg_hashes,

@@ -7,8 +7,8 @@ the pipeline passes, so no kernel compiles a second signature later
 
 Live capture and ``central`` warm every kernel they may run: a first use later must
 not stall a capture. The file commands warm what every file needs and leave the
-pcapng walker, the DNS-over-TCP flows and the reassembly to their first use: a cache
-load then costs a few milliseconds, in the batch that needs it.
+NXDOMAIN name score, the pcapng walker, the DNS-over-TCP flows and the reassembly to
+their first use: a cache load then costs a few milliseconds, in the batch that needs it.
 
 A first run (numba's cache has no decoder for this source yet) compiles for seconds per
 step: then a second process compiles part of the kernels
@@ -36,6 +36,7 @@ from wormwatch import collector
 from wormwatch.aggregate import Aggregator
 from wormwatch.classify import Classifier, score_nx_answers
 from wormwatch.decode import warm_up as warm_decode
+from wormwatch.dganame import Scored
 from wormwatch.dganame import warm_up as warm_names
 from wormwatch.kernels.cacheload import is_cached
 from wormwatch.kernels.classify import match_keywords
@@ -61,6 +62,7 @@ _TCP = "DNS-over-TCP flows"
 _REASSEMBLY = "reassembly"
 _AGGREGATE = "aggregate"
 _GROWTH = "table growth"
+_NAMES = "name score"
 _DELTAS = "delta merge"
 _PCAPNG = "pcapng walker"
 
@@ -87,9 +89,9 @@ class Plan:
 _FILES = Plan(
     here=(_CLASSIFY, _DECODER, _GROWTH),
     there=(_WALKERS, _AGGREGATE),
-    deferred=(_TCP, _REASSEMBLY, _PCAPNG),
+    deferred=(_NAMES, _TCP, _REASSEMBLY, _PCAPNG),
 )
-_LIVE = Plan(here=(_CLASSIFY, _DECODER, _REASSEMBLY), there=(_AGGREGATE, _GROWTH, _TCP))
+_LIVE = Plan(here=(_CLASSIFY, _DECODER, _REASSEMBLY), there=(_AGGREGATE, _NAMES, _GROWTH, _TCP))
 # the delta merge runs the aggregate's kernels too: after those are loaded
 _CENTRAL = Plan(here=_LIVE.here, there=_LIVE.there, after=(_DELTAS,))
 
@@ -177,11 +179,17 @@ def warm_events() -> Events:
 
 def _warm_aggregate() -> None:
     events = warm_events()
-    # as the pipeline does: keyword matches and the answers' name scores beside them
+    # as the pipeline does, with the answers' name scores beside the keyword matches;
+    # scored 0 here: the name score is a step of its own
     Aggregator(max_hosts=16, max_host_bins=16, max_keys=64).ingest(
-        events, Classifier().classify(events), score_nx_answers(events)
+        events, Classifier().classify(events), Scored.zeros(events.n)
     )
-    # the name score as text too (evidence, reports)
+
+
+def _warm_names() -> None:
+    # the NXDOMAIN answers' name scores, as the pipeline computes them
+    score_nx_answers(warm_events())
+    # as text too (evidence, reports)
     warm_names()
 
 
@@ -212,6 +220,7 @@ _STEPS: dict[str, Callable[[], Any]] = {
     _TCP: _warm_tcp_flows,
     _REASSEMBLY: _warm_reassembly,
     _AGGREGATE: _warm_aggregate,
+    _NAMES: _warm_names,
     _GROWTH: _warm_growth,
     _DELTAS: _warm_deltas,
 }
@@ -232,6 +241,7 @@ def compile_steps(names: Sequence[str], *, report: IO[str] | None = None) -> Non
 
 # the kernel behind each deferred step: (module, name)
 _DEFERRED_KERNELS = {
+    _NAMES: ("wormwatch.kernels.dganame", "score_names"),
     _TCP: ("wormwatch.kernels.dnstcp", "tcp_dns"),
     _REASSEMBLY: ("wormwatch.kernels.reassemble", "reassemble"),
     _PCAPNG: ("wormwatch.kernels.pcapwalk", "walk_pcapng"),
