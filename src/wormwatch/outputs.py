@@ -30,11 +30,14 @@ import os
 import signal
 import sys
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from wormwatch.errors import WormwatchError
-from wormwatch.present.sinks.events import EventLog
 from wormwatch.present.sinks.jsonl import JsonLinesWriter, ReopenRequests
 from wormwatch.source.privileges import DropTarget, can_create_in, drop_target
+
+if TYPE_CHECKING:
+    from wormwatch.present.sinks.events import EventLog
 
 
 def _fixes(target: DropTarget | None, directory: str) -> str:
@@ -174,6 +177,9 @@ class Outputs:
             if alerts:
                 self.alerts = self._writer(alerts, owner)
             if events:
+                # its line kernels are imported (and loaded) only by a run that logs
+                from wormwatch.present.sinks.events import EventLog  # noqa: PLC0415
+
                 self.events = EventLog(self._writer(events, owner))
         except WormwatchError:
             self.close()

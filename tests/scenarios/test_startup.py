@@ -75,3 +75,5 @@ def test_a_replay_imports_only_what_it_uses_and_collects_garbage_while_it_runs()
     roots = _roots(result["modules"])
     assert "numba" in roots
     assert not roots & set(_NOT_FOR_A_REPLAY), roots & set(_NOT_FOR_A_REPLAY)
+    # the event log's line kernels only with --events
+    assert "wormwatch.kernels.eventlog" not in result["modules"]
