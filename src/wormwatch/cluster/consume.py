@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import nats.errors
 import nats.js.errors
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -121,6 +122,7 @@ class Consumer:
         self._kv: KeyValue | None = None
         self._top: KeyValue | None = None
         self._js: JetStreamContext | None = None
+        self._pending_bytes = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         """Set up, catch up, then consume until ``stop`` is set."""
@@ -129,10 +131,15 @@ class Consumer:
         try:
             check_version(nc)
             js = self._js = nc.jetstream(timeout=JS_TIMEOUT_S)
+            self._pending_bytes = _pending_bytes(nc)
             await ensure_streams(js, cluster, self.central.cfg.window_s)
             self._kv, self._top = await buckets(js)
             await nc.subscribe(f"{HEARTBEAT_SUBJECT}.*", cb=self._on_heartbeat)
-            sub = await js.pull_subscribe_bind(durable=await self._durable(js), stream=DELTA_STREAM)
+            sub = await js.pull_subscribe_bind(
+                durable=await self._durable(js),
+                stream=DELTA_STREAM,
+                pending_bytes_limit=self._pending_bytes,
+            )
             await self._catch_up(js, await self._checkpoint())
             await self._loop(sub, stop)
         except (nats.errors.Error, TimeoutError) as err:
@@ -187,7 +194,9 @@ class Consumer:
             filter_subjects=self._subjects,
             inactive_threshold=60.0,
         )
-        sub = await js.pull_subscribe("", stream=DELTA_STREAM, config=config)
+        sub = await js.pull_subscribe(
+            "", stream=DELTA_STREAM, config=config, pending_bytes_limit=self._pending_bytes
+        )
         retained: list[_Item] = []
         try:
             while True:
@@ -301,6 +310,18 @@ class Consumer:
             fields = json.loads(msg.data)
             if isinstance(fields, dict):
                 self.central.heartbeat(fields)
+
+
+def _pending_bytes(nc: Client) -> int:
+    """Room for two whole fetches of the largest messages the broker takes.
+
+    nats-py drops a message that would take a subscription past its pending bytes
+    (256 MB by default) as a slow consumer, and the broker sends it again only after
+    ``ack_wait``: with ~1 MB deltas, one bin of 8 sensors x 100,000 hosts is over
+    that, and its lost parts arrived 30 s late. A pull consumer holds at most the
+    messages of the fetches it asked for, so this bound is the real one.
+    """
+    return 2 * FETCH * max(int(nc.max_payload), 1 << 20)
 
 
 async def _quiet(call: Awaitable[object]) -> None:
