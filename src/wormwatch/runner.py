@@ -19,9 +19,9 @@ from wormwatch.model import Batch, HostView, Snapshot, SourceStats
 from wormwatch.outputs import Outputs, SummaryFile
 from wormwatch.pipeline import AlertSink, EventSink, Pipeline, Presenter, RunResult
 from wormwatch.present.sinks.summary import write_summary_records
-from wormwatch.present.sinks.text import print_summary
+from wormwatch.present.sinks.text import load_lazy_parts, print_summary
 from wormwatch.source import Source
-from wormwatch.warmup import StepFn, warm_up
+from wormwatch.warmup import StepFn, warm_events, warm_up
 
 if TYPE_CHECKING:
     from wormwatch.cluster.sensor import ClusterSensor
@@ -110,6 +110,14 @@ def _warm_up(command: str, on_step: StepFn | None) -> bool:
     except KeyboardInterrupt:
         return True
     return False
+
+
+def _load_before_drop(outputs: Outputs) -> None:
+    """What a live run first uses after its privilege drop, loaded while the install
+    is surely readable: the event log's kernels and rich's lazily imported parts."""
+    if outputs.events is not None:
+        outputs.events.format(warm_events())
+    load_lazy_parts()
 
 
 def _open_source(cfg: Config, opts: RunOptions) -> Source:
@@ -279,6 +287,8 @@ def run(cfg: Config, opts: RunOptions) -> RunResult:
             event_sinks.insert(0, publisher)
             if metrics is not None:
                 _watch_publisher(metrics, publisher)
+        if opts.command == "live":
+            _load_before_drop(outputs)
         source = _NoPackets(opts) if is_stopped else _open_source(cfg, opts)
         if metrics is not None:
             metrics.source = source

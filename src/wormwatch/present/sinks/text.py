@@ -6,6 +6,7 @@ Out: a rich renderable (printed by the CLI), no colours needed to read it.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from typing import TextIO
 
@@ -132,3 +133,12 @@ def print_summary(
     # A file or pipe gets the whole table, not 80 columns of ellipses.
     width = None if file.isatty() else 160
     Console(file=file, highlight=False, width=width).print(summary(snapshot, hosts, warnings))
+
+
+def load_lazy_parts() -> None:
+    """Render a marked-up table once, unseen: rich imports some of its parts (emoji
+    codes) at the first markup it renders, and a live run prints its summary after
+    the privilege drop, when the dropped user may not be able to read the install."""
+    table = Table("[bold]host[/bold]")
+    table.add_row(":warning: [red]x[/red]")
+    Console(file=io.StringIO(), width=40).print(table)
