@@ -11,6 +11,7 @@ from wormwatch.aggregate import Aggregator
 from wormwatch.classify import Classifier
 from wormwatch.kernels import aggregate as agg_kernels
 from wormwatch.kernels import classify as cls_kernels
+from wormwatch.kernels import counting as count_kernels
 from wormwatch.model import (
     C_A,
     C_AAAA,
@@ -212,10 +213,10 @@ def test_kernels_compiled_one_signature_each() -> None:
     test_aggregate_matches_reference(1)
     for kernel in (
         agg_kernels.table_upsert,
-        agg_kernels.flag_events,
-        agg_kernels.count_events,
-        agg_kernels.pick_samples,
-        agg_kernels.touch_hosts,
+        count_kernels.flag_events,
+        count_kernels.count_events,
+        count_kernels.pick_samples,
+        count_kernels.touch_hosts,
         cls_kernels.match_keywords,
     ):
         assert len(kernel.signatures) == 1, kernel

@@ -62,8 +62,8 @@ def _probe(command: str, captures: list[Path]) -> dict[str, object]:
 REPLAY_KERNELS = (
     "pcapwalk.walk_pcap", "pcapwalk.walk_pcapng", "decode.decode_packets",
     "dnstcp.tcp_dns", "reassemble.reassemble", "classify.match_keywords", "aggregate.table_upsert",
-    "aggregate.flag_events", "aggregate.count_events", "aggregate.touch_hosts",
-    "aggregate.count_answer_events", "aggregate.table_remap", "aggregate.pick_samples",
+    "counting.flag_events", "counting.count_events", "counting.touch_hosts",
+    "counting.count_answer_events", "aggregate.table_remap", "counting.pick_samples",
     "dganame.score_names",
 )  # fmt: skip
 # left to their first use by the file commands

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from wormwatch.dganame import Scored, score_batch
-from wormwatch.kernels.aggregate import count_answer_events
+from wormwatch.kernels.counting import count_answer_events
 from wormwatch.model import (
     BOOL,
     I32,

@@ -8,7 +8,8 @@ the hosts touched since a mark, the network-wide per-bin series, and
 hosts returns the :class:`~wormwatch.aggregate.hosts.Renumbering` for the
 stages that key by host id.
 
-All per-event work happens in :mod:`wormwatch.kernels.aggregate`; this module
+All per-event work happens in :mod:`wormwatch.kernels.counting` and
+:mod:`wormwatch.kernels.aggregate`; this module
 allocates the tables and does per-batch numpy bookkeeping. The only Python
 loops are per new sample name (at most a few per host for the whole run) and
 per distinct time bin of a batch.
@@ -30,7 +31,7 @@ from wormwatch.aggregate.hosts import HostTable, Protect, Renumbering, activity
 from wormwatch.aggregate.readout import read_states
 from wormwatch.answers import count_answers, host_words
 from wormwatch.dganame import Scored
-from wormwatch.kernels.aggregate import touch_hosts
+from wormwatch.kernels.counting import touch_hosts
 from wormwatch.model import (
     BOOL,
     I64,

@@ -4,7 +4,7 @@ the network-wide series.
 In: one batch's event columns with their host ids and bins, and the tables
 they update. Out: the counters added, and per-event flags (new SYN target, new
 name, new MX name) for the samples and the series. One kernel call of
-:mod:`wormwatch.kernels.aggregate` counts a batch (a few numpy calls per batch
+:mod:`wormwatch.kernels.counting` counts a batch (a few numpy calls per batch
 would cost more than the counting: batches hold a few thousand events); the
 only Python loops are per new sample name (a few per host over a whole run)
 and per distinct bin of a batch.
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from wormwatch.kernels.aggregate import count_events as count_events_kernel
-from wormwatch.kernels.aggregate import flag_events, pick_samples
+from wormwatch.kernels.counting import count_events as count_events_kernel
+from wormwatch.kernels.counting import flag_events, pick_samples
 from wormwatch.model import BOOL, I32, I64, U64, Events
 from wormwatch.tables import KeyTable
 
@@ -56,8 +56,8 @@ def count_events(
     targets, names, prefixes) and the counter columns of the host ``totals`` and
     bin ``rows`` (``counters``); ``where`` is per event (host id, bin row, bin).
     The three tables share one limit (the aggregate's ``max_keys``). Two kernel
-    calls: :func:`~wormwatch.kernels.aggregate.flag_events` says how many keys
-    each table may get, :func:`~wormwatch.kernels.aggregate.count_events` counts.
+    calls: :func:`~wormwatch.kernels.counting.flag_events` says how many keys
+    each table may get, :func:`~wormwatch.kernels.counting.count_events` counts.
     """
     pairs, names, prefixes = tables
     n = ev.n
