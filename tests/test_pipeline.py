@@ -5,6 +5,7 @@ from __future__ import annotations
 from wormwatch.config import load_config
 from wormwatch.kernels import aggregate as agg_kernels
 from wormwatch.kernels import classify as cls_kernels
+from wormwatch.kernels import counting as count_kernels
 from wormwatch.kernels import decode as dec_kernels
 from wormwatch.pipeline import Pipeline
 from wormwatch.source.pcapfile import open_replay
@@ -32,11 +33,11 @@ def test_kernels_compile_one_signature_each_after_a_replay() -> None:
         dec_kernels.decode_packets,
         cls_kernels.match_keywords,
         agg_kernels.table_upsert,
-        agg_kernels.flag_events,
-        agg_kernels.count_events,
-        agg_kernels.pick_samples,
-        agg_kernels.touch_hosts,
-        agg_kernels.count_answer_events,
+        count_kernels.flag_events,
+        count_kernels.count_events,
+        count_kernels.pick_samples,
+        count_kernels.touch_hosts,
+        count_kernels.count_answer_events,
     ]
     for kernel in kernels:
         assert len(kernel.signatures) == 1, (kernel, kernel.signatures)
