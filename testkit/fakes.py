@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Generic, TypeVar
 
-from wormwatch.model import Batch, SourceStats
+from wormwatch.model import Batch
+from wormwatch.source import SourceStats
 
 K = TypeVar("K")
 

@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from wormwatch.config import Config
-from wormwatch.model import Batch, HostView, Snapshot, SourceStats
+from wormwatch.model import Batch, HostView, Snapshot
 from wormwatch.outputs import Outputs, SummaryFile
 from wormwatch.pipeline import AlertSink, EventSink, Pipeline, Presenter, RunResult
 from wormwatch.present.sinks.summary import write_summary_records
 from wormwatch.present.sinks.text import load_lazy_parts, print_summary
-from wormwatch.source import Source
+from wormwatch.source import Source, SourceStats
 from wormwatch.warmup import StepFn, warm_events, warm_up
 
 if TYPE_CHECKING:

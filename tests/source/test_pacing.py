@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wormwatch.model import Batch, SourceStats
+from wormwatch.model import Batch
+from wormwatch.source import SourceStats
 from wormwatch.source.pacing import Paced
 
 from testkit.fakes import FakeClock, ScriptedSource

@@ -6,9 +6,38 @@ live capture. This package is the only place pcapy is imported.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Protocol
 
-from wormwatch.model import Batch, SourceStats
+from wormwatch.model import Batch
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStats:
+    """One capture worker's health (``--workers N``): alive, and its handle's kernel counts."""
+
+    is_alive: bool
+    kernel_received: int
+    kernel_dropped: int
+    interface_dropped: int
+
+
+@dataclass(slots=True)
+class SourceStats:
+    """What a source knows about its own health.
+
+    Kernel counters are None for files. ``warnings`` are one-line messages
+    (a truncated last record, a skipped unknown block) for the operator.
+    """
+
+    packets: int = 0
+    bytes: int = 0
+    kernel_received: int | None = None
+    kernel_dropped: int | None = None
+    interface_dropped: int | None = None
+    warnings: list[str] = field(default_factory=list)
+    # live capture with fanout workers: one entry per worker, in handle order
+    workers: tuple[WorkerStats, ...] = ()
 
 
 class Source(Protocol):

@@ -43,7 +43,8 @@ from typing import Any, Final
 import pcapy
 
 from wormwatch.errors import WormwatchError
-from wormwatch.model import Batch, SourceStats, WorkerStats
+from wormwatch.model import Batch
+from wormwatch.source import SourceStats, WorkerStats
 from wormwatch.source.handle import batch_from_buffers, kernel_stats, read_ready
 
 # kind, linktype, kernel received, dropped, interface-dropped, packets; padded to 40 bytes.

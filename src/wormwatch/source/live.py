@@ -19,8 +19,8 @@ from typing import Any
 import pcapy
 
 from wormwatch.errors import WormwatchError
-from wormwatch.model import Batch, SourceStats
-from wormwatch.source import Source
+from wormwatch.model import Batch
+from wormwatch.source import Source, SourceStats
 from wormwatch.source.handle import batch_from_buffers, kernel_stats, open_handle, read_ready
 
 

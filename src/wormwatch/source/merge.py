@@ -23,7 +23,8 @@ from typing import Protocol
 import numpy as np
 
 from wormwatch.kernels.merge import merge_heads
-from wormwatch.model import I64, Batch, Records, SourceStats
+from wormwatch.model import I64, Batch, Records
+from wormwatch.source import SourceStats
 from wormwatch.source.mapping import FileView, SplicedFiles
 
 # records read ahead per file: the merge's whole memory is files x RUN x 28 bytes

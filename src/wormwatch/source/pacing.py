@@ -33,8 +33,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from wormwatch.model import Batch, SourceStats
-from wormwatch.source import Source
+from wormwatch.model import Batch
+from wormwatch.source import Source, SourceStats
 
 US_PER_S = 1_000_000
 

@@ -40,8 +40,8 @@ from wormwatch.kernels.pcapwalk import (
     walk_pcap,
     walk_pcapng,
 )
-from wormwatch.model import U8, Batch, Records, SourceStats
-from wormwatch.source import Source
+from wormwatch.model import U8, Batch, Records
+from wormwatch.source import Source, SourceStats
 from wormwatch.source.fileheader import Header, check_file
 from wormwatch.source.mapping import FileMapping, Mapped
 from wormwatch.source.merge import MergedReplay

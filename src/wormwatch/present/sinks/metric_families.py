@@ -14,7 +14,8 @@ from typing import Final
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from wormwatch.model import STATUS_NAMES, SYN_PORTS, Snapshot, SourceStats
+from wormwatch.model import STATUS_NAMES, SYN_PORTS, Snapshot
+from wormwatch.source import SourceStats
 
 # qtypes with a label of their own (RFC 1035, 3596, 2782, 9460); the rest are "other"
 QTYPE_LABELS: Final = {
