@@ -12,6 +12,7 @@ IPv4 addresses are IPv4-mapped (``::ffff:a.b.c.d``: ``hi == 0``,
 from __future__ import annotations
 
 import ipaddress
+import socket
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -259,7 +260,11 @@ def addr_text(hi: int, lo: int) -> str:
         # dotted quad by hand: ipaddress costs ~15 us per call, and a summary
         # of 100,000 hosts formats every one of them
         return f"{(lo >> 24) & 255}.{(lo >> 16) & 255}.{(lo >> 8) & 255}.{lo & 255}"
-    return str(ipaddress.IPv6Address((hi << 64) | lo))
+    if hi == 0 and (lo >> 32) == 0:
+        # inet_ntop writes these as ::a.b.c.d, ipaddress (and so every record) does not
+        return str(ipaddress.IPv6Address(lo))
+    # the libc's RFC 5952 text, as ipaddress writes it, at ~1/20 of its cost
+    return socket.inet_ntop(socket.AF_INET6, ((hi << 64) | lo).to_bytes(16, "big"))
 
 
 # --- per-host, per-time-bin counters (columns of HostState.series) -----------
