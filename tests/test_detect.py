@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 
+from wormwatch import signals
 from wormwatch.config import SIGNALS, Config, KeywordStormConfig
 from wormwatch.detect import could_fire, evaluate, network_evidence, network_sync, tunnel_reason
 from wormwatch.model import QTYPE_MX, QTYPE_PTR
@@ -93,6 +94,33 @@ def test_keyword_weights_scale_the_share() -> None:
     ev = evaluate(host.state(), half, now_us=at(18)).evidence["keyword-storm"]
     assert isinstance(ev, dict)
     assert ev["keyword_weight"] == pytest.approx(0.6)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_share_bound_only_skips_hosts_that_cannot_fire(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """keyword-storm gives up early when even the best bin's keyword share is
+    under ``min_share``; a period's share (a ratio of sums) can never beat it, so
+    the verdicts are those of the full search, on hosts near the threshold."""
+    rng = np.random.default_rng(seed)
+    host = Host()
+    n_kw = int(rng.integers(1500, 6000))
+    host.queries(
+        spread(at(10), at(12), n_kw, rng).tolist(), [f"mail{i}.example" for i in range(n_kw)]
+    )
+    n_other = int(n_kw * rng.uniform(0.4, 1.6))
+    host.queries(
+        spread(at(10), at(12), n_other, rng).tolist(), [f"www{i}.example" for i in range(n_other)]
+    )
+    weights = dict.fromkeys(CFG.keywords, float(rng.choice([1.0, 0.7, 1.4])))
+    cfg = dataclasses.replace(CFG, keyword_weights=weights)
+    state = host.state()
+    bounded = evaluate(state, cfg, now_us=at(17.5))
+    monkeypatch.setattr(signals, "_max_keyword_weight", lambda _cfg: float("inf"))
+    full = evaluate(state, cfg, now_us=at(17.5))
+    assert bounded.verdicts == full.verdicts
+    assert bounded.score == full.score
 
 
 def test_min_r2_can_be_required() -> None:

@@ -143,6 +143,12 @@ def _r_squared(total: I64, part: I64) -> float | None:
     return r * r
 
 
+def _max_keyword_weight(cfg: Config) -> float:
+    """The largest weight :func:`_keyword_weight` can return (1.0 when no
+    keyword was counted)."""
+    return max([1.0, *(cfg.keyword_weights.get(k, 1.0) for k in cfg.keywords)])
+
+
 def _keyword_weight(prefixes: dict[bytes, int], cfg: Config) -> float:
     """Mean configured weight of the host's keyword queries (1.0 by default).
 
@@ -196,6 +202,12 @@ def keyword_storm(w: Window, st: HostState, cfg: Config) -> Result:
     # a mean of min_rate_per_min over a period's active bins needs one bin
     # at least that busy: a browsing user with webmail never gets past here
     if float(kw_bins.max()) < ks.min_rate_per_min * w.bin_s / 60.0:
+        return None
+    # a period's keyword share is a ratio of sums, never above its best bin's ratio:
+    # a user whose every bin is mostly other names gets no further (no periods built)
+    queries = w.col(C_QUERIES)
+    best_share = float((kw_bins / np.maximum(queries, 1)).max())
+    if _max_keyword_weight(cfg) * best_share < ks.min_share:
         return None
     # a storm period starts in a bin with keyword A queries
     p = w.periods(w.bins[w.col(C_KW_A) > 0])
