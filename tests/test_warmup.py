@@ -92,7 +92,8 @@ def test_replay_loads_the_deferred_kernels_at_first_use_and_every_kernel_has_one
     assert {name: run[f"wormwatch.kernels.{name}"] for name in REPLAY_KERNELS} == dict.fromkeys(
         REPLAY_KERNELS, 1
     )
-    new = {k: v for k, v in run.items() if v != warm[k]}
+    # (the helpers a kernel calls, _named, get a signature only when it compiles)
+    new = {k: v for k, v in run.items() if v != warm[k] and not k.split(".")[-1].startswith("_")}
     assert {k.removeprefix("wormwatch.kernels.") for k in new} == set(DEFERRED), new
 
 
@@ -168,25 +169,28 @@ def _first_run(command: str, cache: Path) -> dict[str, dict[str, list[int]]]:
 
 
 def test_live_first_run_compiles_in_two_processes(tmp_path: Path) -> None:
-    """With an empty cache, the second process compiles the aggregate and flow kernels
-    and this one loads them (hits), while it compiles the decoder and the reassembly
-    itself (misses)."""
+    """With an empty cache, the second process compiles the aggregate (its first step)
+    and this one loads it (a hit), while it compiles the decoder and the reassembly
+    itself (misses). The flow kernel, the second process's last step, compiles once in
+    whichever process gets to it first."""
     result = _first_run("live", tmp_path / "numba")
-    assert result["warm"] == {
+    warm = result["warm"]
+    assert {name: warm[name] for name in ("decode_packets", "table_upsert", "reassemble")} == {
         "decode_packets": [0, 1],
         "table_upsert": [1, 0],
-        "tcp_dns": [1, 0],
         "reassemble": [0, 1],
     }
-    assert result["first use"] == result["warm"]
+    assert sorted(warm["tcp_dns"]) == [0, 1]
+    assert result["first use"] == warm
 
 
-def test_replay_first_run_leaves_the_deferred_kernels_to_the_second_process(
+def test_replay_first_run_compiles_a_deferred_kernel_here_when_the_other_has_not_begun_it(
     tmp_path: Path,
 ) -> None:
     """A replay's first run compiles the aggregate over there and the decoder here; the
-    flow kernel is neither compiled nor loaded before its first use, which then waits
-    for the second process and loads it from the cache (a hit, not a second compile)."""
+    flow kernel is neither compiled nor loaded before its first use. The second process
+    is compiling the name score then (its next step), so this one claims the flows and
+    compiles them itself (a miss) instead of waiting for both in turn."""
     result = _first_run("replay", tmp_path / "numba")
     assert result["warm"] == {
         "decode_packets": [0, 1],
@@ -194,7 +198,7 @@ def test_replay_first_run_leaves_the_deferred_kernels_to_the_second_process(
         "tcp_dns": [0, 0],
         "reassemble": [0, 0],
     }
-    assert result["first use"]["tcp_dns"] == [1, 0]
+    assert result["first use"]["tcp_dns"] == [0, 1]
 
 
 _LIGHT = """

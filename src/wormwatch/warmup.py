@@ -11,24 +11,21 @@ NXDOMAIN name score, the pcapng walker, the DNS-over-TCP flows and the reassembl
 their first use: a cache load then costs a few milliseconds, in the batch that needs it.
 
 A first run (numba's cache has no decoder for this source yet) compiles for seconds per
-step: then a second process compiles part of the kernels
-into the same cache while this one compiles the rest, and this one loads them when it
-gets there: the two cores share the first run. For the file commands the second
-process goes on to the deferred kernels after the run has started; a first use of one
-of them waits for it rather than compiling it twice. ``on_step`` lets the caller show
+step: then a second process compiles into the same cache while this one compiles its
+own steps, and each step compiles once, in whichever process claims it first
+(:mod:`wormwatch.firstrun`): the two cores share the first run. For the file commands the
+second process goes on to the deferred kernels after the run has started; a first use
+of one of them waits for it if it has started that one, and compiles it here if not.
+``on_step`` lets the caller show
 progress.
 """
 
 from __future__ import annotations
 
-import contextlib
-import importlib
-import subprocess
 import sys
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
@@ -38,6 +35,7 @@ from wormwatch.classify import Classifier, score_nx_answers
 from wormwatch.decode import warm_up as warm_decode
 from wormwatch.dganame import Scored
 from wormwatch.dganame import warm_up as warm_names
+from wormwatch.firstrun import Claims, SecondProcess, compile_claimed
 from wormwatch.kernels.cacheload import is_cached
 from wormwatch.kernels.classify import match_keywords
 from wormwatch.model import (
@@ -70,8 +68,9 @@ _PCAPNG = "pcapng walker"
 @dataclass(frozen=True, slots=True)
 class Plan:
     """A command's steps. ``here`` then ``there`` then ``after`` run before the first
-    packet, in that order; on a first run a second process compiles ``there`` (then
-    ``deferred``) while this one compiles ``here``. ``deferred`` load at first use."""
+    packet, in that order; on a first run a second process takes ``there`` (then
+    ``deferred``) in order while this one compiles ``here``, and each step compiles in
+    the process that claims it first. ``deferred`` load at first use."""
 
     here: tuple[str, ...]
     there: tuple[str, ...]
@@ -83,12 +82,14 @@ class Plan:
         return [*self.here, *self.there, *self.after]
 
 
-# The decoder and the tables' rehash take about as long to compile as the walker
-# (classic pcap), the aggregate's kernels and the name score together; live capture
-# adds the flows to the one side and reassembly to the other.
+# The decoder alone takes about as long to compile as the walker (classic pcap), the
+# aggregate's kernels and the tables' rehash together; the second process then goes on
+# with the name score (most captures have answers) and the DNS-over-TCP flows, and this
+# one takes whichever of those its first batch needs and that one has not started.
+# Live capture adds the flows to the one side and reassembly to the other.
 _FILES = Plan(
-    here=(_CLASSIFY, _DECODER, _GROWTH),
-    there=(_WALKERS, _AGGREGATE),
+    here=(_CLASSIFY, _DECODER),
+    there=(_WALKERS, _AGGREGATE, _GROWTH),
     deferred=(_NAMES, _TCP, _REASSEMBLY, _PCAPNG),
 )
 _LIVE = Plan(here=(_CLASSIFY, _DECODER, _REASSEMBLY), there=(_AGGREGATE, _NAMES, _GROWTH, _TCP))
@@ -226,17 +227,10 @@ _STEPS: dict[str, Callable[[], Any]] = {
 }
 
 
-def compile_steps(names: Sequence[str], *, report: IO[str] | None = None) -> None:
-    """Runs warm-up steps in order (what the second process of a first run does),
-    writing each step's name as a line to ``report`` once it is done."""
+def compile_steps(names: Sequence[str]) -> None:
+    """Runs warm-up steps in order."""
     for name in names:
         _STEPS[name]()
-        if report is not None:
-            try:
-                print(name, file=report, flush=True)
-            except OSError:
-                # the first process has ended: its cache is still worth filling
-                report = None
 
 
 # the kernel behind each deferred step: (module, name)
@@ -246,61 +240,6 @@ _DEFERRED_KERNELS = {
     _REASSEMBLY: ("wormwatch.kernels.reassemble", "reassemble"),
     _PCAPNG: ("wormwatch.kernels.pcapwalk", "walk_pcapng"),
 }
-
-
-class _SecondProcess:
-    """The second process of a first run: compiles steps into the shared cache and
-    says, a line each, which are done."""
-
-    def __init__(self, names: Sequence[str]) -> None:
-        # its own session: a Ctrl-C at the terminal reaches only this process, which
-        # then ends it (see warm_up); it runs on if this process ends first, to fill
-        # the cache for the next run
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "wormwatch.warmup", *names],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            start_new_session=True,
-        )
-        self._done: set[str] = set()
-        self._lock = threading.Lock()
-
-    def wait_for(self, name: str) -> None:
-        """Until the second process has compiled ``name`` or has ended without (then
-        the kernel is compiled here, as if there were no second process)."""
-        with self._lock:
-            out = self._proc.stdout
-            assert out is not None  # a pipe, above
-            while name not in self._done:
-                line = out.readline()
-                if not line:
-                    return
-                self._done.add(line.strip())
-
-    def stop(self) -> None:
-        if self._proc.poll() is None:
-            self._proc.kill()
-        self._proc.wait()
-
-    def await_first_use(self, name: str) -> None:
-        """Makes the first call of deferred step ``name``'s kernel wait for this process
-        to compile it (a cache load then) instead of compiling it a second time.
-
-        numba compiles (or loads) a kernel through its dispatcher's ``compile`` when no
-        loaded signature fits the call: shadowed here once, for that first time.
-        """
-        module, attr = _DEFERRED_KERNELS[name]
-        kernel = getattr(importlib.import_module(module), attr)
-
-        def compile_when_compiled(sig: Any) -> Any:
-            with contextlib.suppress(AttributeError):
-                del kernel.compile
-            self.wait_for(name)
-            return kernel.compile(sig)
-
-        kernel.compile = compile_when_compiled
 
 
 def _has_compiled() -> bool:
@@ -331,7 +270,7 @@ def warm_up(
     """
     steps = plan(command)
     names = steps.up_front
-    second: _SecondProcess | None = None
+    second: SecondProcess | None = None
     is_first = _is_first_run()
     try:
         for i, name in enumerate(names):
@@ -340,16 +279,17 @@ def warm_up(
                 # a first run: compiling makes garbage worth collecting
                 collector.release()
                 if parallel:
-                    second = _SecondProcess([*steps.there, *steps.deferred])
+                    second = SecondProcess([*steps.there, *steps.deferred])
             if on_step is not None:
                 on_step(name, i, len(names))
             if second is not None and name in steps.there:
-                # compiled over there meanwhile: a cache load here now
-                second.wait_for(name)
-            _STEPS[name]()
+                # compiled here unless over there meanwhile (then a cache load here)
+                second.run_step(name, _STEPS[name])
+            else:
+                _STEPS[name]()
         if second is not None:
             for name in steps.deferred:
-                second.await_first_use(name)
+                second.at_first_use(name, _DEFERRED_KERNELS[name], _STEPS[name])
     except BaseException:
         if second is not None:
             second.stop()
@@ -362,5 +302,5 @@ def warm_up(
 
 
 if __name__ == "__main__":
-    # the second process of a first run: python -m wormwatch.warmup STEP...
-    compile_steps(sys.argv[1:], report=sys.stdout)
+    # the second process of a first run: python -m wormwatch.warmup CLAIMS STEP...
+    compile_claimed(Claims(sys.argv[1]), sys.argv[2:], _STEPS)

@@ -251,7 +251,8 @@ def score_names(  # type: ignore[no-untyped-def]
         if not sel[i] or length == 0:
             continue
         name = names[i]
-        n_labels = 1
+        # not a literal 1: numba would compile _suffix_labels once for Literal[int](1) too
+        n_labels = np.int64(1)
         starts[0] = 0
         for j in range(length):
             if name[j] == 46 and n_labels < MAX_LABELS:

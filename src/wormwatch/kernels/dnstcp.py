@@ -177,8 +177,10 @@ def tcp_dns(  # type: ignore[no-untyped-def]
 
 
 # longer than 60 lines: a segment's messages are walked in one loop that keeps the flow's
-# partial message in step with the sequence numbers
-@njit(cache=True, nogil=True, inline="always")
+# partial message in step with the sequence numbers. Called, not inlined: numba copies an
+# inlined function's IR at the call site, and this one holds the DNS message parser
+# (~0.35 s of a first run's compile); one call per TCP segment to port 53 costs little
+@njit(cache=True, nogil=True)
 def _walk(  # type: ignore[no-untyped-def]
     data, start, stop, sent, seq, s, side, expect, seen, kept, bufs, kinds, rcodes, names,
     qtypes, name_lens, row0,

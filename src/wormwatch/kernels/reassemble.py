@@ -252,7 +252,8 @@ def _store(data, src, slot_pieces, slot_buf, slot, n_pieces, lo, hi):  # type: i
     # merge: drop the ranges that touch [lo, hi) into one fused range, keep the others
     new_lo = lo
     new_hi = hi
-    n = 0
+    # not a literal 0: numba would compile _merge_fix once for Literal[int](0) too
+    n = np.int64(0)
     for k in range(n_pieces):
         a = slot_pieces[slot, k, 0]
         b = slot_pieces[slot, k, 1]
