@@ -11,15 +11,25 @@ warm start that set-up was ~0.14 s of CPU, a quarter of a small replay's whole p
 before anything compiles (numba's compiler refreshes both contexts itself), so a kernel
 missing from the cache compiles as before. Applied only to the numba versions whose
 cache code this was read against; any other keeps numba's own behaviour.
+
+A cached kernel also carries the environment (a module's namespace and constants) of
+each numba helper compiled into it (array allocation, builtins), and loading it
+imported each helper's module only to hand its namespace to that environment:
+``numba.np.arrayobj``, ``numba.np.npyimpl``, ``numba.cpython.builtins`` and what they
+import, ~20 ms of a warm start. Only object-mode code reads an environment's namespace
+(numba's ``pylowering``); these helpers are nopython code. :func:`install` gives a
+numba module not yet imported an environment that names the module and holds no
+namespace; everything else is rebuilt as numba does.
 """
 
 from __future__ import annotations
 
 import pickle
+import sys
 from typing import Any
 
 import numba
-from numba.core import caching
+from numba.core import caching, environment
 from numba.core.runtime.nrt import rtsys
 
 # numba releases whose Cache.load_overload refreshes then calls _load_overload, as read
@@ -38,6 +48,26 @@ def _load_overload(self: Any, sig: Any, target_context: Any) -> Any:
         return self._load_overload(sig, target_context)
     # None when the guard swallowed an I/O error (numba then compiles)
     return None
+
+
+def _rebuild_env(modname: str, consts: Any, env_name: str) -> Any:
+    """``environment._rebuild_env`` (what unpickling an environment calls) without
+    importing a numba module for a helper's environment (see the module doc)."""
+    env = _memo.get(env_name)
+    if env is not None:
+        return env
+    if not modname.startswith("numba.") or modname in sys.modules:
+        return _numba_rebuild_env(modname, consts, env_name)
+    env = environment.Environment({"__name__": modname})
+    env.consts[:] = consts
+    env.env_name = env_name
+    _memo[env_name] = env
+    return env
+
+
+# numba's own: its environments by name, and how it rebuilds one
+_memo: Any = environment.Environment._memo
+_numba_rebuild_env: Any = environment._rebuild_env
 
 
 def is_cached(kernel: Any) -> bool | None:
@@ -62,4 +92,6 @@ def install() -> bool:
     if not (low <= _version() < high and hasattr(cache, "_guard_against_spurious_io_errors")):
         return False
     cache.load_overload = _load_overload  # type: ignore[method-assign]
+    # unpickling looks the function up by name: this one is found from now on
+    environment._rebuild_env = _rebuild_env
     return True
