@@ -312,8 +312,9 @@ class HostState:
     ``totals`` are counters since first seen (columns as in ``series``; for the
     ``*_NEW`` columns the total is the exact distinct count). ``bins`` are bin
     indices (``ts_us // bin_us``), ascending, of the bins kept in the window;
-    ``series[i]`` are that bin's counters. ``prefixes`` maps a name prefix of
-    length 1..5 to how many of the host's queries start with it.
+    ``series[i]`` are that bin's counters (int32, as the aggregate stores them: a
+    read-out of 100,000 hosts then holds half the bytes). ``prefixes`` maps a name
+    prefix of length 1..5 to how many of the host's queries start with it.
     """
 
     addr: str
@@ -321,7 +322,7 @@ class HostState:
     last_seen_us: int
     totals: I64
     bins: I64
-    series: I64
+    series: I32 | I64
     sample_names: list[bytes] = field(default_factory=list)
     sample_mx_names: list[bytes] = field(default_factory=list)
     prefixes: dict[bytes, int] = field(default_factory=dict)

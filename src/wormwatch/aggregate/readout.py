@@ -33,7 +33,7 @@ def read_states(
     starts = np.searchsorted(row_hosts, ids).tolist()
     ends = np.searchsorted(row_hosts, ids + 1).tolist()
     row_bins = bins.row_bin[rows]
-    series = bins.rows[rows].astype(np.int64)
+    series = bins.rows[rows]
     totals = hosts.totals[ids]
     firsts, lasts = hosts.first_us[ids].tolist(), hosts.last_us[ids].tolist()
     his, los = hosts.addr_hi[ids].tolist(), hosts.addr_lo[ids].tolist()

@@ -250,8 +250,8 @@ def keyword_fit_figure(state: HostState, bin_s: int, path: Path) -> KeywordFit:
 
 def host_sync_series(state: HostState) -> tuple[I64, I64, I64]:
     """(bins, MX queries, SYNs to 135/139/445) of one host."""
-    syn = state.series[:, [C_SYN135, C_SYN139, C_SYN445]].sum(axis=1)
-    return state.bins, state.series[:, C_MX], syn
+    series = state.series.astype(np.int64, copy=False)
+    return state.bins, series[:, C_MX], series[:, [C_SYN135, C_SYN139, C_SYN445]].sum(axis=1)
 
 
 def coarsen(bins: I64, mx: I64, syn: I64, merge: int) -> tuple[I64, I64, I64]:
