@@ -19,8 +19,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wormwatch.dganame import fnv1a, load_model, registrable, score_batch, score_texts
-from wormwatch.kernels.dganame import FT_LENGTH, FT_N_WORDS, score_names
+from wormwatch.dganame import (
+    fnv1a,
+    load_model,
+    registrable,
+    score_batch,
+    score_texts,
+    suffix_table,
+)
+from wormwatch.kernels.dganame import (
+    FT_LENGTH,
+    FT_N_WORDS,
+    SFX_EXCEPTION,
+    SFX_RULE,
+    SFX_WILDCARD,
+    score_names,
+)
 
 from testkit import dgagen
 from testkit.paths import child_env
@@ -83,6 +97,45 @@ def test_kernel_equals_reference() -> None:
         assert bool(out.listed[i]) == want_listed, name
         np.testing.assert_allclose(out.features[i], want_ft, atol=1e-9, err_msg=name)
         assert out.scores[i] == pytest.approx(want_score, abs=1e-9), name
+
+
+def _rule_flags(text: str) -> dict[int, int]:
+    """The slow table: each rule's FNV-1a key (1 for 0) -> its flags, from the strings."""
+    table: dict[int, int] = {}
+    for rule in text.split():
+        if rule.startswith("!"):
+            bare, flag = rule[1:], SFX_EXCEPTION
+        elif rule.startswith("*."):
+            bare, flag = rule[2:], SFX_WILDCARD
+        else:
+            bare, flag = rule, SFX_RULE
+        key = fnv1a(bare.encode("ascii")) or 1
+        table[key] = table.get(key, 0) | flag
+    return table
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        (REPO / "src" / "wormwatch" / "data" / "public_suffixes.txt").read_text("ascii"),
+        "",
+        "uk\nco.uk\r\n*.ck\t!www.ck \n\n  ck\n*",
+    ],
+)
+def test_suffix_table_holds_each_rule_once_with_its_flags(text: str) -> None:
+    keys, flags = suffix_table(text.encode("ascii"))
+    expected = _rule_flags(text)
+    assert len(keys) & (len(keys) - 1) == 0
+    assert len(keys) >= 4 * max(1, len(text.split()))
+    held = {int(k): int(f) for k, f in zip(keys, flags, strict=True) if k != 0}
+    assert held == expected
+    # every key sits in its probe chain: found from its home slot before an empty one
+    mask = len(keys) - 1
+    for key in expected:
+        pos = (key ^ (key >> 29)) & mask
+        while int(keys[pos]) != key:
+            assert keys[pos] != 0
+            pos = (pos + 1) & mask
 
 
 @pytest.mark.parametrize(

@@ -64,11 +64,12 @@ REPLAY_KERNELS = (
     "dnstcp.tcp_dns", "reassemble.reassemble", "classify.match_keywords", "aggregate.table_upsert",
     "counting.flag_events", "counting.count_events", "counting.touch_hosts",
     "counting.count_answer_events", "aggregate.table_remap", "counting.pick_samples",
-    "dganame.score_names",
+    "dganame.score_names", "dganame.build_suffix_table",
 )  # fmt: skip
 # left to their first use by the file commands
 DEFERRED = (
     "pcapwalk.walk_pcapng", "dnstcp.tcp_dns", "reassemble.reassemble", "dganame.score_names",
+    "dganame.build_suffix_table",
 )  # fmt: skip
 # pcapng, fragments, DNS over TCP: every deferred kernel runs
 CAPTURES = [

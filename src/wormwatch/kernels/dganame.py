@@ -100,6 +100,42 @@ def _suffix_flags(keys, flags, h):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
+def build_suffix_table(text, keys, flags):  # type: ignore[no-untyped-def]
+    """Insert every rule of ``text`` (PSL rules as ASCII, one per whitespace-separated
+    token: ``co.uk``, ``*.ck``, ``!www.ck``) into the open-addressing table ``keys``
+    (zeros, a power of two long) and ``flags``: the key is the FNV-1a hash of the rule
+    without ``*.`` / ``!`` (1 where that is 0). Returns the number of rules."""
+    mask = np.uint64(keys.shape[0] - 1)
+    n_rules = 0
+    i = 0
+    n = text.shape[0]
+    while i < n:
+        if text[i] <= 32:
+            i += 1
+            continue
+        flag = SFX_RULE
+        if text[i] == 33:  # "!"
+            flag = SFX_EXCEPTION
+            i += 1
+        elif text[i] == 42 and i + 1 < n and text[i + 1] == 46:  # "*."
+            flag = SFX_WILDCARD
+            i += 2
+        h = np.uint64(0xCBF29CE484222325)
+        while i < n and text[i] > 32:
+            h = _fnv_step(h, text[i])
+            i += 1
+        if h == 0:
+            h = np.uint64(1)
+        pos = (h ^ (h >> np.uint64(29))) & mask
+        while keys[pos] != 0 and keys[pos] != h:
+            pos = (pos + np.uint64(1)) & mask
+        keys[pos] = h
+        flags[pos] |= flag
+        n_rules += 1
+    return n_rules
+
+
+@njit(cache=True, nogil=True)
 def _suffix_labels(name, length, starts, n_labels, keys, flags):  # type: ignore[no-untyped-def]
     """How many rightmost labels form the public suffix (PSL algorithm; default rule ``*``),
     and whether a listed rule (not the default) said so."""
