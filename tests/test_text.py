@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from wormwatch.present.safe import safe_text
-from wormwatch.text import escape_text, iso_time, iso_time_us, name_text, utc_time
+from wormwatch.text import escape_text, iso_time, iso_time_us, name_text, names_text, utc_time
 
 HOSTILE = b"\x1b[31mmail\x07.[b]\\x1b.\xff\xc2\x9b\xe2\x80\xae.example"
 
@@ -30,3 +30,10 @@ def test_str_keeps_another_stages_escapes() -> None:
 def test_iso_time_round_trips() -> None:
     for ts_us in (0, 1_700_000_060_500_001, 1_795_000_000_000_000):
         assert iso_time_us(iso_time(ts_us)) == ts_us
+
+
+def test_names_text_is_name_text_of_each() -> None:
+    plain = [b"mail.example.com", b"a b", b"", b"x[1].example"]
+    hostile = [b"ok.example", b"\x1b[31mred", b"caf\xc3\xa9", b"\xff\\", b"\xe2\x80\x8bzw"]
+    for names in (plain, hostile, hostile[::-1], [], [b"\\"]):
+        assert names_text(names) == [name_text(n) for n in names]

@@ -14,7 +14,7 @@ writes them. The records are a contract: keys are only ever added.
 * ``host``   -- one host's summary (:func:`host_record`);
 * ``network``-- the end-of-run record after the hosts (:func:`network_record`).
 
-Untrusted names pass :func:`wormwatch.text.name_text` here, before they enter
+Untrusted names pass :func:`wormwatch.text.names_text` here, before they enter
 a record; packet time becomes ISO 8601 with :func:`wormwatch.text.iso_time`.
 """
 
@@ -46,7 +46,7 @@ from wormwatch.model import (
     Snapshot,
     Verdict,
 )
-from wormwatch.text import iso_time, name_text
+from wormwatch.text import iso_time, names_text
 
 # SCHEMA is defined in model (the event log's kernel writes it too) and shown here
 __all__ = ["SCHEMA", "alert_record", "host_record", "network_record", "sensor_record"]
@@ -108,7 +108,7 @@ def host_record(view: HostView, bin_s: int) -> dict[str, object]:
     ``sample_nx_names`` and, for a flagged host, ``evidence``.
     """
     st = view.state
-    t = [int(x) for x in st.totals]
+    t = st.totals.tolist()
     record: dict[str, object] = {
         "schema": SCHEMA,
         "event_type": "host",
@@ -133,15 +133,15 @@ def host_record(view: HostView, bin_s: int) -> dict[str, object]:
         "mx_domains": t[C_MX_DOM_NEW],
         "bin_s": int(bin_s),
         "active_bins": int(st.bins.shape[0]),
-        "sample_names": [name_text(n) for n in st.sample_names],
-        "sample_mx_names": [name_text(n) for n in st.sample_mx_names],
+        "sample_names": names_text(st.sample_names),
+        "sample_mx_names": names_text(st.sample_mx_names),
         "answers": {
             "total": t[C_ANSWERS],
             "nxdomain": t[C_NX],
             "error": t[C_RCODE_ERR],
             "nx_domains": t[C_NX_DOMS_NEW],
         },
-        "sample_nx_names": [name_text(n) for n in st.sample_nx_names],
+        "sample_nx_names": names_text(st.sample_nx_names),
     }
     if view.verdict.verdicts:
         record["evidence"] = view.verdict.evidence

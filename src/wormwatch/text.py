@@ -103,6 +103,20 @@ def escape_text(raw: bytes | str, *, brackets: bool = False) -> str:
     return "".join(_escape_char(ch, backslash=False, brackets=brackets) for ch in raw)
 
 
+def names_text(raws: list[bytes]) -> list[str]:
+    """:func:`name_text` of each name; plain ASCII names (nearly all) in one pass."""
+    joined = b"".join(raws)
+    if not _PLAIN_BYTES[False].fullmatch(joined):
+        return [escape_text(raw) for raw in raws]
+    text = joined.decode("ascii")
+    out = []
+    pos = 0
+    for raw in raws:
+        out.append(text[pos : pos + len(raw)])
+        pos += len(raw)
+    return out
+
+
 def name_text(raw: bytes) -> str:
     """A DNS name from the wire as safe, unambiguous text (:func:`escape_text`).
 

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from wormwatch.model import HostView, Snapshot
+from wormwatch.present.sinks.jsonl import encode_line
 from wormwatch.records import host_record, network_record
 
 
@@ -21,6 +22,12 @@ class RecordWriter(Protocol):
     """Where records go (a :class:`~wormwatch.present.sinks.jsonl.JsonLinesWriter`)."""
 
     def write(self, record: Mapping[str, object]) -> None: ...
+
+    def write_lines(self, lines: bytes | memoryview, n_lines: int) -> None: ...
+
+
+# host records per write: one system call for many lines, a bounded buffer for 100,000
+_CHUNK = 512
 
 
 def write_summary_records(
@@ -31,6 +38,7 @@ def write_summary_records(
     network: Mapping[str, object] | None = None,
 ) -> None:
     """Host records (in the order given), then one network record over ``hosts``."""
-    for view in hosts:
-        writer.write(host_record(view, bin_s))
+    for lo in range(0, len(hosts), _CHUNK):
+        chunk = hosts[lo : lo + _CHUNK]
+        writer.write_lines(b"".join(encode_line(host_record(v, bin_s)) for v in chunk), len(chunk))
     writer.write(network_record(dataclasses.replace(final, hosts=hosts), network_sync=network))
