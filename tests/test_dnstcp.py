@@ -13,10 +13,12 @@ in tests/test_answers.py.
 from __future__ import annotations
 
 import itertools
+import random
 
 import pytest
 
 from wormwatch.decode import Decoder
+from wormwatch.dnstcp import TcpFlows
 from wormwatch.model import (
     KIND_ANSWER,
     KIND_DNS,
@@ -29,6 +31,7 @@ from wormwatch.model import (
 
 from testkit.frames import DST4, DST6, SRC4, SRC6, dns, ipv4, ipv6, make_batch, tcp, tcp_dns
 from testkit.reference import RefDecoder
+from testkit.reference_dnstcp import RefTcpFlows
 
 IP_PROTO_TCP = 6
 CLIENT_PORT = 41000
@@ -206,3 +209,47 @@ def test_a_query_from_port_53_and_an_answer_to_it_are_no_events() -> None:
         ]
     )
     assert got == [(ST_IGNORED, []), (ST_IGNORED, [])]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_small_table_under_many_flows_forgets_as_the_reference_does(seed: int) -> None:
+    """40 connections' query streams, cut at random and interleaved, through a table of
+    6 flows with a short idle timeout, packet time jumping ahead (and once in a while
+    back): the flows remembered, evicted (least recently used) and timed out are the
+    reference's (an OrderedDict), packet for packet, in one batch and one per batch."""
+    rng = random.Random(seed)
+    streams = []
+    for c in range(40):
+        stream = b"".join(tcp_dns(dns(f"h{c}q{k}.example".encode())) for k in range(3))
+        cuts = sorted(rng.sample(range(1, len(stream)), 4))
+        streams.append([(c, seq, p) for seq, p in in_order(stream, cuts, seq0=1000 * c)])
+    packets: list[Packet] = []
+    while any(streams):
+        live = [s for s in streams if s]
+        c, seq, payload = rng.choice(live[:8]).pop(0)
+        segment = tcp(payload, sport=CLIENT_PORT + c, dport=53, seq=seq)
+        packets.append((LINKTYPE_RAW, ipv4(segment, IP_PROTO_TCP)))
+    ts, now = [], 0
+    for _ in packets:
+        now += rng.choice((1, 1, 2, 30, 120)) if rng.random() > 0.05 else -150
+        ts.append(now)
+    ref = RefDecoder(flows=RefTcpFlows(max_flows=6, timeout_us=100))
+    expected = []
+    for (linktype, frame), t in zip(packets, ts, strict=True):
+        status, events = ref.decode(linktype, frame, t)
+        expected.append((status, sorted(e.name for e in events)))
+    assert sum(len(names) for _, names in expected) > 10  # some streams survive
+    for per_packet in (False, True):
+        decoder = Decoder(max_events=64)
+        decoder._tcp = TcpFlows(max_flows=6, timeout_s=0.0001)
+        got = []
+        chunks = [[k] for k in range(len(packets))] if per_packet else [range(len(packets))]
+        for chunk in chunks:
+            batch = make_batch([packets[k] for k in chunk], ts_us=[ts[k] for k in chunk])
+            ev = decoder.decode(batch)
+            rows: list[tuple[int, list[bytes]]] = [(int(s), []) for s in decoder.last_status]
+            where = {t: j for j, t in enumerate(ts[k] for k in chunk)}
+            for j in range(ev.n):
+                rows[where[int(ev.ts_us[j])]][1].append(bytes(ev.names[j, : ev.name_lens[j]]))
+            got += [(s, sorted(names)) for s, names in rows]
+        assert got == expected

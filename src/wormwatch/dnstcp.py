@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from wormwatch.kernels.decode import MAX_EVENTS_PER_PACKET
-from wormwatch.kernels.dnstcp import BUF, N_KEY, tcp_dns
+from wormwatch.kernels.dnstcp import BUF, N_KEY, S_FREE, S_HEAD, S_TAIL, tcp_dns
 from wormwatch.model import EVENT_COLUMNS, I64, U8, Events
 
 MAX_FLOWS = 1024
@@ -42,6 +42,14 @@ class TcpFlows:
         self.seen = np.zeros(n, np.int64)
         self.kept = np.zeros(n, np.int64)
         self.bufs = np.zeros(n * BUF, np.uint8)
+        # the hash index (slot numbers, -1 empty; at most a quarter full), the use
+        # order (previous, next slot), the free slots and (head, tail, free count)
+        self.index = np.full(1 << (4 * n - 1).bit_length(), -1, np.int64)
+        self.links = np.full((n, 2), -1, np.int64)
+        self.free = np.arange(n - 1, -1, -1, dtype=np.int64)
+        self.state = np.zeros(3, np.int64)
+        self.state[S_HEAD] = self.state[S_TAIL] = -1
+        self.state[S_FREE] = n
         self._side = Events.allocate(MAX_EVENTS_PER_PACKET)
         self._packet: I64 = np.zeros(MAX_EVENTS_PER_PACKET, np.int64)
 
@@ -58,7 +66,7 @@ class TcpFlows:
             first, n = tcp_dns(
                 data, ts_us, segs, first, segs.shape[0], statuses, self.keep, self.timeout_us,
                 self.keys, self.last_us, self.expect, self.seen, self.kept, self.bufs,
-                self._packet,
+                self.index, self.links, self.free, self.state, self._packet,
                 side.ts_us, side.src_hi, side.src_lo, side.dst_hi, side.dst_lo, side.kind,
                 side.dport, side.qtype, side.names, side.name_lens, side.sport, side.status,
                 side.rcode, n,
