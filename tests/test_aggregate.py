@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections import Counter, defaultdict
 
+import numpy as np
 import pytest
 
 from wormwatch.aggregate import Aggregator
@@ -32,6 +33,7 @@ from wormwatch.model import (
     KIND_SYN,
     N_COUNTERS,
 )
+from wormwatch.tables import KeyTable
 
 from testkit.events import Row, make_events
 
@@ -220,3 +222,30 @@ def test_kernels_compiled_one_signature_each() -> None:
         cls_kernels.match_keywords,
     ):
         assert len(kernel.signatures) == 1, kernel
+
+
+def test_a_key_table_grows_to_at_most_seven_tenths_full_and_keeps_every_key() -> None:
+    """Batches of new keys: each batch finds every key it inserted, no key is refused
+    below ``max_used``, the load stays <= 7/10 (and <= 1/2 of the size limit, so
+    probes always end)."""
+    table = KeyTable(max_used=5_000)
+    rng = np.random.default_rng(3)
+    inserted = 0
+    while inserted < 6_000:
+        n = int(rng.integers(1, 700))
+        a = np.arange(inserted, inserted + n, dtype=np.int64)
+        b = rng.integers(0, 1 << 62, n).astype(np.uint64)
+        c = np.zeros(n, np.uint64)
+        ids = np.empty(n, np.int64)
+        sel = np.ones(n, np.bool_)
+        refused = table.upsert(a, b, c, sel, a, agg_kernels.MODE_ID, ids)
+        assert refused == max(0, inserted + n - 5_000) - max(0, inserted - 5_000)
+        used = int(table.used[0])
+        assert 10 * used <= 7 * table.capacity or table.capacity == table.limit
+        assert 2 * used <= table.limit
+        again = np.empty(n, np.int64)
+        table.upsert(a, b, c, sel, a, agg_kernels.MODE_ID, again)
+        assert again.tolist() == ids.tolist()
+        inserted += n
+    # 5,000 keys at most 7/10 full: 8,192 slots, not the 16,384 a half-full rule needs
+    assert table.capacity == 8_192
