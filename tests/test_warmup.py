@@ -203,34 +203,64 @@ def test_replay_first_run_compiles_a_deferred_kernel_here_when_the_other_has_not
 
 
 _LIGHT = """
-import json, sys
+import json, os, pickle, sys
 import numba
+import numpy as np
+from numba.core.runtime.nrt import rtsys
 from wormwatch.warmup import warm_up
 from wormwatch.kernels.cacheload import is_cached
 from wormwatch.kernels.decode import decode_packets
 
+kept = os.path.join(decode_packets._cache._cache_path, f"nrt-{numba.__version__}.nbo")
+if sys.argv[1] == "spoil":
+    with open(kept, "wb") as f:
+        f.write(b"not a pickle")
 warm_up("replay")
 # neither numba's registries nor the modules of the helpers compiled into the kernels
 light = "numba.np.linalg" not in sys.modules and "numba.np.arrayobj" not in sys.modules
 
 @numba.njit
 def twice(x):
-    return 2 * x
+    # allocates and frees: the NRT (as loaded, or compiled) serves a new compile too
+    a = np.zeros(3, np.int64)
+    a[1] = 2 * x
+    return a[1]
 
-print(json.dumps({"light": light, "cached": is_cached(decode_packets), "compiled": twice(21)}))
+def is_kept():
+    with open(kept, "rb") as f:
+        return len(pickle.load(f)) == 2
+
+print(json.dumps({
+    "light": light, "cached": is_cached(decode_packets), "compiled": int(twice(21)),
+    "nrt kept": is_kept(), "nrt": rtsys.library.get_pointer_to_function("NRT_incref") > 0,
+}))
 """
+
+
+def _light(how: str) -> dict[str, object]:
+    done = subprocess.run(
+        [sys.executable, "-c", _LIGHT, how],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=900,
+    )
+    result: dict[str, object] = json.loads(done.stdout)
+    return result
 
 
 def test_a_warm_start_loads_without_numbas_whole_set_up_and_can_still_compile() -> None:
     subprocess.run([sys.executable, "-c", "from wormwatch.warmup import warm_up; warm_up()"],
                    check=True, timeout=900)  # fmt: skip
-    done = subprocess.run(
-        [sys.executable, "-c", _LIGHT], capture_output=True, text=True, check=True, timeout=900
-    )
     # the cache loads skipped numba's registries of every feature (linear algebra ...)
-    # and importing the modules of the helpers inside the kernels (array allocation ...);
-    # a compile afterwards sets them up itself
-    assert json.loads(done.stdout) == {"light": True, "cached": True, "compiled": 42}
+    # and importing the modules of the helpers inside the kernels (array allocation ...),
+    # and the NRT's machine code came from the cache; a compile afterwards sets up the rest
+    # itself, and links against that NRT; a spoiled copy of the NRT compiles it again
+    # and is replaced
+    expected = {"light": True, "cached": True, "compiled": 42, "nrt kept": True, "nrt": True}
+    assert _light("keep") == expected
+    assert _light("spoil") == expected
+    assert _light("keep") == expected
 
 
 def test_is_cached_tells_a_first_run(tmp_path: Path) -> None:

@@ -20,17 +20,33 @@ import, ~20 ms of a warm start. Only object-mode code reads an environment's nam
 (numba's ``pylowering``); these helpers are nopython code. :func:`install` gives a
 numba module not yet imported an environment that names the module and holds no
 namespace; everything else is rebuilt as numba does.
+
+The NRT itself is a small LLVM module that numba compiles in every process (~19 ms of
+a warm start). The first cache load keeps its machine code beside the kernels' cache
+entries, for this numba and this CPU (numba's own key for cached code), and later
+processes load it from there (~3 ms); any problem reading it compiles it as before.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import os
 import pickle
 import sys
+import tempfile
 from typing import Any
 
 import numba
 from numba.core import caching, environment
+from numba.core.compiler_lock import global_compiler_lock
 from numba.core.runtime.nrt import rtsys
+
+# numba's internals the NRT's set-up reads (untyped)
+_ll: Any = importlib.import_module("llvmlite.binding")
+_config: Any = importlib.import_module("numba.core.config")
+_nrt_python: Any = importlib.import_module("numba.core.runtime._nrt_python")
+_nrtdynmod: Any = importlib.import_module("numba.core.runtime.nrtdynmod")
 
 # numba releases whose Cache.load_overload refreshes then calls _load_overload, as read
 _KNOWN = ((0, 60), (0, 69))
@@ -43,11 +59,61 @@ def _version() -> tuple[int, int]:
 
 def _load_overload(self: Any, sig: Any, target_context: Any) -> Any:
     """``Cache.load_overload`` less the target context's refresh (see the module doc)."""
-    rtsys.initialize(target_context)
+    if not rtsys._init:
+        _initialize_nrt(target_context, os.path.join(self._cache_path, _NRT_FILE))
     with self._guard_against_spurious_io_errors():
         return self._load_overload(sig, target_context)
     # None when the guard swallowed an I/O error (numba then compiles)
     return None
+
+
+_NRT_FILE = f"nrt-{numba.__version__}.nbo"
+
+
+def _initialize_nrt(target_context: Any, path: str) -> None:
+    """``rtsys.initialize``, with the NRT's machine code from ``path`` when it holds
+    this CPU's, else compiled and kept there (see the module doc)."""
+    with global_compiler_lock:
+        if not rtsys._init:
+            _set_up_nrt(target_context, path)
+
+
+def _set_up_nrt(target_context: Any, path: str) -> None:
+    if _config.NRT_STATS:
+        _nrt_python.memsys_enable_stats()
+    for name, address in _nrt_python.c_helpers.items():
+        _ll.add_symbol(name if name.startswith("_") else "NRT_" + name, address)
+    codegen = target_context.codegen()
+    key = (_ll.llvm_version_info, codegen.magic_tuple())
+    try:
+        with open(path, "rb") as f:
+            kept_key, state = pickle.load(f)
+        library = codegen.unserialize_library(state) if kept_key == key else None
+    except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError):
+        library = None
+    if library is None:
+        module, library = _nrtdynmod.create_nrt_module(target_context)
+        library.enable_object_caching()
+        library.add_ir_module(module)
+        library.finalize()
+        _keep(path, (key, library.serialize_using_object_code()))
+    rtsys._library = library
+    rtsys._init = True
+
+
+def _keep(path: str, data: Any) -> None:
+    """Writes ``data`` to ``path`` whole or not at all (a read-only install: not)."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+    except OSError:
+        return
+    try:
+        with os.fdopen(fd, "wb") as f:
+            pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 def _rebuild_env(modname: str, consts: Any, env_name: str) -> Any:
