@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,15 +47,21 @@ print(json.dumps({"steps": steps, "warm": after_warm_up, "run": signatures()}))
 """
 
 
-def _probe(command: str, captures: list[Path]) -> dict[str, object]:
+def _json_of(code: str, *args: str, env: dict[str, str] | None = None) -> Any:
+    """What ``code``, run in a fresh interpreter with ``args``, prints as JSON."""
     done = subprocess.run(
-        [sys.executable, "-c", _PROBE, command, *map(str, captures)],
+        [sys.executable, "-c", code, *args],
         capture_output=True,
         text=True,
         check=True,
-        timeout=600,
+        timeout=900,
+        env=env,
     )
-    result: dict[str, object] = json.loads(done.stdout)
+    return json.loads(done.stdout)
+
+
+def _probe(command: str, captures: list[Path]) -> dict[str, object]:
+    result: dict[str, object] = _json_of(_PROBE, command, *map(str, captures))
     return result
 
 
@@ -157,15 +164,8 @@ print(json.dumps({"warm": after_warm_up, "first use": counts()}))
 
 
 def _first_run(command: str, cache: Path) -> dict[str, dict[str, list[int]]]:
-    done = subprocess.run(
-        [sys.executable, "-c", _FIRST_RUN, command],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=900,
-        env={**os.environ, "NUMBA_CACHE_DIR": str(cache)},
-    )
-    result: dict[str, dict[str, list[int]]] = json.loads(done.stdout)
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
+    result: dict[str, dict[str, list[int]]] = _json_of(_FIRST_RUN, command, env=env)
     return result
 
 
@@ -238,14 +238,7 @@ print(json.dumps({
 
 
 def _light(how: str) -> dict[str, object]:
-    done = subprocess.run(
-        [sys.executable, "-c", _LIGHT, how],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=900,
-    )
-    result: dict[str, object] = json.loads(done.stdout)
+    result: dict[str, object] = _json_of(_LIGHT, how)
     return result
 
 
