@@ -68,6 +68,8 @@ class SecondProcess:
             start_new_session=True,
         )
         self._done: set[str] = set()
+        # the steps this process took with take_unclaimed
+        self._taken: set[str] = set()
         self._lock = threading.Lock()
 
     def wait_for(self, name: str) -> None:
@@ -85,9 +87,20 @@ class SecondProcess:
     def run_step(self, name: str, step: Callable[[], Any]) -> None:
         """Step ``name``: compiled here unless the second process has claimed it, then
         loaded from the cache once it is done there."""
+        if name in self._taken:
+            return
         if not self.claims.take(name):
             self.wait_for(name)
         step()
+
+    def take_unclaimed(self, names: Sequence[str], steps: dict[str, Callable[[], Any]]) -> None:
+        """Compiles here those of ``names`` the second process has not claimed (rather
+        than wait for it to reach them after the ones it is on); :meth:`run_step` then
+        passes over them."""
+        for name in names:
+            if self.claims.take(name):
+                steps[name]()
+                self._taken.add(name)
 
     def stop(self) -> None:
         if self._proc.poll() is None:

@@ -283,7 +283,10 @@ def warm_up(
             if on_step is not None:
                 on_step(name, i, len(names))
             if second is not None and name in steps.there:
-                # compiled here unless over there meanwhile (then a cache load here)
+                if name == steps.there[0]:
+                    # what the other has not begun compiles here before any waiting
+                    second.take_unclaimed(steps.there, _STEPS)
+                # else compiled over there meanwhile: a cache load here
                 second.run_step(name, _STEPS[name])
             else:
                 _STEPS[name]()
