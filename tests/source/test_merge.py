@@ -226,3 +226,24 @@ def test_resident_memory_stays_flat_while_merging(tmp_path: Path, batch: int) ->
     # pages behind the merge are let go: what stays resident is a few runs per file,
     # not the 120 MB read
     assert peak - before < 30_000
+
+
+def test_resident_memory_stays_flat_reading_one_file(tmp_path: Path) -> None:
+    """A file replayed alone: pages behind the reader go at each read (one batch's span
+    stays), through ``madvise`` outside the GIL."""
+    frame = bytes(184)
+    n = 400_000
+    path = write_pcap(tmp_path / "one.pcap", [(i, 184, 184, 1, frame) for i in range(n)])
+    read_all([DEMO])  # the kernels' libraries are mapped files too: load them first
+    source = open_replay([str(path)])
+    before = resident_file_kib()
+    peak = before
+    n_read = 0
+    while (got := source.read_batch(RUN)) is not None:
+        assert not got.data[got.offsets + 100].any()  # touch every packet
+        n_read += got.n
+        peak = max(peak, resident_file_kib())
+    source.close()
+    assert n_read == n
+    # 80 MB read; a batch of RUN records spans well under 10 MB
+    assert peak - before < 20_000
