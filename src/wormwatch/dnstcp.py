@@ -42,10 +42,11 @@ class TcpFlows:
         self.seen = np.zeros(n, np.int64)
         self.kept = np.zeros(n, np.int64)
         self.bufs = np.zeros(n * BUF, np.uint8)
-        # the hash index (slot numbers, -1 empty; at most a quarter full), the use
-        # order (previous, next slot), the free slots and (head, tail, free count)
+        # the hash index (slot numbers, -1 empty; at most a quarter full), per slot the
+        # use order (previous, next slot) and home position, the free slots and (head,
+        # tail, free count)
         self.index = np.full(1 << (4 * n - 1).bit_length(), -1, np.int64)
-        self.links = np.full((n, 2), -1, np.int64)
+        self.links = np.full((n, 3), -1, np.int64)
         self.free = np.arange(n - 1, -1, -1, dtype=np.int64)
         self.state = np.zeros(3, np.int64)
         self.state[S_HEAD] = self.state[S_TAIL] = -1

@@ -76,8 +76,9 @@ BUF = 512
 # directions of a connection are two flows)
 K_SRC_HI, K_SRC_LO, K_DST_HI, K_DST_LO, K_PORTS = 0, 1, 2, 3, 4
 N_KEY = 5
-# the table's use order (links columns) and its state (head, tail, free slots)
-L_PREV, L_NEXT = 0, 1
+# per slot (links columns): the use order (previous, next slot) and the key's home
+# position in the index; the table's state (head, tail, free slots)
+L_PREV, L_NEXT, L_HOME = 0, 1, 2
 S_HEAD, S_TAIL, S_FREE = 0, 1, 2
 _MIX_START = 0x9E3779B97F4A7C15
 _MIX_MUL = 0xFF51AFD7ED558CCD
@@ -120,22 +121,22 @@ def _hash(key, mask):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _find(index, keys, key):  # type: ignore[no-untyped-def]
-    """-> (slot of the flow ``key``, or -1; its position in ``index``, or where it
-    would go). ``index`` is open addressing with linear probing over slot numbers."""
+def _find(index, keys, key, home):  # type: ignore[no-untyped-def]
+    """-> the slot of the flow ``key`` (``home``: its home position), or -1. ``index``
+    is open addressing with linear probing over slot numbers (-1 empty)."""
     mask = index.shape[0] - 1
-    i = _hash(key, mask)
+    i = home
     while True:
         s = index[i]
         if s < 0:
-            return s, i
+            return s
         same = True
         for k in range(N_KEY):
             if keys[s, k] != key[k]:
                 same = False
                 break
         if same:
-            return s, i
+            return s
         i = (i + 1) & mask
 
 
@@ -167,18 +168,20 @@ def _append(links, state, s):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def _forget(keys, last_us, index, links, free, state, s):  # type: ignore[no-untyped-def]
+def _forget(last_us, index, links, free, state, s):  # type: ignore[no-untyped-def]
     """Forgets the flow in slot ``s``: out of the index (later entries of its probe
     run shift back, so no tombstone is left), out of the use order, slot free."""
     mask = index.shape[0] - 1
-    _, hole = _find(index, keys, keys[s])
+    hole = links[s, L_HOME]
+    while index[hole] != s:
+        hole = (hole + 1) & mask
     j = hole
     while True:
         j = (j + 1) & mask
         t = index[j]
         if t < 0:
             break
-        home = _hash(keys[t], mask)
+        home = links[t, L_HOME]
         # t stays unless its home lies cyclically outside (hole, j]
         if (hole < j and (home <= hole or home > j)) or (hole > j and home <= hole and home > j):
             index[hole] = t
@@ -196,23 +199,28 @@ def _slot(keys, last_us, key, now, timeout_us, index, links, free, state):  # ty
     one for it: a free slot, else the least recently used flow's. A flow idle longer
     than ``timeout_us`` is forgotten when it is next looked up (testkit's reference
     table, an OrderedDict, does the same)."""
-    s, _ = _find(index, keys, key)
+    mask = index.shape[0] - 1
+    home = _hash(key, mask)
+    s = _find(index, keys, key, home)
     if s >= 0:
         if now - last_us[s] <= timeout_us:
             _unlink(links, state, s)
             _append(links, state, s)
             return s, False
-        _forget(keys, last_us, index, links, free, state, s)
+        _forget(last_us, index, links, free, state, s)
     if state[S_FREE] == 0:
-        _forget(keys, last_us, index, links, free, state, state[S_HEAD])
+        _forget(last_us, index, links, free, state, state[S_HEAD])
     state[S_FREE] -= 1
     s = free[state[S_FREE]]
     # element by element: a slice assignment compiles numba's shape-mismatch error
     # message (str of ints, joins), ~2 s of a first run's compile
     for k in range(N_KEY):
         keys[s, k] = key[k]
-    _, at = _find(index, keys, key)
+    at = home  # the key is in no slot now: the first empty position of its run
+    while index[at] >= 0:
+        at = (at + 1) & mask
     index[at] = s
+    links[s, L_HOME] = home
     _append(links, state, s)
     return s, True
 
@@ -264,7 +272,7 @@ def tcp_dns(  # type: ignore[no-untyped-def]
             ev_statuses[row] = statuses[p]
         n_events += n_rows
         if lost or not keep:
-            _forget(keys, last_us, index, links, free, state, s)
+            _forget(last_us, index, links, free, state, s)
         i += 1
     return i, n_events
 
