@@ -203,6 +203,22 @@ def resident_file_kib() -> int:
     pytest.skip("no RssFile in /proc/self/status")
 
 
+def read_watching_resident(paths: list[str], batch: int) -> tuple[int, int]:
+    """Replays ``paths`` (merged when several), touching every packet: (packets read,
+    KiB of file pages the process held at most beyond what it held at the start)."""
+    read_all([DEMO, DEMO])  # the kernels' libraries are mapped files too: load them first
+    source = open_replay(paths)
+    before = resident_file_kib()
+    peak = before
+    n_read = 0
+    while (got := source.read_batch(batch)) is not None:
+        assert not got.data[got.offsets + 100].any()  # touch every packet
+        n_read += got.n
+        peak = max(peak, resident_file_kib())
+    source.close()
+    return n_read, peak - before
+
+
 @pytest.mark.parametrize("batch", [RUN, 4 * RUN])
 def test_resident_memory_stays_flat_while_merging(tmp_path: Path, batch: int) -> None:
     # two 60 MB files whose packets alternate: the worst interleaving for the merge
@@ -212,20 +228,11 @@ def test_resident_memory_stays_flat_while_merging(tmp_path: Path, batch: int) ->
         write_pcap(tmp_path / f"{k}.pcap", [(2 * i + k, 184, 184, 1, frame) for i in range(n)])
         for k in range(2)
     ]
-    read_all([DEMO, DEMO])  # the kernels' libraries are mapped files too: load them first
-    source = open_replay([str(p) for p in paths])
-    before = resident_file_kib()
-    peak = before
-    n_read = 0
-    while (got := source.read_batch(batch)) is not None:
-        assert not got.data[got.offsets + 100].any()  # touch every packet
-        n_read += got.n
-        peak = max(peak, resident_file_kib())
-    source.close()
+    n_read, grown = read_watching_resident([str(p) for p in paths], batch)
     assert n_read == 2 * n
     # pages behind the merge are let go: what stays resident is a few runs per file,
     # not the 120 MB read
-    assert peak - before < 30_000
+    assert grown < 30_000
 
 
 def test_resident_memory_stays_flat_reading_one_file(tmp_path: Path) -> None:
@@ -234,16 +241,7 @@ def test_resident_memory_stays_flat_reading_one_file(tmp_path: Path) -> None:
     frame = bytes(184)
     n = 400_000
     path = write_pcap(tmp_path / "one.pcap", [(i, 184, 184, 1, frame) for i in range(n)])
-    read_all([DEMO])  # the kernels' libraries are mapped files too: load them first
-    source = open_replay([str(path)])
-    before = resident_file_kib()
-    peak = before
-    n_read = 0
-    while (got := source.read_batch(RUN)) is not None:
-        assert not got.data[got.offsets + 100].any()  # touch every packet
-        n_read += got.n
-        peak = max(peak, resident_file_kib())
-    source.close()
+    n_read, grown = read_watching_resident([str(path)], RUN)
     assert n_read == n
     # 80 MB read; a batch of RUN records spans well under 10 MB
-    assert peak - before < 20_000
+    assert grown < 20_000

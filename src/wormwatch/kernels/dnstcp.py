@@ -170,7 +170,11 @@ def _append(links, state, s):  # type: ignore[no-untyped-def]
 @njit(cache=True, nogil=True)
 def _forget(last_us, index, links, free, state, s):  # type: ignore[no-untyped-def]
     """Forgets the flow in slot ``s``: out of the index (later entries of its probe
-    run shift back, so no tombstone is left), out of the use order, slot free."""
+    run shift back, so no tombstone is left), out of the use order, slot free.
+
+    The reassembly's ``_release`` deletes from its index the same way; the two are not
+    one helper because numba caches per file, and editing an inlined helper in one file
+    would not invalidate its callers' cache entries in the other."""
     mask = index.shape[0] - 1
     hole = links[s, L_HOME]
     while index[hole] != s:
