@@ -268,3 +268,33 @@ def test_is_cached_tells_a_first_run(tmp_path: Path) -> None:
         env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)},
     )
     assert done.stdout.strip() == "False"
+
+
+def test_a_kernels_cache_stamp_covers_every_kernel_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kernel compiles in helpers from the other kernel files (layers, DNS message,
+    probing): an edit to any of them must make every kernel's cache entry stale."""
+    from numba.core import caching
+
+    from wormwatch.kernels import cacheload
+
+    kernels = tmp_path / "kernels"
+    kernels.mkdir()
+    for name in ("decode.py", "layers.py"):
+        (kernels / name).write_text("x = 1\n")
+    (tmp_path / "other.py").write_text("y = 1\n")
+    monkeypatch.setattr(cacheload, "_KERNELS", str(kernels))
+    cacheload._kernels_stamp.cache_clear()
+    locator = caching._SourceFileBackedLocatorMixin()
+
+    def stamp(path: Path) -> object:
+        locator._py_file = str(path)  # type: ignore[attr-defined]
+        cacheload._kernels_stamp.cache_clear()
+        return locator.get_source_stamp()
+
+    before, other = stamp(kernels / "decode.py"), stamp(tmp_path / "other.py")
+    os.utime(kernels / "layers.py", ns=(1, 1))
+    assert stamp(kernels / "decode.py") != before
+    assert stamp(tmp_path / "other.py") == other
+    cacheload._kernels_stamp.cache_clear()

@@ -30,6 +30,7 @@ processes load it from there (~3 ms); any problem reading it compiles it as befo
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import os
 import pickle
@@ -151,8 +152,47 @@ def is_cached(kernel: Any) -> bool | None:
         return False
 
 
+_KERNELS = os.path.dirname(os.path.abspath(__file__))
+
+
+@functools.cache
+def _kernels_stamp() -> tuple[tuple[str, int, int], ...]:
+    """(name, mtime, size) of every source file of this package, once per process."""
+    with os.scandir(_KERNELS) as entries:
+        files = sorted((e for e in entries if e.name.endswith(".py")), key=lambda e: e.name)
+        return tuple((e.name, e.stat().st_mtime_ns, e.stat().st_size) for e in files)
+
+
+def _with_package_stamp(source_stamp: Any) -> Any:
+    """numba's source stamp of a kernel's file, extended with every kernel file's.
+
+    numba checks a cache entry against the stamp of the file that defines the kernel
+    only, but a kernel compiles in the helpers it calls from the other files of this
+    package (the decode layers, the DNS message reader, the flow table): an edit to one
+    of those must reach every kernel built from it, not only those in its own file. So
+    any edit here invalidates every kernel's entries (a whole recompile, ~15 s of CPU,
+    once); an installed package never changes, and loads as before.
+    """
+
+    def get_source_stamp(self: Any) -> Any:
+        stamp = source_stamp(self)
+        path = getattr(self, "_py_file", "")
+        if os.path.dirname(os.path.abspath(path)) == _KERNELS:
+            return stamp, _kernels_stamp()
+        return stamp
+
+    return get_source_stamp
+
+
 def install() -> bool:
-    """Use the light cache load (once per process); False where the version is unknown."""
+    """Use the light cache load (once per process); False where the version is unknown.
+
+    The cache stamp of every kernel covers the whole package (:func:`_with_package_stamp`)
+    whatever numba's version."""
+    mixin = caching._SourceFileBackedLocatorMixin
+    if not getattr(mixin.get_source_stamp, "covers_package", False):
+        mixin.get_source_stamp = _with_package_stamp(mixin.get_source_stamp)  # type: ignore[method-assign]
+        mixin.get_source_stamp.covers_package = True  # type: ignore[attr-defined]
     low, high = _KNOWN
     cache = caching.Cache
     if not (low <= _version() < high and hasattr(cache, "_guard_against_spurious_io_errors")):
