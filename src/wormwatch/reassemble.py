@@ -28,20 +28,17 @@ from wormwatch.kernels.decode import (
     F_VERSION,
     N_FRAG_COLUMNS,
 )
-from wormwatch.kernels.reassemble import (
+from wormwatch.kernels.fragpool import (
     C_BAD,
     C_EVICTED,
     C_N_LIVE,
     C_OVERLAPS,
     C_REASSEMBLED,
     C_TIMED_OUT,
-    MAX_HEADER,
-    MAX_PIECES,
-    MAX_V6_PAYLOAD,
     N_COUNTERS,
     N_SLOT_META,
-    reassemble,
 )
+from wormwatch.kernels.reassemble import MAX_HEADER, MAX_PIECES, MAX_V6_PAYLOAD, reassemble
 from wormwatch.model import I64, LINKTYPE_RAW, U8, Batch
 
 DEFAULT_MAX_DATAGRAMS = 1024

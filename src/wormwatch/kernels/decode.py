@@ -7,150 +7,62 @@ plus one status per packet -> ``wormwatch.decode`` wraps them into ``Events`` an
 offset, id, ...) for the reassembly kernel (kernels/reassemble.py); the datagrams that
 kernel completes come back here as a second, small batch of raw IP packets.
 
-What a packet counts as is docs/DECODING.md; the layers below follow its sections in
-order. The data array is passed only to ``inline="always"`` helpers: they are merged into
-the one compiled kernel, so no per-packet call passes an array.
-Helpers return a status first; ``_GO`` means "nothing wrong yet, keep parsing".
+What a packet counts as is docs/DECODING.md; its layers are inlined from
+kernels/layers.py (link, IP, UDP/TCP, addresses) and kernels/dnsmsg.py (the DNS message),
+and the packet walk that ties them together is here. The data array is passed only to
+``inline="always"`` helpers: they are merged into the one compiled kernel, so no
+per-packet call passes an array. Helpers return a status first; ``_GO`` means "nothing
+wrong yet, keep parsing". The cache stamp of every kernel covers the whole package
+(kernels/cacheload.py), so an edit to a layer reaches this kernel.
 """
 
-# ruff: noqa: PLR1714, SIM109
+# ruff: noqa: PLR1714
 # (numba compiles chained == to plain compares; `in {...}` would build a set at run time)
 
-# over 400 lines: the layers of one packet are kernels that call each other, and numba
-# invalidates its cache per file, so they share this file (STYLE.md, Kernels)
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
 
+from wormwatch.kernels.dnsmsg import _dns_events
 from wormwatch.kernels.headers import (
-    AF_INET,
-    AF_INET6_BSD,
-    AF_INET6_DARWIN,
-    AF_INET6_FREEBSD,
-    AF_INET6_LINUX,
-    ASCII_CASE_BIT,
-    ASCII_DOT,
-    ASCII_UPPER_A,
-    ASCII_UPPER_Z,
-    DNS_FLAGS_OFF,
-    DNS_LABEL_KIND,
-    DNS_LABEL_POINTER,
-    DNS_LEN,
-    DNS_MAX_JUMPS,
-    DNS_POINTER_HIGH,
-    DNS_QDCOUNT_OFF,
-    DNS_QR,
-    DNS_QR_OPCODE,
-    DNS_QTYPE_LEN,
-    DNS_RCODE,
-    DNS_RCODE_OFF,
-    ETH_LEN,
-    ETH_P_8021AD,
-    ETH_P_8021Q,
-    ETH_P_IP,
-    ETH_P_IPV6,
-    ETH_P_PPP_SES,
-    ETH_P_QINQ1,
-    ETH_TYPE_OFF,
-    EXT_LEN_OFF,
-    EXT_NXT_OFF,
-    IP6_DST_OFF,
     IP6_FRAG_ID_OFF,
     IP6_FRAG_LEN,
     IP6_FRAG_OFFLG_OFF,
-    IP6_HALF_LEN,
-    IP6_LEN,
     IP6_MF,
-    IP6_NXT_OFF,
     IP6_OFFMASK,
-    IP6_PLEN_OFF,
-    IP6_SRC_OFF,
-    IP_ADDR_LEN,
-    IP_DST_OFF,
     IP_FRAG_OFF,
     IP_ID_OFF,
-    IP_LEN_MIN,
-    IP_MF,
     IP_MF_SHIFT,
     IP_OFFMASK,
-    IP_PROTO_AH,
-    IP_PROTO_DSTOPTS,
-    IP_PROTO_FRAGMENT,
-    IP_PROTO_HOPOPTS,
-    IP_PROTO_MOBILITY,
-    IP_PROTO_OFF,
-    IP_PROTO_ROUTING,
     IP_PROTO_TCP,
     IP_PROTO_UDP,
-    IP_SRC_OFF,
-    IP_TOTAL_LEN_OFF,
-    LOOP_LEN,
-    MAX_EXT_HEADERS,
-    MAX_VLAN_TAGS,
-    PORT_DNS,
-    PORT_MSRPC,
-    PORT_NETBIOS_SSN,
-    PORT_SMB,
-    PPP_IP,
-    PPP_IPV6,
-    PPPOE_LEN,
-    PPPOE_PPP_OFF,
-    SLL2_LEN,
-    SLL2_PROTO_OFF,
-    SLL_LEN,
-    SLL_PROTO_OFF,
-    TCP_DOFF_OFF,
     TCP_DPORT_OFF,
-    TCP_FLAGS_END,
-    TCP_FLAGS_OFF,
-    TCP_LEN_MIN,
     TCP_SEQ_OFF,
     TCP_SPORT_OFF,
-    TH_ACK,
-    TH_SYN,
-    UDP_DPORT_OFF,
-    UDP_LEN,
-    UDP_SPORT_OFF,
-    UDP_ULEN_OFF,
-    VLAN_LEN,
-    VLAN_TYPE_OFF,
+)
+from wormwatch.kernels.layers import (
+    _ACT_SYN,
+    _ACT_TCP_DNS,
+    _GO,
+    _be16,
+    _be_word,
+    _ipv4,
+    _ipv6,
+    _link,
+    _put_addresses,
+    _transport,
 )
 from wormwatch.model import (
-    KIND_ANSWER,
-    KIND_DNS,
     KIND_SYN,
-    LINKTYPE_ETHERNET,
-    LINKTYPE_IPV4,
-    LINKTYPE_IPV6,
-    LINKTYPE_LINUX_SLL,
-    LINKTYPE_LINUX_SLL2,
-    LINKTYPE_LOOP,
-    LINKTYPE_NULL,
-    LINKTYPE_RAW,
-    LINKTYPE_RAW_OLD,
-    NAME_MAX,
     ST_FRAGMENT,
     ST_IGNORED,
-    ST_MALFORMED,
     ST_OK,
-    ST_TRUNCATED,
-    ST_UNSUPPORTED,
-    V4_MAPPED_PREFIX,
 )
 
-_GO = 255
 # A TCP segment yields at most this many events (DECODING.md, "TCP"); the kernel stops
 # before a packet when fewer free event rows are left, so it stops at a packet boundary.
 MAX_EVENTS_PER_PACKET = 64
-
-# transport actions handed from _transport to the kernel
-_ACT_SYN = 1
-_ACT_UDP_DNS = 2
-_ACT_TCP_DNS = 3
-# which side of a DNS exchange a UDP datagram or TCP segment is (ports), handed with it
-_TO_DNS = 1  # destination port 53: its QUERY messages are query events
-_FROM_DNS = 2  # source port 53: its answers (QR=1, opcode QUERY) are answer events
 
 # columns of a fragment row (decode_packets writes them, kernels/reassemble.py reads them)
 F_PACKET = 0  # packet index in the batch
@@ -183,340 +95,6 @@ N_SEG_COLUMNS = 10
 # decode_packets allocates nothing, so it is compiled without numba's runtime (NRT):
 # with NRT, array reference counting around the inlined helpers cost ~80 ns per packet
 # (measured on a batch of pure ACKs: 11M packets/s with NRT, 109M without).
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _be16(data, i):  # type: ignore[no-untyped-def]
-    return (np.int64(data[i]) << 8) | np.int64(data[i + 1])
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _be_word(data, i, n_bytes):  # type: ignore[no-untyped-def]
-    value = np.uint64(0)
-    for k in range(n_bytes):
-        value = (value << np.uint64(8)) | np.uint64(data[i + k])
-    return value
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _ethertype(data, off, end, ethertype):  # type: ignore[no-untyped-def]
-    """Ethertype dispatch after an Ethernet/SLL/SLL2 header -> (status, ip version, offset)."""
-    n_tags = 0
-    # 802.1Q, 802.1ad and the old QinQ 0x9100: 2 bytes TCI, then the next ethertype
-    while ethertype == ETH_P_8021Q or ethertype == ETH_P_8021AD or ethertype == ETH_P_QINQ1:
-        if n_tags == MAX_VLAN_TAGS:
-            return ST_MALFORMED, 0, off
-        if end - off < VLAN_LEN:
-            return ST_TRUNCATED, 0, off
-        ethertype = _be16(data, off + VLAN_TYPE_OFF)
-        off += VLAN_LEN
-        n_tags += 1
-    if ethertype == ETH_P_PPP_SES:
-        # PPPoE session (RFC 2516): 6-byte header, then the 2-byte PPP protocol
-        if end - off < PPPOE_LEN:
-            return ST_TRUNCATED, 0, off
-        ppp = _be16(data, off + PPPOE_PPP_OFF)
-        off += PPPOE_LEN
-        if ppp == PPP_IP:
-            return _GO, 4, off
-        if ppp == PPP_IPV6:
-            return _GO, 6, off
-        return ST_IGNORED, 0, off
-    if ethertype == ETH_P_IP:
-        return _GO, 4, off
-    if ethertype == ETH_P_IPV6:
-        return _GO, 6, off
-    return ST_IGNORED, 0, off
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _family(value):  # type: ignore[no-untyped-def]
-    """BSD loopback address family -> IP version (0: not IP)."""
-    if value == AF_INET:
-        return 4
-    if (
-        value == AF_INET6_LINUX
-        or value == AF_INET6_BSD
-        or value == AF_INET6_FREEBSD
-        or value == AF_INET6_DARWIN
-    ):
-        return 6
-    return 0
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _link(data, start, end, linktype):  # type: ignore[no-untyped-def]
-    """Link header -> (status, ip version, offset of the IP header)."""
-    size = end - start
-    # Ethernet and the cooked captures end in an ethertype; one dispatch serves all
-    # three (numba copies an inlined helper at every call site)
-    header_len = 0
-    type_off = 0
-    if linktype == LINKTYPE_ETHERNET:
-        header_len, type_off = ETH_LEN, ETH_TYPE_OFF
-    elif linktype == LINKTYPE_LINUX_SLL:
-        header_len, type_off = SLL_LEN, SLL_PROTO_OFF
-    elif linktype == LINKTYPE_LINUX_SLL2:
-        header_len, type_off = SLL2_LEN, SLL2_PROTO_OFF
-    if header_len > 0:
-        if size < header_len:
-            return ST_TRUNCATED, 0, start
-        return _ethertype(data, start + header_len, end, _be16(data, start + type_off))
-    if linktype == LINKTYPE_RAW or linktype == LINKTYPE_RAW_OLD:
-        if size < 1:
-            return ST_TRUNCATED, 0, start
-        version = np.int64(data[start] >> 4)
-        if version == 4 or version == 6:
-            return _GO, version, start
-        return ST_MALFORMED, 0, start
-    if linktype == LINKTYPE_IPV4:
-        return _GO, 4, start
-    if linktype == LINKTYPE_IPV6:
-        return _GO, 6, start
-    if linktype == LINKTYPE_NULL or linktype == LINKTYPE_LOOP:
-        if size < LOOP_LEN:
-            return ST_TRUNCATED, 0, start
-        big = np.int64(_be_word(data, start, LOOP_LEN))
-        version = _family(big)
-        if version == 0 and linktype == LINKTYPE_NULL:
-            # NULL is in the writer's byte order: try it as little-endian too
-            little = (
-                (big >> 24) | ((big >> 8) & 0xFF00) | ((big & 0xFF00) << 8) | ((big & 0xFF) << 24)
-            )
-            version = _family(little)
-        if version == 0:
-            return ST_IGNORED, 0, start
-        return _GO, version, start + LOOP_LEN
-    return ST_UNSUPPORTED, 0, start
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _ipv4(data, off, end):  # type: ignore[no-untyped-def]
-    """IPv4 header -> (status, protocol, transport offset, end of the IP packet as sent)."""
-    if end - off < IP_LEN_MIN:
-        return ST_TRUNCATED, 0, off, off
-    first = data[off]
-    # version in the high nibble, header length in 4-octet units in the low one
-    header_len = np.int64(first & 15) * 4
-    total_len = _be16(data, off + IP_TOTAL_LEN_OFF)
-    if first >> 4 != 4 or header_len < IP_LEN_MIN or total_len < header_len:
-        return ST_MALFORMED, 0, off, off
-    protocol = np.int64(data[off + IP_PROTO_OFF])
-    # MF set or a non-zero offset: a fragment, handed to reassembly (kernels/reassemble.py)
-    if _be16(data, off + IP_FRAG_OFF) & (IP_MF | IP_OFFMASK) != 0:
-        return ST_FRAGMENT, protocol, off + header_len, off + total_len
-    if end - off < header_len:
-        return ST_TRUNCATED, 0, off, off
-    return _GO, protocol, off + header_len, off + total_len
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _ipv6(data, off, end):  # type: ignore[no-untyped-def]
-    """IPv6 header and extension headers -> (status, next header, transport offset, end of
-    the IP packet as sent)."""
-    if end - off < IP6_LEN:
-        return ST_TRUNCATED, 0, off, off
-    if data[off] >> 4 != 6:
-        return ST_MALFORMED, 0, off, off
-    payload_len = _be16(data, off + IP6_PLEN_OFF)
-    # payload length 0 is a jumbogram (RFC 2675): read to the end of the capture
-    sent_end = end if payload_len == 0 else off + IP6_LEN + payload_len
-    stop = min(end, sent_end)
-    next_header = np.int64(data[off + IP6_NXT_OFF])
-    cur = off + IP6_LEN
-    for n_ext in range(MAX_EXT_HEADERS + 1):
-        if next_header == IP_PROTO_TCP or next_header == IP_PROTO_UDP:
-            return _GO, next_header, cur, sent_end
-        is_frag = next_header == IP_PROTO_FRAGMENT
-        is_ah = next_header == IP_PROTO_AH
-        is_8n = (
-            next_header == IP_PROTO_HOPOPTS
-            or next_header == IP_PROTO_ROUTING
-            or next_header == IP_PROTO_DSTOPTS
-            or next_header == IP_PROTO_MOBILITY
-        )
-        if not (is_frag or is_ah or is_8n):
-            # 59 (no next header), ICMPv6 and everything else
-            return ST_IGNORED, 0, cur, stop
-        if n_ext == MAX_EXT_HEADERS:
-            return ST_MALFORMED, 0, cur, stop
-        if stop - cur < (IP6_FRAG_LEN if is_frag else EXT_LEN_OFF + 1):
-            return ST_TRUNCATED, 0, cur, stop
-        if is_frag:
-            size = np.int64(IP6_FRAG_LEN)
-        elif is_ah:
-            # RFC 4302: payload length in 4-octet units, minus 2
-            size = (np.int64(data[cur + EXT_LEN_OFF]) + 2) * 4
-        else:
-            # hop-by-hop, routing, destination options, mobility: 8-octet units, minus 1
-            size = (np.int64(data[cur + EXT_LEN_OFF]) + 1) * 8
-        if stop - cur < size:
-            return ST_TRUNCATED, 0, cur, stop
-        # offset or M set; offset 0 with M clear is an atomic fragment (RFC 6946): go on
-        if is_frag and _be16(data, cur + IP6_FRAG_OFFLG_OFF) & (IP6_OFFMASK | IP6_MF) != 0:
-            # payload length 0 (jumbogram) cannot be fragmented: -1 makes it a bad fragment
-            protocol = np.int64(data[cur + EXT_NXT_OFF])
-            return ST_FRAGMENT, protocol, cur, (-1 if payload_len == 0 else sent_end)
-        next_header = np.int64(data[cur + EXT_NXT_OFF])
-        cur += size
-    return ST_MALFORMED, 0, cur, stop
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _side(dport, sport):  # type: ignore[no-untyped-def]
-    """_TO_DNS and/or _FROM_DNS by the ports (0: not DNS)."""
-    return (_TO_DNS if dport == PORT_DNS else 0) | (_FROM_DNS if sport == PORT_DNS else 0)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _transport(data, protocol, off, stop):  # type: ignore[no-untyped-def]
-    """UDP/TCP header up to ``stop`` (the end of the captured IP payload) -> (status,
-    action, payload start, payload end, dport, side: _TO_DNS | _FROM_DNS bits)."""
-    size = stop - off
-    if protocol == IP_PROTO_UDP:
-        if size < UDP_LEN:
-            return ST_TRUNCATED, 0, off, off, 0, 0
-        udp_len = _be16(data, off + UDP_ULEN_OFF)
-        if udp_len < UDP_LEN:
-            return ST_MALFORMED, 0, off, off, 0, 0
-        dport = _be16(data, off + UDP_DPORT_OFF)
-        side = _side(dport, _be16(data, off + UDP_SPORT_OFF))
-        # a UDP length of 8 is no payload, whatever follows (tcpdump's dns-zlip-1)
-        if side == 0 or udp_len == UDP_LEN:
-            return ST_IGNORED, 0, off, off, dport, 0
-        return _GO, _ACT_UDP_DNS, off + UDP_LEN, min(stop, off + udp_len), dport, side
-    if size < TCP_FLAGS_END:
-        return ST_TRUNCATED, 0, off, off, 0, 0
-    dport = _be16(data, off + TCP_DPORT_OFF)
-    data_offset = np.int64(data[off + TCP_DOFF_OFF] >> 4) * 4
-    if size >= TCP_LEN_MIN and data_offset < TCP_LEN_MIN:
-        return ST_MALFORMED, 0, off, off, dport, 0
-    # SYN set, ACK clear: the first packet of a connection attempt
-    is_syn = data[off + TCP_FLAGS_OFF] & (TH_SYN | TH_ACK) == TH_SYN
-    if is_syn and (dport == PORT_MSRPC or dport == PORT_NETBIOS_SSN or dport == PORT_SMB):
-        return _GO, _ACT_SYN, off, off, dport, 0
-    # DNS over TCP: queries to port 53, answers from it (DECODING.md)
-    side = _side(dport, _be16(data, off + TCP_SPORT_OFF))
-    if side == 0:
-        return ST_IGNORED, 0, off, off, dport, 0
-    if size < TCP_LEN_MIN:
-        return ST_TRUNCATED, 0, off, off, dport, 0
-    if size < data_offset:
-        return ST_TRUNCATED, 0, off, off, dport, 0
-    if size == data_offset:
-        # no payload in the capture (DECODING.md: only a non-empty payload is looked at)
-        return ST_IGNORED, 0, off, off, dport, 0
-    return _GO, _ACT_TCP_DNS, off + data_offset, stop, dport, side
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _question(data, msg, bound, names, row):  # type: ignore[no-untyped-def]
-    """First question of the DNS message at ``msg`` (header complete, QDCOUNT > 0).
-
-    Writes the name into ``names[row]``; -> (status, qtype, name length).
-    """
-    pos = msg + DNS_LEN
-    # where the qtype is: after the first pointer, or after the terminating 0
-    qtype_pos = np.int64(-1)
-    n_jumps = 0
-    n = np.int64(0)
-    while True:
-        if pos >= bound:
-            return ST_TRUNCATED, 0, 0
-        length = np.int64(data[pos])
-        if length == 0:
-            break
-        top = length & DNS_LABEL_KIND
-        if top == DNS_LABEL_POINTER:
-            # RFC 1035 4.1.4: 14-bit offset from the start of the message
-            if bound - pos < 2:
-                return ST_TRUNCATED, 0, 0
-            if n_jumps == DNS_MAX_JUMPS:
-                return ST_MALFORMED, 0, 0
-            n_jumps += 1
-            if qtype_pos < 0:
-                qtype_pos = pos + 2
-            pos = msg + (((length & DNS_POINTER_HIGH) << 8) | np.int64(data[pos + 1]))
-            continue
-        if top != 0:
-            # 01 (RFC 6891 extended label) and 10 (reserved)
-            return ST_MALFORMED, 0, 0
-        if bound - pos - 1 < length:
-            return ST_TRUNCATED, 0, 0
-        # labels plus dots; RFC 1035 2.3.4 allows 255 octets on the wire
-        if n + (1 if n > 0 else 0) + length > NAME_MAX:
-            return ST_MALFORMED, 0, 0
-        if n > 0:
-            names[row, n] = ASCII_DOT
-            n += 1
-        # unsigned indices: numba then skips its negative-index fix-up, which made
-        # this copy loop the slowest part of a query (105 -> 46 ns per query)
-        first = np.uint64(pos + 1)
-        out = np.uint64(n)
-        slot = np.uint64(row)
-        for k in range(np.uint64(length)):
-            c = data[first + k]
-            is_upper = ASCII_UPPER_A <= c <= ASCII_UPPER_Z
-            names[slot, out + k] = c + ASCII_CASE_BIT if is_upper else c
-        n += length
-        pos += 1 + length
-    if qtype_pos < 0:
-        qtype_pos = pos + 1
-    if bound - qtype_pos < DNS_QTYPE_LEN:
-        return ST_TRUNCATED, 0, 0
-    return _GO, _be16(data, qtype_pos), n
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _put_addresses(data, ip, version, row, src_hi, src_lo, dst_hi, dst_lo):  # type: ignore[no-untyped-def]
-    """Source and destination of the IP header at ``ip`` into event ``row``."""
-    if version == 4:
-        src_hi[row] = 0
-        dst_hi[row] = 0
-        src_lo[row] = np.uint64(V4_MAPPED_PREFIX) | _be_word(data, ip + IP_SRC_OFF, IP_ADDR_LEN)
-        dst_lo[row] = np.uint64(V4_MAPPED_PREFIX) | _be_word(data, ip + IP_DST_OFF, IP_ADDR_LEN)
-    else:
-        half = IP6_HALF_LEN
-        src_hi[row] = _be_word(data, ip + IP6_SRC_OFF, half)
-        src_lo[row] = _be_word(data, ip + IP6_SRC_OFF + half, half)
-        dst_hi[row] = _be_word(data, ip + IP6_DST_OFF, half)
-        dst_lo[row] = _be_word(data, ip + IP6_DST_OFF + half, half)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _message(data, msg, bound, side, row, kinds, rcodes, names, qtypes, name_lens):  # type: ignore[no-untyped-def]
-    """DNS message at ``msg`` with a complete header -> (status, is an event): a query
-    (QR = 0, opcode QUERY) sent to port 53, or an answer (QR = 1, opcode QUERY) sent
-    from port 53, with the first question's qtype and name, and an answer's RCODE."""
-    qr_opcode = data[msg + DNS_FLAGS_OFF] & DNS_QR_OPCODE
-    if qr_opcode == 0 and side & _TO_DNS:
-        kinds[row] = KIND_DNS
-        rcodes[row] = 0
-    elif qr_opcode == DNS_QR and side & _FROM_DNS:
-        kinds[row] = KIND_ANSWER
-        rcodes[row] = data[msg + DNS_RCODE_OFF] & DNS_RCODE
-    else:
-        return _GO, False
-    status = _GO
-    qtype = np.int64(0)
-    n = np.int64(0)
-    if _be16(data, msg + DNS_QDCOUNT_OFF) != 0:
-        status, qtype, n = _question(data, msg, bound, names, row)
-    qtypes[row] = qtype
-    name_lens[row] = n
-    return status, True
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _dns_events(data, side, start, stop, row, kinds, rcodes, names, qtypes, name_lens):  # type: ignore[no-untyped-def]
-    """UDP payload ``data[start:stop]`` -> (first problem or _GO, rows of query and
-    answer events). DNS over TCP is read by the flow-table kernel (kernels/dnstcp.py)."""
-    if stop - start < DNS_LEN:
-        return ST_TRUNCATED, 0
-    status, is_event = _message(
-        data, start, stop, side, row, kinds, rcodes, names, qtypes, name_lens
-    )
-    return status, 1 if is_event else 0
 
 
 @njit(cache=True, nogil=True, inline="always")

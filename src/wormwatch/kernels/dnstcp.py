@@ -29,8 +29,9 @@ counted for the client it is sent to. The rule (docs/DECODING.md, "DNS over TCP"
   segment costs the same with 1 flow or 1024 (a scan of every slot per segment made
   DNS over TCP a fifth of a replay's decode time).
 
-The message reader (``_message``) is the decode kernel's, inlined here; numba caches
-per file, so a change to it must touch this file too.
+The message reader (``_message``, kernels/dnsmsg.py) is the decode kernel's, inlined here;
+the cache stamp of every kernel covers the whole package (kernels/cacheload.py), so a
+change to it reaches this kernel too.
 """
 
 from __future__ import annotations
@@ -49,10 +50,8 @@ from wormwatch.kernels.decode import (
     T_START,
     T_STOP,
     T_VERSION,
-    _be16,
-    _message,
-    _side,
 )
+from wormwatch.kernels.dnsmsg import _message
 from wormwatch.kernels.headers import (
     DNS_LEN,
     DNS_TCP_PREFIX,
@@ -61,6 +60,8 @@ from wormwatch.kernels.headers import (
     IP_DST_OFF,
     IP_SRC_OFF,
 )
+from wormwatch.kernels.layers import _be16, _be_word, _side
+from wormwatch.kernels.probing import unindex
 from wormwatch.model import (
     ST_IGNORED,
     ST_MALFORMED,
@@ -88,25 +89,17 @@ _GO = 255
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _word(data, i, n):  # type: ignore[no-untyped-def]
-    value = np.uint64(0)
-    for k in range(n):
-        value = (value << np.uint64(8)) | np.uint64(data[i + k])
-    return value
-
-
-@njit(cache=True, nogil=True, inline="always")
 def _key(data, ip, version, sport, dport, key):  # type: ignore[no-untyped-def]
     if version == 4:
         key[K_SRC_HI] = 0
-        key[K_SRC_LO] = np.uint64(V4_MAPPED_PREFIX) | _word(data, ip + IP_SRC_OFF, 4)
+        key[K_SRC_LO] = np.uint64(V4_MAPPED_PREFIX) | _be_word(data, ip + IP_SRC_OFF, 4)
         key[K_DST_HI] = 0
-        key[K_DST_LO] = np.uint64(V4_MAPPED_PREFIX) | _word(data, ip + IP_DST_OFF, 4)
+        key[K_DST_LO] = np.uint64(V4_MAPPED_PREFIX) | _be_word(data, ip + IP_DST_OFF, 4)
     else:
-        key[K_SRC_HI] = _word(data, ip + IP6_SRC_OFF, 8)
-        key[K_SRC_LO] = _word(data, ip + IP6_SRC_OFF + 8, 8)
-        key[K_DST_HI] = _word(data, ip + IP6_DST_OFF, 8)
-        key[K_DST_LO] = _word(data, ip + IP6_DST_OFF + 8, 8)
+        key[K_SRC_HI] = _be_word(data, ip + IP6_SRC_OFF, 8)
+        key[K_SRC_LO] = _be_word(data, ip + IP6_SRC_OFF + 8, 8)
+        key[K_DST_HI] = _be_word(data, ip + IP6_DST_OFF, 8)
+        key[K_DST_LO] = _be_word(data, ip + IP6_DST_OFF + 8, 8)
     key[K_PORTS] = (np.uint64(sport) << np.uint64(PORT_BITS)) | np.uint64(dport)
 
 
@@ -170,27 +163,8 @@ def _append(links, state, s):  # type: ignore[no-untyped-def]
 @njit(cache=True, nogil=True)
 def _forget(last_us, index, links, free, state, s):  # type: ignore[no-untyped-def]
     """Forgets the flow in slot ``s``: out of the index (later entries of its probe
-    run shift back, so no tombstone is left), out of the use order, slot free.
-
-    The reassembly's ``_release`` deletes from its index the same way; the two are not
-    one helper because numba caches per file, and editing an inlined helper in one file
-    would not invalidate its callers' cache entries in the other."""
-    mask = index.shape[0] - 1
-    hole = links[s, L_HOME]
-    while index[hole] != s:
-        hole = (hole + 1) & mask
-    j = hole
-    while True:
-        j = (j + 1) & mask
-        t = index[j]
-        if t < 0:
-            break
-        home = links[t, L_HOME]
-        # t stays unless its home lies cyclically outside (hole, j]
-        if (hole < j and (home <= hole or home > j)) or (hole > j and home <= hole and home > j):
-            index[hole] = t
-            hole = j
-    index[hole] = -1
+    run shift back, so no tombstone is left), out of the use order, slot free."""
+    unindex(index, s, links, L_HOME)
     _unlink(links, state, s)
     free[state[S_FREE]] = s
     state[S_FREE] += 1
