@@ -189,9 +189,11 @@ def test_replay_first_run_compiles_a_deferred_kernel_here_when_the_other_has_not
     tmp_path: Path,
 ) -> None:
     """A replay's first run compiles the aggregate over there and the decoder here; the
-    flow kernel is neither compiled nor loaded before its first use. The second process
-    is compiling the name score then (its next step), so this one claims the flows and
-    compiles them itself (a miss) instead of waiting for both in turn."""
+    flow kernel is neither compiled nor loaded before its first use. Then it compiles
+    once, in whichever process claims it first: usually this one (a miss), the second
+    process being busy with the name score, its next step; on a loaded machine the
+    second process may get there first (then a hit here). Which process claims a step
+    is tested without the race in tests/test_firstrun.py."""
     result = _first_run("replay", tmp_path / "numba")
     assert result["warm"] == {
         "decode_packets": [0, 1],
@@ -199,7 +201,7 @@ def test_replay_first_run_compiles_a_deferred_kernel_here_when_the_other_has_not
         "tcp_dns": [0, 0],
         "reassemble": [0, 0],
     }
-    assert result["first use"]["tcp_dns"] == [0, 1]
+    assert sorted(result["first use"]["tcp_dns"]) == [0, 1]
 
 
 _LIGHT = """
