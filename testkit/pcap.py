@@ -20,6 +20,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import dpkt
+import pytest
 
 # (ts_us, caplen, wirelen, linktype, packet bytes)
 Record = tuple[int, int, int, int, bytes]
@@ -382,3 +383,12 @@ def read_records(path: str | Path) -> Iterator[tuple[int, int, int, bytes]]:
                 yield from _read_pcapng(buf)
             else:
                 yield from _read_pcap(buf)
+
+
+def resident_file_kib() -> int:
+    """KiB of file pages this process has mapped in (``RssFile``): what a replay's
+    mapping adds to resident memory."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssFile:"):
+            return int(line.split()[1])
+    pytest.skip("no RssFile in /proc/self/status")

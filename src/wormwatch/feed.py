@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from wormwatch.dganame import Scored
 from wormwatch.model import Batch, Events
-from wormwatch.source import Source
+from wormwatch.source import MapsAhead, Source
 
 # events, their keyword indices, the name scores of their NXDOMAIN answers
 Decoded = tuple[Events, npt.NDArray[np.int16], Scored | None]
@@ -76,6 +76,7 @@ class DecodeAheadFeed:
         self, source: Source, decode: DecodeFn, batch_packets: int, *, depth: int = 3
     ) -> None:
         self._direct = DirectFeed(source, decode, batch_packets)
+        self._map_ahead = source.map_ahead if isinstance(source, MapsAhead) else None
         self._queue: queue.Queue[Decoded | End | BaseException | None] = queue.Queue(depth)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._work, name="wormwatch-decode", daemon=True)
@@ -103,7 +104,15 @@ class DecodeAheadFeed:
             self._put(err)
 
     def next(self, timeout_s: float) -> Decoded | End | None:
-        """The next decoded batch; None if none came within ``timeout_s``."""
+        """The next decoded batch; None if none came within ``timeout_s``.
+
+        While none is ready, the reader's next pages are mapped in from here
+        (:class:`~wormwatch.source.MapsAhead`), so that its thread does not stop
+        to fault them in.
+        """
+        if self._map_ahead is not None:
+            while self._queue.empty() and self._map_ahead():
+                pass
         try:
             item = self._queue.get(timeout=timeout_s)
         except queue.Empty:

@@ -27,6 +27,7 @@ from testkit.pcap import (
     Record,
     dpkt_records,
     is_udp,
+    resident_file_kib,
     write_pcap,
     write_pcapng,
 )
@@ -194,13 +195,6 @@ def test_merge_kernel_compiled_one_signature(split_by_protocol: list[Path]) -> N
     warm_up()
     read_all(split_by_protocol)
     assert len(merge_heads.signatures) == 1
-
-
-def resident_file_kib() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("RssFile:"):
-            return int(line.split()[1])
-    pytest.skip("no RssFile in /proc/self/status")
 
 
 def read_watching_resident(paths: list[str], batch: int) -> tuple[int, int]:

@@ -24,7 +24,15 @@ from hypothesis import strategies as st
 
 from wormwatch.errors import WormwatchError
 from wormwatch.kernels.pcapwalk import walk_pcap, walk_pcapng
-from wormwatch.source.pcapfile import MAX_CAPLEN, ReplaySource, open_replay, warm_up
+from wormwatch.source import MapsAhead
+from wormwatch.source.pcapfile import (
+    MAP_AHEAD_BYTES,
+    MAP_STEP_BYTES,
+    MAX_CAPLEN,
+    ReplaySource,
+    open_replay,
+    warm_up,
+)
 
 from testkit.paths import PCAPS
 from testkit.pcap import (
@@ -38,9 +46,11 @@ from testkit.pcap import (
     idb,
     packet_block,
     pcap_file,
+    resident_file_kib,
     shb,
     spb,
     ticks_to_us,
+    write_pcap,
 )
 
 # committed samples (classic little-endian microsecond pcap; pcapng with two interfaces):
@@ -211,6 +221,35 @@ def test_batch_size_does_not_change_the_records(path: Path) -> None:
     assert whole
     assert replay([path], 1)[0] == whole
     assert replay([path], 7)[0] == whole
+
+
+def test_map_ahead_maps_the_reader_s_next_pages_and_no_further(tmp_path: Path) -> None:
+    """Another thread maps a file in ahead of its reader (``MapsAhead``, what the
+    decode-ahead feed does while it waits): the pages become resident before the reader
+    gets there, up to ``MAP_AHEAD_BYTES`` past it in ``MAP_STEP_BYTES`` steps, and the
+    records read are the same."""
+    n = 400_000  # 80 MB
+    path = write_pcap(tmp_path / "one.pcap", [(i, 184, 184, 1, bytes(184)) for i in range(n)])
+    source = ReplaySource([str(path)])
+    assert isinstance(source, MapsAhead)
+    assert not source.map_ahead()  # no file open yet
+    ts: list[int] = []
+    batch = source.read_batch(1000)
+    assert batch is not None
+    ts += batch.ts_us[: batch.n].tolist()
+    before = resident_file_kib()
+    steps = 0
+    while source.map_ahead():
+        steps += 1
+    assert steps == MAP_AHEAD_BYTES // MAP_STEP_BYTES
+    grown = resident_file_kib() - before
+    assert MAP_AHEAD_BYTES // 1024 - 1024 <= grown <= MAP_AHEAD_BYTES // 1024 + 1024
+    # the reader moves on: mapping goes on, up to the new limit
+    while (batch := source.read_batch(4096)) is not None:
+        ts += batch.ts_us[: batch.n].tolist()
+        source.map_ahead()
+    assert not source.map_ahead()  # finished
+    assert ts == list(range(n))
 
 
 def test_several_files_in_order_one_file_per_batch(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ live capture. This package is the only place pcapy is imported.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from wormwatch.model import Batch
 
@@ -59,3 +59,16 @@ class Source(Protocol):
     def stats(self) -> SourceStats: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class MapsAhead(Protocol):
+    """A source whose next bytes another thread can map in ahead of the reader.
+
+    ``map_ahead`` maps one more step of the file ahead of the reader into the
+    process, so the reader's thread takes no page faults there; False when
+    nothing is left to map that far ahead. Called while the caller would
+    otherwise wait for the reader (``wormwatch.feed.DecodeAheadFeed``).
+    """
+
+    def map_ahead(self) -> bool: ...
