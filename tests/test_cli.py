@@ -126,3 +126,24 @@ def test_every_command_is_documented_in_the_readme() -> None:
     assert set(sub.choices) == {"live", "replay", "demo", "report", "central", "view"}
     for command in sub.choices:
         assert f"wormwatch {command}" in readme, command
+
+
+def test_the_console_script_starts_numpy_without_blas_threads() -> None:
+    """numpy's OpenBLAS would start a spinning thread per core at import; the console
+    script asks for none (the process keeps its one thread), unless the user set it."""
+    code = (
+        "import os, sys\n"
+        "from wormwatch import cli\n"
+        "def main():\n"
+        "    import numpy\n"
+        "    print(len(os.listdir('/proc/self/task')), os.environ['OPENBLAS_NUM_THREADS'])\n"
+        "    return 0\n"
+        "cli.main = main\n"
+        "sys.exit(cli.console())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    got = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert got.stdout.split() == ["1", "1"]
+    env["OPENBLAS_NUM_THREADS"] = "2"
+    got = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert got.stdout.split()[1] == "2"

@@ -165,6 +165,10 @@ def console() -> int:
     the garbage collector held off while start-up builds what lives to the end
     (:mod:`wormwatch.collector`)."""
     collector.hold()
+    # numpy's OpenBLAS starts a thread per core at import, which spins for ~0.1 s of
+    # CPU (``import numpy``: 0.12 -> 0.06 s of CPU here), time taken from the reading
+    # and compiling threads of a 2-core sensor; wormwatch's vector products are tiny
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         return main()
     finally:
