@@ -142,8 +142,12 @@ def test_the_console_script_starts_numpy_without_blas_threads() -> None:
         "sys.exit(cli.console())\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
-    got = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    got = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
     assert got.stdout.split() == ["1", "1"]
     env["OPENBLAS_NUM_THREADS"] = "2"
-    got = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    got = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
     assert got.stdout.split()[1] == "2"
