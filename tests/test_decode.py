@@ -755,12 +755,13 @@ def test_every_kernel_compiled_exactly_one_signature() -> None:
     dispatchers = {
         name: obj for name, obj in vars(kernels).items() if isinstance(obj, CPUDispatcher)
     }
-    kernel_names = {
-        name for name, obj in dispatchers.items() if obj.targetoptions.get("inline") != "always"
-    }
+    # the private helpers (inlined, or small ones compiled once and inlined by LLVM)
+    # are not called from Python
+    kernel_names = {name for name in dispatchers if not name.startswith("_")}
     assert kernel_names == {"decode_packets"}
-    for name in kernel_names:
-        assert len(dispatchers[name].signatures) == 1, name
+    for name, obj in dispatchers.items():
+        assert len(obj.signatures) <= 1, name
+    assert len(dispatchers["decode_packets"].signatures) == 1
 
 
 @pytest.mark.parametrize(

@@ -41,7 +41,9 @@ from wormwatch.model import (
 )
 
 
-@njit(cache=True, nogil=True, inline="always")
+# Called, not inlined: a copy at each of its call sites in the decoder and the
+# DNS-over-TCP flows cost ~0.4 s of first compile each (see kernels/decode.py).
+@njit(cache=True, nogil=True)
 def _question(data, msg, bound, names, row):  # type: ignore[no-untyped-def]
     """First question of the DNS message at ``msg`` (header complete, QDCOUNT > 0).
 

@@ -118,7 +118,9 @@ _TO_DNS = 1  # destination port 53: its QUERY messages are query events
 _FROM_DNS = 2  # source port 53: its answers (QR=1, opcode QUERY) are answer events
 
 
-@njit(cache=True, nogil=True, inline="always")
+# Compiled once and inlined by LLVM, not by numba (which would copy it at each of its ~20
+# call sites): see kernels/decode.py. _family and _side too.
+@njit(cache=True, nogil=True)
 def _be16(data, i):  # type: ignore[no-untyped-def]
     return (np.int64(data[i]) << 8) | np.int64(data[i + 1])
 
@@ -162,7 +164,7 @@ def _ethertype(data, off, end, ethertype):  # type: ignore[no-untyped-def]
     return ST_IGNORED, 0, off
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _family(value):  # type: ignore[no-untyped-def]
     """BSD loopback address family -> IP version (0: not IP)."""
     if value == AF_INET:
@@ -295,7 +297,7 @@ def _ipv6(data, off, end):  # type: ignore[no-untyped-def]
     return ST_MALFORMED, 0, cur, stop
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _side(dport, sport):  # type: ignore[no-untyped-def]
     """_TO_DNS and/or _FROM_DNS by the ports (0: not DNS)."""
     return (_TO_DNS if dport == PORT_DNS else 0) | (_FROM_DNS if sport == PORT_DNS else 0)

@@ -123,7 +123,9 @@ N_WALKED = 3
 _SPORT_OFF = 0
 
 
-@njit(cache=True, nogil=True, inline="always")
+# Compiled once and inlined by LLVM, not copied by numba at each of their ~20 call sites
+# (the walkers' first compile 1.4 -> 1.05 s; the machine code is the same).
+@njit(cache=True, nogil=True)
 def _u32(data, i, is_big):  # type: ignore[no-untyped-def]
     """Unsigned 32-bit field at ``data[i:i+4]`` in the file's byte order, as int64."""
     b0 = np.int64(data[i])
@@ -135,7 +137,7 @@ def _u32(data, i, is_big):  # type: ignore[no-untyped-def]
     return (b3 << 24) | (b2 << 16) | (b1 << 8) | b0
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _u16(data, i, is_big):  # type: ignore[no-untyped-def]
     """Unsigned 16-bit field at ``data[i:i+2]`` in the file's byte order, as int64."""
     if is_big:
