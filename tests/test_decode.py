@@ -755,12 +755,10 @@ def test_every_kernel_compiled_exactly_one_signature() -> None:
     dispatchers = {
         name: obj for name, obj in vars(kernels).items() if isinstance(obj, CPUDispatcher)
     }
-    # the private helpers (inlined, or small ones compiled once and inlined by LLVM)
-    # are not called from Python
+    # the private helpers are not called from Python: inlined, or (the small ones)
+    # compiled for each caller's array types and inlined by LLVM
     kernel_names = {name for name in dispatchers if not name.startswith("_")}
     assert kernel_names == {"decode_packets"}
-    for name, obj in dispatchers.items():
-        assert len(obj.signatures) <= 1, name
     assert len(dispatchers["decode_packets"].signatures) == 1
 
 

@@ -16,8 +16,9 @@ once per DNS message) are plain numba functions instead: numba translates and co
 ``inline="always"`` helper again at every call site, which cost ~0.6 s of the decoder's
 3.6 s first compile; LLVM inlines the byte readers all the same, and the question
 reader is one call per message (the decode kernel ~2% slower on the replay benchmark's
-mix). Helpers return a status first; ``_GO`` means "nothing wrong yet, keep parsing". The cache stamp of every kernel covers the whole package
-(kernels/cacheload.py), so an edit to a layer reaches this kernel.
+mix). Helpers return a status first; ``_GO`` means "nothing wrong yet, keep parsing".
+The cache stamp of every kernel covers the whole package (kernels/cacheload.py), so an
+edit to a layer reaches this kernel.
 """
 
 # ruff: noqa: PLR1714
