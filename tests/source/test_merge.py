@@ -16,6 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wormwatch.kernels.merge import merge_heads
+from wormwatch.source import MapsAhead
+from wormwatch.source.mapping import MAP_AHEAD_BYTES, MAP_STEP_BYTES
 from wormwatch.source.merge import RUN, MergedReplay, warm_up
 from wormwatch.source.pcapfile import open_replay
 
@@ -197,9 +199,13 @@ def test_merge_kernel_compiled_one_signature(split_by_protocol: list[Path]) -> N
     assert len(merge_heads.signatures) == 1
 
 
-def read_watching_resident(paths: list[str], batch: int) -> tuple[int, int]:
+def read_watching_resident(
+    paths: list[str], batch: int, *, map_ahead: bool = False
+) -> tuple[int, int]:
     """Replays ``paths`` (merged when several), touching every packet: (packets read,
-    KiB of file pages the process held at most beyond what it held at the start)."""
+    KiB of file pages the process held at most beyond what it held at the start).
+    With ``map_ahead``, maps as far ahead as it goes after every batch (as the
+    decode-ahead feed's other thread does while it waits)."""
     read_all([DEMO, DEMO])  # the kernels' libraries are mapped files too: load them first
     source = open_replay(paths)
     before = resident_file_kib()
@@ -208,9 +214,43 @@ def read_watching_resident(paths: list[str], batch: int) -> tuple[int, int]:
     while (got := source.read_batch(batch)) is not None:
         assert not got.data[got.offsets + 100].any()  # touch every packet
         n_read += got.n
+        while map_ahead and isinstance(source, MapsAhead) and source.map_ahead():
+            pass
         peak = max(peak, resident_file_kib())
     source.close()
     return n_read, peak - before
+
+
+def test_map_ahead_maps_each_file_its_share(tmp_path: Path) -> None:
+    """A merged replay maps its files in ahead of their walkers in turns, each up to its
+    share of ``MAP_AHEAD_BYTES``; the merge reads the same packets in the same order."""
+    n = 200_000  # 40 MB a file
+    paths = [
+        str(
+            write_pcap(
+                tmp_path / f"{k}.pcap", [(2 * i + k, 184, 184, 1, bytes(184)) for i in range(n)]
+            )
+        )
+        for k in range(2)
+    ]
+    read_all([DEMO, DEMO])
+    source = open_replay(paths)
+    assert isinstance(source, MergedReplay)
+    first = source.read_batch(100)
+    assert first is not None
+    before = resident_file_kib()
+    steps = 0
+    while source.map_ahead():
+        steps += 1
+    assert steps == 2 * (MAP_AHEAD_BYTES // 2 // MAP_STEP_BYTES)
+    grown = resident_file_kib() - before
+    assert MAP_AHEAD_BYTES // 1024 - 2048 <= grown <= MAP_AHEAD_BYTES // 1024 + 2048
+    ts = first.ts_us[: first.n].tolist()
+    while (batch := source.read_batch(4096)) is not None:
+        ts += batch.ts_us[: batch.n].tolist()
+        source.map_ahead()
+    assert ts == list(range(2 * n))
+    assert not source.map_ahead()
 
 
 @pytest.mark.parametrize("batch", [RUN, 4 * RUN])
@@ -227,6 +267,10 @@ def test_resident_memory_stays_flat_while_merging(tmp_path: Path, batch: int) ->
     # pages behind the merge are let go: what stays resident is a few runs per file,
     # not the 120 MB read
     assert grown < 30_000
+    # and with the files mapped in ahead, at most that much more
+    n_read, grown = read_watching_resident([str(p) for p in paths], batch, map_ahead=True)
+    assert n_read == 2 * n
+    assert grown < 30_000 + MAP_AHEAD_BYTES // 1024
 
 
 def test_resident_memory_stays_flat_reading_one_file(tmp_path: Path) -> None:

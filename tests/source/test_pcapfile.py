@@ -25,9 +25,8 @@ from hypothesis import strategies as st
 from wormwatch.errors import WormwatchError
 from wormwatch.kernels.pcapwalk import walk_pcap, walk_pcapng
 from wormwatch.source import MapsAhead
+from wormwatch.source.mapping import MAP_AHEAD_BYTES, MAP_STEP_BYTES
 from wormwatch.source.pcapfile import (
-    MAP_AHEAD_BYTES,
-    MAP_STEP_BYTES,
     MAX_CAPLEN,
     ReplaySource,
     open_replay,

@@ -25,7 +25,7 @@ import numpy as np
 from wormwatch.kernels.merge import merge_heads
 from wormwatch.model import I64, Batch, Records
 from wormwatch.source import SourceStats
-from wormwatch.source.mapping import FileView, SplicedFiles
+from wormwatch.source.mapping import MAP_AHEAD_BYTES, FileView, SplicedFiles
 
 # records read ahead per file: the merge's whole memory is files x RUN x 28 bytes
 RUN = 4096
@@ -38,6 +38,8 @@ class Walked(Protocol):
     """
 
     def read(self, max_packets: int) -> Batch | None: ...
+
+    def map_ahead(self, span: int) -> bool: ...
 
     def close(self) -> None: ...
 
@@ -75,6 +77,7 @@ class MergedReplay:
         # per file: the offset below which no batch handed out from now on can point
         self._keep_from = np.zeros(k, np.int64)
         self._released = np.zeros(k, np.int64)
+        self._next_map = 0  # the file map_ahead maps next
         self._packets = 0
         self._bytes = 0
         # packets the walkers left out as surely ignored, not yet handed on in a batch
@@ -152,6 +155,18 @@ class MergedReplay:
             elif runs.counts[k]:
                 # the run is used up: what follows lies past its last record
                 self._keep_from[k] = runs.records.offsets[k, runs.counts[k] - 1]
+
+    def map_ahead(self) -> bool:
+        """One step of :class:`~wormwatch.source.MapsAhead`: the files take turns, each
+        mapped up to its share of ``MAP_AHEAD_BYTES`` past its walker."""
+        n = len(self._parts)
+        span = MAP_AHEAD_BYTES // n
+        for i in range(n):
+            k = (self._next_map + i) % n
+            if self._parts[k].map_ahead(span):
+                self._next_map = (k + 1) % n
+                return True
+        return False
 
     def stats(self) -> SourceStats:
         """Packets and captured bytes handed out so far, and the warnings met."""

@@ -43,7 +43,7 @@ from wormwatch.kernels.pcapwalk import (
 from wormwatch.model import U8, Batch, Records
 from wormwatch.source import Source, SourceStats
 from wormwatch.source.fileheader import Header, check_file
-from wormwatch.source.mapping import FileMapping, Mapped
+from wormwatch.source.mapping import MAP_AHEAD_BYTES, MAP_STEP_BYTES, FileMapping, Mapped
 from wormwatch.source.merge import MergedReplay
 from wormwatch.source.pcapng import Bytes, PcapngSections
 from wormwatch.source.stdin import MAX_CAPLEN, STDIN_NAME, STDIN_PATH, StdinPart
@@ -103,13 +103,6 @@ def warm_up(*, pcap: bool = True, pcapng: bool = True) -> None:
         record[:0], 0, False, MAX_CAPLEN, s.linktypes, s.muls, s.divs, s.offsets_us, 0,
         out.ts_us, out.offsets, out.caplens, out.wirelens, out.linktypes,
     )  # fmt: skip
-
-
-# How far past the reader another thread maps a file in (``map_ahead``), and in what
-# steps. Resident memory grows by at most this much (~1.5 batches' span of a mix in which
-# 70% of the packets are bulk traffic); 32 MB was no faster on the replay benchmark.
-MAP_AHEAD_BYTES = 16 << 20
-MAP_STEP_BYTES = 4 << 20
 
 
 class ReplaySource:
@@ -198,7 +191,7 @@ class _Part(Protocol):
 
 def open_part(
     header: Header, warnings: list[str], *, skip_ignored: bool = False, mapped: Mapped | None = None
-) -> _Part:
+) -> _MappedFile:
     """A walker over one checked file (mapped here unless ``mapped`` is given)."""
     if header.is_pcapng:
         return _PcapngPart(header, warnings, mapped=mapped)
@@ -228,16 +221,16 @@ class _MappedFile:
         self._can_map = True
         self.pos = 0
 
-    def map_ahead(self) -> bool:
+    def map_ahead(self, span: int = MAP_AHEAD_BYTES) -> bool:
         """Maps up to ``MAP_STEP_BYTES`` in, from where mapping or reading got to, no
-        further than ``MAP_AHEAD_BYTES`` past the reader: the reader's walk then finds
+        further than ``span`` bytes past the reader: the reader's walk then finds
         those pages mapped instead of faulting them in one ~80 KB run at a time (on the
         replay benchmark's mix, ~0.06 s of the decoding thread's ~0.4 s, moved to a thread
         that would otherwise wait for it). Pages it maps and the reader has passed
         meanwhile are let go with the rest."""
         mapped, pos = self._mapped, self.pos
         lo = max(self._mapped_to, pos)
-        hi = min(self._size, pos + MAP_AHEAD_BYTES, lo + MAP_STEP_BYTES)
+        hi = min(self._size, pos + span, lo + MAP_STEP_BYTES)
         if mapped is None or not self._can_map or hi <= lo:
             return False
         self._can_map = mapped.map_in(lo, hi)
@@ -277,6 +270,10 @@ class _MappedFile:
 
     def _warn(self, text: str) -> None:
         self._warnings.append(f"file {self._path}: {text}")
+
+    def read(self, max_packets: int) -> Batch | None:
+        """The next batch of this file's records, or None at its end."""
+        raise NotImplementedError
 
     def _describe_bad_length(self) -> str:
         raise NotImplementedError
