@@ -108,23 +108,33 @@ class SecondProcess:
         self._proc.wait()
         self.claims.remove()
 
-    def at_first_use(self, name: str, kernel: tuple[str, str], step: Callable[[], Any]) -> None:
-        """Makes the first call of ``kernel`` (module, name), deferred step ``name``'s,
+    def at_first_use(
+        self, name: str, kernels: Sequence[tuple[str, str]], step: Callable[[], Any]
+    ) -> None:
+        """Makes the first call of any of ``kernels`` (module, name), step ``name``'s,
         run the step through :meth:`run_step`: it compiles once, here or there.
 
         numba compiles (or loads) a kernel through its dispatcher's ``compile`` when no
-        loaded signature fits the call: shadowed here once, for that first time.
+        loaded signature fits the call: shadowed here, for that first time, on every
+        kernel the step makes (whichever the run calls first).
         """
-        module, attr = kernel
-        dispatcher = getattr(importlib.import_module(module), attr)
+        dispatchers = [getattr(importlib.import_module(m), attr) for m, attr in kernels]
 
-        def compile_once(sig: Any) -> Any:
-            with contextlib.suppress(AttributeError):
-                del dispatcher.compile
-            self.run_step(name, step)
-            return dispatcher.compile(sig)
+        def unhook() -> None:
+            for dispatcher in dispatchers:
+                with contextlib.suppress(AttributeError):
+                    del dispatcher.compile
 
-        dispatcher.compile = compile_once
+        def hook(dispatcher: Any) -> Callable[[Any], Any]:
+            def compile_once(sig: Any) -> Any:
+                unhook()
+                self.run_step(name, step)
+                return dispatcher.compile(sig)
+
+            return compile_once
+
+        for dispatcher in dispatchers:
+            dispatcher.compile = hook(dispatcher)
 
 
 def compile_claimed(

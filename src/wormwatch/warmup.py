@@ -16,6 +16,9 @@ own steps, and each step compiles once, in whichever process claims it first
 (:mod:`wormwatch.firstrun`): the two cores share the first run. For the file commands the
 second process goes on to the deferred kernels after the run has started; a first use
 of one of them waits for it if it has started that one, and compiles it here if not.
+The aggregate's kernels, compiled over there, are waited for at their first use too
+(``Plan.late``): meanwhile the first batch is read and decoded here, and asks for the
+deferred kernel it needs while the other process is still on the aggregate.
 ``on_step`` lets the caller show
 progress.
 """
@@ -76,6 +79,9 @@ class Plan:
     there: tuple[str, ...]
     after: tuple[str, ...] = ()
     deferred: tuple[str, ...] = ()
+    # steps of ``there`` that a first run waits for at their first use, not before the
+    # first packet (the file's first batch is read and decoded meanwhile)
+    late: tuple[str, ...] = ()
 
     @property
     def up_front(self) -> list[str]:
@@ -92,6 +98,7 @@ _FILES = Plan(
     here=(_CLASSIFY, _DECODER, _GROWTH),
     there=(_WALKERS, _AGGREGATE),
     deferred=(_NAMES, _TCP, _REASSEMBLY, _PCAPNG),
+    late=(_AGGREGATE,),
 )
 _LIVE = Plan(here=(_CLASSIFY, _DECODER, _REASSEMBLY), there=(_AGGREGATE, _NAMES, _GROWTH, _TCP))
 # the delta merge runs the aggregate's kernels too: after those are loaded
@@ -234,12 +241,25 @@ def compile_steps(names: Sequence[str]) -> None:
         _STEPS[name]()
 
 
-# the kernel behind each deferred step: (module, name)
-_DEFERRED_KERNELS = {
-    _NAMES: ("wormwatch.kernels.dganame", "score_names"),
-    _TCP: ("wormwatch.kernels.dnstcp", "tcp_dns"),
-    _REASSEMBLY: ("wormwatch.kernels.reassemble", "reassemble"),
-    _PCAPNG: ("wormwatch.kernels.pcapwalk", "walk_pcapng"),
+# the kernels each step waited for at first use makes: (module, name)
+_FIRST_USE_KERNELS = {
+    _NAMES: (("wormwatch.kernels.dganame", "score_names"),),
+    _TCP: (("wormwatch.kernels.dnstcp", "tcp_dns"),),
+    _REASSEMBLY: (("wormwatch.kernels.reassemble", "reassemble"),),
+    _PCAPNG: (("wormwatch.kernels.pcapwalk", "walk_pcapng"),),
+    _AGGREGATE: (
+        ("wormwatch.kernels.aggregate", "table_upsert"),
+        *(
+            ("wormwatch.kernels.counting", name)
+            for name in (
+                "touch_hosts",
+                "flag_events",
+                "count_events",
+                "pick_samples",
+                "count_answer_events",
+            )
+        ),
+    ),
 }
 
 
@@ -287,13 +307,16 @@ def warm_up(
                 if name == steps.there[0]:
                     # what the other has not begun compiles here before any waiting
                     second.take_unclaimed(steps.there, _STEPS)
-                # else compiled over there meanwhile: a cache load here
-                second.run_step(name, _STEPS[name])
+                if name in steps.late:
+                    second.at_first_use(name, _FIRST_USE_KERNELS[name], _STEPS[name])
+                else:
+                    # else compiled over there meanwhile: a cache load here
+                    second.run_step(name, _STEPS[name])
             else:
                 _STEPS[name]()
         if second is not None:
             for name in steps.deferred:
-                second.at_first_use(name, _DEFERRED_KERNELS[name], _STEPS[name])
+                second.at_first_use(name, _FIRST_USE_KERNELS[name], _STEPS[name])
     except BaseException:
         if second is not None:
             second.stop()
