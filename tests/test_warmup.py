@@ -17,19 +17,25 @@ REPO = Path(__file__).resolve().parents[1]
 PCAPS = REPO / "pcaps"
 
 # Run in a fresh interpreter: the test process has compiled kernels for other tests.
-_PROBE = """
+# (every script below starts with the kernels' modules)
+_MODULES = """
 import importlib, json, pkgutil, sys
 from numba.core.registry import CPUDispatcher
 import wormwatch.kernels
-from wormwatch.config import load_config
-from wormwatch.pipeline import Pipeline
-from wormwatch.source.pcapfile import open_replay
-from wormwatch.warmup import warm_up
 
 MODULES = [
     importlib.import_module(f"wormwatch.kernels.{info.name}")
     for info in pkgutil.iter_modules(wormwatch.kernels.__path__)
 ]
+"""
+
+_PROBE = (
+    _MODULES
+    + """
+from wormwatch.config import load_config
+from wormwatch.pipeline import Pipeline
+from wormwatch.source.pcapfile import open_replay
+from wormwatch.warmup import warm_up
 
 def signatures():
     return {
@@ -45,6 +51,7 @@ after_warm_up = signatures()
 Pipeline(load_config(None), source_name="probe").run(open_replay(sys.argv[2:], concatenate=True))
 print(json.dumps({"steps": steps, "warm": after_warm_up, "run": signatures()}))
 """
+)
 
 
 def _json_of(code: str, *args: str, env: dict[str, str] | None = None) -> Any:
@@ -309,16 +316,10 @@ def test_a_kernels_cache_stamp_covers_every_kernel_file(
     cacheload._kernels_stamp.cache_clear()
 
 
-_STEP_KERNELS = """
-import importlib, json, pkgutil
-from numba.core.registry import CPUDispatcher
-import wormwatch.kernels
+_STEP_KERNELS = (
+    _MODULES
+    + """
 from wormwatch.warmup import _FIRST_USE_KERNELS, compile_steps
-
-MODULES = [
-    importlib.import_module(f"wormwatch.kernels.{info.name}")
-    for info in pkgutil.iter_modules(wormwatch.kernels.__path__)
-]
 
 def kernels():
     return {
@@ -337,6 +338,7 @@ print(json.dumps({
     "listed": sorted(f"{m}:{k}" for m, k in _FIRST_USE_KERNELS["aggregate"]),
 }))
 """
+)
 
 
 def test_a_step_waited_for_at_first_use_lists_every_kernel_it_makes() -> None:
