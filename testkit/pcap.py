@@ -392,3 +392,17 @@ def resident_file_kib() -> int:
         if line.startswith("RssFile:"):
             return int(line.split()[1])
     pytest.skip("no RssFile in /proc/self/status")
+
+
+def present_pages(address: int, size: int) -> int:
+    """Pages of this process's ``address .. address + size`` its page table maps now
+    (``/proc/self/pagemap``'s present bit): a file's pages stay in the page cache when a
+    process lets them go, so only this says whether the process still maps them."""
+    page = mmap.PAGESIZE
+    first, last = address // page, (address + size - 1) // page
+    with open("/proc/self/pagemap", "rb") as pagemap:
+        pagemap.seek(first * 8)
+        entries = pagemap.read((last - first + 1) * 8)
+    return sum(
+        (int.from_bytes(entries[i : i + 8], "little") >> 63) & 1 for i in range(0, len(entries), 8)
+    )

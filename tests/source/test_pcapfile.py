@@ -29,6 +29,7 @@ from wormwatch.source.mapping import MAP_AHEAD_BYTES, MAP_STEP_BYTES
 from wormwatch.source.pcapfile import (
     MAX_CAPLEN,
     ReplaySource,
+    _MappedFile,
     open_replay,
     warm_up,
 )
@@ -45,6 +46,7 @@ from testkit.pcap import (
     idb,
     packet_block,
     pcap_file,
+    present_pages,
     resident_file_kib,
     shb,
     spb,
@@ -249,6 +251,33 @@ def test_map_ahead_maps_the_reader_s_next_pages_and_no_further(tmp_path: Path) -
         source.map_ahead()
     assert not source.map_ahead()  # finished
     assert ts == list(range(n))
+
+
+def test_map_ahead_lets_go_what_it_mapped_behind_the_reader(tmp_path: Path) -> None:
+    """The mapping thread held up in the middle of a step while the reader reads on and
+    lets its pages go: the step's pages, behind the reader by then, are let go too
+    (else they would stay mapped to the end of the file)."""
+    n = 200_000  # 40 MB, 200 bytes a record
+    path = write_pcap(tmp_path / "one.pcap", [(i, 184, 184, 1, bytes(184)) for i in range(n)])
+    source = ReplaySource([str(path)])
+    assert source.read_batch(1000) is not None
+    part = source._current
+    assert isinstance(part, _MappedFile)
+    assert part._mapped is not None
+    start = part.pos
+    map_in = part._mapped.map_in
+
+    def held_up(lo: int, hi: int) -> bool:
+        # the reader reads ~12 MB on (letting the first ~8 MB go) before this step maps
+        for _ in range(3):
+            assert source.read_batch(20_000) is not None
+        return map_in(lo, hi)
+
+    part._mapped.map_in = held_up  # type: ignore[method-assign]
+    assert source.map_ahead()
+    assert part.pos > start + MAP_STEP_BYTES
+    base = part._data.ctypes.data
+    assert present_pages(base + start, MAP_STEP_BYTES - 4096) == 0
 
 
 def test_several_files_in_order_one_file_per_batch(tmp_path: Path) -> None:

@@ -226,8 +226,9 @@ class _MappedFile:
         further than ``span`` bytes past the reader: the reader's walk then finds
         those pages mapped instead of faulting them in one ~80 KB run at a time (on the
         replay benchmark's mix, ~0.06 s of the decoding thread's ~0.4 s, moved to a thread
-        that would otherwise wait for it). Pages it maps and the reader has passed
-        meanwhile are let go with the rest."""
+        that would otherwise wait for it). Pages it maps and the reader passes meanwhile
+        are let go with the rest; those it maps after the reader has already let that
+        part go (this thread held up) it lets go itself."""
         mapped, pos = self._mapped, self.pos
         lo = max(self._mapped_to, pos)
         hi = min(self._size, pos + span, lo + MAP_STEP_BYTES)
@@ -235,6 +236,9 @@ class _MappedFile:
             return False
         self._can_map = mapped.map_in(lo, hi)
         self._mapped_to = hi
+        released = self._released
+        if lo < released:
+            mapped.release(lo, min(hi, released))
         return self._can_map
 
     def _release_behind(self) -> None:
