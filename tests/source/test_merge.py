@@ -29,6 +29,7 @@ from testkit.pcap import (
     Record,
     dpkt_records,
     is_udp,
+    present_pages,
     resident_file_kib,
     write_pcap,
     write_pcapng,
@@ -251,6 +252,40 @@ def test_map_ahead_maps_each_file_its_share(tmp_path: Path) -> None:
         source.map_ahead()
     assert ts == list(range(2 * n))
     assert not source.map_ahead()
+
+
+def test_map_ahead_lets_go_what_it_mapped_behind_the_merge(tmp_path: Path) -> None:
+    """A step held up while the merge reads on and lets that part of the file go: its
+    pages are let go too (else they would stay mapped to the end of the replay)."""
+    n = 100_000  # 20 MB a file
+    paths = [
+        str(
+            write_pcap(
+                tmp_path / f"{k}.pcap", [(2 * i + k, 184, 184, 1, bytes(184)) for i in range(n)]
+            )
+        )
+        for k in range(2)
+    ]
+    read_all([DEMO, DEMO])
+    source = open_replay(paths)
+    assert isinstance(source, MergedReplay)
+    assert source.read_batch(100) is not None
+    part = source._parts[0]
+    start = part.pos
+    view = part._mapped
+    assert view is not None
+    map_in = view.map_in
+
+    def held_up(lo: int, hi: int) -> bool:
+        # the merge reads ~16 MB of each file on before this step maps
+        for _ in range(8):
+            assert source.read_batch(20_000) is not None
+        return map_in(lo, hi)
+
+    view.map_in = held_up  # type: ignore[method-assign]
+    assert source.map_ahead()
+    assert int(source._released[0]) > start + MAP_STEP_BYTES
+    assert present_pages(part._data.ctypes.data + start, MAP_STEP_BYTES - 4096) == 0
 
 
 @pytest.mark.parametrize("batch", [RUN, 4 * RUN])

@@ -16,6 +16,7 @@ side by side (``wormwatch.source.mapping``), so one batch can hold packets of ev
 
 from __future__ import annotations
 
+import mmap
 import os
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -39,7 +40,7 @@ class Walked(Protocol):
 
     def read(self, max_packets: int) -> Batch | None: ...
 
-    def map_ahead(self, span: int) -> bool: ...
+    def map_ahead(self, span: int) -> tuple[int, int] | None: ...
 
     def close(self) -> None: ...
 
@@ -158,13 +159,20 @@ class MergedReplay:
 
     def map_ahead(self) -> bool:
         """One step of :class:`~wormwatch.source.MapsAhead`: the files take turns, each
-        mapped up to its share of ``MAP_AHEAD_BYTES`` past its walker."""
+        mapped up to its share of ``MAP_AHEAD_BYTES`` past its walker. A step held up
+        while the merge let that part of the file go is let go again here."""
         n = len(self._parts)
         span = MAP_AHEAD_BYTES // n
         for i in range(n):
             k = (self._next_map + i) % n
-            if self._parts[k].map_ahead(span):
+            got = self._parts[k].map_ahead(span)
+            if got is not None:
                 self._next_map = (k + 1) % n
+                lo, hi = got
+                released = int(self._released[k])
+                if lo < released:
+                    # from the page lo is in: mapped in whole
+                    self._splice.release(k, lo - lo % mmap.PAGESIZE, min(hi, released))
                 return True
         return False
 
