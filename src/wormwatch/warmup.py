@@ -249,16 +249,11 @@ _FIRST_USE_KERNELS = {
     _PCAPNG: (("wormwatch.kernels.pcapwalk", "walk_pcapng"),),
     _AGGREGATE: (
         ("wormwatch.kernels.aggregate", "table_upsert"),
-        *(
-            ("wormwatch.kernels.counting", name)
-            for name in (
-                "touch_hosts",
-                "flag_events",
-                "count_events",
-                "pick_samples",
-                "count_answer_events",
-            )
-        ),
+        ("wormwatch.kernels.counting", "touch_hosts"),
+        ("wormwatch.kernels.counting", "flag_events"),
+        ("wormwatch.kernels.counting", "count_events"),
+        ("wormwatch.kernels.counting", "pick_samples"),
+        ("wormwatch.kernels.counting", "count_answer_events"),
     ),
 }
 
@@ -310,7 +305,7 @@ def warm_up(
                 if name in steps.late:
                     second.at_first_use(name, _FIRST_USE_KERNELS[name], _STEPS[name])
                 else:
-                    # else compiled over there meanwhile: a cache load here
+                    # compiled over there meanwhile: a cache load here
                     second.run_step(name, _STEPS[name])
             else:
                 _STEPS[name]()

@@ -200,6 +200,21 @@ def test_merge_kernel_compiled_one_signature(split_by_protocol: list[Path]) -> N
     assert len(merge_heads.signatures) == 1
 
 
+def alternating(tmp_path: Path, n: int) -> list[str]:
+    """Two files of ``n`` 200-byte records each whose packets alternate in time (the
+    worst interleaving for the merge), with the kernels' libraries loaded first (they
+    are mapped files too, counted in resident memory)."""
+    read_all([DEMO, DEMO])
+    return [
+        str(
+            write_pcap(
+                tmp_path / f"{k}.pcap", [(2 * i + k, 184, 184, 1, bytes(184)) for i in range(n)]
+            )
+        )
+        for k in range(2)
+    ]
+
+
 def read_watching_resident(
     paths: list[str], batch: int, *, map_ahead: bool = False
 ) -> tuple[int, int]:
@@ -226,16 +241,7 @@ def test_map_ahead_maps_each_file_its_share(tmp_path: Path) -> None:
     """A merged replay maps its files in ahead of their walkers in turns, each up to its
     share of ``MAP_AHEAD_BYTES``; the merge reads the same packets in the same order."""
     n = 200_000  # 40 MB a file
-    paths = [
-        str(
-            write_pcap(
-                tmp_path / f"{k}.pcap", [(2 * i + k, 184, 184, 1, bytes(184)) for i in range(n)]
-            )
-        )
-        for k in range(2)
-    ]
-    read_all([DEMO, DEMO])
-    source = open_replay(paths)
+    source = open_replay(alternating(tmp_path, n))
     assert isinstance(source, MergedReplay)
     first = source.read_batch(100)
     assert first is not None
@@ -258,16 +264,7 @@ def test_map_ahead_lets_go_what_it_mapped_behind_the_merge(tmp_path: Path) -> No
     """A step held up while the merge reads on and lets that part of the file go: its
     pages are let go too (else they would stay mapped to the end of the replay)."""
     n = 100_000  # 20 MB a file
-    paths = [
-        str(
-            write_pcap(
-                tmp_path / f"{k}.pcap", [(2 * i + k, 184, 184, 1, bytes(184)) for i in range(n)]
-            )
-        )
-        for k in range(2)
-    ]
-    read_all([DEMO, DEMO])
-    source = open_replay(paths)
+    source = open_replay(alternating(tmp_path, n))
     assert isinstance(source, MergedReplay)
     assert source.read_batch(100) is not None
     part = source._parts[0]
@@ -290,20 +287,15 @@ def test_map_ahead_lets_go_what_it_mapped_behind_the_merge(tmp_path: Path) -> No
 
 @pytest.mark.parametrize("batch", [RUN, 4 * RUN])
 def test_resident_memory_stays_flat_while_merging(tmp_path: Path, batch: int) -> None:
-    # two 60 MB files whose packets alternate: the worst interleaving for the merge
-    frame = bytes(184)
-    n = 300_000
-    paths = [
-        write_pcap(tmp_path / f"{k}.pcap", [(2 * i + k, 184, 184, 1, frame) for i in range(n)])
-        for k in range(2)
-    ]
-    n_read, grown = read_watching_resident([str(p) for p in paths], batch)
+    n = 300_000  # 60 MB a file
+    paths = alternating(tmp_path, n)
+    n_read, grown = read_watching_resident(paths, batch)
     assert n_read == 2 * n
     # pages behind the merge are let go: what stays resident is a few runs per file,
     # not the 120 MB read
     assert grown < 30_000
     # and with the files mapped in ahead, at most that much more
-    n_read, grown = read_watching_resident([str(p) for p in paths], batch, map_ahead=True)
+    n_read, grown = read_watching_resident(paths, batch, map_ahead=True)
     assert n_read == 2 * n
     assert grown < 30_000 + MAP_AHEAD_BYTES // 1024
 
