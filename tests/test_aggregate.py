@@ -132,6 +132,23 @@ def test_aggregate_matches_reference(seed: int) -> None:
         assert s.prefixes == dict(want_prefixes)
 
 
+def test_host_states_read_prefixes_only_for_the_hosts_a_mask_picks() -> None:
+    rows = random_rows(4, 600)
+    agg = Aggregator(bin_s=60, window_s=10**9)
+    ev = make_events(rows)
+    agg.ingest(ev, Classifier(KEYWORDS).classify(ev))
+    ids = np.arange(agg.n_hosts, dtype=np.int64)
+    full = agg.host_states(ids)
+    pick = ids % 2 == 0
+    picked = agg.host_states(ids, with_prefixes=pick)
+    assert any(s.prefixes for s in full)
+    for s_full, s_picked, wanted in zip(full, picked, pick.tolist(), strict=True):
+        assert s_picked.prefixes == (s_full.prefixes if wanted else {})
+        assert s_picked.totals.tolist() == s_full.totals.tolist()
+        assert s_picked.series.tolist() == s_full.series.tolist()
+    assert all(not s.prefixes for s in agg.host_states(ids, with_prefixes=False))
+
+
 def test_host_limit_drops_and_counts() -> None:
     rows = [(i, f"192.0.2.{i % 10 + 1}", "192.0.2.53", KIND_DNS, 53, 1, b"a.b") for i in range(100)]
     agg = Aggregator(max_hosts=4)

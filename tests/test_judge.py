@@ -11,8 +11,9 @@ from wormwatch import judge as judge_mod
 from wormwatch.aggregate import Aggregator
 from wormwatch.classify import Classifier
 from wormwatch.config import load_config
+from wormwatch.detect import evaluate
 from wormwatch.judge import Judge
-from wormwatch.model import KIND_SYN, HostState, Verdict
+from wormwatch.model import KIND_DNS, KIND_SYN, HostState, Verdict, addr_words
 
 from testkit.events import Row, make_events
 
@@ -37,7 +38,7 @@ def looked_at(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Addresses the judge evaluates, in order (every host passes the pre-filter)."""
     seen: list[str] = []
 
-    def fake_evaluate(state: HostState, cfg: object, *, now_us: int) -> Verdict:
+    def fake_evaluate(state: HostState, cfg: object, *, now_us: int, **_: object) -> Verdict:
         seen.append(state.addr)
         return Verdict()
 
@@ -97,3 +98,39 @@ def test_a_flagged_host_keeps_its_verdict_and_alert_across_evictions() -> None:
     views = {v.state.addr: v.verdict.verdicts for v in judge.host_views(agg)}
     assert views[scanner] == ("smb-scan",)
     assert judge.tracker.n_tracked == 1
+
+
+def test_only_hosts_the_keyword_storm_could_fire_on_get_their_name_prefixes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Prefixes serve the keyword storm alone: a mass mailer (names, but no keyword
+    A queries) is judged without them, and the storm host's verdict is that of a
+    full read-out."""
+    cfg = load_config(None)
+    judge = Judge(cfg)
+    agg = Aggregator(protect=judge.protected)
+    storm, mailer = "192.0.2.10", "192.0.2.25"
+    rows = [(MIN_US + i * 3_000_000, storm, "198.51.100.53", KIND_DNS, 53, 1,
+             f"{('mail', 'smtp', 'relay')[i % 3]}{i}.example.com".encode())
+            for i in range(300)]  # fmt: skip
+    rows += [(MIN_US + i * 1_000_000, mailer, "198.51.100.53", KIND_DNS, 53, 15,
+              f"example{i}.net".encode())
+             for i in range(40)]  # fmt: skip
+    _ingest(agg, judge, rows)
+    seen: dict[str, tuple[bool, Verdict]] = {}
+
+    def spy(state: HostState, cfg: object, *, now_us: int, **kw: object) -> Verdict:
+        verdict = evaluate(state, load_config(None), now_us=now_us, **kw)  # type: ignore[arg-type]
+        seen[state.addr] = (bool(state.prefixes), verdict)
+        return verdict
+
+    monkeypatch.setattr(judge_mod, "evaluate", spy)
+    judge.judge(agg)
+    assert {addr: had for addr, (had, _) in seen.items()} == {storm: True, mailer: False}
+    assert seen[storm][1].verdicts == ("keyword-storm",)
+    assert seen[mailer][1].verdicts == ("mx-client",)
+    ids = [agg.find(*addr_words(a)) for a in (storm, mailer)]
+    full = agg.host_states(ids)  # type: ignore[arg-type]
+    assert full[1].prefixes  # the mailer has prefixes: the judge did not read them
+    for state in full:
+        assert evaluate(state, cfg, now_us=agg.now_us) == seen[state.addr][1]

@@ -145,15 +145,18 @@ def _window(st: HostState, cfg: Config, now_us: int) -> Window:
     )
 
 
-def evaluate(state: HostState, cfg: Config, *, now_us: int) -> Verdict:
+def evaluate(
+    state: HostState, cfg: Config, *, now_us: int, could: npt.NDArray[np.bool_] | None = None
+) -> Verdict:
     """Score one host over the bins of the window ending at ``now_us``.
 
     Each signal that fires gives between half and all of its configured
     weight (``cfg.score.weights``), by its strength; the score is their sum,
     capped at 100. Evidence holds, per fired signal, what it was computed
-    from, and ``score_parts`` the points each gave.
+    from, and ``score_parts`` the points each gave. ``could`` is the host's
+    row of :func:`could_fire` when the caller has it already.
     """
-    maybe = could_fire(state.totals, cfg)[0]
+    maybe = could_fire(state.totals, cfg)[0] if could is None else could
     names = [name for name, ok in zip(SIGNALS, maybe.tolist(), strict=True) if ok]
     if not names or (cfg.ignore and cfg.is_allowlisted(state.addr, "ignore")):
         return Verdict()

@@ -22,12 +22,14 @@ import numpy as np
 
 from wormwatch.aggregate import Aggregator, Renumbering
 from wormwatch.alerts import AlertTracker
-from wormwatch.config import Config
+from wormwatch.config import SIGNALS, Config
 from wormwatch.detect import could_fire, evaluate, network_evidence, network_sync
 from wormwatch.model import BOOL, I64, HostView, Verdict
 
 # hosts whose full state (name prefixes included) a ranking reads out
 TOP_HOSTS = 50
+# could_fire's column of the one signal that reads a host's name prefixes
+_KEYWORD_STORM = SIGNALS.index("keyword-storm")
 
 Alert = dict[str, object]
 # adds to an alert record what only the caller knows of host id (the sensors that saw it)
@@ -117,8 +119,11 @@ class Judge:
         if now_us < 0:
             return []
         alerts: list[Alert] = []
-        for state, idx in zip(agg.host_states(ids), ids.tolist(), strict=True):
-            verdict = evaluate(state, self.cfg, now_us=now_us)
+        # name prefixes serve the keyword storm only: read for the hosts it could fire on
+        maybe = could_fire(agg.totals()[ids], self.cfg)
+        states = agg.host_states(ids, with_prefixes=maybe[:, _KEYWORD_STORM])
+        for state, idx, could in zip(states, ids.tolist(), maybe, strict=True):
+            verdict = evaluate(state, self.cfg, now_us=now_us, could=could)
             self._scores[idx] = verdict.score
             self._verdicts[idx] = verdict
             if alert:

@@ -284,13 +284,21 @@ class Aggregator:
         return np.array(keys, np.int64), np.array([self._network[k] for k in keys], np.int64)
 
     def host_states(
-        self, ids: Sequence[int] | I64, *, with_prefixes: bool = True
+        self, ids: Sequence[int] | I64, *, with_prefixes: bool | BOOL = True
     ) -> list[HostState]:
-        """The full state of the given hosts, with their bins in the window
-        (and their name-prefix counts, unless ``with_prefixes`` is False)."""
+        """The full state of the given hosts, with their bins in the window and
+        their name-prefix counts: every host's (True), none (False), or those
+        of the hosts a boolean mask over ``ids`` picks (the others get none)."""
+        ids = np.asarray(ids, np.int64)
+        if with_prefixes is True:
+            prefix_ids: I64 | None = ids
+        elif with_prefixes is False or self._prefixes is None:
+            prefix_ids = None
+        else:
+            prefix_ids = ids[np.asarray(with_prefixes, np.bool_)]
         return read_states(
-            np.asarray(ids, np.int64), self._hosts, self._bins, self._oldest_bin(),
-            self._prefixes if with_prefixes else None,
+            ids, self._hosts, self._bins, self._oldest_bin(),
+            self._prefixes, prefix_ids,
             (self._samples, self._mx_samples, self._nx_samples),
         )  # fmt: skip
 

@@ -21,12 +21,16 @@ def read_states(
     bins: BinRows,
     oldest_bin: int,
     prefixes: KeyTable | None,
+    prefix_ids: I64 | None,
     samples: tuple[dict[int, list[bytes]], dict[int, list[bytes]], dict[int, list[bytes]]],
 ) -> list[HostState]:
-    """The states of hosts ``ids``, with their rows from ``oldest_bin`` on and
-    their name-prefix counts (none when ``prefixes`` is None)."""
+    """The states of hosts ``ids``, with their rows from ``oldest_bin`` on, and
+    the name-prefix counts of hosts ``prefix_ids`` (the others get none; all get
+    none when ``prefixes`` or ``prefix_ids`` is None)."""
     rows, row_hosts = bins.select(ids, oldest_bin)
-    by_host = prefix_counts(prefixes, ids) if prefixes is not None else {}
+    by_host = {}
+    if prefixes is not None and prefix_ids is not None and prefix_ids.shape[0]:
+        by_host = prefix_counts(prefixes, prefix_ids)
     names, mx_names, nx_names = samples
     # every array read once for all ids, then cut per host: fresh copies, so
     # later batches never change a state already read out
