@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
 from wormwatch.present.safe import safe_text
 from wormwatch.text import escape_text, iso_time, iso_time_us, name_text, names_text, utc_time
 
@@ -25,6 +30,23 @@ def test_str_keeps_another_stages_escapes() -> None:
     made = name_text(b"a\x00b")
     assert escape_text(made) == made
     assert escape_text("tab\there") == "tab\\x09here"
+
+
+def test_iso_time_is_what_datetime_writes() -> None:
+    """The fast formatter equals ``datetime.isoformat`` across days, before the
+    epoch, at day and second edges, and for years with fewer than four digits."""
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    rng = random.Random(5)
+    day_us = 86_400_000_000
+    edges = [0, -1, 1, day_us - 1, day_us, -day_us, -day_us - 1, 999_999, 1_000_000]
+    wide = [rng.randrange(-62_135_596_800_000_000, 253_402_300_799_999_999) for _ in range(5000)]
+    near = [1_795_000_000_000_000 + rng.randrange(-10 * day_us, 10 * day_us) for _ in range(5000)]
+    for ts_us in edges + wide + near + [-62_135_596_800_000_000, 253_402_300_799_999_999]:
+        want = (epoch + timedelta(microseconds=ts_us)).isoformat(timespec="microseconds")
+        assert iso_time(ts_us) == want, ts_us
+    for beyond in (253_402_300_800_000_000, -62_135_596_800_000_001):
+        with pytest.raises(OverflowError):
+            iso_time(beyond)
 
 
 def test_iso_time_round_trips() -> None:

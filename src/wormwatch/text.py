@@ -26,6 +26,7 @@ Stdlib only; no stage logic.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from datetime import UTC, datetime, timedelta
@@ -45,9 +46,28 @@ _PLAIN_STR: Final = {
 }
 
 
+_DAY_US: Final = 86_400 * 1_000_000
+
+
+@functools.lru_cache(maxsize=256)
+def _day_text(day: int) -> str:
+    """Day ``day`` since the epoch as ISO 8601 text (``2026-11-30``)."""
+    return (_EPOCH + timedelta(days=day)).date().isoformat()
+
+
 def iso_time(ts_us: int) -> str:
-    """Packet time in microseconds since the epoch -> ISO 8601 UTC with offset."""
-    return (_EPOCH + timedelta(microseconds=int(ts_us))).isoformat(timespec="microseconds")
+    """Packet time in microseconds since the epoch -> ISO 8601 UTC with offset,
+    as ``datetime.isoformat(timespec="microseconds")`` writes it.
+
+    The date comes from a small cache of days (a summary's times fall on a few),
+    the time of day from integer arithmetic: a third of ``datetime``'s cost, and
+    a summary writes two per host.
+    """
+    day, of_day = divmod(int(ts_us), _DAY_US)
+    seconds, us = divmod(of_day, 1_000_000)
+    hours, seconds = divmod(seconds, 3600)
+    minutes, seconds = divmod(seconds, 60)
+    return f"{_day_text(day)}T{hours:02d}:{minutes:02d}:{seconds:02d}.{us:06d}+00:00"
 
 
 def iso_time_us(text: str) -> int:
@@ -105,6 +125,8 @@ def escape_text(raw: bytes | str, *, brackets: bool = False) -> str:
 
 def names_text(raws: list[bytes]) -> list[str]:
     """:func:`name_text` of each name; plain ASCII names (nearly all) in one pass."""
+    if not raws:
+        return []
     joined = b"".join(raws)
     if not _PLAIN_BYTES[False].fullmatch(joined):
         return [escape_text(raw) for raw in raws]

@@ -65,7 +65,8 @@ def _dumps(obj: object) -> str:
     )
 
 
-def _no_line_breaks(text: str) -> str:
+def no_line_breaks(text: str) -> str:
+    """``text`` with U+0085, U+2028 and U+2029 escaped (JSON allows them raw)."""
     for raw, escaped in _LINE_BREAKS.items():
         if raw in text:
             text = text.replace(raw, escaped)
@@ -74,7 +75,7 @@ def _no_line_breaks(text: str) -> str:
 
 def json_string_body(text: str) -> bytes:
     """``text`` as the inside of a JSON string (no quotes), UTF-8, one line."""
-    return _no_line_breaks(_dumps(text)[1:-1]).encode("utf-8", errors="backslashreplace")
+    return no_line_breaks(_dumps(text)[1:-1]).encode("utf-8", errors="backslashreplace")
 
 
 def encode_line(record: Mapping[str, object]) -> bytes:
@@ -83,7 +84,7 @@ def encode_line(record: Mapping[str, object]) -> bytes:
         text = _dumps(record)
     except ValueError:
         text = _dumps(_finite(record))
-    return (_no_line_breaks(text) + "\n").encode("utf-8", errors="backslashreplace")
+    return (no_line_breaks(text) + "\n").encode("utf-8", errors="backslashreplace")
 
 
 class ReopenRequests:
