@@ -67,7 +67,6 @@ TESTED_ELSEWHERE: dict[str, tuple[str, str]] = {
     "present/report/prefixes.py": ("present/report/test_write.py", "prefix statistics"),
     "present/report/sections.py": ("present/report/test_write.py", "findings sections"),
     "present/sinks/metric_families.py": ("present/sinks/test_metrics.py", "scraped"),
-    "present/sinks/summary.py": ("test_cli.py", "summary files written by a replay"),
     "present/sinks/text.py": ("test_cli.py", "the text summary on stdout"),
     "source/__init__.py": ("source/test_pcapfile.py", "the Source protocol, by its sources"),
     "source/fanout.py": ("source/test_live.py", "PACKET_FANOUT workers in namespaces"),
