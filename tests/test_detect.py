@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
+import random
 
 import numpy as np
 import pytest
@@ -13,6 +14,8 @@ from wormwatch import signals
 from wormwatch.config import SIGNALS, Config, KeywordStormConfig
 from wormwatch.detect import could_fire, evaluate, network_evidence, network_sync, tunnel_reason
 from wormwatch.model import QTYPE_MX, QTYPE_PTR
+from wormwatch.signals import top_prefixes
+from wormwatch.text import name_text
 
 from testkit.hoststates import Host, at, bot, mass_mailer, scanner, spread, study_host
 
@@ -388,3 +391,23 @@ def test_the_detector_stores_each_hosts_sync_r() -> None:
     scan_only = evaluate(scanner(40).state(), CFG, now_us=NOW)
     assert scan_only.verdicts == ("smb-scan",)
     assert scan_only.sync_r is None
+
+
+def test_top_prefixes_rank_by_count_then_bytes_and_escape_every_prefix() -> None:
+    rng = random.Random(9)
+    alphabet = [b"m", b"a", b"i", b"l", b"\x1b", b"\xff", b"[", b"\\", b'"', b"\xc2\x85"]
+    for _ in range(50):
+        prefixes: dict[bytes, int] = {}
+        for _ in range(rng.randrange(0, 60)):
+            p = b"".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 4)))[:5]
+            prefixes[p] = rng.randrange(1, 5)
+        by_len: dict[int, list[tuple[bytes, int]]] = {}
+        for p, c in prefixes.items():
+            by_len.setdefault(len(p), []).append((p, c))
+        want = {
+            str(n): [
+                [name_text(p), c] for p, c in sorted(items, key=lambda pc: (-pc[1], pc[0]))[:5]
+            ]
+            for n, items in sorted(by_len.items())
+        }
+        assert top_prefixes(prefixes) == want

@@ -38,7 +38,7 @@ from wormwatch.model import (
     HostState,
 )
 from wormwatch.periods import F64, Periods, build_periods
-from wormwatch.text import iso_time, name_text
+from wormwatch.text import iso_time, name_text, names_text
 
 SYN_COLS = [C_SYN135, C_SYN139, C_SYN445]
 _N_SAMPLES = 5
@@ -172,12 +172,13 @@ def top_prefixes(prefixes: dict[bytes, int], n: int = _N_TOP_PREFIXES) -> dict[s
     by_len: dict[int, list[tuple[bytes, int]]] = {}
     for p, count in prefixes.items():
         by_len.setdefault(len(p), []).append((p, count))
-    return {
-        str(length): [
-            [name_text(p), int(c)] for p, c in sorted(items, key=lambda pc: (-pc[1], pc[0]))[:n]
-        ]
+    tops = {
+        length: sorted(items, key=lambda pc: (-pc[1], pc[0]))[:n]
         for length, items in sorted(by_len.items())
     }
+    # every prefix shown escaped in one pass (nearly all are plain ASCII)
+    texts = iter(names_text([p for top in tops.values() for p, _ in top]))
+    return {str(length): [[next(texts), int(c)] for _, c in top] for length, top in tops.items()}
 
 
 def _r_squared_many(n: F64, sa: F64, sk: F64, saa: F64, skk: F64, sak: F64) -> F64:
@@ -274,7 +275,7 @@ def _storm_evidence(
             "distinct_names_total": int(st.totals[C_NAMES_NEW]),
         },
         "top_prefixes": top_prefixes(st.prefixes),
-        "sample_names": [name_text(n) for n in st.sample_names[:_N_SAMPLES]],
+        "sample_names": names_text(st.sample_names[:_N_SAMPLES]),
     }
     return strength, evidence
 
