@@ -50,7 +50,6 @@ TESTED_ELSEWHERE: dict[str, tuple[str, str]] = {
     "kernels/fragpool.py": ("test_reassemble.py", "the slot pool of the reassembly kernel"),
     "kernels/probing.py": ("test_reassemble.py", "index deletion, through both slot tables"),
     "cluster/broker.py": ("cluster/test_run.py", "a NATS server for the sensors"),
-    "cluster/consume.py": ("cluster/test_run.py", "central's consumer, end to end"),
     "cluster/publisher.py": ("cluster/test_run.py", "a sensor's publisher, end to end"),
     "cluster/sensor.py": ("cluster/test_run.py", "the sensor mode, end to end"),
     "cluster/settings.py": ("cluster/test_central.py", "the [cluster] configuration"),

@@ -48,7 +48,12 @@ from wormwatch.cluster.top import top_record
 from wormwatch.delta import Delta, DeltaError, decode
 from wormwatch.errors import WormwatchError
 
-FETCH = 256
+FETCH = 256  # messages one fetch asks for, at most
+# Bytes one fetch may have the broker push at once. The central reads nothing from
+# its socket while it applies a batch, and nats-server closes a client whose unread
+# bytes pass its max_pending (64 MB by default) as a slow consumer: 256 parts of a
+# busy bin (~100 MB) did, and what was in flight came again after the ack wait (30 s).
+FETCH_BYTES = 24 << 20
 FETCH_WAIT_S = 0.5
 TOP_EVERY_S = 2.0
 
@@ -123,6 +128,7 @@ class Consumer:
         self._top: KeyValue | None = None
         self._js: JetStreamContext | None = None
         self._pending_bytes = 0
+        self._batch = FETCH
 
     async def run(self, stop: asyncio.Event) -> None:
         """Set up, catch up, then consume until ``stop`` is set."""
@@ -131,7 +137,8 @@ class Consumer:
         try:
             check_version(nc)
             js = self._js = nc.jetstream(timeout=JS_TIMEOUT_S)
-            self._pending_bytes = _pending_bytes(nc)
+            self._batch = fetch_batch(int(nc.max_payload))
+            self._pending_bytes = _pending_bytes(nc, self._batch)
             await ensure_streams(js, cluster, self.central.cfg.window_s)
             self._kv, self._top = await buckets(js)
             await nc.subscribe(f"{HEARTBEAT_SUBJECT}.*", cb=self._on_heartbeat)
@@ -239,7 +246,7 @@ class Consumer:
 
     async def _fetch(self, sub: JetStreamContext.PullSubscription) -> list[Msg]:
         try:
-            return list(await sub.fetch(FETCH, timeout=FETCH_WAIT_S))
+            return list(await sub.fetch(self._batch, timeout=FETCH_WAIT_S))
         except nats.errors.TimeoutError:
             return []
 
@@ -312,8 +319,16 @@ class Consumer:
                 self.central.heartbeat(fields)
 
 
-def _pending_bytes(nc: Client) -> int:
-    """Room for two whole fetches of the largest messages the broker takes.
+def fetch_batch(max_payload: int) -> int:
+    """Messages per fetch: :data:`FETCH`, or fewer, so that a fetch of the largest
+    messages the broker takes stays within :data:`FETCH_BYTES` (24 at the default
+    ``max_payload`` of 1 MiB; two fetches in flight, one of them a lingering pull
+    the client gave up on, stay under the broker's default ``max_pending``)."""
+    return max(1, min(FETCH, FETCH_BYTES // max(max_payload, 1)))
+
+
+def _pending_bytes(nc: Client, batch: int) -> int:
+    """Room for two whole fetches of ``batch`` of the largest messages the broker takes.
 
     nats-py drops a message that would take a subscription past its pending bytes
     (256 MB by default) as a slow consumer, and the broker sends it again only after
@@ -321,7 +336,7 @@ def _pending_bytes(nc: Client) -> int:
     that, and its lost parts arrived 30 s late. A pull consumer holds at most the
     messages of the fetches it asked for, so this bound is the real one.
     """
-    return 2 * FETCH * max(int(nc.max_payload), 1 << 20)
+    return 2 * batch * max(int(nc.max_payload), 1 << 20)
 
 
 async def _quiet(call: Awaitable[object]) -> None:
