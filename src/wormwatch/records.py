@@ -106,6 +106,10 @@ def host_record(view: HostView, bin_s: int) -> dict[str, object]:
     answers the host received: ``total``, ``nxdomain``, ``error`` (other error
     RCODEs), ``nx_domains`` (distinct NXDOMAIN registrable domains)),
     ``sample_nx_names`` and, for a flagged host, ``evidence``.
+
+    The summary writes hosts without a verdict through a twin of this that skips
+    the dict (:func:`wormwatch.present.sinks.summary.host_lines`): a key added
+    here goes there too (a test holds the two equal byte for byte).
     """
     st = view.state
     t = st.totals.tolist()

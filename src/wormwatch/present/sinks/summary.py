@@ -74,7 +74,7 @@ def host_lines(views: list[HostView], bin_s: int) -> bytes:
     ``encode_line(host_record(view, bin_s))`` writes them.
 
     A host without a verdict (nearly every host) is formatted straight from its
-    state, without the record dict and the JSON encoder (a third of the time);
+    state, without the record dict and the JSON encoder (half the time);
     a flagged host, whose evidence is free-form, goes the general way. The
     tests hold the two equal byte for byte, odd names included.
     """
