@@ -100,15 +100,7 @@ def test_a_flagged_host_keeps_its_verdict_and_alert_across_evictions() -> None:
     assert judge.tracker.n_tracked == 1
 
 
-def test_only_hosts_the_keyword_storm_could_fire_on_get_their_name_prefixes(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Prefixes serve the keyword storm alone: a mass mailer (names, but no keyword
-    A queries) is judged without them, and the storm host's verdict is that of a
-    full read-out."""
-    cfg = load_config(None)
-    judge = Judge(cfg)
-    agg = Aggregator(protect=judge.protected)
+def _storm_and_mailer(agg: Aggregator, judge: Judge) -> tuple[str, str]:
     storm, mailer = "192.0.2.10", "192.0.2.25"
     rows = [(MIN_US + i * 3_000_000, storm, "198.51.100.53", KIND_DNS, 53, 1,
              f"{('mail', 'smtp', 'relay')[i % 3]}{i}.example.com".encode())
@@ -117,20 +109,72 @@ def test_only_hosts_the_keyword_storm_could_fire_on_get_their_name_prefixes(
               f"example{i}.net".encode())
              for i in range(40)]  # fmt: skip
     _ingest(agg, judge, rows)
+    return storm, mailer
+
+
+def _spy(monkeypatch: pytest.MonkeyPatch, cfg: object) -> dict[str, tuple[bool, Verdict]]:
+    """(read with prefixes?, verdict) of each host the judge evaluates."""
     seen: dict[str, tuple[bool, Verdict]] = {}
 
-    def spy(state: HostState, cfg: object, *, now_us: int, **kw: object) -> Verdict:
-        verdict = evaluate(state, load_config(None), now_us=now_us, **kw)  # type: ignore[arg-type]
+    def spy(state: HostState, _cfg: object, *, now_us: int, **kw: object) -> Verdict:
+        verdict = evaluate(state, cfg, now_us=now_us, **kw)  # type: ignore[arg-type]
         seen[state.addr] = (bool(state.prefixes), verdict)
         return verdict
 
     monkeypatch.setattr(judge_mod, "evaluate", spy)
-    judge.judge(agg)
-    assert {addr: had for addr, (had, _) in seen.items()} == {storm: True, mailer: False}
-    assert seen[storm][1].verdicts == ("keyword-storm",)
-    assert seen[mailer][1].verdicts == ("mx-client",)
+    return seen
+
+
+def test_name_prefixes_are_read_for_the_alerts_evidence_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Prefixes serve the keyword storm's evidence alone (with every keyword
+    weighing 1): no host is judged with them, yet the storm's alert, the one
+    judge call that makes no alert, and the views all carry the evidence of a
+    full read-out, top prefixes included."""
+    cfg = load_config(None)
+    judge = Judge(cfg)
+    agg = Aggregator(protect=judge.protected)
+    storm, mailer = _storm_and_mailer(agg, judge)
+    seen = _spy(monkeypatch, cfg)
+    alerts = judge.judge(agg)
+    assert {addr: had for addr, (had, _) in seen.items()} == {storm: False, mailer: False}
     ids = [agg.find(*addr_words(a)) for a in (storm, mailer)]
-    full = agg.host_states(ids)  # type: ignore[arg-type]
-    assert full[1].prefixes  # the mailer has prefixes: the judge did not read them
-    for state in full:
-        assert evaluate(state, cfg, now_us=agg.now_us) == seen[state.addr][1]
+    full = {st.addr: st for st in agg.host_states(ids)}  # type: ignore[arg-type]
+    assert full[storm].prefixes
+    assert full[mailer].prefixes
+    expect = {a: evaluate(st, cfg, now_us=agg.now_us) for a, st in full.items()}
+    assert expect[storm].verdicts == ("keyword-storm",)
+    assert expect[mailer].verdicts == ("mx-client",)
+    assert {a["src_ip"]: a["evidence"] for a in alerts} == {
+        a: v.evidence for a, v in expect.items()
+    }
+    assert expect[storm].evidence["keyword-storm"]["top_prefixes"]  # type: ignore[index]
+    # judged again: nothing is news, nothing built; the views still explain
+    seen.clear()
+    assert judge.judge(agg) == []
+    assert all(v.explain is not None and not v.evidence for _, v in seen.values())
+    views = {v.state.addr: v.verdict for v in judge.host_views(agg)}
+    assert views == expect
+    assert [views[a].evidence for a in (storm, mailer)] == [
+        expect[a].evidence for a in (storm, mailer)
+    ]
+
+
+def test_keyword_weights_make_the_storm_read_its_prefixes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With a keyword weighing other than 1 the storm's score depends on the
+    prefixes: the hosts it could fire on are judged with them, the others not."""
+    cfg = dataclasses.replace(load_config(None), keyword_weights={"mail": 0.5, "smtp": 2.0})
+    judge = Judge(cfg)
+    agg = Aggregator(protect=judge.protected)
+    storm, mailer = _storm_and_mailer(agg, judge)
+    seen = _spy(monkeypatch, cfg)
+    alerts = judge.judge(agg)
+    assert {addr: had for addr, (had, _) in seen.items()} == {storm: True, mailer: False}
+    ids = [agg.find(*addr_words(a)) for a in (storm, mailer)]
+    for state in agg.host_states(ids):  # type: ignore[arg-type]
+        full = evaluate(state, cfg, now_us=agg.now_us)
+        assert seen[state.addr][1].score == full.score
+        assert [a["evidence"] for a in alerts if a["src_ip"] == state.addr] == [full.evidence]

@@ -71,31 +71,41 @@ class AlertTracker:
             raw += 1
         return raw
 
+    def is_news(self, host: int, verdict: Verdict) -> bool:
+        """Whether :meth:`update` would make an alert of this verdict (the judge
+        builds a verdict's evidence only then)."""
+        return self._change(host, verdict) is not None
+
     def update(
         self, host: int, addr: str, verdict: Verdict, ts_us: int
     ) -> dict[str, object] | None:
         """The alert for this evaluation of ``host`` (address ``addr``), or
         None when nothing changed."""
+        change = self._change(host, verdict)
+        if change is None:
+            return None
+        reason, band = change
         prev = self._seen.get(host)
-        names = tuple(verdict.verdicts)
-        if prev is None:
-            if not names:
-                return None
-            band = self.band(verdict.score)
-            self._seen[host] = _Seen(names, band, verdict.score)
-            return self._record(addr, verdict, ts_us, "new", band, None)
-        if not names:
+        if reason == "cleared":
             del self._seen[host]
-            return self._record(addr, verdict, ts_us, "cleared", self.band(verdict.score), prev)
+        else:
+            self._seen[host] = _Seen(tuple(verdict.verdicts), band, verdict.score)
+        return self._record(addr, verdict, ts_us, reason, band, prev)
+
+    def _change(self, host: int, verdict: Verdict) -> tuple[str, int] | None:
+        """(reason, band) of the alert this verdict makes of ``host``, or None."""
+        prev = self._seen.get(host)
+        names = verdict.verdicts
+        if prev is None:
+            return ("new", self.band(verdict.score)) if names else None
+        if not names:
+            return "cleared", self.band(verdict.score)
         band = self.band(verdict.score, prev.band)
         if set(names) != set(prev.verdicts):
-            reason = "verdicts-changed"
-        elif band != prev.band:
-            reason = "band-changed"
-        else:
-            return None
-        self._seen[host] = _Seen(names, band, verdict.score)
-        return self._record(addr, verdict, ts_us, reason, band, prev)
+            return "verdicts-changed", band
+        if band != prev.band:
+            return "band-changed", band
+        return None
 
     def renumber(self, renumbering: Renumbering) -> None:
         """Follow the aggregate's new host ids; an evicted host is forgotten

@@ -64,7 +64,8 @@ def bot_sync(w: Window, st: HostState, cfg: Config) -> Result:
     if fit is None:
         return None
     pw = w.sub(p, fit.period)
-    evidence: dict[str, object] = {
+    strength = min(1.0, (fit.r - bs.min_r) / (1.0 - bs.min_r)) if bs.min_r < 1.0 else 1.0
+    return strength, lambda _prefixes: {
         "mx_queries": int(pw.col(C_MX).sum()),
         "syns": int(pw.series[:, SYN_COLS].sum()),
         "r": round(fit.r, 4),
@@ -77,8 +78,6 @@ def bot_sync(w: Window, st: HostState, cfg: Config) -> Result:
         "period": pw.period(),
         "series": sync_series(pw),
     }
-    strength = min(1.0, (fit.r - bs.min_r) / (1.0 - bs.min_r)) if bs.min_r < 1.0 else 1.0
-    return strength, evidence
 
 
 def sync_evidence(

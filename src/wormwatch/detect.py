@@ -31,6 +31,7 @@ from wormwatch.model import (
     C_SYN445,
     C_SYN_DST_NEW,
     N_COUNTERS,
+    Explain,
     HostState,
     Verdict,
 )
@@ -146,7 +147,12 @@ def _window(st: HostState, cfg: Config, now_us: int) -> Window:
 
 
 def evaluate(
-    state: HostState, cfg: Config, *, now_us: int, could: npt.NDArray[np.bool_] | None = None
+    state: HostState,
+    cfg: Config,
+    *,
+    now_us: int,
+    could: npt.NDArray[np.bool_] | None = None,
+    explain: bool = True,
 ) -> Verdict:
     """Score one host over the bins of the window ending at ``now_us``.
 
@@ -154,7 +160,11 @@ def evaluate(
     weight (``cfg.score.weights``), by its strength; the score is their sum,
     capped at 100. Evidence holds, per fired signal, what it was computed
     from, and ``score_parts`` the points each gave. ``could`` is the host's
-    row of :func:`could_fire` when the caller has it already.
+    row of :func:`could_fire` when the caller has it already. Without
+    ``explain`` the verdict's evidence is left to
+    :meth:`~wormwatch.model.Verdict.explained` (built from this evaluation
+    when asked); ``state.prefixes`` is then read only for a keyword storm's
+    configured keyword weights.
     """
     maybe = could_fire(state.totals, cfg)[0] if could is None else could
     names = [name for name, ok in zip(SIGNALS, maybe.tolist(), strict=True) if ok]
@@ -166,7 +176,7 @@ def evaluate(
     w = _window(state, cfg, now_us)
     if w.bins.shape[0] == 0:
         return Verdict()
-    fired: dict[str, tuple[float, dict[str, object]]] = {}
+    fired: dict[str, tuple[float, Explain]] = {}
     for name in names:
         if is_server and name in _SERVER_EXEMPT:
             continue
@@ -176,31 +186,29 @@ def evaluate(
     sync_r = _sync_r(w, cfg, fired.get("bot-sync")) if "bot-sync" in names else None
     if not fired:
         return Verdict(sync_r=sync_r)
-    add_combined_reading(fired)
     parts = {
         name: round(cfg.score.weights[name] * (0.5 + 0.5 * max(0.0, min(1.0, s))), 1)
         for name, (s, _) in fired.items()
     }
-    evidence: dict[str, object] = {
-        "window": {
-            "start": w.bin_time(int(w.bins[0])),
-            "end": iso_time(now_us),
-            "bin_s": cfg.bin_s,
-        },
-        "score_parts": parts,
-    }
-    evidence.update({name: ev for name, (_, ev) in fired.items()})
+
+    def build(prefixes: dict[bytes, int]) -> dict[str, object]:
+        by_signal = {name: ev(prefixes) for name, (_, ev) in fired.items()}
+        add_combined_reading(by_signal)
+        window = {"start": w.bin_time(int(w.bins[0])), "end": iso_time(now_us), "bin_s": cfg.bin_s}
+        return {"window": window, "score_parts": parts, **by_signal}
+
     score = round(min(100.0, sum(parts.values())), 1)
-    return Verdict(score=score, verdicts=tuple(fired), evidence=evidence, sync_r=sync_r)
+    verdict = Verdict(score=score, verdicts=tuple(fired), sync_r=sync_r, explain=build)
+    return verdict.explained(state.prefixes) if explain else verdict
 
 
-def _sync_r(w: Window, cfg: Config, fired: tuple[float, dict[str, object]] | None) -> float | None:
+def _sync_r(w: Window, cfg: Config, fired: tuple[float, Explain] | None) -> float | None:
     """The host's MX/SYN correlation: bot-sync's r when it fired, else the
     network-wide rule (:func:`~wormwatch.botsync.sync_evidence`) over the
     window's series, so the live table and the report show the detector's
     number for every host that could be a bot, flagged or not."""
     if fired is not None:
-        evidence: dict[str, object] | None = fired[1]
+        evidence: dict[str, object] | None = fired[1]({})
     else:
         syn = w.series[:, SYN_COLS].sum(axis=1)
         evidence = sync_evidence(w.bins, w.col(C_MX), syn, cfg)

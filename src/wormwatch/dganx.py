@@ -4,8 +4,8 @@ look machine-made (Conficker-style domain generation), computed over its bins in
 In: a :class:`~wormwatch.signals.Window` of the host's per-bin counters (the answer
 columns ``C_ANSWERS`` .. ``C_NX_SCORE`` the aggregate counts for the client an answer is
 sent to), its :class:`~wormwatch.model.HostState` and the
-:class:`~wormwatch.config.Config`. Out: None, or the signal's strength (0..1) and its
-evidence. :mod:`wormwatch.detect` scores it and adds the combined reading when the same
+:class:`~wormwatch.config.Config`. Out: None, or the signal's strength (0..1) and what
+builds its evidence. :mod:`wormwatch.detect` scores it and adds the combined reading when the same
 host also scans SMB. docs/DETECTION.md ("dga-nx") explains every threshold.
 """
 
@@ -64,7 +64,7 @@ def dga_nx(w: Window, st: HostState, cfg: Config) -> Result:
         + 0.25 * min(1.0, max(0.0, score_term))
     )
     peak = int(np.argmax(nx))
-    evidence: dict[str, object] = {
+    return strength, lambda _prefixes: {
         "nx_answers": n_nx,
         "answers": n_answers,
         "nx_share": round(share, 4),
@@ -79,11 +79,11 @@ def dga_nx(w: Window, st: HostState, cfg: Config) -> Result:
         **w.span(active),
         "sample_names": [name_text(n) for n in st.sample_nx_names[:_N_SAMPLES]],
     }
-    return strength, evidence
 
 
-def add_combined_reading(fired: dict[str, tuple[float, dict[str, object]]]) -> None:
-    """When dga-nx and smb-scan both fired, say so in both evidences."""
-    if SIGNAL in fired and "smb-scan" in fired:
-        fired[SIGNAL][1]["with_smb_scan"] = COMBINED_READING
-        fired["smb-scan"][1]["with_dga_nx"] = COMBINED_READING
+def add_combined_reading(evidence: dict[str, dict[str, object]]) -> None:
+    """When dga-nx and smb-scan both fired, say so in both evidences
+    (``evidence`` maps each fired signal to its evidence)."""
+    if SIGNAL in evidence and "smb-scan" in evidence:
+        evidence[SIGNAL]["with_smb_scan"] = COMBINED_READING
+        evidence["smb-scan"]["with_dga_nx"] = COMBINED_READING

@@ -24,7 +24,8 @@ from wormwatch.aggregate import Aggregator, Renumbering
 from wormwatch.alerts import AlertTracker
 from wormwatch.config import SIGNALS, Config
 from wormwatch.detect import could_fire, evaluate, network_evidence, network_sync
-from wormwatch.model import BOOL, I64, HostView, Verdict
+from wormwatch.model import BOOL, I64, HostState, HostView, Verdict
+from wormwatch.signals import weighs_keywords
 
 # hosts whose full state (name prefixes included) a ranking reads out
 TOP_HOSTS = 50
@@ -118,24 +119,41 @@ class Judge:
         now_us, mark = agg.now_us, agg.mark()
         if now_us < 0:
             return []
-        alerts: list[Alert] = []
-        # name prefixes serve the keyword storm only: read for the hosts it could fire on
         maybe = could_fire(agg.totals()[ids], self.cfg)
-        states = agg.host_states(ids, with_prefixes=maybe[:, _KEYWORD_STORM])
+        # name prefixes serve the keyword storm only, and its score only with
+        # configured keyword weights: otherwise they are read for its evidence,
+        # which is built only for the verdicts that make an alert
+        weighs = maybe[:, _KEYWORD_STORM] if weighs_keywords(self.cfg) else False
+        states = agg.host_states(ids, with_prefixes=weighs)
+        news: list[tuple[int, HostState, Verdict]] = []
         for state, idx, could in zip(states, ids.tolist(), maybe, strict=True):
-            verdict = evaluate(state, self.cfg, now_us=now_us, could=could)
+            verdict = evaluate(state, self.cfg, now_us=now_us, could=could, explain=False)
             self._scores[idx] = verdict.score
             self._verdicts[idx] = verdict
-            if alert:
-                record = self.tracker.update(idx, state.addr, verdict, now_us)
-                if record is not None:
-                    if self._annotate is not None:
-                        self._annotate(idx, record)
-                    alerts.append(record)
+            if alert and self.tracker.is_news(idx, verdict):
+                news.append((idx, state, verdict))
+        alerts = self._alerts(agg, news, now_us) if alert else []
         if alert:
             self._alert_mark = mark
             self.n_alerts += len(alerts)
         self._display_mark = mark
+        return alerts
+
+    def _alerts(
+        self, agg: Aggregator, news: list[tuple[int, HostState, Verdict]], now_us: int
+    ) -> list[Alert]:
+        """The alert records of the verdicts that are news, evidence built."""
+        storms = [i for i, st, v in news if "keyword-storm" in v.verdicts and not st.prefixes]
+        prefixes = agg.prefixes_of(np.array(storms, np.int64)) if storms else {}
+        alerts: list[Alert] = []
+        for idx, state, verdict in news:
+            explained = verdict.explained(prefixes.get(idx, state.prefixes))
+            self._verdicts[idx] = explained
+            record = self.tracker.update(idx, state.addr, explained, now_us)
+            if record is not None:
+                if self._annotate is not None:
+                    self._annotate(idx, record)
+                alerts.append(record)
         return alerts
 
     # -- read out -------------------------------------------------------------------
@@ -164,9 +182,19 @@ class Judge:
             for k, state in zip(want, full, strict=True):
                 states[k] = state
         return [
-            HostView(state, self._verdicts.get(idx, Verdict()))
+            HostView(state, self._explained(idx, state))
             for state, idx in zip(states, ids.tolist(), strict=True)
         ]
+
+    def _explained(self, idx: int, state: HostState) -> Verdict:
+        """Host ``idx``'s verdict with its evidence (built once, from the
+        evaluation that gave the verdict, with the prefixes of ``state``)."""
+        verdict = self._verdicts.get(idx)
+        if verdict is None:
+            return Verdict()
+        if verdict.explain is not None:
+            self._verdicts[idx] = verdict = verdict.explained(state.prefixes)
+        return verdict
 
     def flagged_counts(self) -> dict[str, int]:
         """How many judged hosts hold each verdict."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -330,6 +331,10 @@ class HostState:
     sample_nx_names: list[bytes] = field(default_factory=list)
 
 
+# builds the evidence of one evaluation, given the host's name-prefix counts
+Explain = Callable[[dict[bytes, int]], dict[str, object]]
+
+
 @dataclass(slots=True)
 class Verdict:
     """The detect stage's judgement of one host: a 0-100 score, the signal
@@ -341,12 +346,25 @@ class Verdict:
     for every host whose counts could make bot-sync fire; None otherwise.
     Presenters read it; nobody downstream computes it again. It is not part
     of any JSON record (those carry the evidence).
+
+    The judge re-evaluates flagged hosts at every bin boundary but writes an
+    alert only when a verdict is news, so it asks for verdicts without their
+    evidence and keeps ``explain``, which builds the evidence of this very
+    evaluation from the host's name-prefix counts: :meth:`explained` when an
+    alert or a presenter needs it.
     """
 
     score: float = 0.0
     verdicts: tuple[str, ...] = ()
     evidence: dict[str, object] = field(default_factory=dict)
     sync_r: float | None = None
+    explain: Explain | None = field(default=None, compare=False, repr=False)
+
+    def explained(self, prefixes: dict[bytes, int]) -> Verdict:
+        """This verdict with its evidence built (itself when it has it)."""
+        if self.explain is None:
+            return self
+        return Verdict(self.score, self.verdicts, self.explain(prefixes), self.sync_r)
 
 
 @dataclass(slots=True)

@@ -3,8 +3,10 @@
 In: a :class:`Window` (the host's bins and per-bin counters inside the
 evaluation window), its :class:`~wormwatch.model.HostState` and the
 :class:`~wormwatch.config.Config`. Out: per signal, None (did not fire) or
-its strength (0..1) and JSON-serialisable evidence. :mod:`wormwatch.detect`
-turns those into a score and verdicts; ``docs/DETECTION.md`` explains each.
+its strength (0..1) and a function that builds its JSON-serialisable evidence
+from the host's name-prefix counts (called only when an alert or a presenter
+needs the evidence). :mod:`wormwatch.detect` turns those into a score and
+verdicts; ``docs/DETECTION.md`` explains each.
 
 All numpy over bins; no per-packet work. Packet time and names become text
 through :mod:`wormwatch.text`.
@@ -35,6 +37,7 @@ from wormwatch.model import (
     C_SYN_DST_NEW,
     I64,
     SYN_PORTS,
+    Explain,
     HostState,
 )
 from wormwatch.periods import F64, Periods, build_periods
@@ -43,8 +46,8 @@ from wormwatch.text import iso_time, name_text, names_text
 SYN_COLS = [C_SYN135, C_SYN139, C_SYN445]
 _N_SAMPLES = 5
 _N_TOP_PREFIXES = 5
-# A fired signal's strength (0..1) and its evidence, or None.
-Result = tuple[float, dict[str, object]] | None
+# A fired signal's strength (0..1) and what builds its evidence when asked, or None.
+Result = tuple[float, Explain] | None
 # A label this long is encoded data, not a mail domain (RFC 1035 allows 63).
 _TUNNEL_LABEL_LEN = 32
 _TUNNEL_HEX_LEN = 16
@@ -149,15 +152,21 @@ def _max_keyword_weight(cfg: Config) -> float:
     return max([1.0, *(cfg.keyword_weights.get(k, 1.0) for k in cfg.keywords)])
 
 
+def weighs_keywords(cfg: Config) -> bool:
+    """Whether a keyword storm's strength reads the host's name prefixes (some
+    keyword weighs other than 1); otherwise only its evidence does."""
+    return any(cfg.keyword_weights.get(k, 1.0) != 1.0 for k in cfg.keywords)
+
+
 def _keyword_weight(prefixes: dict[bytes, int], cfg: Config) -> float:
     """Mean configured weight of the host's keyword queries (1.0 by default).
 
     Measured on the name-prefix counts (1..5 characters): hits of keywords
     longer than five characters cannot be counted there and are left out.
     """
-    weights = cfg.keyword_weights
-    if all(weights.get(k, 1.0) == 1.0 for k in cfg.keywords):
+    if not weighs_keywords(cfg):
         return 1.0
+    weights = cfg.keyword_weights
     n_hits = 0
     weighted = 0.0
     for k in cfg.keywords:
@@ -232,12 +241,10 @@ def keyword_storm(w: Window, st: HostState, cfg: Config) -> Result:
             ok &= _r_squared_many(n_active, *sums) >= ks.min_r2
     if not ok.any():
         return None
-    return _storm_evidence(w, w.sub(p, p.longest(ok)), st, cfg, weight)
+    return _storm(w, w.sub(p, p.longest(ok)), st, cfg, weight)
 
 
-def _storm_evidence(
-    w: Window, pw: Window, st: HostState, cfg: Config, weight: float
-) -> tuple[float, dict[str, object]]:
+def _storm(w: Window, pw: Window, st: HostState, cfg: Config, weight: float) -> Result:
     """Strength and evidence of a storm judged over the period ``pw`` of ``w``."""
     ks = cfg.keyword_storm
     a, kw_a = pw.col(C_A), pw.col(C_KW_A)
@@ -254,7 +261,7 @@ def _storm_evidence(
         + 0.25 * min(1.0, share_term)
         + 0.25 * (r2 if r2 is not None else 0.0)
     )
-    evidence: dict[str, object] = {
+    return strength, lambda prefixes: {
         "queries": n_queries,
         "a_queries": int(a.sum()),
         "keyword_a_queries": n_kw,
@@ -274,10 +281,9 @@ def _storm_evidence(
             "keyword_a_queries": int(w.col(C_KW_A).sum()),
             "distinct_names_total": int(st.totals[C_NAMES_NEW]),
         },
-        "top_prefixes": top_prefixes(st.prefixes),
+        "top_prefixes": top_prefixes(prefixes),
         "sample_names": names_text(st.sample_names[:_N_SAMPLES]),
     }
-    return strength, evidence
 
 
 def _is_encoded(label: bytes) -> bool:
@@ -317,7 +323,7 @@ def mx_client(w: Window, st: HostState, cfg: Config) -> Result:
     active = mx > 0
     rate = w.per_min(n_mx, int(active.sum()))
     strength = 0.7 * _saturate(n_domains, mc.min_domains) + 0.3 * _saturate(n_mx, mc.min_mx_queries)
-    evidence: dict[str, object] = {
+    return strength, lambda _prefixes: {
         "mx_queries": n_mx,
         "mx_domains": n_domains,
         "mx_domains_total": int(st.totals[C_MX_DOM_NEW]),
@@ -325,7 +331,6 @@ def mx_client(w: Window, st: HostState, cfg: Config) -> Result:
         **w.span(active),
         "sample_domains": [name_text(n) for n in st.sample_mx_names[:_N_SAMPLES]],
     }
-    return strength, evidence
 
 
 def smb_scan(w: Window, st: HostState, cfg: Config) -> Result:
@@ -340,7 +345,7 @@ def smb_scan(w: Window, st: HostState, cfg: Config) -> Result:
     active = per_bin > 0
     n_syn = int(per_bin.sum())
     peak = int(np.argmax(new))
-    evidence: dict[str, object] = {
+    return _saturate(n_targets, min_targets), lambda _prefixes: {
         "syn": {str(p): int(syns[:, i].sum()) for i, p in enumerate(SYN_PORTS)},
         "syns": n_syn,
         "targets": n_targets,
@@ -351,4 +356,3 @@ def smb_scan(w: Window, st: HostState, cfg: Config) -> Result:
         "peak_bin": w.bin_time(int(w.bins[peak])),
         **w.span(active),
     }
-    return _saturate(n_targets, min_targets), evidence

@@ -28,7 +28,7 @@ import numpy.typing as npt
 from wormwatch.aggregate.bins import BinRows
 from wormwatch.aggregate.columns import add_network, count_events, take_samples
 from wormwatch.aggregate.hosts import HostTable, Protect, Renumbering, activity
-from wormwatch.aggregate.readout import read_states
+from wormwatch.aggregate.readout import prefix_counts, read_states
 from wormwatch.answers import count_answers, host_words
 from wormwatch.dganame import Scored
 from wormwatch.kernels.counting import touch_hosts
@@ -301,6 +301,13 @@ class Aggregator:
             self._prefixes, prefix_ids,
             (self._samples, self._mx_samples, self._nx_samples),
         )  # fmt: skip
+
+    def prefixes_of(self, ids: I64) -> dict[int, dict[bytes, int]]:
+        """The name-prefix counts of hosts ``ids`` (as in :meth:`host_states`),
+        by host id; a host without any is left out."""
+        if self._prefixes is None or ids.shape[0] == 0:
+            return {}
+        return prefix_counts(self._prefixes, ids)
 
     def find(self, addr_hi: int, addr_lo: int) -> int | None:
         """The host id of an address, or None."""
