@@ -11,7 +11,10 @@ first run with an empty cache < 8 s; peak RSS no higher than before, 224 MB). Wi
 tcpdump the ratios are skipped with a message. Exits 0 either way: the targets are for
 humans, not CI.
 
-Usage: python -m scripts.bench.replay [--out DIR] [--packets N] [--repeat R]
+Usage: python -m scripts.bench.replay [--out DIR] [--packets N] [--span S] [--repeat R]
+
+``--span 3600`` spreads the packets over an hour of packet time: three times the bin
+boundaries the judge works at, with the flagged hosts judged again at each.
 """
 
 from __future__ import annotations
@@ -421,6 +424,12 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=default_out, help="cache of generated pcaps")
     parser.add_argument("--packets", type=int, default=2_000_000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--span",
+        type=float,
+        default=1200.0,
+        help="seconds of packet time the capture spans (more bin boundaries to judge at)",
+    )
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (best kept)")
     parser.add_argument(
         "--dpkt-packets", type=int, default=200_000, help="read by the dpkt reference"
@@ -429,7 +438,9 @@ def main() -> int:
     args = parser.parse_args()
     print(f"command: {' '.join(sys.argv)}\n{machine()}")
     t0 = time.perf_counter()
-    path, book, fresh = bulk.cached(args.out, n_packets=args.packets, seed=args.seed)
+    path, book, fresh = bulk.cached(
+        args.out, n_packets=args.packets, seed=args.seed, span_s=args.span
+    )
     how = f"generated in {time.perf_counter() - t0:.1f} s" if fresh else "cached"
     print(f"file: {path} ({how})\n{bulk.describe(book)}\n")
     tiny, _, _ = bulk.cached(args.out, n_packets=TINY_PACKETS, seed=args.seed)
