@@ -1,10 +1,11 @@
-"""The walker's relevance test never skips a packet the decoder would count.
+"""The walkers' relevance test never skips a packet the decoder would count.
 
 ``open_replay(..., skip_ignored=True)`` leaves out of the batches the frames that
 ``kernels.pcapwalk._is_ignored`` calls irrelevant; the decoder counts them as ``ignored``.
 That is only right if the decoder would have said ``ignored`` (no event, no problem, no
 fragment) for every one of them: checked frame by frame on every sample and real capture,
-the fuzz corpus and mutated frames, and replay by replay (events, statuses, byte counts).
+the fuzz corpus and mutated frames, and replay by replay (events, statuses, byte counts),
+for classic pcap and for pcapng (every packet block type, link types per interface).
 """
 
 from __future__ import annotations
@@ -24,7 +25,19 @@ from wormwatch.source.stdin import MAX_CAPLEN
 
 from testkit.decode_compare import FUZZ, Frame, capture_frames, corpus, kernel_decode_many
 from testkit.paths import DEMO, PCAPS, REAL_PCAPS
-from testkit.pcap import dpkt_records, is_udp, pcap_file, write_pcap
+from testkit.pcap import (
+    Record,
+    dpkt_records,
+    epb,
+    idb,
+    is_udp,
+    packet_block,
+    pcap_file,
+    shb,
+    spb,
+    write_pcap,
+    write_pcapng,
+)
 
 
 def _kept(frames: list[bytes], linktype: int) -> list[bool]:
@@ -129,9 +142,9 @@ def _replay(*paths: Path, skip: bool) -> tuple[dict[str, int], list[tuple[object
 
 
 def _captures() -> list[Path]:
-    paths = sorted(PCAPS.glob("*.pcap"))
+    paths = sorted(PCAPS.glob("*.pcap")) + sorted(PCAPS.glob("*.pcapng"))
     if REAL_PCAPS.is_dir():
-        paths += sorted(REAL_PCAPS.glob("*.pcap"))
+        paths += sorted(REAL_PCAPS.glob("*.pcap")) + sorted(REAL_PCAPS.glob("*.pcapng"))
     return paths
 
 
@@ -158,3 +171,64 @@ def test_merged_replay_with_skipping_equals_replay_without(tmp_path: Path) -> No
         n_skipped += batch.n_skipped
     source.close()
     assert 0 < n_skipped <= stats["ignored"]
+
+
+def _block_kinds(path: Path, records: list[Record]) -> Path:
+    """The records as pcapng, one interface of their link type, the packet block types
+    taking turns: Enhanced, obsolete Packet, Simple (no timestamp: the one before it)."""
+    blocks = [shb(), idb(records[0][3] if records else 1)]
+    for i, (ts, _, wire, _, data) in enumerate(records):
+        kind = i % 3
+        if kind == 0:
+            blocks.append(epb(0, ts, data, wirelen=wire))
+        elif kind == 1:
+            blocks.append(packet_block(0, ts, data))
+        else:
+            blocks.append(spb(data, wirelen=max(wire, len(data))))
+    path.write_bytes(b"".join(blocks))
+    return path
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in _captures() if p.suffix == ".pcap"], ids=lambda p: p.name
+)
+def test_pcapng_replay_with_skipping_equals_replay_without(path: Path, tmp_path: Path) -> None:
+    """Each capture rewritten as pcapng twice (Ethernet and raw IP interfaces mixed;
+    every packet block type in turn, a Simple Packet Block's timestamp being that of the
+    block before it, skipped or not): skipping changes nothing, and the walkers skip."""
+    records = dpkt_records(path)
+    for copy in (
+        write_pcapng(tmp_path / "mixed.pcapng", records)
+        if records and records[0][3] == 1
+        else None,
+        _block_kinds(tmp_path / "kinds.pcapng", records),
+    ):
+        if copy is None:
+            continue
+        stats, rows, packets = _replay(copy, skip=False)
+        assert _replay(copy, skip=True) == (stats, rows, packets)
+        assert packets == stats["packets"] == len(records)
+
+
+def test_pcapng_walker_skips_what_the_pcap_walker_skips(tmp_path: Path) -> None:
+    """The demo as pcapng: the walker leaves out the frames the pcap walker leaves out
+    (same counts, same bytes), and the replays agree with the pcap's."""
+    records = dpkt_records(DEMO)
+    copy = _block_kinds(tmp_path / "demo.pcapng", records)
+
+    def skipped(p: Path) -> tuple[int, int, int]:
+        source = open_replay([str(p)], skip_ignored=True)
+        n = n_skipped = skipped_bytes = 0
+        while (batch := source.read_batch(1000)) is not None:
+            n += batch.n
+            n_skipped += batch.n_skipped
+            skipped_bytes += batch.skipped_bytes
+        assert source.stats().bytes == sum(len(r[4]) for r in records)
+        source.close()
+        return n, n_skipped, skipped_bytes
+
+    assert skipped(copy) == skipped(DEMO)
+    assert skipped(DEMO)[1] > len(records) // 4
+    stats, _, packets = _replay(DEMO, skip=True)
+    assert _replay(copy, skip=True)[0] == stats
+    assert packets == len(records)

@@ -114,7 +114,7 @@ _INT32_MAX = 0x7FFF_FFFF
 TOUCH_AHEAD = 4096
 CACHE_LINE = 64
 
-# the ``walked`` array of walk_pcap: running totals the caller keeps
+# the ``walked`` array of both walkers: running totals the caller keeps
 W_RECORDS = 0  # records walked, kept or skipped
 W_BYTES = 1  # their captured bytes
 W_TOUCH = 2  # xor of the bytes touched ahead: stored, so the compiler keeps those loads
@@ -292,21 +292,9 @@ def walk_pcap(  # type: ignore[no-untyped-def]
 # longer than 60 lines: every pcapng block type is walked in this one loop
 @njit(cache=True, nogil=True)
 def walk_pcapng(  # type: ignore[no-untyped-def]
-    data,
-    pos,
-    is_big,
-    max_caplen,
-    if_linktypes,
-    if_muls,
-    if_divs,
-    if_offsets_us,
-    last_ts_us,
-    ts_us,
-    offsets,
-    caplens,
-    wirelens,
-    linktypes,
-):
+    data, pos, is_big, max_caplen, if_linktypes, if_muls, if_divs, if_offsets_us,
+    last_ts_us, skip, max_records, ts_us, offsets, caplens, wirelens, linktypes, walked,
+):  # fmt: skip
     """Index pcapng packet blocks of one section from ``pos`` until the outputs are full.
 
     A packet's timestamp in interface units ``t`` becomes
@@ -321,7 +309,12 @@ def walk_pcapng(  # type: ignore[no-untyped-def]
         if_linktypes, if_muls, if_divs, if_offsets_us: per interface of the current
             section, in order of their Interface Description Blocks.
         last_ts_us: timestamp of the previous packet (for Simple Packet Blocks).
-        ts_us, offsets, caplens, wirelens, linktypes: outputs, one row per packet.
+        skip: leave out the packets the decoder would surely call ``ignored``
+            (:func:`_is_ignored`, with their interface's link type): nothing is
+            written for them.
+        max_records: walk at most this many packets, kept or skipped.
+        ts_us, offsets, caplens, wirelens, linktypes: outputs, one row per packet kept.
+        walked: ``W_*`` totals, added to: packets walked and their captured bytes.
 
     Returns:
         (packets written, position of the next block, ``WALK_*`` status, last timestamp,
@@ -332,61 +325,99 @@ def walk_pcapng(  # type: ignore[no-untyped-def]
     n_if = if_linktypes.shape[0]
     n = 0
     n_unknown = 0
-    while n < n_max:
+    n_walked = 0
+    n_bytes = 0
+    touched = pos
+    touch = np.uint8(0)
+    status = WALK_FULL
+    while n < n_max and n_walked < max_records:
         if pos == end:
-            return n, pos, WALK_END, last_ts_us, n_unknown
+            status = WALK_END
+            break
+        stop = min(pos + TOUCH_AHEAD, end)
+        while touched < stop:
+            touch ^= data[touched]
+            touched += CACHE_LINE
         if pos + BLOCK_MIN > end:
-            return n, pos, WALK_TRUNCATED, last_ts_us, n_unknown
+            status = WALK_TRUNCATED
+            break
         btype = _u32(data, pos, is_big)
         blen = _u32(data, pos + 4, is_big)
         if btype == BT_SHB:
-            return n, pos, WALK_SECTION, last_ts_us, n_unknown
+            status = WALK_SECTION
+            break
         if blen < BLOCK_MIN or blen % 4 != 0:
-            return n, pos, WALK_BAD_LENGTH, last_ts_us, n_unknown
+            status = WALK_BAD_LENGTH
+            break
         if pos + blen > end:
-            return n, pos, WALK_TRUNCATED, last_ts_us, n_unknown
+            status = WALK_TRUNCATED
+            break
         if _u32(data, pos + blen - 4, is_big) != blen:
-            return n, pos, WALK_BAD_LENGTH, last_ts_us, n_unknown
+            status = WALK_BAD_LENGTH
+            break
         if btype == BT_IDB:
-            return n, pos, WALK_INTERFACE, last_ts_us, n_unknown
-        if btype in (BT_EPB, BT_PB):
+            status = WALK_INTERFACE
+            break
+        if btype == BT_EPB or btype == BT_PB:
             if blen < PACKET_BLOCK_MIN:
-                return n, pos, WALK_BAD_LENGTH, last_ts_us, n_unknown
+                status = WALK_BAD_LENGTH
+                break
             # the obsolete Packet Block has a 16-bit interface id and a 16-bit drop count
             iface = _u32(data, pos + 8, is_big) if btype == BT_EPB else _u16(data, pos + 8, is_big)
             if iface >= n_if:
-                return n, pos, WALK_BAD_INTERFACE, last_ts_us, n_unknown
+                status = WALK_BAD_INTERFACE
+                break
             caplen = _u32(data, pos + 20, is_big)
             if caplen > max_caplen or 28 + caplen > blen - 4:
-                return n, pos, WALK_BAD_LENGTH, last_ts_us, n_unknown
+                status = WALK_BAD_LENGTH
+                break
             ticks = (_u32(data, pos + 12, is_big) << 32) | _u32(data, pos + 16, is_big)
             mul = if_muls[iface]
             div = if_divs[iface]
             # split so that (ticks % div) * mul stays far from int64 overflow
             last_ts_us = (ticks // div) * mul + ((ticks % div) * mul) // div
             last_ts_us += if_offsets_us[iface]
-            ts_us[n] = last_ts_us
-            offsets[n] = pos + 28
-            caplens[n] = caplen
-            wirelens[n] = min(_u32(data, pos + 24, is_big), _INT32_MAX)
-            linktypes[n] = if_linktypes[iface]
-            n += 1
+            start = pos + 28
+            wirelen = _u32(data, pos + 24, is_big)
+            linktype = if_linktypes[iface]
         elif btype == BT_SPB:
             if blen < SIMPLE_BLOCK_MIN:
-                return n, pos, WALK_BAD_LENGTH, last_ts_us, n_unknown
+                status = WALK_BAD_LENGTH
+                break
             if n_if == 0:
-                return n, pos, WALK_BAD_INTERFACE, last_ts_us, n_unknown
+                status = WALK_BAD_INTERFACE
+                break
             wirelen = _u32(data, pos + 8, is_big)
             caplen = min(wirelen, blen - SIMPLE_BLOCK_MIN)
             if caplen > max_caplen:
-                return n, pos, WALK_BAD_LENGTH, last_ts_us, n_unknown
-            ts_us[n] = last_ts_us
-            offsets[n] = pos + 12
-            caplens[n] = caplen
-            wirelens[n] = min(wirelen, _INT32_MAX)
-            linktypes[n] = if_linktypes[0]
-            n += 1
-        elif btype not in (BT_NRB, BT_ISB, BT_JOURNAL, BT_DSB, BT_CUSTOM, BT_CUSTOM_NOCOPY):
-            n_unknown += 1
+                status = WALK_BAD_LENGTH
+                break
+            start = pos + 12
+            linktype = if_linktypes[0]
+        else:
+            if not (
+                btype == BT_NRB
+                or btype == BT_ISB
+                or btype == BT_JOURNAL
+                or btype == BT_DSB
+                or btype == BT_CUSTOM
+                or btype == BT_CUSTOM_NOCOPY
+            ):
+                n_unknown += 1
+            pos += blen
+            continue
         pos += blen
-    return n, pos, WALK_FULL, last_ts_us, n_unknown
+        n_walked += 1
+        n_bytes += caplen
+        if skip and _is_ignored(data, start, start + caplen, linktype):
+            continue
+        ts_us[n] = last_ts_us
+        offsets[n] = start
+        caplens[n] = caplen
+        wirelens[n] = min(wirelen, _INT32_MAX)
+        linktypes[n] = linktype
+        n += 1
+    walked[W_RECORDS] += n_walked
+    walked[W_BYTES] += n_bytes
+    walked[W_TOUCH] ^= touch
+    return n, pos, status, last_ts_us, n_unknown

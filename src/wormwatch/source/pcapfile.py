@@ -62,10 +62,10 @@ def open_replay(
     Args:
         paths: pcap or pcapng files; ``-`` (at most once) reads standard input.
         concatenate: read the files one after the other instead of merging them.
-        skip_ignored: leave out of the batches the packets of classic pcap files that
-            the decoder would surely call ``ignored``, counting them in ``n_skipped``
-            (``kernels.pcapwalk``): the walker tests them while it reads, so they cost
-            no decoding and no per-packet writes.
+        skip_ignored: leave out of the batches the packets of the files (pcap and
+            pcapng) that the decoder would surely call ``ignored``, counting them in
+            ``n_skipped`` (``kernels.pcapwalk``): the walkers test them while they read,
+            so they cost no decoding and no per-packet writes.
 
     Returns:
         A source implementing ``wormwatch.source.Source``.
@@ -101,7 +101,8 @@ def warm_up(*, pcap: bool = True, pcapng: bool = True) -> None:
     s = PcapngSections()
     walk_pcapng(
         record[:0], 0, False, MAX_CAPLEN, s.linktypes, s.muls, s.divs, s.offsets_us, 0,
-        out.ts_us, out.offsets, out.caplens, out.wirelens, out.linktypes,
+        True, 1, out.ts_us, out.offsets, out.caplens, out.wirelens, out.linktypes,
+        np.zeros(N_WALKED, np.int64),
     )  # fmt: skip
 
 
@@ -194,7 +195,7 @@ def open_part(
 ) -> _MappedFile:
     """A walker over one checked file (mapped here unless ``mapped`` is given)."""
     if header.is_pcapng:
-        return _PcapngPart(header, warnings, mapped=mapped)
+        return _PcapngPart(header, warnings, skip_ignored=skip_ignored, mapped=mapped)
     return _PcapPart(header, warnings, skip_ignored=skip_ignored, mapped=mapped)
 
 
@@ -334,39 +335,34 @@ class _PcapPart(_MappedFile):
 class _PcapngPart(_MappedFile):
     """A pcapng file: sections, interfaces and packet blocks."""
 
-    def __init__(self, header: Header, warnings: list[str], *, mapped: Mapped | None) -> None:
+    def __init__(
+        self, header: Header, warnings: list[str], *, skip_ignored: bool, mapped: Mapped | None
+    ) -> None:
         super().__init__(header, warnings, mapped)
+        self._skip = skip_ignored
         self._sections = PcapngSections()
         self._last_ts_us = 0
         self._n_unknown = 0
 
     def read(self, max_packets: int) -> Batch | None:
+        """Walks up to ``max_packets`` packet blocks (fewer packets when some are skipped)."""
         if self._mapped is None:
             return None
         self._release_behind()
         data = self._data
         out = Records.allocate(max_packets)
+        walked = np.zeros(N_WALKED, np.int64)
         n = 0
-        while n < max_packets:
+        while (n_walked := int(walked[W_RECORDS])) < max_packets:
             s = self._sections
             k, self.pos, status, self._last_ts_us, n_unknown = walk_pcapng(
-                data,
-                self.pos,
-                s.is_big,
-                MAX_CAPLEN,
-                s.linktypes,
-                s.muls,
-                s.divs,
-                s.offsets_us,
-                self._last_ts_us,
-                out.ts_us[n:],
-                out.offsets[n:],
-                out.caplens[n:],
-                out.wirelens[n:],
-                out.linktypes[n:],
-            )
+                data, self.pos, s.is_big, MAX_CAPLEN, s.linktypes, s.muls, s.divs,
+                s.offsets_us, self._last_ts_us, self._skip, max_packets - n_walked,
+                out.ts_us[n:], out.offsets[n:], out.caplens[n:], out.wirelens[n:],
+                out.linktypes[n:], walked,
+            )  # fmt: skip
             n += k
-            self._n_packets += k
+            self._n_packets += int(walked[W_RECORDS]) - n_walked
             self._n_unknown += n_unknown
             if status == WALK_SECTION:
                 step = s.read_section(self._buffer, self.pos, self._size)
@@ -384,7 +380,8 @@ class _PcapngPart(_MappedFile):
                 self._stop(WALK_END)
                 break
             self.pos = step
-        return out.batch(data, n)
+        kept_bytes = int(out.caplens[:n].sum(dtype=np.int64))
+        return out.batch(data, n, int(walked[W_RECORDS]) - n, int(walked[W_BYTES]) - kept_bytes)
 
     def _describe_bad_length(self) -> str:
         if self._mapped is None:
