@@ -29,6 +29,8 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import mmap
+import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +52,7 @@ from scripts.bench.bulk_frames import (
     Plan,
     write_pcap,
 )
+from testkit.pcap import LINKTYPE_ETHERNET, idb, shb
 
 GEN_VERSION = 4  # bump when the output for the same parameters changes (cache key)
 START_S = 1_767_225_600  # 2026-01-01T00:00:00Z
@@ -376,6 +379,39 @@ def cached(
     if path.exists() and side.exists():
         return path, json.loads(side.read_text()), False
     return path, generate(path, n_packets=n_packets, seed=seed, span_s=span_s), True
+
+
+def as_pcapng(path: Path) -> Path:
+    """The generated pcap as pcapng beside it (``.pcapng``; written once): one Ethernet
+    interface, microsecond timestamps, an Enhanced Packet Block per record, as
+    ``editcap -F pcapng`` writes it (the format Wireshark saves by default)."""
+    out = path.with_suffix(".pcapng")
+    if out.exists():
+        return out
+    tmp = out.with_name(out.name + ".part")
+    with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as raw:
+        size = len(raw)
+        with tmp.open("wb") as w:
+            w.write(shb() + idb(LINKTYPE_ETHERNET))
+            pos, parts = 24, []
+            while pos + 16 <= size:
+                sec, usec, caplen, wirelen = struct.unpack_from("<IIII", raw, pos)
+                ticks = sec * 1_000_000 + usec
+                pad = -caplen % 4
+                length = 32 + caplen + pad
+                head = (6, length, 0, ticks >> 32, ticks & 0xFFFF_FFFF, caplen, wirelen)
+                parts += (
+                    struct.pack("<7I", *head),
+                    raw[pos + 16 : pos + 16 + caplen],
+                    bytes(pad) + struct.pack("<I", length),
+                )
+                pos += 16 + caplen
+                if len(parts) >= 30_000:
+                    w.write(b"".join(parts))
+                    parts.clear()
+            w.write(b"".join(parts))
+    tmp.replace(out)
+    return out
 
 
 def describe(book: dict[str, Any]) -> str:

@@ -11,7 +11,8 @@ first run with an empty cache < 8 s; peak RSS no higher than before, 224 MB). Wi
 tcpdump the ratios are skipped with a message. Exits 0 either way: the targets are for
 humans, not CI.
 
-Usage: python -m scripts.bench.replay [--out DIR] [--packets N] [--span S] [--repeat R]
+Usage: python -m scripts.bench.replay [--out DIR] [--packets N] [--span S] [--pcapng]
+       [--repeat R]
 
 ``--span 3600`` spreads the packets over an hour of packet time: three times the bin
 boundaries the judge works at, with the flagged hosts judged again at each.
@@ -316,7 +317,8 @@ def measure(path: Path, tiny: Path, book: dict[str, Any], args: argparse.Namespa
         problems = compare_summary(read_summary(summary), book)
         print("in process, stage by stage ...", flush=True)
         stage_rows, warm_note, pairs = stage_rates(path, repeat)
-        stage_rows += walk_rows(path)  # the walker alone, on a fresh and a used mapping
+        if path.suffix == ".pcap":
+            stage_rows += walk_rows(path)  # the walker alone, on a fresh and a used mapping
         print("tcpdump ...", flush=True)
         tcpdump, tcpdump_note = tcpdump_row(path, n, repeat, tmp)
     print("dpkt ...", flush=True)
@@ -432,6 +434,11 @@ def main() -> int:
     )
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (best kept)")
     parser.add_argument(
+        "--pcapng",
+        action="store_true",
+        help="replay a pcapng copy of the capture (tcpdump reads the same copy)",
+    )
+    parser.add_argument(
         "--dpkt-packets", type=int, default=200_000, help="read by the dpkt reference"
     )
     parser.add_argument("--profile", action="store_true", help="also cProfile one Pipeline.run")
@@ -441,6 +448,8 @@ def main() -> int:
     path, book, fresh = bulk.cached(
         args.out, n_packets=args.packets, seed=args.seed, span_s=args.span
     )
+    if args.pcapng:
+        path = bulk.as_pcapng(path)
     how = f"generated in {time.perf_counter() - t0:.1f} s" if fresh else "cached"
     print(f"file: {path} ({how})\n{bulk.describe(book)}\n")
     tiny, _, _ = bulk.cached(args.out, n_packets=TINY_PACKETS, seed=args.seed)
