@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
-import mmap
 import struct
 import time
 from dataclasses import dataclass
@@ -389,27 +388,27 @@ def as_pcapng(path: Path) -> Path:
     if out.exists():
         return out
     tmp = out.with_name(out.name + ".part")
-    with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as raw:
-        size = len(raw)
-        with tmp.open("wb") as w:
-            w.write(shb() + idb(LINKTYPE_ETHERNET))
-            pos, parts = 24, []
-            while pos + 16 <= size:
-                sec, usec, caplen, wirelen = struct.unpack_from("<IIII", raw, pos)
-                ticks = sec * 1_000_000 + usec
-                pad = -caplen % 4
-                length = 32 + caplen + pad
-                head = (6, length, 0, ticks >> 32, ticks & 0xFFFF_FFFF, caplen, wirelen)
-                parts += (
-                    struct.pack("<7I", *head),
-                    raw[pos + 16 : pos + 16 + caplen],
-                    bytes(pad) + struct.pack("<I", length),
-                )
-                pos += 16 + caplen
-                if len(parts) >= 30_000:
-                    w.write(b"".join(parts))
-                    parts.clear()
-            w.write(b"".join(parts))
+    # read, not mapped: a mapping would leave this process's peak RSS at the file's size,
+    # and every child it starts after that reports that peak as its own (vfork + exec)
+    with path.open("rb") as f, tmp.open("wb") as w:
+        w.write(shb() + idb(LINKTYPE_ETHERNET))
+        f.read(24)
+        parts: list[bytes] = []
+        while len(header := f.read(16)) == 16:
+            sec, usec, caplen, wirelen = struct.unpack("<IIII", header)
+            ticks = sec * 1_000_000 + usec
+            pad = -caplen % 4
+            length = 32 + caplen + pad
+            head = (6, length, 0, ticks >> 32, ticks & 0xFFFF_FFFF, caplen, wirelen)
+            parts += (
+                struct.pack("<7I", *head),
+                f.read(caplen),
+                bytes(pad) + struct.pack("<I", length),
+            )
+            if len(parts) >= 30_000:
+                w.write(b"".join(parts))
+                parts.clear()
+        w.write(b"".join(parts))
     tmp.replace(out)
     return out
 
