@@ -5,11 +5,15 @@
 That is only right if the decoder would have said ``ignored`` (no event, no problem, no
 fragment) for every one of them: checked frame by frame on every sample and real capture,
 the fuzz corpus and mutated frames, and replay by replay (events, statuses, byte counts),
-for classic pcap and for pcapng (every packet block type, link types per interface).
+for classic pcap and for pcapng (every packet block type, link types per interface),
+from files and from standard input (a real pipe).
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -232,3 +236,74 @@ def test_pcapng_walker_skips_what_the_pcap_walker_skips(tmp_path: Path) -> None:
     stats, _, packets = _replay(DEMO, skip=True)
     assert _replay(copy, skip=True)[0] == stats
     assert packets == len(records)
+
+
+# standard input through a real pipe: (decode stats, events, packets, batches, skipped)
+STDIN_REPLAY = """
+import json, sys
+import wormwatch.source.stdin as stdin
+from wormwatch.decode import Decoder
+from wormwatch.source.pcapfile import open_replay
+# a generous wait for more bytes: the batches do not depend on this machine's load
+stdin._FILL_WAIT_S = float(sys.argv[1])
+source = open_replay(["-"], skip_ignored=True)
+decoder = Decoder()
+rows, n_batches, n_skipped = [], 0, 0
+while (batch := source.read_batch(16384)) is not None:
+    n_batches += 1
+    n_skipped += batch.n_skipped
+    ev = decoder.decode(batch)
+    for i in range(ev.n):
+        rows.append([int(ev.ts_us[i]), int(ev.src_hi[i]), int(ev.src_lo[i]), int(ev.dst_hi[i]),
+                     int(ev.dst_lo[i]), int(ev.kind[i]), int(ev.dport[i]), int(ev.sport[i]),
+                     int(ev.qtype[i]), int(ev.status[i]),
+                     bytes(ev.names[i, : ev.name_lens[i]]).hex()])
+print(json.dumps([decoder.stats.as_dict(), rows, source.stats().packets, n_batches, n_skipped]))
+"""
+
+
+def _replay_piped(path: Path, wait_s: float = 0.2) -> tuple[object, ...]:
+    with subprocess.Popen(["cat", str(path)], stdout=subprocess.PIPE) as cat:
+        done = subprocess.run(
+            [sys.executable, "-c", STDIN_REPLAY, str(wait_s)],
+            stdin=cat.stdout,
+            capture_output=True,
+            check=True,
+            timeout=300,
+        )
+    return tuple(json.loads(done.stdout))
+
+
+def _stdin_captures() -> list[Path]:
+    names = [
+        "honeynet_attack-trace.pcap",
+        "tcpdump_802.1ad_QinQ.pcap",
+        "zeek_ipv6-fragmented-dns.pcap",
+    ]
+    return [DEMO, *(REAL_PCAPS / n for n in names if (REAL_PCAPS / n).exists())]
+
+
+@pytest.mark.parametrize("path", _stdin_captures(), ids=lambda p: p.name)
+def test_stdin_replay_with_skipping_equals_the_file_without(path: Path) -> None:
+    stats, rows, packets = _replay(path, skip=False)
+    got_stats, got_rows, got_packets, _, n_skipped = _replay_piped(path)
+    assert (got_stats, got_packets) == (stats, packets)
+    as_lists = [[*r[:-1], r[-1].hex()] for r in rows]  # type: ignore[union-attr]
+    assert got_rows == as_lists
+    assert n_skipped <= stats["ignored"]
+    if path == DEMO:
+        assert n_skipped > packets // 4
+
+
+def test_a_fast_writer_fills_large_batches(tmp_path: Path) -> None:
+    """cat keeps the pipe full but never ahead of the reader: a batch still waits for
+    a few MiB, so nearly every batch holds the 16,384 packets asked for (not one pipe's
+    worth: ~20 MB of packets used to come in ~300 batches)."""
+    records = dpkt_records(DEMO)
+    step = records[-1][0] - records[0][0] + 1
+    many = [(ts + k * step, *rest) for k in range(10) for ts, *rest in records]
+    path = write_pcap(tmp_path / "ten.pcap", many)  # type: ignore[arg-type]
+    assert path.stat().st_size > 16 << 20
+    _, _, packets, n_batches, _ = _replay_piped(path)
+    assert packets == len(many)
+    assert n_batches <= -(-packets // 16384) + 3

@@ -63,7 +63,8 @@ def open_replay(
         paths: pcap or pcapng files; ``-`` (at most once) reads standard input.
         concatenate: read the files one after the other instead of merging them.
         skip_ignored: leave out of the batches the packets of the files (pcap and
-            pcapng) that the decoder would surely call ``ignored``, counting them in
+            pcapng) and of a classic pcap stream on standard input that the decoder
+            would surely call ``ignored``, counting them in
             ``n_skipped`` (``kernels.pcapwalk``): the walkers test them while they read,
             so they cost no decoding and no per-packet writes.
 
@@ -128,7 +129,10 @@ class ReplaySource:
         # checked first, so that a bad path fails before standard input is waited for
         headers = {path: check_file(path) for path in paths if path != STDIN_PATH}
         self._pending: list[Header | StdinPart] = [
-            StdinPart(self._warnings) if path == STDIN_PATH else headers[path] for path in paths
+            StdinPart(self._warnings, skip_ignored=skip_ignored)
+            if path == STDIN_PATH
+            else headers[path]
+            for path in paths
         ]
         self._pending.reverse()
         self._current: _Part | None = None

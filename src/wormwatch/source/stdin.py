@@ -16,15 +16,25 @@ reports no original length, so ``wirelens`` equals ``caplens`` for it.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import select
 import signal
+import stat
 
 import numpy as np
 import pcapy
 
 from wormwatch.errors import WormwatchError
-from wormwatch.kernels.pcapwalk import N_WALKED, WALK_BAD_LENGTH, WALK_END, WALK_FULL, walk_pcap
+from wormwatch.kernels.pcapwalk import (
+    N_WALKED,
+    W_BYTES,
+    W_RECORDS,
+    WALK_BAD_LENGTH,
+    WALK_END,
+    WALK_FULL,
+    walk_pcap,
+)
 from wormwatch.model import Batch
 
 STDIN_PATH = "-"
@@ -46,6 +56,14 @@ PCAP_FILE_HEADER = 24
 STDIN_BATCH = 256
 _CHUNK = 1 << 20
 _FILL_BYTES = 8 << 20
+# A fast writer (cat, tcpdump -r) keeps a 64 KiB pipe full but never ahead: after the
+# first bytes, a fill waits this long for more before it hands out what it has, so that
+# batches are not one pipe's worth of packets (1,700 batches for 2M packets, each paying
+# the aggregate's fixed cost); a writer that trickles waits this much per batch at most.
+_FILL_WAIT_S = 0.002
+# what the pipe is asked to hold (Linux F_SETPIPE_SZ; an unprivileged process may ask up
+# to /proc/sys/fs/pipe-max-size, 1 MiB by default): fewer, larger reads
+_PIPE_BYTES = 1 << 20
 _META_FIELDS = 4  # next_batch's packed meta: native uint32 sec, usec, offset, caplen
 
 
@@ -68,12 +86,15 @@ class StdinPart:
     pipe that carries no capture fails here, before any packet of the replay is read.
     """
 
-    def __init__(self, warnings: list[str], fd: int = 0) -> None:
+    def __init__(self, warnings: list[str], fd: int = 0, *, skip_ignored: bool = False) -> None:
         """Opens standard input as a capture.
 
         Args:
             warnings: the replay's warning list; problems met later are appended to it.
             fd: the file descriptor to read (standard input).
+            skip_ignored: leave out of a classic pcap stream's batches the packets the
+                decoder would surely call ``ignored``, as for files
+                (``wormwatch.source.pcapfile.open_replay``).
 
         Raises:
             WormwatchError: standard input is a terminal or does not carry a capture.
@@ -92,7 +113,7 @@ class StdinPart:
                     "standard input is not a readable pcap capture (it ends inside the "
                     f"file header: {len(head)} of {PCAP_FILE_HEADER} bytes); the capture is cut"
                 )
-            self._part = _PcapStream(fd, head, warnings)
+            self._part = _PcapStream(fd, head, warnings, skip_ignored=skip_ignored)
         elif magic == PCAPNG_MAGIC:
             self._part = _PcapngStream(fd, head, warnings)
         else:
@@ -111,20 +132,34 @@ class StdinPart:
         self._part.close()
 
 
+def _read_only(data: np.ndarray) -> np.ndarray:
+    """``data`` made read-only, as a mapped file's bytes: the walker is compiled for
+    those (a writable array would compile it a second time)."""
+    data.flags.writeable = False
+    return data
+
+
 class _PcapStream:
     """A classic pcap stream, indexed in chunks by the numba walker."""
 
-    def __init__(self, fd: int, head: bytes, warnings: list[str]) -> None:
+    def __init__(
+        self, fd: int, head: bytes, warnings: list[str], *, skip_ignored: bool = False
+    ) -> None:
         self._fd = fd
         self._is_big, self._is_nano = PCAP_MAGICS[int.from_bytes(head[:4], "little")]
         raw_linktype = head[20:24]
         value = int.from_bytes(raw_linktype, "big" if self._is_big else "little")
         self._linktype = value & 0xFFFF  # the upper bits carry FCS information
+        self._skip_as = self._linktype if skip_ignored else -1
         self._warnings = warnings
-        self._buf = b""
+        # the bytes read and not yet walked (a view of the last fill's buffer)
+        self._buf = _read_only(np.zeros(0, np.uint8))
         self._is_eof = False
         self._is_done = False
         self._n_packets = 0
+        if stat.S_ISFIFO(os.fstat(fd).st_mode):
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
 
     def read(self, max_packets: int) -> Batch | None:
         ts_us = np.empty(max_packets, np.int64)
@@ -132,17 +167,20 @@ class _PcapStream:
         caplens = np.empty(max_packets, np.int32)
         wirelens = np.empty(max_packets, np.int32)
         while not self._is_done:
-            data = np.frombuffer(self._buf, np.uint8)
+            data = self._buf
+            walked = np.zeros(N_WALKED, np.int64)
             n, pos, status = walk_pcap(
-                data, 0, self._is_big, self._is_nano, MAX_CAPLEN, -1, max_packets,
-                ts_us, offsets, caplens, wirelens, np.zeros(N_WALKED, np.int64),
+                data, 0, self._is_big, self._is_nano, MAX_CAPLEN, self._skip_as, max_packets,
+                ts_us, offsets, caplens, wirelens, walked,
             )  # fmt: skip
+            n_walked = int(walked[W_RECORDS])
             if status == WALK_BAD_LENGTH:
-                self._stop(f"impossible record length after {self._n_packets + n} packets")
-            if n:
-                self._n_packets += n
+                self._stop(f"impossible record length after {self._n_packets + n_walked} packets")
+            if n_walked:
+                self._n_packets += n_walked
                 # the batch keeps the old buffer alive; the rest (under one chunk) moves on
                 self._buf = self._buf[pos:]
+                kept_bytes = int(caplens[:n].sum(dtype=np.int64))
                 return Batch(
                     data=data,
                     ts_us=ts_us[:n],
@@ -150,6 +188,8 @@ class _PcapStream:
                     caplens=caplens[:n],
                     wirelens=wirelens[:n],
                     linktypes=np.full(n, self._linktype, np.int32),
+                    n_skipped=n_walked - n,
+                    skipped_bytes=int(walked[W_BYTES]) - kept_bytes,
                 )
             if status == WALK_FULL or self._is_done:
                 continue
@@ -163,20 +203,23 @@ class _PcapStream:
 
     def _fill(self) -> None:
         """Append what the pipe holds: block for the first bytes, then take more while
-        more is ready at once, up to a few MiB (big batches when the writer is fast,
-        no waiting when it trickles)."""
-        parts = [self._buf]
-        size = 0
-        while size < _FILL_BYTES:
-            chunk = os.read(self._fd, _CHUNK)
-            if not chunk:
+        more comes within ``_FILL_WAIT_S``, up to a few MiB (big batches when the writer
+        is fast, little waiting when it trickles). Read straight into a new buffer (the
+        batches handed out keep theirs), after the bytes not walked yet."""
+        rest = self._buf.shape[0]
+        buf = np.empty(rest + _FILL_BYTES + _CHUNK, np.uint8)
+        buf[:rest] = self._buf
+        view = memoryview(buf)  # type: ignore[arg-type]
+        size = rest
+        while size - rest < _FILL_BYTES:
+            got = os.readv(self._fd, [view[size : size + _CHUNK]])
+            if not got:
                 self._is_eof = True
                 break
-            parts.append(chunk)
-            size += len(chunk)
-            if not select.select([self._fd], [], [], 0)[0]:
+            size += got
+            if not select.select([self._fd], [], [], _FILL_WAIT_S)[0]:
                 break
-        self._buf = b"".join(parts)
+        self._buf = _read_only(buf[:size])
 
     def _stop(self, what: str) -> None:
         self._warnings.append(f"{STDIN_NAME}: {what}; the packets before it were read")
