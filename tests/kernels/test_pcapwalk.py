@@ -279,8 +279,24 @@ def _stdin_captures() -> list[Path]:
         "honeynet_attack-trace.pcap",
         "tcpdump_802.1ad_QinQ.pcap",
         "zeek_ipv6-fragmented-dns.pcap",
+        "zeek_pcapng-multi-interface.pcapng",
     ]
-    return [DEMO, *(REAL_PCAPS / n for n in names if (REAL_PCAPS / n).exists())]
+    return [
+        DEMO,
+        PCAPS / "multi_if.pcapng",
+        *(REAL_PCAPS / n for n in names if (REAL_PCAPS / n).exists()),
+    ]
+
+
+def test_stdin_pcapng_replay_with_skipping_equals_the_file_without(tmp_path: Path) -> None:
+    """The demo as pcapng (Enhanced, Packet and Simple Packet Blocks in turn) through a
+    pipe: as the pcap file, with the bulk left out by the walker."""
+    copy = _block_kinds(tmp_path / "demo.pcapng", dpkt_records(DEMO))
+    stats, rows, packets = _replay(copy, skip=False)
+    got_stats, got_rows, got_packets, _, n_skipped = _replay_piped(copy)
+    assert (got_stats, got_packets) == (stats, packets)
+    assert got_rows == [[*r[:-1], r[-1].hex()] for r in rows]  # type: ignore[union-attr]
+    assert n_skipped > packets // 4
 
 
 @pytest.mark.parametrize("path", _stdin_captures(), ids=lambda p: p.name)

@@ -3,14 +3,14 @@
 bytes on file descriptor 0 -> **this module** -> ``Batch`` -> ``wormwatch.source.pcapfile``
 chains it with the other files of the replay.
 
-A pipe cannot be memory-mapped. A classic pcap stream is read in chunks and indexed by the
-same numba walker as files (``kernels.pcapwalk.walk_pcap``), so a stream cut inside a record
-keeps every whole packet before the cut, with a warning. (pcapy-ng's ``next_batch`` raises
-for the whole batch a cut record falls in, dropping the packets before it: that is why
-classic pcap does not go through libpcap here.) A pcapng stream goes to pcapy-ng
-(``open_offline``) through a pipe that first replays the bytes already read to tell the
-format; libpcap accepts pcapng there when every interface has the same link type, and
-reports no original length, so ``wirelens`` equals ``caplens`` for it.
+A pipe cannot be memory-mapped. A stream is read in chunks of a few MiB and indexed by the
+same numba walkers as files (``kernels.pcapwalk.walk_pcap``, ``walk_pcapng``), skipping
+what the decoder would surely call ignored as they do, so a stream cut inside a record
+keeps every whole packet before the cut, with a warning, and a pcapng stream may mix link
+types as a pcapng file may. (pcapy-ng's ``next_batch`` raised for the whole batch a cut
+record falls in, dropping the packets before it, refused pcapng streams of several link
+types, and read 256 packets at a time: that is why neither format goes through libpcap
+here.)
 """
 
 from __future__ import annotations
@@ -19,23 +19,26 @@ import contextlib
 import fcntl
 import os
 import select
-import signal
 import stat
 
 import numpy as np
-import pcapy
 
 from wormwatch.errors import WormwatchError
 from wormwatch.kernels.pcapwalk import (
     N_WALKED,
     W_BYTES,
     W_RECORDS,
+    WALK_BAD_INTERFACE,
     WALK_BAD_LENGTH,
     WALK_END,
     WALK_FULL,
+    WALK_INTERFACE,
+    WALK_SECTION,
     walk_pcap,
+    walk_pcapng,
 )
-from wormwatch.model import Batch
+from wormwatch.model import Batch, Records
+from wormwatch.source.pcapng import PcapngSections
 
 STDIN_PATH = "-"
 STDIN_NAME = "stdin"
@@ -51,9 +54,9 @@ PCAP_MAGICS = {
 }
 PCAPNG_MAGIC = 0x0A0D0D0A  # a Section Header Block's type, the same in either byte order
 PCAP_FILE_HEADER = 24
-# pcapng through libpcap: next_batch raises for a whole batch at a cut record, so small
-# batches lose fewer packets there (and 256 was measured faster than 4096: DESIGN.md)
-STDIN_BATCH = 256
+# a pcapng block longer than this is corrupt (libpcap's limit, MAX_BLOCKSIZE): a stream
+# does not buffer more than this waiting for the rest of one block
+MAX_BLOCK_BYTES = 16 << 20
 _CHUNK = 1 << 20
 _FILL_BYTES = 8 << 20
 # A fast writer (cat, tcpdump -r) keeps a 64 KiB pipe full but never ahead: after the
@@ -64,7 +67,6 @@ _FILL_WAIT_S = 0.002
 # what the pipe is asked to hold (Linux F_SETPIPE_SZ; an unprivileged process may ask up
 # to /proc/sys/fs/pipe-max-size, 1 MiB by default): fewer, larger reads
 _PIPE_BYTES = 1 << 20
-_META_FIELDS = 4  # next_batch's packed meta: native uint32 sec, usec, offset, caplen
 
 
 def _read_upto(fd: int, n: int) -> bytes:
@@ -115,7 +117,7 @@ class StdinPart:
                 )
             self._part = _PcapStream(fd, head, warnings, skip_ignored=skip_ignored)
         elif magic == PCAPNG_MAGIC:
-            self._part = _PcapngStream(fd, head, warnings)
+            self._part = _PcapngStream(fd, head, warnings, skip_ignored=skip_ignored)
         else:
             seen = f"unknown format, first bytes {head[:4].hex(' ')}" if head else "it is empty"
             raise WormwatchError(
@@ -130,6 +132,35 @@ class StdinPart:
     def close(self) -> None:
         """Stops reading; later reads return None."""
         self._part.close()
+
+
+def _fill(fd: int, rest: np.ndarray) -> tuple[np.ndarray, bool]:
+    """``rest`` and what the pipe holds after it, and whether the stream ended: block
+    for the first bytes, then take more while more comes within ``_FILL_WAIT_S``, up to
+    a few MiB (big batches when the writer is fast, little waiting when it trickles).
+    Read straight into a new buffer (the batches handed out keep theirs)."""
+    n_rest = rest.shape[0]
+    buf = np.empty(n_rest + _FILL_BYTES + _CHUNK, np.uint8)
+    buf[:n_rest] = rest
+    view = memoryview(buf)  # type: ignore[arg-type]
+    size = n_rest
+    is_eof = False
+    while size - n_rest < _FILL_BYTES:
+        got = os.readv(fd, [view[size : size + _CHUNK]])
+        if not got:
+            is_eof = True
+            break
+        size += got
+        if not select.select([fd], [], [], _FILL_WAIT_S)[0]:
+            break
+    return _read_only(buf[:size]), is_eof
+
+
+def _ask_for_a_large_pipe(fd: int) -> None:
+    """Fewer, larger reads (``_PIPE_BYTES``) when standard input is a pipe."""
+    if stat.S_ISFIFO(os.fstat(fd).st_mode):
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
 
 
 def _read_only(data: np.ndarray) -> np.ndarray:
@@ -157,9 +188,7 @@ class _PcapStream:
         self._is_eof = False
         self._is_done = False
         self._n_packets = 0
-        if stat.S_ISFIFO(os.fstat(fd).st_mode):
-            with contextlib.suppress(OSError):
-                fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+        _ask_for_a_large_pipe(fd)
 
     def read(self, max_packets: int) -> Batch | None:
         ts_us = np.empty(max_packets, np.int64)
@@ -198,28 +227,8 @@ class _PcapStream:
                     self._stop(f"truncated record after {self._n_packets} packets")
                 self._is_done = True
                 break
-            self._fill()
+            self._buf, self._is_eof = _fill(self._fd, self._buf)
         return None
-
-    def _fill(self) -> None:
-        """Append what the pipe holds: block for the first bytes, then take more while
-        more comes within ``_FILL_WAIT_S``, up to a few MiB (big batches when the writer
-        is fast, little waiting when it trickles). Read straight into a new buffer (the
-        batches handed out keep theirs), after the bytes not walked yet."""
-        rest = self._buf.shape[0]
-        buf = np.empty(rest + _FILL_BYTES + _CHUNK, np.uint8)
-        buf[:rest] = self._buf
-        view = memoryview(buf)  # type: ignore[arg-type]
-        size = rest
-        while size - rest < _FILL_BYTES:
-            got = os.readv(self._fd, [view[size : size + _CHUNK]])
-            if not got:
-                self._is_eof = True
-                break
-            size += got
-            if not select.select([self._fd], [], [], _FILL_WAIT_S)[0]:
-                break
-        self._buf = _read_only(buf[:size])
 
     def _stop(self, what: str) -> None:
         self._warnings.append(f"{STDIN_NAME}: {what}; the packets before it were read")
@@ -230,79 +239,100 @@ class _PcapStream:
 
 
 class _PcapngStream:
-    """A pcapng stream, read by libpcap through a pipe that starts with ``head``.
+    """A pcapng stream, indexed in chunks by the numba walker as pcapng files are; its
+    Section Header and Interface Description Blocks are read in Python
+    (``wormwatch.source.pcapng``), each once it is whole in the buffer."""
 
-    A child process feeds the pipe: libpcap blocks on it while holding the GIL, so
-    a feeding thread in this process could never run.
-    """
-
-    def __init__(self, fd: int, head: bytes, warnings: list[str]) -> None:
-        read_end, write_end = os.pipe()
-        self._feeder = os.fork()
-        if self._feeder == 0:  # the child: copy, then leave without cleanup handlers
-            code = 0
-            try:
-                os.close(read_end)
-                os.write(write_end, head)
-                while chunk := os.read(fd, _CHUNK):
-                    os.write(write_end, chunk)
-            except OSError:
-                code = 1  # the reader went away: nothing left to feed
-            finally:
-                os._exit(code)
-        os.close(write_end)
-        try:
-            self._reader = pcapy.open_offline(f"/dev/fd/{read_end}")
-        except pcapy.PcapError as err:
-            self._reap()
-            raise WormwatchError(
-                f"standard input is not a readable pcapng capture ({err}); "
-                "libpcap reads pcapng from a pipe only when all its interfaces have one "
-                "link type: save it to a file and replay the file"
-            ) from err
-        finally:
-            os.close(read_end)
-        self._linktype = int(self._reader.datalink())
+    def __init__(
+        self, fd: int, head: bytes, warnings: list[str], *, skip_ignored: bool = False
+    ) -> None:
+        self._fd = fd
         self._warnings = warnings
+        self._skip = skip_ignored
+        self._sections = PcapngSections()
+        self._last_ts_us = 0
+        self._n_unknown = 0
         self._n_packets = 0
+        self._buf = _read_only(np.frombuffer(head, np.uint8).copy())
+        self._is_eof = False
         self._is_done = False
-
-    def _reap(self) -> None:
-        if self._feeder > 0:
-            with contextlib.suppress(ChildProcessError):
-                os.kill(self._feeder, signal.SIGTERM)
-                os.waitpid(self._feeder, 0)
-            self._feeder = 0
+        _ask_for_a_large_pipe(fd)
 
     def read(self, max_packets: int) -> Batch | None:
-        if self._is_done:
-            return None
-        try:
-            raw, meta = self._reader.next_batch(min(max_packets, STDIN_BATCH))
-        except pcapy.PcapError as err:
-            self._warnings.append(
-                f"{STDIN_NAME}: read error after {self._n_packets} packets ({err}); "
-                "the packets before it were read"
-            )
-            self.close()
-            return None
-        if not meta:
-            self.close()
-            return None
-        fields = np.frombuffer(meta, dtype=np.uint32).reshape(-1, _META_FIELDS)
-        caplens = fields[:, 3].astype(np.int32)
-        self._n_packets += fields.shape[0]
-        return Batch(
-            data=np.frombuffer(raw, dtype=np.uint8),
-            ts_us=fields[:, 0].astype(np.int64) * 1_000_000 + fields[:, 1],
-            offsets=fields[:, 2].astype(np.int64),
-            caplens=caplens,
-            wirelens=caplens.copy(),
-            linktypes=np.full(fields.shape[0], self._linktype, dtype=np.int32),
-        )
+        out = Records.allocate(max_packets)
+        while not self._is_done:
+            data = self._buf
+            walked = np.zeros(N_WALKED, np.int64)
+            n, pos = self._walk(data, max_packets, out, walked)
+            n_walked = int(walked[W_RECORDS])
+            self._n_packets += n_walked
+            if n_walked:
+                # the batch keeps this buffer alive; what is left moves on
+                self._buf = data[pos:]
+                kept_bytes = int(out.caplens[:n].sum(dtype=np.int64))
+                return out.batch(data, n, n_walked - n, int(walked[W_BYTES]) - kept_bytes)
+            self._buf = data[pos:]
+            if self._is_done:
+                break
+            if self._is_eof:
+                if self._buf.shape[0]:
+                    self._stop(f"truncated block after {self._n_packets} packets")
+                self._is_done = True
+                break
+            if self._buf.shape[0] >= MAX_BLOCK_BYTES:
+                self._stop(f"a block longer than 16 MiB after {self._n_packets} packets")
+                break
+            self._buf, self._is_eof = _fill(self._fd, self._buf)
+        return None
+
+    def _walk(
+        self, data: np.ndarray, max_packets: int, out: Records, walked: np.ndarray
+    ) -> tuple[int, int]:
+        """Walks the buffer's whole blocks: (packets kept, position of the first block
+        not walked). Stops early when a block runs past the buffer (more is read)."""
+        n = pos = 0
+        size = int(data.shape[0])
+        buf = memoryview(data)  # type: ignore[arg-type]
+        while (n_walked := int(walked[W_RECORDS])) < max_packets:
+            s = self._sections
+            k, pos, status, self._last_ts_us, n_unknown = walk_pcapng(
+                data, pos, s.is_big, MAX_CAPLEN, s.linktypes, s.muls, s.divs, s.offsets_us,
+                self._last_ts_us, self._skip, max_packets - n_walked, out.ts_us[n:],
+                out.offsets[n:], out.caplens[n:], out.wirelens[n:], out.linktypes[n:], walked,
+            )  # fmt: skip
+            n += k
+            self._n_unknown += n_unknown
+            if status == WALK_SECTION:
+                step = s.read_section(buf, pos, size)
+                if step == "section header truncated" and not self._is_eof:
+                    break  # the rest of the block is still in the pipe
+            elif status == WALK_INTERFACE:
+                step = s.read_interface(buf, pos)
+            else:
+                after = self._n_packets + int(walked[W_RECORDS])
+                if status == WALK_BAD_LENGTH:
+                    self._stop(f"impossible block length after {after} packets")
+                elif status == WALK_BAD_INTERFACE:
+                    self._stop(
+                        f"a packet block after {after} packets names an interface that no "
+                        "interface description block described"
+                    )
+                break
+            if isinstance(step, str):
+                after = self._n_packets + int(walked[W_RECORDS])
+                self._stop(f"{step} after {after} packets")
+                break
+            pos = step
+        return n, pos
+
+    def _stop(self, what: str) -> None:
+        self._warnings.append(f"{STDIN_NAME}: {what}; the packets before it were read")
+        self._is_done = True
 
     def close(self) -> None:
-        if not self._is_done:
-            self._is_done = True
-            self._reader.close()
-            self._reap()
+        if self._n_unknown:
+            self._warnings.append(
+                f"{STDIN_NAME}: skipped {self._n_unknown} pcapng blocks of unknown type"
+            )
+            self._n_unknown = 0
+        self._is_done = True
