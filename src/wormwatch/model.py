@@ -331,8 +331,7 @@ class HostState:
     sample_nx_names: list[bytes] = field(default_factory=list)
 
 
-# builds the evidence of one evaluation, given the host's name-prefix counts
-Explain = Callable[[dict[bytes, int]], dict[str, object]]
+Explain = Callable[[dict[bytes, int]], dict[str, object]]  # name prefixes -> evidence
 
 
 @dataclass(slots=True)
@@ -345,13 +344,9 @@ class Verdict:
     (bot-sync's r when it fired, else the same rule over the window's series),
     for every host whose counts could make bot-sync fire; None otherwise.
     Presenters read it; nobody downstream computes it again. It is not part
-    of any JSON record (those carry the evidence).
-
-    The judge re-evaluates flagged hosts at every bin boundary but writes an
-    alert only when a verdict is news, so it asks for verdicts without their
-    evidence and keeps ``explain``, which builds the evidence of this very
-    evaluation from the host's name-prefix counts: :meth:`explained` when an
-    alert or a presenter needs it.
+    of any JSON record (those carry the evidence). ``explain`` builds this
+    evaluation's evidence, from the host's name-prefix counts, when an alert or
+    a presenter needs it (:meth:`explained`; most verdicts are not news).
     """
 
     score: float = 0.0

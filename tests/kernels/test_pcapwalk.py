@@ -1,7 +1,7 @@
 """The walkers' relevance test never skips a packet the decoder would count.
 
 ``open_replay(..., skip_ignored=True)`` leaves out of the batches the frames that
-``kernels.pcapwalk._is_ignored`` calls irrelevant; the decoder counts them as ``ignored``.
+``kernels.prefilter.is_ignored`` calls irrelevant; the decoder counts them as ``ignored``.
 That is only right if the decoder would have said ``ignored`` (no event, no problem, no
 fragment) for every one of them: checked frame by frame on every sample and real capture,
 the fuzz corpus and mutated frames, and replay by replay (events, statuses, byte counts),

@@ -42,6 +42,7 @@ TESTED_ELSEWHERE: dict[str, tuple[str, str]] = {
     "aggregate/merge.py": ("test_delta.py", "merging deltas into an aggregate"),
     "kernels/eventlog.py": ("present/sinks/test_events.py", "the event-log line kernel"),
     "kernels/merge.py": ("source/test_merge.py", "the k-way merge of capture files"),
+    "kernels/prefilter.py": ("kernels/test_pcapwalk.py", "the walkers' test, frame by frame"),
     "kernels/counting.py": ("test_aggregate.py", "a batch counted, through Aggregator"),
     "kernels/cacheload.py": ("test_warmup.py", "cache loads and checks, through warm_up"),
     "kernels/dnstcp.py": ("test_decode.py", "DNS over TCP segments"),

@@ -1,9 +1,11 @@
 """Numba walkers that index pcap and pcapng records in place, without copying a byte.
 
-file bytes (a read-only ``uint8`` view of the memory-mapped file) -> **these kernels** ->
-per record: timestamp (us), offset of the packet bytes in the file, captured and original
-length (and, for pcapng, the link type of the record's interface) ->
-``wormwatch.source.pcapfile`` wraps them into a ``Batch`` for the decode stage.
+file bytes (a read-only ``uint8`` view of the memory-mapped file, or of standard input read
+in chunks) -> **these kernels** -> per record kept: timestamp (us), offset of the packet
+bytes in the file, captured and original length (and, for pcapng, the link type of the
+record's interface) -> ``wormwatch.source.pcapfile`` wraps them into a ``Batch`` for the
+decode stage. Records the decoder would surely call ``ignored`` can be left out as they
+are walked (``kernels.prefilter``), only counted.
 
 Each kernel fills the output arrays from index 0 up to their length, starting at a file
 position, and returns ``(count, next position, status)``. A status other than
@@ -24,51 +26,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from wormwatch.kernels.headers import (
-    ETH_LEN,
-    ETH_P_8021AD,
-    ETH_P_8021Q,
-    ETH_P_IP,
-    ETH_P_IPV6,
-    ETH_P_PPP_SES,
-    ETH_P_QINQ1,
-    ETH_TYPE_OFF,
-    IP6_LEN,
-    IP6_NXT_OFF,
-    IP6_PLEN_OFF,
-    IP_FRAG_OFF,
-    IP_LEN_MIN,
-    IP_MF,
-    IP_OFFMASK,
-    IP_PROTO_AH,
-    IP_PROTO_DSTOPTS,
-    IP_PROTO_FRAGMENT,
-    IP_PROTO_HOPOPTS,
-    IP_PROTO_MOBILITY,
-    IP_PROTO_OFF,
-    IP_PROTO_ROUTING,
-    IP_PROTO_TCP,
-    IP_PROTO_UDP,
-    IP_TOTAL_LEN_OFF,
-    MAX_VLAN_TAGS,
-    PORT_DNS,
-    PORT_MSRPC,
-    PORT_NETBIOS_SSN,
-    PORT_SMB,
-    TCP_DOFF_OFF,
-    TCP_DPORT_OFF,
-    TCP_FLAGS_END,
-    TCP_FLAGS_OFF,
-    TCP_LEN_MIN,
-    TH_ACK,
-    TH_SYN,
-    UDP_DPORT_OFF,
-    UDP_LEN,
-    UDP_ULEN_OFF,
-    VLAN_LEN,
-    VLAN_TYPE_OFF,
-)
-from wormwatch.model import LINKTYPE_ETHERNET
+from wormwatch.kernels.prefilter import is_ignored
 
 # why a walk stopped (the third value every walker returns)
 WALK_FULL = 0  # the output arrays are full; call again from the returned position
@@ -119,8 +77,6 @@ W_RECORDS = 0  # records walked, kept or skipped
 W_BYTES = 1  # their captured bytes
 W_TOUCH = 2  # xor of the bytes touched ahead: stored, so the compiler keeps those loads
 N_WALKED = 3
-# the source port of UDP and TCP
-_SPORT_OFF = 0
 
 
 # Compiled once and inlined by LLVM, not copied by numba at each of their ~20 call sites
@@ -145,81 +101,6 @@ def _u16(data, i, is_big):  # type: ignore[no-untyped-def]
     return (np.int64(data[i + 1]) << 8) | np.int64(data[i])
 
 
-# longer than 60 lines: one pass over the headers, as BPF does, without per-layer calls.
-# Called, not inlined by numba: both walkers call it, and numba would copy its IR into
-# each (compiles 1.13 -> 0.97 s and 1.53 -> 1.36 s of CPU); LLVM inlines it all the same
-# (the walk's speed is unchanged).
-@njit(cache=True, nogil=True)
-def _is_ignored(data, start, end, linktype):  # type: ignore[no-untyped-def]
-    """True when the decoder would surely call this frame ``ignored`` (DECODING.md).
-
-    What tcpdump's BPF filter looks at, and no more: link type, ethertype through VLAN
-    tags, IP version, header lengths and fragment bits, the protocol, the ports and the
-    TCP flags. False means "decode it": DNS on port 53 either way (queries, answers),
-    a SYN to 135/139/445, and every frame whose headers are cut, bad or unusual
-    (fragments, IPv6 extension headers, PPPoE, other link types), so that whatever the
-    decoder counts or reports still reaches it.
-    """
-    if linktype != LINKTYPE_ETHERNET or end - start < ETH_LEN:
-        return False
-    off = start + ETH_LEN
-    ethertype = _u16(data, start + ETH_TYPE_OFF, True)
-    n_tags = 0
-    while ethertype == ETH_P_8021Q or ethertype == ETH_P_8021AD or ethertype == ETH_P_QINQ1:
-        if n_tags == MAX_VLAN_TAGS or end - off < VLAN_LEN:
-            return False
-        ethertype = _u16(data, off + VLAN_TYPE_OFF, True)
-        off += VLAN_LEN
-        n_tags += 1
-    if ethertype == ETH_P_IP:
-        if end - off < IP_LEN_MIN:
-            return False
-        header_len = np.int64(data[off] & 15) * 4
-        total_len = _u16(data, off + IP_TOTAL_LEN_OFF, True)
-        if data[off] >> 4 != 4 or header_len < IP_LEN_MIN or total_len < header_len:
-            return False
-        if end - off < header_len or _u16(data, off + IP_FRAG_OFF, True) & (IP_MF | IP_OFFMASK):
-            return False
-        protocol = np.int64(data[off + IP_PROTO_OFF])
-        stop = min(end, off + total_len)
-        off += header_len
-    elif ethertype == ETH_P_IPV6:
-        if end - off < IP6_LEN or data[off] >> 4 != 6:
-            return False
-        payload_len = _u16(data, off + IP6_PLEN_OFF, True)
-        # payload length 0 is a jumbogram (RFC 2675): up to the end of the capture
-        stop = end if payload_len == 0 else min(end, off + IP6_LEN + payload_len)
-        protocol = np.int64(data[off + IP6_NXT_OFF])
-        off += IP6_LEN
-        if protocol != IP_PROTO_TCP and protocol != IP_PROTO_UDP:
-            # no next header, ICMPv6, ...: ignored; an extension header: decode it
-            return not (
-                protocol == IP_PROTO_HOPOPTS
-                or protocol == IP_PROTO_ROUTING
-                or protocol == IP_PROTO_FRAGMENT
-                or protocol == IP_PROTO_AH
-                or protocol == IP_PROTO_DSTOPTS
-                or protocol == IP_PROTO_MOBILITY
-            )
-    else:
-        return ethertype != ETH_P_PPP_SES
-    if protocol != IP_PROTO_TCP and protocol != IP_PROTO_UDP:
-        return True
-    size = stop - off
-    if size < (UDP_LEN if protocol == IP_PROTO_UDP else TCP_FLAGS_END):
-        return False
-    sport = _u16(data, off + _SPORT_OFF, True)
-    dport = _u16(data, off + (UDP_DPORT_OFF if protocol == IP_PROTO_UDP else TCP_DPORT_OFF), True)
-    if sport == PORT_DNS or dport == PORT_DNS:
-        return False
-    if protocol == IP_PROTO_UDP:
-        return _u16(data, off + UDP_ULEN_OFF, True) >= UDP_LEN
-    if size >= TCP_LEN_MIN and np.int64(data[off + TCP_DOFF_OFF] >> 4) * 4 < TCP_LEN_MIN:
-        return False
-    is_syn = data[off + TCP_FLAGS_OFF] & (TH_SYN | TH_ACK) == TH_SYN
-    return not (is_syn and (dport == PORT_MSRPC or dport == PORT_NETBIOS_SSN or dport == PORT_SMB))
-
-
 # longer than 60 lines: the record walk and the relevance test are fused into one pass
 @njit(cache=True, nogil=True)
 def walk_pcap(  # type: ignore[no-untyped-def]
@@ -236,7 +117,8 @@ def walk_pcap(  # type: ignore[no-untyped-def]
         is_nano: the second timestamp field counts nanoseconds, not microseconds.
         max_caplen: a record claiming more captured bytes than this stops the walk.
         linktype: the file's link type, to skip the records the decoder would surely
-            call ``ignored`` (:func:`_is_ignored`): nothing is written for them; -1
+            call ``ignored`` (:func:`~wormwatch.kernels.prefilter.is_ignored`): nothing is
+            written for them; -1
             keeps every record.
         max_records: walk at most this many records, kept or skipped.
         ts_us, offsets, caplens, wirelens: outputs, one row per record kept.
@@ -274,7 +156,7 @@ def walk_pcap(  # type: ignore[no-untyped-def]
             break
         n_walked += 1
         n_bytes += caplen
-        if linktype >= 0 and _is_ignored(data, start, start + caplen, linktype):
+        if linktype >= 0 and is_ignored(data, start, start + caplen, linktype):
             pos = start + caplen
             continue
         sec = _u32(data, pos, is_big)
@@ -313,8 +195,8 @@ def walk_pcapng(  # type: ignore[no-untyped-def]
             section, in order of their Interface Description Blocks.
         last_ts_us: timestamp of the previous packet (for Simple Packet Blocks).
         skip: leave out the packets the decoder would surely call ``ignored``
-            (:func:`_is_ignored`, with their interface's link type): nothing is
-            written for them.
+            (:func:`~wormwatch.kernels.prefilter.is_ignored`, with their interface's
+            link type): nothing is written for them.
         max_records: walk at most this many packets, kept or skipped.
         ts_us, offsets, caplens, wirelens, linktypes: outputs, one row per packet kept.
         walked: ``W_*`` totals, added to: packets walked and their captured bytes.
@@ -412,7 +294,7 @@ def walk_pcapng(  # type: ignore[no-untyped-def]
         pos += blen
         n_walked += 1
         n_bytes += caplen
-        if skip and _is_ignored(data, start, start + caplen, linktype):
+        if skip and is_ignored(data, start, start + caplen, linktype):
             continue
         ts_us[n] = last_ts_us
         offsets[n] = start
