@@ -82,10 +82,9 @@ class Batch:
     ``data[offsets[i] : offsets[i] + caplens[i]]``.
 
     Made by a source without copying packet bytes where it can (a memory-mapped
-    file, or pcapy-ng's ``next_batch`` buffer wrapped by ``np.frombuffer``).
-    ``linktypes`` is per packet because a pcapng file may mix interfaces.
-    ``wirelens`` is the original length on the wire (equal to ``caplens`` where
-    the source does not know it).
+    file, a chunk of standard input, pcapy-ng's ``next_batch`` buffer).
+    ``linktypes`` is per packet (a pcapng file may mix interfaces); ``wirelens``
+    is the original length (``caplens`` where the source does not know it).
 
     A replay may leave out the packets its walker found irrelevant (ones the decoder
     would surely call ``ignored``): ``n_skipped`` of them, with ``skipped_bytes``
@@ -135,15 +134,9 @@ class Records:
     def batch(self, data: U8, n: int, n_skipped: int = 0, skipped_bytes: int = 0) -> Batch:
         """The first ``n`` records as a batch over ``data`` (views, no copy)."""
         return Batch(
-            data=data,
-            ts_us=self.ts_us[:n],
-            offsets=self.offsets[:n],
-            caplens=self.caplens[:n],
-            wirelens=self.wirelens[:n],
-            linktypes=self.linktypes[:n],
-            n_skipped=n_skipped,
-            skipped_bytes=skipped_bytes,
-        )
+            data, self.ts_us[:n], self.offsets[:n], self.caplens[:n], self.wirelens[:n],
+            self.linktypes[:n], n_skipped, skipped_bytes,
+        )  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -396,8 +389,7 @@ class Snapshot:
     hosts: list[HostView]
     bin_s: int = 60
     is_finished: bool = False
-    # events of new hosts refused because the host table was full of hosts
-    # that could not be evicted (flagged ones), or had no room in one batch
+    # events of new hosts refused (no room for them in the host table)
     events_untracked: int = 0
     # live capture: what the kernel says it received, and what the interface dropped
     kernel_received: int | None = None
