@@ -262,10 +262,21 @@ def test_stdin_pipe_reads_pcapng(tmp_path: Path) -> None:
     assert summary_hosts(summary) == [host(0), host(1), host(2)]
 
 
+def _pcapng_of_unknown_byte_order() -> bytes:
+    data = bytearray(shb() + idb(1) + epb(0, T0 * 10**6, query_frame(0)))
+    data[8:12] = b"\x11\x22\x33\x44"
+    return bytes(data)
+
+
 @pytest.mark.parametrize(
     ("data", "phrase"),
-    [(b"", "standard input is not a readable"), (b"\x00\x11\x22\x33" + GOOD[4:], "unknown")],
-    ids=["empty", "wrong-magic"],
+    [
+        (b"", "standard input is not a readable"),
+        (b"\x00\x11\x22\x33" + GOOD[4:], "unknown"),
+        (shb()[:20], "not a readable pcapng capture (section header truncated)"),
+        (_pcapng_of_unknown_byte_order(), "pcapng capture (section header with an unknown byte"),
+    ],
+    ids=["empty", "wrong-magic", "pcapng-cut-in-its-header", "pcapng-of-unknown-byte-order"],
 )
 def test_stdin_that_is_no_capture_is_one_error_line(
     data: bytes, phrase: str, tmp_path: Path

@@ -38,7 +38,7 @@ from wormwatch.kernels.pcapwalk import (
     walk_pcapng,
 )
 from wormwatch.model import Batch, Records
-from wormwatch.source.pcapng import PcapngSections
+from wormwatch.source.pcapng import SHB_MIN, PcapngSections, read_section_header
 
 STDIN_PATH = "-"
 STDIN_NAME = "stdin"
@@ -117,6 +117,14 @@ class StdinPart:
                 )
             self._part = _PcapStream(fd, head, warnings, skip_ignored=skip_ignored)
         elif magic == PCAPNG_MAGIC:
+            # checked as a file's is when it is opened: a stream that is no pcapng fails here
+            head += _read_upto(fd, SHB_MIN - len(head))
+            section = read_section_header(head, 0, 1 << 62)
+            if isinstance(section, str):
+                raise WormwatchError(
+                    f"standard input is not a readable pcapng capture ({section}); "
+                    "pipe a capture written by tcpdump -w or Wireshark into it"
+                )
             self._part = _PcapngStream(fd, head, warnings, skip_ignored=skip_ignored)
         else:
             seen = f"unknown format, first bytes {head[:4].hex(' ')}" if head else "it is empty"
