@@ -68,6 +68,16 @@ class PtyApp:
             self.raw += data
             self.stream.feed(data)
 
+    def drain(self, quiet_s: float = 0.2) -> None:
+        """Read until the child's output has been quiet for ``quiet_s``: everything it
+        wrote before exiting (one read takes at most 64 KiB, and a child that redraws a
+        full screen several times just before it exits leaves more than that queued)."""
+        while True:
+            before = len(self.raw)
+            self.pump(quiet_s)
+            if len(self.raw) == before:
+                return
+
     def text(self) -> str:
         return "\n".join(self.screen.display)
 
@@ -78,7 +88,7 @@ class PtyApp:
             if predicate(self.text()):
                 return self.text()
             if self.proc.poll() is not None:
-                self.pump(0.1)
+                self.drain()
                 break
         raise AssertionError(f"timed out waiting for {what}; screen:\n{self.text()}")
 
@@ -89,7 +99,7 @@ class PtyApp:
         deadline = time.monotonic() + TIMEOUT_S
         while self.proc.poll() is None and time.monotonic() < deadline:
             self.pump(0.1)
-        self.pump(0.2)
+        self.drain()
         assert self.proc.returncode is not None, f"did not exit; screen:\n{self.text()}"
         return self.proc.returncode
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import re
 import signal
+import sys
 import termios
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -105,3 +107,17 @@ def test_ctrl_c_mid_replay_exits_130_without_holding(app_factory: Callable[..., 
     assert b"replay finished" not in app.raw
     assert app.raw.rfind(ALT_OFF) > app.raw.rfind(ALT_ON) >= 0
     assert termios.tcgetattr(app.slave) == app.modes_before
+
+
+def test_the_harness_reads_all_a_child_wrote_before_it_exited() -> None:
+    """A child that leaves more than one read's worth (64 KiB) in the pty when it exits,
+    as the demo does when its last screens queue up on a loaded machine: all of it is
+    read (a single read after the exit lost the tail, the restored terminal with it,
+    which made the Ctrl-C test above fail now and then)."""
+    app = PtyApp(argv=[sys.executable, "-c", "import os; os.write(1, b'x' * 90000 + b'END')"])
+    try:
+        time.sleep(1.0)  # not reading meanwhile: the pty's buffer fills, the child waits
+        assert app.wait_exit() == 0
+        assert app.raw.endswith(b"END"), len(app.raw)
+    finally:
+        app.close()
