@@ -244,8 +244,9 @@ import json, sys
 import wormwatch.source.stdin as stdin
 from wormwatch.decode import Decoder
 from wormwatch.source.pcapfile import open_replay
-# a generous wait for more bytes: the batches do not depend on this machine's load
-stdin._FILL_WAIT_S = float(sys.argv[1])
+# a generous wait for more bytes (and time for them): the batches do not depend on this
+# machine's load
+stdin._FILL_WAIT_S, stdin._FILL_BUDGET_S = float(sys.argv[1]), float(sys.argv[2])
 source = open_replay(["-"], skip_ignored=True)
 decoder = Decoder()
 rows, n_batches, n_skipped = [], 0, 0
@@ -262,10 +263,25 @@ print(json.dumps([decoder.stats.as_dict(), rows, source.stats().packets, n_batch
 """
 
 
-def _replay_piped(path: Path, wait_s: float = 0.2) -> tuple[object, ...]:
-    with subprocess.Popen(["cat", str(path)], stdout=subprocess.PIPE) as cat:
+# writes a file to standard output 2,000 bytes at a time, a millisecond apart: a live
+# capture piped in that never pauses long enough for a fill to stop waiting
+TRICKLE = """
+import sys, time
+data = open(sys.argv[1], "rb").read()
+for i in range(0, len(data), 2000):
+    sys.stdout.buffer.write(data[i : i + 2000])
+    sys.stdout.buffer.flush()
+    time.sleep(0.001)
+"""
+
+
+def _replay_piped(
+    path: Path, wait_s: float = 0.2, budget_s: float = 30.0, *, trickle: bool = False
+) -> tuple[object, ...]:
+    writer = [sys.executable, "-c", TRICKLE, str(path)] if trickle else ["cat", str(path)]
+    with subprocess.Popen(writer, stdout=subprocess.PIPE) as cat:
         done = subprocess.run(
-            [sys.executable, "-c", STDIN_REPLAY, str(wait_s)],
+            [sys.executable, "-c", STDIN_REPLAY, str(wait_s), str(budget_s)],
             stdin=cat.stdout,
             capture_output=True,
             check=True,
@@ -323,3 +339,12 @@ def test_a_fast_writer_fills_large_batches(tmp_path: Path) -> None:
     _, _, packets, n_batches, _ = _replay_piped(path)
     assert packets == len(many)
     assert n_batches <= -(-packets // 16384) + 3
+
+
+def test_a_steady_trickle_is_not_held_back() -> None:
+    """A writer that never pauses for a fill's wait (here 0.2 s) still gets its packets
+    handed on in batches every ~50 ms, not once 8 MiB have come: the demo's 1.9 MB over
+    ~1 s come in many batches (they came in one)."""
+    _, _, packets, n_batches, _ = _replay_piped(DEMO, budget_s=0.05, trickle=True)
+    assert packets == len(dpkt_records(DEMO))
+    assert n_batches >= 5

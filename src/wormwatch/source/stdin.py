@@ -20,6 +20,7 @@ import fcntl
 import os
 import select
 import stat
+import time
 
 import numpy as np
 
@@ -64,6 +65,10 @@ _FILL_BYTES = 8 << 20
 # batches are not one pipe's worth of packets (1,700 batches for 2M packets, each paying
 # the aggregate's fixed cost); a writer that trickles waits this much per batch at most.
 _FILL_WAIT_S = 0.002
+# ... and a fill hands out what it has this long after its first bytes in any case: a
+# live capture piped in (tcpdump -w - | wormwatch replay -) that never pauses for 2 ms
+# is not held back until 8 MiB have come (at 2 MB/s that took 4 s)
+_FILL_BUDGET_S = 0.05
 # what the pipe is asked to hold (Linux F_SETPIPE_SZ; an unprivileged process may ask up
 # to /proc/sys/fs/pipe-max-size, 1 MiB by default): fewer, larger reads
 _PIPE_BYTES = 1 << 20
@@ -145,7 +150,8 @@ class StdinPart:
 def _fill(fd: int, rest: np.ndarray) -> tuple[np.ndarray, bool]:
     """``rest`` and what the pipe holds after it, and whether the stream ended: block
     for the first bytes, then take more while more comes within ``_FILL_WAIT_S``, up to
-    a few MiB (big batches when the writer is fast, little waiting when it trickles).
+    a few MiB or ``_FILL_BUDGET_S`` after the first bytes (big batches when the writer
+    is fast, little waiting when it trickles, no holding back a steady live stream).
     Read straight into a new buffer (the batches handed out keep theirs)."""
     n_rest = rest.shape[0]
     buf = np.empty(n_rest + _FILL_BYTES + _CHUNK, np.uint8)
@@ -153,13 +159,15 @@ def _fill(fd: int, rest: np.ndarray) -> tuple[np.ndarray, bool]:
     view = memoryview(buf)  # type: ignore[arg-type]
     size = n_rest
     is_eof = False
+    deadline = 0.0
     while size - n_rest < _FILL_BYTES:
         got = os.readv(fd, [view[size : size + _CHUNK]])
         if not got:
             is_eof = True
             break
         size += got
-        if not select.select([fd], [], [], _FILL_WAIT_S)[0]:
+        deadline = deadline or time.monotonic() + _FILL_BUDGET_S
+        if time.monotonic() > deadline or not select.select([fd], [], [], _FILL_WAIT_S)[0]:
             break
     return _read_only(buf[:size]), is_eof
 
