@@ -34,8 +34,6 @@ from wormwatch.kernels.pcapwalk import (
     WALK_BAD_LENGTH,
     WALK_END,
     WALK_FULL,
-    WALK_INTERFACE,
-    WALK_SECTION,
     WALK_TRUNCATED,
     walk_pcap,
     walk_pcapng,
@@ -45,7 +43,7 @@ from wormwatch.source import Source, SourceStats
 from wormwatch.source.fileheader import Header, check_file
 from wormwatch.source.mapping import MAP_AHEAD_BYTES, MAP_STEP_BYTES, FileMapping, Mapped
 from wormwatch.source.merge import MergedReplay
-from wormwatch.source.pcapng import Bytes, PcapngSections
+from wormwatch.source.pcapng import Bytes, PcapngSections, PcapngWalk
 from wormwatch.source.stdin import MAX_CAPLEN, STDIN_NAME, STDIN_PATH, StdinPart
 
 
@@ -343,10 +341,7 @@ class _PcapngPart(_MappedFile):
         self, header: Header, warnings: list[str], *, skip_ignored: bool, mapped: Mapped | None
     ) -> None:
         super().__init__(header, warnings, mapped)
-        self._skip = skip_ignored
-        self._sections = PcapngSections()
-        self._last_ts_us = 0
-        self._n_unknown = 0
+        self._walk = PcapngWalk(max_caplen=MAX_CAPLEN, skip=skip_ignored)
 
     def read(self, max_packets: int) -> Batch | None:
         """Walks up to ``max_packets`` packet blocks (fewer packets when some are skipped)."""
@@ -356,44 +351,26 @@ class _PcapngPart(_MappedFile):
         data = self._data
         out = Records.allocate(max_packets)
         walked = np.zeros(N_WALKED, np.int64)
-        n = 0
-        while (n_walked := int(walked[W_RECORDS])) < max_packets:
-            s = self._sections
-            k, self.pos, status, self._last_ts_us, n_unknown = walk_pcapng(
-                data, self.pos, s.is_big, MAX_CAPLEN, s.linktypes, s.muls, s.divs,
-                s.offsets_us, self._last_ts_us, self._skip, max_packets - n_walked,
-                out.ts_us[n:], out.offsets[n:], out.caplens[n:], out.wirelens[n:],
-                out.linktypes[n:], walked,
-            )  # fmt: skip
-            n += k
-            self._n_packets += int(walked[W_RECORDS]) - n_walked
-            self._n_unknown += n_unknown
-            if status == WALK_SECTION:
-                step = s.read_section(self._buffer, self.pos, self._size)
-            elif status == WALK_INTERFACE:
-                step = s.read_interface(self._buffer, self.pos)
-            else:
-                if status != WALK_FULL:
-                    self._stop(status)
-                break
-            if isinstance(step, str):
-                self._warn(
-                    f"{step} at byte {self.pos} after {self._n_packets} packets; "
-                    "the packets before it were read, the rest of the file was skipped"
-                )
-                self._stop(WALK_END)
-                break
-            self.pos = step
+        n, self.pos, stop = self._walk.walk(data, self._buffer, self.pos, max_packets, out, walked)
+        self._n_packets += int(walked[W_RECORDS])
+        if isinstance(stop, str):
+            self._warn(
+                f"{stop} at byte {self.pos} after {self._n_packets} packets; "
+                "the packets before it were read, the rest of the file was skipped"
+            )
+            self._stop(WALK_END)
+        elif stop != WALK_FULL:
+            self._stop(stop)
         kept_bytes = int(out.caplens[:n].sum(dtype=np.int64))
         return out.batch(data, n, int(walked[W_RECORDS]) - n, int(walked[W_BYTES]) - kept_bytes)
 
     def _describe_bad_length(self) -> str:
         if self._mapped is None:
             return "file already closed"
-        return self._sections.describe_block(self._buffer, self.pos, self._size)
+        return self._walk.sections.describe_block(self._buffer, self.pos, self._size)
 
     def close(self) -> None:
-        if self._n_unknown:
-            self._warn(f"skipped {self._n_unknown} pcapng blocks of unknown type")
-            self._n_unknown = 0
+        if self._walk.n_unknown:
+            self._warn(f"skipped {self._walk.n_unknown} pcapng blocks of unknown type")
+            self._walk.n_unknown = 0
         super().close()

@@ -1,8 +1,9 @@
 """pcapng Section Header and Interface Description Blocks, read in Python.
 
-``wormwatch.source.pcapfile`` -> (a block's position in the mapped file) -> **this module**
--> the current section's byte order and per-interface arrays (link type, timestamp scale,
-offset) -> handed to the ``walk_pcapng`` kernel, which walks the packet blocks.
+``wormwatch.source.pcapfile`` and ``wormwatch.source.stdin`` -> (the bytes of a mapped file,
+or of standard input read in chunks) -> **this module** (:class:`PcapngWalk`) -> the
+current section's byte order and per-interface arrays (link type, timestamp scale, offset)
+-> handed to the ``walk_pcapng`` kernel, which walks the packet blocks.
 
 These blocks are few (one per section and per interface), so reading their options in
 Python costs nothing; the per-packet walk stays in numba. Layouts follow
@@ -17,7 +18,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from wormwatch.model import I32, I64
+from wormwatch.kernels.pcapwalk import (
+    W_RECORDS,
+    WALK_FULL,
+    WALK_INTERFACE,
+    WALK_SECTION,
+    walk_pcapng,
+)
+from wormwatch.model import I32, I64, U8, Records
 
 BYTE_ORDER_MAGIC = 0x1A2B3C4D
 SHB_MIN = 28  # type, length, byte-order magic, version (2+2), section length (8), trailer
@@ -162,3 +170,50 @@ class PcapngSections:
             (caplen,) = struct.unpack_from(order + "I", buf, pos + 20)
             text += f", caplen {caplen}"
         return text
+
+
+class PcapngWalk:
+    """The walk of one pcapng byte stream (a file, or standard input): packet blocks by
+    the ``walk_pcapng`` kernel, section and interface blocks here, between its calls.
+
+    Args:
+        max_caplen: a packet claiming more captured bytes than this stops the walk.
+        skip: leave out the packets the decoder would surely call ``ignored``.
+    """
+
+    def __init__(self, *, max_caplen: int, skip: bool) -> None:
+        self.sections = PcapngSections()
+        self.max_caplen = max_caplen
+        self.skip = skip
+        self.last_ts_us = 0  # a Simple Packet Block's timestamp: the packet's before it
+        self.n_unknown = 0  # blocks of unknown type passed over
+
+    def walk(
+        self, data: U8, buf: Bytes, pos: int, max_packets: int, out: Records, walked: I64
+    ) -> tuple[int, int, int | str]:
+        """Walks from ``pos`` until ``max_packets`` packets are walked (``walked``'s
+        totals, added to) or the walk stops: (packets kept in ``out``, the position
+        reached, the ``WALK_*`` status that stopped it or what is wrong with a section
+        header or interface description block at that position). ``buf`` holds the
+        same bytes as ``data``, for Python to read."""
+        n = 0
+        while (n_walked := int(walked[W_RECORDS])) < max_packets:
+            s = self.sections
+            k, pos, status, self.last_ts_us, n_unknown = walk_pcapng(
+                data, pos, s.is_big, self.max_caplen, s.linktypes, s.muls, s.divs,
+                s.offsets_us, self.last_ts_us, self.skip, max_packets - n_walked,
+                out.ts_us[n:], out.offsets[n:], out.caplens[n:], out.wirelens[n:],
+                out.linktypes[n:], walked,
+            )  # fmt: skip
+            n += k
+            self.n_unknown += n_unknown
+            if status == WALK_SECTION:
+                step = s.read_section(buf, pos, int(data.shape[0]))
+            elif status == WALK_INTERFACE:
+                step = s.read_interface(buf, pos)
+            else:
+                return n, pos, status
+            if isinstance(step, str):
+                return n, pos, step
+            pos = step
+        return n, pos, WALK_FULL

@@ -33,13 +33,10 @@ from wormwatch.kernels.pcapwalk import (
     WALK_BAD_LENGTH,
     WALK_END,
     WALK_FULL,
-    WALK_INTERFACE,
-    WALK_SECTION,
     walk_pcap,
-    walk_pcapng,
 )
 from wormwatch.model import Batch, Records
-from wormwatch.source.pcapng import SHB_MIN, PcapngSections, read_section_header
+from wormwatch.source.pcapng import SHB_MIN, PcapngWalk, read_section_header
 
 STDIN_PATH = "-"
 STDIN_NAME = "stdin"
@@ -111,6 +108,7 @@ class StdinPart:
                 "standard input is a terminal, not a capture; pipe one in "
                 "(e.g. tcpdump -w - ... | wormwatch replay -) or give file names"
             )
+        _ask_for_a_large_pipe(fd)
         head = _read_upto(fd, PCAP_FILE_HEADER)
         magic = int.from_bytes(head[:4], "little") if len(head) >= 4 else -1
         self._part: _PcapStream | _PcapngStream
@@ -204,7 +202,6 @@ class _PcapStream:
         self._is_eof = False
         self._is_done = False
         self._n_packets = 0
-        _ask_for_a_large_pipe(fd)
 
     def read(self, max_packets: int) -> Batch | None:
         ts_us = np.empty(max_packets, np.int64)
@@ -264,22 +261,18 @@ class _PcapngStream:
     ) -> None:
         self._fd = fd
         self._warnings = warnings
-        self._skip = skip_ignored
-        self._sections = PcapngSections()
-        self._last_ts_us = 0
-        self._n_unknown = 0
+        self._walk = PcapngWalk(max_caplen=MAX_CAPLEN, skip=skip_ignored)
         self._n_packets = 0
         self._buf = _read_only(np.frombuffer(head, np.uint8).copy())
         self._is_eof = False
         self._is_done = False
-        _ask_for_a_large_pipe(fd)
 
     def read(self, max_packets: int) -> Batch | None:
         out = Records.allocate(max_packets)
         while not self._is_done:
             data = self._buf
             walked = np.zeros(N_WALKED, np.int64)
-            n, pos = self._walk(data, max_packets, out, walked)
+            n, pos = self._walk_whole_blocks(data, max_packets, out, walked)
             n_walked = int(walked[W_RECORDS])
             self._n_packets += n_walked
             if n_walked:
@@ -301,44 +294,25 @@ class _PcapngStream:
             self._buf, self._is_eof = _fill(self._fd, self._buf)
         return None
 
-    def _walk(
+    def _walk_whole_blocks(
         self, data: np.ndarray, max_packets: int, out: Records, walked: np.ndarray
     ) -> tuple[int, int]:
         """Walks the buffer's whole blocks: (packets kept, position of the first block
         not walked). Stops early when a block runs past the buffer (more is read)."""
-        n = pos = 0
-        size = int(data.shape[0])
-        buf = memoryview(data)  # type: ignore[arg-type]
-        while (n_walked := int(walked[W_RECORDS])) < max_packets:
-            s = self._sections
-            k, pos, status, self._last_ts_us, n_unknown = walk_pcapng(
-                data, pos, s.is_big, MAX_CAPLEN, s.linktypes, s.muls, s.divs, s.offsets_us,
-                self._last_ts_us, self._skip, max_packets - n_walked, out.ts_us[n:],
-                out.offsets[n:], out.caplens[n:], out.wirelens[n:], out.linktypes[n:], walked,
-            )  # fmt: skip
-            n += k
-            self._n_unknown += n_unknown
-            if status == WALK_SECTION:
-                step = s.read_section(buf, pos, size)
-                if step == "section header truncated" and not self._is_eof:
-                    break  # the rest of the block is still in the pipe
-            elif status == WALK_INTERFACE:
-                step = s.read_interface(buf, pos)
-            else:
-                after = self._n_packets + int(walked[W_RECORDS])
-                if status == WALK_BAD_LENGTH:
-                    self._stop(f"impossible block length after {after} packets")
-                elif status == WALK_BAD_INTERFACE:
-                    self._stop(
-                        f"a packet block after {after} packets names an interface that no "
-                        "interface description block described"
-                    )
-                break
-            if isinstance(step, str):
-                after = self._n_packets + int(walked[W_RECORDS])
-                self._stop(f"{step} after {after} packets")
-                break
-            pos = step
+        view = memoryview(data)  # type: ignore[arg-type]
+        n, pos, stop = self._walk.walk(data, view, 0, max_packets, out, walked)
+        after = self._n_packets + int(walked[W_RECORDS])
+        if stop == "section header truncated" and not self._is_eof:
+            pass  # the rest of the block is still in the pipe
+        elif isinstance(stop, str):
+            self._stop(f"{stop} after {after} packets")
+        elif stop == WALK_BAD_LENGTH:
+            self._stop(f"impossible block length after {after} packets")
+        elif stop == WALK_BAD_INTERFACE:
+            self._stop(
+                f"a packet block after {after} packets names an interface that no "
+                "interface description block described"
+            )
         return n, pos
 
     def _stop(self, what: str) -> None:
@@ -346,9 +320,9 @@ class _PcapngStream:
         self._is_done = True
 
     def close(self) -> None:
-        if self._n_unknown:
+        if self._walk.n_unknown:
             self._warnings.append(
-                f"{STDIN_NAME}: skipped {self._n_unknown} pcapng blocks of unknown type"
+                f"{STDIN_NAME}: skipped {self._walk.n_unknown} pcapng blocks of unknown type"
             )
-            self._n_unknown = 0
+            self._walk.n_unknown = 0
         self._is_done = True
