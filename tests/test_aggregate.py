@@ -13,6 +13,7 @@ from wormwatch.classify import Classifier
 from wormwatch.kernels import aggregate as agg_kernels
 from wormwatch.kernels import classify as cls_kernels
 from wormwatch.kernels import counting as count_kernels
+from wormwatch.kernels.counting import PEAK_KW_A, PEAK_KW_SHARE
 from wormwatch.model import (
     C_A,
     C_AAAA,
@@ -32,6 +33,7 @@ from wormwatch.model import (
     KIND_DNS,
     KIND_SYN,
     N_COUNTERS,
+    addr_words,
 )
 from wormwatch.tables import KeyTable
 
@@ -104,6 +106,23 @@ def reference(
     return dict(totals), dict(bins)
 
 
+def reference_peaks(rows: list[Row], bin_s: int) -> dict[str, tuple[int, float]]:
+    """Per host: the most keyword A queries in one bin, and the highest
+    keyword-A share of a bin's queries right after each keyword A query."""
+    counts: dict[tuple[str, int], list[int]] = defaultdict(lambda: [0, 0])
+    peaks: dict[str, tuple[int, float]] = {}
+    for ts, src, _dst, kind, _dport, qtype, name in rows:
+        if kind != KIND_DNS:
+            continue
+        c = counts[(src, ts // (bin_s * 1_000_000))]
+        c[0] += 1
+        if qtype == 1 and any(name.startswith(k.encode()) for k in KEYWORDS):
+            c[1] += 1
+            kw, share = peaks.get(src, (0, 0.0))
+            peaks[src] = (max(kw, c[1]), max(share, c[1] / c[0]))
+    return peaks
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_aggregate_matches_reference(seed: int) -> None:
     rows = random_rows(seed, 3000)
@@ -122,6 +141,13 @@ def test_aggregate_matches_reference(seed: int) -> None:
         for b, row in zip(s.bins, s.series, strict=True)
     }
     assert got_bins == want_bins
+    want_peaks = reference_peaks(rows, 60)
+    peaks = agg.peaks()
+    got_peaks = {
+        s.addr: (int(peaks[h, PEAK_KW_A]), float(peaks[h, PEAK_KW_SHARE]))
+        for h, s in enumerate(states)
+    }
+    assert got_peaks == {s.addr: want_peaks.get(s.addr, (0, 0.0)) for s in states}
     for s in states:
         mine = [r for r in rows if r[1] == s.addr]
         assert s.first_seen_us == min(r[0] for r in mine)
@@ -147,6 +173,28 @@ def test_host_states_read_prefixes_only_for_the_hosts_a_mask_picks() -> None:
         assert s_picked.totals.tolist() == s_full.totals.tolist()
         assert s_picked.series.tolist() == s_full.series.tolist()
     assert all(not s.prefixes for s in agg.host_states(ids, with_prefixes=False))
+
+
+def test_peaks_follow_their_hosts_through_an_eviction() -> None:
+    """A keyword host keeps its peaks under its new id when a flood of new
+    hosts evicts others; the hosts that take the freed ids start from none."""
+    storm = [(i * 1_000_000, "192.0.2.7", "192.0.2.53", KIND_DNS, 53, 1, b"mail%d.example" % i)
+             for i in range(12)]  # fmt: skip
+    quiet = [(20_000_000 + i, f"192.0.2.{100 + i}", "192.0.2.53", KIND_DNS, 53, 1, b"a.b")
+             for i in range(3)]  # fmt: skip
+    agg = Aggregator(max_hosts=4)
+    for rows in (quiet, storm):
+        ev = make_events(rows)
+        agg.ingest(ev, Classifier(KEYWORDS).classify(ev))
+    flood = [(30_000_000 + i, f"198.51.100.{i}", "192.0.2.53", KIND_DNS, 53, 1, b"a.b")
+             for i in range(6)]  # fmt: skip
+    ev = make_events(flood)
+    assert agg.ingest(ev, Classifier(KEYWORDS).classify(ev)) is not None
+    h = agg.find(*addr_words("192.0.2.7"))
+    assert h is not None
+    assert agg.peaks()[h].tolist() == [12.0, 1.0]
+    others = np.arange(agg.n_hosts) != h
+    assert not agg.peaks()[others].any()
 
 
 def test_host_limit_drops_and_counts() -> None:

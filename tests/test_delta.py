@@ -15,11 +15,14 @@ from hypothesis import strategies as st
 from wormwatch.aggregate import Aggregator
 from wormwatch.aggregate.export import DeltaExporter, take_events
 from wormwatch.delta import Delta, DeltaError, decode, encode, shard_of
+from wormwatch.kernels.counting import PEAK_KW_A, PEAK_KW_SHARE
 from wormwatch.model import (
     C_ANSWERS,
+    C_KW_A,
     C_NX_DOMS_NEW,
     C_NX_NAMES_NEW,
     C_NX_SCORE,
+    C_QUERIES,
     KIND_ANSWER,
     KIND_DNS,
     KIND_SYN,
@@ -107,7 +110,21 @@ def test_random_splits_merge_to_the_whole(seed: int, n_sensors: int, order_seed:
     # any arrival order: late bins of one sensor after later bins of another
     random.Random(order_seed).shuffle(deltas)
     agg, _merger = merged(deltas)
-    assert_same_state(aggregate(ev), agg)
+    whole = aggregate(ev)
+    assert_same_state(whole, agg)
+    _assert_peaks_bound_the_rows(agg)
+    _assert_peaks_bound_the_rows(whole)
+
+
+def _assert_peaks_bound_the_rows(agg: Aggregator) -> None:
+    """Each host's peaks: its most keyword A queries in one bin row, and a
+    keyword-A share at least that of each row (a merge sees a row's share only
+    between deltas, a sensor after each query; each is at least the final)."""
+    peaks = agg.peaks()
+    for h, state in enumerate(agg.host_states(range(agg.n_hosts), with_prefixes=False)):
+        kw_a, queries = state.series[:, C_KW_A], state.series[:, C_QUERIES]
+        assert peaks[h, PEAK_KW_A] == kw_a.max(initial=0)
+        assert peaks[h, PEAK_KW_SHARE] >= (kw_a / np.maximum(queries, 1)).max(initial=0.0)
 
 
 def test_capture_a_then_b_equals_merging_both_exports() -> None:

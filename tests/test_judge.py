@@ -13,7 +13,7 @@ from wormwatch.classify import Classifier
 from wormwatch.config import load_config
 from wormwatch.detect import evaluate
 from wormwatch.judge import Judge
-from wormwatch.model import KIND_DNS, KIND_SYN, HostState, Verdict, addr_words
+from wormwatch.model import C_KW_A, KIND_DNS, KIND_SYN, HostState, Verdict, addr_words
 
 from testkit.events import Row, make_events
 
@@ -44,7 +44,7 @@ def looked_at(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(judge_mod, "evaluate", fake_evaluate)
     monkeypatch.setattr(
-        judge_mod, "could_fire", lambda totals, cfg: np.ones((len(totals), 1), np.bool_)
+        judge_mod, "could_fire", lambda totals, cfg, peaks: np.ones((len(totals), 1), np.bool_)
     )
     return seen
 
@@ -178,3 +178,32 @@ def test_keyword_weights_make_the_storm_read_its_prefixes(
         full = evaluate(state, cfg, now_us=agg.now_us)
         assert seen[state.addr][1].score == full.score
         assert [a["evidence"] for a in alerts if a["src_ip"] == state.addr] == [full.evidence]
+
+
+def test_a_slow_keyword_stream_costs_no_evaluation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over 100 keyword A queries, never 10 in one minute: no window's bins can
+    make a storm, and the judge does not evaluate the host (its peaks say so);
+    the storm host, and the slow host once it bursts, are evaluated."""
+    cfg = load_config(None)
+    judge = Judge(cfg)
+    agg = Aggregator(protect=judge.protected)
+    storm, _mailer = _storm_and_mailer(agg, judge)
+    slow = "192.0.2.40"
+    _ingest(agg, judge, [(MIN_US + i * 7_000_000, slow, "198.51.100.53", KIND_DNS, 53, 1,
+                          b"smtp%d.example.com" % i) for i in range(150)])  # fmt: skip
+    h = agg.find(*addr_words(slow))
+    assert h is not None
+    assert agg.totals()[h, C_KW_A] == 150
+    seen = _spy(monkeypatch, cfg)
+    judge.judge(agg)
+    assert storm in seen
+    assert slow not in seen
+    # and it would not have stormed
+    (state,) = agg.host_states([h])
+    assert "keyword-storm" not in evaluate(state, cfg, now_us=agg.now_us).verdicts
+    # ten in one minute: now its peaks could make a storm, and it is evaluated
+    t = agg.now_us
+    _ingest(agg, judge, [(t + i, slow, "198.51.100.53", KIND_DNS, 53, 1, b"mail%d.example" % i)
+                         for i in range(10)])  # fmt: skip
+    judge.judge(agg)
+    assert slow in seen

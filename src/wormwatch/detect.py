@@ -41,6 +41,7 @@ from wormwatch.signals import (
     keyword_storm,
     mx_client,
     smb_scan,
+    storm_could_fire,
     top_prefixes,
     tunnel_reason,
 )
@@ -112,19 +113,27 @@ _SIGNAL_FUNCS = {
 _SERVER_EXEMPT = frozenset({"keyword-storm", "mx-client", "bot-sync", "dga-nx"})
 
 
-def could_fire(totals: npt.NDArray[np.int64], cfg: Config) -> npt.NDArray[np.bool_]:
-    """Per signal, which hosts' totals could reach its thresholds.
+def could_fire(
+    totals: npt.NDArray[np.int64], cfg: Config, peaks: npt.NDArray[np.float64] | None = None
+) -> npt.NDArray[np.bool_]:
+    """Per signal, which hosts' totals (and ``peaks``, when given) could reach
+    its thresholds.
 
-    ``totals`` is ``(n_hosts, N_COUNTERS)`` (or one host's row); the result is
-    ``(n_hosts, len(SIGNALS))`` booleans, columns in ``SIGNALS`` order. Totals
-    since first seen bound every window sum, so a host with no True here
-    scores 0 and needs no :func:`evaluate` (the pipeline's pre-filter).
+    ``totals`` is ``(n_hosts, N_COUNTERS)`` (or one host's row), ``peaks`` the
+    same hosts' rows of :meth:`~wormwatch.aggregate.Aggregator.peaks`; the
+    result is ``(n_hosts, len(SIGNALS))`` booleans, columns in ``SIGNALS``
+    order. Totals since first seen bound every window sum, and peaks every
+    window's busiest bin, so a host with no True here scores 0 and needs no
+    :func:`evaluate` (the judge's pre-filter).
     """
     t = np.asarray(totals, np.int64).reshape(-1, N_COUNTERS)
     n_syn = t[:, C_SYN135] + t[:, C_SYN139] + t[:, C_SYN445]
+    storm = t[:, C_KW_A] >= cfg.keyword_storm.min_keyword_queries
+    if peaks is not None:
+        storm &= storm_could_fire(peaks, cfg)
     return np.stack(
         [
-            t[:, C_KW_A] >= cfg.keyword_storm.min_keyword_queries,
+            storm,
             (t[:, C_MX] >= cfg.mx_client.min_mx_queries)
             & (t[:, C_MX_DOM_NEW] >= cfg.mx_client.min_domains),
             t[:, C_SYN_DST_NEW] >= cfg.smb_scan.min_targets,

@@ -102,11 +102,11 @@ class Judge:
 
         Those touched since the aggregate's ``mark``, through a vectorised
         pre-filter (:func:`wormwatch.detect.could_fire`): a host whose totals
-        cannot reach any detector's thresholds keeps score 0 without a
+        and peaks cannot reach any detector's thresholds keeps score 0 without a
         Python-level look; plus every host that holds a verdict.
         """
         touched = agg.touched_since(mark)
-        maybe = could_fire(agg.totals()[touched], self.cfg).any(axis=1)
+        maybe = could_fire(agg.totals()[touched], self.cfg, agg.peaks()[touched]).any(axis=1)
         ids = touched[maybe]
         flagged = [i for i, v in self._verdicts.items() if v.verdicts]
         if flagged:
@@ -119,7 +119,7 @@ class Judge:
         now_us, mark = agg.now_us, agg.mark()
         if now_us < 0:
             return []
-        maybe = could_fire(agg.totals()[ids], self.cfg)
+        maybe = could_fire(agg.totals()[ids], self.cfg, agg.peaks()[ids])
         # name prefixes serve the keyword storm only, and its score only with
         # configured keyword weights: otherwise they are read for its evidence,
         # which is built only for the verdicts that make an alert

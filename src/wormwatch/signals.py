@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from wormwatch.config import Config
+from wormwatch.kernels.counting import PEAK_KW_A, PEAK_KW_SHARE
 from wormwatch.model import (
     BOOL,
     C_A,
@@ -202,6 +203,19 @@ def _r_squared_many(n: F64, sa: F64, sk: F64, saa: F64, skk: F64, sak: F64) -> F
     return out
 
 
+def storm_could_fire(peaks: F64, cfg: Config) -> BOOL:
+    """Which hosts' peaks (rows of :meth:`~wormwatch.aggregate.Aggregator.peaks`)
+    pass the one-bin floors :func:`keyword_storm` checks first, on the same
+    terms: a bin with the rate's worth of keyword A queries, and a bin whose
+    keyword-A share reaches ``min_share`` (times the largest keyword weight).
+    The peaks are since first seen, so they bound every window's bins: a host
+    that fails here cannot storm now, and costs the judge no evaluation."""
+    ks = cfg.keyword_storm
+    busy = peaks[:, PEAK_KW_A] >= ks.min_rate_per_min * cfg.bin_s / 60.0
+    out: BOOL = busy & (_max_keyword_weight(cfg) * peaks[:, PEAK_KW_SHARE] >= ks.min_share)
+    return out
+
+
 def keyword_storm(w: Window, st: HostState, cfg: Config) -> Result:
     """Mytob-like: many A queries of keyword names at a sustained machine rate,
     judged over the longest candidate period where all thresholds hold."""
@@ -211,6 +225,7 @@ def keyword_storm(w: Window, st: HostState, cfg: Config) -> Result:
         return None
     # a mean of min_rate_per_min over a period's active bins needs one bin
     # at least that busy: a browsing user with webmail never gets past here
+    # (storm_could_fire checks these two floors on a host's peaks)
     if float(kw_bins.max()) < ks.min_rate_per_min * w.bin_s / 60.0:
         return None
     # a period's keyword share is a ratio of sums, never above its best bin's ratio:

@@ -156,7 +156,7 @@ class Aggregator:
         row = self._bins.rows_of(host, bins, self._oldest_bin())
         got = count_events(
             (self._pairs, self._names, self._prefixes), ev, (host, row, bins),
-            keyword_idx, (h.totals, self._bins.rows),
+            keyword_idx, (h.totals, self._bins.rows, h.peaks),
         )  # fmt: skip
         self._keys_refused += got.refused
         self._take_samples(ev, host, got.new_name == 2, h.n_sampled, self._samples)
@@ -246,6 +246,13 @@ class Aggregator:
     def totals(self) -> I64:
         """Counters since first seen, one read-only row per host id."""
         return _read_only(self._hosts.totals[: self.n_hosts])
+
+    def peaks(self) -> npt.NDArray[np.float64]:
+        """Per host id, the most keyword A queries in one bin and the highest
+        keyword-A share of a bin's queries since first seen (read-only;
+        columns ``PEAK_*`` of :mod:`wormwatch.kernels.counting`): bounds on
+        the same in any window, for :func:`wormwatch.detect.could_fire`."""
+        return _read_only(self._hosts.peaks[: self.n_hosts])
 
     def activity(self) -> I64:
         """Events (DNS queries plus SYNs) per host id since first seen."""

@@ -50,14 +50,15 @@ def count_events(
     ev: Events,
     where: tuple[I64, I64, I64],
     keyword_idx: npt.NDArray[np.int16],
-    counters: tuple[I64, I32],
+    counters: tuple[I64, I32, npt.NDArray[np.float64]],
 ) -> Counted:
     """Count one batch's queries and SYNs: the distinct sets (``tables`` = SYN
-    targets, names, prefixes) and the counter columns of the host ``totals`` and
-    bin ``rows`` (``counters``); ``where`` is per event (host id, bin row, bin).
-    The three tables share one limit (the aggregate's ``max_keys``). Two kernel
-    calls: :func:`~wormwatch.kernels.counting.flag_events` says how many keys
-    each table may get, :func:`~wormwatch.kernels.counting.count_events` counts.
+    targets, names, prefixes), the counter columns of the host ``totals`` and
+    bin ``rows`` and the host ``peaks`` (``counters``); ``where`` is per event
+    (host id, bin row, bin). The three tables share one limit (the
+    aggregate's ``max_keys``). Two kernel calls:
+    :func:`~wormwatch.kernels.counting.flag_events` says how many keys each
+    table may get, :func:`~wormwatch.kernels.counting.count_events` counts.
     """
     pairs, names, prefixes = tables
     n = ev.n

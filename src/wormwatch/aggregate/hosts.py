@@ -21,13 +21,16 @@ from typing import TypeVar
 import numpy as np
 
 from wormwatch.kernels.aggregate import MODE_ID
+from wormwatch.kernels.counting import N_PEAKS, PEAK_KW_A, PEAK_KW_SHARE
 from wormwatch.model import (
     BOOL,
     C_ANSWERS,
+    C_KW_A,
     C_QUERIES,
     C_SYN135,
     C_SYN139,
     C_SYN445,
+    I32,
     I64,
     N_COUNTERS,
     U64,
@@ -90,6 +93,7 @@ class HostTable:
         self.first_us = np.full(max_hosts, -1, np.int64)
         self.last_us = np.full(max_hosts, -1, np.int64)
         self.totals = np.zeros((max_hosts, N_COUNTERS), np.int64)
+        self.peaks = np.zeros((max_hosts, N_PEAKS), np.float64)
         self.is_allowlisted = np.zeros(max_hosts, np.bool_)
         self.touched = np.zeros(max_hosts, np.int64)
         self.n_sampled = np.zeros(max_hosts, np.int64)
@@ -127,6 +131,15 @@ class HostTable:
             self._register(host, before, src_hi, src_lo, allow)
         self.events_dropped += refused
         return host, renumbering
+
+    def raise_peaks(self, host: I64, rows: I32) -> None:
+        """Raise the peaks of hosts ``host`` to those of their bin ``rows`` (as
+        the counting kernel does after each keyword A query), for counters
+        added other than by that kernel (a cluster's deltas)."""
+        kw_a = rows[:, C_KW_A]
+        share = kw_a / np.maximum(rows[:, C_QUERIES], 1)
+        np.maximum.at(self.peaks[:, PEAK_KW_A], host, kw_a)
+        np.maximum.at(self.peaks[:, PEAK_KW_SHARE], host, share)
 
     def find(self, addr_hi: int, addr_lo: int) -> int | None:
         """The host id of an address, or None."""
@@ -186,7 +199,7 @@ class HostTable:
         """Keep the per-host arrays of the ``kept`` hosts, renumbered."""
         k = int(kept.shape[0])
         for arr in (
-            self.addr_hi, self.addr_lo, self.totals, self.is_allowlisted, self.touched,
+            self.addr_hi, self.addr_lo, self.totals, self.peaks, self.is_allowlisted, self.touched,
             self.n_sampled, self.n_mx_sampled, self.n_nx_sampled,
         ):  # fmt: skip
             arr[:k] = arr[kept]

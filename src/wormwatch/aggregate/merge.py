@@ -127,6 +127,7 @@ class DeltaMerger:
         agg._hosts.totals[host[ok], :N_ADDITIVE] += counts[ok]
         has_row = ok & (row >= 0)
         agg._bins.rows[row[has_row], :N_ADDITIVE] += delta.counts[has_row]
+        agg._hosts.raise_peaks(host[has_row], agg._bins.rows[row[has_row]])
         self._merge_targets(delta, host)
         self._merge_names(delta, host)
         self._merge_domains(delta, host)

@@ -49,6 +49,15 @@ from wormwatch.model import (
     RCODE_NXDOMAIN,
 )
 
+# Columns of the aggregate's per-host peaks (one float64 row per host): the most
+# keyword A queries in one bin row, and the highest keyword-A share of a row's
+# queries, taken after each keyword A query (a row's share only falls between
+# two of them). Bounds on any window's rows, so a host whose peaks cannot reach
+# the keyword storm's per-bin thresholds needs no evaluation for it.
+PEAK_KW_A = 0
+PEAK_KW_SHARE = 1
+N_PEAKS = 2
+
 
 @njit(cache=True, nogil=True)
 def touch_hosts(
@@ -151,7 +160,7 @@ def count_events(
     names: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     prefixes: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     max_used: int,
-    counters: tuple[np.ndarray, np.ndarray],
+    counters: tuple[np.ndarray, np.ndarray, np.ndarray],
     out: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
 ) -> int:
     """One batch's queries and SYNs into the distinct sets and the counters.
@@ -160,7 +169,7 @@ def count_events(
     (kind, qtype, dport, dst_hi, dst_lo, names, name_lens, keyword index);
     ``flags`` those of :func:`flag_events`; each table = (a, b, c, v, used) of a
     :class:`~wormwatch.tables.KeyTable` with room reserved for the keys the flags
-    allow; ``counters`` = (host totals, bin rows). Fills ``out`` = (name hash, SYN
+    allow; ``counters`` = (host totals, bin rows, host peaks). Fills ``out`` = (name hash, SYN
     target new ever (2) / in this bin (1), name new (2), MX name new (2)) and
     returns the keys the full tables refused. The tables are updated in the order
     of separate calls (targets, names, MX names, prefixes), so which keys a full
@@ -203,9 +212,10 @@ def count_events(
 def _add_event_counters(host, row, ev, n, pair, new_name, new_mx, counters):  # type: ignore[no-untyped-def]
     """Add 1 to each counter column an event counts in, in its host's totals and
     its bin row (when it has one): the query and its qtype, keyword, SYN port,
-    distinct target in the bin and ever, new name, new MX name."""
+    distinct target in the bin and ever, new name, new MX name; and raise the
+    host's peaks after a keyword A query."""
     kind, qtype, dport, _hi, _lo, _names, _lens, keyword_idx = ev
-    totals, rows = counters
+    totals, rows, peaks = counters
     cols = np.empty(6, np.int64)
     for i in range(n):
         h = host[i]
@@ -238,6 +248,17 @@ def _add_event_counters(host, row, ev, n, pair, new_name, new_mx, counters):  # 
                 totals[h, c] += 1
                 if r >= 0:
                     rows[r, c] += 1
+        if cols[3] >= 0 and r >= 0:
+            raise_peaks(peaks, h, rows[r])
+
+
+@njit(cache=True, nogil=True, inline="always")
+def raise_peaks(peaks, h, row):  # type: ignore[no-untyped-def]
+    """Raise host ``h``'s peaks (``PEAK_*`` columns) to those of its bin ``row``."""
+    kw_a = row[C_KW_A]
+    share = kw_a / max(row[C_QUERIES], 1)
+    peaks[h, PEAK_KW_A] = max(peaks[h, PEAK_KW_A], kw_a)
+    peaks[h, PEAK_KW_SHARE] = max(peaks[h, PEAK_KW_SHARE], share)
 
 
 @njit(cache=True, nogil=True)
