@@ -13,8 +13,8 @@ import pytest
 from wormwatch import signals
 from wormwatch.config import SIGNALS, Config, KeywordStormConfig
 from wormwatch.detect import could_fire, evaluate, network_evidence, network_sync, tunnel_reason
-from wormwatch.model import QTYPE_MX, QTYPE_PTR
-from wormwatch.signals import top_prefixes
+from wormwatch.model import C_KW_A, C_QUERIES, QTYPE_MX, QTYPE_PTR
+from wormwatch.signals import storm_could_fire, top_prefixes
 from wormwatch.text import name_text
 
 from testkit.hoststates import Host, at, bot, mass_mailer, scanner, spread, study_host
@@ -124,6 +124,51 @@ def test_the_share_bound_only_skips_hosts_that_cannot_fire(
     full = evaluate(state, cfg, now_us=at(17.5))
     assert bounded.verdicts == full.verdicts
     assert bounded.score == full.score
+
+
+def test_the_busiest_bins_bound_only_skips_hosts_that_cannot_fire(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """keyword-storm gives up before building periods when no number of the
+    window's busiest keyword bins holds both the query floor and the rate (a
+    period's rate is at most the mean of its keyword bins). On hosts near the
+    rate, steady streams of 2-13 keyword names a minute with a few bursts,
+    the verdicts and scores are those of the full search; the bound skips
+    some hosts, and some of those it lets through fire and some do not. The
+    judge's bound on a host's peaks holds for every host that fires."""
+    calls: list[bool] = []
+    real = signals._busiest_bins_could
+
+    def spy(*args: object) -> bool:
+        calls.append(real(*args))  # type: ignore[arg-type]
+        return calls[-1]
+
+    seen = set()
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        minutes = int(rng.integers(15, 240))
+        n = int(rng.uniform(2, 13) * minutes)
+        times = spread(at(10), at(10) + minutes * 60_000_000, n, rng).tolist()
+        for _ in range(int(rng.integers(0, 4))):
+            burst = rng.integers(0, 60_000_000, int(rng.integers(8, 25)))
+            times += (int(rng.choice(times)) + np.sort(burst)).tolist()
+        host = Host().queries(times, [f"smtp{i}.example" for i in range(len(times))])
+        state = host.state()
+        now = at(10) + (minutes + int(rng.integers(0, 90))) * 60_000_000
+        with monkeypatch.context() as m:
+            m.setattr(signals, "_busiest_bins_could", spy)
+            bounded = evaluate(state, CFG, now_us=now)
+        with monkeypatch.context() as m:
+            m.setattr(signals, "_busiest_bins_could", lambda *_: True)
+            full = evaluate(state, CFG, now_us=now)
+        assert (bounded.verdicts, bounded.score) == (full.verdicts, full.score)
+        # the judge's pre-filter on the host's peaks (here: of its rows) agrees
+        kw_a, queries = state.series[:, C_KW_A], state.series[:, C_QUERIES]
+        peaks = np.array([[kw_a.max(), (kw_a / np.maximum(queries, 1)).max()]])
+        assert storm_could_fire(peaks, CFG)[0] or not full.verdicts
+        seen.add((calls[-1], bool(full.verdicts)) if calls else (None, bool(full.verdicts)))
+        calls.clear()
+    assert seen >= {(False, False), (True, True), (True, False)}
 
 
 def test_min_r2_can_be_required() -> None:

@@ -216,6 +216,22 @@ def storm_could_fire(peaks: F64, cfg: Config) -> BOOL:
     return out
 
 
+def _busiest_bins_could(kw_bins: I64, min_queries: int, min_per_bin: float) -> bool:
+    """Whether some period could hold ``min_queries`` keyword A queries at
+    ``min_per_bin`` per active bin, judged on the window's busiest bins.
+
+    Every bin with keyword A queries is active, so a period's rate is at most
+    the mean of its keyword bins, and its m keyword bins hold at most what
+    the window's m busiest hold: if for no m those reach both floors, no
+    period does (a slow, steady stream of keyword names over a day stops
+    here, before any period is built). The rate's floor is lowered by a
+    billionth, so that rounding never drops a period the full test keeps.
+    """
+    top = np.cumsum(np.sort(kw_bins[kw_bins > 0])[::-1], dtype=np.float64)
+    floor = min_per_bin * (1.0 - 1e-9) * np.arange(1, top.shape[0] + 1)
+    return bool(((top >= min_queries) & (top >= floor)).any())
+
+
 def keyword_storm(w: Window, st: HostState, cfg: Config) -> Result:
     """Mytob-like: many A queries of keyword names at a sustained machine rate,
     judged over the longest candidate period where all thresholds hold."""
@@ -233,6 +249,8 @@ def keyword_storm(w: Window, st: HostState, cfg: Config) -> Result:
     queries = w.col(C_QUERIES)
     best_share = float((kw_bins / np.maximum(queries, 1)).max())
     if _max_keyword_weight(cfg) * best_share < ks.min_share:
+        return None
+    if not _busiest_bins_could(kw_bins, ks.min_keyword_queries, ks.min_rate_per_min * w.bin_s / 60):
         return None
     # a storm period starts in a bin with keyword A queries
     p = w.periods(w.bins[w.col(C_KW_A) > 0])
