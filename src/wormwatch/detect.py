@@ -148,11 +148,12 @@ def _window(st: HostState, cfg: Config, now_us: int) -> Window:
     bin_us = cfg.bin_s * 1_000_000
     newest = now_us // bin_us
     oldest = newest - max(1, cfg.window_s // cfg.bin_s) + 1
-    keep = (st.bins >= oldest) & (st.bins <= newest)
-    series = st.series.reshape(-1, N_COUNTERS)
-    return Window(
-        st.bins[keep], series[keep].astype(np.int64, copy=False), cfg.bin_s, oldest, newest
-    )
+    bins, series = st.bins, st.series.reshape(-1, N_COUNTERS)
+    # the aggregate reads out the window's bins only: usually every bin is kept
+    if bins.shape[0] and (bins[0] < oldest or bins[-1] > newest):
+        keep = (bins >= oldest) & (bins <= newest)
+        bins, series = bins[keep], series[keep]
+    return Window(bins, series.astype(np.int64, copy=False), cfg.bin_s, oldest, newest)
 
 
 def evaluate(

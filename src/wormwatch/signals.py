@@ -353,17 +353,20 @@ def mx_client(w: Window, st: HostState, cfg: Config) -> Result:
         return None
     if mc.skip_tunnels and tunnel_reason(st.sample_mx_names) is not None:
         return None
-    active = mx > 0
-    rate = w.per_min(n_mx, int(active.sum()))
     strength = 0.7 * _saturate(n_domains, mc.min_domains) + 0.3 * _saturate(n_mx, mc.min_mx_queries)
-    return strength, lambda _prefixes: {
-        "mx_queries": n_mx,
-        "mx_domains": n_domains,
-        "mx_domains_total": int(st.totals[C_MX_DOM_NEW]),
-        "mx_per_min": round(rate, 2),
-        **w.span(active),
-        "sample_domains": [name_text(n) for n in st.sample_mx_names[:_N_SAMPLES]],
-    }
+
+    def evidence(_prefixes: dict[bytes, int]) -> dict[str, object]:
+        active = mx > 0
+        return {
+            "mx_queries": n_mx,
+            "mx_domains": n_domains,
+            "mx_domains_total": int(st.totals[C_MX_DOM_NEW]),
+            "mx_per_min": round(w.per_min(n_mx, int(active.sum())), 2),
+            **w.span(active),
+            "sample_domains": [name_text(n) for n in st.sample_mx_names[:_N_SAMPLES]],
+        }
+
+    return strength, evidence
 
 
 def smb_scan(w: Window, st: HostState, cfg: Config) -> Result:
@@ -373,19 +376,23 @@ def smb_scan(w: Window, st: HostState, cfg: Config) -> Result:
     n_targets = int(new.sum())
     if n_targets < min_targets:
         return None
-    syns = w.series[:, SYN_COLS]
-    per_bin = syns.sum(axis=1)
-    active = per_bin > 0
-    n_syn = int(per_bin.sum())
-    peak = int(np.argmax(new))
-    return _saturate(n_targets, min_targets), lambda _prefixes: {
-        "syn": {str(p): int(syns[:, i].sum()) for i, p in enumerate(SYN_PORTS)},
-        "syns": n_syn,
-        "targets": n_targets,
-        "targets_total": int(st.totals[C_SYN_DST_NEW]),
-        "targets_per_min": round(w.per_min(n_targets, int(active.sum())), 2),
-        "syns_per_target": round(n_syn / n_targets, 2),
-        "peak_targets_per_bin": int(new[peak]),
-        "peak_bin": w.bin_time(int(w.bins[peak])),
-        **w.span(active),
-    }
+
+    def evidence(_prefixes: dict[bytes, int]) -> dict[str, object]:
+        syns = w.series[:, SYN_COLS]
+        per_bin = syns.sum(axis=1)
+        active = per_bin > 0
+        n_syn = int(per_bin.sum())
+        peak = int(np.argmax(new))
+        return {
+            "syn": {str(p): int(syns[:, i].sum()) for i, p in enumerate(SYN_PORTS)},
+            "syns": n_syn,
+            "targets": n_targets,
+            "targets_total": int(st.totals[C_SYN_DST_NEW]),
+            "targets_per_min": round(w.per_min(n_targets, int(active.sum())), 2),
+            "syns_per_target": round(n_syn / n_targets, 2),
+            "peak_targets_per_bin": int(new[peak]),
+            "peak_bin": w.bin_time(int(w.bins[peak])),
+            **w.span(active),
+        }
+
+    return _saturate(n_targets, min_targets), evidence
