@@ -133,13 +133,15 @@ class HostTable:
         return host, renumbering
 
     def raise_peaks(self, host: I64, rows: I32) -> None:
-        """Raise the peaks of hosts ``host`` to those of their bin ``rows`` (as
-        the counting kernel does after each keyword A query), for counters
-        added other than by that kernel (a cluster's deltas)."""
+        """Raise the peaks of hosts ``host`` (distinct, as a delta's are) to
+        those of their bin ``rows``, as the counting kernel does after each
+        keyword A query, for counters added other than by that kernel (a
+        cluster's deltas)."""
         kw_a = rows[:, C_KW_A]
         share = kw_a / np.maximum(rows[:, C_QUERIES], 1)
-        np.maximum.at(self.peaks[:, PEAK_KW_A], host, kw_a)
-        np.maximum.at(self.peaks[:, PEAK_KW_SHARE], host, share)
+        peaks = self.peaks
+        peaks[host, PEAK_KW_A] = np.maximum(peaks[host, PEAK_KW_A], kw_a)
+        peaks[host, PEAK_KW_SHARE] = np.maximum(peaks[host, PEAK_KW_SHARE], share)
 
     def find(self, addr_hi: int, addr_lo: int) -> int | None:
         """The host id of an address, or None."""
