@@ -207,3 +207,35 @@ def test_a_slow_keyword_stream_costs_no_evaluation(monkeypatch: pytest.MonkeyPat
                          for i in range(10)])  # fmt: skip
     judge.judge(agg)
     assert slow in seen
+
+
+def test_a_display_refresh_looks_again_at_a_flagged_host_only_when_its_window_moved(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Display refreshes come four times a second; a flagged host without new
+    events keeps the verdict of its last look until packet time enters a new
+    bin (then its window may have lost a bin, and it is looked at again)."""
+    cfg = load_config(None)
+    judge = Judge(cfg)
+    agg = Aggregator(protect=judge.protected)
+    storm, mailer = _storm_and_mailer(agg, judge)
+    judge.judge(agg)
+    seen = _spy(monkeypatch, cfg)
+    judge.rescore(agg)
+    assert seen == {}
+    # new events of the mailer later in the same bin: only it is looked at
+    t = agg.now_us
+    _ingest(agg, judge, [(t + 1, mailer, "198.51.100.53", KIND_DNS, 53, 15, b"more.example")])
+    judge.rescore(agg)
+    assert list(seen) == [mailer]
+    seen.clear()
+    judge.rescore(agg)
+    assert seen == {}
+    # packet time enters the next bin (another host's query): both are looked at
+    bin_end = (agg.now_us // MIN_US + 1) * MIN_US
+    _ingest(agg, judge, [(bin_end, "192.0.2.99", "198.51.100.53", KIND_DNS, 53, 1, b"a.example")])
+    judge.rescore(agg)
+    assert sorted(seen) == sorted([storm, mailer])
+    for addr in (storm, mailer):
+        (state,) = agg.host_states([agg.find(*addr_words(addr))])  # type: ignore[list-item]
+        assert seen[addr][1] == evaluate(state, cfg, now_us=agg.now_us, explain=False)

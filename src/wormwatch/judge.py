@@ -48,7 +48,10 @@ class Judge:
 
     - :meth:`judge` at each bin boundary of packet time: verdicts, and the
       alerts for those that are news;
-    - :meth:`rescore` for a display refresh: verdicts only, no alerts;
+    - :meth:`rescore` for a display refresh: verdicts only, no alerts; a
+      flagged host without new events that was judged in the current bin of
+      packet time keeps its verdict (its window has not moved: the same
+      verdict and score, its evidence as of that look);
     - :meth:`finish` at the end of the run: :meth:`judge` over every host
       ever judged, so the summary holds final verdicts.
     """
@@ -59,6 +62,8 @@ class Judge:
         self.tracker = AlertTracker(cfg.score)
         self.n_alerts = 0
         self._scores = np.zeros(cfg.max_hosts, np.float64)
+        # 1 + the bin of packet time of each host's last look (0: never looked at)
+        self._looked_bin = np.zeros(cfg.max_hosts, np.int64)
         self._verdicts: dict[int, Verdict] = {}
         # the aggregate's marks at the last judge() and at the last look of any kind
         self._alert_mark = -1
@@ -76,6 +81,7 @@ class Judge:
     def renumber(self, renumbering: Renumbering) -> None:
         """Follow the aggregate's host ids after it evicted hosts."""
         self._scores = renumbering.follow_array(self._scores)
+        self._looked_bin = renumbering.follow_array(self._looked_bin)
         self._verdicts = renumbering.follow(self._verdicts)
         self.tracker.renumber(renumbering)
 
@@ -88,7 +94,7 @@ class Judge:
     def rescore(self, agg: Aggregator) -> None:
         """Re-score the hosts with new evidence since the last look (a display
         refresh): no alerts, the next :meth:`judge` still sees them."""
-        self._look(agg, self._candidates(agg, self._display_mark), alert=False)
+        self._look(agg, self._candidates(agg, self._display_mark, moved_only=True), alert=False)
 
     def finish(self, agg: Aggregator) -> list[Alert]:
         """The end of the run: judge every host ever judged and the new ones."""
@@ -97,20 +103,24 @@ class Judge:
         )
         return self._look(agg, ids.astype(np.int64), alert=True)
 
-    def _candidates(self, agg: Aggregator, mark: int) -> I64:
+    def _candidates(self, agg: Aggregator, mark: int, *, moved_only: bool = False) -> I64:
         """Hosts worth a full evaluation now.
 
         Those touched since the aggregate's ``mark``, through a vectorised
         pre-filter (:func:`wormwatch.detect.could_fire`): a host whose totals
         and peaks cannot reach any detector's thresholds keeps score 0 without a
-        Python-level look; plus every host that holds a verdict.
+        Python-level look; plus every host that holds a verdict (with
+        ``moved_only``, those last looked at in an earlier bin of packet time:
+        an untouched host's window moves only at a bin boundary).
         """
         touched = agg.touched_since(mark)
         maybe = could_fire(agg.totals()[touched], self.cfg, agg.peaks()[touched]).any(axis=1)
         ids = touched[maybe]
-        flagged = [i for i, v in self._verdicts.items() if v.verdicts]
-        if flagged:
-            ids = np.union1d(ids, np.array(flagged, np.int64))
+        flagged = np.array([i for i, v in self._verdicts.items() if v.verdicts], np.int64)
+        if moved_only and flagged.shape[0]:
+            flagged = flagged[self._looked_bin[flagged] != 1 + agg.now_us // agg.bin_us]
+        if flagged.shape[0]:
+            ids = np.union1d(ids, flagged)
         return ids.astype(np.int64)
 
     def _look(self, agg: Aggregator, ids: I64, *, alert: bool) -> list[Alert]:
@@ -132,6 +142,7 @@ class Judge:
             self._verdicts[idx] = verdict
             if alert and self.tracker.is_news(idx, verdict):
                 news.append((idx, state, verdict))
+        self._looked_bin[ids] = 1 + now_us // agg.bin_us
         alerts = self._alerts(agg, news, now_us) if alert else []
         if alert:
             self._alert_mark = mark
