@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 
 import numpy as np
 import pytest
 
 from wormwatch import judge as judge_mod
+from wormwatch import signals
 from wormwatch.aggregate import Aggregator
 from wormwatch.classify import Classifier
 from wormwatch.config import load_config
@@ -239,3 +241,70 @@ def test_a_display_refresh_looks_again_at_a_flagged_host_only_when_its_window_mo
     for addr in (storm, mailer):
         (state,) = agg.host_states([agg.find(*addr_words(addr))])  # type: ignore[list-item]
         assert seen[addr][1] == evaluate(state, cfg, now_us=agg.now_us, explain=False)
+
+
+def _keyword_traffic(seed: int) -> dict[int, list[Row]]:
+    """Six hours of 24 hosts' A queries by minute: keyword names at 0.5 to 30 a
+    minute (near the storm's 10), now and then a burst, with ordinary names
+    mixed in at shares around the storm's one half."""
+    rnd = random.Random(seed)
+    by_minute: dict[int, list[Row]] = {}
+    for h in range(24):
+        src = f"192.0.2.{h + 1}"
+        rate = rnd.choice([0.5, 2.0, 6.0, 9.0, 11.0, 14.0, 30.0])
+        share = rnd.choice([0.3, 0.6, 0.9, 1.0])
+        start = rnd.randrange(300)
+        for m in range(start, min(360, start + rnd.randrange(10, 240))):
+            n_kw = int(rate) + (rnd.random() < rate - int(rate))
+            if rnd.random() < 0.03:
+                n_kw += rnd.randrange(10, 40)
+            names = [b"mail%d.example" % rnd.randrange(10**6) for _ in range(n_kw)]
+            names += [b"www%d.example" % rnd.randrange(10**6)
+                      for _ in range(round(n_kw * (1 - share) / share))]  # fmt: skip
+            by_minute.setdefault(m, []).extend(
+                (m * MIN_US + rnd.randrange(MIN_US), src, "198.51.100.53", KIND_DNS, 53, 1, name)
+                for name in names
+            )
+    return by_minute
+
+
+def _alerts_by_minute(by_minute: dict[int, list[Row]]) -> tuple[list[object], int]:
+    """Every alert of judging at each minute's boundary, and the evaluations."""
+    cfg = load_config(None)
+    judge = Judge(cfg)
+    agg = Aggregator(protect=judge.protected)
+    n_evaluations = 0
+    real = judge_mod.evaluate
+
+    def counted(*args: object, **kwargs: object) -> Verdict:
+        nonlocal n_evaluations
+        n_evaluations += 1
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    judge_mod.evaluate = counted  # type: ignore[assignment]
+    try:
+        alerts: list[object] = []
+        for m in sorted(by_minute):
+            alerts += judge.judge(agg)
+            _ingest(agg, judge, sorted(by_minute[m]))
+        alerts += judge.finish(agg)
+    finally:
+        judge_mod.evaluate = real
+    return alerts, n_evaluations
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_the_storm_bounds_change_no_alert(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The judge's pre-filter on each host's peaks and keyword-storm's
+    busiest-bins bound only skip hosts that cannot storm: six hours of keyword
+    traffic near the thresholds, judged at every minute, give the same alerts
+    (storms among them) with the bounds and without, with fewer evaluations."""
+    by_minute = _keyword_traffic(seed)
+    bounded, n_bounded = _alerts_by_minute(by_minute)
+    real = judge_mod.could_fire
+    monkeypatch.setattr(judge_mod, "could_fire", lambda totals, cfg, peaks: real(totals, cfg))
+    monkeypatch.setattr(signals, "_busiest_bins_could", lambda *_: True)
+    full, n_full = _alerts_by_minute(by_minute)
+    assert bounded == full
+    assert any("keyword-storm" in a["verdicts"] for a in full)  # type: ignore[index,operator]
+    assert n_bounded < n_full
