@@ -20,7 +20,7 @@ import pytest
 from wormwatch.cli import main
 from wormwatch.model import ST_IGNORED, ST_OK
 
-from scripts.bench import bulk
+from scripts.bench import bulk, judging
 from testkit.reference import host_counts, reference_events
 
 N_PACKETS = 5000
@@ -87,3 +87,12 @@ def test_replay_summary_counts_what_the_generator_wrote(
     for addr in (SCANNER, STORM4, STORM6, MX_HOST):
         assert got[addr] == book["hosts"][addr], addr
     assert got == book["hosts"]
+
+
+def test_the_judging_benchmark_flags_every_scanner_it_times() -> None:
+    """``scripts/bench/judging.py`` times judging an outbreak: every scanner it
+    makes must be flagged, or it would time hosts the judge skips."""
+    result = judging.measure(20, 2.0)
+    assert result["flagged"] == 20
+    assert result["boundaries"] == 120
+    assert result["judging_s"] > 0
