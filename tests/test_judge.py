@@ -308,3 +308,77 @@ def test_the_storm_bounds_change_no_alert(seed: int, monkeypatch: pytest.MonkeyP
     assert bounded == full
     assert any("keyword-storm" in a["verdicts"] for a in full)  # type: ignore[index,operator]
     assert n_bounded < n_full
+
+
+def _outbreak_then_quiet() -> dict[int, list[Row]]:
+    """Three hours by minute: two scanners, a mass mailer that stops and comes
+    back, a keyword storm, a host that both scans and mails, and a quiet host
+    whose queries move packet time on; every flagged host goes quiet in time
+    for its activity to leave a one-hour window before the end."""
+    rnd = random.Random(5)
+    by_minute: dict[int, list[Row]] = {m: [] for m in range(180)}
+    n_targets = 0
+
+    def syns(m: int, src: str, n: int) -> None:
+        nonlocal n_targets
+        for _ in range(n):
+            n_targets += 1
+            t = m * MIN_US + rnd.randrange(MIN_US)
+            by_minute[m].append((t, src, f"2001:db8:2::{n_targets:x}", KIND_SYN, 445, 0, b""))
+
+    def queries(m: int, src: str, n: int, qtype: int, name: str) -> None:
+        for _ in range(n):
+            t = m * MIN_US + rnd.randrange(MIN_US)
+            named = (name % rnd.randrange(10**6)).encode()
+            by_minute[m].append((t, src, "198.51.100.53", KIND_DNS, 53, qtype, named))
+
+    for m in range(180):
+        queries(m, "192.0.2.1", 2, 1, "www%d.example")
+        if 10 <= m < 40:
+            syns(m, "192.0.2.10", 3)
+        if 50 <= m < 70:
+            syns(m, "192.0.2.11", 4)
+        if 20 <= m < 35 or 90 <= m < 100:
+            queries(m, "192.0.2.20", 4, 15, "mx%d.example")
+        if 30 <= m < 60:
+            queries(m, "192.0.2.30", 30, 1, "mail%d.example")
+        if 40 <= m < 55:
+            syns(m, "192.0.2.40", 3)
+            queries(m, "192.0.2.40", 3, 15, "d%d.example")
+    return by_minute
+
+
+def test_idle_flagged_hosts_keep_their_verdicts_and_alerts_come_as_before(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Judging at each boundary passes over a flagged host that only mx-client or
+    smb-scan could flag while it sends nothing and no bin of it leaves the
+    window: three hours of an outbreak going quiet in a one-hour window give the
+    same alerts (new ones, band changes, and each verdict cleared as its
+    activity leaves the window) as looking at every flagged host, with fewer
+    evaluations."""
+    cfg = dataclasses.replace(load_config(None), window_s=3600)
+    by_minute = _outbreak_then_quiet()
+
+    def run() -> tuple[list[object], int]:
+        judge = Judge(cfg)
+        agg = Aggregator(protect=judge.protected, window_s=cfg.window_s)
+        seen = _spy(monkeypatch, cfg)
+        n = 0
+        alerts: list[object] = []
+        for m in sorted(by_minute):
+            alerts += judge.judge(agg)
+            n += len(seen)
+            seen.clear()
+            _ingest(agg, judge, sorted(by_minute[m]))
+        alerts += judge.finish(agg)
+        return alerts, n
+
+    kept, n_kept = run()
+    monkeypatch.setattr(Judge, "_idle", lambda _self, _agg, flagged, _touched: flagged < 0)
+    full, n_full = run()
+    assert kept == full
+    reasons = {(a["src_ip"], a["reason"]) for a in full}  # type: ignore[index]
+    assert {("192.0.2.10", "cleared"), ("192.0.2.11", "cleared"), ("192.0.2.20", "cleared"),
+            ("192.0.2.30", "cleared")} <= reasons  # fmt: skip
+    assert n_kept < n_full

@@ -2,7 +2,9 @@
 and at every display refresh.
 
 ``--scanners`` hosts each reach 2 new SMB targets every 5 minutes of packet
-time for ``--hours`` (so each is flagged smb-scan for the whole run), fed to an
+time for ``--hours`` (so each is flagged smb-scan for the whole run), then go
+quiet for ``--quiet-hours`` (flagged still: their activity stays in the day's
+window) while one other host's queries move packet time on, fed to an
 :class:`~wormwatch.aggregate.Aggregator` and a :class:`~wormwatch.judge.Judge`
 the way the pipeline does: judged at each bin boundary before the new bin's
 first events count. Prints the time of judging at the boundaries (also per
@@ -16,6 +18,7 @@ printed. Each measurement runs in a child process of its own.
 
     python -m scripts.bench.judging --scanners 200 --hours 6
     python -m scripts.bench.judging --scanners 1000 --hours 1 --baseline ../wt/old
+    python -m scripts.bench.judging --scanners 200 --hours 2 --quiet-hours 6
 """
 
 from __future__ import annotations
@@ -51,8 +54,9 @@ def _target(k: int) -> str:
     return f"2001:db8:2::{k + 1:x}"
 
 
-def measure(n_scanners: int, hours: float) -> dict[str, float]:
-    """Judging times of ``n_scanners`` flagged scanners over ``hours``."""
+def measure(n_scanners: int, hours: float, quiet_hours: float = 0.0) -> dict[str, float]:
+    """Judging times of ``n_scanners`` flagged scanners over ``hours``, and
+    ``quiet_hours`` after them."""
     cfg = load_config(None)
     judge = Judge(cfg)
     agg = Aggregator(protect=judge.protected, max_hosts=max(100_000, 2 * n_scanners))
@@ -62,11 +66,12 @@ def measure(n_scanners: int, hours: float) -> dict[str, float]:
         ev = make_events(rows)
         agg.ingest(ev, classifier.classify(ev))
 
-    minutes = int(hours * 60)
+    active = int(hours * 60)
+    minutes = active + int(quiet_hours * 60)
     judging = 0.0
     for m in range(minutes):
         t = T0_US + m * MIN_US
-        if m % 5 == 0:
+        if m < active and m % 5 == 0:
             k = m // 5
             rows = [(t + h, _scanner(h), _target(2 * k + j), KIND_SYN, 445, 0, b"")
                     for h in range(n_scanners) for j in range(2)]  # fmt: skip
@@ -92,13 +97,13 @@ def measure(n_scanners: int, hours: float) -> dict[str, float]:
     }
 
 
-def _child(n_scanners: int, hours: float, src: Path | None) -> dict[str, float]:
+def _child(n_scanners: int, hours: float, quiet: float, src: Path | None) -> dict[str, float]:
     env = child_env()
     if src is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(src), str(REPO)])
     out = subprocess.run(
         [sys.executable, "-m", "scripts.bench.judging", "--child",
-         "--scanners", str(n_scanners), "--hours", str(hours)],
+         "--scanners", str(n_scanners), "--hours", str(hours), "--quiet-hours", str(quiet)],
         check=True, capture_output=True, text=True, env=env, cwd=REPO,
     ).stdout  # fmt: skip
     result: dict[str, float] = json.loads(out)
@@ -109,24 +114,26 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--scanners", type=int, default=200)
     p.add_argument("--hours", type=float, default=6.0)
+    p.add_argument("--quiet-hours", type=float, default=0.0)
     p.add_argument("--baseline", type=Path, default=None, help="worktree of another commit")
     p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        print(json.dumps(measure(args.scanners, args.hours)))
+        print(json.dumps(measure(args.scanners, args.hours, args.quiet_hours)))
         return 0
     trees: list[tuple[str, Path | None]] = [("this", None)]
     if args.baseline is not None:
         trees.append((str(args.baseline), args.baseline.resolve() / "src"))
-    print(f"{args.scanners} scanners, {args.hours} h of packet time, load average "
+    print(f"{args.scanners} scanners, {args.hours} h of packet time and {args.quiet_hours} h "
+          "quiet, load average "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")  # fmt: skip
     print(f"{'code':<24} {'flagged':>7} {'judging s':>10} {'us/host/boundary':>17} "
           f"{'refresh ms':>11}")  # fmt: skip
     runs: dict[str, list[dict[str, float]]] = {name: [] for name, _ in trees}
     for _ in range(args.repeat):
         for name, src in trees:
-            r = _child(args.scanners, args.hours, src)
+            r = _child(args.scanners, args.hours, args.quiet_hours, src)
             runs[name].append(r)
             print(f"{name:<24} {r['flagged']:>7.0f} {r['judging_s']:>10.3f} "
                   f"{r['per_host_boundary_us']:>17.1f} {r['refresh_ms']:>11.2f}")  # fmt: skip

@@ -31,6 +31,10 @@ from wormwatch.signals import weighs_keywords
 TOP_HOSTS = 50
 # could_fire's column of the one signal that reads a host's name prefixes
 _KEYWORD_STORM = SIGNALS.index("keyword-storm")
+# could_fire's columns of the signals that are sums over the window's bins (and
+# samples): their verdict cannot change while no event comes and no bin leaves
+_WINDOW_SUMS = [SIGNALS.index("mx-client"), SIGNALS.index("smb-scan")]
+_NO_BIN = np.iinfo(np.int64).max
 
 Alert = dict[str, object]
 # adds to an alert record what only the caller knows of host id (the sensors that saw it)
@@ -47,7 +51,10 @@ class Judge:
     window). A host is judged once per call however many events it got:
 
     - :meth:`judge` at each bin boundary of packet time: verdicts, and the
-      alerts for those that are news;
+      alerts for those that are news; a flagged host that only mx-client or
+      smb-scan could flag, without new events and with none of its bins
+      gone from the window since its last look, keeps its verdict (the same
+      sums give the same verdict and score);
     - :meth:`rescore` for a display refresh: verdicts only, no alerts; a
       flagged host without new events that was judged in the current bin of
       packet time keeps its verdict (its window has not moved: the same
@@ -64,6 +71,8 @@ class Judge:
         self._scores = np.zeros(cfg.max_hosts, np.float64)
         # 1 + the bin of packet time of each host's last look (0: never looked at)
         self._looked_bin = np.zeros(cfg.max_hosts, np.int64)
+        # the first bin of each host's rows in the window at its last look
+        self._first_bin = np.full(cfg.max_hosts, _NO_BIN, np.int64)
         self._verdicts: dict[int, Verdict] = {}
         # the aggregate's marks at the last judge() and at the last look of any kind
         self._alert_mark = -1
@@ -82,6 +91,8 @@ class Judge:
         """Follow the aggregate's host ids after it evicted hosts."""
         self._scores = renumbering.follow_array(self._scores)
         self._looked_bin = renumbering.follow_array(self._looked_bin)
+        # an id that follows no host gets 0: a bin long gone, so looked at again
+        self._first_bin = renumbering.follow_array(self._first_bin)
         self._verdicts = renumbering.follow(self._verdicts)
         self.tracker.renumber(renumbering)
 
@@ -89,7 +100,7 @@ class Judge:
 
     def judge(self, agg: Aggregator) -> list[Alert]:
         """Judge the hosts with new evidence; the alerts that are news."""
-        return self._look(agg, self._candidates(agg, self._alert_mark), alert=True)
+        return self._look(agg, self._candidates(agg, self._alert_mark, idle_kept=True), alert=True)
 
     def rescore(self, agg: Aggregator) -> None:
         """Re-score the hosts with new evidence since the last look (a display
@@ -103,7 +114,9 @@ class Judge:
         )
         return self._look(agg, ids.astype(np.int64), alert=True)
 
-    def _candidates(self, agg: Aggregator, mark: int, *, moved_only: bool = False) -> I64:
+    def _candidates(
+        self, agg: Aggregator, mark: int, *, moved_only: bool = False, idle_kept: bool = False
+    ) -> I64:
         """Hosts worth a full evaluation now.
 
         Those touched since the aggregate's ``mark``, through a vectorised
@@ -111,7 +124,8 @@ class Judge:
         and peaks cannot reach any detector's thresholds keeps score 0 without a
         Python-level look; plus every host that holds a verdict (with
         ``moved_only``, those last looked at in an earlier bin of packet time:
-        an untouched host's window moves only at a bin boundary).
+        an untouched host's window moves only at a bin boundary; with
+        ``idle_kept``, not those :meth:`_idle` finds).
         """
         touched = agg.touched_since(mark)
         maybe = could_fire(agg.totals()[touched], self.cfg, agg.peaks()[touched]).any(axis=1)
@@ -119,9 +133,28 @@ class Judge:
         flagged = np.array([i for i, v in self._verdicts.items() if v.verdicts], np.int64)
         if moved_only and flagged.shape[0]:
             flagged = flagged[self._looked_bin[flagged] != 1 + agg.now_us // agg.bin_us]
+        if idle_kept and flagged.shape[0]:
+            flagged = flagged[~self._idle(agg, flagged, touched)]
         if flagged.shape[0]:
             ids = np.union1d(ids, flagged)
         return ids.astype(np.int64)
+
+    def _idle(self, agg: Aggregator, flagged: I64, touched: I64) -> BOOL:
+        """Which ``flagged`` hosts keep their verdict without a look: none of
+        them is among ``touched`` (the hosts with events since the last
+        :meth:`judge`, which looks at every such host, so none since its own
+        last look), none of its bins has left the window since that look, and
+        only signals that sum the window's bins could fire for it."""
+        is_touched = np.zeros(agg.n_hosts, np.bool_)
+        is_touched[touched] = True
+        oldest = agg.now_us // agg.bin_us - agg.window_bins + 1
+        could = could_fire(agg.totals()[flagged], self.cfg, agg.peaks()[flagged])
+        others = could.copy()
+        others[:, _WINDOW_SUMS] = False
+        idle: BOOL = (
+            ~is_touched[flagged] & (self._first_bin[flagged] >= oldest) & ~others.any(axis=1)
+        )
+        return idle
 
     def _look(self, agg: Aggregator, ids: I64, *, alert: bool) -> list[Alert]:
         """Evaluate hosts ``ids`` at the aggregate's packet time; with
@@ -140,6 +173,7 @@ class Judge:
             verdict = evaluate(state, self.cfg, now_us=now_us, could=could, explain=False)
             self._scores[idx] = verdict.score
             self._verdicts[idx] = verdict
+            self._first_bin[idx] = state.bins[0] if state.bins.shape[0] else _NO_BIN
             if alert and self.tracker.is_news(idx, verdict):
                 news.append((idx, state, verdict))
         self._looked_bin[ids] = 1 + now_us // agg.bin_us
