@@ -12,7 +12,7 @@ from wormwatch import judge as judge_mod
 from wormwatch import signals
 from wormwatch.aggregate import Aggregator
 from wormwatch.classify import Classifier
-from wormwatch.config import load_config
+from wormwatch.config import SIGNALS, load_config
 from wormwatch.detect import evaluate
 from wormwatch.judge import Judge
 from wormwatch.model import C_KW_A, KIND_DNS, KIND_SYN, HostState, Verdict, addr_words
@@ -45,9 +45,11 @@ def looked_at(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         return Verdict()
 
     monkeypatch.setattr(judge_mod, "evaluate", fake_evaluate)
-    monkeypatch.setattr(
-        judge_mod, "could_fire", lambda totals, cfg, peaks: np.ones((len(totals), 1), np.bool_)
-    )
+
+    def could_fire(totals: np.ndarray, _cfg: object, _peaks: object) -> np.ndarray:
+        return np.ones((len(totals), len(SIGNALS)), np.bool_)
+
+    monkeypatch.setattr(judge_mod, "could_fire", could_fire)
     return seen
 
 

@@ -71,8 +71,10 @@ class Judge:
         self._scores = np.zeros(cfg.max_hosts, np.float64)
         # 1 + the bin of packet time of each host's last look (0: never looked at)
         self._looked_bin = np.zeros(cfg.max_hosts, np.int64)
-        # the first bin of each host's rows in the window at its last look
+        # the first bin of each host's rows in the window at its last look, and
+        # whether only signals that sum the window's bins could fire for it then
         self._first_bin = np.full(cfg.max_hosts, _NO_BIN, np.int64)
+        self._sums_only = np.zeros(cfg.max_hosts, np.bool_)
         self._verdicts: dict[int, Verdict] = {}
         # the aggregate's marks at the last judge() and at the last look of any kind
         self._alert_mark = -1
@@ -93,6 +95,7 @@ class Judge:
         self._looked_bin = renumbering.follow_array(self._looked_bin)
         # an id that follows no host gets 0: a bin long gone, so looked at again
         self._first_bin = renumbering.follow_array(self._first_bin)
+        self._sums_only = renumbering.follow_array(self._sums_only)
         self._verdicts = renumbering.follow(self._verdicts)
         self.tracker.renumber(renumbering)
 
@@ -132,7 +135,7 @@ class Judge:
         ids = touched[maybe]
         flagged = np.array([i for i, v in self._verdicts.items() if v.verdicts], np.int64)
         if moved_only and flagged.shape[0]:
-            flagged = flagged[self._looked_bin[flagged] != 1 + agg.now_us // agg.bin_us]
+            flagged = flagged[self._looked_bin[flagged] != _bin_mark(agg)]
         if idle_kept and flagged.shape[0]:
             flagged = flagged[~self._idle(agg, flagged, touched)]
         if flagged.shape[0]:
@@ -144,15 +147,14 @@ class Judge:
         them is among ``touched`` (the hosts with events since the last
         :meth:`judge`, which looks at every such host, so none since its own
         last look), none of its bins has left the window since that look, and
-        only signals that sum the window's bins could fire for it."""
+        only signals that sum the window's bins could fire for it at that look
+        (its totals and peaks have not changed since)."""
         is_touched = np.zeros(agg.n_hosts, np.bool_)
         is_touched[touched] = True
-        oldest = agg.now_us // agg.bin_us - agg.window_bins + 1
-        could = could_fire(agg.totals()[flagged], self.cfg, agg.peaks()[flagged])
-        others = could.copy()
-        others[:, _WINDOW_SUMS] = False
         idle: BOOL = (
-            ~is_touched[flagged] & (self._first_bin[flagged] >= oldest) & ~others.any(axis=1)
+            ~is_touched[flagged]
+            & (self._first_bin[flagged] >= agg.oldest_bin())
+            & self._sums_only[flagged]
         )
         return idle
 
@@ -168,6 +170,9 @@ class Judge:
         # which is built only for the verdicts that make an alert
         weighs = maybe[:, _KEYWORD_STORM] if weighs_keywords(self.cfg) else False
         states = agg.host_states(ids, with_prefixes=weighs)
+        others = maybe.copy()
+        others[:, _WINDOW_SUMS] = False
+        self._sums_only[ids] = ~others.any(axis=1)
         news: list[tuple[int, HostState, Verdict]] = []
         for state, idx, could in zip(states, ids.tolist(), maybe, strict=True):
             verdict = evaluate(state, self.cfg, now_us=now_us, could=could, explain=False)
@@ -176,7 +181,7 @@ class Judge:
             self._first_bin[idx] = state.bins[0] if state.bins.shape[0] else _NO_BIN
             if alert and self.tracker.is_news(idx, verdict):
                 news.append((idx, state, verdict))
-        self._looked_bin[ids] = 1 + now_us // agg.bin_us
+        self._looked_bin[ids] = _bin_mark(agg)
         alerts = self._alerts(agg, news, now_us) if alert else []
         if alert:
             self._alert_mark = mark
@@ -262,3 +267,8 @@ class Judge:
         if series.shape[0] == 0:
             return None
         return network_evidence(bins, series[:, 1], series[:, 2], self.cfg)
+
+
+def _bin_mark(agg: Aggregator) -> int:
+    """1 + the bin of the aggregate's newest packet time (0 marks never)."""
+    return 1 + agg.now_us // agg.bin_us

@@ -203,16 +203,23 @@ def _r_squared_many(n: F64, sa: F64, sk: F64, saa: F64, skk: F64, sak: F64) -> F
     return out
 
 
-def storm_could_fire(peaks: F64, cfg: Config) -> BOOL:
-    """Which hosts' peaks (rows of :meth:`~wormwatch.aggregate.Aggregator.peaks`)
-    pass the one-bin floors :func:`keyword_storm` checks first, on the same
-    terms: a bin with the rate's worth of keyword A queries, and a bin whose
+def _rate_floor(cfg: Config, bin_s: int) -> float:
+    """Keyword A queries in one bin of ``bin_s`` seconds at the storm's minimum rate."""
+    return cfg.keyword_storm.min_rate_per_min * bin_s / 60.0
+
+
+def storm_could_fire(peaks: F64, cfg: Config, bin_s: int | None = None) -> BOOL:
+    """Which hosts' peaks (rows of :meth:`~wormwatch.aggregate.Aggregator.peaks`,
+    or a window's busiest bin and best share) pass the storm's one-bin floors:
+    a bin with the rate's worth of keyword A queries, and a bin whose
     keyword-A share reaches ``min_share`` (times the largest keyword weight).
-    The peaks are since first seen, so they bound every window's bins: a host
-    that fails here cannot storm now, and costs the judge no evaluation."""
-    ks = cfg.keyword_storm
-    busy = peaks[:, PEAK_KW_A] >= ks.min_rate_per_min * cfg.bin_s / 60.0
-    out: BOOL = busy & (_max_keyword_weight(cfg) * peaks[:, PEAK_KW_SHARE] >= ks.min_share)
+    :func:`keyword_storm` checks its window's bins here first; the peaks are
+    since first seen, so they bound every window's bins: a host that fails
+    here cannot storm now, and costs the judge no evaluation."""
+    floor = _rate_floor(cfg, cfg.bin_s if bin_s is None else bin_s)
+    busy = peaks[:, PEAK_KW_A] >= floor
+    share = _max_keyword_weight(cfg) * peaks[:, PEAK_KW_SHARE]
+    out: BOOL = busy & (share >= cfg.keyword_storm.min_share)
     return out
 
 
@@ -239,18 +246,14 @@ def keyword_storm(w: Window, st: HostState, cfg: Config) -> Result:
     kw_bins = w.col(C_KW_A)
     if int(kw_bins.sum()) < ks.min_keyword_queries:
         return None
-    # a mean of min_rate_per_min over a period's active bins needs one bin
-    # at least that busy: a browsing user with webmail never gets past here
-    # (storm_could_fire checks these two floors on a host's peaks)
-    if float(kw_bins.max()) < ks.min_rate_per_min * w.bin_s / 60.0:
+    # a mean of min_rate_per_min over a period's active bins needs one bin at
+    # least that busy (a browsing user with webmail never gets past here), and a
+    # period's keyword share is a ratio of sums, never above its best bin's: a
+    # user whose every bin is mostly other names gets no further (no periods built)
+    best_share = (kw_bins / np.maximum(w.col(C_QUERIES), 1)).max()
+    if not storm_could_fire(np.array([[kw_bins.max(), best_share]], np.float64), cfg, w.bin_s)[0]:
         return None
-    # a period's keyword share is a ratio of sums, never above its best bin's ratio:
-    # a user whose every bin is mostly other names gets no further (no periods built)
-    queries = w.col(C_QUERIES)
-    best_share = float((kw_bins / np.maximum(queries, 1)).max())
-    if _max_keyword_weight(cfg) * best_share < ks.min_share:
-        return None
-    if not _busiest_bins_could(kw_bins, ks.min_keyword_queries, ks.min_rate_per_min * w.bin_s / 60):
+    if not _busiest_bins_could(kw_bins, ks.min_keyword_queries, _rate_floor(cfg, w.bin_s)):
         return None
     # a storm period starts in a bin with keyword A queries
     p = w.periods(w.bins[w.col(C_KW_A) > 0])

@@ -153,7 +153,7 @@ class Aggregator:
         self._touch(host, ts)
         h = self._hosts
         bins = ts // self.bin_us
-        row = self._bins.rows_of(host, bins, self._oldest_bin())
+        row = self._bins.rows_of(host, bins, self.oldest_bin())
         got = count_events(
             (self._pairs, self._names, self._prefixes), ev, (host, row, bins),
             keyword_idx, (h.totals, self._bins.rows, h.peaks),
@@ -191,9 +191,6 @@ class Aggregator:
     def _is_allowlisted(self, hi: U64, lo: U64) -> BOOL:
         return in_networks(hi, lo, self._allow)
 
-    def _oldest_bin(self) -> int:
-        return self._now_us // self.bin_us - self.window_bins + 1
-
     def _follow(self, renumbering: Renumbering) -> None:
         """Renumber every per-host table after the host table evicted."""
         mapping = renumbering.mapping
@@ -225,6 +222,11 @@ class Aggregator:
     def now_us(self) -> int:
         """The newest packet time seen (-1 before any event)."""
         return self._now_us
+
+    def oldest_bin(self) -> int:
+        """The first bin of the window that ends at the newest packet time:
+        rows of older bins are outside every host's window."""
+        return self._now_us // self.bin_us - self.window_bins + 1
 
     @property
     def start_us(self) -> int:
@@ -304,7 +306,7 @@ class Aggregator:
         else:
             prefix_ids = ids[np.asarray(with_prefixes, np.bool_)]
         return read_states(
-            ids, self._hosts, self._bins, self._oldest_bin(),
+            ids, self._hosts, self._bins, self.oldest_bin(),
             self._prefixes, prefix_ids,
             (self._samples, self._mx_samples, self._nx_samples),
         )  # fmt: skip

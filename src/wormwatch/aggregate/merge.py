@@ -137,7 +137,7 @@ class DeltaMerger:
         return Applied(host, renumbering)
 
     def _rows_of(self, host: I64, bins: I64) -> I64:
-        return self.agg._bins.rows_of(host, bins, self.agg._oldest_bin())
+        return self.agg._bins.rows_of(host, bins, self.agg.oldest_bin())
 
     def _count(self, host: I64, bins: I64, col: int, sign: int | I64) -> None:
         """Add ``sign`` (one or per key) to column ``col`` of each (host, bin)
