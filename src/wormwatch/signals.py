@@ -148,8 +148,7 @@ def _r_squared(total: I64, part: I64) -> float | None:
 
 
 def _max_keyword_weight(cfg: Config) -> float:
-    """The largest weight :func:`_keyword_weight` can return (1.0 when no
-    keyword was counted)."""
+    """The largest weight :func:`_keyword_weight` can return (1.0 if none is counted)."""
     return max([1.0, *(cfg.keyword_weights.get(k, 1.0) for k in cfg.keywords)])
 
 
