@@ -350,6 +350,34 @@ def _outbreak_then_quiet() -> dict[int, list[Row]]:
     return by_minute
 
 
+def _judged_by_minute(
+    monkeypatch: pytest.MonkeyPatch, cfg: object, *, refresh: bool = False
+) -> tuple[list[object], int]:
+    """The alerts of :func:`_outbreak_then_quiet` judged at every minute (with
+    ``refresh``, a display refresh after each minute's events too), and how
+    many hosts the judge() calls evaluated."""
+    by_minute = _outbreak_then_quiet()
+    judge = Judge(cfg)  # type: ignore[arg-type]
+    agg = Aggregator(protect=judge.protected, window_s=cfg.window_s)  # type: ignore[attr-defined]
+    seen = _spy(monkeypatch, cfg)
+    n = 0
+    alerts: list[object] = []
+    for m in sorted(by_minute):
+        alerts += judge.judge(agg)
+        n += len(seen)
+        seen.clear()
+        _ingest(agg, judge, sorted(by_minute[m]))
+        if refresh:
+            judge.rescore(agg)
+            seen.clear()
+    alerts += judge.finish(agg)
+    return alerts, n
+
+
+def _look_at_every_flagged_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Judge, "_idle", lambda _self, _agg, flagged, _touched: flagged < 0)
+
+
 def test_idle_flagged_hosts_keep_their_verdicts_and_alerts_come_as_before(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -360,27 +388,26 @@ def test_idle_flagged_hosts_keep_their_verdicts_and_alerts_come_as_before(
     activity leaves the window) as looking at every flagged host, with fewer
     evaluations."""
     cfg = dataclasses.replace(load_config(None), window_s=3600)
-    by_minute = _outbreak_then_quiet()
-
-    def run() -> tuple[list[object], int]:
-        judge = Judge(cfg)
-        agg = Aggregator(protect=judge.protected, window_s=cfg.window_s)
-        seen = _spy(monkeypatch, cfg)
-        n = 0
-        alerts: list[object] = []
-        for m in sorted(by_minute):
-            alerts += judge.judge(agg)
-            n += len(seen)
-            seen.clear()
-            _ingest(agg, judge, sorted(by_minute[m]))
-        alerts += judge.finish(agg)
-        return alerts, n
-
-    kept, n_kept = run()
-    monkeypatch.setattr(Judge, "_idle", lambda _self, _agg, flagged, _touched: flagged < 0)
-    full, n_full = run()
+    kept, n_kept = _judged_by_minute(monkeypatch, cfg)
+    _look_at_every_flagged_host(monkeypatch)
+    full, n_full = _judged_by_minute(monkeypatch, cfg)
     assert kept == full
     reasons = {(a["src_ip"], a["reason"]) for a in full}  # type: ignore[index]
     assert {("192.0.2.10", "cleared"), ("192.0.2.11", "cleared"), ("192.0.2.20", "cleared"),
             ("192.0.2.30", "cleared")} <= reasons  # fmt: skip
     assert n_kept < n_full
+
+
+def test_display_refreshes_change_no_alert(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A display refresh after every minute's events (as a live table or
+    ``--summary-every`` makes) leaves the alerts as they are without one: a
+    refresh that sees a window move must not make the next judgement pass over
+    the host (its band change and clearing came late or never), nor a refresh
+    that clears a verdict hide the clearing from it (it came only at the end)."""
+    cfg = dataclasses.replace(load_config(None), window_s=3600)
+    alone, _ = _judged_by_minute(monkeypatch, cfg)
+    assert sum(a["reason"] == "band-changed" for a in alone) >= 3  # type: ignore[index]
+    refreshed, _ = _judged_by_minute(monkeypatch, cfg, refresh=True)
+    assert refreshed == alone
+    _look_at_every_flagged_host(monkeypatch)
+    assert _judged_by_minute(monkeypatch, cfg, refresh=True)[0] == alone

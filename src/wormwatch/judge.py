@@ -48,7 +48,9 @@ class Judge:
     same call last ran (whatever the packet time of their new events: a
     second capture that starts an hour back, a late delta), plus every host
     holding a verdict (so a verdict clears once its activity leaves the
-    window). A host is judged once per call however many events it got:
+    window): for the alerts, the verdict the tracker last saw, so that the
+    alerts do not depend on how often a display refreshes. A host is judged
+    once per call however many events it got:
 
     - :meth:`judge` at each bin boundary of packet time: verdicts, and the
       alerts for those that are news; a flagged host that only mx-client or
@@ -71,7 +73,7 @@ class Judge:
         self._scores = np.zeros(cfg.max_hosts, np.float64)
         # 1 + the bin of packet time of each host's last look (0: never looked at)
         self._looked_bin = np.zeros(cfg.max_hosts, np.int64)
-        # the first bin of each host's rows in the window at its last look, and
+        # the first bin of each host's rows in the window at its last judge(), and
         # whether only signals that sum the window's bins could fire for it then
         self._first_bin = np.full(cfg.max_hosts, _NO_BIN, np.int64)
         self._sums_only = np.zeros(cfg.max_hosts, np.bool_)
@@ -103,29 +105,41 @@ class Judge:
 
     def judge(self, agg: Aggregator) -> list[Alert]:
         """Judge the hosts with new evidence; the alerts that are news."""
-        return self._look(agg, self._candidates(agg, self._alert_mark, idle_kept=True), alert=True)
+        ids = self._candidates(agg, self._alert_mark, self.tracker.tracked(), idle_kept=True)
+        return self._look(agg, ids, alert=True)
 
     def rescore(self, agg: Aggregator) -> None:
         """Re-score the hosts with new evidence since the last look (a display
         refresh): no alerts, the next :meth:`judge` still sees them."""
-        self._look(agg, self._candidates(agg, self._display_mark, moved_only=True), alert=False)
+        shown = np.array([i for i, v in self._verdicts.items() if v.verdicts], np.int64)
+        self._look(
+            agg, self._candidates(agg, self._display_mark, shown, moved_only=True), alert=False
+        )
 
     def finish(self, agg: Aggregator) -> list[Alert]:
         """The end of the run: judge every host ever judged and the new ones."""
         ids = np.union1d(
-            self._candidates(agg, self._alert_mark), np.array(list(self._verdicts), np.int64)
+            self._candidates(agg, self._alert_mark, self.tracker.tracked()),
+            np.array(list(self._verdicts), np.int64),
         )
         return self._look(agg, ids.astype(np.int64), alert=True)
 
     def _candidates(
-        self, agg: Aggregator, mark: int, *, moved_only: bool = False, idle_kept: bool = False
+        self,
+        agg: Aggregator,
+        mark: int,
+        flagged: I64,
+        *,
+        moved_only: bool = False,
+        idle_kept: bool = False,
     ) -> I64:
         """Hosts worth a full evaluation now.
 
         Those touched since the aggregate's ``mark``, through a vectorised
         pre-filter (:func:`wormwatch.detect.could_fire`): a host whose totals
         and peaks cannot reach any detector's thresholds keeps score 0 without a
-        Python-level look; plus every host that holds a verdict (with
+        Python-level look; plus every host of ``flagged`` (those holding an
+        alerted verdict for :meth:`judge`, a shown one for :meth:`rescore`; with
         ``moved_only``, those last looked at in an earlier bin of packet time:
         an untouched host's window moves only at a bin boundary; with
         ``idle_kept``, not those :meth:`_idle` finds).
@@ -133,7 +147,6 @@ class Judge:
         touched = agg.touched_since(mark)
         maybe = could_fire(agg.totals()[touched], self.cfg, agg.peaks()[touched]).any(axis=1)
         ids = touched[maybe]
-        flagged = np.array([i for i, v in self._verdicts.items() if v.verdicts], np.int64)
         if moved_only and flagged.shape[0]:
             flagged = flagged[self._looked_bin[flagged] != _bin_mark(agg)]
         if idle_kept and flagged.shape[0]:
@@ -148,7 +161,9 @@ class Judge:
         :meth:`judge`, which looks at every such host, so none since its own
         last look), none of its bins has left the window since that look, and
         only signals that sum the window's bins could fire for it at that look
-        (its totals and peaks have not changed since)."""
+        (its totals and peaks have not changed since). "That look" is the last
+        that passed its verdict through the alert tracker: a display refresh
+        in between may have seen the window move, and told the tracker nothing."""
         is_touched = np.zeros(agg.n_hosts, np.bool_)
         is_touched[touched] = True
         idle: BOOL = (
@@ -170,17 +185,19 @@ class Judge:
         # which is built only for the verdicts that make an alert
         weighs = maybe[:, _KEYWORD_STORM] if weighs_keywords(self.cfg) else False
         states = agg.host_states(ids, with_prefixes=weighs)
-        others = maybe.copy()
-        others[:, _WINDOW_SUMS] = False
-        self._sums_only[ids] = ~others.any(axis=1)
+        if alert:
+            others = maybe.copy()
+            others[:, _WINDOW_SUMS] = False
+            self._sums_only[ids] = ~others.any(axis=1)
         news: list[tuple[int, HostState, Verdict]] = []
         for state, idx, could in zip(states, ids.tolist(), maybe, strict=True):
             verdict = evaluate(state, self.cfg, now_us=now_us, could=could, explain=False)
             self._scores[idx] = verdict.score
             self._verdicts[idx] = verdict
-            self._first_bin[idx] = state.bins[0] if state.bins.shape[0] else _NO_BIN
-            if alert and self.tracker.is_news(idx, verdict):
-                news.append((idx, state, verdict))
+            if alert:
+                self._first_bin[idx] = state.bins[0] if state.bins.shape[0] else _NO_BIN
+                if self.tracker.is_news(idx, verdict):
+                    news.append((idx, state, verdict))
         self._looked_bin[ids] = _bin_mark(agg)
         alerts = self._alerts(agg, news, now_us) if alert else []
         if alert:
