@@ -26,7 +26,7 @@ import pytest
 from wormwatch.cli import main
 
 from testkit import frames
-from testkit.pcap import block, epb, idb, pcap_file, shb
+from testkit.pcap import block, epb, idb, option, pcap_file, shb
 
 T0 = 1_700_000_000
 N_PACKETS = 6
@@ -262,6 +262,9 @@ def test_stdin_pipe_reads_pcapng(tmp_path: Path) -> None:
     assert summary_hosts(summary) == [host(0), host(1), host(2)]
 
 
+_SHB_WITH_OPTIONS = shb(options=option(4, b"Dumpcap (Wireshark) 4.2.2") + option(0, b""))
+
+
 def _pcapng_of_unknown_byte_order() -> bytes:
     data = bytearray(shb() + idb(1) + epb(0, T0 * 10**6, query_frame(0)))
     data[8:12] = b"\x11\x22\x33\x44"
@@ -274,9 +277,17 @@ def _pcapng_of_unknown_byte_order() -> bytes:
         (b"", "standard input is not a readable"),
         (b"\x00\x11\x22\x33" + GOOD[4:], "unknown"),
         (shb()[:20], "not a readable pcapng capture (section header truncated)"),
+        # cut after the header's first 28 bytes, inside the options dumpcap writes
+        (_SHB_WITH_OPTIONS[:40], "not a readable pcapng capture (section header truncated)"),
         (_pcapng_of_unknown_byte_order(), "pcapng capture (section header with an unknown byte"),
     ],
-    ids=["empty", "wrong-magic", "pcapng-cut-in-its-header", "pcapng-of-unknown-byte-order"],
+    ids=[
+        "empty",
+        "wrong-magic",
+        "pcapng-cut-in-its-header",
+        "pcapng-cut-in-its-header-options",
+        "pcapng-of-unknown-byte-order",
+    ],
 )
 def test_stdin_that_is_no_capture_is_one_error_line(
     data: bytes, phrase: str, tmp_path: Path

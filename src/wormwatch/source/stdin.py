@@ -120,9 +120,15 @@ class StdinPart:
                 )
             self._part = _PcapStream(fd, head, warnings, skip_ignored=skip_ignored)
         elif magic == PCAPNG_MAGIC:
-            # checked as a file's is when it is opened: a stream that is no pcapng fails here
+            # checked as a file's is when it is opened, the whole header read (options
+            # and all, up to a block's limit): a stream that is no pcapng, or is cut
+            # inside its first section header, fails here
             head += _read_upto(fd, SHB_MIN - len(head))
             section = read_section_header(head, 0, 1 << 62)
+            if not isinstance(section, str):
+                head += _read_upto(fd, min(section[1], MAX_BLOCK_BYTES) - len(head))
+                if len(head) < section[1] <= MAX_BLOCK_BYTES:
+                    section = read_section_header(head, 0, len(head))
             if isinstance(section, str):
                 raise WormwatchError(
                     f"standard input is not a readable pcapng capture ({section}); "
