@@ -146,3 +146,39 @@ def test_the_view_escapes_what_comes_from_the_broker() -> None:
     assert "192.0.2.1\\x1b\\x5b31m" in text
     assert "\\x5bbold\\x5dx" in text  # no rich markup from the wire
     assert "2023-11-14 22:15" in text  # the end of the sensor's newest bin, UTC
+
+
+def _mailer_deltas(sensor: str, n: int, first: int = 0) -> list[Delta]:
+    rows = [
+        (
+            T0 + first + k,
+            "192.0.2.25",
+            "192.0.2.53",
+            KIND_DNS,
+            53,
+            15,
+            f"d{first + k}.example".encode(),
+        )
+        for k in range(n)
+    ]
+    ev = make_events(rows)
+    exporter = DeltaExporter(sensor=sensor, n_shards=4)
+    exporter.ingest(ev, Classifier().classify(ev))
+    return exporter.close_all()
+
+
+def test_the_merged_view_is_as_current_as_a_sensors_table() -> None:
+    """Deltas merged between two judgements (no bin boundary) show in the view:
+    its verdict and evidence are those of the merged counts now, as a sensor's
+    table re-scores before it draws, not the last judgement's."""
+    c = central(ClusterConfig(shards=4))
+    for d in _mailer_deltas("east", 12):
+        c.apply(d)
+    [alert] = c.judge()
+    assert alert["evidence"]["mx-client"]["mx_queries"] == 12  # type: ignore[index]
+    for d in _mailer_deltas("west", 30, first=100):
+        c.apply(d)
+    [(_, view)] = c.host_views()
+    assert view.verdict.verdicts == ("mx-client",)
+    evidence = view.verdict.evidence["mx-client"]
+    assert (evidence["mx_queries"], evidence["mx_domains"]) == (42, 42)  # type: ignore[index]

@@ -187,7 +187,10 @@ class Central:
         return self.judger.judge(self.agg)
 
     def host_views(self, limit: int | None = None) -> list[tuple[int, HostView]]:
-        """(host id, view) ranked by score then activity."""
+        """(host id, view) ranked by score then activity, re-scored first (as a
+        sensor's table is): deltas merged since the last judgement show, and a
+        view's evidence is of the counts it shows."""
+        self.judger.rescore(self.agg)
         ids = self.judger.ranked(self.agg, limit)
         views = self.judger.views_of(self.agg, ids)
         return list(zip(ids.tolist(), views, strict=True))
