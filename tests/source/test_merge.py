@@ -57,8 +57,8 @@ def ip_part(linktype: int, data: bytes) -> bytes:
 
 
 def expected(parts: list[list[Record]]) -> list[tuple[int, bytes]]:
-    """mergecap's order: the earliest next record, ties to the file named first."""
-    keyed = [(r[0], k, i, r) for k, part in enumerate(parts) for i, r in enumerate(part)]
+    """mergecap's order: the earliest next record, ties to the file named last."""
+    keyed = [(r[0], -k, i, r) for k, part in enumerate(parts) for i, r in enumerate(part)]
     return [(r[0], ip_part(r[3], r[4])) for *_, r in sorted(keyed, key=lambda x: x[:3])]
 
 
@@ -114,6 +114,20 @@ def test_time_going_back_inside_a_file_keeps_that_file_s_order(tmp_path: Path) -
     got = read_all([a, b], batch=2)
     assert [ts for ts, _ in got] == [10, 20, 40, 50, 30, 60]
     assert [data[0] for _, data in got] == [0, 3, 4, 1, 2, 5]
+
+
+def test_ties_go_to_the_file_named_last_as_mergecap_s_do(tmp_path: Path) -> None:
+    # mergecap 4.0 on the same two files: b0 b1 a0 a1 b2 a2 b3 a3
+    times = [100, 100, 101, 102]
+    a = write_pcap(
+        tmp_path / "a.pcap", [(t, 60, 60, 1, bytes([k]) * 60) for k, t in enumerate(times)]
+    )
+    b = write_pcap(
+        tmp_path / "b.pcap", [(t, 60, 60, 1, bytes([4 + k]) * 60) for k, t in enumerate(times)]
+    )
+    got = [data[0] for _, data in read_all([a, b], batch=3)]
+    assert got == [4, 5, 0, 1, 6, 2, 7, 3]
+    assert [data[0] for _, data in read_all([b, a])] == [0, 1, 4, 5, 2, 6, 3, 7]
 
 
 @settings(max_examples=25, deadline=None)

@@ -5,8 +5,11 @@ per-file runs of record timestamps (one row per file, filled by the walkers of
 order -> ``wormwatch.source.merge`` gathers the records' offsets into one ``Batch``.
 
 The rule is mergecap's: the next record out is the earliest of the files' *next* records,
-ties going to the file named first. A file's own order is never changed, so a file whose
-time goes backwards stays as it is (mergecap does the same).
+ties going to the file named last (its ``is_earlier`` holds for equal times, and its scan
+keeps the last file that passes). A file's own order is never changed, so a file whose
+time goes backwards stays as it is (mergecap does the same). Times compare to the
+microsecond, the pipeline's packet time: records of two nanosecond files less than a
+microsecond apart are a tie here, where mergecap orders them by their nanoseconds.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ def merge_heads(
             c = cursors[f]
             if c < counts[f]:
                 t = ts_us[f, c]
-                if best < 0 or t < best_ts:
+                if best < 0 or t <= best_ts:
                     best = f
                     best_ts = t
             elif not is_finished[f]:
