@@ -9,9 +9,10 @@ file; merged, the pipeline sees one stream as if one tap had seen everything.
 
 Each file is walked in runs of records by its own walker (``wormwatch.source.pcapfile``),
 and ``wormwatch.kernels.merge.merge_heads`` picks the earliest next record among the files
-(ties to the file named last, as mergecap's): a streaming k-way merge over the files' record indexes,
-whose memory is one run per file. The packet bytes are not copied: the files are mapped
-side by side (``wormwatch.source.mapping``), so one batch can hold packets of every file.
+(ties to the file named last, as mergecap's): a streaming k-way merge over the files'
+record indexes, whose memory is one run per file. The packet bytes are not copied: the
+files are mapped side by side (``wormwatch.source.mapping``), so one batch can hold
+packets of every file.
 """
 
 from __future__ import annotations
