@@ -31,6 +31,7 @@ from wormwatch.model import (
 )
 
 from testkit.deltas import BIN_S, CLASSIFIER, assert_same_state, export, merged
+from testkit.events import make_events
 
 T0 = 1_700_000_000_000_000
 HOSTS = [f"192.0.2.{i}" for i in range(1, 12)] + ["2001:db8::7", "2001:db8::8"]
@@ -220,6 +221,35 @@ def test_parts_fit_the_brokers_message_size_and_still_merge_exactly() -> None:
     assert max(d.ident.part for d in deltas) > 0
     agg, _ = merged(deltas)
     assert_same_state(aggregate(ev), agg)
+
+
+def test_a_bin_with_more_hosts_than_a_cell_holds_keeps_its_samples_times() -> None:
+    """A flood of one-query sources in one bin makes the cell evict hosts; the
+    samples' first-seen times follow their hosts (the export raised ValueError)."""
+    rows = [
+        (T0 + 1000 * k + j, f"192.0.2.{k}", RESOLVER, KIND_DNS, 53, 1, f"b{k}-{j}.example".encode())
+        for k in range(40)
+        for j in range(5)
+    ]
+    rows += [
+        (T0 + 100_000 + k, f"203.0.113.{k}", RESOLVER, KIND_DNS, 53, 1, f"o{k}.example".encode())
+        for k in range(100)
+    ]
+    rows.sort()
+    first_us = {name: t for t, *_, name in reversed(rows)}
+    exporter = DeltaExporter(sensor="s", bin_s=BIN_S, n_shards=4, max_hosts=64)
+    for lo in range(0, len(rows), 16):
+        part = make_events(rows[lo : lo + 16])
+        exporter.ingest(part, CLASSIFIER.classify(part))
+    assert sum(c.agg.counts().hosts_evicted for c in exporter.cells.values()) > 0
+    deltas = exporter.close_all()
+    samples = [
+        (name, t)
+        for d in deltas
+        for name, t in zip(d.sample_names(), d.sample_us.tolist(), strict=True)
+    ]
+    assert len(samples) >= 60
+    assert all(t == first_us[name] for name, t in samples)
 
 
 def test_a_quiet_live_link_still_closes_its_bins() -> None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from wormwatch.aggregate import Aggregator
+from wormwatch.aggregate import Aggregator, Renumbering
 from wormwatch.answers import NX_DOMAIN_SALT, SCORE_UNITS, host_words
 from wormwatch.delta import DEFAULT_SHARDS, N_ADDITIVE, Delta, DeltaId, shard_of
 from wormwatch.dganame import score_batch
@@ -82,6 +82,14 @@ class CellAggregator(Aggregator):
             when.setdefault(h, []).extend(ev.ts_us[idx[s : s + m]].tolist())
             if reg is not None:
                 self.nx_sample_reg.setdefault(h, []).extend(reg[idx[s : s + m]].tolist())
+
+    def _follow(self, renumbering: Renumbering) -> None:
+        """The samples' first-seen times and domain starts follow their hosts too."""
+        super()._follow(renumbering)
+        self.sample_us = renumbering.follow(self.sample_us)
+        self.mx_sample_us = renumbering.follow(self.mx_sample_us)
+        self.nx_sample_us = renumbering.follow(self.nx_sample_us)
+        self.nx_sample_reg = renumbering.follow(self.nx_sample_reg)
 
     def _score_domains(self, ev: Events, new: BOOL) -> I32:
         """Score the answers whose registrable domain is new to their host in
