@@ -184,6 +184,26 @@ def test_owned_networks_leave_out_the_rest() -> None:
     assert exporter.events_not_owned > 0
 
 
+def test_bins_of_other_networks_traffic_alone_close_as_packet_time_passes() -> None:
+    """Packet time moves on with every event, owned or not: bins that saw only
+    other networks' traffic close (they stayed open to the end of the replay,
+    a cell each, ~2 MB a bin)."""
+    import ipaddress
+
+    exporter = DeltaExporter(sensor="s", bin_s=BIN_S, owned=[ipaddress.ip_network("10.1.0.0/16")])
+    closed = []
+    for b in range(6):
+        t = T0 + b * BIN_S * 1_000_000
+        part = make_events(
+            [(t + j, "10.2.0.5", RESOLVER, KIND_DNS, 53, 1, b"x.example") for j in range(3)]
+        )
+        exporter.ingest(part, CLASSIFIER.classify(part))
+        closed += exporter.close_due()
+    assert len(exporter.cells) <= 2
+    assert {d.ident.bin for d in closed} >= {T0 // (BIN_S * 1_000_000) + b for b in range(4)}
+    assert exporter.events_not_owned == 18
+
+
 def test_shard_is_stable_and_spread() -> None:
     his = np.zeros(4096, np.uint64)
     los = np.arange(4096, dtype=np.uint64) | np.uint64(0xFFFF_0000_0000)

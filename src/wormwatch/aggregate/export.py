@@ -168,6 +168,7 @@ class DeltaExporter:
             return
         kw = keyword_idx[:n]
         self._see(ev.ts_us[:n])
+        self.now_us = max(self.now_us, int(ev.ts_us[:n].max()))
         if self.owned:
             # an answer belongs to the client it answers (its destination)
             hi, lo, _ = host_words(ev)
@@ -177,7 +178,6 @@ class DeltaExporter:
             ev, kw, n = take_events(ev, idx), kw[idx], int(idx.shape[0])
             if n == 0:
                 return
-        self.now_us = max(self.now_us, int(ev.ts_us[:n].max()))
         bins = ev.ts_us[:n] // self.bin_us
         for b in np.unique(bins).tolist():
             cell = self._cell(b)
