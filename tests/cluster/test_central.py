@@ -11,7 +11,7 @@ import pytest
 
 from wormwatch.aggregate.export import DeltaExporter
 from wormwatch.classify import Classifier
-from wormwatch.cluster.central import Central
+from wormwatch.cluster.central import REPORT_BINS, Central
 from wormwatch.cluster.settings import ClusterConfig, parse_shards
 from wormwatch.cluster.top import top_record
 from wormwatch.cluster.view import merge_top
@@ -182,3 +182,31 @@ def test_the_merged_view_is_as_current_as_a_sensors_table() -> None:
     assert view.verdict.verdicts == ("mx-client",)
     evidence = view.verdict.evidence["mx-client"]
     assert (evidence["mx_queries"], evidence["mx_domains"]) == (42, 42)  # type: ignore[index]
+
+
+def _bin_deltas(sensor: str, b: int, hosts: list[str]) -> list[Delta]:
+    rows = [
+        (T0 + b * 60_000_000 + j, h, "192.0.2.53", KIND_DNS, 53, 1, b"x.example.com")
+        for j, h in enumerate(hosts)
+    ]
+    ev = make_events(rows)
+    exporter = DeltaExporter(sensor=sensor, n_shards=4)
+    exporter.ingest(ev, Classifier().classify(ev))
+    return exporter.close_all()
+
+
+def test_overlaps_are_still_found_after_many_bins() -> None:
+    """The overlap check keeps the newest bins' reports only: after 400 (host,
+    bin) reports, more than its table's 256 keys, two sensors reporting one host
+    are still warned about (the full table refused the keys, and said nothing)."""
+    c = central(ClusterConfig(shards=4))
+    hosts = [f"192.0.2.{i}" for i in range(1, 21)]
+    for b in range(20):
+        for d in _bin_deltas("east", b, hosts):
+            c.apply(d)
+    assert c.n_overlaps == 0
+    assert len(c._reports) <= REPORT_BINS
+    for d in _bin_deltas("east", 20, hosts[:1]) + _bin_deltas("west", 20, hosts[:1]):
+        c.apply(d)
+    assert c.n_overlaps == 1
+    assert "192.0.2.1 " in c.overlaps[0]

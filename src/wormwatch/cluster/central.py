@@ -31,6 +31,9 @@ from wormwatch.tables import KeyTable
 
 MAX_SENSORS = 64
 TOP_HOSTS = 50
+# the overlap check looks at the deltas of the newest bins this many (a late
+# delta of an older bin is merged, not checked)
+REPORT_BINS = 3
 # a sensor whose heartbeat is this far from our clock is flagged
 SKEW_S = 30.0
 
@@ -85,7 +88,8 @@ class Central:
         self.sensor_ids: dict[str, int] = {}
         self.seen_by = np.zeros(cfg.max_hosts, np.uint64)
         self.sensors: dict[str, SensorHealth] = {}
-        self._reports = KeyTable(cfg.max_host_bins)
+        # per bin, its (host, reporter) and (host) keys, of the newest bins only
+        self._reports: dict[int, KeyTable] = {}
         self.overlaps: list[str] = []
         self.n_overlaps = 0
         self.started_wall = clock()
@@ -126,18 +130,19 @@ class Central:
         group = self.cluster.split_group(sensor)
         # a split of one link reports as one; any other sensor as itself
         reporter = group if group else MAX_SENSORS + 1 + self._sensor_id(sensor)
+        reports = self._reports_of(delta.ident.bin)
+        if reports is None:
+            return
         bins = np.full(n, delta.ident.bin, np.uint64)
         who = np.full(n, reporter, np.uint64)
-        first, _old, _ = _merge_into(
-            self._reports, host, bins, who, np.ones(n, np.int64), MERGE_ADD
-        )
+        first, _old, _ = _merge_into(reports, host, bins, who, np.ones(n, np.int64), MERGE_ADD)
         fresh = host[first == 1]
         if fresh.shape[0] == 0:
             return
         z = np.zeros(fresh.shape[0], np.uint64)
         b = np.full(fresh.shape[0], delta.ident.bin, np.uint64)
         count, _old, _ = _merge_into(
-            self._reports, fresh, b, z, np.ones(fresh.shape[0], np.int64), MERGE_ADD
+            reports, fresh, b, z, np.ones(fresh.shape[0], np.int64), MERGE_ADD
         )
         twice = fresh[count == 0]
         if twice.shape[0]:
@@ -149,15 +154,20 @@ class Central:
                 "give them disjoint [cluster] networks, or declare them split_of_link"
             ]
 
-    def _report(self, host: I64, b: int, reporter: int) -> I64:
-        """Count (host, bin, reporter) keys; 1 where the key is new."""
-        n = int(host.shape[0])
-        bins = np.full(n, b, np.uint64)
-        who = np.full(n, reporter, np.uint64)
-        out, _old, _refused = _merge_into(
-            self._reports, host, bins, who, np.ones(n, np.int64), MERGE_ADD
-        )
-        return out
+    def _reports_of(self, b: int) -> KeyTable | None:
+        """Bin ``b``'s report keys, or None when it is older than the newest
+        ``REPORT_BINS`` (a sensor that mirrors another's packets reports the same
+        hosts bin after bin, so the newest bins tell; older tables go, and the
+        check's memory stays that of a few bins however long the central runs)."""
+        table = self._reports.get(b)
+        if table is None:
+            newest = max(b, max(self._reports, default=b))
+            if b <= newest - REPORT_BINS:
+                return None
+            for old in [k for k in self._reports if k <= newest - REPORT_BINS]:
+                del self._reports[old]
+            table = self._reports[b] = KeyTable(self.cfg.max_host_bins)
+        return table
 
     def sensors_of(self, host: int) -> list[str]:
         """Names of the sensors whose deltas carried ``host``."""
@@ -171,7 +181,8 @@ class Central:
         """Follow the aggregate's renumbering after an eviction."""
         self.judger.renumber(renumbering)
         self.seen_by = renumbering.follow_array(self.seen_by)
-        self._reports.remap(renumbering.mapping, host_is_value=False)
+        for reports in self._reports.values():
+            reports.remap(renumbering.mapping, host_is_value=False)
 
     # -- judging and reading out (the sensor's judge) ------------------------------
 
