@@ -105,6 +105,15 @@ bands = [20, 60]
         ),
         ("[aggregate]\nmin_targets = 3", "min_targets belongs in [detect.smb_scan]"),
         ("[aggregate]\nbin_s = 60.5", "[aggregate] bin_s must be a positive integer, got 60.5"),
+        # a typo that would size the per-host arrays past the machine's memory
+        (
+            "[aggregate]\nmax_hosts = 99999999999999",
+            "[aggregate] max_hosts must be a positive integer up to 10,000,000, got 99999999999999",
+        ),
+        (
+            "[aggregate]\nmax_host_bins = 1000000000",
+            "max_host_bins must be a positive integer up to",
+        ),
         ("[aggregate]\nbin_s = 120\nwindow_s = 60", "window_s must be at least bin_s (120)"),
         ('[allowlist]\nmail_servers = ["192.0.2.300/32"]', "[allowlist] mail_servers holds a bad"),
         ('[allowlist]\nresolvers = "192.0.2.1"', "[allowlist] resolvers must be a list"),

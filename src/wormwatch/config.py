@@ -43,6 +43,10 @@ from wormwatch.tomltable import TableReader
 
 AllowKind = Literal["mail_server", "resolver", "ignore"]
 SIGNALS = ("keyword-storm", "mx-client", "smb-scan", "bot-sync", "dga-nx")
+# The tables' limits: per-host arrays are sized for max_hosts at start (10M: ~0.3 GB
+# before any packet); past these, a typo costs the machine's memory, not an error line.
+MAX_HOSTS_LIMIT = 10_000_000
+MAX_HOST_BINS_LIMIT = 100_000_000
 DEFAULT_KEYWORDS: tuple[str, ...] = ("mail", "smtp", "mx", "ns", "gate", "relay")
 # A keyword is matched against the first label of a name (RFC 1035 2.3.4: a
 # label is at most 63 octets).
@@ -286,7 +290,10 @@ def _read_aggregate(agg: TableReader) -> tuple[int, int, int, int]:
     window_s = agg.positive_int("window_s", 86400)
     if window_s < bin_s:
         raise agg.fail("window_s", f"must be at least bin_s ({bin_s})", window_s)
-    limits = agg.positive_int("max_hosts", 100_000), agg.positive_int("max_host_bins", 1_000_000)
+    limits = (
+        agg.positive_int("max_hosts", 100_000, MAX_HOSTS_LIMIT),
+        agg.positive_int("max_host_bins", 1_000_000, MAX_HOST_BINS_LIMIT),
+    )
     agg.done()
     return bin_s, window_s, *limits
 

@@ -60,11 +60,15 @@ class TableReader:
             raise self.fail(key, what, value)
         return checked
 
-    def positive_int(self, key: str, default: int) -> int:
-        def check(v: Any) -> int | None:
-            return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else None
+    def positive_int(self, key: str, default: int, hi: int | None = None) -> int:
+        """A positive integer (at most ``hi``)."""
 
-        return self.get(key, default, check, "must be a positive integer")
+        def check(v: Any) -> int | None:
+            ok = isinstance(v, int) and not isinstance(v, bool) and 0 < v <= (hi or v)
+            return v if ok else None
+
+        what = "must be a positive integer" + (f" up to {hi:,}" if hi else "")
+        return self.get(key, default, check, what)
 
     def boolean(self, key: str, default: bool) -> bool:
         def check(v: Any) -> bool | None:

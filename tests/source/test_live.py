@@ -31,7 +31,9 @@ from scapy.layers.l2 import Dot1AD, Dot1Q, Ether
 from scapy.packet import Packet, raw
 from scapy.utils import wrpcap
 
+from wormwatch.errors import WormwatchError
 from wormwatch.model import KIND_DNS, LINKTYPE_ETHERNET
+from wormwatch.source.live import open_capture
 
 from testkit.netns import CaptureRun, VethPair, can_use_netns, veth_pair, wait_while_running
 from testkit.reference import decode_frame
@@ -172,6 +174,23 @@ def test_unknown_user_is_one_clear_error(pair: VethPair) -> None:
     run = CaptureRun(pair, pair.capture_if, "--user", "no-such-user-ww")
     run.wait_ready()
     assert run.result()["error"].startswith("--user no-such-user-ww: no such user")
+
+
+@pytest.mark.parametrize(
+    ("sizes", "phrase"),
+    [
+        ({"buffer_mb": 2048}, "--buffer-mb 1 to 2047"),
+        ({"snaplen": 300_000}, "--snaplen must be 96 to 262144"),
+        ({"workers": 5000}, "--workers 5000: need 1 to 64"),
+    ],
+    ids=["ring-of-2-GiB", "snaplen", "workers"],
+)
+def test_sizes_libpcap_cannot_take_are_one_clear_error(sizes: dict[str, int], phrase: str) -> None:
+    # refused before any interface is looked up (2 GiB gave an OverflowError traceback,
+    # 5,000 workers a ring each until the kernel's out-of-memory killer came)
+    with pytest.raises(WormwatchError) as err:
+        open_capture("nope0", **sizes)  # type: ignore[arg-type]
+    assert phrase in str(err.value)
 
 
 def test_missing_interface_lists_the_available_ones(pair: VethPair) -> None:

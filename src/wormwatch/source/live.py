@@ -23,6 +23,10 @@ from wormwatch.model import Batch
 from wormwatch.source import Source, SourceStats
 from wormwatch.source.handle import batch_from_buffers, kernel_stats, open_handle, read_ready
 
+MAX_SNAPLEN = 262_144  # libpcap's own largest snapshot length
+MAX_BUFFER_MB = 2047  # a ring of 2 GiB overflows the C int libpcap takes
+MAX_WORKERS = 64  # processes in one fanout group, each with its own ring
+
 
 class LiveCapture:
     """One pcapy-ng handle on one interface, read in this process (a :class:`Source`)."""
@@ -107,10 +111,15 @@ def open_capture(
         WormwatchError: bad arguments, missing interface, no permission, a filter
             that does not compile.
     """
-    if workers < 1:
-        raise WormwatchError(f"--workers {workers}: need at least 1")
-    if snaplen < 96 or buffer_mb < 1 or timeout_ms < 1:
-        raise WormwatchError("--snaplen must be >= 96, --buffer-mb >= 1 and the timeout >= 1 ms")
+    if not 1 <= workers <= MAX_WORKERS:
+        raise WormwatchError(
+            f"--workers {workers}: need 1 to {MAX_WORKERS} (each has its own ring)"
+        )
+    if not (96 <= snaplen <= MAX_SNAPLEN and 1 <= buffer_mb <= MAX_BUFFER_MB and timeout_ms >= 1):
+        raise WormwatchError(
+            f"--snaplen must be 96 to {MAX_SNAPLEN}, --buffer-mb 1 to {MAX_BUFFER_MB} "
+            "(libpcap takes the ring's size in bytes as a C int) and the timeout >= 1 ms"
+        )
 
     def one_handle() -> Any:
         return open_handle(
