@@ -16,9 +16,11 @@ import sys
 import termios
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
+from testkit.paths import DEMO
 from testkit.terminal import PtyApp
 
 ALT_ON, ALT_OFF = b"\x1b[?1049h", b"\x1b[?1049l"
@@ -121,3 +123,27 @@ def test_the_harness_reads_all_a_child_wrote_before_it_exited() -> None:
         assert app.raw.endswith(b"END"), len(app.raw)
     finally:
         app.close()
+
+
+@pytest.mark.parametrize("end", ["q", "SIGTERM"])
+def test_a_log_rotation_leaves_the_table_and_its_ending_as_they_were(
+    app_factory: Callable[..., PtyApp], tmp_path: Path, end: str
+) -> None:
+    """SIGHUP with the table on (logrotate's postrotate) reopens the output files
+    and nothing else: the table goes on, q and SIGTERM still end the run cleanly
+    with its summary (SIGTERM killed it without one, q was not read)."""
+    alerts, summary = tmp_path / "alerts.jsonl", tmp_path / "hosts.jsonl"
+    app = app_factory(
+        "replay", str(DEMO), "--speed", "1", "--alerts", str(alerts), "--summary", str(summary)
+    )
+    app.wait_for("the first hosts", lambda s: host_line(s, "192.0.2.66") != "")
+    app.proc.send_signal(signal.SIGHUP)
+    app.pump(1.0)
+    if end == "q":
+        app.send(b"q")
+    else:
+        app.proc.send_signal(signal.SIGTERM)
+    check_clean_exit(app)
+    records = summary.read_text()
+    assert '"src_ip":"192.0.2.66"' in records
+    assert records.splitlines()[-1].startswith('{"schema":1,"event_type":"network"')

@@ -5,7 +5,9 @@ events (via :class:`~wormwatch.present.live.keys.KeyDecoder`). :class:`TerminalI
 puts the terminal in cbreak mode (keys arrive one by one, unechoed; Ctrl-C
 still sends SIGINT) and always puts it back: on leaving the ``with`` block
 (exceptions included), before an uncaught exception's traceback is printed,
-at interpreter exit, and on SIGTERM, SIGHUP and Ctrl-Z (SIGTSTP). An
+at interpreter exit, on SIGTERM and SIGHUP when nobody else handles them (their
+default action ends the process; a handler of the run's, such as SIGHUP reopening
+the log files, is called and the table goes on), and on Ctrl-Z (SIGTSTP). An
 ``on_restore`` callback lets the screen side (leaving the alternate screen,
 showing the cursor) ride on the same guarantees.
 """
@@ -168,12 +170,16 @@ class TerminalInput:
             self._suspend()
             return
         old = self._old_handlers.get(signum, signal.SIG_DFL)
-        self.restore()
         if callable(old):
+            # someone handles it and the process goes on (SIGHUP reopening the
+            # log files after a rotation): so does the table, with every other
+            # handler left in place (restoring them all here put SIGTERM back to
+            # its default action mid-run, and stopped the keys)
             old(signum, frame)
         elif old != signal.SIG_IGN:
             # let the default action (termination) happen, now that the
             # terminal is sane again
+            self.restore()
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
 
