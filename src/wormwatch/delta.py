@@ -25,9 +25,13 @@ What a delta carries, per host of the shard seen in the bin:
 
 Counts add and sets union, so the counters that depend on what a host did
 before (new targets, new names, new NXDOMAIN names and domains with their
-scores) are derived again by the merging side. A delta's identity is
-``(sensor, shard, bin, part)``: data-derived, so a re-sent or re-read bin has
-the same identity and is merged only once.
+scores) are derived again by the merging side. A delta's identity
+(:attr:`Delta.key`) is where it comes from, ``(sensor, shard, bin, part)``,
+and a digest of what it carries: a re-sent or re-read delta has the same
+identity and is merged only once, while a sensor restarted within a bin, whose
+parts are numbered from 0 again, sends that bin's later events under other
+identities (its deltas carry other data). Neither the digest nor any run
+state is on the wire: both sides compute it from the columns.
 
 Versions: ``WWD2`` added the ``domains`` table and the samples' domain
 offsets (columns after the ``WWD1`` ones). A ``WWD1`` delta still decodes:
@@ -37,6 +41,7 @@ without their scores) and no offsets.
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from dataclasses import dataclass, field
 
@@ -55,6 +60,8 @@ _MAGIC = b"WWD2"
 _MAGIC_V1 = b"WWD1"
 # magic, name length, shard, bin, part, bin_s, first and last packet time of the bin
 _HEAD = struct.Struct("<4sHIqIqqq")
+# what the head carries besides where the delta comes from: bin_s, first and last time
+_SPAN = struct.Struct("<qqq")
 U32 = npt.NDArray[np.uint32]
 U16 = npt.NDArray[np.uint16]
 U8 = npt.NDArray[np.uint8]
@@ -70,17 +77,18 @@ class DeltaError(WormwatchError):
 
 @dataclass(frozen=True, slots=True)
 class DeltaId:
-    """Where a delta comes from; equal ids carry equal data."""
+    """Where a delta comes from. One sensor run never gives two deltas one
+    id; a restarted sensor numbers a bin's parts from 0 again, so equal ids
+    carry equal data only together with equal digests (:attr:`Delta.key`)."""
 
     sensor: str
     shard: int
     bin: int
     part: int
 
-    @property
-    def msg_id(self) -> str:
-        """The ``Nats-Msg-Id`` of the delta: the broker drops a second copy."""
-        return f"{self.sensor}/{self.shard}/{self.bin}/{self.part}"
+
+# a delta's identity: where it comes from, and the digest of what it carries
+DeltaKey = tuple[DeltaId, int]
 
 
 @dataclass(slots=True)
@@ -133,6 +141,27 @@ class Delta:
         head = _HEAD.size + len(self.ident.sensor.encode()) + _COUNT.size * len(_COLUMNS)
         return head + sum(int(getattr(self, col).nbytes) for col, _dtype, _width in _COLUMNS)
 
+    def digest(self) -> int:
+        """64 bits of SHA-256 over what the delta carries, as encoded (bin width,
+        packet-time span, every column): equal for copies, on the sending and
+        the receiving side alike, whatever the delta's wire version."""
+        h = hashlib.sha256(_SPAN.pack(self.bin_s, self.seen_first_us, self.seen_last_us))
+        for count, arr in _wire_columns(self):
+            h.update(count)
+            h.update(arr.data)
+        return int.from_bytes(h.digest()[:8], "little")
+
+    @property
+    def key(self) -> DeltaKey:
+        """Its identity: a merge applies each once."""
+        return self.ident, self.digest()
+
+    @property
+    def msg_id(self) -> str:
+        """The ``Nats-Msg-Id`` of the delta: the broker drops a second copy."""
+        i = self.ident
+        return f"{i.sensor}/{i.shard}/{i.bin}/{i.part}/{self.digest():016x}"
+
     def sample_names(self) -> list[bytes]:
         """The sample names, in order."""
         ends = np.cumsum(self.sample_lens.astype(np.int64))
@@ -183,11 +212,19 @@ def encode(delta: Delta) -> bytes:
         delta.seen_first_us, delta.seen_last_us,
     )  # fmt: skip
     parts = [head, name]
-    for col, dtype, _width in _COLUMNS:
-        arr = np.ascontiguousarray(getattr(delta, col), dtype=dtype)
-        parts.append(_COUNT.pack(arr.shape[0]))
+    for count, arr in _wire_columns(delta):
+        parts.append(count)
         parts.append(arr.tobytes())
     return b"".join(parts)
+
+
+def _wire_columns(delta: Delta) -> list[tuple[bytes, np.ndarray]]:
+    """Each column as on the wire: its packed row count, its little-endian array."""
+    out = []
+    for col, dtype, _width in _COLUMNS:
+        arr = np.ascontiguousarray(getattr(delta, col), dtype=dtype)
+        out.append((_COUNT.pack(arr.shape[0]), arr))
+    return out
 
 
 def decode(data: bytes) -> Delta:

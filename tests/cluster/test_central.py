@@ -18,9 +18,9 @@ from wormwatch.cluster.view import merge_top
 from wormwatch.config import Config, load_config
 from wormwatch.delta import Delta
 from wormwatch.errors import WormwatchError
-from wormwatch.model import KIND_DNS, KIND_SYN
+from wormwatch.model import C_MX, KIND_DNS, KIND_SYN
 
-from testkit.events import make_events
+from testkit.events import Row, make_events
 
 T0 = 1_700_000_040_000_000
 
@@ -30,6 +30,11 @@ def deltas(sensor: str, hosts: list[str]) -> list[Delta]:
     for k, host in enumerate(hosts):
         rows.append((T0 + k, host, "192.0.2.53", KIND_DNS, 53, 15, b"mx.example.com"))
         rows.append((T0 + k + 1, host, "198.51.100.9", KIND_SYN, 445, 0, b""))
+    return run(sensor, rows)
+
+
+def run(sensor: str, rows: list[Row]) -> list[Delta]:
+    """The deltas one sensor run of ``rows`` publishes, its open bins closed at its end."""
     ev = make_events(rows)
     exporter = DeltaExporter(sensor=sensor, n_shards=4)
     exporter.ingest(ev, Classifier().classify(ev))
@@ -83,6 +88,23 @@ def test_a_delta_applied_twice_changes_nothing() -> None:
     totals = c.agg.totals().copy()
     assert not any(c.apply(d) for d in ds)
     assert np.array_equal(c.agg.totals(), totals)
+
+
+def test_a_sensor_restarted_within_a_bin_adds_the_rest_of_the_bin() -> None:
+    """Its first run published the open bin at its exit; the second run's part
+    of that bin (the same sensor, shard, bin and part number) counts too."""
+    rows: list[Row] = [
+        (T0 + 1_000_000 * k, "192.0.2.1", "192.0.2.53", KIND_DNS, 53, 15, b"mx%d.example.com" % k)
+        for k in range(30)
+    ]
+    c = central(ClusterConfig(shards=4))
+    first, second = run("east", rows[:10]), run("east", rows[10:])
+    assert all(c.apply(d) for d in first + second)
+    assert not any(c.apply(d) for d in first + second)
+    host = c.agg.find(0, 0xFFFF_C000_0201)
+    assert host is not None
+    assert c.agg.totals()[host, C_MX] == 30
+    assert c.n_overlaps == 0
 
 
 def test_cluster_section(tmp_path: Path) -> None:
@@ -161,10 +183,7 @@ def _mailer_deltas(sensor: str, n: int, first: int = 0) -> list[Delta]:
         )
         for k in range(n)
     ]
-    ev = make_events(rows)
-    exporter = DeltaExporter(sensor=sensor, n_shards=4)
-    exporter.ingest(ev, Classifier().classify(ev))
-    return exporter.close_all()
+    return run(sensor, rows)
 
 
 def test_the_merged_view_is_as_current_as_a_sensors_table() -> None:

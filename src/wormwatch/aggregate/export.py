@@ -10,7 +10,10 @@ prefix counts) can be read off as sets: the sensor's main aggregate only
 knows what is new over the whole run. A bin closes once packet time is
 ``grace_s`` past its end; events that still arrive for a closed bin open it
 again under a new generation, whose parts are numbered after the earlier
-ones, so nothing is lost and identities stay derived from the data.
+ones, so nothing is lost and identities stay derived from the data. Part
+numbers are this run's: a restarted sensor numbers a bin's parts from 0 again,
+and its deltas are told from the earlier run's by what they carry (a delta's
+identity includes a digest of its content, :attr:`~wormwatch.delta.Delta.key`).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from wormwatch.aggregate import Aggregator, Renumbering
-from wormwatch.delta import N_ADDITIVE, U32, Delta, DeltaId
+from wormwatch.delta import N_ADDITIVE, U32, Delta, DeltaKey
 from wormwatch.kernels.aggregate import MERGE_ADD, MERGE_FIRST, table_merge
 from wormwatch.model import (
     C_MX,
@@ -92,7 +92,7 @@ class DeltaMerger:
         self._bin_targets = KeyTable(agg._pairs.max_used)
         # per host address and salt: [(first seen, name, domain offset)], earliest first
         self._samples: dict[tuple[int, int, int], list[tuple[int, bytes, int]]] = {}
-        self.applied: set[DeltaId] = set()
+        self.applied: set[DeltaKey] = set()
         self.n_duplicates = 0
         self.n_rows = 0
         self.keys_refused = 0
@@ -100,12 +100,13 @@ class DeltaMerger:
     def apply(self, delta: Delta) -> Applied | None:
         """Merge ``delta``; None when this identity was applied before
         (nothing changes)."""
-        if delta.ident in self.applied:
+        key = delta.key
+        if key in self.applied:
             self.n_duplicates += 1
             return None
         if delta.bin_s != self.agg.bin_s:
             raise ValueError(f"delta bins are {delta.bin_s} s, this aggregate's {self.agg.bin_s} s")
-        self.applied.add(delta.ident)
+        self.applied.add(key)
         agg = self.agg
         if delta.seen_last_us >= 0:
             agg._now_us = max(agg.now_us, delta.seen_last_us)

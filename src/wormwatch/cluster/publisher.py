@@ -109,7 +109,7 @@ class Publisher:
         if not deltas:
             return
         items = [
-            _Item(f"{DELTA_SUBJECT}.{d.ident.shard}.{self.sensor}", d.ident.msg_id, encode(d))
+            _Item(f"{DELTA_SUBJECT}.{d.ident.shard}.{self.sensor}", d.msg_id, encode(d))
             for d in deltas
         ]
         with self._lock:
