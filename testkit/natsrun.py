@@ -62,6 +62,17 @@ def split(tmp: Path, key: Callable[[bytes], int], n: int) -> list[Path]:
     return paths
 
 
+def split_in_time(tmp: Path, n: int) -> list[Path]:
+    """The demo capture cut into ``n`` consecutive pcaps of as many records each
+    (consecutive captures of one sensor: the cuts fall inside bins)."""
+    records = _records(DEMO)
+    paths = []
+    for i in range(n):
+        paths.append(tmp / f"piece{i}.pcap")
+        write_frames(paths[-1], records[i * len(records) // n : (i + 1) * len(records) // n])
+    return paths
+
+
 def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     argv = [*WORMWATCH, *args]
     return subprocess.run(argv, check=False, capture_output=True, text=True, timeout=timeout)

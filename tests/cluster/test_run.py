@@ -28,6 +28,7 @@ from testkit.natsrun import (
     publish,
     run,
     split,
+    split_in_time,
     stop,
     wait_consumed,
 )
@@ -108,6 +109,25 @@ def test_broker_killed_mid_run_loses_and_doubles_nothing(
     _out, err = sensor.communicate(timeout=300)
     assert sensor.returncode == 0, err
     assert "lost the broker" in err
+    c = central(broker.url, "0-15", tmp_path, cfg)
+    wait_consumed(broker.url, ["central-0-15"], [c])
+    stop(c)
+    assert host_records(tmp_path / "summary-0-15.jsonl") == host_records(reference[0])
+    assert alert_records(tmp_path / "alerts-0-15.jsonl") == alert_records(reference[1])
+
+
+def test_consecutive_captures_under_one_sensor_name_all_count(
+    broker: Broker, tmp_path: Path, reference: tuple[Path, Path]
+) -> None:
+    """One sensor name, its capture replayed in three pieces one after the other
+    (as a sensor restarted twice): each run publishes the bin it ends in, and the
+    next run's part of that bin, with the same (shard, bin, part), is neither
+    dropped by the broker nor by the merge."""
+    cfg = config(tmp_path / "c.toml", "[cluster]\n")
+    for piece in split_in_time(tmp_path, 3):
+        s = publish(broker.url, piece, "s0", cfg)
+        _out, err = s.communicate(timeout=300)
+        assert s.returncode == 0, err
     c = central(broker.url, "0-15", tmp_path, cfg)
     wait_consumed(broker.url, ["central-0-15"], [c])
     stop(c)
