@@ -9,6 +9,8 @@ import os
 import signal
 from pathlib import Path
 
+import pytest
+
 from wormwatch.outputs import Outputs
 from wormwatch.present.sinks.jsonl import JsonLinesWriter, ReopenRequests
 
@@ -68,3 +70,31 @@ def test_sighup_requests_a_reopen_only_inside_the_rotation_block(tmp_path: Path)
         assert signal.getsignal(signal.SIGHUP) == signal.SIG_DFL
     finally:
         outputs.close()
+
+
+def test_a_periodic_summary_that_cannot_be_renamed_is_said_once_and_tried_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A rewrite that fails mid-run (here the summary's path became a folder) is
+    one warning, not the end of the capture; the next rewrite tries again."""
+    path = tmp_path / "hosts.jsonl"
+    outputs = Outputs(
+        alerts=None, events=None, summary=str(path), summary_every_s=60.0, user=None, is_live=False
+    )
+    summary = outputs.summary
+    assert summary is not None
+    path.mkdir()
+    for _ in range(3):
+        with summary.failures_said_once():
+            writer = summary.open_for_rewrite()
+            writer.write({"n": 0})
+            summary.commit(writer)
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"wormwatch: warning: cannot write summary {path}: renaming the new")
+    path.rmdir()
+    with summary.failures_said_once():
+        writer = summary.open_for_rewrite()
+        writer.write({"n": 1})
+        summary.commit(writer)
+    assert _records(path) == [1]
+    outputs.close()

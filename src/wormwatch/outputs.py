@@ -14,7 +14,10 @@ capture is open. So, before that:
   (:func:`~wormwatch.source.privileges.can_create_in`). If not, a summary written
   once at the end goes through a descriptor opened now, rewritten in place; a
   periodic one (``--summary-every``) cannot, and the run stops with one line that
-  names the user, the directory and the fixes.
+  names the user, the directory and the fixes. The same goes for a summary that
+  another user owns in a sticky directory (mode 1777: only its owner may rename
+  over it). A periodic rewrite that fails later is one warning, tried again at
+  the next one; the capture goes on.
 
 SIGHUP (logrotate's ``postrotate``) makes every writer reopen its file by path
 before its next write: a moved file is created anew. The dropped user can create it
@@ -34,7 +37,7 @@ from typing import TYPE_CHECKING
 
 from wormwatch.errors import WormwatchError
 from wormwatch.present.sinks.jsonl import JsonLinesWriter, ReopenRequests
-from wormwatch.source.privileges import DropTarget, can_create_in, drop_target
+from wormwatch.source.privileges import DropTarget, can_create_in, drop_target, sticky_owner
 
 if TYPE_CHECKING:
     from wormwatch.present.sinks.events import EventLog
@@ -90,6 +93,7 @@ class SummaryFile:
     ) -> None:
         self.path = path
         self.kept: JsonLinesWriter | None = None
+        self._said: set[str] = set()
         self._reopen = reopen
         self.is_renamed = path != "-" and (not os.path.exists(path) or os.path.isfile(path))
         if not self.is_renamed:
@@ -99,8 +103,16 @@ class SummaryFile:
             raise WormwatchError(
                 f"cannot write summary {path}: directory {directory} does not exist"
             )
-        if can_create_in(directory, target):
+        # in a sticky directory (mode 1777) only a file's owner may rename over it
+        blocked = [p for p in (path, path + ".tmp") if sticky_owner(p, target) is not None]
+        if can_create_in(directory, target) and not blocked:
             return
+        if is_periodic and blocked:
+            raise WormwatchError(
+                f"--summary-every rewrites {path} by renaming a new file over it, but "
+                f"{directory} is sticky and {blocked[0]} belongs to another user, so "
+                f"{_who(target)} cannot replace it: remove it, or choose another directory"
+            )
         if is_periodic:
             raise WormwatchError(
                 f"--summary-every rewrites {path} by renaming a new file into {directory}, "
@@ -116,6 +128,18 @@ class SummaryFile:
                 f"cannot create files in {directory}: {_fixes(target, directory)}"
             ) from None
 
+    @contextlib.contextmanager
+    def failures_said_once(self) -> Iterator[None]:
+        """Around a periodic rewrite: a failure (a full disk, a file swapped under
+        the sensor) is said once and the rewrite tried again next time, while the
+        capture and its alerts go on (it ended the run)."""
+        try:
+            yield
+        except WormwatchError as err:
+            if str(err) not in self._said:
+                self._said.add(str(err))
+                _warn(str(err))
+
     def open_for_rewrite(self) -> JsonLinesWriter:
         """A writer for one whole summary; :meth:`commit` when it is complete."""
         if self.kept is not None:
@@ -124,8 +148,13 @@ class SummaryFile:
         if not self.is_renamed:
             return JsonLinesWriter(self.path)
         tmp = self.path + ".tmp"
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        try:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        except OSError as err:
+            raise WormwatchError(
+                f"cannot write summary {self.path}: {tmp}: {err.strerror}"
+            ) from None
         return JsonLinesWriter(tmp)
 
     def commit(self, writer: JsonLinesWriter) -> None:
@@ -134,7 +163,13 @@ class SummaryFile:
             return
         writer.close()
         if self.is_renamed:
-            os.replace(self.path + ".tmp", self.path)
+            try:
+                os.replace(self.path + ".tmp", self.path)
+            except OSError as err:
+                raise WormwatchError(
+                    f"cannot write summary {self.path}: renaming the new one into place: "
+                    f"{err.strerror}"
+                ) from None
 
     def close(self) -> None:
         if self.kept is not None:

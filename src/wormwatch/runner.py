@@ -376,13 +376,9 @@ def _periodic(opts: RunOptions, outputs: Outputs) -> Callable[[Pipeline, Snapsho
         return None
 
     def rewrite(pipeline: Pipeline, snapshot: Snapshot) -> None:
-        write_summary(
-            summary,
-            pipeline.host_views(),
-            snapshot,
-            pipeline.agg.bin_s,
-            pipeline.network_evidence(),
-        )
+        with summary.failures_said_once():
+            views, network = pipeline.host_views(), pipeline.network_evidence()
+            write_summary(summary, views, snapshot, pipeline.agg.bin_s, network)
 
     return rewrite
 

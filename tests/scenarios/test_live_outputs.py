@@ -190,6 +190,31 @@ def test_periodic_summary_nobody_cannot_rename_stops_before_capturing(
     assert list(srv.iterdir()) == []
 
 
+def test_a_summary_in_a_sticky_folder_owned_by_root(pair: VethPair, base: Path) -> None:
+    """A 1777 folder (as /tmp) holding root's hosts.jsonl: nobody may create files
+    there but not rename over root's. A periodic summary stops before capturing,
+    with one line; one written at the end goes through a descriptor kept from
+    before the drop (it was a PermissionError traceback at the end, and with
+    --summary-every the sensor died at its first rewrite)."""
+    srv = base / "sticky"
+    srv.mkdir()
+    os.chmod(srv, 0o1777)
+    summary = srv / "hosts.jsonl"
+    summary.write_text('{"old": 1}\n')
+    proc = _start(pair, "--summary", str(summary), "--summary-every", "60")
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    (line,) = stderr.splitlines()
+    assert f"{srv} is sticky and {summary} belongs to another user" in line
+    assert sorted(p.name for p in srv.iterdir()) == ["hosts.jsonl"]
+    proc = _start(pair, "--summary", str(summary), "--duration", "2")
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    assert stderr == ""
+    assert summary.stat().st_uid == 0
+    assert summary.read_text().splitlines()[-1].startswith('{"schema":1,"event_type":"network"')
+
+
 def test_outputs_survive_the_drop_and_rotate(pair: VethPair, base: Path) -> None:
     """Root-owned 755 folder: alerts, events and a summary written once at the end
     all work as nobody (descriptors kept); SIGHUP after logrotate's rename and

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import stat
 from dataclasses import dataclass
 from typing import Final
 
@@ -71,6 +72,22 @@ def can_create_in(directory: str, target: DropTarget | None) -> bool:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status) == 0
+
+
+def sticky_owner(path: str, target: DropTarget | None) -> int | None:
+    """The owner of ``path`` when it stops ``target`` (this process when None)
+    from renaming another file over it or removing it: the directory is sticky
+    (mode 1777, as /tmp), and neither it nor ``path`` is the user's. None when
+    nothing stops it (root, no sticky bit, the user's own, or no file yet)."""
+    uid = target.uid if target is not None else os.geteuid()
+    try:
+        parent = os.stat(os.path.dirname(os.path.abspath(path)))
+        owner = os.stat(path).st_uid
+    except OSError:
+        return None
+    if uid == 0 or not parent.st_mode & stat.S_ISVTX or uid in (parent.st_uid, owner):
+        return None
+    return owner
 
 
 def drop_privileges(user: str | None) -> str | None:
