@@ -5,6 +5,7 @@ and samples)."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import numpy as np
@@ -253,6 +254,20 @@ def test_truncated_deltas_are_refused(cut: int) -> None:
     data = encode(export(capture(1, 100), "s")[0])
     with pytest.raises(DeltaError):
         decode(data[:cut] if cut >= 0 else data + b"x")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [({"bin": -5}, "before the epoch"), ({"bin_s": 0}, "bins are 0 s long")],
+)
+def test_a_delta_outside_packet_time_is_refused(change: dict[str, int], message: str) -> None:
+    """Decodable, but no bin of packet time: refused where it is decoded (a central
+    merging a negative bin raised OverflowError)."""
+    d = export(capture(1, 100), "s")[0]
+    ident = dataclasses.replace(d.ident, bin=change.get("bin", d.ident.bin))
+    bad = dataclasses.replace(d, ident=ident, bin_s=change.get("bin_s", d.bin_s))
+    with pytest.raises(DeltaError, match=message):
+        decode(encode(bad))
 
 
 def test_merge_kernel_compiled_one_signature() -> None:

@@ -261,7 +261,12 @@ def decode(data: bytes) -> Delta:
 
 
 def _check(d: Delta) -> None:
-    """Every host reference in range, every parallel column the same length."""
+    """A bin of packet time (packet time is never before the epoch), every host
+    reference in range, every parallel column the same length."""
+    if d.bin_s <= 0:
+        raise DeltaError(f"delta bins are {d.bin_s} s long")
+    if d.ident.bin < 0:
+        raise DeltaError(f"delta bin {d.ident.bin} is before the epoch")
     n = d.n_hosts
     groups = (
         (d.hi, d.first_us, d.last_us, d.counts),

@@ -1,13 +1,17 @@
-"""The central's consumer against a real nats-server: a busy central keeps its connection."""
+"""The central's consumer: against a real nats-server, a busy central keeps its
+connection; without one (fake messages, subscription and JetStream), what it does
+with deltas it cannot merge."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import nats.errors
 import pytest
 from nats.aio.msg import Msg
 
@@ -15,9 +19,13 @@ from wormwatch.cluster import consume
 from wormwatch.cluster.broker import buckets, connect, ensure_streams
 from wormwatch.cluster.central import Central
 from wormwatch.cluster.consume import Consumer, _Item, fetch_batch
-from wormwatch.cluster.settings import DELTA_SUBJECT, ClusterConfig
+from wormwatch.cluster.settings import DELTA_STREAM, DELTA_SUBJECT, ClusterConfig
 from wormwatch.config import Config
+from wormwatch.delta import Delta, DeltaId, encode
+from wormwatch.model import KIND_SYN
 
+from testkit.deltas import export
+from testkit.events import make_events
 from testkit.natsbroker import Broker, BrokerPool, broker_pool
 
 PARTS = 100
@@ -98,3 +106,126 @@ def test_fetch_batch_keeps_a_fetch_within_its_byte_budget() -> None:
     assert fetch_batch(64 << 20) == 1
     assert fetch_batch(4096) == consume.FETCH
     assert fetch_batch(0) == consume.FETCH
+
+
+# -- without a broker ---------------------------------------------------------------
+
+T0 = 1_700_000_040_000_000  # a bin start (60 s bins)
+
+
+class _Client:
+    """What a message's ack publishes to."""
+
+    def __init__(self) -> None:
+        self.acked: list[str] = []
+
+    async def publish(self, subject: str, *_args: object, **_kwargs: object) -> None:
+        self.acked.append(subject)
+
+
+class _JetStream:
+    """Takes the alerts the central publishes, with their headers."""
+
+    def __init__(self) -> None:
+        self.published: list[tuple[str, bytes, dict[str, str]]] = []
+
+    async def publish(self, subject: str, body: bytes, headers: dict[str, str]) -> None:
+        self.published.append((subject, body, headers))
+
+
+class _Bucket:
+    async def put(self, _key: str, _value: bytes) -> int:
+        return 0
+
+
+class _Subscription:
+    """Hands out one round of messages per fetch, then nothing."""
+
+    def __init__(self, rounds: list[list[Msg]]) -> None:
+        self.rounds = rounds
+
+    async def fetch(self, _batch: int, timeout: float) -> list[Msg]:
+        if not self.rounds:
+            raise nats.errors.TimeoutError
+        return self.rounds.pop(0)
+
+
+def _messages(client: _Client, payloads: list[tuple[str, bytes]]) -> list[Msg]:
+    """``(sensor, payload)`` as the broker delivers them (stream sequences from 1)."""
+    return [
+        Msg(
+            client,  # type: ignore[arg-type]
+            subject=f"{DELTA_SUBJECT}.0.{sensor}",
+            reply=f"$JS.ACK.{DELTA_STREAM}.central-0-3.1.{seq}.{seq}.{T0 * 1000}.0",
+            data=data,
+        )
+        for seq, (sensor, data) in enumerate(payloads, start=1)
+    ]
+
+
+class _Rig:
+    """A consumer of all 4 shards (sensors a and b split one link) on fake JetStream
+    objects, with what it warns and alerts."""
+
+    def __init__(self) -> None:
+        cluster = ClusterConfig(shards=4, split_of_link=(("a", "b"),))
+        central = Central(Config(max_hosts=64, max_host_bins=256), cluster, clock=lambda: 1000.0)
+        self.warnings: list[str] = []
+        self.alerts: list[dict[str, object]] = []
+        self.js = _JetStream()
+        self.consumer = Consumer(central, (0, 3), on_alert=self.alerts.append,
+                                 on_round=self._round, warn=self.warnings.append)  # fmt: skip
+        self.consumer._js, self.consumer._kv = self.js, _Bucket()  # type: ignore[assignment]
+        self._stop = asyncio.Event()
+        self._rounds_left = 0
+
+    def _round(self) -> None:
+        self._rounds_left -= 1
+        if self._rounds_left <= 0:
+            self._stop.set()
+
+    def run(self, rounds: list[list[Msg]]) -> None:
+        """The consumer's loop over these fetches, one round each."""
+        self._rounds_left = len(rounds)
+        self._stop.clear()
+        sub = _Subscription(rounds)
+        asyncio.run(self.consumer._loop(sub, self._stop))  # type: ignore[arg-type]
+
+
+def _scan(sensor: str, first: int, n: int, last_us: int) -> list[Delta]:
+    """A host's SMB scan of ``n`` targets in one bin, seen by ``sensor``, whose
+    last packet of the bin (another host's) is at ``last_us``."""
+    rows = [(T0 + 1000 * k, "10.0.0.7", f"198.51.{(first + k) // 250}.{(first + k) % 250}",
+             KIND_SYN, 445, 0, b"") for k in range(n)]  # fmt: skip
+    rows.append((last_us, "10.0.0.99", "198.51.200.1", KIND_SYN, 80, 0, b""))
+    return export(make_events(rows), sensor, n_shards=4)
+
+
+def test_deltas_the_central_cannot_merge_are_refused_said_once_and_acknowledged() -> None:
+    """A sensor with another [aggregate] bin_s, a bin before the epoch and bytes that
+    are no delta: counted and skipped, one line per sensor and kind, every message
+    acknowledged (the old code raised ValueError or OverflowError out of the loop,
+    unacknowledged, and again on every restart's catch-up)."""
+    good = [d for d in _scan("a", 0, 5, T0 + 2_000_000) if d.n_hosts]
+    d = good[0]
+    other_bins = [dataclasses.replace(d, ident=DeltaId("c", d.ident.shard, d.ident.bin, part),
+                                      bin_s=30) for part in (0, 1)]  # fmt: skip
+    before_epoch = dataclasses.replace(d, ident=DeltaId("e", d.ident.shard, -5, 0))
+    client = _Client()
+    msgs = _messages(client, [
+        *(("a", encode(x)) for x in good), *(("c", encode(x)) for x in other_bins),
+        ("e", encode(before_epoch)), ("junk", b"not a delta"),
+    ])  # fmt: skip
+    rig = _Rig()
+    rig.run([msgs])
+    assert client.acked == [m.reply for m in msgs]
+    assert rig.consumer.stats.applied == len(good)
+    assert rig.consumer.stats.refused == {"malformed": 2, "bin_s": 2}
+    warnings = rig.warnings
+    assert len(warnings) == 3
+    assert warnings[0].startswith("sensor c: ")
+    assert "its bins are 30 s, this aggregate's 60 s" in warnings[0]
+    assert warnings[1].startswith("sensor e: ")
+    assert "before the epoch" in warnings[1]
+    assert warnings[2].startswith("sensor junk: ")
+    assert "bad magic" in warnings[2]

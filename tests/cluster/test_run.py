@@ -281,6 +281,8 @@ def test_central_serves_its_metrics(broker: Broker, tmp_path: Path, demo_parts: 
     stop(c)
     alerts = [json.loads(line) for line in (tmp_path / "alerts.jsonl").read_text().splitlines()]
     assert values[("wormwatch_cluster_deltas_applied_total", ())] > 0
+    for reason in ("bin_s", "malformed"):
+        assert values[("wormwatch_cluster_deltas_refused_total", (("reason", reason),))] == 0
     assert values[("wormwatch_cluster_consumer_lag_messages", (("consumer", "shards 0-15"),))] == 0
     beats = {k[1]: v for k, v in values.items() if k[0].endswith("heartbeat_timestamp_seconds")}
     assert {dict(labels)["sensor"] for labels in beats} == {"s0", "s1"}

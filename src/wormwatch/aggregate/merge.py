@@ -104,8 +104,9 @@ class DeltaMerger:
         if key in self.applied:
             self.n_duplicates += 1
             return None
-        if delta.bin_s != self.agg.bin_s:
-            raise ValueError(f"delta bins are {delta.bin_s} s, this aggregate's {self.agg.bin_s} s")
+        mismatch = self.mismatch(delta)
+        if mismatch is not None:
+            raise ValueError(mismatch)
         self.applied.add(key)
         agg = self.agg
         if delta.seen_last_us >= 0:
@@ -136,6 +137,13 @@ class DeltaMerger:
         self._merge_samples(delta, host)
         self._add_network(delta, host, counts)
         return Applied(host, renumbering)
+
+    def mismatch(self, delta: Delta) -> str | None:
+        """Why ``delta`` cannot merge into this aggregate (its bins are of another
+        length: a sensor with another ``[aggregate] bin_s``); None when it can."""
+        if delta.bin_s != self.agg.bin_s:
+            return f"its bins are {delta.bin_s} s, this aggregate's {self.agg.bin_s} s"
+        return None
 
     def _rows_of(self, host: I64, bins: I64) -> I64:
         return self.agg._bins.rows_of(host, bins, self.agg.oldest_bin())

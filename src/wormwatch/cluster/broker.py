@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import logging
 import ssl
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -53,6 +54,11 @@ class _QuietTlsEof(logging.Filter):
 
 
 logging.getLogger("asyncio").addFilter(_QuietTlsEof())
+
+
+def stderr_line(line: str) -> None:
+    """How a sensor's publisher and a central say what goes wrong with the cluster."""
+    print(f"wormwatch: cluster: {line}", file=sys.stderr, flush=True)
 
 
 def describe(err: BaseException) -> str:

@@ -19,7 +19,7 @@ import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import nats.errors
 import nats.js.errors
@@ -36,6 +36,7 @@ from wormwatch.cluster.broker import (
     connect,
     describe,
     ensure_streams,
+    stderr_line,
 )
 from wormwatch.cluster.central import Central
 from wormwatch.cluster.settings import (
@@ -47,6 +48,7 @@ from wormwatch.cluster.settings import (
 from wormwatch.cluster.top import top_record
 from wormwatch.delta import Delta, DeltaError, decode
 from wormwatch.errors import WormwatchError
+from wormwatch.text import escape_text
 
 FETCH = 256  # messages one fetch asks for, at most
 # Bytes one fetch may have the broker push at once. The central reads nothing from
@@ -56,6 +58,9 @@ FETCH = 256  # messages one fetch asks for, at most
 FETCH_BYTES = 24 << 20
 FETCH_WAIT_S = 0.5
 TOP_EVERY_S = 2.0
+# why a delta is acknowledged without being merged: not a delta the central can
+# decode, or bins of another length than the central's (``[aggregate] bin_s``)
+REFUSALS = ("malformed", "bin_s")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +93,8 @@ class ConsumeStats:
 
     applied: int = 0
     duplicates: int = 0
-    bad: int = 0
+    # deltas acknowledged and never merged, by why (:data:`REFUSALS`)
+    refused: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REFUSALS, 0))
     rows: int = 0
     pending: int = 0
     lag_s: float = 0.0
@@ -104,6 +110,7 @@ class Consumer:
         shards: the inclusive shard range this process owns.
         on_alert: called with each alert record (the alerts file).
         on_round: called after each round of applied deltas (the display).
+        warn: says a problem of the cluster, once (stderr).
     """
 
     def __init__(
@@ -113,13 +120,16 @@ class Consumer:
         *,
         on_alert: Callable[[dict[str, object]], None],
         on_round: Callable[[], None],
+        warn: Callable[[str], None] = stderr_line,
     ) -> None:
         self.central = central
         self.shards = shards
         self.key = f"central-{shards[0]}-{shards[1]}"
         self.on_alert = on_alert
         self.on_round = on_round
+        self.warn = warn
         self.stats = ConsumeStats()
+        self._said: set[tuple[str, str]] = set()
         self._subjects = [f"{DELTA_SUBJECT}.{s}.*" for s in range(shards[0], shards[1] + 1)]
         self._last_seq = 0
         self._newest_bin = -1
@@ -255,15 +265,33 @@ class Consumer:
         return int(msg.metadata.sequence.stream)
 
     def _decode(self, msgs: list[Msg]) -> list[_Item]:
+        """The deltas of ``msgs`` this central can merge. The others are refused:
+        counted, said once per sensor and kind, acknowledged with the rest and
+        never merged (a catch-up that reads them again refuses them again)."""
         items = []
         for msg in msgs:
             try:
                 delta = decode(msg.data)
-            except DeltaError:
-                self.stats.bad += 1
+            except DeltaError as err:
+                # the sensor's name as it published (the subject's last token)
+                self._refuse(msg.subject.rpartition(".")[2], "malformed", str(err))
+                continue
+            mismatch = self.central.merger.mismatch(delta)
+            if mismatch is not None:
+                why = f"{mismatch}: give every sensor and central the same [aggregate] bin_s"
+                self._refuse(delta.ident.sensor, "bin_s", why)
                 continue
             items.append(_Item(delta, self._seq(msg), msg.metadata.timestamp.timestamp()))
         return items
+
+    def _refuse(self, sensor: str, kind: str, why: str) -> None:
+        self.stats.refused[kind] += 1
+        if (sensor, kind) not in self._said:
+            self._said.add((sensor, kind))
+            self.warn(
+                f"sensor {escape_text(sensor[:64])}: a delta is not merged ({why}); "
+                f"such deltas are skipped, counted as refused ({kind})"
+            )
 
     async def _apply(self, items: list[_Item], *, silent: bool = False) -> None:
         """Merge deltas; hosts are judged whenever merged packet time enters a

@@ -166,6 +166,7 @@ def cluster_health(central: Central, consumer: Consumer) -> ClusterHealth:
     return ClusterHealth(
         deltas_applied=stats.applied,
         deltas_pending=stats.pending,
+        deltas_refused=dict(stats.refused),
         consumer_lag={f"shards {consumer.shards[0]}-{consumer.shards[1]}": stats.pending},
         heartbeats=beats,
         sensors_up=sum(1 for wall in beats.values() if now - wall <= SENSOR_UP_S),

@@ -9,7 +9,6 @@ open. The sensor's own aggregate, alerts and summaries are untouched.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 
@@ -17,7 +16,7 @@ import numpy as np
 
 from wormwatch.aggregate.export import DeltaExporter, take_events
 from wormwatch.classify import Classifier
-from wormwatch.cluster.broker import check_settings
+from wormwatch.cluster.broker import check_settings, stderr_line
 from wormwatch.cluster.publisher import Publisher
 from wormwatch.cluster.settings import check_sensor_name
 from wormwatch.config import Config
@@ -25,10 +24,6 @@ from wormwatch.errors import WormwatchError
 from wormwatch.model import Events, Snapshot
 from wormwatch.nets import NetMask, in_networks
 from wormwatch.pipeline import RunResult
-
-
-def stderr_line(line: str) -> None:
-    print(f"wormwatch: cluster: {line}", file=sys.stderr, flush=True)
 
 
 class ClusterSensor:

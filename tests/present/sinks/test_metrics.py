@@ -149,6 +149,7 @@ def test_cluster_health_is_served(tmp_path: Path) -> None:
         deltas_published=7,
         deltas_applied=5,
         deltas_pending=2,
+        deltas_refused={"malformed": 1, "bin_s": 4},
         consumer_lag={"shards-0-7": 3},
         heartbeats={"north": 1_700_000_000.0},
         sensors_up=1,
@@ -163,6 +164,8 @@ def test_cluster_health_is_served(tmp_path: Path) -> None:
     assert values["wormwatch_cluster_deltas_published_total", ()] == 7
     assert values["wormwatch_cluster_deltas_applied_total", ()] == 5
     assert values["wormwatch_cluster_deltas_pending", ()] == 2
+    assert values["wormwatch_cluster_deltas_refused_total", (("reason", "bin_s"),)] == 4
+    assert values["wormwatch_cluster_deltas_refused_total", (("reason", "malformed"),)] == 1
     assert values["wormwatch_cluster_consumer_lag_messages", (("consumer", "shards-0-7"),)] == 3
     sensor = (("sensor", "north"),)
     assert values["wormwatch_cluster_sensor_heartbeat_timestamp_seconds", sensor] == 1.7e9

@@ -30,14 +30,16 @@ class ClusterHealth:
     """What the multi-sensor mode reports (:meth:`MetricsServer.watch_cluster`).
 
     ``consumer_lag`` maps a consumer (or shard) to the messages it has not yet
-    applied; ``heartbeats`` maps a sensor name to the wall time (seconds since the
-    epoch) of its last heartbeat; ``sensors_up`` counts the sensors whose last
-    heartbeat is recent, as the central process judges it.
+    applied; ``deltas_refused`` maps why to the deltas a central acknowledged
+    without merging them; ``heartbeats`` maps a sensor name to the wall time
+    (seconds since the epoch) of its last heartbeat; ``sensors_up`` counts the
+    sensors whose last heartbeat is recent, as the central process judges it.
     """
 
     deltas_published: int = 0
     deltas_applied: int = 0
     deltas_pending: int = 0
+    deltas_refused: Mapping[str, int] = field(default_factory=dict)
     consumer_lag: Mapping[str, int] = field(default_factory=dict)
     heartbeats: Mapping[str, float] = field(default_factory=dict)
     sensors_up: int | None = None
@@ -203,6 +205,14 @@ def cluster(health: ClusterHealth) -> Iterator[Metric]:
         "Deltas kept for publishing while the broker cannot take them.",
         health.deltas_pending,
     )
+    if health.deltas_refused:
+        refused = CounterMetricFamily(
+            "wormwatch_cluster_deltas_refused",
+            "Deltas acknowledged and not merged, by why (malformed; bin_s: bins of "
+            "another length).",
+            labels=["reason"],
+        )
+        yield _labelled(refused, sorted(health.deltas_refused.items()))
     lag = GaugeMetricFamily(
         "wormwatch_cluster_consumer_lag_messages",
         "Messages a durable consumer has not applied yet.",
