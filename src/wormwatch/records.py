@@ -49,7 +49,14 @@ from wormwatch.model import (
 from wormwatch.text import iso_time, names_text
 
 # SCHEMA is defined in model (the event log's kernel writes it too) and shown here
-__all__ = ["SCHEMA", "alert_record", "host_record", "network_record", "sensor_record"]
+__all__ = [
+    "SCHEMA",
+    "alert_key",
+    "alert_record",
+    "host_record",
+    "network_record",
+    "sensor_record",
+]
 
 
 def alert_record(
@@ -80,6 +87,20 @@ def alert_record(
         "previous_verdicts": [] if previous_verdicts is None else list(previous_verdicts),
         "previous_score": None if previous_score is None else round(previous_score, 1),
     }
+
+
+def alert_key(record: Mapping[str, object]) -> str:
+    """What tells an alert from another of the same host: its packet time, reason,
+    band and verdicts (``10.0.0.7/2023-11-14T22:14:59.000000+00:00/new/1/smb-scan``).
+
+    An alert judged again from the same deltas (a central restarted before its
+    checkpoint) has the same key, even where its score, evidence or sensors differ
+    (deltas merged in another order), so those are not in it.
+    """
+    verdicts = record.get("verdicts")
+    names = "+".join(map(str, verdicts)) if isinstance(verdicts, list) else ""
+    fields = (record.get("src_ip"), record.get("timestamp"), record.get("reason"))
+    return "/".join(map(str, (*fields, record.get("band"), names)))
 
 
 def sensor_record(ts_us: int, condition: str, **details: object) -> dict[str, object]:

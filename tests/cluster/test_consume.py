@@ -23,6 +23,7 @@ from wormwatch.cluster.settings import DELTA_STREAM, DELTA_SUBJECT, ClusterConfi
 from wormwatch.config import Config
 from wormwatch.delta import Delta, DeltaId, encode
 from wormwatch.model import KIND_SYN
+from wormwatch.records import alert_key
 
 from testkit.deltas import export
 from testkit.events import make_events
@@ -229,3 +230,34 @@ def test_deltas_the_central_cannot_merge_are_refused_said_once_and_acknowledged(
     assert "before the epoch" in warnings[1]
     assert warnings[2].startswith("sensor junk: ")
     assert "bad magic" in warnings[2]
+
+
+def test_two_alerts_at_one_packet_time_have_their_own_message_ids() -> None:
+    """Two sensors splitting one link report a scanner's bin in two rounds: a ``new``
+    alert, then a ``band-changed`` one at the same merged packet time. Their
+    Nats-Msg-Ids were both ``key/src_ip/timestamp``, and the alert stream dropped the
+    second as a copy of the first."""
+    client = _Client()
+    first = _messages(client, [("a", encode(d)) for d in _scan("a", 0, 40, T0 + 59_000_000)])
+    more = _messages(client, [("b", encode(d)) for d in _scan("b", 40, 200, T0 + 58_000_000)])
+    rig = _Rig()
+    rig.run([first, more])
+    assert [(r["reason"], r["timestamp"]) for r in rig.alerts] == [
+        ("new", "2023-11-14T22:14:59.000000+00:00"),
+        ("band-changed", "2023-11-14T22:14:59.000000+00:00"),
+    ]
+    ids = [headers["Nats-Msg-Id"] for _subject, _body, headers in rig.js.published]
+    assert len(set(ids)) == 2
+    assert ids[0] == "central-0-3/10.0.0.7/2023-11-14T22:14:59.000000+00:00/new/1/smb-scan"
+
+
+def test_an_alert_judged_again_keeps_its_message_id() -> None:
+    """What may differ when a restarted central writes an alert again (deltas merged
+    in another order: its score, evidence and sensors) is not in its id."""
+    rig = _Rig()
+    client = _Client()
+    rig.run([_messages(client, [("a", encode(d)) for d in _scan("a", 0, 40, T0 + 1000)])])
+    (record,) = rig.alerts
+    again = {**record, "score": 47.5, "evidence": {}, "sensors": ["a", "b"]}
+    assert alert_key(again) == alert_key(record)
+    assert alert_key({**record, "band": 2}) != alert_key(record)

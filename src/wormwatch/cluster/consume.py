@@ -48,6 +48,7 @@ from wormwatch.cluster.settings import (
 from wormwatch.cluster.top import top_record
 from wormwatch.delta import Delta, DeltaError, decode
 from wormwatch.errors import WormwatchError
+from wormwatch.records import alert_key
 from wormwatch.text import escape_text
 
 FETCH = 256  # messages one fetch asks for, at most
@@ -321,7 +322,9 @@ class Consumer:
         for record in records:
             self.on_alert(record)
             body = json.dumps(record, sort_keys=True).encode()
-            msg_id = f"{self.key}/{record.get('src_ip')}/{record.get('timestamp')}"
+            # the alert stream drops a second copy of one alert (rewritten after a
+            # restart), and only that: two alerts of one host can share a packet time
+            msg_id = f"{self.key}/{alert_key(record)}"
             await _quiet(
                 self._js.publish(f"{ALERT_SUBJECT}.{shard}", body, headers={"Nats-Msg-Id": msg_id})
             )
