@@ -15,10 +15,16 @@ import nats.errors
 import pytest
 from nats.aio.msg import Msg
 
-from wormwatch.cluster import consume
-from wormwatch.cluster.broker import buckets, connect, ensure_streams
+from wormwatch.cluster.broker import (
+    FETCH,
+    FETCH_BYTES,
+    buckets,
+    connect,
+    ensure_streams,
+    fetch_batch,
+)
 from wormwatch.cluster.central import Central
-from wormwatch.cluster.consume import Consumer, _Item, fetch_batch
+from wormwatch.cluster.consume import Consumer, _Item
 from wormwatch.cluster.settings import DELTA_STREAM, DELTA_SUBJECT, ClusterConfig
 from wormwatch.config import Config
 from wormwatch.delta import Delta, DeltaId, encode
@@ -103,10 +109,10 @@ def test_a_busy_central_is_not_dropped_as_a_slow_consumer(brokers: BrokerPool) -
 
 
 def test_fetch_batch_keeps_a_fetch_within_its_byte_budget() -> None:
-    assert fetch_batch(1 << 20) == consume.FETCH_BYTES // (1 << 20) == 24
+    assert fetch_batch(1 << 20) == FETCH_BYTES // (1 << 20) == 24
     assert fetch_batch(64 << 20) == 1
-    assert fetch_batch(4096) == consume.FETCH
-    assert fetch_batch(0) == consume.FETCH
+    assert fetch_batch(4096) == FETCH
+    assert fetch_batch(0) == FETCH
 
 
 # -- without a broker ---------------------------------------------------------------

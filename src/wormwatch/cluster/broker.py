@@ -7,7 +7,8 @@ the operator can fix (refused credentials, no TLS, no JetStream) become one
 
 JetStream features used (nats-server 2.10 or newer: consumers with several
 filter subjects): file streams with a duplicate window (``Nats-Msg-Id``),
-durable pull consumers, key-value buckets.
+durable pull consumers, key-value buckets. A pull consumer's fetches are sized
+here, to the broker's message and pending-bytes limits.
 """
 
 from __future__ import annotations
@@ -43,6 +44,12 @@ MIN_SERVER = (2, 10)
 # JetStream API requests wait this long: a loaded broker host answers slowly,
 # and a timeout is not a reason to stop sensing or merging
 JS_TIMEOUT_S = 20.0
+FETCH = 256  # messages one fetch asks for, at most
+# Bytes one fetch may have the broker push at once. The central reads nothing from
+# its socket while it applies a batch, and nats-server closes a client whose unread
+# bytes pass its max_pending (64 MB by default) as a slow consumer: 256 parts of a
+# busy bin (~100 MB) did, and what was in flight came again after the ack wait (30 s).
+FETCH_BYTES = 24 << 20
 
 
 class _QuietTlsEof(logging.Filter):
@@ -250,6 +257,26 @@ def check_version(nc: Client) -> None:
             f"nats-server {version} is too old: wormwatch needs "
             f"{MIN_SERVER[0]}.{MIN_SERVER[1]} or newer"
         )
+
+
+def fetch_batch(max_payload: int) -> int:
+    """Messages per fetch: :data:`FETCH`, or fewer, so that a fetch of the largest
+    messages the broker takes stays within :data:`FETCH_BYTES` (24 at the default
+    ``max_payload`` of 1 MiB; two fetches in flight, one of them a lingering pull
+    the client gave up on, stay under the broker's default ``max_pending``)."""
+    return max(1, min(FETCH, FETCH_BYTES // max(max_payload, 1)))
+
+
+def pending_bytes(nc: Client, batch: int) -> int:
+    """Room for two whole fetches of ``batch`` of the largest messages the broker takes.
+
+    nats-py drops a message that would take a subscription past its pending bytes
+    (256 MB by default) as a slow consumer, and the broker sends it again only after
+    ``ack_wait``: with ~1 MB deltas, one bin of 8 sensors x 100,000 hosts is over
+    that, and its lost parts arrived 30 s late. A pull consumer holds at most the
+    messages of the fetches it asked for, so this bound is the real one.
+    """
+    return 2 * batch * max(int(nc.max_payload), 1 << 20)
 
 
 async def ensure_streams(js: JetStreamContext, cfg: ClusterConfig, window_s: int) -> None:

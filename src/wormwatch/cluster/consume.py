@@ -23,19 +23,21 @@ from dataclasses import dataclass, field
 
 import nats.errors
 import nats.js.errors
-from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.kv import KeyValue
 
 from wormwatch.cluster.broker import (
+    FETCH,
     JS_TIMEOUT_S,
     buckets,
     check_version,
     connect,
     describe,
     ensure_streams,
+    fetch_batch,
+    pending_bytes,
     stderr_line,
 )
 from wormwatch.cluster.central import Central
@@ -51,12 +53,6 @@ from wormwatch.errors import WormwatchError
 from wormwatch.records import alert_key
 from wormwatch.text import escape_text
 
-FETCH = 256  # messages one fetch asks for, at most
-# Bytes one fetch may have the broker push at once. The central reads nothing from
-# its socket while it applies a batch, and nats-server closes a client whose unread
-# bytes pass its max_pending (64 MB by default) as a slow consumer: 256 parts of a
-# busy bin (~100 MB) did, and what was in flight came again after the ack wait (30 s).
-FETCH_BYTES = 24 << 20
 FETCH_WAIT_S = 0.5
 TOP_EVERY_S = 2.0
 # why a delta is acknowledged without being merged: not a delta the central can
@@ -149,7 +145,7 @@ class Consumer:
             check_version(nc)
             js = self._js = nc.jetstream(timeout=JS_TIMEOUT_S)
             self._batch = fetch_batch(int(nc.max_payload))
-            self._pending_bytes = _pending_bytes(nc, self._batch)
+            self._pending_bytes = pending_bytes(nc, self._batch)
             await ensure_streams(js, cluster, self.central.cfg.window_s)
             self._kv, self._top = await buckets(js)
             await nc.subscribe(f"{HEARTBEAT_SUBJECT}.*", cb=self._on_heartbeat)
@@ -348,26 +344,6 @@ class Consumer:
             fields = json.loads(msg.data)
             if isinstance(fields, dict):
                 self.central.heartbeat(fields)
-
-
-def fetch_batch(max_payload: int) -> int:
-    """Messages per fetch: :data:`FETCH`, or fewer, so that a fetch of the largest
-    messages the broker takes stays within :data:`FETCH_BYTES` (24 at the default
-    ``max_payload`` of 1 MiB; two fetches in flight, one of them a lingering pull
-    the client gave up on, stay under the broker's default ``max_pending``)."""
-    return max(1, min(FETCH, FETCH_BYTES // max(max_payload, 1)))
-
-
-def _pending_bytes(nc: Client, batch: int) -> int:
-    """Room for two whole fetches of ``batch`` of the largest messages the broker takes.
-
-    nats-py drops a message that would take a subscription past its pending bytes
-    (256 MB by default) as a slow consumer, and the broker sends it again only after
-    ``ack_wait``: with ~1 MB deltas, one bin of 8 sensors x 100,000 hosts is over
-    that, and its lost parts arrived 30 s late. A pull consumer holds at most the
-    messages of the fetches it asked for, so this bound is the real one.
-    """
-    return 2 * batch * max(int(nc.max_payload), 1 << 20)
 
 
 async def _quiet(call: Awaitable[object]) -> None:
