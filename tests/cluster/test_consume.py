@@ -267,3 +267,17 @@ def test_an_alert_judged_again_keeps_its_message_id() -> None:
     again = {**record, "score": 47.5, "evidence": {}, "sensors": ["a", "b"]}
     assert alert_key(again) == alert_key(record)
     assert alert_key({**record, "band": 2}) != alert_key(record)
+
+
+class _LateSubscription:
+    """Ends a fetch as nats-py does when its no-wait probe is answered at the deadline."""
+
+    async def fetch(self, _batch: int, timeout: float) -> list[Msg]:
+        raise TimeoutError  # asyncio.TimeoutError is this one since Python 3.11
+
+
+def test_a_fetch_that_ends_with_asyncios_timeout_is_an_empty_one() -> None:
+    """It raised out of the catch-up, and the central exited with "cannot reach the
+    broker (TimeoutError)" (a catch-up with 5 ms fetches, 1 run in 3 or so)."""
+    consumer = _Rig().consumer
+    assert asyncio.run(consumer._fetch(_LateSubscription())) == []  # type: ignore[arg-type]

@@ -254,7 +254,9 @@ class Consumer:
     async def _fetch(self, sub: JetStreamContext.PullSubscription) -> list[Msg]:
         try:
             return list(await sub.fetch(self._batch, timeout=FETCH_WAIT_S))
-        except nats.errors.TimeoutError:
+        except TimeoutError:
+            # nats-py 2.16 ends a fetch with its own TimeoutError, or with asyncio's
+            # when its no-wait probe was answered at the deadline
             return []
 
     @staticmethod
