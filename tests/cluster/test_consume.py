@@ -15,6 +15,7 @@ import nats.errors
 import pytest
 from nats.aio.msg import Msg
 
+from wormwatch.cluster import consume
 from wormwatch.cluster.broker import (
     FETCH,
     FETCH_BYTES,
@@ -62,15 +63,15 @@ class _Busy(Consumer):
         return []
 
 
-async def _publish_parts(cluster: ClusterConfig) -> None:
+async def _publish_parts(cluster: ClusterConfig, n: int = PARTS, shard: int = 0) -> None:
     nc = await connect(cluster, name="test-sensor")
     try:
         js = nc.jetstream()
         await ensure_streams(js, cluster, 3600)
         await buckets(js)
-        body = bytes(PART_BYTES)  # not a valid delta: counted as bad, the bytes are what count
-        for k in range(PARTS):
-            await js.publish(f"{DELTA_SUBJECT}.0.{k % 8}", body)
+        body = bytes(PART_BYTES)  # not a valid delta (refused): the bytes are what count
+        for k in range(n):
+            await js.publish(f"{DELTA_SUBJECT}.{shard}.{k % 8}", body)
     finally:
         await nc.close()
 
@@ -106,6 +107,67 @@ def test_a_busy_central_is_not_dropped_as_a_slow_consumer(brokers: BrokerPool) -
     assert set(consumer.seen.values()) == {1}  # none delivered twice
     assert consumer.stats.errors == 0
     assert "Slow Consumer" not in broker.log.read_text()
+
+
+class _CatchUpOnly(Consumer):
+    """A consumer that notes the stream sequences its catch-up reads, and stops there."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.read: set[int] = set()
+
+    def _decode(self, msgs: list[Msg]) -> list[_Item]:
+        self.read.update(int(m.metadata.sequence.stream) for m in msgs)
+        return []
+
+    async def _loop(self, sub: object, stop: asyncio.Event) -> None:
+        return
+
+
+def _catch_up_only(cluster: ClusterConfig, warnings: list[str]) -> _CatchUpOnly:
+    """A central of shards 0-7 that catches up and stops."""
+    consumer = _CatchUpOnly(Central(Config(), cluster), (0, 7), on_alert=lambda _r: None,
+                            on_round=lambda: None, warn=warnings.append)  # fmt: skip
+    asyncio.run(consumer.run(asyncio.Event()))
+    return consumer
+
+
+def test_a_catch_up_reads_what_is_still_on_its_way(
+    brokers: BrokerPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fetch that gives up before the broker's messages arrive (a fetch wait of
+    5 ms stands in for a slow link): they arrive for the next fetch, and the
+    catch-up reads on until the broker has no more of its shards (the stream's last
+    message is another shard's). It stopped at the first empty fetch and
+    unsubscribed, losing what was on its way: 0 of 40 read."""
+    monkeypatch.setattr(consume, "FETCH_WAIT_S", 0.005)
+    monkeypatch.setattr(consume, "CATCH_UP_STALL_S", 5.0)
+    broker = brokers.start()
+    cluster = ClusterConfig(url=broker.url, shards=16)
+    asyncio.run(_publish_parts(cluster, 40))
+    asyncio.run(_publish_parts(cluster, 1, shard=15))
+    warnings: list[str] = []
+    consumer = _catch_up_only(cluster, warnings)
+    assert sorted(consumer.read) == list(range(1, 41))
+    assert warnings == []
+
+
+def test_a_catch_up_that_receives_nothing_goes_on_and_says_so(
+    brokers: BrokerPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(consume, "CATCH_UP_STALL_S", 0.3)
+    monkeypatch.setattr(_CatchUpOnly, "_fetch", _fetch_nothing)
+    broker = brokers.start()
+    cluster = ClusterConfig(url=broker.url, shards=16)
+    asyncio.run(_publish_parts(cluster, 1))
+    warnings: list[str] = []
+    _catch_up_only(cluster, warnings)
+    assert len(warnings) == 1
+    assert "catch-up: nothing came for 0 s, read up to stream sequence 0 of 1" in warnings[0]
+
+
+async def _fetch_nothing(_self: Consumer, _sub: object) -> list[Msg]:
+    return []
 
 
 def test_fetch_batch_keeps_a_fetch_within_its_byte_budget() -> None:

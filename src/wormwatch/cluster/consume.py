@@ -54,6 +54,8 @@ from wormwatch.records import alert_key
 from wormwatch.text import escape_text
 
 FETCH_WAIT_S = 0.5
+# a catch-up that receives nothing for this long goes on without the rest, saying so
+CATCH_UP_STALL_S = 30.0
 TOP_EVERY_S = 2.0
 # why a delta is acknowledged without being merged: not a delta the central can
 # decode, or bins of another length than the central's (``[aggregate] bin_s``)
@@ -208,16 +210,12 @@ class Consumer:
             filter_subjects=self._subjects,
             inactive_threshold=60.0,
         )
+        last_seq = (await js.stream_info(DELTA_STREAM)).state.last_seq
         sub = await js.pull_subscribe(
             "", stream=DELTA_STREAM, config=config, pending_bytes_limit=self._pending_bytes
         )
-        retained: list[_Item] = []
         try:
-            while True:
-                msgs = await self._fetch(sub)
-                retained.extend(self._decode(msgs))
-                if not msgs or (await sub.consumer_info()).num_pending == 0:
-                    break
+            retained = await self._read_retained(sub, last_seq)
         finally:
             with contextlib.suppress(nats.errors.Error):
                 await sub.unsubscribe()
@@ -230,6 +228,37 @@ class Consumer:
         await self._judge()
         self._sorted = None
         await self._save(Checkpoint(self._last_seq, self._last_seq, -1))
+
+    async def _read_retained(
+        self, sub: JetStreamContext.PullSubscription, last_seq: int
+    ) -> list[_Item]:
+        """Every delta of our shards up to stream sequence ``last_seq`` (the stream's
+        last when the catch-up began), and any after it that came along.
+
+        An empty fetch is no end: a fetch gives up after :data:`FETCH_WAIT_S`, but
+        what the broker sent for it still arrives (for the next fetch), and is never
+        sent again (no acknowledgements here). The end is a message at or past
+        ``last_seq``, or one after which the broker had nothing more of our shards.
+        """
+        retained: list[_Item] = []
+        is_done = (await sub.consumer_info()).num_pending == 0
+        seen = 0
+        give_up = time.monotonic() + CATCH_UP_STALL_S
+        while not is_done:
+            msgs = await self._fetch(sub)
+            retained.extend(self._decode(msgs))
+            if msgs:
+                seen = max(seen, *(self._seq(m) for m in msgs))
+                is_done = seen >= last_seq or any(m.metadata.num_pending == 0 for m in msgs)
+                give_up = time.monotonic() + CATCH_UP_STALL_S
+            elif time.monotonic() >= give_up:
+                self.warn(
+                    f"catch-up: nothing came for {CATCH_UP_STALL_S:.0f} s, read up to stream "
+                    f"sequence {seen} of {last_seq}; going on without the rest (deltas this "
+                    "central consumed before it restarted and did not read again are missing)"
+                )
+                break
+        return retained
 
     async def _loop(self, sub: JetStreamContext.PullSubscription, stop: asyncio.Event) -> None:
         next_top = 0.0
