@@ -4,6 +4,8 @@ format, and the check that two aggregates hold the same host state."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from wormwatch.aggregate import Aggregator
@@ -11,7 +13,7 @@ from wormwatch.aggregate.export import DeltaExporter, take_events
 from wormwatch.aggregate.merge import DeltaMerger
 from wormwatch.classify import Classifier
 from wormwatch.delta import Delta, decode, encode
-from wormwatch.model import Events
+from wormwatch.model import Events, addr_words
 
 BIN_S = 60
 CLASSIFIER = Classifier(("mail", "smtp", "mx", "ns", "gate", "relay"))
@@ -28,11 +30,19 @@ def export(ev: Events, sensor: str, *, batch: int = 37, n_shards: int = 4) -> li
     return out + exporter.close_all()
 
 
-def assert_same_state(want: Aggregator, got: Aggregator) -> None:
-    """Every host of ``want`` is in ``got`` with the same state, samples included;
-    the network-wide series are the same."""
-    assert got.n_hosts == want.n_hosts
-    ids = list(range(want.n_hosts))
+def assert_same_state(
+    want: Aggregator, got: Aggregator, *, addrs: Sequence[str] | None = None
+) -> None:
+    """Every host of ``want`` (or those of ``addrs``, when evictions made the
+    rest differ) is in ``got`` with the same state, samples included; the
+    network-wide series are the same."""
+    if addrs is None:
+        assert got.n_hosts == want.n_hosts
+        ids = list(range(want.n_hosts))
+    else:
+        in_want = [want.find(*addr_words(a)) for a in addrs]
+        ids = [h for h in in_want if h is not None]
+        assert len(ids) == len(addrs)
     found = [got.find(*want.address(h)) for h in ids]
     got_ids = [h for h in found if h is not None]
     assert len(got_ids) == len(ids)
@@ -50,9 +60,11 @@ def assert_same_state(want: Aggregator, got: Aggregator) -> None:
         np.testing.assert_array_equal(x, y)
 
 
-def merged(deltas: list[Delta]) -> tuple[Aggregator, DeltaMerger]:
-    """A fresh aggregate with ``deltas`` merged in, each through encode and decode."""
-    agg = Aggregator(bin_s=BIN_S, max_hosts=1000, max_host_bins=10_000, max_keys=100_000)
+def merged(deltas: list[Delta], **limits: int) -> tuple[Aggregator, DeltaMerger]:
+    """A fresh aggregate (``limits``: its keyword arguments beyond the defaults
+    here) with ``deltas`` merged in, each through encode and decode."""
+    kw = {"max_hosts": 1000, "max_host_bins": 10_000, "max_keys": 100_000, **limits}
+    agg = Aggregator(bin_s=BIN_S, **kw)
     merger = DeltaMerger(agg)
     for d in deltas:
         merger.apply(decode(encode(d)))

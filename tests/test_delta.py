@@ -1,7 +1,7 @@
 """The delta API: per-bin exports of one capture's parts merge to the state
 one aggregate reaches counting the whole capture (queries, SYNs and the DNS
 answers dga-nx counts: NXDOMAIN names, registrable domains, their name scores
-and samples)."""
+and samples). Evictions and late deltas too: an evicted host's samples go with it."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from wormwatch.aggregate import Aggregator
 from wormwatch.aggregate.export import DeltaExporter, take_events
+from wormwatch.aggregate.merge import DeltaMerger
 from wormwatch.delta import Delta, DeltaError, decode, encode, shard_of
 from wormwatch.kernels.counting import PEAK_KW_A, PEAK_KW_SHARE
 from wormwatch.model import (
@@ -32,7 +33,7 @@ from wormwatch.model import (
 )
 
 from testkit.deltas import BIN_S, CLASSIFIER, assert_same_state, export, merged
-from testkit.events import make_events
+from testkit.events import Row, make_events
 
 T0 = 1_700_000_000_000_000
 HOSTS = [f"192.0.2.{i}" for i in range(1, 12)] + ["2001:db8::7", "2001:db8::8"]
@@ -354,3 +355,105 @@ def test_version_1_deltas_still_merge() -> None:
     cols = [C_ANSWERS, C_NX_NAMES_NEW]
     np.testing.assert_array_equal(agg.totals()[ids][:, cols], want.totals()[:, cols])
     assert agg.totals()[:, C_NX_DOMS_NEW].sum() == 0
+
+
+# -- evictions and late deltas
+
+
+T_BIN0 = 1_700_000_040_000_000  # a bin start
+BIN_US = BIN_S * 1_000_000
+WINDOW_BINS = 10
+MAX_HOSTS = 64
+LIMITS = {"window_s": WINDOW_BINS * BIN_S, "max_hosts": MAX_HOSTS}
+SCANNERS = ["10.9.0.1", "10.9.0.2"]
+SCAN_TARGETS = [f"198.51.100.{i}" for i in range(1, 26)]
+
+
+def _spoofed(b: int, n: int, t: int) -> list[Row]:
+    """``n`` one-query sources of bin ``b``, each address new."""
+    return [
+        (t + j, f"10.{100 + b // 250}.{b % 250}.{j}", RESOLVER, KIND_DNS, 53, 1, b"q%d.ex" % j)
+        for j in range(n)
+    ]  # fmt: skip
+
+
+def _scans(b: int, t: int, hosts: list[str]) -> list[Row]:
+    """SMB SYNs of ``hosts`` to the same 25 targets, every bin."""
+    return [
+        (t + 10 * k + i, host, target, KIND_SYN, 445, 0, b"")
+        for k, host in enumerate(hosts)
+        for i, target in enumerate(SCAN_TARGETS)
+    ]
+
+
+def _applied(merger: DeltaMerger, deltas: list[Delta]) -> None:
+    for d in deltas:
+        merger.apply(decode(encode(d)))
+
+
+def _capture(n_bins: int) -> dict[str, list[Row]]:
+    """Per sensor, a capture of ``n_bins`` bins: at "edge" a 40-source flood a bin,
+    two busy hosts, and a host with one query in bin 0 (evicted by the flood) that
+    comes back in the last bin with another name; at "core" two scanners; at "site"
+    (whose deltas all arrive late) a mail-sending scanner."""
+    rows: dict[str, list[Row]] = {"edge": [], "core": [], "site": []}
+    for b in range(n_bins):
+        t = T_BIN0 + b * BIN_US
+        edge = rows["edge"]
+        edge += _spoofed(b, 40, t + 1000)
+        for k, host in enumerate(("10.1.0.1", "10.1.0.2")):
+            edge += [
+                (t + 2000 + 40 * i + k, host, RESOLVER, KIND_DNS, 53, 1, b"www.n%d.ex" % (i % 7))
+                for i in range(8)
+            ]  # fmt: skip
+        if b in (0, n_bins - 1):
+            name = b"first.example" if b == 0 else b"second.example"
+            edge.append((t + 5000, "10.1.0.9", RESOLVER, KIND_DNS, 53, 1, name))
+        rows["core"] += _scans(b, t + 3000, SCANNERS)
+        rows["site"] += _scans(b, t + 4000, ["172.16.0.5"])
+        rows["site"] += [
+            (t + 4500 + i, "172.16.0.5", RESOLVER, KIND_DNS, 53, 15, b"mx%d.d%d.example" % (i, b))
+            for i in range(3)
+        ]  # fmt: skip
+    return rows
+
+
+def _whole(rows: dict[str, list[Row]]) -> Aggregator:
+    """One aggregate counting every sensor's events in time order."""
+    agg = Aggregator(bin_s=BIN_S, max_host_bins=10_000, max_keys=100_000, **LIMITS)
+    ev = make_events(sorted(row for sensor_rows in rows.values() for row in sensor_rows))
+    # batches of a few events: a flood's new hosts always find room, as a shard's few
+    # in a delta do in the merge
+    for lo in range(0, ev.n, 8):
+        part = take_events(ev, np.arange(lo, min(ev.n, lo + 8)))
+        agg.ingest(part, CLASSIFIER.classify(part))
+    return agg
+
+
+def test_merge_equals_one_aggregate_with_evictions_and_late_deltas() -> None:
+    n_bins = 16
+    rows = _capture(n_bins)
+    out = {sensor: export(make_events(r), sensor) for sensor, r in rows.items()}
+    # "core" bins 3-4 arrive after bin 9 (late, within the window); all of "site" after
+    # bin 15 (bins 0-5 then older than the window: lifetime totals only)
+    late = [d for d in out["core"] if d.ident.bin in (3, 4)]
+    late_ids = {d.ident for d in late}
+    on_time = sorted(
+        (d for d in out["edge"] + out["core"] if d.ident not in late_ids),
+        key=lambda d: d.ident.bin,
+    )
+    split = next(k for k, d in enumerate(on_time) if d.ident.bin > 9)
+    order = on_time[:split] + late + on_time[split:] + out["site"]
+    agg, merger = merged(order, **LIMITS)
+    whole = _whole(rows)
+    assert whole.counts().events_dropped == agg.counts().events_dropped == 0
+    assert whole.counts().hosts_evicted > 0
+    assert agg.counts().hosts_evicted > 0
+    keep = ["10.1.0.1", "10.1.0.2", "10.1.0.9", *SCANNERS, "172.16.0.5"]
+    # the returning host's samples are those after its eviction (was "first.example" too)
+    assert_same_state(whole, agg, addrs=keep)
+    assert sum(len(by_host) for by_host in merger._samples) <= MAX_HOSTS
+    # every copy again (a sensor re-reading its capture)
+    _applied(merger, order)
+    assert merger.n_duplicates == len(order)
+    assert_same_state(whole, agg, addrs=keep)

@@ -50,6 +50,8 @@ N_SALTS = int(_NEW_COLUMN.shape[0])
 _NX_DOMAIN_SALT = 3
 # sample salts: names, MX names, NXDOMAIN names
 _N_SAMPLE_SALTS = 3
+# a sample: (first seen, name, domain offset)
+_Sample = tuple[int, bytes, int]
 
 
 def _target_key(hi: U64, lo: U64) -> U64:
@@ -90,8 +92,9 @@ class DeltaMerger:
         self.agg = agg
         # (host, bin, target) seen: a target counts once per bin
         self._bin_targets = KeyTable(agg._pairs.max_used)
-        # per host address and salt: [(first seen, name, domain offset)], earliest first
-        self._samples: dict[tuple[int, int, int], list[tuple[int, bytes, int]]] = {}
+        # per sample salt: host id -> its samples, earliest first (an evicted
+        # host's go with it, as the aggregate's own samples do)
+        self._samples: list[dict[int, list[_Sample]]] = [{} for _ in range(_N_SAMPLE_SALTS)]
         self.applied: set[DeltaKey] = set()
         self.n_duplicates = 0
         self.n_rows = 0
@@ -120,6 +123,7 @@ class DeltaMerger:
         host, renumbering = agg._admit(delta.hi, delta.lo, np.ones(n, np.bool_))
         if renumbering is not None:
             self._bin_targets.remap(renumbering.mapping, host_is_value=False)
+            self._samples = [renumbering.follow(by_host) for by_host in self._samples]
         agg._touch(host, delta.first_us)
         agg._touch(host, delta.last_us)
         row = self._rows_of(host, np.full(n, delta.ident.bin, np.int64))
@@ -267,31 +271,32 @@ class DeltaMerger:
                 strict=True,
             )
         )
-        his, los, hosts = delta.hi.tolist(), delta.lo.tolist(), host.tolist()
+        hosts = host.tolist()
         for start, end, g in zip(
             starts.tolist(), ends.tolist(), group[starts].tolist(), strict=True
         ):
             i, salt = divmod(g, _N_SAMPLE_SALTS)
             if hosts[i] >= 0:
-                self._take(hosts[i], (his[i], los[i], salt), cands[start:end])
+                self._take(hosts[i], salt, cands[start:end])
 
-    def _take(self, h: int, key: tuple[int, int, int], cand: list[tuple[int, bytes, int]]) -> None:
+    def _take(self, h: int, salt: int, cand: list[_Sample]) -> None:
         """Merge candidate (first seen, name, domain offset) samples of host ``h``:
         the earliest of each name (NXDOMAIN samples: of each registrable domain)."""
         agg = self.agg
-        entries = self._samples.get(key)
+        by_host = self._samples[salt]
+        entries = by_host.get(h)
         if entries is not None:
-            first: dict[bytes, tuple[int, bytes, int]] = {}
+            first: dict[bytes, _Sample] = {}
             for t, name, reg in sorted(entries + cand):
                 first.setdefault(name[reg:], (t, name, reg))
             cand = sorted(first.values())
         entries = cand[: agg.n_samples]
-        self._samples[key] = entries
+        by_host[h] = entries
         store, n_taken = {
             0: (agg._samples, agg._hosts.n_sampled),
             1: (agg._mx_samples, agg._hosts.n_mx_sampled),
             2: (agg._nx_samples, agg._hosts.n_nx_sampled),
-        }[key[2]]
+        }[salt]
         store[h] = [name for _t, name, _reg in entries]
         n_taken[h] = len(entries)
 
