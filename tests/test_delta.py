@@ -1,7 +1,10 @@
 """The delta API: per-bin exports of one capture's parts merge to the state
 one aggregate reaches counting the whole capture (queries, SYNs and the DNS
 answers dga-nx counts: NXDOMAIN names, registrable domains, their name scores
-and samples). Evictions and late deltas too: an evicted host's samples go with it."""
+and samples). The merge's memory follows the aggregate's limits while sensors
+stream for weeks (one-query spoofed sources bin after bin, scanners that never
+stop), and what it forgets changes no merged result (evictions, late deltas
+within the window and past it, copies, a central's re-read after a restart)."""
 
 from __future__ import annotations
 
@@ -357,15 +360,17 @@ def test_version_1_deltas_still_merge() -> None:
     assert agg.totals()[:, C_NX_DOMS_NEW].sum() == 0
 
 
-# -- evictions and late deltas
+# -- memory: bounded by the aggregate's limits however long the run, exact within the window
 
 
 T_BIN0 = 1_700_000_040_000_000  # a bin start
 BIN_US = BIN_S * 1_000_000
 WINDOW_BINS = 10
 MAX_HOSTS = 64
+# the streams' window: 5 bins
+STREAM_WINDOW_BINS = 5
 LIMITS = {"window_s": WINDOW_BINS * BIN_S, "max_hosts": MAX_HOSTS}
-SCANNERS = ["10.9.0.1", "10.9.0.2"]
+SCANNERS = ["10.9.0.1", "10.9.0.2", "10.9.0.3", "10.9.0.4"]
 SCAN_TARGETS = [f"198.51.100.{i}" for i in range(1, 26)]
 
 
@@ -391,6 +396,42 @@ def _applied(merger: DeltaMerger, deltas: list[Delta]) -> None:
         merger.apply(decode(encode(d)))
 
 
+def _stream(n_bins: int, per_bin: int, max_keys: int) -> tuple[DeltaMerger, dict[str, int]]:
+    """The scanners at one sensor, ``per_bin`` new one-query sources a bin at
+    another, merged bin after bin; the merger, and the most it held of each kind."""
+    agg = Aggregator(
+        bin_s=BIN_S,
+        window_s=STREAM_WINDOW_BINS * BIN_S,
+        max_hosts=MAX_HOSTS,
+        max_host_bins=4096,
+        max_keys=max_keys,
+    )
+    merger = DeltaMerger(agg)
+    flood = DeltaExporter(sensor="edge", n_shards=4)
+    scans = DeltaExporter(sensor="core", n_shards=4)
+    most = {"n_identities": 0, "n_sample_lists": 0}
+    for b in range(n_bins):
+        t = T_BIN0 + b * BIN_US
+        for exporter, rows in ((flood, _spoofed(b, per_bin, t)), (scans, _scans(b, t, SCANNERS))):
+            ev = make_events(rows)
+            exporter.ingest(ev, CLASSIFIER.classify(ev))
+        _applied(merger, flood.close_due() + scans.close_due())
+        sizes = merger.sizes()
+        most = {name: max(n, getattr(sizes, name)) for name, n in most.items()}
+    return merger, most
+
+
+def test_merge_memory_stays_bounded_while_spoofed_sources_stream_in() -> None:
+    merger, most = _stream(60, 200, 100_000)
+    assert merger.agg.counts().hosts_evicted > 10 * MAX_HOSTS
+    # sample times of tracked hosts only (was one list per address ever seen: 7,431 here)
+    assert most["n_sample_lists"] <= MAX_HOSTS
+    # identities of the window's bins, 2 sensors x 4 shards x 1 part a bin (was 8 a bin
+    # ever: 464), and one span per (sensor, shard, part) for the bins before
+    assert most["n_identities"] <= (STREAM_WINDOW_BINS + 1) * 2 * 4
+    assert merger.sizes().n_spans == 2 * 4
+
+
 def _capture(n_bins: int) -> dict[str, list[Row]]:
     """Per sensor, a capture of ``n_bins`` bins: at "edge" a 40-source flood a bin,
     two busy hosts, and a host with one query in bin 0 (evicted by the flood) that
@@ -409,7 +450,7 @@ def _capture(n_bins: int) -> dict[str, list[Row]]:
         if b in (0, n_bins - 1):
             name = b"first.example" if b == 0 else b"second.example"
             edge.append((t + 5000, "10.1.0.9", RESOLVER, KIND_DNS, 53, 1, name))
-        rows["core"] += _scans(b, t + 3000, SCANNERS)
+        rows["core"] += _scans(b, t + 3000, SCANNERS[:2])
         rows["site"] += _scans(b, t + 4000, ["172.16.0.5"])
         rows["site"] += [
             (t + 4500 + i, "172.16.0.5", RESOLVER, KIND_DNS, 53, 15, b"mx%d.d%d.example" % (i, b))
@@ -445,15 +486,26 @@ def test_merge_equals_one_aggregate_with_evictions_and_late_deltas() -> None:
     split = next(k for k, d in enumerate(on_time) if d.ident.bin > 9)
     order = on_time[:split] + late + on_time[split:] + out["site"]
     agg, merger = merged(order, **LIMITS)
+    # every delta was new: the late site's bins before the window were merged too
+    assert merger.n_duplicates == merger.applied.n_expired == 0
     whole = _whole(rows)
     assert whole.counts().events_dropped == agg.counts().events_dropped == 0
     assert whole.counts().hosts_evicted > 0
     assert agg.counts().hosts_evicted > 0
-    keep = ["10.1.0.1", "10.1.0.2", "10.1.0.9", *SCANNERS, "172.16.0.5"]
+    keep = ["10.1.0.1", "10.1.0.2", "10.1.0.9", *SCANNERS[:2], "172.16.0.5"]
     # the returning host's samples are those after its eviction (was "first.example" too)
     assert_same_state(whole, agg, addrs=keep)
-    assert sum(len(by_host) for by_host in merger._samples) <= MAX_HOSTS
-    # every copy again (a sensor re-reading its capture)
+    assert merger.sizes().n_sample_lists <= MAX_HOSTS
+    # every copy again (a sensor re-reading its capture), after the window moved on:
+    # those of bins before the window are in their senders' spans
     _applied(merger, order)
-    assert merger.n_duplicates == len(order)
+    assert merger.n_duplicates + merger.applied.n_expired == len(order)
+    assert merger.applied.n_expired > 0
     assert_same_state(whole, agg, addrs=keep)
+    # a restarted central: every retained delta in bin order, then what its durable
+    # consumer had not acknowledged comes again (the site's, bins 0-5 before the window)
+    again, restarted = merged(sorted(order, key=lambda d: d.ident.bin), **LIMITS)
+    _applied(restarted, out["site"])
+    assert restarted.n_duplicates + restarted.applied.n_expired == len(out["site"])
+    assert restarted.applied.n_expired > 0
+    assert_same_state(whole, again, addrs=keep)

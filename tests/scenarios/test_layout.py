@@ -40,6 +40,7 @@ TESTED_ELSEWHERE: dict[str, tuple[str, str]] = {
     "errors.py": ("test_cli.py", "one error line per problem at the CLI"),
     "aggregate/export.py": ("test_delta.py", "the delta export"),
     "aggregate/merge.py": ("test_delta.py", "merging deltas into an aggregate"),
+    "aggregate/applied.py": ("test_delta.py", "the merge's record of applied deltas"),
     "kernels/eventlog.py": ("present/sinks/test_events.py", "the event-log line kernel"),
     "kernels/merge.py": ("source/test_merge.py", "the k-way merge of capture files"),
     "kernels/prefilter.py": ("kernels/test_pcapwalk.py", "the walkers' test, frame by frame"),

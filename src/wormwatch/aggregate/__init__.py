@@ -14,7 +14,8 @@ did not fit; and a :class:`Renumbering` when hosts were evicted. Rooms:
 - :mod:`.readout` whole host states read out of the tables;
 - :mod:`.export` and :mod:`.merge` the mergeable delta API: a bin's per-host state
   exported as a :class:`~wormwatch.delta.Delta`, and deltas merged into an aggregate
-  (the multi-sensor mode's seam; they reach into the tables, so they live here).
+  (the multi-sensor mode's seam; they reach into the tables, so they live here);
+- :mod:`.applied` which delta identities a merge applied, kept for the window's bins.
 """
 
 from wormwatch.aggregate.aggregator import AggregateCounts, Aggregator

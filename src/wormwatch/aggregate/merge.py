@@ -12,6 +12,13 @@ with it), and a target counts once per bin however many sensors saw it.
 Sample names are the host's earliest ones over all deltas (NXDOMAIN samples:
 the earliest name of each registrable domain). Each delta identity is applied
 once; a second copy changes nothing.
+
+Memory follows the aggregate's limits, not the length of the run: sample times
+are kept per host id (an evicted host's go with it, as the aggregate's samples
+do), the identities only for the bins of the window. A bin that leaves the
+window leaves each (sensor, shard, part) its span of forgotten bins: a delta
+older than the window is merged (into lifetime totals) unless it falls in its
+sender's span, where a copy cannot be told from a delta never seen.
 """
 
 from __future__ import annotations
@@ -22,7 +29,8 @@ import numpy as np
 import numpy.typing as npt
 
 from wormwatch.aggregate import Aggregator, Renumbering
-from wormwatch.delta import N_ADDITIVE, U32, Delta, DeltaKey
+from wormwatch.aggregate.applied import AppliedIds
+from wormwatch.delta import N_ADDITIVE, U32, Delta
 from wormwatch.kernels.aggregate import MERGE_ADD, MERGE_FIRST, table_merge
 from wormwatch.model import (
     C_MX,
@@ -85,6 +93,20 @@ class Applied:
     renumbering: Renumbering | None
 
 
+@dataclass(frozen=True, slots=True)
+class MergerSizes:
+    """How much a merger keeps beside the aggregate (each bounded by its limits)."""
+
+    # delta identities of the window's bins
+    n_identities: int
+    # (sensor, shard, part) spans of bins whose identities were forgotten
+    n_spans: int
+    # (host id, kind) sample lists with their first-seen times
+    n_sample_lists: int
+    # (host, bin, target) keys
+    n_bin_targets: int
+
+
 class DeltaMerger:
     """Applies deltas to ``agg``; remembers which identities it applied."""
 
@@ -95,17 +117,30 @@ class DeltaMerger:
         # per sample salt: host id -> its samples, earliest first (an evicted
         # host's go with it, as the aggregate's own samples do)
         self._samples: list[dict[int, list[_Sample]]] = [{} for _ in range(_N_SAMPLE_SALTS)]
-        self.applied: set[DeltaKey] = set()
-        self.n_duplicates = 0
+        self.applied = AppliedIds()
         self.n_rows = 0
         self.keys_refused = 0
 
+    @property
+    def n_duplicates(self) -> int:
+        """Copies of applied identities that came again (nothing changed)."""
+        return self.applied.n_duplicates
+
+    def sizes(self) -> MergerSizes:
+        """How much this merger keeps beside the aggregate."""
+        return MergerSizes(
+            n_identities=self.applied.n_identities,
+            n_spans=self.applied.n_spans,
+            n_sample_lists=sum(len(by_host) for by_host in self._samples),
+            n_bin_targets=int(self._bin_targets.used[0]),
+        )
+
     def apply(self, delta: Delta) -> Applied | None:
-        """Merge ``delta``; None when this identity was applied before
-        (nothing changes)."""
+        """Merge ``delta``; None when this identity was applied before, or may
+        have been (older than the window and in its sender's span of forgotten
+        bins): nothing changes."""
         key = delta.key
-        if key in self.applied:
-            self.n_duplicates += 1
+        if self.applied.is_copy(key):
             return None
         mismatch = self.mismatch(delta)
         if mismatch is not None:
@@ -116,6 +151,7 @@ class DeltaMerger:
             agg._now_us = max(agg.now_us, delta.seen_last_us)
             start = delta.seen_first_us
             agg._start_us = start if agg.start_us < 0 else min(agg.start_us, start)
+        self.applied.forget_before(agg.oldest_bin())
         n = delta.n_hosts
         if n == 0:
             return Applied(np.zeros(0, np.int64), None)
