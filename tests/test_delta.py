@@ -28,6 +28,7 @@ from wormwatch.model import (
     C_NX_NAMES_NEW,
     C_NX_SCORE,
     C_QUERIES,
+    C_SYN_DST_BIN,
     KIND_ANSWER,
     KIND_DNS,
     KIND_SYN,
@@ -409,7 +410,7 @@ def _stream(n_bins: int, per_bin: int, max_keys: int) -> tuple[DeltaMerger, dict
     merger = DeltaMerger(agg)
     flood = DeltaExporter(sensor="edge", n_shards=4)
     scans = DeltaExporter(sensor="core", n_shards=4)
-    most = {"n_identities": 0, "n_sample_lists": 0}
+    most = {"n_identities": 0, "n_sample_lists": 0, "n_bin_targets": 0}
     for b in range(n_bins):
         t = T_BIN0 + b * BIN_US
         for exporter, rows in ((flood, _spoofed(b, per_bin, t)), (scans, _scans(b, t, SCANNERS))):
@@ -430,6 +431,21 @@ def test_merge_memory_stays_bounded_while_spoofed_sources_stream_in() -> None:
     # ever: 464), and one span per (sensor, shard, part) for the bins before
     assert most["n_identities"] <= (STREAM_WINDOW_BINS + 1) * 2 * 4
     assert merger.sizes().n_spans == 2 * 4
+    # (host, bin, target) keys of the window's bins (100 a bin), with room for as many
+    # again before the next prune: under 4 windows' worth (was 100 a bin ever: 5,800)
+    window_keys = (STREAM_WINDOW_BINS + 1) * len(SCANNERS) * len(SCAN_TARGETS)
+    assert most["n_bin_targets"] <= 4 * window_keys
+
+
+def test_per_bin_targets_still_count_after_a_run_of_more_keys_than_the_table_holds() -> None:
+    # 4 scanners x 25 targets a bin: 4,000 (host, bin, target) keys in 40 bins, 1,000 fit
+    merger, _most = _stream(40, 0, 1000)
+    assert merger.keys_refused == 0
+    agg = merger.agg
+    for state in agg.host_states(range(agg.n_hosts), with_prefixes=False):
+        # every bin of the window still counts its 25 distinct targets (was 0 from
+        # the 10th bin on, the table full)
+        assert (state.series[:, C_SYN_DST_BIN] == len(SCAN_TARGETS)).all(), state.addr
 
 
 def _capture(n_bins: int) -> dict[str, list[Row]]:

@@ -15,10 +15,12 @@ once; a second copy changes nothing.
 
 Memory follows the aggregate's limits, not the length of the run: sample times
 are kept per host id (an evicted host's go with it, as the aggregate's samples
-do), the identities only for the bins of the window. A bin that leaves the
-window leaves each (sensor, shard, part) its span of forgotten bins: a delta
-older than the window is merged (into lifetime totals) unless it falls in its
-sender's span, where a copy cannot be told from a delta never seen.
+do), the identities and the (host, bin, target) keys only for the bins of the
+window. A bin that leaves the window leaves each (sensor, shard, part) its span
+of forgotten bins: a delta older than the window is merged (into lifetime
+totals) unless it falls in its sender's span, where a copy cannot be told from
+a delta never seen; its SYN targets count once per delta in its bin's distinct
+count (once per sensor that reports them that late).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from wormwatch.aggregate import Aggregator, Renumbering
-from wormwatch.aggregate.applied import AppliedIds
+from wormwatch.aggregate.applied import NO_BIN, AppliedIds
 from wormwatch.delta import N_ADDITIVE, U32, Delta
 from wormwatch.kernels.aggregate import MERGE_ADD, MERGE_FIRST, table_merge
 from wormwatch.model import (
@@ -114,6 +116,8 @@ class DeltaMerger:
         self.agg = agg
         # (host, bin, target) seen: a target counts once per bin
         self._bin_targets = KeyTable(agg._pairs.max_used)
+        # the window's first bin when the table last dropped the keys before it
+        self._targets_from = NO_BIN
         # per sample salt: host id -> its samples, earliest first (an evicted
         # host's go with it, as the aggregate's own samples do)
         self._samples: list[dict[int, list[_Sample]]] = [{} for _ in range(_N_SAMPLE_SALTS)]
@@ -237,12 +241,35 @@ class DeltaMerger:
             self.agg._pairs, delta, host, delta.target_host, (delta.target_hi, delta.target_lo)
         )
         self._count_first(out, old, th, b, C_SYN_DST_NEW)
+        oldest = self.agg.oldest_bin()
+        if b < oldest:
+            # a bin before the window has no keys left: a delta's targets are
+            # distinct, so each counts (once per sensor reporting it this late)
+            self._count(th, bins, C_SYN_DST_BIN, 1)
+            return
+        self._drop_targets_before(oldest, m)
         key = _target_key(delta.target_hi, delta.target_lo)
         out, _old, refused = _merge_into(
             self._bin_targets, th, bins.astype(np.uint64), key, np.ones(m, np.int64), MERGE_ADD
         )
         self.keys_refused += refused
         self._count(th[out == 1], bins[out == 1], C_SYN_DST_BIN, 1)
+
+    def _drop_targets_before(self, oldest_bin: int, n_new: int) -> None:
+        """Drop the (host, bin, target) keys of bins before ``oldest_bin`` when
+        ``n_new`` more keys would grow the table or find it full: at most once
+        per first bin of the window, and then with room for as many keys again
+        as were kept (below its size limit: the next rebuild is that many keys away)."""
+        t = self._bin_targets
+        need = int(t.used[0]) + n_new
+        if oldest_bin <= self._targets_from or (10 * need <= 7 * t.capacity and need <= t.max_used):
+            return
+        self._targets_from = oldest_bin
+        keep = (t.a >= 0) & (t.b.astype(np.int64) >= oldest_bin)
+        a, b, c, v = t.a[keep], t.b[keep], t.c[keep], t.v[keep]
+        t.clear()
+        _merge_into(t, a, b, c, v, MERGE_ADD)
+        t.reserve(int(a.shape[0]))
 
     def _merge_names(self, delta: Delta, host: I64) -> None:
         m = int(delta.name_host.shape[0])
