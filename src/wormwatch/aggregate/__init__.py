@@ -15,6 +15,7 @@ did not fit; and a :class:`Renumbering` when hosts were evicted. Rooms:
 - :mod:`.export` and :mod:`.merge` the mergeable delta API: a bin's per-host state
   exported as a :class:`~wormwatch.delta.Delta`, and deltas merged into an aggregate
   (the multi-sensor mode's seam; they reach into the tables, so they live here);
+- :mod:`.cell` the aggregate of one open bin that the export reads its delta from;
 - :mod:`.applied` which delta identities a merge applied, kept for the window's bins.
 """
 
