@@ -19,9 +19,12 @@ BIN_S = 60
 CLASSIFIER = Classifier(("mail", "smtp", "mx", "ns", "gate", "relay"))
 
 
-def export(ev: Events, sensor: str, *, batch: int = 37, n_shards: int = 4) -> list[Delta]:
-    """A sensor's deltas of ``ev``: bins closed as packet time passes, the rest at the end."""
-    exporter = DeltaExporter(sensor=sensor, bin_s=BIN_S, n_shards=n_shards, max_rows=3)
+def export(
+    ev: Events, sensor: str, *, batch: int = 37, n_shards: int = 4, **limits: int
+) -> list[Delta]:
+    """A sensor's deltas of ``ev`` (``limits``: the exporter's keyword arguments
+    beyond these): bins closed as packet time passes, the rest at the end."""
+    exporter = DeltaExporter(sensor=sensor, bin_s=BIN_S, n_shards=n_shards, max_rows=3, **limits)
     out: list[Delta] = []
     for lo in range(0, ev.n, batch):
         part = take_events(ev, np.arange(lo, min(ev.n, lo + batch)))

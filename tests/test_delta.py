@@ -1,10 +1,11 @@
 """The delta API: per-bin exports of one capture's parts merge to the state
 one aggregate reaches counting the whole capture (queries, SYNs and the DNS
 answers dga-nx counts: NXDOMAIN names, registrable domains, their name scores
-and samples). The merge's memory follows the aggregate's limits while sensors
-stream for weeks (one-query spoofed sources bin after bin, scanners that never
-stop), and what it forgets changes no merged result (evictions, late deltas
-within the window and past it, copies, a central's re-read after a restart)."""
+and samples). The merge's memory, and the exporter's, follow the aggregate's
+window and limits while sensors stream for weeks (one-query spoofed sources bin
+after bin, scanners that never stop), and what they forget changes no merged
+result (evictions, late deltas within the window and past it, copies, a
+central's re-read after a restart, bins opened again by late packets)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wormwatch.aggregate import Aggregator
-from wormwatch.aggregate.export import DeltaExporter, take_events
+from wormwatch.aggregate.export import (
+    PARTS_PER_GENERATION,
+    DeltaExporter,
+    ExporterSizes,
+    take_events,
+)
 from wormwatch.aggregate.merge import DeltaMerger
 from wormwatch.delta import Delta, DeltaError, decode, encode, shard_of
 from wormwatch.kernels.counting import PEAK_KW_A, PEAK_KW_SHARE
@@ -451,8 +457,8 @@ def test_per_bin_targets_still_count_after_a_run_of_more_keys_than_the_table_hol
 def _capture(n_bins: int) -> dict[str, list[Row]]:
     """Per sensor, a capture of ``n_bins`` bins: at "edge" a 40-source flood a bin,
     two busy hosts, and a host with one query in bin 0 (evicted by the flood) that
-    comes back in the last bin with another name; at "core" two scanners; at "site"
-    (whose deltas all arrive late) a mail-sending scanner."""
+    comes back in the last bin with another name and that one again; at "core" two
+    scanners; at "site" (whose deltas all arrive late) a mail-sending scanner."""
     rows: dict[str, list[Row]] = {"edge": [], "core": [], "site": []}
     for b in range(n_bins):
         t = T_BIN0 + b * BIN_US
@@ -464,8 +470,11 @@ def _capture(n_bins: int) -> dict[str, list[Row]]:
                 for i in range(8)
             ]  # fmt: skip
         if b in (0, n_bins - 1):
-            name = b"first.example" if b == 0 else b"second.example"
-            edge.append((t + 5000, "10.1.0.9", RESOLVER, KIND_DNS, 53, 1, name))
+            names = [b"first.example"] if b == 0 else [b"second.example", b"first.example"]
+            edge += [
+                (t + 5000 + i, "10.1.0.9", RESOLVER, KIND_DNS, 53, 1, name)
+                for i, name in enumerate(names)
+            ]  # fmt: skip
         rows["core"] += _scans(b, t + 3000, SCANNERS[:2])
         rows["site"] += _scans(b, t + 4000, ["172.16.0.5"])
         rows["site"] += [
@@ -475,9 +484,10 @@ def _capture(n_bins: int) -> dict[str, list[Row]]:
     return rows
 
 
-def _whole(rows: dict[str, list[Row]]) -> Aggregator:
-    """One aggregate counting every sensor's events in time order."""
-    agg = Aggregator(bin_s=BIN_S, max_host_bins=10_000, max_keys=100_000, **LIMITS)
+def _whole(rows: dict[str, list[Row]], **limits: int) -> Aggregator:
+    """One aggregate (``limits``: its keyword arguments beyond the defaults here)
+    counting every sensor's events in time order."""
+    agg = Aggregator(bin_s=BIN_S, **{"max_host_bins": 10_000, "max_keys": 100_000, **limits})
     ev = make_events(sorted(row for sensor_rows in rows.values() for row in sensor_rows))
     # batches of a few events: a flood's new hosts always find room, as a shard's few
     # in a delta do in the merge
@@ -490,7 +500,9 @@ def _whole(rows: dict[str, list[Row]]) -> Aggregator:
 def test_merge_equals_one_aggregate_with_evictions_and_late_deltas() -> None:
     n_bins = 16
     rows = _capture(n_bins)
-    out = {sensor: export(make_events(r), sensor) for sensor, r in rows.items()}
+    # the sensors forget what they sent a host that took no samples for a window
+    window = {"window_s": LIMITS["window_s"]}
+    out = {sensor: export(make_events(r), sensor, **window) for sensor, r in rows.items()}
     # "core" bins 3-4 arrive after bin 9 (late, within the window); all of "site" after
     # bin 15 (bins 0-5 then older than the window: lifetime totals only)
     late = [d for d in out["core"] if d.ident.bin in (3, 4)]
@@ -504,12 +516,14 @@ def test_merge_equals_one_aggregate_with_evictions_and_late_deltas() -> None:
     agg, merger = merged(order, **LIMITS)
     # every delta was new: the late site's bins before the window were merged too
     assert merger.n_duplicates == merger.applied.n_expired == 0
-    whole = _whole(rows)
+    whole = _whole(rows, **LIMITS)
     assert whole.counts().events_dropped == agg.counts().events_dropped == 0
     assert whole.counts().hosts_evicted > 0
     assert agg.counts().hosts_evicted > 0
     keep = ["10.1.0.1", "10.1.0.2", "10.1.0.9", *SCANNERS[:2], "172.16.0.5"]
-    # the returning host's samples are those after its eviction (was "first.example" too)
+    # the returning host's samples are those of its new events, "first.example" among
+    # them (the sensor, which had sent it 15 bins before and kept that for good, did
+    # not send it again)
     assert_same_state(whole, agg, addrs=keep)
     assert merger.sizes().n_sample_lists <= MAX_HOSTS
     # every copy again (a sensor re-reading its capture), after the window moved on:
@@ -525,3 +539,110 @@ def test_merge_equals_one_aggregate_with_evictions_and_late_deltas() -> None:
     assert restarted.n_duplicates + restarted.applied.n_expired == len(out["site"])
     assert restarted.applied.n_expired > 0
     assert_same_state(whole, again, addrs=keep)
+
+
+# -- the sensor's memory: bounded by its window and limits however long the run
+
+
+def _steady_and_spoofed(n_bins: int) -> list[list[Row]]:
+    """Per bin: 200 new one-query sources, two hosts asking 7 names again and again,
+    and a host asking one name in bin 0 and that again with another in bin 30."""
+    per_bin = []
+    for b in range(n_bins):
+        t = T_BIN0 + b * BIN_US
+        rows = _spoofed(b, 200, t + 1000)
+        for k, host in enumerate(("10.1.0.1", "10.1.0.2")):
+            rows += [
+                (t + 2000 + 40 * i + k, host, RESOLVER, KIND_DNS, 53, 1, b"www.n%d.ex" % (i % 7))
+                for i in range(8)
+            ]  # fmt: skip
+        names = {0: [b"first.example"], 30: [b"second.example", b"first.example"]}
+        rows += [
+            (t + 5000 + i, "10.1.0.9", RESOLVER, KIND_DNS, 53, 1, name)
+            for i, name in enumerate(names.get(b, []))
+        ]  # fmt: skip
+        per_bin.append(rows)
+    return per_bin
+
+
+def _exported(
+    exporter: DeltaExporter, per_bin: list[list[Row]]
+) -> tuple[list[Delta], ExporterSizes]:
+    """The bins through ``exporter`` one after the other, closed as packet time
+    passes; the deltas, and the most the exporter kept of each kind."""
+    deltas: list[Delta] = []
+    most = ExporterSizes(0, 0)
+    for rows in per_bin:
+        ev = make_events(rows)
+        exporter.ingest(ev, CLASSIFIER.classify(ev))
+        deltas += exporter.close_due()
+        sizes = exporter.sizes()
+        most = ExporterSizes(
+            max(most.n_sent_hosts, sizes.n_sent_hosts), max(most.n_generations, sizes.n_generations)
+        )
+    return deltas + exporter.close_all(), most
+
+
+@pytest.mark.parametrize("max_hosts", [100_000, 256])
+def test_export_memory_stays_bounded_while_spoofed_sources_stream_in(max_hosts: int) -> None:
+    n_bins, window_s = 40, STREAM_WINDOW_BINS * BIN_S
+    per_bin = _steady_and_spoofed(n_bins)
+    exporter = DeltaExporter(sensor="edge", n_shards=4, max_hosts=max_hosts, window_s=window_s)
+    deltas, most = _exported(exporter, per_bin)
+    # sent names of the hosts with samples in the window's bins (203 a bin at most),
+    # at most max_hosts (was one set per host and kind ever: 7,603 by the last bin)
+    assert most.n_sent_hosts <= min(max_hosts, STREAM_WINDOW_BINS * 203)
+    # closes counted for the window's bins (was one per bin closed: 38)
+    assert most.n_generations <= STREAM_WINDOW_BINS
+    # a host seen every bin still sends its names once (5 of its 7), not every bin
+    sent = dict.fromkeys(("10.1.0.1", "10.1.0.2", "10.1.0.9"), 0)
+    by_words = {addr_words(addr): addr for addr in sent}
+    for d in deltas:
+        for row in d.sample_host.tolist():
+            addr = by_words.get((int(d.hi[row]), int(d.lo[row])))
+            if addr is not None:
+                sent[addr] += 1
+    assert sent["10.1.0.1"] == sent["10.1.0.2"] == 5
+    # the quiet host's name again in bin 30 (forgotten after a window): the merge
+    # keeps its first sighting, and the state is one aggregate's of all the events
+    assert sent["10.1.0.9"] == 3
+    limits = {"window_s": window_s, "max_hosts": 10_000}
+    agg, merger = merged(deltas, **limits)
+    whole = _whole({"edge": [row for rows in per_bin for row in rows]}, **limits)
+    assert whole.counts().hosts_evicted == agg.counts().hosts_evicted == 0
+    assert merger.n_duplicates == 0
+    assert_same_state(whole, agg)
+
+
+def test_a_bin_opened_again_never_reuses_a_part_number() -> None:
+    """Late SYNs open closed bins again, 3 bins late (in the sensor's 3-bin window)
+    and 6 bins late (before it, its closes forgotten; bin 3 the second time): their
+    parts go on after every earlier part of the bin, so no id comes twice in the
+    run, and merged they count what one aggregate counts."""
+    window_bins, n_bins = 3, 12
+    exporter = DeltaExporter(sensor="s", n_shards=2, window_s=window_bins * BIN_S)
+    arrivals: list[Row] = []
+    deltas: list[Delta] = []
+    for b in range(n_bins):
+        t = T_BIN0 + b * BIN_US
+        rows = [(t + 1000, "10.1.0.1", RESOLVER, KIND_DNS, 53, 1, b"www.n%d.ex" % b)]
+        if b in (6, 9, 11):
+            rows += [
+                (t - late * BIN_US + 2000, f"10.2.{late}.{b}", TARGETS[0], KIND_SYN, 445, 0, b"")
+                for late in (3, 6)
+            ]  # fmt: skip
+        arrivals += rows
+        ev = make_events(rows)
+        exporter.ingest(ev, CLASSIFIER.classify(ev))
+        deltas += exporter.close_due()
+        # (was one per bin closed: 10 by the last bin)
+        assert exporter.sizes().n_generations <= window_bins + 1
+    deltas += exporter.close_all()
+    bin0 = T_BIN0 // BIN_US
+    reopened = {d.ident.bin - bin0 for d in deltas if d.ident.part >= PARTS_PER_GENERATION}
+    assert reopened == {0, 3, 5, 6, 8}
+    assert len({d.ident for d in deltas}) == len(deltas)
+    limits = {"window_s": 20 * BIN_S}
+    agg, merger = merged(deltas, **limits)
+    assert merger.n_duplicates == merger.applied.n_expired == 0
+    assert_same_state(_whole({"s": arrivals}, **limits), agg)

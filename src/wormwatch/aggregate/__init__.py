@@ -16,6 +16,7 @@ did not fit; and a :class:`Renumbering` when hosts were evicted. Rooms:
   exported as a :class:`~wormwatch.delta.Delta`, and deltas merged into an aggregate
   (the multi-sensor mode's seam; they reach into the tables, so they live here);
 - :mod:`.cell` the aggregate of one open bin that the export reads its delta from;
+- :mod:`.sent` which sample names the export sent per host, kept for the recent hosts;
 - :mod:`.applied` which delta identities a merge applied, kept for the window's bins.
 """
 

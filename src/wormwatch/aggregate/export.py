@@ -15,6 +15,13 @@ derived from the data. Part numbers are this run's: a restarted sensor
 numbers a bin's parts from 0 again, and its deltas are told from the earlier
 run's by what they carry (a delta's identity includes a digest of its
 content, :attr:`~wormwatch.delta.Delta.key`).
+
+What a close leaves for later bins is bounded by the window (of packet time
+less the grace), not by the run: each bin's count of closes is kept while the
+bin is in the window, then only the most of them; a bin opened again after it
+left the window numbers its parts after that most, so one run still never
+gives two deltas one id. The sample names sent per host are kept as
+:mod:`~wormwatch.aggregate.sent` says.
 """
 
 from __future__ import annotations
@@ -27,7 +34,9 @@ import numpy as np
 import numpy.typing as npt
 
 from wormwatch.aggregate import Aggregator
+from wormwatch.aggregate.applied import NO_BIN
 from wormwatch.aggregate.cell import CellAggregator
+from wormwatch.aggregate.sent import SentNames
 from wormwatch.answers import NX_DOMAIN_SALT, host_words
 from wormwatch.delta import DEFAULT_SHARDS, N_ADDITIVE, Delta, DeltaId, shard_of
 from wormwatch.model import I64, Events
@@ -51,6 +60,16 @@ class _Cell:
     last_us: int = -1
 
 
+@dataclass(frozen=True, slots=True)
+class ExporterSizes:
+    """What an exporter keeps between bins (bounded by its window and limits)."""
+
+    # hosts whose sent sample names are kept (at most max_hosts)
+    n_sent_hosts: int
+    # bins whose closes are counted (those of the window)
+    n_generations: int
+
+
 class DeltaExporter:
     """Cells of the open bins, closed into deltas as packet time moves on.
 
@@ -65,6 +84,7 @@ class DeltaExporter:
         max_bytes: bytes per delta part at most (the broker's default maximum
             message is 1 MiB): a part is halved until it fits.
         grace_s: packet time past a bin's end before it closes.
+        window_s: the aggregate's window: how long what a close leaves is kept.
     """
 
     def __init__(
@@ -79,6 +99,7 @@ class DeltaExporter:
         max_rows: int = 8192,
         max_bytes: int = 900_000,
         grace_s: float = 2.0,
+        window_s: int = 86400,
     ) -> None:
         self.sensor = sensor
         self.bin_s = int(bin_s)
@@ -90,9 +111,15 @@ class DeltaExporter:
         self.max_rows = max_rows
         self.max_bytes = max_bytes
         self.grace_us = int(grace_s * 1e6)
+        self.window_bins = max(1, int(window_s) // self.bin_s)
         self.cells: dict[int, _Cell] = {}
+        # bin -> how often it closed, for the bins from _horizon on (the window's):
+        # a bin opened again numbers its parts after those of its earlier closes
         self._generations: dict[int, int] = {}
-        self._sent: dict[tuple[int, int, int], set[bytes]] = {}
+        self._horizon = NO_BIN
+        # the most closes of a bin before _horizon: where such a bin's parts go on
+        self._most_forgotten = 0
+        self._sent = SentNames(max_hosts=max_hosts)
         self.events_not_owned = 0
         self.now_us = -1
 
@@ -142,7 +169,8 @@ class DeltaExporter:
                 max_host_bins=self.max_hosts,
                 n_samples=self.n_samples,
             )
-            cell = _Cell(agg, self._generations.get(b, 0))
+            gen = self._most_forgotten if b < self._horizon else 0
+            cell = _Cell(agg, self._generations.get(b, gen))
             self.cells[b] = cell
         return cell
 
@@ -166,7 +194,22 @@ class DeltaExporter:
             cell = self.cells.pop(b)
             self._generations[b] = cell.generation + 1
             out.extend(self._export(b, cell))
+        self._forget()
         return out
+
+    def _forget(self) -> None:
+        """Forget the closes of the bins before the window that ends ``grace_s``
+        before packet time (all but the most of them), and the sent names of
+        hosts without samples in it."""
+        oldest = (self.now_us - self.grace_us) // self.bin_us - self.window_bins + 1
+        self._horizon = max(self._horizon, oldest)
+        for b in [b for b in self._generations if b < self._horizon]:
+            self._most_forgotten = max(self._most_forgotten, self._generations.pop(b))
+        self._sent.forget_before(self._horizon)
+
+    def sizes(self) -> ExporterSizes:
+        """What this exporter keeps between bins, beside its open cells."""
+        return ExporterSizes(self._sent.n_hosts, len(self._generations))
 
     def _export(self, b: int, cell: _Cell) -> list[Delta]:
         agg = cell.agg
@@ -178,7 +221,7 @@ class DeltaExporter:
         rank = np.empty(n, np.int64)
         rank[order] = np.arange(n)
         tables = _tables(agg)
-        samples = self._samples(agg).arrays()
+        samples = self._samples(b, agg).arrays()
         out: list[Delta] = []
         bounds = np.searchsorted(shard[order], np.arange(self.n_shards + 1))
         seen = (cell.first_us, cell.last_us)
@@ -203,9 +246,9 @@ class DeltaExporter:
             out.extend(mine)
         return out
 
-    def _samples(self, agg: CellAggregator) -> _Samples:
-        """The samples not sent before for their host (an NXDOMAIN sample: of a
-        registrable domain not sent before)."""
+    def _samples(self, b: int, agg: CellAggregator) -> _Samples:
+        """The samples of bin ``b`` not sent for their host as far as ``_sent``
+        recalls (an NXDOMAIN sample: of a registrable domain not sent)."""
         out = _Samples()
         for salt, store, when in (
             (0, agg._samples, agg.sample_us),
@@ -213,8 +256,7 @@ class DeltaExporter:
             (2, agg._nx_samples, agg.nx_sample_us),
         ):
             for h, taken in store.items():
-                key = (*agg.address(h), salt)
-                sent = self._sent.setdefault(key, set())
+                sent = self._sent.of(agg.address(h), salt, b)
                 regs = agg.nx_sample_reg.get(h, []) if salt == 2 else [0] * len(taken)
                 for name, t, r in zip(taken, when.get(h, []), regs, strict=True):
                     if len(sent) >= self.n_samples or name[r:] in sent:

@@ -47,6 +47,7 @@ class ClusterSensor:
             n_shards=cluster.shards,
             owned=cluster.networks,
             max_hosts=cfg.max_hosts,
+            window_s=cfg.window_s,
         )
         self.publisher = Publisher(cluster, sensor=sensor, window_s=cfg.window_s, warn=warn)
         self.timeout_s = cluster.publish_timeout_s
