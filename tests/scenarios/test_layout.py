@@ -41,6 +41,8 @@ TESTED_ELSEWHERE: dict[str, tuple[str, str]] = {
     "aggregate/export.py": ("test_delta.py", "the delta export"),
     "aggregate/merge.py": ("test_delta.py", "merging deltas into an aggregate"),
     "aggregate/applied.py": ("test_delta.py", "the merge's record of applied deltas"),
+    "aggregate/cell.py": ("test_delta.py", "one bin's aggregate, through the delta export"),
+    "aggregate/sent.py": ("test_delta.py", "the export's record of sample names sent"),
     "kernels/eventlog.py": ("present/sinks/test_events.py", "the event-log line kernel"),
     "kernels/merge.py": ("source/test_merge.py", "the k-way merge of capture files"),
     "kernels/prefilter.py": ("kernels/test_pcapwalk.py", "the walkers' test, frame by frame"),
