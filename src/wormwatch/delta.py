@@ -19,7 +19,8 @@ What a delta carries, per host of the shard seen in the bin:
   score is the registrable label's, so one per domain);
 * ``prefixes``: name-prefix keys with their counts;
 * ``samples``: up to the sample count of names the sensor had not sent for
-  the host before (salt 0 names, 1 MX names, 2 NXDOMAIN names of new domains),
+  the host lately (within the window: ``wormwatch.aggregate.sent``; salt 0
+  names, 1 MX names, 2 NXDOMAIN names of new domains),
   with the packet time it first saw each and, for salt 2, where the name's
   registrable domain starts (samples of one domain are one sample).
 
