@@ -344,6 +344,39 @@ def test_bot_sync_out_of_phase_does_not_fire(lag_min: int) -> None:
     assert "bot-sync" not in evaluate(bot(1).state(), fine, now_us=NOW).verdicts
 
 
+def _lagged_bot(bin_s: int, lag_s: int, offset_s: int) -> Host:
+    """12 bursts 10 minutes apart, each 10 MX queries in 20 s from ``offset_s``
+    after 10:00 and 20 SYNs in 20 s from ``lag_s`` later."""
+    host, rng, k = Host("192.0.2.9", bin_s=bin_s), np.random.default_rng(1), 0
+    for b in range(12):
+        t0 = at(10) + (offset_s + 600 * b) * 1_000_000
+        for t in np.sort(rng.integers(t0, t0 + 20_000_000, 10)).tolist():
+            host.query(t, f"victim{k}.example", QTYPE_MX)
+            k += 1
+        s0 = t0 + lag_s * 1_000_000
+        for t in np.sort(rng.integers(s0, s0 + 20_000_000, 20)).tolist():
+            host.syn(t, f"10.9.{k % 250}.{k // 250}")
+            k += 1
+    return host
+
+
+@pytest.mark.parametrize(
+    ("bin_s", "lag_s", "offset_s"), [(300, 60, 250), (300, 180, 120), (120, 180, 60)]
+)
+def test_bot_sync_searches_lags_up_to_max_lag_s_in_wider_bins(
+    bin_s: int, lag_s: int, offset_s: int
+) -> None:
+    """A lag within max_lag_s (180 s) carries a burst's SYNs over a bin boundary
+    when the burst starts late in its bin: in 300 s bins that is one bin of lag,
+    in 120 s bins two (the search rounded 180/300 down to none, 180/120 to one)."""
+    cfg = Config(bin_s=bin_s)
+    verdict = evaluate(_lagged_bot(bin_s, lag_s, offset_s).state(), cfg, now_us=at(12.5))
+    assert "bot-sync" in verdict.verdicts
+    ev = verdict.evidence["bot-sync"]
+    assert isinstance(ev, dict)
+    assert 0 < ev["lag_s"] <= -(-lag_s // bin_s) * bin_s  # type: ignore[operator]
+
+
 def test_bot_sync_needs_enough_bins() -> None:
     verdict = evaluate(bot(0, n_bursts=2).state(), CFG, now_us=NOW)
     assert "bot-sync" not in verdict.verdicts

@@ -39,7 +39,9 @@ class Grid:
 
     @staticmethod
     def of(cfg: BotSyncConfig, bin_s: int) -> Grid:
-        max_lag = max(0, cfg.max_lag_s // bin_s)
+        # whole bins, rounded up: a lag of max_lag_s can carry a burst's SYNs into
+        # the bin after the next bin boundary (180 s in 300 s bins: one bin, not none)
+        max_lag = max(0, -(-cfg.max_lag_s // bin_s))
         width = max(1, round(cfg.sync_bin_s / bin_s))
         return Grid(np.arange(-max_lag, max_lag + 1, dtype=np.int64), tuple(sorted({1, width})))
 
