@@ -8,19 +8,19 @@ summaries written. Errors are :class:`~wormwatch.errors.WormwatchError`.
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from wormwatch.config import Config
-from wormwatch.model import Batch, HostView, Snapshot
+from wormwatch.model import HostView, Snapshot
 from wormwatch.outputs import Outputs, SummaryFile
 from wormwatch.pipeline import AlertSink, EventSink, Pipeline, Presenter, RunResult
 from wormwatch.present.sinks.summary import write_summary_records
 from wormwatch.present.sinks.text import load_lazy_parts, print_summary
-from wormwatch.source import Source, SourceStats
+from wormwatch.source import Source
+from wormwatch.source.bounded import Bounded, NoPackets
 from wormwatch.warmup import StepFn, warm_events, warm_up
 
 if TYPE_CHECKING:
@@ -60,45 +60,6 @@ REFRESH_S = 0.25
 METRICS_REFRESH_S = 1.0
 
 
-class _Bounded:
-    """Ends a source after ``duration_s`` of wall time (``--duration``)."""
-
-    def __init__(self, inner: Source, duration_s: float) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.is_live = inner.is_live
-        self.deadline = time.monotonic() + duration_s
-
-    def read_batch(self, max_packets: int) -> Batch | None:
-        if time.monotonic() >= self.deadline:
-            return None
-        return self.inner.read_batch(max_packets)
-
-    def stats(self) -> SourceStats:
-        return self.inner.stats()
-
-    def close(self) -> None:
-        self.inner.close()
-
-
-class _NoPackets:
-    """The source of a run stopped before it began: it ends at once."""
-
-    is_live = False
-
-    def __init__(self, opts: RunOptions) -> None:
-        self.name = opts.interface or ", ".join(opts.files) or "-"
-
-    def read_batch(self, max_packets: int) -> Batch | None:
-        return None
-
-    def stats(self) -> SourceStats:
-        return SourceStats()
-
-    def close(self) -> None:
-        pass
-
-
 def _warm_up(command: str, on_step: StepFn | None) -> bool:
     """Load (or, on the first run, compile) the kernels; True if Ctrl-C came first.
 
@@ -136,7 +97,7 @@ def _open_source(cfg: Config, opts: RunOptions) -> Source:
         )
         drop_privileges(opts.user)
         if opts.duration_s is not None:
-            return _Bounded(source, opts.duration_s)
+            return Bounded(source, opts.duration_s)
         return source
     from wormwatch.source.pcapfile import open_replay  # noqa: PLC0415
 
@@ -289,7 +250,10 @@ def run(cfg: Config, opts: RunOptions) -> RunResult:
                 _watch_publisher(metrics, publisher)
         if opts.command == "live":
             _load_before_drop(outputs)
-        source = _NoPackets(opts) if is_stopped else _open_source(cfg, opts)
+        if is_stopped:
+            source: Source = NoPackets(opts.interface or ", ".join(opts.files) or "-")
+        else:
+            source = _open_source(cfg, opts)
         if metrics is not None:
             metrics.source = source
         try:

@@ -32,6 +32,7 @@ TESTED_ELSEWHERE: dict[str, tuple[str, str]] = {
     "sync.py": ("test_detect.py", "MX/SYN correlation, through bot-sync"),
     "periods.py": ("test_detect.py", "active periods, through the signals"),
     "collector.py": ("scenarios/test_startup.py", "held around the CLI start-up"),
+    "source/bounded.py": ("test_runner.py", "a run stopped before its source opened, --duration"),
     "health.py": ("test_pipeline.py", "the run's snapshot and counters"),
     "feed.py": ("scenarios/test_invariance.py", "one thread or two give the same bytes"),
     "tables.py": ("test_aggregate.py", "the keyed tables under the aggregate"),
