@@ -5,14 +5,13 @@ new file; a reopen that fails keeps writing to the old file and says so once.
 from __future__ import annotations
 
 import json
-import os
-import signal
 from pathlib import Path
 
 import pytest
 
+from wormwatch.control import ReopenRequests
 from wormwatch.outputs import Outputs
-from wormwatch.present.sinks.jsonl import JsonLinesWriter, ReopenRequests
+from wormwatch.present.sinks.jsonl import JsonLinesWriter
 
 
 def _records(path: Path) -> list[int]:
@@ -53,25 +52,6 @@ def test_a_reopen_that_fails_keeps_the_old_file_and_says_so_once(tmp_path: Path)
     assert warnings[0].endswith("still writing to the file it had open")
 
 
-def test_sighup_requests_a_reopen_only_inside_the_rotation_block(tmp_path: Path) -> None:
-    outputs = Outputs(
-        alerts=str(tmp_path / "a.jsonl"),
-        events=str(tmp_path / "e.jsonl"),
-        summary=str(tmp_path / "s.jsonl"),
-        summary_every_s=None,
-        user=None,
-        is_live=False,
-    )
-    try:
-        with outputs.rotation():
-            os.kill(os.getpid(), signal.SIGHUP)
-            os.kill(os.getpid(), signal.SIGHUP)
-        assert outputs.reopen.generation == 2
-        assert signal.getsignal(signal.SIGHUP) == signal.SIG_DFL
-    finally:
-        outputs.close()
-
-
 def test_a_periodic_summary_that_cannot_be_renamed_is_said_once_and_tried_again(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -79,7 +59,13 @@ def test_a_periodic_summary_that_cannot_be_renamed_is_said_once_and_tried_again(
     one warning, not the end of the capture; the next rewrite tries again."""
     path = tmp_path / "hosts.jsonl"
     outputs = Outputs(
-        alerts=None, events=None, summary=str(path), summary_every_s=60.0, user=None, is_live=False
+        alerts=None,
+        events=None,
+        summary=str(path),
+        summary_every_s=60.0,
+        user=None,
+        is_live=False,
+        reopen=ReopenRequests(),
     )
     summary = outputs.summary
     assert summary is not None

@@ -1,4 +1,5 @@
-"""Assembling a run: Ctrl-C before the first packet, summaries written in place or atomically."""
+"""Assembling a run: signals from start-up to wind-down, summaries written in place or
+atomically."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from wormwatch.cli import main
 
@@ -46,6 +49,84 @@ def test_sigint_while_kernels_load_still_writes_the_summary(tmp_path: Path) -> N
     assert [r["event_type"] for r in records] == ["network"]
     assert records[0]["decode"]["packets"] == 0
     assert b"capture" in out
+
+
+# The console script with one function of the run wrapped: it sends the process the
+# signals named in argv[2] (comma-separated), then does its work. A signal that lands
+# there was sent at a known step of the start-up or the wind-down, not after a sleep.
+_SIGNALLED_AT = """
+import importlib, os, signal, sys
+where, names = sys.argv[1], sys.argv[2]
+module_name, attr = where.rsplit(".", 1)
+module = importlib.import_module(module_name)
+original = getattr(module, attr)
+def signalled(*args, **kwargs):
+    for name in names.split(","):
+        os.kill(os.getpid(), getattr(signal, name))
+    return original(*args, **kwargs)
+setattr(module, attr, signalled)
+from wormwatch.cli import console
+sys.argv = ["wormwatch", *sys.argv[3:]]
+raise SystemExit(console())
+"""
+# hosts in the demo capture's summary (the default config)
+DEMO_HOSTS = 25
+
+
+@pytest.mark.parametrize(
+    ("where", "names", "code", "is_whole"),
+    [
+        # before the outputs open (the runner and numba are imported by then)
+        ("wormwatch.config.load_config", "SIGHUP,SIGTERM", 0, False),
+        # while the kernels load: a stop breaks it off
+        ("wormwatch.runner.warm_up", "SIGHUP,SIGTERM", 0, False),
+        ("wormwatch.runner.warm_up", "SIGHUP", 0, True),
+        # as the source opens: the loop counts nothing
+        ("wormwatch.runner._open_source", "SIGTERM", 0, False),
+        ("wormwatch.runner._open_source", "SIGINT", 130, False),
+        # wind-down: SIGTERM (and SIGHUP) change nothing, the summary is whole
+        ("wormwatch.runner._write_result", "SIGTERM,SIGHUP", 0, True),
+    ],
+)
+def test_signals_in_start_up_and_wind_down_end_the_run_cleanly(
+    tmp_path: Path, where: str, names: str, code: int, is_whole: bool
+) -> None:
+    """SIGHUP and SIGTERM killed a run outside its loop (exit -1 or -15, no summary;
+    a service reloaded while it started died): now SIGHUP only asks for a reopen and
+    a stop asked for during start-up ends the run as a stop in its loop does."""
+    summary, alerts = tmp_path / "hosts.jsonl", tmp_path / "alerts.jsonl"
+    args = [str(DEMO), "--no-tui", "--summary", str(summary), "--alerts", str(alerts)]
+    done = subprocess.run(
+        [sys.executable, "-c", _SIGNALLED_AT, where, names, "replay", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == code, done.stderr
+    assert done.stderr == ""
+    records = [json.loads(line) for line in summary.read_text().splitlines()]
+    assert records[-1]["event_type"] == "network"
+    # the whole capture's hosts, or none (a replay decodes ahead of its loop)
+    assert len(records) == (DEMO_HOSTS + 1 if is_whole else 1)
+    assert "capture" in done.stdout
+
+
+def test_ctrl_c_in_wind_down_still_gets_out_at_once(tmp_path: Path) -> None:
+    """As before: Ctrl-C after the loop (a second one, usually) ends the run there."""
+    summary = tmp_path / "hosts.jsonl"
+    args = ["replay", str(DEMO), "--no-tui", "--summary", str(summary)]
+    where = "wormwatch.runner._write_result"
+    done = subprocess.run(
+        [sys.executable, "-c", _SIGNALLED_AT, where, "SIGINT", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 130
+    assert done.stderr == "wormwatch: interrupted\n"
+    assert not summary.exists()
 
 
 def _drain(fd: int) -> bytes:

@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 
 from wormwatch import __version__, collector
+from wormwatch.control import RunSignals
 from wormwatch.errors import WormwatchError
 
 EXIT_OK = 0
@@ -235,6 +236,14 @@ def _use_tui(args: argparse.Namespace) -> bool:
 
 
 def _run(args: argparse.Namespace) -> int:
+    """``live``, ``replay`` and ``demo``, with their signals handled from before the
+    slow imports to the end: SIGTERM and Ctrl-C stop the run, during start-up and
+    wind-down too, and SIGHUP reopens its files (:mod:`wormwatch.control`)."""
+    with RunSignals().installed() as signals:
+        return _run_handled(args, signals)
+
+
+def _run_handled(args: argparse.Namespace, signals: RunSignals) -> int:
     from wormwatch.runner import RunOptions, run  # noqa: PLC0415 - keep --help fast
 
     # numba compiles the packet kernels on the very first run (seconds), then loads
@@ -276,7 +285,7 @@ def _run(args: argparse.Namespace) -> int:
         sensor=getattr(args, "sensor", None),
     )
     try:
-        result = run(cfg, opts)
+        result = run(cfg, opts, signals)
     finally:
         if bar is not None:
             bar.close()

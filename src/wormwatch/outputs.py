@@ -1,8 +1,9 @@
 """Every file a run writes, opened and checked before anything is captured.
 
 In: the run's options (``--alerts``, ``--events``, ``--summary``, ``--summary-every``,
-``--user``). Out: open writers, kept across the privilege drop, and SIGHUP handling
-for log rotation. Errors are one :class:`~wormwatch.errors.WormwatchError` line.
+``--user``) and SIGHUP's reopen requests. Out: open writers, kept across the privilege
+drop, that follow log rotation. Errors are one :class:`~wormwatch.errors.WormwatchError`
+line.
 
 Live capture started as root drops to ``--user`` (default ``nobody``) once the
 capture is open. So, before that:
@@ -19,24 +20,25 @@ capture is open. So, before that:
   over it). A periodic rewrite that fails later is one warning, tried again at
   the next one; the capture goes on.
 
-SIGHUP (logrotate's ``postrotate``) makes every writer reopen its file by path
-before its next write: a moved file is created anew. The dropped user can create it
-only in a directory it may write (systemd's ``LogsDirectory=`` gives it one);
-elsewhere logrotate's ``create`` must make the new file, which is then opened as
-it is. A reopen that fails keeps writing to the old file and says so once.
+SIGHUP (logrotate's ``postrotate``; counted from start-up on, :mod:`wormwatch.control`)
+makes every writer reopen its file by path before its next write: a moved file is
+created anew. The dropped user can create it only in a directory it may write
+(systemd's ``LogsDirectory=`` gives it one); elsewhere logrotate's ``create`` must make
+the new file, which is then opened as it is. A reopen that fails keeps writing to the
+old file and says so once.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from wormwatch.control import ReopenRequests
 from wormwatch.errors import WormwatchError
-from wormwatch.present.sinks.jsonl import JsonLinesWriter, ReopenRequests
+from wormwatch.present.sinks.jsonl import JsonLinesWriter
 from wormwatch.source.privileges import DropTarget, can_create_in, drop_target, sticky_owner
 
 if TYPE_CHECKING:
@@ -183,6 +185,7 @@ class Outputs:
         alerts, events, summary: paths from the command line, or None.
         summary_every_s: ``--summary-every`` (a periodic summary needs the rename).
         user: ``--user``; only a live capture started as root drops to it.
+        reopen: SIGHUP's requests (:class:`~wormwatch.control.RunSignals`).
     """
 
     def __init__(
@@ -194,8 +197,9 @@ class Outputs:
         summary_every_s: float | None,
         user: str | None,
         is_live: bool,
+        reopen: ReopenRequests,
     ) -> None:
-        self.reopen = ReopenRequests()
+        self.reopen = reopen
         target = drop_target(user) if is_live else None
         self.summary = (
             SummaryFile(
@@ -222,19 +226,6 @@ class Outputs:
 
     def _writer(self, path: str, owner: tuple[int, int] | None) -> JsonLinesWriter:
         return JsonLinesWriter(path, reopen=self.reopen, owner=owner, warn=_warn)
-
-    @contextlib.contextmanager
-    def rotation(self) -> Iterator[None]:
-        """SIGHUP requests a reopen of every file, for the duration of the block."""
-        try:
-            old = signal.signal(signal.SIGHUP, lambda _signum, _frame: self.reopen.request())
-        except ValueError:  # not the main thread: the caller owns signals
-            yield
-            return
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGHUP, old)
 
     def close(self) -> None:
         """Close every file (idempotent)."""

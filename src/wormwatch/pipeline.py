@@ -11,10 +11,9 @@ this module knows neither.
 
 from __future__ import annotations
 
-import signal
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -24,6 +23,7 @@ import numpy.typing as npt
 from wormwatch.aggregate import AggregateCounts, Aggregator
 from wormwatch.classify import Classifier, score_nx_answers, score_rows
 from wormwatch.config import Config
+from wormwatch.control import Stop
 from wormwatch.decode import Decoder
 from wormwatch.dganame import Scored
 from wormwatch.errors import WormwatchError
@@ -97,14 +97,6 @@ class RunResult:
         return self._hosts
 
 
-class _Stop:
-    """Set by SIGTERM/SIGINT handlers; checked once per batch."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self.interrupted = False
-
-
 class _Ticks:
     """When the display refreshes and the periodic summary is due (wall time)."""
 
@@ -125,24 +117,6 @@ class _Ticks:
             return False
         self.next_every = now + self.every_s
         return True
-
-
-@contextmanager
-def _signals(stop: _Stop) -> Iterator[None]:
-    def on_signal(signum: int, _frame: object) -> None:
-        stop.requested = True
-        stop.interrupted = signum == signal.SIGINT
-
-    try:
-        old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    except ValueError:  # not the main thread: the caller owns signals
-        yield
-        return
-    try:
-        yield
-    finally:
-        for s, handler in old.items():
-            signal.signal(s, handler)
 
 
 class Pipeline:
@@ -211,22 +185,26 @@ class Pipeline:
         self,
         source: Source,
         *,
+        stop: Stop | None = None,
         every_s: float | None = None,
         on_every: Callable[[Pipeline, Snapshot], None] | None = None,
     ) -> RunResult:
         """Read ``source`` to the end (or until stopped) and return the result.
 
-        ``on_every`` is called with a fresh snapshot every ``every_s`` wall
-        seconds (``--summary-every``).
+        ``stop`` is the caller's, whose signal handlers set it from before the run to
+        after it (:mod:`wormwatch.control`); without one, SIGTERM and SIGINT stop the
+        loop and are as they were after it. ``on_every`` is called with a fresh
+        snapshot every ``every_s`` wall seconds (``--summary-every``).
         """
-        stop = _Stop()
+        is_own = stop is None
+        stop = Stop() if stop is None else stop
         error: WormwatchError | None = None
         is_exhausted = False  # the source ended (not q, Ctrl-C or an error)
         ticks = _Ticks(self.clock(), self.refresh_s, every_s)
         if self.presenter is not None:
             self.presenter.start()
         feed = open_feed(source, self._decode, BATCH_PACKETS, decode_ahead=self.decode_ahead)
-        with _signals(stop):
+        with stop.handled() if is_own else nullcontext():
             try:
                 is_exhausted = self._loop(source, feed, stop, ticks, on_every)
             except KeyboardInterrupt:
@@ -235,6 +213,7 @@ class Pipeline:
                 error = err
             finally:
                 feed.close()
+        stop.loop_ended()
         self._write(self.judge.finish(self.agg))
         final = self.snapshot(source, is_finished=is_exhausted)
         network_bins, network_counts = self.agg.network_series()
@@ -258,7 +237,7 @@ class Pipeline:
         self,
         source: Source,
         feed: Feed,
-        stop: _Stop,
+        stop: Stop,
         ticks: _Ticks,
         on_every: Callable[[Pipeline, Snapshot], None] | None,
     ) -> bool:

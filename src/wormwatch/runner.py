@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from wormwatch.config import Config
+from wormwatch.control import RunSignals, Stop
 from wormwatch.model import HostView, Snapshot
 from wormwatch.outputs import Outputs, SummaryFile
 from wormwatch.pipeline import AlertSink, EventSink, Pipeline, Presenter, RunResult
@@ -60,17 +61,19 @@ REFRESH_S = 0.25
 METRICS_REFRESH_S = 1.0
 
 
-def _warm_up(command: str, on_step: StepFn | None) -> bool:
-    """Load (or, on the first run, compile) the kernels; True if Ctrl-C came first.
+def _warm_up(command: str, on_step: StepFn | None, stop: Stop) -> None:
+    """Load (or, on the first run, compile: ~15 s) the kernels unless a stop came first.
 
-    Compiling takes ~15 s and the pipeline's own Ctrl-C handling starts after it:
-    a run stopped here still ends as every stopped run does, summary written.
+    A stop breaks the loading off; the run then ends as every stopped run does.
     """
+    if stop.requested:
+        return
     try:
-        warm_up(command, on_step=on_step)
+        with stop.breaking_off():
+            warm_up(command, on_step=on_step)
     except KeyboardInterrupt:
-        return True
-    return False
+        if not stop.requested:
+            stop.request(interrupted=True)
 
 
 def _load_before_drop(outputs: Outputs) -> None:
@@ -138,13 +141,15 @@ class _Presenters:
 
 
 def _presenter(
-    opts: RunOptions, metrics: MetricsServer | None, *extra: Presenter
+    opts: RunOptions, stop: Stop, metrics: MetricsServer | None, *extra: Presenter
 ) -> Presenter | None:
     parts: list[Presenter] = list(extra)
     if opts.tui:
         from wormwatch.present.live.tui import TuiPresenter  # noqa: PLC0415
 
-        parts.append(TuiPresenter(hold_at_end=opts.command == "demo"))
+        # a SIGTERM ends the demo's held final screen as q does
+        hold = opts.command == "demo"
+        parts.append(TuiPresenter(hold_at_end=hold, is_stopped=lambda: stop.requested))
     if metrics is not None:
         parts.append(metrics)
     if len(parts) <= 1:
@@ -216,7 +221,7 @@ def _sinks(
     return alert_sink, event_sinks
 
 
-def _outputs(opts: RunOptions) -> Outputs:
+def _outputs(opts: RunOptions, signals: RunSignals) -> Outputs:
     return Outputs(
         alerts=opts.alerts,
         events=opts.events,
@@ -224,25 +229,30 @@ def _outputs(opts: RunOptions) -> Outputs:
         summary_every_s=opts.summary_every_s,
         user=opts.user,
         is_live=opts.command == "live",
+        reopen=signals.reopen,
     )
 
 
-def run(cfg: Config, opts: RunOptions) -> RunResult:
+def run(cfg: Config, opts: RunOptions, signals: RunSignals) -> RunResult:
     """Run live capture or replay to the end; write alerts and summaries.
 
     Every output is opened and checked first (:class:`~wormwatch.outputs.Outputs`):
-    nothing is captured before each is known to work.
+    nothing is captured before each is known to work. ``signals`` are the caller's,
+    installed from before this call to after it; a stop asked for before the loop
+    skips the rest of the start-up (:mod:`wormwatch.control`).
     """
-    outputs = _outputs(opts)
+    stop = signals.stop
+    outputs = _outputs(opts, signals)
     metrics = None
     try:
-        is_stopped = _warm_up(opts.command, opts.on_step)
+        _warm_up(opts.command, opts.on_step, stop)
         # Everything that imports modules comes before the capture is opened
         # and privileges are dropped: the dropped user may not be able to read
         # the interpreter's library directory.
         metrics = _metrics(cfg, opts, outputs.alerts)
         publisher = _cluster_sensor(cfg, opts)
-        presenter = _presenter(opts, metrics, *([publisher] if publisher is not None else []))
+        extra = [publisher] if publisher is not None else []
+        presenter = _presenter(opts, stop, metrics, *extra)
         alert_sink, event_sinks = _sinks(outputs, metrics)
         if publisher is not None:
             event_sinks.insert(0, publisher)
@@ -250,7 +260,8 @@ def run(cfg: Config, opts: RunOptions) -> RunResult:
                 _watch_publisher(metrics, publisher)
         if opts.command == "live":
             _load_before_drop(outputs)
-        if is_stopped:
+        # a stop asked for by now: no capture, no privilege drop, the summary of nothing
+        if stop.requested:
             source: Source = NoPackets(opts.interface or ", ".join(opts.files) or "-")
         else:
             source = _open_source(cfg, opts)
@@ -266,15 +277,13 @@ def run(cfg: Config, opts: RunOptions) -> RunResult:
                 # metrics alone need no 4 Hz snapshots: scrapes come every 15 s or so
                 refresh_s=METRICS_REFRESH_S if presenter is metrics else REFRESH_S,
             )
-            with outputs.rotation():
-                result = pipeline.run(
-                    source, every_s=opts.summary_every_s, on_every=_periodic(opts, outputs)
-                )
-                result.interrupted = result.interrupted or is_stopped
-                if publisher is not None:
-                    publisher.finish_run(result, is_live=source.is_live)
-                if outputs.summary is not None:
-                    _write_result(outputs.summary, result)
+            result = pipeline.run(
+                source, stop=stop, every_s=opts.summary_every_s, on_every=_periodic(opts, outputs)
+            )
+            if publisher is not None:
+                publisher.finish_run(result, is_live=source.is_live)
+            if outputs.summary is not None:
+                _write_result(outputs.summary, result)
         finally:
             source.close()
             if presenter is not None:

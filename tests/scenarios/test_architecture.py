@@ -23,10 +23,10 @@ SRC = REPO / "src" / "wormwatch"
 # before it, never one after it. The first matching prefix wins.
 STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     # plain types, text, CIDRs, records, the config (with the [cluster] table),
-    # the numba kernels, which import only model constants and each other, and the
-    # garbage collector's start-up hold
+    # the numba kernels, which import only model constants and each other, the
+    # garbage collector's start-up hold and the operator's signals to a run
     ("shared", ("model", "errors", "text", "nets", "records", "tomltable", "config",
-                "cluster.settings", "delta", "kernels", "collector")),
+                "cluster.settings", "delta", "kernels", "collector", "control")),
     ("source", ("source", "cluster.broker", "cluster.view")),
     ("decode", ("decode", "reassemble", "dnstcp")),
     ("classify", ("classify", "dganame")),

@@ -90,6 +90,17 @@ def test_demo_tells_the_story_and_quits_cleanly(app_factory: Callable[..., PtyAp
     check_clean_exit(app)
 
 
+def test_sigterm_ends_the_held_final_screen_as_q_does(
+    app_factory: Callable[..., PtyApp],
+) -> None:
+    """The held screen is the run's wind-down: SIGTERM there ends it cleanly, summary
+    written (it killed the process, exit -15)."""
+    app = app_factory("demo", "--speed", "600")
+    app.wait_for("the finished replay", lambda s: "replay finished" in s)
+    app.proc.send_signal(signal.SIGTERM)
+    check_clean_exit(app)
+
+
 def test_demo_quits_mid_replay(app_factory: Callable[..., PtyApp]) -> None:
     """The demo as the README runs it: q in the middle of the story ends it at once."""
     app = app_factory("demo")

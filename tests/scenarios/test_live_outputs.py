@@ -83,13 +83,16 @@ def _events(frames: list[bytes]) -> list:
     return [e for f in frames for e in decode_frame(LINKTYPE_ETHERNET, f, 0)[1]]
 
 
-def _start(pair: VethPair, *options: str) -> subprocess.Popen[str]:
+def _start(
+    pair: VethPair, *options: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
     argv = [sys.executable, "-m", "wormwatch", "live", "-i", pair.capture_if, "--no-tui"]
     return subprocess.Popen(
         pair.command(pair.capture_ns, [*argv, "--duration", "120", *options]),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        env=env,
     )
 
 
@@ -213,6 +216,38 @@ def test_a_summary_in_a_sticky_folder_owned_by_root(pair: VethPair, base: Path) 
     assert stderr == ""
     assert summary.stat().st_uid == 0
     assert summary.read_text().splitlines()[-1].startswith('{"schema":1,"event_type":"network"')
+
+
+@pytest.mark.parametrize("names", [("SIGHUP", "SIGTERM"), ("SIGTERM",)])
+def test_signals_while_the_sensor_starts_end_it_cleanly(
+    pair: VethPair, base: Path, names: tuple[str, ...]
+) -> None:
+    """A service reloaded (SIGHUP) and stopped just after it started: the signals come
+    once its outputs are open, while it compiles its kernels into an empty cache
+    (seconds). It ends as a sensor stopped in its loop does: exit 0, its summary
+    written, nothing captured. It died of the signal (exit -1 or -15, no summary),
+    which systemd counts as clean for SIGHUP: no restart."""
+    nobody = pwd.getpwnam("nobody")
+    srv = base / "logs"
+    srv.mkdir()
+    os.chown(srv, nobody.pw_uid, nobody.pw_gid)
+    alerts, summary = srv / "alerts.jsonl", srv / "hosts.jsonl"
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(base / "numba")}
+    proc = _start(pair, "--alerts", str(alerts), "--summary", str(summary), env=env)
+    try:
+        wait_while_running(proc, alerts.exists, 60, "the outputs to open")
+        for name in names:
+            proc.send_signal(getattr(signal, name))
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    assert stderr == ""
+    (network,) = _lines(summary)
+    assert network["event_type"] == "network"
+    assert network["decode"]["packets"] == 0
+    assert alerts.read_text() == ""
 
 
 def test_outputs_survive_the_drop_and_rotate(pair: VethPair, base: Path) -> None:

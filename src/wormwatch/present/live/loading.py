@@ -52,7 +52,7 @@ class LoadingBar:
                 console=self._console,
                 transient=True,
             )
-            with _ctrl_c_held():
+            with _stops_held():
                 progress.start()
                 self._progress = progress
             self._task = self._progress.add_task("", total=total)
@@ -62,18 +62,19 @@ class LoadingBar:
     def close(self) -> None:
         """Remove the bar from the terminal."""
         if self._progress is not None:
-            with _ctrl_c_held():
+            with _stops_held():
                 self._progress.stop()
                 self._progress = None
 
 
 @contextmanager
-def _ctrl_c_held() -> Iterator[None]:
-    """Ctrl-C lands before or after, never inside: a rich Live interrupted halfway
-    through starting cannot be stopped (its render hook was never pushed), and the run
-    would end in a traceback instead of its summary. A Ctrl-C that comes meanwhile is
-    delivered when this ends."""
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+def _stops_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM land before or after, never inside (while the kernels load
+    either raises: :mod:`wormwatch.control`): a rich Live interrupted halfway through
+    starting cannot be stopped (its render hook was never pushed), and the run would
+    end in a traceback instead of its summary. One that comes meanwhile is delivered
+    when this ends."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         yield
     finally:

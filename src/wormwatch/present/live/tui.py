@@ -59,6 +59,8 @@ class TuiPresenter:
         hold_at_end: keep the final screen of a finished replay until ``q``.
         keys: the key source (default: :class:`TerminalInput` on stdin).
         clock: wall clock in seconds, for the redraw rate limit.
+        is_stopped: whether the run was asked to stop (SIGTERM), which ends the
+            held final screen as ``q`` does.
     """
 
     def __init__(
@@ -69,6 +71,7 @@ class TuiPresenter:
         hold_at_end: bool = False,
         keys: KeyReader | None = None,
         clock: Callable[[], float] = time.monotonic,
+        is_stopped: Callable[[], bool] = lambda: False,
     ) -> None:
         self.console = console if console is not None else Console()
         self.min_interval_s = 1.0 / refresh_per_s if refresh_per_s > 0 else 0.0
@@ -79,6 +82,7 @@ class TuiPresenter:
             else TerminalInput(on_restore=self._restore_screen, on_resume=self._resume)
         )
         self.clock = clock
+        self.is_stopped = is_stopped
         self.state = ViewState()
         self._live: Live | None = None
         self._shown: Snapshot | None = None
@@ -171,10 +175,11 @@ class TuiPresenter:
         """Keep the final screen (keys still work) until ``q`` or Ctrl-C.
 
         Ctrl-C here means "I am done looking": it ends the hold like ``q``,
-        so the run still writes its summary.
+        so the run still writes its summary; so does a stop (SIGTERM), within
+        ``HOLD_POLL_S``.
         """
         try:
-            while not self.state.is_quitting:
+            while not self.state.is_quitting and not self.is_stopped():
                 has_input = self.keys.wait(HOLD_POLL_S)
                 self._apply(self.keys.read_keys())
                 if not has_input and self.console.size != self._drawn_size:

@@ -27,6 +27,7 @@ from types import TracebackType
 
 import numpy as np
 
+from wormwatch.control import ReopenRequests
 from wormwatch.errors import WormwatchError
 from wormwatch.text import name_text
 
@@ -85,21 +86,6 @@ def encode_line(record: Mapping[str, object]) -> bytes:
     except ValueError:
         text = _dumps(_finite(record))
     return (no_line_breaks(text) + "\n").encode("utf-8", errors="backslashreplace")
-
-
-class ReopenRequests:
-    """Log rotation's signal (SIGHUP, logrotate's ``postrotate``): writers that share
-    this reopen their file by its path before their next write once it moves on.
-
-    The signal handler only counts (:meth:`request`); the reopening happens between
-    two whole writes, so no line is torn or lost.
-    """
-
-    def __init__(self) -> None:
-        self.generation = 0
-
-    def request(self) -> None:
-        self.generation += 1
 
 
 class JsonLinesWriter:
