@@ -73,6 +73,23 @@ def test_errors_are_one_line(
     assert "Traceback" not in err
 
 
+def test_a_summary_that_is_a_directory_is_one_line_before_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Said when the outputs open: nothing replayed, no alert file, no text summary
+    (it was "Is a directory" after the whole replay; on live, after days)."""
+    summary, alerts = tmp_path / "hosts", tmp_path / "alerts.jsonl"
+    summary.mkdir()
+    args = ["replay", str(DEMO), "--no-tui", "--summary", str(summary), "--alerts", str(alerts)]
+    assert main(args) == 2
+    out, err = capsys.readouterr()
+    assert (
+        err == f"wormwatch: error: cannot write summary {summary}: it is a directory; name a file\n"
+    )
+    assert out == ""
+    assert not alerts.exists()
+
+
 def test_not_a_pcap_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bogus = tmp_path / "notes.txt"
     bogus.write_text("hello, this is not a capture\n")

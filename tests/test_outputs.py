@@ -1,15 +1,18 @@
 """Log rotation of JSON lines outputs: a reopen request moves the next line to a
-new file; a reopen that fails keeps writing to the old file and says so once.
+new file; a reopen that fails keeps writing to the old file and says so once. A
+summary path that cannot be written is said before the run.
 (tests/scenarios/test_live_outputs.py runs the same through SIGHUP and the privilege drop.)"""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from wormwatch.control import ReopenRequests
+from wormwatch.errors import WormwatchError
 from wormwatch.outputs import Outputs
 from wormwatch.present.sinks.jsonl import JsonLinesWriter
 
@@ -50,6 +53,43 @@ def test_a_reopen_that_fails_keeps_the_old_file_and_says_so_once(tmp_path: Path)
     assert len(warnings) == 1
     assert warnings[0].startswith(f"cannot reopen {logs / 'events.jsonl'} after SIGHUP (")
     assert warnings[0].endswith("still writing to the file it had open")
+
+
+def _outputs(tmp_path: Path, summary: str) -> Outputs:
+    return Outputs(
+        alerts=str(tmp_path / "a.jsonl"),
+        events=None,
+        summary=summary,
+        summary_every_s=None,
+        user=None,
+        is_live=False,
+        reopen=ReopenRequests(),
+    )
+
+
+@pytest.mark.parametrize("kind", ["directory", "socket", "tmp directory"])
+def test_a_summary_that_cannot_be_written_is_said_before_the_run(tmp_path: Path, kind: str) -> None:
+    """A directory (or a socket) is refused when the outputs open, not after the run;
+    a pipe and /dev/null are written in place (tests/test_runner.py)."""
+    import socket
+
+    path = tmp_path / "hosts.jsonl"
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "tmp directory":
+        (tmp_path / "hosts.jsonl.tmp").mkdir()
+    else:
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(str(path))
+        sock.close()
+    with pytest.raises(WormwatchError) as err:
+        _outputs(tmp_path, str(path))
+    assert str(err.value).startswith(f"cannot write summary {path}: ")
+    assert ("directory" if "directory" in kind else "not a regular file") in str(err.value)
+    # refused before any other output was opened
+    assert not (tmp_path / "a.jsonl").exists()
+    outputs = _outputs(tmp_path, os.devnull)
+    outputs.close()
 
 
 def test_a_periodic_summary_that_cannot_be_renamed_is_said_once_and_tried_again(

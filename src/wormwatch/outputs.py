@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -81,6 +82,30 @@ def _note_rotation(paths: list[str], target: DropTarget | None) -> None:
             )
 
 
+def _is_dir(path: str) -> bool:
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _check_in_place(path: str) -> None:
+    """A summary that is not a regular file is written in place at the end: say now,
+    not after the run, when ``path`` cannot be (a directory, a socket, a disk)."""
+    if path == "-":
+        return
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as err:
+        raise WormwatchError(f"cannot write summary {path}: {err.strerror}") from None
+    if stat.S_ISDIR(mode):
+        raise WormwatchError(f"cannot write summary {path}: it is a directory; name a file")
+    if not (stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)):
+        raise WormwatchError(
+            f"cannot write summary {path}: not a regular file, a pipe or a character device"
+        )
+
+
 class SummaryFile:
     """Where host summaries go: renamed into place, or rewritten through a kept
     descriptor when the writer will not be allowed to create files beside it."""
@@ -99,11 +124,17 @@ class SummaryFile:
         self._reopen = reopen
         self.is_renamed = path != "-" and (not os.path.exists(path) or os.path.isfile(path))
         if not self.is_renamed:
+            _check_in_place(path)
             return
         directory = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(directory):
             raise WormwatchError(
                 f"cannot write summary {path}: directory {directory} does not exist"
+            )
+        if _is_dir(path + ".tmp"):
+            raise WormwatchError(
+                f"cannot write summary {path}: {path}.tmp, where it is written before its "
+                "rename into place, is a directory"
             )
         # in a sticky directory (mode 1777) only a file's owner may rename over it
         blocked = [p for p in (path, path + ".tmp") if sticky_owner(p, target) is not None]
