@@ -228,6 +228,13 @@ def _wire_columns(delta: Delta) -> list[tuple[bytes, np.ndarray]]:
     return out
 
 
+def is_sensor_name(name: str) -> bool:
+    """Whether ``name`` is a sensor name: 1-64 ASCII letters, digits, '-' and '_'
+    (it becomes part of NATS subjects, and is shown and written wherever a host's
+    sensors are)."""
+    return 0 < len(name) <= 64 and all(c.isascii() and (c.isalnum() or c in "-_") for c in name)
+
+
 def decode(data: bytes) -> Delta:
     """The delta encoded in ``data``; :class:`DeltaError` if it is not one."""
     if len(data) < _HEAD.size or data[:4] not in (_MAGIC, _MAGIC_V1):
@@ -239,6 +246,8 @@ def decode(data: bytes) -> Delta:
         sensor = data[_HEAD.size : off].decode()
     except UnicodeDecodeError:
         raise DeltaError("delta sensor name is not UTF-8") from None
+    if not is_sensor_name(sensor):
+        raise DeltaError("delta sensor name is not 1-64 ASCII letters, digits, '-' or '_'")
     cols: dict[str, np.ndarray] = {}
     # one writable copy: the kernels compile one signature, for writable arrays
     buf = bytearray(data)

@@ -3,6 +3,7 @@ which sensors saw a host, heartbeats, the merged view."""
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from pathlib import Path
 
@@ -12,11 +13,11 @@ import pytest
 from wormwatch.aggregate.export import DeltaExporter
 from wormwatch.classify import Classifier
 from wormwatch.cluster.central import REPORT_BINS, Central
-from wormwatch.cluster.settings import ClusterConfig, parse_shards
+from wormwatch.cluster.settings import ClusterConfig, check_sensor_name, parse_shards
 from wormwatch.cluster.top import top_record
 from wormwatch.cluster.view import merge_top
 from wormwatch.config import Config, load_config
-from wormwatch.delta import Delta
+from wormwatch.delta import Delta, DeltaError, decode, encode
 from wormwatch.errors import WormwatchError
 from wormwatch.model import C_MX, KIND_DNS, KIND_SYN
 
@@ -168,6 +169,44 @@ def test_the_view_escapes_what_comes_from_the_broker() -> None:
     assert "192.0.2.1\\x1b\\x5b31m" in text
     assert "\\x5bbold\\x5dx" in text  # no rich markup from the wire
     assert "2023-11-14 22:15" in text  # the end of the sensor's newest bin, UTC
+
+
+def test_the_view_shows_emoji_codes_and_odd_numbers_as_they_came() -> None:
+    """Cells are plain text: rich read ":skull:" in a str cell as an emoji; a score
+    that is no number sorts as 0 (it was a ValueError traceback)."""
+    from rich.console import Console
+
+    from wormwatch.present.live.cluster import view_screen
+
+    hosts = [
+        {"src_ip": "192.0.2.1", "score": "x", "verdicts": [":skull:"], "sensors": ["s1:skull:"]},
+        {"src_ip": "192.0.2.2", "score": 10.0, "queries": "many", "sensors": ["s2"]},
+    ]
+    view = merge_top([{"central": "central-0-15", "hosts": hosts, "sensors": []}])
+    assert [h["src_ip"] for h in view.hosts] == ["192.0.2.2", "192.0.2.1"]
+    console = Console(width=200, record=True, force_terminal=False)
+    console.print(view_screen(view))
+    text = console.export_text()
+    assert "s1:skull:" in text
+    assert "\N{SKULL}" not in text
+
+
+@pytest.mark.parametrize(
+    "name", ["east\u202e", "s\x1b]8;;http://evil/\x07X", "\u3164\u3164", "a" * 65, ""]
+)
+def test_a_name_no_sensor_can_have_is_refused_at_the_central(name: str) -> None:
+    """A sensor checks its own name; a central, which shows and writes names in
+    alerts, summaries, metric labels and the view, checks what comes from the broker:
+    a delta under such a name does not decode, a heartbeat is ignored."""
+    c = central(ClusterConfig(shards=4))
+    (delta,) = [d for d in deltas("east", ["192.0.2.1"]) if d.n_hosts]
+    delta.ident = dataclasses.replace(delta.ident, sensor=name)
+    with pytest.raises(DeltaError, match="sensor name"):
+        decode(encode(delta))
+    c.heartbeat({"sensor": name, "wall": 1000.0, "packets_per_s": 1.0})
+    assert c.sensors == {}
+    with pytest.raises(WormwatchError, match="1-64 ASCII letters"):
+        check_sensor_name(name)
 
 
 def _mailer_deltas(sensor: str, n: int, first: int = 0) -> list[Delta]:

@@ -23,7 +23,7 @@ from wormwatch.aggregate.hosts import Renumbering
 from wormwatch.aggregate.merge import DeltaMerger, _merge_into
 from wormwatch.cluster.settings import ClusterConfig
 from wormwatch.config import Config
-from wormwatch.delta import Delta
+from wormwatch.delta import Delta, is_sensor_name
 from wormwatch.judge import Judge
 from wormwatch.kernels.aggregate import MERGE_ADD
 from wormwatch.model import I64, HostView
@@ -212,9 +212,9 @@ class Central:
 
     def heartbeat(self, fields: dict[str, object]) -> None:
         """Take one sensor heartbeat (JSON fields as the publisher sends them)."""
-        name = str(fields.get("sensor", ""))[:64]
-        if not name:
-            return
+        name = str(fields.get("sensor", ""))
+        if not is_sensor_name(name):
+            return  # as a delta from it would be: no sensor publishes such a name
         h = self.sensors.setdefault(name, SensorHealth(name))
         now = self.clock()
         h.packets_per_s = _number(fields.get("packets_per_s"))

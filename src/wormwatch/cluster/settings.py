@@ -11,9 +11,10 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
-from wormwatch.delta import DEFAULT_SHARDS
+from wormwatch.delta import DEFAULT_SHARDS, is_sensor_name
 from wormwatch.errors import WormwatchError
 from wormwatch.nets import Network
+from wormwatch.text import escape_text
 from wormwatch.tomltable import TableReader
 
 # JetStream names (docs/CLUSTER.md lists them for the operator's permissions)
@@ -70,11 +71,11 @@ def _fields(cfg: ClusterConfig) -> dict[str, Any]:
 
 
 def check_sensor_name(name: str) -> str:
-    """A sensor name usable in a subject: letters, digits, '-' and '_'."""
-    if not name or len(name) > 64 or not all(c.isalnum() or c in "-_" for c in name):
+    """A sensor name usable in a subject: ASCII letters, digits, '-' and '_'."""
+    if not is_sensor_name(name):
         raise WormwatchError(
-            f"sensor name {name!r} must be 1-64 letters, digits, '-' or '_' "
-            "(it becomes part of NATS subjects)"
+            f"sensor name {escape_text(name)!r} must be 1-64 ASCII letters, digits, '-' or "
+            "'_' (it becomes part of NATS subjects; a central refuses other names)"
         )
     return name
 

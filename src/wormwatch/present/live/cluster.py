@@ -27,13 +27,14 @@ def hosts_table(view: MergedView) -> Table:
     for h in view.hosts:
         table.add_row(
             name_cell(str(h.get("src_ip", "?")), max_len=39),
-            safe_text(str(h.get("score", 0))),
-            safe_text(" ".join(str(v) for v in h.get("verdicts", [])), max_len=40),
+            # Text cells: a str cell is read for markup and emoji codes (":skull:")
+            name_cell(str(h.get("score", 0))),
+            name_cell(" ".join(str(v) for v in h.get("verdicts", [])), max_len=40),
             num(h.get("queries")),
             num(h.get("mx")),
             num(h.get("syns")),
             num(h.get("syn_targets")),
-            safe_text(",".join(str(s) for s in h.get("sensors", [])), max_len=40),
+            name_cell(",".join(str(s) for s in h.get("sensors", [])), max_len=40),
         )
     return table
 

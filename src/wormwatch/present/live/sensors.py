@@ -16,7 +16,7 @@ from typing import Any, Final
 from rich.table import Table
 from rich.text import Text
 
-from wormwatch.present.safe import name_cell, safe_text
+from wormwatch.present.safe import name_cell
 
 COLUMNS: Final = (
     "sensor",
@@ -60,9 +60,9 @@ def sensors_table(rows: Sequence[Mapping[str, Any]], *, title: str = "sensors") 
         beat = _seconds(s.get("heartbeat_age_s"), " ago")
         table.add_row(
             name_cell(str(s.get("sensor", "?")), max_len=32),
-            safe_text(f"{_float(s.get('packets_per_s')):,.0f}"),
+            f"{_float(s.get('packets_per_s')):,.0f}",
             num(s.get("kernel_dropped")),
-            safe_text(beat if beat != "-" else "none"),
+            name_cell(beat if beat != "-" else "none"),
             _seconds(s.get("lag_s")),
             _bin_time(s.get("newest_bin"), s.get("bin_s")),
             num(s.get("buffered")),
