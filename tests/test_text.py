@@ -26,6 +26,23 @@ def test_escaping_rule() -> None:
     assert safe_text(HOSTILE) == name_text(HOSTILE).replace("[", "\\x5b").replace("]", "\\x5d")
 
 
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("mail\u3164\u115f\u2800x.example", "mail\\u3164\\u115f\\u2800x.example"),
+        ("ma\u0336il.example", "ma\\u0336il.example"),
+        ("mail\u00a0.example\u3000", "mail\\u00a0.example\\u3000"),
+        ("m\u00e4il.b\u00fccher.example", "m\u00e4il.b\u00fccher.example"),
+    ],
+    ids=["drawn-as-nothing", "struck-through", "other-spaces", "letters-kept"],
+)
+def test_what_makes_a_name_look_like_another_is_escaped(name: str, shown: str) -> None:
+    # letters that draw as nothing, combining marks and non-ASCII spaces passed raw:
+    # "mail" then blanks; accented letters are letters and stay as they are
+    assert name_text(name.encode()) == shown
+    assert escape_text(name) == shown
+
+
 def test_str_keeps_another_stages_escapes() -> None:
     made = name_text(b"a\x00b")
     assert escape_text(made) == made

@@ -13,7 +13,10 @@ The one escaping rule (:func:`escape_text`):
   a terminal escape sequence, CR and LF would move the cursor or split a line;
 * C1 controls (U+0080..U+009F; some terminals treat U+009B as CSI), Unicode
   format characters (bidi overrides, zero-width), line/paragraph separators,
-  surrogates, private-use and unassigned code points -> ``\\uNNNN``;
+  surrogates, private-use and unassigned code points, and what can make one name
+  look like another: spaces other than ASCII's, combining marks (U+0336 strikes a
+  name through), and the letters that draw as nothing (Hangul fillers, the braille
+  blank) -> ``\\uNNNN``;
 * for ``bytes`` input, the backslash itself -> ``\\\\``, so the escaping is
   reversible and a name that spells ``\\x1b`` cannot pass for one that holds an
   ESC byte. ``str`` input is text some other stage already made (it may carry
@@ -33,7 +36,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_UNSAFE_CATEGORIES: Final = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+_UNSAFE_CATEGORIES: Final = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs", "Mn", "Me"})
+# letters and symbols that draw as nothing: the Hangul fillers, the braille blank
+_INVISIBLE: Final = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 # Text that needs no escaping, by whether brackets are escaped: printable
 # ASCII except the backslash (bytes only) and the square brackets (terminal).
 _PLAIN_BYTES: Final = {
@@ -92,7 +97,7 @@ def _escape_char(ch: str, *, backslash: bool, brackets: bool) -> str:
         return f"\\x{code - 0xDC00:02x}"
     if code < 0x20 or code == 0x7F:
         return f"\\x{code:02x}"
-    if code >= 0x80 and unicodedata.category(ch) in _UNSAFE_CATEGORIES:
+    if code >= 0x80 and (ch in _INVISIBLE or unicodedata.category(ch) in _UNSAFE_CATEGORIES):
         return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
     return ch
 
