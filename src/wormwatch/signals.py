@@ -85,11 +85,11 @@ class Window:
         return Window(bins, p.series[lo : hi + 1], self.bin_s, int(bins[0]), int(bins[-1]))
 
     def period(self) -> dict[str, object]:
-        """This window's extent, for a signal's evidence."""
+        """This window's extent (``first_bin`` .. ``last_bin``), for a signal's evidence."""
         return {
-            "start": self.bin_time(int(self.bins[0])),
-            "end": self.bin_time(int(self.bins[-1]) + 1),
-            "bins": int(self.bins.shape[0]),
+            "start": self.bin_time(self.first_bin),
+            "end": self.bin_time(self.last_bin + 1),
+            "bins": self.last_bin - self.first_bin + 1,
         }
 
     def col(self, c: int) -> I64:

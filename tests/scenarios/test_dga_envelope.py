@@ -51,6 +51,21 @@ def test_ten_names_an_hour_on_a_busy_machine_is_out_of_reach() -> None:
     assert judge(_worm("conficker-c", 10), CFG) == (False, None)
 
 
+@pytest.mark.parametrize("per_hour", [100, 500])
+def test_a_day_of_browsing_before_does_not_delay_the_alert(per_hour: float) -> None:
+    # the share is judged from the generator's first NXDOMAIN answer, not over the day
+    # (before: 21 / 189 minutes at 100 names an hour, 4 / 38 at 500)
+    minutes = []
+    for history_h in (1.0, 23.0):
+        host = dgahosts.dga_client("conficker-c", names_per_hour=per_hour, start=0.0)
+        dgahosts.browse(host, -history_h, history_h + 4.0, 120)
+        fired, m = judge(host, CFG)
+        assert fired
+        assert m is not None
+        minutes.append(m)
+    assert abs(minutes[1] - minutes[0]) <= 2 * CFG.bin_s / 60
+
+
 @pytest.mark.parametrize("name", sorted(BENIGN))
 def test_benign_habits_never_alert(name: str) -> None:
     assert judge(BENIGN[name](), CFG) == (False, None)
