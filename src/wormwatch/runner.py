@@ -260,11 +260,7 @@ def run(cfg: Config, opts: RunOptions, signals: RunSignals) -> RunResult:
                 _watch_publisher(metrics, publisher)
         if opts.command == "live":
             _load_before_drop(outputs)
-        # a stop asked for by now: no capture, no privilege drop, the summary of nothing
-        if stop.requested:
-            source: Source = NoPackets(opts.interface or ", ".join(opts.files) or "-")
-        else:
-            source = _open_source(cfg, opts)
+        source = _source_unless_stopped(cfg, opts, stop)
         if metrics is not None:
             metrics.source = source
         try:
@@ -296,6 +292,14 @@ def run(cfg: Config, opts: RunOptions, signals: RunSignals) -> RunResult:
     if opts.summary != "-":
         _print_text(result)
     return result
+
+
+def _source_unless_stopped(cfg: Config, opts: RunOptions, stop: Stop) -> Source:
+    """The run's source; after a stop asked for by now, none: no capture, no
+    privilege drop, and the summary of nothing."""
+    if stop.requested:
+        return NoPackets(opts.interface or ", ".join(opts.files) or "-")
+    return _open_source(cfg, opts)
 
 
 def _write_result(out: SummaryFile, result: RunResult) -> None:

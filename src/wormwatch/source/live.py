@@ -80,6 +80,19 @@ class LiveCapture:
         self._handle = None
 
 
+def _check_sizes(*, snaplen: int, buffer_mb: int, timeout_ms: int, workers: int) -> None:
+    """One error line for a size libpcap or the machine cannot take."""
+    if not 1 <= workers <= MAX_WORKERS:
+        raise WormwatchError(
+            f"--workers {workers}: need 1 to {MAX_WORKERS} (each has its own ring)"
+        )
+    if not (96 <= snaplen <= MAX_SNAPLEN and 1 <= buffer_mb <= MAX_BUFFER_MB and timeout_ms >= 1):
+        raise WormwatchError(
+            f"--snaplen must be 96 to {MAX_SNAPLEN}, --buffer-mb 1 to {MAX_BUFFER_MB} "
+            "(libpcap takes the ring's size in bytes as a C int) and the timeout >= 1 ms"
+        )
+
+
 def open_capture(
     iface: str,
     *,
@@ -111,15 +124,7 @@ def open_capture(
         WormwatchError: bad arguments, missing interface, no permission, a filter
             that does not compile.
     """
-    if not 1 <= workers <= MAX_WORKERS:
-        raise WormwatchError(
-            f"--workers {workers}: need 1 to {MAX_WORKERS} (each has its own ring)"
-        )
-    if not (96 <= snaplen <= MAX_SNAPLEN and 1 <= buffer_mb <= MAX_BUFFER_MB and timeout_ms >= 1):
-        raise WormwatchError(
-            f"--snaplen must be 96 to {MAX_SNAPLEN}, --buffer-mb 1 to {MAX_BUFFER_MB} "
-            "(libpcap takes the ring's size in bytes as a C int) and the timeout >= 1 ms"
-        )
+    _check_sizes(snaplen=snaplen, buffer_mb=buffer_mb, timeout_ms=timeout_ms, workers=workers)
 
     def one_handle() -> Any:
         return open_handle(
