@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from wormwatch.config import Config
 from wormwatch.control import RunSignals, Stop
@@ -289,8 +289,11 @@ def run(cfg: Config, opts: RunOptions, signals: RunSignals) -> RunResult:
         outputs.close()
         if metrics is not None:
             metrics.close()
-    if opts.summary != "-":
-        _print_text(result)
+    # standard output that carries alerts or events is a JSON stream (| jq): the text
+    # summary goes to standard error then, unless the run failed (its one line says it)
+    is_json = "-" in (opts.alerts, opts.events)
+    if opts.summary != "-" and not (is_json and result.error is not None):
+        _print_text(result, sys.stderr if is_json else sys.stdout)
     return result
 
 
@@ -360,9 +363,9 @@ def _periodic(opts: RunOptions, outputs: Outputs) -> Callable[[Pipeline, Snapsho
     return rewrite
 
 
-def _print_text(result: RunResult) -> None:
+def _print_text(result: RunResult, file: TextIO) -> None:
     try:
-        print_summary(result.final, result.hosts, result.warnings, file=sys.stdout)
+        print_summary(result.final, result.hosts, result.warnings, file=file)
     except SystemExit:
         # rich ends the process when stdout is a closed pipe; when the run already
         # failed (an output into that same pipe), its one error line says more
