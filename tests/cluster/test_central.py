@@ -82,6 +82,20 @@ def test_a_skewed_sensor_clock_is_flagged_in_the_view() -> None:
     assert view.hosts[0]["sensors"] == ["east"]
 
 
+def test_a_sensor_with_another_shard_count_is_warned_about_in_the_view() -> None:
+    """A host's shard is its hash modulo the shard count: a sensor configured with 8
+    where the centrals have 4 sends some hosts to subjects no central reads (and the
+    rest may pass every check). Its heartbeat says its count; the view warns until it
+    agrees."""
+    c = central(ClusterConfig(shards=4))
+    c.heartbeat({"sensor": "east", "wall": 1000.0, "shards": 4})
+    c.heartbeat({"sensor": "west", "wall": 1000.0, "shards": 8})
+    (warning,) = merge_top([top_record(c, "central-0-3", 0.0)]).warnings
+    assert warning.startswith("sensor west hashes hosts into 8 shards, this central 4")
+    c.heartbeat({"sensor": "west", "wall": 1000.0, "shards": 4})
+    assert merge_top([top_record(c, "central-0-3", 0.0)]).warnings == []
+
+
 def test_a_delta_applied_twice_changes_nothing() -> None:
     c = central(ClusterConfig(shards=4))
     ds = deltas("east", ["192.0.2.1", "192.0.2.9"])

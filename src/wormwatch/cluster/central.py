@@ -92,6 +92,8 @@ class Central:
         self._reports: dict[int, KeyTable] = {}
         self.overlaps: list[str] = []
         self.n_overlaps = 0
+        # per sensor whose heartbeat names another [cluster] shards than ours, what to say
+        self.shard_mismatches: dict[str, str] = {}
         self.started_wall = clock()
 
     # -- merging ---------------------------------------------------------------------
@@ -226,6 +228,20 @@ class Central:
         h.dropped = int(_number(fields.get("dropped")))
         h.skew_s = _number(fields.get("wall")) - now
         h.last_wall = now
+        shards = fields.get("shards")
+        if isinstance(shards, int) and shards != self.cluster.shards:
+            self.shard_mismatches[name] = (
+                f"sensor {name} hashes hosts into {shards} shards, this central "
+                f"{self.cluster.shards}: some of its hosts reach no central, or the wrong "
+                "one; give every sensor and central the same [cluster] shards"
+            )
+        else:
+            self.shard_mismatches.pop(name, None)
+
+    def warnings(self) -> list[str]:
+        """What the view should warn of: sensors that overlap, sensors whose
+        shard count is not ours."""
+        return [*self.overlaps, *self.shard_mismatches.values()]
 
 
 def _number(value: object) -> float:

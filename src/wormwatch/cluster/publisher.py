@@ -268,7 +268,8 @@ class Publisher:
                     "published": self.counts.acknowledged,
                     "dropped": self.counts.dropped,
                 }
-            fields.update(counts, sensor=self.sensor, wall=time.time())
+            # its shard count: a central with another one would never see some hosts
+            fields.update(counts, sensor=self.sensor, wall=time.time(), shards=self.cfg.shards)
             with contextlib.suppress(nats.errors.Error):
                 await nc.publish(subject, json.dumps(fields).encode())
             await asyncio.sleep(HEARTBEAT_S)

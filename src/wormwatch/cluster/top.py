@@ -46,7 +46,7 @@ def top_record(central: Central, key: str, lag_s: float) -> dict[str, object]:
         "alerts": central.n_alerts,
         "hosts": hosts,
         "sensors": sensor_rows(central),
-        "overlaps": list(central.overlaps),
+        "overlaps": central.warnings(),
         "n_overlaps": central.n_overlaps,
     }
 
