@@ -96,6 +96,16 @@ def test_a_sensor_with_another_shard_count_is_warned_about_in_the_view() -> None
     assert merge_top([top_record(c, "central-0-3", 0.0)]).warnings == []
 
 
+def test_more_sensors_than_a_host_s_sensor_set_holds_is_warned_about() -> None:
+    c = central(ClusterConfig(shards=4))
+    for k in range(64):
+        c.apply(deltas(f"s{k}", ["192.0.2.1"])[0])
+    assert merge_top([top_record(c, "central-0-3", 0.0)]).warnings == []
+    c.apply(deltas("s64", ["192.0.2.2"])[0])
+    (warning,) = merge_top([top_record(c, "central-0-3", 0.0)]).warnings
+    assert warning.startswith("65 sensors, more than the 64")
+
+
 def test_a_delta_applied_twice_changes_nothing() -> None:
     c = central(ClusterConfig(shards=4))
     ds = deltas("east", ["192.0.2.1", "192.0.2.9"])

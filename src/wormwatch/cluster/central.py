@@ -240,8 +240,15 @@ class Central:
 
     def warnings(self) -> list[str]:
         """What the view should warn of: sensors that overlap, sensors whose
-        shard count is not ours."""
-        return [*self.overlaps, *self.shard_mismatches.values()]
+        shard count is not ours, more sensors than a host's sensor set tells apart."""
+        out = [*self.overlaps, *self.shard_mismatches.values()]
+        if len(self.sensor_ids) > MAX_SENSORS:
+            out.append(
+                f"{len(self.sensor_ids)} sensors, more than the {MAX_SENSORS} a host's "
+                "sensors are told apart by: an alert's and a summary's sensors lists may "
+                "name sensors that did not see the host, and overlaps may be missed"
+            )
+        return out
 
 
 def _number(value: object) -> float:
