@@ -289,12 +289,17 @@ def run(cfg: Config, opts: RunOptions, signals: RunSignals) -> RunResult:
         outputs.close()
         if metrics is not None:
             metrics.close()
-    # standard output that carries alerts or events is a JSON stream (| jq): the text
-    # summary goes to standard error then, unless the run failed (its one line says it)
+    _say_text(opts, result)
+    return result
+
+
+def _say_text(opts: RunOptions, result: RunResult) -> None:
+    """The text summary at the end: on standard output, or on standard error when
+    that carries alerts or events (a JSON stream, | jq), unless the run failed then
+    (its one line says it); none when the host summary goes to standard output."""
     is_json = "-" in (opts.alerts, opts.events)
     if opts.summary != "-" and not (is_json and result.error is not None):
         _print_text(result, sys.stderr if is_json else sys.stdout)
-    return result
 
 
 def _source_unless_stopped(cfg: Config, opts: RunOptions, stop: Stop) -> Source:
