@@ -8,6 +8,8 @@ sensor must say the same about it, byte for byte, as about the whole capture.
 from __future__ import annotations
 
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -324,3 +326,30 @@ def test_resident_memory_stays_flat_reading_one_file(tmp_path: Path) -> None:
     assert n_read == n
     # 80 MB read; a batch of RUN records spans well under 10 MB
     assert grown < 20_000
+
+
+_READ_UNDER_A_LIMIT = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+from wormwatch.source.pcapfile import open_replay
+source = open_replay(sys.argv[1:])
+n = 0
+while (batch := source.read_batch(4096)) is not None:
+    n += batch.n
+source.close()
+print(n)
+"""
+
+
+def test_more_files_than_the_open_file_limit_merge(demo: list[Record], tmp_path: Path) -> None:
+    """120 files under a limit of 64 descriptors: each is opened, mapped and closed in
+    turn (all were opened at once: "Too many open files", blamed on a moved file)."""
+    paths = [
+        str(write_pcap(tmp_path / f"{k:03d}.pcap", demo[5 * k : 5 * k + 5])) for k in range(120)
+    ]
+    done = subprocess.run(
+        [sys.executable, "-c", _READ_UNDER_A_LIMIT, *paths],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) == 600

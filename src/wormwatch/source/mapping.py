@@ -133,25 +133,26 @@ class SplicedFiles:
     """
 
     def __init__(self, paths: Sequence[str]) -> None:
-        self.sizes = [0] * len(paths)
-        fds = []
-        try:
-            for k, path in enumerate(paths):
-                fds.append(_open(path))
-                self.sizes[k] = os.fstat(fds[k]).st_size
-            self.starts = [0] * len(paths)
-            total = 0
-            for k, size in enumerate(self.sizes):
-                self.starts[k] = total
-                total += _round_up(max(size, 1))
-            # the reservation: owned (and finally unmapped, overlays and all) by Python
-            self._mm: mmap.mmap | None = mmap.mmap(-1, total)
-            base = ctypes.addressof(ctypes.c_char.from_buffer(self._mm))
-            for k, fd in enumerate(fds):
+        # the sizes first (the reservation needs their total), then each file opened,
+        # mapped and closed in turn: a merge of more files than the open-file limit
+        # works (they were all opened at once: "Too many open files" past ~1,000)
+        self.sizes = [_size(path) for path in paths]
+        self.starts = [0] * len(paths)
+        total = 0
+        for k, size in enumerate(self.sizes):
+            self.starts[k] = total
+            total += _round_up(max(size, 1))
+        # the reservation: owned (and finally unmapped, overlays and all) by Python
+        self._mm: mmap.mmap | None = mmap.mmap(-1, total)
+        base = ctypes.addressof(ctypes.c_char.from_buffer(self._mm))
+        for k, path in enumerate(paths):
+            fd = _open(path)
+            try:
+                # a file cut since its size was read is mapped as it is now
+                self.sizes[k] = min(self.sizes[k], os.fstat(fd).st_size)
                 if self.sizes[k]:
-                    _overlay(base + self.starts[k], self.sizes[k], fd, paths[k])
-        finally:
-            for fd in fds:
+                    _overlay(base + self.starts[k], self.sizes[k], fd, path)
+            finally:
                 os.close(fd)
         # read front to back, as one file is (the kernel then lets pages behind go sooner)
         self._mm.madvise(mmap.MADV_SEQUENTIAL)
@@ -193,6 +194,16 @@ class FileView:
     def map_in(self, lo: int, hi: int) -> bool:
         data = self.data  # file k's part of the range: it starts on a page boundary
         return bool(data.shape[0]) and map_in(data.ctypes.data, lo, hi)
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError as err:
+        raise WormwatchError(
+            f"file {path}: cannot open it any more ({err.strerror}); "
+            "was it moved or removed during the replay?"
+        ) from None
 
 
 def _open(path: str) -> int:
