@@ -21,7 +21,7 @@ import numpy as np
 from wormwatch.aggregate import Aggregator
 from wormwatch.aggregate.hosts import Renumbering
 from wormwatch.aggregate.merge import DeltaMerger, _merge_into
-from wormwatch.cluster.settings import ClusterConfig
+from wormwatch.cluster.settings import ClusterConfig, field_number
 from wormwatch.config import Config
 from wormwatch.delta import Delta, is_sensor_name
 from wormwatch.judge import Judge
@@ -219,14 +219,14 @@ class Central:
             return  # as a delta from it would be: no sensor publishes such a name
         h = self.sensors.setdefault(name, SensorHealth(name))
         now = self.clock()
-        h.packets_per_s = _number(fields.get("packets_per_s"))
+        h.packets_per_s = field_number(fields.get("packets_per_s"))
         dropped = fields.get("kernel_dropped")
         h.kernel_dropped = int(dropped) if isinstance(dropped, int) else None
-        h.packet_us = int(_number(fields.get("packet_us")))
+        h.packet_us = int(field_number(fields.get("packet_us")))
         h.is_live = bool(fields.get("is_live"))
-        h.buffered = int(_number(fields.get("buffered")))
-        h.dropped = int(_number(fields.get("dropped")))
-        h.skew_s = _number(fields.get("wall")) - now
+        h.buffered = int(field_number(fields.get("buffered")))
+        h.dropped = int(field_number(fields.get("dropped")))
+        h.skew_s = field_number(fields.get("wall")) - now
         h.last_wall = now
         shards = fields.get("shards")
         if isinstance(shards, int) and shards != self.cluster.shards:
@@ -249,7 +249,3 @@ class Central:
                 "name sensors that did not see the host, and overlaps may be missed"
             )
         return out
-
-
-def _number(value: object) -> float:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0

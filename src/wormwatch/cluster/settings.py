@@ -70,6 +70,14 @@ def _fields(cfg: ClusterConfig) -> dict[str, Any]:
     return {name: getattr(cfg, name) for name in cfg.__dataclass_fields__}
 
 
+def field_number(value: object) -> float:
+    """A count, score or time from a record another process sent (a heartbeat, a
+    central's top record), or 0 for anything that is not a number."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return 0.0
+
+
 def check_sensor_name(name: str) -> str:
     """A sensor name usable in a subject: ASCII letters, digits, '-' and '_'."""
     if not is_sensor_name(name):

@@ -19,7 +19,7 @@ import nats.errors
 import nats.js.errors
 
 from wormwatch.cluster.broker import JS_TIMEOUT_S, connect, describe
-from wormwatch.cluster.settings import TOP_BUCKET, ClusterConfig
+from wormwatch.cluster.settings import TOP_BUCKET, ClusterConfig, field_number
 from wormwatch.errors import WormwatchError
 
 
@@ -31,15 +31,8 @@ class MergedView:
     warnings: list[str] = field(default_factory=list)
 
 
-def _number(value: Any) -> float:
-    """A count or score from the broker, or 0 for anything that is not a number."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    return 0.0
-
-
 def _activity(row: dict[str, Any]) -> float:
-    return _number(row.get("queries")) + _number(row.get("syns"))
+    return field_number(row.get("queries")) + field_number(row.get("syns"))
 
 
 def merge_top(records: list[dict[str, Any]], limit: int = 50) -> MergedView:
@@ -59,7 +52,7 @@ def merge_top(records: list[dict[str, Any]], limit: int = 50) -> MergedView:
             if old is None or (age is not None and (old.get("heartbeat_age_s") or 1e18) > age):
                 sensors[name] = s
         view.warnings.extend(str(w) for w in rec.get("overlaps", []))
-    view.hosts.sort(key=lambda h: (-_number(h.get("score")), -_activity(h)))
+    view.hosts.sort(key=lambda h: (-field_number(h.get("score")), -_activity(h)))
     del view.hosts[limit:]
     view.sensors = [sensors[k] for k in sorted(sensors)]
     for s in view.sensors:

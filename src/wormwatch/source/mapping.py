@@ -200,20 +200,21 @@ def _size(path: str) -> int:
     try:
         return os.stat(path).st_size
     except OSError as err:
-        raise WormwatchError(
-            f"file {path}: cannot open it any more ({err.strerror}); "
-            "was it moved or removed during the replay?"
-        ) from None
+        raise _gone(path, err) from None
 
 
 def _open(path: str) -> int:
     try:
         return os.open(path, os.O_RDONLY)
     except OSError as err:
-        raise WormwatchError(
-            f"file {path}: cannot open it any more ({err.strerror}); "
-            "was it moved or removed during the replay?"
-        ) from None
+        raise _gone(path, err) from None
+
+
+def _gone(path: str, err: OSError) -> WormwatchError:
+    return WormwatchError(
+        f"file {path}: cannot open it any more ({err.strerror}); "
+        "was it moved or removed during the replay?"
+    )
 
 
 def _overlay(address: int, size: int, fd: int, path: str) -> None:
