@@ -21,6 +21,7 @@ from wormwatch.model import (
     C_ANSWERS,
     C_KW,
     C_KW_A,
+    C_KW_NAMES_NEW,
     C_MX,
     C_MX_DOM_NEW,
     C_NAMES_NEW,
@@ -110,12 +111,14 @@ class Host:
         row[C_QUERIES] += 1
         row[_QTYPE_COL.get(qtype, C_OTHER)] += 1
         first_label = name.split(b".")[0]
-        if any(first_label.startswith(k) for k in self.keywords):
+        keyword = any(first_label.startswith(k) for k in self.keywords)
+        if keyword:
             row[C_KW] += 1
             row[C_KW_A] += qtype == QTYPE_A
         if name not in self.names:
             self.names.add(name)
             row[C_NAMES_NEW] += 1
+            row[C_KW_NAMES_NEW] += keyword
             if len(self.samples) < self.n_samples:
                 self.samples.append(name)
         if qtype == QTYPE_MX and name not in self.mx_names:

@@ -19,6 +19,7 @@ from wormwatch.model import (
     C_AAAA,
     C_KW,
     C_KW_A,
+    C_KW_NAMES_NEW,
     C_MX,
     C_MX_DOM_NEW,
     C_NAMES_NEW,
@@ -89,13 +90,16 @@ def reference(
             last_pair_bin[key] = b
         else:
             cols += [C_QUERIES, qcol.get(qtype, C_OTHER)]
-            if any(name.startswith(k.encode()) for k in KEYWORDS):
+            keyword = any(name.startswith(k.encode()) for k in KEYWORDS)
+            if keyword:
                 cols.append(C_KW)
                 if qtype == 1:
                     cols.append(C_KW_A)
             if name:
                 if (src, name) not in seen_names:
                     cols.append(C_NAMES_NEW)
+                    if keyword:
+                        cols.append(C_KW_NAMES_NEW)
                 seen_names[(src, name)] = b
                 if qtype == 15 and (src, name) not in seen_mx:
                     seen_mx.add((src, name))

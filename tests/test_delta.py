@@ -30,6 +30,8 @@ from wormwatch.kernels.counting import PEAK_KW_A, PEAK_KW_SHARE
 from wormwatch.model import (
     C_ANSWERS,
     C_KW_A,
+    C_KW_NAMES_NEW,
+    C_NAMES_NEW,
     C_NX_DOMS_NEW,
     C_NX_NAMES_NEW,
     C_NX_SCORE,
@@ -365,6 +367,29 @@ def test_version_1_deltas_still_merge() -> None:
     cols = [C_ANSWERS, C_NX_NAMES_NEW]
     np.testing.assert_array_equal(agg.totals()[ids][:, cols], want.totals()[:, cols])
     assert agg.totals()[:, C_NX_DOMS_NEW].sum() == 0
+
+
+def test_version_2_deltas_count_every_new_name_as_a_keyword_name() -> None:
+    # a sensor before WWD3 sends no keyword names (salt 4): keyword-storm then counts
+    # every new name, as it did before; all else merges as from a new sensor
+    ev = capture(23, 600)
+    want = aggregate(ev)
+    agg = Aggregator(bin_s=BIN_S, max_hosts=1000, max_host_bins=10_000, max_keys=100_000)
+    merger = DeltaMerger(agg)
+    for d in export(ev, "old"):
+        k = d.name_salt != 4
+        old = dataclasses.replace(
+            d, name_host=d.name_host[k], name_hash=d.name_hash[k], name_salt=d.name_salt[k]
+        )
+        merger.apply(decode(b"WWD2" + encode(old)[4:]))
+    ids = [agg.find(*want.address(h)) for h in range(want.n_hosts)]
+    got = agg.totals()[ids]
+    np.testing.assert_array_equal(got[:, C_KW_NAMES_NEW], want.totals()[:, C_NAMES_NEW])
+    assert 0 < want.totals()[:, C_KW_NAMES_NEW].sum() < want.totals()[:, C_NAMES_NEW].sum()
+    others = [c for c in range(want.totals().shape[1]) if c != C_KW_NAMES_NEW]
+    np.testing.assert_array_equal(got[:, others], want.totals()[:, others])
+    # the same deltas as sent now merge to the one aggregate
+    assert_same_state(want, merged(export(ev, "new"))[0])
 
 
 # -- memory: bounded by the aggregate's limits however long the run, exact within the window

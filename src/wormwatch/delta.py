@@ -12,8 +12,9 @@ What a delta carries, per host of the shard seen in the bin:
   ``N_ADDITIVE - 1`` of :mod:`wormwatch.model`: queries by type, keyword
   queries, SYNs by port, DNS answers received by RCODE kind);
 * ``targets``: every distinct SYN destination of the host in the bin;
-* ``names``: every distinct name hash (salt 0), MX name hash (salt 1) and
-  NXDOMAIN name hash (salt 2, the names dga-nx counts);
+* ``names``: every distinct name hash (salt 0), MX name hash (salt 1),
+  NXDOMAIN name hash (salt 2, the names dga-nx counts) and keyword name hash
+  (salt 4, the names keyword-storm counts);
 * ``domains``: every distinct registrable domain of those NXDOMAIN names (its
   hash, as the aggregate's salt-3 key) with its name score in thousandths (the
   score is the registrable label's, so one per domain);
@@ -37,7 +38,10 @@ state is on the wire: both sides compute it from the columns.
 Versions: ``WWD2`` added the ``domains`` table and the samples' domain
 offsets (columns after the ``WWD1`` ones). A ``WWD1`` delta still decodes:
 no domains table (its NXDOMAIN domains, if any, came as salt-3 names, merged
-without their scores) and no offsets.
+without their scores) and no offsets. ``WWD3`` has ``WWD2``'s columns and adds
+the salt-4 keyword names; a ``WWD1`` or ``WWD2`` delta has none
+(:attr:`Delta.keyword_names` is False), and its new names count as new
+keyword names too, as every new name counted for keyword-storm before.
 """
 
 from __future__ import annotations
@@ -57,7 +61,8 @@ from wormwatch.model import C_RCODE_ERR, I64, U64
 N_ADDITIVE = C_RCODE_ERR + 1
 DEFAULT_SHARDS = 16
 
-_MAGIC = b"WWD2"
+_MAGIC = b"WWD3"
+_MAGIC_V2 = b"WWD2"  # the same columns, without the salt-4 keyword names
 _MAGIC_V1 = b"WWD1"
 # magic, name length, shard, bin, part, bin_s, first and last packet time of the bin
 _HEAD = struct.Struct("<4sHIqIqqq")
@@ -127,6 +132,8 @@ class Delta:
     domain_score: U16 = field(default_factory=lambda: _none(np.uint16))
     # WWD2: per sample, where its registrable domain starts (salt 2; else 0)
     sample_reg: U8 = field(default_factory=lambda: _none(np.uint8))
+    # WWD3: the names carry the keyword names (salt 4); False for older deltas
+    keyword_names: bool = True
 
     def __post_init__(self) -> None:
         n = int(self.sample_host.shape[0])
@@ -237,9 +244,9 @@ def is_sensor_name(name: str) -> bool:
 
 def decode(data: bytes) -> Delta:
     """The delta encoded in ``data``; :class:`DeltaError` if it is not one."""
-    if len(data) < _HEAD.size or data[:4] not in (_MAGIC, _MAGIC_V1):
+    if len(data) < _HEAD.size or data[:4] not in (_MAGIC, _MAGIC_V2, _MAGIC_V1):
         raise DeltaError("not a wormwatch delta (bad magic)")
-    columns = _COLUMNS if data[:4] == _MAGIC else _COLUMNS_V1
+    columns = _COLUMNS_V1 if data[:4] == _MAGIC_V1 else _COLUMNS
     _magic, name_len, shard, bin_, part, bin_s, first_us, last_us = _HEAD.unpack_from(data)
     off = _HEAD.size + name_len
     try:
@@ -265,7 +272,7 @@ def decode(data: bytes) -> Delta:
     if off != len(data):
         raise DeltaError("delta has trailing bytes")
     ident = DeltaId(sensor, shard, bin_, part)
-    delta = Delta(ident, bin_s, first_us, last_us, **cols)
+    delta = Delta(ident, bin_s, first_us, last_us, **cols, keyword_names=data[:4] == _MAGIC)
     _check(delta)
     return delta
 

@@ -70,9 +70,8 @@ NAME_SLOT: Final = 256  # bytes per name slot in Events.names
 
 V4_MAPPED_PREFIX: Final = 0x0000_FFFF_0000_0000
 
-# The "schema" number of every JSON-lines record (wormwatch.records, and the
-# event log's kernel): bumped on any incompatible change (DESIGN.md), never
-# for added keys.
+# The "schema" number of every JSON-lines record (wormwatch.records, and the event
+# log's kernel): bumped on any incompatible change (DESIGN.md), never for added keys.
 SCHEMA: Final = 1
 
 
@@ -290,12 +289,13 @@ C_NAMES_NEW: Final = 17  # query names never asked by this host before this bin
 C_NX_NAMES_NEW: Final = 18
 C_NX_DOMS_NEW: Final = 19
 C_NX_SCORE: Final = 20
-N_COUNTERS: Final = 21
+C_KW_NAMES_NEW: Final = 21  # keyword query names never asked by this host before this bin
+N_COUNTERS: Final = 22
 COUNTER_NAMES: Final = (
-    "queries", "A", "AAAA", "MX", "PTR", "other", "keyword", "keyword_A",
-    "syn135", "syn139", "syn445", "answers", "nxdomain", "rcode_error",
-    "syn_dst_bin", "syn_dst_new", "mx_domains_new", "names_new",
-    "nx_names_new", "nx_domains_new", "nx_score_milli",
+    "queries", "A", "AAAA", "MX", "PTR", "other", "keyword", "keyword_A", "syn135", "syn139",
+    "syn445", "answers", "nxdomain", "rcode_error", "syn_dst_bin", "syn_dst_new",
+    "mx_domains_new", "names_new", "nx_names_new", "nx_domains_new", "nx_score_milli",
+    "keyword_names_new",
 )  # fmt: skip
 
 

@@ -6,10 +6,8 @@ evaluation window), its :class:`~wormwatch.model.HostState` and the
 its strength (0..1) and a function that builds its JSON-serialisable evidence
 from the host's name-prefix counts (called only when an alert or a presenter
 needs the evidence). :mod:`wormwatch.detect` turns those into a score and
-verdicts; ``docs/DETECTION.md`` explains each.
-
-All numpy over bins; no per-packet work. Packet time and names become text
-through :mod:`wormwatch.text`.
+verdicts; ``docs/DETECTION.md`` explains each. All numpy over bins, no
+per-packet work; packet time and names become text through :mod:`wormwatch.text`.
 """
 
 from __future__ import annotations
@@ -27,6 +25,7 @@ from wormwatch.model import (
     BOOL,
     C_A,
     C_KW_A,
+    C_KW_NAMES_NEW,
     C_MX,
     C_MX_DOM_NEW,
     C_NAMES_NEW,
@@ -268,7 +267,7 @@ def keyword_storm(w: Window, st: HostState, cfg: Config) -> Result:
         & (n_active >= ks.min_active_bins)
         & (rate >= ks.min_rate_per_min)
         & (share >= ks.min_share)
-        & (p.sums(p.col(C_NAMES_NEW)) >= ks.min_distinct_names)
+        & (p.sums(p.col(C_KW_NAMES_NEW)) >= ks.min_distinct_names)
     )
     if ks.min_r2 > 0.0 and ok.any():
         sums = [p.sums(v) for v in (a, kw, a * a, kw * kw, a * kw)]
@@ -308,6 +307,7 @@ def _storm(w: Window, pw: Window, st: HostState, cfg: Config, weight: float) -> 
         "keyword_a_per_min": round(rate, 2),
         "r2_keyword_a_vs_a": None if r2 is None else round(r2, 4),
         "distinct_names": int(pw.col(C_NAMES_NEW).sum()),
+        "distinct_keyword_names": int(pw.col(C_KW_NAMES_NEW).sum()),
         **pw.span(active),
         "period": pw.period(),
         "window": {

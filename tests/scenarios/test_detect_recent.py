@@ -150,3 +150,21 @@ def test_scan_and_mass_mail_after_a_day_of_history_fire_within_a_bin() -> None:
     assert mx_fired is not None
     assert scan_fired // MIN_US == scan_ts[29] // MIN_US
     assert mx_fired // MIN_US == mx_ts[9] // MIN_US
+
+
+def test_one_name_probe_on_a_host_that_also_browses_is_not_a_storm() -> None:
+    # smtp.example.net asked every second for 8 hours, on a host that also looks up
+    # 10 names of its own an hour: share ~1, rate 60/min, but one keyword name
+    host = Host("192.0.2.86")
+    host.queries([at(8) + i * 1_000_000 for i in range(8 * 3600)], ["smtp.example.net"] * 28_800)
+    host.queries(
+        [at(8) + i * 360_000_000 for i in range(80)], [f"www.s{i}.example" for i in range(80)]
+    )
+    assert first_fired(host, "keyword-storm", at(8), at(16)) is None
+    # the same with 20 keyword names in rotation is a storm
+    host = Host("192.0.2.87")
+    host.queries(
+        [at(8) + i * 1_000_000 for i in range(3600)],
+        [f"smtp{i % 20}.example.net" for i in range(3600)],
+    )
+    assert first_fired(host, "keyword-storm", at(8), at(9)) is not None

@@ -89,6 +89,9 @@ class Aggregator:
             judge's flagged hosts); None protects nobody.
     """
 
+    # keyword names kept apart in the names table (a delta's cell sends them)
+    keyword_names_apart = False
+
     def __init__(
         self,
         *,
@@ -156,7 +159,7 @@ class Aggregator:
         row = self._bins.rows_of(host, bins, self.oldest_bin())
         got = count_events(
             (self._pairs, self._names, self._prefixes), ev, (host, row, bins),
-            keyword_idx, (h.totals, self._bins.rows, h.peaks),
+            keyword_idx, (h.totals, self._bins.rows, h.peaks), self.keyword_names_apart,
         )  # fmt: skip
         self._keys_refused += got.refused
         self._take_samples(ev, host, got.new_name == 2, h.n_sampled, self._samples)

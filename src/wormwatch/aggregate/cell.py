@@ -20,7 +20,10 @@ from wormwatch.model import BOOL, I32, I64, Events
 class CellAggregator(Aggregator):
     """An aggregate of one bin that also keeps when each sample was first seen,
     where an NXDOMAIN sample's registrable domain starts, and the name score of
-    each registrable domain new in the bin (the score is the domain's)."""
+    each registrable domain new in the bin (the score is the domain's); its
+    keyword names are kept apart, for the merging side's count of them."""
+
+    keyword_names_apart = True
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]

@@ -51,12 +51,14 @@ def count_events(
     where: tuple[I64, I64, I64],
     keyword_idx: npt.NDArray[np.int16],
     counters: tuple[I64, I32, npt.NDArray[np.float64]],
+    keyword_apart: bool = False,
 ) -> Counted:
     """Count one batch's queries and SYNs: the distinct sets (``tables`` = SYN
     targets, names, prefixes), the counter columns of the host ``totals`` and
     bin ``rows`` and the host ``peaks`` (``counters``); ``where`` is per event
     (host id, bin row, bin). The three tables share one limit (the
-    aggregate's ``max_keys``). Two kernel calls:
+    aggregate's ``max_keys``; the names table keeps keyword names apart too when
+    ``keyword_apart``, as a delta's cell does). Two kernel calls:
     :func:`~wormwatch.kernels.counting.flag_events` says how many keys each
     table may get, :func:`~wormwatch.kernels.counting.count_events` counts.
     """
@@ -68,9 +70,13 @@ def count_events(
     n_syn, n_named, n_mx = flag_events(
         host, ev.kind[:n], ev.qtype[:n], ev.name_lens[:n], n, (*flags, has_name)
     )
-    # the names table holds the MX names too
-    slots = (_slots(pairs, n_syn), _slots(names, n_named + n_mx), _slots(prefixes, n_named))
+    # the names table holds the MX names too, and the keyword names when kept apart
+    n_kw = int(np.count_nonzero(keyword_idx[:n] >= 0)) if keyword_apart else 0
+    slots = (
+        _slots(pairs, n_syn), _slots(names, n_named + n_mx + n_kw), _slots(prefixes, n_named)
+    )  # fmt: skip
     out = (np.empty(n, np.uint64), np.empty(n, np.int64), np.empty(n, np.int64))
+    new_kw = np.empty(n, np.int64)
     pair = np.empty(n, np.int64)
     columns = (
         ev.kind[:n], ev.qtype[:n], ev.dport[:n], ev.dst_hi[:n], ev.dst_lo[:n],
@@ -78,7 +84,7 @@ def count_events(
     )  # fmt: skip
     refused = count_events_kernel(
         where, columns, n, (*flags, has_name), *slots, pairs.max_used, counters,
-        (out[0], pair, out[1], out[2]),
+        (out[0], pair, out[1], out[2], new_kw), keyword_apart,
     )  # fmt: skip
     return Counted(*flags, out[0], pair, out[1], out[2], int(refused))
 

@@ -35,6 +35,7 @@ from wormwatch.aggregate.applied import NO_BIN, AppliedIds
 from wormwatch.delta import N_ADDITIVE, U32, Delta
 from wormwatch.kernels.aggregate import MERGE_ADD, MERGE_FIRST, table_merge
 from wormwatch.model import (
+    C_KW_NAMES_NEW,
     C_MX,
     C_MX_DOM_NEW,
     C_NAMES_NEW,
@@ -54,8 +55,11 @@ from wormwatch.tables import KeyTable
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 # the counter a name's first sighting adds to, by salt: names, MX names, NXDOMAIN
-# names, NXDOMAIN domains (a WWD1 delta's; a WWD2 delta has its own domains table)
-_NEW_COLUMN = np.array([C_NAMES_NEW, C_MX_DOM_NEW, C_NX_NAMES_NEW, C_NX_DOMS_NEW], np.int64)
+# names, NXDOMAIN domains (a WWD1 delta's; later ones have their own domains table),
+# keyword names
+_NEW_COLUMN = np.array(
+    [C_NAMES_NEW, C_MX_DOM_NEW, C_NX_NAMES_NEW, C_NX_DOMS_NEW, C_KW_NAMES_NEW], np.int64
+)
 N_SALTS = int(_NEW_COLUMN.shape[0])
 _NX_DOMAIN_SALT = 3
 # sample salts: names, MX names, NXDOMAIN names
@@ -284,6 +288,9 @@ class DeltaMerger:
             if s < N_SALTS:
                 k = salt == s
                 self._count_first(out[k], old[k], nh[k], b, int(_NEW_COLUMN[s]))
+                if s == 0 and not delta.keyword_names:
+                    # a sensor before WWD3: every new name counts, as it did then
+                    self._count_first(out[k], old[k], nh[k], b, C_KW_NAMES_NEW)
 
     def _merge_domains(self, delta: Delta, host: I64) -> None:
         """NXDOMAIN registrable domains: new in their earliest bin, with their scores."""

@@ -23,6 +23,7 @@ from wormwatch.model import (
     C_ANSWERS,
     C_KW,
     C_KW_A,
+    C_KW_NAMES_NEW,
     C_MX,
     C_MX_DOM_NEW,
     C_NAMES_NEW,
@@ -105,8 +106,10 @@ def pick_samples(
     return k
 
 
-# Salt that keeps a host's MX names apart from its other names in one table.
+# Salts that keep a host's MX names, and its keyword names, apart from its other
+# names in one table (2 and 3 are the NXDOMAIN names' and domains': answers.py).
 MX_SALT = 1
+KEYWORD_SALT = 4
 
 
 @njit(cache=True, nogil=True)
@@ -161,7 +164,8 @@ def count_events(
     prefixes: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     max_used: int,
     counters: tuple[np.ndarray, np.ndarray, np.ndarray],
-    out: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    out: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    keyword_apart: bool,
 ) -> int:
     """One batch's queries and SYNs into the distinct sets and the counters.
 
@@ -170,15 +174,16 @@ def count_events(
     ``flags`` those of :func:`flag_events`; each table = (a, b, c, v, used) of a
     :class:`~wormwatch.tables.KeyTable` with room reserved for the keys the flags
     allow; ``counters`` = (host totals, bin rows, host peaks). Fills ``out`` = (name hash, SYN
-    target new ever (2) / in this bin (1), name new (2), MX name new (2)) and
+    target new ever (2) / in this bin (1), name new (2), MX name new (2), keyword
+    name new (2): kept apart under their own salt when ``keyword_apart``) and
     returns the keys the full tables refused. The tables are updated in the order
-    of separate calls (targets, names, MX names, prefixes), so which keys a full
-    table refuses does not change.
+    of separate calls (targets, names, MX names, keyword names, prefixes), so which
+    keys a full table refuses does not change.
     """
     host, row, bins = where
-    _kind, _qtype, _dport, dst_hi, dst_lo, name_mat, name_lens, _keyword_idx = ev
+    _kind, _qtype, _dport, dst_hi, dst_lo, name_mat, name_lens, keyword_idx = ev
     _is_dns, is_syn, is_mx, has_name = flags
-    name_hash, pair, new_name, new_mx = out
+    name_hash, pair, new_name, new_mx, new_kw = out
     hash_names(name_mat, name_lens, n, name_hash)
     zeros = np.zeros(n, np.uint64)
     # typed int64, as from Python: a literal mode would compile table_upsert again
@@ -187,14 +192,9 @@ def count_events(
     refused = table_upsert(
         pa, pb, pc, pv, p_used, max_used, host, dst_hi, dst_lo, is_syn, bins, n, tag, pair
     )
-    na, nb, nc, nv, n_used = names
-    refused += table_upsert(
-        na, nb, nc, nv, n_used, max_used, host, name_hash, zeros, has_name, bins, n, tag,
-        new_name,
-    )  # fmt: skip
-    refused += table_upsert(
-        na, nb, nc, nv, n_used, max_used, host, name_hash, zeros + np.uint64(MX_SALT),
-        is_mx & has_name, bins, n, tag, new_mx,
+    refused += _count_names(
+        names, max_used, (host, bins), name_hash, (has_name, is_mx, keyword_idx >= 0), n,
+        (new_name, new_mx, new_kw), keyword_apart,
     )  # fmt: skip
     packed = np.empty(n, np.uint64)
     pack_prefixes(name_mat, name_lens, has_name, n, packed)
@@ -204,19 +204,51 @@ def count_events(
         xa, xb, xc, xv, x_used, max_used, host, packed, zeros, packed != 0, host, n,
         np.int64(MODE_COUNT), seen,
     )  # fmt: skip
-    _add_event_counters(host, row, ev, n, pair, new_name, new_mx, counters)
+    _add_event_counters(host, row, ev, n, pair, (new_name, new_mx, new_kw), counters)
+    return int(refused)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _count_names(names, max_used, where, name_hash, flags, n, new, keyword_apart):  # type: ignore[no-untyped-def]
+    """The names table's part of :func:`count_events`: each name (salt 0), MX name
+    (salt 1) and, when ``keyword_apart``, keyword name (salt 4) into the table;
+    ``new`` = whether each is new. A keyword name not kept apart is new when the
+    name is (the cells of a delta keep them apart, for the merging side)."""
+    host, bins = where
+    has_name, is_mx, is_keyword = flags
+    new_name, new_mx, new_kw = new
+    na, nb, nc, nv, n_used = names
+    zeros = np.zeros(n, np.uint64)
+    tag = np.int64(MODE_TAG)
+    refused = table_upsert(
+        na, nb, nc, nv, n_used, max_used, host, name_hash, zeros, has_name, bins, n, tag,
+        new_name,
+    )  # fmt: skip
+    refused += table_upsert(
+        na, nb, nc, nv, n_used, max_used, host, name_hash, zeros + np.uint64(MX_SALT),
+        is_mx & has_name, bins, n, tag, new_mx,
+    )  # fmt: skip
+    is_kw = has_name & is_keyword
+    if keyword_apart:
+        refused += table_upsert(
+            na, nb, nc, nv, n_used, max_used, host, name_hash, zeros + np.uint64(KEYWORD_SALT),
+            is_kw, bins, n, tag, new_kw,
+        )  # fmt: skip
+    else:
+        new_kw[:n] = np.where(is_kw, new_name[:n], 0)
     return refused
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _add_event_counters(host, row, ev, n, pair, new_name, new_mx, counters):  # type: ignore[no-untyped-def]
+def _add_event_counters(host, row, ev, n, pair, new, counters):  # type: ignore[no-untyped-def]
     """Add 1 to each counter column an event counts in, in its host's totals and
     its bin row (when it has one): the query and its qtype, keyword, SYN port,
-    distinct target in the bin and ever, new name, new MX name; and raise the
-    host's peaks after a keyword A query."""
+    distinct target in the bin and ever, new name, new MX name, new keyword name
+    (``new``); and raise the host's peaks after a keyword A query."""
     kind, qtype, dport, _hi, _lo, _names, _lens, keyword_idx = ev
+    new_name, new_mx, new_kw = new
     totals, rows, peaks = counters
-    cols = np.empty(6, np.int64)
+    cols = np.empty(7, np.int64)
     for i in range(n):
         h = host[i]
         if h < 0:
@@ -241,8 +273,9 @@ def _add_event_counters(host, row, ev, n, pair, new_name, new_mx, counters):  # 
             cols[2] = C_SYN_DST_NEW if pair[i] == 2 else -1
         cols[4] = C_NAMES_NEW if new_name[i] == 2 else -1
         cols[5] = C_MX_DOM_NEW if new_mx[i] == 2 else -1
+        cols[6] = C_KW_NAMES_NEW if new_kw[i] == 2 else -1
         r = row[i]
-        for k in range(6):
+        for k in range(7):
             c = cols[k]
             if c >= 0:
                 totals[h, c] += 1
