@@ -370,7 +370,9 @@ def _tcp(payload: bytes, sent_len: int) -> tuple[int, _Segment | None, bool]:
     segment = payload[header_len:]
     if not segment:
         raise PacketProblemError(ST_IGNORED)
-    return dport, _Segment(sport, dport, tcp.seq, segment, sent_len - header_len), False
+    # a SYN takes the first sequence number, its data (TCP Fast Open) the ones after it
+    seq = (tcp.seq + (1 if flags & 0x02 else 0)) % (1 << 32)
+    return dport, _Segment(sport, dport, seq, segment, sent_len - header_len), False
 
 
 def decode_frame(linktype: int, frame: bytes, ts_us: int) -> tuple[int, list[RefEvent]]:

@@ -253,3 +253,40 @@ def test_a_small_table_under_many_flows_forgets_as_the_reference_does(seed: int)
                 rows[where[int(ev.ts_us[j])]][1].append(bytes(ev.names[j, : ev.name_lens[j]]))
             got += [(s, sorted(names)) for s, names in rows]
         assert got == expected
+
+
+def test_data_in_a_syn_begins_after_the_syns_own_sequence_number() -> None:
+    """TCP Fast Open (RFC 7413): a query in the SYN, which takes sequence number ISN, so
+    its data is ISN+1 onwards. A server that refuses SYN data makes the client send the
+    query again at ISN+1 (a retransmission, as tshark shows it), and the connection's
+    next queries count; a query split between the SYN and the next segment counts once.
+    The old reading put the SYN's data at ISN, one byte early: the retransmission's last
+    byte began a garbage length prefix and no later query of the connection counted."""
+    syn, isn = 0x02, 1000
+    first = tcp_dns(dns(b"tfo.example", flags=QUERY_FLAGS))
+    second = tcp_dns(dns(b"second.example", flags=QUERY_FLAGS))
+    third = tcp_dns(dns(b"third.example", flags=QUERY_FLAGS))
+
+    def segment(seq: int, payload: bytes, *, flags: int = 0x18, sport: int = CLIENT_PORT) -> Packet:
+        return (LINKTYPE_RAW, ipv4(tcp(payload, sport=sport, seq=seq, flags=flags), IP_PROTO_TCP))
+
+    refused = both(
+        [
+            segment(isn, first, flags=syn),
+            segment(isn + 1, first),
+            segment(isn + 1 + len(first), second),
+            segment(isn + 1 + len(first) + len(second), third),
+        ]
+    )
+    assert [(s, [e[5] for e in ev]) for s, ev in refused] == [
+        (ST_OK, [b"tfo.example"]),
+        (ST_IGNORED, []),
+        (ST_OK, [b"second.example"]),
+        (ST_OK, [b"third.example"]),
+    ]
+    split = both([segment(isn, first[:8], flags=syn, sport=CLIENT_PORT + 1),
+                  segment(isn + 1 + 8, first[8:], sport=CLIENT_PORT + 1)])  # fmt: skip
+    assert [(s, [e[5] for e in ev]) for s, ev in split] == [
+        (ST_IGNORED, []),
+        (ST_OK, [b"tfo.example"]),
+    ]

@@ -43,8 +43,10 @@ from wormwatch.kernels.headers import (
     IP_PROTO_TCP,
     IP_PROTO_UDP,
     TCP_DPORT_OFF,
+    TCP_FLAGS_OFF,
     TCP_SEQ_OFF,
     TCP_SPORT_OFF,
+    TH_SYN,
 )
 from wormwatch.kernels.layers import (
     _ACT_SYN,
@@ -91,7 +93,7 @@ T_VERSION = 2  # 4 or 6
 T_IP = 3  # offset of the IP header in the batch's data
 T_START = 4  # offset of the TCP payload
 T_STOP = 5  # end of the payload: captured, and within the IP length
-T_SEQ = 6  # TCP sequence number of the payload's first byte
+T_SEQ = 6  # sequence number of the payload's first byte (a SYN's own number is before it)
 T_SPORT = 7  # TCP source port
 T_SENT = 8  # end of the payload as sent (the capture may end before it)
 T_DPORT = 9  # TCP destination port (one of the two ports is 53)
@@ -141,7 +143,11 @@ def _put_segment(segs, n_seg, p, row, version, ip, off, payload, stop, sent_end,
     segs[n_seg, T_IP] = ip
     segs[n_seg, T_START] = payload
     segs[n_seg, T_STOP] = stop
-    segs[n_seg, T_SEQ] = np.int64(_be_word(data, off + TCP_SEQ_OFF, 4))
+    # a SYN takes the first sequence number, its data (TCP Fast Open) the ones after it
+    seq = np.int64(_be_word(data, off + TCP_SEQ_OFF, 4))
+    if data[off + TCP_FLAGS_OFF] & TH_SYN:
+        seq = (seq + 1) & 0xFFFF_FFFF
+    segs[n_seg, T_SEQ] = seq
     segs[n_seg, T_SPORT] = _be16(data, off + TCP_SPORT_OFF)
     segs[n_seg, T_SENT] = max(stop, sent_end)
     segs[n_seg, T_DPORT] = _be16(data, off + TCP_DPORT_OFF)
