@@ -51,6 +51,9 @@ from testkit.frames import make_batch
 from testkit.paths import PCAPS, REAL_PCAPS, REPO
 from testkit.reference import decode_frame, read_records
 
+# a TCP segment's payload, and the fewest bytes a DNS message takes in it
+MAX_TCP_PAYLOAD = 65535
+DNS_TCP_MESSAGE_MIN = 14
 SAMPLES = PCAPS
 REAL = REAL_PCAPS
 CORPUS = REPO / "tests" / "fuzz_corpus" / "frames.json"
@@ -128,16 +131,17 @@ def event_row(ev: Events, i: int) -> Row:
 def invariant_problems(ev: object, statuses: list[int]) -> list[str]:
     """What is out of bounds in a decoder's output (empty when all is well).
 
-    Bounds: statuses are known codes; events are at most MAX_EVENTS_PER_PACKET per
-    packet, in packet order; kinds are DNS or SYN; a name is at most 255 bytes; a SYN
-    has port 135/139/445, qtype 0 and no name; a query has port 53; an ok packet has an
-    event, an ignored/unsupported/fragment packet has none.
+    Bounds: statuses are known codes; events are at most one per 14 bytes of a TCP
+    segment's payload (at most 65535 bytes), in packet order; kinds are DNS or SYN; a
+    name is at most 255 bytes; a SYN has port 135/139/445, qtype 0 and no name; a query
+    has port 53; an ok packet has an event, an ignored/unsupported/fragment packet has
+    none.
     """
     problems: list[str] = []
     n = int(ev.n)  # type: ignore[attr-defined]
     if any(not 0 <= s < N_STATUS for s in statuses):
         problems.append(f"unknown status in {statuses}")
-    if not 0 <= n <= MAX_EVENTS_PER_PACKET * len(statuses):
+    if not 0 <= n <= (1 + MAX_TCP_PAYLOAD // DNS_TCP_MESSAGE_MIN) * len(statuses):
         problems.append(f"{n} events for {len(statuses)} packets")
         return problems
     packets = ev.ts_us[:n]  # type: ignore[attr-defined]

@@ -24,7 +24,6 @@ from wormwatch.model import ST_IGNORED, ST_MALFORMED, ST_OK, ST_TRUNCATED
 
 # bytes kept of the message in progress, its length prefix included
 BUF = 512
-MAX_MESSAGES = 64
 DNS_HEADER = 12
 SEQ_MOD = 1 << 32
 
@@ -87,7 +86,7 @@ class RefTcpFlows:
         queries: list[Message] = []
         status = ST_OK
         pos = ahead
-        while pos < sent and len(queries) < MAX_MESSAGES:
+        while pos < sent:
             if flow.seen == 0 and pos >= len(payload):
                 # the capture ends between two messages: what follows is unknown
                 self.flows.pop(key, None)

@@ -290,3 +290,24 @@ def test_data_in_a_syn_begins_after_the_syns_own_sequence_number() -> None:
         (ST_IGNORED, []),
         (ST_OK, [b"tfo.example"]),
     ]
+
+
+def test_every_message_of_a_segment_counts_however_many() -> None:
+    """64 header-only messages, then 20 MX queries, in one 1,500-byte segment: tshark
+    4.0 shows all 84; the walk stopped at 64 messages a segment, so the MX queries
+    behind them never counted (a way to hide a mass mailer's queries from mx-client).
+    Then a segment whose first byte completes the message in progress and whose every
+    14 bytes complete another: the most events a segment can make, one buffer growth
+    after another."""
+    header_only = dns(qdcount=0, question=b"", flags=QUERY_FLAGS)
+    mx = [dns(b"mail%d.example" % i, 15, flags=QUERY_FLAGS) for i in range(20)]
+    stream = tcp_dns(*[header_only] * 64, *mx)
+    got = both(to_server((1, stream)))
+    assert len(stream) < 1600
+    assert got[0][0] == ST_OK
+    assert [e[5] for e in got[0][1][64:]] == [b"mail%d.example" % i for i in range(20)]
+    assert len(got[0][1]) == 84
+    tight = tcp_dns(*[header_only] * 201)
+    got = both(to_server((1, tight[:27]), (28, tight[27:])))
+    assert [len(events) for _, events in got] == [1, 200]
+    assert len(tight[27:]) == 1 + 14 * 199

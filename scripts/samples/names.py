@@ -130,7 +130,7 @@ def dns_tcp() -> Capture:
         "DNS over TCP: pipelined messages, split messages, bad length, 65 in one segment, "
         "answers (one, two NXDOMAIN in one segment, one split). "
         "As tshark 4.0 (which reassembles) a split message counts once, at the segment that "
-        "completes it; tshark counts all 65 messages (64 here)",
+        "completes it; all 65 messages of one segment count, as in tshark",
     )
     t = Clock(0)
     a = TCP_CLIENT
@@ -175,7 +175,7 @@ def dns_tcp() -> Capture:
     cap.add(t(), segment(whole[:cut]), "ignored")
     cap.add(t(), segment(whole[cut:]), "ok", (Query(a, 15, False),))
     many = b"".join(_prefixed(query("x.example", 1, 100 + i)) for i in range(65))
-    cap.add(t(), segment(many), "ok", tuple(Query(a, 1, False) for _ in range(64)))
+    cap.add(t(), segment(many), "ok", tuple(Query(a, 1, False) for _ in range(65)))
     # Answers come back in the server's own stream (from port 53): counted for the
     # client, the same way (whole, several in one segment, split across segments).
     answer_segment = _tcp_stream(RESOLVER4, a, 53, 41000)

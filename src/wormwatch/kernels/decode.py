@@ -67,8 +67,9 @@ from wormwatch.model import (
     ST_OK,
 )
 
-# A TCP segment yields at most this many events (DECODING.md, "TCP"); the kernel stops
-# before a packet when fewer free event rows are left, so it stops at a packet boundary.
+# Free event rows the kernel keeps before each packet (a packet makes at most one event
+# here; the messages of a DNS-over-TCP segment are counted by kernels/dnstcp.py), so it
+# stops at a packet boundary.
 MAX_EVENTS_PER_PACKET = 64
 
 # columns of a fragment row (decode_packets writes them, kernels/reassemble.py reads them)

@@ -20,8 +20,9 @@ counted for the client it is sent to. The rule (docs/DECODING.md, "DNS over TCP"
   but not kept, so a message whose header was not captured is ``truncated`` and not
   counted, and a length prefix cut loses the stream (``truncated``); a capture that
   ends between two messages loses the stream too, with no status of its own;
-- at most 1 + MAX_EVENTS_PER_PACKET - 1 = 64 messages per segment; the rest of it is
-  left, and the flow resynchronises at the next segment (a gap);
+- every message a segment completes counts, however many: the kernel stops before a
+  segment when fewer event rows are free than it could complete (``_rows_needed``: a
+  message takes at least 14 bytes, its prefix and header), and the wrapper grows them;
 - the table holds ``n_slots`` flows; a new flow takes a free slot, else the least
   recently used one; a flow idle for ``timeout_us`` of packet time is forgotten (when
   it is next looked up). With ``keep`` false nothing is remembered between segments.
@@ -40,7 +41,6 @@ import numpy as np
 from numba import njit
 
 from wormwatch.kernels.decode import (
-    MAX_EVENTS_PER_PACKET,
     T_DPORT,
     T_IP,
     T_PACKET,
@@ -86,6 +86,16 @@ _MIX_MUL = 0xFF51AFD7ED558CCD
 PORT_BITS = 16
 SEQ_MOD = 1 << 32
 _GO = 255
+# the fewest bytes a DNS message takes in a TCP stream: its length prefix and header
+MIN_MESSAGE = DNS_TCP_PREFIX + DNS_LEN
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _rows_needed(segs, i):  # type: ignore[no-untyped-def]
+    """The most events segment row ``i`` can complete: the message in progress, then
+    one per MIN_MESSAGE captured bytes (a message whose header was not captured makes
+    none, and the stream is lost where the capture ends between two messages)."""
+    return 1 + (segs[i, T_STOP] - segs[i, T_START]) // MIN_MESSAGE
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -213,7 +223,8 @@ def tcp_dns(  # type: ignore[no-untyped-def]
     """Walk segment rows ``first..n_seg`` (kernels/decode.py T_* columns) through the
     flow table; write the status of each segment's packet and an event row (its packet
     ``ev_packet`` and the event columns) per DNS query or answer message completed.
-    Stops before a segment when fewer than MAX_EVENTS_PER_PACKET event rows are free.
+    Stops before a segment when fewer event rows are free than it could complete
+    (``_rows_needed``; the wrapper then doubles them).
 
     Returns:
         (index of the first segment row not walked, event rows filled).
@@ -221,7 +232,7 @@ def tcp_dns(  # type: ignore[no-untyped-def]
     key = np.zeros(N_KEY, np.uint64)
     capacity = qtypes.shape[0]
     i = first
-    while i < n_seg and capacity - n_events >= MAX_EVENTS_PER_PACKET:
+    while i < n_seg and capacity - n_events >= _rows_needed(segs, i):
         p = segs[i, T_PACKET]
         now = ts_us[p]
         sport, dport = segs[i, T_SPORT], segs[i, T_DPORT]
@@ -281,7 +292,7 @@ def _walk(  # type: ignore[no-untyped-def]
     status = _GO
     n_rows = 0
     pos = ahead
-    while pos < length and n_rows < MAX_EVENTS_PER_PACKET:
+    while pos < length:
         if seen[s] == 0 and pos >= captured:
             # the capture ends between two messages: what follows is unknown
             status = ST_OK if n_rows > 0 and status == _GO else status
