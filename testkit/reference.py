@@ -149,7 +149,7 @@ def _link(linktype: int, frame: bytes) -> tuple[int, int]:
         # Reading: SLL2's protocol is an ethertype, dispatched as for SLL (tags, PPPoE).
         _need(frame, 20)
         return _ethertype_payload(frame, 20, struct.unpack_from(">H", frame, 0)[0])
-    if linktype in (model.LINKTYPE_RAW, model.LINKTYPE_RAW_OLD):
+    if linktype in (model.LINKTYPE_RAW, model.LINKTYPE_RAW_OLD, model.LINKTYPE_RAW_BSD):
         _need(frame, 1)
         version = frame[0] >> 4
         if version not in (4, 6):

@@ -26,6 +26,7 @@ from wormwatch.model import (
     LINKTYPE_LOOP,
     LINKTYPE_NULL,
     LINKTYPE_RAW,
+    LINKTYPE_RAW_BSD,
     LINKTYPE_RAW_OLD,
     ST_FRAGMENT,
     ST_IGNORED,
@@ -127,6 +128,7 @@ LINK_CASES = {
     "raw-v4": (LINKTYPE_RAW, Q4, False),
     "raw-v6": (LINKTYPE_RAW, Q6, True),
     "raw12": (LINKTYPE_RAW_OLD, Q4, False),
+    "raw14": (LINKTYPE_RAW_BSD, Q6, True),  # OpenBSD's DLT_RAW, as tshark reads it
     "ipv4": (LINKTYPE_IPV4, Q4, False),
     "ipv6": (LINKTYPE_IPV6, Q6, True),
     "null-le": (LINKTYPE_NULL, struct.pack("<I", 2) + Q4, False),
@@ -652,8 +654,8 @@ def test_no_byte_past_the_capture_is_read() -> None:
 
 
 ALL_LINKTYPES = (
-    LINKTYPE_NULL, LINKTYPE_ETHERNET, LINKTYPE_RAW_OLD, LINKTYPE_RAW, LINKTYPE_LOOP,
-    LINKTYPE_LINUX_SLL, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_LINUX_SLL2, 147,
+    LINKTYPE_NULL, LINKTYPE_ETHERNET, LINKTYPE_RAW_OLD, LINKTYPE_RAW_BSD, LINKTYPE_RAW,
+    LINKTYPE_LOOP, LINKTYPE_LINUX_SLL, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_LINUX_SLL2, 147,
 )  # fmt: skip
 
 

@@ -31,6 +31,7 @@ BOOL = npt.NDArray[np.bool_]
 LINKTYPE_NULL: Final = 0  # BSD loopback: 4-byte address family, writer's byte order
 LINKTYPE_ETHERNET: Final = 1
 LINKTYPE_RAW_OLD: Final = 12  # DLT_RAW as some writers store it
+LINKTYPE_RAW_BSD: Final = 14  # DLT_RAW of OpenBSD and BSD/OS, as their writers store it
 LINKTYPE_RAW: Final = 101  # raw IPv4 or IPv6, by the version nibble
 LINKTYPE_LOOP: Final = 108  # OpenBSD loopback: family in network byte order
 LINKTYPE_LINUX_SLL: Final = 113

@@ -98,6 +98,7 @@ from wormwatch.model import (
     LINKTYPE_LOOP,
     LINKTYPE_NULL,
     LINKTYPE_RAW,
+    LINKTYPE_RAW_BSD,
     LINKTYPE_RAW_OLD,
     ST_FRAGMENT,
     ST_IGNORED,
@@ -197,7 +198,7 @@ def _link(data, start, end, linktype):  # type: ignore[no-untyped-def]
         if size < header_len:
             return ST_TRUNCATED, 0, start
         return _ethertype(data, start + header_len, end, _be16(data, start + type_off))
-    if linktype == LINKTYPE_RAW or linktype == LINKTYPE_RAW_OLD:
+    if linktype == LINKTYPE_RAW or linktype == LINKTYPE_RAW_OLD or linktype == LINKTYPE_RAW_BSD:
         if size < 1:
             return ST_TRUNCATED, 0, start
         version = np.int64(data[start] >> 4)
