@@ -194,8 +194,15 @@ def _ipv4(buf: bytes) -> tuple[str, str, int, bytes, int]:
     # Reading: options running past the captured bytes are a truncated header.
     _need(buf, header_len)
     payload = buf[header_len : min(ip.len, len(buf))]
+    protocol, sent = ip.p, ip.len - header_len
+    if protocol == IP6_AH:
+        # Reading: IPsec AH (transport mode) is walked as in IPv6, to what it protects.
+        _need(payload, 2)
+        length = (payload[1] + 2) * 4
+        _need(payload, length)
+        protocol, payload, sent = payload[0], payload[length:], sent - length
     src, dst = dpkt.utils.inet_to_str(ip.src), dpkt.utils.inet_to_str(ip.dst)
-    return src, dst, ip.p, payload, ip.len - header_len
+    return src, dst, protocol, payload, sent
 
 
 def _ipv6(buf: bytes) -> tuple[str, str, int, bytes, int]:

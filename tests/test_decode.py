@@ -15,6 +15,7 @@ import pytest
 from wormwatch.decode import Decoder, warm_up
 from wormwatch.dnstcp import TcpFlows
 from wormwatch.kernels import decode as kernels
+from wormwatch.kernels.prefilter import is_ignored
 from wormwatch.model import (
     KIND_DNS,
     KIND_SYN,
@@ -197,6 +198,24 @@ def test_ipv4_options_are_skipped() -> None:
         [query_event()],
         ST_OK,
     )
+
+
+def test_ipv4_ah_is_walked_to_the_protocol_it_protects() -> None:
+    """IPsec AH in transport mode (Windows domain isolation puts SMB under it): tshark
+    4.0 shows the query and the SYN inside; they were ignored. On Ethernet, too: the
+    walker's relevance test skipped such frames as ignored before the decoder saw them."""
+    ah = bytes((17, 4)) + b"\x00" * 22  # UDP next; (4 + 2) * 4 = 24 bytes
+    assert one(LINKTYPE_RAW, ipv4(ah + udp(dns()), 51)) == ([query_event()], ST_OK)
+    syn = bytes((6, 4)) + b"\x00" * 22 + tcp(dport=445, flags=0x02)
+    rows, status = one(LINKTYPE_ETHERNET, ether(ipv4(syn, 51)))
+    assert ([r["kind"] for r in rows], status) == ([KIND_SYN], ST_OK)
+    for cut in (1, 20):
+        assert one(LINKTYPE_RAW, ipv4(ah[:cut], 51)) == ([], ST_TRUNCATED)
+        assert reference_decode(LINKTYPE_RAW, ipv4(ah[:cut], 51)) == (ST_TRUNCATED, [])
+    assert reference_decode(LINKTYPE_RAW, ipv4(ah + udp(dns()), 51))[0] == ST_OK
+    frame = ether(ipv4(ah + udp(dns()), 51))
+    skipped = is_ignored(np.frombuffer(frame, np.uint8), 0, len(frame), LINKTYPE_ETHERNET)
+    assert not skipped
 
 
 @pytest.mark.parametrize(

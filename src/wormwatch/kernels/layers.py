@@ -243,7 +243,18 @@ def _ipv4(data, off, end):  # type: ignore[no-untyped-def]
         return ST_FRAGMENT, protocol, off + header_len, off + total_len
     if end - off < header_len:
         return ST_TRUNCATED, 0, off, off
-    return _GO, protocol, off + header_len, off + total_len
+    cur = off + header_len
+    if protocol == IP_PROTO_AH:
+        # IPsec AH in transport mode (RFC 4302): the protocol it protects follows it
+        stop = min(end, off + total_len)
+        if stop - cur < EXT_LEN_OFF + 1:
+            return ST_TRUNCATED, 0, off, off
+        size = (np.int64(data[cur + EXT_LEN_OFF]) + 2) * 4
+        if stop - cur < size:
+            return ST_TRUNCATED, 0, off, off
+        protocol = np.int64(data[cur + EXT_NXT_OFF])
+        cur += size
+    return _GO, protocol, cur, off + total_len
 
 
 @njit(cache=True, nogil=True, inline="always")

@@ -131,7 +131,8 @@ def is_ignored(data, start, end, linktype):  # type: ignore[no-untyped-def]
     else:
         return ethertype != ETH_P_PPP_SES
     if protocol != IP_PROTO_TCP and protocol != IP_PROTO_UDP:
-        return True
+        # an IPv4 AH header: decode it (the protocol it protects follows it)
+        return protocol != IP_PROTO_AH
     size = stop - off
     if size < (UDP_LEN if protocol == IP_PROTO_UDP else TCP_FLAGS_END):
         return False
