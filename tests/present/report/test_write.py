@@ -21,6 +21,8 @@ import pytest
 
 from wormwatch.config import Config, load_config
 from wormwatch.errors import WormwatchError
+from wormwatch.model import RCODE_NXDOMAIN
+from wormwatch.present.report import plots
 from wormwatch.present.report.page import config_toml
 from wormwatch.present.report.plots import coarsen, keyword_fit
 from wormwatch.present.report.prefixes import Relation, prefix_stats, relation
@@ -464,3 +466,35 @@ def test_cli_reports_a_missing_file_in_one_line(
     assert err.startswith("wormwatch: error: ")
     assert "nope.pcap" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_a_span_of_years_is_drawn_in_wider_bins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # one file's clock unset (1970) merged with one of today: drawn bin by bin, the
+    # report of these two packets ran for minutes and took gigabytes
+    drawn: list[tuple[np.ndarray, np.ndarray]] = []
+    monkeypatch.setattr(
+        plots, "_step", lambda _ax, edges, values, **_: drawn.append((edges, values))
+    )
+    old, new = Host("192.0.2.70"), Host("192.0.2.71")
+    old.query(1_000_000, "mx.example.com", qtype=15).answer(1_000_000, "qx.com", RCODE_NXDOMAIN)
+    new.queries([at(12)] * 3, ["a.example.com"] * 3)
+    new.answer(at(12), "kq.com", RCODE_NXDOMAIN).answer(at(12), "zx.com", RCODE_NXDOMAIN)
+    lines = [plots.RateLine("old", old.state()), plots.RateLine("new", new.state())]
+    plots.query_rate_figure(lines, 60, tmp_path / "rate.png", title="t")
+    plots.nx_rate_figure(lines, 60, tmp_path / "nx.png", title="t")
+    bins = np.array([5, at(12) // 180_000_000], np.int64)
+    plots.sync_figure(
+        bins, np.array([4, 0]), np.array([0, 6]), 180, tmp_path / "s.png", title="t", r=None
+    )
+    assert len(drawn) == 8
+    for edges, values in drawn:
+        assert len(values) <= 5001, "at most 5000 steps (and a partial one) a figure"
+        assert edges[0] <= np.datetime64(0, "s")
+        assert edges[-1] > np.datetime64(at(12) // 10**6, "s")
+    # rates per minute, times the minutes of a drawn bin, give back every count
+    minutes = [float((e[1] - e[0]) / np.timedelta64(60, "s")) for e, _v in drawn]
+    totals = [float(v.sum()) * m for (_e, v), m in zip(drawn, minutes, strict=True)]
+    # A and MX of the old host, of the new host; NXDOMAIN of each; MX and SYNs network-wide
+    assert totals == pytest.approx([0, 1, 3, 0, 1, 2, 4, 6])

@@ -54,6 +54,10 @@ _SYN_COLOUR = "tab:red"
 # Two series share one y axis when their peaks are within this factor.
 _SHARED_AXIS_RATIO = 2.0
 _MIN_FIT_BINS = 3
+# Steps drawn at most along a time axis (a figure is 850 pixels wide); a longer span
+# is drawn in bins a whole multiple wider (its axis says how wide). Drawing a span of
+# years bin by bin (one file's clock unset) took matplotlib many minutes and gigabytes.
+MAX_DRAWN_BINS = 5000
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,11 +94,19 @@ def bin_times(lo: int, hi: int, bin_s: int) -> npt.NDArray[np.datetime64]:
 
 
 def dense(bins: I64, values: npt.ArrayLike, lo: int, hi: int) -> F64:
-    """Per-bin values over ``lo..hi``; a bin missing from ``bins`` counts zero."""
+    """Per-bin values over ``lo..hi``; a bin missing from ``bins`` counts zero, and
+    values of a bin that ``bins`` holds more than once add up."""
     out = np.zeros(hi - lo + 1, np.float64)
     keep = (bins >= lo) & (bins <= hi)
-    out[bins[keep] - lo] = np.asarray(values, np.float64)[keep]
+    np.add.at(out, bins[keep] - lo, np.asarray(values, np.float64)[keep])
     return out
+
+
+def drawn_bins(lo: int, hi: int) -> tuple[int, int, int]:
+    """``(k, lo // k, hi // k)``: bins ``lo..hi`` drawn ``k`` at a time, ``k`` the
+    smallest that keeps the span within :data:`MAX_DRAWN_BINS` steps (1 for most)."""
+    k = max(1, -(-(hi - lo + 1) // MAX_DRAWN_BINS))
+    return k, lo // k, hi // k
 
 
 def _step(ax: Axes, edges: npt.NDArray[np.datetime64], values: F64, **style: object) -> None:
@@ -121,6 +133,14 @@ def _time_axis(ax: Axes, edges: npt.NDArray[np.datetime64], bin_s: int) -> None:
     ax.xaxis.set_major_formatter(formatter)
 
 
+def _lines_span(lines: Sequence[RateLine]) -> tuple[int, int, int]:
+    """:func:`drawn_bins` of the bins of all ``lines``."""
+    spans = [(int(ln.state.bins[0]), int(ln.state.bins[-1])) for ln in lines if ln.state.bins.size]
+    lo = min((s[0] for s in spans), default=0)
+    hi = max((s[1] for s in spans), default=0)
+    return drawn_bins(lo, hi)
+
+
 def _per_min(bin_s: int) -> float:
     return 60.0 / bin_s
 
@@ -144,9 +164,8 @@ def query_rate_figure(lines: Sequence[RateLine], bin_s: int, path: Path, *, titl
     each on its own scale (a keyword storm sends hundreds of A queries a
     minute, a mass mailer a few MX queries).
     """
-    spans = [(int(ln.state.bins[0]), int(ln.state.bins[-1])) for ln in lines if ln.state.bins.size]
-    lo = min((s[0] for s in spans), default=0)
-    hi = max((s[1] for s in spans), default=0)
+    k, lo, hi = _lines_span(lines)
+    bin_s *= k
     times = bin_times(lo, hi, bin_s)
     fig = Figure(figsize=(8.5, 5.2), layout="constrained")
     ax_a, ax_mx = fig.subplots(2, 1, sharex=True)
@@ -154,11 +173,12 @@ def query_rate_figure(lines: Sequence[RateLine], bin_s: int, path: Path, *, titl
     for i, ln in enumerate(lines):
         colour = _COLOURS[i % len(_COLOURS)]
         st = ln.state
-        _step(ax_a, times, dense(st.bins, st.series[:, C_A], lo, hi) * scale, color=colour, lw=1.2)
+        a = dense(st.bins // k, st.series[:, C_A], lo, hi)
+        _step(ax_a, times, a * scale, color=colour, lw=1.2)
         _step(
             ax_mx,
             times,
-            dense(st.bins, st.series[:, C_MX], lo, hi) * scale,
+            dense(st.bins // k, st.series[:, C_MX], lo, hi) * scale,
             color=colour,
             lw=1.2,
             label=ln.label,
@@ -284,11 +304,12 @@ def sync_figure(
     computed from. When the two peaks differ by more than a factor of three, SYNs get their
     own (right-hand, red) axis so both shapes stay visible.
     """
-    lo, hi = (int(bins[0]), int(bins[-1])) if bins.size else (0, 0)
+    k, lo, hi = drawn_bins(*((int(bins[0]), int(bins[-1])) if bins.size else (0, 0)))
+    bin_s *= k
     times = bin_times(lo, hi, bin_s)
     scale = _per_min(bin_s)
-    mx_rate = dense(bins, mx, lo, hi) * scale
-    syn_rate = dense(bins, syn, lo, hi) * scale
+    mx_rate = dense(bins // k, mx, lo, hi) * scale
+    syn_rate = dense(bins // k, syn, lo, hi) * scale
     fig = Figure(figsize=(8.5, 3.6), layout="constrained")
     ax = fig.subplots()
     _step(ax, times, mx_rate, color=_MX_COLOUR, lw=1.3, label="MX queries")
@@ -320,24 +341,21 @@ def sync_figure(
 def nx_rate_figure(lines: Sequence[RateLine], bin_s: int, path: Path, *, title: str) -> None:
     """NXDOMAIN answers per minute over time, one line per host (above), and the mean
     name score of the domains new in each bin (below, 0..1; a point per bin with one)."""
-    spans = [(int(ln.state.bins[0]), int(ln.state.bins[-1])) for ln in lines if ln.state.bins.size]
-    lo = min((s[0] for s in spans), default=0)
-    hi = max((s[1] for s in spans), default=0)
+    k, lo, hi = _lines_span(lines)
+    bin_s *= k
     times = bin_times(lo, hi, bin_s)
     fig = Figure(figsize=(8.5, 5.2), layout="constrained")
     ax_nx, ax_score = fig.subplots(2, 1, sharex=True, height_ratios=(2, 1))
     scale = _per_min(bin_s)
     for i, ln in enumerate(lines):
         colour = _COLOURS[i % len(_COLOURS)]
-        st = ln.state
-        _step(ax_nx, times, dense(st.bins, st.series[:, C_NX], lo, hi) * scale, color=colour)
-        domains = st.series[:, C_NX_DOMS_NEW]
+        st, bins = ln.state, ln.state.bins // k
+        _step(ax_nx, times, dense(bins, st.series[:, C_NX], lo, hi) * scale, color=colour)
+        domains = dense(bins, st.series[:, C_NX_DOMS_NEW], lo, hi)
         has = domains > 0
         # C_NX_SCORE is in thousandths of a name score
-        mean = st.series[has, C_NX_SCORE] / 1000.0 / domains[has]
-        ax_score.plot(
-            bin_times(lo, hi, bin_s)[st.bins[has] - lo], mean, ".", color=colour, label=ln.label
-        )
+        mean = dense(bins, st.series[:, C_NX_SCORE], lo, hi)[has] / 1000.0 / domains[has]
+        ax_score.plot(times[:-1][has], mean, ".", color=colour, label=ln.label)
     ax_nx.set_title("NXDOMAIN answers", fontsize=10, loc="left")
     ax_nx.set_ylabel("answers / min")
     _floor_axis(ax_nx, scale)
