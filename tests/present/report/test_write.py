@@ -347,6 +347,8 @@ def test_config_block_reads_back_as_the_same_config(tmp_path: Path) -> None:
         cfg,
         keywords=("mail", "post"),
         keyword_weights={"mail": 1.0, "post": 0.5},
+        dga_nx=replace(cfg.dga_nx, min_nx=5, min_mean_score=0.55),
+        reassembly=replace(cfg.reassembly, max_datagrams=64, timeout_s=5.0),
     )
     path = tmp_path / "again.toml"
     path.write_text(config_toml(cfg))

@@ -268,6 +268,7 @@ def config_toml(cfg: Config) -> str:
             "bin_s": cfg.bin_s, "window_s": cfg.window_s,
             "max_hosts": cfg.max_hosts, "max_host_bins": cfg.max_host_bins,
         }),
+        ("reassembly", _fields(cfg.reassembly)),
         ("keywords", {"words": list(cfg.keywords)}),
         ("keywords.weights", dict(cfg.keyword_weights)),
         ("allowlist", {
@@ -279,6 +280,7 @@ def config_toml(cfg: Config) -> str:
         ("detect.mx_client", _fields(cfg.mx_client)),
         ("detect.smb_scan", _fields(cfg.smb_scan)),
         ("detect.bot_sync", _fields(cfg.bot_sync)),
+        ("detect.dga_nx", _fields(cfg.dga_nx)),
         ("score", {"bands": list(cfg.score.bands), "hysteresis": cfg.score.hysteresis}),
         ("score.weights", dict(cfg.score.weights)),
     ]  # fmt: skip
