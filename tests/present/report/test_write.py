@@ -420,6 +420,13 @@ def test_errors_are_wormwatch_errors(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists(), "nothing is created for a capture that is not there"
 
 
+@pytest.mark.parametrize("name", ["hosts.jsonl", "hosts.jsonl.tmp", "index.html"])
+def test_an_output_file_that_is_a_directory_is_one_error(tmp_path: Path, name: str) -> None:
+    (tmp_path / name).mkdir()
+    with pytest.raises(WormwatchError, match=f"cannot write .*{name}: Is a directory"):
+        report(Config(), [str(QUIET)], tmp_path)
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
 def test_unwritable_directory(tmp_path: Path) -> None:
     locked = tmp_path / "locked"

@@ -137,12 +137,17 @@ def _write_text(path: Path, text: str) -> Path:
 def _write_hosts(path: Path, data: ReportData) -> None:
     """Host records (ranked), then the network record; written aside and renamed."""
     tmp = path.with_name(path.name + ".tmp")
-    if tmp.exists():
-        tmp.unlink()
+    try:
+        tmp.unlink(missing_ok=True)
+    except OSError as err:
+        raise WormwatchError(f"cannot write {tmp}: {err.strerror or err}") from None
     hosts = data.result.hosts
     with JsonLinesWriter(str(tmp)) as writer:
         write_summary_records(writer, hosts, data.result.final, data.bin_s, data.network_sync)
-    os.replace(tmp, path)
+    try:
+        os.replace(tmp, path)
+    except OSError as err:
+        raise WormwatchError(f"cannot write {path}: {err.strerror or err}") from None
 
 
 # --- which hosts each figure shows ----------------------------------------------------
