@@ -28,8 +28,10 @@ from wormwatch.present.report.plots import coarsen, keyword_fit
 from wormwatch.present.report.prefixes import Relation, prefix_stats, relation
 from wormwatch.runner import report
 
+from testkit import frames
 from testkit.hoststates import Host, at
 from testkit.paths import REPO
+from testkit.pcap import write_frames
 
 DEMO = REPO / "pcaps" / "demo.pcap"
 DEMO_CONFIG = REPO / "src" / "wormwatch" / "data" / "demo.toml"
@@ -293,6 +295,16 @@ def _queries_pcap(path: Path, src: str, names: list[bytes], gap_s: float) -> Non
 
 def _hostile_pcap(path: Path) -> None:
     _queries_pcap(path, "192.0.2.66", [HOSTILE[i % len(HOSTILE)] for i in range(24)], 20.0)
+
+
+def test_a_capture_with_nothing_counted_shows_no_1970_time(tmp_path: Path) -> None:
+    # one packet of 2003 that is neither a DNS query or answer nor a SYN to 135/139/445
+    frame = frames.ether(frames.ipv4(frames.udp(b"x" * 8, dport=80)))
+    write_frames(tmp_path / "web.pcap", [(1_060_648_157_150_816, frame)])
+    report(Config(), [str(tmp_path / "web.pcap")], tmp_path / "out")
+    text = " ".join(read_page(tmp_path / "out").text)
+    assert "1970" not in text
+    assert "packet time none: no DNS query, DNS answer or SYN to 135/139/445 counted" in text
 
 
 def test_hostile_names_are_escaped(tmp_path: Path) -> None:

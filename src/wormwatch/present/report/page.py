@@ -214,14 +214,24 @@ def _findings(data: ReportData) -> str:
 # --- capture statistics and configuration --------------------------------------------------
 
 
+def _packet_time(data: ReportData) -> str:
+    """The packet-time span of what was counted, or that nothing was."""
+    snap = data.result.final
+    counted = sum(as_int(snap.decode.get(k)) for k in ("dns_queries", "dns_answers", "syns"))
+    if not counted:
+        # no event set the clock: its 0 is no packet's time
+        return "none: no DNS query, DNS answer or SYN to 135/139/445 counted"
+    span_s = max(0, snap.now_us - snap.start_us) / 1e6
+    return f"{utc(snap.start_us)} to {utc(snap.now_us)} ({duration(span_s)})"
+
+
 def _stats(data: ReportData) -> str:
     snap = data.result.final
     d = snap.decode
     n_packets = max(1, as_int(d.get("packets")))
-    span_s = max(0, snap.now_us - snap.start_us) / 1e6
     rows: list[tuple[str, str]] = [
         ("files", "<br>".join(f"<code>{esc(f)}</code>" for f in data.files)),
-        ("packet time", f"{utc(snap.start_us)} to {utc(snap.now_us)} ({duration(span_s)})"),
+        ("packet time", _packet_time(data)),
         ("packets", f"{as_int(d.get('packets')):,} ({as_int(d.get('bytes')):,} bytes)"),
     ]
     for name in STATUS_NAMES:
@@ -312,7 +322,7 @@ def render_report(data: ReportData) -> str:
     source = ", ".join(f"<code>{esc(f)}</code>" for f in data.files)
     cfg_from = esc(data.cfg.path) if data.cfg.path else "built-in defaults"
     body = f"""<h1>wormwatch report</h1>
-<p class="lead">{source}<br>packet time {utc(snap.start_us)} to {utc(snap.now_us)}; \
+<p class="lead">{source}<br>packet time {_packet_time(data)}; \
 {as_int(snap.decode.get("packets")):,} packets; bins of {data.bin_s} s; config: {cfg_from}</p>
 <h2 id="findings">Findings</h2>
 {_findings(data)}
