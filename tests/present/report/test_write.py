@@ -30,6 +30,7 @@ from wormwatch.runner import report
 
 from testkit import frames
 from testkit.hoststates import Host, at
+from testkit.hoststates import write_pcap as write_hosts_pcap
 from testkit.paths import REPO
 from testkit.pcap import write_frames
 
@@ -305,6 +306,22 @@ def test_a_capture_with_nothing_counted_shows_no_1970_time(tmp_path: Path) -> No
     text = " ".join(read_page(tmp_path / "out").text)
     assert "1970" not in text
     assert "packet time none: no DNS query, DNS answer or SYN to 135/139/445 counted" in text
+
+
+def test_dga_nx_evidence_is_one_line_of_numbers(tmp_path: Path) -> None:
+    host = Host("192.0.2.80")
+    for i in range(40):
+        host.answer(at(12) + i * 1_000_000, f"zq{i:02d}xkvbpwjq.com", RCODE_NXDOMAIN)
+    write_hosts_pcap(tmp_path / "dga.pcap", [host])
+    report(Config(), [str(tmp_path / "dga.pcap")], tmp_path / "out")
+    (row,) = [r for r in read_page(tmp_path / "out").findings if r]
+    assert row["f-verdicts"] == "dga-nx"
+    page = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
+    evidence = page.split('class="f-evidence">', 1)[1].split("</td>", 1)[0]
+    # the old cell was the evidence's JSON cut at 200 characters, mid-timestamp
+    assert "{" not in evidence
+    assert "40 NXDOMAIN of 40 answers (100.0%) for 40 domains, 40.0/min" in evidence
+    assert "<code>zq00xkvbpwjq.com</code>" in evidence
 
 
 def test_hostile_names_are_escaped(tmp_path: Path) -> None:

@@ -129,6 +129,15 @@ def _evidence_text(name: str, ev: Mapping[str, object], cfg: Config) -> str:
             f"MX vs SYN r = {num(ev.get('r'))} over {as_int(ev.get('bins')):,} bins "
             f"({as_int(ev.get('mx_queries')):,} MX, {as_int(ev.get('syns')):,} SYNs)"
         )
+    if name == "dga-nx":
+        share = ev.get("nx_share")
+        share_text = f"{share:.1%}" if isinstance(share, int | float) else "n/a"
+        return (
+            f"{as_int(ev.get('nx_answers')):,} NXDOMAIN of {as_int(ev.get('answers')):,} answers "
+            f"({share_text}) for {as_int(ev.get('nx_domains')):,} domains, "
+            f"{num(ev.get('nx_per_min'))}/min, mean name score {num(ev.get('mean_name_score'))}"
+            + _samples(ev.get("sample_names"))
+        )
     return esc(json.dumps(ev, default=str)[:200])
 
 
