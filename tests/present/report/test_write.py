@@ -21,7 +21,7 @@ import pytest
 
 from wormwatch.config import Config, load_config
 from wormwatch.errors import WormwatchError
-from wormwatch.model import RCODE_NXDOMAIN
+from wormwatch.model import QTYPE_MX, RCODE_NXDOMAIN
 from wormwatch.present.report import plots
 from wormwatch.present.report.page import config_toml
 from wormwatch.present.report.plots import coarsen, keyword_fit
@@ -322,6 +322,23 @@ def test_dga_nx_evidence_is_one_line_of_numbers(tmp_path: Path) -> None:
     assert "{" not in evidence
     assert "40 NXDOMAIN of 40 answers (100.0%) for 40 domains, 40.0/min" in evidence
     assert "<code>zq00xkvbpwjq.com</code>" in evidence
+
+
+def test_a_correlated_host_not_flagged_is_not_said_to_have_no_sync(tmp_path: Path) -> None:
+    # MX queries and SYNs rise and fall together (r = 1), but always to the same 3
+    # hosts and one domain: too few new peers for bot-sync
+    host = Host("192.0.2.90")
+    for minute in range(60):
+        n = 6 if (minute // 9) % 2 == 0 else 1
+        for i in range(n):
+            ts = at(12 + minute / 60) + i * 1_000_000
+            host.query(ts, "mx.example.com", qtype=QTYPE_MX).syn(ts + 1, f"203.0.113.{i % 3}")
+    write_hosts_pcap(tmp_path / "sync.pcap", [host])
+    report(Config(), [str(tmp_path / "sync.pcap")], tmp_path / "out")
+    (caption,) = [c for c in read_page(tmp_path / "out").captions if "192.0.2.90" in c]
+    assert caption.endswith("r = 1.000")
+    assert "no sync" not in caption
+    assert "not flagged bot-sync" in caption
 
 
 def test_hostile_names_are_escaped(tmp_path: Path) -> None:

@@ -133,7 +133,8 @@ def sync_section(data: ReportData) -> str:
             )
         )
     for f in data.syncs:
-        status = "bot-sync" if f.is_flagged else "not flagged: enough MX and SYNs, no sync"
+        # not flagged: r below bot_sync.min_r, or too few bursts or new peers
+        status = "bot-sync" if f.is_flagged else "enough MX and SYNs, not flagged bot-sync"
         r_text = "undefined" if f.r is None else f"{f.r:.3f}"
         caption = f"{esc(f.host)} ({status}): r = {r_text}"
         parts.append(figure(f.name, f"MX queries and SYNs of {f.host}", caption))

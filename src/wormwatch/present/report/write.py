@@ -185,7 +185,7 @@ def _storm_hosts(data: ReportData) -> list[tuple[HostView, bool]]:
 
 
 def _sync_hosts(data: ReportData) -> list[tuple[HostView, bool]]:
-    """Bot-sync hosts, then hosts with enough MX queries and SYNs but no sync."""
+    """Bot-sync hosts, then hosts with enough MX queries and SYNs but not flagged bot-sync."""
     bs = data.cfg.bot_sync
     flagged = [v for v in data.result.hosts if "bot-sync" in v.verdict.verdicts]
     near = []
