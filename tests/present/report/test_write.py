@@ -341,6 +341,19 @@ def test_a_correlated_host_not_flagged_is_not_said_to_have_no_sync(tmp_path: Pat
     assert "not flagged bot-sync" in caption
 
 
+def test_a_capture_longer_than_the_window_says_the_figures_show_its_end(tmp_path: Path) -> None:
+    host = Host("192.0.2.95")
+    for day in range(3):
+        host.queries([at(24 * day + 12 + i / 60) for i in range(20)], ["www.example.com"] * 20)
+    write_hosts_pcap(tmp_path / "days.pcap", [host])
+    report(Config(), [str(tmp_path / "days.pcap")], tmp_path / "long")
+    page = read_page(tmp_path / "long")
+    assert "window-note" in page.ids
+    assert "The capture spans 48.3 h, more than the detection window" in " ".join(page.text)
+    report(Config(window_s=4 * 86400), [str(tmp_path / "days.pcap")], tmp_path / "wide")
+    assert "window-note" not in read_page(tmp_path / "wide").ids
+
+
 def test_hostile_names_are_escaped(tmp_path: Path) -> None:
     pcap = tmp_path / "hostile.pcap"
     _hostile_pcap(pcap)

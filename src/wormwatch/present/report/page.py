@@ -30,6 +30,7 @@ from wormwatch.present.report.sections import (
     prefix_section,
     rate_section,
     sync_section,
+    window_note,
 )
 from wormwatch.records import host_record
 
@@ -335,6 +336,7 @@ def render_report(data: ReportData) -> str:
 {as_int(snap.decode.get("packets")):,} packets; bins of {data.bin_s} s; config: {cfg_from}</p>
 <h2 id="findings">Findings</h2>
 {_findings(data)}
+{window_note(data)}
 <h2 id="fig1">1. DNS query rate over time</h2>
 {rate_section(data)}
 <h2 id="fig2">2. Name prefixes of keyword-storm hosts</h2>

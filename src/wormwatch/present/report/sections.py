@@ -10,11 +10,26 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from wormwatch.present.report.htmlkit import esc, figure, table, verdict_badges
+from wormwatch.present.report.htmlkit import duration, esc, figure, table, verdict_badges
 from wormwatch.present.report.prefixes import MAX_PREFIX_LEN, PrefixCount
 
 if TYPE_CHECKING:
     from wormwatch.present.report.data import PrefixTable, ReportData
+
+
+def window_note(data: ReportData) -> str:
+    """A warning when the capture is longer than the window a host's bins are kept for."""
+    snap, window_s = data.result.final, data.cfg.window_s
+    span_s = (snap.now_us - snap.start_us) / 1e6
+    if span_s <= window_s:
+        return ""
+    return (
+        f'<p class="warn" id="window-note">The capture spans {duration(span_s)}, more than '
+        f"the detection window (<code>window_s</code> = {duration(window_s)}): a host's bins "
+        "older than the window are not kept, so the per-host figures show only its last "
+        f"{duration(window_s)}, and they start there for hosts seen earlier. The findings "
+        "table's counts are totals since each host was first seen.</p>"
+    )
 
 
 def rate_section(data: ReportData) -> str:
