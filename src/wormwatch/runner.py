@@ -332,6 +332,9 @@ def report(cfg: Config, files: Sequence[str], out_dir: Path, *, concatenate: boo
     :class:`~wormwatch.pipeline.RunResult`. Every capture is checked (missing,
     not a capture) before anything is created, and ``out_dir`` before the
     replay starts. Returns the path of ``index.html``.
+
+    Raises:
+        KeyboardInterrupt: Ctrl-C stopped the replay; nothing was written.
     """
     from wormwatch.present.report.write import prepare_dir, write_report  # noqa: PLC0415
     from wormwatch.source.pcapfile import open_replay  # noqa: PLC0415
@@ -342,6 +345,9 @@ def report(cfg: Config, files: Sequence[str], out_dir: Path, *, concatenate: boo
         result = Pipeline(cfg, source_name=source.name).run(source)
     finally:
         source.close()
+    if result.interrupted:
+        # Ctrl-C: no report of part of the captures (nor over an earlier one); exit 130
+        raise KeyboardInterrupt
     return write_report(result, out_dir, cfg, files=files)
 
 

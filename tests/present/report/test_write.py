@@ -22,11 +22,13 @@ import pytest
 from wormwatch.config import Config, load_config
 from wormwatch.errors import WormwatchError
 from wormwatch.model import QTYPE_MX, RCODE_NXDOMAIN
+from wormwatch.pipeline import RunResult
 from wormwatch.present.report import plots
 from wormwatch.present.report.page import config_toml
 from wormwatch.present.report.plots import coarsen, keyword_fit
 from wormwatch.present.report.prefixes import Relation, prefix_stats, relation
 from wormwatch.runner import report
+from wormwatch.source import Source
 
 from testkit import frames
 from testkit.hoststates import Host, at
@@ -504,6 +506,29 @@ def test_rerun_replaces_its_own_figures_only(tmp_path: Path, demo_report: Path) 
     page = read_page(out)
     assert {p.name for p in out.glob("fig*.png")} == set(page.images)
     assert (out / "notes.png").read_bytes() == b"mine"
+
+
+def test_ctrl_c_writes_no_report_and_exits_130(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from wormwatch import runner
+    from wormwatch.cli import main
+    from wormwatch.control import Stop
+
+    class CtrlC(runner.Pipeline):
+        """A replay stopped by Ctrl-C before its first batch."""
+
+        def run(self, source: Source, **_: object) -> RunResult:
+            stop = Stop()
+            stop.request(interrupted=True)
+            return super().run(source, stop=stop)
+
+    monkeypatch.setattr(runner, "Pipeline", CtrlC)
+    out = tmp_path / "out"
+    # the old code wrote the report of no packet at all and exited 0
+    assert main(["report", str(DEMO), "-o", str(out)]) == 130
+    assert capsys.readouterr().err == "wormwatch: interrupted\n"
+    assert list(out.iterdir()) == []
 
 
 def test_cli_end_to_end(tmp_path: Path) -> None:
