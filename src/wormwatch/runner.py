@@ -334,7 +334,7 @@ def report(cfg: Config, files: Sequence[str], out_dir: Path, *, concatenate: boo
     replay starts. Returns the path of ``index.html``.
 
     Raises:
-        KeyboardInterrupt: Ctrl-C stopped the replay; nothing was written.
+        KeyboardInterrupt: Ctrl-C or SIGTERM stopped the replay; nothing was written.
     """
     from wormwatch.present.report.write import prepare_dir, write_report  # noqa: PLC0415
     from wormwatch.source.pcapfile import open_replay  # noqa: PLC0415
@@ -345,8 +345,8 @@ def report(cfg: Config, files: Sequence[str], out_dir: Path, *, concatenate: boo
         result = Pipeline(cfg, source_name=source.name).run(source)
     finally:
         source.close()
-    if result.interrupted:
-        # Ctrl-C: no report of part of the captures (nor over an earlier one); exit 130
+    if result.interrupted or (result.error is None and not result.final.is_finished):
+        # Ctrl-C or SIGTERM: no report of part of the captures (nor over an earlier one)
         raise KeyboardInterrupt
     return write_report(result, out_dir, cfg, files=files)
 

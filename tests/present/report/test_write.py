@@ -508,19 +508,23 @@ def test_rerun_replaces_its_own_figures_only(tmp_path: Path, demo_report: Path) 
     assert (out / "notes.png").read_bytes() == b"mine"
 
 
-def test_ctrl_c_writes_no_report_and_exits_130(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("is_ctrl_c", [True, False], ids=["ctrl-c", "sigterm"])
+def test_a_stop_writes_no_report_and_exits_130(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    is_ctrl_c: bool,
 ) -> None:
     from wormwatch import runner
     from wormwatch.cli import main
     from wormwatch.control import Stop
 
     class CtrlC(runner.Pipeline):
-        """A replay stopped by Ctrl-C before its first batch."""
+        """A replay stopped by Ctrl-C or SIGTERM before its first batch."""
 
         def run(self, source: Source, **_: object) -> RunResult:
             stop = Stop()
-            stop.request(interrupted=True)
+            stop.request(interrupted=is_ctrl_c)
             return super().run(source, stop=stop)
 
     monkeypatch.setattr(runner, "Pipeline", CtrlC)
