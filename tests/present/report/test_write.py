@@ -356,6 +356,21 @@ def test_a_capture_longer_than_the_window_says_the_figures_show_its_end(tmp_path
     assert "window-note" not in read_page(tmp_path / "wide").ids
 
 
+def test_rate_figure_of_a_capture_whose_flagged_hosts_sent_no_dns(tmp_path: Path) -> None:
+    scanner, client = Host("192.0.2.60"), Host("192.0.2.61")
+    for i in range(40):
+        scanner.syn(at(12) + i, f"203.0.113.{i}")
+    client.queries([at(12) + i for i in range(5)], ["www.example.com"] * 5)
+    write_hosts_pcap(tmp_path / "scan.pcap", [scanner, client])
+    report(Config(), [str(tmp_path / "scan.pcap")], tmp_path / "out")
+    page = read_page(tmp_path / "out")
+    assert [r["f-host"] for r in page.findings if r] == ["192.0.2.60"]
+    # the old caption said "(no host flagged)" over a findings table with the scanner
+    assert page.captions[0] == (
+        "DNS queries of the busiest hosts (no flagged host sent DNS queries)"
+    )
+
+
 def test_hostile_names_are_escaped(tmp_path: Path) -> None:
     pcap = tmp_path / "hostile.pcap"
     _hostile_pcap(pcap)

@@ -241,11 +241,12 @@ def _draw(data: ReportData, out_dir: Path, bins: I64, counts: I64) -> None:
     data.rate_hosts = _rate_hosts(data)
     if data.rate_hosts:
         is_flagged = bool(data.rate_hosts[0].verdict.verdicts)
-        title = (
-            "DNS queries of the flagged hosts"
-            if is_flagged
-            else "DNS queries of the busiest hosts (no host flagged)"
-        )
+        if is_flagged:
+            title = "DNS queries of the flagged hosts"
+        elif data.flagged:
+            title = "DNS queries of the busiest hosts (no flagged host sent DNS queries)"
+        else:
+            title = "DNS queries of the busiest hosts (no host flagged)"
         lines = [
             plots.RateLine(_label(v), v.state)
             for v in data.rate_hosts
