@@ -270,6 +270,19 @@ def test_touched_since_a_mark_whatever_the_packet_time() -> None:
     assert agg.first_seen_us().tolist() == [600_000_000, 300_000_000]
 
 
+def test_first_and_last_seen_before_the_epoch() -> None:
+    # a pcapng interface with a negative if_tsoffset puts packets before 1970
+    agg = Aggregator()
+    dns = (KIND_DNS, 53, 1, b"a.example")
+    ev = make_events([(-315_000_000_000_000, "192.0.2.1", "192.0.2.53", *dns),
+                      (-314_000_000_000_000, "192.0.2.1", "192.0.2.53", *dns),
+                      (-300_000_000_000_000, "192.0.2.2", "192.0.2.53", *dns)])  # fmt: skip
+    agg.ingest(ev, Classifier().classify(ev))
+    assert agg.first_seen_us().tolist() == [-315_000_000_000_000, -300_000_000_000_000]
+    # the old last times were -1 (1969-12-31T23:59:59.999999 in the summaries)
+    assert agg.last_seen_us().tolist() == [-314_000_000_000_000, -300_000_000_000_000]
+
+
 def test_read_out_arrays_are_read_only() -> None:
     agg = Aggregator()
     ev = make_events([(0, "192.0.2.1", "198.51.100.1", KIND_SYN, 445, 0, b"")])

@@ -78,9 +78,12 @@ def touch_hosts(
             continue
         touched[h] = seq
         t = ts_us[i]
+        # -1 is "not seen yet" (a time before the epoch is below it, so max() alone
+        # left such a host's last time at -1)
         if first_us[h] == -1 or t < first_us[h]:
             first_us[h] = t
-        last_us[h] = max(last_us[h], t)
+        if last_us[h] == -1 or t > last_us[h]:
+            last_us[h] = t
 
 
 @njit(cache=True, nogil=True)
