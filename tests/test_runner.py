@@ -112,21 +112,30 @@ def test_signals_in_start_up_and_wind_down_end_the_run_cleanly(
     assert "capture" in done.stdout
 
 
-def test_ctrl_c_in_wind_down_still_gets_out_at_once(tmp_path: Path) -> None:
-    """As before: Ctrl-C after the loop (a second one, usually) ends the run there."""
+@pytest.mark.parametrize(("names", "is_whole"), [("SIGINT", True), ("SIGINT,SIGINT", False)])
+def test_ctrl_c_in_wind_down_keeps_the_summary_and_a_second_gets_out_at_once(
+    tmp_path: Path, names: str, is_whole: bool
+) -> None:
+    """A first Ctrl-C after the loop (a replay that ended by itself, writing a large
+    summary) is noted: the summary is whole, exit 130 (it raised there, and the run
+    ended without its summary). A second one still gets out at once."""
     summary = tmp_path / "hosts.jsonl"
     args = ["replay", str(DEMO), "--no-tui", "--summary", str(summary)]
     where = "wormwatch.runner._write_result"
     done = subprocess.run(
-        [sys.executable, "-c", _SIGNALLED_AT, where, "SIGINT", *args],
+        [sys.executable, "-c", _SIGNALLED_AT, where, names, *args],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
     assert done.returncode == 130
-    assert done.stderr == "wormwatch: interrupted\n"
-    assert not summary.exists()
+    if is_whole:
+        assert done.stderr == ""
+        assert len(summary.read_text().splitlines()) == DEMO_HOSTS + 1
+    else:
+        assert done.stderr == "wormwatch: interrupted\n"
+        assert not summary.exists()
 
 
 def _drain(fd: int) -> bytes:

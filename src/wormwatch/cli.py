@@ -294,6 +294,7 @@ def _run_handled(args: argparse.Namespace, signals: RunSignals) -> int:
     if result.error is not None:
         print(f"wormwatch: error: {result.error}", file=sys.stderr)
         return result.error.exit_code
-    if result.interrupted:
+    # a Ctrl-C in the wind-down was noted, and the summary still written
+    if result.interrupted or signals.stop.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_OK

@@ -18,9 +18,11 @@ counts as a clean exit to systemd). What a stop does depends on when it comes:
   raises :class:`KeyboardInterrupt` there (where it is safe), to break off a
   first run's ~15 s of compiling, which checks no flag;
 - the loop: it ends after the batch at hand;
-- wind-down (:meth:`Stop.loop_ended`: final judging, the summary): SIGTERM is noted
-  and the wind-down goes on; Ctrl-C raises :class:`KeyboardInterrupt`, as Python's own
-  handler does (a second Ctrl-C gets out at once, summary or not, as before).
+- wind-down (:meth:`Stop.loop_ended`: final judging, the summary): SIGTERM and a first
+  Ctrl-C are noted and the wind-down goes on (a run that ended by itself and is then
+  interrupted still writes its whole summary, exit 130); a second Ctrl-C raises
+  :class:`KeyboardInterrupt`, as Python's own handler does, and gets out at once,
+  summary or not.
 """
 
 from __future__ import annotations
@@ -73,7 +75,9 @@ class Stop:
         """The SIGTERM and SIGINT handler (see the module docstring for when)."""
         if self._is_over:
             if signum == signal.SIGINT:
-                raise KeyboardInterrupt
+                if self.interrupted:  # the second Ctrl-C
+                    raise KeyboardInterrupt
+                self.interrupted = True
             self.requested = True
             return
         self.request(interrupted=signum == signal.SIGINT)
