@@ -436,6 +436,25 @@ def test_network_sync() -> None:
     assert ev["series"]["bin_s"] == 60  # type: ignore[index]
 
 
+def test_network_evidence_over_a_long_idle_span_is_that_of_the_dense_series() -> None:
+    # idle bins count as zero pairs: r is that of the series laid out bin by bin
+    rng = np.random.default_rng(5)
+    bins = np.sort(rng.choice(np.arange(100, 3000), 80, replace=False))
+    mx = rng.integers(0, 6, 80) * (rng.random(80) < 0.7)
+    syn = mx * 2 + rng.integers(0, 3, 80) * (rng.random(80) < 0.5)
+    span = np.arange(int(bins[0]), int(bins[-1]) + 1)
+    mx_dense, syn_dense = np.zeros(span.shape[0], np.int64), np.zeros(span.shape[0], np.int64)
+    mx_dense[bins - bins[0]], syn_dense[bins - bins[0]] = mx, syn
+    assert network_evidence(bins, mx, syn, CFG) == network_evidence(span, mx_dense, syn_dense, CFG)
+    # one record of 1970 in a capture of 2026 (or of 2106, the end of 32-bit seconds):
+    # the span of ~10^9 bins is not laid out (it took 6 GB and 100 s at 3 * 10^7 bins)
+    far = np.concatenate([[0], bins + 2**32 // 60 * 16])
+    ev = network_evidence(far, np.concatenate([[1], mx]), np.concatenate([[0], syn]), CFG)
+    assert ev is not None
+    assert ev["bins"] == int(far[1:][(mx > 0) | (syn > 0)][-1]) + 1
+    assert ev["active_bins"] == 1 + int(((mx > 0) | (syn > 0)).sum())
+
+
 def test_could_fire_is_the_prefilter() -> None:
     hosts = [scanner(100), mass_mailer(40), bot(0), study_host()[0], Host(), dnscat()]
     totals = np.stack([h.state().totals for h in hosts])

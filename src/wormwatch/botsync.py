@@ -97,18 +97,24 @@ def sync_evidence(
     if not active.any():
         return None
     idx = np.flatnonzero(active)
-    lo, hi = int(b[idx[0]]), int(b[idx[-1]])
-    series = np.zeros((hi - lo + 1, N_COUNTERS), np.int64)
-    keep = (b >= lo) & (b <= hi)
-    series[b[keep] - lo, C_MX] = mx[keep]
-    series[b[keep] - lo, C_SYN445] = syn[keep]
-    w = Window(np.arange(lo, hi + 1, dtype=np.int64), series, cfg.bin_s, lo, hi)
-    fit = network_fit(
-        series[:, C_MX].astype(np.float64),
-        series[:, C_SYN445].astype(np.float64),
-        cfg.bot_sync,
-        cfg.bin_s,
-    )
+    busy = b[idx]
+    lo, hi = int(busy[0]), int(busy[-1])
+    # Idle bins count as zero pairs: a long idle stretch adds only to the number of
+    # bins, so it is cut to the few bins a lag or a moving sum reaches into, and r is
+    # that of the whole span; the span itself is never laid out (one record of 1970 in
+    # a 2026 capture once made a dense array of 30 million bins: 6 GB, 100 s).
+    grid = Grid.of(cfg.bot_sync, cfg.bin_s)
+    reach = 2 * (int(grid.lags[-1]) + max(grid.widths))
+    at = np.concatenate([[0], np.cumsum(np.minimum(np.diff(busy) - 1, reach) + 1)])
+    packed_mx = np.zeros(int(at[-1]) + 1, np.float64)
+    packed_syn = np.zeros(int(at[-1]) + 1, np.float64)
+    packed_mx[at] = mx[idx]
+    packed_syn[at] = syn[idx]
+    series = np.zeros((busy.shape[0], N_COUNTERS), np.int64)
+    series[:, C_MX] = mx[idx]
+    series[:, C_SYN445] = syn[idx]
+    w = Window(busy, series, cfg.bin_s, lo, hi)
+    fit = network_fit(packed_mx, packed_syn, cfg.bot_sync, cfg.bin_s, n_bins=hi - lo + 1)
     if fit is None:
         return None
     r, width, lag = fit

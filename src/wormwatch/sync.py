@@ -66,10 +66,11 @@ def _shifted(v: F64, lags: I64) -> F64:
     return out
 
 
-def correlations(p: Periods, mx: F64, syn: F64, grid: Grid) -> F64:
-    """Pearson r per (resolution, lag, period); NaN where either series is constant."""
+def correlations(p: Periods, mx: F64, syn: F64, grid: Grid, n_bins: int | None = None) -> F64:
+    """Pearson r per (resolution, lag, period); NaN where either series is constant.
+    ``n_bins``: the periods' length when idle bins were left out of the series."""
     out = np.full((len(grid.widths), grid.lags.shape[0], p.lo.shape[0]), np.nan)
-    n = p.n_bins.astype(np.float64)
+    n = p.n_bins.astype(np.float64) if n_bins is None else np.full(p.lo.shape[0], float(n_bins))
     for i, width in enumerate(grid.widths):
         x = _moving_sum(mx, width)
         y = _shifted(_moving_sum(syn, width), grid.lags)
@@ -156,15 +157,19 @@ def best_sync(
     )
 
 
-def network_fit(mx: F64, syn: F64, cfg: BotSyncConfig, bin_s: int) -> tuple[float, int, int] | None:
+def network_fit(
+    mx: F64, syn: F64, cfg: BotSyncConfig, bin_s: int, *, n_bins: int | None = None
+) -> tuple[float, int, int] | None:
     """Best r over the whole span (r, resolution in bins, lag in bins), or None
-    when fewer than ``min_active_bins`` bins are active or r is undefined."""
+    when fewer than ``min_active_bins`` bins are active or r is undefined.
+    ``n_bins``: the span's length, when runs of idle bins were shortened in
+    ``mx`` and ``syn`` (each still longer than a lag and a moving sum reach)."""
     if int(((mx > 0) | (syn > 0)).sum()) < cfg.min_active_bins:
         return None
     n = mx.shape[0]
     p = Periods(0, np.zeros((n, 0), np.int64), np.array([0]), np.array([n - 1]))
     grid = Grid.of(cfg, bin_s)
-    r = correlations(p, mx, syn, grid)[:, :, 0]
+    r = correlations(p, mx, syn, grid, n_bins)[:, :, 0]
     if np.isnan(r).all():
         return None
     i, k = np.unravel_index(int(np.nanargmax(r)), r.shape)
