@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from wormwatch.config import load_config
 from wormwatch.kernels import aggregate as agg_kernels
 from wormwatch.kernels import classify as cls_kernels
@@ -11,6 +13,7 @@ from wormwatch.model import HostView
 from wormwatch.pipeline import Pipeline
 from wormwatch.source.pcapfile import open_replay
 
+from testkit.hoststates import Event, at, write_events
 from testkit.paths import DEMO, DEMO_CONFIG
 
 
@@ -63,3 +66,36 @@ def test_kernels_compile_one_signature_each_after_a_replay() -> None:
     ]
     for kernel in kernels:
         assert len(kernel.signatures) == 1, (kernel, kernel.signatures)
+
+
+class _Alerts:
+    def __init__(self) -> None:
+        self.records: list[dict[str, object]] = []
+
+    def write(self, record: dict[str, object]) -> None:
+        self.records.append(record)
+
+
+def test_a_scan_that_returns_after_the_window_is_cleared_then_new(tmp_path: Path) -> None:
+    # 400 new targets at one a second, nothing at all for two days (longer than the
+    # one-day window), then 400 other targets in 40 s: the first scan left the window
+    # in the silence, so the alerts say so before the second one is news
+    def scan(start_h: float, net: int, step_us: int) -> list[Event]:
+        return [
+            (at(start_h) + i * step_us, "192.0.2.44", f"10.{net}.{i // 250}.{i % 250}", 0, b"", 445)
+            for i in range(400)
+        ]
+
+    path = write_events(tmp_path / "t.pcap", scan(12, 1, 1_000_000) + scan(60, 2, 100_000))
+    alerts = _Alerts()
+    source = open_replay([str(path)])
+    try:
+        Pipeline(load_config(None), source_name="t", alerts=alerts).run(source)
+    finally:
+        source.close()
+    reasons = [(r["reason"], r["verdicts"], r["timestamp"]) for r in alerts.records]
+    assert reasons[-2:] == [
+        ("cleared", [], "2026-11-28T12:00:00.000000+00:00"),
+        ("new", ["smb-scan"], "2026-11-28T12:00:39.900000+00:00"),
+    ]
+    assert reasons[0][0] == "new"

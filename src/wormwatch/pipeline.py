@@ -283,6 +283,11 @@ class Pipeline:
         for hi in [*cuts.tolist(), events.n]:
             if int(bins[lo]) > self._judged_bin >= 0:
                 self._write(self.judge.judge(self.agg))
+                if int(bins[lo]) > self._judged_bin + 1:
+                    # bins went by without a packet, and left the window unjudged:
+                    # judged again at this packet's time, before it counts
+                    self.agg.advance(int(events.ts_us[lo]))
+                    self._write(self.judge.judge(self.agg))
             renumbering = self.agg.ingest(
                 events.rows(lo, hi), keyword_idx[lo:hi], score_rows(scored, lo, hi)
             )

@@ -226,6 +226,11 @@ class Aggregator:
         """The newest packet time seen (-1 before any event)."""
         return self._now_us
 
+    def advance(self, ts_us: int) -> None:
+        """Packet time has reached ``ts_us`` (a packet about to be counted): the
+        window ends there, though no event of that time is counted yet."""
+        self._now_us = max(self._now_us, ts_us)
+
     def oldest_bin(self) -> int:
         """The first bin of the window that ends at the newest packet time:
         rows of older bins are outside every host's window."""
