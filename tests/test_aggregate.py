@@ -254,6 +254,24 @@ def test_network_series_leaves_out_allowlisted_hosts() -> None:
     assert series.tolist() == [[1, 1, 0], [0, 0, 1]]
 
 
+def test_network_series_of_a_batch_whose_times_are_years_apart() -> None:
+    # one record stamped 1970 and one of the year 9999 (a pcapng's 64-bit time) in the
+    # same batch as one of 2026: the series counts the bins present, not a column per
+    # bin of the span between them (4 * 10^9 bins: the old code asked for 31 GiB)
+    last = 253_402_300_799_999_999
+    rows = [
+        (1_700_000_000_000_000, "192.0.2.7", "192.0.2.53", KIND_DNS, 53, 15, b"example.org"),
+        (0, "192.0.2.7", "198.51.100.1", KIND_SYN, 445, 0, b""),
+        (last, "192.0.2.8", "192.0.2.53", KIND_DNS, 53, 1, b"example.org"),
+    ]
+    agg = Aggregator()
+    ev = make_events(rows)
+    agg.ingest(ev, Classifier().classify(ev))
+    bins, series = agg.network_series()
+    assert bins.tolist() == [0, 1_700_000_000_000_000 // 60_000_000, last // 60_000_000]
+    assert series.tolist() == [[0, 0, 1], [1, 1, 0], [1, 0, 0]]
+
+
 def test_touched_since_a_mark_whatever_the_packet_time() -> None:
     agg = Aggregator(bin_s=60)
     dns = (KIND_DNS, 53, 1, b"a.example")

@@ -123,8 +123,14 @@ def add_network(
     lo = int(bins.min())
     width = int(bins.max()) - lo + 1
     rel = bins - lo
+    present = None
+    if width > bins.shape[0]:
+        # bins far apart (one record stamped 1970 among those of 2026): counted by
+        # the bins present, not over the span between them (10^9 bins for 2106)
+        present, rel = np.unique(bins, return_inverse=True)
+        width = present.shape[0]
     series = [np.bincount(rel[m & is_client], minlength=width) for m in sel]
     for k in np.flatnonzero(series[0] + series[1] + series[2]).tolist():
-        acc = network.setdefault(lo + k, [0, 0, 0])
+        acc = network.setdefault(lo + k if present is None else int(present[k]), [0, 0, 0])
         for j in range(3):
             acc[j] += int(series[j][k])
