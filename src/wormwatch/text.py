@@ -82,7 +82,7 @@ def iso_time_us(text: str) -> int:
 
 def utc_time(ts_us: int, *, with_date: bool = True) -> str:
     """Packet time as UTC wall-clock text: ``2026-11-27 12:05:00`` (or ``12:05:00``)."""
-    when = datetime.fromtimestamp(ts_us / 1e6, UTC)
+    when = _EPOCH + timedelta(microseconds=int(ts_us))  # exact: no float rounding
     return when.strftime("%Y-%m-%d %H:%M:%S" if with_date else "%H:%M:%S")
 
 

@@ -23,7 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wormwatch.errors import WormwatchError
-from wormwatch.kernels.pcapwalk import walk_pcap, walk_pcapng
+from wormwatch.kernels.pcapwalk import MAX_TS_US, walk_pcap, walk_pcapng
 from wormwatch.source import MapsAhead
 from wormwatch.source.mapping import MAP_AHEAD_BYTES, MAP_STEP_BYTES
 from wormwatch.source.pcapfile import (
@@ -33,6 +33,7 @@ from wormwatch.source.pcapfile import (
     open_replay,
     warm_up,
 )
+from wormwatch.text import iso_time, utc_time
 
 from testkit.paths import PCAPS
 from testkit.pcap import (
@@ -583,3 +584,31 @@ def test_damaged_files_never_crash_the_walkers(
             n_packets += batch.n
         assert len(source.stats().warnings) <= 2
         assert source.stats().packets == n_packets
+
+
+def test_pcapng_times_past_the_year_9999_or_before_1970_are_held_in_range(
+    tmp_path: Path,
+) -> None:
+    # 64-bit ticks reach far past what a date can name: 2^64 - 1 microseconds read as -1
+    # (1969), 10^18 as the year 33658, and either stopped the summary with a traceback
+    frame = b"\0" * 40
+    ticks = [2**64 - 1, 2**63 - 1, 10**18, 1_700_000_000_000_000]
+    path = tmp_path / "far.pcapng"
+    path.write_bytes(
+        b"".join(
+            [
+                shb(),
+                idb(1),
+                *(epb(0, t, frame) for t in ticks),
+                idb(1, tsresol=0, tsoffset_s=-(10**12)),
+                epb(1, 2**30, frame),
+                idb(1, tsoffset_s=10**12),
+                epb(2, 1, frame),
+            ]
+        )
+    )
+    records, warnings = replay([path])
+    assert warnings == []
+    assert [r[0] for r in records] == [*[MAX_TS_US] * 3, 1_700_000_000_000_000, 0, MAX_TS_US]
+    assert utc_time(MAX_TS_US) == "9999-12-31 23:59:59"
+    assert iso_time(MAX_TS_US) == "9999-12-31T23:59:59.999999+00:00"

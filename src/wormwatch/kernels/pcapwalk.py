@@ -72,6 +72,10 @@ _INT32_MAX = 0x7FFF_FFFF
 TOUCH_AHEAD = 4096
 CACHE_LINE = 64
 
+# the last microsecond ISO 8601 can name, 9999-12-31T23:59:59.999999 (pcapng only:
+# a classic pcap's 32-bit seconds end in 2106)
+MAX_TS_US = 253_402_300_799_999_999
+
 # the ``walked`` array of both walkers: running totals the caller keeps
 W_RECORDS = 0  # records walked, kept or skipped
 W_BYTES = 1  # their captured bytes
@@ -174,6 +178,20 @@ def walk_pcap(  # type: ignore[no-untyped-def]
     return n, pos, status
 
 
+@njit(cache=True, nogil=True)
+def _ticks_us(ticks, mul, div, offset_us):  # type: ignore[no-untyped-def]
+    """A packet block's 64-bit unsigned timestamp (``ticks``, held in an int64), at
+    ``mul / div`` microseconds a tick plus ``offset_us``, within ``0 .. MAX_TS_US``:
+    a time past the year 9999 (or before 1970) is one no output can write."""
+    if ticks < 0 or ticks // div > MAX_TS_US // mul:
+        return np.int64(MAX_TS_US)
+    # split so that (ticks % div) * mul stays far from int64 overflow
+    us = (ticks // div) * mul + ((ticks % div) * mul) // div
+    if offset_us > MAX_TS_US - us:
+        return np.int64(MAX_TS_US)
+    return max(us + offset_us, np.int64(0))
+
+
 # longer than 60 lines: every pcapng block type is walked in this one loop
 @njit(cache=True, nogil=True)
 def walk_pcapng(  # type: ignore[no-untyped-def]
@@ -184,7 +202,8 @@ def walk_pcapng(  # type: ignore[no-untyped-def]
 
     A packet's timestamp in interface units ``t`` becomes
     ``t * if_muls[i] / if_divs[i] + if_offsets_us[i]`` microseconds (integer arithmetic,
-    rounded down); a Simple Packet Block has no timestamp and reuses the last one.
+    rounded down, held within ``0 .. MAX_TS_US``); a Simple Packet Block has no timestamp
+    and reuses the last one.
 
     Args:
         data: the whole file, read-only ``uint8``.
@@ -257,11 +276,7 @@ def walk_pcapng(  # type: ignore[no-untyped-def]
                 status = WALK_BAD_LENGTH
                 break
             ticks = (_u32(data, pos + 12, is_big) << 32) | _u32(data, pos + 16, is_big)
-            mul = if_muls[iface]
-            div = if_divs[iface]
-            # split so that (ticks % div) * mul stays far from int64 overflow
-            last_ts_us = (ticks // div) * mul + ((ticks % div) * mul) // div
-            last_ts_us += if_offsets_us[iface]
+            last_ts_us = _ticks_us(ticks, if_muls[iface], if_divs[iface], if_offsets_us[iface])
             start = pos + 28
             wirelen = _u32(data, pos + 24, is_big)
             linktype = if_linktypes[iface]
