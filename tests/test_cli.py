@@ -73,6 +73,19 @@ def test_errors_are_one_line(
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("speed", ["inf", "nan", "1e999", "0"])
+def test_a_speed_that_is_not_a_positive_finite_number_is_one_line(
+    speed: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # --speed inf and nan were taken, and the replay stopped with a traceback
+    with pytest.raises(SystemExit) as exc:
+        main(["replay", str(DEMO), "--no-tui", "--speed", speed])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"--speed must be a positive finite number (or 'max'), got '{speed}'" in err
+    assert "Traceback" not in err
+
+
 def test_a_summary_that_is_a_directory_is_one_line_before_the_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

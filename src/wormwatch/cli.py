@@ -29,8 +29,10 @@ def _speed(text: str) -> float | None:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"--speed takes a number or 'max', got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"--speed must be positive, got {text!r}")
+    if not 0 < value < float("inf"):  # nan fails both
+        raise argparse.ArgumentTypeError(
+            f"--speed must be a positive finite number (or 'max'), got {text!r}"
+        )
     return value
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from wormwatch.model import Batch
 from wormwatch.source import SourceStats
-from wormwatch.source.pacing import Paced
+from wormwatch.source.pacing import MAX_SPEED, Paced
 
 from testkit.fakes import FakeClock, ScriptedSource
 
@@ -177,3 +177,14 @@ def test_a_slow_consumer_does_not_get_the_whole_debt_at_once() -> None:
 def test_speed_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         Paced(ScriptedSource([], stats=STATS), 0.0)
+
+
+def test_a_speed_past_max_speed_is_max_speed() -> None:
+    # --speed 1e308 made the longest gap infinite: OverflowError at the start
+    ts = np.array([0, 1, 86_400], np.int64) * US
+    clock = FakeClock(100.0)
+    paced = Paced(
+        ScriptedSource([make_batch(ts)], stats=STATS), 1e308, clock=clock, sleep=clock.sleep
+    )
+    assert paced.speed == MAX_SPEED
+    assert released_ts(drain(paced, clock)).tolist() == ts.tolist()

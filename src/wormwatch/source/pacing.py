@@ -37,6 +37,9 @@ from wormwatch.model import Batch
 from wormwatch.source import Source, SourceStats
 
 US_PER_S = 1_000_000
+# a faster speed is taken as this one (a day of packets in ~0.1 us): speed * US_PER_S
+# and the schedule's arithmetic stay finite
+MAX_SPEED = 1e12
 
 
 def _slice(batch: Batch, start: int, stop: int) -> Batch:
@@ -84,9 +87,9 @@ class Paced:
             raise ValueError(f"speed must be positive or None, got {speed!r}")
         self.source = source
         self.name = source.name
-        self.speed = speed
+        self.speed = speed if speed is None else min(speed, MAX_SPEED)
         self.max_sleep_s = max_sleep_s
-        self.max_gap_us = int(max_gap_s * (speed or 1.0) * US_PER_S)
+        self.max_gap_us = int(max_gap_s * (self.speed or 1.0) * US_PER_S)
         self.max_lag_s = max_lag_s
         self.clock = clock
         self.sleep = sleep
