@@ -46,7 +46,7 @@ class BinRows:
         row = np.empty(host.shape[0], np.int64)
         before = self.n_rows
         refused = self._upsert(host, bins, row)
-        if refused and self._prune(oldest_bin):
+        if refused and self.prune(oldest_bin):
             before = self.n_rows
             refused = self._upsert(host, bins, row)
         self.rows_dropped += refused
@@ -93,7 +93,7 @@ class BinRows:
         rows[: self.rows.shape[0]] = self.rows
         self.row_host, self.row_bin, self.rows = row_host, row_bin, rows
 
-    def _prune(self, oldest_bin: int) -> bool:
+    def prune(self, oldest_bin: int) -> bool:
         """Drop rows of bins before ``oldest_bin``; True if any went."""
         used = self.n_rows
         keep = self.row_bin[:used] >= oldest_bin
