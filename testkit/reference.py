@@ -74,6 +74,10 @@ IP6_FRAG = 44
 MAX_EXT_HEADERS = 16
 PROTO_TCP = 6
 PROTO_UDP = 17
+PROTO_GRE = 47
+GRE_TEB = 0x6558
+GRE_ERSPAN2 = 0x88BE
+GRE_ERSPAN3 = 0x22EB
 DNS_PORT = 53
 MAX_POINTER_JUMPS = 128
 KEYWORDS = (b"mail", b"smtp", b"mx", b"ns", b"gate", b"relay")
@@ -250,6 +254,44 @@ def _ipv6(buf: bytes) -> tuple[str, str, int, bytes, int]:
     return src, dst, next_header, buf[pos:end], sent - pos
 
 
+# --- GRE (one level) -------------------------------------------------------
+
+
+def _gre(payload: bytes) -> tuple[int, bytes]:
+    """A GRE packet (the outer IP payload) -> (inner IP version, bytes from the inner IP
+    header); version 0 means "not IP": ignored."""
+    _need(payload, 4)
+    flags, protocol = struct.unpack_from(">HH", payload, 0)
+    # Version 1 (PPTP) and a routing list (R, RFC 1701) are not followed.
+    if flags & 0x0007 or flags & 0x4000:
+        raise PacketProblemError(ST_IGNORED)
+    # C (checksum), K (key), S (sequence number): 4 bytes each; other bits not looked at
+    pos = 4 + 4 * sum(1 for bit in (0x8000, 0x2000, 0x1000) if flags & bit)
+    _need(payload, pos)
+    if protocol in (ETH_IPV4, ETH_IPV6):
+        return (4 if protocol == ETH_IPV4 else 6), payload[pos:]
+    if protocol == GRE_ERSPAN2 and flags & 0x1000:
+        # ERSPAN type II: 8-byte header of version 1 (type I, without S, has none)
+        _need(payload, pos + 8)
+        if payload[pos] >> 4 != 1:
+            raise PacketProblemError(ST_IGNORED)
+        pos += 8
+    elif protocol == GRE_ERSPAN3:
+        # ERSPAN type III: 12 bytes of version 2, frame type 0 (Ethernet); O set: 8 more
+        _need(payload, pos + 12)
+        field = struct.unpack_from(">H", payload, pos + 10)[0]
+        if payload[pos] >> 4 != 2 or (field >> 10) & 0x1F:
+            raise PacketProblemError(ST_IGNORED)
+        pos += 12 + (8 if field & 1 else 0)
+        _need(payload, pos)
+    elif protocol not in (GRE_TEB, GRE_ERSPAN2):
+        raise PacketProblemError(ST_IGNORED)
+    frame = payload[pos:]
+    _need(frame, 14)
+    version, offset = _ethertype_payload(frame, 14, struct.unpack_from(">H", frame, 12)[0])
+    return version, frame[offset:]
+
+
 # --- DNS --------------------------------------------------------------------
 
 
@@ -399,6 +441,14 @@ def _decode(
             return ST_IGNORED, [], None
         ip = _ipv4 if version == 4 else _ipv6
         src, dst, proto, payload, sent_len = ip(frame[offset:])
+        if proto == PROTO_GRE:
+            # Reading: one level; the inner packet is what the outer one's payload holds
+            # (captured, within its length), and its addresses are the event's.
+            version, inner = _gre(payload)
+            if version == 0:
+                return ST_IGNORED, [], None
+            ip = _ipv4 if version == 4 else _ipv6
+            src, dst, proto, payload, sent_len = ip(inner)
         if proto == PROTO_UDP:
             dport, queries, status = _udp(payload)
             is_syn = False

@@ -8,7 +8,8 @@ offset, id, ...) for the reassembly kernel (kernels/reassemble.py); the datagram
 kernel completes come back here as a second, small batch of raw IP packets.
 
 What a packet counts as is docs/DECODING.md; its layers are inlined from
-kernels/layers.py (link, IP, UDP/TCP, addresses) and kernels/dnsmsg.py (the DNS message),
+kernels/layers.py (link, IP, UDP/TCP, addresses), kernels/gre.py (one level of GRE: the
+inner packet goes through the same IP layers again) and kernels/dnsmsg.py (the DNS message),
 and the packet walk that ties them together is here. The layers are ``inline="always"``
 helpers: merged into the one compiled kernel, so no per-packet call passes an array.
 The smallest readers (``layers._be16``) and the question reader (``dnsmsg._question``,
@@ -30,6 +31,7 @@ import numpy as np
 from numba import njit
 
 from wormwatch.kernels.dnsmsg import _dns_events
+from wormwatch.kernels.gre import _gre
 from wormwatch.kernels.headers import (
     IP6_FRAG_ID_OFF,
     IP6_FRAG_LEN,
@@ -40,6 +42,7 @@ from wormwatch.kernels.headers import (
     IP_ID_OFF,
     IP_MF_SHIFT,
     IP_OFFMASK,
+    IP_PROTO_GRE,
     IP_PROTO_TCP,
     IP_PROTO_UDP,
     TCP_DPORT_OFF,
@@ -185,10 +188,19 @@ def decode_packets(  # type: ignore[no-untyped-def]
         action, dport, n_rows, off = 0, 0, 0, 0
         status, version, ip = _link(data, start, end, linktypes[p])
         if status == _GO:
-            if version == 4:
-                status, protocol, off, sent_end = _ipv4(data, ip, end)
-            else:
-                status, protocol, off, sent_end = _ipv6(data, ip, end)
+            # one level of GRE (ERSPAN, Ethernet, IP): its inner packet is walked by the
+            # same layers, at one call site each, and ends where the outer one does
+            for level in range(2):
+                if version == 4:
+                    status, protocol, off, sent_end = _ipv4(data, ip, end)
+                else:
+                    status, protocol, off, sent_end = _ipv6(data, ip, end)
+                if status != _GO or protocol != IP_PROTO_GRE or level == 1:
+                    break
+                end = min(end, sent_end)
+                status, version, ip = _gre(data, off, end)
+                if status != _GO:
+                    break
             if status == ST_FRAGMENT:
                 _put_fragment(
                     data, frags, n_frag, p, n_events, end, version, ip, protocol, off, sent_end

@@ -129,3 +129,26 @@ ASCII_DOT: Final = 0x2E
 ASCII_UPPER_A: Final = 0x41
 ASCII_UPPER_Z: Final = 0x5A
 ASCII_CASE_BIT: Final = 0x20
+
+# --- GRE (RFC 2784, RFC 2890) and what a mirror port's tunnel carries -----------------
+IP_PROTO_GRE: Final = 47
+GRE_LEN: Final = 4  # flags and version, protocol type (an ethertype)
+GRE_PROTO_OFF: Final = 2
+GRE_C: Final = 0x8000  # checksum present: 4 bytes (checksum, reserved1)
+GRE_R: Final = 0x4000  # routing present (RFC 1701): not walked, ignored
+GRE_K: Final = 0x2000  # key present (RFC 2890): 4 bytes
+GRE_S: Final = 0x1000  # sequence number present (RFC 2890): 4 bytes
+GRE_VERSION: Final = 0x0007  # only version 0 is followed
+GRE_OPT_LEN: Final = 4
+ETH_P_TEB: Final = 0x6558  # transparent Ethernet bridging: an Ethernet frame
+ETH_P_ERSPAN2: Final = 0x88BE  # Cisco ERSPAN type II (type I without GRE's S bit)
+ETH_P_ERSPAN3: Final = 0x22EB  # Cisco ERSPAN type III
+ERSPAN_VER_SHIFT: Final = 4  # the version is the first byte's high nibble
+ERSPAN2_VER: Final = 1
+ERSPAN2_LEN: Final = 8
+ERSPAN3_VER: Final = 2
+ERSPAN3_LEN: Final = 12
+ERSPAN3_FLAGS_OFF: Final = 10  # P, FT (frame type), HW ID, D, Gra, O
+ERSPAN3_FT: Final = 0x7C00  # frame type: 0 is Ethernet
+ERSPAN3_O: Final = 0x0001  # an 8-byte platform-specific sub-header follows
+ERSPAN3_PLATFORM_LEN: Final = 8

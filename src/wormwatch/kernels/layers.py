@@ -51,6 +51,7 @@ from wormwatch.kernels.headers import (
     IP_PROTO_AH,
     IP_PROTO_DSTOPTS,
     IP_PROTO_FRAGMENT,
+    IP_PROTO_GRE,
     IP_PROTO_HOPOPTS,
     IP_PROTO_MOBILITY,
     IP_PROTO_OFF,
@@ -272,7 +273,12 @@ def _ipv6(data, off, end):  # type: ignore[no-untyped-def]
     next_header = np.int64(data[off + IP6_NXT_OFF])
     cur = off + IP6_LEN
     for n_ext in range(MAX_EXT_HEADERS + 1):
-        if next_header == IP_PROTO_TCP or next_header == IP_PROTO_UDP:
+        # GRE: the decoder follows one level of it (kernels/gre.py)
+        if (
+            next_header == IP_PROTO_TCP
+            or next_header == IP_PROTO_UDP
+            or next_header == IP_PROTO_GRE
+        ):
             return _GO, next_header, cur, sent_end
         is_frag = next_header == IP_PROTO_FRAGMENT
         is_ah = next_header == IP_PROTO_AH

@@ -35,6 +35,7 @@ from wormwatch.kernels.headers import (
     IP_PROTO_AH,
     IP_PROTO_DSTOPTS,
     IP_PROTO_FRAGMENT,
+    IP_PROTO_GRE,
     IP_PROTO_HOPOPTS,
     IP_PROTO_MOBILITY,
     IP_PROTO_OFF,
@@ -84,7 +85,7 @@ def is_ignored(data, start, end, linktype):  # type: ignore[no-untyped-def]
     tags, IP version, header lengths and fragment bits, the protocol, the ports and the
     TCP flags. False means "decode it": DNS on port 53 either way (queries, answers),
     a SYN to 135/139/445, and every frame whose headers are cut, bad or unusual
-    (fragments, IPv6 extension headers, PPPoE, other link types), so that whatever the
+    (fragments, IPv6 extension headers, GRE, PPPoE, other link types), so that whatever the
     decoder counts or reports still reaches it.
     """
     if linktype != LINKTYPE_ETHERNET or end - start < ETH_LEN:
@@ -119,7 +120,7 @@ def is_ignored(data, start, end, linktype):  # type: ignore[no-untyped-def]
         protocol = np.int64(data[off + IP6_NXT_OFF])
         off += IP6_LEN
         if protocol != IP_PROTO_TCP and protocol != IP_PROTO_UDP:
-            # no next header, ICMPv6, ...: ignored; an extension header: decode it
+            # no next header, ICMPv6, ...: ignored; an extension header or GRE: decode it
             return not (
                 protocol == IP_PROTO_HOPOPTS
                 or protocol == IP_PROTO_ROUTING
@@ -127,12 +128,14 @@ def is_ignored(data, start, end, linktype):  # type: ignore[no-untyped-def]
                 or protocol == IP_PROTO_AH
                 or protocol == IP_PROTO_DSTOPTS
                 or protocol == IP_PROTO_MOBILITY
+                or protocol == IP_PROTO_GRE
             )
     else:
         return ethertype != ETH_P_PPP_SES
     if protocol != IP_PROTO_TCP and protocol != IP_PROTO_UDP:
-        # an IPv4 AH header: decode it (the protocol it protects follows it)
-        return protocol != IP_PROTO_AH
+        # an IPv4 AH header: decode it (the protocol it protects follows it); GRE too
+        # (a remote mirror's tunnel: the packet inside it)
+        return protocol != IP_PROTO_AH and protocol != IP_PROTO_GRE
     size = stop - off
     if size < (UDP_LEN if protocol == IP_PROTO_UDP else TCP_FLAGS_END):
         return False
