@@ -610,3 +610,25 @@ def test_a_span_of_years_is_drawn_in_wider_bins(
     totals = [float(v.sum()) * m for (_e, v), m in zip(drawn, minutes, strict=True)]
     # A and MX of the old host, of the new host; NXDOMAIN of each; MX and SYNs network-wide
     assert totals == pytest.approx([0, 1, 3, 0, 1, 2, 4, 6])
+
+
+def test_a_capture_reaching_the_year_9999_is_drawn(tmp_path: Path) -> None:
+    # a capture's times reach 9999-12-31T23:59:59.999999 (the walker holds them there):
+    # the last bin's end, and the axis margin past it, made matplotlib raise
+    # "dates must be between year 0001 and 9999" out of 'wormwatch report'
+    from wormwatch.kernels.pcapwalk import MAX_TS_US
+
+    last, now = Host("192.0.2.72"), Host("192.0.2.73")
+    last.query(MAX_TS_US, "mx.example.com", qtype=15).answer(MAX_TS_US, "qx.com", RCODE_NXDOMAIN)
+    now.queries([at(12)] * 3, ["a.example.com"] * 3).answer(at(12), "kq.com", RCODE_NXDOMAIN)
+    for lines in ([plots.RateLine("last", last.state())], [
+        plots.RateLine("last", last.state()), plots.RateLine("now", now.state())
+    ]):  # fmt: skip
+        plots.query_rate_figure(lines, 60, tmp_path / "rate.png", title="t")
+        plots.nx_rate_figure(lines, 60, tmp_path / "nx.png", title="t")
+    b = MAX_TS_US // 60_000_000
+    plots.sync_figure(
+        np.array([b - 1, b]), np.array([4, 0]), np.array([0, 6]), 60, tmp_path / "s.png",
+        title="t", r=None,
+    )  # fmt: skip
+    assert all((tmp_path / name).stat().st_size > 0 for name in ("rate.png", "nx.png", "s.png"))

@@ -87,10 +87,16 @@ class KeywordFit:
 # --- time axes ------------------------------------------------------------------
 
 
+# the last second matplotlib can draw (a capture's times reach it: DECODING.md)
+_LAST = np.datetime64("9999-12-31T23:59:59", "s")
+
+
 def bin_times(lo: int, hi: int, bin_s: int) -> npt.NDArray[np.datetime64]:
-    """Start times (UTC) of bins ``lo..hi`` inclusive, plus the end of the last bin."""
+    """Start times (UTC) of bins ``lo..hi`` inclusive, plus the end of the last bin
+    (none after the last second a date axis can draw)."""
     starts = np.arange(lo, hi + 2, dtype=np.int64) * bin_s
-    return starts.astype("datetime64[s]")
+    edges: npt.NDArray[np.datetime64] = np.minimum(starts.astype("datetime64[s]"), _LAST)
+    return edges
 
 
 def dense(bins: I64, values: npt.ArrayLike, lo: int, hi: int) -> F64:
@@ -125,7 +131,9 @@ def _time_axis(ax: Axes, edges: npt.NDArray[np.datetime64], bin_s: int) -> None:
     """UTC date ticks; a single bin gets a bin of room either side to read as a bar."""
     if edges.shape[0] == 2:
         pad = np.timedelta64(bin_s, "s")
-        ax.set_xlim(edges[0] - pad, edges[1] + pad)
+        ax.set_xlim(edges[0] - pad, min(edges[1] + pad, _LAST))
+    elif edges[-1] >= _LAST:
+        ax.set_xlim(edges[0], edges[-1])  # no margin past the year 9999
     # matplotlib's date helpers are not annotated
     locator = mdates.AutoDateLocator(tz=UTC, minticks=3, maxticks=8)  # type: ignore[no-untyped-call]
     formatter = mdates.ConciseDateFormatter(locator, tz=UTC)  # type: ignore[no-untyped-call]
