@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from wormwatch.config import load_config
+from wormwatch.errors import WormwatchError
 from wormwatch.kernels import aggregate as agg_kernels
 from wormwatch.kernels import classify as cls_kernels
 from wormwatch.kernels import counting as count_kernels
 from wormwatch.kernels import decode as dec_kernels
-from wormwatch.model import HostView
+from wormwatch.model import C_QUERIES, C_SYN135, C_SYN445, Events, HostView
 from wormwatch.pipeline import Pipeline
 from wormwatch.source.pcapfile import open_replay
 
@@ -99,3 +100,24 @@ def test_a_scan_that_returns_after_the_window_is_cleared_then_new(tmp_path: Path
         ("new", ["smb-scan"], "2026-11-28T12:00:39.900000+00:00"),
     ]
     assert reasons[0][0] == "new"
+
+
+class _FullDisk:
+    """An event sink that fails as the event log does when its disk is full."""
+
+    def write_events(self, events: Events) -> None:
+        raise WormwatchError("cannot write to JSON lines output events.jsonl: no space left")
+
+
+def test_a_failing_event_sink_still_leaves_its_batch_counted_per_host() -> None:
+    """The run ends with the sink's error, and the hosts hold every query and SYN
+    the decode counts hold: the summary and its alerts are not a batch short."""
+    pipe = Pipeline(load_config(None), source_name="demo", event_sinks=[_FullDisk()])
+    result = pipe.run(open_replay([str(DEMO)]))
+    assert result.error is not None
+    assert "no space left" in str(result.error)
+    decode = result.final.decode
+    assert decode["dns_queries"] + decode["syns"] > 0
+    queries = sum(int(v.state.totals[C_QUERIES]) for v in result.hosts)
+    syns = sum(int(v.state.totals[C_SYN135 : C_SYN445 + 1].sum()) for v in result.hosts)
+    assert (queries, syns) == (decode["dns_queries"], decode["syns"])

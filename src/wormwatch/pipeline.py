@@ -272,8 +272,6 @@ class Pipeline:
     ) -> None:
         """Count one batch's events, judging hosts at every bin boundary."""
         self.health.saw_events(int(events.ts_us[events.n - 1]))
-        for sink in self.event_sinks:
-            sink.write_events(events)
         # Hosts are judged when packet time enters a new bin, before the new
         # bin's first event counts: alerts then do not depend on batch sizes
         # or replay speed, only on the packets.
@@ -298,6 +296,10 @@ class Pipeline:
         record = self.health.saturation(self.agg)
         if record is not None:
             self._write([record])
+        # After counting: a sink that fails (the event log's disk full) ends the run,
+        # and the summary then still holds the batch the decode counts already hold.
+        for sink in self.event_sinks:
+            sink.write_events(events)
 
     def _write(self, records: list[dict[str, object]]) -> None:
         if self.alerts is not None:
