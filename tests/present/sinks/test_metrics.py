@@ -21,7 +21,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from wormwatch.config import load_config
-from wormwatch.model import KIND_DNS, KIND_SYN, STATUS_NAMES
+from wormwatch.model import KIND_ANSWER, KIND_DNS, KIND_SYN, STATUS_NAMES
 from wormwatch.pipeline import Pipeline
 from wormwatch.present.sinks.metric_families import QTYPE_LABELS, ClusterHealth
 from wormwatch.present.sinks.metrics import MetricsServer, RecordCounter, parse_address
@@ -108,6 +108,10 @@ def test_scraped_counts_equal_the_reference(path: Path, tmp_path: Path) -> None:
     want_status = Counter(STATUS_NAMES[s] for s in statuses)
     got_status = by_label(values, "wormwatch_decoded_packets_total", "status")
     assert got_status == {name: want_status.get(name, 0) for name in STATUS_NAMES}
+    kinds = {KIND_DNS: "dns-query", KIND_ANSWER: "dns-answer", KIND_SYN: "syn"}
+    want_kinds = Counter(kinds[e.kind] for e in events)
+    got_kinds = by_label(values, "wormwatch_events_total", "kind")
+    assert got_kinds == {name: want_kinds.get(name, 0) for name in kinds.values()}
     want_qtypes = Counter(QTYPE_LABELS.get(e.qtype, "other") for e in events if e.kind == KIND_DNS)
     got_qtypes = by_label(values, "wormwatch_dns_queries_total", "qtype")
     assert {k: v for k, v in got_qtypes.items() if v} == dict(want_qtypes)

@@ -88,9 +88,15 @@ def traffic(state: MetricState, snap: Snapshot) -> Iterator[Metric]:
     )
     yield _labelled(status, ((name, decode.get(name, 0)) for name in STATUS_NAMES))
     kinds = CounterMetricFamily(
-        "wormwatch_events", "Counted events: DNS queries and SYNs to 135/139/445.", labels=["kind"]
+        "wormwatch_events",
+        "Counted events: DNS queries, DNS answers and SYNs to 135/139/445.",
+        labels=["kind"],
     )
-    pairs = (("dns-query", decode.get("dns_queries", 0)), ("syn", decode.get("syns", 0)))
+    pairs = (
+        ("dns-query", decode.get("dns_queries", 0)),
+        ("dns-answer", decode.get("dns_answers", 0)),
+        ("syn", decode.get("syns", 0)),
+    )
     yield _labelled(kinds, pairs)
     qtypes = CounterMetricFamily(
         "wormwatch_dns_queries", "DNS queries by the first question's type.", labels=["qtype"]
