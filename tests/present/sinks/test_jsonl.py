@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from wormwatch.control import ReopenRequests
 from wormwatch.errors import WormwatchError
 from wormwatch.model import (
     C_A,
@@ -206,3 +207,27 @@ def test_writer_to_standard_output(capfd: pytest.CaptureFixture[str]) -> None:
     line = capfd.readouterr().out
     assert line == '{"schema":1,"name":"\\\\x1b]0;pwned\\\\x07"}\n'
     assert json.loads(line)["name"] == "\\x1b]0;pwned\\x07"
+
+
+def test_standard_output_redirected_to_a_file_is_not_reopened_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--events - > events.jsonl`` and a SIGHUP: the lines after it still go to
+    standard output, not to a new file named ``-`` in the working directory."""
+    monkeypatch.chdir(tmp_path)
+    redirected = tmp_path / "events.jsonl"
+    saved = os.dup(1)
+    try:
+        fd = os.open(redirected, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(fd, 1)
+        os.close(fd)
+        reopen = ReopenRequests()
+        with JsonLinesWriter("-", reopen=reopen) as out:
+            out.write({"schema": 1, "n": 1})
+            reopen.request()
+            out.write({"schema": 1, "n": 2})
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    assert not (tmp_path / "-").exists()
+    assert [json.loads(line)["n"] for line in redirected.read_text().splitlines()] == [1, 2]

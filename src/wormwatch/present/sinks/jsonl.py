@@ -153,7 +153,8 @@ class JsonLinesWriter:
         if self._reopen is None or self._reopen.generation == self._generation:
             return
         self._generation = self._reopen.generation
-        if not self._is_file:
+        # standard output has no path to reopen, even when the shell points it at a file
+        if not self._is_file or self.path == "-":
             return
         try:
             fd = self._open()
