@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -21,6 +22,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from wormwatch.config import load_config
+from wormwatch.errors import WormwatchError
 from wormwatch.model import KIND_ANSWER, KIND_DNS, KIND_SYN, STATUS_NAMES
 from wormwatch.pipeline import Pipeline
 from wormwatch.present.sinks.metric_families import QTYPE_LABELS, ClusterHealth
@@ -208,6 +210,23 @@ def test_port_in_use_is_one_clear_error() -> None:
     assert done.returncode != 0
     assert f"wormwatch: error: cannot serve metrics on 127.0.0.1:{first.port}: " in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_port_in_use_on_ipv6_is_said_as_it_is_given() -> None:
+    """``--metrics [::]:PORT`` taken: the line names ``[::]:PORT``, not ``:::PORT``."""
+    try:
+        taken = socket.socket(socket.AF_INET6)
+        taken.bind(("::", 0))
+    except OSError:
+        pytest.skip("no IPv6 here")
+    try:
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(WormwatchError) as info:
+            MetricsServer(("::", port), mode="replay")
+    finally:
+        taken.close()
+    assert str(info.value).startswith(f"cannot serve metrics on [::]:{port}: ")
 
 
 def test_a_running_replay_is_scraped_over_http(tmp_path: Path) -> None:

@@ -176,8 +176,9 @@ class MetricsServer:
         try:
             self._httpd, thread = start_http_server(port, addr=host, registry=registry)
         except OSError as err:
+            shown = f"[{host}]" if ":" in host else host
             raise WormwatchError(
-                f"cannot serve metrics on {host}:{port}: {err.strerror or err}"
+                f"cannot serve metrics on {shown}:{port}: {err.strerror or err}"
             ) from None
         self._thread: object | None = thread
         self.port = int(self._httpd.server_port)
