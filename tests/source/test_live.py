@@ -463,3 +463,34 @@ def test_wormwatch_live_writes_its_summary_when_the_link_goes_down(
     hosts, network = _summary(summary)
     assert hosts["198.51.100.11"]["queries"]["total"] == 30
     assert network["decode"]["dns_queries"] == 30
+
+
+def test_a_killed_fanout_worker_is_one_line_naming_the_signal(
+    pair: VethPair, tmp_path: Path
+) -> None:
+    """A worker killed (the out-of-memory killer's SIGKILL) ends the run with one line
+    that says how it ended, not a Python exception's repr; the summary is written."""
+    summary = tmp_path / "live.jsonl"
+    options = ["--no-tui", "--duration", "120", "--workers", "2", "--user", "root"]
+    live = subprocess.Popen(
+        pair.command(
+            pair.capture_ns,
+            _wormwatch("live", "-i", pair.capture_if, *options, "--summary", str(summary)),
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_while_running(live, lambda: len(_children(live.pid)) == 2, 60, "two workers")
+        os.kill(min(_children(live.pid)), signal.SIGKILL)
+        _, stderr = live.communicate(timeout=30)
+    finally:
+        if live.poll() is None:
+            live.kill()
+    assert live.returncode == 2
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert f"on {pair.capture_if} was killed by SIGKILL" in lines[0]
+    assert "Error" not in lines[0]
+    assert _summary(summary)[1]["event_type"] == "network"

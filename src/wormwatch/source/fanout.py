@@ -168,7 +168,8 @@ class FanoutCapture:
             message = self._conns[index].recv_bytes()
         except (EOFError, OSError) as err:
             raise WormwatchError(
-                f"capture worker {index} on {self.name} exited unexpectedly: {err!r}"
+                f"capture worker {index} on {self.name} {self._how_it_ended(index)}; "
+                "the capture stopped (restart the sensor)"
             ) from err
         kind, linktype, received, dropped, if_dropped, n = _HEADER.unpack_from(message)
         if kind == _ERROR:
@@ -182,6 +183,22 @@ class FanoutCapture:
         self._packets += batch.n
         self._bytes += int(batch.caplens.sum())
         return batch
+
+    def _how_it_ended(self, index: int) -> str:
+        """A dead worker's end in words: the signal that killed it, or its exit status."""
+        proc = self._procs[index]
+        proc.join(_JOIN_S)
+        code = proc.exitcode
+        if code is None:
+            return "stopped sending (its pipe closed)"
+        if code >= 0:
+            return f"exited with status {code}"
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = " (the kernel's out-of-memory killer?)" if -code == signal.SIGKILL else ""
+        return f"was killed by {name}{hint}"
 
     def _drain(self, index: int, conn: Connection, deadline: float) -> None:
         """Read a stopping worker's last messages (up to EOF) for its final kernel counts."""
