@@ -124,3 +124,22 @@ def test_a_periodic_summary_that_cannot_be_renamed_is_said_once_and_tried_again(
         summary.commit(writer)
     assert _records(path) == [1]
     outputs.close()
+
+
+@pytest.mark.parametrize("option", ["alerts", "events"])
+def test_a_stream_in_the_summarys_file_is_refused_before_the_run(
+    tmp_path: Path, option: str
+) -> None:
+    """The summary is renamed over its file at the end: alerts or events written to the
+    same file would vanish with a clean exit, so the run does not start."""
+    paths = {"alerts": None, "events": None, option: str(tmp_path / "out.jsonl")}
+    with pytest.raises(WormwatchError, match=f"is also --{option}: .* name two files"):
+        Outputs(
+            **paths,
+            summary=str(tmp_path / "." / "out.jsonl"),
+            summary_every_s=None,
+            user=None,
+            is_live=False,
+            reopen=ReopenRequests(),
+        )
+    assert not (tmp_path / "out.jsonl").exists()

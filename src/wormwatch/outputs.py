@@ -209,6 +209,19 @@ class SummaryFile:
             self.kept.close()
 
 
+def _check_distinct(alerts: str | None, events: str | None, summary: str | None) -> None:
+    """The summary is rewritten whole (renamed over its file): a stream that shares its
+    file would be lost at the first rewrite, so that is said before the run."""
+    if summary is None or summary == "-":
+        return
+    for option, path in (("--alerts", alerts), ("--events", events)):
+        if path not in (None, "-") and os.path.realpath(path) == os.path.realpath(summary):
+            raise WormwatchError(
+                f"--summary {summary} is also {option}: the summary is rewritten whole, "
+                f"which would lose the {option[2:]} written there; name two files"
+            )
+
+
 class Outputs:
     """The run's writers, opened before the capture (see the module docstring).
 
@@ -231,6 +244,7 @@ class Outputs:
         reopen: ReopenRequests,
     ) -> None:
         self.reopen = reopen
+        _check_distinct(alerts, events, summary)
         target = drop_target(user) if is_live else None
         self.summary = (
             SummaryFile(
