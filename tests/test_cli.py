@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -36,6 +37,11 @@ def test_replay_writes_summary_and_alerts(
     assert records[-1]["event_type"] == "network"
     assert all(r["schema"] == 1 for r in records)
     assert len(hosts) == 25
+    # the text summary counts each kind the run counted: queries, SYNs and answers
+    decode = records[-1]["decode"]
+    assert decode["dns_answers"] > 0
+    for label, key in (("DNS queries", "dns_queries"), ("DNS answers", "dns_answers")):
+        assert re.search(rf"{label} +{decode[key]:,}\n", out), label
     scanner = next(h for h in hosts if h["src_ip"] == "192.0.2.88")
     assert scanner["syn"] == {"135": 508, "139": 508, "445": 973}
     assert scanner["syn_targets"] == 508

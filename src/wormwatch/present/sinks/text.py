@@ -51,6 +51,7 @@ def stats_table(snapshot: Snapshot, warnings: Sequence[str] = ()) -> Table:
         ("packets", f"{d.get('packets', 0):,}"),
         ("DNS queries", f"{d.get('dns_queries', 0):,}"),
         ("SYNs to 135/139/445", f"{d.get('syns', 0):,}"),
+        ("DNS answers", f"{d.get('dns_answers', 0):,}"),
         (
             "decode",
             "  ".join(
