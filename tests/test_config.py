@@ -104,7 +104,10 @@ bands = [20, 60]
             "reassembly, score)",
         ),
         ("[aggregate]\nmin_targets = 3", "min_targets belongs in [detect.smb_scan]"),
-        ("[aggregate]\nbin_s = 60.5", "[aggregate] bin_s must be a positive integer, got 60.5"),
+        (
+            "[aggregate]\nbin_s = 60.5",
+            "[aggregate] bin_s must be a positive integer up to 86,400, got 60.5",
+        ),
         # a typo that would size the per-host arrays past the machine's memory
         (
             "[aggregate]\nmax_hosts = 99999999999999",
@@ -115,6 +118,23 @@ bands = [20, 60]
             "max_host_bins must be a positive integer up to",
         ),
         ("[aggregate]\nbin_s = 120\nwindow_s = 60", "window_s must be at least bin_s (120)"),
+        # numbers past these overflowed int64 or exhausted memory once the run had begun
+        (
+            "[aggregate]\nbin_s = 9223372036854775807\nwindow_s = 9223372036854775807",
+            "[aggregate] bin_s must be a positive integer up to 86,400, got 9223372036854775807",
+        ),
+        (
+            "[aggregate]\nwindow_s = 31536001",
+            "window_s must be a positive integer up to 31,536,000",
+        ),
+        (
+            "[reassembly]\nmax_datagrams = 100000000",
+            "[reassembly] max_datagrams must be a positive integer up to 1,000,000",
+        ),
+        (
+            "[cluster]\nshards = 18446744073709551616",
+            "[cluster] shards must be a positive integer up to 1,024",
+        ),
         ('[allowlist]\nmail_servers = ["192.0.2.300/32"]', "[allowlist] mail_servers holds a bad"),
         ('[allowlist]\nresolvers = "192.0.2.1"', "[allowlist] resolvers must be a list"),
         ("[detect.keyword_storm]\nmin_share = 1.5", "min_share must be a number between 0 and 1"),

@@ -47,6 +47,9 @@ SIGNALS = ("keyword-storm", "mx-client", "smb-scan", "bot-sync", "dga-nx")
 # before any packet); past these, a typo costs the machine's memory, not an error line.
 MAX_HOSTS_LIMIT = 10_000_000
 MAX_HOST_BINS_LIMIT = 100_000_000
+# A bin of a day, a window of a year (times in microseconds stay inside int64), and
+# fragment-pool slots of ~1.1 KB of tables each, allocated at the first fragment.
+MAX_BIN_S, MAX_WINDOW_S, MAX_DATAGRAMS_LIMIT = 86_400, 365 * 86_400, 1_000_000
 DEFAULT_KEYWORDS: tuple[str, ...] = ("mail", "smtp", "mx", "ns", "gate", "relay")
 # A keyword is matched against the first label of a name (RFC 1035 2.3.4: a
 # label is at most 63 octets).
@@ -286,8 +289,8 @@ def _build(path: str, doc: Mapping[str, Any]) -> Config:
 
 def _read_aggregate(agg: TableReader) -> tuple[int, int, int, int]:
     """``[aggregate]``: bin width, window and the table limits."""
-    bin_s = agg.positive_int("bin_s", 60)
-    window_s = agg.positive_int("window_s", 86400)
+    bin_s = agg.positive_int("bin_s", 60, MAX_BIN_S)
+    window_s = agg.positive_int("window_s", 86400, MAX_WINDOW_S)
     if window_s < bin_s:
         raise agg.fail("window_s", f"must be at least bin_s ({bin_s})", window_s)
     limits = (
@@ -301,7 +304,7 @@ def _read_aggregate(agg: TableReader) -> tuple[int, int, int, int]:
 def _read_reassembly(frag: TableReader) -> ReassemblyConfig:
     """``[reassembly]``: the IP fragment pool."""
     reassembly = ReassemblyConfig(
-        max_datagrams=frag.positive_int("max_datagrams", 1024),
+        max_datagrams=frag.positive_int("max_datagrams", 1024, MAX_DATAGRAMS_LIMIT),
         max_datagram_bytes=frag.positive_int("max_datagram_bytes", 65535),
         timeout_s=frag.number("timeout_s", 30.0, 0.001, 3600.0),
     )

@@ -25,6 +25,8 @@ TOP_BUCKET = "wormwatch_top"
 DELTA_SUBJECT = "wormwatch.delta"  # .<shard>.<sensor>
 ALERT_SUBJECT = "wormwatch.alert"  # .<shard>
 HEARTBEAT_SUBJECT = "wormwatch.heartbeat"  # .<sensor>
+# every sensor publishes a delta per shard per bin, even an empty one
+MAX_SHARDS = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +124,7 @@ def read_cluster(r: TableReader) -> ClusterConfig:
     cfg = ClusterConfig(
         url=r.get("url", d.url, _string, opt),
         sensor=r.get("sensor", d.sensor, _string, opt),
-        shards=r.positive_int("shards", d.shards),
+        shards=r.positive_int("shards", d.shards, MAX_SHARDS),
         user=r.get("user", None, _string, opt),
         password=r.get("password", None, _string, opt),
         token=r.get("token", None, _string, opt),
