@@ -189,3 +189,27 @@ def test_the_console_script_starts_numpy_without_blas_threads() -> None:
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert got.stdout.split()[1] == "2"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["replay", str(DEMO), "--speed", "nan"],
+        ["replay", str(DEMO), "--speed", "inf"],
+        ["live", "-i", "eth9", "--duration", "nan"],
+        ["live", "-i", "eth9", "--summary-every", "inf"],
+        ["central", "--duration", "nan"],
+        ["view", "--watch", "nan"],
+    ],
+)
+def test_numbers_that_are_not_finite_are_usage_errors(
+    args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--speed nan and inf were tracebacks from the pacing; a --duration of nan
+    passed the `<= 0` test and never ended the run."""
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "must be a positive" in err or "expected a positive number" in err
+    assert "Traceback" not in err

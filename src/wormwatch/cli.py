@@ -8,6 +8,7 @@ line on stderr; Ctrl-C ends a run with the summary written and exit 130.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -29,7 +30,7 @@ def _speed(text: str) -> float | None:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"--speed takes a number or 'max', got {text!r}") from None
-    if not 0 < value < float("inf"):  # nan fails both
+    if not 0 < value < math.inf:  # nan fails both
         raise argparse.ArgumentTypeError(
             f"--speed must be a positive finite number (or 'max'), got {text!r}"
         )
@@ -41,7 +42,8 @@ def _positive(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value <= 0:
+    # nan and inf pass a `<= 0` test: a --duration of nan never ended the run
+    if not 0 < value < math.inf:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
 
