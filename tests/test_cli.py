@@ -213,3 +213,28 @@ def test_numbers_that_are_not_finite_are_usage_errors(
     err = capsys.readouterr().err
     assert "must be a positive" in err or "expected a positive number" in err
     assert "Traceback" not in err
+
+
+def test_an_output_that_would_destroy_another_or_an_input_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--alerts x --summary x lost every alert (the summary was renamed over them),
+    and --summary CAPTURE replaced the capture replayed."""
+    shared = tmp_path / "out.jsonl"
+    assert (
+        main(["replay", str(DEMO), "--no-tui", "--alerts", str(shared), "--summary", str(shared)])
+        == 2
+    )
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"wormwatch: error: --summary and --alerts name one file ({shared}): the summary "
+        "would replace what --alerts wrote; name two files"
+    )
+    assert not shared.exists()
+    capture = tmp_path / "capture.pcap"
+    capture.write_bytes(DEMO.read_bytes())
+    assert main(["replay", str(capture), "--no-tui", "--summary", str(capture)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"wormwatch: error: --summary {capture} is also an input; name another file"
+    )
+    assert capture.read_bytes() == DEMO.read_bytes()

@@ -133,7 +133,9 @@ def test_a_stream_in_the_summarys_file_is_refused_before_the_run(
     """The summary is renamed over its file at the end: alerts or events written to the
     same file would vanish with a clean exit, so the run does not start."""
     paths = {"alerts": None, "events": None, option: str(tmp_path / "out.jsonl")}
-    with pytest.raises(WormwatchError, match=f"is also --{option}: .* name two files"):
+    with pytest.raises(
+        WormwatchError, match=f"--summary and --{option} name one file .* name two files"
+    ):
         Outputs(
             **paths,
             summary=str(tmp_path / "." / "out.jsonl"),

@@ -34,7 +34,7 @@ import contextlib
 import os
 import stat
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from wormwatch.control import ReopenRequests
@@ -104,6 +104,35 @@ def _check_in_place(path: str) -> None:
         raise WormwatchError(
             f"cannot write summary {path}: not a regular file, a pipe or a character device"
         )
+
+
+def _same_file(a: str, b: str) -> bool:
+    """Whether two paths name one regular file (or would: neither exists yet)."""
+    try:
+        if os.path.exists(a) and os.path.exists(b):
+            return os.path.samefile(a, b) and stat.S_ISREG(os.stat(a).st_mode)
+    except OSError:
+        return False
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def refuse_shared_paths(outputs: dict[str, str | None], inputs: Sequence[str]) -> None:
+    """One line when an output would destroy another output or an input: the summary
+    is renamed over its path at the end (an alerts file of the same path was lost),
+    and appending to a capture being read breaks it. Two appending logs may share a
+    file; ``-`` and devices (``/dev/null``) may be named by several."""
+    named = [(option, path) for option, path in outputs.items() if path and path != "-"]
+    for option, path in named:
+        for source in inputs:
+            if source != "-" and _same_file(path, source):
+                raise WormwatchError(f"{option} {path} is also an input; name another file")
+    summary = outputs.get("--summary")
+    for option, path in named:
+        if summary and option != "--summary" and summary != "-" and _same_file(path, summary):
+            raise WormwatchError(
+                f"--summary and {option} name one file ({path}): the summary would replace "
+                f"what {option} wrote; name two files"
+            )
 
 
 class SummaryFile:
@@ -209,19 +238,6 @@ class SummaryFile:
             self.kept.close()
 
 
-def _check_distinct(alerts: str | None, events: str | None, summary: str | None) -> None:
-    """The summary is rewritten whole (renamed over its file): a stream that shares its
-    file would be lost at the first rewrite, so that is said before the run."""
-    if summary is None or summary == "-":
-        return
-    for option, path in (("--alerts", alerts), ("--events", events)):
-        if path not in (None, "-") and os.path.realpath(path) == os.path.realpath(summary):
-            raise WormwatchError(
-                f"--summary {summary} is also {option}: the summary is rewritten whole, "
-                f"which would lose the {option[2:]} written there; name two files"
-            )
-
-
 class Outputs:
     """The run's writers, opened before the capture (see the module docstring).
 
@@ -230,6 +246,7 @@ class Outputs:
         summary_every_s: ``--summary-every`` (a periodic summary needs the rename).
         user: ``--user``; only a live capture started as root drops to it.
         reopen: SIGHUP's requests (:class:`~wormwatch.control.RunSignals`).
+        inputs: the capture files and config read, which no output may be.
     """
 
     def __init__(
@@ -242,9 +259,11 @@ class Outputs:
         user: str | None,
         is_live: bool,
         reopen: ReopenRequests,
+        inputs: Sequence[str] = (),
     ) -> None:
         self.reopen = reopen
-        _check_distinct(alerts, events, summary)
+        paths = {"--alerts": alerts, "--events": events, "--summary": summary}
+        refuse_shared_paths(paths, inputs)
         target = drop_target(user) if is_live else None
         self.summary = (
             SummaryFile(

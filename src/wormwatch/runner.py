@@ -221,7 +221,7 @@ def _sinks(
     return alert_sink, event_sinks
 
 
-def _outputs(opts: RunOptions, signals: RunSignals) -> Outputs:
+def _outputs(opts: RunOptions, signals: RunSignals, config_path: str | None) -> Outputs:
     return Outputs(
         alerts=opts.alerts,
         events=opts.events,
@@ -230,6 +230,7 @@ def _outputs(opts: RunOptions, signals: RunSignals) -> Outputs:
         user=opts.user,
         is_live=opts.command == "live",
         reopen=signals.reopen,
+        inputs=[*opts.files, *([config_path] if config_path else [])],
     )
 
 
@@ -242,7 +243,7 @@ def run(cfg: Config, opts: RunOptions, signals: RunSignals) -> RunResult:
     skips the rest of the start-up (:mod:`wormwatch.control`).
     """
     stop = signals.stop
-    outputs = _outputs(opts, signals)
+    outputs = _outputs(opts, signals, cfg.path)
     metrics = None
     try:
         _warm_up(opts.command, opts.on_step, stop)
