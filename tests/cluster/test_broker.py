@@ -9,6 +9,8 @@ hosts equal the sensor's own summary of the same capture.
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import ssl
 import subprocess
 from collections.abc import Iterator
@@ -21,6 +23,7 @@ import pytest
 from wormwatch.cluster import broker as broker_mod
 from wormwatch.cluster.broker import connect_options, describe
 from wormwatch.cluster.settings import ClusterConfig
+from wormwatch.errors import WormwatchError
 
 from testkit.natsauth import jwt_auth, tls_files
 from testkit.natsbroker import BrokerPool, broker_pool
@@ -222,3 +225,19 @@ def test_credentials_reach_the_client_options(tmp_path: Path) -> None:
     tls = tls_files(tmp_path / "tls")
     opts = connect_options(ClusterConfig(url="tls://127.0.0.1:4222", ca_file=str(tls.ca)), name="x")
     assert isinstance(opts["tls"], ssl.SSLContext)
+
+
+def test_a_broker_that_is_down_is_one_line_not_a_hang() -> None:
+    """nats-py retried the first connection for ever (max_reconnect_attempts -1): a
+    central or view on a broker that was down hung, deaf to Ctrl-C and --duration,
+    and a sensor never said it was sensing locally."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cfg = ClusterConfig(url=f"nats://127.0.0.1:{port}")
+
+    async def attempt() -> None:
+        await asyncio.wait_for(broker_mod.connect(cfg, name="test"), timeout=20)
+
+    with pytest.raises(WormwatchError, match=rf"cannot reach the broker \(.*{port}"):
+        asyncio.run(attempt())

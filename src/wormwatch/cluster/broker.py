@@ -199,10 +199,13 @@ async def connect(
     loop), later ones reconnect on their own. ``options``: those of
     :func:`connect_options`, when read earlier (before a privilege drop)."""
     is_up = False
+    first_errors: list[Exception] = []
 
     async def error_cb(err: Exception) -> None:
         # the first connection's error is the one raised below, said once
-        if on_error is not None and is_up:
+        if not is_up:
+            first_errors.append(err)
+        elif on_error is not None:
             on_error(describe(err))
 
     def state(up: bool) -> Callable[[], Awaitable[None]]:
@@ -214,14 +217,18 @@ async def connect(
 
     opts = options if options is not None else connect_options(cfg, name=name)
     try:
+        # nats-py retries a first connection for ever, even without reconnects, while
+        # max_reconnect_attempts is negative: a central or view then hung on a broker
+        # that was down, deaf to Ctrl-C and --duration; 1 gives up after two tries
         nc = await nats.connect(
-            **{**opts, "allow_reconnect": False},
+            **{**opts, "allow_reconnect": False, "max_reconnect_attempts": 1},
             error_cb=error_cb,
             disconnected_cb=state(False),
             reconnected_cb=state(True),
         )
     except (nats.errors.Error, OSError, TimeoutError) as err:
-        line = describe(err)
+        # "no servers available" says less than the last try's own error
+        line = describe(first_errors[-1] if first_errors else err)
         if "tls" in opts and cfg.cert_file is None and _dropped(line):
             # a broker that verifies clients drops one without a certificate after the
             # handshake: the TLS alert saying so may come first (above) or not at all,
@@ -233,6 +240,7 @@ async def connect(
         raise WormwatchError(line) from None
     # nats-py reads its options at each reconnect: from now on, reconnect
     nc.options["allow_reconnect"] = opts["allow_reconnect"]
+    nc.options["max_reconnect_attempts"] = opts["max_reconnect_attempts"]
     is_up = True
     return nc
 
