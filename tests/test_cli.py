@@ -238,3 +238,22 @@ def test_an_output_that_would_destroy_another_or_an_input_is_one_line(
         f"wormwatch: error: --summary {capture} is also an input; name another file"
     )
     assert capture.read_bytes() == DEMO.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["replay", str(DEMO), "--sensor", "s0"], "--sensor names this sensor in the cluster"),
+        (["live", "-i", "eth9", "--summary-every", "60"], "--summary-every rewrites the --summary"),
+        (["live", "-i", "eth9", "--summary", "-", "--summary-every", "60"], "it needs --summary F"),
+    ],
+)
+def test_an_option_that_would_do_nothing_is_a_usage_error(
+    args: list[str], needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--sensor without --publish and --summary-every without a summary file were
+    ignored without a word: the operator believed the sensor published, or rewrote."""
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    assert info.value.code == 2
+    assert needle in capsys.readouterr().err

@@ -180,8 +180,21 @@ def console() -> int:
         collector.freeze_for_exit()
 
 
+def _conflict(args: argparse.Namespace) -> str | None:
+    """An option that would do nothing without another (said, not ignored)."""
+    if getattr(args, "sensor", None) and not getattr(args, "publish", None):
+        return "--sensor names this sensor in the cluster: it needs --publish URL"
+    if getattr(args, "summary_every", None) is not None and args.summary in (None, "-"):
+        return "--summary-every rewrites the --summary file: it needs --summary F (not '-')"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    conflict = _conflict(args)
+    if conflict is not None:
+        parser.error(conflict)
     # each command imports what it needs when it runs: ``--help`` and a mistyped
     # option answer without loading numpy or numba
     try:
