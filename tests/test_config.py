@@ -146,7 +146,7 @@ bands = [20, 60]
         ("[keywords]\nweights = { mail = -1 }", "[keywords.weights] mail must be >= 0"),
         ("[score]\nbands = [50, 25]", "[score] bands must be ascending"),
         ('[score]\nweights = { "smb" = 5 }', '[score.weights] unknown key "smb"'),
-        ("detect = 3", "detect must be a table"),
+        ("detect = 3", ": detect must be a table, got 3"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, text: str, message: str) -> None:

@@ -46,9 +46,9 @@ class TableReader:
         self.seen: set[str] = set()
 
     def fail(self, key: str, what: str, value: object) -> WormwatchError:
-        return WormwatchError(
-            f"config {self.path}: [{self.section}] {key} {what}, got {_show(value)}"
-        )
+        # a top-level key has no section to name ("[] detect must be a table")
+        where = f"[{self.section}] " if self.section else ""
+        return WormwatchError(f"config {self.path}: {where}{key} {what}, got {_show(value)}")
 
     def get(self, key: str, default: T, check: Callable[[Any], T | None], what: str) -> T:
         self.seen.add(key)
