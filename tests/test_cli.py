@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from wormwatch.cli import main
+from wormwatch.cli import build_parser, main
 
 from testkit.paths import DEMO, DEMO_CONFIG, REPO
 
@@ -257,3 +258,18 @@ def test_an_option_that_would_do_nothing_is_a_usage_error(
         main(args)
     assert info.value.code == 2
     assert needle in capsys.readouterr().err
+
+
+def test_help_states_what_the_options_do_and_their_defaults() -> None:
+    """--events' help said 'one JSON line per DNS query and SYN' while DNS answers are
+    logged too; the capture options' help gave no defaults (docs/LIVE.md does)."""
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name in ("live", "replay"):
+        events = commands.choices[name]._option_string_actions["--events"]
+        assert "DNS query, DNS answer and SYN" in str(events.help)
+    for name, option in [
+        ("live", "--snaplen"), ("live", "--buffer-mb"), ("live", "--workers"), ("demo", "--speed")
+    ]:  # fmt: skip
+        action = commands.choices[name]._option_string_actions[option]
+        assert str(action.help).endswith(f"(default {action.default:g})"), (name, option)

@@ -71,7 +71,7 @@ def _sensor_outputs(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--events",
         metavar="F",
-        help="write one JSON line per DNS query and SYN counted to F ('-' = stdout)",
+        help="write one JSON line per DNS query, DNS answer and SYN counted to F ('-' = stdout)",
     )
     p.add_argument(
         "--metrics",
@@ -101,10 +101,16 @@ def build_parser() -> argparse.ArgumentParser:
     _sensor_outputs(live)
     live.add_argument("--duration", type=_positive, metavar="S", help="stop after S seconds")
     live.add_argument("--bpf", metavar="FILTER", help="narrow the built-in capture filter")
-    live.add_argument("--snaplen", type=int, default=1600, help="bytes kept per packet")
-    live.add_argument("--buffer-mb", type=int, default=64, help="kernel capture buffer (MiB)")
+    live.add_argument(
+        "--snaplen", type=int, default=1600, help="bytes kept per packet (default 1600)"
+    )
+    live.add_argument(
+        "--buffer-mb", type=int, default=64, help="kernel capture buffer, MiB (default 64)"
+    )
     live.add_argument("--no-promisc", action="store_true", help="do not enter promiscuous mode")
-    live.add_argument("--workers", type=int, default=1, help="capture processes (PACKET_FANOUT)")
+    live.add_argument(
+        "--workers", type=int, default=1, help="capture processes, PACKET_FANOUT (default 1)"
+    )
     live.add_argument("--user", help="drop privileges to USER after opening (default: nobody)")
     live.add_argument(
         "--summary-every", type=_positive, metavar="S", help="rewrite --summary every S seconds"
@@ -114,13 +120,19 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("files", nargs="+", metavar="FILE")
     _concatenate(replay)
     replay.add_argument(
-        "--speed", type=_speed, default=None, metavar="X|max", help="X times real time"
+        "--speed",
+        type=_speed,
+        default=None,
+        metavar="X|max",
+        help="X times real time (default max: no pauses)",
     )
     _common(replay)
     _sensor_outputs(replay)
 
     demo = sub.add_parser("demo", help="replay the bundled sample capture into the live table")
-    demo.add_argument("--speed", type=_speed, default=60.0, metavar="X|max")
+    demo.add_argument(
+        "--speed", type=_speed, default=60.0, metavar="X|max", help="X times real time (default 60)"
+    )
     _common(demo)
 
     report = sub.add_parser("report", help="offline HTML report with plots")
