@@ -273,3 +273,30 @@ def test_help_states_what_the_options_do_and_their_defaults() -> None:
     ]:  # fmt: skip
         action = commands.choices[name]._option_string_actions[option]
         assert str(action.help).endswith(f"(default {action.default:g})"), (name, option)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["replay", str(DEMO), "--summary", ""],
+        ["replay", str(DEMO), "--alerts", ""],
+        ["replay", str(DEMO), "--events", ""],
+        ["replay", str(DEMO), "--publish", ""],
+        ["report", str(DEMO), "-o", ""],
+        ["central", "--nats", ""],
+    ],
+)
+def test_an_empty_path_or_url_is_a_usage_error(
+    args: list[str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An empty --summary, --alerts or --events (an unset shell variable) turned the
+    output off and the run exited 0; -o "" wrote the report into the current directory."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        main([*args, "--no-tui"] if args[0] != "report" else args)
+    assert info.value.code == 2
+    assert "needs a value, got an empty string" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

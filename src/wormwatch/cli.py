@@ -48,11 +48,25 @@ def _positive(text: str) -> float:
     return value
 
 
+def _given(text: str) -> str:
+    """A path or URL, which may not be empty: an unset shell variable (``--summary
+    "$OUT"``) turned the option off without a word, and ``-o ""`` wrote the report
+    into the current directory."""
+    if not text:
+        raise argparse.ArgumentTypeError("needs a value, got an empty string")
+    return text
+
+
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", metavar="F", help="TOML config (see examples/wormwatch.toml)")
-    p.add_argument("--alerts", metavar="F", help="append alerts as JSON lines to F")
     p.add_argument(
-        "--summary", metavar="F", help="write host summaries as JSON lines to F ('-' = stdout)"
+        "--config", type=_given, metavar="F", help="TOML config (see examples/wormwatch.toml)"
+    )
+    p.add_argument("--alerts", type=_given, metavar="F", help="append alerts as JSON lines to F")
+    p.add_argument(
+        "--summary",
+        type=_given,
+        metavar="F",
+        help="write host summaries as JSON lines to F ('-' = stdout)",
     )
     p.add_argument("--no-tui", action="store_true", help="no live table (also off without a tty)")
 
@@ -70,6 +84,7 @@ def _sensor_outputs(p: argparse.ArgumentParser) -> None:
     """What ``live`` and ``replay`` take beyond the common options."""
     p.add_argument(
         "--events",
+        type=_given,
         metavar="F",
         help="write one JSON line per DNS query, DNS answer and SYN counted to F ('-' = stdout)",
     )
@@ -81,6 +96,7 @@ def _sensor_outputs(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--publish",
+        type=_given,
         metavar="URL",
         help="also publish per-host deltas to NATS JetStream at URL (docs/CLUSTER.md)",
     )
@@ -138,8 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="offline HTML report with plots")
     report.add_argument("files", nargs="+", metavar="FILE")
     _concatenate(report)
-    report.add_argument("-o", "--output", required=True, metavar="DIR")
-    report.add_argument("--config", metavar="F")
+    report.add_argument("-o", "--output", type=_given, required=True, metavar="DIR")
+    report.add_argument("--config", type=_given, metavar="F")
     _cluster_commands(sub)
     return parser
 
@@ -148,7 +164,9 @@ def _cluster_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     central = sub.add_parser(
         "central", help="merge the sensors' deltas from NATS JetStream, judge and alert"
     )
-    central.add_argument("--nats", metavar="URL", help="broker URL (default: [cluster] url)")
+    central.add_argument(
+        "--nats", type=_given, metavar="URL", help="broker URL (default: [cluster] url)"
+    )
     central.add_argument("--shards", metavar="A-B", help="the shards this process owns (all)")
     _common(central)
     central.add_argument("--duration", type=_positive, metavar="S", help="stop after S seconds")
@@ -159,8 +177,12 @@ def _cluster_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="serve Prometheus metrics at /metrics (address 127.0.0.1 unless given)",
     )
     view = sub.add_parser("view", help="the ranked table merged across all central processes")
-    view.add_argument("--nats", metavar="URL", help="broker URL (default: [cluster] url)")
-    view.add_argument("--config", metavar="F", help="TOML config ([cluster] credentials)")
+    view.add_argument(
+        "--nats", type=_given, metavar="URL", help="broker URL (default: [cluster] url)"
+    )
+    view.add_argument(
+        "--config", type=_given, metavar="F", help="TOML config ([cluster] credentials)"
+    )
     view.add_argument("--watch", type=_positive, metavar="S", help="redraw every S seconds")
 
 
