@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import json
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 from wormwatch.aggregate.export import DeltaExporter
 from wormwatch.classify import Classifier
 from wormwatch.cluster.central import REPORT_BINS, Central
+from wormwatch.cluster.run import snapshot, write_central_summary
 from wormwatch.cluster.settings import ClusterConfig, check_sensor_name, parse_shards
 from wormwatch.cluster.top import top_record
 from wormwatch.cluster.view import merge_top
@@ -292,3 +294,18 @@ def test_overlaps_are_still_found_after_many_bins() -> None:
         c.apply(d)
     assert c.n_overlaps == 1
     assert "192.0.2.1 " in c.overlaps[0]
+
+
+def test_a_central_summary_replaces_the_last_one(tmp_path: Path) -> None:
+    """It appended: a central run a second time left two summaries in the file (52
+    lines and two network records for the demo capture's 25 hosts), where a
+    sensor's --summary is replaced at each run."""
+    c = central(ClusterConfig(shards=4))
+    for d in deltas("east", ["192.0.2.1", "192.0.2.2"]):
+        c.apply(d)
+    path = tmp_path / "hosts.jsonl"
+    for _ in range(2):
+        write_central_summary(str(path), c, snapshot(c, "central", is_finished=True))
+    kinds = [json.loads(line)["event_type"] for line in path.read_text().splitlines()]
+    assert kinds == ["host", "host", "network"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hosts.jsonl"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 import time
@@ -76,9 +77,19 @@ def snapshot(central: Central, name: str, *, is_finished: bool = False) -> Snaps
 
 
 def write_central_summary(path: str, central: Central, final: Snapshot) -> None:
-    """Host records (with ``sensors``) then the network record, as JSON lines."""
+    """Host records (with ``sensors``) then the network record, as JSON lines.
+
+    A regular file is written beside its final name and renamed into place, as a
+    sensor's summary is: it replaces the last run's (appending, a second run left
+    two summaries in the file); ``-``, a pipe or ``/dev/null`` is written in place.
+    """
+    is_renamed = path != "-" and (not os.path.exists(path) or os.path.isfile(path))
+    target = path + ".tmp" if is_renamed else path
+    with contextlib.suppress(FileNotFoundError):
+        if is_renamed:
+            os.unlink(target)
     views = central.host_views()
-    writer = JsonLinesWriter(path)
+    writer = JsonLinesWriter(target)
     try:
         for host, view in views:
             record = host_record(view, central.agg.bin_s)
@@ -89,6 +100,8 @@ def write_central_summary(path: str, central: Central, final: Snapshot) -> None:
         writer.write(network_record(final, network_sync=central.network()[1]))
     finally:
         writer.close()
+    if is_renamed:
+        os.replace(target, path)
 
 
 def run_central(cfg: Config, opts: CentralOptions, presenter: Presenter | None) -> Central:
