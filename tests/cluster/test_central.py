@@ -14,7 +14,7 @@ import pytest
 from wormwatch.aggregate.export import DeltaExporter
 from wormwatch.classify import Classifier
 from wormwatch.cluster.central import REPORT_BINS, Central
-from wormwatch.cluster.run import snapshot, write_central_summary
+from wormwatch.cluster.run import CentralOptions, run_central, snapshot, write_central_summary
 from wormwatch.cluster.settings import ClusterConfig, check_sensor_name, parse_shards
 from wormwatch.cluster.top import top_record
 from wormwatch.cluster.view import merge_top
@@ -309,3 +309,14 @@ def test_a_central_summary_replaces_the_last_one(tmp_path: Path) -> None:
     kinds = [json.loads(line)["event_type"] for line in path.read_text().splitlines()]
     assert kinds == ["host", "host", "network"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hosts.jsonl"]
+
+
+@pytest.mark.parametrize("where", ["missing/hosts.jsonl", "."])
+def test_a_central_summary_that_cannot_be_written_is_said_before_the_run(
+    tmp_path: Path, where: str
+) -> None:
+    """It was said after the run ended (--duration, or Ctrl-C after days), by the
+    writer opening it; the broker is not even asked (the URL is a closed port)."""
+    opts = CentralOptions(url="nats://127.0.0.1:1", summary=str(tmp_path / where))
+    with pytest.raises(WormwatchError, match=r"^cannot write summary .*(does not exist|directory)"):
+        run_central(Config(), opts, None)

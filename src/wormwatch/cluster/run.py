@@ -23,6 +23,7 @@ from wormwatch.cluster.publisher import HEARTBEAT_S
 from wormwatch.cluster.settings import parse_shards
 from wormwatch.cluster.top import sensor_rows
 from wormwatch.config import Config
+from wormwatch.errors import WormwatchError
 from wormwatch.model import HostView, Snapshot
 from wormwatch.pipeline import Presenter
 from wormwatch.present.sinks.jsonl import JsonLinesWriter
@@ -76,6 +77,18 @@ def snapshot(central: Central, name: str, *, is_finished: bool = False) -> Snaps
     )
 
 
+def _check_summary(path: str) -> None:
+    """Say before consuming, not at the end of a run of days, when the summary
+    cannot be written where ``--summary`` names it."""
+    if path == "-":
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise WormwatchError(f"cannot write summary {path}: it is a directory; name a file")
+    if not os.path.isdir(directory):
+        raise WormwatchError(f"cannot write summary {path}: directory {directory} does not exist")
+
+
 def write_central_summary(path: str, central: Central, final: Snapshot) -> None:
     """Host records (with ``sensors``) then the network record, as JSON lines.
 
@@ -110,6 +123,8 @@ def run_central(cfg: Config, opts: CentralOptions, presenter: Presenter | None) 
     cluster = cfg.cluster.with_url(opts.url)
     shards = parse_shards(opts.shards, cluster.shards) if opts.shards else (0, cluster.shards - 1)
     check_settings(cluster)
+    if opts.summary:
+        _check_summary(opts.summary)
     warm_up("central")
     central = Central(cfg, cluster)
     name = f"central shards {shards[0]}-{shards[1]} of {cluster.url}"
