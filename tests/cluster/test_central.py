@@ -320,3 +320,11 @@ def test_a_central_summary_that_cannot_be_written_is_said_before_the_run(
     opts = CentralOptions(url="nats://127.0.0.1:1", summary=str(tmp_path / where))
     with pytest.raises(WormwatchError, match=r"^cannot write summary .*(does not exist|directory)"):
         run_central(Config(), opts, None)
+
+
+def test_a_central_summary_on_the_alerts_file_is_said_before_the_run(tmp_path: Path) -> None:
+    """The summary was renamed over the alerts file at the end: every alert lost."""
+    shared = str(tmp_path / "out.jsonl")
+    opts = CentralOptions(url="nats://127.0.0.1:1", summary=shared, alerts=shared)
+    with pytest.raises(WormwatchError, match=r"^--summary and --alerts name one file"):
+        run_central(Config(), opts, None)

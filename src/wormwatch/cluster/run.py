@@ -77,16 +77,25 @@ def snapshot(central: Central, name: str, *, is_finished: bool = False) -> Snaps
     )
 
 
-def _check_summary(path: str) -> None:
+def _check_summary(path: str, alerts: str | None) -> None:
     """Say before consuming, not at the end of a run of days, when the summary
-    cannot be written where ``--summary`` names it."""
+    cannot be written where ``--summary`` names it, or would replace the alerts."""
     if path == "-":
         return
+    if alerts and os.path.realpath(alerts) == os.path.realpath(path) and not _is_device(path):
+        raise WormwatchError(
+            f"--summary and --alerts name one file ({path}): the summary would replace "
+            "what --alerts wrote; name two files"
+        )
     directory = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise WormwatchError(f"cannot write summary {path}: it is a directory; name a file")
     if not os.path.isdir(directory):
         raise WormwatchError(f"cannot write summary {path}: directory {directory} does not exist")
+
+
+def _is_device(path: str) -> bool:
+    return os.path.exists(path) and not os.path.isfile(path)
 
 
 def write_central_summary(path: str, central: Central, final: Snapshot) -> None:
@@ -124,7 +133,7 @@ def run_central(cfg: Config, opts: CentralOptions, presenter: Presenter | None) 
     shards = parse_shards(opts.shards, cluster.shards) if opts.shards else (0, cluster.shards - 1)
     check_settings(cluster)
     if opts.summary:
-        _check_summary(opts.summary)
+        _check_summary(opts.summary, opts.alerts)
     warm_up("central")
     central = Central(cfg, cluster)
     name = f"central shards {shards[0]}-{shards[1]} of {cluster.url}"
