@@ -143,7 +143,12 @@ bands = [20, 60]
         ("[keywords]\nwords = []", "[keywords] words must be a non-empty list"),
         ('[keywords]\nwords = ["mail.example"]', "[keywords] words must be"),
         ("[keywords]\nweights = { www = 2 }", "[keywords.weights] www is not one of"),
-        ("[keywords]\nweights = { mail = -1 }", "[keywords.weights] mail must be >= 0"),
+        (
+            "[keywords]\nweights = { mail = -1 }",
+            "[keywords.weights] mail must be a number between 0 and 100",
+        ),
+        # 1e308 made the weighted share infinite: "keyword_share": null in the summary
+        ("[keywords]\nweights = { mail = 1e308 }", "mail must be a number between 0 and 100"),
         ("[score]\nbands = [50, 25]", "[score] bands must be ascending"),
         ('[score]\nweights = { "smb" = 5 }', '[score.weights] unknown key "smb"'),
         ("detect = 3", ": detect must be a table, got 3"),

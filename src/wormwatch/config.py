@@ -220,7 +220,7 @@ def _read_keywords(r: TableReader) -> tuple[tuple[str, ...], dict[str, float]]:
     for w in weights.table:
         if w.lower() not in words:
             raise weights.fail(w, "is not one of [keywords] words", w)
-        out[w.lower()] = weights.number(w, 1.0, 0.0, math.inf)
+        out[w.lower()] = weights.number(w, 1.0, 0.0, 100.0)
     weights.done()
     return words, {w: out.get(w, 1.0) for w in words}
 
