@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from wormwatch.cli import build_parser, main
+from wormwatch.cli import _use_tui, build_parser, main
 
 from testkit.paths import DEMO, DEMO_CONFIG, REPO
 
@@ -300,3 +300,17 @@ def test_an_empty_path_or_url_is_a_usage_error(
     assert info.value.code == 2
     assert "needs a value, got an empty string" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("stream", ["alerts", "summary", "events"])
+def test_a_json_stream_on_a_terminal_turns_the_table_off(
+    stream: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """README: with '-', standard output carries JSON lines only. On a terminal the
+    live table was drawn too: its alternate-screen and cursor codes went around the
+    alert records (replay demo.pcap --alerts - under `script`)."""
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    monkeypatch.setenv("TERM", "xterm")
+    args = build_parser().parse_args(["replay", str(DEMO), f"--{stream}", "-"])
+    assert not _use_tui(args)
+    assert _use_tui(build_parser().parse_args(["replay", str(DEMO)]))

@@ -283,7 +283,12 @@ def _cluster(args: argparse.Namespace) -> int:
 
 
 def _use_tui(args: argparse.Namespace) -> bool:
-    return not args.no_tui and sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
+    # a JSON stream on standard output ('-') keeps it to JSON lines only, on a
+    # terminal too: the table's screen and cursor codes went around the records
+    streams = (getattr(args, name, None) for name in ("alerts", "summary", "events"))
+    if args.no_tui or "-" in streams:
+        return False
+    return sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
 
 
 def _run(args: argparse.Namespace) -> int:
