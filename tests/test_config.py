@@ -42,6 +42,11 @@ def test_example_file_is_complete_and_equals_the_defaults() -> None:
         "aggregate", "reassembly", "keywords", "allowlist", "detect", "score", "cluster"
     }  # fmt: skip
     assert set(doc["cluster"]) <= set(cfg.cluster.__dataclass_fields__)
+    # the optional [cluster] keys are shown commented out: each is there, set or not
+    # (cert_file and key_file were missing, though README says every key is listed)
+    text = EXAMPLE.read_text()
+    for key in cfg.cluster.__dataclass_fields__:
+        assert f"\n{key} = " in text or f"\n# {key} = " in text, key
     assert set(doc["reassembly"]) == set(cfg.reassembly.__dataclass_fields__)
     assert set(doc["detect"]) == {"keyword_storm", "mx_client", "smb_scan", "bot_sync", "dga_nx"}
     for name, section in doc["detect"].items():
