@@ -241,3 +241,20 @@ def test_a_broker_that_is_down_is_one_line_not_a_hang() -> None:
 
     with pytest.raises(WormwatchError, match=rf"cannot reach the broker \(.*{port}"):
         asyncio.run(attempt())
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:4222", "nats://127.0.0.1:99999", "nats://[::1", "nats://", "a b"]
+)
+def test_a_url_no_broker_can_have_is_one_line_at_start(url: str) -> None:
+    """--publish http://broker:4222 waited out publish_timeout_s (120 s) on "Name or
+    service not known" and exited 3; nats://[::1 was a ValueError traceback."""
+    with pytest.raises(WormwatchError, match=r"^broker URL .*: use nats://HOST:PORT"):
+        broker_mod.check_settings(ClusterConfig(url=url))
+
+
+@pytest.mark.parametrize(
+    "url", ["nats://127.0.0.1:4222", "tls://broker.example:4222", "127.0.0.1", "nats://[::1]:1"]
+)
+def test_broker_urls_that_work(url: str) -> None:
+    broker_mod.check_settings(ClusterConfig(url=url))

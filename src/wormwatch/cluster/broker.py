@@ -17,6 +17,7 @@ import base64
 import logging
 import ssl
 import sys
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -39,8 +40,10 @@ from wormwatch.cluster.settings import (
     ClusterConfig,
 )
 from wormwatch.errors import WormwatchError
+from wormwatch.text import escape_text
 
 MIN_SERVER = (2, 10)
+URL_SCHEMES = ("nats", "tls")
 # JetStream API requests wait this long: a loaded broker host answers slowly,
 # and a timeout is not a reason to stop sensing or merging
 JS_TIMEOUT_S = 20.0
@@ -181,9 +184,26 @@ def connect_options(cfg: ClusterConfig, *, name: str) -> dict[str, Any]:
 
 
 def check_settings(cfg: ClusterConfig) -> None:
-    """Fail at start, in one line, when a TLS or creds file of the config cannot
-    be used (rather than retrying a connection that can never work)."""
+    """Fail at start, in one line, when the broker URL or a TLS or creds file of the
+    config cannot be used (rather than retrying a connection that can never work)."""
+    _check_url(cfg.url)
     connect_options(cfg, name="")
+
+
+def _check_url(url: str) -> None:
+    """A URL nats-py can use: ``nats://HOST[:PORT]``, ``tls://...`` or a bare host.
+    Others failed late and obscurely: ``--publish http://broker:4222`` waited out
+    ``publish_timeout_s`` on "Name or service not known" and exited 3."""
+    try:
+        parts = urllib.parse.urlsplit(url if "://" in url else f"nats://{url}")
+        is_good = parts.scheme in URL_SCHEMES and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a port past 65535, an unclosed [IPv6
+        is_good = False
+    if not is_good or any(c.isspace() for c in url):
+        raise WormwatchError(
+            f"broker URL {escape_text(url)!r}: use nats://HOST:PORT or tls://HOST:PORT "
+            "(--publish, --nats or [cluster] url)"
+        )
 
 
 async def connect(
@@ -215,6 +235,7 @@ async def connect(
 
         return cb
 
+    _check_url(cfg.url)
     opts = options if options is not None else connect_options(cfg, name=name)
     try:
         # nats-py retries a first connection for ever, even without reconnects, while
