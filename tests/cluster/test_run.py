@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import time
 import urllib.request
@@ -306,3 +307,18 @@ def wait_for_metrics(port: int, proc: subprocess.Popen[str]) -> None:
         except OSError:
             assert time.monotonic() < deadline
             time.sleep(0.2)
+
+
+def test_ctrl_c_ends_a_central_with_130_after_writing(broker: Broker, tmp_path: Path) -> None:
+    """README: exit 130 on Ctrl-C, summaries and alerts still written. A central
+    exited 0 on SIGINT, as on SIGTERM (the service manager's stop, still 0)."""
+    cfg = config(tmp_path / "c.toml", "[cluster]\n")
+    sensor = publish(broker.url, DEMO, "s0", cfg)
+    _out, err = sensor.communicate(timeout=120)
+    assert sensor.returncode == 0, err
+    proc = central(broker.url, "0-15", tmp_path, cfg)
+    wait_consumed(broker.url, ["central-0-15"], [proc])
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "192.0.2.99" in host_records(tmp_path / "summary-0-15.jsonl")

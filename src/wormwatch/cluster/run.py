@@ -128,7 +128,8 @@ def write_central_summary(path: str, central: Central, final: Snapshot) -> None:
 
 def run_central(cfg: Config, opts: CentralOptions, presenter: Presenter | None) -> Central:
     """Consume and judge until SIGTERM, Ctrl-C or ``duration_s``; write the
-    summary. The finished state is returned (tests read it)."""
+    summary. The finished state is returned (tests read it); after Ctrl-C,
+    KeyboardInterrupt is raised once everything is written."""
     cluster = cfg.cluster.with_url(opts.url)
     shards = parse_shards(opts.shards, cluster.shards) if opts.shards else (0, cluster.shards - 1)
     check_settings(cluster)
@@ -163,7 +164,7 @@ def run_central(cfg: Config, opts: CentralOptions, presenter: Presenter | None) 
     for show in shows:
         show.start()
     try:
-        asyncio.run(_consume(consumer, opts.duration_s, stop))
+        interrupted = asyncio.run(_consume(consumer, opts.duration_s, stop))
         for record in central.judge(all_hosts=True):
             write_alert(record)
     finally:
@@ -175,6 +176,9 @@ def run_central(cfg: Config, opts: CentralOptions, presenter: Presenter | None) 
         show.close()
     if opts.summary:
         write_central_summary(opts.summary, central, final)
+    if interrupted:
+        # alerts and summary are written: the CLI ends it as Ctrl-C ends a sensor (130)
+        raise KeyboardInterrupt
     return central
 
 
@@ -210,11 +214,19 @@ def cluster_health(central: Central, consumer: Consumer) -> ClusterHealth:
     )
 
 
-async def _consume(consumer: Consumer, duration_s: float | None, stop: asyncio.Event) -> None:
+async def _consume(consumer: Consumer, duration_s: float | None, stop: asyncio.Event) -> bool:
+    """Consume until ``stop``; whether Ctrl-C (SIGINT) was what stopped it."""
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    interrupted: list[bool] = []
+
+    def on_sigint() -> None:
+        interrupted.append(True)
+        stop.set()
+
+    for signum, handler in ((signal.SIGINT, on_sigint), (signal.SIGTERM, stop.set)):
         with contextlib.suppress(ValueError, RuntimeError):
-            loop.add_signal_handler(signum, stop.set)
+            loop.add_signal_handler(signum, handler)
     if duration_s is not None:
         loop.call_later(duration_s, stop.set)
     await consumer.run(stop)
+    return bool(interrupted)
