@@ -17,6 +17,7 @@ from pathlib import Path
 import nats
 import pytest
 
+from testkit.hoststates import Event, at, write_events
 from testkit.natsbroker import Broker, BrokerPool, broker_pool
 from testkit.natsrun import (
     HALVES,
@@ -322,3 +323,32 @@ def test_ctrl_c_ends_a_central_with_130_after_writing(broker: Broker, tmp_path: 
     _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "192.0.2.99" in host_records(tmp_path / "summary-0-15.jsonl")
+
+
+def test_a_silence_longer_than_the_window_is_judged_as_a_sensor_judges_it(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """A scanner, two days of nothing, another scan: one process alerts 'cleared'
+    at the silence's end, then 'new' (docs/DETECTION.md); the central merging the
+    sensor's deltas says the same, not one verdict running across the gap."""
+
+    def scan(start_h: float, net: int, step_us: int) -> list[Event]:
+        return [
+            (at(start_h) + i * step_us, "192.0.2.44", f"10.{net}.{i // 250}.{i % 250}", 0, b"", 445)
+            for i in range(400)
+        ]
+
+    capture = write_events(tmp_path / "t.pcap", scan(12, 1, 1_000_000) + scan(60, 2, 100_000))
+    cfg = config(tmp_path / "c.toml", "[cluster]\n")
+    done = run("replay", str(capture), "--no-tui", "--config", str(cfg),
+               "--summary", os.devnull, "--alerts", str(tmp_path / "a.jsonl"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    s = publish(broker.url, capture, "s0", cfg)
+    _out, err = s.communicate(timeout=300)
+    assert s.returncode == 0, err
+    c = central(broker.url, "0-15", tmp_path, cfg)
+    wait_consumed(broker.url, ["central-0-15"], [c])
+    stop(c)
+    want = alert_records(tmp_path / "a.jsonl")
+    assert [a[3] for a in want][-2:] == ["cleared", "new"]
+    assert alert_records(tmp_path / "alerts-0-15.jsonl") == want

@@ -328,6 +328,11 @@ class Consumer:
             delta = item.delta
             if self._newest_bin >= 0 and delta.ident.bin > self._newest_bin:
                 await self._judge(silent=silent)
+                if delta.ident.bin > self._newest_bin + 1:
+                    # whole bins went by without a packet: judged again at the time
+                    # that ends the silence, before it counts (as the sensor does)
+                    self.central.agg.advance(delta.seen_first_us)
+                    await self._judge(silent=silent)
             self._newest_bin = max(self._newest_bin, delta.ident.bin)
             if self.central.apply(delta):
                 self.stats.applied += 1
