@@ -336,20 +336,27 @@ def report(cfg: Config, files: Sequence[str], out_dir: Path, *, concatenate: boo
 
     Raises:
         KeyboardInterrupt: Ctrl-C or SIGTERM stopped the replay; nothing was written.
+            One that comes while the report is written lets it finish first, so
+            ``out_dir`` never holds half of one report and half of another.
     """
     from wormwatch.present.report.write import prepare_dir, write_report  # noqa: PLC0415
     from wormwatch.source.pcapfile import open_replay  # noqa: PLC0415
 
-    source = open_replay(list(files), concatenate=concatenate)
-    try:
-        prepare_dir(out_dir)
-        result = Pipeline(cfg, source_name=source.name).run(source)
-    finally:
-        source.close()
-    if result.interrupted or (result.error is None and not result.final.is_finished):
-        # Ctrl-C or SIGTERM: no report of part of the captures (nor over an earlier one)
+    stop = Stop()
+    with stop.handled():
+        source = open_replay(list(files), concatenate=concatenate)
+        try:
+            prepare_dir(out_dir)
+            result = Pipeline(cfg, source_name=source.name).run(source, stop=stop)
+        finally:
+            source.close()
+        if result.interrupted or (result.error is None and not result.final.is_finished):
+            # Ctrl-C or SIGTERM: no report of part of the captures (nor over an earlier one)
+            raise KeyboardInterrupt
+        index = write_report(result, out_dir, cfg, files=files)
+    if stop.requested:
         raise KeyboardInterrupt
-    return write_report(result, out_dir, cfg, files=files)
+    return index
 
 
 def _watch_publisher(metrics: MetricsServer, sensor: ClusterSensor) -> None:
