@@ -612,3 +612,20 @@ def test_pcapng_times_past_the_year_9999_or_before_1970_are_held_in_range(
     assert [r[0] for r in records] == [*[MAX_TS_US] * 3, 1_700_000_000_000_000, 0, MAX_TS_US]
     assert utc_time(MAX_TS_US) == "9999-12-31 23:59:59"
     assert iso_time(MAX_TS_US) == "9999-12-31T23:59:59.999999+00:00"
+
+
+def test_a_capture_held_at_1970_still_says_what_it_counted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the demo in a pcapng whose if_tsoffset puts it in 1962: every time reads as 0
+    # (above), and the text summary said 'no DNS query or SYN to 135/139/445 seen'
+    # beside its 3,044 queries
+    from wormwatch.cli import main
+
+    path = tmp_path / "1962.pcapng"
+    frames = [epb(0, r[0], r[4]) for r in dpkt_records(PCAPS / "demo.pcap")]
+    path.write_bytes(b"".join([shb(), idb(1, tsoffset_s=-2_000_000_000), *frames]))
+    assert main(["replay", str(path), "--no-tui", "--summary", os.devnull]) == 0
+    out = capsys.readouterr().out
+    assert "no DNS query" not in out
+    assert "1970-01-01 00:00:00 .. 1970-01-01 00:00:00 UTC" in out
