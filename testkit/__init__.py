@@ -1,7 +1,7 @@
 """The shared test kit: what tests/ and scripts/ both need to make and check traffic.
 
-Not part of the installed package (it imports scapy and dpkt, which only the ``test``
-extra installs). It lives at the repository root beside ``src/``, ``tests/`` and
+Not part of the installed package (it imports dpkt, hypothesis, pyte and trustme, which
+only the ``test`` extra installs). It lives at the repository root beside ``src/``, ``tests/`` and
 ``scripts/``, so that ``pytest`` (``pythonpath = ["."]`` in pyproject.toml) and
 ``python -m scripts.bench.replay`` run from the root both import it as ``testkit``
 without any ``sys.path`` edit.
