@@ -1,6 +1,6 @@
 """Command line: the only place that knows argv, stderr and exit codes.
 
-``wormwatch live|replay|demo|report``. Every problem the operator can fix
+``wormwatch live|replay|demo|report|central|view``. Every problem the operator can fix
 arrives here as a :class:`~wormwatch.errors.WormwatchError` and leaves as one
 line on stderr; Ctrl-C ends a run with the summary written and exit 130.
 """
