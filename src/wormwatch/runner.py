@@ -337,7 +337,8 @@ def report(cfg: Config, files: Sequence[str], out_dir: Path, *, concatenate: boo
     Raises:
         KeyboardInterrupt: Ctrl-C or SIGTERM stopped the replay; nothing was written.
             One that comes while the report is written lets it finish first, so
-            ``out_dir`` never holds half of one report and half of another.
+            ``out_dir`` never holds half of one report and half of another; a
+            second Ctrl-C then gets out at once (:mod:`wormwatch.control`).
     """
     from wormwatch.present.report.write import prepare_dir, write_report  # noqa: PLC0415
     from wormwatch.source.pcapfile import open_replay  # noqa: PLC0415
