@@ -1,4 +1,6 @@
-"""The four per-host signals, computed over one host's bins in the window.
+"""Three of the five per-host signals (keyword-storm, mx-client, smb-scan), computed
+over one host's bins in the window; bot-sync is :mod:`wormwatch.botsync`, dga-nx
+:mod:`wormwatch.dganx`, both over the same :class:`Window`.
 
 In: a :class:`Window` (the host's bins and per-bin counters inside the
 evaluation window), its :class:`~wormwatch.model.HostState` and the
