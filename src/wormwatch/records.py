@@ -1,4 +1,4 @@
-"""Output records: every JSON-lines object the sensor writes, shaped in one place.
+"""Output records: the JSON-lines objects the sensor writes, shaped in one place.
 
 In: what the stages know (a host's :class:`~wormwatch.model.HostView`, a
 :class:`~wormwatch.model.Verdict` with the alert tracker's decision, the
@@ -6,7 +6,10 @@ aggregate's table counters, the final :class:`~wormwatch.model.Snapshot`).
 Out: plain dicts in the DESIGN.md schema, every one with ``"schema": SCHEMA``
 (:data:`wormwatch.model.SCHEMA`);
 the JSON-lines writer (:mod:`wormwatch.present.sinks.jsonl`) only encodes and
-writes them. The records are a contract: keys are only ever added.
+writes them. The records are a contract: keys are only ever added. Formatted
+elsewhere, for speed: the event log's lines (``--events``,
+:mod:`wormwatch.kernels.eventlog`), and the host record of a host without a verdict
+(:func:`wormwatch.present.sinks.summary.host_lines`, the same bytes as here).
 
 * ``alert``  -- a host's verdict set or score band changed (:func:`alert_record`);
 * ``sensor`` -- a condition of the sensor itself, e.g. the host table is full
