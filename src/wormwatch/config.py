@@ -4,10 +4,10 @@ In: an optional TOML file (``--config``), read with the standard library's
 ``tomllib``. Out: one frozen :class:`Config` that every stage reads; nothing
 else in the package reads files or environment for settings.
 
-The file's layout (``examples/wormwatch.toml`` documents every key and its
-default)::
+The file's layout (``examples/wormwatch.toml`` documents every key and its default)::
 
     [aggregate]            bin_s, window_s, max_hosts, max_host_bins
+    [reassembly]           max_datagrams, max_datagram_bytes, timeout_s
     [keywords]             words, weights
     [allowlist]            mail_servers, resolvers, ignore (CIDR lists)
     [detect.keyword_storm] min_keyword_queries, min_rate_per_min, min_share,
@@ -15,11 +15,11 @@ default)::
     [detect.mx_client]     min_mx_queries, min_domains, skip_tunnels
     [detect.smb_scan]      min_targets
     [detect.bot_sync]      min_r, min_active_bins, min_mx_queries, min_syns,
-                           sync_bin_s, max_lag_s, min_bursts, min_sync_s,
-                           min_spread
+                           sync_bin_s, max_lag_s, min_bursts, min_sync_s, min_spread
     [detect.dga_nx]        min_nx, min_domains, min_share, min_rate_per_min,
                            min_mean_score
     [score]                weights, bands, hysteresis
+    [cluster]              the multi-sensor mode's (:mod:`wormwatch.cluster.settings`)
 
 Every key is optional. An unknown section or key, a value of the wrong type or
 out of range, or a bad CIDR raises :class:`~wormwatch.errors.WormwatchError`
