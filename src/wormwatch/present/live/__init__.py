@@ -6,6 +6,7 @@ snapshot -> :mod:`.rows` (plain numbers per host) -> :mod:`.view` (sort,
 filter, selection from keys) -> :mod:`.table` (a pure ``build_screen`` ->
 rich renderable, with :mod:`.detail` panels) -> :mod:`.tui` (``rich.live``,
 redraw rate, the terminal via :mod:`.terminal` and :mod:`.keys`).
-:mod:`.cluster` is the central view's table of the multi-sensor mode;
-:mod:`.loading` the progress bar while the kernels load.
+:mod:`.cluster` is the ``view`` command's screen of the multi-sensor mode,
+:mod:`.sensors` its sensors panel (``central`` shows it too); :mod:`.loading`
+the progress bar while the kernels load.
 """
