@@ -9,8 +9,10 @@ JSON lines sink (:mod:`wormwatch.present.sinks.jsonl`) writes it.
 An alert is news, not a heartbeat: one when a host first gets a verdict, one
 when its verdict set changes (including back to none: ``reason`` "cleared"),
 one when its score moves to another band. Hosts are evaluated at bin
-boundaries, so there is never more than one alert per host per bin, and never
-one per packet. Memory: only hosts that currently hold a verdict are tracked.
+boundaries (and once more at the packet that ends a silence of whole bins), so
+a host gets at most one alert per bin, two in a bin that ends such a silence,
+and never one per packet. Memory: only hosts that currently hold a verdict are
+tracked.
 """
 
 from __future__ import annotations
