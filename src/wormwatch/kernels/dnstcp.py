@@ -23,7 +23,7 @@ counted for the client it is sent to. The rule (docs/DECODING.md, "DNS over TCP"
 - every message a segment completes counts, however many: the kernel stops before a
   segment when fewer event rows are free than it could complete (``_rows_needed``: a
   message takes at least 14 bytes, its prefix and header), and the wrapper grows them;
-- the table holds ``n_slots`` flows; a new flow takes a free slot, else the least
+- the table holds ``max_flows`` flows (``TcpFlows``); a new flow takes a free slot, else the least
   recently used one; a flow idle for ``timeout_us`` of packet time is forgotten (when
   it is next looked up). With ``keep`` false nothing is remembered between segments.
   Flows are found through a hash index and kept in use order in a linked list, so a
