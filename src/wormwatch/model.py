@@ -262,8 +262,7 @@ def addr_text(hi: int, lo: int) -> str:
 
 
 # --- per-host, per-time-bin counters (columns of HostState.series) -----------
-# Columns 0 .. C_RCODE_ERR add up across sensors (the delta API carries them); the
-# rest are derived from distinct sets.
+# Columns 0 .. C_RCODE_ERR add up across sensors (the delta API's); the rest come from sets.
 C_QUERIES: Final = 0  # DNS query events, all qtypes
 C_A: Final = 1
 C_AAAA: Final = 2

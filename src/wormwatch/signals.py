@@ -1,15 +1,13 @@
-"""Three of the five per-host signals (keyword-storm, mx-client, smb-scan), computed
-over one host's bins in the window; bot-sync is :mod:`wormwatch.botsync`, dga-nx
-:mod:`wormwatch.dganx`, both over the same :class:`Window`.
+"""Three of the five per-host signals (keyword-storm, mx-client, smb-scan) over one host's
+bins in the window; bot-sync is :mod:`wormwatch.botsync`, dga-nx :mod:`wormwatch.dganx`.
 
-In: a :class:`Window` (the host's bins and per-bin counters inside the
-evaluation window), its :class:`~wormwatch.model.HostState` and the
-:class:`~wormwatch.config.Config`. Out: per signal, None (did not fire) or
-its strength (0..1) and a function that builds its JSON-serialisable evidence
-from the host's name-prefix counts (called only when an alert or a presenter
-needs the evidence). :mod:`wormwatch.detect` turns those into a score and
-verdicts; ``docs/DETECTION.md`` explains each. All numpy over bins, no
-per-packet work; packet time and names become text through :mod:`wormwatch.text`.
+In: a :class:`Window` (the host's bins and per-bin counters inside the evaluation
+window), its :class:`~wormwatch.model.HostState` and the :class:`~wormwatch.config.Config`.
+Out: per signal, None (did not fire) or its strength (0..1) and a function that builds
+its JSON-serialisable evidence from the host's name-prefix counts (called only when an
+alert or a presenter needs it). :mod:`wormwatch.detect` turns those into a score and
+verdicts; ``docs/DETECTION.md`` explains each. All numpy over bins, no per-packet work;
+packet time and names become text through :mod:`wormwatch.text`.
 """
 
 from __future__ import annotations
