@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 
 from wormwatch.control import ReopenRequests
 from wormwatch.errors import WormwatchError
-from wormwatch.present.sinks.jsonl import JsonLinesWriter
+from wormwatch.present.sinks.jsonl import JsonLinesWriter, refuse_shared_paths
 from wormwatch.source.privileges import DropTarget, can_create_in, drop_target, sticky_owner
 
 if TYPE_CHECKING:
@@ -104,35 +104,6 @@ def _check_in_place(path: str) -> None:
         raise WormwatchError(
             f"cannot write summary {path}: not a regular file, a pipe or a character device"
         )
-
-
-def _same_file(a: str, b: str) -> bool:
-    """Whether two paths name one regular file (or would: neither exists yet)."""
-    try:
-        if os.path.exists(a) and os.path.exists(b):
-            return os.path.samefile(a, b) and stat.S_ISREG(os.stat(a).st_mode)
-    except OSError:
-        return False
-    return os.path.realpath(a) == os.path.realpath(b)
-
-
-def refuse_shared_paths(outputs: dict[str, str | None], inputs: Sequence[str]) -> None:
-    """One line when an output would destroy another output or an input: the summary
-    is renamed over its path at the end (an alerts file of the same path was lost),
-    and appending to a capture being read breaks it. Two appending logs may share a
-    file; ``-`` and devices (``/dev/null``) may be named by several."""
-    named = [(option, path) for option, path in outputs.items() if path and path != "-"]
-    for option, path in named:
-        for source in inputs:
-            if source != "-" and _same_file(path, source):
-                raise WormwatchError(f"{option} {path} is also an input; name another file")
-    summary = outputs.get("--summary")
-    for option, path in named:
-        if summary and option != "--summary" and summary != "-" and _same_file(path, summary):
-            raise WormwatchError(
-                f"--summary and {option} name one file ({path}): the summary would replace "
-                f"what {option} wrote; name two files"
-            )
 
 
 class SummaryFile:

@@ -26,7 +26,7 @@ from wormwatch.config import Config
 from wormwatch.errors import WormwatchError
 from wormwatch.model import HostView, Snapshot
 from wormwatch.pipeline import Presenter
-from wormwatch.present.sinks.jsonl import JsonLinesWriter
+from wormwatch.present.sinks.jsonl import JsonLinesWriter, refuse_shared_paths
 from wormwatch.present.sinks.metric_families import ClusterHealth
 from wormwatch.present.sinks.metrics import MetricsServer, RecordCounter
 from wormwatch.records import host_record, network_record
@@ -82,20 +82,12 @@ def _check_summary(path: str, alerts: str | None) -> None:
     cannot be written where ``--summary`` names it, or would replace the alerts."""
     if path == "-":
         return
-    if alerts and os.path.realpath(alerts) == os.path.realpath(path) and not _is_device(path):
-        raise WormwatchError(
-            f"--summary and --alerts name one file ({path}): the summary would replace "
-            "what --alerts wrote; name two files"
-        )
+    refuse_shared_paths({"--alerts": alerts, "--summary": path}, ())
     directory = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise WormwatchError(f"cannot write summary {path}: it is a directory; name a file")
     if not os.path.isdir(directory):
         raise WormwatchError(f"cannot write summary {path}: directory {directory} does not exist")
-
-
-def _is_device(path: str) -> bool:
-    return os.path.exists(path) and not os.path.isfile(path)
 
 
 def write_central_summary(path: str, central: Central, final: Snapshot) -> None:

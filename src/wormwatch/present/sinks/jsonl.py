@@ -11,7 +11,8 @@ and control characters become visible ``\\xNN``/``\\uNNNN`` escapes); stray
 ``bytes`` values get the same rule here. The writer also escapes U+0085,
 U+2028 and U+2029 inside strings, which JSON allows raw but which
 line-splitting tools take for line breaks, so one record is always exactly
-one line.
+one line. :func:`refuse_shared_paths` says, before a run (a sensor's or a central's),
+when one output would destroy another output or an input.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import json
 import math
 import os
 import stat
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 
 import numpy as np
@@ -250,3 +251,32 @@ class JsonLinesWriter:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _same_file(a: str, b: str) -> bool:
+    """Whether two paths name one regular file (or would: neither exists yet)."""
+    try:
+        if os.path.exists(a) and os.path.exists(b):
+            return os.path.samefile(a, b) and stat.S_ISREG(os.stat(a).st_mode)
+    except OSError:
+        return False
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def refuse_shared_paths(outputs: dict[str, str | None], inputs: Sequence[str]) -> None:
+    """One line when an output would destroy another output or an input: the summary
+    is renamed over its path at the end (an alerts file of the same path was lost),
+    and appending to a capture being read breaks it. Two appending logs may share a
+    file; ``-`` and devices (``/dev/null``) may be named by several."""
+    named = [(option, path) for option, path in outputs.items() if path and path != "-"]
+    for option, path in named:
+        for source in inputs:
+            if source != "-" and _same_file(path, source):
+                raise WormwatchError(f"{option} {path} is also an input; name another file")
+    summary = outputs.get("--summary")
+    for option, path in named:
+        if summary and option != "--summary" and summary != "-" and _same_file(path, summary):
+            raise WormwatchError(
+                f"--summary and {option} name one file ({path}): the summary would replace "
+                f"what {option} wrote; name two files"
+            )
