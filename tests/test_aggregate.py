@@ -224,6 +224,24 @@ def test_window_prunes_old_bins_but_keeps_totals() -> None:
     assert agg.counts().rows_dropped == 0
 
 
+def test_full_key_tables_drop_keys_last_seen_before_the_window() -> None:
+    # a busy day fills the distinct-set tables; a day later a mass mailer's MX
+    # domains and a scanner's targets must still count as new (they were refused,
+    # so neither was ever flagged again on a long-running sensor)
+    agg = Aggregator(bin_s=60, window_s=120, max_keys=64)
+    old = [(i, "192.0.2.1", "192.0.2.53", KIND_DNS, 53, 1, b"n%d.example" % i) for i in range(100)]
+    old += [(i, "192.0.2.1", f"198.51.100.{i}", KIND_SYN, 445, 0, b"") for i in range(100)]
+    late = 10 * 60_000_000
+    new = [(late + i, "192.0.2.2", "192.0.2.53", KIND_DNS, 53, 15, b"v%d.x" % i) for i in range(10)]
+    new += [(late + i, "192.0.2.3", f"203.0.113.{i}", KIND_SYN, 445, 0, b"") for i in range(30)]
+    for rows in (old, new):
+        ev = make_events(rows)
+        agg.ingest(ev, Classifier().classify(ev))
+    mailer, scanner = agg.host_states([1, 2], with_prefixes=False)
+    assert int(mailer.totals[C_MX_DOM_NEW]) == 10
+    assert int(scanner.totals[C_SYN_DST_NEW]) == 30
+
+
 def test_rows_outside_the_window_go_as_packet_time_moves_on() -> None:
     # not only when the row table is full: every read-out scans the rows, and a year of
     # one query a minute held 525,600 of them (judging slowed as they grew)

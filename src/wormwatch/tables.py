@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from wormwatch.kernels.aggregate import (
+    MODE_TAG,
     REMAP_KEY,
     REMAP_NONE,
     REMAP_VALUE,
@@ -88,6 +89,20 @@ class KeyTable:
         self._alloc(self.capacity)
         mode = REMAP_VALUE if host_is_value else REMAP_KEY
         self.used[0] = table_remap(*old, mapping, mode, self.a, self.b, self.c, self.v)
+
+    def keep_tags_from(self, oldest: int) -> int:
+        """Drop the keys whose tag (``MODE_TAG``: the last bin a key was seen
+        in) is before ``oldest``; how many went."""
+        live = self.a != -1
+        keep = live & (self.v >= oldest)
+        n_dropped = int(np.count_nonzero(live)) - int(np.count_nonzero(keep))
+        if n_dropped:
+            a, b, c, v = self.a[keep], self.b[keep], self.c[keep], self.v[keep]
+            self.used[0] = 0
+            self._alloc(self.capacity)
+            out = np.empty(a.shape[0], np.int64)
+            self.upsert(a, b, c, np.ones(a.shape[0], np.bool_), v, MODE_TAG, out)
+        return n_dropped
 
     def clear(self) -> None:
         self.used[0] = 0

@@ -119,6 +119,8 @@ class Aggregator:
         self._pairs = KeyTable(max_keys)
         self._names = KeyTable(max_keys)
         self._prefixes = KeyTable(max_keys)
+        # the window's first bin when keys last seen before it were last dropped
+        self._keys_pruned_to = -(2**62)
         self._samples: dict[int, list[bytes]] = {}
         self._mx_samples: dict[int, list[bytes]] = {}
         self._nx_samples: dict[int, list[bytes]] = {}
@@ -166,6 +168,7 @@ class Aggregator:
             self._bins.prune(oldest)
             self._pruned_to = oldest
         row = self._bins.rows_of(host, bins, oldest)
+        self._make_key_room(n, oldest)
         got = count_events(
             (self._pairs, self._names, self._prefixes), ev, (host, row, bins),
             keyword_idx, (h.totals, self._bins.rows, h.peaks), self.keyword_names_apart,
@@ -182,6 +185,23 @@ class Aggregator:
         self._keys_refused += refused
         self._take_samples(ev, host, new, h.n_nx_sampled, self._nx_samples)
         return renumbering
+
+    def _make_key_room(self, n_events: int, oldest: int) -> None:
+        """When the SYN-target or names table could fill up in this batch, drop
+        the keys last seen before the window (at most once per bin of packet
+        time): a full table refuses every new key, and once it had filled no new
+        target, MX domain or NXDOMAIN domain counted again, so no scanner, mass
+        mailer or domain generator was flagged for the rest of the run."""
+        if oldest <= self._keys_pruned_to:
+            return
+        tables = (self._pairs, self._names)
+        # an event adds at most 5 keys to the names table (name, MX name, keyword
+        # name, NXDOMAIN name and domain)
+        if all(int(t.used[0]) + 5 * n_events <= t.max_used for t in tables):
+            return
+        for t in tables:
+            t.keep_tags_from(oldest)
+        self._keys_pruned_to = oldest
 
     def _admit(self, src_hi: U64, src_lo: U64, keep: BOOL) -> tuple[I64, Renumbering | None]:
         """Host ids of a batch's events (-1 = no room), evicting if needed;
