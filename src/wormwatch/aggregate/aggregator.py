@@ -265,6 +265,11 @@ class Aggregator:
         rows of older bins are outside every host's window."""
         return self._now_us // self.bin_us - self.window_bins + 1
 
+    def first_kept_bin(self) -> int:
+        """The first bin whose rows are read out: the window's, or a later one
+        when the row table was full of the window's rows."""
+        return max(self.oldest_bin(), self._bins.floor_bin)
+
     @property
     def start_us(self) -> int:
         """The packet time of the first batch's oldest event (-1 before any)."""

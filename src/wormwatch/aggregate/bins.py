@@ -3,7 +3,10 @@
 In: host ids and bin indices of one batch's events. Out: a row per event
 (-1 = no room), whose counters the aggregate adds to; and, for read-out, the
 rows of given hosts within the window. When the table fills, rows older than
-the window go first; what still finds no room counts in ``rows_dropped``.
+the window go first, then the rows of the window's oldest bins (new evidence
+matters more than old: refusing it hid every host that started scanning after
+the table filled until the old rows left the window, up to a day later); the
+rows dropped and what still finds no room count in ``rows_dropped``.
 """
 
 from __future__ import annotations
@@ -24,6 +27,12 @@ def host_mask(ids: I64, keys: I64) -> BOOL:
     return wanted[keys]
 
 
+def _n_keys(host: I64, bins: I64, row: I64) -> int:
+    """How many distinct (host, bin) keys the events refused a row (``row`` -1) have."""
+    miss = (row < 0) & (host >= 0)
+    return int(np.unique(np.stack([host[miss], bins[miss]]), axis=1).shape[1])
+
+
 class BinRows:
     """(host, bin) -> row of counters, grown by doubling up to ``max_rows``."""
 
@@ -33,6 +42,8 @@ class BinRows:
         self.row_bin = np.zeros(MIN_CAPACITY, np.int64)
         self.rows = np.zeros((MIN_CAPACITY, N_COUNTERS), np.int32)
         self.rows_dropped = 0
+        # rows of bins before it were dropped to make room inside the window
+        self.floor_bin = -(2**62)
 
     @property
     def n_rows(self) -> int:
@@ -41,12 +52,13 @@ class BinRows:
     def rows_of(self, host: I64, bins: I64, oldest_bin: int) -> I64:
         """The row of each event's (host, bin), adding rows as needed.
 
-        When full, rows of bins before ``oldest_bin`` are pruned to make room.
+        When full, rows of bins before ``oldest_bin`` are pruned to make room,
+        and if that frees none, the rows of the oldest bins still kept.
         """
         row = np.empty(host.shape[0], np.int64)
         before = self.n_rows
         refused = self._upsert(host, bins, row)
-        if refused and self.prune(oldest_bin):
+        if refused and (self.prune(oldest_bin) or self._drop_oldest(_n_keys(host, bins, row))):
             before = self.n_rows
             refused = self._upsert(host, bins, row)
         self.rows_dropped += refused
@@ -66,8 +78,9 @@ class BinRows:
         )
 
     def select(self, ids: I64, oldest_bin: int) -> tuple[I64, I64]:
-        """(rows, their hosts) of the hosts ``ids`` from ``oldest_bin`` on,
-        sorted by host then bin."""
+        """(rows, their hosts) of the hosts ``ids`` from ``oldest_bin`` (or the
+        first bin still kept) on, sorted by host then bin."""
+        oldest_bin = max(oldest_bin, self.floor_bin)
         used = self.n_rows
         row_host = self.row_host[:used]
         sel = np.nonzero(host_mask(ids, row_host) & (self.row_bin[:used] >= oldest_bin))[0]
@@ -93,8 +106,26 @@ class BinRows:
         rows[: self.rows.shape[0]] = self.rows
         self.row_host, self.row_bin, self.rows = row_host, row_bin, rows
 
+    def _drop_oldest(self, need: int) -> bool:
+        """Drop the rows of the oldest bins kept, at least ``need`` rows and an
+        eighth of the table (so that a full table is not rebuilt every batch),
+        never those of the newest bin; True if any went."""
+        used = self.n_rows
+        bins = self.row_bin[:used]
+        want = min(used, max(need, self._table.max_used // 8))
+        cut = min(int(np.partition(bins, want - 1)[want - 1]) + 1, int(bins.max()))
+        keep = bins >= cut
+        if keep.all():
+            return False
+        self.floor_bin = max(self.floor_bin, cut)
+        self.rows_dropped += used - int(np.count_nonzero(keep))
+        self._compact(keep, self.row_host[:used])
+        return True
+
     def prune(self, oldest_bin: int) -> bool:
-        """Drop rows of bins before ``oldest_bin``; True if any went."""
+        """Drop rows of bins before ``oldest_bin`` (or the first bin still kept);
+        True if any went."""
+        oldest_bin = max(oldest_bin, self.floor_bin)
         used = self.n_rows
         keep = self.row_bin[:used] >= oldest_bin
         if keep.all():
