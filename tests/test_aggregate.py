@@ -6,6 +6,7 @@ import random
 from collections import Counter, defaultdict
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from wormwatch.aggregate import Aggregator
@@ -243,29 +244,34 @@ def test_full_key_tables_drop_keys_last_seen_before_the_window() -> None:
 
 
 def test_a_row_table_full_of_the_window_drops_its_oldest_bins_not_new_evidence() -> None:
-    # 40 bins of one host fill a 32-row table inside a day's window; a scanner
-    # starting after that got no rows at all (its 30 targets never reached a
-    # verdict until the old rows left the window, a day later)
-    agg = Aggregator(bin_s=60, window_s=86400, max_host_bins=32)
-    for b in range(40):
-        ev = make_events([(b * 60_000_000, "192.0.2.1", "192.0.2.53", KIND_DNS, 53, 1, b"x.y")])
+    # a flagged host's 8 bins, then another's 40 fill a 32-row table inside a day's
+    # window; a scanner starting after that got no rows at all (its 30 targets never
+    # reached a verdict until the old rows left the window, a day later)
+
+    def protect(n_hosts: int) -> npt.NDArray[np.bool_]:
+        return np.arange(n_hosts) == 0
+
+    agg = Aggregator(bin_s=60, window_s=86400, max_host_bins=32, protect=protect)
+    for b in range(48):
+        src = "192.0.2.5" if b < 8 else "192.0.2.1"
+        ev = make_events([(b * 60_000_000, src, "192.0.2.53", KIND_DNS, 53, 1, b"x.y")])
         agg.ingest(ev, Classifier().classify(ev))
     scan = [
-        (40 * 60_000_000 + i, "192.0.2.9", f"203.0.113.{i}", KIND_SYN, 445, 0, b"")
+        (48 * 60_000_000 + i, "192.0.2.9", f"203.0.113.{i}", KIND_SYN, 445, 0, b"")
         for i in range(30)
     ]
     ev = make_events(scan)
     agg.ingest(ev, Classifier().classify(ev))
-    browser, scanner = agg.host_states([0, 1], with_prefixes=False)
-    assert scanner.bins.tolist() == [40]
+    kept, browser, scanner = agg.host_states([0, 1, 2], with_prefixes=False)
+    assert scanner.bins.tolist() == [48]
     assert int(scanner.series.reshape(-1, N_COUNTERS)[:, C_SYN_DST_NEW].sum()) == 30
-    # the browser keeps its newest bins, without a gap; its totals all
-    kept = browser.bins.tolist()
-    assert kept == list(range(kept[0], 40))
-    assert len(kept) >= 20
+    # the flagged host keeps every bin; the other its newest, without a gap, and its totals
+    assert kept.bins.tolist() == list(range(8))
+    newest = browser.bins.tolist()
+    assert newest == list(range(newest[0], 48))
+    assert len(newest) >= 16
     assert int(browser.totals[C_QUERIES]) == 40
-    assert agg.counts().rows_dropped >= 40 - len(kept)
-    assert agg.first_kept_bin() == kept[0]
+    assert agg.counts().rows_dropped >= 40 - len(newest)
 
 
 def test_rows_outside_the_window_go_as_packet_time_moves_on() -> None:

@@ -168,7 +168,7 @@ class Judge:
         is_touched[touched] = True
         idle: BOOL = (
             ~is_touched[flagged]
-            & (self._first_bin[flagged] >= agg.first_kept_bin())
+            & (self._first_bin[flagged] >= agg.oldest_bin())
             & self._sums_only[flagged]
         )
         return idle

@@ -77,8 +77,8 @@ class Aggregator:
         max_hosts: hosts tracked at once. When full, the least useful
             quarter is evicted; events of new hosts that still find no room
             (every host protected) are counted, not kept.
-        max_host_bins: (host, bin) rows kept; old rows outside the window
-            are pruned when it fills.
+        max_host_bins: (host, bin) rows kept; when it fills, rows outside
+            the window go, then the window's oldest rows of unprotected hosts.
         max_keys: capacity of each distinct-set table (SYN targets, names,
             prefixes).
         n_samples: sample names kept per host (and as many MX names).
@@ -113,7 +113,10 @@ class Aggregator:
         self._ignore = [NetMask.of(n) for n in ignore]
         self._allow = [NetMask.of(n) for n in allowlisted]
         self._hosts = HostTable(max_hosts, protect)
-        self._bins = BinRows(max_host_bins)
+        # a flagged host keeps its rows in the window, as it is never evicted
+        self._bins = BinRows(
+            max_host_bins, None if protect is None else lambda: protect(self.n_hosts)
+        )
         # the window's first bin when rows before it were last dropped
         self._pruned_to = -(2**62)
         self._pairs = KeyTable(max_keys)
@@ -264,11 +267,6 @@ class Aggregator:
         """The first bin of the window that ends at the newest packet time:
         rows of older bins are outside every host's window."""
         return self._now_us // self.bin_us - self.window_bins + 1
-
-    def first_kept_bin(self) -> int:
-        """The first bin whose rows are read out: the window's, or a later one
-        when the row table was full of the window's rows."""
-        return max(self.oldest_bin(), self._bins.floor_bin)
 
     @property
     def start_us(self) -> int:

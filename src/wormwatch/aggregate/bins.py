@@ -3,13 +3,16 @@
 In: host ids and bin indices of one batch's events. Out: a row per event
 (-1 = no room), whose counters the aggregate adds to; and, for read-out, the
 rows of given hosts within the window. When the table fills, rows older than
-the window go first, then the rows of the window's oldest bins (new evidence
-matters more than old: refusing it hid every host that started scanning after
-the table filled until the old rows left the window, up to a day later); the
-rows dropped and what still finds no room count in ``rows_dropped``.
+the window go first, then the rows of the window's oldest bins of hosts the
+detectors did not flag (new evidence matters more than old: refusing it hid
+every host that started scanning after the table filled until the old rows
+left the window, up to a day later); the rows dropped and what still finds no
+room count in ``rows_dropped``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
@@ -36,14 +39,14 @@ def _n_keys(host: I64, bins: I64, row: I64) -> int:
 class BinRows:
     """(host, bin) -> row of counters, grown by doubling up to ``max_rows``."""
 
-    def __init__(self, max_rows: int) -> None:
+    def __init__(self, max_rows: int, protect: Callable[[], BOOL] | None = None) -> None:
         self._table = KeyTable(max_rows)
         self.row_host = np.zeros(MIN_CAPACITY, np.int64)
         self.row_bin = np.zeros(MIN_CAPACITY, np.int64)
         self.rows = np.zeros((MIN_CAPACITY, N_COUNTERS), np.int32)
         self.rows_dropped = 0
-        # rows of bins before it were dropped to make room inside the window
-        self.floor_bin = -(2**62)
+        # which host ids keep their rows inside the window when the table is full
+        self._protect = protect
 
     @property
     def n_rows(self) -> int:
@@ -78,9 +81,8 @@ class BinRows:
         )
 
     def select(self, ids: I64, oldest_bin: int) -> tuple[I64, I64]:
-        """(rows, their hosts) of the hosts ``ids`` from ``oldest_bin`` (or the
-        first bin still kept) on, sorted by host then bin."""
-        oldest_bin = max(oldest_bin, self.floor_bin)
+        """(rows, their hosts) of the hosts ``ids`` from ``oldest_bin`` on,
+        sorted by host then bin."""
         used = self.n_rows
         row_host = self.row_host[:used]
         sel = np.nonzero(host_mask(ids, row_host) & (self.row_bin[:used] >= oldest_bin))[0]
@@ -107,25 +109,29 @@ class BinRows:
         self.row_host, self.row_bin, self.rows = row_host, row_bin, rows
 
     def _drop_oldest(self, need: int) -> bool:
-        """Drop the rows of the oldest bins kept, at least ``need`` rows and an
-        eighth of the table (so that a full table is not rebuilt every batch),
-        never those of the newest bin; True if any went."""
+        """Drop the rows of the oldest bins of unprotected hosts (of all hosts
+        when theirs are too few), at least ``need`` rows and an eighth of the
+        table (so that a full table is not rebuilt every batch), never those of
+        the newest bin; True if any went."""
         used = self.n_rows
-        bins = self.row_bin[:used]
-        want = min(used, max(need, self._table.max_used // 8))
-        cut = min(int(np.partition(bins, want - 1)[want - 1]) + 1, int(bins.max()))
-        keep = bins >= cut
-        if keep.all():
+        bins, hosts = self.row_bin[:used], self.row_host[:used]
+        movable = np.ones(used, np.bool_)
+        if self._protect is not None:
+            movable = ~self._protect()[hosts]
+            if np.count_nonzero(movable) < need:
+                movable[:] = True
+        candidates = bins[movable]
+        want = min(candidates.shape[0], max(need, self._table.max_used // 8))
+        cut = min(int(np.partition(candidates, want - 1)[want - 1]) + 1, int(bins.max()))
+        drop = movable & (bins < cut)
+        if not drop.any():
             return False
-        self.floor_bin = max(self.floor_bin, cut)
-        self.rows_dropped += used - int(np.count_nonzero(keep))
-        self._compact(keep, self.row_host[:used])
+        self.rows_dropped += int(np.count_nonzero(drop))
+        self._compact(~drop, hosts)
         return True
 
     def prune(self, oldest_bin: int) -> bool:
-        """Drop rows of bins before ``oldest_bin`` (or the first bin still kept);
-        True if any went."""
-        oldest_bin = max(oldest_bin, self.floor_bin)
+        """Drop rows of bins before ``oldest_bin``; True if any went."""
         used = self.n_rows
         keep = self.row_bin[:used] >= oldest_bin
         if keep.all():
