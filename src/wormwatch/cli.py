@@ -18,9 +18,16 @@ from pathlib import Path
 from wormwatch import __version__, collector
 from wormwatch.control import RunSignals
 from wormwatch.errors import WormwatchError
+from wormwatch.text import escape_text
 
 EXIT_OK = 0
 EXIT_INTERRUPTED = 130
+
+
+def _say(kind: str, message: object) -> None:
+    """One ``wormwatch: KIND:`` line on stderr. Messages name files, and a file name
+    can hold any byte: control characters (ESC, CR, LF) are shown escaped."""
+    print(f"wormwatch: {kind}: {escape_text(str(message))}", file=sys.stderr)
 
 
 def _speed(text: str) -> float | None:
@@ -246,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_OK
         return _run(args)
     except WormwatchError as err:
-        print(f"wormwatch: error: {err}", file=sys.stderr)
+        _say("error", err)
         return err.exit_code
     except KeyboardInterrupt:
         print("wormwatch: interrupted", file=sys.stderr)
@@ -346,9 +353,9 @@ def _run_handled(args: argparse.Namespace, signals: RunSignals) -> int:
         if bar is not None:
             bar.close()
     for warning in result.warnings:
-        print(f"wormwatch: warning: {warning}", file=sys.stderr)
+        _say("warning", warning)
     if result.error is not None:
-        print(f"wormwatch: error: {result.error}", file=sys.stderr)
+        _say("error", result.error)
         return result.error.exit_code
     # a Ctrl-C in the wind-down was noted, and the summary still written
     if result.interrupted or signals.stop.interrupted:

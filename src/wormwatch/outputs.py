@@ -41,6 +41,7 @@ from wormwatch.control import ReopenRequests
 from wormwatch.errors import WormwatchError
 from wormwatch.present.sinks.jsonl import JsonLinesWriter, refuse_shared_paths
 from wormwatch.source.privileges import DropTarget, can_create_in, drop_target, sticky_owner
+from wormwatch.text import escape_text
 
 if TYPE_CHECKING:
     from wormwatch.present.sinks.events import EventLog
@@ -56,7 +57,7 @@ def _fixes(target: DropTarget | None, directory: str) -> str:
 
 
 def _warn(message: str) -> None:
-    print(f"wormwatch: warning: {message}", file=sys.stderr, flush=True)
+    print(f"wormwatch: warning: {escape_text(message)}", file=sys.stderr, flush=True)
 
 
 def _who(target: DropTarget | None) -> str:

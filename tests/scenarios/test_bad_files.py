@@ -325,3 +325,24 @@ def test_stdin_truncated_capture_keeps_the_packets_before_the_cut(tmp_path: Path
     assert result.returncode == 0
     assert_one_line(result.stderr, "warning", "stdin", "truncated record after 3 packets")
     assert summary_hosts(summary) == [host(0), host(1), host(2)]
+
+
+# --- file names are bytes too: a name from an unpacked archive can hold anything -------
+
+HOSTILE_NAME = "x\x1b]0;title\x07\x1b[2J\r\nwormwatch: error: forged\x9b1m.pcap"
+
+
+def test_a_hostile_file_name_is_shown_escaped_on_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A control character in a file name (ESC, BEL, CR, LF, a C1 CSI) reaches stderr
+    escaped: the error stays one line and writes no escape sequence to the terminal."""
+    result, _ = replay(tmp_path / HOSTILE_NAME, tmp_path, capsys)
+    assert result.returncode == 2
+    line = assert_one_line(result.stderr, "error", "no such file")
+    assert "x\\x1b]0;title\\x07\\x1b[2J\\x0d\\x0awormwatch: error: forged\\u009b1m.pcap" in line
+    cut = write(tmp_path, HOSTILE_NAME, GOOD[: record_start(2) + 7])
+    result, _ = replay(cut, tmp_path, capsys)
+    assert result.returncode == 0
+    line = assert_one_line(result.stderr, "warning", "truncated", "after 2 packets")
+    assert not any(ch in line for ch in "\x1b\x07\r\x9b")
