@@ -145,3 +145,25 @@ def test_a_stream_in_the_summarys_file_is_refused_before_the_run(
             reopen=ReopenRequests(),
         )
     assert not (tmp_path / "out.jsonl").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="root opens the outputs for the user it drops to")
+def test_root_does_not_follow_a_link_the_dropped_user_made(tmp_path: Path) -> None:
+    """The user the sensor drops to may own the log folder (install -d -o wormwatch,
+    LogsDirectory=): a link it leaves there must not make root's next start append
+    alerts to a file of root's choosing (here a 0600 file standing for /etc/...)."""
+    user = (65534, 65534)
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"root only\n")
+    victim.chmod(0o600)
+    link = tmp_path / "alerts.jsonl"
+    link.symlink_to(victim)
+    os.lchown(link, *user)
+    with pytest.raises(WormwatchError, match="symbolic link of uid 65534"):
+        JsonLinesWriter(str(link), owner=user)
+    assert victim.read_bytes() == b"root only\n"
+    # a link root made is the operator's choice, and is followed
+    os.lchown(link, 0, 0)
+    with JsonLinesWriter(str(link), owner=user) as writer:
+        writer.write({"n": 1})
+    assert victim.read_bytes() == b'root only\n{"n":1}\n'

@@ -140,6 +140,8 @@ class JsonLinesWriter:
         try:
             fd = os.open(self.path, flags | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
+            if self._owner is not None and os.geteuid() == 0:
+                return self._open_for_dropped(flags)
             return os.open(self.path, flags)
         if self._owner is not None:
             try:
@@ -148,6 +150,23 @@ class JsonLinesWriter:
                 os.close(fd)
                 raise
         return fd
+
+    def _open_for_dropped(self, flags: int) -> int:
+        """Root opening an existing file for the user it will drop to: that user may
+        own the folder, and so the name. A symbolic link follows only when root made
+        it; one the user made could point root's appends at any file (/etc/...)."""
+        try:
+            return os.open(self.path, flags | os.O_NOFOLLOW)
+        except OSError as err:
+            if err.errno != errno.ELOOP:
+                raise
+        owner = os.lstat(self.path).st_uid
+        if owner != 0:
+            raise WormwatchError(
+                f"cannot open JSON lines output {self.path}: it is a symbolic link of uid "
+                f"{owner}, which root does not follow; remove it, or make it root's"
+            )
+        return os.open(os.path.realpath(self.path), flags | os.O_NOFOLLOW)
 
     def _follow_rotation(self) -> None:
         """Reopen by path once after each rotation request (regular files only)."""
