@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from wormwatch.model import Verdict
-from wormwatch.records import SCHEMA, alert_record, sensor_record
+import json
+import re
+
+from wormwatch.model import Snapshot, Verdict
+from wormwatch.present.sinks.jsonl import encode_line
+from wormwatch.records import SCHEMA, alert_record, network_record, sensor_record
 
 
 def test_alert_record_keys() -> None:
@@ -34,3 +38,16 @@ def test_sensor_record_keys() -> None:
         "schema", "timestamp", "event_type", "condition", "max_hosts", "hosts_tracked",
     ]  # fmt: skip
     assert rec["schema"] == SCHEMA == 1
+
+
+def test_network_record_source_is_escaped() -> None:
+    """The source is the capture's file name, which can hold any byte: a C1 CSI, a
+    bidi override and an invalid byte (surrogateescape) are escaped like a name."""
+    snap = Snapshot(
+        source="a\x9b31m\u202egnp\udcff.pcap +1 more", is_live=False, start_us=0, now_us=0,
+        wall_elapsed_s=0.0, packets_per_s=0.0, dns_per_s=0.0, syn_per_s=0.0, hosts_tracked=0,
+        hosts_dropped=0, decode={}, kernel_dropped=None, idle_s=None, network_sync_r=None, hosts=[],
+    )  # fmt: skip
+    line = encode_line(network_record(snap)).decode("utf-8")
+    assert json.loads(line)["source"] == "a\\u009b31m\\u202egnp\\xff.pcap +1 more"
+    assert not re.search("[\x80-\x9f\u202e]", line)

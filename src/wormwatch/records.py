@@ -49,7 +49,7 @@ from wormwatch.model import (
     Snapshot,
     Verdict,
 )
-from wormwatch.text import iso_time, names_text
+from wormwatch.text import escape_text, iso_time, names_text
 
 # SCHEMA is defined in model (the event log's kernel writes it too) and shown here
 __all__ = [
@@ -194,7 +194,7 @@ def network_record(
         "schema": SCHEMA,
         "event_type": "network",
         "timestamp": iso_time(snap.now_us),
-        "source": snap.source,
+        "source": escape_text(snap.source),
         "first_seen": iso_time(snap.start_us),
         "last_seen": iso_time(snap.now_us),
         "hosts_tracked": snap.hosts_tracked,
