@@ -105,3 +105,12 @@ def test_name_cell_does_not_wrap_or_interpret_markup() -> None:
     assert cell.plain == "\\x5bbold\\x5devil\\x5b/bold\\x5d"
     assert not cell.spans
     assert cell.no_wrap
+
+
+def test_max_len_after_escaped_backslashes_does_not_split_an_escape() -> None:
+    """Escaped backslashes (``\\\\``) before an escape: the cut is found from the start
+    of the text, so it cannot begin reading in the middle of a ``\\\\`` pair and cut
+    the ``\\u202e`` after it in half."""
+    raw = b"[\\\\\\\xe2\x80\xae\xff"  # '[' three backslashes, U+202E, an invalid byte
+    assert safe_text(raw) == "\\x5b\\\\\\\\\\\\\\u202e\\xff"
+    assert safe_text(raw, max_len=16) == "\\x5b\\\\\\\\\\\\…"

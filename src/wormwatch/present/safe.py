@@ -26,7 +26,8 @@ from rich.text import Text
 from wormwatch.text import escape_text
 
 ELLIPSIS: Final = "…"
-_ESCAPE_RUN: Final = re.compile(r"\\(?:x[0-9a-f]{2}|u[0-9a-f]{4}|U[0-9a-f]{8}|\\)")
+# one character of safe text: an escape, or any other single character
+_PIECE: Final = re.compile(r"\\(?:x[0-9a-f]{2}|u[0-9a-f]{4}|U[0-9a-f]{8}|\\)|.", re.DOTALL)
 
 
 def _truncate(text: str, max_len: int) -> str:
@@ -37,8 +38,9 @@ def _truncate(text: str, max_len: int) -> str:
     if max_len <= 0:
         return ""
     cut = max_len - 1
-    for match in _ESCAPE_RUN.finditer(text, max(0, cut - 10), cut + 10):
-        if match.start() < cut < match.end():
+    # read from the start: a window could begin inside an escaped backslash ("\\\\")
+    for match in _PIECE.finditer(text):
+        if match.end() > cut:
             cut = match.start()
             break
     return text[:cut] + ELLIPSIS
