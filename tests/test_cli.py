@@ -314,3 +314,22 @@ def test_a_json_stream_on_a_terminal_turns_the_table_off(
     args = build_parser().parse_args(["replay", str(DEMO), f"--{stream}", "-"])
     assert not _use_tui(args)
     assert _use_tui(build_parser().parse_args(["replay", str(DEMO)]))
+
+
+def test_a_terminal_that_cannot_show_a_character_gets_no_traceback(tmp_path: Path) -> None:
+    """A Latin-1 terminal and a capture named in CJK: the text summary (which
+    names the capture) ended in a UnicodeEncodeError traceback, exit 1."""
+    capture = tmp_path / "中é.pcap"
+    capture.write_bytes(DEMO.read_bytes())
+    got = subprocess.run(
+        [sys.executable, "-m", "wormwatch", "replay", str(capture), "--no-tui"],
+        check=False,
+        capture_output=True,
+        env={**os.environ, "PYTHONIOENCODING": "latin-1"},
+        timeout=300,
+    )
+    assert got.returncode == 0, got.stderr
+    assert b"Traceback" not in got.stderr
+    # the summary is there, the character it could not show is a '?'
+    assert "?é.pcap".encode("latin-1") in got.stdout
+    assert b"192.0.2.99" in got.stdout

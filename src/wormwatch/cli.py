@@ -8,6 +8,7 @@ line on stderr; Ctrl-C ends a run with the summary written and exit 130.
 from __future__ import annotations
 
 import argparse
+import io
 import math
 import os
 import sys
@@ -231,6 +232,7 @@ def _conflict(args: argparse.Namespace) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    _tolerate_the_terminal()
     parser = build_parser()
     args = parser.parse_args(argv)
     conflict = _conflict(args)
@@ -258,6 +260,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("wormwatch: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _tolerate_the_terminal() -> None:
+    """A terminal whose encoding cannot show a character (Latin-1, ASCII: the
+    table's blocks, a file name's CJK) gets ``?`` in its place, one cell as the
+    character would have been, not a UnicodeEncodeError traceback. Standard
+    error already writes such characters as escapes; JSON on standard output
+    is written as UTF-8 bytes, past this stream."""
+    if isinstance(sys.stdout, io.TextIOWrapper) and sys.stdout.errors == "strict":
+        sys.stdout.reconfigure(errors="replace")
 
 
 def _cluster(args: argparse.Namespace) -> int:
