@@ -198,7 +198,8 @@ def _concatenate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--concatenate",
         action="store_true",
-        help="read the files one after the other (default: merged by packet time, as mergecap)",
+        help="read the files one after the other (default: merged by packet time, as "
+        "mergecap; with '-' among them, always one after the other)",
     )
 
 

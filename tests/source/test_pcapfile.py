@@ -519,7 +519,16 @@ def test_stdin_reads_a_piped_capture() -> None:
     result = run_with_stdin(SMALL, "-", str(MULTI))
     assert result["name"] == "stdin +1 more"
     assert result["rows"] == as_json(dpkt_records(SMALL) + dpkt_records(MULTI))
-    assert result["warnings"] == []
+    # a merge was asked for (no --concatenate) and cannot be done: said, not silent
+    assert result["warnings"] == [
+        "standard input cannot be merged by packet time: the inputs were read one after "
+        "the other, in the order given (as with --concatenate); to merge, save standard "
+        "input to a file first"
+    ]
+
+
+def test_stdin_alone_has_no_merge_warning() -> None:
+    assert run_with_stdin(SMALL, "-")["warnings"] == []
 
 
 def test_stdin_nanosecond_capture(tmp_path: Path) -> None:

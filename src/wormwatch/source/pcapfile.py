@@ -81,7 +81,16 @@ def open_replay(
             lambda k, view: open_part(headers[k], warnings, skip_ignored=skip_ignored, mapped=view),
             warnings,
         )
-    return ReplaySource(paths, skip_ignored=skip_ignored)
+    source = ReplaySource(paths, skip_ignored=skip_ignored)
+    if len(paths) > 1 and not concatenate:
+        # said, not silently done: packet time jumps back where a file's times overlap
+        # stdin's, and detection then differs from the merge that was asked for
+        source.warn(
+            "standard input cannot be merged by packet time: the inputs were read one "
+            "after the other, in the order given (as with --concatenate); to merge, "
+            "save standard input to a file first"
+        )
+    return source
 
 
 def warm_up(*, pcap: bool = True, pcapng: bool = True) -> None:
@@ -162,6 +171,10 @@ class ReplaySource:
                 return batch
             self._current.close()
             self._current = None
+
+    def warn(self, text: str) -> None:
+        """Adds a one-line warning for the operator (``stats().warnings``)."""
+        self._warnings.append(text)
 
     def map_ahead(self) -> bool:
         """One step of :class:`~wormwatch.source.MapsAhead` for the file being read
