@@ -23,7 +23,7 @@ from __future__ import annotations
 import ctypes
 import mmap
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -96,6 +96,9 @@ class Mapped(Protocol):
     def map_in(self, lo: int, hi: int) -> bool:
         """Maps the pages between byte ``lo`` and ``hi`` in now (False: it cannot)."""
 
+    def shrunk_to(self) -> int | None:
+        """The file's size now if its writer cut it below what is mapped, else None."""
+
 
 class FileMapping:
     """A capture file mapped read-only on its own, read front to back."""
@@ -110,6 +113,7 @@ class FileMapping:
                 "was it moved or emptied during the replay?"
             ) from None
         self._mm.madvise(mmap.MADV_SEQUENTIAL)
+        self._mapped_size = len(self._mm)
         self.buffer: Bytes = self._mm
         self.data: U8 = np.frombuffer(self._mm, dtype=np.uint8)
 
@@ -120,6 +124,16 @@ class FileMapping:
     def map_in(self, lo: int, hi: int) -> bool:
         data = self.data  # kept here: the mapping outlives the call even if closed
         return bool(data.shape[0]) and map_in(data.ctypes.data, lo, hi)
+
+    def shrunk_to(self) -> int | None:
+        try:
+            size = self._mm.size()  # fstat of the mapped file itself, however renamed
+        except (OSError, ValueError):
+            return None
+        if size >= self._mapped_size:
+            return None
+        _zero_beyond(self.data.ctypes.data, size, self._mapped_size)
+        return size
 
 
 class SplicedFiles:
@@ -137,6 +151,8 @@ class SplicedFiles:
         # mapped and closed in turn: a merge of more files than the open-file limit
         # works (they were all opened at once: "Too many open files" past ~1,000)
         self.sizes = [_size(path) for path in paths]
+        self.paths = list(paths)
+        self._idents: list[tuple[int, int]] = []
         self.starts = [0] * len(paths)
         total = 0
         for k, size in enumerate(self.sizes):
@@ -149,7 +165,9 @@ class SplicedFiles:
             fd = _open(path)
             try:
                 # a file cut since its size was read is mapped as it is now
-                self.sizes[k] = min(self.sizes[k], os.fstat(fd).st_size)
+                info = os.fstat(fd)
+                self._idents.append((info.st_dev, info.st_ino))
+                self.sizes[k] = min(self.sizes[k], info.st_size)
                 if self.sizes[k]:
                     _overlay(base + self.starts[k], self.sizes[k], fd, path)
             finally:
@@ -169,7 +187,24 @@ class SplicedFiles:
 
     def view(self, k: int) -> FileView:
         """File ``k`` alone, as a walker reads it."""
-        return FileView(self.data[self.starts[k] : self.starts[k] + self.sizes[k]])
+        return FileView(
+            self.data[self.starts[k] : self.starts[k] + self.sizes[k]], lambda: self.shrunk_to(k)
+        )
+
+    def shrunk_to(self, k: int) -> int | None:
+        """File ``k``'s size now if its writer cut it below what is mapped, else None
+        (its pages past that end are then zero pages: touched, they would kill the
+        process with SIGBUS)."""
+        try:
+            info = os.stat(self.paths[k])
+        except OSError:
+            return None
+        # a file replaced under its name leaves the mapped one as it was
+        if (info.st_dev, info.st_ino) != self._idents[k] or info.st_size >= self.sizes[k]:
+            return None
+        if self._mm is not None:
+            _zero_beyond(self.data.ctypes.data + self.starts[k], info.st_size, self.sizes[k])
+        return info.st_size
 
     def close(self) -> None:
         """Lets go of the range (arrays still using it keep it alive)."""
@@ -184,9 +219,10 @@ class FileView:
     ``release`` does nothing here; ``map_in`` maps them in as a single file's does.
     """
 
-    def __init__(self, data: U8) -> None:
+    def __init__(self, data: U8, shrunk_to: Callable[[], int | None]) -> None:
         self.data = data
         self.buffer: Bytes = data.data
+        self.shrunk_to = shrunk_to
 
     def release(self, lo: int, hi: int) -> None:
         """The merge lets pages go (``SplicedFiles.release``): nothing to do."""
@@ -194,6 +230,29 @@ class FileView:
     def map_in(self, lo: int, hi: int) -> bool:
         data = self.data  # file k's part of the range: it starts on a page boundary
         return bool(data.shape[0]) and map_in(data.ctypes.data, lo, hi)
+
+
+def note_cut(warnings: list[str], path: str, size: int) -> None:
+    """Warns once that a file was cut to ``size`` bytes while it was mapped."""
+    text = (
+        f"file {path}: cut to {size} bytes during the replay (rewritten by its writer?); "
+        "the packets before the cut were read"
+    )
+    if text not in warnings:
+        warnings.append(text)
+
+
+def _zero_beyond(address: int, size: int, mapped: int) -> None:
+    """Maps zero pages over a file's mapped whole pages past ``size`` (up to ``mapped``).
+
+    A file cut while mapped (tcpdump restarted, or rotating with -G, onto the same name)
+    has no pages there any more: a touch raised SIGBUS and killed the replay. Its last
+    partial page reads zeros past the end by itself.
+    """
+    lo, hi = _round_up(size), _round_up(mapped)
+    if hi > lo:
+        flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_FIXED
+        _libc.mmap(address + lo, hi - lo, mmap.PROT_READ, flags, -1, 0)
 
 
 def _size(path: str) -> int:

@@ -27,7 +27,7 @@ import numpy as np
 from wormwatch.kernels.merge import merge_heads
 from wormwatch.model import I64, Batch, Records
 from wormwatch.source import SourceStats
-from wormwatch.source.mapping import MAP_AHEAD_BYTES, FileView, SplicedFiles
+from wormwatch.source.mapping import MAP_AHEAD_BYTES, FileView, SplicedFiles, note_cut
 
 # records read ahead per file: the merge's whole memory is files x RUN x 28 bytes
 RUN = 4096
@@ -97,6 +97,7 @@ class MergedReplay:
         if max_packets < 1:
             raise ValueError(f"max_packets must be at least 1, not {max_packets}")
         self._release_behind()
+        self._drop_cut()
         runs = self._runs
         out = _Merged(max_packets)
         n = 0
@@ -120,6 +121,20 @@ class MergedReplay:
         self._packets += n + batch.n_skipped
         self._bytes += int(batch.caplens.sum()) + batch.skipped_bytes
         return batch
+
+    def _drop_cut(self) -> None:
+        """Drops from the runs the records past the end of a file its writer cut during
+        the replay (their pages are gone: touched, they raised SIGBUS); the file's walker
+        then ends it with a warning at its next read."""
+        runs = self._runs
+        for k in range(len(self._parts)):
+            size = None if runs.is_finished[k] else self._splice.shrunk_to(k)
+            if size is None:
+                continue
+            lo, hi = int(runs.cursors[k]), int(runs.counts[k])
+            ends = runs.records.offsets[k, lo:hi] + runs.records.caplens[k, lo:hi]
+            runs.counts[k] = lo + int(np.searchsorted(np.maximum.accumulate(ends), size, "right"))
+            note_cut(self._warnings, self._splice.paths[k], size)
 
     def _refill(self) -> None:
         """Reads the next run of every file whose run is used up."""

@@ -53,6 +53,23 @@ def _slice(batch: Batch, start: int, stop: int) -> Batch:
     )
 
 
+def _detached(batch: Batch) -> Batch:
+    """``batch`` with its packets' bytes copied out of the source's buffer.
+
+    A paced batch is handed out slice by slice over seconds or minutes; a capture file
+    cut meanwhile (tcpdump restarted onto it) took the mapped pages of the slices still
+    to come with it, and decoding them raised SIGBUS. Pacing is slow by design, so the
+    copy costs nothing that shows.
+    """
+    caplens = batch.caplens.astype(np.int64)
+    ends = np.cumsum(caplens)
+    starts = ends - caplens
+    index = np.repeat(batch.offsets - starts, caplens) + np.arange(int(ends[-1]))
+    data = batch.data[index]
+    data.flags.writeable = False  # as a mapped file's: the kernels are compiled for it
+    return Batch(data, batch.ts_us, starts, batch.caplens, batch.wirelens, batch.linktypes)
+
+
 class Paced:
     """Wrap ``source`` so packet time advances at ``speed`` times wall time.
 
@@ -124,7 +141,7 @@ class Paced:
                 return None
             if batch.n == 0:
                 return batch
-            self._take(batch)
+            self._take(_detached(batch))
         assert self._pending is not None  # for mypy: _has_pending() or _take()
         return self._release(self._pending, max_packets, speed)
 

@@ -41,7 +41,7 @@ from wormwatch.kernels.pcapwalk import (
 from wormwatch.model import U8, Batch, Records
 from wormwatch.source import Source, SourceStats
 from wormwatch.source.fileheader import Header, check_file
-from wormwatch.source.mapping import MAP_AHEAD_BYTES, MAP_STEP_BYTES, FileMapping, Mapped
+from wormwatch.source.mapping import MAP_AHEAD_BYTES, MAP_STEP_BYTES, FileMapping, Mapped, note_cut
 from wormwatch.source.merge import MergedReplay
 from wormwatch.source.pcapng import Bytes, PcapngSections, PcapngWalk
 from wormwatch.source.stdin import MAX_CAPLEN, STDIN_NAME, STDIN_PATH, StdinPart
@@ -268,9 +268,17 @@ class _MappedFile:
         batch spans ~4x its packets' bytes, so keeping the previous batch mapped
         doubled the file's share of resident memory.
         """
+        self._check_cut()
         if self._mapped is not None and self.pos > self._released:
             self._mapped.release(self._released, self.pos)
             self._released = self.pos - self.pos % mmap.PAGESIZE
+
+    def _check_cut(self) -> None:
+        """Ends the walk where the file now ends if its writer cut it during the replay."""
+        size = None if self._mapped is None else self._mapped.shrunk_to()
+        if size is not None and size < self._size:
+            note_cut(self._warnings, self._path, size)
+            self._size, self._data = size, self._data[:size]
 
     def _stop(self, status: int) -> None:
         """Ends this file, with a warning unless it ended cleanly."""
