@@ -342,6 +342,34 @@ def test_gzipped_capture_says_gunzip(tmp_path: Path) -> None:
     expect_error([str(path)], "1f 8b 08 00", "gunzip")
 
 
+ZSTD = b"\x28\xb5\x2f\xfd" + b"\0" * 30
+XZ = b"\xfd7zXZ\x00" + b"\0" * 30
+
+
+def test_other_compressed_captures_say_how_to_decompress(tmp_path: Path) -> None:
+    for name, packed, hint in (("a.pcap.zst", ZSTD, "zstd-compressed: zstd -d it first"),
+                               ("a.pcap.xz", XZ, "xz-compressed: unxz it first")):  # fmt: skip
+        path = tmp_path / name
+        path.write_bytes(packed)
+        expect_error([str(path)], name, hint)
+
+
+@pytest.mark.parametrize(
+    ("packed", "hint"),
+    [
+        (b"\x1f\x8b\x08\x00" + b"\0" * 30, "it is gzip-compressed: pipe it through gunzip -c"),
+        (ZSTD, "it is zstd-compressed: pipe it through zstd -d -c"),
+    ],
+    ids=["gzip", "zstd"],
+)
+def test_stdin_compressed_says_how_to_decompress(tmp_path: Path, packed: bytes, hint: str) -> None:
+    path = tmp_path / "packed"
+    path.write_bytes(packed)
+    error = str(run_with_stdin(path, "-")["error"])
+    assert error.startswith("standard input is not a readable pcap or pcapng capture")
+    assert hint in error
+
+
 def test_pcap_header_truncated(tmp_path: Path) -> None:
     path = tmp_path / "short.pcap"
     path.write_bytes(SMALL.read_bytes()[:10])

@@ -18,8 +18,8 @@ from wormwatch.errors import WormwatchError
 from wormwatch.kernels.pcapwalk import BT_SHB, PCAP_FILE_HEADER
 from wormwatch.source.pcapng import read_section_header
 from wormwatch.source.stdin import PCAP_MAGICS as _PCAP_MAGICS
+from wormwatch.source.stdin import compression
 
-_GZIP_MAGIC = b"\x1f\x8b"
 _KUZNETZOV_MAGICS = (0xA1B2CD34, 0x34CDB2A1)
 _LINKTYPE_MASK = 0xFFFF  # the upper bits of the header's link type carry FCS information
 # enough for a pcap file header (24 bytes) or a pcapng section header (28)
@@ -91,8 +91,8 @@ def _read_head(path: str) -> bytes:
 def _bad_magic_message(path: str, head: bytes) -> str:
     seen = " ".join(f"{b:02x}" for b in head[:4])
     hint = "give a capture written by tcpdump -w or Wireshark"
-    if head.startswith(_GZIP_MAGIC):
-        hint = "it is gzip-compressed: gunzip it first"
+    if packed := compression(head):
+        hint = f"it is {packed[0]}-compressed: {packed[1]} it first"
     elif int.from_bytes(head[:4].ljust(4, b"\0"), "little") in _KUZNETZOV_MAGICS:
         hint = "it is Kuznetzov's modified pcap: convert it with editcap -F pcap"
     return (

@@ -71,6 +71,24 @@ _FILL_BUDGET_S = 0.05
 _PIPE_BYTES = 1 << 20
 
 
+# compressed captures: (magic, format, the command that decompresses it)
+_COMPRESSED = (
+    (b"\x1f\x8b", "gzip", "gunzip"),
+    (b"\x28\xb5\x2f\xfd", "zstd", "zstd -d"),
+    (b"\x04\x22\x4d\x18", "lz4", "lz4 -d"),
+    (b"\xfd7zXZ\x00", "xz", "unxz"),
+    (b"BZh", "bzip2", "bunzip2"),
+)
+
+
+def compression(head: bytes) -> tuple[str, str] | None:
+    """(format, command that decompresses it) when ``head`` starts a compressed file."""
+    for magic, name, command in _COMPRESSED:
+        if head.startswith(magic):
+            return name, command
+    return None
+
+
 def _read_upto(fd: int, n: int) -> bytes:
     """Read ``n`` bytes unless the stream ends first."""
     parts: list[bytes] = []
@@ -137,6 +155,8 @@ class StdinPart:
             self._part = _PcapngStream(fd, head, warnings, skip_ignored=skip_ignored)
         else:
             seen = f"unknown format, first bytes {head[:4].hex(' ')}" if head else "it is empty"
+            if packed := compression(head):
+                seen = f"it is {packed[0]}-compressed: pipe it through {packed[1]} -c first"
             raise WormwatchError(
                 f"standard input is not a readable pcap or pcapng capture ({seen}); "
                 "pipe a capture written by tcpdump -w or Wireshark into it"
