@@ -14,6 +14,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -557,6 +558,40 @@ def test_stdin_reads_a_piped_capture() -> None:
 
 def test_stdin_alone_has_no_merge_warning() -> None:
     assert run_with_stdin(SMALL, "-")["warnings"] == []
+
+
+IDLE_SCRIPT = """
+import sys
+from wormwatch.source.pcapfile import open_replay
+source = open_replay(["-"])
+packets = idle = 0
+while (batch := source.read_batch(100)) is not None:
+    packets += batch.n
+    idle += batch.n == 0
+print(packets, idle)
+"""
+
+
+@pytest.mark.parametrize("is_pcapng", [False, True], ids=["pcap", "pcapng"])
+def test_silent_stdin_gives_empty_batches_instead_of_blocking(is_pcapng: bool) -> None:
+    # a writer that stops for a while (tcpdump on a quiet link) must not block the read:
+    # the decode-ahead thread could not see a stop (q, Ctrl-C) until its join timed out
+    capture = (MULTI if is_pcapng else SMALL).read_bytes()
+    n = len(dpkt_records(MULTI if is_pcapng else SMALL))
+    with subprocess.Popen(
+        [sys.executable, "-c", IDLE_SCRIPT], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    ) as child:
+        assert child.stdin is not None
+        child.stdin.write(capture)
+        child.stdin.flush()
+        time.sleep(1.0)  # the writer is silent; the reader hands out empty batches
+        child.stdin.close()
+        assert child.stdout is not None
+        out = child.stdout.read()
+        assert child.wait(timeout=60) == 0
+    packets, idle = map(int, out.split())
+    assert packets == n
+    assert idle >= 2
 
 
 def test_stdin_nanosecond_capture(tmp_path: Path) -> None:

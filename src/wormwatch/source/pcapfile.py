@@ -165,7 +165,9 @@ class ReplaySource:
                     else item
                 )
             batch = self._current.read(max_packets)
-            if batch is not None and (batch.n > 0 or batch.n_skipped > 0):
+            # standard input's empty batch: nothing came for a while (it has not ended)
+            is_idle = batch is not None and isinstance(self._current, StdinPart)
+            if batch is not None and (batch.n > 0 or batch.n_skipped > 0 or is_idle):
                 self._packets += batch.n + batch.n_skipped
                 self._bytes += int(batch.caplens.sum()) + batch.skipped_bytes
                 return batch

@@ -66,6 +66,10 @@ _FILL_WAIT_S = 0.002
 # live capture piped in (tcpdump -w - | wormwatch replay -) that never pauses for 2 ms
 # is not held back until 8 MiB have come (at 2 MB/s that took 4 s)
 _FILL_BUDGET_S = 0.05
+# A silent writer (tcpdump on a quiet link) is waited for this long at a time, so that a
+# stop (q, Ctrl-C, SIGTERM) is not held up by a read that blocks: the decode-ahead thread
+# sees it between waits (a blocked read held the exit up for its 5 s join timeout).
+_IDLE_S = 0.1
 # what the pipe is asked to hold (Linux F_SETPIPE_SZ; an unprivileged process may ask up
 # to /proc/sys/fs/pipe-max-size, 1 MiB by default): fewer, larger reads
 _PIPE_BYTES = 1 << 20
@@ -171,12 +175,13 @@ class StdinPart:
         self._part.close()
 
 
-def _fill(fd: int, rest: np.ndarray) -> tuple[np.ndarray, bool]:
-    """``rest`` and what the pipe holds after it, and whether the stream ended: block
-    for the first bytes, then take more while more comes within ``_FILL_WAIT_S``, up to
-    a few MiB or ``_FILL_BUDGET_S`` after the first bytes (big batches when the writer
-    is fast, little waiting when it trickles, no holding back a steady live stream).
-    Read straight into a new buffer (the batches handed out keep theirs)."""
+def _fill(fd: int, rest: np.ndarray) -> tuple[np.ndarray, bool] | None:
+    """``rest`` and what the pipe holds after it, and whether the stream ended: wait
+    up to ``_IDLE_S`` for the first bytes (None if none came), then take more while
+    more comes within ``_FILL_WAIT_S``, up to a few MiB or ``_FILL_BUDGET_S`` after the
+    first bytes (big batches when the writer is fast, little waiting when it trickles,
+    no holding back a steady live stream). Read straight into a new buffer (the
+    batches handed out keep theirs)."""
     n_rest = rest.shape[0]
     buf = np.empty(n_rest + _FILL_BYTES + _CHUNK, np.uint8)
     buf[:n_rest] = rest
@@ -184,6 +189,8 @@ def _fill(fd: int, rest: np.ndarray) -> tuple[np.ndarray, bool]:
     size = n_rest
     is_eof = False
     deadline = 0.0
+    if not select.select([fd], [], [], _IDLE_S)[0]:
+        return None
     while size - n_rest < _FILL_BYTES:
         got = os.readv(fd, [view[size : size + _CHUNK]])
         if not got:
@@ -266,7 +273,10 @@ class _PcapStream:
                     self._stop(f"truncated record after {self._n_packets} packets")
                 self._is_done = True
                 break
-            self._buf, self._is_eof = _fill(self._fd, self._buf)
+            filled = _fill(self._fd, self._buf)
+            if filled is None:
+                return Batch.empty()  # nothing came: the reader's thread may be stopped now
+            self._buf, self._is_eof = filled
         return None
 
     def _stop(self, what: str) -> None:
@@ -317,7 +327,10 @@ class _PcapngStream:
             if self._buf.shape[0] >= MAX_BLOCK_BYTES:
                 self._stop(f"a block longer than 16 MiB after {self._n_packets} packets")
                 break
-            self._buf, self._is_eof = _fill(self._fd, self._buf)
+            filled = _fill(self._fd, self._buf)
+            if filled is None:
+                return Batch.empty()  # nothing came: the reader's thread may be stopped now
+            self._buf, self._is_eof = filled
         return None
 
     def _walk_whole_blocks(
