@@ -112,6 +112,35 @@ def test_signals_in_start_up_and_wind_down_end_the_run_cleanly(
     assert "capture" in done.stdout
 
 
+@pytest.mark.parametrize(("name", "code"), [("SIGINT", 130), ("SIGTERM", 0)])
+def test_stop_while_standard_input_is_silent_ends_the_run(
+    tmp_path: Path, name: str, code: int
+) -> None:
+    """``replay -`` waits for its capture's first bytes as it opens (tcpdump -w - holds
+    its header until its buffer fills). A stop there was noted and the wait went on
+    until the writer closed the pipe: here, never. Now the stop breaks the wait off."""
+    summary = tmp_path / "hosts.jsonl"
+    where = "wormwatch.source.stdin._read_upto"
+    args = ["replay", "-", "--no-tui", "--summary", str(summary)]
+    # from a file: a stop is not raised in code run from a string (numba's, control.py)
+    script = tmp_path / "signalled.py"
+    script.write_text(_SIGNALLED_AT)
+    with subprocess.Popen(
+        [sys.executable, str(script), where, name, *args],
+        stdin=subprocess.PIPE,  # held open and silent
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    ) as proc:
+        try:
+            assert proc.wait(timeout=60) == code
+        finally:
+            proc.kill()
+        assert proc.stderr is not None
+        assert proc.stderr.read() == b""
+    records = [json.loads(line) for line in summary.read_text().splitlines()]
+    assert [r["event_type"] for r in records] == ["network"]
+
+
 @pytest.mark.parametrize(("names", "is_whole"), [("SIGINT", True), ("SIGINT,SIGINT", False)])
 def test_ctrl_c_in_wind_down_keeps_the_summary_and_a_second_gets_out_at_once(
     tmp_path: Path, names: str, is_whole: bool

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, TextIO, TypeVar
 
 from wormwatch.config import Config
 from wormwatch.control import RunSignals, Stop
@@ -58,22 +58,24 @@ class RunOptions:
 
 
 REFRESH_S = 0.25
+_T = TypeVar("_T")
 METRICS_REFRESH_S = 1.0
 
 
-def _warm_up(command: str, on_step: StepFn | None, stop: Stop) -> None:
-    """Load (or, on the first run, compile: ~15 s) the kernels unless a stop came first.
-
-    A stop breaks the loading off; the run then ends as every stopped run does.
-    """
+def _broken_off(stop: Stop, step: Callable[[], _T]) -> _T | None:
+    """``step()`` unless a stop came first; a stop during it breaks it off (None then)
+    and the run ends as every stopped run does: loading (on the first run, compiling:
+    ~15 s) the kernels, and opening a replay, which waits for standard input's first
+    bytes (a stop was noted and the wait went on until the writer closed the pipe)."""
     if stop.requested:
-        return
+        return None
     try:
         with stop.breaking_off():
-            warm_up(command, on_step=on_step)
+            return step()
     except KeyboardInterrupt:
         if not stop.requested:
             stop.request(interrupted=True)
+        return None
 
 
 def _load_before_drop(outputs: Outputs) -> None:
@@ -246,7 +248,7 @@ def run(cfg: Config, opts: RunOptions, signals: RunSignals) -> RunResult:
     outputs = _outputs(opts, signals, cfg.path)
     metrics = None
     try:
-        _warm_up(opts.command, opts.on_step, stop)
+        _broken_off(stop, lambda: warm_up(opts.command, on_step=opts.on_step))
         # Everything that imports modules comes before the capture is opened
         # and privileges are dropped: the dropped user may not be able to read
         # the interpreter's library directory.
@@ -306,9 +308,11 @@ def _say_text(opts: RunOptions, result: RunResult) -> None:
 def _source_unless_stopped(cfg: Config, opts: RunOptions, stop: Stop) -> Source:
     """The run's source; after a stop asked for by now, none: no capture, no
     privilege drop, and the summary of nothing."""
-    if stop.requested:
-        return NoPackets(opts.interface or ", ".join(opts.files) or "-")
-    return _open_source(cfg, opts)
+    if opts.command == "live":  # not broken off half-way through a privilege drop
+        source = None if stop.requested else _open_source(cfg, opts)
+    else:
+        source = _broken_off(stop, lambda: _open_source(cfg, opts))
+    return source if source is not None else NoPackets(opts.interface or ", ".join(opts.files))
 
 
 def _write_result(out: SummaryFile, result: RunResult) -> None:
