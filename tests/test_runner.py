@@ -141,6 +141,27 @@ def test_stop_while_standard_input_is_silent_ends_the_run(
     assert [r["event_type"] for r in records] == ["network"]
 
 
+def test_report_stopped_while_standard_input_is_silent_writes_nothing(tmp_path: Path) -> None:
+    """``report -`` waited on as ``replay -`` did (above): the stop breaks it off too."""
+    script = tmp_path / "signalled.py"
+    script.write_text(_SIGNALLED_AT)
+    out_dir = tmp_path / "report"
+    where = "wormwatch.source.stdin._read_upto"
+    with subprocess.Popen(
+        [sys.executable, str(script), where, "SIGINT", "report", "-", "-o", str(out_dir)],
+        stdin=subprocess.PIPE,  # held open and silent
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    ) as proc:
+        try:
+            assert proc.wait(timeout=60) == 130
+        finally:
+            proc.kill()
+        assert proc.stderr is not None
+        assert proc.stderr.read() == b"wormwatch: interrupted\n"
+    assert not out_dir.exists()
+
+
 @pytest.mark.parametrize(("names", "is_whole"), [("SIGINT", True), ("SIGINT,SIGINT", False)])
 def test_ctrl_c_in_wind_down_keeps_the_summary_and_a_second_gets_out_at_once(
     tmp_path: Path, names: str, is_whole: bool

@@ -349,7 +349,8 @@ def report(cfg: Config, files: Sequence[str], out_dir: Path, *, concatenate: boo
 
     stop = Stop()
     with stop.handled():
-        source = open_replay(list(files), concatenate=concatenate)
+        with stop.breaking_off():  # a stop ends the wait for standard input's capture
+            source = open_replay(list(files), concatenate=concatenate)
         try:
             prepare_dir(out_dir)
             result = Pipeline(cfg, source_name=source.name).run(source, stop=stop)
