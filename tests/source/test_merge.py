@@ -31,6 +31,7 @@ from testkit.pcap import (
     Record,
     dpkt_records,
     is_udp,
+    pcap_header,
     present_pages,
     resident_file_kib,
     write_pcap,
@@ -353,3 +354,26 @@ def test_more_files_than_the_open_file_limit_merge(demo: list[Record], tmp_path:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert int(done.stdout) == 600
+
+
+def test_files_larger_together_than_memory_merge(tmp_path: Path) -> None:
+    """The merge reserved its range of addresses as writable shared memory, counted
+    against memory: two 16 GB captures on a 23 GB machine failed with "OSError: [Errno
+    12] Cannot allocate memory" (a traceback). Two sparse files of 1 TiB each (far more
+    than any test machine's memory; on disk a few KB) now open, and their first records
+    are read."""
+    paths = []
+    for name in ("a.pcap", "b.pcap"):
+        path = tmp_path / name
+        with path.open("wb") as file:
+            file.write(pcap_header())
+            file.truncate(1 << 40)  # a hole: records of zeros, 16 bytes each
+        paths.append(str(path))
+    source = open_replay(paths)
+    try:
+        batch = source.read_batch(8)
+        assert batch is not None
+        assert batch.n == 8
+        assert batch.data.shape[0] >= 2 << 40
+    finally:
+        source.close()

@@ -46,6 +46,7 @@ _libc.madvise.restype = ctypes.c_int
 _libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
 _MAP_FAILED = ctypes.c_void_p(-1).value
 _MAP_FIXED = 0x10  # linux/mman.h; the mmap module does not export it
+_MAP_NORESERVE = 0x4000  # asm-generic/mman.h; neither this one (before Python 3.13)
 # linux/mman.h (Linux 5.14): fault pages in, read-only, without touching them from here
 _MADV_POPULATE_READ = 22
 
@@ -158,9 +159,13 @@ class SplicedFiles:
         for k, size in enumerate(self.sizes):
             self.starts[k] = total
             total += _round_up(max(size, 1))
-        # the reservation: owned (and finally unmapped, overlays and all) by Python
-        self._mm: mmap.mmap | None = mmap.mmap(-1, total)
-        base = ctypes.addressof(ctypes.c_char.from_buffer(self._mm))
+        # the reservation: owned (and finally unmapped, overlays and all) by Python;
+        # read-only, private and unreserved, so it is not counted against memory (a
+        # writable one failed with ENOMEM once the files' total passed memory's size)
+        self._mm: mmap.mmap | None = mmap.mmap(
+            -1, total, flags=mmap.MAP_PRIVATE | _MAP_NORESERVE, prot=mmap.PROT_READ
+        )
+        base = int(np.frombuffer(self._mm, np.uint8).ctypes.data)
         for k, path in enumerate(paths):
             fd = _open(path)
             try:
