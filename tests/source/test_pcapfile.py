@@ -608,6 +608,19 @@ def test_stdin_that_is_not_a_capture(tmp_path: Path) -> None:
     assert error.startswith("standard input is not a readable pcap or pcapng capture")
 
 
+def test_stdin_that_is_closed() -> None:
+    # `wormwatch replay - <&-` ended in a traceback (OSError: Bad file descriptor)
+    done = subprocess.run(
+        [sys.executable, "-c", STDIN_SCRIPT, "-"],
+        stdout=subprocess.PIPE,
+        check=True,
+        timeout=120,
+        preexec_fn=lambda: os.close(0),
+    )
+    error = str(json.loads(done.stdout)["error"])
+    assert error.startswith("standard input cannot be read (Bad file descriptor)")
+
+
 def test_stdin_that_is_a_terminal() -> None:
     leader, follower = os.openpty()
     try:

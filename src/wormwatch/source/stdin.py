@@ -123,15 +123,22 @@ class StdinPart:
                 (``wormwatch.source.pcapfile.open_replay``).
 
         Raises:
-            WormwatchError: standard input is a terminal or does not carry a capture.
+            WormwatchError: standard input is a terminal, cannot be read, or does not
+                carry a capture.
         """
         if os.isatty(fd):
             raise WormwatchError(
                 "standard input is a terminal, not a capture; pipe one in "
                 "(e.g. tcpdump -w - ... | wormwatch replay -) or give file names"
             )
-        _ask_for_a_large_pipe(fd)
-        head = _read_upto(fd, PCAP_FILE_HEADER)
+        try:
+            _ask_for_a_large_pipe(fd)
+            head = _read_upto(fd, PCAP_FILE_HEADER)
+        except OSError as err:  # closed (<&-), or a file opened write-only in its place
+            raise WormwatchError(
+                f"standard input cannot be read ({err.strerror}); pipe a capture into it "
+                "(e.g. tcpdump -w - ... | wormwatch replay -) or give file names"
+            ) from None
         magic = int.from_bytes(head[:4], "little") if len(head) >= 4 else -1
         self._part: _PcapStream | _PcapngStream
         if magic in PCAP_MAGICS:
