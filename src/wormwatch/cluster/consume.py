@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import nats.errors
 import nats.js.errors
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -136,13 +137,14 @@ class Consumer:
         self._kv: KeyValue | None = None
         self._top: KeyValue | None = None
         self._js: JetStreamContext | None = None
+        self._nc: Client | None = None
         self._pending_bytes = 0
         self._batch = FETCH
 
     async def run(self, stop: asyncio.Event) -> None:
         """Set up, catch up, then consume until ``stop`` is set."""
         cluster = self.central.cluster
-        nc = await connect(cluster, name=f"wormwatch-{self.key}")
+        nc = self._nc = await connect(cluster, name=f"wormwatch-{self.key}")
         try:
             check_version(nc)
             js = self._js = nc.jetstream(timeout=JS_TIMEOUT_S)
@@ -163,7 +165,9 @@ class Consumer:
         finally:
             with contextlib.suppress(nats.errors.Error, TimeoutError):
                 await self._publish_top()
-            with contextlib.suppress(nats.errors.Error, TimeoutError):
+            # a client still reconnecting to a broker that is away ends with the
+            # transport's OSError (a traceback, and no summary written)
+            with contextlib.suppress(nats.errors.Error, TimeoutError, OSError):
                 await nc.close()
 
     async def _durable(self, js: JetStreamContext) -> str:
@@ -370,7 +374,9 @@ class Consumer:
             await self._save(Checkpoint(self._last_seq, self._last_seq, -1))
 
     async def _publish_top(self) -> None:
-        if self._top is None:
+        # while the broker is away a put waits out JS_TIMEOUT_S (20 s): the loop
+        # stopped hearing SIGTERM, and the process ended 40 s after it
+        if self._top is None or self._nc is None or not self._nc.is_connected:
             return
         record = top_record(self.central, self.key, self.stats.lag_s)
         await self._top.put(self.key, json.dumps(record).encode())
