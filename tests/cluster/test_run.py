@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -375,3 +376,44 @@ def test_a_central_stopped_while_the_broker_is_away_ends_at_once(
     assert proc.returncode == 0, err
     assert time.monotonic() - started < 10
     assert (tmp_path / "summary-0-15.jsonl").read_text()
+
+
+def test_a_broker_back_without_its_store_gets_the_central_s_consumer_again(
+    broker: Broker, tmp_path: Path, reference: tuple[Path, Path]
+) -> None:
+    """The broker's store folder lost across a restart: the central's fetches found
+    no consumer and it stayed silent for ever. It now creates its consumer again,
+    saying so in one line, and its merged hosts are what one process finds."""
+    cfg = config(tmp_path / "c.toml", "[cluster]\n")
+    first, second = split_in_time(tmp_path, 2)
+    proc = central(broker.url, "0-15", tmp_path, cfg)
+    sensor = publish(broker.url, first, "s0", cfg)
+    assert sensor.wait(timeout=300) == 0
+    wait_consumed(broker.url, ["central-0-15"], [proc])
+    broker.kill()
+    shutil.rmtree(broker.store / "js")
+    broker.start()
+    sensor = publish(broker.url, second, "s0", cfg)
+    _out, err = sensor.communicate(timeout=300)
+    assert sensor.returncode == 0, err
+    wait_consumed(broker.url, ["central-0-15"], [proc])
+    assert "lost consumer central-0-15" in stop(proc)
+    assert host_records(tmp_path / "summary-0-15.jsonl") == host_records(reference[0])
+
+
+def test_a_broker_back_without_its_store_gets_the_sensor_s_stream_again(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """A sensor publishing while the broker restarts without its store: its deltas
+    found no stream until it was restarted, and the replay exited 3 after
+    publish_timeout_s without saying why. It now creates the stream again."""
+    cfg = config(tmp_path / "c.toml", "[cluster]\npublish_timeout_s = 20\n")
+    sensor = publish(broker.url, DEMO, "s0", cfg, "--speed", "100")
+    wait_for_messages(broker.url, 1)
+    broker.kill()
+    shutil.rmtree(broker.store / "js")
+    broker.start()
+    _out, err = sensor.communicate(timeout=300)
+    assert sensor.returncode == 0, err
+    assert "no delta stream" in err
+    wait_for_messages(broker.url, 1)

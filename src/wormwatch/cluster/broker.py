@@ -27,7 +27,15 @@ import nats.js.errors
 import nkeys
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
 from nats.js.kv import KeyValue
 
 from wormwatch.cluster.settings import (
@@ -337,6 +345,41 @@ async def ensure_streams(js: JetStreamContext, cfg: ClusterConfig, window_s: int
                 await js.add_stream(stream)
     except (nats.errors.Error, TimeoutError) as err:
         raise WormwatchError(describe(err)) from None
+
+
+async def durable_pull(
+    js: JetStreamContext,
+    cfg: ClusterConfig,
+    window_s: int,
+    *,
+    key: str,
+    subjects: list[str],
+    pending_bytes_limit: int,
+) -> tuple[JetStreamContext.PullSubscription, bool]:
+    """The streams and a central's durable pull consumer ``key`` of ``subjects``,
+    created when missing; a subscription bound to it, and whether the consumer
+    had to be created (a new one, or a broker that lost its store)."""
+    await ensure_streams(js, cfg, window_s)
+    config = ConsumerConfig(
+        durable_name=key,
+        deliver_policy=DeliverPolicy.ALL,
+        # explicit: a message a fetch gave up on (it came after the fetch's
+        # expiry) is not acknowledged by a later one, and comes again
+        ack_policy=AckPolicy.EXPLICIT,
+        filter_subjects=subjects,
+        max_ack_pending=4 * FETCH,
+        ack_wait=30.0,
+    )
+    try:
+        await js.consumer_info(DELTA_STREAM, key)
+        created = False
+    except nats.js.errors.NotFoundError:
+        await js.add_consumer(DELTA_STREAM, config)
+        created = True
+    sub = await js.pull_subscribe_bind(
+        durable=key, stream=DELTA_STREAM, pending_bytes_limit=pending_bytes_limit
+    )
+    return sub, created
 
 
 async def bucket(js: JetStreamContext, name: str) -> KeyValue:

@@ -36,7 +36,7 @@ from wormwatch.cluster.broker import (
     check_version,
     connect,
     describe,
-    ensure_streams,
+    durable_pull,
     fetch_batch,
     pending_bytes,
     stderr_line,
@@ -61,6 +61,7 @@ TOP_EVERY_S = 2.0
 # why a delta is acknowledged without being merged: not a delta the central can
 # decode, or bins of another length than the central's (``[aggregate] bin_s``)
 REFUSALS = ("malformed", "bin_s")
+_Sub = JetStreamContext.PullSubscription
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,21 +144,14 @@ class Consumer:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Set up, catch up, then consume until ``stop`` is set."""
-        cluster = self.central.cluster
-        nc = self._nc = await connect(cluster, name=f"wormwatch-{self.key}")
+        nc = self._nc = await connect(self.central.cluster, name=f"wormwatch-{self.key}")
         try:
             check_version(nc)
             js = self._js = nc.jetstream(timeout=JS_TIMEOUT_S)
             self._batch = fetch_batch(int(nc.max_payload))
             self._pending_bytes = pending_bytes(nc, self._batch)
-            await ensure_streams(js, cluster, self.central.cfg.window_s)
-            self._kv, self._top = await buckets(js)
+            sub, _created = await self._bind(js)
             await nc.subscribe(f"{HEARTBEAT_SUBJECT}.*", cb=self._on_heartbeat)
-            sub = await js.pull_subscribe_bind(
-                durable=await self._durable(js),
-                stream=DELTA_STREAM,
-                pending_bytes_limit=self._pending_bytes,
-            )
             await self._catch_up(js, await self._checkpoint())
             await self._loop(sub, stop)
         except (nats.errors.Error, TimeoutError) as err:
@@ -170,22 +164,14 @@ class Consumer:
             with contextlib.suppress(nats.errors.Error, TimeoutError, OSError):
                 await nc.close()
 
-    async def _durable(self, js: JetStreamContext) -> str:
-        config = ConsumerConfig(
-            durable_name=self.key,
-            deliver_policy=DeliverPolicy.ALL,
-            # explicit: a message a fetch gave up on (it came after the fetch's
-            # expiry) is not acknowledged by a later one, and comes again
-            ack_policy=AckPolicy.EXPLICIT,
-            filter_subjects=self._subjects,
-            max_ack_pending=4 * FETCH,
-            ack_wait=30.0,
-        )
-        try:
-            await js.consumer_info(DELTA_STREAM, self.key)
-        except nats.js.errors.NotFoundError:
-            await js.add_consumer(DELTA_STREAM, config)
-        return self.key
+    async def _bind(self, js: JetStreamContext) -> tuple[_Sub, bool]:
+        """Streams, buckets and our durable consumer (created when missing), bound."""
+        sub, created = await durable_pull(
+            js, self.central.cluster, self.central.cfg.window_s,
+            key=self.key, subjects=self._subjects, pending_bytes_limit=self._pending_bytes,
+        )  # fmt: skip
+        self._kv, self._top = await buckets(js)
+        return sub, created
 
     async def _checkpoint(self) -> Checkpoint:
         assert self._kv is not None
@@ -252,7 +238,7 @@ class Consumer:
             msgs = await self._fetch(sub)
             retained.extend(self._decode(msgs))
             if msgs:
-                seen = max(seen, *(self._seq(m) for m in msgs))
+                seen = max(seen, *(int(m.metadata.sequence.stream) for m in msgs))
                 is_done = seen >= last_seq or any(m.metadata.num_pending == 0 for m in msgs)
                 give_up = time.monotonic() + CATCH_UP_STALL_S
             elif time.monotonic() >= give_up:
@@ -277,12 +263,33 @@ class Consumer:
                 if time.monotonic() >= next_top:
                     next_top = time.monotonic() + TOP_EVERY_S
                     await self._publish_top()
+            except nats.js.errors.ServiceUnavailableError:
+                # no one answers for our consumer: a broker back without its store?
+                self.stats.errors += 1
+                with contextlib.suppress(nats.errors.Error, TimeoutError, WormwatchError):
+                    sub = await self._rebind(sub)
+                await asyncio.sleep(1.0)
             except (nats.errors.Error, TimeoutError):
                 # the broker is away or slow: what was not acknowledged comes
                 # again (the merge skips what it has), so wait and go on
                 self.stats.errors += 1
                 await asyncio.sleep(1.0)
             self.on_round()
+
+    async def _rebind(self, old: _Sub) -> _Sub:
+        assert self._js is not None
+        sub, created = await self._bind(self._js)
+        with contextlib.suppress(nats.errors.Error):
+            await old.unsubscribe()
+        if created:
+            # its stream sequences start again at 1: the old ones mean nothing now
+            self._last_seq = 0
+            await self._save(Checkpoint())
+            self.warn(
+                f"the broker had lost consumer {self.key} (restarted without its store?): "
+                "created it again; deltas it held before are gone, new ones are merged"
+            )
+        return sub
 
     async def _fetch(self, sub: JetStreamContext.PullSubscription) -> list[Msg]:
         try:
@@ -291,10 +298,6 @@ class Consumer:
             # nats-py 2.16 ends a fetch with its own TimeoutError, or with asyncio's
             # when its no-wait probe was answered at the deadline
             return []
-
-    @staticmethod
-    def _seq(msg: Msg) -> int:
-        return int(msg.metadata.sequence.stream)
 
     def _decode(self, msgs: list[Msg]) -> list[_Item]:
         """The deltas of ``msgs`` this central can merge. The others are refused:
@@ -313,7 +316,8 @@ class Consumer:
                 why = f"{mismatch}: give every sensor and central the same [aggregate] bin_s"
                 self._refuse(delta.ident.sensor, "bin_s", why)
                 continue
-            items.append(_Item(delta, self._seq(msg), msg.metadata.timestamp.timestamp()))
+            seq = int(msg.metadata.sequence.stream)
+            items.append(_Item(delta, seq, msg.metadata.timestamp.timestamp()))
         return items
 
     def _refuse(self, sensor: str, kind: str, why: str) -> None:

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import nats.errors
+import nats.js.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
@@ -233,7 +234,17 @@ class Publisher:
                 self.counts.acknowledged += 1
             self.counts.buffered = len(self._queue)
         if len(acked) < len(batch):
+            if any(isinstance(r, nats.js.errors.NoStreamResponseError) for r in results):
+                await self._stream_again(js)
             await asyncio.sleep(0.5)
+
+    async def _stream_again(self, js: JetStreamContext) -> None:
+        """No stream took our deltas: a broker back without its store. They were
+        refused until the sensor restarted (a replay exited 3, saying nothing why)."""
+        self._say_once("nostream", "the broker has no delta stream (restarted without "
+                       "its store?): creating it again")  # fmt: skip
+        with contextlib.suppress(WormwatchError):
+            await ensure_streams(js, self.cfg, self.window_s)
 
     async def _publish_one(self, js: JetStreamContext, item: _Item) -> bool:
         try:
@@ -249,6 +260,8 @@ class Publisher:
             self._say_once("payload", "a delta exceeds the broker's max_payload: dropped "
                            "(counted); raise max_payload in the server config")  # fmt: skip
             return True
+        except nats.js.errors.NoStreamResponseError:
+            raise  # for _publish_some: no stream took it
         except (nats.errors.Error, TimeoutError) as err:
             line = describe(err)
             if "credentials" in line or "permission" in line.lower():
