@@ -258,3 +258,28 @@ def test_a_url_no_broker_can_have_is_one_line_at_start(url: str) -> None:
 )
 def test_broker_urls_that_work(url: str) -> None:
     broker_mod.check_settings(ClusterConfig(url=url))
+
+
+def test_tls_asked_of_a_broker_without_tls_is_one_line(brokers: BrokerPool, tmp_path: Path) -> None:
+    """A tls:// URL to a broker that offers no TLS: nats-py went on in plain text
+    (a token or password, and every delta, in the clear) and said nothing."""
+    broker = brokers.start(auth='authorization { token: "s3cret-t0ken" }')
+    url = f"tls://127.0.0.1:{broker.port}"
+    cfg = config(
+        tmp_path / "c.toml", '[cluster]\ntoken = "s3cret-t0ken"\npublish_timeout_s = 1.0\n'
+    )
+    local = tmp_path / "local.jsonl"
+    done = sense(url, cfg, local)
+    assert done.returncode == 3
+    said = [line for line in error_lines(done.stderr) if "does not offer TLS" in line]
+    assert len(said) == 1, done.stderr
+    assert "192.0.2.99" in host_records(local)
+    for argv in (["central", "--no-tui", "--duration", "5"], ["view"]):
+        refused = run(*argv, "--nats", url, "--config", str(cfg))
+        assert refused.returncode == 2, refused.stderr
+        assert error_lines(refused.stderr) == [
+            f"wormwatch: error: the broker at 127.0.0.1:{broker.port} does not offer TLS, "
+            "which the config asks for (tls:// URL, [cluster] ca_file or cert_file): nothing "
+            "was sent; enable tls in the server's config, or use nats:// without the TLS files"
+        ]
+    assert "s3cret" not in broker.log.read_text()

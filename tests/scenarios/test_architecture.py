@@ -27,7 +27,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     # garbage collector's start-up hold and the operator's signals to a run
     ("shared", ("model", "errors", "text", "nets", "records", "tomltable", "config",
                 "cluster.settings", "delta", "kernels", "collector", "control")),
-    ("source", ("source", "cluster.broker", "cluster.view")),
+    ("source", ("source", "cluster.broker", "cluster.tlscheck", "cluster.view")),
     ("decode", ("decode", "reassemble", "dnstcp")),
     ("classify", ("classify", "dganame")),
     ("aggregate", ("aggregate", "answers", "tables")),

@@ -59,6 +59,7 @@ TESTED_ELSEWHERE: dict[str, tuple[str, str]] = {
     "cluster/sensor.py": ("cluster/test_run.py", "the sensor mode, end to end"),
     "cluster/settings.py": ("cluster/test_central.py", "the [cluster] configuration"),
     "cluster/top.py": ("cluster/test_central.py", "central's ranking"),
+    "cluster/tlscheck.py": ("cluster/test_broker.py", "TLS asked of a broker without it"),
     "cluster/view.py": ("cluster/test_central.py", "the cluster view"),
     "present/live/cluster.py": ("cluster/test_run.py", "`wormwatch view` on a live broker"),
     "present/live/detail.py": ("present/live/test_table.py", "detail panel goldens"),
@@ -85,7 +86,9 @@ TESTED_ELSEWHERE: dict[str, tuple[str, str]] = {
 
 def _defines_code(path: Path) -> bool:
     tree = ast.parse(path.read_text())
-    return any(isinstance(n, ast.FunctionDef | ast.ClassDef) for n in tree.body)
+    return any(
+        isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) for n in tree.body
+    )
 
 
 def _own_test_files(module: Path) -> list[Path]:

@@ -47,6 +47,7 @@ from wormwatch.cluster.settings import (
     TOP_BUCKET,
     ClusterConfig,
 )
+from wormwatch.cluster.tlscheck import require_tls
 from wormwatch.errors import WormwatchError
 from wormwatch.text import escape_text
 
@@ -245,6 +246,8 @@ async def connect(
 
     _check_url(cfg.url)
     opts = options if options is not None else connect_options(cfg, name=name)
+    if "tls" in opts:
+        await require_tls(cfg.url)
     try:
         # nats-py retries a first connection for ever, even without reconnects, while
         # max_reconnect_attempts is negative: a central or view then hung on a broker
