@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -328,3 +329,26 @@ def test_a_central_summary_on_the_alerts_file_is_said_before_the_run(tmp_path: P
     opts = CentralOptions(url="nats://127.0.0.1:1", summary=shared, alerts=shared)
     with pytest.raises(WormwatchError, match=r"^--summary and --alerts name one file"):
         run_central(Config(), opts, None)
+
+
+def test_a_stopped_central_s_record_is_shown_as_old_as_it_is(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A central that stopped leaves its last record in the bucket: the view showed
+    its sensors' heartbeat ages as they were when it was put, for ever, and
+    nothing said the central had stopped reporting."""
+    c = central(ClusterConfig(shards=4))
+    c.heartbeat({"sensor": "east", "wall": 1000.0, "packets_per_s": 10.0})
+    c.clock = lambda: 1017.0
+    record = top_record(c, "central-0-3", 0.0)
+    assert record["sensors"][0]["heartbeat_age_s"] == 17.0  # type: ignore[index]
+    put = float(record["wall"])  # type: ignore[arg-type]
+    monkeypatch.setattr(time, "time", lambda: put + 1)
+    fresh = merge_top([record])
+    assert fresh.sensors[0]["heartbeat_age_s"] == 18.0
+    assert fresh.warnings == []
+    monkeypatch.setattr(time, "time", lambda: put + 600)
+    stale = merge_top([record])
+    assert stale.sensors[0]["heartbeat_age_s"] == 617.0
+    (warning,) = stale.warnings
+    assert warning.startswith("central central-0-3: no report for 600 s")

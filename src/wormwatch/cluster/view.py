@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,9 @@ import nats.js.errors
 from wormwatch.cluster.broker import JS_TIMEOUT_S, connect, describe
 from wormwatch.cluster.settings import TOP_BUCKET, ClusterConfig, field_number
 from wormwatch.errors import WormwatchError
+
+# a central puts its record every 2 s: one this much older is from a central that stopped
+CENTRAL_SILENT_S = 15.0
 
 
 @dataclass(slots=True)
@@ -35,20 +39,35 @@ def _activity(row: dict[str, Any]) -> float:
     return field_number(row.get("queries")) + field_number(row.get("syns"))
 
 
-def merge_top(records: list[dict[str, Any]], limit: int = 50) -> MergedView:
+def merge_top(
+    records: list[dict[str, Any]], limit: int = 50, *, now: float | None = None
+) -> MergedView:
     """One ranking over the central processes' records (their shards are
-    disjoint, so a host appears in one record only)."""
+    disjoint, so a host appears in one record only). A record is as of its
+    ``wall``: its heartbeat ages are aged by the time since (a stopped central's
+    record stays in the bucket, and its sensors showed "17 s ago" for ever)."""
     view = MergedView()
+    now = time.time() if now is None else now
     sensors: dict[str, dict[str, Any]] = {}
     for rec in sorted(records, key=lambda r: str(r.get("central", ""))):
-        view.centrals.append(str(rec.get("central", "?")))
+        central = str(rec.get("central", "?"))
+        view.centrals.append(central)
+        since = max(0.0, now - field_number(rec.get("wall"))) if "wall" in rec else 0.0
+        if since > CENTRAL_SILENT_S:
+            view.warnings.append(
+                f"central {central}: no report for {since:.0f} s (stopped, or cut off from "
+                "the broker?): its hosts and sensors are as they were then"
+            )
         view.hosts.extend(h for h in rec.get("hosts", []) if isinstance(h, dict))
-        for s in rec.get("sensors", []):
-            if not isinstance(s, dict):
+        for row in rec.get("sensors", []):
+            if not isinstance(row, dict):
                 continue
+            s = dict(row)
             name = str(s.get("sensor", "?"))
             old = sensors.get(name)
             age = s.get("heartbeat_age_s")
+            if isinstance(age, int | float) and not isinstance(age, bool):
+                age = s["heartbeat_age_s"] = round(age + since, 1)
             if old is None or (age is not None and (old.get("heartbeat_age_s") or 1e18) > age):
                 sensors[name] = s
         view.warnings.extend(str(w) for w in rec.get("overlaps", []))
