@@ -283,3 +283,25 @@ def test_tls_asked_of_a_broker_without_tls_is_one_line(brokers: BrokerPool, tmp_
             "was sent; enable tls in the server's config, or use nats:// without the TLS files"
         ]
     assert "s3cret" not in broker.log.read_text()
+
+
+NO_JETSTREAM_RIGHTS = """authorization { users = [ { user: "ro", password: "pw", permissions: {
+  publish: { allow: ["wormwatch.heartbeat.>"] }, subscribe: { allow: ["_INBOX.>", "wormwatch.>"] }
+} } ] }"""
+
+
+def test_a_user_without_the_rights_a_central_needs_is_told_so(
+    brokers: BrokerPool, tmp_path: Path
+) -> None:
+    """A user the broker lets in but not at the JetStream API: the broker's
+    permissions violation came as an asynchronous error nobody heard, and central
+    and view said "cannot reach the broker (nats: timeout)" of a broker they had
+    reached (the sensor, which hears it, said it right)."""
+    broker = brokers.start(auth=NO_JETSTREAM_RIGHTS)
+    cfg = config(tmp_path / "c.toml", '[cluster]\nuser = "ro"\npassword = "pw"\n')
+    for argv in (["central", "--no-tui", "--duration", "5"], ["view"]):
+        refused = run(*argv, "--nats", broker.url, "--config", str(cfg))
+        assert refused.returncode == 2, refused.stderr
+        (line,) = error_lines(refused.stderr)
+        assert "permissions violation" in line, line
+        assert "refused our credentials" in line, line

@@ -5,10 +5,9 @@ client and the streams and buckets, created when missing. Broker problems
 the operator can fix (refused credentials, no TLS, no JetStream) become one
 :class:`~wormwatch.errors.WormwatchError` line.
 
-JetStream features used (nats-server 2.10 or newer: consumers with several
-filter subjects): file streams with a duplicate window (``Nats-Msg-Id``),
-durable pull consumers, key-value buckets. A pull consumer's fetches are sized
-here, to the broker's message and pending-bytes limits.
+JetStream features used (nats-server 2.10 or newer: consumers with several filter
+subjects): file streams with a duplicate window (``Nats-Msg-Id``), durable pull
+consumers, key-value buckets; pull fetches sized to the broker's limits.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ import logging
 import ssl
 import sys
 import urllib.parse
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import nats
@@ -65,8 +64,7 @@ FETCH_BYTES = 24 << 20
 
 
 class _QuietTlsEof(logging.Filter):
-    """asyncio warns on stderr each time a TLS broker closes on nats-py (its
-    protocol answers EOF as for plain TCP): noise beside our one line."""
+    """asyncio's warning each time a TLS broker closes on nats-py: noise beside our line."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return "eof_received()" not in record.getMessage()
@@ -80,8 +78,11 @@ def stderr_line(line: str) -> None:
     print(f"wormwatch: cluster: {line}", file=sys.stderr, flush=True)
 
 
-def describe(err: BaseException) -> str:
-    """One line for a broker error, naming the fix where there is one."""
+def describe(err: BaseException, said: Sequence[str] = ()) -> str:
+    """One line for a broker error, naming the fix where there is one. ``said``: what the
+    broker said since we connected (a request refused for want of permissions times out)."""
+    if said and isinstance(err, TimeoutError):
+        return said[-1]
     text = str(err) or type(err).__name__
     low = text.lower()
     if isinstance(err, ssl.SSLError) and "CERTIFICATE_REQUIRED" in text:
@@ -279,10 +280,8 @@ async def connect(
 
 def _dropped(line: str) -> bool:
     """The broker closed a connection it had accepted (not refused, not untrusted)."""
-    low = line.lower()
-    return any(
-        word in low for word in ("connection lost", "broken pipe", "connection reset", "eof")
-    )
+    words = ("connection lost", "broken pipe", "connection reset", "eof")
+    return any(word in line.lower() for word in words)
 
 
 def check_version(nc: Client) -> None:
@@ -319,8 +318,10 @@ def pending_bytes(nc: Client, batch: int) -> int:
     return 2 * batch * max(int(nc.max_payload), 1 << 20)
 
 
-async def ensure_streams(js: JetStreamContext, cfg: ClusterConfig, window_s: int) -> None:
-    """The delta and alert streams, created when missing (idempotent)."""
+async def ensure_streams(
+    js: JetStreamContext, cfg: ClusterConfig, window_s: int, said: Sequence[str] = ()
+) -> None:
+    """The delta and alert streams, created when missing; ``said``: see :func:`describe`."""
     retention = cfg.retention_s or float(window_s)
     streams = (
         StreamConfig(
@@ -347,7 +348,7 @@ async def ensure_streams(js: JetStreamContext, cfg: ClusterConfig, window_s: int
             except nats.js.errors.NotFoundError:
                 await js.add_stream(stream)
     except (nats.errors.Error, TimeoutError) as err:
-        raise WormwatchError(describe(err)) from None
+        raise WormwatchError(describe(err, said)) from None
 
 
 async def durable_pull(
@@ -358,11 +359,11 @@ async def durable_pull(
     key: str,
     subjects: list[str],
     pending_bytes_limit: int,
+    said: Sequence[str] = (),
 ) -> tuple[JetStreamContext.PullSubscription, bool]:
-    """The streams and a central's durable pull consumer ``key`` of ``subjects``,
-    created when missing; a subscription bound to it, and whether the consumer
-    had to be created (a new one, or a broker that lost its store)."""
-    await ensure_streams(js, cfg, window_s)
+    """The streams and a central's durable pull consumer ``key`` of ``subjects``, created
+    when missing (a new one, or a broker that lost its store); a subscription, and if so."""
+    await ensure_streams(js, cfg, window_s, said)
     config = ConsumerConfig(
         durable_name=key,
         deliver_policy=DeliverPolicy.ALL,

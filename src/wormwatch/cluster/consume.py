@@ -1,10 +1,9 @@
 """Central side: consumes the deltas of its shards from JetStream, judges,
 writes and publishes alerts, checkpoints, and publishes its top hosts.
 
-In: the ``WORMWATCH_DELTAS`` stream (a durable pull consumer per shard
-range) and sensor heartbeats. Out: alert records (file and
-``wormwatch.alert.<shard>``), the top hosts in the ``wormwatch_top`` bucket,
-a checkpoint in ``wormwatch_checkpoints``.
+In: the ``WORMWATCH_DELTAS`` stream (a durable pull consumer per shard range) and
+sensor heartbeats. Out: alert records (file and ``wormwatch.alert.<shard>``), the
+top hosts in ``wormwatch_top``, a checkpoint in ``wormwatch_checkpoints``.
 
 A restarted process first reads again every retained delta of its shards
 (the merge skips identities it already has), judging silently up to the
@@ -18,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -131,6 +131,7 @@ class Consumer:
         self.warn = warn
         self.stats = ConsumeStats()
         self._said: set[tuple[str, str]] = set()
+        self._heard: deque[str] = deque(maxlen=1)  # the broker's last error (a refusal)
         self._subjects = [f"{DELTA_SUBJECT}.{s}.*" for s in range(shards[0], shards[1] + 1)]
         self._last_seq = 0
         self._newest_bin = -1
@@ -144,7 +145,8 @@ class Consumer:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Set up, catch up, then consume until ``stop`` is set."""
-        nc = self._nc = await connect(self.central.cluster, name=f"wormwatch-{self.key}")
+        name, said = f"wormwatch-{self.key}", self._heard
+        nc = self._nc = await connect(self.central.cluster, name=name, on_error=said.append)
         try:
             check_version(nc)
             js = self._js = nc.jetstream(timeout=JS_TIMEOUT_S)
@@ -155,7 +157,7 @@ class Consumer:
             await self._catch_up(js, await self._checkpoint())
             await self._loop(sub, stop)
         except (nats.errors.Error, TimeoutError) as err:
-            raise WormwatchError(describe(err)) from None
+            raise WormwatchError(describe(err, said)) from None
         finally:
             with contextlib.suppress(nats.errors.Error, TimeoutError):
                 await self._publish_top()
@@ -169,6 +171,7 @@ class Consumer:
         sub, created = await durable_pull(
             js, self.central.cluster, self.central.cfg.window_s,
             key=self.key, subjects=self._subjects, pending_bytes_limit=self._pending_bytes,
+            said=self._heard,
         )  # fmt: skip
         self._kv, self._top = await buckets(js)
         return sub, created
@@ -219,11 +222,9 @@ class Consumer:
         self._sorted = None
         await self._save(Checkpoint(self._last_seq, self._last_seq, -1))
 
-    async def _read_retained(
-        self, sub: JetStreamContext.PullSubscription, last_seq: int
-    ) -> list[_Item]:
-        """Every delta of our shards up to stream sequence ``last_seq`` (the stream's
-        last when the catch-up began), and any after it that came along.
+    async def _read_retained(self, sub: _Sub, last_seq: int) -> list[_Item]:
+        """Every delta of our shards up to stream sequence ``last_seq`` (the stream's last
+        when the catch-up began), and any after it that came along.
 
         An empty fetch is no end: a fetch gives up after :data:`FETCH_WAIT_S`, but
         what the broker sent for it still arrives (for the next fetch), and is never

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,7 +83,8 @@ def merge_top(
 
 async def read_top(cluster: ClusterConfig) -> list[dict[str, Any]]:
     """Every central process's latest record."""
-    nc = await connect(cluster, name="wormwatch-view")
+    said: deque[str] = deque(maxlen=1)
+    nc = await connect(cluster, name="wormwatch-view", on_error=said.append)
     try:
         js = nc.jetstream(timeout=JS_TIMEOUT_S)
         try:
@@ -99,7 +101,7 @@ async def read_top(cluster: ClusterConfig) -> list[dict[str, Any]]:
                         out.append(rec)
         return out
     except (nats.errors.Error, TimeoutError) as err:
-        raise WormwatchError(describe(err)) from None
+        raise WormwatchError(describe(err, said)) from None
     finally:
         with contextlib.suppress(nats.errors.Error, TimeoutError):
             await nc.close()
