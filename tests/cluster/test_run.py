@@ -417,3 +417,23 @@ def test_a_broker_back_without_its_store_gets_the_sensor_s_stream_again(
     assert sensor.returncode == 0, err
     assert "no delta stream" in err
     wait_for_messages(broker.url, 1)
+
+
+def test_a_stream_that_refuses_deltas_is_said_once(brokers: BrokerPool, tmp_path: Path) -> None:
+    """A broker whose JetStream store is full refuses deltas ("insufficient
+    resources"): the sensor said nothing of it, and a replay ended with "the
+    broker did not confirm them" and no why."""
+    full = Broker(brokers.binary, tmp_path / "full")
+    full.conf.write_text(
+        f"listen: 127.0.0.1:{full.port}\n"
+        f'jetstream {{ store_dir: "{full.store / "js"}", max_file_store: 200KB }}\n'
+    )
+    brokers.started.append(full)
+    full.start()
+    cfg = config(tmp_path / "c.toml", "[cluster]\npublish_timeout_s = 5\n")
+    sensor = publish(full.url, DEMO, "s0", cfg)
+    _out, err = sensor.communicate(timeout=300)
+    assert sensor.returncode == 3, err
+    said = [line for line in err.splitlines() if "refused a delta" in line]
+    assert said == ["wormwatch: cluster: the broker refused a delta (insufficient resources); "
+                    "kept for later"], err  # fmt: skip

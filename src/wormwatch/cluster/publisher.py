@@ -42,6 +42,7 @@ from wormwatch.cluster.broker import (
 from wormwatch.cluster.settings import DELTA_SUBJECT, HEARTBEAT_SUBJECT, ClusterConfig
 from wormwatch.delta import Delta, encode
 from wormwatch.errors import WormwatchError
+from wormwatch.text import escape_text
 
 BATCH = 256
 ACK_TIMEOUT_S = 5.0
@@ -262,6 +263,12 @@ class Publisher:
             return True
         except nats.js.errors.NoStreamResponseError:
             raise  # for _publish_some: no stream took it
+        except nats.js.errors.APIError as err:
+            # the stream refused it (its limits, a full store): said nowhere before,
+            # a replay exited 3 with "the broker did not confirm them" and no why
+            self._say_once(f"api:{err.description}", f"the broker refused a delta "
+                           f"({escape_text(str(err.description))}); kept for later")  # fmt: skip
+            return False
         except (nats.errors.Error, TimeoutError) as err:
             line = describe(err)
             if "credentials" in line or "permission" in line.lower():
