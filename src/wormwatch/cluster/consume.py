@@ -48,7 +48,7 @@ from wormwatch.cluster.settings import (
     DELTA_SUBJECT,
     HEARTBEAT_SUBJECT,
 )
-from wormwatch.cluster.top import top_record
+from wormwatch.cluster.top import check_alone, top_record
 from wormwatch.delta import Delta, DeltaError, decode
 from wormwatch.errors import WormwatchError
 from wormwatch.records import alert_key
@@ -152,6 +152,7 @@ class Consumer:
             js = self._js = nc.jetstream(timeout=JS_TIMEOUT_S)
             self._batch = fetch_batch(int(nc.max_payload))
             self._pending_bytes = pending_bytes(nc, self._batch)
+            await check_alone(js, self.key, TOP_EVERY_S)
             sub, _created = await self._bind(js)
             await nc.subscribe(f"{HEARTBEAT_SUBJECT}.*", cb=self._on_heartbeat)
             await self._catch_up(js, await self._checkpoint())

@@ -7,9 +7,17 @@ view merges those of every central process and ranks them again).
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 
+import nats.js.errors
+from nats.js import JetStreamContext
+
+from wormwatch.cluster.broker import bucket
 from wormwatch.cluster.central import TOP_HOSTS, Central
+from wormwatch.cluster.settings import TOP_BUCKET, field_number
+from wormwatch.errors import WormwatchError
 from wormwatch.model import (
     C_MX,
     C_QUERIES,
@@ -80,3 +88,24 @@ def sensor_rows(central: Central) -> list[dict[str, object]]:
             }
         )
     return rows
+
+
+async def check_alone(js: JetStreamContext, key: str, every_s: float) -> None:
+    """Refuse to start beside another running central process of the same shard range
+    (``key``): the two would share their durable consumer's deltas, each merging about
+    half of them, and both would alert and summarise wrongly, without a word. One that
+    runs puts its record every ``every_s``: a fresh record that changes again is one."""
+    top = await bucket(js, TOP_BUCKET)
+    try:
+        entry = await top.get(key)
+        if time.time() - field_number(json.loads(entry.value or b"{}").get("wall")) > 5 * every_s:
+            return
+        await asyncio.sleep(2 * every_s)
+        if (await top.get(key)).revision == entry.revision:
+            return
+    except (nats.js.errors.KeyNotFoundError, ValueError, AttributeError):
+        return
+    raise WormwatchError(
+        f"another central process is consuming the same shards ({key}): two would split "
+        "its deltas between them and both be wrong; stop it, or give each its own --shards"
+    )
