@@ -352,3 +352,36 @@ def test_a_stopped_central_s_record_is_shown_as_old_as_it_is(
     assert stale.sensors[0]["heartbeat_age_s"] == 617.0
     (warning,) = stale.warnings
     assert warning.startswith("central central-0-3: no report for 600 s")
+
+
+def test_a_watching_view_outlives_a_broker_restart(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`view --watch` ended (exit 2) at the first refused connection of a broker
+    being restarted; it now says so on the screen and tries again. A first
+    connection that fails is still the exit."""
+    import io
+
+    from rich.console import Console
+
+    from wormwatch.cluster.view import MergedView
+    from wormwatch.present.live import cluster as screen
+
+    answers: list[object] = [MergedView(), WormwatchError("cannot reach the broker (x)"),
+                             MergedView(), KeyboardInterrupt()]  # fmt: skip
+
+    def fetch(_cluster: ClusterConfig) -> MergedView:
+        answer = answers.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        assert isinstance(answer, MergedView)
+        return answer
+
+    monkeypatch.setattr(screen, "fetch_view", fetch)
+    monkeypatch.setattr(screen.time, "sleep", lambda _s: None)
+    out = io.StringIO()
+    with pytest.raises(KeyboardInterrupt):
+        screen.show_view(ClusterConfig(), watch_s=5, console=Console(file=out, width=120))
+    assert "cannot reach the broker (x) (trying again every 5 s)" in out.getvalue()
+    assert answers == []
+    answers[:] = [WormwatchError("cannot reach the broker (y)")]
+    with pytest.raises(WormwatchError, match=r"\(y\)"):
+        screen.show_view(ClusterConfig(), watch_s=5, console=Console(file=out, width=120))

@@ -16,6 +16,7 @@ from rich.text import Text
 
 from wormwatch.cluster.settings import ClusterConfig
 from wormwatch.cluster.view import MergedView, fetch_view
+from wormwatch.errors import WormwatchError
 from wormwatch.present.live.sensors import num, sensors_table
 from wormwatch.present.safe import name_cell, safe_text
 
@@ -53,8 +54,17 @@ def show_view(
 ) -> None:
     """Print the merged view once, or redraw it every ``watch_s`` seconds."""
     console = console or Console()
+    shown = False
     while True:
-        screen = view_screen(fetch_view(cluster))
+        try:
+            screen: Any = view_screen(fetch_view(cluster))
+        except WormwatchError as err:
+            # the first try's error is the exit; a watch outlives a broker restart
+            # (it ended at the first refused connection)
+            if not shown or watch_s is None:
+                raise
+            screen = Text(f"{err} (trying again every {watch_s:g} s)", style="red")
+        shown = True
         if watch_s is None:
             console.print(screen)
             return
