@@ -460,3 +460,27 @@ def test_a_second_central_of_the_same_shards_is_refused(broker: Broker, tmp_path
         "stop it, or give each its own --shards"
     ]
     stop(first)
+
+
+def test_a_changed_retention_reaches_the_streams(broker: Broker, tmp_path: Path) -> None:
+    """[cluster] retention_s was read only when the streams were first created: set
+    to 600 later, the streams kept their day of deltas and alerts, said nowhere. A
+    central now sets the streams' limits to its config's."""
+
+    async def limits() -> list[tuple[float | None, float | None]]:
+        nc = await nats.connect(broker.url)
+        try:
+            infos = [
+                await nc.jetstream().stream_info(n)
+                for n in ("WORMWATCH_DELTAS", "WORMWATCH_ALERTS")
+            ]
+            return [(i.config.max_age, i.config.duplicate_window) for i in infos]
+        finally:
+            await nc.close()
+
+    for body, want in (("", 86400.0), ("retention_s = 600\n", 600.0)):
+        cfg = config(tmp_path / "c.toml", "[cluster]\n" + body)
+        done = run("central", "--nats", broker.url, "--no-tui", "--config", str(cfg),
+                   "--duration", "1")  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert asyncio.run(limits()) == [(want, min(want, 3600.0))] * 2

@@ -13,7 +13,7 @@ consumers, key-value buckets; pull fetches sized to the broker's limits.
 from __future__ import annotations
 
 import base64
-import logging
+import dataclasses
 import ssl
 import sys
 import urllib.parse
@@ -61,16 +61,6 @@ FETCH = 256  # messages one fetch asks for, at most
 # bytes pass its max_pending (64 MB by default) as a slow consumer: 256 parts of a
 # busy bin (~100 MB) did, and what was in flight came again after the ack wait (30 s).
 FETCH_BYTES = 24 << 20
-
-
-class _QuietTlsEof(logging.Filter):
-    """asyncio's warning each time a TLS broker closes on nats-py: noise beside our line."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "eof_received()" not in record.getMessage()
-
-
-logging.getLogger("asyncio").addFilter(_QuietTlsEof())
 
 
 def stderr_line(line: str) -> None:
@@ -307,21 +297,21 @@ def fetch_batch(max_payload: int) -> int:
 
 
 def pending_bytes(nc: Client, batch: int) -> int:
-    """Room for two whole fetches of ``batch`` of the largest messages the broker takes.
-
+    """Room for two whole fetches of ``batch`` of the largest messages the broker takes:
     nats-py drops a message that would take a subscription past its pending bytes
     (256 MB by default) as a slow consumer, and the broker sends it again only after
     ``ack_wait``: with ~1 MB deltas, one bin of 8 sensors x 100,000 hosts is over
     that, and its lost parts arrived 30 s late. A pull consumer holds at most the
-    messages of the fetches it asked for, so this bound is the real one.
-    """
+    messages of the fetches it asked for, so this bound is the real one."""
     return 2 * batch * max(int(nc.max_payload), 1 << 20)
 
 
 async def ensure_streams(
-    js: JetStreamContext, cfg: ClusterConfig, window_s: int, said: Sequence[str] = ()
-) -> None:
-    """The delta and alert streams, created when missing; ``said``: see :func:`describe`."""
+    js: JetStreamContext, cfg: ClusterConfig, window_s: int, said: Sequence[str] = (), *,
+    owner: bool = False,
+) -> None:  # fmt: skip
+    """The delta and alert streams, created when missing, and (``owner``: a central) their
+    limits set to the config's; ``said``: see :func:`describe`."""
     retention = cfg.retention_s or float(window_s)
     streams = (
         StreamConfig(
@@ -344,9 +334,16 @@ async def ensure_streams(
     try:
         for stream in streams:
             try:
-                await js.stream_info(str(stream.name))
+                old = (await js.stream_info(str(stream.name))).config
             except nats.js.errors.NotFoundError:
                 await js.add_stream(stream)
+                continue
+            age, window = stream.max_age, stream.duplicate_window
+            if owner and (old.max_age, old.duplicate_window) != (age, window):
+                # a changed retention_s went unheeded while the stream existed
+                await js.update_stream(
+                    dataclasses.replace(old, max_age=age, duplicate_window=window)
+                )
     except (nats.errors.Error, TimeoutError) as err:
         raise WormwatchError(describe(err, said)) from None
 
@@ -363,7 +360,7 @@ async def durable_pull(
 ) -> tuple[JetStreamContext.PullSubscription, bool]:
     """The streams and a central's durable pull consumer ``key`` of ``subjects``, created
     when missing (a new one, or a broker that lost its store); a subscription, and if so."""
-    await ensure_streams(js, cfg, window_s, said)
+    await ensure_streams(js, cfg, window_s, said, owner=True)
     config = ConsumerConfig(
         durable_name=key,
         deliver_policy=DeliverPolicy.ALL,

@@ -6,7 +6,8 @@ In: the broker URL of a config that asks for TLS (a ``tls://`` URL, or a
 when the server's INFO says ``tls_required``: against a broker without TLS it
 went on in plain text, credentials and deltas included, without a word.
 The INFO line (sent in the clear by nats-server before any TLS) is read here,
-before the client sends anything.
+before the client sends anything. Also quiets asyncio's warning at each close of a TLS
+broker.
 """
 
 from __future__ import annotations
@@ -14,12 +15,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import urllib.parse
 
 from wormwatch.errors import WormwatchError
 from wormwatch.text import escape_text
 
 DEFAULT_PORT = 4222
+
+
+class _QuietTlsEof(logging.Filter):
+    """asyncio's warning each time a TLS broker closes on nats-py: noise beside our line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "eof_received()" not in record.getMessage()
+
+
+logging.getLogger("asyncio").addFilter(_QuietTlsEof())
 
 
 async def _info(host: str, port: int, timeout_s: float) -> dict[str, object] | None:
