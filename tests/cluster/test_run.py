@@ -484,3 +484,19 @@ def test_a_changed_retention_reaches_the_streams(broker: Broker, tmp_path: Path)
                    "--duration", "1")  # fmt: skip
         assert done.returncode == 0, done.stderr
         assert asyncio.run(limits()) == [(want, min(want, 3600.0))] * 2
+
+
+def test_a_broker_gone_for_good_ends_a_replay_without_a_traceback(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """The broker killed under a publishing replay and never started again: the
+    replay ended with exit 3 as it should, but its publishing thread printed a
+    ConnectionResetError traceback while closing the reconnecting client."""
+    cfg = config(tmp_path / "c.toml", "[cluster]\npublish_timeout_s = 3\n")
+    sensor = publish(broker.url, DEMO, "s0", cfg, "--speed", "150")
+    wait_for_messages(broker.url, 1)
+    broker.kill()
+    _out, err = sensor.communicate(timeout=300)
+    assert sensor.returncode == 3, err
+    assert "Traceback" not in err
+    assert "the broker did not confirm them" in err

@@ -187,7 +187,9 @@ class Publisher:
             with contextlib.suppress(asyncio.CancelledError):
                 await beat
             self._is_stopping = True
-            with contextlib.suppress(nats.errors.Error, TimeoutError):
+            # a client still reconnecting to a broker that is gone ends with the
+            # transport's OSError (a traceback from the publishing thread)
+            with contextlib.suppress(nats.errors.Error, TimeoutError, OSError):
                 await nc.close()
 
     async def _connect(self) -> Client:
