@@ -500,3 +500,25 @@ def test_a_broker_gone_for_good_ends_a_replay_without_a_traceback(
     assert sensor.returncode == 3, err
     assert "Traceback" not in err
     assert "the broker did not confirm them" in err
+
+
+def test_a_central_of_overlapping_shards_is_refused(broker: Broker, tmp_path: Path) -> None:
+    """A central for shards 0-7 started beside one for 0-15: each judged the hosts of
+    shards 0-7 and alerted them (the demo capture: 13 alerts in the alert stream
+    instead of 10, hosts listed twice by view). The second one now refuses to start."""
+    cfg = config(tmp_path / "c.toml", "[cluster]\n")
+    first = central(broker.url, "0-15", tmp_path, cfg)
+    deadline = time.monotonic() + 120
+    while "no central process has reported yet" in run("view", "--nats", broker.url).stdout:
+        assert first.poll() is None
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    second = run("central", "--nats", broker.url, "--shards", "0-7", "--no-tui",
+                 "--config", str(cfg), "--duration", "5")  # fmt: skip
+    assert second.returncode == 2, second.stderr
+    assert second.stderr.splitlines() == [
+        "wormwatch: error: central process central-0-15 is consuming shards that overlap "
+        "ours (central-0-7): their hosts would be judged and alerted twice; give each "
+        "central disjoint --shards"
+    ]
+    stop(first)

@@ -8,11 +8,13 @@ view merges those of every central process and ranks them again).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 
 import nats.js.errors
 from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
 
 from wormwatch.cluster.broker import bucket
 from wormwatch.cluster.central import TOP_HOSTS, Central
@@ -90,22 +92,60 @@ def sensor_rows(central: Central) -> list[dict[str, object]]:
     return rows
 
 
-async def check_alone(js: JetStreamContext, key: str, every_s: float) -> None:
-    """Refuse to start beside another running central process of the same shard range
-    (``key``): the two would share their durable consumer's deltas, each merging about
-    half of them, and both would alert and summarise wrongly, without a word. One that
-    runs puts its record every ``every_s``: a fresh record that changes again is one."""
-    top = await bucket(js, TOP_BUCKET)
+def _shards(key: str) -> tuple[int, int] | None:
+    """The shard range of a ``central-A-B`` key."""
+    parts = key.split("-")
     try:
-        entry = await top.get(key)
-        if time.time() - field_number(json.loads(entry.value or b"{}").get("wall")) > 5 * every_s:
-            return
-        await asyncio.sleep(2 * every_s)
-        if (await top.get(key)).revision == entry.revision:
-            return
-    except (nats.js.errors.KeyNotFoundError, ValueError, AttributeError):
+        return int(parts[1]), int(parts[2])
+    except (IndexError, ValueError):
+        return None
+
+
+async def _fresh(top: KeyValue, key: str, every_s: float) -> dict[str, int]:
+    """The other central processes whose shard ranges meet ``key``'s and whose
+    record is recent: their keys and record revisions."""
+    mine = _shards(key)
+    try:
+        keys = await top.keys()
+    except nats.js.errors.NoKeysError:
+        return {}
+    fresh: dict[str, int] = {}
+    for other in keys:
+        theirs = _shards(other)
+        if mine is None or theirs is None or theirs[1] < mine[0] or theirs[0] > mine[1]:
+            continue
+        with contextlib.suppress(nats.js.errors.KeyNotFoundError, ValueError, AttributeError):
+            entry = await top.get(other)
+            wall = field_number(json.loads(entry.value or b"{}").get("wall"))
+            if time.time() - wall <= 5 * every_s:
+                fresh[other] = int(entry.revision or 0)
+    return fresh
+
+
+async def check_alone(js: JetStreamContext, key: str, every_s: float) -> None:
+    """Refuse to start beside a running central process whose shards meet ours. One of
+    the same range (``key``) shares our durable consumer's deltas, each merging about
+    half of them, and both alert and summarise wrongly; one of an overlapping range
+    judges and alerts the shared shards' hosts a second time. Nothing said so. One
+    that runs puts its record every ``every_s``: a fresh record that changes again."""
+    top = await bucket(js, TOP_BUCKET)
+    fresh = await _fresh(top, key, every_s)
+    if not fresh:
         return
-    raise WormwatchError(
-        f"another central process is consuming the same shards ({key}): two would split "
-        "its deltas between them and both be wrong; stop it, or give each its own --shards"
-    )
+    await asyncio.sleep(2 * every_s)
+    for other, revision in sorted(fresh.items()):
+        try:
+            if int((await top.get(other)).revision or 0) == revision:
+                continue
+        except nats.js.errors.KeyNotFoundError:
+            continue
+        if other == key:
+            raise WormwatchError(
+                f"another central process is consuming the same shards ({key}): two would "
+                "split its deltas between them and both be wrong; stop it, or give each its "
+                "own --shards"
+            )
+        raise WormwatchError(
+            f"central process {other} is consuming shards that overlap ours ({key}): their "
+            "hosts would be judged and alerted twice; give each central disjoint --shards"
+        )
