@@ -17,7 +17,16 @@ from wormwatch.model import C_KW_A, C_QUERIES, QTYPE_MX, QTYPE_PTR
 from wormwatch.signals import storm_could_fire, top_prefixes
 from wormwatch.text import name_text
 
-from testkit.hoststates import Host, at, bot, mass_mailer, scanner, spread, study_host
+from testkit.hoststates import (
+    STORM_PREFIXES,
+    Host,
+    at,
+    bot,
+    mass_mailer,
+    scanner,
+    spread,
+    study_host,
+)
 
 CFG = Config()
 NOW = at(23.99)
@@ -86,6 +95,16 @@ def test_storm_needs_a_sustained_rate_and_share() -> None:
     ts = spread(at(12), at(17.5), 80_000, rng)
     host.queries(ts.tolist(), [f"www.site{i % 5000}.example" for i in range(80_000)])
     assert evaluate(host.state(), CFG, now_us=at(18)).verdicts == ()
+
+
+@pytest.mark.parametrize(("minutes", "verdicts"), [(4, ()), (5, ("keyword-storm",))])
+def test_storm_needs_min_active_bins_minutes(minutes: int, verdicts: tuple[str, ...]) -> None:
+    """30 keyword A queries a minute, each a new name: a storm once it lasts 5
+    minutes (min_active_bins) and holds 100 queries, not in 4 minutes with 120."""
+    host = Host()
+    for i in range(minutes * 30):
+        host.query(at(10) + i * 2_000_000, f"{STORM_PREFIXES[i % 9]}d{i}.example")
+    assert evaluate(host.state(), CFG, now_us=NOW).verdicts == verdicts
 
 
 def test_keyword_weights_scale_the_share() -> None:
@@ -204,6 +223,19 @@ def test_mx_client_both_ways() -> None:
     assert evaluate(host.state(), CFG, now_us=NOW).verdicts == ()
 
 
+def test_mx_client_sample_domains_are_escaped() -> None:
+    """A mass mailer's MX names carry an ESC sequence and a byte that is not UTF-8:
+    the evidence shows them as \\xNN, never the raw bytes."""
+    host = Host()
+    for i in range(12):
+        host.query(at(9) + i * 5_000_000, b"v\x1b[2J\xff%d.example" % i, QTYPE_MX)
+    verdict = evaluate(host.state(), CFG, now_us=NOW)
+    assert verdict.verdicts == ("mx-client",)
+    ev = verdict.evidence["mx-client"]
+    assert isinstance(ev, dict)
+    assert ev["sample_domains"][0] == "v\\x1b[2J\\xff0.example"
+
+
 def dnscat(addr: str = "192.0.2.58") -> Host:
     """A dnscat tunnel: rotating MX/TXT/CNAME queries of long encoded names."""
     rng = np.random.default_rng(9)
@@ -234,6 +266,9 @@ def test_dns_tunnel_over_mx_is_not_a_mass_mailer() -> None:
         ([b"dnscat.a1", b"dnscat.b2", b"dnscat.c3"], False),  # short labels: judged as mail
         ([b"example.com", b"example.org", b"example.net"], False),
         ([b"deadbeefcafe.example", b"mail.example.org", b"a" * 31 + b".example"], False),
+        # a label of exactly 32 bytes is encoded; two of four names is not "most"
+        ([b"x" * 32 + b".t.example", b"y" * 32 + b".t.example", b"ok.example"], True),
+        ([b"dnscat.c4f901f500471cd6", b"dnscat.1f8b01f500bb58df", b"a.test", b"b.test"], False),
     ],
 )
 def test_tunnel_reason(names: list[bytes], is_tunnel: bool) -> None:
@@ -272,6 +307,21 @@ def test_smb_scan_both_ways() -> None:
     assert evaluate(scanner(30).state(), CFG, now_us=NOW).verdicts == ("smb-scan",)
 
 
+def test_smb_scan_peak_is_the_bin_with_most_new_targets() -> None:
+    """The peak is the minute with the most new targets (30 at 10:05), not the one
+    with the most SYNs (40 retransmissions to one target at 10:00)."""
+    host = Host()
+    for i in range(40):
+        host.syn(at(10) + i * 1_000_000, "10.0.0.1", 445)
+    for i in range(30):
+        host.syn(at(10) + 300_000_000 + i * 1_000_000, f"10.0.1.{i + 1}", 445)
+    verdict = evaluate(host.state(), CFG, now_us=NOW)
+    assert verdict.verdicts == ("smb-scan",)
+    ev = verdict.evidence["smb-scan"]
+    assert isinstance(ev, dict)
+    assert (ev["peak_targets_per_bin"], ev["peak_bin"]) == (30, "2026-11-26T10:05:00.000000+00:00")
+
+
 def test_windows_client_with_its_file_servers_is_not_a_scan() -> None:
     host = Host()
     servers = ["198.51.100.10", "198.51.100.11", "198.51.100.20", "198.51.100.30"]
@@ -302,6 +352,26 @@ def test_slow_scanner_counts_within_the_window() -> None:
     # a one-hour window never holds 30 of them
     hour = dataclasses.replace(CFG, window_s=3600)
     assert evaluate(state, hour, now_us=at(8)).verdicts == ()
+
+
+def test_the_window_holds_exactly_its_last_window_s_of_bins() -> None:
+    """31 targets: two in the first two minutes, then one every 10 minutes. The
+    window is the last 1440 minutes: 31 targets while the first minute is its
+    oldest, 30 a minute later (still a scan), 29 a minute after that (not)."""
+    host = Host()
+    times = [at(1), at(1) + 60_000_000] + [at(1) + i * 600_000_000 for i in range(1, 30)]
+    for i, t in enumerate(times):
+        host.syn(t, f"10.0.0.{i + 1}", 445)
+    state = host.state()
+    first_bin = at(1) // 60_000_000
+    last_us = (first_bin + 1440) * 60_000_000 - 1  # the end of the 1440th minute
+    for now_us, targets in ((last_us, 31), (last_us + 1, 30)):
+        verdict = evaluate(state, CFG, now_us=now_us)
+        assert verdict.verdicts == ("smb-scan",)
+        ev = verdict.evidence["smb-scan"]
+        assert isinstance(ev, dict)
+        assert ev["targets"] == targets
+    assert evaluate(state, CFG, now_us=last_us + 60_000_001).verdicts == ()
 
 
 def test_bot_sync_in_phase_fires() -> None:

@@ -121,3 +121,27 @@ def test_a_failing_event_sink_still_leaves_its_batch_counted_per_host() -> None:
     queries = sum(int(v.state.totals[C_QUERIES]) for v in result.hosts)
     syns = sum(int(v.state.totals[C_SYN135 : C_SYN445 + 1].sum()) for v in result.hosts)
     assert (queries, syns) == (decode["dns_queries"], decode["syns"])
+
+
+def _replayed(tmp_path: Path, events: list[Event]) -> dict[str, tuple[str, ...]]:
+    """Each host's verdicts after replaying ``events`` as a pcap with the default config."""
+    source = open_replay([str(write_events(tmp_path / "t.pcap", events))])
+    try:
+        result = Pipeline(load_config(None), source_name="t").run(source)
+    finally:
+        source.close()
+    return {v.state.addr: tuple(v.verdict.verdicts) for v in result.hosts}
+
+
+def test_a_mass_mailer_is_flagged_at_exactly_min_domains(tmp_path: Path) -> None:
+    # 12 MX queries (min_mx_queries is 10) over 5 domains (min_domains is 5) is a mass
+    # mailer; over 4 domains it is not
+    def mailer(n_domains: int) -> list[Event]:
+        return [
+            (at(9) + i * 5_000_000, "192.0.2.55", "198.51.100.53", 15,
+             f"victim{i % n_domains}.example".encode(), 53)
+            for i in range(12)
+        ]  # fmt: skip
+
+    assert _replayed(tmp_path, mailer(5))["192.0.2.55"] == ("mx-client",)
+    assert _replayed(tmp_path, mailer(4))["192.0.2.55"] == ()
