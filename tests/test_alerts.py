@@ -48,12 +48,12 @@ def test_first_verdict_alerts_once_in_the_design_schema() -> None:
 
 def test_verdict_set_change_and_clear() -> None:
     tracker = AlertTracker()
-    assert tracker.update(0, "h", v(40, "mx-client"), T0) is not None
+    assert tracker.update(0, "h", v(40.4, "mx-client"), T0) is not None
     rec = tracker.update(0, "h", v(45, "mx-client", "smb-scan"), T0 + 1)
     assert rec is not None
     assert rec["reason"] == "verdicts-changed"
     assert rec["previous_verdicts"] == ["mx-client"]
-    assert rec["previous_score"] == 40.0
+    assert rec["previous_score"] == 40.4
     # order of names is not a change
     assert tracker.update(0, "h", v(46, "smb-scan", "mx-client"), T0 + 2) is None
     rec = tracker.update(0, "h", Verdict(), T0 + 3)
@@ -72,6 +72,8 @@ def test_verdict_set_change_and_clear() -> None:
         ([30, 49, 40, 30], 1),  # stays in band 1
         ([30, 50.5, 49.5, 51, 49], 1),  # hovering at 50: hysteresis keeps band 1
         ([30, 52, 49, 47], 3),  # up past 52, then down past 48
+        ([30, 52, 48], 3),  # down by exactly the hysteresis: band 1 again
+        ([30, 48, 52], 2),  # up by exactly the hysteresis: band 2
         ([30, 80, 26], 3),
     ],
 )

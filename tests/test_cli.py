@@ -38,6 +38,14 @@ def test_replay_writes_summary_and_alerts(
     assert records[-1]["event_type"] == "network"
     assert all(r["schema"] == 1 for r in records)
     assert len(hosts) == 25
+    # the network record spans the capture: its first and last event of any host
+    network = records[-1]
+    assert network["first_seen"] == min(h["first_seen"] for h in hosts)
+    assert network["last_seen"] == max(h["last_seen"] for h in hosts) == network["timestamp"]
+    assert network["first_seen"] < network["last_seen"]
+    assert network["hosts_flagged"] == {
+        "keyword-storm": 1, "mx-client": 2, "smb-scan": 2, "bot-sync": 1,
+    }  # fmt: skip
     # the text summary counts each kind the run counted: queries, SYNs and answers
     decode = records[-1]["decode"]
     assert decode["dns_answers"] > 0

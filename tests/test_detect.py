@@ -223,6 +223,18 @@ def test_mx_client_both_ways() -> None:
     assert evaluate(host.state(), CFG, now_us=NOW).verdicts == ()
 
 
+def test_mx_client_counts_domains_not_queries() -> None:
+    """24 MX queries, four of each of 6 domains: 6 domains in the window and in all."""
+    host = Host()
+    for i in range(24):
+        host.query(at(9) + i * 5_000_000, f"victim{i % 6}.example", QTYPE_MX)
+    verdict = evaluate(host.state(), CFG, now_us=NOW)
+    assert verdict.verdicts == ("mx-client",)
+    ev = verdict.evidence["mx-client"]
+    assert isinstance(ev, dict)
+    assert (ev["mx_queries"], ev["mx_domains"], ev["mx_domains_total"]) == (24, 6, 6)
+
+
 def test_mx_client_sample_domains_are_escaped() -> None:
     """A mass mailer's MX names carry an ESC sequence and a byte that is not UTF-8:
     the evidence shows them as \\xNN, never the raw bytes."""
@@ -352,6 +364,20 @@ def test_slow_scanner_counts_within_the_window() -> None:
     # a one-hour window never holds 30 of them
     hour = dataclasses.replace(CFG, window_s=3600)
     assert evaluate(state, hour, now_us=at(8)).verdicts == ()
+
+
+def test_scan_evidence_tells_the_window_from_the_run() -> None:
+    """40 targets, one every 10 minutes, judged in a 5-hour window: 30 of them
+    in the window (the scan), 40 since the host was first seen."""
+    host = Host()
+    for i in range(40):
+        host.syn(at(1) + i * 600_000_000, f"10.0.0.{i + 1}", 445)
+    five_hours = dataclasses.replace(CFG, window_s=5 * 3600)
+    verdict = evaluate(host.state(), five_hours, now_us=at(7.5) + 1)
+    assert verdict.verdicts == ("smb-scan",)
+    ev = verdict.evidence["smb-scan"]
+    assert isinstance(ev, dict)
+    assert (ev["targets"], ev["targets_total"], ev["syns"]) == (30, 40, 30)
 
 
 def test_the_window_holds_exactly_its_last_window_s_of_bins() -> None:

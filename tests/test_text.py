@@ -43,6 +43,14 @@ def test_what_makes_a_name_look_like_another_is_escaped(name: str, shown: str) -
     assert escape_text(name) == shown
 
 
+def test_code_points_beyond_the_bmp_escape_with_eight_digits() -> None:
+    # a tag character (format) and a private-use one: \U and 8 hex digits, as
+    # \u and 4 digits would read as another character followed by a digit
+    assert name_text("a\U000e0041b\U000f0000.example".encode()) == (
+        "a\\U000e0041b\\U000f0000.example"
+    )
+
+
 def test_str_keeps_another_stages_escapes() -> None:
     made = name_text(b"a\x00b")
     assert escape_text(made) == made
