@@ -97,6 +97,39 @@ def test_storm_needs_a_sustained_rate_and_share() -> None:
     assert evaluate(host.state(), CFG, now_us=at(18)).verdicts == ()
 
 
+def test_storm_evidence_is_the_latest_of_two_equal_periods() -> None:
+    """A 4-minute storm at 10:08 between hours of heavy browsing (10:00-10:04 and
+    10:16-10:24) holds in two 8-minute tiles, 10:04-10:12 and 10:08-10:16, and in
+    no longer period: the evidence is the later tile."""
+    host = Host()
+    minute = 60_000_000
+
+    def browse(start_min: int, n_min: int, per_min: int) -> None:
+        for m in range(start_min, start_min + n_min):
+            for i in range(per_min):
+                host.query(at(10) + m * minute + i * 500_000, f"www.site{m}-{i}.example")
+
+    host.query(at(10) - 20 * minute, "mail.early.example")
+    browse(0, 4, 60)
+    host.query(at(10) + 4 * minute, "mail.lone.example")
+    browse(5, 1, 1)
+    for m in range(8, 12):
+        for i in range(30):
+            host.query(at(10) + m * minute + i * 2_000_000, f"{STORM_PREFIXES[i % 9]}d{m}-{i}.test")
+    browse(12, 2, 1)
+    browse(16, 8, 60)
+    verdict = evaluate(host.state(), CFG, now_us=NOW)
+    assert verdict.verdicts == ("keyword-storm",)
+    ev = verdict.evidence["keyword-storm"]
+    assert isinstance(ev, dict)
+    assert ev["period"] == {
+        "start": "2026-11-26T10:08:00.000000+00:00",
+        "end": "2026-11-26T10:16:00.000000+00:00",
+        "bins": 8,
+    }
+    assert (ev["keyword_a_queries"], ev["queries"]) == (120, 122)
+
+
 @pytest.mark.parametrize(("minutes", "verdicts"), [(4, ()), (5, ("keyword-storm",))])
 def test_storm_needs_min_active_bins_minutes(minutes: int, verdicts: tuple[str, ...]) -> None:
     """30 keyword A queries a minute, each a new name: a storm once it lasts 5
