@@ -10,7 +10,9 @@ central's re-read after a restart, bins opened again by late packets)."""
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import random
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -101,8 +103,14 @@ def capture(seed: int, n: int) -> Events:
     return ev
 
 
-def aggregate(ev: Events, batch: int = 50) -> Aggregator:
-    agg = Aggregator(bin_s=BIN_S, max_hosts=1000, max_host_bins=10_000, max_keys=100_000)
+def aggregate(
+    ev: Events,
+    batch: int = 50,
+    allowlisted: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network] = (),
+) -> Aggregator:
+    agg = Aggregator(
+        bin_s=BIN_S, max_hosts=1000, max_host_bins=10_000, max_keys=100_000, allowlisted=allowlisted
+    )
     for lo in range(0, ev.n, batch):
         part = take_events(ev, np.arange(lo, min(ev.n, lo + batch)))
         agg.ingest(part, CLASSIFIER.classify(part))
@@ -148,6 +156,20 @@ def test_capture_a_then_b_equals_merging_both_exports() -> None:
     a, b = take_events(ev, np.arange(half)), take_events(ev, np.arange(half, ev.n))
     agg, _ = merged(export(a, "a") + export(b, "b"))
     assert_same_state(aggregate(ev), agg)
+
+
+def test_allowlisted_hosts_stay_out_of_the_merged_network_series() -> None:
+    """A central whose config allowlists a mail server (an IPv4 and an IPv6 host
+    here) leaves their MX queries and SYNs out of the network-wide series, as
+    one sensor counting the whole capture with that allowlist does."""
+    ev = capture(5, 400)
+    servers = [ipaddress.ip_network("192.0.2.3/32"), ipaddress.ip_network("2001:db8::7/128")]
+    agg, _ = merged(export(ev, "s0"), allowlisted=servers)
+    whole = aggregate(ev, allowlisted=servers)
+    assert_same_state(whole, agg)
+    everyone = aggregate(ev)
+    left_out = everyone.network_series()[1].sum(axis=0) - agg.network_series()[1].sum(axis=0)
+    assert left_out.min() > 0  # queries, MX queries and SYNs of the two servers
 
 
 def test_the_same_export_twice_counts_once() -> None:

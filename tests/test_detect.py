@@ -506,6 +506,41 @@ def test_bot_sync_searches_lags_up_to_max_lag_s_in_wider_bins(
     assert 0 < ev["lag_s"] <= -(-lag_s // bin_s) * bin_s  # type: ignore[operator]
 
 
+def _narrow_bot(n_domains: int, n_targets: int, names: list[bytes] | None = None) -> Host:
+    """8 synchronised bursts of MX queries and SYNs, every 30 minutes from 10:00,
+    cycling over ``n_domains`` MX names (or ``names``) and ``n_targets`` targets."""
+    mx = names or [f"d{i}.example".encode() for i in range(n_domains)]
+    host = Host("192.0.2.77")
+    for b in range(8):
+        start = at(10) + b * 1_800_000_000
+        n = 25 + 10 * (b % 4)
+        for j in range(n):
+            host.query(start + j * 1_000_000, mx[j % len(mx)], QTYPE_MX)
+            host.syn(start + 20_000_000 + j * 1_000_000, f"10.1.0.{j % n_targets}", 445)
+    return host
+
+
+@pytest.mark.parametrize(("n_domains", "n_targets", "fires"), [(5, 5, True), (5, 4, False)])
+def test_bot_sync_needs_min_spread_domains_and_targets(
+    n_domains: int, n_targets: int, fires: bool
+) -> None:
+    """min_spread is 10: 5 MX domains and 5 targets are enough, 5 and 4 are not."""
+    verdict = evaluate(_narrow_bot(n_domains, n_targets).state(), CFG, now_us=NOW)
+    assert ("bot-sync" in verdict.verdicts) == fires
+
+
+def test_dns_tunnel_with_synchronised_syns_is_not_a_bot() -> None:
+    """The same bursts, but every MX name carries a long hex label (a tunnel):
+    neither mx-client nor bot-sync, unless the tunnel guard is turned off."""
+    names = [b"c4f901f500471cd6%04d.t%d.example" % (i, i) for i in range(40)]
+    state = _narrow_bot(0, 20, names).state()
+    assert evaluate(state, CFG, now_us=NOW).verdicts == ()
+    no_guard = dataclasses.replace(
+        CFG, mx_client=dataclasses.replace(CFG.mx_client, skip_tunnels=False)
+    )
+    assert "bot-sync" in evaluate(state, no_guard, now_us=NOW).verdicts
+
+
 def test_bot_sync_needs_enough_bins() -> None:
     verdict = evaluate(bot(0, n_bursts=2).state(), CFG, now_us=NOW)
     assert "bot-sync" not in verdict.verdicts
