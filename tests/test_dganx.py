@@ -32,7 +32,7 @@ from wormwatch.pipeline import Pipeline
 from wormwatch.signals import Window
 from wormwatch.source.pcapfile import open_replay
 
-from testkit import dgahosts
+from testkit import dgagen, dgahosts
 from testkit.hoststates import at, scanner, write_pcap
 
 CFG = Config()
@@ -137,6 +137,47 @@ def test_each_threshold_is_required(field: str, value: float) -> None:
     assert "dga-nx" in _verdict(host)[0]
     cfg = Config(dga_nx=DgaNxConfig(**{field: value}))  # type: ignore[arg-type]
     assert "dga-nx" not in _verdict(host, cfg)[0]
+
+
+def test_a_share_of_exactly_min_share_fires() -> None:
+    """Each minute for 20 minutes, 2 generated names draw NXDOMAIN and 18 ordinary
+    names resolve: an NXDOMAIN share of exactly 0.1 (min_share) in every period."""
+    host = dgahosts.Host("192.0.2.151")
+    names = iter(dgagen.FAMILIES["conficker-c"](dgahosts.DAY, 40))
+    for m in range(20):
+        t0 = at(10) + m * 60_000_000
+        for i in range(20):
+            name, rcode = (next(names), 3) if i < 2 else (f"www.site{i}.example", 0)
+            host.query(t0 + i * 1_000_000, name)
+            host.answer(t0 + i * 1_000_000 + 20_000, name, rcode)
+    verdicts, evidence = _verdict(host)
+    assert verdicts == ("dga-nx",)
+    assert (evidence["dga-nx"]["nx_share"], evidence["dga-nx"]["nx_answers"]) == (0.1, 40)  # type: ignore[index]
+
+
+def test_nx_domains_total_counts_since_first_seen() -> None:
+    """10 generated domains the evening before (outside the one-day window), then a
+    storm: the evidence's nx_domains_total holds the 10, nx_domains does not."""
+    host = dgahosts.dga_client("conficker-c")
+    for i, name in enumerate(dgagen.FAMILIES["hash"](dgahosts.DAY, 10)):
+        host.answer(at(-4) + i * 1_000_000, name, 3)
+    verdicts, evidence = _verdict(host)
+    assert verdicts == ("dga-nx",)
+    ev = evidence["dga-nx"]
+    assert isinstance(ev, dict)
+    assert ev["nx_domains_total"] == ev["nx_domains"] + 10
+
+
+@pytest.mark.parametrize(("score_milli", "fires"), [(400, True), (399, False)])
+def test_a_mean_name_score_of_exactly_min_mean_score_fires(score_milli: int, fires: bool) -> None:
+    """20 minutes of 2 NXDOMAIN answers for 2 new domains each, whose names score
+    0.400 (min_mean_score) on average: a storm; 0.399: not."""
+    s = np.zeros((20, N_COUNTERS), np.int64)
+    s[:, C_NX] = s[:, C_ANSWERS] = s[:, C_NX_DOMS_NEW] = 2
+    s[:, C_NX_SCORE] = 2 * score_milli
+    bins = np.arange(at(10) // 60_000_000, at(10) // 60_000_000 + 20, dtype=np.int64)
+    state = HostState("192.0.2.152", at(10), at(10.33), s.sum(axis=0), bins, s)
+    assert (evaluate(state, CFG, now_us=NOW).verdicts == ("dga-nx",)) == fires
 
 
 def test_rate_threshold_is_per_active_minute() -> None:
