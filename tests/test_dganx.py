@@ -33,7 +33,7 @@ from wormwatch.signals import Window
 from wormwatch.source.pcapfile import open_replay
 
 from testkit import dgagen, dgahosts
-from testkit.hoststates import at, scanner, write_pcap
+from testkit.hoststates import at, mass_mailer, scanner, write_pcap
 
 CFG = Config()
 NOW = at(23.99)
@@ -84,6 +84,20 @@ def test_together_with_smb_scan_is_one_combined_reading() -> None:
         host.syn(t, dst, port)
     verdicts, evidence = _verdict(host)
     assert set(verdicts) == {"dga-nx", "smb-scan"}
+    assert evidence["dga-nx"]["with_smb_scan"] == COMBINED_READING  # type: ignore[index]
+    assert evidence["smb-scan"]["with_dga_nx"] == COMBINED_READING  # type: ignore[index]
+
+
+def test_the_combined_reading_stays_when_a_third_signal_fires() -> None:
+    """Conficker scans SMB and, here, also looks up the MX of 200 domains: the
+    combined reading is in both evidences all the same."""
+    host = dgahosts.dga_client("conficker-c", addr="192.0.2.44")
+    for t, dst, _qtype, _name, port in scanner(200).log:
+        host.syn(t, dst, port)
+    for t, _src, qtype, name, _port in mass_mailer(200).log:
+        host.query(t, name, qtype)
+    verdicts, evidence = _verdict(host)
+    assert set(verdicts) == {"dga-nx", "smb-scan", "mx-client"}
     assert evidence["dga-nx"]["with_smb_scan"] == COMBINED_READING  # type: ignore[index]
     assert evidence["smb-scan"]["with_dga_nx"] == COMBINED_READING  # type: ignore[index]
 

@@ -145,3 +145,20 @@ def test_a_mass_mailer_is_flagged_at_exactly_min_domains(tmp_path: Path) -> None
 
     assert _replayed(tmp_path, mailer(5))["192.0.2.55"] == ("mx-client",)
     assert _replayed(tmp_path, mailer(4))["192.0.2.55"] == ()
+
+
+def test_hosts_of_equal_score_rank_most_active_first(tmp_path: Path) -> None:
+    # three hosts, none flagged, asking 1, 5 and 3 ordinary names: the summary (and
+    # the report's hosts.jsonl) lists them by activity, the busiest first
+    events = [
+        (at(9) + i * 1_000_000 + k * 100_000, f"192.0.2.{k}", "198.51.100.53", 1,
+         f"www.site{i}.example".encode(), 53)
+        for k, n in ((1, 1), (2, 5), (3, 3))
+        for i in range(n)
+    ]  # fmt: skip
+    source = open_replay([str(write_events(tmp_path / "t.pcap", sorted(events)))])
+    try:
+        result = Pipeline(load_config(None), source_name="t").run(source)
+    finally:
+        source.close()
+    assert [v.state.addr for v in result.hosts] == ["192.0.2.2", "192.0.2.3", "192.0.2.1"]
