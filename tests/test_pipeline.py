@@ -14,7 +14,7 @@ from wormwatch.model import C_QUERIES, C_SYN135, C_SYN445, Events, HostView
 from wormwatch.pipeline import Pipeline
 from wormwatch.source.pcapfile import open_replay
 
-from testkit.hoststates import Event, at, write_events
+from testkit.hoststates import STORM_PREFIXES, Event, at, write_events
 from testkit.paths import DEMO, DEMO_CONFIG
 
 
@@ -162,3 +162,29 @@ def test_hosts_of_equal_score_rank_most_active_first(tmp_path: Path) -> None:
     finally:
         source.close()
     assert [v.state.addr for v in result.hosts] == ["192.0.2.2", "192.0.2.3", "192.0.2.1"]
+
+
+def test_every_storm_in_the_summary_shows_its_top_prefixes(tmp_path: Path) -> None:
+    # 55 keyword storms, more than the 50 top hosts whose name prefixes are read
+    # anyway, each judged again after its alert (one more query half an hour later):
+    # each flagged host's evidence and state still hold its name prefixes (the
+    # detail view's "top prefixes" line)
+    events = [
+        (at(9) + j * 2_000_000 + k * 1000, f"192.0.2.{k + 1}", "198.51.100.53", 1,
+         f"{STORM_PREFIXES[j % 9]}d{k}-{j}.test".encode(), 53)
+        for k in range(55)
+        for j in range(151)
+    ]  # fmt: skip
+    events[150::151] = [(at(9.5) + k, *e[1:]) for k, e in enumerate(events[150::151])]
+    source = open_replay([str(write_events(tmp_path / "t.pcap", sorted(events)))])
+    try:
+        result = Pipeline(load_config(None), source_name="t").run(source)
+    finally:
+        source.close()
+    storms = [v for v in result.hosts if v.verdict.verdicts == ("keyword-storm",)]
+    assert len(storms) == 55
+    for view in storms:
+        ev = view.verdict.evidence["keyword-storm"]
+        assert isinstance(ev, dict)
+        assert ev["top_prefixes"]["4"][0] == ["mail", 51], view.state.addr
+        assert view.state.prefixes[b"mail"] == 51, view.state.addr
