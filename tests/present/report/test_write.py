@@ -24,6 +24,7 @@ from wormwatch.errors import WormwatchError
 from wormwatch.model import QTYPE_MX, RCODE_NXDOMAIN
 from wormwatch.pipeline import RunResult
 from wormwatch.present.report import plots
+from wormwatch.present.report.htmlkit import esc, figure
 from wormwatch.present.report.page import config_toml
 from wormwatch.present.report.plots import coarsen, keyword_fit
 from wormwatch.present.report.prefixes import Relation, prefix_stats, relation
@@ -397,6 +398,14 @@ def test_hostile_names_are_escaped(tmp_path: Path) -> None:
     assert 'mx"&amp;' in shown
     assert page.prefix_hosts == ["192.0.2.66"]
     assert "mail<" in shown, "the prefix table shows the hostile prefix, escaped"
+
+
+def test_text_in_an_attribute_cannot_close_it() -> None:
+    """esc() is used inside attributes (an image's alt, a cell's data-value): a quote
+    in the text stays in the attribute."""
+    assert esc("say \"hi\" & 'bye'") == "say &quot;hi&quot; &amp; &#x27;bye&#x27;"
+    html = figure("f.png", 'x" onerror="alert(1)', "caption")
+    assert 'alt="x&quot; onerror=&quot;alert(1)"' in html
 
 
 def test_unflagged_host_with_unknown_keywords_gets_a_prefix_table(tmp_path: Path) -> None:

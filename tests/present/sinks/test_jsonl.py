@@ -114,6 +114,16 @@ def test_hostile_names_become_one_safe_line(raw: bytes, text: str) -> None:
     assert json.loads(line)["sample_names"] == [text]
 
 
+def test_the_writer_escapes_what_splits_lines_in_any_string() -> None:
+    """A string no escaping stage made (not a name) with U+0085, U+2028 and U+2029:
+    still one line, and the same text read back."""
+    record = {"note": "a\x85b\u2028c\u2029d"}
+    line = encode_line(record)
+    assert line == b'{"note":"a\\u0085b\\u2028c\\u2029d"}\n'
+    assert len(line.decode("utf-8").splitlines()) == 1
+    assert json.loads(line) == record
+
+
 def test_name_text_rule() -> None:
     assert name_text(b"mail.example.com") == "mail.example.com"
     assert name_text(b"\x1b[31mx") == "\\x1b[31mx"

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Mapping
 
 import numpy as np
 
-from wormwatch.model import N_COUNTERS, HostState, HostView, Verdict
+from wormwatch.model import N_COUNTERS, HostState, HostView, Snapshot, Verdict
 from wormwatch.present.sinks import summary
 from wormwatch.present.sinks.jsonl import encode_line
 from wormwatch.records import host_record
@@ -78,3 +79,36 @@ def test_hosts_without_a_verdict_take_the_fast_path() -> None:
     assert summary._plain_host_line(plain, 60) is not None
     for verdict in (Verdict(score=float("nan")), VERDICTS[6]):
         assert summary._plain_host_line(HostView(plain.state, verdict), 60) is None
+
+
+class _Lines:
+    """A record writer that keeps the lines written."""
+
+    def __init__(self) -> None:
+        self.lines: list[bytes] = []
+
+    def write(self, record: Mapping[str, object]) -> None:
+        self.lines.append(encode_line(record))
+
+    def write_lines(self, lines: bytes | memoryview, n_lines: int) -> None:
+        got = bytes(lines).splitlines(keepends=True)
+        assert len(got) == n_lines
+        self.lines.extend(got)
+
+
+def test_a_summary_of_many_hosts_writes_each_host_once() -> None:
+    # 1,100 hosts: more than two of the writes the records are grouped into
+    rng = random.Random(5)
+    views = [_view(rng, Verdict(score=float(i % 7))) for i in range(1100)]
+    for i, view in enumerate(views):
+        view.state.addr = f"10.0.{i // 256}.{i % 256}"
+    snap = Snapshot(
+        source="x.pcap", is_live=False, start_us=0, now_us=60_000_000, wall_elapsed_s=0.1,
+        packets_per_s=0.0, dns_per_s=0.0, syn_per_s=0.0, hosts_tracked=1100, hosts_dropped=0,
+        decode={}, kernel_dropped=None, idle_s=None, network_sync_r=None, hosts=[],
+    )  # fmt: skip
+    out = _Lines()
+    summary.write_summary_records(out, views, snap, 60)
+    records = [json.loads(line) for line in out.lines]
+    assert [r["src_ip"] for r in records[:-1]] == [v.state.addr for v in views]
+    assert records[-1]["event_type"] == "network"
