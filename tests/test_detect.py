@@ -600,6 +600,26 @@ def test_network_sync() -> None:
     assert ev["series"]["bin_s"] == 60  # type: ignore[index]
 
 
+def test_network_sync_at_exactly_min_r_is_synchronised() -> None:
+    """The summary's network_sync.is_synchronised holds at r = min_r, as a host's
+    bot-sync fires at it, and not just below it."""
+    mx = np.array([0, 5, 0, 9, 0, 7, 0, 3, 0, 8, 2, 6])
+    syn = np.array([1, 4, 0, 9, 2, 3, 0, 6, 1, 8, 0, 2])
+    exact = dataclasses.replace(
+        CFG, bin_s=1, bot_sync=dataclasses.replace(CFG.bot_sync, sync_bin_s=1, max_lag_s=0)
+    )
+    ev = network_evidence(np.arange(12), mx, syn, exact)
+    assert ev is not None
+    r = ev["r"]
+    assert isinstance(r, float)
+    assert 0.5 < r < 0.95
+    for min_r, synchronised in ((r, True), (r + 0.0001, False)):
+        cfg = dataclasses.replace(exact, bot_sync=dataclasses.replace(exact.bot_sync, min_r=min_r))
+        ev = network_evidence(np.arange(12), mx, syn, cfg)
+        assert ev is not None
+        assert ev["is_synchronised"] is synchronised
+
+
 def test_network_evidence_over_a_long_idle_span_is_that_of_the_dense_series() -> None:
     # idle bins count as zero pairs: r is that of the series laid out bin by bin
     rng = np.random.default_rng(5)

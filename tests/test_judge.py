@@ -104,6 +104,31 @@ def test_a_flagged_host_keeps_its_verdict_and_alert_across_evictions() -> None:
     assert judge.tracker.n_tracked == 1
 
 
+def test_a_verdict_worth_no_points_is_kept_across_evictions_by_its_alert() -> None:
+    # [score.weights] smb-scan = 0: a scanner is flagged (and alerted) with score 0;
+    # busier hosts than it then turn the 8-slot table over: it stays, with its verdict
+    cfg = dataclasses.replace(load_config(None), max_hosts=8)
+    weights = {**cfg.score.weights, "smb-scan": 0.0}
+    cfg = dataclasses.replace(cfg, score=dataclasses.replace(cfg.score, weights=weights))
+    judge = Judge(cfg)
+    agg = Aggregator(max_hosts=8, protect=judge.protected)
+    scanner = "192.0.2.66"
+    _ingest(agg, judge, _syns(MIN_US, scanner, cfg.smb_scan.min_targets))
+    alerts = judge.judge(agg)
+    assert [(a["src_ip"], a["verdicts"], a["score"]) for a in alerts] == [
+        (scanner, ["smb-scan"], 0.0)
+    ]
+    for k in range(5):
+        busy = [(2 * MIN_US + k * 1000 + i, f"203.0.113.{8 * k + j}", "198.51.100.53",
+                 KIND_DNS, 53, 1, f"www{i}.example.com".encode())
+                for j in range(8) for i in range(40)]  # fmt: skip
+        _ingest(agg, judge, busy)
+    assert agg.counts().hosts_evicted > 0
+    assert judge.judge(agg) == []
+    views = {v.state.addr: v.verdict.verdicts for v in judge.host_views(agg)}
+    assert views[scanner] == ("smb-scan",)
+
+
 def _storm_and_mailer(agg: Aggregator, judge: Judge) -> tuple[str, str]:
     storm, mailer = "192.0.2.10", "192.0.2.25"
     rows = [(MIN_US + i * 3_000_000, storm, "198.51.100.53", KIND_DNS, 53, 1,
