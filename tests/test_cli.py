@@ -53,6 +53,8 @@ def test_replay_writes_summary_and_alerts(
         assert re.search(rf"{label} +{decode[key]:,}\n", out), label
     scanner = next(h for h in hosts if h["src_ip"] == "192.0.2.88")
     assert scanner["syn"] == {"135": 508, "139": 508, "445": 973}
+    # the text summary's hosts table shows the same, in its column's order 135/139/445
+    assert re.search(r"192\.0\.2\.88 .* 508/508/973 ", out)
     assert scanner["syn_targets"] == 508
     assert scanner["verdicts"] == ["smb-scan"]
     raised = [json.loads(line) for line in alerts.read_text().splitlines()]
@@ -161,6 +163,19 @@ def test_sigint_ends_cleanly_with_summary(tmp_path: Path) -> None:
     # standard output is the alerts' JSON stream alone; the text summary is on stderr
     assert all(json.loads(line)["event_type"] == "alert" for line in out.splitlines())
     assert b"capture" in err
+
+
+def test_the_text_summary_shows_a_file_name_as_it_is(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a capture whose name holds rich markup and an escape sequence: the summary's
+    # source line shows them as visible text, not as bold type or a cleared screen
+    path = tmp_path / "[bold]x\x1b[2J.pcap"
+    path.write_bytes(DEMO.read_bytes())
+    assert main(["replay", str(path), "--no-tui"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out
+    assert "\\x5bbold\\x5dx\\x1b\\x5b2J.pcap" in out
 
 
 def test_every_command_is_documented_in_the_readme() -> None:
