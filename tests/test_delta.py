@@ -305,6 +305,17 @@ def test_a_delta_outside_packet_time_is_refused(change: dict[str, int], message:
         decode(encode(bad))
 
 
+@pytest.mark.parametrize("col", ["target_host", "name_host", "prefix_host", "sample_host"])
+def test_a_delta_referring_past_its_hosts_is_refused(col: str) -> None:
+    """A host reference equal to the number of hosts carried (one past the last)
+    is refused where the delta is decoded, not merged into another host's row."""
+    d = next(d for d in export(capture(1, 100), "s") if getattr(d, col).shape[0])
+    refs = getattr(d, col).copy()
+    refs[-1] = d.n_hosts
+    with pytest.raises(DeltaError, match="refers to a host it does not carry"):
+        decode(encode(dataclasses.replace(d, **{col: refs})))
+
+
 def test_merge_kernel_compiled_one_signature() -> None:
     from wormwatch.kernels import aggregate as agg_kernels
 
