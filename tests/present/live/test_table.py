@@ -136,6 +136,24 @@ def test_sorting_by_targets_puts_the_scanners_first() -> None:
     assert [r.addr for r in rows[:2]] == ["198.51.100.23", "2001:db8:0:42::dead:beef"]
 
 
+def test_sorting_by_last_seen_puts_the_most_recent_first() -> None:
+    rows = screen_rows(snapshot(), ViewState(sort="last_seen"))
+    ago = [r.last_seen_ago_s for r in rows]
+    assert ago == sorted(ago)
+    assert ago[0] < ago[-1]
+
+
+def test_sorting_by_sync_puts_hosts_without_r_below_a_negative_r() -> None:
+    snap = snapshot()
+    anti = snap.hosts[3]
+    snap.hosts[3] = replace(anti, verdict=replace(anti.verdict, sync_r=-0.25))
+    rows = screen_rows(snap, ViewState(sort="sync"))
+    r = [row.sync_r for row in rows]
+    assert r[0] == pytest.approx(0.9874)
+    assert r[1] == -0.25
+    assert all(x is None for x in r[2:])
+
+
 def test_filter_keeps_matching_hosts_only() -> None:
     rows = screen_rows(snapshot(), ViewState(filter="192.0.2.10"))
     assert rows
