@@ -214,6 +214,16 @@ def test_duplicates_change_nothing_and_count_as_overlaps() -> None:
     }  # fmt: skip
 
 
+def test_an_empty_fragment_inside_the_datagram_is_no_overlap() -> None:
+    # a fragment with no data at offset 8, inside the first one's bytes: it holds no
+    # byte of the datagram, so it overlaps nothing (the counters say so)
+    frags = pieces(dns_udp(), [16, 32], frag4)
+    empty = frag4(b"", 8, more=True)
+    _, events, counters = both(timed([frags[0], empty, frags[1], frags[2]]))
+    assert [e.name for e in events] == [b"mail.example.com"]
+    assert counters["overlapping"] == 0
+
+
 def test_a_second_offset_0_fragment_cannot_change_the_port() -> None:
     to_80, to_445 = syn(80), syn(445)
     frames = timed(
