@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
+from wormwatch.aggregate import Aggregator
 from wormwatch.config import load_config
 from wormwatch.errors import WormwatchError
 from wormwatch.kernels import aggregate as agg_kernels
 from wormwatch.kernels import classify as cls_kernels
 from wormwatch.kernels import counting as count_kernels
 from wormwatch.kernels import decode as dec_kernels
-from wormwatch.model import C_QUERIES, C_SYN135, C_SYN445, Events, HostView
+from wormwatch.model import C_QUERIES, C_SYN135, C_SYN445, Events, HostView, Snapshot
 from wormwatch.pipeline import Pipeline
 from wormwatch.source.pcapfile import open_replay
 
+from testkit.fakes import ScriptedSource
+from testkit.frames import make_batch, syn
 from testkit.hoststates import STORM_PREFIXES, Event, at, write_events
 from testkit.paths import DEMO, DEMO_CONFIG
 
@@ -188,3 +192,50 @@ def test_every_storm_in_the_summary_shows_its_top_prefixes(tmp_path: Path) -> No
         assert isinstance(ev, dict)
         assert ev["top_prefixes"]["4"][0] == ["mail", 51], view.state.addr
         assert view.state.prefixes[b"mail"] == 51, view.state.addr
+
+
+class _Snapshots:
+    """A presenter that keeps what it is shown."""
+
+    def __init__(self) -> None:
+        self.shown: list[Snapshot] = []
+
+    def start(self) -> None: ...
+    def update(self, snapshot: Snapshot) -> None:
+        self.shown.append(snapshot)
+
+    def poll_quit(self) -> bool:
+        return False
+
+    def stop(self, final: Snapshot) -> None: ...
+    def close(self) -> None: ...
+
+
+def test_a_presenter_that_shows_no_network_sync_costs_no_network_sync() -> None:
+    """The network-wide r is taken over every bin of the run, so computing it for
+    each refresh made a long headless run with --metrics (which never shows it)
+    slower with every bin: once a second, 0.1 s at a week of 5 s bins. Such a
+    presenter's snapshots leave it out; the final snapshot still has it."""
+    # a SYN a minute, five a batch: 40 bins
+    frames = [(1, syn(445, dst=f"198.51.100.{k + 1}", sport=1000 + k)) for k in range(40)]
+    minutes = [k * 60_000_000 for k in range(40)]
+    batches = [make_batch(frames[k : k + 5], ts_us=minutes[k : k + 5]) for k in range(0, 40, 5)]
+    ticks = itertools.count()
+    shown = _Snapshots()
+    pipe = Pipeline(
+        load_config(None), source_name="s", presenter=shown, decode_ahead=False,
+        clock=lambda: float(next(ticks)), shows_network_sync=False,
+    )  # fmt: skip
+    calls: list[int] = []
+    network_sync = pipe.judge.network_sync
+
+    def counted(agg: Aggregator) -> float | None:
+        calls.append(agg.n_hosts)
+        return network_sync(agg)
+
+    pipe.judge.network_sync = counted  # type: ignore[method-assign]
+    result = pipe.run(ScriptedSource(batches))
+    assert len(shown.shown) >= 8
+    assert all(s.network_sync_r is None for s in shown.shown)
+    assert len(calls) == 1
+    assert result.final.network_sync_r == network_sync(pipe.agg)

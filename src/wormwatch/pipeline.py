@@ -131,6 +131,9 @@ class Pipeline:
         presenter: the live display, or None.
         event_sinks: called with each batch's events (whole batches).
         clock: wall clock, injectable for tests.
+        shows_network_sync: whether the presenter's snapshots carry the
+            network-wide r (the live table's header does; the metrics do not,
+            and it costs time in proportion to the run's bins).
     """
 
     def __init__(
@@ -144,8 +147,10 @@ class Pipeline:
         clock: Callable[[], float] = time.monotonic,
         refresh_s: float = 0.25,
         decode_ahead: bool = True,
+        shows_network_sync: bool = True,
     ) -> None:
         self.cfg = cfg
+        self.shows_network_sync = shows_network_sync
         self.decoder = Decoder(
             reassembler=Reassembler(
                 max_datagrams=cfg.reassembly.max_datagrams,
@@ -251,7 +256,9 @@ class Pipeline:
             now = self.clock()
             if self.presenter is not None and ticks.is_refresh_due(now):
                 self.judge.rescore(self.agg)
-                self.presenter.update(self.snapshot(source))
+                self.presenter.update(
+                    self.snapshot(source, with_network_sync=self.shows_network_sync)
+                )
                 if self.presenter.poll_quit():
                     return False
             if on_every is not None and ticks.is_every_due(now):
@@ -316,11 +323,14 @@ class Pipeline:
         """The network-wide sync with its series, for the summary record."""
         return self.judge.network_evidence(self.agg)
 
-    def snapshot(self, source: Source, *, is_finished: bool = False) -> Snapshot:
-        """What the sensor knows now, for the display and the summary."""
+    def snapshot(
+        self, source: Source, *, is_finished: bool = False, with_network_sync: bool = True
+    ) -> Snapshot:
+        """What the sensor knows now, for the display and the summary; the
+        network-wide r (None without ``with_network_sync``) is over every bin of the run."""
         judged = Judged(
             hosts=self.host_views(TOP_HOSTS),
-            network_sync_r=self.judge.network_sync(self.agg),
+            network_sync_r=self.judge.network_sync(self.agg) if with_network_sync else None,
             flagged=self.judge.flagged_counts(),
         )
         return self.health.snapshot(

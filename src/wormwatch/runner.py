@@ -275,6 +275,7 @@ def run(cfg: Config, opts: RunOptions, signals: RunSignals) -> RunResult:
                 event_sinks=event_sinks,
                 # metrics alone need no 4 Hz snapshots: scrapes come every 15 s or so
                 refresh_s=METRICS_REFRESH_S if presenter is metrics else REFRESH_S,
+                shows_network_sync=presenter is not metrics,
             )
             result = pipeline.run(
                 source, stop=stop, every_s=opts.summary_every_s, on_every=_periodic(opts, outputs)
