@@ -51,3 +51,21 @@ def test_network_record_source_is_escaped() -> None:
     line = encode_line(network_record(snap)).decode("utf-8")
     assert json.loads(line)["source"] == "a\\u009b31m\\u202egnp\\xff.pcap +1 more"
     assert not re.search("[\x80-\x9f\u202e]", line)
+
+
+def _quiet(*, is_live: bool) -> Snapshot:
+    return Snapshot(
+        source="eth1", is_live=is_live, start_us=0, now_us=0, wall_elapsed_s=90.0,
+        packets_per_s=0.0, dns_per_s=0.0, syn_per_s=0.0, hosts_tracked=0, hosts_dropped=0,
+        decode={}, kernel_dropped=0, idle_s=None, network_sync_r=None, hosts=[],
+    )  # fmt: skip
+
+
+def test_a_live_record_with_nothing_counted_is_stamped_now_not_1970() -> None:
+    """A quiet mirror port: the network record (and every --summary-every rewrite)
+    said 1970-01-01, where a SIEM files it. It now spans the run's wall time."""
+    rec = network_record(_quiet(is_live=True), wall_s=1_767_225_600.0)  # 2026-01-01
+    assert rec["timestamp"] == rec["last_seen"] == "2026-01-01T00:00:00.000000+00:00"
+    assert rec["first_seen"] == "2025-12-31T23:58:30.000000+00:00"
+    # a replay's times are the capture's: with nothing counted there are none
+    assert network_record(_quiet(is_live=False))["first_seen"].startswith("1970-01-01")

@@ -23,6 +23,7 @@ a record; packet time becomes ISO 8601 with :func:`wormwatch.text.iso_time`.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 
 from wormwatch.model import (
@@ -177,26 +178,36 @@ def host_record(view: HostView, bin_s: int) -> dict[str, object]:
 
 
 def network_record(
-    snap: Snapshot, *, network_sync: Mapping[str, object] | None = None
+    snap: Snapshot,
+    *,
+    network_sync: Mapping[str, object] | None = None,
+    wall_s: float | None = None,
 ) -> dict[str, object]:
     """The end-of-run ``network`` record: what was seen, decode health, sync.
 
     ``snap.hosts`` are the hosts whose verdicts are counted in
     ``hosts_flagged``; ``network_sync`` is
     :func:`wormwatch.detect.network_evidence`'s output (or None when there
-    was nothing to correlate).
+    was nothing to correlate). A live record before anything was counted spans
+    the run's wall time (``wall_s``, default now), not 1970.
     """
     flagged: dict[str, int] = {}
     for view in snap.hosts:
         for name in view.verdict.verdicts:
             flagged[name] = flagged.get(name, 0) + 1
+    start_us, now_us = snap.start_us, snap.now_us
+    if snap.is_live and now_us <= 0:
+        # a quiet mirror port: a SIEM would file the record (and each --summary-every
+        # rewrite) under 1970-01-01
+        now_us = int((time.time() if wall_s is None else wall_s) * 1_000_000)
+        start_us = now_us - int(snap.wall_elapsed_s * 1_000_000)
     return {
         "schema": SCHEMA,
         "event_type": "network",
-        "timestamp": iso_time(snap.now_us),
+        "timestamp": iso_time(now_us),
         "source": escape_text(snap.source),
-        "first_seen": iso_time(snap.start_us),
-        "last_seen": iso_time(snap.now_us),
+        "first_seen": iso_time(start_us),
+        "last_seen": iso_time(now_us),
         "hosts_tracked": snap.hosts_tracked,
         "hosts_dropped": snap.hosts_dropped,
         "events_untracked": snap.events_untracked,
