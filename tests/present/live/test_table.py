@@ -160,6 +160,18 @@ def test_filter_keeps_matching_hosts_only() -> None:
     assert all(r.addr.startswith("192.0.2.10") for r in rows)
 
 
+def test_a_filter_missing_the_top_hosts_says_it_searched_only_those() -> None:
+    """The snapshot carries the top hosts only: a tracked host outside them is
+    not "no host", and the footer says the count is a top list."""
+    snap = replace(snapshot(), hosts_tracked=413)
+    shown = len(snap.hosts)
+    text = render(snap, 120, 12, ViewState(filter="198.51.100.7"))
+    assert "no host matches" not in text
+    said = f"no host of the {shown} highest-scored (413 tracked) matches filter 198.51.100.7"
+    assert said in text
+    assert f"of top {shown}" in render(snap, 120, 12, ViewState())
+
+
 # --- the presenter ------------------------------------------------------------------
 
 

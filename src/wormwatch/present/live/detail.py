@@ -230,7 +230,7 @@ HELP_KEYS: Final = (
     ("s", "next sort column (score, DNS/s, SYN, tgts, sync, seen)"),
     ("↑ ↓  PgUp PgDn", "select a host"),
     ("Enter", "detail panel of the selected host (Enter or Esc closes)"),
-    ("/", "filter: address prefix 10.1. or CIDR 10.1.0.0/16"),
+    ("/", "filter (top hosts only): prefix 10.1. or CIDR 10.1.0.0/16"),
     ("?", "this help (any key closes it)"),
 )
 HELP_COLUMNS: Final = (

@@ -327,7 +327,8 @@ def footer_line(
         line.append(" replay finished " if not snap.is_live else " stopped ", "bold reverse")
         line.append(" ")
     lo, hi = shown
-    rows_text = f"{lo + 1}-{hi} of {n_rows}" if hi > lo else f"0 of {n_rows}"
+    of = f"top {n_rows}" if snap.hosts_tracked > len(snap.hosts) and not state.filter else n_rows
+    rows_text = f"{lo + 1}-{hi} of {of}" if hi > lo else f"0 of {of}"
     line.append(f"hosts {rows_text}  sort {SORT_LABELS.get(state.sort, state.sort)}")
     if state.filter:
         line.append(f"  filter {safe_text(state.filter)}", "bold")
@@ -339,7 +340,14 @@ def footer_line(
 
 def _empty_line(snap: Snapshot, state: ViewState) -> Text:
     if snap.hosts and state.filter:
-        return Text(f"no host matches filter {safe_text(state.filter)}", "yellow")
+        where = "no host"
+        if snap.hosts_tracked > len(snap.hosts):
+            # the snapshot carries only the top hosts: the filter cannot see the rest
+            where = (
+                f"no host of the {len(snap.hosts)} highest-scored"
+                f" ({fmt.grouped(snap.hosts_tracked)} tracked)"
+            )
+        return Text(f"{where} matches filter {safe_text(state.filter)}", "yellow")
     return Text("waiting for DNS queries and SYNs to 135/139/445 ...", "dim")
 
 
