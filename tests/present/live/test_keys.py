@@ -105,6 +105,17 @@ def test_arrows_move_the_selection_within_the_rows() -> None:
     assert press(ViewState(), Key.DOWN).selected is None  # nothing to select
 
 
+def test_the_first_move_goes_where_its_key_points() -> None:
+    """With nothing selected, End selects the last row and PgDn a page down,
+    not the first row."""
+    assert press(ViewState(rows=ROWS), Key.END).selected == "10.1.0.9"
+    assert press(ViewState(rows=ROWS), Key.PAGE_DOWN).selected == "10.1.0.9"
+    assert press(ViewState(rows=ROWS), Key.UP).selected == "10.0.0.1"
+    assert press(ViewState(rows=ROWS), Key.HOME).selected == "10.0.0.1"
+    gone = ViewState(rows=ROWS, selected="10.9.9.9")  # the selected host left the list
+    assert press(gone, Key.END).selected == "10.1.0.9"
+
+
 def test_selection_follows_the_host_not_the_position() -> None:
     state = ViewState(rows=ROWS, selected="10.0.0.2")
     reordered = replace(state, rows=("10.0.0.2", "10.1.0.9", "10.0.0.1", "10.0.0.3"))

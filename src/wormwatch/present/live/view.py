@@ -78,10 +78,13 @@ def _edit_filter(state: ViewState, draft: str, key: KeyEvent) -> ViewState:
 def _move(state: ViewState, step: int) -> ViewState:
     if not state.rows:
         return replace(state, selected=None)
-    if state.selected not in state.rows:
-        return replace(state, selected=state.rows[0])
-    i = state.rows.index(state.selected)
-    i = max(0, min(len(state.rows) - 1, i + step))
+    if state.selected in state.rows:
+        i = state.rows.index(state.selected) + step
+    else:
+        # nothing selected yet: moving down starts above the first row (Down
+        # selects it, End the last), moving up at the first row
+        i = step - 1 if step > 0 else 0
+    i = max(0, min(len(state.rows) - 1, i))
     return replace(state, selected=state.rows[i])
 
 
