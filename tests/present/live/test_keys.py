@@ -131,6 +131,15 @@ def test_enter_toggles_detail_and_selects_the_top_row_if_needed() -> None:
     assert not press(ViewState(), Key.ENTER).is_detail_open  # no rows, no panel
 
 
+def test_enter_opens_a_panel_when_the_open_ones_host_left_the_rows() -> None:
+    """The selected host dropped out of the list (or the filter): its panel is
+    not drawn, so Enter must open the top row's, not close an invisible one."""
+    gone = ViewState(rows=ROWS, selected="10.9.9.9", is_detail_open=True)
+    state = press(gone, Key.ENTER)
+    assert state.is_detail_open
+    assert state.selected == "10.0.0.1"
+
+
 def test_filter_typing_applies_on_enter_and_cancels_on_escape() -> None:
     state = press(ViewState(rows=ROWS), "/", "1", "0", ".", "1", "x", "q")
     assert state.filter_draft == "10.1"  # x and q are not address characters

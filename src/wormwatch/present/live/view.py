@@ -126,8 +126,9 @@ def handle_key(state: ViewState, key: KeyEvent) -> ViewState:
     if key in _MOVES:
         return _move(state, _MOVES[Key(key)])
     if key == Key.ENTER:
-        if state.is_detail_open:
+        if state.is_detail_open and state.selected in state.rows:
             return replace(state, is_detail_open=False)
+        # (a panel whose host left the rows is not on screen: Enter opens one)
         if state.selected not in state.rows:
             state = _move(state, 0)
         return replace(state, is_detail_open=state.selected is not None)
