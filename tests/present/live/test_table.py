@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 import re
+from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
@@ -170,6 +171,19 @@ def test_a_filter_missing_the_top_hosts_says_it_searched_only_those() -> None:
     said = f"no host of the {shown} highest-scored (413 tracked) matches filter 198.51.100.7"
     assert said in text
     assert f"of top {shown}" in render(snap, 120, 12, ViewState())
+
+
+@pytest.mark.parametrize(
+    ("make", "state"),
+    [(empty_snapshot, ViewState()), (snapshot, ViewState(filter="2001:db8:ffff::/48"))],
+)
+def test_the_no_rows_line_does_not_wrap_the_footer_off_a_narrow_screen(
+    make: Callable[[], Snapshot], state: ViewState
+) -> None:
+    for width in (40, 60):
+        lines = render(make(), width, 10, state).rstrip("\n").split("\n")
+        assert len(lines) == 10
+        assert lines[-1].startswith("hosts 0 of 0")  # the footer, last
 
 
 # --- the presenter ------------------------------------------------------------------

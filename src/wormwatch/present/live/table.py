@@ -339,6 +339,8 @@ def footer_line(
 
 
 def _empty_line(snap: Snapshot, state: ViewState) -> Text:
+    """One line, cut to the width: a wrapped one would push the footer off screen."""
+    line = Text(no_wrap=True, overflow="ellipsis")
     if snap.hosts and state.filter:
         where = "no host"
         if snap.hosts_tracked > len(snap.hosts):
@@ -347,8 +349,8 @@ def _empty_line(snap: Snapshot, state: ViewState) -> Text:
                 f"no host of the {len(snap.hosts)} highest-scored"
                 f" ({fmt.grouped(snap.hosts_tracked)} tracked)"
             )
-        return Text(f"{where} matches filter {safe_text(state.filter)}", "yellow")
-    return Text("waiting for DNS queries and SYNs to 135/139/445 ...", "dim")
+        return line.append(f"{where} matches filter {safe_text(state.filter)}", "yellow")
+    return line.append("waiting for DNS queries and SYNs to 135/139/445 ...", "dim")
 
 
 def build_screen(
