@@ -10,7 +10,9 @@ from wormwatch.present.live import fmt
 @pytest.mark.parametrize(
     ("value", "text"),
     [(0, "0"), (0.25, "0.25"), (4.2, "4.2"), (7, "7"), (1234, "1234"), (12_345, "12.3k"),
-     (123_456, "123k"), (1_234_567, "1.2M"), (-3, "-3")],
+     (123_456, "123k"), (1_234_567, "1.2M"), (-3, "-3"),
+     # values that round up across a boundary: 5 characters, the next unit when needed
+     (99_960, "100k"), (999_960, "1.0M"), (99_960_000, "100M"), (999_960_000, "1.0G")],
 )  # fmt: skip
 def test_compact(value: float, text: str) -> None:
     assert fmt.compact(value) == text

@@ -27,9 +27,12 @@ def compact(value: float) -> str:
     if v < 10_000:
         return f"{sign}{v:.0f}"
     for limit, suffix in ((1e6, "k"), (1e9, "M"), (1e12, "G")):
-        if v < limit:
-            scaled = v / (limit / 1000)
-            return f"{sign}{scaled:.1f}{suffix}" if scaled < 100 else f"{sign}{scaled:.0f}{suffix}"
+        scaled = v / (limit / 1000)
+        # compare as rounded: 99,960 is 100k, not 100.0k; 999,960 is 1.0M, not 1000k
+        if round(scaled, 1) < 100:
+            return f"{sign}{scaled:.1f}{suffix}"
+        if round(scaled) < 1000:
+            return f"{sign}{scaled:.0f}{suffix}"
     return f"{sign}{v:.1e}"
 
 
