@@ -63,6 +63,7 @@ TESTED_ELSEWHERE: dict[str, tuple[str, str]] = {
     "cluster/view.py": ("cluster/test_central.py", "the cluster view"),
     "present/live/cluster.py": ("cluster/test_run.py", "`wormwatch view` on a live broker"),
     "present/live/detail.py": ("present/live/test_table.py", "detail panel goldens"),
+    "present/live/footer.py": ("present/live/test_table.py", "footer and no-rows goldens"),
     "present/live/terminal.py": ("present/live/test_keys.py", "raw keys on a real pty"),
     "present/live/view.py": ("present/live/test_keys.py", "view-state transitions"),
     "present/report/data.py": ("present/report/test_write.py", "the report's inputs"),

@@ -19,9 +19,10 @@ from rich.text import Text
 from wormwatch.model import STATUS_NAMES, Snapshot
 from wormwatch.present.live import fmt
 from wormwatch.present.live.detail import detail_lines, detail_panel, help_panel
+from wormwatch.present.live.footer import empty_line, footer_line
 from wormwatch.present.live.rows import HostRow, host_row
 from wormwatch.present.live.sensors import sensors_panel
-from wormwatch.present.live.view import SORT_LABELS, ViewState, order_rows
+from wormwatch.present.live.view import ViewState, order_rows
 from wormwatch.present.safe import name_cell, safe_text
 from wormwatch.text import utc_time
 
@@ -37,8 +38,6 @@ VERDICT_LABELS: Final = {
 }
 # dga-nx and smb-scan on one host: one label, the combined (Conficker-like) reading
 COMBINED_LABEL: Final = ("SCAN+DGA", "bold red")
-HINTS: Final = "   q quit  p pause  s sort  ↑↓ select  ⏎ detail  / filter  ? help"
-SHORT_HINTS: Final = "   q quit  p pause  s sort  ↑↓ ⏎ /  ? help"
 _DECODE_PROBLEMS: Final = tuple(s for s in STATUS_NAMES if s not in ("ok", "ignored"))
 
 
@@ -307,50 +306,7 @@ def host_table(
     return lines, (lo, hi)
 
 
-# --- footer and the whole screen -----------------------------------------------
-
-
-def footer_line(
-    snap: Snapshot, state: ViewState, shown: tuple[int, int], n_rows: int, width: int
-) -> Text:
-    """Status (paused, finished, filter being typed) first, then key hints."""
-    line = Text(no_wrap=True, overflow="ellipsis")
-    if state.filter_draft is not None:
-        line.append(f"filter: {state.filter_draft}", "bold reverse")
-        line.append("▏ Enter apply  Esc cancel  (prefix 10.1. or CIDR 10.1.0.0/16)")
-        line.truncate(width, overflow="ellipsis")
-        return line
-    if state.is_paused:
-        line.append(" PAUSED ", "bold black on yellow")
-        line.append(" ")
-    if snap.is_finished:
-        line.append(" replay finished " if not snap.is_live else " stopped ", "bold reverse")
-        line.append(" ")
-    lo, hi = shown
-    of = f"top {n_rows}" if snap.hosts_tracked > len(snap.hosts) and not state.filter else n_rows
-    rows_text = f"{lo + 1}-{hi} of {of}" if hi > lo else f"0 of {of}"
-    line.append(f"hosts {rows_text}  sort {SORT_LABELS.get(state.sort, state.sort)}")
-    if state.filter:
-        line.append(f"  filter {safe_text(state.filter)}", "bold")
-    hints = HINTS if line.cell_len + len(HINTS) <= width else SHORT_HINTS
-    line.append(hints, "dim")
-    line.truncate(width, overflow="ellipsis")
-    return line
-
-
-def _empty_line(snap: Snapshot, state: ViewState) -> Text:
-    """One line, cut to the width: a wrapped one would push the footer off screen."""
-    line = Text(no_wrap=True, overflow="ellipsis")
-    if snap.hosts and state.filter:
-        where = "no host"
-        if snap.hosts_tracked > len(snap.hosts):
-            # the snapshot carries only the top hosts: the filter cannot see the rest
-            where = (
-                f"no host of the {len(snap.hosts)} highest-scored"
-                f" ({fmt.grouped(snap.hosts_tracked)} tracked)"
-            )
-        return line.append(f"{where} matches filter {safe_text(state.filter)}", "yellow")
-    return line.append("waiting for DNS queries and SYNs to 135/139/445 ...", "dim")
+# --- the whole screen ---------------------------------------------------------
 
 
 def build_screen(
@@ -397,7 +353,7 @@ def build_screen(
             table, shown = host_table(rows, width=width, n_fit=n_fit, selected=state.selected)
             parts.extend(table)
         else:
-            parts.append(_empty_line(snapshot, state))
+            parts.append(empty_line(snapshot, state))
         used = (shown[1] - shown[0] + 1) if rows else 1
         parts.extend(Text("") for _ in range(max(0, body_h - detail_h - used)))
         if detail is not None:

@@ -1,0 +1,64 @@
+"""The live screen's bottom lines: the footer of status and keys, and the line
+shown in place of the host table when there are no rows.
+
+In: a :class:`~wormwatch.model.Snapshot`, the :class:`~wormwatch.present.live.view.ViewState`
+and what the table shows. Out: one ``Text`` each, cut to the width (never wrapped,
+so the screen keeps its height). Pure; the golden screens of ``test_table`` pin them.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from rich.text import Text
+
+from wormwatch.model import Snapshot
+from wormwatch.present.live import fmt
+from wormwatch.present.live.view import SORT_LABELS, ViewState
+from wormwatch.present.safe import safe_text
+
+HINTS: Final = "   q quit  p pause  s sort  ↑↓ select  ⏎ detail  / filter  ? help"
+SHORT_HINTS: Final = "   q quit  p pause  s sort  ↑↓ ⏎ /  ? help"
+
+
+def footer_line(
+    snap: Snapshot, state: ViewState, shown: tuple[int, int], n_rows: int, width: int
+) -> Text:
+    """Status (paused, finished, filter being typed) first, then key hints."""
+    line = Text(no_wrap=True, overflow="ellipsis")
+    if state.filter_draft is not None:
+        line.append(f"filter: {state.filter_draft}", "bold reverse")
+        line.append("▏ Enter apply  Esc cancel  (prefix 10.1. or CIDR 10.1.0.0/16)")
+        line.truncate(width, overflow="ellipsis")
+        return line
+    if state.is_paused:
+        line.append(" PAUSED ", "bold black on yellow")
+        line.append(" ")
+    if snap.is_finished:
+        line.append(" replay finished " if not snap.is_live else " stopped ", "bold reverse")
+        line.append(" ")
+    lo, hi = shown
+    of = f"top {n_rows}" if snap.hosts_tracked > len(snap.hosts) and not state.filter else n_rows
+    rows_text = f"{lo + 1}-{hi} of {of}" if hi > lo else f"0 of {of}"
+    line.append(f"hosts {rows_text}  sort {SORT_LABELS.get(state.sort, state.sort)}")
+    if state.filter:
+        line.append(f"  filter {safe_text(state.filter)}", "bold")
+    hints = HINTS if line.cell_len + len(HINTS) <= width else SHORT_HINTS
+    line.append(hints, "dim")
+    line.truncate(width, overflow="ellipsis")
+    return line
+
+
+def empty_line(snap: Snapshot, state: ViewState) -> Text:
+    """One line, cut to the width: a wrapped one would push the footer off screen."""
+    line = Text(no_wrap=True, overflow="ellipsis")
+    if snap.hosts and state.filter:
+        where = "no host"
+        if snap.hosts_tracked > len(snap.hosts):
+            # the snapshot carries only the top hosts: the filter cannot see the rest
+            where = (
+                f"no host of the {len(snap.hosts)} highest-scored"
+                f" ({fmt.grouped(snap.hosts_tracked)} tracked)"
+            )
+        return line.append(f"{where} matches filter {safe_text(state.filter)}", "yellow")
+    return line.append("waiting for DNS queries and SYNs to 135/139/445 ...", "dim")
