@@ -229,3 +229,13 @@ def render_rows(snap: Snapshot, rows: list[HostRow] | None) -> str:
     out = console.file
     assert isinstance(out, io.StringIO)
     return out.getvalue()
+
+
+def test_flagged_hosts_beyond_the_top_list_are_counted_in_the_header() -> None:
+    """The table lists the top hosts only; when more hosts hold a verdict than it
+    lists, the header says how many at least are not listed."""
+    snap = snapshot()
+    scans = sum("smb-scan" in v.verdict.verdicts for v in snap.hosts)
+    assert "not listed" not in render(replace(snap, flagged={"smb-scan": scans}), 160, 12)
+    more = replace(snap, hosts_tracked=413, flagged={"smb-scan": scans + 10, "mx-client": 1})
+    assert "10+ flagged hosts not listed" in render(more, 160, 12)

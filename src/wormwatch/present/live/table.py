@@ -95,6 +95,16 @@ def _identity(snap: Snapshot) -> list[Text]:
     return [title, clock, Text(f"wall {fmt.duration(snap.wall_elapsed_s)}")]
 
 
+def _unlisted_flagged(snap: Snapshot) -> int:
+    """At least how many flagged hosts are not among the snapshot's (top) hosts:
+    per verdict, hosts holding it minus listed hosts holding it."""
+    listed: dict[str, int] = {}
+    for view in snap.hosts:
+        for name in view.verdict.verdicts:
+            listed[name] = listed.get(name, 0) + 1
+    return max((n - listed.get(name, 0) for name, n in snap.flagged.items()), default=0)
+
+
 def _rates(snap: Snapshot) -> list[Text]:
     items = [
         Text(f"{fmt.compact(snap.packets_per_s)} pkt/s"),
@@ -108,6 +118,9 @@ def _rates(snap: Snapshot) -> list[Text]:
         )
     if snap.events_untracked:
         items.append(Text(f"{fmt.grouped(snap.events_untracked)} events untracked", "bold yellow"))
+    unlisted = _unlisted_flagged(snap)
+    if unlisted:
+        items.append(Text(f"{fmt.grouped(unlisted)}+ flagged hosts not listed", "bold red"))
     r = snap.network_sync_r
     items.append(Text(f"network MX/SYN r {fmt.signed_r(r)}", "" if r is None else "bold"))
     return items
