@@ -239,3 +239,12 @@ def test_flagged_hosts_beyond_the_top_list_are_counted_in_the_header() -> None:
     assert "not listed" not in render(replace(snap, flagged={"smb-scan": scans}), 160, 12)
     more = replace(snap, hosts_tracked=413, flagged={"smb-scan": scans + 10, "mx-client": 1})
     assert "10+ flagged hosts not listed" in render(more, 160, 12)
+
+
+def test_a_long_filter_being_typed_shows_its_end_on_a_narrow_screen() -> None:
+    draft = "2001:db8:ffff:ffff:ffff:ffff:ffff:1030/128"
+    footer = render(snapshot(), 40, 10, ViewState(filter_draft=draft)).rstrip("\n").split("\n")[-1]
+    assert footer.startswith("filter: …")
+    assert "1030/128▏" in footer
+    wide = render(snapshot(), 120, 10, ViewState(filter_draft=draft))
+    assert f"filter: {draft}▏" in wide

@@ -27,7 +27,11 @@ def footer_line(
     """Status (paused, finished, filter being typed) first, then key hints."""
     line = Text(no_wrap=True, overflow="ellipsis")
     if state.filter_draft is not None:
-        line.append(f"filter: {state.filter_draft}", "bold reverse")
+        draft, room = state.filter_draft, max(2, width - len("filter: ") - 2)
+        if len(draft) > room:
+            # a narrow screen shows the end being typed, not the start
+            draft = "…" + draft[len(draft) - room + 1 :]
+        line.append(f"filter: {draft}", "bold reverse")
         line.append("▏ Enter apply  Esc cancel  (prefix 10.1. or CIDR 10.1.0.0/16)")
         line.truncate(width, overflow="ellipsis")
         return line
