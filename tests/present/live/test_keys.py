@@ -176,6 +176,12 @@ def test_help_opens_and_any_key_closes_it_but_q_quits() -> None:
         ("2001:db8::1", "2001:db8::/32", True),
         ("10.1.2.3", "2001:db8::/32", False),
         ("10.1.2.3", "10.1.0.0/99", False),
+        # the address itself in another spelling than the table's
+        ("2001:db8::1", "2001:0DB8:0000:0000:0000:0000:0000:0001", True),
+        ("2001:db8::1", "2001:db8:0:0:0:0:0:2", False),
+        ("192.0.2.7", "::ffff:192.0.2.7", True),
+        ("fe80::2", "fe80::2%eth0", True),
+        ("2001:db8::1", "2001:db8::1::", False),
     ],
 )
 def test_matches_filter(addr: str, text: str, expected: bool) -> None:

@@ -141,7 +141,8 @@ def matches_filter(addr: str, text: str) -> bool:
     """Whether ``addr`` passes the filter ``text`` (empty passes everything).
 
     ``text`` with a ``/`` is a CIDR network (host bits allowed); otherwise a
-    case-insensitive text prefix of the address as displayed.
+    case-insensitive text prefix of the address as displayed, or the address
+    itself in any spelling (``2001:0db8:0:0::1``, ``::ffff:192.0.2.1``).
     """
     if not text:
         return True
@@ -150,7 +151,12 @@ def matches_filter(addr: str, text: str) -> bool:
             return contains((ipaddress.ip_network(text, strict=False),), addr)
         except ValueError:
             return False
-    return addr.lower().startswith(text.lower())
+    if addr.lower().startswith(text.lower()):
+        return True
+    try:
+        return contains((ipaddress.ip_network(text),), addr)
+    except ValueError:
+        return False
 
 
 _SORT_FUNCS: Final[dict[str, Callable[[HostRow], float]]] = {
