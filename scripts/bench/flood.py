@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,25 +30,40 @@ from testkit.paths import child_env
 def run_child(args: list[str]) -> tuple[int, float, int]:
     """Run a command; return (exit code, wall seconds, peak RSS in MiB)."""
     start = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # stderr to the terminal: a pipe nobody reads would block a child that says much
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL)
     _pid, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
     return proc.returncode, wall, usage.ru_maxrss // 1024
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000, 5_000_000])
     p.add_argument("--max-hosts", type=int, default=None)
-    p.add_argument("--keep", action="store_true", help="keep the generated pcaps")
-    args = p.parse_args()
+    p.add_argument(
+        "--keep", action="store_true", help="keep the work directory (pcaps and summaries)"
+    )
+    args = p.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="wormwatch-flood-"))
+    try:
+        run_sizes(workdir, args.sizes, args.max_hosts, args.keep)
+    finally:
+        if args.keep:
+            print(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+def run_sizes(workdir: Path, sizes: list[int], max_hosts: int | None, keep: bool) -> None:
+    """One row per flood size, every file under ``workdir``."""
     config = workdir / "config.toml"
-    config.write_text(f"[aggregate]\nmax_hosts = {args.max_hosts}\n" if args.max_hosts else "")
+    config.write_text(f"[aggregate]\nmax_hosts = {max_hosts}\n" if max_hosts else "")
     print(f"{'sources':>10} {'packets':>10} {'wall s':>7} {'pkt/s':>10} {'peak RSS MiB':>13} "
           f"{'tracked':>8} {'evicted':>9} {'untracked':>10}  scanner")  # fmt: skip
-    for n in args.sizes:
+    for n in sizes:
         pcap = workdir / f"flood-{n}.pcap"
         # generate in a child: a child forked from a big parent would report the
         # parent's pages in its own peak RSS
@@ -86,9 +102,8 @@ def main() -> int:
             f"{network.get('hosts_dropped', 0):>9,} "
             f"{network.get('events_untracked', 0):>10,}  {verdict}"
         )
-        if not args.keep:
+        if not keep:
             pcap.unlink()
-    return 0
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ times a pipeline that counts right. No timing is asserted.
 from __future__ import annotations
 
 import json
+import sys
+import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -96,3 +98,17 @@ def test_the_judging_benchmark_flags_every_scanner_it_times() -> None:
     assert result["flagged"] == 20
     assert result["boundaries"] == 120
     assert result["judging_s"] > 0
+
+
+def test_the_flood_benchmark_leaves_no_files_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its work directory (pcaps, summaries of up to ~100,000 hosts each, the config)
+    is removed at the end unless ``--keep``; the scanner is still found."""
+    from scripts.bench import flood
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(sys, "argv", ["flood", "--sizes", "300"])
+    assert flood.main() == 0
+    assert "smb-scan, 400 targets" in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []
