@@ -60,7 +60,8 @@ def summary(fams: dict[str, list[Case]], outs: dict[str, Outcome]) -> list[str]:
         "|---|---|---|---|---|---|---|",
     ]
     worms = [c for fam in fams.values() for c in fam if c.signal is not None]
-    negatives = fams.get("benign", []) + fams.get("alternating", [])
+    benign = fams.get("benign", [])
+    negatives = benign + fams.get("alternating", [])
     for s in SIGNALS:
         mine = [c for c in worms if c.signal == s]
         hits = [c for c in mine if s in outs[c.name].first_us]
@@ -68,7 +69,7 @@ def summary(fams: dict[str, list[Case]], outs: dict[str, Outcome]) -> list[str]:
         after = [x for c in hits if (x := late(c, outs[c.name], s)) is not None]
         on_time = sum(x <= TARGET_MIN[s] for x in after)
         # alternating MX bursts and scans are negatives for bot-sync only
-        neg = [c for c in negatives if s == "bot-sync" or c in fams["benign"]]
+        neg = [c for c in negatives if s == "bot-sync" or c in benign]
         fp = [c for c in neg if s in outs[c.name].first_us]
         lines.append(
             f"| {s} | {len(mine)} | {len(hits)} ({100 * len(hits) / max(1, len(mine)):.0f}%) "
@@ -227,6 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--only", nargs="*", help="families to run (default: all)")
     args = ap.parse_args(argv)
     fams = grid.everything()
+    if unknown := sorted(set(args.only or ()) - set(fams)):
+        ap.error(f"no such family: {', '.join(unknown)} (families: {', '.join(fams)})")
     if args.only:
         fams = {k: v for k, v in fams.items() if k in args.only}
     cases = [c for fam in fams.values() for c in fam]
