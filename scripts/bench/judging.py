@@ -38,6 +38,7 @@ from wormwatch.config import load_config
 from wormwatch.judge import Judge
 from wormwatch.model import KIND_SYN
 
+from scripts.bench import baseline_tree
 from testkit.events import Row, make_events
 from testkit.paths import REPO, child_env
 
@@ -115,7 +116,9 @@ def main() -> int:
     p.add_argument("--scanners", type=int, default=200)
     p.add_argument("--hours", type=float, default=6.0)
     p.add_argument("--quiet-hours", type=float, default=0.0)
-    p.add_argument("--baseline", type=Path, default=None, help="worktree of another commit")
+    p.add_argument(
+        "--baseline", type=baseline_tree, default=None, help="worktree of another commit"
+    )
     p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()

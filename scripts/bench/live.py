@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from scripts.bench import baseline_tree
 from scripts.bench.sender import CYCLE, RELEVANT, build_mix, expected, relevant_share
 from testkit.netns import VethPair, veth_pair, wait_for_line, write_frames
 from testkit.paths import REPO, python_m
@@ -286,7 +287,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", type=Path, help="also write the rows as JSON")
     parser.add_argument(
         "--baseline",
-        type=Path,
+        type=baseline_tree,
         help="another checkout (e.g. a git worktree of an older commit): each run of its "
         "wormwatch is followed by one of this checkout's, same traffic; prints the ratios",
     )

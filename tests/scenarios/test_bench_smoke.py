@@ -134,3 +134,22 @@ def test_the_stage_breakdown_does_not_call_the_decode_ahead_overlap_noise() -> N
     assert "detect" in lines[4]
     assert "noise" not in lines[4]
     assert "decode-ahead thread" in lines[4]
+
+
+@pytest.mark.parametrize("module", ["judging", "live"])
+def test_a_baseline_that_is_not_a_checkout_is_one_error_line(
+    module: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--baseline DIR`` without DIR/src/wormwatch used to run the installed wormwatch
+    as the baseline and print its ratios as if they were the other commit's."""
+    import importlib
+
+    bench = importlib.import_module(f"scripts.bench.{module}")
+    argv = [module, "--baseline", str(tmp_path / "missing"), "--repeat", "1"]
+    if module == "judging":
+        argv += ["--scanners", "1", "--hours", "0.1"]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as exc:
+        bench.main()
+    assert exc.value.code == 2
+    assert "not a wormwatch checkout" in capsys.readouterr().err
