@@ -86,8 +86,8 @@ def _bench_kernel(batch: Batch, repeat: int) -> float:
         decode_packets(
             data, batch.offsets, batch.caplens, batch.linktypes, batch.ts_us, 0, 0, status,
             ev.ts_us, ev.src_hi, ev.src_lo, ev.dst_hi, ev.dst_lo,
-            ev.kind, ev.dport, ev.qtype, ev.names, ev.name_lens, ev.sport, ev.status, frags, 0,
-            segs, 0,
+            ev.kind, ev.dport, ev.qtype, ev.names, ev.name_lens, ev.sport, ev.status, ev.rcode,
+            frags, 0, segs, 0,
         )  # fmt: skip
         best = min(best, time.perf_counter() - t0)
     return batch.n / best

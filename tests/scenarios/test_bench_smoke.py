@@ -153,3 +153,17 @@ def test_a_baseline_that_is_not_a_checkout_is_one_error_line(
         bench.main()
     assert exc.value.code == 2
     assert "not a wormwatch checkout" in capsys.readouterr().err
+
+
+def test_the_decode_benchmark_runs(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``python -m scripts.bench.decode`` calls the kernel directly, with every column
+    the kernel takes (it once lagged one behind and stopped with a TypeError)."""
+    from scripts.bench import decode
+
+    monkeypatch.setattr(sys, "argv", ["decode", "--packets", "2000", "--repeat", "1"])
+    decode.main()
+    out = capsys.readouterr().out
+    assert "kernel alone:" in out
+    assert "'packets': 2000" in out
