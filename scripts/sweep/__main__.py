@@ -150,13 +150,14 @@ def report(fams: dict[str, list[Case]], outs: dict[str, Outcome]) -> list[str]:
             out += [f"### {signal}: minutes to first alert", ""]
             out += table(fams[signal], outs, _param("rate"), _history_col, minutes(signal), corner)
             out.append("")
-    if "bot-sync" in fams:
-        plain = [c for c in fams["bot-sync"] if c.params["baseline"] == "none"]
+    bots = fams.get("bot-sync", [])
+    if bots:
+        plain = [c for c in bots if c.params["baseline"] == "none"]
         out += ["### bot-sync: minutes to first alert (jitter 0 s / 30 s)", ""]
         out += table(plain, outs, _bot_row, _lag_col, minutes("bot-sync"), "bursts")
         out.append("")
-        rest = [c for c in fams["bot-sync"] if c.params["baseline"] != "none"]
-        rest += fams.get("alternating", [])
+    # bots over a baseline, and the alternating ones (--only alternating shows them too)
+    if rest := [c for c in bots if c.params["baseline"] != "none"] + fams.get("alternating", []):
         out += table(rest, outs, _name, _fired_col, fired, "case")
         out.append("")
     if "nat" in fams:

@@ -29,3 +29,13 @@ def test_an_unknown_family_is_one_error_line(
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "no such family: dga (families: nat, benign)" in err
+
+
+def test_the_alternating_family_alone_gets_its_table() -> None:
+    """``--only alternating`` runs those bots; their 'fired' table was printed only
+    when the bot-sync family ran too."""
+    case = profiles.bot("172.16.11.1", period_min=20, burst_s=300, lag_min=10)
+    case.signal = None
+    outcome = Outcome((), {"mx-client": 1, "smb-scan": 2})
+    lines = sweep.report({"alternating": [case]}, {case.name: outcome})
+    assert f"| {case.name} | mx-client, smb-scan |" in lines
