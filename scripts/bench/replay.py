@@ -80,11 +80,25 @@ def byte_compile() -> None:
         compileall.compile_dir(Path(spec.origin).parent, quiet=1)
 
 
+def wait_for_second_process(claims: Path, timeout_s: float = 120.0) -> None:
+    """Until the first run's second process (wormwatch.firstrun), which goes on
+    compiling into the cache after the first one exits, has removed its claims folder
+    under ``claims``: else it competes with the warm runs for the cores and writes into
+    the cold cache after that is deleted (a ww-numba-cold-* folder left in /tmp)."""
+    deadline = time.monotonic() + timeout_s
+    while any(claims.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def startup(tiny: Path, runs: int) -> tuple[ChildRun, list[float], dict[str, float]]:
     """(cold run, warm seconds per run, baselines) of ``wormwatch replay`` on ``tiny``."""
     cmd = wormwatch_cmd("replay", str(tiny), "--no-tui", "--summary", os.devnull)
     with tempfile.TemporaryDirectory(prefix="ww-numba-cold-") as cold_dir:
-        cold = run_child(cmd, env={**os.environ, "NUMBA_CACHE_DIR": cold_dir})
+        claims = Path(cold_dir) / "tmp"
+        claims.mkdir()
+        env = {**os.environ, "NUMBA_CACHE_DIR": cold_dir, "TMPDIR": str(claims)}
+        cold = run_child(cmd, env=env)
+        wait_for_second_process(claims)
     if cold.returncode != 0:
         print(f"cold start-up run failed ({cold.returncode}): {cold.stderr.strip()[-400:]}")
     run_child(cmd)  # fills the default cache if it was stale
@@ -421,7 +435,7 @@ def report(res: Results, n_hosts: int) -> None:
     ok = cold.wall_s < TARGET_FIRST_RUN_S
     print(
         f"  {verdict(ok)} first run, empty cache < {TARGET_FIRST_RUN_S} s: {cold.wall_s:.2f} s"
-        f" ({cold.cpu_s:.2f} s CPU over both processes)"
+        f" ({cold.cpu_s:.2f} s CPU, without the second process once the first has ended)"
     )
     ok = res.peak_rss_mb <= TARGET_RSS_MB
     shown = f"{res.peak_rss_mb:.0f} MB (median run)"

@@ -167,3 +167,23 @@ def test_the_decode_benchmark_runs(
     out = capsys.readouterr().out
     assert "kernel alone:" in out
     assert "'packets': 2000" in out
+
+
+def test_the_cold_start_up_run_leaves_no_cache_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first run's second process compiles on after the first has exited; the
+    benchmark waits for it, so its empty cache is really deleted (it used to come back
+    as a ww-numba-cold-* folder, written after the delete) and the warm runs after it
+    do not share the cores with it."""
+    from scripts.bench import replay
+
+    tiny = tmp_path / "tiny.pcap"
+    bulk.generate(tiny, n_packets=2000, seed=7, span_s=60.0)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    cold, warm, _ = replay.startup(tiny, 1)
+    assert cold.returncode == 0
+    assert len(warm) == 5
+    assert list(scratch.iterdir()) == []
