@@ -13,7 +13,7 @@ from wormwatch.kernels import classify as cls_kernels
 from wormwatch.kernels import counting as count_kernels
 from wormwatch.kernels import decode as dec_kernels
 from wormwatch.model import C_QUERIES, C_SYN135, C_SYN445, Events, HostView, Snapshot
-from wormwatch.pipeline import Pipeline
+from wormwatch.pipeline import Pipeline, RunResult
 from wormwatch.source.pcapfile import open_replay
 
 from testkit.fakes import ScriptedSource
@@ -217,14 +217,26 @@ def test_a_presenter_that_shows_no_network_sync_costs_no_network_sync() -> None:
     slower with every bin: once a second, 0.1 s at a week of 5 s bins. Such a
     presenter's snapshots leave it out; the final snapshot still has it."""
     # a SYN a minute, five a batch: 40 bins
-    frames = [(1, syn(445, dst=f"198.51.100.{k + 1}", sport=1000 + k)) for k in range(40)]
     minutes = [k * 60_000_000 for k in range(40)]
-    batches = [make_batch(frames[k : k + 5], ts_us=minutes[k : k + 5]) for k in range(0, 40, 5)]
+    pipe, shown, calls, result = _network_syncs_counted(minutes, shows_network_sync=False)
+    assert len(shown.shown) >= 8
+    assert all(s.network_sync_r is None for s in shown.shown)
+    assert len(calls) == 1
+    assert result.final.network_sync_r == pipe.judge.network_sync(pipe.agg)
+
+
+def _network_syncs_counted(
+    times: list[int], *, shows_network_sync: bool = True
+) -> tuple[Pipeline, _Snapshots, list[int], RunResult]:
+    """40 SYNs at ``times``, five a batch, each loop a refresh: the pipeline, what
+    its presenter was shown, its network_sync calls and the result."""
+    frames = [(1, syn(445, dst=f"198.51.100.{k + 1}", sport=1000 + k)) for k in range(40)]
+    batches = [make_batch(frames[k : k + 5], ts_us=times[k : k + 5]) for k in range(0, 40, 5)]
     ticks = itertools.count()
     shown = _Snapshots()
     pipe = Pipeline(
         load_config(None), source_name="s", presenter=shown, decode_ahead=False,
-        clock=lambda: float(next(ticks)), shows_network_sync=False,
+        clock=lambda: float(next(ticks)), shows_network_sync=shows_network_sync,
     )  # fmt: skip
     calls: list[int] = []
     network_sync = pipe.judge.network_sync
@@ -235,10 +247,8 @@ def test_a_presenter_that_shows_no_network_sync_costs_no_network_sync() -> None:
 
     pipe.judge.network_sync = counted  # type: ignore[method-assign]
     result = pipe.run(ScriptedSource(batches))
-    assert len(shown.shown) >= 8
-    assert all(s.network_sync_r is None for s in shown.shown)
-    assert len(calls) == 1
-    assert result.final.network_sync_r == network_sync(pipe.agg)
+    pipe.judge.network_sync = network_sync  # type: ignore[method-assign]
+    return pipe, shown, calls, result
 
 
 def test_the_live_table_takes_the_network_sync_once_a_bin() -> None:
@@ -246,26 +256,10 @@ def test_the_live_table_takes_the_network_sync_once_a_bin() -> None:
     of 60 s bins): at four refreshes a second the live table spent more than a core
     on it. A refresh now reuses it within a bin of packet time; the final snapshot
     takes it afresh."""
-    # 40 SYNs in two minutes, five a batch: eight refreshes over two bins
-    frames = [(1, syn(445, dst=f"198.51.100.{k + 1}", sport=1000 + k)) for k in range(40)]
+    # 40 SYNs in two minutes: eight refreshes over two bins
     times = [(k // 20) * 60_000_000 + k for k in range(40)]
-    batches = [make_batch(frames[k : k + 5], ts_us=times[k : k + 5]) for k in range(0, 40, 5)]
-    ticks = itertools.count()
-    shown = _Snapshots()
-    pipe = Pipeline(
-        load_config(None), source_name="s", presenter=shown, decode_ahead=False,
-        clock=lambda: float(next(ticks)),
-    )  # fmt: skip
-    calls: list[int] = []
-    network_sync = pipe.judge.network_sync
-
-    def counted(agg: Aggregator) -> float | None:
-        calls.append(agg.n_hosts)
-        return network_sync(agg)
-
-    pipe.judge.network_sync = counted  # type: ignore[method-assign]
-    result = pipe.run(ScriptedSource(batches))
+    pipe, shown, calls, result = _network_syncs_counted(times)
     assert len(shown.shown) >= 8
     # at most once for each of the two bins, and once for the final snapshot
     assert 2 <= len(calls) <= 3
-    assert result.final.network_sync_r == network_sync(pipe.agg)
+    assert result.final.network_sync_r == pipe.judge.network_sync(pipe.agg)

@@ -445,12 +445,7 @@ def test_a_second_central_of_the_same_shards_is_refused(broker: Broker, tmp_path
     capture: 24 of 25 hosts with wrong counts in one, 9 and 10 alerts, 19 in the
     alert stream instead of 10), silently. The second one now refuses to start."""
     cfg = config(tmp_path / "c.toml", "[cluster]\n")
-    first = central(broker.url, "0-15", tmp_path, cfg)
-    deadline = time.monotonic() + 120
-    while "no central process has reported yet" in run("view", "--nats", broker.url).stdout:
-        assert first.poll() is None
-        assert time.monotonic() < deadline
-        time.sleep(0.5)
+    first = reporting_central(broker.url, tmp_path, cfg)
     second = run("central", "--nats", broker.url, "--no-tui", "--config", str(cfg),
                  "--duration", "5")  # fmt: skip
     assert second.returncode == 2, second.stderr
@@ -507,12 +502,7 @@ def test_a_central_of_overlapping_shards_is_refused(broker: Broker, tmp_path: Pa
     shards 0-7 and alerted them (the demo capture: 13 alerts in the alert stream
     instead of 10, hosts listed twice by view). The second one now refuses to start."""
     cfg = config(tmp_path / "c.toml", "[cluster]\n")
-    first = central(broker.url, "0-15", tmp_path, cfg)
-    deadline = time.monotonic() + 120
-    while "no central process has reported yet" in run("view", "--nats", broker.url).stdout:
-        assert first.poll() is None
-        assert time.monotonic() < deadline
-        time.sleep(0.5)
+    first = reporting_central(broker.url, tmp_path, cfg)
     second = run("central", "--nats", broker.url, "--shards", "0-7", "--no-tui",
                  "--config", str(cfg), "--duration", "5")  # fmt: skip
     assert second.returncode == 2, second.stderr
@@ -522,3 +512,14 @@ def test_a_central_of_overlapping_shards_is_refused(broker: Broker, tmp_path: Pa
         "central disjoint --shards"
     ]
     stop(first)
+
+
+def reporting_central(url: str, out: Path, cfg: Path) -> subprocess.Popen[str]:
+    """A central of shards 0-15, once ``view`` shows its record."""
+    proc = central(url, "0-15", out, cfg)
+    deadline = time.monotonic() + 120
+    while "no central process has reported yet" in run("view", "--nats", url).stdout:
+        assert proc.poll() is None
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    return proc
