@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from pathlib import Path
 
 from wormwatch.aggregate import Aggregator
@@ -263,3 +264,38 @@ def test_the_live_table_takes_the_network_sync_once_a_bin() -> None:
     # at most once for each of the two bins, and once for the final snapshot
     assert 2 <= len(calls) <= 3
     assert result.final.network_sync_r == pipe.judge.network_sync(pipe.agg)
+
+
+class _QuitsOnceDecodedAhead(_Snapshots):
+    """Quits at the first refresh, once the replay's decode-ahead thread has
+    decoded ``packets`` (every batch its queue holds, and one more in hand)."""
+
+    def __init__(self, packets: int) -> None:
+        super().__init__()
+        self.packets = packets
+        self.pipe: Pipeline | None = None
+
+    def poll_quit(self) -> bool:
+        assert self.pipe is not None
+        deadline = time.monotonic() + 10.0
+        while self.pipe.decoder.stats.packets < self.packets and time.monotonic() < deadline:
+            time.sleep(0.002)
+        return True
+
+
+def test_a_replay_stopped_with_batches_decoded_ahead_counts_what_it_counted() -> None:
+    """A replay decodes up to four batches ahead of the one it counts. Quit (q, Ctrl-C)
+    meanwhile, its summary's decode totals took in those batches too: 25 SYNs read
+    and decoded, 5 counted in the hosts. They now are the counted batches' totals."""
+    frames = [(1, syn(445, dst=f"198.51.100.{k + 1}", sport=1000 + k)) for k in range(50)]
+    batches = [make_batch(frames[k : k + 5], ts_us=list(range(k, k + 5))) for k in range(0, 50, 5)]
+    quits = _QuitsOnceDecodedAhead(packets=25)
+    pipe = Pipeline(load_config(None), source_name="s", presenter=quits)
+    quits.pipe = pipe
+    result = pipe.run(ScriptedSource(batches))
+    assert pipe.decoder.stats.syns == 25  # read and decoded
+    syns = sum(int(v.state.totals[C_SYN445]) for v in result.hosts)
+    assert syns == 5
+    assert result.final.decode["syns"] == 5
+    assert result.final.decode["packets"] == 5
+    assert result.final.decode["ok"] == 5

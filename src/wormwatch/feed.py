@@ -14,6 +14,7 @@ those of the direct feed, packet for packet.
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 from collections.abc import Callable
@@ -23,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from wormwatch.dganame import Scored
-from wormwatch.model import Batch, Events
+from wormwatch.model import Batch, DecodeStats, Events
 from wormwatch.source import MapsAhead, Source
 
 # events, their keyword indices, the name scores of their NXDOMAIN answers
@@ -55,8 +56,21 @@ class DirectFeed:
         # a batch of only skipped packets still counts them
         return self.decode(batch) if batch.n or batch.n_skipped else None
 
+    def counted(self) -> DecodeStats | None:
+        """None: the decoder's own totals are those of the batches handed out."""
+        return None
+
     def close(self) -> None:
         """Nothing to stop."""
+
+
+# a decoded batch (or None: nothing relevant; or the end) and the decoder's totals after it
+_Item = tuple[Decoded | End | None, DecodeStats]
+
+
+def _copied(stats: DecodeStats) -> DecodeStats:
+    """A copy the decoder's next batch leaves alone."""
+    return dataclasses.replace(stats, status=list(stats.status), fragments=dict(stats.fragments))
 
 
 def _owned(events: Events, keyword_idx: npt.NDArray[np.int16], scored: Scored | None) -> Decoded:
@@ -69,20 +83,30 @@ class DecodeAheadFeed:
     """Read and decode in a worker thread, a few batches ahead (replay).
 
     An error in the worker (a capture that cannot be read further) is
-    raised again by :meth:`next` in the caller's thread.
+    raised again by :meth:`next` in the caller's thread. Each item carries the
+    decoder's totals as of its batch (:meth:`counted`), so that a run stopped with
+    batches decoded ahead reports the packets it counted, not those it read.
     """
 
     def __init__(
-        self, source: Source, decode: DecodeFn, batch_packets: int, *, depth: int = 3
+        self,
+        source: Source,
+        decode: DecodeFn,
+        batch_packets: int,
+        *,
+        depth: int = 3,
+        stats: Callable[[], DecodeStats] = DecodeStats,
     ) -> None:
         self._direct = DirectFeed(source, decode, batch_packets)
         self._map_ahead = source.map_ahead if isinstance(source, MapsAhead) else None
-        self._queue: queue.Queue[Decoded | End | BaseException | None] = queue.Queue(depth)
+        self._stats = stats
+        self._counted = DecodeStats()
+        self._queue: queue.Queue[_Item | BaseException] = queue.Queue(depth)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._work, name="wormwatch-decode", daemon=True)
         self._thread.start()
 
-    def _put(self, item: Decoded | End | BaseException | None) -> bool:
+    def _put(self, item: _Item | BaseException) -> bool:
         while not self._stop.is_set():
             try:
                 self._queue.put(item, timeout=0.05)
@@ -95,10 +119,11 @@ class DecodeAheadFeed:
         try:
             while not self._stop.is_set():
                 item = self._direct.next(0.0)
+                totals = _copied(self._stats())
                 if isinstance(item, End):
-                    self._put(END)
+                    self._put((END, totals))
                     return
-                if not self._put(None if item is None else _owned(*item)):
+                if not self._put((None if item is None else _owned(*item), totals)):
                     return
         except BaseException as err:  # noqa: BLE001 - handed to the caller's thread
             self._put(err)
@@ -120,7 +145,12 @@ class DecodeAheadFeed:
         if isinstance(item, BaseException):
             # raised again here, with the worker's traceback
             raise item
-        return item
+        decoded, self._counted = item
+        return decoded
+
+    def counted(self) -> DecodeStats:
+        """The decoder's totals as of the last batch :meth:`next` handed out."""
+        return self._counted
 
     def close(self) -> None:
         """Stop the worker and wait for it."""
@@ -131,9 +161,17 @@ class DecodeAheadFeed:
 Feed = DirectFeed | DecodeAheadFeed
 
 
-def open_feed(source: Source, decode: DecodeFn, batch_packets: int, *, decode_ahead: bool) -> Feed:
+def open_feed(
+    source: Source,
+    decode: DecodeFn,
+    batch_packets: int,
+    *,
+    decode_ahead: bool,
+    stats: Callable[[], DecodeStats] = DecodeStats,
+) -> Feed:
     """The feed for ``source``: decode-ahead for a replay (unless turned off),
-    direct for a live capture, whose reads return at the capture's timeout."""
+    direct for a live capture, whose reads return at the capture's timeout.
+    ``stats``: the decoder's running totals, read after each batch it decodes."""
     if source.is_live or not decode_ahead:
         return DirectFeed(source, decode, batch_packets)
-    return DecodeAheadFeed(source, decode, batch_packets)
+    return DecodeAheadFeed(source, decode, batch_packets, stats=stats)

@@ -30,7 +30,7 @@ from wormwatch.errors import WormwatchError
 from wormwatch.feed import Decoded, End, Feed, open_feed
 from wormwatch.health import Health, Judged
 from wormwatch.judge import TOP_HOSTS, Judge
-from wormwatch.model import I64, Batch, Events, HostView, Snapshot
+from wormwatch.model import I64, Batch, DecodeStats, Events, HostView, Snapshot
 from wormwatch.reassemble import Reassembler
 from wormwatch.source import Source
 
@@ -180,6 +180,7 @@ class Pipeline:
         self.refresh_s = refresh_s
         self.decode_ahead = decode_ahead
         self._judged_bin = -1
+        self._feed: Feed | None = None
 
     @property
     def n_alerts(self) -> int:
@@ -210,7 +211,11 @@ class Pipeline:
         ticks = _Ticks(self.clock(), self.refresh_s, every_s)
         if self.presenter is not None:
             self.presenter.start()
-        feed = open_feed(source, self._decode, BATCH_PACKETS, decode_ahead=self.decode_ahead)
+        feed = open_feed(
+            source, self._decode, BATCH_PACKETS, decode_ahead=self.decode_ahead,
+            stats=lambda: self.decoder.stats,
+        )  # fmt: skip
+        self._feed = feed
         with stop.handled() if is_own else nullcontext():
             try:
                 is_exhausted = self._loop(source, feed, stop, ticks, on_every)
@@ -360,5 +365,12 @@ class Pipeline:
             flagged=self.judge.flagged_counts(),
         )
         return self.health.snapshot(
-            source, self.decoder.stats, self.agg, judged, is_finished=is_finished
+            source, self.decode_stats(), self.agg, judged, is_finished=is_finished
         )
+
+    def decode_stats(self) -> DecodeStats:
+        """The decode totals of the batches counted so far. A replay decodes a few
+        batches ahead in its own thread; a run stopped meanwhile leaves those out,
+        so its packet and event counts are the ones its hosts hold."""
+        counted = None if self._feed is None else self._feed.counted()
+        return self.decoder.stats if counted is None else counted

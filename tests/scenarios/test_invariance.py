@@ -69,8 +69,8 @@ def outputs(
         m.setattr(
             pipeline_mod,
             "open_feed",
-            lambda source, decode, n, *, decode_ahead=True: real_open_feed(
-                source, decode, n, decode_ahead=decode_ahead_wanted
+            lambda source, decode, n, *, decode_ahead=True, **kw: real_open_feed(
+                source, decode, n, decode_ahead=decode_ahead_wanted, **kw
             ),
         )
         decode_ahead_wanted = decode_ahead
