@@ -73,6 +73,18 @@ def split_in_time(tmp: Path, n: int) -> list[Path]:
     return paths
 
 
+def shifted(pcap: Path, by_us: int) -> Path:
+    """``pcap`` rewritten in place with every record ``by_us`` later (a sensor
+    whose clock runs ahead, or a capture moved to the present)."""
+    write_frames(pcap, [(ts + by_us, frame) for ts, frame in _records(pcap)])
+    return pcap
+
+
+def end_us(pcap: Path) -> int:
+    """Packet time of the last record of ``pcap``."""
+    return max(ts for ts, _frame in _records(pcap))
+
+
 def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     argv = [*WORMWATCH, *args]
     return subprocess.run(argv, check=False, capture_output=True, text=True, timeout=timeout)

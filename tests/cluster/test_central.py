@@ -14,7 +14,7 @@ import pytest
 
 from wormwatch.aggregate.export import DeltaExporter
 from wormwatch.classify import Classifier
-from wormwatch.cluster.central import REPORT_BINS, Central
+from wormwatch.cluster.central import AHEAD_S, REPORT_BINS, Central
 from wormwatch.cluster.run import CentralOptions, run_central, snapshot, write_central_summary
 from wormwatch.cluster.settings import ClusterConfig, check_sensor_name, parse_shards
 from wormwatch.cluster.top import top_record
@@ -83,6 +83,31 @@ def test_a_skewed_sensor_clock_is_flagged_in_the_view() -> None:
     assert any("west" in w and "clock" in w for w in view.warnings)
     assert [h["src_ip"] for h in view.hosts] == ["192.0.2.1"]
     assert view.hosts[0]["sensors"] == ["east"]
+
+
+def test_a_delta_ahead_of_the_central_s_clock_is_refused_and_its_sensor_flagged() -> None:
+    """A delta whose packet time runs more than AHEAD_S past the central's wall clock
+    (a sensor whose clock is a day ahead) is refused, naming the time; one within it,
+    or behind the clock (a replay of an old capture), merges. The refused sensor shows
+    SKEWED in the view, also without a heartbeat (a replay republished ahead), until a
+    delta of it merges."""
+    wall = [T0 / 1e6 - 86_400]
+    c = Central(Config(max_hosts=64, max_host_bins=256), ClusterConfig(shards=4),
+                clock=lambda: wall[0])  # fmt: skip
+    ahead = deltas("west", ["192.0.2.1"])[0]
+    kind, why = c.refusal(ahead) or ("", "")
+    assert kind == "clock"
+    assert "2023-11-14T22:14:00" in why
+    assert "86,400 s ahead of this central's clock" in why
+    view = merge_top([top_record(c, "central-0-3", 0.0)])
+    assert [s["sensor"] for s in view.sensors if s["clock_skewed"]] == ["west"]
+    assert view.warnings == ["sensor west: clock differs from packet time"]
+    wall[0] = T0 / 1e6 - AHEAD_S + 61
+    assert c.refusal(ahead) is None
+    assert c.apply(ahead)
+    assert not merge_top([top_record(c, "central-0-3", 0.0)]).warnings
+    wall[0] = T0 / 1e6 + 10 * 365 * 86_400
+    assert c.refusal(deltas("east", ["192.0.2.2"])[0]) is None
 
 
 def test_a_sensor_with_another_shard_count_is_warned_about_in_the_view() -> None:

@@ -238,7 +238,9 @@ class _Rig:
 
     def __init__(self) -> None:
         cluster = ClusterConfig(shards=4, split_of_link=(("a", "b"),))
-        central = Central(Config(max_hosts=64, max_host_bins=256), cluster, clock=lambda: 1000.0)
+        # the wall clock a day past the deltas' packet time (a replay's; none is ahead)
+        wall_s = T0 / 1e6 + 86_400
+        central = Central(Config(max_hosts=64, max_host_bins=256), cluster, clock=lambda: wall_s)
         self.warnings: list[str] = []
         self.alerts: list[dict[str, object]] = []
         self.js = _JetStream()
@@ -289,7 +291,7 @@ def test_deltas_the_central_cannot_merge_are_refused_said_once_and_acknowledged(
     rig.run([msgs])
     assert client.acked == [m.reply for m in msgs]
     assert rig.consumer.stats.applied == len(good)
-    assert rig.consumer.stats.refused == {"malformed": 2, "bin_s": 2}
+    assert rig.consumer.stats.refused == {"malformed": 2, "bin_s": 2, "clock": 0}
     warnings = rig.warnings
     assert len(warnings) == 3
     assert warnings[0].startswith("sensor c: ")
@@ -329,6 +331,27 @@ def test_an_alert_judged_again_keeps_its_message_id() -> None:
     again = {**record, "score": 47.5, "evidence": {}, "sensors": ["a", "b"]}
     assert alert_key(again) == alert_key(record)
     assert alert_key({**record, "band": 2}) != alert_key(record)
+
+
+def test_a_sensor_ahead_of_the_central_s_clock_does_not_blind_it_to_the_others() -> None:
+    """Sensor z's clock runs two days ahead of the central's (a day past the rig's
+    packet time); its deltas come first. They are refused (counted, said once naming
+    z) and sensor a's scanner is still judged: before, z's delta moved merged packet
+    time on two days and a's deltas, older than the window, alerted nothing."""
+    client = _Client()
+    day_us = 86_400_000_000
+    z = [dataclasses.replace(d, ident=dataclasses.replace(d.ident, bin=d.ident.bin + 2 * 1440),
+                             seen_first_us=d.seen_first_us + 2 * day_us,
+                             seen_last_us=d.seen_last_us + 2 * day_us)
+         for d in _scan("z", 0, 5, T0 + 1000)]  # fmt: skip
+    rig = _Rig()
+    rig.run([_messages(client, [("z", encode(d)) for d in z])])
+    rig.run([_messages(client, [("a", encode(d)) for d in _scan("a", 0, 40, T0 + 1000)])])
+    assert [r["src_ip"] for r in rig.alerts] == ["10.0.0.7"]
+    assert rig.consumer.stats.refused["clock"] == len(z)
+    (warning,) = rig.warnings
+    assert warning.startswith("sensor z: a delta is not merged (its packet time 2023-11-16T22:")
+    assert "86,4" in warning
 
 
 class _LateSubscription:

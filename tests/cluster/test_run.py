@@ -25,11 +25,13 @@ from testkit.natsrun import (
     WORMWATCH,
     central,
     config,
+    end_us,
     flow_of,
     host_records,
     is_dns,
     publish,
     run,
+    shifted,
     split,
     split_in_time,
     stop,
@@ -353,6 +355,43 @@ def test_a_silence_longer_than_the_window_is_judged_as_a_sensor_judges_it(
     want = alert_records(tmp_path / "a.jsonl")
     assert [a[3] for a in want][-2:] == ["cleared", "new"]
     assert alert_records(tmp_path / "alerts-0-15.jsonl") == want
+
+
+HOUR_US = 3600 * 1_000_000
+
+
+def test_a_sensor_whose_clock_runs_a_day_ahead_costs_the_others_nothing(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """The demo split over two sensors and moved to the present (its end an hour or
+    two before the wall clock), one of them a day ahead, as a sensor whose clock is
+    wrong. Published to a running central, the ahead sensor first: the honest
+    sensor's alerts are all there (before, the ahead sensor's first delta moved the
+    central's packet time on a day and the others' deltas were judged by nothing),
+    and the ahead sensor is refused, said once on stderr naming it."""
+    cfg = config(tmp_path / "c.toml", "[cluster]\n")
+    honest, ahead = split(tmp_path, flow_of, 2)
+    # whole hours keep bins (60 s) and sync bins (180 s) where they were
+    by_us = (round(time.time() * 1e6) - end_us(DEMO)) // HOUR_US * HOUR_US - HOUR_US
+    shifted(honest, by_us)
+    shifted(ahead, by_us + 24 * HOUR_US)
+    done = run("replay", str(honest), "--no-tui", "--config", str(cfg),
+               "--summary", os.devnull, "--alerts", str(tmp_path / "a.jsonl"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    want = alert_records(tmp_path / "a.jsonl")
+    assert len(want) >= 5
+    c = reporting_central(broker.url, tmp_path, cfg)
+    for pcap, name in ((ahead, "ahead"), (honest, "honest")):
+        s = publish(broker.url, pcap, name, cfg)
+        _out, err = s.communicate(timeout=300)
+        assert s.returncode == 0, err
+        wait_consumed(broker.url, ["central-0-15"], [c])
+    err = stop(c)
+    assert alert_records(tmp_path / "alerts-0-15.jsonl") == want
+    said = [line for line in err.splitlines() if "sensor ahead" in line]
+    assert len(said) == 1, err
+    assert "ahead of this central's clock" in said[0]
+    assert "honest" not in err
 
 
 def test_a_central_stopped_while_the_broker_is_away_ends_at_once(

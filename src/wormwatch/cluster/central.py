@@ -28,6 +28,7 @@ from wormwatch.judge import Judge
 from wormwatch.kernels.aggregate import MERGE_ADD
 from wormwatch.model import I64, HostView
 from wormwatch.tables import KeyTable
+from wormwatch.text import iso_time
 
 MAX_SENSORS = 64
 TOP_HOSTS = 50
@@ -36,6 +37,10 @@ TOP_HOSTS = 50
 REPORT_BINS = 3
 # a sensor whose heartbeat is this far from our clock is flagged
 SKEW_S = 30.0
+# a delta whose packet time is further than this past our wall clock is refused: a
+# sensor whose clock runs ahead would move merged packet time on, and every other
+# sensor's deltas would fall behind the window, judged by nothing
+AHEAD_S = 300.0
 
 
 @dataclass(slots=True)
@@ -52,10 +57,13 @@ class SensorHealth:
     last_wall: float = 0.0
     skew_s: float = 0.0
     newest_bin: int = -1
+    # how far its last refused delta ran ahead of our clock (0: none since one merged)
+    ahead_s: float = 0.0
 
     def is_skewed(self) -> bool:
-        """Its wall clock differs from ours, or (live) its packet time from its wall clock."""
-        if abs(self.skew_s) > SKEW_S:
+        """Its wall clock differs from ours, or (live) its packet time from its wall
+        clock, or its last delta was refused as ahead of our clock."""
+        if abs(self.skew_s) > SKEW_S or self.ahead_s > 0:
             return True
         return (
             self.is_live
@@ -113,7 +121,32 @@ class Central:
         self._check_overlap(delta, ok)
         health = self.sensors.setdefault(sensor, SensorHealth(sensor))
         health.newest_bin = max(health.newest_bin, delta.ident.bin)
+        health.ahead_s = 0.0
         return True
+
+    def refusal(self, delta: Delta) -> tuple[str, str] | None:
+        """Why ``delta`` is not to be merged, as (kind, what to say); None to merge it.
+
+        ``bin_s``: its bins are of another length. ``clock``: its packet time runs
+        more than :data:`AHEAD_S` past our wall clock (a sensor whose clock is
+        wrong); merged, it would move packet time on and the window with it, and
+        every other sensor's deltas would be counted in totals only. A replay of an
+        old capture runs behind the wall clock and is never refused.
+        """
+        mismatch = self.merger.mismatch(delta)
+        if mismatch is not None:
+            return "bin_s", f"{mismatch}: give every sensor and central the same [aggregate] bin_s"
+        latest_us = max(delta.seen_last_us, delta.ident.bin * delta.bin_s * 1_000_000)
+        ahead_s = latest_us / 1e6 - self.clock()
+        if ahead_s <= AHEAD_S:
+            return None
+        health = self.sensors.setdefault(delta.ident.sensor, SensorHealth(delta.ident.sensor))
+        health.ahead_s = ahead_s
+        return "clock", (
+            f"its packet time {iso_time(latest_us)} is {ahead_s:,.0f} s ahead of this "
+            f"central's clock, more than {AHEAD_S:.0f} s: set the sensor's clock right (NTP); "
+            "its deltas would move the window on and the other sensors' would be judged by nothing"
+        )
 
     def _sensor_id(self, sensor: str) -> int:
         sid = self.sensor_ids.get(sensor)

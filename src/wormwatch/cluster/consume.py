@@ -59,8 +59,9 @@ FETCH_WAIT_S = 0.5
 CATCH_UP_STALL_S = 30.0
 TOP_EVERY_S = 2.0
 # why a delta is acknowledged without being merged: not a delta the central can
-# decode, or bins of another length than the central's (``[aggregate] bin_s``)
-REFUSALS = ("malformed", "bin_s")
+# decode, bins of another length than the central's (``[aggregate] bin_s``), or
+# packet time too far ahead of the central's clock (``Central.refusal``)
+REFUSALS = ("malformed", "bin_s", "clock")
 _Sub = JetStreamContext.PullSubscription
 
 
@@ -313,10 +314,9 @@ class Consumer:
                 # the sensor's name as it published (the subject's last token)
                 self._refuse(msg.subject.rpartition(".")[2], "malformed", str(err))
                 continue
-            mismatch = self.central.merger.mismatch(delta)
-            if mismatch is not None:
-                why = f"{mismatch}: give every sensor and central the same [aggregate] bin_s"
-                self._refuse(delta.ident.sensor, "bin_s", why)
+            refusal = self.central.refusal(delta)
+            if refusal is not None:
+                self._refuse(delta.ident.sensor, *refusal)
                 continue
             seq = int(msg.metadata.sequence.stream)
             items.append(_Item(delta, seq, msg.metadata.timestamp.timestamp()))
