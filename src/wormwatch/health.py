@@ -47,6 +47,7 @@ class Judged:
     hosts: list[HostView]
     network_sync_r: float | None
     flagged: dict[str, int]
+    find_hosts: Callable[[str], tuple[list[HostView], int]] | None = None
 
 
 class Health:
@@ -136,4 +137,5 @@ class Health:
             bin_s=agg.bin_s,
             is_finished=is_finished,
             flagged=judged.flagged,
+            find_hosts=judged.find_hosts,
         )

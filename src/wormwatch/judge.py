@@ -234,9 +234,14 @@ class Judge:
         """
         return self.views_of(agg, self.ranked(agg, limit))
 
-    def ranked(self, agg: Aggregator, limit: int | None = None) -> I64:
-        """Host ids by score, then activity (the first ``limit``)."""
-        order = np.lexsort((-agg.activity(), -self._scores[: agg.n_hosts]))
+    def ranked(self, agg: Aggregator, limit: int | None = None, *, among: I64 | None = None) -> I64:
+        """Host ids by score, then activity (the first ``limit``); of the ids
+        ``among`` only (ascending) when given, in the order of the whole ranking."""
+        if among is None:
+            order = np.lexsort((-agg.activity(), -self._scores[: agg.n_hosts]))
+        else:
+            # lexsort is stable: ties stay in id order, as in the whole ranking
+            order = among[np.lexsort((-agg.activity()[among], -self._scores[among]))]
         return (order if limit is None else order[:limit]).astype(np.int64)
 
     def views_of(self, agg: Aggregator, ids: I64) -> list[HostView]:

@@ -365,12 +365,10 @@ class HostView:
 
 @dataclass(slots=True)
 class Snapshot:
-    """One frame of what the sensor knows, for the live table and summaries.
-
-    Rates are per second of packet time over the last refresh interval.
-    ``idle_s`` is packet-time seconds (wall seconds, live) since the last
-    relevant event; None before anything arrived.
-    """
+    """One frame of what the sensor knows, for the live table and summaries. Rates
+    are per second of packet time over the last refresh interval; ``idle_s`` is
+    packet-time seconds (wall seconds, live) since the last relevant event, None
+    before anything arrived."""
 
     source: str
     is_live: bool
@@ -398,3 +396,5 @@ class Snapshot:
     flagged: dict[str, int] = field(default_factory=dict)
     # central: one row per sensor for the sensors panel (wormwatch.cluster.top.sensor_rows)
     sensors: list[dict[str, Any]] = field(default_factory=list)
+    # live filter, text -> (best matches, how many): wormwatch.finder; None: ``hosts`` only
+    find_hosts: Callable[[str], tuple[list[HostView], int]] | None = None

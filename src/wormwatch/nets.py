@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from wormwatch.model import BOOL, U64, V4_MAPPED_PREFIX, addr_words
+from wormwatch.model import BOOL, U64, V4_MAPPED_PREFIX, addr_text, addr_words
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _ALL = (1 << 128) - 1
@@ -70,3 +70,52 @@ def contains(nets: tuple[Network, ...], addr: str) -> bool:
     """
     hi, lo = addr_words(addr)
     return any(NetMask.of(net).holds(hi, lo) for net in nets)
+
+
+@dataclass(frozen=True, slots=True)
+class AddressFilter:
+    """The live table's ``/`` filter: which host addresses a typed text picks.
+
+    A text with a ``/`` is a CIDR network (host bits allowed); any other text
+    is a case-insensitive prefix of the address as displayed (``10.1.``,
+    ``2001:db8:``), or the address itself in any spelling (``2001:0db8:0:0::1``,
+    ``::ffff:192.0.2.1``). An empty text picks every address; a CIDR that does
+    not parse picks none.
+    """
+
+    prefix: str | None
+    nets: tuple[NetMask, ...]
+
+    @staticmethod
+    @functools.lru_cache(maxsize=64)
+    def of(text: str) -> AddressFilter:
+        if "/" in text:
+            try:
+                return AddressFilter(None, (NetMask.of(ipaddress.ip_network(text, strict=False)),))
+            except ValueError:
+                return AddressFilter(None, ())
+        try:
+            nets: tuple[NetMask, ...] = (NetMask.of(ipaddress.ip_network(text)),)
+        except ValueError:
+            nets = ()
+        return AddressFilter(text.lower(), nets)
+
+    def matches(self, addr: str) -> bool:
+        """Whether the address ``addr`` (text as displayed) passes."""
+        if self.prefix is not None and addr.lower().startswith(self.prefix):
+            return True
+        try:
+            hi, lo = addr_words(addr)
+        except ValueError:
+            return False
+        return any(m.holds(hi, lo) for m in self.nets)
+
+    def matches_words(self, hi: U64, lo: U64) -> BOOL:
+        """Which addresses of (hi, lo) word columns pass: the networks tested
+        on the words at once, a text prefix on each address's text (one
+        Python call per address)."""
+        hit = in_networks(hi, lo, self.nets)
+        if self.prefix is not None:
+            texts = map(addr_text, hi.tolist(), lo.tolist())
+            hit |= np.fromiter((t.startswith(self.prefix) for t in texts), np.bool_, hi.shape[0])
+        return hit

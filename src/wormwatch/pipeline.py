@@ -28,6 +28,7 @@ from wormwatch.decode import Decoder
 from wormwatch.dganame import Scored
 from wormwatch.errors import WormwatchError
 from wormwatch.feed import Decoded, End, Feed, open_feed
+from wormwatch.finder import HostFinder
 from wormwatch.health import Health, Judged
 from wormwatch.judge import TOP_HOSTS, Judge
 from wormwatch.model import I64, Batch, DecodeStats, Events, HostView, Snapshot
@@ -172,6 +173,8 @@ class Pipeline:
             # a flagged host is never evicted in favour of noise
             protect=self.judge.protected,
         )
+        # the live table's filter, over every tracked host
+        self.finder = HostFinder(self.agg, self.judge)
         self.health = Health(source_name, clock)
         self.alerts = alerts
         self.presenter = presenter
@@ -305,6 +308,7 @@ class Pipeline:
             )
             if renumbering is not None:
                 self.judge.renumber(renumbering)
+                self.finder.renumber(renumbering)
             self._judged_bin = max(self._judged_bin, int(bins[hi - 1]))
             lo = hi
         record = self.health.saturation(self.agg)
@@ -363,6 +367,7 @@ class Pipeline:
             hosts=self.host_views(TOP_HOSTS),
             network_sync_r=r,
             flagged=self.judge.flagged_counts(),
+            find_hosts=self.finder.find,
         )
         return self.health.snapshot(
             source, self.decode_stats(), self.agg, judged, is_finished=is_finished

@@ -32,7 +32,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("classify", ("classify", "dganame")),
     ("aggregate", ("aggregate", "answers", "tables")),
     ("detect", ("signals", "dganx", "periods", "sync", "botsync", "detect", "alerts", "judge")),
-    ("loop", ("feed", "health", "pipeline", "warmup", "firstrun")),
+    ("loop", ("feed", "health", "finder", "pipeline", "warmup", "firstrun")),
     ("present", ("present",)),
     ("cluster", ("cluster",)),
     ("edge", ("outputs", "runner", "cli", "__main__")),

@@ -230,7 +230,7 @@ HELP_KEYS: Final = (
     ("s", "next sort column (score, DNS/s, SYN, tgts, sync, seen)"),
     ("↑ ↓  PgUp PgDn", "select a host (Home, End: the first, the last)"),
     ("Enter", "detail panel of the selected host (Enter or Esc closes)"),
-    ("/", "filter (top hosts only): prefix 10.1. or CIDR 10.1.0.0/16"),
+    ("/", "filter by address: prefix 10.1. or CIDR 10.1.0.0/16"),
     ("?", "this help (any key closes it)"),
 )
 HELP_COLUMNS: Final = (

@@ -22,9 +22,15 @@ SHORT_HINTS: Final = "   q quit  p pause  s sort  ↑↓ ⏎ /  ? help"
 
 
 def footer_line(
-    snap: Snapshot, state: ViewState, shown: tuple[int, int], n_rows: int, width: int
+    snap: Snapshot,
+    state: ViewState,
+    shown: tuple[int, int],
+    counts: tuple[int, int | None],
+    width: int,
 ) -> Text:
-    """Status (paused, finished, filter being typed) first, then key hints."""
+    """Status (paused, finished, filter being typed) first, then key hints.
+    ``counts``: the rows, and how many tracked hosts pass the filter (None when
+    it searched only the snapshot's top hosts)."""
     line = Text(no_wrap=True, overflow="ellipsis")
     if state.filter_draft is not None:
         draft, room = state.filter_draft, max(2, width - len("filter: ") - 2)
@@ -42,7 +48,12 @@ def footer_line(
         line.append(" replay finished " if not snap.is_live else " stopped ", "bold reverse")
         line.append(" ")
     lo, hi = shown
-    of = f"top {n_rows}" if snap.hosts_tracked > len(snap.hosts) and not state.filter else n_rows
+    n_rows, n_matched = counts
+    of: int | str = n_rows
+    if not state.filter and snap.hosts_tracked > len(snap.hosts):
+        of = f"top {n_rows}"
+    elif state.filter and n_matched is not None and n_matched > n_rows:
+        of = f"top {n_rows} of {fmt.grouped(n_matched)} matching"
     rows_text = f"{lo + 1}-{hi} of {of}" if hi > lo else f"0 of {of}"
     line.append(f"hosts {rows_text}  sort {SORT_LABELS.get(state.sort, state.sort)}")
     if state.filter:
@@ -53,9 +64,13 @@ def footer_line(
     return line
 
 
-def empty_line(snap: Snapshot, state: ViewState) -> Text:
-    """One line, cut to the width: a wrapped one would push the footer off screen."""
+def empty_line(snap: Snapshot, state: ViewState, n_matched: int | None = None) -> Text:
+    """One line, cut to the width: a wrapped one would push the footer off screen.
+    ``n_matched`` is not None when the filter searched every tracked host."""
     line = Text(no_wrap=True, overflow="ellipsis")
+    if state.filter and n_matched is not None and snap.hosts_tracked:
+        where = f"no host of the {fmt.grouped(snap.hosts_tracked)} tracked"
+        return line.append(f"{where} matches filter {safe_text(state.filter)}", "yellow")
     if snap.hosts and state.filter:
         where = "no host"
         if snap.hosts_tracked > len(snap.hosts):

@@ -59,9 +59,19 @@ class _Column:
     justify: str = "right"
 
 
+def found_rows(snapshot: Snapshot, state: ViewState) -> tuple[list[HostRow], int | None]:
+    """The host rows the screen shows, ordered and filtered, and how many hosts
+    pass the filter: a filter searches every tracked host when the snapshot can
+    (``find_hosts``), else its top hosts only (the count is then None)."""
+    views, n_matched = snapshot.hosts, None
+    if state.filter and snapshot.find_hosts is not None:
+        views, n_matched = snapshot.find_hosts(state.filter)
+    return order_rows([host_row(v, snapshot) for v in views], state), n_matched
+
+
 def screen_rows(snapshot: Snapshot, state: ViewState) -> list[HostRow]:
     """The host rows of ``snapshot`` as the screen orders and filters them."""
-    return order_rows([host_row(v, snapshot) for v in snapshot.hosts], state)
+    return found_rows(snapshot, state)[0]
 
 
 # --- header -------------------------------------------------------------------
@@ -329,6 +339,7 @@ def build_screen(
     height: int,
     state: ViewState,
     rows: Sequence[HostRow] | None = None,
+    n_matched: int | None = None,
 ) -> RenderableType:
     """The whole screen for one snapshot, ``height`` lines of ``width`` cells.
 
@@ -337,14 +348,14 @@ def build_screen(
     central's sensors panel, then one footer line. Rows beyond the height
     are left out (the footer says how many there are); columns that do not
     fit the width are dropped.
-    ``rows`` are :func:`screen_rows` of the snapshot when the caller already
-    has them (the presenter, which keeps their order for the keys).
+    ``rows`` and ``n_matched`` are :func:`found_rows` of the snapshot when the
+    caller already has them (the presenter, which keeps their order for the keys).
     """
     # on a tiny terminal the header gives way: the table's header line, one
     # row and the footer are kept
     header = header_lines(snapshot, width)[: max(1, height - 3)]
     if rows is None:
-        rows = screen_rows(snapshot, state)
+        rows, n_matched = found_rows(snapshot, state)
     body_h = max(1, height - len(header) - 1)
     # a central's sensors panel, between the hosts and the footer
     panel, panel_h = sensors_panel(snapshot.sensors, max_h=body_h // 2)
@@ -366,12 +377,12 @@ def build_screen(
             table, shown = host_table(rows, width=width, n_fit=n_fit, selected=state.selected)
             parts.extend(table)
         else:
-            parts.append(empty_line(snapshot, state))
+            parts.append(empty_line(snapshot, state, n_matched))
         used = (shown[1] - shown[0] + 1) if rows else 1
         parts.extend(Text("") for _ in range(max(0, body_h - detail_h - used)))
         if detail is not None:
             parts.append(detail)
     if panel is not None:
         parts.append(panel)
-    parts.append(footer_line(snapshot, state, shown, len(rows), width))
+    parts.append(footer_line(snapshot, state, shown, (len(rows), n_matched), width))
     return Group(*parts)

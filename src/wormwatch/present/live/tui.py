@@ -27,7 +27,8 @@ from rich.live import Live
 
 from wormwatch.model import Snapshot
 from wormwatch.present.live.keys import KeyEvent
-from wormwatch.present.live.table import build_screen, screen_rows
+from wormwatch.present.live.rows import HostRow
+from wormwatch.present.live.table import build_screen, found_rows
 from wormwatch.present.live.terminal import TerminalInput
 from wormwatch.present.live.view import ViewState, handle_key
 
@@ -89,6 +90,8 @@ class TuiPresenter:
         self._latest: Snapshot | None = None
         self._last_draw = float("-inf")
         self._drawn_size: tuple[int, int] | None = None
+        # the rows last drawn, and how many hosts passed the filter
+        self._rows: tuple[list[HostRow], int | None] = ([], None)
         self.n_draws = 0
 
     # -- lifecycle -------------------------------------------------------------------
@@ -136,7 +139,9 @@ class TuiPresenter:
         if self._live is not None:
             self.console.set_alt_screen(True)
             self.console.show_cursor(False)
-            self._draw()
+            # from a signal handler, maybe in the middle of an ingest: a filter
+            # does not search the aggregate now, the rows last drawn are kept
+            self._draw(is_refind=not self.state.filter)
 
     # -- the pipeline's calls ----------------------------------------------------------
 
@@ -200,13 +205,18 @@ class TuiPresenter:
         if self.state != before and not self.state.is_quitting:
             self._draw()
 
-    def _draw(self) -> None:
+    def _draw(self, *, is_refind: bool = True) -> None:
         if self._live is None or self._shown is None:
             return
-        rows = screen_rows(self._shown, self.state)
+        if is_refind:
+            self._rows = found_rows(self._shown, self.state)
+        rows, n_matched = self._rows
         self.state = replace(self.state, rows=tuple(r.addr for r in rows))
         width, height = self.console.size
-        screen = build_screen(self._shown, width=width, height=height, state=self.state, rows=rows)
+        screen = build_screen(
+            self._shown, width=width, height=height, state=self.state, rows=rows,
+            n_matched=n_matched,
+        )  # fmt: skip
         self._live.update(screen, refresh=True)
         self._last_draw = self.clock()
         self._drawn_size = (width, height)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Final
 
-from wormwatch.nets import contains
+from wormwatch.nets import AddressFilter
 from wormwatch.present.live.keys import Key, KeyEvent
 from wormwatch.present.live.rows import HostRow
 
@@ -138,25 +138,9 @@ def handle_key(state: ViewState, key: KeyEvent) -> ViewState:
 
 
 def matches_filter(addr: str, text: str) -> bool:
-    """Whether ``addr`` passes the filter ``text`` (empty passes everything).
-
-    ``text`` with a ``/`` is a CIDR network (host bits allowed); otherwise a
-    case-insensitive text prefix of the address as displayed, or the address
-    itself in any spelling (``2001:0db8:0:0::1``, ``::ffff:192.0.2.1``).
-    """
-    if not text:
-        return True
-    if "/" in text:
-        try:
-            return contains((ipaddress.ip_network(text, strict=False),), addr)
-        except ValueError:
-            return False
-    if addr.lower().startswith(text.lower()):
-        return True
-    try:
-        return contains((ipaddress.ip_network(text),), addr)
-    except ValueError:
-        return False
+    """Whether ``addr`` passes the filter ``text``: the rule of
+    :class:`~wormwatch.nets.AddressFilter` (empty passes everything)."""
+    return not text or AddressFilter.of(text).matches(addr)
 
 
 _SORT_FUNCS: Final[dict[str, Callable[[HostRow], float]]] = {
