@@ -12,6 +12,7 @@ import pyte
 from rich.console import Console
 
 from wormwatch.config import load_config
+from wormwatch.finder import RETEST_S
 from wormwatch.model import Batch, Snapshot
 from wormwatch.pipeline import Pipeline
 from wormwatch.present.live.keys import Key, KeyEvent
@@ -142,10 +143,33 @@ def test_the_finder_ranks_as_the_judge_and_follows_evictions() -> None:
     ticks = itertools.count()
     pipe = Pipeline(
         replace(load_config(None), max_hosts=40), source_name="t", presenter=shown,
-        decode_ahead=False, clock=lambda: float(next(ticks)),
+        decode_ahead=False, clock=lambda: RETEST_S * next(ticks),
     )  # fmt: skip
     shown.pipe = pipe
     pipe.run(ScriptedSource(batches))
     assert pipe.agg.counts().hosts_evicted > 0
     assert len(shown.found) == len(batches) + 1
     assert shown.found == shown.expected
+
+
+def test_hosts_that_arrive_later_are_searched_at_most_every_retest_s() -> None:
+    """A new filter text searches every tracked host at once; hosts that arrive
+    after it are searched on the first call ``RETEST_S`` wall seconds later."""
+    now = [0.0]
+    pipe = Pipeline(load_config(None), source_name="t", decode_ahead=False, clock=lambda: now[0])
+
+    def found() -> tuple[list[str], int]:
+        views, n = pipe.finder.find("198.51.100.")
+        return [v.state.addr for v in views], n
+
+    first, second = (make_batch([(1, syn(src=f"198.51.100.{h}"))], ts_us=[T0_US]) for h in (1, 2))
+    pipe.run(ScriptedSource([first]))
+    assert found() == (["198.51.100.1"], 1)
+    pipe.run(ScriptedSource([second]))
+    now[0] = RETEST_S - 0.1
+    assert found() == (["198.51.100.1"], 1)
+    now[0] = RETEST_S
+    assert found() == (["198.51.100.1", "198.51.100.2"], 2)
+    # a new text searches every host at once, whenever it comes
+    views, n = pipe.finder.find("198.51.100.2")
+    assert ([v.state.addr for v in views], n) == (["198.51.100.2"], 1)

@@ -174,7 +174,7 @@ class Pipeline:
             protect=self.judge.protected,
         )
         # the live table's filter, over every tracked host
-        self.finder = HostFinder(self.agg, self.judge)
+        self.finder = HostFinder(self.agg, self.judge, clock)
         self.health = Health(source_name, clock)
         self.alerts = alerts
         self.presenter = presenter
