@@ -77,7 +77,7 @@ def test_golden_screen(name: str) -> None:
 
 
 @pytest.mark.parametrize("width", [40, 60, 80, 100, 120, 160, 220])
-@pytest.mark.parametrize("height", [8, 24, 50])
+@pytest.mark.parametrize("height", [3, 4, 8, 24, 50])
 @pytest.mark.parametrize("state", [ViewState(), SELECT_STORM, ViewState(is_help_open=True)])
 def test_screen_fills_exactly_the_terminal(width: int, height: int, state: ViewState) -> None:
     lines = render(snapshot(), width, height, state).splitlines()

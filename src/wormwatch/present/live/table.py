@@ -362,7 +362,10 @@ def build_screen(
     body_h -= panel_h
     parts: list[RenderableType] = [*header]
     shown = (0, 0)
-    if state.is_help_open:
+    if state.is_help_open and body_h < 2:
+        # a box takes two lines at least: it would push the footer off the screen
+        parts.append(Text("help: too little room; any key closes it", "dim", no_wrap=True))
+    elif state.is_help_open:
         parts.append(help_panel(width=width, height=body_h))
     else:
         selected = next((r for r in rows if r.addr == state.selected), None)
