@@ -25,9 +25,9 @@ def _with_sensors(n: int) -> Snapshot:
     return snap
 
 
-def _render(snap: Snapshot, height: int) -> list[str]:
-    console = Console(record=True, width=120, height=height, color_system=None)
-    console.print(build_screen(snap, width=120, height=height, state=ViewState()))
+def _render(snap: Snapshot, height: int, width: int = 120) -> list[str]:
+    console = Console(record=True, width=width, height=height, color_system=None)
+    console.print(build_screen(snap, width=width, height=height, state=ViewState()))
     return console.export_text().splitlines()
 
 
@@ -48,6 +48,15 @@ def test_the_sensors_panel_takes_at_most_half_the_body() -> None:
     assert f"s{shown} " not in "\n".join(many)
     # no panel without sensors: the sensor's own table is unchanged
     assert "sensors" not in "\n".join(_render(snapshot(), 30))
+
+
+def test_a_narrow_screen_keeps_the_panel_title_on_one_line() -> None:
+    """The panel's height is counted with a one-line title; at 15 columns or less
+    "sensors (2 of 3)" wrapped, and the screen was a line taller than the terminal."""
+    for width in range(8, 24):
+        lines = _render(_with_sensors(3), 24, width)
+        assert len(lines) == 24, width
+        assert lines[-1].startswith("hosts "), width
 
 
 def test_untrusted_sensor_names_and_missing_fields() -> None:

@@ -53,7 +53,9 @@ def _bin_time(newest_bin: Any, bin_s: Any) -> str:
 
 def sensors_table(rows: Sequence[Mapping[str, Any]], *, title: str = "sensors") -> Table:
     """One line per sensor, in the order given."""
-    table = Table(title=title, expand=False)
+    # one line whatever the width: the panel's height is counted with one title line
+    title_line = Text(title, "table.title", no_wrap=True, overflow="ellipsis")
+    table = Table(title=title_line, expand=False)
     for col in COLUMNS:
         table.add_column(col, no_wrap=True)
     for s in rows:
