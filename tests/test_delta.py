@@ -27,18 +27,22 @@ from wormwatch.aggregate.export import (
     take_events,
 )
 from wormwatch.aggregate.merge import DeltaMerger
+from wormwatch.config import Config
 from wormwatch.delta import Delta, DeltaError, decode, encode, shard_of
+from wormwatch.detect import evaluate
 from wormwatch.kernels.counting import PEAK_KW_A, PEAK_KW_SHARE
 from wormwatch.model import (
     C_ANSWERS,
     C_KW_A,
     C_KW_NAMES_NEW,
+    C_MX_DOM_NEW,
     C_NAMES_NEW,
     C_NX_DOMS_NEW,
     C_NX_NAMES_NEW,
     C_NX_SCORE,
     C_QUERIES,
     C_SYN_DST_BIN,
+    C_SYN_DST_NEW,
     KIND_ANSWER,
     KIND_DNS,
     KIND_SYN,
@@ -704,3 +708,68 @@ def test_a_bin_opened_again_never_reuses_a_part_number() -> None:
     agg, merger = merged(deltas, **limits)
     assert merger.n_duplicates == merger.applied.n_expired == 0
     assert_same_state(_whole({"s": arrivals}, **limits), agg)
+
+
+# -- full distinct-set tables: the merge drops the keys last seen before the window
+
+BUSY, MAILER, SCANNER = "10.1.0.1", "10.1.0.2", "10.1.0.3"
+
+
+def _busy_then_new(n_bins: int) -> list[list[Row]]:
+    """Per bin: a busy host's one name and one SMB target again; three bins before
+    the last also its 100 other names and 100 other targets (more than 64-key tables
+    hold); in the last bin a mass mailer's MX queries for 25 domains and a scanner's
+    40 targets."""
+    per_bin = []
+    for b in range(n_bins):
+        t = T_BIN0 + b * BIN_US
+        rows: list[Row] = [
+            (t + 1, BUSY, RESOLVER, KIND_DNS, 53, 1, b"keep.example"),
+            (t + 2, BUSY, "198.51.100.200", KIND_SYN, 445, 0, b""),
+        ]
+        if b == n_bins - 3:
+            rows += [
+                (t + 10 + i, BUSY, RESOLVER, KIND_DNS, 53, 1, b"n%d.example" % i)
+                for i in range(100)
+            ]
+            rows += [
+                (t + 200 + i, BUSY, f"203.0.113.{i}", KIND_SYN, 445, 0, b"") for i in range(100)
+            ]
+        if b == n_bins - 1:
+            rows += [
+                (t + 10 + i, MAILER, RESOLVER, KIND_DNS, 53, 15, b"d%d.example" % i)
+                for i in range(25)
+            ]
+            rows += [
+                (t + 200 + i, SCANNER, f"198.51.100.{i}", KIND_SYN, 445, 0, b"") for i in range(40)
+            ]
+        per_bin.append(rows)
+    return per_bin
+
+
+def test_a_central_whose_key_tables_filled_still_flags_new_scanners_and_mailers() -> None:
+    # 64-key tables filled by the busy host: a full table refused every new key, so
+    # past the window the mailer's 25 MX domains and the scanner's 40 targets counted
+    # 0 as new and neither was flagged (the central was blind until restarted)
+    n_bins, window_s = 12, 2 * BIN_S
+    per_bin = _busy_then_new(n_bins)
+    exporter = DeltaExporter(sensor="edge", n_shards=4, window_s=window_s)
+    deltas, _most = _exported(exporter, per_bin)
+    limits = {"window_s": window_s, "max_keys": 64}
+    agg, merger = merged(deltas, **limits)
+    assert merger.keys_dropped > 0
+    ids = [agg.find(*addr_words(a)) for a in (BUSY, MAILER, SCANNER)]
+    busy, mailer, scanner = agg.host_states(ids, with_prefixes=False)
+    assert int(mailer.totals[C_MX_DOM_NEW]) == 25
+    assert int(scanner.totals[C_SYN_DST_NEW]) == 40
+    now = T_BIN0 + n_bins * BIN_US
+    assert evaluate(mailer, Config(), now_us=now).verdicts == ("mx-client",)
+    assert evaluate(scanner, Config(), now_us=now).verdicts == ("smb-scan",)
+    # the busy host's name and target, seen in every bin since bin 0, stay known: the
+    # tables drop by the latest bin a key was seen in (by the first, both came back as
+    # new in the window)
+    assert (busy.bins - T_BIN0 // BIN_US).tolist() == [n_bins - 2, n_bins - 1]
+    assert not busy.series[:, [C_NAMES_NEW, C_SYN_DST_NEW]].any()
+    # as one aggregate counting every event finds them
+    whole = _whole({"edge": [row for rows in per_bin for row in rows]}, **limits)
+    assert_same_state(whole, agg, addrs=[MAILER, SCANNER])

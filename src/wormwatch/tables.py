@@ -12,7 +12,6 @@ import numpy as np
 import numpy.typing as npt
 
 from wormwatch.kernels.aggregate import (
-    MODE_TAG,
     REMAP_KEY,
     REMAP_NONE,
     REMAP_VALUE,
@@ -42,6 +41,10 @@ class KeyTable:
         self.max_used = max_used
         self.limit = _pow2_at_least(2 * max_used)
         self.used = np.zeros(1, np.int64)
+        # a second value per key (empty: none), kept by the merge kernel
+        self.w = np.zeros(0, np.int64)
+        # the bin before which keys were last dropped by make_room
+        self._room_from = -(2**62)
         self._alloc(min(MIN_CAPACITY, self.limit))
 
     def _alloc(self, capacity: int) -> None:
@@ -49,6 +52,13 @@ class KeyTable:
         self.b = np.zeros(capacity, np.uint64)
         self.c = np.zeros(capacity, np.uint64)
         self.v = np.zeros(capacity, np.int64)
+        if self.w.shape[0]:
+            self.w = np.zeros(capacity, np.int64)
+
+    def keep_latest(self) -> None:
+        """Keep a second value per key from now on (``w``; :func:`table_merge`
+        keeps the latest bin there), starting as the first."""
+        self.w = self.v.copy()
 
     @property
     def capacity(self) -> int:
@@ -61,9 +71,9 @@ class KeyTable:
         while 10 * need > 7 * capacity and capacity < self.limit:
             capacity *= 2
         if capacity != self.capacity:
-            old = (self.a, self.b, self.c, self.v)
+            old = (self.a, self.b, self.c, self.v, self.w)
             self._alloc(capacity)
-            table_remap(*old, _NO_MAPPING, REMAP_NONE, self.a, self.b, self.c, self.v)
+            table_remap(*old, _NO_MAPPING, REMAP_NONE, *self._arrays())
 
     def upsert(
         self,
@@ -85,24 +95,36 @@ class KeyTable:
 
     def remap(self, mapping: npt.NDArray[np.int64], *, host_is_value: bool) -> None:
         """Renumber hosts after an eviction; drop the entries of evicted hosts."""
-        old = (self.a, self.b, self.c, self.v)
+        old = (self.a, self.b, self.c, self.v, self.w)
         self._alloc(self.capacity)
         mode = REMAP_VALUE if host_is_value else REMAP_KEY
-        self.used[0] = table_remap(*old, mapping, mode, self.a, self.b, self.c, self.v)
+        self.used[0] = table_remap(*old, mapping, mode, *self._arrays())
+
+    def _arrays(self) -> tuple[np.ndarray, ...]:
+        return self.a, self.b, self.c, self.v, self.w
 
     def keep_tags_from(self, oldest: int) -> int:
         """Drop the keys whose tag (``MODE_TAG``: the last bin a key was seen
-        in) is before ``oldest``; how many went."""
+        in; the second value ``w`` when the table keeps one) is before
+        ``oldest``; how many went."""
         live = self.a != -1
-        keep = live & (self.v >= oldest)
+        latest = self.w if self.w.shape[0] else self.v
+        keep = live & (latest >= oldest)
         n_dropped = int(np.count_nonzero(live)) - int(np.count_nonzero(keep))
         if n_dropped:
-            a, b, c, v = self.a[keep], self.b[keep], self.c[keep], self.v[keep]
-            self.used[0] = 0
+            old = (np.where(keep, self.a, -1), self.b, self.c, self.v, self.w)
             self._alloc(self.capacity)
-            out = np.empty(a.shape[0], np.int64)
-            self.upsert(a, b, c, np.ones(a.shape[0], np.bool_), v, MODE_TAG, out)
+            self.used[0] = table_remap(*old, _NO_MAPPING, REMAP_NONE, *self._arrays())
         return n_dropped
+
+    def make_room(self, n_new: int, oldest: int) -> int:
+        """When ``n_new`` more keys could fill the table, drop the keys last seen
+        before bin ``oldest`` (:meth:`keep_tags_from`), at most once per
+        ``oldest``; how many went."""
+        if int(self.used[0]) + n_new <= self.max_used or oldest <= self._room_from:
+            return 0
+        self._room_from = oldest
+        return self.keep_tags_from(oldest)
 
     def clear(self) -> None:
         self.used[0] = 0

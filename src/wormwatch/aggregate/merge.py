@@ -8,10 +8,12 @@ Counters add. The counters that depend on history are derived here again
 from the sets: a SYN target, a name, an NXDOMAIN name or registrable domain
 counts as *new* in the earliest bin any delta reports it in (a delta that
 arrives late moves the count back to its bin; a domain's name score moves
-with it), and a target counts once per bin however many sensors saw it.
-Sample names are the host's earliest ones over all deltas (NXDOMAIN samples:
-the earliest name of each registrable domain). Each delta identity is applied
-once; a second copy changes nothing.
+with it), and a target counts once per bin however many sensors saw it. The
+tables of these sets keep each key's latest bin too: when one could fill, the
+keys no delta reported since before the window go, as on a sensor. Sample
+names are the host's earliest ones over all deltas (NXDOMAIN samples: the
+earliest name of each registrable domain). Each delta identity is applied once;
+a second copy changes nothing.
 
 Memory follows the aggregate's limits, not the length of the run: sample times
 are kept per host id (an evicted host's go with it, as the aggregate's samples
@@ -83,7 +85,7 @@ def _merge_into(
     out = np.empty(n, np.int64)
     old = np.empty(n, np.int64)
     refused = table_merge(
-        table.a, table.b, table.c, table.v, table.used, table.max_used,
+        table.a, table.b, table.c, table.v, table.w, table.used, table.max_used,
         a, b, c, values, n, mode, out, old,
     )  # fmt: skip
     return out, old, int(refused)
@@ -118,6 +120,10 @@ class DeltaMerger:
 
     def __init__(self, agg: Aggregator) -> None:
         self.agg = agg
+        # the distinct sets keep each key's latest bin too: what a full one drops
+        for table in (agg._pairs, agg._names):
+            table.keep_latest()
+        self.keys_dropped = 0
         # (host, bin, target) seen: a target counts once per bin
         self._bin_targets = KeyTable(agg._pairs.max_used)
         # the window's first bin when the table last dropped the keys before it
@@ -231,6 +237,10 @@ class DeltaMerger:
         into ``table`` as first seen in its bin (:func:`table_merge`'s MERGE_FIRST)."""
         h = host[refs.astype(np.int64)]
         bins = np.full(int(refs.shape[0]), delta.ident.bin, np.int64)
+        # keys last seen by any sensor before the window go when the table could
+        # fill (a full one refused every new key: no new target, MX domain or
+        # NXDOMAIN domain counted, no new scanner or mailer was flagged, for good)
+        self.keys_dropped += table.make_room(int(refs.shape[0]), self.agg.oldest_bin())
         out, old, refused = _merge_into(table, h, keys[0], keys[1], bins, MERGE_FIRST)
         self.keys_refused += refused
         return h, out, old

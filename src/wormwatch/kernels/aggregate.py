@@ -5,8 +5,9 @@ state arrays owned by :mod:`wormwatch.aggregate`. Out: updated state arrays.
 
 One table kernel serves every keyed set in the aggregate stage. A table is
 four parallel arrays (``t_a`` int64, ``t_b`` and ``t_c`` uint64 keys, ``t_v``
-int64 value); ``t_a == -1`` marks an empty slot; capacity is a power of two.
-The value means, by mode:
+int64 value), and for the merge's distinct sets a fifth, ``t_w`` (the latest
+bin; empty elsewhere); ``t_a == -1`` marks an empty slot; capacity is a power
+of two. The value means, by mode:
 
 * ``MODE_ID``: a dense id handed out in insertion order (host index, row).
 * ``MODE_TAG``: the last tag seen (a bin index); out = 2 new key, 1 tag
@@ -150,14 +151,17 @@ def table_remap(
     old_b: np.ndarray,
     old_c: np.ndarray,
     old_v: np.ndarray,
+    old_w: np.ndarray,
     mapping: np.ndarray,
     remap: int,
     t_a: np.ndarray,
     t_b: np.ndarray,
     t_c: np.ndarray,
     t_v: np.ndarray,
+    t_w: np.ndarray,
 ) -> int:
-    """Move the entries of the old table into the (empty) new one.
+    """Move the entries of the old table into the (empty) new one, with their
+    second value ``w`` when the table keeps one (``old_w`` not empty).
 
     ``remap`` says what ``mapping[old host] -> new host or -1`` applies to:
     ``REMAP_NONE`` nothing (growing a table), ``REMAP_VALUE`` the value (the
@@ -166,6 +170,7 @@ def table_remap(
     dropped. Returns how many entries were kept.
     """
     mask = np.uint64(t_a.shape[0] - 1)
+    has_w = old_w.shape[0] > 0
     kept = 0
     for j in range(old_a.shape[0]):
         a = old_a[j]
@@ -189,6 +194,8 @@ def table_remap(
         t_b[pos] = b
         t_c[pos] = c
         t_v[pos] = v
+        if has_w:
+            t_w[pos] = old_w[j]
         kept += 1
     return kept
 
@@ -197,12 +204,15 @@ MERGE_FIRST = 0
 MERGE_ADD = 1
 
 
+# longer than 60 lines: one probe loop for both merge modes and the latest bin (a
+# kernel of its own for the latest bin would probe every key a second time)
 @njit(cache=True, nogil=True)
 def table_merge(
     t_a: np.ndarray,
     t_b: np.ndarray,
     t_c: np.ndarray,
     t_v: np.ndarray,
+    t_w: np.ndarray,
     used: np.ndarray,
     max_used: int,
     keys_a: np.ndarray,
@@ -216,14 +226,16 @@ def table_merge(
 ) -> int:
     """Merge keyed values of another aggregate's table into this one.
 
-    ``MERGE_FIRST``: the value is the first bin a key was seen in; the
-    table keeps the earliest. out = 2 new key, 3 seen earlier here than
+    ``MERGE_FIRST``: the value is a bin the key was seen in; the table keeps
+    the earliest in ``t_v`` and, when it keeps a second value (``t_w`` not
+    empty), the latest in ``t_w``. out = 2 new key, 3 seen earlier here than
     before (``out_old`` = the bin it was counted in until now), 0 no change.
     ``MERGE_ADD``: the value is a count, added; out = 1 on a new key.
     A new key refused because the table is full has out -1 (returned count).
     Keys with ``keys_a < 0`` are skipped (out -1, not counted as refused).
     """
     mask = np.uint64(t_a.shape[0] - 1)
+    has_w = t_w.shape[0] > 0
     refused = 0
     for i in range(n):
         a = keys_a[i]
@@ -245,15 +257,19 @@ def table_merge(
             t_b[pos] = b
             t_c[pos] = c
             t_v[pos] = values[i]
+            if has_w:
+                t_w[pos] = values[i]
             used[0] += 1
             out[i] = 2 if mode == MERGE_FIRST else 1
         elif mode == MERGE_ADD:
             t_v[pos] += values[i]
             out[i] = 0
-        elif values[i] < t_v[pos]:
-            out_old[i] = t_v[pos]
-            t_v[pos] = values[i]
-            out[i] = 3
         else:
+            if has_w:
+                t_w[pos] = max(t_w[pos], values[i])
             out[i] = 0
+            if values[i] < t_v[pos]:
+                out_old[i] = t_v[pos]
+                t_v[pos] = values[i]
+                out[i] = 3
     return refused
