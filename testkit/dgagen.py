@@ -173,3 +173,55 @@ def av_lookups(n: int) -> list[str]:
         vendor = ("avqs.mcafee.com", "hashserver.cs.trendmicro.com", "sophosxl.net")[i % 3]
         out.append(f"{digest}.{vendor}")
     return out
+
+
+# advertising and tracking domains an ad blocker answers NXDOMAIN for (Pi-hole / AdGuard
+# style lists), roughly by how often pages call them; their names are human-made,
+# though a dozen of them glue words together (doubleclick, googletagmanager)
+TRACKER_DOMAINS = (
+    "doubleclick.net googlesyndication.com google-analytics.com googletagmanager.com "
+    "googleadservices.com googletagservices.com adnxs.com facebook.net amazon-adsystem.com "
+    "criteo.com scorecardresearch.com taboola.com outbrain.com adsrvr.org rubiconproject.com "
+    "pubmatic.com openx.net casalemedia.com moatads.com quantserve.com 2mdn.net hotjar.com "
+    "adsafeprotected.com doubleverify.com demdex.net everesttech.net bluekai.com krxd.net "
+    "rlcdn.com mathtag.com bidswitch.net sharethrough.com 33across.com contextweb.com "
+    "lijit.com yieldmo.com smartadserver.com adform.net teads.tv tapad.com agkn.com "
+    "mixpanel.com segment.io nr-data.net optimizely.com chartbeat.com branch.io "
+    "appsflyer.com adjust.com ads-twitter.com clarity.ms adroll.com serving-sys.com "
+    "innovid.com spotxchange.com 3lift.com indexww.com media.net sonobi.com gumgum.com "
+    "omtrdc.net exelator.com crwdcntrl.net simpli.fi dotomi.com emxdgt.com yieldlab.net "
+    "smaato.net inmobi.com applovin.com flurry.com zemanta.com adcolony.com vungle.com "
+    "bounceexchange.com fullstory.com"
+).split()
+TRACKER_HOSTS = ("ads", "pixel", "stats", "t", "cdn", "sync", "match", "www", "static", "secure")
+# suffixes of the Public Suffix List's private section that CDN and cloud hosts sit under
+CDN_SUFFIXES = ("cloudfront.net", "akamaized.net", "herokuapp.com", "appspot.com")
+# dynamic-DNS suffixes, also in the list's private section
+DDNS_SUFFIXES = ("duckdns.org", "ddns.net", "no-ip.org", "hopto.org", "zapto.org", "dyndns.org")
+
+
+def random_hosts(seed: str, n: int, suffixes: tuple[str, ...]) -> list[str]:
+    """``n`` random host names (a letter and 13 letters or digits, as CloudFront's
+    ``d1a2b3c4d5e6f7.cloudfront.net``) under ``suffixes`` in turn."""
+    rng = random.Random(seed)
+    chars = string.ascii_lowercase + string.digits
+    return [
+        rng.choice(string.ascii_lowercase)
+        + "".join(rng.choice(chars) for _ in range(13))
+        + "."
+        + suffixes[i % len(suffixes)]
+        for i in range(n)
+    ]
+
+
+def ddns_generated(day: date, n: int, suffixes: tuple[str, ...] = DDNS_SUFFIXES) -> list[str]:
+    """A generator under dynamic-DNS suffixes: Conficker.C-like labels (4-10 random
+    letters) under ``suffixes`` in turn."""
+    rng = random.Random(f"ddns-{day.isoformat()}")
+    letters = string.ascii_lowercase
+    return [
+        "".join(rng.choice(letters) for _ in range(rng.randint(4, 10)))
+        + "."
+        + suffixes[i % len(suffixes)]
+        for i in range(n)
+    ]

@@ -139,3 +139,41 @@ def forwarding_resolver(addr: str = "198.51.100.53") -> Host:
     including the NXDOMAIN storm of an infected client behind it."""
     host = dga_client(addr=addr, names_per_hour=250.0, hours=4.0)
     return browse(host, 8.0, 10.0, 600)
+
+
+def ad_blocked_browser(
+    addr: str = "192.0.2.165",
+    *,
+    hours: float = 8.0,
+    per_min: float = 10.0,
+    blocked: float = 0.2,
+    cdn_share: float = 0.1,
+    cdn_suffixes: tuple[str, ...] = ("cloudfront.net",),
+    seed: int = 15,
+) -> Host:
+    """A browser behind an ad blocker (Pi-hole / AdGuard style): ``per_min`` queries a
+    minute from 08:00, ``blocked`` of them answered NXDOMAIN; of those, ``cdn_share`` are
+    random CDN host names (``d1a2b3c4d5e6f7.cloudfront.net``, a new one each time) and the
+    rest tracker hosts (``dgagen.TRACKER_DOMAINS``, the first ones called most: weight
+    1/rank). The rest resolve (well-known sites and random CDN names alike)."""
+    rng = np.random.default_rng(seed)
+    n = round(per_min * 60 * hours)
+    trackers = dgagen.TRACKER_DOMAINS
+    weights = 1.0 / np.arange(1, len(trackers) + 1)
+    cdn = iter(dgagen.random_hosts(f"cdn-{seed}", n, cdn_suffixes))
+    host = Host(addr)
+    for i, t in enumerate(spread(at(8), at(8 + hours), n, rng).tolist()):
+        draw = rng.random()
+        if draw < blocked * cdn_share:
+            _ask(host, t, next(cdn), RCODE_NXDOMAIN)
+        elif draw < blocked:
+            domain = trackers[int(rng.choice(len(trackers), p=weights / weights.sum()))]
+            label = dgagen.TRACKER_HOSTS[int(rng.integers(len(dgagen.TRACKER_HOSTS)))]
+            _ask(host, t, f"{label}.{domain}", RCODE_NXDOMAIN)
+        elif draw < blocked + 0.1:
+            _ask(host, t, next(cdn), RCODE_NOERROR)
+        else:
+            _ask(
+                host, t, "www." + dgagen.HUMAN_DOMAINS[i % len(dgagen.HUMAN_DOMAINS)], RCODE_NOERROR
+            )
+    return host

@@ -37,6 +37,7 @@ BENIGN: dict[str, Callable[..., Host]] = {
     "dead cloud name retried": dgahosts.dead_cloud_name,
     "anti-virus look-ups": dgahosts.av_lookups,
     "mail server DNSBL look-ups": dgahosts.dnsbl_mail_server,
+    "ad-blocked browser": dgahosts.ad_blocked_browser,
 }
 
 

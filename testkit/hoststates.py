@@ -146,7 +146,8 @@ class Host:
         row[C_NX] += 1
         if qtype == QTYPE_PTR or not name:
             return self
-        score, reg_start, _, is_listed = score_name(name.lower().decode("latin-1"))
+        # dga-nx reads registrable domains by the PSL's ICANN section alone
+        score, reg_start, _, is_listed = score_name(name.lower().decode("latin-1"), False)
         if not is_listed:
             return self
         if name not in self.nx_names:

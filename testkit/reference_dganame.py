@@ -17,15 +17,26 @@ from wormwatch.kernels import dganame as k
 
 
 @functools.cache
-def _rules() -> frozenset[str]:
-    text = (resources.files("wormwatch") / "data" / "public_suffixes.txt").read_text("ascii")
-    return frozenset(text.split())
+def _rules(with_private: bool = True) -> frozenset[str]:
+    data = resources.files("wormwatch") / "data"
+    rules = frozenset((data / "public_suffixes.txt").read_text("ascii").split())
+    if with_private:
+        return rules
+    return rules - frozenset((data / "public_suffixes_private.txt").read_text("ascii").split())
 
 
-def suffix_labels(labels: list[str]) -> tuple[int, bool]:
-    """PSL: exceptions win, then the longest matching rule; the default rule is ``*``.
+@functools.cache
+def _private_keys() -> frozenset[str]:
+    """The private section's rules without ``!`` / ``*.`` (what the kernel hashes)."""
+    text = (resources.files("wormwatch") / "data" / "public_suffixes_private.txt").read_text()
+    return frozenset(r.lstrip("!").removeprefix("*.") for r in text.split())
+
+
+def suffix_labels(labels: list[str], with_private: bool = True) -> tuple[int, bool]:
+    """PSL: exceptions win, then the longest matching rule; the default rule is ``*``;
+    the private section's rules only ``with_private``.
     -> (labels in the suffix, whether a listed rule matched)."""
-    rules = _rules()
+    rules = _rules(with_private)
     best, is_listed = 1, False
     for n in range(1, len(labels) + 1):
         tail = ".".join(labels[-n:])
@@ -124,17 +135,23 @@ def score(label: str, ft: list[float]) -> float:
     return max(random, hashed, glued)
 
 
-def score_name(name: str) -> tuple[float, int, list[float], bool]:
+def score_name(name: str, with_private: bool = True) -> tuple[float, int, list[float], bool]:
     """(score, offset of the registrable domain, features, whether that domain is under a
-    listed public suffix) of one lower-case name."""
+    listed public suffix) of one lower-case name; the suffix by the ICANN section alone
+    unless ``with_private``."""
     labels = name.split(".")
-    n_suffix, is_listed = suffix_labels(labels)
+    n_suffix, is_listed = suffix_labels(labels, with_private)
+    # read by the ICANN section, a name under a private-section rule is under a
+    # company's shared domain, which scores 0
+    on_private = not with_private and any(
+        ".".join(labels[-n:]) in _private_keys() for n in range(1, len(labels) + 1)
+    )
     has_domain = len(labels) > n_suffix
     idx = len(labels) - n_suffix - 1 if has_domain else 0
     reg_start = sum(len(lab) + 1 for lab in labels[:idx]) if has_domain else 0
     label = labels[idx]
     listed = has_domain and is_listed
-    if not 0 < len(label) <= 64:
+    if not 0 < len(label) <= 64 or on_private:
         return 0.0, reg_start, [0.0] * k.N_FEATURES, listed
     ft = features(label)
     return score(label, ft), reg_start, ft, listed

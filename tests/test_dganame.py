@@ -31,6 +31,7 @@ from wormwatch.kernels.dganame import (
     FT_LENGTH,
     FT_N_WORDS,
     SFX_EXCEPTION,
+    SFX_PRIVATE,
     SFX_RULE,
     SFX_WILDCARD,
     score_names,
@@ -77,7 +78,8 @@ EDGE_NAMES = [
 ]  # fmt: skip
 
 
-def test_kernel_equals_reference() -> None:
+@pytest.mark.parametrize("with_private", [True, False])
+def test_kernel_equals_reference(with_private: bool) -> None:
     names = [
         *EDGE_NAMES,
         *(n for fam in dgagen.FAMILIES.values() for n in fam(DAY, 40)),
@@ -87,12 +89,12 @@ def test_kernel_equals_reference() -> None:
         *dgagen.cdn_names(10),
         *dgagen.av_lookups(10),
     ]
-    out = score_texts(names)
+    out = score_texts(names, private_suffixes=with_private)
     for i, name in enumerate(names):
         if not name:
             assert out.scores[i] == 0.0
             continue
-        want_score, want_reg, want_ft, want_listed = score_name(name)
+        want_score, want_reg, want_ft, want_listed = score_name(name, with_private)
         assert int(out.reg_starts[i]) == want_reg, name
         assert bool(out.listed[i]) == want_listed, name
         np.testing.assert_allclose(out.features[i], want_ft, atol=1e-9, err_msg=name)
@@ -159,6 +161,48 @@ def test_registrable_domain(name: bytes, domain: bytes, is_listed: int) -> None:
     assert int(out.reg_hashes[0]) == fnv1a(domain)
 
 
+@pytest.mark.parametrize(
+    ("name", "domain", "is_listed"),
+    [
+        # the private section's rules are no suffixes here: the company's domain is
+        (b"d111111abcdef8.cloudfront.net", b"cloudfront.net", 1),
+        (b"x.y.blogspot.com", b"blogspot.com", 1),
+        (b"qx7kz2.duckdns.org", b"duckdns.org", 1),
+        (b"a.b.c.compute-1.amazonaws.com", b"amazonaws.com", 1),  # *.compute-1.amazonaws.com
+        (b"cloudfront.net", b"cloudfront.net", 1),  # a private suffix alone is a domain
+        (b"www.xjwqkepzrt.co.uk", b"xjwqkepzrt.co.uk", 1),  # ICANN rules as before
+        (b"a.b.www.ck", b"www.ck", 1),
+        (b"kfjdsa.campus.example", b"campus.example", 0),
+    ],
+)
+def test_registrable_domain_by_the_icann_section(
+    name: bytes, domain: bytes, is_listed: int
+) -> None:
+    out = score_texts([name], private_suffixes=False)
+    assert name.lower()[int(out.reg_starts[0]) :] == domain
+    assert int(out.listed[0]) == is_listed
+    assert int(out.reg_hashes[0]) == fnv1a(domain)
+    # a company's shared domain scores 0 (cloudfront.net's own label would read as
+    # two glued words, 0.75); one under an ICANN rule is scored as before
+    if domain in {b"cloudfront.net", b"blogspot.com", b"duckdns.org", b"amazonaws.com"}:
+        assert out.scores[0] == 0.0
+    else:
+        assert out.scores[0] == score_texts([name]).scores[0]
+
+
+def test_private_rules_are_marked_in_the_suffix_table() -> None:
+    model = load_model()
+    data = REPO / "src" / "wormwatch" / "data"
+    private = set((data / "public_suffixes_private.txt").read_text("ascii").split())
+    assert {"cloudfront.net", "duckdns.org", "ddns.net", "herokuapp.com"} <= private
+    assert private <= set((data / "public_suffixes.txt").read_text("ascii").split())
+    held = dict(zip(model.suffix_keys.tolist(), model.suffix_flags.tolist(), strict=True))
+    n_marked = sum(1 for f in held.values() if f & SFX_PRIVATE)
+    assert n_marked == len({r.lstrip("!").removeprefix("*.") for r in private})
+    assert not held[fnv1a(b"co.uk")] & SFX_PRIVATE
+    assert held[fnv1a(b"cloudfront.net")] & SFX_PRIVATE
+
+
 def test_unselected_and_empty_names_score_nothing() -> None:
     model = load_model()
     names = np.zeros((3, 256), np.uint8)
@@ -173,7 +217,7 @@ def test_unselected_and_empty_names_score_nothing() -> None:
     sel = np.array([True, False, True])
     n = score_names(
         names, lens, sel, 3, model.trigram, model.bloom, model.suffix_keys,
-        model.suffix_flags, scores, reg, listed, hashes, features,
+        model.suffix_flags, True, scores, reg, listed, hashes, features,
     )  # fmt: skip
     assert n == 1
     assert scores[0] > 0.9
@@ -246,5 +290,11 @@ def test_model_tables_match_the_script(tmp_path: Path) -> None:
         check=True,
         env=child_env(),
     )
-    for f in ("dga_trigrams.npy", "dga_words.npy", "public_suffixes.txt", "dga_model.json"):
+    for f in (
+        "dga_trigrams.npy",
+        "dga_words.npy",
+        "public_suffixes.txt",
+        "public_suffixes_private.txt",
+        "dga_model.json",
+    ):
         assert (tmp_path / f).read_bytes() == (REPO / "src/wormwatch/data" / f).read_bytes(), f

@@ -33,6 +33,7 @@ from wormwatch.signals import Window
 from wormwatch.source.pcapfile import open_replay
 
 from testkit import dgagen, dgahosts
+from testkit.dgasweep import judge
 from testkit.hoststates import at, mass_mailer, scanner, write_pcap
 
 CFG = Config()
@@ -117,6 +118,7 @@ def test_a_partly_resolving_generator_still_fires() -> None:
         dgahosts.dead_cloud_name,
         dgahosts.av_lookups,
         dgahosts.dnsbl_mail_server,
+        dgahosts.ad_blocked_browser,
     ],
     ids=lambda f: f.__name__,
 )
@@ -215,6 +217,7 @@ def test_pipeline_counts_answers_as_the_slow_host_does(tmp_path: Path) -> None:
         dgahosts.browse(dgahosts.dga_client("dictionary", hours=2.0), 8.0, 2.0, 50),
         dgahosts.typing_mistakes(),
         dgahosts.dead_cloud_name(),
+        dgahosts.ad_blocked_browser(hours=2.0),
     ]
     pcap = write_pcap(tmp_path / "dga.pcap", hosts)
     result = Pipeline(load_config(None), source_name=pcap.name).run(open_replay([str(pcap)]))
@@ -229,6 +232,39 @@ def test_pipeline_counts_answers_as_the_slow_host_does(tmp_path: Path) -> None:
     assert got["192.0.2.150"].verdict.verdicts == ("dga-nx",)
     assert got["192.0.2.162"].verdict.verdicts == ()
     assert got["192.0.2.163"].verdict.verdicts == ()
+    assert got["192.0.2.165"].verdict.verdicts == ()
+
+
+def test_random_cdn_names_count_as_their_company_domain() -> None:
+    """An ad blocker's NXDOMAIN answers for random hosts under four suffixes of the
+    Public Suffix List's private section count as four domains scored 0, beside the
+    tracker domains it blocks: the host never reaches dga-nx (counted by the full
+    list, each random name was a domain of its own scoring about 0.9, and the same
+    host fired after 22 minutes)."""
+    host = dgahosts.ad_blocked_browser(cdn_suffixes=dgagen.CDN_SUFFIXES)
+    blocked = [name.decode() for _t, name, _q, rcode in host.answer_log if rcode == 3]
+    cdn = [n for n in blocked if n.endswith(dgagen.CDN_SUFFIXES)]
+    trackers = {n.split(".", 1)[1] for n in blocked if n not in cdn}
+    assert len(cdn) > 80
+    state = host.state()
+    assert state.totals[C_NX_DOMS_NEW] == len(trackers) + len(dgagen.CDN_SUFFIXES)
+    assert evaluate(state, CFG, now_us=NOW).verdicts == ()
+    assert judge(host, CFG) == (False, None)
+
+
+@pytest.mark.parametrize("suffixes", [("duckdns.org",), dgagen.DDNS_SUFFIXES])
+def test_a_generator_under_dynamic_dns_suffixes_is_out_of_reach(suffixes: tuple[str, ...]) -> None:
+    """The price: a generator whose names all sit under suffixes of the list's private
+    section (dynamic DNS here) counts one domain per suffix, scored 0 (docs/DETECTION.md)."""
+    host = dgahosts.Host("192.0.2.170")
+    for i, name in enumerate(dgagen.ddns_generated(dgahosts.DAY, 1000, suffixes)):
+        host.query(at(9) + i * 14_000_000, name)
+        host.answer(at(9) + i * 14_000_000 + 20_000, name, 3)
+    state = host.state()
+    assert state.totals[C_NX] == 1000
+    assert state.totals[C_NX_DOMS_NEW] == len(suffixes)
+    assert state.totals[C_NX_SCORE] == 0
+    assert evaluate(state, CFG, now_us=NOW).verdicts == ()
 
 
 def _random_windows(n: int, seed: int = 5) -> list[Window]:

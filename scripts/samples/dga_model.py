@@ -23,6 +23,9 @@ Outputs (``--out``, default ``src/wormwatch/data``):
   letters (for spotting names glued from dictionary words, as Suppobox and Matsnu make).
 * ``public_suffixes.txt``: the PSL's rules (ICANN and private sections), IDN rules in
   punycode (names travel as punycode on the wire), sorted, one per line.
+* ``public_suffixes_private.txt``: those of them from the private section (a company's
+  shared domains: ``cloudfront.net``, ``duckdns.org``), which dga-nx does not read as
+  suffixes when it counts registrable domains.
 * ``dga_model.json``: what it was built from (sha256 of each input) and the parameters.
 
 Usage::
@@ -82,6 +85,16 @@ def bloom_positions(h: int) -> list[int]:
     h1 = h & 0xFFFF_FFFF
     h2 = (h >> 32) | 1
     return [(h1 + k * h2) % BLOOM_BITS for k in range(BLOOM_HASHES)]
+
+
+PRIVATE_BEGIN = "===BEGIN PRIVATE DOMAINS==="
+PRIVATE_END = "===END PRIVATE DOMAINS==="
+
+
+def private_section(text: str) -> str:
+    """The PSL's private section (the lines between its BEGIN and END marker comments)."""
+    start = text.index("\n", text.index(PRIVATE_BEGIN))
+    return text[start : text.index(PRIVATE_END, start)]
 
 
 def psl_rules(text: str) -> list[str]:
@@ -147,6 +160,8 @@ def build(words_path: Path, psl_path: Path, out: Path) -> None:
     np.save(out / "dga_trigrams.npy", trigram_costs(strings), allow_pickle=False)
     np.save(out / "dga_words.npy", bloom(words), allow_pickle=False)
     (out / "public_suffixes.txt").write_text("\n".join(rules) + "\n", encoding="ascii")
+    private = psl_rules(private_section(psl_bytes.decode("utf-8")))
+    (out / "public_suffixes_private.txt").write_text("\n".join(private) + "\n", encoding="ascii")
     meta = {
         "made_by": "scripts/samples/dga_model.py",
         "words": {
@@ -158,6 +173,7 @@ def build(words_path: Path, psl_path: Path, out: Path) -> None:
             "source": "Public Suffix List (Debian publicsuffix), MPL-2.0",
             "sha256": hashlib.sha256(psl_bytes).hexdigest(),
             "n_rules": len(rules),
+            "n_private_rules": len(private),
         },
         "n_model_strings": len(strings),
         "cost_units_per_bit": COST_UNITS,

@@ -13,7 +13,11 @@ An NXDOMAIN answer counts towards the distinct names and domains when its name h
 registrable domain under a listed public suffix and it is not a reverse look-up (PTR):
 search-domain expansions under a private suffix (``x.campus.example``), single-label
 names (a browser's probes) and ``in-addr.arpa`` names are counted as NXDOMAIN answers
-but not as domains (docs/DETECTION.md, "dga-nx").
+but not as domains (docs/DETECTION.md, "dga-nx"). The registrable domain is read by
+the list's ICANN section alone: random host names under a suffix of its private section
+(``d1a2b3.cloudfront.net``, ``x7k.duckdns.org``) are one domain, the company's
+(``cloudfront.net``), scored by its label, so an ad blocker's NXDOMAIN answers for
+random CDN hosts are not a generator's many domains.
 """
 
 from __future__ import annotations
@@ -78,7 +82,7 @@ def count_answers(
     is_nx = is_answer & (rcode == RCODE_NXDOMAIN)
     scorable = is_nx & (ev.name_lens[:n] > 0) & (ev.qtype[:n] != QTYPE_PTR)
     if scored is None:
-        scored = score_batch(ev.names, ev.name_lens, n, scorable)
+        scored = score_batch(ev.names, ev.name_lens, n, scorable, private_suffixes=False)
     counted = scorable & (scored.listed == 1)
     # a name and a domain key per counted answer
     names.reserve(2 * int(np.count_nonzero(counted)))

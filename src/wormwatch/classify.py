@@ -27,7 +27,9 @@ def score_nx_answers(events: Events) -> Scored | None:
     The aggregate's answer counting (dga-nx) needs them and they depend on the
     names alone, so a replay's decode-ahead thread computes them beside the
     keyword matches instead of the aggregating thread. Which answers count is
-    the aggregate's to say: a score of one that does not is never read.
+    the aggregate's to say: a score of one that does not is never read. Their
+    registrable domains are read by the Public Suffix List's ICANN section alone,
+    as the aggregate counts them (:mod:`wormwatch.answers`).
     """
     n = events.n
     kind = events.kind[:n]
@@ -39,7 +41,7 @@ def score_nx_answers(events: Events) -> Scored | None:
         & (events.name_lens[:n] > 0)
         & (events.qtype[:n] != QTYPE_PTR)
     )
-    return score_batch(events.names, events.name_lens, n, scorable)
+    return score_batch(events.names, events.name_lens, n, scorable, private_suffixes=False)
 
 
 def score_rows(scored: Scored | None, lo: int, hi: int) -> Scored | None:

@@ -2,7 +2,10 @@
 
 In: names as the decoder writes them (a ``(n, NAME_SLOT)`` uint8 matrix and their
 lengths) and a selection. Out: per name a score in 0..1, the offset of its registrable
-domain (public suffix plus one label), and the features behind the score. The packet work
+domain (public suffix plus one label), and the features behind the score. The public
+suffix is the Public Suffix List's, or its ICANN section's alone for dga-nx's domains
+(``private_suffixes=False``: every ``*.cloudfront.net`` name is ``cloudfront.net``,
+docs/DETECTION.md "dga-nx"). The packet work
 is :func:`wormwatch.kernels.dganame.score_names`; this module loads the model tables
 shipped in ``wormwatch/data`` (made by ``scripts/samples/dga_model.py`` from SCOWL's English
 words and the Public Suffix List) and allocates the outputs.
@@ -28,6 +31,7 @@ from wormwatch.kernels.dganame import (
     FT_VOWEL_SHARE,
     FT_WORD_COVER,
     N_FEATURES,
+    SFX_PRIVATE,
     build_suffix_table,
     score_names,
 )
@@ -65,11 +69,12 @@ class Model:
     suffix_flags: U8
 
 
-def suffix_table(text: bytes) -> tuple[U64, U8]:
+def suffix_table(text: bytes, private: bytes = b"") -> tuple[U64, U8]:
     """PSL rules (``co.uk``, ``*.ck``, ``!www.ck``, whitespace between) -> the
     open-addressing (keys, flags) the kernel reads, at least four slots per rule
     (:func:`~wormwatch.kernels.dganame.build_suffix_table`; built in Python this took
-    ~19 ms of every start that scores a name)."""
+    ~19 ms of every start that scores a name); the rules of ``private`` (the list's
+    private section, each also in ``text``) are marked ``SFX_PRIVATE``."""
     data = np.frombuffer(text, np.uint8)
     is_rule = data > 32
     n_rules = int(np.count_nonzero(is_rule[1:] & ~is_rule[:-1])) + int(is_rule[:1].sum())
@@ -78,7 +83,9 @@ def suffix_table(text: bytes) -> tuple[U64, U8]:
         size *= 2
     keys = np.zeros(size, np.uint64)
     flags = np.zeros(size, np.uint8)
-    build_suffix_table(data, keys, flags)
+    build_suffix_table(data, keys, flags, np.uint8(0))
+    if private:
+        build_suffix_table(np.frombuffer(private, np.uint8), keys, flags, np.uint8(SFX_PRIVATE))
     return keys, flags
 
 
@@ -90,7 +97,10 @@ def load_model() -> Model:
         trigram = np.load(f, allow_pickle=False)
     with (data / "dga_words.npy").open("rb") as f:
         bloom = np.load(f, allow_pickle=False)
-    keys, flags = suffix_table((data / "public_suffixes.txt").read_bytes())
+    keys, flags = suffix_table(
+        (data / "public_suffixes.txt").read_bytes(),
+        (data / "public_suffixes_private.txt").read_bytes(),
+    )
     return Model(np.ascontiguousarray(trigram), np.ascontiguousarray(bloom), keys, flags)
 
 
@@ -119,15 +129,24 @@ class Scored:
         )
 
 
-def score_batch(names: U8, name_lens: I32, n: int, sel: BOOL | None = None) -> Scored:
-    """Score names ``0..n`` of a decoder-style name matrix (``sel``: which; default all)."""
+def score_batch(
+    names: U8,
+    name_lens: I32,
+    n: int,
+    sel: BOOL | None = None,
+    *,
+    private_suffixes: bool = True,
+) -> Scored:
+    """Score names ``0..n`` of a decoder-style name matrix (``sel``: which; default all).
+    With ``private_suffixes`` False the registrable domain (and so the scored label) is
+    read by the list's ICANN section alone, as dga-nx counts domains."""
     model = load_model()
     mask = np.ones(n, np.bool_) if sel is None else np.ascontiguousarray(sel[:n], np.bool_)
     out = Scored.zeros(n)
     score_names(
         names, name_lens, mask, n, model.trigram, model.bloom, model.suffix_keys,
-        model.suffix_flags, out.scores, out.reg_starts, out.listed, out.reg_hashes,
-        out.features,
+        model.suffix_flags, bool(private_suffixes), out.scores, out.reg_starts, out.listed,
+        out.reg_hashes, out.features,
     )  # fmt: skip
     return out
 
@@ -144,11 +163,11 @@ def name_matrix(names: Sequence[bytes]) -> tuple[U8, I32]:
     return matrix, lens
 
 
-def score_texts(names: Sequence[str | bytes]) -> Scored:
+def score_texts(names: Sequence[str | bytes], *, private_suffixes: bool = True) -> Scored:
     """Score names given as text or bytes (tests, evidence, reports)."""
     raw = [n.encode("utf-8", "surrogateescape") if isinstance(n, str) else n for n in names]
     matrix, lens = name_matrix(raw)
-    return score_batch(matrix, lens, len(raw))
+    return score_batch(matrix, lens, len(raw), private_suffixes=private_suffixes)
 
 
 def registrable(name: bytes) -> bytes:

@@ -18,14 +18,14 @@ from wormwatch.detect import evaluate
 from wormwatch.dganx import COMBINED_READING
 from wormwatch.model import KIND_ANSWER, KIND_DNS, KIND_SYN, Events, addr_words
 
-from testkit import dgahosts
+from testkit import dgagen, dgahosts
 from testkit.deltas import CLASSIFIER, assert_same_state, export, merged
 from testkit.hoststates import RESOLVER, Host, scanner
 
 CFG = Config()
 DGA = "192.0.2.150"
 DGA_SCANNER = "192.0.2.44"
-BENIGN = ("192.0.2.160", "192.0.2.161", "192.0.2.162")
+BENIGN = ("192.0.2.160", "192.0.2.161", "192.0.2.162", "192.0.2.165")
 
 
 def hosts() -> list[Host]:
@@ -39,6 +39,8 @@ def hosts() -> list[Host]:
         dgahosts.browser_startups(BENIGN[0], n_startups=4),
         dgahosts.search_expansion(BENIGN[1]),
         dgahosts.typing_mistakes(BENIGN[2]),
+        # random CDN names under the list's private section: one domain per suffix
+        dgahosts.ad_blocked_browser(BENIGN[3], hours=2.0, cdn_suffixes=dgagen.CDN_SUFFIXES),
     ]
 
 

@@ -81,7 +81,9 @@ class CellAggregator(Aggregator):
         sel = np.flatnonzero(new)
         if sel.shape[0] == 0:
             return reg
-        scored = score_batch(ev.names[sel], ev.name_lens[sel], int(sel.shape[0]))
+        scored = score_batch(
+            ev.names[sel], ev.name_lens[sel], int(sel.shape[0]), private_suffixes=False
+        )
         milli = np.rint(scored.scores * SCORE_UNITS).astype(np.int64)
         for k, v in zip(scored.reg_hashes.tolist(), milli.tolist(), strict=True):
             self.domain_scores[k] = v

@@ -3,9 +3,12 @@
 In: names as the decoder writes them (``names[i, :name_lens[i]]``, lower-case ASCII,
 labels joined by ``.``), a selection mask, and the model tables that
 ``wormwatch.dganame`` loads (character trigram costs, a Bloom filter of English words,
-a hash table of public-suffix rules). Out, per selected name: a score in 0..1, where its
-registrable domain starts, whether its suffix is a listed one, the registrable domain's
-hash, and the features the score was made from (columns ``FT_*``).
+a hash table of public-suffix rules, those of the list's private section marked). Out, per
+selected name: a score in 0..1, where its registrable domain starts, whether its suffix is a
+listed one, the registrable domain's hash, and the features the score was made from
+(columns ``FT_*``). The private section's rules (``cloudfront.net``, ``duckdns.org``: a
+company's shared domain) count as suffixes unless the caller says otherwise: dga-nx reads
+registrable domains by the ICANN section alone (docs/DETECTION.md, "dga-nx").
 
 The scored label is the registrable one: the label left of the public suffix
 (``xjwqkepz`` in ``www.xjwqkepz.co.uk``), where domain generators put their randomness;
@@ -33,6 +36,7 @@ MAX_LABELS = 128  # a 255-byte name has at most 128 labels
 SFX_RULE = 1  # "co.uk": a suffix
 SFX_WILDCARD = 2  # "*.ck": any one label under it is a suffix
 SFX_EXCEPTION = 4  # "!www.ck": not a suffix, although a wildcard says so
+SFX_PRIVATE = 8  # the rule is in the list's private section (no key is in both sections)
 
 # feature columns
 FT_LENGTH = 0  # bytes of the scored label
@@ -100,11 +104,12 @@ def _suffix_flags(keys, flags, h):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def build_suffix_table(text, keys, flags):  # type: ignore[no-untyped-def]
+def build_suffix_table(text, keys, flags, extra):  # type: ignore[no-untyped-def]
     """Insert every rule of ``text`` (PSL rules as ASCII, one per whitespace-separated
     token: ``co.uk``, ``*.ck``, ``!www.ck``) into the open-addressing table ``keys``
     (zeros, a power of two long) and ``flags``: the key is the FNV-1a hash of the rule
-    without ``*.`` / ``!`` (1 where that is 0). Returns the number of rules."""
+    without ``*.`` / ``!`` (1 where that is 0); ``extra`` is or-ed into each rule's flags
+    (``SFX_PRIVATE``). Returns the number of rules."""
     mask = np.uint64(keys.shape[0] - 1)
     n_rules = 0
     i = 0
@@ -130,32 +135,37 @@ def build_suffix_table(text, keys, flags):  # type: ignore[no-untyped-def]
         while keys[pos] != 0 and keys[pos] != h:
             pos = (pos + np.uint64(1)) & mask
         keys[pos] = h
-        flags[pos] |= flag
+        flags[pos] |= flag | extra
         n_rules += 1
     return n_rules
 
 
 @njit(cache=True, nogil=True)
-def _suffix_labels(name, length, starts, n_labels, keys, flags):  # type: ignore[no-untyped-def]
+def _suffix_labels(name, length, starts, n_labels, keys, flags, with_private):  # type: ignore[no-untyped-def]
     """How many rightmost labels form the public suffix (PSL algorithm; default rule ``*``),
-    and whether a listed rule (not the default) said so."""
+    whether a listed rule (not the default) said so, and whether a rule of the private
+    section was passed over (they count only ``with_private``)."""
     n_suffix = 1
     is_listed = False
+    passed_private = False
     for k in range(1, min(n_labels, MAX_SUFFIX_LABELS) + 1):
         h = np.uint64(0xCBF29CE484222325)
         for j in range(starts[n_labels - k], length):
             h = _fnv_step(h, name[j])
         f = _suffix_flags(keys, flags, h)
+        if f & SFX_PRIVATE and not with_private:
+            passed_private = True
+            continue
         if f & SFX_EXCEPTION:
             # an exception wins over every other rule: its parent is the suffix
-            return k - 1, True
+            return k - 1, True, passed_private
         if f & SFX_RULE:
             n_suffix = max(n_suffix, k)
             is_listed = True
         if f & SFX_WILDCARD and k < n_labels:
             n_suffix = max(n_suffix, k + 1)
             is_listed = True
-    return n_suffix, is_listed
+    return n_suffix, is_listed, passed_private
 
 
 @njit(cache=True, nogil=True)
@@ -260,10 +270,12 @@ def _score(name, lo, hi, ft):  # type: ignore[no-untyped-def]
 
 @njit(cache=True, nogil=True)
 def score_names(  # type: ignore[no-untyped-def]
-    names, name_lens, sel, n, trigram, bloom, sfx_keys, sfx_flags, scores, reg_starts,
-    listed, reg_hashes, features,
+    names, name_lens, sel, n, trigram, bloom, sfx_keys, sfx_flags, with_private, scores,
+    reg_starts, listed, reg_hashes, features,
 ):  # fmt: skip
-    """Score names ``0..n`` where ``sel`` is set (others: all outputs 0).
+    """Score names ``0..n`` where ``sel`` is set (others: all outputs 0). Without
+    ``with_private`` the suffix is the ICANN section's: a name under a private-section
+    rule has the company's domain (``d1a2.cloudfront.net``: ``cloudfront.net``), scored 0.
 
     ``reg_starts[i]`` is the offset of the registrable domain in ``names[i]`` (public
     suffix plus one label; 0 when the name is a suffix or a single label);
@@ -294,7 +306,9 @@ def score_names(  # type: ignore[no-untyped-def]
             if name[j] == 46 and n_labels < MAX_LABELS:
                 starts[n_labels] = j + 1
                 n_labels += 1
-        n_suffix, is_listed = _suffix_labels(name, length, starts, n_labels, sfx_keys, sfx_flags)
+        n_suffix, is_listed, on_private = _suffix_labels(
+            name, length, starts, n_labels, sfx_keys, sfx_flags, with_private
+        )
         has_domain = n_labels > n_suffix
         label = n_labels - n_suffix - 1 if has_domain else 0
         lo = starts[label]
@@ -306,8 +320,9 @@ def score_names(  # type: ignore[no-untyped-def]
             h = _fnv_step(h, name[j])
         reg_hashes[i] = h
         # an empty label (a name with ".." or a trailing dot) or one over 63 bytes
-        # (not a DNS label): nothing to score
-        if hi - lo <= 0 or hi - lo > 64:
+        # (not a DNS label): nothing to score; nor a company's shared domain read by
+        # the ICANN section (cloudfront.net): the list names it, no generator made it
+        if hi - lo <= 0 or hi - lo > 64 or on_private:
             continue
         _label_features(name, lo, hi, trigram, bloom, best, words, hist, features[i])
         scores[i] = _score(name, lo, hi, features[i])
