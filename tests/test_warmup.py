@@ -72,6 +72,20 @@ def _probe(command: str, captures: list[Path]) -> dict[str, object]:
     return result
 
 
+def _probe_with_a_warm_cache(command: str, captures: list[Path]) -> dict[str, object]:
+    """:func:`_probe`, on a numba cache that holds every kernel. A kernel missing
+    from the cache (a fresh checkout, or a kernel's source edited since it was
+    cached) makes the probe a first run, whose warm-up leaves the aggregate's
+    kernels to a second process and loads them at their first use; by the end of
+    that run every kernel it ran is in the cache, so the probe runs once more."""
+    result = _probe(command, captures)
+    warm = result["warm"]
+    assert isinstance(warm, dict)
+    if warm["wormwatch.kernels.counting.count_events"] == 0:
+        result = _probe(command, captures)
+    return result
+
+
 # what every replay runs: walkers, decode, reassembly, classify, aggregate
 REPLAY_KERNELS = (
     "pcapwalk.walk_pcap", "pcapwalk.walk_pcapng", "decode.decode_packets",
@@ -95,7 +109,7 @@ CAPTURES = [
 def test_replay_loads_the_deferred_kernels_at_first_use_and_every_kernel_has_one_signature() -> (
     None
 ):
-    result = _probe("replay", CAPTURES)
+    result = _probe_with_a_warm_cache("replay", CAPTURES)
     warm, run = result["warm"], result["run"]
     assert isinstance(warm, dict)
     assert isinstance(run, dict)
