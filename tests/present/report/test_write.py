@@ -505,7 +505,7 @@ def test_errors_are_wormwatch_errors(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists(), "nothing is created for a capture that is not there"
 
 
-@pytest.mark.parametrize("name", ["hosts.jsonl", "hosts.jsonl.tmp", "index.html"])
+@pytest.mark.parametrize("name", ["hosts.jsonl", "index.html"])
 def test_an_output_file_that_is_a_directory_is_one_error(tmp_path: Path, name: str) -> None:
     (tmp_path / name).mkdir()
     with pytest.raises(WormwatchError, match=f"cannot write .*{name}: Is a directory"):
@@ -530,6 +530,27 @@ def test_rerun_replaces_its_own_figures_only(tmp_path: Path, demo_report: Path) 
     page = read_page(out)
     assert {p.name for p in out.glob("fig*.png")} == set(page.images)
     assert (out / "notes.png").read_bytes() == b"mine"
+
+
+def test_a_write_that_fails_half_way_leaves_the_earlier_report(
+    tmp_path: Path, demo_report: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    for entry in demo_report.iterdir():
+        (out / entry.name).write_bytes(entry.read_bytes())
+    before = {entry.name: entry.read_bytes() for entry in out.iterdir()}
+
+    def full_disk(*_args: object, **_kwargs: object) -> None:
+        raise WormwatchError("cannot write figure fig3-keyword-fit-01.png: No space left on device")
+
+    # a disk that fills up after hosts.jsonl and figure 1 of the new report
+    monkeypatch.setattr(plots, "keyword_fit_figure", full_disk)
+    with pytest.raises(WormwatchError, match="No space left on device"):
+        report(Config(), [str(DEMO)], out)
+    # the old code had removed the figures, replaced hosts.jsonl and written the new
+    # figure 1 beside the earlier index.html
+    assert {entry.name: entry.read_bytes() for entry in out.iterdir()} == before
 
 
 @pytest.mark.parametrize("is_ctrl_c", [True, False], ids=["ctrl-c", "sigterm"])

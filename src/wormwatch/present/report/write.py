@@ -20,6 +20,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -81,10 +83,18 @@ def write_report(result: RunResult, out_dir: Path, cfg: Config, *, files: Sequen
             "events of ignored networks": limits.events_ignored,
         },
     )
-    _remove_old_figures(out_dir)
-    _write_hosts(out_dir / HOSTS, data)
-    _draw(data, out_dir, result.network_bins, result.network_counts)
-    return _write_text(out_dir / INDEX, render_report(data))
+    # Every file is written into a folder of its own inside ``out_dir`` first and
+    # moved into place only once all are: a full disk or an unwritable file
+    # half-way leaves the earlier report as it was, not its page beside new figures.
+    stage = _stage_dir(out_dir)
+    try:
+        _write_hosts(stage / HOSTS, data)
+        _draw(data, stage, result.network_bins, result.network_counts)
+        _write_text(stage / INDEX, render_report(data))
+        _commit(stage, out_dir)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return out_dir / INDEX
 
 
 # --- files --------------------------------------------------------------------------
@@ -113,41 +123,50 @@ def prepare_dir(out_dir: Path) -> None:
         )
 
 
-def _remove_old_figures(out_dir: Path) -> None:
-    for entry in out_dir.iterdir():
-        if FIGURE_RE.match(entry.name) and entry.is_file():
-            try:
-                entry.unlink()
-            except OSError as err:
-                reason = err.strerror or str(err)
-                raise WormwatchError(f"cannot replace old figure {entry}: {reason}") from None
-
-
-def _write_text(path: Path, text: str) -> Path:
-    tmp = path.with_name(path.name + ".tmp")
+def _stage_dir(out_dir: Path) -> Path:
+    """A new, empty folder inside ``out_dir`` to write the report's files into."""
     try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        return Path(tempfile.mkdtemp(prefix=".wormwatch-report-", dir=out_dir))
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise WormwatchError(f"cannot write report to {out_dir}: {reason}") from None
+
+
+def _commit(stage: Path, out_dir: Path) -> None:
+    """Move the staged files over those of an earlier report; remove its other figures.
+
+    Renames within one file system need no space; a name that is taken by a
+    directory stops the command before anything is moved.
+    """
+    names = sorted(entry.name for entry in stage.iterdir())
+    for name in names:
+        if (out_dir / name).is_dir():
+            raise WormwatchError(f"cannot write {out_dir / name}: Is a directory")
+    try:
+        for entry in out_dir.iterdir():
+            if FIGURE_RE.match(entry.name) and entry.name not in names and entry.is_file():
+                entry.unlink()
+        # the page last: until it is replaced, the earlier page is whole
+        for name in sorted(names, key=lambda n: n == INDEX):
+            os.replace(stage / name, out_dir / name)
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise WormwatchError(f"cannot write report to {out_dir}: {reason}") from None
+
+
+def _write_text(path: Path, text: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
     except OSError as err:
         reason = err.strerror or str(err)
         raise WormwatchError(f"cannot write {path}: {reason}") from None
-    return path
 
 
 def _write_hosts(path: Path, data: ReportData) -> None:
-    """Host records (ranked), then the network record; written aside and renamed."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.unlink(missing_ok=True)
-    except OSError as err:
-        raise WormwatchError(f"cannot write {tmp}: {err.strerror or err}") from None
+    """Host records (ranked), then the network record."""
     hosts = data.result.hosts
-    with JsonLinesWriter(str(tmp)) as writer:
+    with JsonLinesWriter(str(path)) as writer:
         write_summary_records(writer, hosts, data.result.final, data.bin_s, data.network_sync)
-    try:
-        os.replace(tmp, path)
-    except OSError as err:
-        raise WormwatchError(f"cannot write {path}: {err.strerror or err}") from None
 
 
 # --- which hosts each figure shows ----------------------------------------------------
