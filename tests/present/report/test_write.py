@@ -357,6 +357,24 @@ def test_a_capture_longer_than_the_window_says_the_figures_show_its_end(tmp_path
     assert "window-note" not in read_page(tmp_path / "wide").ids
 
 
+def test_a_host_flagged_then_cleared_is_not_reported_as_nothing_fired(tmp_path: Path) -> None:
+    scanner, client = Host("192.0.2.60"), Host("192.0.2.61")
+    for i in range(40):
+        scanner.syn(at(12) + i, f"203.0.113.{i}")
+    # a query two hours later: the scan has left the one-hour window by the end
+    client.queries([at(14)], ["www.example.com"])
+    write_hosts_pcap(tmp_path / "scan.pcap", [scanner, client])
+    report(Config(window_s=3600), [str(tmp_path / "scan.pcap")], tmp_path / "out")
+    page = read_page(tmp_path / "out")
+    text = " ".join(page.text)
+    assert not page.findings
+    assert "no-findings" in page.ids
+    # the old page said "No findings. None of the 2 hosts seen matched a signal"
+    assert "None of the" not in text
+    assert "No host is flagged at the end of the capture" in text
+    assert "but 2 alerts were raised during it" in text
+
+
 def test_rate_figure_of_a_capture_whose_flagged_hosts_sent_no_dns(tmp_path: Path) -> None:
     scanner, client = Host("192.0.2.60"), Host("192.0.2.61")
     for i in range(40):

@@ -201,6 +201,16 @@ def _finding_row(view: HostView, cfg: Config) -> list[str]:
 def _findings(data: ReportData) -> str:
     flagged = data.flagged
     n_hosts = len(data.result.hosts)
+    if not flagged and data.result.n_alerts:
+        # flagged on the way, cleared by the end: the page must not say nothing fired
+        return (
+            '<p class="warn" id="no-findings"><b>No host is flagged at the end of the '
+            f"capture</b>, but {data.result.n_alerts:,} alerts were raised during it: hosts "
+            "matched a signal and were cleared before the end, when their evidence left the "
+            f"detection window (<code>window_s</code> = {duration(data.cfg.window_s)}) or no "
+            "longer met a threshold. <code>wormwatch replay --alerts F</code> with the same "
+            "captures lists them; the figures below show the hosts as they were at the end.</p>"
+        )
     if not flagged:
         return (
             '<p class="none" id="no-findings"><b>No findings.</b> None of the '
