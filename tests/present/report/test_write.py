@@ -21,7 +21,7 @@ import pytest
 
 from wormwatch.config import Config, load_config
 from wormwatch.errors import WormwatchError
-from wormwatch.model import QTYPE_MX, RCODE_NXDOMAIN
+from wormwatch.model import QTYPE_AAAA, QTYPE_MX, QTYPE_PTR, RCODE_NXDOMAIN
 from wormwatch.pipeline import RunResult
 from wormwatch.present.report import plots
 from wormwatch.present.report.htmlkit import esc, figure
@@ -388,6 +388,21 @@ def test_rate_figure_of_a_capture_whose_flagged_hosts_sent_no_dns(tmp_path: Path
     assert page.captions[0] == (
         "DNS queries of the busiest hosts (no flagged host sent DNS queries)"
     )
+
+
+def test_a_capture_without_a_or_mx_queries_draws_no_empty_rate_figure(tmp_path: Path) -> None:
+    # the real zeek_ipv6-fragmented-dns.pcap is like this: its one client asks for other types
+    v6, ptr = Host("192.0.2.62"), Host("192.0.2.63")
+    times = [at(12) + i * 1_000_000 for i in range(30)]
+    v6.queries(times, ["www.example.com"] * 30, QTYPE_AAAA)
+    ptr.queries(times[:9], ["1.2.0.192.in-addr.arpa"] * 9, QTYPE_PTR)
+    write_hosts_pcap(tmp_path / "aaaa.pcap", [v6, ptr])
+    report(Config(), [str(tmp_path / "aaaa.pcap")], tmp_path / "out")
+    page = read_page(tmp_path / "out")
+    # the old report drew figure 1 with no line, on a time axis of 1970-01-01
+    assert "fig1-query-rate.png" not in page.images
+    assert not (tmp_path / "out" / "fig1-query-rate.png").exists()
+    assert "No A or MX queries to draw" in " ".join(page.text)
 
 
 def test_hostile_names_are_escaped(tmp_path: Path) -> None:

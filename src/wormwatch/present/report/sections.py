@@ -35,7 +35,10 @@ def window_note(data: ReportData) -> str:
 def rate_section(data: ReportData) -> str:
     """Figure 1: DNS query rate over time."""
     if data.rate is None:
-        return "<p>No DNS queries in this capture.</p>"
+        return (
+            "<p>No A or MX queries to draw: none in this capture, or none in the detection "
+            "window that ends at its last packet.</p>"
+        )
     who = "flagged hosts" if data.rate.is_flagged else "hosts that sent the most queries"
     return (
         '<p class="howto">Queries per minute of the '

@@ -242,8 +242,17 @@ def _prefix_tables(data: ReportData) -> list[PrefixTable]:
 
 
 def _rate_hosts(data: ReportData) -> list[HostView]:
-    """Flagged hosts with DNS queries, else the hosts that sent the most queries."""
-    with_dns = [v for v in data.result.hosts if int(v.state.totals[C_QUERIES]) > 0]
+    """Flagged hosts with DNS queries, else the hosts that sent the most queries.
+
+    Only hosts with A or MX queries in their kept bins: the figure draws those
+    two (a host of AAAA or PTR queries only would be an empty chart, dated 1970
+    when no host has a line).
+    """
+    with_dns = [
+        v
+        for v in data.result.hosts
+        if int(v.state.totals[C_QUERIES]) > 0 and v.state.series[:, [C_A, C_MX]].sum() > 0
+    ]
     flagged = [v for v in with_dns if v.verdict.verdicts]
     if flagged:
         return flagged[:MAX_RATE_LINES]
@@ -266,11 +275,7 @@ def _draw(data: ReportData, out_dir: Path, bins: I64, counts: I64) -> None:
             title = "DNS queries of the busiest hosts (no flagged host sent DNS queries)"
         else:
             title = "DNS queries of the busiest hosts (no host flagged)"
-        lines = [
-            plots.RateLine(_label(v), v.state)
-            for v in data.rate_hosts
-            if v.state.series[:, [C_A, C_MX]].sum() > 0
-        ]
+        lines = [plots.RateLine(_label(v), v.state) for v in data.rate_hosts]
         name = "fig1-query-rate.png"
         plots.query_rate_figure(lines, bin_s, out_dir / name, title=title)
         data.rate = FigureFile(name, title, is_flagged=is_flagged)
