@@ -405,6 +405,18 @@ def test_a_capture_without_a_or_mx_queries_draws_no_empty_rate_figure(tmp_path: 
     assert "No A or MX queries to draw" in " ".join(page.text)
 
 
+def test_an_undefined_network_r_gives_both_reasons(tmp_path: Path) -> None:
+    # a mass mailer over 20 minutes and no SYN: enough active bins, a constant SYN series
+    mailer = Host("192.0.2.64")
+    mailer.queries([at(12) + i * 10_000_000 for i in range(120)], ["example.com"] * 120, QTYPE_MX)
+    write_hosts_pcap(tmp_path / "mx.pcap", [mailer])
+    report(Config(), [str(tmp_path / "mx.pcap")], tmp_path / "out")
+    page = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
+    row = page.split("<th>network MX/SYN r</th><td>", 1)[1].split("</td>", 1)[0]
+    # the old row gave one reason, "too few active bins", for 20 active bins
+    assert row == "undefined (too few active bins, or a constant series)"
+
+
 def test_hostile_names_are_escaped(tmp_path: Path) -> None:
     pcap = tmp_path / "hostile.pcap"
     _hostile_pcap(pcap)

@@ -265,7 +265,8 @@ def _stats(data: ReportData) -> str:
     ]
     rows += [(f"dropped: {k}", f"{v:,}") for k, v in data.agg_limits.items()]
     ns = data.network_sync
-    r_text = "undefined (too few active bins)" if ns is None else num(ns.get("r"))
+    undefined = "undefined (too few active bins, or a constant series)"
+    r_text = undefined if ns is None else num(ns.get("r"))
     rows.append(("network MX/SYN r", r_text))
     body = "\n".join(f"<tr><th>{esc(k)}</th><td>{v}</td></tr>" for k, v in rows)
     table = f"<table class=stats><tbody>\n{body}\n</tbody></table>"
