@@ -417,6 +417,28 @@ def test_an_undefined_network_r_gives_both_reasons(tmp_path: Path) -> None:
     assert row == "undefined (too few active bins, or a constant series)"
 
 
+def test_a_mailer_with_keyword_queries_is_not_captioned_not_flagged(tmp_path: Path) -> None:
+    # a mass mailer that also looks up 150 mail-server names, one a minute (no storm)
+    mailer = Host("192.0.2.65")
+    mailer.queries(
+        [at(12) + i * 60_000_000 for i in range(150)], [f"mail{i}.example.com" for i in range(150)]
+    )
+    mailer.queries(
+        [at(12) + i * 60_000_000 + 1 for i in range(40)],
+        [f"example-{i % 20}.com" for i in range(40)],
+        QTYPE_MX,
+    )
+    write_hosts_pcap(tmp_path / "mailer.pcap", [mailer])
+    report(Config(), [str(tmp_path / "mailer.pcap")], tmp_path / "out")
+    page = read_page(tmp_path / "out")
+    (row,) = [r for r in page.findings if r]
+    assert row["f-verdicts"] == "mx-client"
+    fit_captions = [c for c in page.captions if "R\N{SUPERSCRIPT TWO}" in c]
+    # the old caption called the host the findings table lists as flagged "not flagged"
+    assert len(fit_captions) == 1
+    assert fit_captions[0].startswith("192.0.2.65 (not flagged keyword-storm): R")
+
+
 def test_hostile_names_are_escaped(tmp_path: Path) -> None:
     pcap = tmp_path / "hostile.pcap"
     _hostile_pcap(pcap)

@@ -64,7 +64,10 @@ def _host_prefix_table(t: PrefixTable) -> str:
     if t.is_flagged:
         who = f"score {t.view.verdict.score:.1f}, {verdict_badges(t.view.verdict.verdicts)}"
     else:
-        who = "not flagged: A queries at a keyword-storm rate, mostly with the prefixes below"
+        who = (
+            "not flagged keyword-storm: A queries at a keyword-storm rate, mostly with the "
+            "prefixes below"
+        )
     n_rows = max((len(v) for v in t.stats.by_length.values()), default=0)
     columns = [t.stats.by_length[length] for length in range(1, MAX_PREFIX_LEN + 1)]
     rows = [
@@ -116,14 +119,15 @@ def fit_section(data: ReportData) -> str:
         "(x) against those whose name begins with a keyword (y). A worm working through a "
         "list of mail-server names puts its points on a straight line near the diagonal, with "
         "R\N{SUPERSCRIPT TWO} near 1 (0.999 in the study); a person's queries scatter near the "
-        "x axis. Hosts that sent many keyword queries without being flagged follow the "
-        "flagged ones.</p>"
+        "x axis. Hosts that sent many keyword queries without being flagged keyword-storm "
+        "follow the flagged ones.</p>"
     )
     if not data.fits:
         return howto + "<p>No host sent enough keyword A-queries to plot.</p>"
     parts = []
     for f in data.fits:
-        status = "keyword-storm" if f.is_flagged else "not flagged"
+        # not flagged keyword-storm; it may be flagged for another signal
+        status = "keyword-storm" if f.is_flagged else "not flagged keyword-storm"
         r2 = f.fit.r2 if f.fit is not None else None
         r2_text = "undefined" if r2 is None else f"{r2:.4f}"
         caption = f"{esc(f.host)} ({status}): R\N{SUPERSCRIPT TWO} = {r2_text}"
