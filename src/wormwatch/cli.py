@@ -252,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             collector.release()
             cfg = load_config(args.config)
             out = report(cfg, args.files, Path(args.output), concatenate=args.concatenate)
-            print(f"report written to {out}")
+            _tell(f"report written to {out}")
             return EXIT_OK
         return _run(args)
     except WormwatchError as err:
@@ -261,6 +261,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("wormwatch: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _tell(line: str) -> None:
+    """A line on stdout after the work is done: a closed pipe or a full device
+    (``| head -0``, ``> /dev/full``) loses the line, not the exit code, and the
+    interpreter's last flush is sent to /dev/null instead of printing a traceback."""
+    try:
+        print(line, flush=True)
+    except OSError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _tolerate_the_terminal() -> None:

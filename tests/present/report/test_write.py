@@ -695,6 +695,23 @@ def test_cli_end_to_end(tmp_path: Path) -> None:
     assert "192.0.2.25" in {r["f-host"] for r in page.findings if r}
 
 
+@pytest.mark.parametrize("where", ["closed pipe", "full device"])
+def test_a_report_whose_stdout_is_gone_still_exits_0(tmp_path: Path, where: str) -> None:
+    if where == "closed pipe":
+        read_end, stdout = os.pipe()
+        os.close(read_end)
+    else:
+        stdout = os.open("/dev/full", os.O_WRONLY)
+    done = subprocess.run(
+        [sys.executable, "-m", "wormwatch", "report", str(QUIET), "-o", str(tmp_path)],
+        stdout=stdout, stderr=subprocess.PIPE, text=True, check=False, cwd=REPO, timeout=120,
+    )  # fmt: skip
+    os.close(stdout)
+    # the old code printed a BrokenPipeError (or OSError: No space left) traceback, exit 1
+    assert (done.returncode, done.stderr) == (0, "")
+    assert (tmp_path / "index.html").is_file()
+
+
 def test_cli_reports_a_missing_file_in_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
