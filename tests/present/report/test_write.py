@@ -375,6 +375,20 @@ def test_a_host_flagged_then_cleared_is_not_reported_as_nothing_fired(tmp_path: 
     assert "but 2 alerts were raised during it" in text
 
 
+def test_findings_say_alerts_were_raised_for_hosts_cleared_before_the_end(tmp_path: Path) -> None:
+    early, late = Host("192.0.2.60"), Host("192.0.2.61")
+    for i in range(40):
+        early.syn(at(12) + i, f"203.0.113.{i}")
+        late.syn(at(14) + i, f"203.0.113.{i}")
+    write_hosts_pcap(tmp_path / "scan.pcap", [early, late])
+    report(Config(window_s=3600), [str(tmp_path / "scan.pcap")], tmp_path / "out")
+    page = read_page(tmp_path / "out")
+    # the early scanner was flagged, then cleared when its SYNs left the one-hour window
+    assert [r["f-host"] for r in page.findings if r] == ["192.0.2.61"]
+    # the old paragraph counted the flagged hosts only, with no word of the early scanner
+    assert "3 alerts were raised during it" in " ".join(page.text)
+
+
 def test_rate_figure_of_a_capture_whose_flagged_hosts_sent_no_dns(tmp_path: Path) -> None:
     scanner, client = Host("192.0.2.60"), Host("192.0.2.61")
     for i in range(40):

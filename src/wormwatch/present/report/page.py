@@ -225,7 +225,10 @@ def _findings(data: ReportData) -> str:
     return (
         f'<p id="findings-count"><b>{len(flagged):,}</b> of {n_hosts:,} hosts flagged, '
         "highest score first. Counts are totals since each host was first seen; the "
-        "evidence is computed over the detection window.</p>"
+        "evidence is computed over the detection window; the verdicts are those at the end "
+        f"of the capture. {data.result.n_alerts:,} alerts were raised during it (each change "
+        "of a host's verdicts or score band, hosts cleared before the end among them): "
+        "<code>wormwatch replay --alerts F</code> with the same captures lists them.</p>"
         + table(header, rows, cls="findings")
         + note
     )
