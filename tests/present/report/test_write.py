@@ -389,6 +389,25 @@ def test_findings_say_alerts_were_raised_for_hosts_cleared_before_the_end(tmp_pa
     assert "3 alerts were raised during it" in " ".join(page.text)
 
 
+def test_no_findings_with_a_full_host_table_does_not_count_hosts_seen(tmp_path: Path) -> None:
+    clients = [Host(f"192.0.2.{i}") for i in range(1, 41)]
+    for i, client in enumerate(clients):
+        client.queries([at(12) + i * 1_000_000], ["www.example.com"])
+    write_hosts_pcap(tmp_path / "clients.pcap", clients)
+    report(Config(max_hosts=10), [str(tmp_path / "clients.pcap")], tmp_path / "out")
+    network = read_records(tmp_path / "out")[-1]
+    evicted, untracked = network["hosts_dropped"], network["events_untracked"]
+    assert isinstance(evicted, int)
+    assert isinstance(untracked, int)
+    assert evicted + untracked > 0
+    text = " ".join(read_page(tmp_path / "out").text)
+    # the old page said "None of the 10 hosts seen" of a capture of 40 clients
+    assert "hosts seen" not in text
+    assert "None of the 10 hosts tracked at the end matched a signal" in text
+    assert f"{evicted:,} hosts were evicted and {untracked:,} events" in text
+    assert f"hosts evicted (past max_hosts) {evicted:,}" in text
+
+
 def test_rate_figure_of_a_capture_whose_flagged_hosts_sent_no_dns(tmp_path: Path) -> None:
     scanner, client = Host("192.0.2.60"), Host("192.0.2.61")
     for i in range(40):

@@ -212,10 +212,18 @@ def _findings(data: ReportData) -> str:
             "captures lists them; the figures below show the hosts as they were at the end.</p>"
         )
     if not flagged:
+        snap = data.result.final
+        full = (
+            f" The host table was full: {snap.hosts_dropped:,} hosts were evicted and "
+            f"{snap.events_untracked:,} events of hosts past <code>max_hosts</code> were not "
+            "counted."
+            if snap.hosts_dropped or snap.events_untracked
+            else ""
+        )
         return (
             '<p class="none" id="no-findings"><b>No findings.</b> None of the '
-            f"{n_hosts:,} hosts seen matched a signal ({', '.join(SIGNALS)}) with the "
-            "configuration below.</p>"
+            f"{n_hosts:,} hosts tracked at the end matched a signal ({', '.join(SIGNALS)}) "
+            f"with the configuration below.{full}</p>"
         )
     shown = flagged[:MAX_FINDINGS_ROWS]
     more = len(flagged) - len(shown)
@@ -264,6 +272,7 @@ def _stats(data: ReportData) -> str:
         ("DNS queries", f"{as_int(d.get('dns_queries')):,}"),
         ("SYNs to 135/139/445", f"{as_int(d.get('syns')):,}"),
         ("hosts tracked", f"{snap.hosts_tracked:,}"),
+        ("hosts evicted (past max_hosts)", f"{snap.hosts_dropped:,}"),
         ("time bin", f"{data.bin_s} s"),
     ]
     rows += [(f"dropped: {k}", f"{v:,}") for k, v in data.agg_limits.items()]
