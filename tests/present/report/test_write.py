@@ -641,13 +641,17 @@ def test_a_write_that_fails_half_way_leaves_the_earlier_report(
         (out / entry.name).write_bytes(entry.read_bytes())
     before = {entry.name: entry.read_bytes() for entry in out.iterdir()}
 
-    def full_disk(*_args: object, **_kwargs: object) -> None:
-        raise WormwatchError("cannot write figure fig3-keyword-fit-01.png: No space left on device")
+    def full_disk(_state: object, _bin_s: int, path: Path) -> None:
+        raise WormwatchError(f"cannot write figure {path}: No space left on device")
 
     # a disk that fills up after hosts.jsonl and figure 1 of the new report
     monkeypatch.setattr(plots, "keyword_fit_figure", full_disk)
-    with pytest.raises(WormwatchError, match="No space left on device"):
+    with pytest.raises(WormwatchError) as err:
         report(Config(), [str(DEMO)], out)
+    # the message names the file in DIR, not the folder it was written in first
+    assert str(err.value) == (
+        f"cannot write figure {out / 'fig3-keyword-fit-01.png'}: No space left on device"
+    )
     # the old code had removed the figures, replaced hosts.jsonl and written the new
     # figure 1 beside the earlier index.html
     assert {entry.name: entry.read_bytes() for entry in out.iterdir()} == before

@@ -92,6 +92,9 @@ def write_report(result: RunResult, out_dir: Path, cfg: Config, *, files: Sequen
         _draw(data, stage, result.network_bins, result.network_counts)
         _write_text(stage / INDEX, render_report(data))
         _commit(stage, out_dir)
+    except WormwatchError as err:
+        # name the file where it was going, not the folder removed below
+        raise WormwatchError(str(err).replace(str(stage), str(out_dir))) from None
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return out_dir / INDEX
