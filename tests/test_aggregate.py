@@ -11,6 +11,8 @@ import pytest
 
 from wormwatch.aggregate import Aggregator
 from wormwatch.classify import Classifier
+from wormwatch.config import Config
+from wormwatch.detect import evaluate
 from wormwatch.kernels import aggregate as agg_kernels
 from wormwatch.kernels import classify as cls_kernels
 from wormwatch.kernels import counting as count_kernels
@@ -272,6 +274,49 @@ def test_a_row_table_full_of_the_window_drops_its_oldest_bins_not_new_evidence()
     assert len(newest) >= 16
     assert int(browser.totals[C_QUERIES]) == 40
     assert agg.counts().rows_dropped >= 40 - len(newest)
+
+
+def _storm_rows(start_us: int, host: str) -> list[Row]:
+    """Six minutes of a keyword storm at a share of 0.4: per minute 20 A queries of
+    distinct mail names and 30 of one other name."""
+    rows: list[Row] = []
+    for m in range(6):
+        t = start_us + m * 60_000_000
+        rows += [(t + i, host, "192.0.2.53", KIND_DNS, 53, 1, b"mail%d.example" % (20 * m + i))
+                 for i in range(20)]  # fmt: skip
+        rows += [(t + 100 + i, host, "192.0.2.53", KIND_DNS, 53, 1, b"www.example")
+                 for i in range(30)]  # fmt: skip
+    return rows
+
+
+def test_a_full_prefix_table_drops_keys_last_seen_before_the_window() -> None:
+    # the name-prefix table was never pruned: once full it refused every new (host,
+    # prefix), so a keyword storm that began later had no prefix counts, no top
+    # prefixes in its evidence, and no keyword weight (with mail weighing 2, this
+    # storm's share 0.4 reads 0.8 and fires; without its prefixes it did not)
+    agg = Aggregator(bin_s=60, window_s=600, max_keys=64)
+    old = [(i, "192.0.2.1", "192.0.2.53", KIND_DNS, 53, 1, b"n%d.example" % i) for i in range(100)]
+    late = 30 * 60_000_000
+    for rows in (old, _storm_rows(late, "192.0.2.2")):
+        ev = make_events(rows)
+        agg.ingest(ev, Classifier().classify(ev))
+    (storm,) = agg.host_states([1])
+    alone = Aggregator(bin_s=60, window_s=600, max_keys=64)
+    ev = make_events(_storm_rows(late, "192.0.2.2"))
+    alone.ingest(ev, Classifier().classify(ev))
+    assert storm.prefixes[b"mail"] == 120
+    assert storm.prefixes == alone.host_states([0])[0].prefixes
+    cfg = Config(keyword_weights={"mail": 2.0})
+    verdict = evaluate(storm, cfg, now_us=late + 6 * 60_000_000)
+    assert verdict.verdicts == ("keyword-storm",)
+    evidence = verdict.evidence["keyword-storm"]
+    assert isinstance(evidence, dict)
+    assert evidence["keyword_weight"] == 2.0
+    tops = evidence["top_prefixes"]
+    assert isinstance(tops, dict)
+    assert ["mail", 120] in tops["4"]
+    # the keys of the host that filled the table, last seen before the window, went
+    assert agg.prefixes_of(np.array([0], np.int64)) == {}
 
 
 def test_rows_outside_the_window_go_as_packet_time_moves_on() -> None:

@@ -773,3 +773,48 @@ def test_a_central_whose_key_tables_filled_still_flags_new_scanners_and_mailers(
     # as one aggregate counting every event finds them
     whole = _whole({"edge": [row for rows in per_bin for row in rows]}, **limits)
     assert_same_state(whole, agg, addrs=[MAILER, SCANNER])
+
+
+STORMER = "10.1.0.4"
+
+
+def test_a_central_whose_prefix_table_filled_still_counts_a_later_storms_prefixes() -> None:
+    # the merged name-prefix table was never pruned: filled by the busy host's 64
+    # prefixes, it refused the storm's prefixes, so the storm had no top prefixes and no
+    # keyword weight (mail weighs 2 here: its share 0.4 reads 0.8, and it fires)
+    n_bins, window_s = 14, 7 * BIN_S
+    per_bin = []
+    for b in range(n_bins):
+        t = T_BIN0 + b * BIN_US
+        rows: list[Row] = [(t + 1, BUSY, RESOLVER, KIND_DNS, 53, 1, b"keep.example")]
+        if b == 0:
+            rows += [
+                (t + 10 + i, BUSY, RESOLVER, KIND_DNS, 53, 1, b"n%d.example" % i) for i in range(63)
+            ]
+        if b >= n_bins - 6:
+            rows += [
+                (t + 200 + i, STORMER, RESOLVER, KIND_DNS, 53, 1, b"mail%d.example" % (20 * b + i))
+                for i in range(20)
+            ]
+            rows += [
+                (t + 300 + i, STORMER, RESOLVER, KIND_DNS, 53, 1, b"www.example") for i in range(30)
+            ]
+        per_bin.append(rows)
+    exporter = DeltaExporter(sensor="edge", n_shards=4, window_s=window_s)
+    deltas, _most = _exported(exporter, per_bin)
+    limits = {"window_s": window_s, "max_keys": 64}
+    agg, merger = merged(deltas, **limits)
+    assert merger.keys_dropped > 0
+    busy, storm = agg.host_states([agg.find(*addr_words(a)) for a in (BUSY, STORMER)])
+    assert storm.prefixes[b"mail"] == 120
+    # the busy host's prefix asked in every bin stays, with its count since bin 0
+    assert busy.prefixes[b"keep."] == n_bins
+    assert b"n0.ex" not in busy.prefixes
+    cfg = Config(keyword_weights={"mail": 2.0})
+    assert evaluate(storm, cfg, now_us=T_BIN0 + n_bins * BIN_US).verdicts == ("keyword-storm",)
+    # as one aggregate counting every event finds them (the prefixes only: the storm's
+    # 120 names overfill the 64-key names table, which a sensor and a central fill in
+    # another order)
+    whole = _whole({"edge": [row for rows in per_bin for row in rows]}, **limits)
+    (whole_storm,) = whole.host_states([whole.find(*addr_words(STORMER))])
+    assert whole_storm.prefixes == storm.prefixes

@@ -89,7 +89,7 @@ def count_answers(
     is_new = np.empty(n, np.bool_)
     answers = (is_answer, rcode, counted, name_hash, scored.reg_hashes, scored.scores)
     refused = count_answer_events(
-        (host, row, bins), answers, n, (names.a, names.b, names.c, names.v, names.used),
+        (host, row, bins), answers, n, (names.a, names.b, names.c, names.v, names.w, names.used),
         names.max_used, (NX_NAME_SALT, NX_DOMAIN_SALT, SCORE_UNITS), (totals, rows), is_new,
     )  # fmt: skip
     return is_new, int(refused)

@@ -88,7 +88,7 @@ class KeyTable:
         n = int(keys_a.shape[0])
         self.reserve(int(np.count_nonzero(sel)))
         refused: int = table_upsert(
-            self.a, self.b, self.c, self.v, self.used, self.max_used,
+            self.a, self.b, self.c, self.v, self.w, self.used, self.max_used,
             keys_a, keys_b, keys_c, sel, tags, n, mode, out,
         )  # fmt: skip
         return refused

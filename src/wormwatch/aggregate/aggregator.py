@@ -122,6 +122,8 @@ class Aggregator:
         self._pairs = KeyTable(max_keys)
         self._names = KeyTable(max_keys)
         self._prefixes = KeyTable(max_keys)
+        # a prefix key's count is kept in v: its latest bin goes in w
+        self._prefixes.keep_latest()
         # the window's first bin when keys last seen before it were last dropped
         self._keys_pruned_to = -(2**62)
         self._samples: dict[int, list[bytes]] = {}
@@ -130,6 +132,7 @@ class Aggregator:
         # network-wide series: bin -> [queries, MX, SYN] of non-allowlisted hosts
         self._network: dict[int, list[int]] = {}
         self._keys_refused = 0
+        self._keys_dropped = 0
         self._events_ignored = 0
         self._now_us = -1
         self._start_us = -1
@@ -190,20 +193,22 @@ class Aggregator:
         return renumbering
 
     def _make_key_room(self, n_events: int, oldest: int) -> None:
-        """When the SYN-target or names table could fill up in this batch, drop
-        the keys last seen before the window (at most once per bin of packet
-        time): a full table refuses every new key, and once it had filled no new
-        target, MX domain or NXDOMAIN domain counted again, so no scanner, mass
-        mailer or domain generator was flagged for the rest of the run."""
+        """When the SYN-target, names or name-prefix table could fill up in this
+        batch, drop the keys last seen before the window (at most once per bin
+        of packet time): a full table refuses every new key, and once it had
+        filled no new target, MX domain or NXDOMAIN domain counted again, so no
+        scanner, mass mailer or domain generator was flagged for the rest of the
+        run, and no host that began a keyword storm later had prefix counts (its
+        top prefixes, and its keyword weights when configured)."""
         if oldest <= self._keys_pruned_to:
             return
-        tables = (self._pairs, self._names)
+        tables = (self._pairs, self._names, self._prefixes)
         # an event adds at most 5 keys to the names table (name, MX name, keyword
-        # name, NXDOMAIN name and domain)
+        # name, NXDOMAIN name and domain), one to each other table
         if all(int(t.used[0]) + 5 * n_events <= t.max_used for t in tables):
             return
         for t in tables:
-            t.keep_tags_from(oldest)
+            self._keys_dropped += t.keep_tags_from(oldest)
         self._keys_pruned_to = oldest
 
     def _admit(self, src_hi: U64, src_lo: U64, keep: BOOL) -> tuple[I64, Renumbering | None]:

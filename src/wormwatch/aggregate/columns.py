@@ -40,9 +40,9 @@ class Counted:
     refused: int
 
 
-def _slots(table: KeyTable, n_new: int) -> tuple[I64, U64, U64, I64, I64]:
+def _slots(table: KeyTable, n_new: int) -> tuple[I64, U64, U64, I64, I64, I64]:
     table.reserve(n_new)
-    return table.a, table.b, table.c, table.v, table.used
+    return table.a, table.b, table.c, table.v, table.w, table.used
 
 
 def count_events(

@@ -4,16 +4,16 @@ order, added into one aggregate.
 In: :class:`~wormwatch.delta.Delta` values. Out: the aggregate's state, as if
 it had counted every event of every delta itself.
 
-Counters add. The counters that depend on history are derived here again
-from the sets: a SYN target, a name, an NXDOMAIN name or registrable domain
-counts as *new* in the earliest bin any delta reports it in (a delta that
-arrives late moves the count back to its bin; a domain's name score moves
-with it), and a target counts once per bin however many sensors saw it. The
-tables of these sets keep each key's latest bin too: when one could fill, the
-keys no delta reported since before the window go, as on a sensor. Sample
-names are the host's earliest ones over all deltas (NXDOMAIN samples: the
-earliest name of each registrable domain). Each delta identity is applied once;
-a second copy changes nothing.
+Counters add. The counters that depend on history are derived here again from
+the sets: a SYN target, a name, an NXDOMAIN name or registrable domain counts
+as *new* in the earliest bin any delta reports it in (a delta that arrives late
+moves the count back to its bin; a domain's name score moves with it), and a
+target counts once per bin however many sensors saw it. The tables of these
+sets, and the name-prefix counts, keep each key's latest bin too: when one
+could fill, the keys no delta reported since before the window go, as on a
+sensor. Sample names are the host's earliest ones over all deltas (NXDOMAIN
+samples: the earliest name of each registrable domain). Each delta identity is
+applied once; a second copy changes nothing.
 
 Memory follows the aggregate's limits, not the length of the run: sample times
 are kept per host id (an evicted host's go with it, as the aggregate's samples
@@ -77,7 +77,7 @@ def _target_key(hi: U64, lo: U64) -> U64:
 
 
 def _merge_into(
-    table: KeyTable, a: I64, b: U64, c: U64, values: I64, mode: int
+    table: KeyTable, a: I64, b: U64, c: U64, values: I64, mode: int, latest_bin: int = 0
 ) -> tuple[I64, I64, int]:
     """(out, out_old, refused) of :func:`table_merge` on a growable table."""
     n = int(a.shape[0])
@@ -86,7 +86,7 @@ def _merge_into(
     old = np.empty(n, np.int64)
     refused = table_merge(
         table.a, table.b, table.c, table.v, table.w, table.used, table.max_used,
-        a, b, c, values, n, mode, out, old,
+        a, b, c, values, n, mode, latest_bin, out, old,
     )  # fmt: skip
     return out, old, int(refused)
 
@@ -320,9 +320,11 @@ class DeltaMerger:
         if m == 0:
             return
         ph = host[delta.prefix_host.astype(np.int64)]
+        # keys last reported before the window go when the table could fill (the module doc)
+        self.keys_dropped += self.agg._prefixes.make_room(m, self.agg.oldest_bin())
         _out, _old, refused = _merge_into(
             self.agg._prefixes, ph, delta.prefix_key, np.zeros(m, np.uint64),
-            delta.prefix_count.astype(np.int64), MERGE_ADD,
+            delta.prefix_count.astype(np.int64), MERGE_ADD, delta.ident.bin,
         )  # fmt: skip
         self.keys_refused += refused
 

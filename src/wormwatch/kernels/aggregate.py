@@ -5,9 +5,10 @@ state arrays owned by :mod:`wormwatch.aggregate`. Out: updated state arrays.
 
 One table kernel serves every keyed set in the aggregate stage. A table is
 four parallel arrays (``t_a`` int64, ``t_b`` and ``t_c`` uint64 keys, ``t_v``
-int64 value), and for the merge's distinct sets a fifth, ``t_w`` (the latest
-bin; empty elsewhere); ``t_a == -1`` marks an empty slot; capacity is a power
-of two. The value means, by mode:
+int64 value), and for the distinct sets a central merges and the name-prefix
+counts a fifth, ``t_w`` (the latest bin a key was seen in; empty elsewhere);
+``t_a == -1`` marks an empty slot; capacity is a power of two. The value
+means, by mode:
 
 * ``MODE_ID``: a dense id handed out in insertion order (host index, row).
 * ``MODE_TAG``: the last tag seen (a bin index); out = 2 new key, 1 tag
@@ -51,6 +52,7 @@ def table_upsert(
     t_b: np.ndarray,
     t_c: np.ndarray,
     t_v: np.ndarray,
+    t_w: np.ndarray,
     used: np.ndarray,
     max_used: int,
     keys_a: np.ndarray,
@@ -66,9 +68,12 @@ def table_upsert(
 
     ``used[0]`` counts occupied slots. A key that is new when ``used[0]``
     reached ``max_used`` is not inserted: out is -1 for it. Returns how many
-    keys were refused that way.
+    keys were refused that way. When the table keeps a second value (``t_w``
+    not empty), it is the last tag the key was seen with (the latest bin), in
+    every mode.
     """
     mask = np.uint64(t_a.shape[0] - 1)
+    has_w = t_w.shape[0] > 0
     refused = 0
     for i in range(n):
         if not sel[i]:
@@ -88,6 +93,8 @@ def table_upsert(
             t_a[pos] = a
             t_b[pos] = b
             t_c[pos] = c
+            if has_w:
+                t_w[pos] = tags[i]
             if mode == MODE_ID:
                 t_v[pos] = used[0]
                 out[i] = used[0]
@@ -98,7 +105,10 @@ def table_upsert(
                 t_v[pos] = 1
                 out[i] = 1
             used[0] += 1
-        elif mode == MODE_ID:
+            continue
+        if has_w:
+            t_w[pos] = tags[i]
+        if mode == MODE_ID:
             out[i] = t_v[pos]
         elif mode == MODE_TAG:
             if t_v[pos] != tags[i]:
@@ -221,6 +231,7 @@ def table_merge(
     values: np.ndarray,
     n: int,
     mode: int,
+    latest_bin: int,
     out: np.ndarray,
     out_old: np.ndarray,
 ) -> int:
@@ -230,7 +241,8 @@ def table_merge(
     the earliest in ``t_v`` and, when it keeps a second value (``t_w`` not
     empty), the latest in ``t_w``. out = 2 new key, 3 seen earlier here than
     before (``out_old`` = the bin it was counted in until now), 0 no change.
-    ``MERGE_ADD``: the value is a count, added; out = 1 on a new key.
+    ``MERGE_ADD``: the value is a count, added; out = 1 on a new key; the
+    latest bin ``t_w`` (when kept) is raised to ``latest_bin``.
     A new key refused because the table is full has out -1 (returned count).
     Keys with ``keys_a < 0`` are skipped (out -1, not counted as refused).
     """
@@ -258,11 +270,13 @@ def table_merge(
             t_c[pos] = c
             t_v[pos] = values[i]
             if has_w:
-                t_w[pos] = values[i]
+                t_w[pos] = values[i] if mode == MERGE_FIRST else latest_bin
             used[0] += 1
             out[i] = 2 if mode == MERGE_FIRST else 1
         elif mode == MERGE_ADD:
             t_v[pos] += values[i]
+            if has_w:
+                t_w[pos] = max(t_w[pos], latest_bin)
             out[i] = 0
         else:
             if has_w:

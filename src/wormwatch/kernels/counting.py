@@ -162,9 +162,9 @@ def count_events(
     ev: tuple[np.ndarray, ...],
     n: int,
     flags: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-    pairs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-    names: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-    prefixes: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    pairs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    names: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    prefixes: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     max_used: int,
     counters: tuple[np.ndarray, np.ndarray, np.ndarray],
     out: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
@@ -174,14 +174,15 @@ def count_events(
 
     ``where`` = (host id, -1 = none; bin row, -1 = none; bin) per event; ``ev`` =
     (kind, qtype, dport, dst_hi, dst_lo, names, name_lens, keyword index);
-    ``flags`` those of :func:`flag_events`; each table = (a, b, c, v, used) of a
+    ``flags`` those of :func:`flag_events`; each table = (a, b, c, v, w, used) of a
     :class:`~wormwatch.tables.KeyTable` with room reserved for the keys the flags
-    allow; ``counters`` = (host totals, bin rows, host peaks). Fills ``out`` = (name hash, SYN
-    target new ever (2) / in this bin (1), name new (2), MX name new (2), keyword
-    name new (2): kept apart under their own salt when ``keyword_apart``) and
-    returns the keys the full tables refused. The tables are updated in the order
-    of separate calls (targets, names, MX names, keyword names, prefixes), so which
-    keys a full table refuses does not change.
+    allow (the prefixes' ``w`` keeps each key's latest bin); ``counters`` = (host
+    totals, bin rows, host peaks). Fills ``out`` = (name hash, SYN target new ever
+    (2) / in this bin (1), name new (2), MX name new (2), keyword name new (2): kept
+    apart under their own salt when ``keyword_apart``) and returns the keys the full
+    tables refused. The tables are updated in the order of separate calls (targets,
+    names, MX names, keyword names, prefixes), so which keys a full table refuses
+    does not change.
     """
     host, row, bins = where
     _kind, _qtype, _dport, dst_hi, dst_lo, name_mat, name_lens, keyword_idx = ev
@@ -191,9 +192,9 @@ def count_events(
     zeros = np.zeros(n, np.uint64)
     # typed int64, as from Python: a literal mode would compile table_upsert again
     tag = np.int64(MODE_TAG)
-    pa, pb, pc, pv, p_used = pairs
+    pa, pb, pc, pv, pw, p_used = pairs
     refused = table_upsert(
-        pa, pb, pc, pv, p_used, max_used, host, dst_hi, dst_lo, is_syn, bins, n, tag, pair
+        pa, pb, pc, pv, pw, p_used, max_used, host, dst_hi, dst_lo, is_syn, bins, n, tag, pair
     )
     refused += _count_names(
         names, max_used, (host, bins), name_hash, (has_name, is_mx, keyword_idx >= 0), n,
@@ -202,9 +203,9 @@ def count_events(
     packed = np.empty(n, np.uint64)
     pack_prefixes(name_mat, name_lens, has_name, n, packed)
     seen = np.empty(n, np.int64)
-    xa, xb, xc, xv, x_used = prefixes
+    xa, xb, xc, xv, xw, x_used = prefixes
     refused += table_upsert(
-        xa, xb, xc, xv, x_used, max_used, host, packed, zeros, packed != 0, host, n,
+        xa, xb, xc, xv, xw, x_used, max_used, host, packed, zeros, packed != 0, bins, n,
         np.int64(MODE_COUNT), seen,
     )  # fmt: skip
     _add_event_counters(host, row, ev, n, pair, (new_name, new_mx, new_kw), counters)
@@ -220,21 +221,21 @@ def _count_names(names, max_used, where, name_hash, flags, n, new, keyword_apart
     host, bins = where
     has_name, is_mx, is_keyword = flags
     new_name, new_mx, new_kw = new
-    na, nb, nc, nv, n_used = names
+    na, nb, nc, nv, nw, n_used = names
     zeros = np.zeros(n, np.uint64)
     tag = np.int64(MODE_TAG)
     refused = table_upsert(
-        na, nb, nc, nv, n_used, max_used, host, name_hash, zeros, has_name, bins, n, tag,
+        na, nb, nc, nv, nw, n_used, max_used, host, name_hash, zeros, has_name, bins, n, tag,
         new_name,
     )  # fmt: skip
     refused += table_upsert(
-        na, nb, nc, nv, n_used, max_used, host, name_hash, zeros + np.uint64(MX_SALT),
+        na, nb, nc, nv, nw, n_used, max_used, host, name_hash, zeros + np.uint64(MX_SALT),
         is_mx & has_name, bins, n, tag, new_mx,
     )  # fmt: skip
     is_kw = has_name & is_keyword
     if keyword_apart:
         refused += table_upsert(
-            na, nb, nc, nv, n_used, max_used, host, name_hash, zeros + np.uint64(KEYWORD_SALT),
+            na, nb, nc, nv, nw, n_used, max_used, host, name_hash, zeros + np.uint64(KEYWORD_SALT),
             is_kw, bins, n, tag, new_kw,
         )  # fmt: skip
     else:
@@ -302,7 +303,7 @@ def count_answer_events(
     where: tuple[np.ndarray, np.ndarray, np.ndarray],
     answers: tuple[np.ndarray, ...],
     n: int,
-    names: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    names: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     max_used: int,
     nx: tuple[int, int, int],
     counters: tuple[np.ndarray, np.ndarray],
@@ -314,7 +315,7 @@ def count_answer_events(
     ``where`` = (host id; bin row, -1 = none; bin) per event; ``answers`` = (is an
     answer of a tracked host, rcode, counted towards the distinct NXDOMAIN names and
     domains, name hash, registrable domain hash, name score 0..1); ``names`` the
-    (a, b, c, v, used) of the names table with room for two keys per counted
+    (a, b, c, v, w, used) of the names table with room for two keys per counted
     answer, keyed apart by the salts of ``nx`` = (NXDOMAIN name salt, domain salt, units of
     a score: the new domains' scores are counted in these);
     ``counters`` = (host totals, bin rows). Fills ``is_new`` (the answer named a
@@ -324,20 +325,20 @@ def count_answer_events(
     """
     host, row, bins = where
     is_answer, rcode, counted, name_hash, reg_hashes, scores = answers
-    na, nb, nc, nv, n_used = names
+    na, nb, nc, nv, nw, n_used = names
     totals, rows = counters
     tag = np.int64(MODE_TAG)
     new_name = np.empty(n, np.int64)
     new_domain = np.empty(n, np.int64)
     name_salts = np.full(n, np.uint64(nx[0]))
     refused = table_upsert(
-        na, nb, nc, nv, n_used, max_used, host, name_hash, name_salts, counted, bins, n, tag,
-        new_name,
+        na, nb, nc, nv, nw, n_used, max_used, host, name_hash, name_salts, counted, bins, n,
+        tag, new_name,
     )  # fmt: skip
     domain_salts = np.full(n, np.uint64(nx[1]))
     refused += table_upsert(
-        na, nb, nc, nv, n_used, max_used, host, reg_hashes, domain_salts, counted, bins, n,
-        tag, new_domain,
+        na, nb, nc, nv, nw, n_used, max_used, host, reg_hashes, domain_salts, counted, bins,
+        n, tag, new_domain,
     )  # fmt: skip
     for i in range(n):
         is_new[i] = new_domain[i] == 2
