@@ -9,6 +9,7 @@ from wormwatch.aggregate import Aggregator
 from wormwatch.classify import Classifier
 from wormwatch.health import Health, Judged
 from wormwatch.model import KIND_SYN, DecodeStats
+from wormwatch.present.sinks.metric_families import MetricState, hosts
 
 from testkit.events import make_events
 from testkit.fakes import FakeClock, ScriptedSource
@@ -59,3 +60,23 @@ def test_saturation_is_reported_once_then_hourly() -> None:
     assert health.saturation(agg) is None
     _ingest(agg, 63 * MIN_US, ["203.0.113.5", "203.0.113.6"])
     assert health.saturation(agg) is not None
+
+
+def test_the_snapshot_carries_the_distinct_sets_refused_and_dropped_keys() -> None:
+    # the counters a central had and showed nowhere; a sensor's reach the metrics too
+    agg = Aggregator(bin_s=60, window_s=120, max_keys=8)
+    scan = [(i, "192.0.2.1", f"198.51.100.{i}", KIND_SYN, 445, 0, b"") for i in range(12)]
+    later = [
+        (10 * MIN_US + i, "192.0.2.2", f"203.0.113.{i}", KIND_SYN, 445, 0, b"") for i in range(3)
+    ]
+    for rows in (scan, later):
+        ev = make_events(rows)
+        agg.ingest(ev, Classifier().classify(ev))
+    snap = Health("x", FakeClock(0.0)).snapshot(
+        ScriptedSource([]), DecodeStats(), agg, NOTHING_JUDGED
+    )
+    # 8 of the scanner's 12 targets fit; 10 minutes later (window 2) they went
+    assert (snap.keys_refused, snap.keys_dropped) == (4, 8)
+    served = {m.name: m.samples[0].value for m in hosts(MetricState(), snap) if m.samples}
+    assert served["wormwatch_distinct_keys_refused"] == 4
+    assert served["wormwatch_distinct_keys_dropped"] == 8

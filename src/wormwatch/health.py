@@ -127,6 +127,8 @@ class Health:
             hosts_tracked=counts.hosts_tracked,
             hosts_dropped=counts.hosts_evicted,
             events_untracked=counts.events_dropped,
+            keys_refused=counts.keys_refused,
+            keys_dropped=counts.keys_dropped,
             decode=decode.as_dict(),
             kernel_dropped=sstats.kernel_dropped,
             kernel_received=sstats.kernel_received,

@@ -389,6 +389,10 @@ class Snapshot:
     is_finished: bool = False
     # events of new hosts refused (no room for them in the host table)
     events_untracked: int = 0
+    # distinct-set keys refused by a full table; keys last seen before the window
+    # dropped from a table about to fill (AggregateCounts.keys_refused, keys_dropped)
+    keys_refused: int = 0
+    keys_dropped: int = 0
     # live capture: what the kernel says it received, and what the interface dropped
     kernel_received: int | None = None
     interface_dropped: int | None = None

@@ -23,6 +23,8 @@ from wormwatch.config import Config, load_config
 from wormwatch.delta import Delta, DeltaError, decode, encode
 from wormwatch.errors import WormwatchError
 from wormwatch.model import C_MX, KIND_DNS, KIND_SYN
+from wormwatch.present.sinks.metric_families import MetricState, hosts
+from wormwatch.tables import KeyTable
 
 from testkit.events import Row, make_events
 
@@ -410,3 +412,24 @@ def test_a_watching_view_outlives_a_broker_restart(monkeypatch: pytest.MonkeyPat
     answers[:] = [WormwatchError("cannot reach the broker (y)")]
     with pytest.raises(WormwatchError, match=r"\(y\)"):
         screen.show_view(ClusterConfig(), watch_s=5, console=Console(file=out, width=120))
+
+
+def test_a_central_shows_the_keys_its_full_tables_refused_and_dropped() -> None:
+    # DeltaMerger counted them apart, and the central's snapshot read the aggregate's
+    # counts: 0 refused, in no metric, whatever its tables refused or dropped
+    c = central(ClusterConfig(shards=4))
+    c.agg._pairs = KeyTable(8)
+    c.agg._pairs.keep_latest()
+    day_us = 86_400_000_000
+    scan = [(T0 + i, "192.0.2.1", f"198.51.100.{i}", KIND_SYN, 445, 0, b"") for i in range(12)]
+    later = [(T0 + 2 * day_us + i, "192.0.2.2", f"203.0.113.{i}", KIND_SYN, 445, 0, b"")
+             for i in range(3)]  # fmt: skip
+    for d in run("east", scan) + run("east", later):
+        c.apply(d)
+    assert c.agg.counts().keys_refused == 4
+    snap = snapshot(c, "central")
+    # 8 of the scanner's 12 targets fit; two days later (past the window) they went
+    assert (snap.keys_refused, snap.keys_dropped) == (4, 8)
+    served = {m.name: m.samples[0].value for m in hosts(MetricState(), snap) if m.samples}
+    assert served["wormwatch_distinct_keys_refused"] == 4
+    assert served["wormwatch_distinct_keys_dropped"] == 8

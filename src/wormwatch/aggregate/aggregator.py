@@ -61,6 +61,8 @@ class AggregateCounts:
     keys_refused: int
     # events of ignored networks
     events_ignored: int
+    # distinct-set keys last seen before the window, dropped from a table about to fill
+    keys_dropped: int = 0
 
 
 def _read_only(view: _A) -> _A:
@@ -288,6 +290,7 @@ class Aggregator:
             rows_dropped=self._bins.rows_dropped,
             keys_refused=self._keys_refused,
             events_ignored=self._events_ignored,
+            keys_dropped=self._keys_dropped,
         )
 
     def totals(self) -> I64:

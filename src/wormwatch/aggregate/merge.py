@@ -11,9 +11,10 @@ moves the count back to its bin; a domain's name score moves with it), and a
 target counts once per bin however many sensors saw it. The tables of these
 sets, and the name-prefix counts, keep each key's latest bin too: when one
 could fill, the keys no delta reported since before the window go, as on a
-sensor. Sample names are the host's earliest ones over all deltas (NXDOMAIN
-samples: the earliest name of each registrable domain). Each delta identity is
-applied once; a second copy changes nothing.
+sensor, and the aggregate counts them (and the keys a full table refused) as
+its ingest does. Sample names are the host's earliest ones over all deltas
+(NXDOMAIN samples: the earliest name of each registrable domain). Each delta
+identity is applied once; a second copy changes nothing.
 
 Memory follows the aggregate's limits, not the length of the run: sample times
 are kept per host id (an evicted host's go with it, as the aggregate's samples
@@ -123,7 +124,6 @@ class DeltaMerger:
         # the distinct sets keep each key's latest bin too: what a full one drops
         for table in (agg._pairs, agg._names):
             table.keep_latest()
-        self.keys_dropped = 0
         # (host, bin, target) seen: a target counts once per bin
         self._bin_targets = KeyTable(agg._pairs.max_used)
         # the window's first bin when the table last dropped the keys before it
@@ -133,7 +133,6 @@ class DeltaMerger:
         self._samples: list[dict[int, list[_Sample]]] = [{} for _ in range(_N_SAMPLE_SALTS)]
         self.applied = AppliedIds()
         self.n_rows = 0
-        self.keys_refused = 0
 
     @property
     def n_duplicates(self) -> int:
@@ -240,9 +239,9 @@ class DeltaMerger:
         # keys last seen by any sensor before the window go when the table could
         # fill (a full one refused every new key: no new target, MX domain or
         # NXDOMAIN domain counted, no new scanner or mailer was flagged, for good)
-        self.keys_dropped += table.make_room(int(refs.shape[0]), self.agg.oldest_bin())
+        self.agg._keys_dropped += table.make_room(int(refs.shape[0]), self.agg.oldest_bin())
         out, old, refused = _merge_into(table, h, keys[0], keys[1], bins, MERGE_FIRST)
-        self.keys_refused += refused
+        self.agg._keys_refused += refused
         return h, out, old
 
     def _merge_targets(self, delta: Delta, host: I64) -> None:
@@ -266,7 +265,7 @@ class DeltaMerger:
         out, _old, refused = _merge_into(
             self._bin_targets, th, bins.astype(np.uint64), key, np.ones(m, np.int64), MERGE_ADD
         )
-        self.keys_refused += refused
+        self.agg._keys_refused += refused
         self._count(th[out == 1], bins[out == 1], C_SYN_DST_BIN, 1)
 
     def _drop_targets_before(self, oldest_bin: int, n_new: int) -> None:
@@ -321,12 +320,12 @@ class DeltaMerger:
             return
         ph = host[delta.prefix_host.astype(np.int64)]
         # keys last reported before the window go when the table could fill (the module doc)
-        self.keys_dropped += self.agg._prefixes.make_room(m, self.agg.oldest_bin())
+        self.agg._keys_dropped += self.agg._prefixes.make_room(m, self.agg.oldest_bin())
         _out, _old, refused = _merge_into(
             self.agg._prefixes, ph, delta.prefix_key, np.zeros(m, np.uint64),
             delta.prefix_count.astype(np.int64), MERGE_ADD, delta.ident.bin,
         )  # fmt: skip
-        self.keys_refused += refused
+        self.agg._keys_refused += refused
 
     def _merge_samples(self, delta: Delta, host: I64) -> None:
         """Keep each host's earliest distinct names.

@@ -53,6 +53,7 @@ def snapshot(central: Central, name: str, *, is_finished: bool = False) -> Snaps
     sensors = central.sensors.values()
     drops = [h.kernel_dropped for h in sensors if h.kernel_dropped is not None]
     r, _evidence = central.network()
+    counts = agg.counts()
     return Snapshot(
         source=name,
         is_live=True,
@@ -63,7 +64,7 @@ def snapshot(central: Central, name: str, *, is_finished: bool = False) -> Snaps
         dns_per_s=0.0,
         syn_per_s=0.0,
         hosts_tracked=agg.n_hosts,
-        hosts_dropped=agg.counts().hosts_evicted,
+        hosts_dropped=counts.hosts_evicted,
         decode={},
         kernel_dropped=sum(drops) if drops else None,
         idle_s=None,
@@ -71,7 +72,9 @@ def snapshot(central: Central, name: str, *, is_finished: bool = False) -> Snaps
         hosts=[view for _i, view in central.host_views(TOP_HOSTS)],
         bin_s=agg.bin_s,
         is_finished=is_finished,
-        events_untracked=agg.counts().events_dropped,
+        events_untracked=counts.events_dropped,
+        keys_refused=counts.keys_refused,
+        keys_dropped=counts.keys_dropped,
         flagged=central.judger.flagged_counts(),
         sensors=sensor_rows(central),
     )

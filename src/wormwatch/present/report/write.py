@@ -80,6 +80,7 @@ def write_report(result: RunResult, out_dir: Path, cfg: Config, *, files: Sequen
             "events of hosts past max_hosts": limits.events_dropped,
             "(host, bin) rows past max_host_bins": limits.rows_dropped,
             "distinct-set keys refused": limits.keys_refused,
+            "distinct-set keys last seen before the window": limits.keys_dropped,
             "events of ignored networks": limits.events_ignored,
         },
     )

@@ -165,6 +165,16 @@ def hosts(state: MetricState, snap: Snapshot) -> Iterator[Metric]:
         "Events of new hosts refused because the host table was full.",
         snap.events_untracked,
     )
+    yield from _counter(
+        "wormwatch_distinct_keys_refused",
+        "Distinct-set keys (SYN targets, names, name prefixes) refused by a full table.",
+        snap.keys_refused,
+    )
+    yield from _counter(
+        "wormwatch_distinct_keys_dropped",
+        "Distinct-set keys last seen before the window, dropped from a table about to fill.",
+        snap.keys_dropped,
+    )
     flagged = GaugeMetricFamily(
         "wormwatch_flagged_hosts", "Hosts that hold a verdict now.", labels=["verdict"]
     )

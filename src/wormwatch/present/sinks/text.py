@@ -69,6 +69,8 @@ def stats_table(snapshot: Snapshot, warnings: Sequence[str] = ()) -> Table:
         rows.append(("hosts evicted", f"{snapshot.hosts_dropped:,} (host table was full)"))
     if snapshot.events_untracked:
         rows.append(("events of untracked hosts", f"{snapshot.events_untracked:,} (no room)"))
+    if snapshot.keys_refused:
+        rows.append(("distinct-set keys refused", f"{snapshot.keys_refused:,} (tables full)"))
     if snapshot.kernel_dropped is not None:
         rows.append(("kernel received", f"{snapshot.kernel_received or 0:,}"))
         rows.append(("kernel drops", f"{snapshot.kernel_dropped:,}"))
