@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+import wormwatch
 from wormwatch.cli import _use_tui, build_parser, main
 
 from testkit.paths import DEMO, DEMO_CONFIG, REPO
@@ -356,3 +358,51 @@ def test_a_terminal_that_cannot_show_a_character_gets_no_traceback(tmp_path: Pat
     # the summary is there, the character it could not show is a '?'
     assert "?é.pcap".encode("latin-1") in got.stdout
     assert b"192.0.2.99" in got.stdout
+
+
+def _read_only_copy_of_the_package(tmp_path: Path) -> Path:
+    src = tmp_path / "src"
+    shutil.copytree(
+        Path(wormwatch.__file__).parent,
+        src / "wormwatch",
+        ignore=shutil.ignore_patterns("__pycache__", "*.nbi", "*.nbc"),
+    )
+    home = tmp_path / "home"
+    home.mkdir()
+    for path in [src, home, *src.rglob("*")]:
+        path.chmod(path.stat().st_mode & ~0o222)
+    return src
+
+
+def test_nowhere_to_keep_the_kernels_is_one_line(tmp_path: Path) -> None:
+    """An install the user cannot write and no writable home (a system account running
+    a root-owned venv, docs/LIVE.md "With capabilities"): numba's RuntimeError came out
+    as a traceback at the first kernel import."""
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        # root writes anywhere; without its capabilities it obeys the modes as a user does
+        if shutil.which("setpriv") is None:
+            pytest.skip("needs setpriv to run without root's capabilities")
+        prefix = ["setpriv", "--bounding-set=-all", "--inh-caps=-all"]
+    src = _read_only_copy_of_the_package(tmp_path)
+    unset = ("NUMBA_CACHE_DIR", "XDG_CACHE_HOME")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
+    env.update(HOME=str(tmp_path / "home"), PYTHONPATH=str(src))
+    try:
+        got = subprocess.run(
+            [*prefix, sys.executable, "-m", "wormwatch", "replay", str(DEMO), "--no-tui"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        for path in [tmp_path, *tmp_path.rglob("*")]:
+            path.chmod(path.stat().st_mode | 0o200)
+    assert "Traceback" not in got.stderr
+    assert got.stderr.startswith("wormwatch: error: numba has nowhere to keep the compiled")
+    assert "NUMBA_CACHE_DIR" in got.stderr
+    assert got.stderr.count("\n") == 1
+    assert got.returncode == 2

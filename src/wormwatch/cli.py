@@ -22,6 +22,7 @@ from wormwatch.errors import WormwatchError
 from wormwatch.text import escape_text
 
 EXIT_OK = 0
+EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
@@ -261,6 +262,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("wormwatch: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except RuntimeError as err:
+        # numba's, at the first kernel import, when it has nowhere to keep compiled
+        # code (a root-owned install run by a user without a writable home)
+        if not str(err).startswith("cannot cache function"):
+            raise
+        _say("error", _NO_KERNEL_CACHE)
+        return EXIT_USAGE
+
+
+_NO_KERNEL_CACHE = (
+    "numba has nowhere to keep the compiled kernels: neither the installed package's "
+    "folder nor this user's ~/.cache can be written; set NUMBA_CACHE_DIR to a folder "
+    "this user may write (docs/LIVE.md)"
+)
 
 
 def _tell(line: str) -> None:
