@@ -433,3 +433,26 @@ def test_a_central_shows_the_keys_its_full_tables_refused_and_dropped() -> None:
     served = {m.name: m.samples[0].value for m in hosts(MetricState(), snap) if m.samples}
     assert served["wormwatch_distinct_keys_refused"] == 4
     assert served["wormwatch_distinct_keys_dropped"] == 8
+
+
+def test_the_view_into_a_file_or_pipe_shows_whole_numbers(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`wormwatch view > file` (or a pipe) was drawn 80 columns wide: the score 100.0
+    came out as "1…", 1,989 SYNs as "1…" and the MX column empty."""
+    from wormwatch.present.live import cluster as screen
+
+    hosts = [{"src_ip": "192.0.2.99", "score": 100.0, "verdicts": ["mx-client", "smb-scan",
+              "bot-sync"], "queries": 1376, "mx": 114, "syns": 1989, "syn_targets": 508,
+              "sensors": ["backfill"]}]  # fmt: skip
+    view = merge_top([{"central": "central-0-15", "hosts": hosts, "sensors": []}])
+    monkeypatch.setattr(screen, "fetch_view", lambda _cluster: view)
+    monkeypatch.delenv("COLUMNS", raising=False)
+    screen.show_view(ClusterConfig(), watch_s=None)
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if "192.0.2.99" in line]
+    assert len(rows) == 1, out
+    row = rows[0]
+    cells = [cell.strip() for cell in row.split("│")[1:-1]]
+    assert cells == ["192.0.2.99", "100.0", "mx-client smb-scan bot-sync", "1,376", "114",
+                     "1,989", "508", "backfill"]  # fmt: skip

@@ -7,6 +7,7 @@ redrawn every few seconds.
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
@@ -53,7 +54,9 @@ def show_view(
     cluster: ClusterConfig, *, watch_s: float | None, console: Console | None = None
 ) -> None:
     """Print the merged view once, or redraw it every ``watch_s`` seconds."""
-    console = console or Console()
+    # a file or pipe gets the whole table: at rich's default 80 columns a score of
+    # 100.0 read "1…" and the MX column was empty
+    console = console or Console(width=None if sys.stdout.isatty() else 200)
     shown = False
     while True:
         try:
