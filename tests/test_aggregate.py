@@ -458,3 +458,20 @@ def test_a_key_table_grows_to_at_most_seven_tenths_full_and_keeps_every_key() ->
         inserted += n
     # 5,000 keys at most 7/10 full: 8,192 slots, not the 16,384 a half-full rule needs
     assert table.capacity == 8_192
+
+
+def test_the_run_starts_at_its_oldest_event_whatever_the_order() -> None:
+    """`replay --concatenate demo.pcap vlan.pcap` counted vlan.pcap's events of 09:00:00
+    after demo's of 09:00:02-09:29, and its network record, text summary and report
+    said the capture began at 09:00:02 (the first batch's oldest event)."""
+    agg = Aggregator(bin_s=60)
+    dns = (KIND_DNS, 53, 1, b"a.example")
+    later = make_events([(602_000_000, "192.0.2.1", "192.0.2.53", *dns),
+                         (2_384_000_000, "192.0.2.1", "192.0.2.53", *dns)])  # fmt: skip
+    agg.ingest(later, Classifier().classify(later))
+    assert agg.start_us == 602_000_000
+    older = make_events([(600_010_000, "192.0.2.2", "192.0.2.53", *dns)])
+    agg.ingest(older, Classifier().classify(older))
+    assert agg.start_us == 600_010_000
+    assert agg.now_us == 2_384_000_000
+    assert min(agg.first_seen_us().tolist()) == agg.start_us

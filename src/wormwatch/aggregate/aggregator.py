@@ -162,8 +162,11 @@ class Aggregator:
             self._events_ignored += int(np.count_nonzero(ignored))
             keep &= ~ignored
         self._now_us = max(self._now_us, int(ts.max()))
-        if self._start_us < 0:
-            self._start_us = int(ts.min())
+        # the oldest event, not the first batch's: files read one after the other
+        # (--concatenate) may go back in time
+        oldest_us = int(ts.min())
+        if self._start_us < 0 or oldest_us < self._start_us:
+            self._start_us = oldest_us
         host, renumbering = self._admit(src_hi, src_lo, keep)
         self._touch(host, ts)
         h = self._hosts
@@ -277,7 +280,7 @@ class Aggregator:
 
     @property
     def start_us(self) -> int:
-        """The packet time of the first batch's oldest event (-1 before any)."""
+        """The packet time of the oldest event counted (-1 before any)."""
         return self._start_us
 
     def counts(self) -> AggregateCounts:
