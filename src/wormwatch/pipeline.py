@@ -309,11 +309,12 @@ class Pipeline:
             if renumbering is not None:
                 self.judge.renumber(renumbering)
                 self.finder.renumber(renumbering)
+            # per bin, as the alerts: a batch can span many minutes of packet time
+            record = self.health.saturation(self.agg)
+            if record is not None:
+                self._write([record])
             self._judged_bin = max(self._judged_bin, int(bins[hi - 1]))
             lo = hi
-        record = self.health.saturation(self.agg)
-        if record is not None:
-            self._write([record])
         # After counting: a sink that fails (the event log's disk full) ends the run,
         # and the summary then still holds the batch the decode counts already hold.
         for sink in self.event_sinks:

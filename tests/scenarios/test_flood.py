@@ -20,6 +20,7 @@ from wormwatch.source.pcapfile import open_replay
 from testkit.events import make_events
 from testkit.fakes import RecordSink
 from testkit.flood import SCANNER, write_flood
+from testkit.paths import DEMO
 
 
 def held_bytes(obj: object, seen: set[int] | None = None) -> int:
@@ -163,3 +164,15 @@ def test_full_tables_refuse_and_count_what_did_not_fit() -> None:
     # prune in a day's window): its 290 later events and all 300 of the client's
     assert counts.rows_dropped == 290 + 300
     assert counts.hosts_tracked == 2
+
+
+def test_the_saturation_record_comes_in_the_bin_the_table_overflowed() -> None:
+    """The demo with room for 5 hosts overflows in its first minute; the sensor record
+    was checked once per batch, so it came after every alert, stamped 09:29:44 (the
+    batch's newest packet), not when the table filled."""
+    _, _, sink = flood_run(DEMO, max_hosts=5)
+    kinds = [r["event_type"] for r in sink.records]
+    assert kinds.count("sensor") == 1
+    sensor = sink.records[kinds.index("sensor")]
+    assert str(sensor["timestamp"]) < "2026-01-15T09:01:00"
+    assert kinds.index("sensor") < kinds.index("alert")
