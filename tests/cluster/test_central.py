@@ -456,3 +456,23 @@ def test_the_view_into_a_file_or_pipe_shows_whole_numbers(
     cells = [cell.strip() for cell in row.split("│")[1:-1]]
     assert cells == ["192.0.2.99", "100.0", "mx-client smb-scan bot-sync", "1,376", "114",
                      "1,989", "508", "backfill"]  # fmt: skip
+
+
+def test_the_view_on_an_80_column_terminal_keeps_the_numbers_whole() -> None:
+    """At 80 columns every column was cut alike: the score read "…", MX was empty."""
+    from rich.console import Console
+
+    from wormwatch.present.live.cluster import view_screen
+
+    hosts = [{"src_ip": "2001:db8:0:1::a1", "score": 100.0, "verdicts": ["mx-client",
+              "smb-scan", "bot-sync"], "queries": 1376, "mx": 114, "syns": 1989,
+              "syn_targets": 508, "sensors": ["backfill", "uplink-a"]}]  # fmt: skip
+    view = merge_top([{"central": "central-0-15", "hosts": hosts, "sensors": []}])
+    console = Console(width=80, record=True, force_terminal=False)
+    console.print(view_screen(view))
+    lines = console.export_text().splitlines()
+    row = next(line for line in lines if "2001:db8" in line)
+    cells = [cell.strip() for cell in row.split("│")[1:-1]]
+    assert cells[1] == "100.0"
+    assert cells[3:7] == ["1,376", "114", "1,989", "508"]
+    assert max(len(line) for line in lines) <= 80

@@ -21,11 +21,15 @@ from wormwatch.errors import WormwatchError
 from wormwatch.present.live.sensors import num, sensors_table
 from wormwatch.present.safe import name_cell, safe_text
 
+_TEXT_COLUMNS = ("host", "verdicts", "sensors")
+
 
 def hosts_table(view: MergedView) -> Table:
     table = Table(title="wormwatch: hosts across all central processes", expand=False)
     for col in ("host", "score", "verdicts", "queries", "MX", "SYNs", "targets", "sensors"):
-        table.add_column(col, no_wrap=True)
+        # a narrow terminal shortens the text columns (their cells end in "…"), not
+        # the numbers: at 80 columns a score of 100.0 read "…" and MX nothing
+        table.add_column(col, no_wrap=col not in _TEXT_COLUMNS)
     for h in view.hosts:
         table.add_row(
             name_cell(str(h.get("src_ip", "?")), max_len=39),
