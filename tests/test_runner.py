@@ -9,6 +9,8 @@ import pty
 import signal
 import subprocess
 import sys
+import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -216,3 +218,29 @@ def test_summary_to_a_fifo_is_written_in_place(tmp_path: Path) -> None:
     assert stat.S_ISFIFO(fifo.stat().st_mode)
     lines = got[0].decode().splitlines()
     assert json.loads(lines[-1])["event_type"] == "network"
+
+
+def test_a_capture_stopped_while_it_starts_spans_its_wall_time(tmp_path: Path) -> None:
+    """`systemctl stop` while a first run compiles: the summary of nothing had a network
+    record of 1970-01-01 (the source was taken for a file's), which a SIEM files there;
+    a live record before anything is counted spans the run's wall time (README)."""
+    summary = tmp_path / "hosts.jsonl"
+    # no such interface: were the stop missed, the run would end in an error, capturing
+    # nothing on this machine
+    args = ["live", "-i", "ww-none0", "--no-tui", "--summary", str(summary)]
+    before = time.time()
+    done = subprocess.run(
+        [sys.executable, "-c", _SIGNALLED_AT, "wormwatch.runner.warm_up", "SIGTERM", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    after = time.time()
+    assert done.returncode == 0, done.stderr
+    (network,) = [json.loads(line) for line in summary.read_text().splitlines()]
+    assert network["event_type"] == "network"
+    assert network["source"] == "ww-none0"
+    for key in ("first_seen", "last_seen", "timestamp"):
+        seen = datetime.fromisoformat(network[key]).timestamp()
+        assert before - 1 <= seen <= after + 1, (key, network[key])

@@ -313,7 +313,9 @@ def _source_unless_stopped(cfg: Config, opts: RunOptions, stop: Stop) -> Source:
         source = None if stop.requested else _open_source(cfg, opts)
     else:
         source = _broken_off(stop, lambda: _open_source(cfg, opts))
-    return source if source is not None else NoPackets(opts.interface or ", ".join(opts.files))
+    if source is not None:
+        return source
+    return NoPackets(opts.interface or ", ".join(opts.files), is_live=opts.command == "live")
 
 
 def _write_result(out: SummaryFile, result: RunResult) -> None:

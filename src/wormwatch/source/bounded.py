@@ -35,12 +35,12 @@ class Bounded:
 
 
 class NoPackets:
-    """The source of a run stopped before it began: it ends at once."""
+    """The source of a run stopped before it began: it ends at once. ``is_live``: the
+    run was a capture (its summary then spans the run's wall time, not 1970)."""
 
-    is_live = False
-
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, is_live: bool = False) -> None:
         self.name = name
+        self.is_live = is_live
 
     def read_batch(self, max_packets: int) -> Batch | None:
         return None
