@@ -360,6 +360,26 @@ def test_a_terminal_that_cannot_show_a_character_gets_no_traceback(tmp_path: Pat
     assert b"192.0.2.99" in got.stdout
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_a_text_summary_that_cannot_be_written_is_one_line(tmp_path: Path) -> None:
+    """``replay F > /dev/full`` (a full disk under standard output): the text
+    summary ended in an OSError traceback, exit 1. Now one line, exit 2, and the
+    summary file written before it is whole."""
+    summary = tmp_path / "summary.jsonl"
+    with open("/dev/full", "w") as full:
+        got = subprocess.run(
+            [sys.executable, "-m", "wormwatch", "replay", str(DEMO), "--no-tui",
+             "--summary", str(summary)],
+            check=False, stdout=full, stderr=subprocess.PIPE, timeout=300,
+        )  # fmt: skip
+    assert got.returncode == 2, got.stderr
+    assert got.stderr.decode().splitlines() == [
+        "wormwatch: error: cannot write the text summary to standard output: "
+        "No space left on device"
+    ]
+    assert summary.read_text().splitlines()[-1].startswith('{"schema":1,"event_type":"network"')
+
+
 def _read_only_copy_of_the_package(tmp_path: Path) -> Path:
     src = tmp_path / "src"
     shutil.copytree(

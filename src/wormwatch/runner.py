@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, TextIO, TypeVar
 
 from wormwatch.config import Config
 from wormwatch.control import RunSignals, Stop
+from wormwatch.errors import WormwatchError
 from wormwatch.model import HostView, Snapshot
 from wormwatch.outputs import Outputs, SummaryFile
 from wormwatch.pipeline import AlertSink, EventSink, Pipeline, Presenter, RunResult
@@ -189,13 +190,9 @@ def write_summary(
     bin_s: int,
     network: dict[str, object] | None = None,
 ) -> None:
-    """Host records (ranked) then one network record, as JSON lines.
-
-    A regular file is written beside its final name and renamed into place,
-    so a reader (or a periodic rewrite) never sees half a summary; anything
-    else (``-``, a pipe, ``/dev/null``) is written in place, never replaced
-    (:class:`~wormwatch.outputs.SummaryFile` says which).
-    """
+    """Host records (ranked) then one network record, as JSON lines. A regular file
+    is written beside its name and renamed into place (no reader sees half of it);
+    ``-``, a pipe, ``/dev/null`` in place (:class:`~wormwatch.outputs.SummaryFile`)."""
     writer = out.open_for_rewrite()
     try:
         write_summary_records(writer, hosts, final, bin_s, network)
@@ -399,3 +396,5 @@ def _print_text(result: RunResult, file: TextIO) -> None:
         # failed (an output into that same pipe), its one error line says more
         if result.error is None:
             raise
+    except WormwatchError as err:  # the files are written: one line, not a traceback
+        result.error = result.error or err

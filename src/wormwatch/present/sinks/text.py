@@ -14,6 +14,7 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from wormwatch.errors import WormwatchError
 from wormwatch.model import (
     C_A,
     C_AAAA,
@@ -133,10 +134,20 @@ def print_summary(
     *,
     file: TextIO,
 ) -> None:
-    """Print :func:`summary` as plain text (colours only on a terminal)."""
+    """Print :func:`summary` as plain text (colours only on a terminal).
+
+    Raises:
+        WormwatchError: ``file`` refused it (a full disk; ``> /dev/full``).
+    """
     # A file or pipe gets the whole table, not 80 columns of ellipses.
     width = None if file.isatty() else 160
-    Console(file=file, highlight=False, width=width).print(summary(snapshot, hosts, warnings))
+    try:
+        Console(file=file, highlight=False, width=width).print(summary(snapshot, hosts, warnings))
+    except OSError as err:
+        where = {"<stdout>": "standard output", "<stderr>": "standard error"}.get(
+            getattr(file, "name", ""), "its file"
+        )
+        raise WormwatchError(f"cannot write the text summary to {where}: {err.strerror}") from None
 
 
 def load_lazy_parts() -> None:
