@@ -85,26 +85,45 @@ def stats_table(snapshot: Snapshot, warnings: Sequence[str] = ()) -> Table:
     return t
 
 
-def hosts_table(hosts: Sequence[HostView], *, limit: int = 20) -> Table:
-    """Top hosts by score: the counts an analyst looks at first."""
-    t = Table(title=f"top {min(limit, len(hosts))} hosts", header_style="bold")
-    for name, justify in (
-        ("host", "left"),
-        ("score", "right"),
-        ("verdicts", "left"),
-        ("queries", "right"),
-        ("A", "right"),
-        ("AAAA", "right"),
-        ("MX", "right"),
-        ("PTR", "right"),
-        ("kw", "right"),
-        ("SYN 135/139/445", "right"),
-        ("targets", "right"),
-    ):
-        t.add_column(name, justify=justify)  # type: ignore[arg-type]
+# (name, justify), in the order shown
+_HOST_COLUMNS = (
+    ("host", "left"), ("score", "right"), ("verdicts", "left"), ("queries", "right"),
+    ("A", "right"), ("AAAA", "right"), ("MX", "right"), ("PTR", "right"), ("kw", "right"),
+    ("SYN 135/139/445", "right"), ("targets", "right"),
+)  # fmt: skip
+# what a terminal too narrow for the whole table leaves out first (the --summary
+# file has every count): never the address, score, verdicts, MX, SYNs or targets
+_LEFT_OUT_FIRST = ("PTR", "AAAA", "A", "kw", "queries")
+
+
+def hosts_table(hosts: Sequence[HostView], *, limit: int = 20, width: int | None = None) -> Table:
+    """Top hosts by score: the counts an analyst looks at first. Narrower than the
+    whole table (``width``), it leaves out the columns of :data:`_LEFT_OUT_FIRST`
+    one by one, and says so, rather than cut addresses and counts short."""
+    left_out: list[str] = []
+    t = _hosts_table(hosts, limit, left_out)
+    if width is not None:
+        # measured unbounded: a console's own width caps what it measures
+        measure = Console(width=1 << 16).measure
+        for name in _LEFT_OUT_FIRST:
+            if measure(t).maximum <= width:
+                break
+            left_out.append(name)
+            t = _hosts_table(hosts, limit, left_out)
+    return t
+
+
+def _hosts_table(hosts: Sequence[HostView], limit: int, left_out: list[str]) -> Table:
+    caption = f"narrow terminal: {', '.join(left_out)} left out" if left_out else None
+    t = Table(title=f"top {min(limit, len(hosts))} hosts", header_style="bold", caption=caption)
+    shown = [name not in left_out for name, _ in _HOST_COLUMNS]
+    for (name, justify), is_shown in zip(_HOST_COLUMNS, shown, strict=True):
+        if is_shown:
+            # the address and the counts whole; the verdicts wrap
+            t.add_column(name, justify=justify, no_wrap=name != "verdicts")  # type: ignore[arg-type]
     for view in hosts[:limit]:
         tot = view.state.totals
-        t.add_row(
+        cells: tuple[str | Text, ...] = (
             Text(safe_text(view.state.addr)),
             f"{view.verdict.score:.0f}",
             Text(", ".join(view.verdict.verdicts) or "-"),
@@ -117,14 +136,19 @@ def hosts_table(hosts: Sequence[HostView], *, limit: int = 20) -> Table:
             f"{tot[C_SYN135]}/{tot[C_SYN139]}/{tot[C_SYN445]}",
             f"{tot[C_SYN_DST_NEW]:,}",
         )
+        t.add_row(*(cell for cell, is_shown in zip(cells, shown, strict=True) if is_shown))
     return t
 
 
 def summary(
-    snapshot: Snapshot, hosts: Sequence[HostView], warnings: Sequence[str] = ()
+    snapshot: Snapshot,
+    hosts: Sequence[HostView],
+    warnings: Sequence[str] = (),
+    width: int | None = None,
 ) -> RenderableType:
-    """The whole end-of-run text: statistics, then the top hosts."""
-    return Group(stats_table(snapshot, warnings), Text(""), hosts_table(hosts))
+    """The whole end-of-run text: statistics, then the top hosts (``width``: as
+    :func:`hosts_table`)."""
+    return Group(stats_table(snapshot, warnings), Text(""), hosts_table(hosts, width=width))
 
 
 def print_summary(
@@ -142,7 +166,8 @@ def print_summary(
     # A file or pipe gets the whole table, not 80 columns of ellipses.
     width = None if file.isatty() else 160
     try:
-        Console(file=file, highlight=False, width=width).print(summary(snapshot, hosts, warnings))
+        console = Console(file=file, highlight=False, width=width)
+        console.print(summary(snapshot, hosts, warnings, width=console.width))
     except OSError as err:
         where = {"<stdout>": "standard output", "<stderr>": "standard error"}.get(
             getattr(file, "name", ""), "its file"
