@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -99,3 +100,34 @@ def test_a_stop_breaks_off_only_where_it_is_safe(where: Callable[[], None]) -> N
             time.sleep(10)
     assert signal.getsignal(signal.SIGALRM) == signal.SIG_DFL
     assert not stop.interrupted
+
+
+def test_a_stop_as_the_loading_ends_leaves_no_alarm_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A SIGTERM whose handler ran just as breaking_off() ended (after it had turned
+    the alarm off, before it stopped breaking off) found a frame where raising is
+    unsafe and set the alarm again; SIGALRM's own action was back by then, and the
+    process died of it (exit -14: a fresh clone's CI run, a stop during the first
+    run's compile). The alarm now stays off."""
+    stop = Stop()
+    # a frame numba's exec of generated code would have: no KeyboardInterrupt there
+    unsafe = eval(compile("sys._getframe()", "<string>", "eval"), {"sys": sys})
+    real = signal.setitimer
+
+    def setitimer(which: int, seconds: float, interval: float = 0.0) -> tuple[float, float]:
+        got = real(which, seconds, interval)
+        if seconds == 0:
+            stop.on_signal(signal.SIGTERM, unsafe)  # the handler runs right here
+        return got
+
+    previous = signal.signal(signal.SIGALRM, lambda _signum, _frame: None)
+    try:
+        monkeypatch.setattr(signal, "setitimer", setitimer)
+        with stop.breaking_off():
+            pass
+        monkeypatch.undo()
+        left = signal.getitimer(signal.ITIMER_REAL)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert left == (0.0, 0.0)
+    assert stop.requested

@@ -101,9 +101,13 @@ class Stop:
             try:
                 yield
             finally:
-                # before SIGALRM's own action (the end of the process) is back
-                signal.setitimer(signal.ITIMER_REAL, 0)
+                # in this order: a handler that runs in between (a SIGTERM or an
+                # alarm already delivered) no longer sets the timer again, and no
+                # timer is left when SIGALRM's own action (the end of the process)
+                # is back; the other way round one could, and the process died of
+                # SIGALRM (exit -14) after a stop during a first run's compile
                 self._is_breaking = False
+                signal.setitimer(signal.ITIMER_REAL, 0)
 
     def loop_ended(self) -> None:
         """The run's loop is over: from now on the wind-down's rules hold."""
