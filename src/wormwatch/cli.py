@@ -263,8 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("wormwatch: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except RuntimeError as err:
-        # numba's, at the first kernel import, when it has nowhere to keep compiled
-        # code (a root-owned install run by a user without a writable home)
+        # numba's at the first kernel import: nowhere to keep compiled code (a user without a home)
         if not str(err).startswith("cannot cache function"):
             raise
         _say("error", _NO_KERNEL_CACHE)

@@ -223,8 +223,7 @@ class DecodeStats:
     dns_queries: int = 0
     syns: int = 0
     dns_answers: int = 0
-    # IP fragment reassembly: datagrams reassembled and pending; fragments timed out,
-    # evicted, overlapping, bad (wormwatch.reassemble.Reassembler.counters)
+    # IP fragment reassembly (wormwatch.reassemble.Reassembler.counters)
     fragments: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, int]:
@@ -387,16 +386,13 @@ class Snapshot:
     hosts: list[HostView]
     bin_s: int = 60
     is_finished: bool = False
-    # events of new hosts refused (no room for them in the host table)
-    events_untracked: int = 0
-    # distinct-set keys refused by a full table; keys last seen before the window
-    # dropped from a table about to fill (AggregateCounts.keys_refused, keys_dropped)
-    keys_refused: int = 0
-    keys_dropped: int = 0
-    # live capture: what the kernel says it received, and what the interface dropped
+    events_untracked: int = 0  # events of new hosts the full host table refused
+    keys_refused: int = 0  # distinct-set keys a full table refused (AggregateCounts)
+    keys_dropped: int = 0  # and dropped as last seen before the window
+    # live capture: what the kernel received, and what the interface dropped
     kernel_received: int | None = None
     interface_dropped: int | None = None
-    # hosts that hold each verdict now, over every host judged (not only ``hosts``)
+    # hosts holding each verdict now, over every host judged (not only ``hosts``)
     flagged: dict[str, int] = field(default_factory=dict)
     # central: one row per sensor for the sensors panel (wormwatch.cluster.top.sensor_rows)
     sensors: list[dict[str, Any]] = field(default_factory=list)
